@@ -1,0 +1,5 @@
+import sys
+
+from tinyexit.cli import main
+
+sys.exit(main())
