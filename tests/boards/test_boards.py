@@ -1,0 +1,60 @@
+"""Board files: the shipped boards load; every invalid fixture (one per schema/semantic rule) is refused
+with the message its first line announces (`# expect: ...`)."""
+from pathlib import Path
+
+import pytest
+
+from tinyexit.boards import BoardError, available_boards, load_board, load_board_file
+
+INVALID = sorted((Path(__file__).parent / "invalid").glob("*.yaml"))
+
+
+def test_shipped_boards_load():
+    assert {"nrf52840", "mps2-an386", "netduinoplus2"} <= set(available_boards())
+    for name in available_boards():
+        b = load_board(name)
+        assert b.name == name
+        assert b.code_flash.size > 0 and b.ram.size > b.stack_size
+
+
+def test_nrf52840_real_and_emulated():
+    real = load_board("nrf52840")
+    emu = load_board("nrf52840", emulate=True)
+    assert (real.flash, real.ram) == (emu.flash, emu.ram)  # same memory budget
+    assert real.flash.size == 1 << 20 and real.ram.size == 256 << 10 and real.ram.origin == 0x20000000
+    assert real.uart.driver == "nrf_uarte" and emu.uart.driver == "cmsdk_apb"
+    assert real.nvm.driver == "nrf_nvmc" and emu.nvm.driver == "flash_sim" and real.nvm.page_size == 4096
+    assert real.code_flash.size == (1 << 20) - 16 * 1024  # NVM pages are not image flash
+    assert real.default_runner == "pyocd" and emu.default_runner == "qemu"
+    assert real.pyocd_target == "nrf52840" and emu.qemu_machine == "mps2-an386"
+    assert emu.variant == "nrf52840-qemu" and real.variant == "nrf52840"
+
+
+def test_other_memory_map():
+    b = load_board("netduinoplus2")
+    assert b.flash.origin == 0x08000000 and b.uart.driver == "stm32_usart" and b.emulated
+
+
+def test_board_that_cannot_be_emulated(tmp_path):
+    text = (Path(load_board("nrf52840").path)).read_text().replace("runners: [pyocd, qemu, renode]",
+                                                                   "runners: [pyocd, renode]")
+    f = tmp_path / "nrf52840.yaml"
+    f.write_text(text)
+    load_board_file(f)
+    with pytest.raises(BoardError, match="cannot be emulated"):
+        load_board_file(f, emulate=True)
+
+
+def test_unknown_board_names_known_ones():
+    with pytest.raises(BoardError, match="Known boards: .*nrf52840"):
+        load_board("nrf52841")
+
+
+@pytest.mark.parametrize("fixture", INVALID, ids=[p.stem for p in INVALID])
+def test_invalid_board_refused(fixture):
+    expect = fixture.read_text().splitlines()[0].removeprefix("# expect: ")
+    with pytest.raises(BoardError) as exc:
+        load_board_file(fixture)
+    msg = str(exc.value)
+    assert expect in msg
+    assert str(fixture) in msg  # names the file

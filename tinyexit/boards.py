@@ -1,0 +1,241 @@
+"""Boards as data: one YAML file per board in `boards/`, validated against `boards/board.schema.json`.
+
+A board names its core, its memory budget (flash, RAM, NVM), the HAL drivers its firmware needs (UART,
+tick counter, how a run ends) and its runners in order of preference (the first is the default). An
+emulated board is the same data with an override: `load_board("nrf52840", emulate=True)` keeps the
+nRF52840's memory budget and swaps in the HAL of the QEMU machine that runs it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from tinyexit.errors import TinyexitError
+
+BOARDS_DIR = Path(__file__).resolve().parent.parent / "boards"
+SCHEMA_PATH = BOARDS_DIR / "board.schema.json"
+
+# arm-none-eabi-gcc flags per core (hard float ABI where there is an FPU).
+CORE_FLAGS = {
+    "cortex-m4f": ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"],
+    "cortex-m4": ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=soft"],
+    "cortex-m3": ["-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft"],
+}
+
+
+class BoardError(TinyexitError):
+    """A board file is missing or wrong; the message names the file, the key and the fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Region:
+    origin: int
+    size: int
+
+    @property
+    def end(self) -> int:
+        return self.origin + self.size
+
+
+@dataclasses.dataclass(frozen=True)
+class Nvm(Region):
+    driver: str  # nrf_nvmc | flash_sim | ram
+    page_size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Uart:
+    driver: str  # nrf_uarte | cmsdk_apb | stm32_usart
+    base: int
+    baudrate: int = 115200
+    tx_pin: int | None = None
+    rx_pin: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Board:
+    name: str
+    description: str
+    core: str
+    clock_hz: int
+    flash: Region          # the whole flash; `code_flash` excludes an NVM area inside it
+    ram: Region
+    nvm: Nvm
+    stack_size: int
+    uart: Uart
+    tick: str              # systick | dwt
+    exit: str              # semihosting | halt
+    runners: tuple[str, ...]
+    emulated: bool         # True when this is the QEMU variant of the board
+    pyocd_target: str | None
+    serial_baudrate: int
+    qemu_machine: str | None
+    instructions_per_tick: int | None
+    renode_platform: str | None
+    renode_uart: str | None
+    path: Path
+
+    @property
+    def cflags(self) -> list[str]:
+        return list(CORE_FLAGS[self.core])
+
+    @property
+    def code_flash(self) -> Region:
+        """Flash available to the image: the flash minus an NVM area at its end."""
+        if self.flash.origin <= self.nvm.origin < self.flash.end:
+            return Region(self.flash.origin, self.nvm.origin - self.flash.origin)
+        return self.flash
+
+    @property
+    def default_runner(self) -> str:
+        return "qemu" if self.emulated else self.runners[0]
+
+    @property
+    def variant(self) -> str:
+        """A name for build folders: the board, plus `-qemu` for its emulated variant."""
+        return f"{self.name}-qemu" if self.emulated and self.runners[0] != "qemu" else self.name
+
+
+def parse_size(value: int | str) -> int:
+    """'256K' -> 262144, '1M' -> 1048576, 4096 -> 4096."""
+    if isinstance(value, int):
+        return value
+    m = re.fullmatch(r"([0-9]+)([KM]?)", value)
+    if not m:
+        raise ValueError(value)
+    return int(m.group(1)) * {"": 1, "K": 1024, "M": 1024 * 1024}[m.group(2)]
+
+
+@lru_cache(maxsize=1)
+def _schema() -> dict:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def available_boards() -> list[str]:
+    return sorted(p.stem for p in BOARDS_DIR.glob("*.yaml"))
+
+
+def _where(path) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def _schema_error_message(file: Path, err: jsonschema.ValidationError) -> str:
+    where = _where(err.absolute_path)
+    if err.validator == "additionalProperties":
+        allowed = sorted(err.schema.get("properties", {}))
+        extra = sorted(set(err.instance) - set(allowed)) if isinstance(err.instance, dict) else []
+        return (f"{file}: {where}: unknown key {', '.join(repr(e) for e in extra)}. "
+                f"Allowed keys here: {', '.join(allowed)}. Fix the spelling or remove the key.")
+    if err.validator == "required":
+        missing = err.message.split("'")[1] if "'" in err.message else err.message
+        if where == "(top level)" and missing in ("qemu", "pyocd", "renode"):
+            return (f"{file}: runners lists '{missing}' but there is no '{missing}:' section. "
+                    f"Add a '{missing}:' section describing it, or remove '{missing}' from runners.")
+        return f"{file}: {where}: missing required key '{missing}'. Add it (see boards/nrf52840.yaml)."
+    if err.validator == "enum":
+        return (f"{file}: {where}: {err.instance!r} is not one of {err.validator_value}. "
+                f"Use one of these values.")
+    if err.validator == "oneOf" and "256K" in str(err.schema.get("description", "")):
+        return (f"{file}: {where}: {err.instance!r} is not a size. Write bytes as an integer or a "
+                f"string like \"256K\" or \"1M\".")
+    return f"{file}: {where}: {err.message}. Fix this value (the schema is {SCHEMA_PATH})."
+
+
+def _check_semantics(file: Path, data: dict) -> None:
+    mem = data["memory"]
+    flash = Region(mem["flash"]["origin"], parse_size(mem["flash"]["size"]))
+    ram = Region(mem["ram"]["origin"], parse_size(mem["ram"]["size"]))
+    for key, nvm_raw in (("memory.nvm", mem["nvm"]), ("qemu.nvm", data.get("qemu", {}).get("nvm"))):
+        if nvm_raw is None:
+            continue
+        nvm = Region(nvm_raw["origin"], parse_size(nvm_raw["size"]))
+        page = parse_size(nvm_raw["page_size"])
+        if nvm.size % page:
+            raise BoardError(f"{file}: {key}: size {nvm.size} is not a multiple of page_size {page}. "
+                             f"Make the NVM a whole number of pages.")
+        if flash.origin <= nvm.origin < flash.end and nvm.end != flash.end:
+            raise BoardError(f"{file}: {key}: an NVM area inside the flash must end where the flash ends "
+                             f"(0x{flash.end:08x}); it ends at 0x{nvm.end:08x}. Move it to the last pages.")
+        if nvm.origin < ram.end and ram.origin < nvm.end:
+            raise BoardError(f"{file}: {key}: NVM 0x{nvm.origin:08x}..0x{nvm.end:08x} overlaps RAM "
+                             f"0x{ram.origin:08x}..0x{ram.end:08x}. Give NVM its own addresses.")
+    if flash.origin < ram.end and ram.origin < flash.end:
+        raise BoardError(f"{file}: memory: flash and RAM overlap. Fix their origin/size.")
+    if parse_size(data["stack_size"]) >= ram.size:
+        raise BoardError(f"{file}: stack_size {parse_size(data['stack_size'])} does not fit in RAM "
+                         f"({ram.size} bytes). Make the stack smaller.")
+
+
+def load_board_file(file: str | Path, emulate: bool = False) -> Board:
+    """Load and validate one board file. `emulate=True` gives the QEMU variant (raises when the board
+    has no QEMU runner)."""
+    file = Path(file)
+    try:
+        data = yaml.safe_load(file.read_text())
+    except FileNotFoundError:
+        raise BoardError(f"board file {file} does not exist. Known boards: {', '.join(available_boards())}.")
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        raise BoardError(f"{file}: not valid YAML{at}: {getattr(e, 'problem', e)}. Fix the syntax.") from None
+    if not isinstance(data, dict):
+        raise BoardError(f"{file}: a board file must be a mapping of keys (name, core, memory, ...).")
+    validator = jsonschema.Draft202012Validator(_schema())
+    errors = sorted(validator.iter_errors(data), key=lambda e: (len(e.absolute_path), e.path))
+    if errors:
+        # The innermost error is the most specific one; report it (plus a count of the others).
+        err = max(errors, key=lambda e: len(e.absolute_path))
+        more = f" ({len(errors) - 1} more problem(s) in this file)" if len(errors) > 1 else ""
+        raise BoardError(_schema_error_message(file, err) + more)
+    if data["name"] != file.stem:
+        raise BoardError(f"{file}: name is '{data['name']}' but the file is {file.name}. "
+                         f"Make the name equal to the file name without .yaml.")
+    _check_semantics(file, data)
+
+    hal = dict(data["hal"])
+    nvm_raw = data["memory"]["nvm"]
+    if emulate:
+        if "qemu" not in data["runners"]:
+            raise BoardError(f"board '{data['name']}' cannot be emulated: its runners are "
+                             f"{data['runners']}. Use a board with a qemu runner (e.g. nrf52840).")
+        hal.update(data["qemu"].get("hal", {}))
+        nvm_raw = data["qemu"].get("nvm", nvm_raw)
+    elif data["runners"][0] == "qemu":
+        emulate = True  # an emulator-only board is always its emulated variant
+    u = hal["uart"]
+    mem = data["memory"]
+    qemu = data.get("qemu", {})
+    renode = data.get("renode", {})
+    return Board(
+        name=data["name"], description=data["description"], core=data["core"], clock_hz=data["clock_hz"],
+        flash=Region(mem["flash"]["origin"], parse_size(mem["flash"]["size"])),
+        ram=Region(mem["ram"]["origin"], parse_size(mem["ram"]["size"])),
+        nvm=Nvm(origin=nvm_raw["origin"], size=parse_size(nvm_raw["size"]), driver=nvm_raw["driver"],
+                page_size=parse_size(nvm_raw["page_size"])),
+        stack_size=parse_size(data["stack_size"]),
+        uart=Uart(driver=u["driver"], base=u["base"], baudrate=u.get("baudrate", 115200),
+                  tx_pin=u.get("tx_pin"), rx_pin=u.get("rx_pin")),
+        tick=hal["tick"], exit=hal["exit"], runners=tuple(data["runners"]), emulated=emulate,
+        pyocd_target=data.get("pyocd", {}).get("target"),
+        serial_baudrate=data.get("pyocd", {}).get("baudrate", u.get("baudrate", 115200)),
+        qemu_machine=qemu.get("machine"), instructions_per_tick=qemu.get("instructions_per_tick"),
+        renode_platform=renode.get("platform"), renode_uart=renode.get("uart"), path=file,
+    )
+
+
+def load_board(name: str, emulate: bool = False) -> Board:
+    """Load `boards/<name>.yaml` (or a path to a board file)."""
+    if name.endswith((".yaml", ".yml")) or "/" in name:
+        return load_board_file(name, emulate)
+    file = BOARDS_DIR / f"{name}.yaml"
+    if not file.exists():
+        raise BoardError(f"unknown board '{name}'. Known boards: {', '.join(available_boards())} "
+                         f"(or give the path to a board .yaml file).")
+    return load_board_file(file, emulate)
