@@ -1,0 +1,255 @@
+"""Firmware builds: board support generated from the board file, cross-compiled with arm-none-eabi-gcc,
+sizes reported against the board's budget (refused with the sizes when the image does not fit); and
+host builds of the same C with gcc, which tests use as the oracle for emulated runs.
+
+    build_firmware(board, sources, out) -> Firmware        any C sources + the board support
+    build_host(sources, out) -> Path                        the same sources + the host HAL
+    render_board_support(board, out) -> list[Path]          startup.c, tx_hal.c, tx_hal.h, tx_board.h, link.ld
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import jinja2
+
+from tinyexit.boards import Board, load_board
+from tinyexit.errors import MissingToolError, TinyexitError
+from tinyexit.io import write_json, write_text
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "firmware_templates"
+ARM_GCC_INSTALL = "apt-get install -y --no-install-recommends gcc-arm-none-eabi libnewlib-arm-none-eabi"
+WARNINGS = ["-std=c99", "-Wall", "-Wextra", "-Werror"]
+IRQ_COUNT = {"nrf52840": 48, "netduinoplus2": 82, "mps2-an386": 32}
+
+
+class BuildError(TinyexitError):
+    """The compiler or the linker refused the sources."""
+
+
+class ImageTooBigError(TinyexitError):
+    """The image does not fit the board's flash or RAM."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SizeReport:
+    flash_code: int       # .isr_vector + .text + .ARM.exidx
+    flash_rodata: int     # .rodata (weights are here)
+    flash_weights: int    # the part of .rodata that comes from the model library's objects
+    flash_data_init: int  # initial values of .data, stored in flash
+    ram_data: int
+    ram_bss: int          # includes the model arena
+    ram_stack: int
+    arena: int            # size of tx_arena when the model library is linked, else 0
+    flash_budget: int
+    ram_budget: int
+
+    @property
+    def flash(self) -> int:
+        return self.flash_code + self.flash_rodata + self.flash_data_init
+
+    @property
+    def ram(self) -> int:
+        return self.ram_data + self.ram_bss + self.ram_stack
+
+    @property
+    def fits(self) -> bool:
+        return self.flash <= self.flash_budget and self.ram <= self.ram_budget
+
+    def as_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.update(flash=self.flash, ram=self.ram, fits=self.fits)
+        return d
+
+    def table(self) -> str:
+        fp = 100.0 * self.flash / self.flash_budget
+        rp = 100.0 * self.ram / self.ram_budget
+        return (f"flash {self.flash:>9,} / {self.flash_budget:,} B ({fp:.1f} %): code {self.flash_code:,}, "
+                f"rodata {self.flash_rodata:,} (weights {self.flash_weights:,}), data init {self.flash_data_init:,}\n"
+                f"RAM   {self.ram:>9,} / {self.ram_budget:,} B ({rp:.1f} %): data {self.ram_data:,}, "
+                f"bss {self.ram_bss:,} (arena {self.arena:,}), stack {self.ram_stack:,}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Firmware:
+    elf: Path
+    board: Board
+    sizes: SizeReport
+    out: Path
+
+
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
+                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+
+
+def render(template: str, out: Path, **context) -> Path:
+    return write_text(out, _env().get_template(template).render(**context))
+
+
+def tool(name: str, install: str = ARM_GCC_INSTALL) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise MissingToolError(name, install)
+    return path
+
+
+def render_board_support(board: Board, out: str | Path, *, flash_size: int | None = None,
+                         ram_size: int | None = None) -> list[Path]:
+    """Write startup.c, tx_hal.c, tx_hal.h, tx_board.h and link.ld for `board` into `out`. The sizes
+    override the memory lengths in the linker script (used to measure an image that does not fit)."""
+    out = Path(out)
+    flash = board.code_flash
+    ctx = dict(board=board, flash=dataclasses.replace(flash, size=flash_size or flash.size),
+               ram_size=ram_size or board.ram.size, irq_count=IRQ_COUNT.get(board.name, 32))
+    files = [render("boards/startup.c.j2", out / "startup.c", **ctx),
+             render("boards/tx_hal.c.j2", out / "tx_hal.c", **ctx),
+             render("boards/tx_board.h.j2", out / "tx_board.h", **ctx),
+             render("boards/link.ld.j2", out / "link.ld", **ctx)]
+    files.append(write_text(out / "tx_hal.h", (TEMPLATES / "boards" / "tx_hal.h").read_text()))
+    return files
+
+
+def _run(cmd: Sequence[str], what: str) -> subprocess.CompletedProcess:
+    p = subprocess.run(list(map(str, cmd)), capture_output=True, text=True)
+    if p.returncode != 0:
+        raise BuildError(f"{what} failed:\n{p.stderr.strip() or p.stdout.strip()}\n(command: {' '.join(map(str, cmd))})")
+    return p
+
+
+def _sections(elf: Path) -> dict[str, int]:
+    out = _run([tool("arm-none-eabi-size"), "-A", elf], "arm-none-eabi-size").stdout
+    sizes = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0].startswith(".") and parts[1].isdigit():
+            sizes[parts[0]] = int(parts[1])
+    return sizes
+
+
+def _symbol_size(elf: Path, name: str) -> int:
+    out = _run([tool("arm-none-eabi-nm"), "-S", elf], "arm-none-eabi-nm").stdout
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[3] == name:
+            return int(parts[1], 16)
+    return 0
+
+
+def _rodata_from(map_file: Path, objects: Iterable[Path]) -> int:
+    """Bytes of .rodata* input sections that the linker map attributes to `objects`."""
+    names = {Path(o).name for o in objects}
+    text = map_file.read_text()
+    total = 0
+    # "<section> <addr> <size> <object>" on one line, or the section name alone on the line before.
+    pattern = re.compile(r"^ (\.rodata\S*)\s*\n?\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+(\S+)$", re.M)
+    for m in pattern.finditer(text):
+        if Path(m.group(4)).name in names:
+            total += int(m.group(3), 16)
+    return total
+
+
+def size_report(elf: Path, board: Board, map_file: Path | None = None,
+                weight_objects: Iterable[Path] = ()) -> SizeReport:
+    s = _sections(elf)
+    return SizeReport(
+        flash_code=s.get(".isr_vector", 0) + s.get(".text", 0) + s.get(".ARM.exidx", 0),
+        flash_rodata=s.get(".rodata", 0),
+        flash_weights=_rodata_from(map_file, weight_objects) if map_file else 0,
+        flash_data_init=s.get(".data", 0), ram_data=s.get(".data", 0), ram_bss=s.get(".bss", 0),
+        ram_stack=s.get(".stack", 0), arena=_symbol_size(elf, "tx_arena"),
+        flash_budget=board.code_flash.size, ram_budget=board.ram.size)
+
+
+def build_firmware(board: Board | str, sources: Sequence[str | Path], out: str | Path, *,
+                   include_dirs: Sequence[str | Path] = (), defines: dict[str, object] | None = None,
+                   opt: str = "-O2", weight_sources: Sequence[str | Path] = (), name: str = "firmware",
+                   emulate: bool = False) -> Firmware:
+    """Cross-compile `sources` with the board support into `out/<name>.elf`; report sizes against the
+    board's budget (written to `out/size.json`) and raise ImageTooBigError, with the sizes, when the image
+    does not fit. `weight_sources`: sources whose .rodata counts as model weights in the report."""
+    if isinstance(board, str):
+        board = load_board(board, emulate=emulate)
+    out = Path(out)
+    bsp = out / "board"
+    gcc = tool("arm-none-eabi-gcc")
+    render_board_support(board, bsp)
+    objdir = out / "obj"
+    objdir.mkdir(parents=True, exist_ok=True)
+    defs = [f"-D{k}={v}" for k, v in (defines or {}).items()]
+    incs = [f"-I{d}" for d in [bsp, *include_dirs]]
+    cflags = [*board.cflags, opt, *WARNINGS, "-ffunction-sections", "-fdata-sections", "-fno-common", "-g",
+              *defs, *incs]
+    all_sources = [Path(s) for s in sources] + [bsp / "startup.c", bsp / "tx_hal.c"]
+    objects = []
+    seen: dict[str, int] = {}
+    for src in all_sources:
+        stem = src.stem
+        seen[stem] = seen.get(stem, 0) + 1
+        obj = objdir / (f"{stem}.o" if seen[stem] == 1 else f"{stem}_{seen[stem]}.o")
+        _run([gcc, *cflags, "-c", src, "-o", obj], f"compiling {src}")
+        objects.append(obj)
+    weight_objs = [o for o, s in zip(objects, all_sources) if any(Path(w).resolve() == s.resolve()
+                                                                  for w in weight_sources)]
+    elf = out / f"{name}.elf"
+    map_file = out / f"{name}.map"
+
+    def link(script: Path, target: Path) -> subprocess.CompletedProcess:
+        cmd = [gcc, *board.cflags, "-nostartfiles", "--specs=nano.specs", "-Wl,--gc-sections",
+               f"-Wl,-Map={map_file}", "-T", script, *objects, "-o", target, "-lc", "-lgcc"]
+        return subprocess.run(list(map(str, cmd)), capture_output=True, text=True)
+
+    tmp_elf = out / f".{name}.elf.tmp"
+    p = link(bsp / "link.ld", tmp_elf)
+    if p.returncode != 0:
+        if "overflowed" not in p.stderr and "will not fit" not in p.stderr:
+            raise BuildError(f"linking {elf.name} failed:\n{p.stderr.strip()}")
+        # Measure with room to spare, then refuse with the real sizes.
+        measure = out / "measure"
+        render_board_support(board, measure, flash_size=min(board.code_flash.size * 64, 0x10000000),
+                             ram_size=min(board.ram.size * 64, 0x10000000))
+        p2 = link(measure / "link.ld", tmp_elf)
+        if p2.returncode != 0:
+            raise BuildError(f"linking {elf.name} failed:\n{p.stderr.strip()}")
+        sizes = size_report(tmp_elf, board, map_file, weight_objs)
+        tmp_elf.unlink(missing_ok=True)
+        shutil.rmtree(measure, ignore_errors=True)
+        write_json(out / "size.json", sizes.as_dict())
+        raise ImageTooBigError(_too_big(board, sizes))
+    tmp_elf.replace(elf)
+    sizes = size_report(elf, board, map_file, weight_objs)
+    write_json(out / "size.json", sizes.as_dict())
+    if not sizes.fits:  # the stack or data could push past the budget without a linker overflow
+        raise ImageTooBigError(_too_big(board, sizes))
+    return Firmware(elf=elf, board=board, sizes=sizes, out=out)
+
+
+def _too_big(board: Board, s: SizeReport) -> str:
+    parts = []
+    if s.flash > s.flash_budget:
+        parts.append(f"flash needs {s.flash:,} B but {board.name} has {s.flash_budget:,} B for the image "
+                     f"(over by {s.flash - s.flash_budget:,} B)")
+    if s.ram > s.ram_budget:
+        parts.append(f"RAM needs {s.ram:,} B but {board.name} has {s.ram_budget:,} B "
+                     f"(over by {s.ram - s.ram_budget:,} B)")
+    return (f"the firmware does not fit {board.name}: {'; '.join(parts)}.\n{s.table()}\n"
+            f"Fix: use a smaller model (fewer filters, pruning), or a board with more memory.")
+
+
+def build_host(sources: Sequence[str | Path], out: str | Path, *, include_dirs: Sequence[str | Path] = (),
+               defines: dict[str, object] | None = None, name: str = "firmware_host") -> Path:
+    """Build the same sources for the host with gcc and the host HAL (stdio UART, no ticks)."""
+    gcc = tool("gcc", "apt-get install -y gcc")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    host = TEMPLATES / "boards" / "host"
+    exe = out / name
+    defs = [f"-D{k}={v}" for k, v in (defines or {}).items()]
+    incs = [f"-I{d}" for d in [host, TEMPLATES / "boards", *include_dirs]]
+    _run([gcc, "-O2", *WARNINGS, *defs, *incs, *sources, host / "tx_hal_host.c", "-o", exe],
+         "host build")
+    return exe
