@@ -1,0 +1,272 @@
+"""Joint training of a model's exits (T-RecX), writing a run directory.
+
+A run directory holds what one model produced; this stage writes `model.keras`, `model.json`,
+`report.json` and `training.png` (docs/CONTRACTS.md). Later stages add to it.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tinyexit.data.features import Augment, split_features
+from tinyexit.data.speech_commands import CLASSES, load_speech_commands
+from tinyexit.errors import TinyexitError
+from tinyexit.io import atomic_dir, write_json
+
+DEFAULT_RUN = Path("runs/kws")
+DEFAULT_DATA = Path("runs/data/kws-synth")
+DEFAULT_SPEAKERS, DEFAULT_TAKES = 160, 3
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How features are made from a data folder; stored in model.json so every later stage sees the same."""
+    dir: str
+    source: str
+    seed: int = 0
+    train_copies: int = 2                         # differently augmented versions of each training clip
+    train_augment: dict = field(default_factory=lambda: asdict(Augment()))
+    eval_augment: dict | None = None              # synthetic clean speech: noise mixed into val/test too
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 100
+    learning_rate: float = 3e-3
+    final_learning_rate: float = 1e-4
+    early_view_fraction: float = 0.8               # copy the exit head's depthwise kernel for this part of training
+    seed: int = 0
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+def default_dataset(path: Path = DEFAULT_DATA, *, speakers: int = DEFAULT_SPEAKERS, takes: int = DEFAULT_TAKES, seed: int = 0,
+                    progress: bool = True) -> Path:
+    """The offline data set `tinyexit train kws` uses when no --data is given; made once, then reused."""
+    from tinyexit.data.synth_kws import make_kws_dataset
+    if (path / "testing_list.txt").is_file():
+        return path
+    print(f"making the offline keyword data set in {path} ({speakers} synthetic speakers)")
+    return make_kws_dataset(path, speakers=speakers, takes=takes, seed=seed, progress=progress)
+
+
+def data_config_for(data_dir: str | Path, *, seed: int = 0, train_copies: int = 2) -> DataConfig:
+    ds = load_speech_commands(data_dir, seed=seed)
+    # Synthetic voices are clean; real recordings carry their own noise. Evaluate synthetic speech with the
+    # same kind of background noise the model trains with (fixed seed), so the figure is not flattered.
+    eval_aug = asdict(Augment(time_shift_ms=0.0)) if ds.source == "synthetic" else None
+    return DataConfig(dir=str(Path(data_dir).resolve()), source=ds.source, seed=seed,
+                      train_copies=train_copies, eval_augment=eval_aug)
+
+
+def features_for(dc: DataConfig, split: str, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    ds = load_speech_commands(dc.dir, seed=dc.seed)
+    if split == "train":
+        x, y, _ = split_features(ds, split, copies=dc.train_copies, augment=Augment(**dc.train_augment),
+                                 seed=dc.seed, progress=progress)
+    else:
+        aug = Augment(**dc.eval_augment) if dc.eval_augment else None
+        x, y, _ = split_features(ds, split, augment=aug, seed=dc.seed + {"validation": 1, "test": 2}[split],
+                                 progress=progress)
+    return x, y
+
+
+def load_split(run_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """The features and labels of a split exactly as training made them (from the feature cache)."""
+    if split not in ("train", "validation", "test"):
+        raise ValueError(f"split must be train, validation or test, not {split!r}")
+    meta = read_model_json(run_dir)
+    return features_for(DataConfig(**meta["data"]), split)
+
+
+def read_model_json(run_dir: str | Path) -> dict:
+    p = Path(run_dir) / "model.json"
+    if not p.is_file():
+        raise TinyexitError(f"{run_dir} is not a run directory (no model.json); train one with "
+                            f"`tinyexit train kws --out {run_dir}`")
+    return json.loads(p.read_text())
+
+
+def load_model(run_dir: str | Path):
+    import keras
+    import tinyexit.models  # noqa: F401  (registers custom layers)
+    return keras.models.load_model(Path(run_dir) / "model.keras", compile=False)
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+class EarlyViewSync:
+    """T-RecX early-view assistance: before each batch of the first part of training, copy the nearest exit
+    head's depthwise kernel into the final classifier's early-view branch."""
+
+    def __new__(cls, model, exit_name: str, until_epoch: int):
+        import keras
+
+        class _Sync(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.src = model.get_layer(f"{exit_name}_dw")
+                self.dst = model.get_layer("ev_dw")
+                self.epoch = 0
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self.epoch = epoch
+
+            def on_train_batch_begin(self, batch, logs=None):
+                if self.epoch < until_epoch:
+                    self.dst.kernel.assign(self.src.kernel)
+
+        return _Sync()
+
+
+class _KeepBest:
+    def __new__(cls, monitor: str):
+        import keras
+
+        class _Best(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.best, self.weights, self.epoch = -np.inf, None, -1
+
+            def on_epoch_end(self, epoch, logs=None):
+                v = (logs or {}).get(monitor)
+                if v is not None and v > self.best:
+                    self.best, self.weights, self.epoch = v, self.model.get_weights(), epoch
+
+        return _Best()
+
+
+def train_model(model, x, y, xv, yv, cfg: TrainConfig, loss_weights: list[float], verbose: int = 2):
+    """Fit all exits jointly (sparse CE per exit, weighted); keep the weights of the best validation epoch
+    (by final-exit accuracy). Returns (history dict, best epoch)."""
+    import keras
+
+    keras.utils.set_random_seed(cfg.seed)
+    n_out = len(model.outputs)
+    steps = max(1, int(np.ceil(len(x) / cfg.batch_size))) * cfg.epochs
+    lr = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, steps, alpha=cfg.final_learning_rate / cfg.learning_rate)
+    model.compile(optimizer=keras.optimizers.Adam(lr),
+                  loss=["sparse_categorical_crossentropy"] * n_out, loss_weights=loss_weights,
+                  metrics=[["accuracy"] for _ in range(n_out)])
+    names = [t._keras_history.operation.name for t in model.outputs]
+    callbacks = []
+    best = _KeepBest(f"val_{names[-1]}_accuracy")
+    callbacks.append(best)
+    exit_names = names[:-1]
+    if exit_names and any(lay.name == "ev_dw" for lay in model.layers):
+        callbacks.append(EarlyViewSync(model, exit_names[-1], int(cfg.early_view_fraction * cfg.epochs)))
+    hist = model.fit(x, [y] * n_out, validation_data=(xv, [yv] * n_out), epochs=cfg.epochs,
+                     batch_size=cfg.batch_size, shuffle=True, verbose=verbose, callbacks=callbacks)
+    if best.weights is not None:
+        model.set_weights(best.weights)
+    return {k: [float(v) for v in vals] for k, vals in hist.history.items()}, best.epoch
+
+
+def evaluate_exits(model, x, y) -> dict[str, float]:
+    preds = model.predict(x, batch_size=256, verbose=0)
+    preds = preds if isinstance(preds, list) else [preds]
+    names = [t._keras_history.operation.name for t in model.outputs]
+    return {n: float(np.mean(np.argmax(p, axis=-1) == y)) for n, p in zip(names, preds)}
+
+
+def plot_history(history: dict, names: list[str], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tinyexit.io import atomic_path
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    for n in names:
+        for prefix, style in (("", "-"), ("val_", "--")):
+            if f"{prefix}{n}_loss" in history:
+                a.plot(history[f"{prefix}{n}_loss"], style, label=f"{prefix or 'train_'}{n}")
+            if f"{prefix}{n}_accuracy" in history:
+                b.plot(history[f"{prefix}{n}_accuracy"], style, label=f"{prefix or 'train_'}{n}")
+    a.set(title="loss per exit", xlabel="epoch")
+    b.set(title="accuracy per exit", xlabel="epoch", ylim=(0, 1))
+    a.legend(fontsize=8)
+    b.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+
+
+def train_kws(*, data: str | Path | None = None, out: str | Path = DEFAULT_RUN, epochs: int | None = None,
+              model_config=None, train_config: TrainConfig | None = None, train_copies: int = 2,
+              max_train: int | None = None, verbose: int = 2) -> dict:
+    """Train the DS-CNN keyword spotter with its early exit(s) and write the run directory `out`.
+
+    `data`: a Speech Commands v2 style folder (real or made by `tinyexit data kws`); None makes or reuses the
+    offline default. `max_train` caps the training examples (tests). Returns the report dict.
+    """
+    import keras
+
+    from tinyexit.models import DSCNNConfig, build_dscnn, exit_spec, macs_per_exit
+
+    t0 = time.time()
+    data_dir = Path(data) if data is not None else default_dataset()
+    dc = data_config_for(data_dir, train_copies=train_copies)
+    tc = train_config or TrainConfig()
+    if epochs is not None:
+        if epochs < 1:
+            raise TinyexitError(f"--epochs must be at least 1, got {epochs}")
+        tc = TrainConfig(**{**asdict(tc), "epochs": epochs})
+    mc = model_config or DSCNNConfig(num_classes=len(CLASSES))
+    print(f"features: {dc.dir} ({dc.source})")
+    x, y = features_for(dc, "train", progress=verbose > 0)
+    xv, yv = features_for(dc, "validation")
+    xt, yt = features_for(dc, "test")
+    if max_train is not None and len(x) > max_train:
+        pick = np.random.default_rng(tc.seed).choice(len(x), max_train, replace=False)
+        x, y = x[pick], y[pick]
+    model = build_dscnn(mc)
+    specs = exit_spec(model)
+    weights = [mc.loss_weights["final"] if s["name"] == "final" else mc.loss_weights["exit"] for s in specs]
+    print(f"training {model.name}: {len(x)} train / {len(xv)} validation / {len(xt)} test examples, "
+          f"{tc.epochs} epochs, exits {[s['name'] for s in specs]}")
+    history, best_epoch = train_model(model, x, y, xv, yv, tc, weights, verbose=verbose)
+    acc = evaluate_exits(model, xt, yt)
+    val_acc = evaluate_exits(model, xv, yv)
+    macs = macs_per_exit(model)
+    for s in specs:
+        s["macs"] = macs[s["name"]]
+    report = {
+        "task": "kws",
+        "classes": list(CLASSES),
+        "exits": [{"name": s["name"], "accuracy": acc[s["name"]], "validation_accuracy": val_acc[s["name"]],
+                   "macs": s["macs"], "point": s["point"]} for s in specs],
+        "data": {"source": dc.source, "dir": dc.dir, "train_examples": int(len(x)),
+                 "validation_examples": int(len(xv)), "test_examples": int(len(xt)),
+                 "test_split": "held-out speakers (testing_list.txt)",
+                 "note": ("synthetic speech (espeak-ng/flite voices) with background noise mixed in; it proves "
+                          "the pipeline, not accuracy on real speech") if dc.source == "synthetic" else
+                         "real recordings"},
+        "training": {**asdict(tc), "best_epoch": best_epoch + 1, "loss_weights": weights,
+                     "wall_time_s": round(time.time() - t0, 1)},
+        "model": {"name": model.name, "params": int(model.count_params()), **asdict(mc)},
+    }
+    model_json = {"task": "kws", "input_shape": list(mc.input_shape), "classes": list(CLASSES),
+                  "exits": specs, "data": asdict(dc)}
+    with atomic_dir(out) as tmp:
+        model.save(tmp / "model.keras")
+        write_json(tmp / "model.json", model_json)
+        write_json(tmp / "report.json", report)
+        write_json(tmp / "history.json", history)
+        plot_history(history, [s["name"] for s in specs], tmp / "training.png")
+    keras.backend.clear_session()
+    return report
+
+
+def format_report(report: dict) -> str:
+    lines = [f"{'exit':<8} {'test acc':>9} {'MACs':>11}"]
+    for e in report["exits"]:
+        lines.append(f"{e['name']:<8} {100 * e['accuracy']:>8.2f}% {e['macs']:>11,}")
+    lines.append(f"data: {report['data']['source']}, {report['data']['test_examples']} test examples "
+                 f"({report['data']['test_split']}); wall time {report['training']['wall_time_s']} s")
+    return "\n".join(lines)
