@@ -77,7 +77,7 @@ class Board:
     pyocd_target: str | None
     serial_baudrate: int
     qemu_machine: str | None
-    instructions_per_tick: int | None
+    instructions_per_tick: float | None
     renode_platform: str | None
     renode_uart: str | None
     path: Path

@@ -1,0 +1,65 @@
+"""The instruction-count QEMU plugin: C source shipped in this package, built with gcc on first use into
+a cache folder (~/.cache/tinyexit, or $TINYEXIT_CACHE), keyed by the source's hash."""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from tinyexit.errors import MissingToolError, TinyexitError
+from tinyexit.io import atomic_path
+
+SOURCE = Path(__file__).with_name("insn_count_plugin.c")
+LINE_RE = re.compile(r"tinyexit-insns total=(\d+) windows=(\d+) window_insns=(\d+)(?: limit_reached=(\d+))?")
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("TINYEXIT_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "tinyexit")
+    return Path(base)
+
+
+def plugin_path() -> Path:
+    """Path of the built plugin; builds it when the source changed or it does not exist yet."""
+    src = SOURCE.read_bytes()
+    digest = hashlib.sha256(src).hexdigest()[:16]
+    lib = cache_dir() / f"libtinyexit_insns-{digest}.so"
+    if lib.exists():
+        return lib
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        raise MissingToolError("gcc", "apt-get install -y gcc")
+    with atomic_path(lib) as tmp:
+        p = subprocess.run([gcc, "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(tmp),
+                            str(SOURCE)], capture_output=True, text=True)
+        if p.returncode != 0:
+            raise TinyexitError(f"building the QEMU instruction-count plugin failed:\n{p.stderr}")
+    return lib
+
+
+def plugin_args(limit: int | None = None, window: tuple[int, int] | None = None,
+                limit_status: int | None = None) -> str:
+    """The -plugin option value."""
+    parts = [str(plugin_path())]
+    if limit is not None:
+        if limit <= 0:
+            raise TinyexitError(f"limit must be a positive instruction count, got {limit}")
+        parts.append(f"limit={limit}")
+    if limit_status is not None:
+        parts.append(f"limit_status={limit_status}")
+    if window is not None:
+        # Thumb function symbols have bit 0 set; QEMU reports instruction addresses without it.
+        parts += [f"start=0x{window[0] & ~1:x}", f"stop=0x{window[1] & ~1:x}"]
+    return ",".join(parts)
+
+
+def parse_counts(log: str):
+    from tinyexit.targets import InsnCounts
+    m = LINE_RE.search(log)
+    if not m:
+        return None
+    return InsnCounts(total=int(m.group(1)), windows=int(m.group(2)), window_insns=int(m.group(3)),
+                      limit_reached=int(m.group(4)) if m.group(4) else None)

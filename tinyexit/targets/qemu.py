@@ -1,0 +1,183 @@
+"""QEMU runner: the firmware's UART on a TCP socket that QEMU serves and waits on
+(`-serial tcp:127.0.0.1:PORT,server=on,wait=on`), read with pyserial's `socket://` URL, so no byte is lost
+and input can be sent to the firmware; semihosting gives the firmware's exit status; `-icount shift=0`
+makes SysTick count instructions; the optional plugin counts instructions exactly."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Sequence
+
+import serial
+
+from tinyexit.boards import Board
+from tinyexit.errors import MissingToolError, TinyexitError
+from tinyexit.targets import (END_MARK, FirmwareFaultError, FirmwareTimeoutError, RunResult, check_output,
+                              tail)
+from tinyexit.targets import plugin as insn_plugin
+
+QEMU_INSTALL = "apt-get install -y --no-install-recommends qemu-system-arm"
+LIMIT_STATUS = 124
+
+
+def qemu_binary() -> str:
+    path = shutil.which("qemu-system-arm")
+    if path is None:
+        raise MissingToolError("qemu-system-arm", QEMU_INSTALL)
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def qemu_command(board: Board, elf: Path, port: int, *, icount: bool = True, plugin: str | None = None,
+                 log: Path | None = None, extra: Sequence[str] = ()) -> list[str]:
+    if not board.qemu_machine:
+        raise TinyexitError(f"board {board.name} has no qemu section; it cannot be emulated.")
+    cmd = [qemu_binary(), "-M", board.qemu_machine, "-display", "none", "-monitor", "none",
+           "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on",
+           "-semihosting-config", "enable=on,target=native", "-no-reboot", "-kernel", str(elf)]
+    if icount:
+        cmd += ["-icount", "shift=0"]
+    if plugin:
+        cmd += ["-plugin", plugin, "-d", "plugin"]
+        if log:
+            cmd += ["-D", str(log)]
+    return cmd + list(extra)
+
+
+class QemuRunner:
+    name = "qemu"
+
+    def __init__(self, board: Board):
+        self.board = board
+
+    def run(self, elf: str | Path, *, timeout: float = 60.0, count_insns: bool = False,
+            limit: int | None = None, window: tuple[int, int] | None = None, icount: bool = True,
+            send: bytes = b"", end_mark: str | None = None, extra_args: Sequence[str] = (),
+            check: bool = True) -> RunResult:
+        """Run `elf` until the firmware exits (semihosting), QEMU stops at the instruction `limit`, or
+        `timeout` seconds pass (FirmwareTimeoutError). `send` is written to the firmware's UART once
+        connected. `window`: (start, stop) addresses whose instructions the plugin counts apart.
+        With check=True a FAULT line or a non-zero exit status raises FirmwareFaultError."""
+        elf = Path(elf)
+        if not elf.exists():
+            raise TinyexitError(f"{elf} does not exist; build the firmware first (tinyexit build).")
+        use_plugin = count_insns or limit is not None or window is not None
+        with tempfile.TemporaryDirectory(prefix="tinyexit-qemu-") as tmpdir:
+            log = Path(tmpdir) / "plugin.log"
+            plugin = insn_plugin.plugin_args(limit, window, LIMIT_STATUS) if use_plugin else None
+            port = _free_port()
+            cmd = qemu_command(self.board, elf, port, icount=icount, plugin=plugin, log=log, extra=extra_args)
+            errf = open(Path(tmpdir) / "stderr", "w+")
+            t0 = time.monotonic()
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=errf, stderr=errf,
+                                    start_new_session=True)
+            out = bytearray()
+            try:
+                out = self._talk(proc, port, send, t0 + timeout, end_mark)
+                code = proc.wait(timeout=max(0.5, t0 + timeout - time.monotonic()))
+            except (FirmwareTimeoutError, subprocess.TimeoutExpired) as e:
+                self._kill(proc)
+                text = out.decode("utf-8", "replace") if out else getattr(e, "partial", "")
+                raise FirmwareTimeoutError(
+                    f"{elf.name} on {self.board.qemu_machine} did not finish within {timeout:g} s; QEMU "
+                    f"was stopped. Last output:\n    {tail(text)}\nThe firmware is probably stuck (an "
+                    f"endless loop, or waiting for input); if it is only slow, raise the timeout.") from None
+            finally:
+                if proc.poll() is None:
+                    self._kill(proc)
+                errf.seek(0)
+                stderr = errf.read()
+                errf.close()
+            seconds = time.monotonic() - t0
+            counts = None
+            if use_plugin:
+                counts = insn_plugin.parse_counts((log.read_text() if log.exists() else "") + stderr)
+                if counts is None and check:
+                    raise TinyexitError(f"the instruction-count plugin printed nothing; QEMU said:\n{stderr}")
+        text = out.decode("utf-8", "replace")
+        result = RunResult(output=text, exit_code=code, insns=counts, runner="qemu", seconds=seconds)
+        if check:
+            check_output(text, f"{elf.name} on {self.board.qemu_machine}")
+            limited = limit is not None and code == LIMIT_STATUS and counts and counts.limit_reached
+            if code != 0 and not limited:
+                notes = [ln for ln in stderr.strip().splitlines() if "waiting for connection" not in ln]
+                hint = notes[-1] if notes else ""
+                raise FirmwareFaultError(
+                    f"{elf.name} on {self.board.qemu_machine} ended with status {code}"
+                    f"{' (' + hint + ')' if hint else ''}. Last output:\n    {tail(text)}")
+        return result
+
+    @staticmethod
+    def _kill(proc: subprocess.Popen) -> None:
+        try:
+            os.killpg(proc.pid, 9)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+    def _talk(self, proc: subprocess.Popen, port: int, send: bytes, deadline: float,
+              end_mark: str | None) -> bytearray:
+        """Connect to QEMU's serial socket (it waits for us before starting the guest), send input, read
+        until the socket closes (QEMU exited)."""
+        out = bytearray()
+        port_obj = None
+        while port_obj is None:
+            if proc.poll() is not None:
+                return out  # QEMU failed to start; the caller reports its status
+            try:
+                port_obj = serial.serial_for_url(f"socket://127.0.0.1:{port}", timeout=0.05)
+            except serial.SerialException:
+                if time.monotonic() > deadline:
+                    err = FirmwareTimeoutError("QEMU did not open its serial socket")
+                    raise err
+                time.sleep(0.02)
+        try:
+            if send:
+                port_obj.write(send)
+            while True:
+                try:
+                    # One byte per call: pyserial's socket read drops what it has read so far when the
+                    # peer closes within the same call, and QEMU closes the socket as it exits.
+                    chunk = port_obj.read(1)
+                except serial.SerialException:
+                    break  # socket closed: QEMU has exited
+                if chunk:
+                    out += chunk
+                    if end_mark and end_mark.encode() in out and proc.poll() is None and \
+                            self.board.exit != "semihosting":
+                        break
+                elif proc.poll() is not None:
+                    # drain what is left, then stop
+                    try:
+                        while True:
+                            b = port_obj.read(1)
+                            if not b:
+                                break
+                            out += b
+                    except serial.SerialException:
+                        pass
+                    break
+                if time.monotonic() > deadline:
+                    err = FirmwareTimeoutError("timeout")
+                    err.partial = out.decode("utf-8", "replace")  # type: ignore[attr-defined]
+                    raise err
+        finally:
+            port_obj.close()
+        return out
+
+
+def run_emulated(board: Board, elf: str | Path, **options) -> RunResult:
+    return QemuRunner(board).run(Path(elf), **options)
+
+
+__all__ = ["QemuRunner", "run_emulated", "qemu_command", "END_MARK", "FirmwareFaultError"]
