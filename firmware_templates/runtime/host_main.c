@@ -1,0 +1,96 @@
+/* Host driver of the checkpointing runtime, used by the power-failure harness (tinyexit.intermittent).
+ * One process = one boot: RAM starts empty, the NVM (TX_NVM_FILE) is what the previous boots left.
+ *
+ *   tx_powerfail info
+ *       prints "TXINFO nvm_bytes=... slot_size=... max_payload=... fingerprint=... input_size=..."
+ *   tx_powerfail run INPUT_FILE INPUT_ID none|layers|units EVERY [THRESHOLD]
+ *       boots, resumes or starts the inference of INPUT_FILE's bytes, commits the result and prints
+ *       "RESULT input=ID exit=E boot=fresh|resumed|done size=N hex=..." on stdout and
+ *       "TXSTAT ..." (this boot's counters) on stderr. With THRESHOLD, exit heads run and the pipeline
+ *       stops at the first whose largest output byte is >= THRESHOLD.
+ * Exit status: 0 done, TX_CUT_EXIT_CODE when the harness cut the power, 2 on usage or configuration errors. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tx_checkpoint.h"
+#include "tx_nvm_host.h"
+#include "tx_pipeline.h"
+
+static int8_t input[TX_ARENA_SIZE];
+static int8_t output[TX_ARENA_SIZE];
+static tx_runtime_t rt;
+
+static int threshold_policy(uint32_t exit_index, const int8_t *out, uint32_t size, void *ctx)
+{
+  int32_t best = -128, t = *(const int32_t *)ctx;
+  uint32_t k;
+  (void)exit_index;
+  for (k = 0u; k < size; k++) if (out[k] > best) best = out[k];
+  return best >= t;
+}
+
+static const char *boot_name(uint32_t b)
+{
+  return b == TX_BOOT_DONE ? "done" : b == TX_BOOT_RESUMED ? "resumed" : "fresh";
+}
+
+int main(int argc, char **argv)
+{
+  tx_granularity_t gran = { TX_CKPT_LAYERS, 1u };
+  static int32_t threshold;
+  tx_result_t res;
+  uint32_t input_id, k;
+  size_t got;
+  FILE *f;
+  int rc;
+
+  if (argc >= 2 && strcmp(argv[1], "info") == 0) {
+    rc = tx_runtime_init(&rt, &tx_pipeline, gran);
+    if (rc != TX_OK && rc != TX_ERR_NVM_TOO_SMALL) { fprintf(stderr, "init failed: %d\n", rc); return 2; }
+    printf("TXINFO nvm_bytes=%u slot_size=%u max_payload=%u fingerprint=%u input_size=%u stages=%u\n",
+           (unsigned)(2u * rt.slot_size), (unsigned)rt.slot_size, (unsigned)rt.max_payload,
+           (unsigned)rt.fingerprint, (unsigned)tx_pipeline.stages[0].model->input_size,
+           (unsigned)tx_pipeline.num_stages);
+    return 0;
+  }
+  if (argc < 6 || strcmp(argv[1], "run") != 0) {
+    fprintf(stderr, "usage: %s info | run INPUT_FILE INPUT_ID none|layers|units EVERY [THRESHOLD]\n", argv[0]);
+    return 2;
+  }
+  input_id = (uint32_t)strtoul(argv[3], NULL, 0);
+  gran.mode = strcmp(argv[4], "none") == 0 ? TX_CKPT_NONE : strcmp(argv[4], "units") == 0 ? TX_CKPT_UNITS : TX_CKPT_LAYERS;
+  gran.every = (uint32_t)strtoul(argv[5], NULL, 0);
+  if (argc >= 7) {
+    threshold = (int32_t)strtol(argv[6], NULL, 0);
+    tx_pipeline.policy = threshold_policy;
+    tx_pipeline.policy_ctx = &threshold;
+  }
+  f = fopen(argv[2], "rb");
+  if (!f) { perror(argv[2]); return 2; }
+  got = fread(input, 1, sizeof input, f);
+  fclose(f);
+  if (got != tx_pipeline.stages[0].model->input_size) {
+    fprintf(stderr, "%s: %u bytes, the model's input has %u\n", argv[2], (unsigned)got,
+            (unsigned)tx_pipeline.stages[0].model->input_size);
+    return 2;
+  }
+  rc = tx_runtime_init(&rt, &tx_pipeline, gran);
+  if (rc != TX_OK) { fprintf(stderr, "tx_runtime_init failed: %d\n", rc); return 2; }
+  tx_runtime_boot(&rt, input_id, input);
+  fprintf(stderr, "TXBOOT boot=%s stage=%u step=%u unit=%u\n", boot_name(rt.boot), (unsigned)rt.stage,
+          (unsigned)rt.step, (unsigned)rt.unit);
+  rc = tx_runtime_run(&rt, output, sizeof output, &res);
+  if (rc != TX_OK) { fprintf(stderr, "tx_runtime_run failed: %d\n", rc); return 2; }
+  {
+    const tx_nvm_host_stats_t *s = tx_nvm_host_stats();
+    fprintf(stderr, "TXSTAT commits=%u nvm_bytes=%u erases=%u units=%u events=%llu\n", (unsigned)rt.stats.commits,
+            (unsigned)rt.stats.nvm_bytes_written, (unsigned)rt.stats.nvm_pages_erased, (unsigned)rt.stats.units_run,
+            (unsigned long long)s->events);
+  }
+  printf("RESULT input=%u exit=%u boot=%s size=%u hex=", (unsigned)input_id, (unsigned)res.exit_index,
+         boot_name(res.resumed), (unsigned)res.size);
+  for (k = 0u; k < res.size; k++) printf("%02x", (unsigned)(uint8_t)output[k]);
+  printf("\n");
+  return 0;
+}

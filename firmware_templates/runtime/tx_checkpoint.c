@@ -1,0 +1,410 @@
+/* Checkpointing runtime, see tx_checkpoint.h for the protocol. */
+#include "tx_checkpoint.h"
+
+#include <string.h>
+
+#include "tx_crc32.h"
+#include "tx_hal.h"
+#include "tx_nvm.h"
+
+#define HEADER_BYTES (TX_CKPT_HEADER_WORDS * 4u)
+
+/* ---------------------------------------------------------------- pipeline shape */
+
+/* Bytes of the boundary tensor stage s reads: the output of the last segment before it (0 for stage 0). */
+static uint32_t boundary_len(const tx_pipeline_t *p, uint32_t s)
+{
+  while (s > 0u) {
+    s--;
+    if (p->stages[s].role == TX_STAGE_SEGMENT) return p->stages[s].model->output_size;
+  }
+  return 0u;
+}
+
+/* The boundary buffer belongs to the state while stage s still needs it: as its input before step 0 runs,
+ * and during a whole exit stage (the next segment reads it afterwards). */
+static int needs_boundary(const tx_pipeline_t *p, uint32_t s, uint32_t i, uint32_t u)
+{
+  if (s == 0u) return 0;
+  return p->stages[s].role == TX_STAGE_EXIT || (i == 0u && u == 0u);
+}
+
+typedef void (*piece_fn)(void *ctx, int8_t *ram, uint32_t len);
+
+/* Calls fn on each RAM range that makes up the state at position (s, i, u), in payload order, and returns
+ * the total length. At (s, 0, 0) the model's input is not loaded yet: only the boundary is state. */
+static uint32_t for_each_piece(const tx_pipeline_t *p, uint32_t s, uint32_t i, uint32_t u, piece_fn fn, void *ctx)
+{
+  uint32_t total = 0u;
+  if (needs_boundary(p, s, i, u)) {
+    uint32_t n = boundary_len(p, s);
+    if (fn) fn(ctx, p->boundary, n);
+    total += n;
+  }
+  if (i != 0u || u != 0u) {
+    const tx_model_t *m = p->stages[s].model;
+    uint32_t r;
+    for (r = m->live_index[i]; r < m->live_index[i + 1u]; r++) {
+      if (fn) fn(ctx, tx_arena + m->live[r].offset, m->live[r].size);
+      total += m->live[r].size;
+    }
+  }
+  return total;
+}
+
+static uint32_t fingerprint(const tx_pipeline_t *p)
+{
+  uint32_t crc = 0u, s, i;
+  for (s = 0u; s < p->num_stages; s++) {
+    const tx_model_t *m = p->stages[s].model;
+    uint32_t shape[9];
+    shape[0] = p->stages[s].role; shape[1] = p->stages[s].exit_index; shape[2] = m->num_steps;
+    shape[3] = m->input_offset; shape[4] = m->input_size; shape[5] = m->output_offset;
+    shape[6] = m->output_size; shape[7] = m->live_index[m->num_steps]; shape[8] = TX_ARENA_SIZE;
+    crc = tx_crc32(crc, m->name, (uint32_t)strlen(m->name));
+    crc = tx_crc32(crc, shape, sizeof shape);
+    crc = tx_crc32(crc, m->units, m->num_steps * (uint32_t)sizeof m->units[0]);
+    crc = tx_crc32(crc, m->live_index, (m->num_steps + 1u) * (uint32_t)sizeof m->live_index[0]);
+    for (i = 0u; i < m->live_index[m->num_steps]; i++) crc = tx_crc32(crc, &m->live[i], sizeof m->live[i]);
+  }
+  return crc;
+}
+
+static int check_pipeline(const tx_pipeline_t *p, tx_granularity_t gran)
+{
+  uint32_t s, i, r;
+  if (!p || !p->stages || p->num_stages == 0u) return TX_ERR_CONFIG;
+  if (p->stages[0].role != TX_STAGE_SEGMENT || p->stages[p->num_stages - 1u].role != TX_STAGE_SEGMENT)
+    return TX_ERR_CONFIG;
+  if (gran.mode > TX_CKPT_UNITS || (gran.mode != TX_CKPT_NONE && gran.every == 0u)) return TX_ERR_CONFIG;
+  for (s = 0u; s < p->num_stages; s++) {
+    const tx_model_t *m = p->stages[s].model;
+    if (!m || m->num_steps == 0u) return TX_ERR_CONFIG;
+    if (s > 0u && m->input_size != boundary_len(p, s)) return TX_ERR_CONFIG;
+    if (p->stages[s].role == TX_STAGE_SEGMENT && s + 1u < p->num_stages &&
+        (!p->boundary || p->boundary_size < m->output_size)) return TX_ERR_CONFIG;
+    for (i = 0u; i < m->num_steps; i++) {
+      if (m->units[i] == 0u || m->live_index[i] > m->live_index[i + 1u]) return TX_ERR_CONFIG;
+    }
+    for (r = 0u; r < m->live_index[m->num_steps]; r++) {
+      if (m->live[r].offset > TX_ARENA_SIZE || m->live[r].size > TX_ARENA_SIZE - m->live[r].offset)
+        return TX_ERR_CONFIG;
+    }
+  }
+  return TX_OK;
+}
+
+static uint32_t max_payload(const tx_pipeline_t *p)
+{
+  uint32_t best = 0u, s, i, n;
+  for (s = 0u; s < p->num_stages; s++) {
+    const tx_model_t *m = p->stages[s].model;
+    n = for_each_piece(p, s, 0u, 0u, 0, 0);
+    if (n > best) best = n;
+    for (i = 0u; i < m->num_steps; i++) {
+      /* unit 1 stands for "inside step i" (for step 0 it differs from the (0,0) position) */
+      n = for_each_piece(p, s, i, 1u, 0, 0);
+      if (n > best) best = n;
+    }
+    if (m->output_size > best) best = m->output_size;   /* a DONE record */
+  }
+  return best;
+}
+
+/* ---------------------------------------------------------------- slots */
+
+static int seq_newer(uint32_t a, uint32_t b) { return (int32_t)(a - b) > 0; }
+
+/* Reads slot `slot`'s header; returns 1 when the slot is valid (magic, length, and CRC over header and
+ * payload). */
+static int read_slot(const tx_runtime_t *rt, uint32_t slot, uint32_t hdr[TX_CKPT_HEADER_WORDS])
+{
+  uint32_t base = slot * rt->slot_size;
+  tx_nvm_read(base, hdr, HEADER_BYTES);
+  if (hdr[TX_H_MAGIC] != TX_CKPT_MAGIC || hdr[TX_H_VERSION] != TX_CKPT_VERSION) return 0;
+  if (hdr[TX_H_PAYLOAD_LEN] > rt->slot_size - HEADER_BYTES) return 0;
+#ifndef TX_BROKEN_NO_CRC
+  {
+    uint32_t crc = tx_crc32(0u, hdr, HEADER_BYTES - 4u);
+    uint32_t off = base + HEADER_BYTES, left = hdr[TX_H_PAYLOAD_LEN];
+    uint8_t chunk[64];
+    while (left > 0u) {
+      uint32_t n = left < sizeof chunk ? left : (uint32_t)sizeof chunk;
+      tx_nvm_read(off, chunk, n);
+      crc = tx_crc32(crc, chunk, n);
+      off += n;
+      left -= n;
+    }
+    if (crc != hdr[TX_H_CRC]) return 0;
+  }
+#endif
+  return 1;
+}
+
+/* Streams bytes to NVM in whole words, keeping the CRC. */
+typedef struct {
+  uint32_t off;         /* NVM offset of the next word to write */
+  uint32_t crc;
+  uint32_t fill;        /* bytes in buf */
+  uint32_t written;     /* bytes written to NVM */
+  uint32_t buf[16];
+} writer_t;
+
+static void writer_flush(writer_t *w)
+{
+  uint32_t words = (w->fill + 3u) / 4u;
+  if (w->fill % 4u) memset((uint8_t *)w->buf + w->fill, 0, 4u - w->fill % 4u);   /* pad: outside the CRC */
+  if (words) tx_nvm_write_words(w->off, w->buf, words);
+  w->off += words * 4u;
+  w->written += words * 4u;
+  w->fill = 0u;
+}
+
+static void writer_put(void *ctx, int8_t *ram, uint32_t len)
+{
+  writer_t *w = (writer_t *)ctx;
+  const uint8_t *src = (const uint8_t *)ram;
+  w->crc = tx_crc32(w->crc, src, len);
+  while (len > 0u) {
+    uint32_t room = (uint32_t)sizeof w->buf - w->fill;
+    uint32_t n = len < room ? len : room;
+    memcpy((uint8_t *)w->buf + w->fill, src, n);
+    w->fill += n;
+    src += n;
+    len -= n;
+    if (w->fill == sizeof w->buf) writer_flush(w);
+  }
+}
+
+typedef struct { uint32_t off; } reader_t;
+
+static void reader_get(void *ctx, int8_t *ram, uint32_t len)
+{
+  reader_t *r = (reader_t *)ctx;
+  tx_nvm_read(r->off, ram, len);
+  r->off += len;
+}
+
+/* Commits position (s, i, u), or with TX_CKPT_FLAG_DONE the result `data` of exit `exit_index`.
+ * Order: erase the target slot, header without CRC, payload, CRC word last. Until the CRC word lands the
+ * target slot is invalid and the other slot (the previous checkpoint) stays the newest valid one. */
+static void commit(tx_runtime_t *rt, uint32_t s, uint32_t i, uint32_t u, uint32_t flags, uint32_t exit_index,
+                   const int8_t *data, uint32_t data_len)
+{
+  uint32_t hdr[TX_CKPT_HEADER_WORDS];
+  writer_t w;
+  uint32_t slot, base, len, pages, k;
+#ifdef TX_BROKEN_SINGLE_SLOT
+  slot = 0u;
+#else
+  slot = rt->cur_slot == 0 ? 1u : 0u;
+#endif
+  base = slot * rt->slot_size;
+  len = (flags & TX_CKPT_FLAG_DONE) ? data_len : for_each_piece(rt->p, s, i, u, 0, 0);
+  memset(hdr, 0, sizeof hdr);
+  hdr[TX_H_MAGIC] = TX_CKPT_MAGIC;
+  hdr[TX_H_VERSION] = TX_CKPT_VERSION;
+  hdr[TX_H_SEQ] = rt->seq + 1u;
+  hdr[TX_H_FINGERPRINT] = rt->fingerprint;
+  hdr[TX_H_INPUT_ID] = rt->input_id;
+  hdr[TX_H_STAGE] = s;
+  hdr[TX_H_STEP] = i;
+  hdr[TX_H_UNIT] = u;
+  hdr[TX_H_FLAGS] = flags | (rt->low_energy ? TX_CKPT_FLAG_LOW_ENERGY : 0u);
+  hdr[TX_H_EXIT] = exit_index;
+  hdr[TX_H_PAYLOAD_LEN] = len;
+  hdr[TX_H_CRC] = 0xFFFFFFFFu;   /* stays erased until the end */
+
+  pages = (HEADER_BYTES + len + TX_NVM_PAGE_SIZE - 1u) / TX_NVM_PAGE_SIZE;
+#ifndef TX_BROKEN_NO_ERASE
+  for (k = 0u; k < pages; k++) tx_nvm_erase_page(base + k * TX_NVM_PAGE_SIZE);
+  rt->stats.nvm_pages_erased += pages;
+#else
+  (void)k;
+#endif
+  tx_nvm_write_words(base, hdr, TX_CKPT_HEADER_WORDS - 1u);
+
+  memset(&w, 0, sizeof w);
+  w.off = base + HEADER_BYTES;
+  w.crc = tx_crc32(0u, hdr, HEADER_BYTES - 4u);
+  if (flags & TX_CKPT_FLAG_DONE) writer_put(&w, (int8_t *)(uintptr_t)data, data_len);
+  else for_each_piece(rt->p, s, i, u, writer_put, &w);
+  writer_flush(&w);
+
+  hdr[TX_H_CRC] = w.crc;
+  tx_nvm_write_words(base + HEADER_BYTES - 4u, &hdr[TX_H_CRC], 1u);   /* the commit point */
+
+  rt->cur_slot = (int32_t)slot;
+  rt->seq = hdr[TX_H_SEQ];
+  rt->stats.commits++;
+  rt->stats.nvm_bytes_written += HEADER_BYTES + w.written;
+}
+
+/* ---------------------------------------------------------------- API */
+
+int tx_runtime_init(tx_runtime_t *rt, const tx_pipeline_t *p, tx_granularity_t gran)
+{
+  uint32_t hdr[TX_CKPT_HEADER_WORDS], slot;
+  int rc;
+  memset(rt, 0, sizeof *rt);
+  rc = check_pipeline(p, gran);
+  if (rc != TX_OK) return rc;
+  if (tx_nvm_open() != 0) return TX_ERR_NVM;
+  rt->p = p;
+  rt->gran = gran;
+  rt->fingerprint = fingerprint(p);
+  rt->max_payload = max_payload(p);
+  rt->slot_size = (HEADER_BYTES + rt->max_payload + TX_NVM_PAGE_SIZE - 1u) / TX_NVM_PAGE_SIZE * TX_NVM_PAGE_SIZE;
+  if (tx_nvm_size() < 2u * rt->slot_size) return TX_ERR_NVM_TOO_SMALL;
+  rt->cur_slot = -1;
+  for (slot = 0u; slot < 2u; slot++) {
+    if (!read_slot(rt, slot, hdr)) continue;
+    if (rt->cur_slot < 0 || seq_newer(hdr[TX_H_SEQ], rt->seq)) {
+      rt->cur_slot = (int32_t)slot;
+      rt->seq = hdr[TX_H_SEQ];
+    }
+  }
+  return TX_OK;
+}
+
+uint32_t tx_runtime_nvm_bytes(const tx_runtime_t *rt) { return 2u * rt->slot_size; }
+
+/* A checkpoint's position must be one this pipeline can produce (the CRC proves the bytes are the ones
+ * written; this also keeps a runtime built with TX_BROKEN_NO_CRC from indexing outside its tables). */
+static int position_ok(const tx_runtime_t *rt, const uint32_t *hdr)
+{
+  const tx_pipeline_t *p = rt->p;
+  uint32_t s = hdr[TX_H_STAGE], i = hdr[TX_H_STEP], u = hdr[TX_H_UNIT];
+  const tx_model_t *m;
+  if (s >= p->num_stages) return 0;
+  m = p->stages[s].model;
+  if (hdr[TX_H_FLAGS] & TX_CKPT_FLAG_DONE) return hdr[TX_H_PAYLOAD_LEN] == m->output_size;
+  if (i >= m->num_steps || u >= m->units[i]) return 0;
+  return hdr[TX_H_PAYLOAD_LEN] == for_each_piece(p, s, i, u, 0, 0);
+}
+
+int tx_runtime_boot(tx_runtime_t *rt, uint32_t input_id, const int8_t *input)
+{
+  uint32_t hdr[TX_CKPT_HEADER_WORDS];
+  rt->input_id = input_id;
+  rt->input = input;
+  rt->stage = rt->step = rt->unit = 0u;
+  rt->low_energy = 0u;
+  rt->boot = TX_BOOT_FRESH;
+  if (rt->cur_slot < 0) return (int)rt->boot;
+  tx_nvm_read((uint32_t)rt->cur_slot * rt->slot_size, hdr, HEADER_BYTES);
+  if (hdr[TX_H_FINGERPRINT] != rt->fingerprint || hdr[TX_H_INPUT_ID] != input_id || !position_ok(rt, hdr))
+    return (int)rt->boot;
+  rt->stage = hdr[TX_H_STAGE];
+  rt->low_energy = (hdr[TX_H_FLAGS] & TX_CKPT_FLAG_LOW_ENERGY) ? 1u : 0u;
+  if (hdr[TX_H_FLAGS] & TX_CKPT_FLAG_DONE) {
+    rt->done_exit = hdr[TX_H_EXIT];
+    rt->done_size = hdr[TX_H_PAYLOAD_LEN];
+    rt->boot = TX_BOOT_DONE;
+  } else {
+    reader_t r;
+    rt->step = hdr[TX_H_STEP];
+    rt->unit = hdr[TX_H_UNIT];
+    r.off = (uint32_t)rt->cur_slot * rt->slot_size + HEADER_BYTES;
+    for_each_piece(rt->p, rt->stage, rt->step, rt->unit, reader_get, &r);
+    rt->boot = TX_BOOT_RESUMED;
+  }
+  return (int)rt->boot;
+}
+
+static void poll_energy(tx_runtime_t *rt)
+{
+  if (!rt->low_energy && tx_hal_low_energy()) rt->low_energy = 1u;
+}
+
+static int finish(tx_runtime_t *rt, uint32_t exit_index, const int8_t *data, uint32_t size, int8_t *output,
+                  uint32_t output_cap, tx_result_t *result)
+{
+  if (size > output_cap) return TX_ERR_OUTPUT;
+  commit(rt, rt->stage, 0u, 0u, TX_CKPT_FLAG_DONE, exit_index, data, size);
+  memcpy(output, data, size);
+  result->exit_index = exit_index;
+  result->size = size;
+  result->resumed = rt->boot;
+  return TX_OK;
+}
+
+int tx_runtime_run(tx_runtime_t *rt, int8_t *output, uint32_t output_cap, tx_result_t *result)
+{
+  const tx_pipeline_t *p = rt->p;
+  const uint32_t mode = rt->gran.mode, every = rt->gran.every;
+  uint32_t since = 0u;   /* units (TX_CKPT_UNITS) or steps (TX_CKPT_LAYERS) since the last commit */
+
+  if (rt->boot == TX_BOOT_DONE) {
+    if (rt->done_size > output_cap) return TX_ERR_OUTPUT;
+    tx_nvm_read((uint32_t)rt->cur_slot * rt->slot_size + HEADER_BYTES, output, rt->done_size);
+    result->exit_index = rt->done_exit;
+    result->size = rt->done_size;
+    result->resumed = rt->boot;
+    return TX_OK;
+  }
+  for (;;) {
+    const tx_stage_t *st = &p->stages[rt->stage];
+    const tx_model_t *m = st->model;
+    const int8_t *out;
+    poll_energy(rt);
+    /* Exit heads run when the policy wants to look at them or energy is short; skipping one is decided
+       again identically after a resume (same flag, same policy). */
+    if (st->role == TX_STAGE_EXIT && !rt->low_energy && !p->policy) {
+      rt->stage++;
+      continue;
+    }
+    if (rt->step == 0u && rt->unit == 0u) {
+      const int8_t *src = rt->stage == 0u ? rt->input : p->boundary;
+      memmove(tx_arena + m->input_offset, src, m->input_size);
+    }
+    while (rt->step < m->num_steps) {
+      const uint32_t n = m->units[rt->step];
+      while (rt->unit < n) {
+        uint32_t end = n;
+        if (mode == TX_CKPT_UNITS && n - rt->unit > every - since) end = rt->unit + (every - since);
+        m->step(rt->step, rt->unit, end);
+        tx_hal_work_done(end - rt->unit);
+        rt->stats.units_run += end - rt->unit;
+        rt->stats.steps_started++;
+        if (mode == TX_CKPT_UNITS) since += end - rt->unit;
+        rt->unit = end;
+        poll_energy(rt);
+        if (mode == TX_CKPT_UNITS && since >= every && rt->unit < n) {
+          commit(rt, rt->stage, rt->step, rt->unit, 0u, 0u, 0, 0u);
+          since = 0u;
+        }
+      }
+      rt->step++;
+      rt->unit = 0u;
+      if (mode == TX_CKPT_LAYERS) since++;
+      /* the end of the stage is committed below, with the boundary instead of the arena */
+      if (mode != TX_CKPT_NONE && since >= every && rt->step < m->num_steps) {
+        commit(rt, rt->stage, rt->step, 0u, 0u, 0u, 0, 0u);
+        since = 0u;
+      }
+    }
+    out = tx_arena + m->output_offset;
+    if (st->role == TX_STAGE_SEGMENT) {
+      if (rt->stage + 1u == p->num_stages) return finish(rt, st->exit_index, out, m->output_size, output, output_cap, result);
+      memcpy(p->boundary, out, m->output_size);
+    } else if (rt->low_energy || p->policy(st->exit_index, out, m->output_size, p->policy_ctx)) {
+      return finish(rt, st->exit_index, out, m->output_size, output, output_cap, result);
+    }
+    rt->stage++;
+    rt->step = 0u;
+    if (mode != TX_CKPT_NONE) {
+      commit(rt, rt->stage, 0u, 0u, 0u, 0u, 0, 0u);
+      since = 0u;
+    }
+  }
+}
+
+int tx_pipeline_infer(tx_runtime_t *rt, const tx_pipeline_t *p, tx_granularity_t gran, uint32_t input_id,
+                      const int8_t *input, int8_t *output, uint32_t output_cap, tx_result_t *result)
+{
+  int rc = tx_runtime_init(rt, p, gran);
+  if (rc != TX_OK) return rc;
+  tx_runtime_boot(rt, input_id, input);
+  return tx_runtime_run(rt, output, output_cap, result);
+}

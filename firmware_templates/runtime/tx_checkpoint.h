@@ -1,0 +1,129 @@
+/* Checkpointing runtime: runs a pipeline of generated models (segment 0, exit head, segment 1, ...) so
+ * that an inference survives power failures, and commits its result to NVM.
+ *
+ * Progress (stage, step, unit) and the arena ranges live at that point (the generated `live` table) are
+ * committed to one of two NVM slots. Each slot = a 64-byte header (magic, sequence number, pipeline
+ * fingerprint, input id, position, flags, payload length, CRC-32) followed by the payload. A slot is valid
+ * only when its CRC matches; the newer valid slot wins; a commit always rewrites the other slot, and the
+ * CRC word is written last, so a cut anywhere in a commit leaves the previous checkpoint intact.
+ *
+ * Work between two commits is idempotent: a resume restores every live range from the checkpoint, so the
+ * arena holds exactly the bytes it held when the checkpoint was taken, and re-running the step from that
+ * unit yields the same bytes (also for in-place ops).
+ *
+ * The result (output bytes + which exit) is committed as a DONE checkpoint; it counts only once committed.
+ * A boot that finds the DONE checkpoint of the same input returns it without recomputing.
+ *
+ * Compile-time flags that deliberately break the runtime (tests show the campaign then fails):
+ *   TX_BROKEN_SINGLE_SLOT  every commit rewrites slot 0 (a cut mid-commit loses the only checkpoint)
+ *   TX_BROKEN_NO_CRC       a slot is accepted without checking its CRC (torn slots are resumed from)
+ *   TX_BROKEN_NO_ERASE     commits write without erasing (the NVMC rules must catch it)
+ */
+#ifndef TX_CHECKPOINT_H
+#define TX_CHECKPOINT_H
+
+#include <stdint.h>
+#include "tx_model.h"
+
+#define TX_STAGE_SEGMENT 0u
+#define TX_STAGE_EXIT 1u
+
+typedef struct {
+  const tx_model_t *model;
+  uint8_t role;        /* TX_STAGE_SEGMENT: backbone segment; TX_STAGE_EXIT: exit head over the last segment's output */
+  uint8_t exit_index;  /* index of the exit this stage produces (exit heads: 0, 1, ...; the last segment
+                          gives the final exit, conventionally the highest index) */
+} tx_stage_t;
+
+#define TX_CKPT_NONE 0u    /* no checkpoint during the inference, only the result (continuous-power baseline) */
+#define TX_CKPT_LAYERS 1u  /* commit after every `every` steps (layers) and at the end of each stage */
+#define TX_CKPT_UNITS 2u   /* commit after every `every` work units (rows), also inside a layer */
+
+typedef struct {
+  uint32_t mode;
+  uint32_t every;      /* >= 1 */
+} tx_granularity_t;
+
+/* Early-exit policy: nonzero to stop at this exit. Must be a pure function of the output bytes (it runs
+ * again after a power failure). NULL: exit heads run only when tx_hal_low_energy() said so. */
+typedef int (*tx_exit_policy_t)(uint32_t exit_index, const int8_t *output, uint32_t size, void *ctx);
+
+typedef struct {
+  const tx_stage_t *stages;
+  uint32_t num_stages;        /* stages[0] and stages[num_stages-1] are segments */
+  int8_t *boundary;           /* RAM for the tensor a segment hands to the next stages (the arena is shared
+                                 by all models, so an exit head would overwrite it there) */
+  uint32_t boundary_size;     /* >= the largest segment output */
+  tx_exit_policy_t policy;
+  void *policy_ctx;
+} tx_pipeline_t;
+
+typedef struct {
+  uint32_t commits;           /* checkpoints written by this boot (the result included) */
+  uint32_t nvm_bytes_written; /* header + payload bytes of those commits */
+  uint32_t nvm_pages_erased;
+  uint32_t units_run;         /* work units executed by this boot */
+  uint32_t steps_started;     /* step() calls */
+} tx_stats_t;
+
+#define TX_BOOT_FRESH 0     /* no usable checkpoint for this input: starts at the beginning */
+#define TX_BOOT_RESUMED 1   /* continues from a checkpoint */
+#define TX_BOOT_DONE 2      /* the result of this input is already committed */
+
+typedef struct {
+  const tx_pipeline_t *p;
+  tx_granularity_t gran;
+  uint32_t fingerprint;       /* CRC of the pipeline's shape: a checkpoint of another firmware is ignored */
+  uint32_t max_payload;       /* largest payload of any position */
+  uint32_t slot_size;         /* bytes per slot, whole pages */
+  int32_t cur_slot;           /* slot holding the newest valid checkpoint; -1: none */
+  uint32_t seq;               /* its sequence number */
+  /* position of the computation */
+  uint32_t input_id;
+  const int8_t *input;
+  uint32_t stage, step, unit;
+  uint32_t low_energy;        /* latched: finish at the next exit point */
+  uint32_t boot;              /* TX_BOOT_* of the last tx_runtime_boot() */
+  uint32_t done_exit;         /* when DONE: exit index of the result */
+  uint32_t done_size;
+  tx_stats_t stats;
+} tx_runtime_t;
+
+typedef struct {
+  uint32_t exit_index;        /* which exit produced the output */
+  uint32_t size;              /* output bytes */
+  uint32_t resumed;           /* TX_BOOT_* of this boot */
+} tx_result_t;
+
+#define TX_OK 0
+#define TX_ERR_CONFIG -1      /* bad pipeline (boundary too small, shapes that do not chain, bad granularity) */
+#define TX_ERR_NVM -2         /* tx_nvm_open() failed */
+#define TX_ERR_NVM_TOO_SMALL -3
+#define TX_ERR_OUTPUT -4      /* output buffer too small */
+
+/* Checks the pipeline and NVM and finds the newest valid checkpoint. */
+int tx_runtime_init(tx_runtime_t *rt, const tx_pipeline_t *p, tx_granularity_t gran);
+/* NVM bytes the pipeline needs (two slots). */
+uint32_t tx_runtime_nvm_bytes(const tx_runtime_t *rt);
+/* Positions the runtime for input `input_id` (the same bytes at every boot for the same id): resumes from
+ * the newest valid checkpoint of this input, or starts fresh. Returns TX_BOOT_*. */
+int tx_runtime_boot(tx_runtime_t *rt, uint32_t input_id, const int8_t *input);
+/* Runs to the end, committing checkpoints on the way and the result last; copies the output to `output`. */
+int tx_runtime_run(tx_runtime_t *rt, int8_t *output, uint32_t output_cap, tx_result_t *result);
+
+/* Convenience: init + boot + run. */
+int tx_pipeline_infer(tx_runtime_t *rt, const tx_pipeline_t *p, tx_granularity_t gran, uint32_t input_id,
+                      const int8_t *input, int8_t *output, uint32_t output_cap, tx_result_t *result);
+
+/* Slot format, also parsed by tinyexit/intermittent/slots.py. */
+#define TX_CKPT_MAGIC 0x4B435854u      /* "TXCK" little-endian */
+#define TX_CKPT_VERSION 1u
+#define TX_CKPT_HEADER_WORDS 16u       /* the CRC is the last word */
+#define TX_CKPT_FLAG_DONE 1u
+#define TX_CKPT_FLAG_LOW_ENERGY 2u
+enum {
+  TX_H_MAGIC, TX_H_VERSION, TX_H_SEQ, TX_H_FINGERPRINT, TX_H_INPUT_ID, TX_H_STAGE, TX_H_STEP, TX_H_UNIT,
+  TX_H_FLAGS, TX_H_EXIT, TX_H_PAYLOAD_LEN, TX_H_R0, TX_H_R1, TX_H_R2, TX_H_R3, TX_H_CRC
+};
+
+#endif

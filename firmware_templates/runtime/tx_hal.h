@@ -1,0 +1,19 @@
+/* Board hooks the checkpointing runtime calls besides the NVM (tx_nvm.h). Each board (and the host harness)
+ * provides them. */
+#ifndef TX_HAL_H
+#define TX_HAL_H
+
+#include <stdint.h>
+
+/* Nonzero when the energy store is about to run out (nRF52840: the POF comparator fired). The pipeline
+ * then finishes at the next exit point instead of running the whole network. */
+int tx_hal_low_energy(void);
+
+/* Called after each piece of model work with the number of work units just executed (accounting; the host
+ * harness also cuts power here when asked). */
+void tx_hal_work_done(uint32_t units);
+
+/* An unrecoverable programming error (NVMC rule broken, corrupt configuration): report and stop. */
+void tx_hal_fatal(const char *message);
+
+#endif

@@ -1,0 +1,200 @@
+"""Host build of the checkpointing runtime + a model library, and one boot of it as a process.
+
+One process is one boot: RAM starts empty, the NVM image file is what earlier boots left in it. Power is
+cut by the host HAL itself (`TX_CUT_EVENTS` NVM events or `TX_CUT_UNITS` work units, see
+firmware_templates/runtime/tx_nvm_file.c and tx_hal_host.c), which ends the process with `_exit`."""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+
+from tinyexit.errors import MissingToolError, TinyexitError
+
+RUNTIME_DIR = Path(__file__).resolve().parents[2] / "firmware_templates" / "runtime"
+RUNTIME_SOURCES = ("tx_checkpoint.c", "tx_crc32.c")
+HOST_HAL_SOURCES = ("tx_nvm_file.c", "tx_hal_host.c", "host_main.c")
+CUT_EXIT_CODE = 86
+CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror")
+
+SEGMENT, EXIT = 0, 1
+# Compile-time flags that break the runtime on purpose (tx_checkpoint.h); the campaign must then fail.
+BROKEN_FLAGS = {"single-slot": "TX_BROKEN_SINGLE_SLOT", "no-crc": "TX_BROKEN_NO_CRC", "no-erase": "TX_BROKEN_NO_ERASE"}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One model of the pipeline: `name` is the generated model's NAME (tx_model_NAME)."""
+    name: str
+    role: int               # SEGMENT or EXIT
+    exit_index: int = 0     # exit heads: 0, 1, ...; the last segment: the final exit's index
+
+    def __post_init__(self):
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.name):
+            raise TinyexitError(f"pipeline stage name {self.name!r} is not a C identifier; use the generated "
+                                "model's NAME")
+
+
+@dataclass(frozen=True)
+class Granularity:
+    """How often the runtime commits: mode 'none' (result only), 'layers' (every N steps) or 'units'
+    (every N work units, also inside a layer)."""
+    mode: str = "layers"
+    every: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> "Granularity":
+        """'none', 'layer', 'layers:N', 'units:N' (N >= 1)."""
+        t = text.strip().lower()
+        if t in ("none", "layer", "layers"):
+            return cls("none" if t == "none" else "layers", 1)
+        m = re.fullmatch(r"(layers?|units?|rows?):(\d+)", t)
+        if not m or int(m.group(2)) < 1:
+            raise TinyexitError(f"granularity {text!r} not understood; use none, layer, layers:N or units:N "
+                                "(N >= 1)")
+        mode = "layers" if m.group(1).startswith("layer") else "units"
+        return cls(mode, int(m.group(2)))
+
+    def __str__(self) -> str:
+        return "none" if self.mode == "none" else f"{self.mode}:{self.every}"
+
+
+def render_pipeline(stages: list[Stage], boundary_size: int | str = "TX_ARENA_SIZE") -> str:
+    if not stages or stages[0].role != SEGMENT or stages[-1].role != SEGMENT:
+        raise TinyexitError("a pipeline starts and ends with a segment (exit heads sit between segments)")
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(RUNTIME_DIR)), undefined=jinja2.StrictUndefined,
+                             keep_trailing_newline=True)
+    rows = [{"name": s.name, "role": "TX_STAGE_SEGMENT" if s.role == SEGMENT else "TX_STAGE_EXIT",
+             "exit_index": s.exit_index,
+             "comment": ("segment" if s.role == SEGMENT else "exit head") + f", exit {s.exit_index}"
+             if s.role == EXIT or s is stages[-1] else "segment"} for s in stages]
+    return env.get_template("pipeline.c.j2").render(stages=rows, boundary_size=boundary_size,
+                                                    generator="tinyexit.intermittent")
+
+
+def build_host(model_dir: str | os.PathLike, stages: list[Stage], out_dir: str | os.PathLike, *,
+               broken: tuple[str, ...] = (), nvmc_rules: bool = True, cc: str = "gcc") -> Path:
+    """Compiles runtime + host HAL + every .c of the model library in `model_dir` (except its own
+    host_main.c) into `out_dir/tx_powerfail`; reuses the binary when nothing changed."""
+    if shutil.which(cc) is None:
+        raise MissingToolError(cc, "apt-get install gcc")
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    if not (model_dir / "tx_model.h").is_file():
+        raise TinyexitError(f"{model_dir} has no tx_model.h; point to a generated model library "
+                            "(tinyexit generate) ")
+    for b in broken:
+        if b not in BROKEN_FLAGS:
+            raise TinyexitError(f"unknown broken variant {b!r}; choose from {sorted(BROKEN_FLAGS)}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pipeline_c = out_dir / "tx_pipeline_cfg.c"
+    text = render_pipeline(stages)
+    if not pipeline_c.exists() or pipeline_c.read_text() != text:
+        pipeline_c.write_text(text)
+    model_sources = sorted(p for p in model_dir.glob("*.c") if p.name != "host_main.c")
+    sources = [RUNTIME_DIR / s for s in RUNTIME_SOURCES + HOST_HAL_SOURCES] + model_sources + [pipeline_c]
+    defines = [f"-D{BROKEN_FLAGS[b]}" for b in broken] + (["-DTX_NVM_NVMC_RULES"] if nvmc_rules else [])
+    cmd = [cc, *CFLAGS, *defines, f"-I{RUNTIME_DIR}", f"-I{model_dir}", *map(str, sources), "-o"]
+    h = hashlib.sha256(" ".join(cmd).encode())
+    for p in sources + [*RUNTIME_DIR.glob("*.h"), *model_dir.glob("*.h")]:
+        h.update(p.read_bytes())
+    exe = out_dir / "tx_powerfail"
+    stamp = out_dir / "tx_powerfail.sha256"
+    if exe.exists() and stamp.exists() and stamp.read_text() == h.hexdigest():
+        return exe
+    r = subprocess.run(cmd + [str(exe)], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise TinyexitError(f"host build of the checkpointing runtime failed:\n{' '.join(cmd)}\n{r.stderr}")
+    stamp.write_text(h.hexdigest())
+    return exe
+
+
+@dataclass
+class Boot:
+    """What one boot (process) did."""
+    returncode: int
+    cut: bool                       # power cut on purpose
+    boot: str = ""                  # fresh | resumed | done (as the runtime saw it)
+    units: int = 0                  # work units executed
+    events: int = 0                 # NVM events (words written + pages erased)
+    commits: int = 0
+    nvm_bytes: int = 0
+    exit_index: int | None = None
+    output: bytes | None = None
+    stderr: str = ""
+    kv: dict = field(default_factory=dict)
+
+
+def _kv(line: str) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in line.split()[1:] if "=" in item)
+
+
+class HostTarget:
+    """A built host executable plus its NVM image file."""
+
+    def __init__(self, exe: str | os.PathLike, nvm_path: str | os.PathLike):
+        self.exe = Path(exe)
+        self.nvm_path = Path(nvm_path)
+        self.info = self._info()
+
+    def _info(self) -> dict[str, int]:
+        scratch = self.nvm_path.with_suffix(".probe")
+        scratch.write_bytes(b"\xff" * (16 * 4096))
+        try:
+            r = subprocess.run([str(self.exe), "info"], capture_output=True, text=True, timeout=30,
+                               env={**os.environ, "TX_NVM_FILE": str(scratch)})
+        finally:
+            scratch.unlink()
+        if r.returncode != 0 or not r.stdout.startswith("TXINFO"):
+            raise TinyexitError(f"{self.exe} info failed: {r.stderr.strip()}")
+        return {k: int(v) for k, v in _kv(r.stdout.strip()).items()}
+
+    @property
+    def slot_size(self) -> int:
+        return self.info["slot_size"]
+
+    def erase_nvm(self) -> None:
+        """A blank NVM (all 0xFF, as erased flash) of exactly the size the runtime needs."""
+        self.nvm_path.write_bytes(b"\xff" * self.info["nvm_bytes"])
+
+    def nvm_image(self) -> bytes:
+        return self.nvm_path.read_bytes()
+
+    def boot(self, input_path: str | os.PathLike, input_id: int, granularity: Granularity, *,
+             cut_events: int | None = None, cut_units: int | None = None, low_energy_units: int | None = None,
+             threshold: int | None = None, timeout: float = 60) -> Boot:
+        env = {**os.environ, "TX_NVM_FILE": str(self.nvm_path)}
+        for k in ("TX_CUT_EVENTS", "TX_CUT_UNITS", "TX_LOW_ENERGY_UNITS"):
+            env.pop(k, None)
+        if cut_events is not None:
+            env["TX_CUT_EVENTS"] = str(cut_events)
+        if cut_units is not None:
+            env["TX_CUT_UNITS"] = str(cut_units)
+        if low_energy_units is not None:
+            env["TX_LOW_ENERGY_UNITS"] = str(low_energy_units)
+        cmd = [str(self.exe), "run", str(input_path), str(input_id), granularity.mode, str(granularity.every)]
+        if threshold is not None:
+            cmd.append(str(threshold))
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        b = Boot(returncode=r.returncode, cut=r.returncode == CUT_EXIT_CODE, stderr=r.stderr)
+        for line in r.stderr.splitlines():
+            if line.startswith("TXBOOT"):
+                b.boot = _kv(line).get("boot", "")
+                b.kv.update(_kv(line))
+            elif line.startswith("TXCUT") or line.startswith("TXSTAT"):
+                kv = _kv(line)
+                b.units = int(kv.get("units", 0))
+                b.events = int(kv.get("events", 0))
+                b.commits = int(kv.get("commits", 0))
+                b.nvm_bytes = int(kv.get("nvm_bytes", 0))
+        for line in r.stdout.splitlines():
+            if line.startswith("RESULT"):
+                kv = _kv(line)
+                b.exit_index = int(kv["exit"])
+                b.output = bytes.fromhex(kv["hex"])
+        return b

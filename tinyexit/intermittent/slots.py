@@ -1,0 +1,71 @@
+"""Reading the checkpoint slots the C runtime writes (firmware_templates/runtime/tx_checkpoint.h), with an
+independent CRC (zlib), so the harness judges what is committed in NVM without trusting the runtime."""
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+MAGIC = 0x4B435854          # "TXCK"
+VERSION = 1
+HEADER_WORDS = 16
+HEADER_BYTES = HEADER_WORDS * 4
+FLAG_DONE = 1
+FLAG_LOW_ENERGY = 2
+PAGE_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class SlotRecord:
+    slot: int
+    seq: int
+    fingerprint: int
+    input_id: int
+    stage: int
+    step: int
+    unit: int
+    flags: int
+    exit_index: int
+    payload: bytes
+
+    @property
+    def done(self) -> bool:
+        return bool(self.flags & FLAG_DONE)
+
+    @property
+    def low_energy(self) -> bool:
+        return bool(self.flags & FLAG_LOW_ENERGY)
+
+    @property
+    def position(self) -> tuple[int, int, int]:
+        return (self.stage, self.step, self.unit)
+
+
+def read_slot(image: bytes, slot: int, slot_size: int) -> SlotRecord | None:
+    """The record in `slot`, or None when the slot is not valid (magic, version, length or CRC)."""
+    base = slot * slot_size
+    if base + HEADER_BYTES > len(image):
+        return None
+    words = struct.unpack_from(f"<{HEADER_WORDS}I", image, base)
+    magic, version, seq, fp, input_id, stage, step, unit, flags, exit_index, length = words[:11]
+    if magic != MAGIC or version != VERSION or length > slot_size - HEADER_BYTES:
+        return None
+    payload = bytes(image[base + HEADER_BYTES: base + HEADER_BYTES + length])
+    crc = zlib.crc32(payload, zlib.crc32(bytes(image[base: base + HEADER_BYTES - 4])))
+    if crc != words[15]:
+        return None
+    return SlotRecord(slot, seq, fp, input_id, stage, step, unit, flags, exit_index, payload)
+
+
+def _newer(a: int, b: int) -> bool:
+    return ((a - b) & 0xFFFFFFFF) not in (0,) and ((a - b) & 0xFFFFFFFF) < 0x80000000
+
+
+def newest_valid(image: bytes, slot_size: int) -> SlotRecord | None:
+    """The newest valid checkpoint (sequence numbers compared modulo 2**32, as the runtime does)."""
+    best = None
+    for slot in (0, 1):
+        rec = read_slot(image, slot, slot_size)
+        if rec is not None and (best is None or _newer(rec.seq, best.seq)):
+            best = rec
+    return best
