@@ -253,3 +253,73 @@ def build_host(sources: Sequence[str | Path], out: str | Path, *, include_dirs: 
     _run([gcc, "-O2", *WARNINGS, *defs, *incs, *sources, host / "tx_hal_host.c", "-o", exe],
          "host build")
     return exe
+
+
+# ---------------------------------------------------------------------------------------------------
+# The firmware application (firmware_templates/app/): the early-exit pipeline over test inputs.
+
+@dataclasses.dataclass(frozen=True)
+class Segment:
+    name: str                  # C model name: the library defines tx_model_<name>
+    output_size: int
+    head: str | None = None    # exit head run after this segment (None: no exit here)
+    head_output_size: int = 0
+    head_exit: int = 0         # exit index of the head (0 = first exit)
+    threshold_q: int = 128     # exit when max int8 of the head's output >= threshold_q (128: never)
+
+
+@dataclasses.dataclass(frozen=True)
+class Pipeline:
+    segments: tuple[Segment, ...]
+    exit_names: tuple[str, ...]   # in exit order, final last
+    input_size: int
+    policy_note: str = "max-softmax on the int8 exit output"
+
+    @property
+    def stage_names(self) -> list[str]:
+        names = []
+        for s in self.segments:
+            names.append(s.name)
+            if s.head:
+                names.append(s.head)
+        return names
+
+
+def render_app(pipeline: Pipeline, inputs, labels, out: str | Path, source: str = "") -> list[Path]:
+    """Write tx_app.c, tx_app_config.{h,c} and tx_app_inputs.c (the baked-in int8 inputs) into `out`."""
+    import numpy as np
+    out = Path(out)
+    x = np.asarray(inputs, dtype=np.int8).reshape(len(inputs), -1) if len(inputs) else \
+        np.zeros((0, pipeline.input_size), np.int8)
+    if x.shape[1] != pipeline.input_size:
+        raise TinyexitError(f"inputs have {x.shape[1]} values each but the model's input has "
+                            f"{pipeline.input_size}; pass inputs of the model's input shape.")
+    labels = [int(v) for v in (labels if labels is not None else [-1] * len(x))]
+    stage = 0
+    segs = []
+    for s in pipeline.segments:
+        segs.append(dict(name=s.name, head=s.head, head_exit=s.head_exit, threshold_q=s.threshold_q, stage=stage))
+        stage += 2 if s.head else 1
+    rows = [", ".join(str(int(v)) for v in x.reshape(-1)[i:i + 24]) for i in range(0, x.size, 24)]
+    ctx = dict(segments=segs, exit_names=list(pipeline.exit_names), stage_names=pipeline.stage_names,
+               input_size=pipeline.input_size, num_inputs=len(x),
+               max_boundary=max(s.output_size for s in pipeline.segments),
+               max_head_output=max([s.head_output_size for s in pipeline.segments if s.head] or [1]),
+               policy_note=pipeline.policy_note, input_rows=rows, labels=labels, source=source)
+    return [write_text(out / "tx_app.c", (TEMPLATES / "app" / "tx_app.c").read_text()),
+            render("app/tx_app_config.h.j2", out / "tx_app_config.h", **ctx),
+            render("app/tx_app_config.c.j2", out / "tx_app_config.c", **ctx),
+            render("app/tx_app_inputs.c.j2", out / "tx_app_inputs.c", **ctx)]
+
+
+APP_SOURCES = ("tx_app.c", "tx_app_config.c", "tx_app_inputs.c")
+
+
+def symbol_address(elf: str | Path, name: str) -> int:
+    """Address of a symbol in an ARM ELF (Thumb bit cleared)."""
+    out = _run([tool("arm-none-eabi-nm"), str(elf)], "arm-none-eabi-nm").stdout
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[2] == name:
+            return int(parts[0], 16) & ~1
+    raise TinyexitError(f"symbol {name} not found in {elf}; rebuild the firmware with tinyexit build.")
