@@ -1,0 +1,46 @@
+"""`tinyexit calibrate RUN`: risk-controlled exit threshold (RUN/policy.json, RUN/calibration.png)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from tinyexit.errors import TinyexitError
+
+NAME = "calibrate"
+HELP = "choose the exit threshold with distribution-free risk control (writes RUN/policy.json)"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("run", metavar="RUN", help="run directory (after `tinyexit quantize`)")
+    parser.add_argument("--epsilon", type=float, default=0.02,
+                        help="risk level E: tolerated fraction of inputs spoiled by exiting early (default 0.02)")
+    parser.add_argument("--delta", type=float, default=0.1,
+                        help="D: allowed probability that the risk exceeds E (ltt, ucb; default 0.1)")
+    parser.add_argument("--risk", choices=["gap", "consistency"], default="gap",
+                        help="gap: early wrong where the full model is right; consistency: early != full")
+    parser.add_argument("--method", choices=["ltt", "crc", "ucb"], default="ltt",
+                        help="ltt: Learn-then-Test (Hoeffding-Bentkus); ucb: upper confidence bound; "
+                             "crc: conformal risk control (risk <= E in expectation)")
+    parser.add_argument("--policy", choices=["max_softmax", "margin", "entropy"], default="max_softmax")
+    parser.add_argument("--source", choices=["int8", "float"], default="int8",
+                        help="calibrate the int8 pieces the firmware runs (default) or the float model")
+
+
+def run(args) -> int:
+    from tinyexit.policy.calibrate import calibrate_run
+
+    if not Path(args.run).is_dir():
+        raise TinyexitError(f"run directory '{args.run}' does not exist; train one with `tinyexit train`")
+    p = calibrate_run(args.run, epsilon=args.epsilon, delta=args.delta, risk=args.risk, method=args.method,
+                      policy=args.policy, source=args.source, log=print)
+    t = p["test"]
+    thr = "never exit (no threshold certified)" if p["threshold"] is None else \
+        f"{p['threshold']:.4f} (int8 code {p['threshold_q']})"
+    print(f"{p['method']} on {p['calibration_size']} {p['calibration_split']} inputs, {p['risk']} risk, "
+          f"E={p['epsilon']:g} D={p['delta']:g} ({p['guarantee']})")
+    print(f"  {p['policy']} threshold at {p['exit']}: {thr}")
+    print(f"  test ({t['size']} inputs): risk {t['risk']:.4f}, exit rate {100 * t['exit_rate']:.1f}%, "
+          f"accuracy {100 * t['accuracy']:.2f}% (no exit {100 * t['final_accuracy']:.2f}%)")
+    print(f"  mean MACs {t['mean_macs']:,.0f} vs {t['no_exit_macs']:,} without exits: "
+          f"saving {100 * t['macs_saving']:.1f}%")
+    print(f"wrote {Path(args.run) / 'policy.json'} and {Path(args.run) / p['plot']}")
+    return 0

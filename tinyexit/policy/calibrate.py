@@ -1,0 +1,196 @@
+"""`tinyexit calibrate`: choose the exit threshold with distribution-free risk control.
+
+calibrate_run(run_dir, epsilon, delta, risk="gap", method="ltt", policy="max_softmax", source="int8")
+  1. outputs of every exit on the calibration split (validation) and the test split: the int8 pieces of
+     RUN/quant run on tflite_micro (source "int8": what the firmware will compute) or the float Keras model;
+  2. for every threshold of the policy's grid (for int8 max-softmax: every int8 code, 127 down to -128),
+     the loss of each calibration input (risk "gap" or "consistency", see risk.py);
+  3. the threshold certified by `method` (ltt, ucb, crc), shared by all early exits;
+  4. test risk, exit rate, accuracy, mean MACs per inference and the saving vs the model without exits;
+  5. RUN/policy.json and RUN/calibration.png (accuracy vs mean MACs over the sweep, the chosen point, the
+     no-exit model).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from tinyexit.errors import TinyexitError
+from tinyexit.io import atomic_path, write_json
+from tinyexit.policy import risk as R
+from tinyexit.policy.decisions import STATIC_POLICIES, QParams, argmax_first
+
+POLICY_FILE = "policy.json"
+PLOT_FILE = "calibration.png"
+
+
+def policy_grid(policy: str, qp: QParams, num_classes: int) -> np.ndarray:
+    cls = STATIC_POLICIES[policy]
+    if policy == "entropy":
+        return cls.grid(qp, num_classes=num_classes)
+    return cls.grid(qp)
+
+
+def exit_masks(policy: str, outputs: list[np.ndarray], qparams: list[QParams], grid: np.ndarray,
+               source: str) -> list[np.ndarray]:
+    """masks[k][i, j]: early exit k passes grid threshold j on input i, decided as the firmware decides
+    (integer statistic against the integer threshold) for int8 outputs."""
+    cls = STATIC_POLICIES[policy]
+    masks = []
+    for out, qp in zip(outputs[:-1], qparams[:-1]):
+        probe = cls(0.0)
+        if source == "int8":
+            stat = probe.statistic_q(out, qp)
+            thr = np.array([cls(float(t)).threshold_q(qp) for t in grid], np.int64)
+        else:
+            stat = probe.statistic(out)
+            thr = np.asarray(grid, np.float64)
+        masks.append(probe._cmp(stat[:, None], thr[None, :]))
+    return masks
+
+
+def sweep(masks: list[np.ndarray], preds: list[np.ndarray], y: np.ndarray, exit_macs: list[int]) -> dict:
+    """For every grid threshold: accuracy, exit rate and mean MACs of the early-exit system."""
+    final = preds[-1]
+    n = len(final)
+    g = masks[0].shape[1]
+    k_final = len(preds) - 1
+    exit_index = np.full((n, g), k_final, np.int64)
+    for k in range(k_final - 1, -1, -1):
+        exit_index[masks[k]] = k
+    answer = np.choose(exit_index, [np.broadcast_to(p[:, None], (n, g)) for p in preds])
+    macs = np.asarray(exit_macs, np.float64)[exit_index]
+    return {"accuracy": (answer == y[:, None]).mean(axis=0), "exit_rate": (exit_index < k_final).mean(axis=0),
+            "mean_macs": macs.mean(axis=0)}
+
+
+def _outputs(run_dir: Path, split: str, source: str, model_cache: dict) -> tuple[list[np.ndarray], np.ndarray]:
+    from tinyexit.train import load_split
+
+    x, y = load_split(run_dir, split)
+    if source == "int8":
+        if "pipe" not in model_cache:
+            from tinyexit.quantize import Int8Pipeline
+            model_cache["pipe"] = Int8Pipeline.from_dir(run_dir / "quant")
+        return model_cache["pipe"].run(x), np.asarray(y)
+    if "keras" not in model_cache:
+        from tinyexit.train import load_model
+        model_cache["keras"] = load_model(run_dir)
+    out = model_cache["keras"].predict(x, batch_size=256, verbose=0)
+    return (list(out) if isinstance(out, (list, tuple)) else [out]), np.asarray(y)
+
+
+def calibrate_run(run_dir: str | os.PathLike, *, epsilon: float = 0.02, delta: float = 0.1, risk: str = "gap",
+                  method: str = "ltt", policy: str = "max_softmax", source: str = "int8",
+                  calibration_split: str = "validation", log: Callable[[str], None] | None = None) -> dict:
+    """Choose the threshold, write RUN/policy.json and RUN/calibration.png; returns the policy dict."""
+    from tinyexit.quantize import read_manifest
+
+    log = log or (lambda s: None)
+    run_dir = Path(run_dir)
+    if risk not in R.RISKS:
+        raise TinyexitError(f"unknown risk '{risk}'; choose one of {', '.join(R.RISKS)}")
+    if method not in R.METHODS:
+        raise TinyexitError(f"unknown method '{method}'; choose one of {', '.join(R.METHODS)}")
+    if policy not in STATIC_POLICIES:
+        raise TinyexitError(f"unknown policy '{policy}'; choose one of {', '.join(STATIC_POLICIES)}")
+    if source not in ("int8", "float"):
+        raise TinyexitError("source must be 'int8' or 'float'")
+    if not 0 < epsilon < 1 or not 0 < delta < 1:
+        raise TinyexitError(f"--epsilon and --delta must lie strictly between 0 and 1 (got {epsilon}, {delta})")
+    man = read_manifest(run_dir / "quant")
+    exits = man["exits"]
+    if len(exits) < 2:
+        raise TinyexitError("the model has no early exit: nothing to calibrate")
+    qparams = [QParams.of(e["output"]) for e in exits]
+    exit_macs = [int(e["macs_to_exit"]) for e in exits]
+    no_exit_macs = int(man["no_exit_macs"])
+
+    cache: dict = {}
+    log(f"computing {source} outputs of every exit on the {calibration_split} and test splits")
+    cal_out, cal_y = _outputs(run_dir, calibration_split, source, cache)
+    test_out, test_y = _outputs(run_dir, "test", source, cache)
+    n = len(cal_y)
+    if method == "crc" and 1.0 / (n + 1) > epsilon:
+        raise TinyexitError(f"conformal risk control needs at least {int(np.ceil(1 / epsilon)) - 1} calibration "
+                            f"inputs for epsilon={epsilon} (have {n}); raise --epsilon or use more data")
+    num_classes = int(np.asarray(cal_out[-1]).reshape(n, -1).shape[1])
+    grid = policy_grid(policy, qparams[0], num_classes)
+
+    cal_preds = [argmax_first(np.asarray(o).reshape(len(o), -1)) for o in cal_out]
+    test_preds = [argmax_first(np.asarray(o).reshape(len(o), -1)) for o in test_out]
+    cal_masks = exit_masks(policy, cal_out, qparams, grid, source)
+    test_masks = exit_masks(policy, test_out, qparams, grid, source)
+    L_cal = R.loss_matrix(risk, cal_masks, cal_preds, cal_y)
+    L_test = R.loss_matrix(risk, test_masks, test_preds, test_y)
+    j = R.select(method, L_cal, epsilon, delta)
+
+    sw = sweep(test_masks, test_preds, test_y, exit_macs)
+    final_acc = float(np.mean(test_preds[-1] == test_y))
+    if j >= 0:
+        threshold = float(grid[j])
+        t_risk, t_rate = float(L_test[:, j].mean()), float(sw["exit_rate"][j])
+        t_acc, t_macs = float(sw["accuracy"][j]), float(sw["mean_macs"][j])
+        cal_risk = float(L_cal[:, j].mean())
+    else:  # nothing certified: never exit early
+        threshold = None
+        t_risk, t_rate, t_acc, t_macs, cal_risk = 0.0, 0.0, final_acc, float(exit_macs[-1]), 0.0
+    cls = STATIC_POLICIES[policy]
+    never_q = {"max_softmax": 128, "margin": 256, "entropy": -1}[policy]
+    per_exit = [{"name": e["name"],
+                 "threshold_q": int(cls(threshold).threshold_q(qp)) if threshold is not None else never_q,
+                 "output": {"scale": qp.scale, "zero_point": qp.zero_point}}
+                for e, qp in zip(exits[:-1], qparams[:-1])]
+    result = {
+        "policy": policy,
+        "exit": per_exit[0]["name"],
+        "threshold": threshold,
+        "threshold_q": per_exit[0]["threshold_q"],
+        "exits": per_exit,
+        "method": method, "risk": risk, "epsilon": epsilon, "delta": delta,
+        "guarantee": R.guarantee(method),
+        "source": source,
+        "calibration_split": calibration_split, "calibration_size": n,
+        "calibration_risk": cal_risk,
+        "test": {"size": int(len(test_y)), "risk": t_risk, "exit_rate": t_rate, "accuracy": t_acc,
+                 "final_accuracy": final_acc, "mean_macs": t_macs, "no_exit_macs": no_exit_macs,
+                 "macs_saving": 1.0 - t_macs / no_exit_macs},
+        "plot": PLOT_FILE,
+    }
+    _plot(run_dir / PLOT_FILE, sw, j, final_acc, no_exit_macs, result)
+    write_json(run_dir / POLICY_FILE, result)
+    return result
+
+
+def _plot(path: Path, sw: dict, j: int, final_acc: float, no_exit_macs: int, result: dict) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    ax.plot(sw["mean_macs"] / 1e6, 100 * sw["accuracy"], ".-", ms=3, lw=1, label="threshold sweep (test)")
+    ax.plot([no_exit_macs / 1e6], [100 * final_acc], "s", color="k", label="no-exit model")
+    t = result["test"]
+    label = (f"{result['method']}, {result['risk']} risk <= {result['epsilon']:g} (delta {result['delta']:g})"
+             if j >= 0 else "chosen: never exit")
+    ax.plot([t["mean_macs"] / 1e6], [100 * t["accuracy"]], "*", ms=14, color="tab:red", label=label)
+    ax.set_xlabel("mean MACs per inference (millions)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"{result['policy']} exit policy ({result['source']})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+
+
+def read_policy(run_dir: str | os.PathLike) -> dict:
+    path = Path(run_dir) / POLICY_FILE
+    if not path.exists():
+        raise TinyexitError(f"{path} does not exist; run `tinyexit calibrate RUN` first")
+    return json.loads(path.read_text())

@@ -1,0 +1,333 @@
+"""Exit policies: for every input, (decision, exit taken, MACs spent).
+
+Policies read the int8 softmax outputs exactly as the firmware does, with integer arithmetic only, so that
+Python and the generated C decide bit for bit alike; each threshold therefore also has an integer form
+(`threshold_q(qp)`), computed once here and baked into the firmware. Float twins (`evaluate`) serve the
+float Keras model.
+
+Static policies (one input at a time; exits tried in order, the first one whose statistic passes wins,
+otherwise the final exit decides):
+    MaxSoftmax(t)   exit when max_c p_c >= t.         int8: max_c q_c >= threshold_q
+    Margin(t)       exit when p_(1) - p_(2) >= t.     int8: q_(1) - q_(2) >= threshold_q
+    Entropy(t)      exit when H(p) <= t (nats).       int8: sum_c T[q_c + 128] <= threshold_q, with the
+                    table T = entropy_table(qp) (-p ln p in units of 2^-ENTROPY_FRAC_BITS nats)
+Stream policies (Sponner et al., temporal decision mechanisms; they use the first early exit only):
+    DifferenceDetection(t)  new scene when the Euclidean distance between the exit's output and the
+                    reference output (the output that opened the current scene, or the previous input's
+                    with reference="previous") exceeds t: run the full model and decide with the final
+                    exit; otherwise stop at the exit and keep the last decision.
+                    int8: sum_c (q_c - r_c)^2 <= threshold_q keeps the decision.
+    TemporalPatience(k)     stop at the exit when its prediction has agreed with the last decision on k
+                    consecutive inputs (this one included); otherwise run the full model, whose prediction
+                    becomes the last decision.
+MACs: `exit_macs[k]` is what an inference costs when it ends at exit k (segments and heads evaluated up to
+there; the quant manifest's `macs_to_exit`). Predictions are argmax with ties to the lowest class index.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Sequence
+
+import numpy as np
+
+ENTROPY_FRAC_BITS = 16
+NEVER = 128  # an int8 code threshold that no int8 value reaches: never exit (max-softmax)
+
+
+@dataclasses.dataclass(frozen=True)
+class QParams:
+    """Scale and zero point of an int8 exit output (real = scale * (q - zero_point))."""
+    scale: float
+    zero_point: int
+
+    @classmethod
+    def of(cls, obj) -> "QParams":
+        if isinstance(obj, QParams):
+            return obj
+        if isinstance(obj, dict):
+            return cls(float(obj["scale"]), int(obj["zero_point"]))
+        return cls(float(obj.scale), int(obj.zero_point))
+
+    def dequantize(self, q) -> np.ndarray:
+        return (np.asarray(q, np.float64) - self.zero_point) * float(self.scale)
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyResult:
+    decision: np.ndarray    # int64 [N]: predicted class
+    exit_index: np.ndarray  # int64 [N]: exit taken (num_exits - 1 = final)
+    macs: np.ndarray        # int64 [N]: MACs spent on the input
+    num_exits: int
+
+    @property
+    def exit_rate(self) -> float:
+        """Fraction of inputs that ended before the final exit."""
+        return float(np.mean(self.exit_index < self.num_exits - 1)) if len(self.exit_index) else 0.0
+
+    @property
+    def mean_macs(self) -> float:
+        return float(np.mean(self.macs)) if len(self.macs) else 0.0
+
+    def accuracy(self, y) -> float:
+        return float(np.mean(self.decision == np.asarray(y)))
+
+
+def argmax_first(a: np.ndarray) -> np.ndarray:
+    """argmax over the last axis, ties to the lowest index (what the firmware's `>` scan gives)."""
+    return np.argmax(a, axis=-1).astype(np.int64)
+
+
+def _smallest_code(t: float, scale: float, offset: int) -> int:
+    """Smallest integer c with (c - offset) * scale >= t (exactly, in float64)."""
+    c = math.ceil(t / scale) + offset
+    while (c - 1 - offset) * scale >= t:
+        c -= 1
+    while (c - offset) * scale < t:
+        c += 1
+    return c
+
+
+def entropy_table(qp: QParams) -> np.ndarray:
+    """T[q + 128] = round(-p ln p * 2^ENTROPY_FRAC_BITS), p = clip(dequantized q, 0, 1); T = 0 where p = 0."""
+    qp = QParams.of(qp)
+    p = np.clip(qp.dequantize(np.arange(-128, 128)), 0.0, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = np.where(p > 0, -p * np.log(np.where(p > 0, p, 1.0)), 0.0)
+    return np.floor(h * (1 << ENTROPY_FRAC_BITS) + 0.5).astype(np.int64)
+
+
+def _stack(outputs) -> list[np.ndarray]:
+    return [np.asarray(o).reshape(len(o), -1) for o in outputs]
+
+
+class _Static:
+    """Common evaluation of the one-input-at-a-time policies."""
+
+    exits_when = ">="  # or "<="
+    kind = ""
+
+    # statistic_q / statistic / threshold_q / grid are defined by subclasses
+
+    def exit_mask_q(self, q: np.ndarray, qp) -> np.ndarray:
+        return self._cmp(self.statistic_q(q, qp), self.threshold_q(qp))
+
+    def exit_mask(self, p: np.ndarray) -> np.ndarray:
+        return self._cmp(self.statistic(p), self.threshold)
+
+    def _cmp(self, stat, thr):
+        stat = np.asarray(stat)
+        return stat >= thr if self.exits_when == ">=" else stat <= thr
+
+    def with_threshold(self, threshold: float):
+        return dataclasses.replace(self, threshold=float(threshold))
+
+    def _combine(self, masks, preds, exit_macs) -> PolicyResult:
+        n = len(preds[-1])
+        k_final = len(preds) - 1
+        exit_index = np.full(n, k_final, np.int64)
+        for k in range(k_final - 1, -1, -1):  # the earliest passing exit wins
+            exit_index[masks[k]] = k
+        decision = np.choose(exit_index, preds) if n else np.zeros(0, np.int64)
+        macs = np.asarray(exit_macs, np.int64)[exit_index]
+        return PolicyResult(decision.astype(np.int64), exit_index, macs, len(preds))
+
+    def evaluate_q(self, outputs_q: Sequence[np.ndarray], qparams: Sequence, exit_macs: Sequence[int]) -> PolicyResult:
+        """int8 outputs of every exit ([N, C] each, final last) -> what the firmware decides."""
+        outs = _stack(outputs_q)
+        masks = [self.exit_mask_q(o, qp) for o, qp in zip(outs[:-1], qparams[:-1])]
+        return self._combine(masks, [argmax_first(o) for o in outs], exit_macs)
+
+    def evaluate(self, outputs: Sequence[np.ndarray], exit_macs: Sequence[int]) -> PolicyResult:
+        """float softmax outputs of every exit -> decisions of the float model with the float threshold."""
+        outs = _stack(outputs)
+        masks = [self.exit_mask(o) for o in outs[:-1]]
+        return self._combine(masks, [argmax_first(o) for o in outs], exit_macs)
+
+    def to_json(self, qparams: Sequence) -> dict:
+        return {"policy": self.kind, "threshold": self.threshold,
+                "threshold_q": [int(self.threshold_q(qp)) for qp in qparams]}
+
+
+@dataclasses.dataclass(frozen=True)
+class MaxSoftmax(_Static):
+    threshold: float
+    kind = "max_softmax"
+    exits_when = ">="
+
+    def statistic_q(self, q, qp=None):
+        return np.asarray(q).reshape(len(q), -1).astype(np.int64).max(axis=1)
+
+    def statistic(self, p):
+        return np.asarray(p, np.float64).reshape(len(p), -1).max(axis=1)
+
+    def threshold_q(self, qp) -> int:
+        qp = QParams.of(qp)
+        return int(np.clip(_smallest_code(self.threshold, qp.scale, qp.zero_point), -128, NEVER))
+
+    @staticmethod
+    def grid(qp) -> np.ndarray:
+        """Every distinct int8 decision, most conservative first: thresholds at codes 127 .. -128."""
+        qp = QParams.of(qp)
+        return qp.dequantize(np.arange(127, -129, -1))
+
+
+@dataclasses.dataclass(frozen=True)
+class Margin(_Static):
+    threshold: float
+    kind = "margin"
+    exits_when = ">="
+
+    @staticmethod
+    def _top2(a):
+        s = np.sort(a.reshape(len(a), -1), axis=1)
+        return s[:, -1] - s[:, -2]
+
+    def statistic_q(self, q, qp=None):
+        return self._top2(np.asarray(q).astype(np.int64))
+
+    def statistic(self, p):
+        return self._top2(np.asarray(p, np.float64))
+
+    def threshold_q(self, qp) -> int:
+        qp = QParams.of(qp)
+        return int(np.clip(_smallest_code(self.threshold, qp.scale, 0), 0, 256))
+
+    @staticmethod
+    def grid(qp) -> np.ndarray:
+        qp = QParams.of(qp)
+        return np.arange(255, -1, -1) * float(qp.scale)
+
+
+@dataclasses.dataclass(frozen=True)
+class Entropy(_Static):
+    threshold: float  # nats
+    kind = "entropy"
+    exits_when = "<="
+
+    def statistic_q(self, q, qp):
+        table = entropy_table(QParams.of(qp))
+        return table[np.asarray(q).reshape(len(q), -1).astype(np.int64) + 128].sum(axis=1)
+
+    def statistic(self, p):
+        p = np.clip(np.asarray(p, np.float64).reshape(len(p), -1), 0.0, 1.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(p > 0, -p * np.log(np.where(p > 0, p, 1.0)), 0.0).sum(axis=1)
+
+    def threshold_q(self, qp=None) -> int:
+        if self.threshold < 0:
+            return -1  # never exit: entropy codes are >= 0
+        return int(math.floor(self.threshold * (1 << ENTROPY_FRAC_BITS)))
+
+    @staticmethod
+    def grid(qp, num_classes: int = 12, steps: int = 256) -> np.ndarray:
+        """Entropy thresholds from 0 (most conservative) to ln(num_classes)."""
+        return np.linspace(0.0, math.log(num_classes), steps)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Stream policies
+# ---------------------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class DifferenceDetection:
+    """Keep the last decision while the first exit's output stays within `threshold` (Euclidean distance
+    between probability vectors) of the reference output."""
+    threshold: float
+    reference: str = "scene"  # "scene": output that opened the scene (Sponner et al.); "previous": last input
+    kind = "difference_detection"
+
+    def __post_init__(self):
+        if self.reference not in ("scene", "previous"):
+            raise ValueError("reference must be 'scene' or 'previous'")
+
+    def threshold_q(self, qp) -> int:
+        """Largest integer d2 with sqrt(d2) * scale <= threshold: keep the decision iff sum (q - r)^2 <= it."""
+        qp = QParams.of(qp)
+        if self.threshold < 0:
+            return -1
+        d2 = math.floor((self.threshold / qp.scale) ** 2)
+        while math.sqrt(d2 + 1) * qp.scale <= self.threshold:
+            d2 += 1
+        while d2 >= 0 and math.sqrt(d2) * qp.scale > self.threshold:
+            d2 -= 1
+        return d2
+
+    def _run(self, first, final_pred, keep_fn, exit_macs):
+        n = len(first)
+        decision = np.zeros(n, np.int64)
+        exit_index = np.zeros(n, np.int64)
+        last = None
+        ref = None
+        k_final = len(exit_macs) - 1
+        for t in range(n):
+            if ref is not None and keep_fn(first[t], ref):
+                decision[t] = last
+                exit_index[t] = 0
+                if self.reference == "previous":
+                    ref = first[t]
+                continue
+            decision[t] = last = final_pred[t]
+            exit_index[t] = k_final
+            ref = first[t]
+        return PolicyResult(decision, exit_index, np.asarray(exit_macs, np.int64)[exit_index], k_final + 1)
+
+    def evaluate_q(self, outputs_q, qparams, exit_macs) -> PolicyResult:
+        outs = _stack(outputs_q)
+        first = outs[0].astype(np.int64)
+        thr = self.threshold_q(qparams[0])
+        return self._run(first, argmax_first(outs[-1]), lambda a, r: int(((a - r) ** 2).sum()) <= thr, exit_macs)
+
+    def evaluate(self, outputs, exit_macs) -> PolicyResult:
+        outs = _stack(outputs)
+        first = outs[0].astype(np.float64)
+        return self._run(first, argmax_first(outs[-1]),
+                         lambda a, r: float(np.sqrt(((a - r) ** 2).sum())) <= self.threshold, exit_macs)
+
+    def to_json(self, qparams) -> dict:
+        return {"policy": self.kind, "threshold": self.threshold, "reference": self.reference,
+                "threshold_q": [int(self.threshold_q(qparams[0]))]}
+
+
+@dataclasses.dataclass(frozen=True)
+class TemporalPatience:
+    """Stop at the first exit when its prediction has matched the last decision on `patience` consecutive
+    inputs (the current one included); otherwise run the full model."""
+    patience: int
+    kind = "temporal_patience"
+
+    def __post_init__(self):
+        if self.patience < 1:
+            raise ValueError("patience must be >= 1")
+
+    def _run(self, early_pred, final_pred, exit_macs):
+        n = len(early_pred)
+        decision = np.zeros(n, np.int64)
+        exit_index = np.zeros(n, np.int64)
+        k_final = len(exit_macs) - 1
+        last, streak = None, 0
+        for t in range(n):
+            e = int(early_pred[t])
+            streak = streak + 1 if (last is not None and e == last) else 0
+            if streak >= self.patience:
+                decision[t], exit_index[t] = last, 0
+                continue
+            f = int(final_pred[t])
+            decision[t], exit_index[t] = f, k_final
+            if f != last:
+                last = f
+                streak = 1 if e == f else 0
+        return PolicyResult(decision, exit_index, np.asarray(exit_macs, np.int64)[exit_index], k_final + 1)
+
+    def evaluate_q(self, outputs_q, qparams, exit_macs) -> PolicyResult:
+        outs = _stack(outputs_q)
+        return self._run(argmax_first(outs[0]), argmax_first(outs[-1]), exit_macs)
+
+    def evaluate(self, outputs, exit_macs) -> PolicyResult:
+        return self.evaluate_q(outputs, None, exit_macs)
+
+    def to_json(self, qparams=None) -> dict:
+        return {"policy": self.kind, "patience": self.patience}
+
+
+STATIC_POLICIES = {"max_softmax": MaxSoftmax, "margin": Margin, "entropy": Entropy}
