@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "tx_crc32.h"
-#include "tx_hal.h"
+#include "tx_rt_hal.h"
 #include "tx_nvm.h"
 
 #define HEADER_BYTES (TX_CKPT_HEADER_WORDS * 4u)
@@ -220,7 +220,7 @@ static void commit(tx_runtime_t *rt, uint32_t s, uint32_t i, uint32_t u, uint32_
   for (k = 0u; k < pages; k++) tx_nvm_erase_page(base + k * TX_NVM_PAGE_SIZE);
   rt->stats.nvm_pages_erased += pages;
 #else
-  (void)k;
+  (void)k; (void)pages;
 #endif
   tx_nvm_write_words(base, hdr, TX_CKPT_HEADER_WORDS - 1u);
 

@@ -6,7 +6,7 @@
  *   TX_CUT_EVENTS=k cut the power after exactly k NVM events (one event = one 32-bit word written or one
  *                   page erased); a cut on an erase leaves the page half erased. The process ends with
  *                   _exit(TX_CUT_EXIT_CODE) at once, without flushing anything: like a brown-out.
- * Power cuts after a number of work units are in tx_hal_host.c.
+ * Power cuts after a number of work units are in tx_rt_host.c.
  * Built with TX_NVM_NVMC_RULES it also enforces the nRF52840 NVMC rules (tx_nvm_rules.h), including at
  * most TX_NVM_MAX_WRITES_PER_WORD writes per word between erases. */
 #define _DEFAULT_SOURCE
@@ -21,7 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "tx_hal.h"
+#include "tx_rt_hal.h"
 #include "tx_nvm_rules.h"
 
 #ifndef TX_NVM_MAX_WRITES_PER_WORD

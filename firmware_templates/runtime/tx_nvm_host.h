@@ -1,4 +1,4 @@
-/* Host-only additions of the host HALs (tx_nvm_file.c, tx_hal_host.c): fault injection and counters. */
+/* Host-only additions of the host HALs (tx_nvm_file.c, tx_rt_host.c): fault injection and counters. */
 #ifndef TX_NVM_HOST_H
 #define TX_NVM_HOST_H
 

@@ -10,7 +10,7 @@
 #define TX_NVM_RULES_H
 
 #include <stdint.h>
-#include "tx_hal.h"
+#include "tx_rt_hal.h"
 #include "tx_nvm.h"
 
 static inline void tx_nvmc_check_erase(uint32_t offset, uint32_t size)

@@ -1,7 +1,8 @@
-/* Board hooks the checkpointing runtime calls besides the NVM (tx_nvm.h). Each board (and the host harness)
+/* Hooks the checkpointing runtime calls besides the NVM (tx_nvm.h); not the board HAL (boards/tx_hal.h).
+ * Each board (and the host harness)
  * provides them. */
-#ifndef TX_HAL_H
-#define TX_HAL_H
+#ifndef TX_RT_HAL_H
+#define TX_RT_HAL_H
 
 #include <stdint.h>
 

@@ -4,7 +4,7 @@
  *                         work, i.e. before the next commit)
  *   TX_LOW_ENERGY_UNITS=k tx_hal_low_energy() turns true once k work units have run in this boot */
 #define _DEFAULT_SOURCE
-#include "tx_hal.h"
+#include "tx_rt_hal.h"
 #include "tx_nvm_host.h"
 
 #include <stdio.h>

@@ -2,7 +2,7 @@
 
 One process is one boot: RAM starts empty, the NVM image file is what earlier boots left in it. Power is
 cut by the host HAL itself (`TX_CUT_EVENTS` NVM events or `TX_CUT_UNITS` work units, see
-firmware_templates/runtime/tx_nvm_file.c and tx_hal_host.c), which ends the process with `_exit`."""
+firmware_templates/runtime/tx_nvm_file.c and tx_rt_host.c), which ends the process with `_exit`."""
 from __future__ import annotations
 
 import hashlib
@@ -19,7 +19,7 @@ from tinyexit.errors import MissingToolError, TinyexitError
 
 RUNTIME_DIR = Path(__file__).resolve().parents[2] / "firmware_templates" / "runtime"
 RUNTIME_SOURCES = ("tx_checkpoint.c", "tx_crc32.c")
-HOST_HAL_SOURCES = ("tx_nvm_file.c", "tx_hal_host.c", "host_main.c")
+HOST_HAL_SOURCES = ("tx_nvm_file.c", "tx_rt_host.c", "host_main.c")
 CUT_EXIT_CODE = 86
 CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror")
 
