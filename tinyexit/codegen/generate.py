@@ -1,0 +1,134 @@
+"""generate(): read every model, plan each, emit one C library atomically, measure, write report.json."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tinyexit.codegen.cformat import c_ident
+from tinyexit.codegen.emit import EmitConfig, emit_library
+from tinyexit.codegen.ir import Graph
+from tinyexit.codegen.measure import section_sizes, tflm_arena_bytes
+from tinyexit.codegen.plan import Plan, plan_memory
+from tinyexit.codegen.reader import read_model
+from tinyexit.errors import TinyexitError
+from tinyexit.io import atomic_dir
+
+
+@dataclass(frozen=True)
+class ModelFigures:
+    name: str
+    source: str
+    ops: list[str]
+    macs: int
+    arena_bytes: int                    # this model's own plan
+    weight_bytes: int                   # const weights, biases, multipliers, shifts
+    code_bytes: int | None              # .text of the model's step code + the kernels it uses + runtime
+    tflm_arena_bytes: int | None        # TFLM arena_used_bytes (host tflite_micro, total)
+    tflm_activation_bytes: int | None   # TFLM's non-persistent (activation) part of the arena
+    inplace_ops: list[int]
+    input_size: int
+    output_size: int
+
+
+@dataclass(frozen=True)
+class GenerateReport:
+    out_dir: str
+    arena_bytes: int                    # TX_ARENA_SIZE: the largest model plan
+    code_bytes: int | None              # .text of all library objects (host driver excluded)
+    weight_bytes: int
+    compiler: str
+    kernels: str
+    models: dict[str, ModelFigures] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    def table(self) -> str:
+        rows = [f"{'model':<24} {'MACs':>11} {'arena':>8} {'TFLM arena':>10} {'weights':>8} {'code':>7}"]
+        for m in self.models.values():
+            rows.append(f"{m.name:<24} {m.macs:>11,} {m.arena_bytes:>8,} "
+                        f"{(f'{m.tflm_arena_bytes:,}' if m.tflm_arena_bytes else '-'):>10} {m.weight_bytes:>8,} "
+                        f"{(f'{m.code_bytes:,}' if m.code_bytes is not None else '-'):>7}")
+        code = f"{self.code_bytes:,}" if self.code_bytes is not None else "-"
+        rows.append(f"library: arena {self.arena_bytes:,} B, weights {self.weight_bytes:,} B, code {code} B "
+                    f"({self.compiler}), kernels: {self.kernels} -> {self.out_dir}")
+        return "\n".join(rows)
+
+
+def models_from_run(run_dir: str | os.PathLike) -> dict[str, Path]:
+    """The segments and exit heads listed in RUN/quant/manifest.json, in manifest order."""
+    run = Path(run_dir)
+    manifest = run / "quant" / "manifest.json"
+    if not manifest.is_file():
+        raise TinyexitError(f"'{run}' has no quant/manifest.json: run `tinyexit quantize {run}` first, or pass a "
+                            f".tflite file.")
+    try:
+        doc = json.loads(manifest.read_text())
+        entries = [(s["name"], s["file"]) for s in doc["segments"]]
+        entries += [(e["name"], e.get("file")) for e in doc.get("exits", [])]
+    except (ValueError, KeyError, TypeError) as e:
+        raise TinyexitError(f"'{manifest}' is not a valid quantization manifest ({e}); re-run `tinyexit quantize`.")
+    models: dict[str, Path] = {}
+    for name, file in entries:
+        if file is None:
+            continue  # the final exit is the last segment's output
+        path = manifest.parent / file
+        if not path.is_file():
+            raise TinyexitError(f"'{manifest}' lists '{file}' but {path} does not exist; re-run `tinyexit quantize`.")
+        models[str(name)] = path
+    if not models:
+        raise TinyexitError(f"'{manifest}' lists no model files.")
+    return models
+
+
+def _normalise(models) -> dict[str, Path]:
+    if isinstance(models, (str, os.PathLike)):
+        p = Path(models)
+        return {p.stem: p}
+    return {str(k): Path(v) for k, v in dict(models).items()}
+
+
+def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kernels: str = "reference",
+             inplace: bool = True, measure: bool = True, compare_tflm: bool = True) -> GenerateReport:
+    """Generate one C library for `models` (name -> .tflite path, or one path) into `out_dir`.
+
+    `inplace=False` gives every op an output that does not overlap its inputs (a larger arena, but each
+    step can be re-run from its inputs after an interruption). Nothing is written when anything fails."""
+    paths = _normalise(models)
+    if not paths:
+        raise TinyexitError("no model given to generate.")
+    graphs: dict[str, Graph] = {}
+    seen: dict[str, str] = {}
+    for name, path in paths.items():
+        full = f"{name_prefix}{name}"
+        cname = c_ident(full)
+        if cname in seen:
+            raise TinyexitError(f"model names '{seen[cname]}' and '{full}' give the same C identifier; rename one.")
+        seen[cname] = full
+        graphs[full] = read_model(path, name=full)
+    plans: dict[str, Plan] = {n: plan_memory(g, inplace=inplace) for n, g in graphs.items()}
+    out = Path(out_dir)
+    with atomic_dir(out) as tmp:
+        files = emit_library(graphs, plans, tmp, EmitConfig(kernels=kernels))
+        compiler, sizes = section_sizes(tmp, files["lib_sources"]) if measure else ("not measured", {})
+        figures = {}
+        for name, g in graphs.items():
+            code = None
+            if sizes:
+                srcs = {"tx_runtime.c", f"tx_model_{c_ident(name)}.c"} | {f"{op.kernel}.c" for op in g.ops if op.kernel}
+                code = sum(sizes[s]["text"] for s in srcs)
+            tflm = tflm_arena_bytes(g.path) if compare_tflm else None
+            figures[name] = ModelFigures(
+                name=name, source=str(g.path), ops=[op.name for op in g.ops], macs=g.macs(),
+                arena_bytes=plans[name].arena_bytes, weight_bytes=g.weight_bytes(), code_bytes=code,
+                tflm_arena_bytes=(tflm or {}).get("total"), tflm_activation_bytes=(tflm or {}).get("head"),
+                inplace_ops=sorted(plans[name].inplace), input_size=g.input.nbytes, output_size=g.output.nbytes)
+        report = GenerateReport(
+            out_dir=str(out), arena_bytes=max(p.arena_bytes for p in plans.values()),
+            code_bytes=sum(s["text"] for s in sizes.values()) if sizes else None,
+            weight_bytes=sum(g.weight_bytes() for g in graphs.values()), compiler=compiler, kernels=kernels,
+            models=figures)
+        (tmp / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    return report

@@ -1,0 +1,98 @@
+"""CONV_2D: int8 activations, int8 OHWI weights (per-channel or per-tensor), int32 bias."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tinyexit.codegen.ir import CArray, Op, OpContext, out_size, pads_same, padding_name, register
+from tinyexit.codegen.ops._common import check_out_shape, const_bias, const_int8_weights, nhwc
+from tinyexit.codegen.quant import activation_range, conv_multipliers
+
+
+@register
+@dataclass(frozen=True, eq=False)
+class Conv2D(Op):
+    in_hwc: tuple[int, int, int] = (0, 0, 0)
+    out_hwc: tuple[int, int, int] = (0, 0, 0)
+    kernel_hw: tuple[int, int] = (1, 1)
+    stride_hw: tuple[int, int] = (1, 1)
+    pad_tl: tuple[int, int] = (0, 0)
+    input_offset: int = 0
+    output_offset: int = 0
+    act: tuple[int, int] = (-128, 127)
+    weights: np.ndarray = None          # [oc, kh, kw, ic] int8
+    bias: np.ndarray | None = None      # [oc] int32
+    mult: tuple[int, ...] = ()
+    shift: tuple[int, ...] = ()
+
+    name = "CONV_2D"
+    kernel = "tx_conv"
+
+    @classmethod
+    def from_tflite(cls, ctx: OpContext) -> "Conv2D":
+        o = ctx.options
+        if o.DilationHFactor() != 1 or o.DilationWFactor() != 1:
+            raise ctx.refuse(f"dilation {o.DilationHFactor()}x{o.DilationWFactor()} is not supported (only 1)")
+        x, y = ctx.tensor(0), ctx.out()
+        ctx.require_int8(x, y)
+        ih, iw, ic = nhwc(ctx, x)
+        oh, ow, oc = nhwc(ctx, y)
+        w = const_int8_weights(ctx, 1)
+        if len(w.shape) != 4 or w.shape[0] != oc or w.shape[3] != ic:
+            raise ctx.refuse(f"weights shape {list(w.shape)} does not fit input channels {ic} / output "
+                             f"channels {oc} (grouped convolutions are not supported)")
+        if len(w.scales) not in (1, oc):
+            raise ctx.refuse(f"weights have {len(w.scales)} scales for {oc} output channels")
+        kh, kw = int(w.shape[1]), int(w.shape[2])
+        sh, sw = o.StrideH(), o.StrideW()
+        pad = padding_name(ctx)
+        check_out_shape(ctx, (oh, ow), (out_size(ih, sh, kh, pad), out_size(iw, sw, kw, pad)))
+        mult, shift = conv_multipliers(x.scale, w.scales, y.scale, oc)
+        return cls(index=ctx.index, inputs=(ctx.inputs[0],), outputs=(ctx.outputs[0],),
+                   in_hwc=(ih, iw, ic), out_hwc=(oh, ow, oc), kernel_hw=(kh, kw), stride_hw=(sh, sw),
+                   pad_tl=(pads_same(ih, oh, sh, kh, pad), pads_same(iw, ow, sw, kw, pad)),
+                   input_offset=-x.zero_point, output_offset=y.zero_point,
+                   act=activation_range(ctx.activation(), y.scale, y.zero_point),
+                   weights=np.asarray(w.data, np.int8), bias=const_bias(ctx, 2, oc),
+                   mult=tuple(mult), shift=tuple(shift))
+
+    def macs(self) -> int:
+        oh, ow, oc = self.out_hwc
+        return oh * ow * oc * self.kernel_hw[0] * self.kernel_hw[1] * self.in_hwc[2]
+
+    def units(self) -> int:
+        return self.out_hwc[0]
+
+    def inplace_inputs(self) -> tuple[int, ...]:
+        # Same shape and stride 1: output row y only replaces input row y (rows above are kept in a ring).
+        if self.in_hwc == self.out_hwc and self.stride_hw == (1, 1):
+            return (0,)
+        return ()
+
+    def ring_rows(self, inplace: bool) -> int:
+        return self.pad_tl[0] + 1 if inplace else 0
+
+    def scratch_bytes(self, inplace: bool) -> int:
+        return self.ring_rows(inplace) * self.in_hwc[1] * self.in_hwc[2]
+
+    def constants(self, prefix: str) -> list[CArray]:
+        arrs = [CArray("int8_t", f"{prefix}_w", self.weights),
+                CArray("int32_t", f"{prefix}_m", np.array(self.mult, np.int64)),
+                CArray("int8_t", f"{prefix}_s", np.array(self.shift, np.int64))]
+        if self.bias is not None:
+            arrs.append(CArray("int32_t", f"{prefix}_b", self.bias))
+        return arrs
+
+    def params_decl(self, prefix: str, inplace: bool) -> str:
+        (ih, iw, ic), (oh, ow, oc) = self.in_hwc, self.out_hwc
+        bias = f"{prefix}_b" if self.bias is not None else "0"
+        return (f"static const tx_conv_params_t {prefix}_p = {{\n"
+                f"  {ih}, {iw}, {ic}, {oh}, {ow}, {oc}, {self.kernel_hw[0]}, {self.kernel_hw[1]},\n"
+                f"  {self.stride_hw[0]}, {self.stride_hw[1]}, {self.pad_tl[0]}, {self.pad_tl[1]}, "
+                f"{self.ring_rows(inplace)},\n"
+                f"  {self.input_offset}, {self.output_offset}, {self.act[0]}, {self.act[1]},\n"
+                f"  {prefix}_w, {bias}, {prefix}_m, {prefix}_s\n}};")
+
+    def call(self, prefix: str, ins: list[str], out: str, scratch: str) -> str:
+        return f"tx_conv_s8(&{prefix}_p, {ins[0]}, {out}, {scratch}, ub, ue);"

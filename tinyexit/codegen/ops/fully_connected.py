@@ -1,0 +1,70 @@
+"""FULLY_CONNECTED: int8 weights [out, in] with one (per-tensor) scale, int32 bias."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tinyexit.codegen.ir import CArray, Op, OpContext, register
+from tinyexit.codegen.ops._common import const_bias, const_int8_weights
+from tinyexit.codegen.quant import activation_range, fc_multiplier
+
+
+@register
+@dataclass(frozen=True, eq=False)
+class FullyConnected(Op):
+    batches: int = 1
+    in_depth: int = 0
+    out_depth: int = 0
+    input_offset: int = 0
+    output_offset: int = 0
+    mult: int = 0
+    shift: int = 0
+    act: tuple[int, int] = (-128, 127)
+    weights: np.ndarray = None
+    bias: np.ndarray | None = None
+
+    name = "FULLY_CONNECTED"
+    kernel = "tx_fc"
+
+    @classmethod
+    def from_tflite(cls, ctx: OpContext) -> "FullyConnected":
+        o = ctx.options
+        if o is not None and o.WeightsFormat() != 0:
+            raise ctx.refuse("shuffled weights format is not supported")
+        x, y = ctx.tensor(0), ctx.out()
+        ctx.require_int8(x, y)
+        w = const_int8_weights(ctx, 1)
+        if len(w.shape) != 2:
+            raise ctx.refuse(f"weights shape {list(w.shape)} is not 2-D")
+        if len(w.scales) != 1:
+            raise ctx.refuse("per-channel FULLY_CONNECTED weights are not supported (convert with one scale)")
+        out_d, in_d = int(w.shape[0]), int(w.shape[1])
+        if x.elements % in_d != 0 or y.elements != (x.elements // in_d) * out_d:
+            raise ctx.refuse(f"input of {x.elements} values does not fit weights {list(w.shape)}")
+        mult, shift = fc_multiplier(x.scale, w.scale, y.scale)
+        return cls(index=ctx.index, inputs=(ctx.inputs[0],), outputs=(ctx.outputs[0],),
+                   batches=x.elements // in_d, in_depth=in_d, out_depth=out_d,
+                   input_offset=-x.zero_point, output_offset=y.zero_point, mult=mult, shift=shift,
+                   act=activation_range(ctx.activation(), y.scale, y.zero_point),
+                   weights=np.asarray(w.data, np.int8), bias=const_bias(ctx, 2, out_d))
+
+    def macs(self) -> int:
+        return self.batches * self.in_depth * self.out_depth
+
+    def constants(self, prefix: str) -> list[CArray]:
+        arrs = [CArray("int8_t", f"{prefix}_w", self.weights)]
+        if self.bias is not None:
+            arrs.append(CArray("int32_t", f"{prefix}_b", self.bias))
+        return arrs
+
+    def params_decl(self, prefix: str, inplace: bool) -> str:
+        bias = f"{prefix}_b" if self.bias is not None else "0"
+        return (f"static const tx_fc_params_t {prefix}_p = {{\n"
+                f"  {self.batches}, {self.in_depth}, {self.out_depth},\n"
+                f"  {self.input_offset}, {self.output_offset}, {self.mult}, {self.shift}, "
+                f"{self.act[0]}, {self.act[1]},\n"
+                f"  {prefix}_w, {bias}\n}};")
+
+    def call(self, prefix: str, ins: list[str], out: str, scratch: str) -> str:
+        return f"if (ub < ue) tx_fc_s8(&{prefix}_p, {ins[0]}, {out});"

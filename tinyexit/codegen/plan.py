@@ -1,0 +1,116 @@
+"""Stage 2: tensor lifetimes -> arena offsets.
+
+Buffers are activation tensors, merged when an op's output may share its input's bytes (RESHAPE alias;
+in-place conv/depthwise/add when the input dies at that op), plus one short-lived scratch buffer per op
+that needs it. Each buffer lives from the step that writes it to the last step that reads it (the model
+input from step 0, the model output to the last step). Placement is greedy by size, first fit below any
+buffer whose lifetime overlaps.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tinyexit.codegen.ir import Graph
+
+ALIGN = 4  # offsets on 4 bytes: word loads in optimized kernels, cheap memcpy
+
+
+def _align(x: int) -> int:
+    return (x + ALIGN - 1) // ALIGN * ALIGN
+
+
+@dataclass(frozen=True)
+class Plan:
+    arena_bytes: int
+    offsets: dict[int, int]                         # tensor id -> arena offset
+    scratch: dict[int, tuple[int, int]]             # op index -> (offset, bytes)
+    inplace: frozenset[int]                         # op indices whose output overwrites an input
+    live: tuple[tuple[tuple[int, int], ...], ...]   # per step: merged (offset, size) ranges
+
+
+@dataclass
+class _Buf:
+    size: int
+    start: int
+    end: int
+    offset: int = -1
+
+
+def plan_memory(graph: Graph, *, inplace: bool = True) -> Plan:
+    n = len(graph.ops)
+    tensors = graph.tensors
+    parent: dict[int, int] = {}
+
+    def find(t: int) -> int:
+        while parent.get(t, t) != t:
+            t = parent[t]
+        return t
+
+    last_use: dict[int, int] = {}
+    for op in graph.ops:
+        for t in op.inputs:
+            last_use[t] = op.index
+    for t in graph.outputs:
+        last_use[t] = n - 1
+
+    members: dict[int, list[int]] = {}
+    def_step: dict[int, int] = {t: 0 for t in graph.inputs}
+    for t in graph.inputs:
+        members[t] = [t]
+    inplace_ops: set[int] = set()
+    for op in graph.ops:
+        out = op.outputs[0]
+        def_step[out] = op.index
+        root = None
+        if op.is_alias():
+            root = find(op.inputs[0])
+        elif inplace:
+            for pos in op.inplace_inputs():
+                r = find(op.inputs[pos])
+                if (r not in graph.outputs and tensors[op.inputs[pos]].nbytes == tensors[out].nbytes
+                        and all(last_use.get(m, -1) <= op.index for m in members[r])
+                        and not any(find(t) == r for t in graph.outputs)):
+                    root = r
+                    inplace_ops.add(op.index)
+                    break
+        if root is None:
+            members[out] = [out]
+        else:
+            parent[out] = root
+            members[root].append(out)
+
+    bufs: dict[object, _Buf] = {}
+    for root, ms in members.items():
+        bufs[root] = _Buf(size=max(tensors[m].nbytes for m in ms), start=min(def_step[m] for m in ms),
+                          end=max(max(last_use.get(m, def_step[m]), def_step[m]) for m in ms))
+    for op in graph.ops:
+        s = op.scratch_bytes(op.index in inplace_ops)
+        if s:
+            bufs[("scratch", op.index)] = _Buf(size=s, start=op.index, end=op.index)
+
+    placed: list[_Buf] = []
+    for b in sorted(bufs.values(), key=lambda b: (-b.size, b.start)):
+        busy = sorted((p.offset, p.offset + p.size) for p in placed if p.start <= b.end and b.start <= p.end)
+        off = 0
+        for lo, hi in busy:
+            if off + b.size <= lo:
+                break
+            off = max(off, _align(hi))
+        b.offset = off
+        placed.append(b)
+    arena = max((b.offset + b.size for b in placed), default=0)
+
+    offsets = {t: bufs[find(t)].offset for t in def_step}
+    scratch = {k[1]: (b.offset, b.size) for k, b in bufs.items() if isinstance(k, tuple)}
+    live = []
+    for i in range(n):
+        ranges = sorted((b.offset, b.offset + b.size) for b in bufs.values() if b.start <= i <= b.end)
+        merged: list[list[int]] = []
+        for lo, hi in ranges:
+            if merged and lo <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        live.append(tuple((lo, hi - lo) for lo, hi in merged))
+    return Plan(arena_bytes=arena, offsets=offsets, scratch=scratch, inplace=frozenset(inplace_ops),
+                live=tuple(live))
