@@ -1,0 +1,35 @@
+"""Helpers for the target tests: the firmware app over the toy model library, built for a board and host."""
+from pathlib import Path
+
+import numpy as np
+
+from tinyexit.build import APP_SOURCES, Pipeline, Segment, build_firmware, build_host, render_app
+
+TOY = Path(__file__).parent / "toy_model"
+
+
+TOY_PIPELINE = Pipeline(segments=(Segment("seg0", 8, head="exit1", head_output_size=4, head_exit=0,
+                                          threshold_q=60),
+                                  Segment("seg1", 4)),
+                        exit_names=("exit1", "final"), input_size=16)
+
+
+def toy_inputs(n=16, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(-128, 128, (n, 16)).astype(np.int8), rng.integers(0, 4, n)
+
+
+def toy_app(tmp_path: Path, n=16, seed=0, pipeline=TOY_PIPELINE):
+    """Render the firmware app for the toy library; returns (sources, include dirs, inputs)."""
+    x, y = toy_inputs(n, seed)
+    app = tmp_path / "app"
+    render_app(pipeline, x, y, app)
+    return [app / s for s in APP_SOURCES] + [TOY / "toy_model.c"], [app, TOY], (x, y)
+
+
+def firmware(tmp_path, board, sources, name="fw", **kw):
+    return build_firmware(board, sources, tmp_path / name, emulate=True, **kw)
+
+
+def host(tmp_path, sources, include_dirs, **kw):
+    return build_host(sources, tmp_path / "host", include_dirs=include_dirs, **kw)
