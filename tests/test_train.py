@@ -1,0 +1,78 @@
+"""Joint training of the exits on a small synthetic keyword set: a few epochs beat chance clearly, and the
+run directory holds what later stages read."""
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import require_program
+from tinyexit.cli import main as cli
+from tinyexit.train import TrainConfig, load_model, load_split, train_kws
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory):
+    require_program("espeak-ng", "apt-get install -y --no-install-recommends espeak-ng")
+    from tinyexit.data.synth_kws import make_kws_dataset
+    return make_kws_dataset(tmp_path_factory.mktemp("d") / "kws", speakers=20, takes=2, seed=3, progress=False)
+
+
+@pytest.fixture(scope="module")
+def small_run(small_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("r") / "run"
+    report = train_kws(data=small_data, out=out, train_config=TrainConfig(epochs=8, batch_size=32, seed=1),
+                       train_copies=2, verbose=0)
+    return out, report
+
+
+def test_training_beats_chance(small_run):
+    """Both exits beat guessing on held-out voices: a one-sided binomial test against chance (1/12)."""
+    from scipy.stats import binomtest
+    out, report = small_run
+    n = report["data"]["test_examples"]
+    for e in report["exits"]:
+        k = round(e["accuracy"] * n)
+        p = binomtest(k, n, 1 / len(report["classes"]), alternative="greater").pvalue
+        assert p < 1e-3, (e, n, p)
+
+
+def test_report_and_run_directory(small_run):
+    out, report = small_run
+    on_disk = json.loads((out / "report.json").read_text())
+    assert on_disk["task"] == "kws" and on_disk["classes"][-2:] == ["_silence_", "_unknown_"]
+    assert [e["name"] for e in on_disk["exits"]] == ["exit2", "final"]
+    assert on_disk["exits"][0]["macs"] < on_disk["exits"][1]["macs"]
+    assert (out / "training.png").stat().st_size > 10_000
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["exits"][0]["point"] == "block2_out"
+    # the saved model reproduces the reported test accuracy on the features load_split gives back
+    model = load_model(out)
+    x, y = load_split(out, "test")
+    preds = model.predict(x, verbose=0)
+    for e, p in zip(on_disk["exits"], preds):
+        assert np.mean(np.argmax(p, -1) == y) == pytest.approx(e["accuracy"])
+
+
+def test_cli_refuses_bad_data_and_writes_nothing(tmp_path, capsys):
+    (tmp_path / "notsc").mkdir()
+    rc = cli(["train", "kws", "--data", str(tmp_path / "notsc"), "--out", str(tmp_path / "run"), "--epochs", "1"])
+    assert rc == 2
+    assert "validation_list.txt is missing" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_data_cli_is_deterministic(tmp_path):
+    require_program("espeak-ng", "apt-get install -y --no-install-recommends espeak-ng")
+    for name in ("a", "b"):
+        assert cli(["data", "kws", "--out", str(tmp_path / name), "--speakers", "3", "--takes", "1", "--seed", "5"]) == 0
+    for f in ("testing_list.txt", "validation_list.txt", "yes"):
+        pa, pb = tmp_path / "a" / f, tmp_path / "b" / f
+        if pa.is_dir():
+            assert sorted(p.name for p in pa.iterdir()) == sorted(p.name for p in pb.iterdir())
+            for p in pa.iterdir():
+                assert p.read_bytes() == (pb / p.name).read_bytes()
+        else:
+            assert pa.read_text() == pb.read_text()
+    test_speakers = {ln.split("/")[1].split("_")[0] for ln in (tmp_path / "a/testing_list.txt").read_text().split()}
+    val_speakers = {ln.split("/")[1].split("_")[0] for ln in (tmp_path / "a/validation_list.txt").read_text().split()}
+    assert test_speakers and val_speakers and not (test_speakers & val_speakers)
