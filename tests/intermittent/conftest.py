@@ -1,0 +1,28 @@
+"""Fixtures for the checkpointing runtime tests."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from tinyexit.intermittent.host import build_host
+
+from ._support import STANDIN, STANDIN_STAGES
+
+
+def pytest_collection_modifyitems(items):
+    if shutil.which("gcc") is None:
+        skip = pytest.mark.skip(reason="gcc is not installed (apt-get install gcc)")
+        for item in items:
+            if "intermittent" in str(item.fspath):
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def build_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("intermittent")
+
+
+@pytest.fixture(scope="session")
+def standin_exe(build_dir):
+    return build_host(STANDIN, STANDIN_STAGES, build_dir / "standin")

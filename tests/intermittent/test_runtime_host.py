@@ -1,0 +1,169 @@
+"""Checkpointing runtime on the host: every committed result under random power cuts equals the
+uninterrupted run byte for byte; deliberately broken runtimes fail the same campaign; NVMC rules hold."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from tinyexit.errors import TinyexitError
+from tinyexit.intermittent import slots
+from tinyexit.intermittent.campaign import run_campaign, uninterrupted
+from tinyexit.intermittent.host import RUNTIME_DIR, Granularity, build_host
+
+from ._support import STANDIN, STANDIN_INPUT, STANDIN_STAGES, STANDIN_UNITS, make_target, random_inputs
+
+INPUTS = random_inputs(4, STANDIN_INPUT, seed=11)
+
+
+@pytest.mark.parametrize("gran", ["layers:1", "units:1", "units:5", "layers:2"])
+def test_campaign_gives_zero_wrong_results(standin_exe, tmp_path, gran):
+    report = run_campaign(make_target(standin_exe, tmp_path), INPUTS, cuts=200, seed=7,
+                          granularity=Granularity.parse(gran), work_dir=tmp_path / "work")
+    assert report.cuts >= 200
+    assert report.cuts_in_commits >= 60, "cuts must also land inside checkpoint writes"
+    assert report.cuts_between_commits >= 60
+    assert report.completed == report.inferences >= 30
+    assert report.wrong_results == 0 and report.lost_checkpoints == 0 and report.crashes == 0, report.table()
+    assert report.ok
+    # resuming re-executes at most the work since the last commit
+    g = Granularity.parse(gran)
+    if g.mode == "units":
+        assert report.mean_reexecuted_units_per_cut <= g.every
+    assert 0 < report.mean_reexecuted_units_per_cut < STANDIN_UNITS
+
+
+def test_campaign_with_exit_policy(standin_exe, tmp_path):
+    """Exit heads run (threshold policy) and the pipeline stops at various exits; still exact."""
+    report = run_campaign(make_target(standin_exe, tmp_path), INPUTS, cuts=60, seed=3,
+                          granularity=Granularity.parse("units:2"), threshold=60)
+    assert report.ok, report.table()
+
+
+def test_broken_no_crc_gives_wrong_results(build_dir, tmp_path):
+    exe = build_host(STANDIN, STANDIN_STAGES, build_dir / "no_crc", broken=("no-crc",))
+    report = run_campaign(make_target(exe, tmp_path), INPUTS, cuts=200, seed=7,
+                          granularity=Granularity.parse("units:1"))
+    assert report.wrong_results > 0 and not report.ok
+    assert any(f.kind == "wrong-result" and f.cuts for f in report.failures)
+    assert "TX_CUT_EVENTS=" in report.table()   # the failing cuts are printed for a replay
+
+
+def test_broken_single_slot_loses_checkpoints(build_dir, tmp_path):
+    """One slot: a cut while it is rewritten leaves no checkpoint (or an older one is all that is left)."""
+    exe = build_host(STANDIN, STANDIN_STAGES, build_dir / "single_slot", broken=("single-slot",))
+    report = run_campaign(make_target(exe, tmp_path), INPUTS, cuts=200, seed=7,
+                          granularity=Granularity.parse("units:1"))
+    assert report.lost_checkpoints > 0 and not report.ok
+
+
+def test_runtime_without_erase_is_caught_by_nvmc_rules(build_dir, tmp_path):
+    exe = build_host(STANDIN, STANDIN_STAGES, build_dir / "no_erase", broken=("no-erase",))
+    (tmp_path / "in.bin").write_bytes(INPUTS[0])
+    with pytest.raises(TinyexitError, match="NVMC rule: write sets bits that are 0"):
+        uninterrupted(make_target(exe, tmp_path), tmp_path / "in.bin", 1, Granularity.parse("layers:1"))
+
+
+@pytest.fixture(scope="module")
+def rules_driver(tmp_path_factory):
+    exe = tmp_path_factory.mktemp("rules") / "nvm_rules"
+    here = STANDIN.parent
+    subprocess.run(["gcc", "-std=c99", "-O1", "-Wall", "-Wextra", "-Werror", "-DTX_NVM_NVMC_RULES",
+                    f"-I{RUNTIME_DIR}", str(here / "nvm_rules_driver.c"), str(RUNTIME_DIR / "tx_nvm_file.c"),
+                    str(RUNTIME_DIR / "tx_rt_host.c"), "-o", str(exe)], check=True)
+    return exe
+
+
+@pytest.mark.parametrize("scenario,ok,message", [
+    ("erase-write", True, ""),
+    ("clear-bits", True, ""),
+    ("write-without-erase", False, "write sets bits that are 0"),
+    ("unaligned-write", False, "not word-aligned"),
+    ("unaligned-erase", False, "not page-aligned"),
+    ("third-write", False, "more than nWRITE"),
+    ("outside", False, "outside the NVM"),
+])
+def test_nvmc_rules(rules_driver, tmp_path, scenario, ok, message):
+    nvm = tmp_path / "nvm.bin"
+    nvm.write_bytes(b"\xff" * 8192)
+    r = subprocess.run([str(rules_driver), scenario], capture_output=True, text=True,
+                       env={"TX_NVM_FILE": str(nvm)})
+    if ok:
+        assert r.returncode == 0, r.stderr
+    else:
+        assert r.returncode != 0 and "no violation detected" not in r.stdout
+        assert f"NVMC rule: {message}" in r.stderr or message in r.stderr, r.stderr
+
+
+def test_result_is_committed_and_not_recomputed(standin_exe, tmp_path):
+    t = make_target(standin_exe, tmp_path)
+    (tmp_path / "in.bin").write_bytes(INPUTS[1])
+    g = Granularity.parse("layers:1")
+    first = t.boot(tmp_path / "in.bin", 5, g)
+    assert first.returncode == 0 and first.boot == "fresh" and first.units == STANDIN_UNITS
+    rec = slots.newest_valid(t.nvm_image(), t.slot_size)
+    assert rec.done and rec.input_id == 5 and rec.payload == first.output and rec.exit_index == 2
+    again = t.boot(tmp_path / "in.bin", 5, g)
+    assert again.boot == "done" and again.units == 0 and again.output == first.output
+    other = t.boot(tmp_path / "in.bin", 6, g)       # a new input id starts fresh
+    assert other.boot == "fresh" and other.units == STANDIN_UNITS
+
+
+def test_torn_slot_is_ignored_by_parser_and_runtime(standin_exe, tmp_path):
+    """Flip one payload byte of the newest checkpoint: its CRC fails, the runtime resumes from the other."""
+    t = make_target(standin_exe, tmp_path)
+    (tmp_path / "in.bin").write_bytes(INPUTS[2])
+    g = Granularity.parse("units:1")
+    oracle = uninterrupted(make_target(standin_exe, tmp_path, "o.bin"), tmp_path / "in.bin", 9, g)
+    b = t.boot(tmp_path / "in.bin", 9, g, cut_units=20)
+    assert b.cut
+    image = bytearray(t.nvm_image())
+    newest = slots.newest_valid(bytes(image), t.slot_size)
+    image[newest.slot * t.slot_size + slots.HEADER_BYTES + 3] ^= 0x40
+    t.nvm_path.write_bytes(bytes(image))
+    older = slots.newest_valid(bytes(image), t.slot_size)
+    assert older is not None and older.seq == newest.seq - 1
+    b = t.boot(tmp_path / "in.bin", 9, g)
+    assert b.boot == "resumed" and int(b.kv["unit"]) + 0 >= 0
+    assert (b.exit_index, b.output) == (oracle.exit_index, oracle.output)
+
+
+def test_low_energy_finishes_at_next_exit(standin_exe, tmp_path):
+    """Low energy during segment k: the pipeline finishes at the exit head after segment k, and records it;
+    under cuts the committed output equals the uninterrupted output of the exit taken."""
+    (tmp_path / "in.bin").write_bytes(INPUTS[3])
+    g = Granularity.parse("units:3")
+    scratch = make_target(standin_exe, tmp_path, "scratch.bin")
+    exits = {}
+    for low in (1, 31, None):        # during seg0, during seg1, never
+        o = uninterrupted(scratch, tmp_path / "in.bin", 1, g, low_energy_units=low)
+        exits[o.exit_index] = o.output
+    assert sorted(exits) == [0, 1, 2]
+    # exit 0 through the low-energy path equals exit 0 through the policy path (threshold -128: always exit)
+    assert uninterrupted(scratch, tmp_path / "in.bin", 1, g, threshold=-128).output == exits[0]
+    t = make_target(standin_exe, tmp_path)
+    import random
+    rng = random.Random(5)
+    taken = set()
+    for n in range(40):
+        low = rng.choice([3, 20, 33, 36, None])
+        for _ in range(rng.randint(0, 3)):
+            t.boot(tmp_path / "in.bin", 100 + n, g, cut_units=rng.randint(1, 30), low_energy_units=low)
+        b = t.boot(tmp_path / "in.bin", 100 + n, g, low_energy_units=low)
+        rec = slots.newest_valid(t.nvm_image(), t.slot_size)
+        assert b.returncode == 0 and rec.done and rec.input_id == 100 + n
+        assert rec.payload == exits[rec.exit_index] == b.output
+        assert rec.low_energy == (rec.exit_index != 2)
+        taken.add(rec.exit_index)
+    assert taken == {0, 1, 2}
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
+                    reason="arm-none-eabi-gcc is not installed (apt-get install gcc-arm-none-eabi)")
+def test_runtime_builds_for_cortex_m4(tmp_path):
+    flags = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-std=c99", "-O2",
+             "-Wall", "-Wextra", "-Werror", f"-I{RUNTIME_DIR}", f"-I{STANDIN}"]
+    for src in ("tx_checkpoint.c", "tx_crc32.c"):
+        subprocess.run(["arm-none-eabi-gcc", *flags, "-c", str(RUNTIME_DIR / src), "-o",
+                        str(tmp_path / (src + ".o"))], check=True)
