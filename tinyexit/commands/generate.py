@@ -1,0 +1,43 @@
+"""`tinyexit generate (RUN | MODEL.tflite) --out DIR`: int8 model(s) -> one self-contained C library."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from tinyexit.errors import TinyexitError
+
+NAME = "generate"
+HELP = "generate a C library (bit-exact with TFLM) from a run's int8 segments/exit heads or from one .tflite"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("source", metavar="RUN|MODEL.tflite",
+                        help="run directory (reads RUN/quant/manifest.json) or one int8 .tflite file")
+    parser.add_argument("--out", metavar="DIR", default=None,
+                        help="output folder, replaced whole (default for a run: RUN/firmware/generated)")
+    parser.add_argument("--name", default=None, help="model name for a single .tflite (default: file stem)")
+    parser.add_argument("--prefix", default="", help="prefix added to every model name")
+    parser.add_argument("--kernels", default="reference", help="kernel variant (default: reference)")
+    parser.add_argument("--no-inplace", action="store_true",
+                        help="never let an op overwrite its input (larger arena; every step re-runnable)")
+    parser.add_argument("--no-tflm", action="store_true", help="skip the TFLM arena comparison")
+
+
+def run(args) -> int:
+    from tinyexit.codegen import generate, models_from_run
+
+    src = Path(args.source)
+    if src.is_dir():
+        models = models_from_run(src)
+        out = Path(args.out) if args.out else src / "firmware" / "generated"
+    elif src.is_file():
+        if not args.out:
+            raise TinyexitError("give the output folder with --out DIR when generating from a .tflite file")
+        models = {args.name or src.stem: src}
+        out = Path(args.out)
+    else:
+        raise TinyexitError(f"'{src}' is neither a run directory nor a .tflite file; check the path")
+    report = generate(models, out, name_prefix=args.prefix, kernels=args.kernels, inplace=not args.no_inplace,
+                      compare_tflm=not args.no_tflm)
+    print(report.table())
+    print(f"wrote {out} (build and test on the host: make -C {out} && {out}/tx_host NAME < in.bin > out.bin)")
+    return 0
