@@ -34,7 +34,7 @@ def run(args) -> int:
                       policy=args.policy, source=args.source, log=print)
     t = p["test"]
     thr = "never exit (no threshold certified)" if p["threshold"] is None else \
-        f"{p['threshold']:.4f} (int8 code {p['threshold_q']})"
+        f"{p['threshold']:.4f} (integer form {p['threshold_q']})"
     print(f"{p['method']} on {p['calibration_size']} {p['calibration_split']} inputs, {p['risk']} risk, "
           f"E={p['epsilon']:g} D={p['delta']:g} ({p['guarantee']})")
     print(f"  {p['policy']} threshold at {p['exit']}: {thr}")

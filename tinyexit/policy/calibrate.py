@@ -65,7 +65,7 @@ def sweep(masks: list[np.ndarray], preds: list[np.ndarray], y: np.ndarray, exit_
     answer = np.choose(exit_index, [np.broadcast_to(p[:, None], (n, g)) for p in preds])
     macs = np.asarray(exit_macs, np.float64)[exit_index]
     return {"accuracy": (answer == y[:, None]).mean(axis=0), "exit_rate": (exit_index < k_final).mean(axis=0),
-            "mean_macs": macs.mean(axis=0)}
+            "mean_macs": macs.mean(axis=0), "never_macs": float(exit_macs[-1])}
 
 
 def _outputs(run_dir: Path, split: str, source: str, model_cache: dict) -> tuple[list[np.ndarray], np.ndarray]:
@@ -172,7 +172,9 @@ def _plot(path: Path, sw: dict, j: int, final_acc: float, no_exit_macs: int, res
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    ax.plot(sw["mean_macs"] / 1e6, 100 * sw["accuracy"], ".-", ms=3, lw=1, label="threshold sweep (test)")
+    macs = np.append(sw["mean_macs"], sw["never_macs"])      # the sweep ends with "never exit"
+    acc = np.append(sw["accuracy"], final_acc)
+    ax.plot(macs / 1e6, 100 * acc, ".-", ms=3, lw=1, label="threshold sweep (test)")
     ax.plot([no_exit_macs / 1e6], [100 * final_acc], "s", color="k", label="no-exit model")
     t = result["test"]
     label = (f"{result['method']}, {result['risk']} risk <= {result['epsilon']:g} (delta {result['delta']:g})"
