@@ -323,3 +323,124 @@ def symbol_address(elf: str | Path, name: str) -> int:
         if len(parts) == 3 and parts[2] == name:
             return int(parts[0], 16) & ~1
     raise TinyexitError(f"symbol {name} not found in {elf}; rebuild the firmware with tinyexit build.")
+
+
+# ---------------------------------------------------------------------------------------------------
+# A run directory's firmware: RUN/quant/manifest.json + RUN/policy.json + the generated library.
+
+FIRMWARE_DIR = "firmware"
+LIBRARY_DIR = "firmware/model"      # where build_run asks the code generator to put the library
+
+
+def c_name(name: str) -> str:
+    try:
+        from tinyexit.codegen.cformat import c_ident
+        return c_ident(name)
+    except ImportError:  # pragma: no cover - the code generator is part of the package
+        ident = re.sub(r"[^0-9A-Za-z_]", "_", name)
+        return ident if not ident[:1].isdigit() else "_" + ident
+
+
+def _read_json(path: Path, fix: str) -> dict:
+    import json
+    if not path.is_file():
+        raise TinyexitError(f"{path} does not exist; {fix}")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as e:
+        raise TinyexitError(f"{path} is not valid JSON ({e}); {fix}") from None
+
+
+def pipeline_from_run(run_dir: str | Path, policy: dict | None = None) -> tuple[Pipeline, dict, dict]:
+    """The firmware pipeline of a run: segments and exit heads from RUN/quant/manifest.json, int8
+    thresholds from RUN/policy.json (max-softmax). Returns (pipeline, manifest, policy)."""
+    import math
+    run = Path(run_dir)
+    man = _read_json(run / "quant" / "manifest.json", f"run `tinyexit quantize {run}` first.")
+    if policy is None:
+        policy = _read_json(run / "policy.json", f"run `tinyexit calibrate {run}` first (it picks the exit "
+                                                 f"threshold the firmware uses).")
+    kind = policy.get("policy", "max_softmax")
+    if kind != "max_softmax":
+        raise TinyexitError(f"policy.json uses the '{kind}' policy; the firmware implements max_softmax. "
+                            f"Re-run `tinyexit calibrate {run} --policy max_softmax`.")
+    thresholds = {e["name"]: int(e["threshold_q"]) for e in policy.get("exits", [])}
+    if not thresholds and "threshold_q" in policy and "exit" in policy:
+        thresholds = {policy["exit"]: int(policy["threshold_q"])}
+    segs = man["segments"]
+    heads = {e["after_segment"]: (k, e) for k, e in enumerate(man["exits"]) if e.get("file")}
+    n_classes = len(man.get("classes") or []) or math.prod(segs[-1]["output_shape"])
+    out = []
+    for k, s in enumerate(segs):
+        size = math.prod(s["output_shape"])
+        if k in heads and k < len(segs) - 1:
+            idx, e = heads[k]
+            if e["name"] not in thresholds:
+                raise TinyexitError(f"policy.json has no threshold for exit '{e['name']}'; re-run "
+                                    f"`tinyexit calibrate {run}`.")
+            out.append(Segment(c_name(s["name"]), size, head=c_name(e["name"]), head_output_size=n_classes,
+                               head_exit=idx, threshold_q=thresholds[e["name"]]))
+        else:
+            out.append(Segment(c_name(s["name"]), size))
+    pipe = Pipeline(segments=tuple(out), exit_names=tuple(e["name"] for e in man["exits"]),
+                    input_size=math.prod(segs[0]["input_shape"]),
+                    policy_note=f"max-softmax, threshold {policy.get('threshold')} "
+                                f"({policy.get('method', '?')}, epsilon={policy.get('epsilon')}, "
+                                f"delta={policy.get('delta')})")
+    return pipe, man, policy
+
+
+def run_test_inputs(run_dir: str | Path, manifest: dict, num_inputs: int | None, seed: int = 0):
+    """The first `num_inputs` inputs of a seeded permutation of the run's test split, quantized as the
+    firmware's front end does -> (int8 [N, input_size], labels [N])."""
+    import numpy as np
+    from tinyexit.quantize import QParams, quantize_array
+    from tinyexit.train import load_split
+    x, y = load_split(run_dir, "test")
+    order = np.random.default_rng(seed).permutation(len(x))
+    if num_inputs is not None:
+        order = np.sort(order[:num_inputs])
+    qp = manifest["segments"][0]["input"]
+    q = quantize_array(x[order], QParams(float(qp["scale"]), int(qp["zero_point"])))
+    return q.reshape(len(order), -1), np.asarray(y)[order]
+
+
+def model_library(run_dir: str | Path, regenerate: bool = False) -> Path:
+    """The generated C library of a run (RUN/firmware/model), generated when missing."""
+    run = Path(run_dir)
+    lib = run / LIBRARY_DIR
+    if regenerate or not (lib / "tx_model.h").is_file():
+        try:
+            from tinyexit.codegen.generate import generate, models_from_run
+        except ImportError:
+            raise TinyexitError(f"{lib} has no generated library and the code generator is not available; "
+                                f"run `tinyexit generate {run} --out {lib}` first.") from None
+        generate(models_from_run(run), lib, compare_tflm=False)
+    return lib
+
+
+def library_sources(lib: Path) -> list[Path]:
+    """The library's C sources (the host driver excluded)."""
+    return sorted(p for p in lib.glob("*.c") if not p.name.startswith("host_"))
+
+
+def build_run(run_dir: str | Path, board: Board | str, *, emulate: bool = False, num_inputs: int | None = 100,
+              no_exit: bool = False, serial_inputs: bool = False, out: str | Path | None = None,
+              opt: str = "-O2", seed: int = 0) -> Firmware:
+    """`tinyexit build --board B RUN`: the firmware of a run for a board (emulated variant with
+    emulate=True): the generated library, the app with `num_inputs` baked-in test inputs and the
+    calibrated thresholds, the board support. Refuses (ImageTooBigError) when it does not fit."""
+    if isinstance(board, str):
+        board = load_board(board, emulate=emulate)
+    run = Path(run_dir)
+    pipe, man, _ = pipeline_from_run(run)
+    lib = model_library(run)
+    x, y = run_test_inputs(run, man, num_inputs, seed) if not serial_inputs else ([], [])
+    tag = board.variant + ("-noexit" if no_exit else "") + ("-serial" if serial_inputs else "")
+    out = Path(out) if out else run / FIRMWARE_DIR / "build" / tag
+    app = out / "app"
+    render_app(pipe, x, y, app, source=f"test split of {run.name}")
+    lib_srcs = library_sources(lib)
+    return build_firmware(board, [app / s for s in APP_SOURCES] + lib_srcs, out, include_dirs=[app, lib],
+                          defines={"TX_APP_NO_EXIT": int(no_exit), "TX_APP_SERIAL_INPUTS": int(serial_inputs)},
+                          opt=opt, weight_sources=[s for s in lib_srcs if s.name.startswith("tx_model_")])

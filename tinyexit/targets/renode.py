@@ -1,0 +1,87 @@
+"""Renode backend for users who have Renode: a generated .resc (the board's platform description, LoadELF,
+a UART analyzer and a server socket terminal on the UART) and a Robot test that waits for the result line.
+The firmware is the real board's build (Renode models the nRF52840's UARTE). Run when `renode` is on PATH.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import serial
+
+from tinyexit.boards import Board
+from tinyexit.build import render
+from tinyexit.errors import TinyexitError
+from tinyexit.targets import END_MARK, FirmwareTimeoutError, RunResult, check_output, tail
+
+RENODE_HINT = ("Renode is not installed ('renode' is not on PATH). Install it from https://renode.io "
+               "(Linux: the renode_*.deb or the portable .tar.gz from github.com/renode/renode/releases), or run "
+               "the firmware on QEMU instead (--runner qemu / --emulate).")
+
+
+def write_renode_files(board: Board, elf: str | Path, out: str | Path, *, port: int = 3456,
+                       end_mark: str = END_MARK, timeout: float = 120.0) -> tuple[Path, Path]:
+    """Write <board>.resc and <board>.robot for `elf` into `out`; returns their paths."""
+    if not board.renode_platform:
+        raise TinyexitError(f"board {board.name} has no renode section; add one (platform, uart) to "
+                            f"{board.path} to use Renode.")
+    out = Path(out)
+    ctx = dict(board=board, elf=Path(elf).resolve(), port=port, end_mark=end_mark, timeout=int(timeout))
+    resc = render("boards/renode/board.resc.j2", out / f"{board.name}.resc", **ctx)
+    robot = render("boards/renode/board.robot.j2", out / f"{board.name}.robot", resc=resc.resolve(), **ctx)
+    return resc, robot
+
+
+class RenodeRunner:
+    name = "renode"
+
+    def __init__(self, board: Board):
+        self.board = board
+
+    def run(self, elf: str | Path, *, timeout: float = 120.0, end_mark: str = END_MARK, out: str | Path | None = None,
+            **_ignored) -> RunResult:
+        elf = Path(elf)
+        renode = shutil.which("renode")
+        out = Path(out) if out else elf.parent / "renode"
+        from tinyexit.targets.qemu import _free_port
+        port = _free_port()
+        resc, robot = write_renode_files(self.board, elf, out, port=port, end_mark=end_mark, timeout=timeout)
+        if renode is None:
+            raise TinyexitError(f"{RENODE_HINT} The Renode files were written: {resc} and {robot} "
+                                f"(run them later with `renode {resc}` or `renode-test {robot}`).")
+        t0 = time.monotonic()
+        proc = subprocess.Popen([renode, "--disable-xwt", "--console", "-e", f"include @{resc}; start"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        text = ""
+        try:
+            ser = None
+            while ser is None:
+                try:
+                    ser = serial.serial_for_url(f"socket://127.0.0.1:{port}", timeout=0.1)
+                except serial.SerialException:
+                    if time.monotonic() > t0 + timeout or proc.poll() is not None:
+                        raise FirmwareTimeoutError(f"Renode did not open its UART socket on port {port} within "
+                                                   f"{timeout:g} s.") from None
+                    time.sleep(0.2)
+            buf = bytearray()
+            with ser:
+                while True:
+                    try:
+                        buf += ser.read(1)
+                    except serial.SerialException:
+                        break
+                    text = buf.decode("utf-8", "replace")
+                    i = text.find(end_mark)
+                    if (i >= 0 and "\n" in text[i:]) or "FAULT" in text:
+                        break
+                    if time.monotonic() > t0 + timeout:
+                        raise FirmwareTimeoutError(f"{elf.name} on Renode printed no '{end_mark}' line within "
+                                                   f"{timeout:g} s. Last output:\n    {tail(text)}")
+        finally:
+            proc.kill()
+            proc.wait()
+        check_output(text, f"{elf.name} on Renode")
+        return RunResult(output=text, exit_code=None, runner="renode", seconds=time.monotonic() - t0)
