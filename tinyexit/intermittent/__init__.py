@@ -1,0 +1,112 @@
+"""Power-failure injection for the checkpointing runtime (firmware_templates/runtime/).
+
+    lib_dir, stages = prepare_library(target, out_dir)     RUN dir | MODEL.tflite | generated library dir
+    exe = build_host(lib_dir, stages, out_dir)              runtime + host NVM HAL (mmap file) + model
+    report = run_campaign(HostTarget(exe, nvm), inputs, cuts=200, seed=0, granularity=Granularity.parse("units:5"))
+    reports = powerfail(target, cuts=200, granularities=["layer", "units:5"])   all of the above
+
+A campaign cuts the power after k NVM events (inside checkpoint writes) or k work units (between them),
+reboots with the NVM kept and RAM lost until the result is committed, and compares the committed bytes
+with the uninterrupted run; see campaign.py. The emulated campaign (QEMU, exact instruction-count cuts) is
+in emulated.py.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+from pathlib import Path
+from typing import Sequence
+
+from tinyexit.errors import TinyexitError
+from tinyexit.intermittent.campaign import CampaignReport, Failure, Oracle, run_campaign, uninterrupted
+from tinyexit.intermittent.host import (EXIT, SEGMENT, Boot, Granularity, HostTarget, Stage, build_host,
+                                        render_pipeline)
+
+__all__ = ["CampaignReport", "Failure", "Oracle", "run_campaign", "uninterrupted", "EXIT", "SEGMENT", "Boot",
+           "Granularity", "HostTarget", "Stage", "build_host", "render_pipeline", "prepare_library",
+           "stages_from_manifest", "stages_from_header", "powerfail", "random_inputs"]
+
+_DECL = re.compile(r"^extern const tx_model_t tx_model_([A-Za-z_][A-Za-z0-9_]*);", re.M)
+
+
+def stages_from_manifest(manifest_path: str | os.PathLike) -> list[Stage]:
+    """Pipeline order of RUN/quant/manifest.json: segment 0, the exit heads after it, segment 1, ...; the
+    last segment carries the final exit's index (exit indices follow the manifest's `exits` order)."""
+    from tinyexit.codegen.cformat import c_ident
+    doc = json.loads(Path(manifest_path).read_text())
+    segs = doc["segments"]
+    exits = doc.get("exits", [])
+    final = next((k for k, e in enumerate(exits) if not e.get("file")), len(exits))
+    stages: list[Stage] = []
+    for k, seg in enumerate(segs):
+        last = k == len(segs) - 1
+        stages.append(Stage(c_ident(seg["name"]), SEGMENT, final if last else 0))
+        if not last:
+            stages += [Stage(c_ident(e["name"]), EXIT, j) for j, e in enumerate(exits)
+                       if e.get("file") and int(e["after_segment"]) == k]
+    return stages
+
+
+def stages_from_header(lib_dir: str | os.PathLike) -> list[Stage]:
+    """Pipeline of a generated library from its tx_model.h, in declaration order: models whose name starts
+    with 'exit' or 'head' are exit heads (numbered in order), the others segments."""
+    text = (Path(lib_dir) / "tx_model.h").read_text()
+    names = _DECL.findall(text)
+    if not names:
+        raise TinyexitError(f"{lib_dir}/tx_model.h declares no tx_model_NAME; is it a generated library?")
+    stages, heads = [], 0
+    for n in names:
+        if n.lower().startswith(("exit", "head")):
+            stages.append(Stage(n, EXIT, heads))
+            heads += 1
+        else:
+            stages.append(Stage(n, SEGMENT, 0))
+    if stages[-1].role != SEGMENT:
+        raise TinyexitError(f"{lib_dir}: the last model ({stages[-1].name}) is an exit head; a pipeline ends "
+                            "with a segment")
+    stages[-1] = Stage(stages[-1].name, SEGMENT, heads)
+    return stages
+
+
+def prepare_library(target: str | os.PathLike, out_dir: str | os.PathLike) -> tuple[Path, list[Stage]]:
+    """The generated C library and pipeline for `target`: a run folder (RUN/quant/manifest.json), a .tflite
+    (one segment), or an already generated library folder (tx_model.h)."""
+    target, out_dir = Path(target), Path(out_dir)
+    if target.is_dir() and (target / "tx_model.h").is_file():
+        return target, stages_from_header(target)
+    from tinyexit.codegen import generate, models_from_run
+    lib = out_dir / "lib"
+    if target.is_dir():
+        models = models_from_run(target)
+        generate(models, lib, measure=False, compare_tflm=False)
+        return lib, stages_from_manifest(target / "quant" / "manifest.json")
+    if target.suffix == ".tflite" and target.is_file():
+        generate({target.stem: target}, lib, measure=False, compare_tflm=False)
+        from tinyexit.codegen.cformat import c_ident
+        return lib, [Stage(c_ident(target.stem), SEGMENT, 0)]
+    raise TinyexitError(f"{target} is neither a run folder, a .tflite file nor a generated library folder "
+                        "(one with tx_model.h)")
+
+
+def random_inputs(n: int, size: int, seed: int = 0) -> list[bytes]:
+    rng = random.Random(seed)
+    return [bytes(rng.randrange(256) for _ in range(size)) for _ in range(n)]
+
+
+def powerfail(target: str | os.PathLike, out_dir: str | os.PathLike, *, cuts: int = 200, seed: int = 0,
+              granularities: Sequence[str] = ("layer",), num_inputs: int = 4, broken: Sequence[str] = (),
+              threshold: int | None = None) -> list[CampaignReport]:
+    """Host campaign for each granularity over `num_inputs` random int8 inputs."""
+    out_dir = Path(out_dir)
+    lib, stages = prepare_library(target, out_dir)
+    exe = build_host(lib, stages, out_dir / ("host" + "".join(f"-{b}" for b in broken)), broken=tuple(broken))
+    host = HostTarget(exe, out_dir / "nvm.bin")
+    inputs = random_inputs(num_inputs, host.info["input_size"], seed)
+    reports = []
+    for g in granularities:
+        work = out_dir / f"campaign-{str(Granularity.parse(g)).replace(':', '')}"
+        reports.append(run_campaign(host, inputs, cuts=cuts, seed=seed, granularity=Granularity.parse(g),
+                                    threshold=threshold, work_dir=work))
+    return reports

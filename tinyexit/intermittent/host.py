@@ -107,7 +107,7 @@ def build_host(model_dir: str | os.PathLike, stages: list[Stage], out_dir: str |
     stamp = out_dir / "tx_powerfail.sha256"
     if exe.exists() and stamp.exists() and stamp.read_text() == h.hexdigest():
         return exe
-    r = subprocess.run(cmd + [str(exe)], capture_output=True, text=True)
+    r = subprocess.run(cmd + [str(exe), "-lm"], capture_output=True, text=True)
     if r.returncode != 0:
         raise TinyexitError(f"host build of the checkpointing runtime failed:\n{' '.join(cmd)}\n{r.stderr}")
     stamp.write_text(h.hexdigest())

@@ -1,0 +1,71 @@
+"""`tinyexit powerfail`: power-failure campaign against the checkpointing runtime."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+NAME = "powerfail"
+HELP = "cut the power at random points during inferences and check every committed result"
+DESCRIPTION = (
+    "Runs inferences of TARGET (a run folder, a .tflite, or a generated library folder) with the "
+    "checkpointing runtime while cutting the power at random points: after k NVM events (inside checkpoint "
+    "writes) or k work units on the host, after exactly N instructions on the emulated board (--emulate). "
+    "Each boot keeps the NVM and loses RAM; an inference is retried until its result is committed, and every "
+    "committed result must equal the uninterrupted run byte for byte. Exit status 1 when any result is wrong, "
+    "a checkpoint is lost or a boot crashes; failing cuts are printed so they can be replayed.")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", help="RUN folder, MODEL.tflite, or a generated C library folder (tx_model.h)")
+    p.add_argument("--cuts", type=int, default=200, help="number of power cuts per granularity (default 200)")
+    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed replays the same cuts")
+    p.add_argument("--granularity", default="layer",
+                   help="comma-separated checkpoint granularities: none, layer, layers:N, units:N (default layer)")
+    p.add_argument("--inputs", type=int, default=4, help="number of random int8 inputs (default 4)")
+    p.add_argument("--threshold", type=int, default=None,
+                   help="run exit heads and stop at the first whose largest int8 output is >= THRESHOLD")
+    p.add_argument("--board", default=None, help="board for --emulate (default mps2-an386)")
+    p.add_argument("--emulate", action="store_true",
+                   help="run on the emulated board (QEMU), cutting after exact instruction counts")
+    p.add_argument("--broken", action="append", default=[], choices=["single-slot", "no-crc", "no-erase"],
+                   help="build a deliberately broken runtime (to see the campaign fail)")
+    p.add_argument("--out", default=None, help="work folder (default RUN/powerfail or build/powerfail/NAME)")
+    p.add_argument("--json", default=None, help="write the reports as JSON to this file")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tinyexit.errors import TinyexitError
+    from tinyexit.intermittent import Granularity, powerfail
+    from tinyexit.io import write_json
+
+    target = Path(args.target)
+    if not target.exists():
+        raise TinyexitError(f"{target} does not exist; pass a run folder, a .tflite or a generated library")
+    if args.cuts < 1 or args.inputs < 1:
+        raise TinyexitError("--cuts and --inputs must be at least 1")
+    grans = [g for g in args.granularity.split(",") if g.strip()]
+    for g in grans:
+        Granularity.parse(g)
+    out = Path(args.out) if args.out else (
+        target / "powerfail" if target.is_dir() and (target / "quant").is_dir()
+        else Path("build") / "powerfail" / target.stem)
+    if args.emulate:
+        from tinyexit.intermittent.emulated import powerfail_emulated
+        reports = powerfail_emulated(target, out, board=args.board or "mps2-an386", cuts=args.cuts,
+                                     seed=args.seed, granularities=grans, num_inputs=args.inputs,
+                                     broken=args.broken, threshold=args.threshold)
+    else:
+        if args.board:
+            raise TinyexitError("--board needs --emulate (the host campaign runs on this machine)")
+        reports = powerfail(target, out, cuts=args.cuts, seed=args.seed, granularities=grans,
+                            num_inputs=args.inputs, broken=args.broken, threshold=args.threshold)
+    for r in reports:
+        print(r.table())
+        print()
+    if args.json:
+        write_json(args.json, [r.as_dict() for r in reports])
+    ok = all(r.ok for r in reports)
+    print("powerfail: " + ("every committed result equals the uninterrupted run" if ok else
+                           "FAILED (see FAIL lines; rerun with the same --seed to replay)"))
+    return 0 if ok else 1
