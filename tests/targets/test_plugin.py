@@ -78,9 +78,13 @@ def test_systick_agrees_with_plugin(tmp_path, need_emulator):
     sources, incs, _ = toy_app(tmp_path, n=8)
     fw = firmware(tmp_path, "nrf52840", sources, include_dirs=incs)
     window = (symbol_address(fw.elf, "tx_bench_begin"), symbol_address(fw.elf, "tx_bench_end"))
-    r = QemuRunner(fw.board).run(fw.elf, window=window)
+    r = QemuRunner(fw.board).run(fw.elf, window=window, each_window=True)
     out = parse_app_output(r.output)
-    assert r.insns.windows == 8
+    assert r.insns.windows == 8 and len(r.insns.per_window) == 8
+    assert sum(r.insns.per_window) == r.insns.window_insns
+    # inputs that took the early exit cost fewer instructions than those that ran to the end
+    by_exit = {e: [w for w, res in zip(r.insns.per_window, out.results) if res.exit == e] for e in (0, 1)}
+    assert by_exit[0] and by_exit[1] and max(by_exit[0]) < min(by_exit[1])
     ticks = out.summary["ticks"] * fw.board.instructions_per_tick
     # the window also holds the policy and the timer reads; the stages are most of it
     assert 0.6 * r.insns.window_insns < ticks <= r.insns.window_insns + 8 * 3 * 40

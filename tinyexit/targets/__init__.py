@@ -38,6 +38,7 @@ class InsnCounts:
     windows: int = 0
     window_insns: int = 0
     limit_reached: int | None = None
+    per_window: list[int] = dataclasses.field(default_factory=list)  # with each=True: one count per window
 
 
 @dataclasses.dataclass

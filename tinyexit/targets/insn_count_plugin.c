@@ -8,6 +8,7 @@
  *   limit_status=S the exit status used when the limit is reached
  *   start=ADDR     first instruction of a measured window (e.g. the entry of a marker function)
  *   stop=ADDR      instruction that closes the window; windows may repeat, their counts add up
+ *   each=1         also print every window's count as it closes: tinyexit-window n=K insns=W
  *
  * Every instruction gets an inline counter increment, so the counts are exact (not per translation
  * block). Output through qemu_plugin_outs, visible with `-d plugin` (and `-D file`):
@@ -48,6 +49,7 @@ static uint64_t start_addr = UINT64_MAX, stop_addr = UINT64_MAX;
 static int in_window;
 static uint64_t window_begin, window_insns, windows;
 static int reported;
+static int each;
 
 static void report(const char *extra)
 {
@@ -91,6 +93,12 @@ static void on_stop(unsigned int vcpu, void *udata)
   if (in_window) {
     in_window = 0;
     window_insns += count - window_begin;
+    if (each) {
+      char line[96];
+      snprintf(line, sizeof line, "tinyexit-window n=%llu insns=%llu\n", (unsigned long long)windows,
+               (unsigned long long)(count - window_begin));
+      qemu_plugin_outs(line);
+    }
     windows++;
   }
 }
@@ -132,8 +140,9 @@ int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, 
     else if (strncmp(a, "limit_status=", 13) == 0) limit_status = atoi(a + 13);
     else if (strncmp(a, "start=", 6) == 0) start_addr = strtoull(a + 6, NULL, 0);
     else if (strncmp(a, "stop=", 5) == 0) stop_addr = strtoull(a + 5, NULL, 0);
+    else if (strncmp(a, "each=", 5) == 0) each = atoi(a + 5);
     else {
-      fprintf(stderr, "tinyexit insn plugin: unknown argument '%s' (use limit=, limit_status=, start=, stop=)\n", a);
+      fprintf(stderr, "tinyexit insn plugin: unknown argument '%s' (use limit=, limit_status=, start=, stop=, each=)\n", a);
       return -1;
     }
   }

@@ -13,6 +13,7 @@ from tinyexit.errors import MissingToolError, TinyexitError
 from tinyexit.io import atomic_path
 
 SOURCE = Path(__file__).with_name("insn_count_plugin.c")
+WINDOW_RE = re.compile(r"tinyexit-window n=\d+ insns=(\d+)")
 LINE_RE = re.compile(r"tinyexit-insns total=(\d+) windows=(\d+) window_insns=(\d+)(?: limit_reached=(\d+))?")
 
 
@@ -41,7 +42,7 @@ def plugin_path() -> Path:
 
 
 def plugin_args(limit: int | None = None, window: tuple[int, int] | None = None,
-                limit_status: int | None = None) -> str:
+                limit_status: int | None = None, each: bool = False) -> str:
     """The -plugin option value."""
     parts = [str(plugin_path())]
     if limit is not None:
@@ -53,6 +54,8 @@ def plugin_args(limit: int | None = None, window: tuple[int, int] | None = None,
     if window is not None:
         # Thumb function symbols have bit 0 set; QEMU reports instruction addresses without it.
         parts += [f"start=0x{window[0] & ~1:x}", f"stop=0x{window[1] & ~1:x}"]
+        if each:
+            parts.append("each=1")
     return ",".join(parts)
 
 
@@ -61,5 +64,6 @@ def parse_counts(log: str):
     m = LINE_RE.search(log)
     if not m:
         return None
+    per_window = [int(w) for w in WINDOW_RE.findall(log)]
     return InsnCounts(total=int(m.group(1)), windows=int(m.group(2)), window_insns=int(m.group(3)),
-                      limit_reached=int(m.group(4)) if m.group(4) else None)
+                      limit_reached=int(m.group(4)) if m.group(4) else None, per_window=per_window)

@@ -63,10 +63,11 @@ class QemuRunner:
     def run(self, elf: str | Path, *, timeout: float = 60.0, count_insns: bool = False,
             limit: int | None = None, window: tuple[int, int] | None = None, icount: bool = True,
             send: bytes = b"", end_mark: str | None = None, extra_args: Sequence[str] = (),
-            check: bool = True) -> RunResult:
+            check: bool = True, each_window: bool = False) -> RunResult:
         """Run `elf` until the firmware exits (semihosting), QEMU stops at the instruction `limit`, or
         `timeout` seconds pass (FirmwareTimeoutError). `send` is written to the firmware's UART once
-        connected. `window`: (start, stop) addresses whose instructions the plugin counts apart.
+        connected. `window`: (start, stop) addresses whose instructions the plugin counts apart
+        (each_window=True: also one count per window, in InsnCounts.per_window).
         With check=True a FAULT line or a non-zero exit status raises FirmwareFaultError."""
         elf = Path(elf)
         if not elf.exists():
@@ -74,7 +75,7 @@ class QemuRunner:
         use_plugin = count_insns or limit is not None or window is not None
         with tempfile.TemporaryDirectory(prefix="tinyexit-qemu-") as tmpdir:
             log = Path(tmpdir) / "plugin.log"
-            plugin = insn_plugin.plugin_args(limit, window, LIMIT_STATUS) if use_plugin else None
+            plugin = insn_plugin.plugin_args(limit, window, LIMIT_STATUS, each_window) if use_plugin else None
             port = _free_port()
             cmd = qemu_command(self.board, elf, port, icount=icount, plugin=plugin, log=log, extra=extra_args)
             errf = open(Path(tmpdir) / "stderr", "w+")
