@@ -1,4 +1,5 @@
-"""FULLY_CONNECTED: int8 weights [out, in] with one (per-tensor) scale, int32 bias."""
+"""FULLY_CONNECTED: int8 weights [out, in], per-channel (double product, like conv) or per-tensor (float
+product, GetQuantizedConvolutionMultipler) scales, int32 bias."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,7 +8,7 @@ import numpy as np
 
 from tinyexit.codegen.ir import CArray, Op, OpContext, register
 from tinyexit.codegen.ops._common import const_bias, const_int8_weights
-from tinyexit.codegen.quant import activation_range, fc_multiplier
+from tinyexit.codegen.quant import activation_range, conv_multipliers, fc_multiplier
 
 
 @register
@@ -18,8 +19,8 @@ class FullyConnected(Op):
     out_depth: int = 0
     input_offset: int = 0
     output_offset: int = 0
-    mult: int = 0
-    shift: int = 0
+    mult: tuple[int, ...] = ()         # one entry (per-tensor) or out_depth entries (per-channel)
+    shift: tuple[int, ...] = ()
     act: tuple[int, int] = (-128, 127)
     weights: np.ndarray = None
     bias: np.ndarray | None = None
@@ -37,15 +38,20 @@ class FullyConnected(Op):
         w = const_int8_weights(ctx, 1)
         if len(w.shape) != 2:
             raise ctx.refuse(f"weights shape {list(w.shape)} is not 2-D")
-        if len(w.scales) != 1:
-            raise ctx.refuse("per-channel FULLY_CONNECTED weights are not supported (convert with one scale)")
         out_d, in_d = int(w.shape[0]), int(w.shape[1])
+        if len(w.scales) not in (1, out_d) or (len(w.scales) > 1 and w.quantized_dim != 0):
+            raise ctx.refuse(f"weights have {len(w.scales)} scales on dimension {w.quantized_dim} for {out_d} "
+                             f"outputs")
         if x.elements % in_d != 0 or y.elements != (x.elements // in_d) * out_d:
             raise ctx.refuse(f"input of {x.elements} values does not fit weights {list(w.shape)}")
-        mult, shift = fc_multiplier(x.scale, w.scale, y.scale)
+        if len(w.scales) > 1:
+            mult, shift = conv_multipliers(x.scale, w.scales, y.scale, out_d)
+        else:
+            m, sh = fc_multiplier(x.scale, w.scale, y.scale)
+            mult, shift = [m], [sh]
         return cls(index=ctx.index, inputs=(ctx.inputs[0],), outputs=(ctx.outputs[0],),
                    batches=x.elements // in_d, in_depth=in_d, out_depth=out_d,
-                   input_offset=-x.zero_point, output_offset=y.zero_point, mult=mult, shift=shift,
+                   input_offset=-x.zero_point, output_offset=y.zero_point, mult=tuple(mult), shift=tuple(shift),
                    act=activation_range(ctx.activation(), y.scale, y.zero_point),
                    weights=np.asarray(w.data, np.int8), bias=const_bias(ctx, 2, out_d))
 
@@ -53,7 +59,9 @@ class FullyConnected(Op):
         return self.batches * self.in_depth * self.out_depth
 
     def constants(self, prefix: str) -> list[CArray]:
-        arrs = [CArray("int8_t", f"{prefix}_w", self.weights)]
+        arrs = [CArray("int8_t", f"{prefix}_w", self.weights),
+                CArray("int32_t", f"{prefix}_m", np.array(self.mult, np.int64)),
+                CArray("int8_t", f"{prefix}_s", np.array(self.shift, np.int64))]
         if self.bias is not None:
             arrs.append(CArray("int32_t", f"{prefix}_b", self.bias))
         return arrs
@@ -62,9 +70,9 @@ class FullyConnected(Op):
         bias = f"{prefix}_b" if self.bias is not None else "0"
         return (f"static const tx_fc_params_t {prefix}_p = {{\n"
                 f"  {self.batches}, {self.in_depth}, {self.out_depth},\n"
-                f"  {self.input_offset}, {self.output_offset}, {self.mult}, {self.shift}, "
-                f"{self.act[0]}, {self.act[1]},\n"
-                f"  {prefix}_w, {bias}\n}};")
+                f"  {self.input_offset}, {self.output_offset}, {self.act[0]}, {self.act[1]}, "
+                f"{int(len(self.mult) > 1)},\n"
+                f"  {prefix}_w, {bias}, {prefix}_m, {prefix}_s\n}};")
 
     def call(self, prefix: str, ins: list[str], out: str, scratch: str) -> str:
         return f"if (ub < ue) tx_fc_s8(&{prefix}_p, {ins[0]}, {out});"

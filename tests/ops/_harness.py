@@ -1,0 +1,113 @@
+"""Per-kernel sweep harness: small Keras models -> int8 .tflite (TFLiteConverter, representative data,
+int8 in/out) -> one generated library per op file -> host build -> compare with tflite_micro."""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    build: Callable           # (keras module) -> keras.Model
+    input_shape: tuple
+    per_channel: bool = True
+
+
+@contextlib.contextmanager
+def _quiet():
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile() as log:
+        try:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            yield
+        except BaseException:
+            log.seek(0)
+            os.write(saved[1], log.read()[-4000:])
+            raise
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
+def convert(case: Case, seed: int = 0) -> bytes:
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    model = case.build(keras)
+    rng = np.random.default_rng(seed)
+    rep = rng.normal(0, 1, size=(16, *case.input_shape)).astype(np.float32)
+    # Give biases non-zero values so that the bias path is exercised.
+    for layer in model.layers:
+        ws = layer.get_weights()
+        if ws and getattr(layer, "use_bias", False):
+            ws[-1] = rng.normal(0, 0.3, size=ws[-1].shape).astype(np.float32)
+            layer.set_weights(ws)
+
+    def gen():
+        for i in range(len(rep)):
+            yield [rep[i:i + 1]]
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = gen
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    if not case.per_channel:
+        conv._experimental_disable_per_channel = True
+    with _quiet():
+        return bytes(conv.convert())
+
+
+def build_sweep(cases: list[Case], workdir, kernels: str = "reference") -> dict:
+    """Convert every case, generate ONE library holding them all, build it; returns a dict for check()."""
+    from tinyexit.codegen import generate
+    from tinyexit.codegen.testing import build_host
+
+    paths = {}
+    for c in cases:
+        p = workdir / f"{c.name}.tflite"
+        if not p.exists():
+            p.write_bytes(convert(c))
+        paths[c.name] = p
+    out = workdir / f"lib_{kernels}"
+    report = generate(paths, out, kernels=kernels, measure=False, compare_tflm=False)
+    return {"paths": paths, "exe": build_host(out), "report": report}
+
+
+def check(sweep: dict, name: str, n_random: int = 40, seed: int = 1) -> None:
+    from tinyexit.codegen import read_model
+    from tinyexit.codegen.testing import run_host, structured_inputs, tflm_outputs
+
+    path = sweep["paths"][name]
+    g = read_model(path)
+    rng = np.random.default_rng(seed)
+    shape = g.input.shape[1:]
+    x = np.concatenate([rng.integers(-128, 128, size=(n_random, *shape)).astype(np.int8),
+                        structured_inputs(shape, g.input.zero_point, rng)])
+    want = tflm_outputs(path, x)
+    got = run_host(sweep["exe"], name, x, g.output.nbytes)
+    bad = np.flatnonzero((got != want).any(axis=1))
+    assert bad.size == 0, (f"{name}: {bad.size}/{len(x)} inputs differ; first: got {got[bad[0]][:16]} "
+                           f"want {want[bad[0]][:16]}")
+    stepped = run_host(sweep["exe"], name, x[:4], g.output.nbytes, chunk=1, scramble=True)
+    np.testing.assert_array_equal(stepped, want[:4], err_msg=f"{name}: unit-by-unit run differs")
+
+
+def op_names(sweep: dict, name: str) -> list[str]:
+    return sweep["report"].models[name].ops

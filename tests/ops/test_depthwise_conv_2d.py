@@ -1,0 +1,40 @@
+"""DEPTHWISE_CONV_2D against TFLM: depth multipliers 1 and 2, strides, SAME/VALID, activations,
+per-channel and per-tensor weights, in place."""
+import pytest
+
+from tests.ops._harness import Case, build_sweep, check, op_names
+
+
+def dw(shape, k, s, pad, mult=1, act=None):
+    def build(keras):
+        x = keras.Input(shape, batch_size=1)
+        y = keras.layers.DepthwiseConv2D(k, strides=s, padding=pad, depth_multiplier=mult, activation=act)(x)
+        return keras.Model(x, y)
+    return build
+
+
+CASES = [
+    Case("d_k3s1_same_inplace", dw((8, 6, 4), 3, 1, "same"), (8, 6, 4)),
+    Case("d_k3s2_same_m2", dw((9, 7, 3), 3, 2, "same", 2), (9, 7, 3)),
+    Case("d_k2s2_valid_relu", dw((8, 8, 5), 2, 2, "valid", 1, "relu"), (8, 8, 5)),
+    Case("d_k3x1_m2_relu6", dw((7, 5, 2), (3, 1), 1, "same", 2, "relu6"), (7, 5, 2)),
+    Case("d_k5s1_valid", dw((9, 9, 3), 5, 1, "valid"), (9, 9, 3)),
+    Case("d_k4s2_same_even", dw((10, 7, 3), 4, 2, "same"), (10, 7, 3)),
+    Case("d_per_tensor", dw((8, 6, 4), 3, 1, "same", 1, "relu"), (8, 6, 4), per_channel=False),
+    Case("d_per_tensor_m2", dw((6, 6, 3), 3, 2, "valid", 2), (6, 6, 3), per_channel=False),
+]
+
+
+@pytest.fixture(scope="module")
+def sweep(ops_workdir, kernels):
+    return build_sweep(CASES, ops_workdir, kernels)
+
+
+@pytest.mark.parametrize("name", [c.name for c in CASES])
+def test_depthwise_matches_tflm(sweep, name):
+    assert op_names(sweep, name) == ["DEPTHWISE_CONV_2D"]
+    check(sweep, name)
+
+
+def test_inplace_case_runs_in_place(sweep):
+    assert sweep["report"].models["d_k3s1_same_inplace"].inplace_ops == [0]

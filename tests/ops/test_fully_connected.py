@@ -1,0 +1,38 @@
+"""FULLY_CONNECTED (and the RESHAPE a Flatten adds) against TFLM."""
+import pytest
+
+from tests.ops._harness import Case, build_sweep, check, op_names
+
+
+def dense(shape, units, act=None, flatten=False, bias=True):
+    def build(keras):
+        x = keras.Input(shape, batch_size=1)
+        y = keras.layers.Flatten()(x) if flatten else x
+        y = keras.layers.Dense(units, activation=act, use_bias=bias)(y)
+        return keras.Model(x, y)
+    return build
+
+
+CASES = [
+    Case("f_16_10", dense((16,), 10), (16,)),
+    Case("f_33_7_relu", dense((33,), 7, "relu"), (33,)),
+    Case("f_flatten", dense((4, 4, 3), 5, flatten=True), (4, 4, 3)),
+    Case("f_relu6_nobias", dense((20,), 12, "relu6", bias=False), (20,)),
+    Case("f_per_tensor", dense((24,), 6), (24,), per_channel=False),
+]
+
+
+@pytest.fixture(scope="module")
+def sweep(ops_workdir, kernels):
+    return build_sweep(CASES, ops_workdir, kernels)
+
+
+@pytest.mark.parametrize("name", [c.name for c in CASES])
+def test_fc_matches_tflm(sweep, name):
+    assert "FULLY_CONNECTED" in op_names(sweep, name)
+    check(sweep, name)
+
+
+def test_flatten_is_a_reshape_alias(sweep):
+    ops = op_names(sweep, "f_flatten")
+    assert ops == ["RESHAPE", "FULLY_CONNECTED"]
