@@ -42,5 +42,9 @@ def run(args) -> int:
           f"accuracy {100 * t['accuracy']:.2f}% (no exit {100 * t['final_accuracy']:.2f}%)")
     print(f"  mean MACs {t['mean_macs']:,.0f} vs {t['no_exit_macs']:,} without exits: "
           f"saving {100 * t['macs_saving']:.1f}%")
+    nv = p["naive"]
+    if nv["threshold"] is not None:
+        print(f"  (for contrast, the naive empirical-risk threshold {nv['threshold']:.4f}: test risk "
+              f"{nv['test_risk']:.4f}, exit rate {100 * nv['exit_rate']:.1f}%, no guarantee)")
     print(f"wrote {Path(args.run) / 'policy.json'} and {Path(args.run) / p['plot']}")
     return 0

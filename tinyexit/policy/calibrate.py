@@ -161,6 +161,10 @@ def calibrate_run(run_dir: str | os.PathLike, *, epsilon: float = 0.02, delta: f
                  "macs_saving": 1.0 - t_macs / no_exit_macs},
         "plot": PLOT_FILE,
     }
+    jn = R.select("naive", L_cal, epsilon, delta)   # for contrast: the empirical-risk choice, no guarantee
+    result["naive"] = {"threshold": float(grid[jn]) if jn >= 0 else None,
+                       "test_risk": float(L_test[:, jn].mean()) if jn >= 0 else 0.0,
+                       "exit_rate": float(sw["exit_rate"][jn]) if jn >= 0 else 0.0}
     _plot(run_dir / PLOT_FILE, sw, j, final_acc, no_exit_macs, result)
     write_json(run_dir / POLICY_FILE, result)
     return result
