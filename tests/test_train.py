@@ -14,13 +14,14 @@ from tinyexit.train import TrainConfig, load_model, load_split, train_kws
 def small_data(tmp_path_factory):
     require_program("espeak-ng", "apt-get install -y --no-install-recommends espeak-ng")
     from tinyexit.data.synth_kws import make_kws_dataset
-    return make_kws_dataset(tmp_path_factory.mktemp("d") / "kws", speakers=20, takes=2, seed=3, progress=False)
+    return make_kws_dataset(tmp_path_factory.mktemp("d") / "kws", speakers=24, takes=2, seed=3,
+                            val_fraction=0.2, test_fraction=0.25, progress=False)
 
 
 @pytest.fixture(scope="module")
 def small_run(small_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("r") / "run"
-    report = train_kws(data=small_data, out=out, train_config=TrainConfig(epochs=8, batch_size=32, seed=1),
+    report = train_kws(data=small_data, out=out, train_config=TrainConfig(epochs=10, batch_size=32, seed=1),
                        train_copies=2, verbose=0)
     return out, report
 
