@@ -1,22 +1,33 @@
-"""MEAN over the spatial axes (1, 2) of an NHWC tensor, as TFLM's reference QuantizedMeanOrSum computes it
-(int32 sums, then float32 scaling and rounding)."""
+"""MEAN over the spatial axes (1, 2) of an NHWC tensor, as TFLM's reference computes it: int32 sums, then
+either a truncating division (input and output quantization equal) or a requantization whose multiplier
+absorbs 1/count (QuantizedMeanOrSum)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 
-from tinyexit.codegen.cformat import c_float
 from tinyexit.codegen.ir import Op, OpContext, register
 from tinyexit.codegen.ops._common import nhwc
+from tinyexit.codegen.quant import quantize_multiplier
+
+
+def mean_multiplier(input_scale: float, output_scale: float, count: int) -> tuple[int, int]:
+    """The output multiplier of QuantizedMeanOrSum with 1/count folded in (TFLM's integer reference)."""
+    mult, shift = quantize_multiplier(float(np.float32(input_scale)) / float(np.float32(output_scale)))
+    k = count.bit_length() - 1                      # 63 - clz64(count)
+    k = min(k, 32, 31 + shift)
+    return int((mult << k) // count), shift - k     # count > 0, mult >= 0: floor == C++ truncation
 
 
 @register
 @dataclass(frozen=True, eq=False)
 class Mean(Op):
     in_hwc: tuple[int, int, int] = (0, 0, 0)
-    scale: float = 1.0        # float32 input_scale / output_scale
-    bias: float = 0.0         # float32 -input_zero_point * scale
+    same_quant: bool = True
+    mult: int = 0
+    shift: int = 0
+    input_zero_point: int = 0
     output_zero_point: int = 0
 
     name = "MEAN"
@@ -35,15 +46,17 @@ class Mean(Op):
             raise ctx.refuse(f"reduction over axes {axes} is not supported (only the spatial axes [1, 2])")
         if y.elements != c:
             raise ctx.refuse(f"output has {y.elements} values, expected {c}")
-        scale = np.float32(x.scale) / np.float32(y.scale)
-        bias = np.float32(-x.zero_point) * scale
-        return cls(index=ctx.index, inputs=(ctx.inputs[0],), outputs=(ctx.outputs[0],),
-                   in_hwc=(h, w, c), scale=float(scale), bias=float(bias), output_zero_point=y.zero_point)
+        same = x.zero_point == y.zero_point and np.float32(x.scale) == np.float32(y.scale)
+        mult, shift = mean_multiplier(x.scale, y.scale, h * w)
+        return cls(index=ctx.index, inputs=(ctx.inputs[0],), outputs=(ctx.outputs[0],), in_hwc=(h, w, c),
+                   same_quant=bool(same), mult=mult, shift=shift, input_zero_point=x.zero_point,
+                   output_zero_point=y.zero_point)
 
     def params_decl(self, prefix: str, inplace: bool) -> str:
         h, w, c = self.in_hwc
         return (f"static const tx_mean_params_t {prefix}_p = {{\n"
-                f"  {h * w}, {c}, {c_float(self.scale)}, {c_float(self.bias)}, {self.output_zero_point}\n}};")
+                f"  {h * w}, {c}, {int(self.same_quant)}, {self.mult}, {self.shift}, {self.input_zero_point}, "
+                f"{self.output_zero_point}\n}};")
 
     def call(self, prefix: str, ins: list[str], out: str, scratch: str) -> str:
         return f"if (ub < ue) tx_mean_s8(&{prefix}_p, {ins[0]}, {out});"
