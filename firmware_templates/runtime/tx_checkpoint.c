@@ -216,6 +216,7 @@ static void commit(tx_runtime_t *rt, uint32_t s, uint32_t i, uint32_t u, uint32_
   hdr[TX_H_CRC] = 0xFFFFFFFFu;   /* stays erased until the end */
 
   pages = (HEADER_BYTES + len + TX_NVM_PAGE_SIZE - 1u) / TX_NVM_PAGE_SIZE;
+  tx_hal_commit_mark(1u);
 #ifndef TX_BROKEN_NO_ERASE
   for (k = 0u; k < pages; k++) tx_nvm_erase_page(base + k * TX_NVM_PAGE_SIZE);
   rt->stats.nvm_pages_erased += pages;
@@ -233,6 +234,7 @@ static void commit(tx_runtime_t *rt, uint32_t s, uint32_t i, uint32_t u, uint32_
 
   hdr[TX_H_CRC] = w.crc;
   tx_nvm_write_words(base + HEADER_BYTES - 4u, &hdr[TX_H_CRC], 1u);   /* the commit point */
+  tx_hal_commit_mark(0u);
 
   rt->cur_slot = (int32_t)slot;
   rt->seq = hdr[TX_H_SEQ];

@@ -14,6 +14,10 @@ int tx_hal_low_energy(void);
  * harness also cuts power here when asked). */
 void tx_hal_work_done(uint32_t units);
 
+/* Called with begin=1 before a checkpoint commit touches the NVM and with begin=0 after its last word
+ * (profiling: the emulated campaign aims cuts at commits with it). May do nothing. */
+void tx_hal_commit_mark(uint32_t begin);
+
 /* An unrecoverable programming error (NVMC rule broken, corrupt configuration): report and stop. */
 void tx_hal_fatal(const char *message);
 

@@ -37,6 +37,8 @@ void tx_hal_work_done(uint32_t n)
   if (units >= cut_units) tx_nvm_host_power_cut("work");
 }
 
+void tx_hal_commit_mark(uint32_t begin) { (void)begin; }
+
 void tx_hal_fatal(const char *message)
 {
   fprintf(stderr, "tinyexit runtime: fatal: %s\n", message);

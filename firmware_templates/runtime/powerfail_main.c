@@ -1,0 +1,153 @@
+/* Firmware of the emulated power-failure campaign (tinyexit/intermittent/emulated.py). One QEMU run = one
+ * boot: RAM starts from the image, the NVM (file-backed PSRAM) is what earlier boots left. The harness
+ * cuts the power after exactly N instructions (QEMU plugin `limit=N`), so a cut can land anywhere, also
+ * inside a checkpoint write, and is replayed exactly by the same N on the same NVM image.
+ *
+ * What to run comes from a mailbox in the last NVM page (outside the runtime's NVM, TX_NVM_RESERVED_TAIL),
+ * written by the harness before each boot; no UART input, so the instruction count of a boot does not
+ * depend on host timing. Inputs are baked in (tx_pf_inputs.c). Output lines:
+ *   TXBOOT boot=fresh|resumed|done stage=S step=I unit=U
+ *   TXSTAT commits=C nvm_bytes=B units=U
+ *   TXCOMMITS t0-t1,t0-t1,...          SysTick ticks at the start/end of the first commits
+ *   RESULT input=ID exit=E boot=... size=N hex=...
+ * then the firmware exits with status 0 (semihosting). FAULT line and status 3 on a runtime fatal error. */
+#include <stdint.h>
+#include <string.h>
+
+#include "tx_board.h"
+#include "tx_checkpoint.h"
+#include "tx_hal.h"
+#include "tx_pipeline.h"
+#include "tx_rt_hal.h"
+
+#define MAILBOX_MAGIC 0x424D5854u     /* "TXMB" */
+#define MAX_MARKS 64u
+#define NO_THRESHOLD 0x7FFFFFFF
+
+extern const int8_t tx_pf_inputs[];
+extern const uint32_t tx_pf_num_inputs, tx_pf_input_size;
+
+typedef struct {
+  uint32_t magic, input_index, input_id, low_energy_units, mode, every;
+  int32_t threshold;
+} mailbox_t;
+
+static tx_runtime_t rt;
+static int8_t output[TX_ARENA_SIZE];
+static uint32_t units_done, low_energy_units = 0xFFFFFFFFu;
+static uint32_t marks[2u * MAX_MARKS], num_marks;
+static int32_t threshold;
+
+/* ---- runtime hooks (tx_rt_hal.h) ---- */
+int tx_hal_low_energy(void) { return units_done >= low_energy_units; }
+void tx_hal_work_done(uint32_t units) { units_done += units; }
+void tx_hal_commit_mark(uint32_t begin)
+{
+  if (num_marks < 2u * MAX_MARKS && (num_marks % 2u) == (begin ? 0u : 1u)) marks[num_marks++] = tx_hal_ticks();
+}
+void tx_hal_fatal(const char *message)
+{
+  tx_hal_puts("FAULT tinyexit runtime: ");
+  tx_hal_puts(message);
+  tx_hal_putc('\n');
+  tx_hal_exit(3);
+}
+
+/* ---- output ---- */
+static void put_u32(uint32_t v)
+{
+  char b[10];
+  int n = 0;
+  do { b[n++] = (char)('0' + v % 10u); v /= 10u; } while (v);
+  while (n) tx_hal_putc(b[--n]);
+}
+
+static void put_kv(const char *key, uint32_t v)
+{
+  tx_hal_putc(' ');
+  tx_hal_puts(key);
+  tx_hal_putc('=');
+  put_u32(v);
+}
+
+static const char *boot_name(uint32_t b)
+{
+  return b == TX_BOOT_DONE ? "done" : b == TX_BOOT_RESUMED ? "resumed" : "fresh";
+}
+
+static int threshold_policy(uint32_t exit_index, const int8_t *out, uint32_t size, void *ctx)
+{
+  int32_t best = -128;
+  uint32_t k;
+  (void)exit_index; (void)ctx;
+  for (k = 0u; k < size; k++) if (out[k] > best) best = out[k];
+  return best >= threshold;
+}
+
+/* The measured inference (init + boot + run) lies between these two markers (plugin window). */
+__attribute__((noinline, noipa, used)) void tx_pf_begin(void) { __asm__ volatile("" ::: "memory"); }
+__attribute__((noinline, noipa, used)) void tx_pf_end(void) { __asm__ volatile("" ::: "memory"); }
+
+int main(void)
+{
+  static const char hex[] = "0123456789abcdef";
+  mailbox_t mb;
+  tx_granularity_t gran;
+  tx_result_t res;
+  uint32_t k;
+  int rc;
+
+  tx_hal_init();
+  memcpy(&mb, tx_hal_nvm() + tx_hal_nvm_size() - TX_NVM_RESERVED_TAIL, sizeof mb);
+  if (mb.magic != MAILBOX_MAGIC || mb.input_index >= tx_pf_num_inputs || mb.mode > TX_CKPT_UNITS) {
+    tx_hal_puts("FAULT no valid mailbox in the last NVM page\n");
+    tx_hal_exit(2);
+  }
+  low_energy_units = mb.low_energy_units;
+  gran.mode = mb.mode;
+  gran.every = mb.every;
+  if (mb.threshold != NO_THRESHOLD) {
+    threshold = mb.threshold;
+    tx_pipeline.policy = threshold_policy;
+  }
+  tx_pf_begin();
+  rc = tx_runtime_init(&rt, &tx_pipeline, gran);
+  if (rc == TX_OK) {
+    tx_runtime_boot(&rt, mb.input_id, tx_pf_inputs + mb.input_index * tx_pf_input_size);
+    rc = tx_runtime_run(&rt, output, sizeof output, &res);
+  }
+  tx_pf_end();
+  if (rc != TX_OK) {
+    tx_hal_puts("FAULT tinyexit runtime: error");
+    put_kv("rc", (uint32_t)-rc);
+    tx_hal_putc('\n');
+    tx_hal_exit(3);
+  }
+  tx_hal_puts("TXBOOT boot=");
+  tx_hal_puts(boot_name(rt.boot));
+  tx_hal_puts("\nTXSTAT");
+  put_kv("commits", rt.stats.commits);
+  put_kv("nvm_bytes", rt.stats.nvm_bytes_written);
+  put_kv("units", rt.stats.units_run);
+  put_kv("nvm_used", tx_runtime_nvm_bytes(&rt));
+  tx_hal_puts("\nTXCOMMITS ");
+  for (k = 0u; k + 1u < num_marks; k += 2u) {
+    put_u32(marks[k]);
+    tx_hal_putc('-');
+    put_u32(marks[k + 1u]);
+    tx_hal_putc(',');
+  }
+  tx_hal_puts("\nRESULT");
+  put_kv("input", mb.input_id);
+  put_kv("exit", res.exit_index);
+  tx_hal_puts(" boot=");
+  tx_hal_puts(boot_name(res.resumed));
+  put_kv("size", res.size);
+  tx_hal_puts(" hex=");
+  for (k = 0u; k < res.size; k++) {
+    tx_hal_putc(hex[(uint8_t)output[k] >> 4]);
+    tx_hal_putc(hex[(uint8_t)output[k] & 0xFu]);
+  }
+  tx_hal_putc('\n');
+  tx_hal_exit(0);
+}

@@ -1,0 +1,339 @@
+"""Emulated power-failure campaign: the checkpointing runtime + model as firmware on a QEMU board whose
+NVM is PSRAM backed by a file (DESIGN.md 7 (B)), power cut after exactly N instructions by the boards'
+instruction-count plugin (`limit=N`, DESIGN.md 7 (C)). A cut is exact and reproducible: the same NVM image
+and the same N give the same boot, so a failing cut is printed with its N.
+
+The firmware (firmware_templates/runtime/powerfail_main.c) reads what to run from a mailbox page at the end
+of the NVM, written here before each boot, and has its inputs baked in, so no host timing enters a boot."""
+from __future__ import annotations
+
+import dataclasses
+import random
+import re
+import struct
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import jinja2
+
+from tinyexit.errors import TinyexitError
+from tinyexit.intermittent import slots
+from tinyexit.intermittent.campaign import CampaignReport, Failure
+from tinyexit.intermittent.host import BROKEN_FLAGS, RUNTIME_DIR, Granularity, Stage, render_pipeline
+
+PSRAM_BASE = 0x21000000        # mps2-an386 PSRAM, 16 MiB: QEMU's machine RAM, which memory-backend replaces
+PSRAM_SIZE = 16 * 1024 * 1024
+MAILBOX_BYTES = 4096           # last NVM page (TX_NVM_RESERVED_TAIL)
+MAILBOX_MAGIC = 0x424D5854
+NO_THRESHOLD = 0x7FFFFFFF
+MODES = {"none": 0, "layers": 1, "units": 2}
+FIRMWARE_SOURCES = ("tx_checkpoint.c", "tx_crc32.c", "tx_nvm_board.c", "powerfail_main.c")
+
+
+def _kv(line: str) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in line.split()[1:] if "=" in item)
+
+
+def build_emulated(lib_dir: str | Path, stages: list[Stage], inputs: Sequence[bytes], board, out_dir: str | Path,
+                   *, broken: Sequence[str] = ()):
+    """Cross-compiles runtime + model + baked inputs + the campaign main for `board` (emulated variant)."""
+    from tinyexit.boards import load_board
+    from tinyexit.build import build_firmware
+    board = load_board(board, emulate=True) if isinstance(board, str) else board
+    if not (PSRAM_BASE <= board.nvm.origin and board.nvm.end <= PSRAM_BASE + PSRAM_SIZE):
+        raise TinyexitError(
+            f"board {board.name}: its emulated NVM ({board.nvm.driver} at 0x{board.nvm.origin:08x}) is not in "
+            f"QEMU's PSRAM (0x{PSRAM_BASE:08x}), so it cannot be backed by a file and would not survive a cut. "
+            f"Use --board mps2-an386 (NVM in file-backed PSRAM), or give the board's qemu section an NVM in PSRAM.")
+    lib_dir, out_dir = Path(lib_dir), Path(out_dir)
+    gen = out_dir / "gen"
+    gen.mkdir(parents=True, exist_ok=True)
+    (gen / "tx_pipeline_cfg.c").write_text(render_pipeline(stages))
+    size = len(inputs[0])
+    if any(len(x) != size for x in inputs):
+        raise TinyexitError("all inputs of a campaign must have the same size")
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(RUNTIME_DIR)), undefined=jinja2.StrictUndefined)
+    rows = [", ".join(str(b - 256 if b > 127 else b) for b in x) + "," for x in inputs]
+    (gen / "tx_pf_inputs.c").write_text(env.get_template("powerfail_inputs.c.j2").render(inputs=rows,
+                                                                                       input_size=size) + "\n")
+    sources = [RUNTIME_DIR / s for s in FIRMWARE_SOURCES] + [gen / "tx_pipeline_cfg.c", gen / "tx_pf_inputs.c"]
+    sources += sorted(p for p in lib_dir.glob("*.c") if p.name != "host_main.c")
+    defines = {"TX_NVM_RESERVED_TAIL": f"{MAILBOX_BYTES}u", "TX_NVM_NVMC_RULES": 1}
+    defines.update({BROKEN_FLAGS[b]: 1 for b in broken})
+    return build_firmware(board, sources, out_dir / "fw", include_dirs=[RUNTIME_DIR, lib_dir, gen], defines=defines,
+                          name="powerfail", emulate=True)
+
+
+@dataclass
+class EBoot:
+    exit_code: int | None
+    cut: bool
+    instructions: int              # executed by this boot (the limit when cut)
+    window_instructions: int = 0   # inside the measured inference (init + boot + run)
+    boot: str = ""
+    commits: int = 0
+    nvm_bytes: int = 0
+    nvm_used: int = 0
+    units: int = 0
+    commit_ticks: list[tuple[int, int]] = field(default_factory=list)
+    exit_index: int | None = None
+    output: bytes | None = None
+    text: str = ""
+
+
+class EmulatedTarget:
+    """A built campaign firmware plus the PSRAM image file that holds its NVM."""
+
+    def __init__(self, firmware, psram_path: str | Path):
+        from tinyexit.targets.qemu import QemuRunner
+        self.fw = firmware
+        self.board = firmware.board
+        self.runner = QemuRunner(self.board)
+        self.psram = Path(psram_path)
+        self.nvm_offset = self.board.nvm.origin - PSRAM_BASE
+        self.nvm_size = self.board.nvm.size - MAILBOX_BYTES
+        if not self.psram.exists() or self.psram.stat().st_size != PSRAM_SIZE:
+            with open(self.psram, "wb") as f:
+                f.truncate(PSRAM_SIZE)
+        self.window = (self._symbol("tx_pf_begin"), self._symbol("tx_pf_end"))
+        self.slot_size: int | None = None
+
+    def _symbol(self, name: str) -> int:
+        from tinyexit.build import tool
+        out = subprocess.run([tool("arm-none-eabi-nm"), str(self.fw.elf)], capture_output=True, text=True,
+                             check=True).stdout
+        m = re.search(rf"^([0-9a-f]+) T {name}$", out, re.M)
+        if not m:
+            raise TinyexitError(f"{self.fw.elf} has no symbol {name}")
+        return int(m.group(1), 16)
+
+    def _write(self, offset: int, data: bytes) -> None:
+        with open(self.psram, "r+b") as f:
+            f.seek(offset)
+            f.write(data)
+
+    def erase_nvm(self) -> None:
+        self._write(self.nvm_offset, b"\xff" * self.nvm_size)
+
+    def nvm_image(self) -> bytes:
+        with open(self.psram, "rb") as f:
+            f.seek(self.nvm_offset)
+            return f.read(self.nvm_size)
+
+    def set_nvm_image(self, image: bytes) -> None:
+        self._write(self.nvm_offset, image)
+
+    def mailbox(self, input_index: int, input_id: int, granularity: Granularity, *, low_energy_units: int | None = None,
+                threshold: int | None = None) -> None:
+        words = struct.pack("<6Ii", MAILBOX_MAGIC, input_index, input_id,
+                            0xFFFFFFFF if low_energy_units is None else low_energy_units,
+                            MODES[granularity.mode], granularity.every,
+                            NO_THRESHOLD if threshold is None else threshold)
+        self._write(self.nvm_offset + self.nvm_size, words)
+
+    def boot(self, limit: int | None = None, timeout: float = 120.0) -> EBoot:
+        extra = ["-object", f"memory-backend-file,id=txnvm,size={PSRAM_SIZE},mem-path={self.psram},share=on",
+                 "-machine", "memory-backend=txnvm"]
+        r = self.runner.run(self.fw.elf, timeout=timeout, count_insns=True, limit=limit, window=self.window,
+                            extra_args=extra, check=False)
+        counts = r.insns
+        cut = limit is not None and counts is not None and counts.limit_reached is not None
+        b = EBoot(exit_code=r.exit_code, cut=cut, instructions=counts.total if counts else 0,
+                  window_instructions=counts.window_insns if counts else 0, text=r.output)
+        for line in r.lines:
+            kv = _kv(line)
+            if line.startswith("TXBOOT"):
+                b.boot = kv.get("boot", "")
+            elif line.startswith("TXSTAT"):
+                b.commits, b.nvm_bytes = int(kv["commits"]), int(kv["nvm_bytes"])
+                b.units, b.nvm_used = int(kv["units"]), int(kv["nvm_used"])
+            elif line.startswith("TXCOMMITS"):
+                b.commit_ticks = [tuple(map(int, w.split("-"))) for w in line.split()[1:2][0].split(",") if w] \
+                    if len(line.split()) > 1 else []
+            elif line.startswith("RESULT"):
+                b.exit_index = int(kv["exit"])
+                b.output = bytes.fromhex(kv["hex"])
+        if b.nvm_used and self.slot_size is None:
+            self.slot_size = b.nvm_used // 2
+        return b
+
+
+@dataclass
+class EmulatedReport(CampaignReport):
+    board: str = ""
+    reexecuted_instructions: int = 0
+    instructions_per_inference: float = 0.0        # uninterrupted, this granularity (whole inference window)
+    instructions_per_inference_baseline: float = 0.0   # granularity 'none'
+
+    @property
+    def mean_reexecuted_instructions_per_cut(self) -> float:
+        return self.reexecuted_instructions / self.cuts if self.cuts else 0.0
+
+    def as_dict(self) -> dict:
+        d = super().as_dict()
+        d["mean_reexecuted_instructions_per_cut"] = self.mean_reexecuted_instructions_per_cut
+        d["checkpoint_overhead_instructions"] = self.instructions_per_inference - self.instructions_per_inference_baseline
+        return d
+
+    def table(self) -> str:
+        base = self.instructions_per_inference_baseline
+        over = self.instructions_per_inference - base
+        extra = (f"\ninstructions per inference (continuous power): {self.instructions_per_inference:,.0f}, without "
+                 f"checkpoints {base:,.0f}: overhead {over:,.0f} ({100.0 * over / base if base else 0:.2f} %)"
+                 f"\nre-executed instructions: {self.mean_reexecuted_instructions_per_cut:,.0f} per cut")
+        lines = [ln for ln in super().table().splitlines() if not ln.startswith("re-executed work:")]
+        fails = [ln for ln in lines if ln.startswith(("FAIL", "..."))]
+        body = [ln for ln in lines if ln not in fails]
+        return "\n".join([f"board {self.board} (emulated, cuts after exact instruction counts)", *body,
+                          extra.strip("\n"), *fails])
+
+
+def _changed_and_torn(before: bytes, after: bytes, slot_size: int) -> bool:
+    """True when a slot changed during the boot and is not valid now: the cut landed inside a commit."""
+    for s in (0, 1):
+        a, b = before[s * slot_size:(s + 1) * slot_size], after[s * slot_size:(s + 1) * slot_size]
+        if a != b and slots.read_slot(after, s, slot_size) is None:
+            return True
+    return False
+
+
+def run_emulated_campaign(target: EmulatedTarget, num_inputs: int, *, cuts: int, seed: int = 0,
+                          granularity: Granularity = Granularity(), threshold: int | None = None,
+                          max_cuts_per_inference: int = 4, max_boots_per_inference: int = 200,
+                          work_dir: str | Path | None = None) -> EmulatedReport:
+    """Like campaign.run_campaign, with cuts after exactly N instructions: half uniform over the boot, half
+    aimed at the checkpoint commits of the uninterrupted run (SysTick marks, 1 tick per 40 instructions)."""
+    rng = random.Random(seed)
+    report = EmulatedReport(granularity=str(granularity), seed=seed, inputs=num_inputs, board=target.board.name)
+    ipt = target.board.instructions_per_tick or 40
+    oracles, commit_windows = [], []
+    for j in range(num_inputs):
+        runs = {}
+        for g in (granularity, Granularity("none")):
+            target.erase_nvm()
+            target.mailbox(j, 0xFFFF0000 + j, g, threshold=threshold)
+            b = target.boot()
+            if b.exit_code != 0 or b.output is None:
+                raise TinyexitError(f"the uninterrupted emulated run failed (status {b.exit_code}):\n{b.text[-500:]}")
+            runs[str(g)] = b
+        o, base = runs[str(granularity)], runs["none"]
+        if (o.exit_index, o.output) != (base.exit_index, base.output):
+            report.failures.append(Failure("oracle-mismatch", -1, j, "checkpointing changed the result"))
+        oracles.append(o)
+        commit_windows.append([(int(t0 * ipt), int(t1 * ipt) + int(ipt)) for t0, t1 in o.commit_ticks])
+        report.instructions_per_inference += o.window_instructions / num_inputs
+        report.instructions_per_inference_baseline += base.window_instructions / num_inputs
+        report.units_per_inference += o.units / num_inputs
+        report.nvm_bytes_per_inference += o.nvm_bytes / num_inputs
+        report.commits_per_inference += o.commits / num_inputs
+        report.nvm_bytes_per_inference_baseline += base.nvm_bytes / num_inputs
+    report.nvm_bytes_used = oracles[0].nvm_used
+    slot_size = target.slot_size
+    keep = Path(work_dir) if work_dir else None
+    if keep:
+        keep.mkdir(parents=True, exist_ok=True)
+
+    target.erase_nvm()
+    last_seq = None
+    inference = 0
+    while report.cuts < cuts:
+        j = inference % num_inputs
+        input_id = inference + 1
+        oracle = oracles[j]
+        target.mailbox(j, input_id, granularity, threshold=threshold)
+        start_image = target.nvm_image()
+        want = rng.randint(1, max_cuts_per_inference)
+        log: list[tuple[str, int]] = []
+        insns = 0
+        done = None
+        report.inferences += 1
+        for _ in range(max_boots_per_inference):
+            limit = None
+            if len(log) < want and report.cuts < cuts:
+                wins = commit_windows[j]
+                if wins and rng.random() < 0.5:
+                    lo, hi = rng.choice(wins)
+                    limit = rng.randint(max(1, lo), max(1, hi))
+                else:
+                    limit = rng.randint(1, oracle.instructions)
+            before = target.nvm_image()
+            b = target.boot(limit=limit)
+            report.boots += 1
+            insns += b.instructions
+            if limit is not None:
+                log.append(("insns", limit))
+            after = target.nvm_image()
+            rec = slots.newest_valid(after, slot_size)
+            if last_seq is not None and (rec is None or ((rec.seq - last_seq) & 0xFFFFFFFF) >= 0x80000000):
+                report.lost_checkpoints += 1
+                report.failures.append(_failure(keep, "lost-checkpoint", inference, input_id,
+                                                f"newest valid checkpoint after the boot: "
+                                                f"{'none' if rec is None else rec.seq}, committed before: {last_seq}",
+                                                log, start_image))
+            if rec is not None:
+                last_seq = rec.seq
+            if b.cut:
+                report.cuts += 1
+                if _changed_and_torn(before, after, slot_size):
+                    report.cuts_in_commits += 1
+                else:
+                    report.cuts_between_commits += 1
+                continue
+            if b.exit_code != 0 or b.output is None:
+                report.crashes += 1
+                report.failures.append(_failure(keep, "crash", inference, input_id,
+                                                f"status {b.exit_code}: {b.text.strip()[-300:]}", log, start_image))
+                break
+            done = (b, rec)
+            break
+        inference += 1
+        if done is None:
+            target.erase_nvm()
+            last_seq = None
+            continue
+        b, rec = done
+        report.completed += 1
+        report.reexecuted_instructions += max(0, insns - oracle.instructions)
+        committed = (rec.exit_index, rec.payload) if rec is not None and rec.done and rec.input_id == input_id else None
+        if committed != (oracle.exit_index, oracle.output) or (b.exit_index, b.output) != committed:
+            report.wrong_results += 1
+            got = "nothing committed" if committed is None else f"exit {committed[0]} {committed[1].hex()}"
+            report.failures.append(_failure(keep, "wrong-result", inference - 1, input_id,
+                                            f"committed {got}, expected exit {oracle.exit_index} "
+                                            f"{oracle.output.hex()}", log, start_image))
+    return report
+
+
+def _failure(keep: Path | None, kind, inference, input_id, detail, log, start_image) -> Failure:
+    path = None
+    if keep is not None:
+        path = keep / f"failure{inference}_{kind}.nvm"
+        path.write_bytes(start_image)
+    f = Failure(kind, inference, input_id, detail, list(log), str(path) if path else None)
+    return f
+
+
+def powerfail_emulated(target, out_dir, *, board: str = "mps2-an386", cuts: int = 50, seed: int = 0,
+                       granularities: Sequence[str] = ("layer",), num_inputs: int = 2, broken: Sequence[str] = (),
+                       threshold: int | None = None) -> list[EmulatedReport]:
+    from tinyexit.intermittent import prepare_library, random_inputs
+    out_dir = Path(out_dir)
+    lib, stages = prepare_library(target, out_dir)
+    probe = _input_size(lib, stages[0].name)
+    inputs = random_inputs(num_inputs, probe, seed)
+    fw = build_emulated(lib, stages, inputs, board, out_dir / ("emu" + "".join(f"-{b}" for b in broken)),
+                        broken=broken)
+    et = EmulatedTarget(fw, out_dir / "psram.img")
+    return [run_emulated_campaign(et, num_inputs, cuts=cuts, seed=seed, granularity=Granularity.parse(g),
+                                  threshold=threshold, work_dir=out_dir / f"emu-campaign-{g.replace(':', '')}")
+            for g in granularities]
+
+
+def _input_size(lib: Path, name: str) -> int:
+    """The first segment's input size, from the generated model source (or the host build's info)."""
+    from tinyexit.intermittent.host import HostTarget, build_host
+    from tinyexit.intermittent.host import Stage as _S, SEGMENT
+    exe = build_host(lib, [_S(name, SEGMENT, 0)], lib.parent / "probe")
+    return HostTarget(exe, lib.parent / "probe" / "nvm.bin").info["input_size"]
