@@ -238,6 +238,21 @@ def set_input_qparams(tfl: bytes, qp: QParams, index: int = 0) -> bytes:
     out = bytes(buf)
     if tensor_qparams(out, "input", index) != QParams(float(np.float32(qp.scale)), qp.zero_point):
         raise AssertionError("flatbuffer patch did not take")
+    # a builder that shared one vector between tensors would make the patch leak into others: refuse
+    target = _io_tensor(sg, "input", index)
+    if any(_all_qparams(tfl)[i] != v for i, v in _all_qparams(out).items() if i != target):
+        raise TinyexitError("the .tflite shares quantization vectors between tensors; cannot align boundary "
+                            "parameters in place (convert with the TFLite converter of tensorflow 2.21)")
+    return out
+
+
+def _all_qparams(tfl: bytes) -> dict[int, tuple]:
+    _, sg = _subgraph(tfl)
+    out = {}
+    for i in range(sg.TensorsLength()):
+        q = sg.Tensors(i).Quantization()
+        if q is not None and q.ScaleLength():
+            out[i] = (tuple(q.ScaleAsNumpy().tolist()), tuple(q.ZeroPointAsNumpy().tolist()))
     return out
 
 

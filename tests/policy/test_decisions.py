@@ -146,3 +146,31 @@ def test_difference_threshold_code_is_exact():
     for t in np.linspace(0.0, 1.5, 301):
         d2 = DifferenceDetection(float(t)).threshold_q(SOFTMAX)
         assert math.sqrt(d2) / 256 <= t < math.sqrt(d2 + 1) / 256
+
+
+def test_scene_stream_has_scenes_of_the_requested_mean_length():
+    from tinyexit.policy.streams import scene_stream
+    y = np.repeat(np.arange(5), 40)
+    idx = scene_stream(y, 4000, 8.0, seed=1)
+    assert len(idx) == 4000 and idx.min() >= 0 and idx.max() < len(y)
+    labels = y[idx]
+    changes = int(np.sum(labels[1:] != labels[:-1]))
+    # consecutive scenes always change class, so scenes = changes + 1, of mean length ~ 8 (geometric: sd 7.5,
+    # the mean of ~500 scenes is within 1 of 8 with overwhelming probability)
+    assert abs(4000 / (changes + 1) - 8.0) < 1.0
+    # within a scene frames are distinct examples while the class has enough of them
+    starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]])
+    for a, b in zip(starts[:50], starts[1:51]):
+        assert len(set(idx[a:b].tolist())) == b - a
+
+
+def test_temporal_patience_on_a_stream_spends_less_when_scenes_are_long():
+    """Longer scenes -> more agreement with the last decision -> more early exits (same outputs)."""
+    from tinyexit.policy.streams import scene_stream
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 50)
+    early = np.where(rng.uniform(size=200) < 0.9, y, (y + 1) % 4)     # a 90 %-accurate early exit
+    outs = [onehot(early, 4), onehot(y, 4)]
+    rates = [TemporalPatience(2).evaluate_q([o[scene_stream(y, 3000, m, seed=2)] for o in outs],
+                                            [SOFTMAX] * 2, MACS).exit_rate for m in (2.0, 20.0)]
+    assert rates[0] < rates[1]

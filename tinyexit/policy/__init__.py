@@ -3,6 +3,7 @@
     decisions   MaxSoftmax, Margin, Entropy (static), DifferenceDetection, TemporalPatience (streams);
                 each .evaluate_q(outputs_q, qparams, exit_macs) / .evaluate(outputs, exit_macs) -> PolicyResult
     risk        losses (gap, consistency) and threshold selection: ltt, ucb, crc (and naive, for contrast)
+    streams     scene_stream: correlated streams from a labelled split, for the temporal policies
     calibrate   calibrate_run(run_dir, epsilon, delta, ...) -> writes RUN/policy.json and RUN/calibration.png
 """
 from tinyexit.policy.decisions import (ENTROPY_FRAC_BITS, NEVER, DifferenceDetection, Entropy, Margin,
