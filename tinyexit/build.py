@@ -426,16 +426,22 @@ def library_sources(lib: Path) -> list[Path]:
 
 def build_run(run_dir: str | Path, board: Board | str, *, emulate: bool = False, num_inputs: int | None = 100,
               no_exit: bool = False, serial_inputs: bool = False, out: str | Path | None = None,
-              opt: str = "-O2", seed: int = 0) -> Firmware:
+              opt: str = "-O2", seed: int = 0, inputs=None) -> Firmware:
     """`tinyexit build --board B RUN`: the firmware of a run for a board (emulated variant with
     emulate=True): the generated library, the app with `num_inputs` baked-in test inputs and the
-    calibrated thresholds, the board support. Refuses (ImageTooBigError) when it does not fit."""
+    calibrated thresholds, the board support. Refuses (ImageTooBigError) when it does not fit.
+    `inputs`: (int8 [N, input_size], labels [N]) to bake in instead of the run's test split."""
     if isinstance(board, str):
         board = load_board(board, emulate=emulate)
     run = Path(run_dir)
     pipe, man, _ = pipeline_from_run(run)
     lib = model_library(run)
-    x, y = run_test_inputs(run, man, num_inputs, seed) if not serial_inputs else ([], [])
+    if serial_inputs:
+        x, y = [], []
+    elif inputs is not None:
+        x, y = inputs
+    else:
+        x, y = run_test_inputs(run, man, num_inputs, seed)
     tag = board.variant + ("-noexit" if no_exit else "") + ("-serial" if serial_inputs else "")
     out = Path(out) if out else run / FIRMWARE_DIR / "build" / tag
     app = out / "app"

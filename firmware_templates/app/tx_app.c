@@ -15,7 +15,9 @@
 #include "tx_app_config.h"
 
 static int8_t stage_buf[2][TX_APP_MAX_BOUNDARY];   /* ping-pong: segment k writes stage_buf[k % 2] */
+#if !TX_APP_NO_EXIT
 static int8_t head_buf[TX_APP_MAX_HEAD_OUTPUT];
+#endif
 static int8_t input_buf[TX_APP_INPUT_SIZE];
 static uint32_t stage_ticks[TX_APP_NUM_STAGES];
 static uint8_t stage_ran[TX_APP_NUM_STAGES];

@@ -1,0 +1,122 @@
+"""End to end on a tiny two-exit model: quantized segments -> generated C library -> firmware on the
+emulated nRF52840. For every test input the firmware's exit, class and output bytes equal the host build of
+the same C and the Python oracle (tflite_micro segments + the Python max-softmax policy); the bench reports
+exact instruction counts with and without early exit."""
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.emulator
+
+N_INPUTS = 24
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    import shutil
+    if not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")):
+        pytest.skip("needs arm-none-eabi-gcc and qemu-system-arm: apt-get install -y --no-install-recommends "
+                    "gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm (CI installs them)")
+    import keras
+
+    from tinyexit.codegen.generate import generate, models_from_run
+    from tinyexit.policy.decisions import MaxSoftmax
+    from tinyexit.quantize import Int8Pipeline, count_macs, quantize_array, tensor_qparams, tensor_shape, quantize_model
+
+    run = tmp_path_factory.mktemp("run")
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((8, 8, 1))
+    h = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="block1")(inp)
+    e = keras.layers.GlobalAveragePooling2D(name="exit1_pool")(h)
+    e = keras.layers.Dense(3, activation="softmax", name="exit1")(e)
+    f = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="block2")(h)
+    f = keras.layers.GlobalAveragePooling2D(name="final_pool")(f)
+    f = keras.layers.Dense(3, activation="softmax", name="final")(f)
+    model = keras.Model(inp, [e, f])
+    rng = np.random.default_rng(0)
+    rep = rng.normal(size=(64, 8, 8, 1)).astype(np.float32)
+    q = quantize_model(model, ["block1"], rep)
+    quant = run / "quant"
+    quant.mkdir()
+    segs, heads = q["segments"], q["heads"]
+    for k, b in enumerate(segs):
+        (quant / f"seg{k}.tflite").write_bytes(b)
+    (quant / "exit1.tflite").write_bytes(heads[0])
+    seg_macs = [count_macs(b) for b in segs]
+    head_macs = count_macs(heads[0])
+    manifest = {
+        "segments": [{"name": f"seg{k}", "file": f"seg{k}.tflite", "input_shape": tensor_shape(b, "input")[1:],
+                      "output_shape": tensor_shape(b, "output")[1:], "input": tensor_qparams(b, "input").to_json(),
+                      "output": tensor_qparams(b, "output").to_json(), "macs": seg_macs[k]}
+                     for k, b in enumerate(segs)],
+        "exits": [{"name": "exit1", "file": "exit1.tflite", "after_segment": 0,
+                   "output": tensor_qparams(heads[0], "output").to_json(), "macs": head_macs,
+                   "macs_to_exit": seg_macs[0] + head_macs},
+                  {"name": "final", "file": None, "after_segment": 1,
+                   "output": tensor_qparams(segs[1], "output").to_json(), "macs": 0,
+                   "macs_to_exit": sum(seg_macs) + head_macs}],
+        "no_exit_macs": sum(seg_macs), "classes": ["a", "b", "c"]}
+    (quant / "manifest.json").write_text(json.dumps(manifest))
+    # inputs and a threshold that lets about half of them exit early
+    x = rng.normal(size=(N_INPUTS, 8, 8, 1)).astype(np.float32)
+    x_q = quantize_array(x, tensor_qparams(segs[0], "input")).reshape(N_INPUTS, -1)
+    y = rng.integers(0, 3, N_INPUTS)
+    outs = Int8Pipeline(segs, heads, [0]).run_q(x_q.reshape(N_INPUTS, 8, 8, 1))
+    qp = manifest["exits"][0]["output"]
+    tq = int(np.median(outs[0].reshape(N_INPUTS, -1).max(axis=1)))
+    threshold = (tq - qp["zero_point"]) * qp["scale"]
+    assert MaxSoftmax(threshold).threshold_q(qp) == tq
+    policy = {"policy": "max_softmax", "exit": "exit1", "threshold": threshold, "threshold_q": tq,
+              "exits": [{"name": "exit1", "threshold_q": tq, "output": qp}], "method": "test"}
+    (run / "policy.json").write_text(json.dumps(policy))
+    generate(models_from_run(run), run / "firmware" / "model", compare_tflm=False)
+    return run, (x_q, y)
+
+
+def test_firmware_equals_host_and_oracle(tiny_run, tmp_path):
+    from tinyexit.bench import compare_with_oracle, oracle_decisions, oracle_outputs
+    from tinyexit.build import APP_SOURCES, build_host, build_run, library_sources, pipeline_from_run
+    from tinyexit.targets.app_output import parse_app_output
+    from tinyexit.targets.qemu import QemuRunner
+
+    run, (x_q, y) = tiny_run
+    fw = build_run(run, "nrf52840", emulate=True, inputs=(x_q, y), out=tmp_path / "fw")
+    emu = parse_app_output(QemuRunner(fw.board).run(fw.elf, timeout=60).output)
+    # host build of the same C (app + generated library)
+    app = tmp_path / "fw" / "app"
+    lib = run / "firmware" / "model"
+    exe = build_host([app / s for s in APP_SOURCES] + library_sources(lib), tmp_path / "host",
+                     include_dirs=[app, lib], defines={"TX_APP_NO_EXIT": 0, "TX_APP_SERIAL_INPUTS": 0})
+    host = parse_app_output(subprocess.run([exe], capture_output=True, text=True, check=True).stdout)
+    assert emu.decisions() == host.decisions() and len(emu.results) == N_INPUTS
+    # the Python oracle: tflite_micro outputs and the Python policy's decisions
+    _, man, policy = pipeline_from_run(run)
+    outs = oracle_outputs(run, x_q)
+    dec = oracle_decisions(outs, policy, man)
+    cmp = compare_with_oracle(emu, outs, dec)
+    assert cmp["identical"] == N_INPUTS, cmp["mismatches"]
+    assert 0 < int(np.sum(dec.exit_index == 0)) < N_INPUTS  # both exits are exercised
+
+
+def test_bench_run(tiny_run, tmp_path):
+    from tinyexit.bench import bench_run
+
+    run, inputs = tiny_run
+    lines = []
+    r = bench_run(run, "nrf52840", emulate=True, inputs=inputs, out=tmp_path / "bench", log=lines.append)
+    assert r["oracle"]["early_exit"]["identical"] == N_INPUTS and r["oracle"]["no_exit"]["identical"] == N_INPUTS
+    ins = r["instructions"]
+    rate = r["exit_rate"]["exit1"]
+    assert 0 < rate < 1
+    # early exits are cheaper per inference, and the mean is the rate-weighted mix of the exact per-exit costs
+    c0, c1 = ins["per_exit_taken"]["exit1"], ins["per_exit_taken"]["final"]
+    assert c0 < c1 and ins["per_inference_early_exit"] < ins["per_inference_no_exit"]
+    assert ins["per_inference_early_exit"] == pytest.approx(rate * c0 + (1 - rate) * c1)
+    # stopping early saves the second segment but running the head costs: final-exit inputs cost more than no-exit
+    assert c1 > ins["per_inference_no_exit"]
+    assert r["memory"]["flash"] < r["memory"]["flash_budget"] and r["memory"]["arena"] > 0
+    assert (tmp_path / "bench" / "bench.json").exists() and (tmp_path / "bench" / "bench.png").stat().st_size > 1000
+    assert "instructions / inference" in lines[-1]

@@ -1,0 +1,276 @@
+"""`tinyexit bench RUN --board nrf52840 --emulate`: the run's firmware measured on the (emulated) board.
+
+Two firmware images with the same baked-in test inputs: the early-exit pipeline with the calibrated policy,
+and the same model with no early exit. Everything is read from the firmware's own output (predictions,
+exits, output bytes, SysTick per stage) and, in emulation, from the QEMU plugin's exact instruction counts
+of every inference (between tx_bench_begin and tx_bench_end). Optionally every output byte and exit decision
+is checked against the Python oracle (tflite_micro segments + the Python policy).
+
+    bench_run(run_dir, board="nrf52840", emulate=True, num_inputs=100) -> dict  (also RUN/bench/<board>/)
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from tinyexit.boards import Board, load_board
+from tinyexit.build import build_run, pipeline_from_run, run_test_inputs, symbol_address
+from tinyexit.errors import TinyexitError
+from tinyexit.io import atomic_path, write_json
+from tinyexit.targets import RunResult, get_runner
+from tinyexit.targets.app_output import AppOutput, parse_app_output
+
+BENCH_DIR = "bench"
+
+
+def _run_firmware(board: Board, fw, timeout: float, runner_name: str | None) -> tuple[AppOutput, RunResult]:
+    if board.emulated and (runner_name in (None, "qemu")):
+        from tinyexit.targets.qemu import QemuRunner
+        window = (symbol_address(fw.elf, "tx_bench_begin"), symbol_address(fw.elf, "tx_bench_end"))
+        res = QemuRunner(board).run(fw.elf, timeout=timeout, window=window, each_window=True)
+    else:
+        res = get_runner(board, runner_name).run(fw.elf, timeout=timeout)
+    return parse_app_output(res.output), res
+
+
+def oracle_outputs(run_dir: Path, x_q: np.ndarray) -> list[np.ndarray]:
+    """int8 output of every exit for every input, from tflite_micro (the firmware's bit-exact oracle)."""
+    from tinyexit.quantize import Int8Pipeline
+    pipe = Int8Pipeline.from_dir(Path(run_dir) / "quant")
+    shape = [len(x_q)] + list(pipe.segments[0].input_shape[1:])
+    return [np.asarray(o, np.int8).reshape(len(x_q), -1) for o in pipe.run_q(np.asarray(x_q).reshape(shape))]
+
+
+def oracle_decisions(outs: list[np.ndarray], policy: dict, manifest: dict):
+    """What the Python policy decides on the oracle outputs: PolicyResult (decision, exit_index, macs)."""
+    from tinyexit.policy.decisions import MaxSoftmax, NEVER
+    exits = manifest["exits"]
+    qparams = [e["output"] for e in exits]
+    thr = policy.get("threshold")
+    pol = MaxSoftmax(float(thr) if thr is not None else 2.0)  # p <= 1: 2.0 never exits
+    res = pol.evaluate_q(outs, qparams, [e["macs_to_exit"] for e in exits])
+    for e, qp in zip(policy.get("exits", []), qparams):
+        want = pol.threshold_q(qp) if thr is not None else NEVER
+        if int(e["threshold_q"]) != int(want):
+            raise TinyexitError(f"policy.json's threshold_q {e['threshold_q']} for {e['name']} disagrees with the "
+                                f"Python policy's {want}; re-run `tinyexit calibrate`.")
+    return res
+
+
+def compare_with_oracle(fw: AppOutput, outs: list[np.ndarray], decisions) -> dict:
+    """Per input: the firmware's exit, class and output bytes against the oracle's."""
+    bad = []
+    for r in fw.results:
+        k = int(decisions.exit_index[r.index])
+        want = outs[k][r.index].astype(np.int8).tobytes()
+        if r.exit != k or r.predicted != int(decisions.decision[r.index]) or r.output != want:
+            bad.append({"index": r.index, "firmware": [r.exit, r.predicted, r.output.hex()],
+                        "oracle": [k, int(decisions.decision[r.index]), want.hex()]})
+    return {"inputs": len(fw.results), "identical": len(fw.results) - len(bad), "mismatches": bad[:10]}
+
+
+def _stage_instructions(out: AppOutput, per_tick: float | None) -> dict:
+    """Mean ticks of each stage over the inputs where it ran (x instructions per tick in emulation)."""
+    stats = {}
+    for s, name in enumerate(out.stages):
+        vals = [r.ticks[s] for r in out.results if r.ticks[s] is not None]
+        if vals:
+            mean = float(np.mean(vals))
+            stats[name] = {"runs": len(vals), "mean_ticks": mean,
+                           "mean_instructions": mean * per_tick if per_tick else None}
+    return stats
+
+
+def bench_run(run_dir: str | Path, board: str | Board = "nrf52840", emulate: bool = True, *,
+              num_inputs: int = 100, timeout: float = 900.0, runner: str | None = None, check_oracle: bool = True,
+              inputs=None, out: str | Path | None = None, seed: int = 0,
+              log: Callable[[str], None] | None = print) -> dict:
+    """Build and run the early-exit and the no-exit firmware of `run_dir` on `board`; write
+    RUN/bench/<board>/bench.json and bench.png, print the table (via `log`), return the JSON dict."""
+    run = Path(run_dir)
+    log = log or (lambda _m: None)
+    b = load_board(board, emulate=emulate) if isinstance(board, str) else board
+    pipe, man, policy = pipeline_from_run(run)
+    if inputs is None:
+        inputs = run_test_inputs(run, man, num_inputs, seed)
+    x_q, y = np.asarray(inputs[0], np.int8), np.asarray(inputs[1])
+    out_dir = Path(out) if out else run / BENCH_DIR / b.variant
+    log(f"bench: building the early-exit and the no-exit firmware for {b.name}"
+        f"{' (emulated on ' + str(b.qemu_machine) + ')' if b.emulated else ''} with {len(x_q)} test inputs")
+    fw_ee = build_run(run, b, inputs=(x_q, y), out=out_dir / "early_exit")
+    fw_ne = build_run(run, b, inputs=(x_q, y), no_exit=True, out=out_dir / "no_exit")
+    log(f"bench: running both on {runner or b.default_runner}")
+    ee, res_ee = _run_firmware(b, fw_ee, timeout, runner)
+    ne, res_ne = _run_firmware(b, fw_ne, timeout, runner)
+    if any(r.exit != len(ne.exits) - 1 for r in ne.results):
+        raise TinyexitError("the no-exit firmware took an early exit; the firmware build is inconsistent.")
+
+    exits = man["exits"]
+    n = len(ee.results)
+    exit_idx = np.array([r.exit for r in ee.results])
+    pred_ee = np.array([r.predicted for r in ee.results])
+    pred_ne = np.array([r.predicted for r in ne.results])
+    labels = np.array([r.label for r in ee.results])
+    macs_to_exit = np.array([e["macs_to_exit"] for e in exits], np.int64)
+    no_exit_macs = int(man.get("no_exit_macs", sum(s["macs"] for s in man["segments"])))
+    mean_macs = float(macs_to_exit[exit_idx].mean()) if n else 0.0
+    result = {
+        "run": str(run), "board": b.name, "emulated": b.emulated, "machine": b.qemu_machine if b.emulated else None,
+        "inputs": n, "exits": [e["name"] for e in exits],
+        "policy": {k: policy.get(k) for k in ("policy", "threshold", "threshold_q", "method", "risk", "epsilon",
+                                              "delta")},
+        "accuracy": {"early_exit": float(np.mean(pred_ee == labels)) if n else None,
+                     "no_exit": float(np.mean(pred_ne == labels)) if n else None,
+                     "per_exit_taken": {e["name"]: (float(np.mean(pred_ee[exit_idx == k] == labels[exit_idx == k]))
+                                                    if np.any(exit_idx == k) else None)
+                                        for k, e in enumerate(exits)}},
+        "exit_rate": {e["name"]: float(np.mean(exit_idx == k)) if n else 0.0 for k, e in enumerate(exits)},
+        "macs": {"mean_early_exit": mean_macs, "no_exit": no_exit_macs,
+                 "saving": 1.0 - mean_macs / no_exit_macs if no_exit_macs else None,
+                 "to_exit": {e["name"]: int(e["macs_to_exit"]) for e in exits}},
+        "agree_with_no_exit": float(np.mean(pred_ee == pred_ne)) if n else None,
+    }
+    per_tick = b.instructions_per_tick if b.emulated else None
+    if res_ee.insns is not None and res_ne.insns is not None:
+        w_ee, w_ne = res_ee.insns.per_window, res_ne.insns.per_window
+        if len(w_ee) != n or len(w_ne) != n:
+            raise TinyexitError(f"the plugin counted {len(w_ee)}/{len(w_ne)} inferences for {n} inputs.")
+        per_exit = {e["name"]: (float(np.mean([w for w, k in zip(w_ee, exit_idx) if k == j]))
+                                if np.any(exit_idx == j) else None) for j, e in enumerate(exits)}
+        mean_ee, mean_ne = float(np.mean(w_ee)), float(np.mean(w_ne))
+        result["instructions"] = {
+            "exact": True, "counter": "QEMU plugin (tx_bench_begin .. tx_bench_end)",
+            "per_inference_early_exit": mean_ee, "per_inference_no_exit": mean_ne,
+            "saving": 1.0 - mean_ee / mean_ne if mean_ne else None,
+            "per_exit_taken": per_exit, "min": int(min(w_ee)), "max": int(max(w_ne)),
+            "per_stage": _stage_instructions(ee, per_tick),
+            "per_stage_source": f"SysTick x {per_tick} (+-1 tick)" if per_tick else "board ticks",
+            "instructions_per_mac_no_exit": mean_ne / no_exit_macs if no_exit_macs else None,
+        }
+    else:
+        unit = ee.unit
+        t_ee = float(np.mean([sum(t for t in r.ticks if t) for r in ee.results]))
+        t_ne = float(np.mean([sum(t for t in r.ticks if t) for r in ne.results]))
+        result["cycles" if unit == "cycles" else "ticks"] = {
+            "per_inference_early_exit": t_ee, "per_inference_no_exit": t_ne,
+            "saving": 1.0 - t_ee / t_ne if t_ne else None, "per_stage": _stage_instructions(ee, None)}
+    s = fw_ee.sizes
+    result["memory"] = {
+        "flash_budget": s.flash_budget, "ram_budget": s.ram_budget,
+        "flash": s.flash, "flash_code": s.flash_code, "flash_weights": s.flash_weights,
+        "flash_other_rodata": s.flash_rodata - s.flash_weights, "ram": s.ram, "arena": s.arena,
+        "ram_data_bss_other": s.ram_data + s.ram_bss - s.arena, "stack": s.ram_stack,
+        "nvm_reserved": b.nvm.size, "baked_inputs": int(x_q.size),
+        "no_exit_flash": fw_ne.sizes.flash, "no_exit_ram": fw_ne.sizes.ram,
+    }
+    if check_oracle:
+        outs = oracle_outputs(run, x_q)
+        dec = oracle_decisions(outs, policy, man)
+        result["oracle"] = {"early_exit": compare_with_oracle(ee, outs, dec),
+                            "no_exit": compare_with_oracle(ne, outs, _final_only(outs, man))}
+        result["curve"] = _curve(outs, y, man, result)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / "bench.json", result)
+    _plot(out_dir / "bench.png", result)
+    result["files"] = {"json": str(out_dir / "bench.json"), "png": str(out_dir / "bench.png")}
+    log(table(result))
+    return result
+
+
+def _final_only(outs, man):
+    from tinyexit.policy.decisions import MaxSoftmax
+    return MaxSoftmax(2.0).evaluate_q(outs, [e["output"] for e in man["exits"]],
+                                           [e["macs_to_exit"] for e in man["exits"]])
+
+
+def _curve(outs, y, man, result) -> dict | None:
+    """Accuracy against mean instructions over every int8 threshold (oracle decisions; cost of ending at
+    each exit = the exact mean measured on the board). None when an exit's cost was not measured."""
+    ins = result.get("instructions")
+    if not ins or len(man["exits"]) != 2:
+        return None
+    from tinyexit.policy.decisions import argmax_first
+    cost = [ins["per_exit_taken"][e["name"]] for e in man["exits"]]
+    if any(c is None for c in cost):
+        return None
+    y = np.asarray(y)
+    top = outs[0].astype(np.int64).max(axis=1)
+    p0, p1 = argmax_first(outs[0]), argmax_first(outs[1])
+    pts = []
+    for t in range(127, -129, -1):
+        take = top >= t
+        acc = float(np.mean(np.where(take, p0, p1) == y))
+        pts.append({"threshold_q": t, "exit_rate": float(take.mean()), "accuracy": acc,
+                    "instructions": float(np.mean(np.where(take, cost[0], cost[1])))})
+    return {"points": pts, "cost_per_exit": cost}
+
+
+def table(r: dict) -> str:
+    def pct(v):
+        return "-" if v is None else f"{100 * v:.1f} %"
+
+    where = f"{r['board']} (emulated on QEMU {r['machine']})" if r["emulated"] else r["board"]
+    lines = [f"tinyexit bench: {r['run']} on {where}, {r['inputs']} test inputs, policy "
+             f"{r['policy']['policy']} threshold {r['policy']['threshold']} (threshold_q {r['policy']['threshold_q']})",
+             f"{'':<30}{'early exit':>16}{'no exit':>16}{'saving':>10}",
+             f"{'accuracy':<30}{pct(r['accuracy']['early_exit']):>16}{pct(r['accuracy']['no_exit']):>16}",
+             f"{'exit rate':<30}" + ", ".join(f"{k} {pct(v)}" for k, v in r["exit_rate"].items()),
+             f"{'mean MACs / inference':<30}{r['macs']['mean_early_exit']:>16,.0f}{r['macs']['no_exit']:>16,}"
+             f"{pct(r['macs']['saving']):>10}"]
+    ins = r.get("instructions")
+    if ins:
+        lines.append(f"{'instructions / inference':<30}{ins['per_inference_early_exit']:>16,.0f}"
+                     f"{ins['per_inference_no_exit']:>16,.0f}{pct(ins['saving']):>10}")
+        lines.append(f"{'  per exit taken (exact)':<30}" + ", ".join(
+            f"{k} {v:,.0f}" for k, v in ins["per_exit_taken"].items() if v is not None))
+        lines.append(f"{'  per stage (' + ins['per_stage_source'] + ')':<30}" + ", ".join(
+            f"{k} {v['mean_instructions']:,.0f}" for k, v in ins["per_stage"].items() if v["mean_instructions"]))
+    for key in ("cycles", "ticks"):
+        if key in r:
+            c = r[key]
+            lines.append(f"{key + ' / inference':<30}{c['per_inference_early_exit']:>16,.0f}"
+                         f"{c['per_inference_no_exit']:>16,.0f}{pct(c['saving']):>10}")
+    m = r["memory"]
+    lines.append(f"{'flash':<30}{m['flash']:>16,}  of {m['flash_budget']:,} B: code {m['flash_code']:,}, "
+                 f"weights {m['flash_weights']:,}, other rodata {m['flash_other_rodata']:,} "
+                 f"(incl. {m['baked_inputs']:,} B of baked inputs)")
+    lines.append(f"{'RAM':<30}{m['ram']:>16,}  of {m['ram_budget']:,} B: arena {m['arena']:,}, "
+                 f"other data/bss {m['ram_data_bss_other']:,}, stack {m['stack']:,}; NVM reserved {m['nvm_reserved']:,}")
+    if "oracle" in r:
+        o = r["oracle"]
+        lines.append(f"{'firmware == oracle (TFLM+policy)':<30}{o['early_exit']['identical']:>10}/{o['early_exit']['inputs']}"
+                     f"{o['no_exit']['identical']:>10}/{o['no_exit']['inputs']}")
+    return "\n".join(lines)
+
+
+def _plot(path: Path, r: dict) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    ins = r.get("instructions")
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    if ins:
+        x_ee, x_ne, xlabel, scale = ins["per_inference_early_exit"], ins["per_inference_no_exit"], \
+            "instructions per inference (millions, exact)", 1e-6
+    else:
+        x_ee, x_ne, xlabel, scale = r["macs"]["mean_early_exit"], r["macs"]["no_exit"], "MACs per inference (millions)", 1e-6
+    curve = r.get("curve")
+    if curve:
+        pts = curve["points"]
+        ax.plot([p["instructions"] * scale for p in pts], [100 * p["accuracy"] for p in pts], ".-", ms=2, lw=1,
+                color="0.6", label="threshold sweep (oracle decisions, measured exit costs)")
+    ax.plot([x_ne * scale], [100 * r["accuracy"]["no_exit"]], "s", color="C1", label="no early exit (firmware)")
+    ax.plot([x_ee * scale], [100 * r["accuracy"]["early_exit"]], "o", color="C0",
+            label=f"early exit, calibrated policy (firmware)")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy on the test inputs (%)")
+    ax.set_title(f"{Path(r['run']).name} on {r['board']}{' (QEMU)' if r['emulated'] else ''}, {r['inputs']} inputs")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
+    plt.close(fig)

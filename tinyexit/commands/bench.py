@@ -1,0 +1,39 @@
+"""`tinyexit bench RUN --board nrf52840 --emulate`: accuracy, exit rates, MACs, instructions per inference
+with and without early exit, flash and RAM, measured on the (emulated) board."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from tinyexit.errors import TinyexitError
+
+NAME = "bench"
+HELP = "measure a run's firmware on a board or its emulator: accuracy, exits, instructions, flash, RAM"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("run", metavar="RUN", help="run directory (quantized, calibrated)")
+    parser.add_argument("--board", default="nrf52840", help="board name (default nrf52840)")
+    parser.add_argument("--emulate", action="store_true", help="run on the board's emulator (QEMU)")
+    parser.add_argument("--runner", choices=["pyocd", "qemu", "renode"], help="override the board's runner")
+    parser.add_argument("--inputs", type=int, default=100, help="test inputs (default 100)")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per firmware run (default 900)")
+    parser.add_argument("--no-oracle", action="store_true",
+                        help="skip checking every output against tflite_micro and the Python policy")
+    parser.add_argument("--out", help="output folder (default RUN/bench/<board>)")
+
+
+def run(args) -> int:
+    from tinyexit.bench import bench_run
+
+    if not Path(args.run).is_dir():
+        raise TinyexitError(f"run directory '{args.run}' does not exist; train one with `tinyexit train`")
+    if args.inputs < 1 or args.timeout <= 0:
+        raise TinyexitError("--inputs must be at least 1 and --timeout positive")
+    r = bench_run(args.run, args.board, emulate=args.emulate or args.runner == "qemu", num_inputs=args.inputs,
+                  timeout=args.timeout, runner=args.runner, check_oracle=not args.no_oracle, out=args.out)
+    print(f"wrote {r['files']['json']} and {r['files']['png']}")
+    bad = [k for k, v in r.get("oracle", {}).items() if v["identical"] != v["inputs"]]
+    if bad:
+        print(f"WARNING: the {', '.join(bad)} firmware differs from the oracle on some inputs (see bench.json)")
+        return 1
+    return 0
