@@ -24,7 +24,7 @@ class Plan:
     arena_bytes: int
     offsets: dict[int, int]                         # tensor id -> arena offset
     scratch: dict[int, tuple[int, int]]             # op index -> (offset, bytes)
-    inplace: frozenset[int]                         # op indices whose output overwrites an input
+    inplace: dict[int, int]                         # op index -> the input tensor its output overwrites
     live: tuple[tuple[tuple[int, int], ...], ...]   # per step: merged (offset, size) ranges
 
 
@@ -57,7 +57,7 @@ def plan_memory(graph: Graph, *, inplace: bool = True) -> Plan:
     def_step: dict[int, int] = {t: 0 for t in graph.inputs}
     for t in graph.inputs:
         members[t] = [t]
-    inplace_ops: set[int] = set()
+    inplace_ops: dict[int, int] = {}
     for op in graph.ops:
         out = op.outputs[0]
         def_step[out] = op.index
@@ -71,7 +71,7 @@ def plan_memory(graph: Graph, *, inplace: bool = True) -> Plan:
                         and all(last_use.get(m, -1) <= op.index for m in members[r])
                         and not any(find(t) == r for t in graph.outputs)):
                     root = r
-                    inplace_ops.add(op.index)
+                    inplace_ops[op.index] = op.inputs[pos]
                     break
         if root is None:
             members[out] = [out]
@@ -112,5 +112,5 @@ def plan_memory(graph: Graph, *, inplace: bool = True) -> Plan:
             else:
                 merged.append([lo, hi])
         live.append(tuple((lo, hi - lo) for lo, hi in merged))
-    return Plan(arena_bytes=arena, offsets=offsets, scratch=scratch, inplace=frozenset(inplace_ops),
+    return Plan(arena_bytes=arena, offsets=offsets, scratch=scratch, inplace=inplace_ops,
                 live=tuple(live))
