@@ -176,8 +176,8 @@ def _plot(path: Path, sw: dict, j: int, final_acc: float, no_exit_macs: int, res
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    macs = np.append(sw["mean_macs"], sw["never_macs"])      # the sweep ends with "never exit"
-    acc = np.append(sw["accuracy"], final_acc)
+    macs = np.r_[sw["never_macs"], sw["mean_macs"]]      # the sweep starts at "never exit" (most conservative)
+    acc = np.r_[final_acc, sw["accuracy"]]
     ax.plot(macs / 1e6, 100 * acc, ".-", ms=3, lw=1, label="threshold sweep (test)")
     ax.plot([no_exit_macs / 1e6], [100 * final_acc], "s", color="k", label="no-exit model")
     t = result["test"]
