@@ -21,7 +21,6 @@ Public API:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import struct
@@ -35,19 +34,11 @@ import numpy as np
 
 from tinyexit.errors import TinyexitError
 from tinyexit.io import atomic_dir, write_bytes, write_json
+from tinyexit.policy.decisions import QParams  # one QParams type for the whole package
 
 QUANT_DIR = "quant"
 DEFAULT_NUM_CALIBRATION = 500
 
-
-@dataclasses.dataclass(frozen=True)
-class QParams:
-    """Per-tensor affine quantization: real = scale * (q - zero_point)."""
-    scale: float
-    zero_point: int
-
-    def to_json(self) -> dict:
-        return {"scale": float(self.scale), "zero_point": int(self.zero_point)}
 
 
 # ---------------------------------------------------------------------------------------------------------

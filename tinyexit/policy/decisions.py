@@ -52,6 +52,9 @@ class QParams:
     def dequantize(self, q) -> np.ndarray:
         return (np.asarray(q, np.float64) - self.zero_point) * float(self.scale)
 
+    def to_json(self) -> dict:
+        return {"scale": float(self.scale), "zero_point": int(self.zero_point)}
+
 
 @dataclasses.dataclass(frozen=True)
 class PolicyResult:
