@@ -120,3 +120,37 @@ def test_bench_run(tiny_run, tmp_path):
     assert r["memory"]["flash"] < r["memory"]["flash_budget"] and r["memory"]["arena"] > 0
     assert (tmp_path / "bench" / "bench.json").exists() and (tmp_path / "bench" / "bench.png").stat().st_size > 1000
     assert "instructions / inference" in lines[-1]
+
+
+@pytest.mark.parametrize("kind", ["margin", "entropy"])
+def test_other_policies_match_python(tiny_run, tmp_path, kind):
+    """The firmware's integer margin and entropy rules decide as tinyexit.policy does on every input."""
+    import shutil
+
+    from tinyexit.bench import compare_with_oracle, oracle_decisions, oracle_outputs
+    from tinyexit.build import build_run
+    from tinyexit.policy.decisions import STATIC_POLICIES
+    from tinyexit.targets.app_output import parse_app_output
+    from tinyexit.targets.qemu import QemuRunner
+
+    src, (x_q, y) = tiny_run
+    run = tmp_path / "run"
+    shutil.copytree(src, run)
+    man = json.loads((run / "quant" / "manifest.json").read_text())
+    qp = man["exits"][0]["output"]
+    outs = oracle_outputs(run, x_q)
+    cls = STATIC_POLICIES[kind]
+    stat = cls(0.0).statistic_q(outs[0], qp)
+    # a float threshold at the median statistic, so that both exits are taken
+    med = float(np.median(stat))
+    threshold = med * qp["scale"] if kind == "margin" else med / 2 ** 16
+    tq = int(cls(threshold).threshold_q(qp))
+    policy = {"policy": kind, "exit": "exit1", "threshold": threshold, "threshold_q": tq,
+              "exits": [{"name": "exit1", "threshold_q": tq, "output": qp}]}
+    (run / "policy.json").write_text(json.dumps(policy))
+    fw = build_run(run, "nrf52840", emulate=True, inputs=(x_q, y), out=tmp_path / "fw")
+    emu = parse_app_output(QemuRunner(fw.board).run(fw.elf, timeout=60).output)
+    dec = oracle_decisions(outs, policy, man)
+    assert 0 < int(np.sum(dec.exit_index == 0)) < N_INPUTS
+    cmp = compare_with_oracle(emu, outs, dec)
+    assert cmp["identical"] == N_INPUTS, cmp["mismatches"]

@@ -10,7 +10,6 @@ is checked against the Python oracle (tflite_micro segments + the Python policy)
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Callable
 
@@ -46,14 +45,16 @@ def oracle_outputs(run_dir: Path, x_q: np.ndarray) -> list[np.ndarray]:
 
 def oracle_decisions(outs: list[np.ndarray], policy: dict, manifest: dict):
     """What the Python policy decides on the oracle outputs: PolicyResult (decision, exit_index, macs)."""
-    from tinyexit.policy.decisions import MaxSoftmax, NEVER
+    from tinyexit.policy.decisions import STATIC_POLICIES
     exits = manifest["exits"]
     qparams = [e["output"] for e in exits]
+    kind = policy.get("policy", "max_softmax")
     thr = policy.get("threshold")
-    pol = MaxSoftmax(float(thr) if thr is not None else 2.0)  # p <= 1: 2.0 never exits
+    never = {"max_softmax": 2.0, "margin": 2.0, "entropy": -1.0}[kind]  # thresholds no output reaches
+    pol = STATIC_POLICIES[kind](float(thr) if thr is not None else never)
     res = pol.evaluate_q(outs, qparams, [e["macs_to_exit"] for e in exits])
     for e, qp in zip(policy.get("exits", []), qparams):
-        want = pol.threshold_q(qp) if thr is not None else NEVER
+        want = pol.threshold_q(qp)
         if int(e["threshold_q"]) != int(want):
             raise TinyexitError(f"policy.json's threshold_q {e['threshold_q']} for {e['name']} disagrees with the "
                                 f"Python policy's {want}; re-run `tinyexit calibrate`.")
@@ -190,7 +191,7 @@ def _curve(outs, y, man, result) -> dict | None:
     """Accuracy against mean instructions over every int8 threshold (oracle decisions; cost of ending at
     each exit = the exact mean measured on the board). None when an exit's cost was not measured."""
     ins = result.get("instructions")
-    if not ins or len(man["exits"]) != 2:
+    if not ins or len(man["exits"]) != 2 or result["policy"]["policy"] != "max_softmax":
         return None
     from tinyexit.policy.decisions import argmax_first
     cost = [ins["per_exit_taken"][e["name"]] for e in man["exits"]]

@@ -265,7 +265,8 @@ class Segment:
     head: str | None = None    # exit head run after this segment (None: no exit here)
     head_output_size: int = 0
     head_exit: int = 0         # exit index of the head (0 = first exit)
-    threshold_q: int = 128     # exit when max int8 of the head's output >= threshold_q (128: never)
+    threshold_q: int = 128     # integer threshold of the policy (max_softmax: exit when max int8 >= it)
+    entropy_table: tuple[int, ...] | None = None  # entropy policy: -p ln p per int8 code (2^-16 nat)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,6 +275,7 @@ class Pipeline:
     exit_names: tuple[str, ...]   # in exit order, final last
     input_size: int
     policy_note: str = "max-softmax on the int8 exit output"
+    policy: str = "max_softmax"   # max_softmax | margin | entropy (docs/CONTRACTS.md, policy.json)
 
     @property
     def stage_names(self) -> list[str]:
@@ -298,14 +300,19 @@ def render_app(pipeline: Pipeline, inputs, labels, out: str | Path, source: str 
     stage = 0
     segs = []
     for s in pipeline.segments:
-        segs.append(dict(name=s.name, head=s.head, head_exit=s.head_exit, threshold_q=s.threshold_q, stage=stage))
+        table = None
+        if s.entropy_table is not None:
+            vals = [str(int(v)) for v in s.entropy_table]
+            table = [", ".join(vals[i:i + 16]) for i in range(0, 256, 16)]
+        segs.append(dict(name=s.name, head=s.head, head_exit=s.head_exit, threshold_q=s.threshold_q, stage=stage,
+                         entropy=table))
         stage += 2 if s.head else 1
     rows = [", ".join(str(int(v)) for v in x.reshape(-1)[i:i + 24]) for i in range(0, x.size, 24)]
     ctx = dict(segments=segs, exit_names=list(pipeline.exit_names), stage_names=pipeline.stage_names,
                input_size=pipeline.input_size, num_inputs=len(x),
                max_boundary=max(s.output_size for s in pipeline.segments),
                max_head_output=max([s.head_output_size for s in pipeline.segments if s.head] or [1]),
-               policy_note=pipeline.policy_note, input_rows=rows, labels=labels, source=source)
+               policy_note=pipeline.policy_note, policy=pipeline.policy, input_rows=rows, labels=labels, source=source)
     return [write_text(out / "tx_app.c", (TEMPLATES / "app" / "tx_app.c").read_text()),
             render("app/tx_app_config.h.j2", out / "tx_app_config.h", **ctx),
             render("app/tx_app_config.c.j2", out / "tx_app_config.c", **ctx),
@@ -352,8 +359,8 @@ def _read_json(path: Path, fix: str) -> dict:
 
 
 def pipeline_from_run(run_dir: str | Path, policy: dict | None = None) -> tuple[Pipeline, dict, dict]:
-    """The firmware pipeline of a run: segments and exit heads from RUN/quant/manifest.json, int8
-    thresholds from RUN/policy.json (max-softmax). Returns (pipeline, manifest, policy)."""
+    """The firmware pipeline of a run: segments and exit heads from RUN/quant/manifest.json, integer
+    thresholds from RUN/policy.json (max_softmax, margin or entropy). Returns (pipeline, manifest, policy)."""
     import math
     run = Path(run_dir)
     man = _read_json(run / "quant" / "manifest.json", f"run `tinyexit quantize {run}` first.")
@@ -361,9 +368,9 @@ def pipeline_from_run(run_dir: str | Path, policy: dict | None = None) -> tuple[
         policy = _read_json(run / "policy.json", f"run `tinyexit calibrate {run}` first (it picks the exit "
                                                  f"threshold the firmware uses).")
     kind = policy.get("policy", "max_softmax")
-    if kind != "max_softmax":
-        raise TinyexitError(f"policy.json uses the '{kind}' policy; the firmware implements max_softmax. "
-                            f"Re-run `tinyexit calibrate {run} --policy max_softmax`.")
+    if kind not in ("max_softmax", "margin", "entropy"):
+        raise TinyexitError(f"policy.json uses the '{kind}' policy; the firmware implements max_softmax, margin "
+                            f"and entropy. Re-run `tinyexit calibrate {run}` with one of them.")
     thresholds = {e["name"]: int(e["threshold_q"]) for e in policy.get("exits", [])}
     if not thresholds and "threshold_q" in policy and "exit" in policy:
         thresholds = {policy["exit"]: int(policy["threshold_q"])}
@@ -378,13 +385,20 @@ def pipeline_from_run(run_dir: str | Path, policy: dict | None = None) -> tuple[
             if e["name"] not in thresholds:
                 raise TinyexitError(f"policy.json has no threshold for exit '{e['name']}'; re-run "
                                     f"`tinyexit calibrate {run}`.")
+            table = None
+            if kind == "entropy":
+                from tinyexit.policy.decisions import QParams, entropy_table
+                table = tuple(int(v) for v in entropy_table(QParams.of(e["output"])))
+                if max(table) > 0xFFFF:
+                    raise TinyexitError(f"entropy table of {e['name']} does not fit 16 bits; check its output scale.")
             out.append(Segment(c_name(s["name"]), size, head=c_name(e["name"]), head_output_size=n_classes,
-                               head_exit=idx, threshold_q=thresholds[e["name"]]))
+                               head_exit=idx, threshold_q=thresholds[e["name"]], entropy_table=table))
         else:
             out.append(Segment(c_name(s["name"]), size))
     pipe = Pipeline(segments=tuple(out), exit_names=tuple(e["name"] for e in man["exits"]),
                     input_size=math.prod(segs[0]["input_shape"]),
-                    policy_note=f"max-softmax, threshold {policy.get('threshold')} "
+                    policy=kind,
+                    policy_note=f"{kind}, threshold {policy.get('threshold')} "
                                 f"({policy.get('method', '?')}, epsilon={policy.get('epsilon')}, "
                                 f"delta={policy.get('delta')})")
     return pipe, man, policy

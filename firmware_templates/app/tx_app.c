@@ -73,7 +73,36 @@ typedef struct {
   uint32_t out_size;
 } result_t;
 
-/* The calibrated policy: exit at head k when its top int8 score reaches tx_app_threshold_q[k]. */
+#if !TX_APP_NO_EXIT
+/* The calibrated policy on the int8 output q of head k (integer arithmetic, as tinyexit.policy decides):
+   max_softmax: max q >= threshold; margin: q(1st) - q(2nd) >= threshold;
+   entropy: sum of table[q + 128] <= threshold. */
+static int exit_here(uint32_t k, const int8_t *q, uint32_t n)
+{
+#if TX_APP_POLICY == TX_APP_POLICY_ENTROPY
+  int32_t h = 0;
+  for (uint32_t i = 0; i < n; i++) h += (int32_t)tx_app_entropy[k][q[i] + 128];
+  return h <= tx_app_threshold_q[k];
+#else
+  int32_t top = -129, second = -129;
+  for (uint32_t i = 0; i < n; i++) {
+    if (q[i] > top) {
+      second = top;
+      top = q[i];
+    } else if (q[i] > second) {
+      second = q[i];
+    }
+  }
+#if TX_APP_POLICY == TX_APP_POLICY_MARGIN
+  return top - second >= tx_app_threshold_q[k];
+#else
+  (void)second;
+  return top >= tx_app_threshold_q[k];
+#endif
+#endif
+}
+#endif
+
 static result_t infer(const int8_t *input)
 {
   result_t r = {TX_APP_NUM_EXITS - 1u, 0, 0};
@@ -94,10 +123,7 @@ static result_t infer(const int8_t *input)
     const tx_model_t *head = tx_app_heads[k];
     if (head) {
       run_stage(tx_app_segment_stage[k] + 1u, head, out, head_buf);
-      int32_t top = -128;
-      for (uint32_t i = 0; i < head->output_size; i++)
-        if (head_buf[i] > top) top = head_buf[i];
-      if (top >= tx_app_threshold_q[k]) {
+      if (exit_here(k, head_buf, head->output_size)) {
         r.exit_index = tx_app_head_exit[k];
         r.out = head_buf;
         r.out_size = head->output_size;

@@ -76,3 +76,19 @@ def test_runner_selection():
     assert get_runner(load_board("nrf52840", emulate=True)).name == "qemu"
     with pytest.raises(TinyexitError, match="has no 'pyocd' runner"):
         get_runner(load_board("netduinoplus2"), "pyocd")
+
+
+def test_flash_cli_without_probe_is_quick_and_clear(tmp_path):
+    """`tinyexit flash --board nrf52840 RUN` with no probe: exit status 2, pyOCD's finding, no traceback,
+    and it does not wait (it checks for the probe before building anything)."""
+    import subprocess
+    import sys
+    if pyocd_runner.connected_probes():
+        pytest.skip("a debug probe is connected to this machine")
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, "-m", "tinyexit", "flash", "--board", "nrf52840", str(tmp_path)],
+                       capture_output=True, text=True, timeout=60)
+    assert time.monotonic() - t0 < 30
+    assert p.returncode == 2
+    assert "No connected debug probes" in p.stderr and "--emulate" in p.stderr
+    assert "Traceback" not in p.stderr + p.stdout
