@@ -18,6 +18,24 @@ class Case:
     build: Callable           # (keras module) -> keras.Model
     input_shape: tuple
     per_channel: bool = True
+    patch: Callable | None = None     # bytes -> bytes, applied to the converted model
+
+
+def copy_quantization(model: bytes, src_tensor: int, dst_tensor: int) -> bytes:
+    """Overwrite the (per-tensor) scale and zero point of tensor `dst_tensor` with those of `src_tensor`, in
+    place in the flatbuffer: reaches quantization settings the converter never picks by itself."""
+    import tflite
+
+    buf = bytearray(model)
+    sg = tflite.Model.GetRootAsModel(bytes(buf), 0).Subgraphs(0)
+
+    def slots(t):
+        q = sg.Tensors(t).Quantization()
+        return q._tab.Vector(q._tab.Offset(8)), q._tab.Vector(q._tab.Offset(10))  # scale (f32), zero_point (i64)
+    (s_scale, s_zp), (d_scale, d_zp) = slots(src_tensor), slots(dst_tensor)
+    buf[d_scale:d_scale + 4] = buf[s_scale:s_scale + 4]
+    buf[d_zp:d_zp + 8] = buf[s_zp:s_zp + 8]
+    return bytes(buf)
 
 
 @contextlib.contextmanager
@@ -83,7 +101,8 @@ def build_sweep(cases: list[Case], workdir, kernels: str = "reference") -> dict:
     for c in cases:
         p = workdir / f"{c.name}.tflite"
         if not p.exists():
-            p.write_bytes(convert(c))
+            data = convert(c)
+            p.write_bytes(c.patch(data) if c.patch else data)
         paths[c.name] = p
     out = workdir / f"lib_{kernels}"
     report = generate(paths, out, kernels=kernels, measure=False, compare_tflm=False)

@@ -1,6 +1,6 @@
-"""MEAN over the spatial axes (1, 2) of an NHWC tensor, as TFLM's reference computes it: int32 sums, then
-either a truncating division (input and output quantization equal) or a requantization whose multiplier
-absorbs 1/count (QuantizedMeanOrSum)."""
+"""MEAN over the spatial axes (1, 2) of an NHWC tensor, as TFLM's int8 reference computes it: int32 sums,
+then a requantization of sum - zero_point * count whose multiplier absorbs 1/count (QuantizedMeanOrSum).
+TFLM takes this path even when input and output share one quantization (checked against tflite_micro)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,7 +24,6 @@ def mean_multiplier(input_scale: float, output_scale: float, count: int) -> tupl
 @dataclass(frozen=True, eq=False)
 class Mean(Op):
     in_hwc: tuple[int, int, int] = (0, 0, 0)
-    same_quant: bool = True
     mult: int = 0
     shift: int = 0
     input_zero_point: int = 0
@@ -46,16 +45,15 @@ class Mean(Op):
             raise ctx.refuse(f"reduction over axes {axes} is not supported (only the spatial axes [1, 2])")
         if y.elements != c:
             raise ctx.refuse(f"output has {y.elements} values, expected {c}")
-        same = x.zero_point == y.zero_point and np.float32(x.scale) == np.float32(y.scale)
         mult, shift = mean_multiplier(x.scale, y.scale, h * w)
         return cls(index=ctx.index, inputs=(ctx.inputs[0],), outputs=(ctx.outputs[0],), in_hwc=(h, w, c),
-                   same_quant=bool(same), mult=mult, shift=shift, input_zero_point=x.zero_point,
+                   mult=mult, shift=shift, input_zero_point=x.zero_point,
                    output_zero_point=y.zero_point)
 
     def params_decl(self, prefix: str, inplace: bool) -> str:
         h, w, c = self.in_hwc
         return (f"static const tx_mean_params_t {prefix}_p = {{\n"
-                f"  {h * w}, {c}, {int(self.same_quant)}, {self.mult}, {self.shift}, {self.input_zero_point}, "
+                f"  {h * w}, {c}, {self.mult}, {self.shift}, {self.input_zero_point}, "
                 f"{self.output_zero_point}\n}};")
 
     def call(self, prefix: str, ins: list[str], out: str, scratch: str) -> str:
