@@ -235,3 +235,17 @@ def test_calibrate_without_quant_dir_says_what_to_run(tmp_path):
     from tinyexit.policy.calibrate import calibrate_run
     with pytest.raises(TinyexitError, match="tinyexit quantize"):
         calibrate_run(tmp_path)
+
+
+def test_calibrate_command_passes_its_options_and_refuses_bad_ones(run_dir, splits, capsys):
+    from tinyexit.cli import main
+    if not (run_dir / "quant" / "manifest.json").exists():
+        Q.quantize_run(run_dir, num_calibration=150, verify_whole=False)
+    assert main(["calibrate", str(run_dir), "--method", "ucb", "--risk", "consistency", "--epsilon", "0.15",
+                 "--delta", "0.2", "--policy", "margin"]) == 0
+    pol = json.loads((run_dir / "policy.json").read_text())
+    assert (pol["method"], pol["risk"], pol["epsilon"], pol["delta"], pol["policy"]) == \
+        ("ucb", "consistency", 0.15, 0.2, "margin")
+    assert "saving" in capsys.readouterr().out
+    assert main(["calibrate", str(run_dir), "--epsilon", "1.5"]) == 2
+    assert "--epsilon and --delta must lie strictly between 0 and 1" in capsys.readouterr().err
