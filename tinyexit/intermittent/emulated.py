@@ -142,7 +142,8 @@ class EmulatedTarget:
         cut = limit is not None and counts is not None and counts.limit_reached is not None
         b = EBoot(exit_code=r.exit_code, cut=cut, instructions=counts.total if counts else 0,
                   window_instructions=counts.window_insns if counts else 0, text=r.output)
-        for line in r.lines:
+        # A cut boot may stop in the middle of a line: only a boot that ended by itself is parsed.
+        for line in ([] if cut else r.lines):
             kv = _kv(line)
             if line.startswith("TXBOOT"):
                 b.boot = kv.get("boot", "")
@@ -150,8 +151,7 @@ class EmulatedTarget:
                 b.commits, b.nvm_bytes = int(kv["commits"]), int(kv["nvm_bytes"])
                 b.units, b.nvm_used = int(kv["units"]), int(kv["nvm_used"])
             elif line.startswith("TXCOMMITS"):
-                b.commit_ticks = [tuple(map(int, w.split("-"))) for w in line.split()[1:2][0].split(",") if w] \
-                    if len(line.split()) > 1 else []
+                b.commit_ticks = [(int(a), int(c)) for a, c in re.findall(r"(\d+)-(\d+),", line)]
             elif line.startswith("RESULT"):
                 b.exit_index = int(kv["exit"])
                 b.output = bytes.fromhex(kv["hex"])

@@ -1,0 +1,44 @@
+"""The checkpointing runtime over real generated models (tinyexit.codegen from the MLPerf Tiny conformance
+models): power-cut campaigns, and the uninterrupted result equal to TFLM's."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tinyexit.intermittent import prepare_library, run_campaign
+from tinyexit.intermittent.campaign import uninterrupted
+from tinyexit.intermittent.host import Granularity, HostTarget, build_host
+
+from ..conftest import conformance_model
+from ._support import random_inputs
+
+
+@pytest.fixture(scope="module")
+def kws(tmp_path_factory):
+    model = conformance_model("kws_ref_model.tflite")
+    out = tmp_path_factory.mktemp("kws")
+    lib, stages = prepare_library(model, out)
+    exe = build_host(lib, stages, out / "host")
+    return model, exe, out
+
+
+@pytest.mark.parametrize("gran", ["layer", "units:25"])
+def test_kws_campaign_zero_wrong_results(kws, tmp_path, gran):
+    _, exe, _ = kws
+    t = HostTarget(exe, tmp_path / "nvm.bin")
+    report = run_campaign(t, random_inputs(3, 490, seed=4), cuts=200, seed=2, granularity=Granularity.parse(gran))
+    assert report.cuts >= 200 and report.cuts_in_commits >= 60
+    assert report.ok, report.table()
+
+
+def test_kws_uninterrupted_equals_tflm(kws, tmp_path):
+    """The oracle of the campaign is itself right: the runtime-driven model gives TFLM's bytes."""
+    from tinyexit.codegen.testing import tflm_outputs
+    model, exe, _ = kws
+    t = HostTarget(exe, tmp_path / "nvm.bin")
+    inputs = random_inputs(2, 490, seed=8)
+    want = tflm_outputs(model, np.frombuffer(b"".join(inputs), np.int8).reshape(2, 49, 10, 1))
+    for k, x in enumerate(inputs):
+        (tmp_path / "in.bin").write_bytes(x)
+        o = uninterrupted(t, tmp_path / "in.bin", 1, Granularity.parse("units:7"))
+        assert o.output == np.asarray(want[k], np.int8).tobytes()
