@@ -84,3 +84,13 @@ def test_missing_qemu(tmp_path, monkeypatch):
     elf.write_bytes(b"\x7fELF")
     with pytest.raises(MissingToolError, match="apt-get install -y --no-install-recommends qemu-system-arm"):
         QemuRunner(load_board("nrf52840", emulate=True)).run(elf)
+
+
+def test_qemu_start_failure_is_reported(tmp_path, need_emulator):
+    import dataclasses
+
+    from tinyexit.errors import TinyexitError
+    fw = _tiny(tmp_path, "return 0;")
+    board = dataclasses.replace(fw.board, qemu_machine="no-such-machine")
+    with pytest.raises(TinyexitError, match="QEMU could not run .*unsupported machine type"):
+        QemuRunner(board).run(fw.elf, timeout=10)

@@ -19,6 +19,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--port", help="serial port of the board (default: auto-detected from the probe)")
     parser.add_argument("--probe", help="unique id (or part of it) of the debug probe to use")
     parser.add_argument("--inputs", type=int, default=20, help="test inputs baked into the firmware (default 20)")
+    parser.add_argument("--serial-inputs", action="store_true",
+                        help="send the test inputs over the serial port instead of baking them into the image")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds before giving up (default 120)")
 
 
@@ -46,10 +48,16 @@ def run(args) -> int:
             raise NoProbeError(no_probe_message(board))
     else:
         runner = get_runner(board, name)
-    fw = build_run(args.run, board, num_inputs=args.inputs)
+    fw = build_run(args.run, board, num_inputs=args.inputs, serial_inputs=args.serial_inputs)
     print(fw.sizes.table())
+    send = b""
+    if args.serial_inputs:
+        from tinyexit.build import pipeline_from_run, run_test_inputs
+        _, man, _ = pipeline_from_run(args.run)
+        x, _ = run_test_inputs(args.run, man, args.inputs)
+        send = len(x).to_bytes(4, "little") + x.astype("int8").tobytes()
     print(f"running {fw.elf.name} with {runner.name} ...")
-    result = runner.run(fw.elf, timeout=args.timeout)
+    result = runner.run(fw.elf, timeout=args.timeout, send=send)
     for line in result.lines:
         if line.startswith("TX "):
             print(line)

@@ -67,3 +67,7 @@ def parse_counts(log: str):
     per_window = [int(w) for w in WINDOW_RE.findall(log)]
     return InsnCounts(total=int(m.group(1)), windows=int(m.group(2)), window_insns=int(m.group(3)),
                       limit_reached=int(m.group(4)) if m.group(4) else None, per_window=per_window)
+
+
+if __name__ == "__main__":  # `python -m tinyexit.targets.plugin`: build at set-up, print the path
+    print(plugin_path())

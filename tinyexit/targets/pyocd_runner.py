@@ -79,7 +79,10 @@ class PyocdRunner:
         self.probe = probe
         self.baudrate = baudrate or board.serial_baudrate
 
-    def run(self, elf: str | Path, *, timeout: float = 60.0, end_mark: str = END_MARK, **_ignored) -> RunResult:
+    def run(self, elf: str | Path, *, timeout: float = 60.0, end_mark: str = END_MARK, send: bytes = b"",
+            **_ignored) -> RunResult:
+        """Flash `elf`, reset, read the serial port until `end_mark`. `send`: bytes written to the board
+        once it prints its READY line (firmware built with serial inputs)."""
         elf = Path(elf)
         probes = connected_probes()
         if self.probe:
@@ -112,7 +115,11 @@ class PyocdRunner:
                 ser.reset_input_buffer()
                 session.target.reset()  # runs the new image
             try:
-                text = read_until(ser, end_mark, t0 + timeout)
+                text = ""
+                if send:
+                    text = read_until(ser, "TX READY", t0 + timeout)
+                    ser.write(send)
+                text += read_until(ser, end_mark, t0 + timeout)
             except FirmwareTimeoutError as e:
                 raise FirmwareTimeoutError(
                     f"{elf.name} on {self.board.name} printed no '{end_mark}' line within {timeout:g} s. Last "
