@@ -120,6 +120,7 @@ def test_bench_run(tiny_run, tmp_path):
     assert r["memory"]["flash"] < r["memory"]["flash_budget"] and r["memory"]["arena"] > 0
     assert (tmp_path / "bench" / "bench.json").exists() and (tmp_path / "bench" / "bench.png").stat().st_size > 1000
     assert "instructions / inference" in lines[-1]
+    print(lines[-1])
 
 
 @pytest.mark.parametrize("kind", ["margin", "entropy"])
