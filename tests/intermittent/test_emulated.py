@@ -63,3 +63,32 @@ def test_exact_cut_is_reproducible(target):
     target.boot(limit=300_000)
     assert target.nvm_image() == first
     del start
+
+
+def test_low_energy_exit_on_the_board(target, standin_exe, tmp_path):
+    """The mailbox's low-energy point (after 1 unit) makes the firmware finish at exit 0, like the host."""
+    g = Granularity.parse("layers:1")
+    (tmp_path / "in.bin").write_bytes(INPUTS[1])
+    want = uninterrupted(HostTarget(standin_exe, tmp_path / "nvm.bin"), tmp_path / "in.bin", 1, g, low_energy_units=1)
+    assert want.exit_index == 0
+    target.erase_nvm()
+    target.mailbox(1, 3, g, low_energy_units=1)
+    b = target.boot()
+    assert (b.exit_index, b.output) == (want.exit_index, want.output)
+
+
+def test_runtime_builds_for_the_real_nrf52840(tmp_path):
+    """Runtime + board NVM adapter over the nRF52840's NVMC driver: compiles and links for the real board."""
+    from tinyexit.build import build_firmware
+    from tinyexit.intermittent.emulated import FIRMWARE_SOURCES, MAILBOX_BYTES
+    from tinyexit.intermittent.host import RUNTIME_DIR, render_pipeline
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    (gen / "tx_pipeline_cfg.c").write_text(render_pipeline(STANDIN_STAGES))
+    (gen / "tx_pf_inputs.c").write_text("#include <stdint.h>\nconst uint32_t tx_pf_num_inputs = 1u;\n"
+                                        "const uint32_t tx_pf_input_size = 144u;\nconst int8_t tx_pf_inputs[144] = {0};\n")
+    fw = build_firmware("nrf52840", [RUNTIME_DIR / s for s in FIRMWARE_SOURCES] +
+                        [gen / "tx_pipeline_cfg.c", gen / "tx_pf_inputs.c", STANDIN / "standin_model.c"],
+                        tmp_path / "fw", include_dirs=[RUNTIME_DIR, STANDIN, gen],
+                        defines={"TX_NVM_RESERVED_TAIL": f"{MAILBOX_BYTES}u", "TX_NVM_NVMC_RULES": 1})
+    assert fw.elf.exists() and fw.sizes.fits
