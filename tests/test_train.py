@@ -77,3 +77,20 @@ def test_data_cli_is_deterministic(tmp_path):
     test_speakers = {ln.split("/")[1].split("_")[0] for ln in (tmp_path / "a/testing_list.txt").read_text().split()}
     val_speakers = {ln.split("/")[1].split("_")[0] for ln in (tmp_path / "a/validation_list.txt").read_text().split()}
     assert test_speakers and val_speakers and not (test_speakers & val_speakers)
+
+
+def test_image_task_run_directory(tmp_path):
+    """vww on its offline default for two epochs: the run directory holds what later stages read, and the
+    saved model reproduces the reported accuracies on the split load_split returns."""
+    from tinyexit.train import train_image
+    report = train_image("vww", out=tmp_path / "vww", epochs=2, verbose=0)
+    assert report["task"] == "vww" and report["classes"] == ["no_person", "person"]
+    assert "toy" in report["data"]["note"]
+    meta = json.loads((tmp_path / "vww" / "model.json").read_text())
+    assert meta["exits"][0]["point"] == "block3_out" and meta["data"]["kind"] == "vww"
+    x, y = load_split(tmp_path / "vww", "test")
+    preds = load_model(tmp_path / "vww").predict(x, verbose=0)
+    for e, p in zip(report["exits"], preds):
+        assert np.mean(np.argmax(p, -1) == y) == pytest.approx(e["accuracy"])
+    xtr, _ = load_split(tmp_path / "vww", "train")
+    assert len(xtr) == report["data"]["train_examples"]

@@ -27,6 +27,7 @@ class DataConfig:
     """How features are made from a data folder; stored in model.json so every later stage sees the same."""
     dir: str
     source: str
+    kind: str = "kws"
     seed: int = 0
     train_copies: int = 2                         # differently augmented versions of each training clip
     train_augment: dict = field(default_factory=lambda: asdict(Augment()))
@@ -80,8 +81,21 @@ def load_split(run_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]
     """The features and labels of a split exactly as training made them (from the feature cache)."""
     if split not in ("train", "validation", "test"):
         raise ValueError(f"split must be train, validation or test, not {split!r}")
-    meta = read_model_json(run_dir)
-    return features_for(DataConfig(**meta["data"]), split)
+    data = read_model_json(run_dir)["data"]
+    if data.get("kind", "kws") == "kws":
+        return features_for(DataConfig(**data), split)
+    return image_split(data, split)
+
+
+def image_split(data: dict, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """A split of an image task as training saw it (training split: with its augmented copies)."""
+    from tinyexit.data.images import augment_images, load_image_task
+    ims = load_image_task(data["kind"], data["dir"], seed=data["seed"])
+    x, y = ims.splits[split]
+    if split == "train" and data["train_copies"] > 1:
+        x = np.concatenate([x, augment_images(x, data["train_copies"] - 1, data["seed"], flip=data["flip"])])
+        y = np.tile(y, data["train_copies"])
+    return x, y
 
 
 def read_model_json(run_dir: str | Path) -> dict:
@@ -181,12 +195,13 @@ def plot_history(history: dict, names: list[str], path: Path) -> None:
 
     from tinyexit.io import atomic_path
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    epochs = np.arange(1, 1 + len(next(iter(history.values()), [])))
     for n in names:
         for prefix, style in (("", "-"), ("val_", "--")):
             if f"{prefix}{n}_loss" in history:
-                a.plot(history[f"{prefix}{n}_loss"], style, label=f"{prefix or 'train_'}{n}")
+                a.plot(epochs, history[f"{prefix}{n}_loss"], style, label=f"{prefix or 'train_'}{n}")
             if f"{prefix}{n}_accuracy" in history:
-                b.plot(history[f"{prefix}{n}_accuracy"], style, label=f"{prefix or 'train_'}{n}")
+                b.plot(epochs, history[f"{prefix}{n}_accuracy"], style, label=f"{prefix or 'train_'}{n}")
     a.set(title="loss per exit", xlabel="epoch")
     b.set(title="accuracy per exit", xlabel="epoch", ylim=(0, 1))
     a.legend(fontsize=8)
@@ -270,3 +285,73 @@ def format_report(report: dict) -> str:
     lines.append(f"data: {report['data']['source']}, {report['data']['test_examples']} test examples "
                  f"({report['data']['test_split']}); wall time {report['training']['wall_time_s']} s")
     return "\n".join(lines)
+
+
+def train_image(task: str, *, data: str | Path | None = None, out: str | Path | None = None,
+                epochs: int | None = None, model_config=None, train_config: TrainConfig | None = None,
+                train_copies: int = 3, verbose: int = 2) -> dict:
+    """Train `ic` (ResNet-8, 32x32x3) or `vww` (MobileNetV1-0.25, 96x96x3) with their T-RecX exits.
+
+    `data`: a CIFAR-10 python folder (ic) or an image folder with a sub-folder per class (vww); None uses
+    the offline default (real MNIST digits; scikit-image's face / non-face crops). Returns the report dict.
+    """
+    import keras
+
+    from tinyexit.data.images import load_image_task
+    from tinyexit.models import exit_spec, macs_per_exit
+    from tinyexit.models.mobilenet import MobileNetConfig, build_mobilenet_v1
+    from tinyexit.models.resnet8 import ResNet8Config, build_resnet8
+
+    if task not in ("ic", "vww"):
+        raise TinyexitError(f"unknown image task {task!r}; use ic or vww")
+    t0 = time.time()
+    out = Path(out or f"runs/{task}")
+    ims = load_image_task(task, data)
+    default_epochs = {"ic": 8, "vww": 30}[task]
+    tc = train_config or TrainConfig(epochs=default_epochs, batch_size=32 if task == "vww" else 64,
+                                     learning_rate=2e-3)
+    if epochs is not None:
+        if epochs < 1:
+            raise TinyexitError(f"--epochs must be at least 1, got {epochs}")
+        tc = TrainConfig(**{**asdict(tc), "epochs": epochs})
+    flip = not ims.source.startswith("mnist")          # mirrored digits are other digits
+    data_meta = {"kind": task, "dir": str(Path(data).resolve()) if data else None, "source": ims.source,
+                 "seed": 0, "train_copies": train_copies, "flip": flip}
+    x, y = image_split(data_meta, "train")
+    xv, yv = ims.splits["validation"]
+    xt, yt = ims.splits["test"]
+    if task == "ic":
+        mc = model_config or ResNet8Config(num_classes=len(ims.classes))
+        model = build_resnet8(mc)
+    else:
+        mc = model_config or MobileNetConfig(num_classes=len(ims.classes))
+        model = build_mobilenet_v1(mc)
+    specs = exit_spec(model)
+    weights = [mc.loss_weights["final"] if s["name"] == "final" else mc.loss_weights["exit"] for s in specs]
+    print(f"training {model.name} on {ims.source}: {len(x)} train / {len(xv)} validation / {len(xt)} test "
+          f"images, {tc.epochs} epochs, exits {[s['name'] for s in specs]}")
+    history, best_epoch = train_model(model, x, y, xv, yv, tc, weights, verbose=verbose)
+    acc, val_acc, macs = evaluate_exits(model, xt, yt), evaluate_exits(model, xv, yv), macs_per_exit(model)
+    for s in specs:
+        s["macs"] = macs[s["name"]]
+    report = {
+        "task": task, "classes": list(ims.classes),
+        "exits": [{"name": s["name"], "accuracy": acc[s["name"]], "validation_accuracy": val_acc[s["name"]],
+                   "macs": s["macs"], "point": s["point"]} for s in specs],
+        "data": {"source": ims.source, "dir": data_meta["dir"], "train_examples": int(len(x)),
+                 "validation_examples": int(len(xv)), "test_examples": int(len(xt)),
+                 "test_split": "held-out images", "note": ims.note or "real data"},
+        "training": {**asdict(tc), "best_epoch": best_epoch + 1, "loss_weights": weights,
+                     "wall_time_s": round(time.time() - t0, 1)},
+        "model": {"name": model.name, "params": int(model.count_params()), **asdict(mc)},
+    }
+    model_json = {"task": task, "input_shape": list(mc.input_shape), "classes": list(ims.classes),
+                  "exits": specs, "data": data_meta}
+    with atomic_dir(out) as tmp:
+        model.save(tmp / "model.keras")
+        write_json(tmp / "model.json", model_json)
+        write_json(tmp / "report.json", report)
+        write_json(tmp / "history.json", history)
+        plot_history(history, [s["name"] for s in specs], tmp / "training.png")
+    keras.backend.clear_session()
+    return report

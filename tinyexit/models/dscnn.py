@@ -82,17 +82,3 @@ def build_dscnn(cfg: DSCNNConfig | None = None) -> keras.Model:
     logits = layers.Dense(cfg.num_classes, name="final_dense")(feats)
     final = layers.Softmax(name="final")(logits)
     return keras.Model(inp, exits + [final], name="dscnn_exits")
-
-
-def exit_spec(model: keras.Model) -> list[dict]:
-    """The exits of a model built here: name, the layer whose output is the exit point, and head layer names."""
-    specs = []
-    for out in model.outputs:
-        name = out._keras_history.operation.name
-        if name == "final":
-            specs.append({"name": "final", "point": None, "head": []})
-            continue
-        block = name[len("exit"):]
-        head = [lay.name for lay in model.layers if lay.name.startswith(f"exit{block}_")] + [name]
-        specs.append({"name": name, "point": f"block{block}_out", "head": head})
-    return specs

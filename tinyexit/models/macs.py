@@ -30,7 +30,7 @@ def macs_per_layer(model: keras.Model) -> dict[str, int]:
     return {lay.name: layer_macs(lay) for lay in model.layers if layer_macs(lay)}
 
 
-def _ancestors(model: keras.Model, output) -> set[str]:
+def ancestors(output) -> set[str]:
     """Names of the layers an output depends on (walks the functional graph back from the output)."""
     seen: set[str] = set()
     stack = [output._keras_history.operation]
@@ -50,6 +50,6 @@ def macs_per_exit(model: keras.Model) -> dict[str, int]:
     per_layer = macs_per_layer(model)
     out = {}
     for t in model.outputs:
-        names = _ancestors(model, t)
+        names = ancestors(t)
         out[t._keras_history.operation.name] = sum(m for n, m in per_layer.items() if n in names)
     return out
