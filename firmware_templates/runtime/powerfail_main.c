@@ -117,6 +117,13 @@ int main(void)
     rc = tx_runtime_run(&rt, output, sizeof output, &res);
   }
   tx_pf_end();
+  if (rc == TX_ERR_NVM_TOO_SMALL) {
+    tx_hal_puts("FAULT tinyexit runtime: the board's NVM is too small for two checkpoint slots");
+    put_kv("need", tx_runtime_nvm_bytes(&rt));
+    put_kv("have", tx_hal_nvm_size() - TX_NVM_RESERVED_TAIL);
+    tx_hal_putc('\n');
+    tx_hal_exit(3);
+  }
   if (rc != TX_OK) {
     tx_hal_puts("FAULT tinyexit runtime: error");
     put_kv("rc", (uint32_t)-rc);

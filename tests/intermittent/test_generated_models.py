@@ -42,3 +42,12 @@ def test_kws_uninterrupted_equals_tflm(kws, tmp_path):
         (tmp_path / "in.bin").write_bytes(x)
         o = uninterrupted(t, tmp_path / "in.bin", 1, Granularity.parse("units:7"))
         assert o.output == np.asarray(want[k], np.int8).tobytes()
+
+
+def test_resnet8_campaign_zero_wrong_results(tmp_path):
+    """Residual ADDs keep two tensors live across layers: the live table must carry both."""
+    model = conformance_model("pretrainedResnet_quant.tflite")
+    lib, stages = prepare_library(model, tmp_path)
+    t = HostTarget(build_host(lib, stages, tmp_path / "host"), tmp_path / "nvm.bin")
+    report = run_campaign(t, random_inputs(2, 3072, seed=5), cuts=200, seed=9, granularity=Granularity.parse("units:8"))
+    assert report.cuts >= 200 and report.ok, report.table()

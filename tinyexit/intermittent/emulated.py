@@ -216,7 +216,12 @@ def run_emulated_campaign(target: EmulatedTarget, num_inputs: int, *, cuts: int,
             target.mailbox(j, 0xFFFF0000 + j, g, threshold=threshold)
             b = target.boot()
             if b.exit_code != 0 or b.output is None:
-                raise TinyexitError(f"the uninterrupted emulated run failed (status {b.exit_code}):\n{b.text[-500:]}")
+                hint = ""
+                if "NVM is too small" in b.text:
+                    hint = (f"\nFix: give board {target.board.name} a larger nvm region in its board file "
+                            f"(the mailbox takes one more {MAILBOX_BYTES} B page), or checkpoint a smaller model.")
+                raise TinyexitError(f"the uninterrupted emulated run failed (status {b.exit_code}):\n"
+                                    f"{b.text[-500:]}{hint}")
             runs[str(g)] = b
         o, base = runs[str(granularity)], runs["none"]
         if (o.exit_index, o.output) != (base.exit_index, base.output):
