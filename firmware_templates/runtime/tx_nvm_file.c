@@ -6,6 +6,8 @@
  *   TX_CUT_EVENTS=k cut the power after exactly k NVM events (one event = one 32-bit word written or one
  *                   page erased); a cut on an erase leaves the page half erased. The process ends with
  *                   _exit(TX_CUT_EXIT_CODE) at once, without flushing anything: like a brown-out.
+ *   TX_CUT_TORN=1   a cut that lands on a word write leaves that word half programmed (some of the bits it
+ *                   would clear stay set), as flash interrupted mid-write can.
  * Power cuts after a number of work units are in tx_rt_host.c.
  * Built with TX_NVM_NVMC_RULES it also enforces the nRF52840 NVMC rules (tx_nvm_rules.h), including at
  * most TX_NVM_MAX_WRITES_PER_WORD writes per word between erases. */
@@ -32,6 +34,7 @@
 static uint8_t *nvm;
 static uint32_t nvm_size;
 static uint64_t events, cut_events = UINT64_MAX;
+static int torn;
 static tx_nvm_host_stats_t stats;
 #ifdef TX_NVM_NVMC_RULES
 static uint8_t writes_since_erase[TX_NVM_FILE_MAX / TX_NVM_WORD_SIZE];
@@ -63,6 +66,7 @@ int tx_nvm_open(void)
   close(fd);
   if (nvm == MAP_FAILED) { nvm = NULL; perror("mmap"); return -1; }
   cut_events = env_u64("TX_CUT_EVENTS", UINT64_MAX);
+  torn = env_u64("TX_CUT_TORN", 0) != 0;
   return 0;
 }
 
@@ -116,7 +120,16 @@ void tx_nvm_write_words(uint32_t offset, const uint32_t *src, uint32_t nwords)
     if (++writes_since_erase[off / TX_NVM_WORD_SIZE] > TX_NVM_MAX_WRITES_PER_WORD)
       tx_hal_fatal("NVMC rule: word written more than nWRITE times without erase");
 #endif
-    if (!power_left()) tx_nvm_host_power_cut("write");
+    if (!power_left()) {
+      if (torn) {
+        /* a deterministic pseudo-random subset of the bits to clear is cleared */
+        uint32_t old, mix = (uint32_t)(events * 2654435761u);
+        memcpy(&old, nvm + off, sizeof old);
+        old &= src[k] | (mix ^ (mix >> 13));
+        memcpy(nvm + off, &old, sizeof old);
+      }
+      tx_nvm_host_power_cut("write");
+    }
     memcpy(nvm + off, &src[k], sizeof src[k]);   /* a 32-bit word lands whole, as on the NVMC */
     stats.words_written++;
   }

@@ -167,10 +167,12 @@ class HostTarget:
 
     def boot(self, input_path: str | os.PathLike, input_id: int, granularity: Granularity, *,
              cut_events: int | None = None, cut_units: int | None = None, low_energy_units: int | None = None,
-             threshold: int | None = None, timeout: float = 60) -> Boot:
+             threshold: int | None = None, torn: bool = True, timeout: float = 60) -> Boot:
         env = {**os.environ, "TX_NVM_FILE": str(self.nvm_path)}
-        for k in ("TX_CUT_EVENTS", "TX_CUT_UNITS", "TX_LOW_ENERGY_UNITS"):
+        for k in ("TX_CUT_EVENTS", "TX_CUT_UNITS", "TX_LOW_ENERGY_UNITS", "TX_CUT_TORN"):
             env.pop(k, None)
+        if torn:
+            env["TX_CUT_TORN"] = "1"
         if cut_events is not None:
             env["TX_CUT_EVENTS"] = str(cut_events)
         if cut_units is not None:
