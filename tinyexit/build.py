@@ -310,7 +310,8 @@ def render_app(pipeline: Pipeline, inputs, labels, out: str | Path, source: str 
     rows = [", ".join(str(int(v)) for v in x.reshape(-1)[i:i + 24]) for i in range(0, x.size, 24)]
     ctx = dict(segments=segs, exit_names=list(pipeline.exit_names), stage_names=pipeline.stage_names,
                input_size=pipeline.input_size, num_inputs=len(x),
-               max_boundary=max(s.output_size for s in pipeline.segments),
+               buf0=max(s.output_size for s in pipeline.segments[0::2]),
+               buf1=max([s.output_size for s in pipeline.segments[1::2]] or [1]),
                max_head_output=max([s.head_output_size for s in pipeline.segments if s.head] or [1]),
                policy_note=pipeline.policy_note, policy=pipeline.policy, input_rows=rows, labels=labels, source=source)
     return [write_text(out / "tx_app.c", (TEMPLATES / "app" / "tx_app.c").read_text()),

@@ -14,7 +14,9 @@
 #include "tx_model.h"
 #include "tx_app_config.h"
 
-static int8_t stage_buf[2][TX_APP_MAX_BOUNDARY];   /* ping-pong: segment k writes stage_buf[k % 2] */
+/* Ping-pong: even segments write stage_buf0, odd ones stage_buf1 (each sized for its segments). */
+static int8_t stage_buf0[TX_APP_BUF0_SIZE];
+static int8_t stage_buf1[TX_APP_BUF1_SIZE];
 #if !TX_APP_NO_EXIT
 static int8_t head_buf[TX_APP_MAX_HEAD_OUTPUT];
 #endif
@@ -111,7 +113,7 @@ static result_t infer(const int8_t *input)
   tx_bench_begin();
   for (uint32_t k = 0; k < TX_APP_NUM_SEGMENTS; k++) {
     const tx_model_t *seg = tx_app_segments[k];
-    int8_t *out = stage_buf[k % 2u];
+    int8_t *out = (k % 2u) ? stage_buf1 : stage_buf0;
     run_stage(tx_app_segment_stage[k], seg, in, out);
     in = out;
     if (k + 1u == TX_APP_NUM_SEGMENTS) {
