@@ -55,7 +55,7 @@ def run_dir(tmp_path_factory):
 def test_generate_run_directory(run_dir, capsys):
     assert main(["generate", str(run_dir), "--no-tflm"]) == 0
     printed = capsys.readouterr().out
-    lib = run_dir / "firmware" / "generated"
+    lib = run_dir / "firmware" / "model"
     assert "arena" in printed and str(lib) in printed
     names = list(models_from_run(run_dir))
     assert names == ["seg0", "seg1", "exit1"]

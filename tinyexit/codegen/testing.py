@@ -67,3 +67,35 @@ def structured_inputs(shape: tuple[int, ...], zero_point: int, rng: np.random.Ge
     for s in (1, 4, 16):
         xs.append(np.clip(zero_point + rng.integers(-s, s + 1, size=n), -128, 127))
     return np.clip(np.stack(xs), -128, 127).astype(np.int8).reshape((len(xs), *shape))
+
+
+def emulated_outputs(lib_dir: str | os.PathLike, name: str, inputs: np.ndarray, *, board: str = "mps2-an386",
+                     opt: str = "-O2", work: str | os.PathLike | None = None, timeout: float = 600):
+    """Build the library with a small driver for the emulated board, run it in QEMU with the
+    instruction-count plugin; returns (outputs [n, output_size] int8, instructions per inference list)."""
+    import tempfile
+
+    import jinja2
+
+    from tinyexit.boards import load_board
+    from tinyexit.build import build_firmware, symbol_address
+    from tinyexit.codegen.cformat import c_ident
+    from tinyexit.codegen.emit import TEMPLATES, _banner
+    from tinyexit.targets.qemu import QemuRunner
+
+    lib = Path(lib_dir)
+    x = np.asarray(inputs, np.int8).reshape(len(inputs), -1)
+    with tempfile.TemporaryDirectory() as tmp:
+        w = Path(work or tmp)
+        env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined)
+        (w / "bench_main.c").write_text(env.get_template("model/bench_main.c.j2").render(
+            banner=_banner([name])[0], name=name, cname=c_ident(name), count=len(x), input_size=x.shape[1],
+            inputs=[", ".join(map(str, row)) for row in x.tolist()]))
+        b = load_board(board, emulate=True)
+        srcs = sorted(p for p in lib.glob("*.c") if not p.name.startswith("host_")) + [w / "bench_main.c"]
+        fw = build_firmware(b, srcs, w / "fw", include_dirs=[lib], opt=opt)
+        window = (symbol_address(fw.elf, "tx_bench_begin"), symbol_address(fw.elf, "tx_bench_end"))
+        r = QemuRunner(b).run(fw.elf, window=window, each_window=True, timeout=timeout)
+    rows = [line.split()[1:] for line in r.output.splitlines() if line.startswith("OUT")]
+    outs = np.array([[int(v) for v in row] for row in rows], np.int8)
+    return outs, list(r.insns.per_window)

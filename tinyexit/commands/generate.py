@@ -13,7 +13,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("source", metavar="RUN|MODEL.tflite",
                         help="run directory (reads RUN/quant/manifest.json) or one int8 .tflite file")
     parser.add_argument("--out", metavar="DIR", default=None,
-                        help="output folder, replaced whole (default for a run: RUN/firmware/generated)")
+                        help="output folder, replaced whole (default for a run: RUN/firmware/model)")
     parser.add_argument("--name", default=None, help="model name for a single .tflite (default: file stem)")
     parser.add_argument("--prefix", default="", help="prefix added to every model name")
     parser.add_argument("--kernels", default="reference", help="kernel variant (default: reference)")
@@ -28,7 +28,7 @@ def run(args) -> int:
     src = Path(args.source)
     if src.is_dir():
         models = models_from_run(src)
-        out = Path(args.out) if args.out else src / "firmware" / "generated"
+        out = Path(args.out) if args.out else src / "firmware" / "model"
     elif src.is_file():
         if not args.out:
             raise TinyexitError("give the output folder with --out DIR when generating from a .tflite file")
