@@ -123,10 +123,10 @@ void tx_nvm_write_words(uint32_t offset, const uint32_t *src, uint32_t nwords)
     if (!power_left()) {
       if (torn) {
         /* a deterministic pseudo-random subset of the bits to clear is cleared */
-        uint32_t old, mix = (uint32_t)(events * 2654435761u);
-        memcpy(&old, nvm + off, sizeof old);
-        old &= src[k] | (mix ^ (mix >> 13));
-        memcpy(nvm + off, &old, sizeof old);
+        uint32_t cur, mix = (uint32_t)(events * 2654435761u);
+        memcpy(&cur, nvm + off, sizeof cur);
+        cur &= src[k] | (mix ^ (mix >> 13));
+        memcpy(nvm + off, &cur, sizeof cur);
       }
       tx_nvm_host_power_cut("write");
     }

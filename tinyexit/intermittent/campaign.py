@@ -41,7 +41,8 @@ class Failure:
     nvm_at_start: str | None = None            # file with the NVM image when this inference began
 
     def replay_hint(self) -> str:
-        seq = " ".join(f"{'TX_CUT_EVENTS' if k == 'events' else 'TX_CUT_UNITS'}={n}" for k, n in self.cuts)
+        names = {"events": "TX_CUT_EVENTS", "units": "TX_CUT_UNITS", "insns": "limit"}
+        seq = " ".join(f"{names.get(k, k)}={n}" for k, n in self.cuts)
         return (f"inference {self.inference} (input id {self.input_id}): {self.kind}: {self.detail}; "
                 f"cuts in order: {seq or '(none)'}"
                 + (f"; NVM image at its start: {self.nvm_at_start}" if self.nvm_at_start else ""))
