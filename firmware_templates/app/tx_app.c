@@ -5,7 +5,7 @@
    Output (one line each, '\n'-terminated):
      TX BEGIN board=<name> inputs=<n> stages=<seg0>,<exit1>,<seg1>... exits=<exit1>,...,final unit=<ticks|cycles|none> no_exit=<0|1>
      TX R i=<index> exit=<exit index> class=<argmax> label=<label or -1> conf=<max int8> ticks=<t>,<t>,- out=<hex int8 bytes>
-     TX END n=<n> correct=<count> exits=<count per exit> ticks=<sum of all stage ticks>
+     TX END n=<n> correct=<count> exits=<count per exit> ticks=<sum of all stage ticks> stack=<bytes used>
    `ticks` lists one entry per stage in BEGIN's order, '-' for stages not run. */
 #include <stdint.h>
 #include <string.h>
@@ -217,6 +217,8 @@ int main(void)
   }
   tx_hal_puts(" ticks=");
   put_u32(total_ticks);
+  tx_hal_puts(" stack=");
+  put_u32(tx_hal_stack_used());
   tx_hal_putc('\n');
   (void)read_u32_le;
   return 0;

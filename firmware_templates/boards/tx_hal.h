@@ -25,6 +25,9 @@ uint32_t tx_hal_nvm_page_size(void);
 int tx_hal_nvm_erase_page(uint32_t offset);                          /* offset: page aligned; 0 = ok */
 int tx_hal_nvm_write(uint32_t offset, const void *src, uint32_t len); /* word aligned offset and len */
 
+/* Stack high-water mark in bytes (0 where it is not measured, e.g. the host build). */
+uint32_t tx_hal_stack_used(void);
+
 /* End the run: semihosting SYS_EXIT_EXTENDED in emulation (the emulator's exit status is `code`),
    otherwise stop the core. */
 void tx_hal_exit(int code) __attribute__((noreturn));

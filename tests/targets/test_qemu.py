@@ -28,6 +28,7 @@ def test_emulated_output_equals_host_build(tmp_path, need_emulator, board):
     assert [r.label for r in emu.results] == [int(v) for v in y]
     assert emu.summary["exits"] == ref.summary["exits"]
     assert 0 < emu.summary["exits"][0] < 20  # the toy threshold makes both exits happen
+    assert 0 < emu.summary["stack"] < fw.board.stack_size and ref.summary["stack"] == 0
     # ticks: the stages that ran have ticks on the board, none of the skipped ones
     for r in emu.results:
         assert (r.ticks[2] is None) == (r.exit == 0)
@@ -94,3 +95,19 @@ def test_qemu_start_failure_is_reported(tmp_path, need_emulator):
     board = dataclasses.replace(fw.board, qemu_machine="no-such-machine")
     with pytest.raises(TinyexitError, match="QEMU could not run .*unsupported machine type"):
         QemuRunner(board).run(fw.elf, timeout=10)
+
+
+def test_stack_high_water_mark(tmp_path, need_emulator):
+    """tx_hal_stack_used() sees a 3000-byte local array (the stack is painted at reset)."""
+    body = r"""
+  volatile uint8_t big[3000];
+  for (uint32_t i = 0; i < sizeof big; i++) big[i] = (uint8_t)i;
+  uint32_t used = tx_hal_stack_used();
+  char b[12]; int n = 0;
+  do { b[n++] = (char)('0' + used % 10u); used /= 10u; } while (used);
+  while (n) tx_hal_putc(b[--n]);
+  tx_hal_putc('\n');
+  return big[7] == 7 ? 0 : 1;"""
+    fw = _tiny(tmp_path, body)
+    used = int(QemuRunner(fw.board).run(fw.elf).lines[-1])
+    assert 3000 <= used < 3300

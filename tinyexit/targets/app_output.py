@@ -2,7 +2,7 @@
 
     TX BEGIN board=nrf52840 inputs=3 stages=seg0,exit1,seg1 exits=exit1,final unit=ticks no_exit=0
     TX R i=0 exit=0 class=2 label=2 conf=68 ticks=41,13,- out=bd39440f
-    TX END n=3 correct=2 exits=2,1 ticks=664
+    TX END n=3 correct=2 exits=2,1 ticks=664 stack=312
 """
 from __future__ import annotations
 
@@ -63,7 +63,8 @@ def parse_app_output(text: str) -> AppOutput:
         elif line.startswith("TX END"):
             f = _fields(line)
             summary = {"n": int(f["n"]), "correct": int(f["correct"]),
-                       "exits": [int(v) for v in f["exits"].split(",")], "ticks": int(f["ticks"])}
+                       "exits": [int(v) for v in f["exits"].split(",")], "ticks": int(f["ticks"]),
+                       "stack": int(f.get("stack", 0))}
     if begin is None or summary is None:
         raise TinyexitError("the firmware's output has no complete TX BEGIN ... TX END block; it stopped "
                             "early or is not a tinyexit firmware. Output was:\n" + text[-2000:])

@@ -107,14 +107,14 @@ class QemuRunner:
                     raise TinyexitError(f"the instruction-count plugin printed nothing; QEMU said:\n{stderr}")
         text = out.decode("utf-8", "replace")
         result = RunResult(output=text, exit_code=code, insns=counts, runner="qemu", seconds=seconds)
-        if check and not out and code not in (0, None) and "qemu-system-arm:" in stderr:
-            notes = [ln for ln in stderr.strip().splitlines() if "waiting for connection" not in ln]
+        limited = limit is not None and code == LIMIT_STATUS and counts and counts.limit_reached
+        notes = [ln for ln in stderr.strip().splitlines() if "waiting for connection" not in ln]
+        if check and not out and code not in (0, None) and not limited and \
+                any(ln.startswith("qemu-system-arm:") for ln in notes):
             raise TinyexitError(f"QEMU could not run {elf.name}: {' '.join(notes)[-600:]}")
         if check:
             check_output(text, f"{elf.name} on {self.board.qemu_machine}")
-            limited = limit is not None and code == LIMIT_STATUS and counts and counts.limit_reached
             if code != 0 and not limited:
-                notes = [ln for ln in stderr.strip().splitlines() if "waiting for connection" not in ln]
                 hint = notes[-1] if notes else ""
                 raise FirmwareFaultError(
                     f"{elf.name} on {self.board.qemu_machine} ended with status {code}"

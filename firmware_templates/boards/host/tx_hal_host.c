@@ -20,6 +20,7 @@ int tx_hal_getc(void)
 }
 void tx_hal_puts(const char *s) { fputs(s, stdout); }
 uint32_t tx_hal_ticks(void) { return 0u; }
+uint32_t tx_hal_stack_used(void) { return 0u; }
 const uint8_t *tx_hal_nvm(void) { return host_nvm; }
 uint32_t tx_hal_nvm_size(void) { return HOST_NVM_SIZE; }
 uint32_t tx_hal_nvm_page_size(void) { return HOST_NVM_PAGE; }
