@@ -2,6 +2,7 @@
 uninterrupted run byte for byte; deliberately broken runtimes fail the same campaign; NVMC rules hold."""
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
@@ -9,7 +10,7 @@ import pytest
 
 from tinyexit.errors import TinyexitError
 from tinyexit.intermittent import slots
-from tinyexit.intermittent.campaign import run_campaign, uninterrupted
+from tinyexit.intermittent.campaign import replay, run_campaign, uninterrupted
 from tinyexit.intermittent.host import RUNTIME_DIR, Granularity, build_host
 
 from ._support import STANDIN, STANDIN_INPUT, STANDIN_STAGES, STANDIN_UNITS, make_target, random_inputs
@@ -41,13 +42,18 @@ def test_campaign_with_exit_policy(standin_exe, tmp_path):
     assert report.ok, report.table()
 
 
-def test_broken_no_crc_gives_wrong_results(build_dir, tmp_path):
+def test_broken_no_crc_gives_wrong_results_and_replays(build_dir, tmp_path):
     exe = build_host(STANDIN, STANDIN_STAGES, build_dir / "no_crc", broken=("no-crc",))
-    report = run_campaign(make_target(exe, tmp_path), INPUTS, cuts=200, seed=7,
-                          granularity=Granularity.parse("units:1"))
+    g = Granularity.parse("units:1")
+    report = run_campaign(make_target(exe, tmp_path), INPUTS, cuts=200, seed=7, granularity=g,
+                          work_dir=tmp_path / "work")
     assert report.wrong_results > 0 and not report.ok
-    assert any(f.kind == "wrong-result" and f.cuts for f in report.failures)
     assert "TX_CUT_EVENTS=" in report.table()   # the failing cuts are printed for a replay
+    f = next(f for f in report.failures if f.kind == "wrong-result" and f.cuts)
+    wrong = re.search(r"committed exit (\d+) ([0-9a-f]+)", f.detail)
+    (tmp_path / "in.bin").write_bytes(INPUTS[f.inference % len(INPUTS)])
+    again = replay(make_target(exe, tmp_path, "replay.bin"), f, tmp_path / "in.bin", g)
+    assert (again.exit_index, again.output.hex()) == (int(wrong.group(1)), wrong.group(2))
 
 
 def test_broken_single_slot_loses_checkpoints(build_dir, tmp_path):

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Sequence
 
 from tinyexit.errors import TinyexitError
-from tinyexit.intermittent.campaign import CampaignReport, Failure, Oracle, run_campaign, uninterrupted
+from tinyexit.intermittent.campaign import CampaignReport, Failure, Oracle, replay, run_campaign, uninterrupted
 from tinyexit.intermittent.host import (EXIT, SEGMENT, Boot, Granularity, HostTarget, Stage, build_host,
                                         render_pipeline)
 
-__all__ = ["CampaignReport", "Failure", "Oracle", "run_campaign", "uninterrupted", "EXIT", "SEGMENT", "Boot",
+__all__ = ["CampaignReport", "Failure", "Oracle", "replay", "run_campaign", "uninterrupted", "EXIT", "SEGMENT", "Boot",
            "Granularity", "HostTarget", "Stage", "build_host", "render_pipeline", "prepare_library",
            "stages_from_manifest", "stages_from_header", "powerfail", "random_inputs"]
 

@@ -247,3 +247,16 @@ def _failure(work: Path | None, kind: str, inference: int, input_id: int, detail
         path = work / f"failure{inference}_{kind}.nvm"
         path.write_bytes(start_image)
     return Failure(kind, inference, input_id, detail, list(log), str(path) if path else None)
+
+
+def replay(target: HostTarget, failure: Failure, input_path: str | Path, granularity: Granularity, *,
+           threshold: int | None = None) -> Boot:
+    """Re-runs a failed inference exactly: the NVM image it started from, the same cuts in the same order,
+    then one boot without a cut; returns that last boot (its result is what the campaign saw)."""
+    if not failure.nvm_at_start:
+        raise TinyexitError("this failure kept no NVM image; run the campaign with a work folder to replay it")
+    target.nvm_path.write_bytes(Path(failure.nvm_at_start).read_bytes())
+    for kind, k in failure.cuts:
+        target.boot(input_path, failure.input_id, granularity, threshold=threshold,
+                    cut_events=k if kind == "events" else None, cut_units=k if kind == "units" else None)
+    return target.boot(input_path, failure.input_id, granularity, threshold=threshold)

@@ -342,3 +342,16 @@ def _input_size(lib: Path, name: str) -> int:
     from tinyexit.intermittent.host import Stage as _S, SEGMENT
     exe = build_host(lib, [_S(name, SEGMENT, 0)], lib.parent / "probe")
     return HostTarget(exe, lib.parent / "probe" / "nvm.bin").info["input_size"]
+
+
+def replay_emulated(target: EmulatedTarget, failure: Failure, input_index: int, granularity: Granularity, *,
+                    threshold: int | None = None) -> EBoot:
+    """Re-runs a failed emulated inference exactly (same NVM image, same instruction limits, then a boot
+    without a limit); input_index = the failure's inference number modulo the number of inputs."""
+    if not failure.nvm_at_start:
+        raise TinyexitError("this failure kept no NVM image; run the campaign with a work folder to replay it")
+    target.set_nvm_image(Path(failure.nvm_at_start).read_bytes())
+    target.mailbox(input_index, failure.input_id, granularity, threshold=threshold)
+    for _, limit in failure.cuts:
+        target.boot(limit=limit)
+    return target.boot()
