@@ -173,3 +173,17 @@ def test_runtime_builds_for_cortex_m4(tmp_path):
     for src in ("tx_checkpoint.c", "tx_crc32.c"):
         subprocess.run(["arm-none-eabi-gcc", *flags, "-c", str(RUNTIME_DIR / src), "-o",
                         str(tmp_path / (src + ".o"))], check=True)
+
+
+def test_checkpoint_of_another_pipeline_is_not_resumed(standin_exe, build_dir, tmp_path):
+    """A reflashed firmware (other pipeline shape) must not resume a checkpoint it did not write."""
+    from tinyexit.intermittent.host import SEGMENT, Stage
+    other = build_host(STANDIN, [Stage("seg0", SEGMENT), Stage("seg1", SEGMENT), Stage("seg2", SEGMENT, 2)],
+                       build_dir / "no_exits")
+    t = make_target(standin_exe, tmp_path)
+    (tmp_path / "in.bin").write_bytes(INPUTS[0])
+    g = Granularity.parse("units:1")
+    assert t.boot(tmp_path / "in.bin", 4, g, cut_units=10).cut
+    b = type(t)(other, t.nvm_path).boot(tmp_path / "in.bin", 4, g)
+    assert b.boot == "fresh" and b.units == STANDIN_UNITS
+    assert t.boot(tmp_path / "in.bin", 4, g).boot == "fresh"   # and the first one sees the other's result
