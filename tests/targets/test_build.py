@@ -91,3 +91,14 @@ def test_nvm_driver_rules(tmp_path, need_emulator, board, second):
     fw = firmware(tmp_path, board, [_src(tmp_path, NVM, "nvm.c")])
     lines = QemuRunner(fw.board).run(fw.elf).lines
     assert lines == ["ffffffff", second, "ffffffff"]
+
+
+def test_build_cli_errors_are_clear(tmp_path):
+    import subprocess
+    import sys
+    p = subprocess.run([sys.executable, "-m", "tinyexit", "build", "--board", "nrf52841", str(tmp_path)],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "unknown board 'nrf52841'" in p.stderr and "Traceback" not in p.stderr
+    p = subprocess.run([sys.executable, "-m", "tinyexit", "build", "--board", "nrf52840", str(tmp_path)],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "tinyexit quantize" in p.stderr and "Traceback" not in p.stderr
