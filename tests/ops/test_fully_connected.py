@@ -4,9 +4,9 @@ import pytest
 from tests.ops._harness import Case, build_sweep, check, op_names
 
 
-def dense(shape, units, act=None, flatten=False, bias=True):
+def dense(shape, units, act=None, flatten=False, bias=True, batch=1):
     def build(keras):
-        x = keras.Input(shape, batch_size=1)
+        x = keras.Input(shape, batch_size=batch)
         y = keras.layers.Flatten()(x) if flatten else x
         y = keras.layers.Dense(units, activation=act, use_bias=bias)(y)
         return keras.Model(x, y)
@@ -19,6 +19,9 @@ CASES = [
     Case("f_flatten", dense((4, 4, 3), 5, flatten=True), (4, 4, 3)),
     Case("f_relu6_nobias", dense((20,), 12, "relu6", bias=False), (20,)),
     Case("f_per_tensor", dense((24,), 6), (24,), per_channel=False),
+    # A dynamic batch makes the converter compute the Flatten shape at run time (SHAPE, STRIDED_SLICE,
+    # PACK): the reader folds that arithmetic away.
+    Case("f_dynamic_batch", dense((3, 2, 4), 5, flatten=True, batch=None), (3, 2, 4)),
 ]
 
 
@@ -36,3 +39,11 @@ def test_fc_matches_tflm(sweep, name):
 def test_flatten_is_a_reshape_alias(sweep):
     ops = op_names(sweep, "f_flatten")
     assert ops == ["RESHAPE", "FULLY_CONNECTED"]
+
+
+def test_shape_arithmetic_is_folded(sweep):
+    from tinyexit.codegen import read_model
+
+    g = read_model(sweep["paths"]["f_dynamic_batch"])
+    assert "SHAPE" in g.tflm_ops                      # present in the file...
+    assert [op.name for op in g.ops] == ["RESHAPE", "FULLY_CONNECTED"]   # ...but not a step

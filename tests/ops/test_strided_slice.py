@@ -31,3 +31,8 @@ def sweep(ops_workdir, kernels):
 def test_strided_slice_matches_tflm(sweep, name):
     assert "STRIDED_SLICE" in op_names(sweep, name)
     check(sweep, name)
+
+
+def test_slices_run_in_place_when_their_input_dies(sweep):
+    for name in ("ss_channels", "ss_channels_mid", "ss_rows"):
+        assert sweep["report"].models[name].inplace_ops, name

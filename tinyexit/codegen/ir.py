@@ -120,7 +120,8 @@ class Op:
         return False
 
     def inplace_inputs(self) -> tuple[int, ...]:
-        """Positions of the inputs whose arena range the output may overwrite (same size, exact result)."""
+        """Positions of the inputs whose arena range the output may overwrite, starting at the same offset
+        (the output is never larger; the kernel reads every input byte before it is overwritten)."""
         return ()
 
     def scratch_bytes(self, inplace: bool) -> int:

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from tinyexit.codegen import ops as _ops  # noqa: F401  (fills the registry)
+from tinyexit.codegen.fold import try_fold, with_value
 from tinyexit.codegen.ir import OPS, Graph, OpContext, Tensor
 from tinyexit.errors import TinyexitError, UnsupportedModelError
 
@@ -103,6 +105,7 @@ def _read(raw: bytes, path: Path, name: str, tflite) -> Graph:
                                     f"library runs models with exactly one input and one output (split it).")
     ops = []
     names = []
+    tensors = list(tensors)
     for i in range(sg.OperatorsLength()):
         op = sg.Operators(i)
         code = model.OperatorCodes(op.OpcodeIndex())
@@ -111,11 +114,6 @@ def _read(raw: bytes, path: Path, name: str, tflite) -> Graph:
         if opname == "CUSTOM":
             opname = f"CUSTOM({(code.CustomCode() or b'?').decode(errors='replace')})"
         names.append(opname)
-        cls = OPS.get(opname)
-        if cls is None:
-            raise UnsupportedModelError(
-                f"op {i} ({opname}) is not supported by the code generator. Supported ops: "
-                f"{', '.join(sorted(OPS))}. Replace the layer in the model (or split the model before it).")
         options = None
         otype = op.BuiltinOptionsType()
         if otype:
@@ -127,12 +125,22 @@ def _read(raw: bytes, path: Path, name: str, tflite) -> Graph:
                 options.Init(table.Bytes, table.Pos)
         ins = tuple(int(x) for x in op.InputsAsNumpy()) if op.InputsLength() else ()
         outs = tuple(int(x) for x in op.OutputsAsNumpy()) if op.OutputsLength() else ()
-        ctx = OpContext(index=i, name=opname, tensors=tensors, inputs=ins, outputs=outs, options=options)
+        folded = try_fold(opname, tensors, ins, options) if len(outs) == 1 else None
+        if folded is not None and outs[0] not in outputs:
+            tensors[outs[0]] = with_value(tensors[outs[0]], folded)  # shape arithmetic: no step
+            continue
+        cls = OPS.get(opname)
+        if cls is None:
+            raise UnsupportedModelError(
+                f"op {i} ({opname}) is not supported by the code generator. Supported ops: "
+                f"{', '.join(sorted(OPS))}. Replace the layer in the model (or split the model before it).")
+        ctx = OpContext(index=i, name=opname, tensors=tuple(tensors), inputs=ins, outputs=outs, options=options)
         if len(outs) != 1:
             raise ctx.refuse(f"{len(outs)} outputs are not supported")
         if options is None and opname not in ("RESHAPE", "MEAN", "PAD"):
             if opname not in ("FULLY_CONNECTED",):
                 raise ctx.refuse("the builtin options are missing")
-        ops.append(cls.from_tflite(ctx))
-    return Graph(name=name, path=str(path), tensors=tensors, ops=tuple(ops), inputs=inputs, outputs=outputs,
-                 tflm_ops=tuple(names))
+        # Steps are numbered after folding; error messages above use the op's index in the file.
+        ops.append(replace(cls.from_tflite(ctx), index=len(ops)))
+    return Graph(name=name, path=str(path), tensors=tuple(tensors), ops=tuple(ops), inputs=inputs,
+                 outputs=outputs, tflm_ops=tuple(names))

@@ -34,6 +34,9 @@ class Softmax(Op):
                    outer=x.elements // depth, depth=depth, input_multiplier=mult, input_left_shift=shift,
                    diff_min=diff_min)
 
+    def inplace_inputs(self) -> tuple[int, ...]:
+        return (0,)   # output c is written after the row's max and sum are known and reads only x[c]
+
     def params_decl(self, prefix: str, inplace: bool) -> str:
         return (f"static const tx_softmax_params_t {prefix}_p = {{\n"
                 f"  {self.outer}, {self.depth}, {self.input_multiplier}, {self.input_left_shift}, "

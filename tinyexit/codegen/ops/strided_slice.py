@@ -55,6 +55,11 @@ class StridedSlice(Op):
         return cls(index=ctx.index, inputs=(ctx.inputs[0],), outputs=(ctx.outputs[0],),
                    in_dims=pad4(x.shape), begin=pad4(b_out, 0), size=pad4(size))
 
+    def inplace_inputs(self) -> tuple[int, ...]:
+        # The box's j-th byte comes from input byte >= j, so a forward copy to the same start never
+        # overwrites a byte it still has to read (the kernel uses memmove for overlapping rows).
+        return (0,)
+
     def params_decl(self, prefix: str, inplace: bool) -> str:
         f = lambda v: "{" + ", ".join(str(int(x)) for x in v) + "}"  # noqa: E731
         return (f"static const tx_slice_params_t {prefix}_p = {{\n"
