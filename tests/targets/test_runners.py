@@ -92,3 +92,43 @@ def test_flash_cli_without_probe_is_quick_and_clear(tmp_path):
     assert p.returncode == 2
     assert "No connected debug probes" in p.stderr and "--emulate" in p.stderr
     assert "Traceback" not in p.stderr + p.stdout
+
+
+FAKE_RENODE = r'''#!PYTHON
+# A stand-in for `renode --console -e "include @X.resc; start"`: serves the UART socket the .resc asks for
+# and plays the lines a firmware would print.
+import re, socket, sys
+resc = re.search(r"include @(\S+?);", sys.argv[-1]).group(1)
+text = open(resc).read()
+port = int(re.search(r"CreateServerSocketTerminal (\d+)", text).group(1))
+elf = re.search(r"\$elf\?=@(\S+)", text).group(1)
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", port))
+srv.listen(1)
+conn, _ = srv.accept()
+conn.sendall(("TX BEGIN board=nrf52840 inputs=1 stages=seg0 exits=final unit=cycles no_exit=0\n"
+              "TX R i=0 exit=0 class=1 label=1 conf=5 ticks=100 out=0105\n"
+              "TX END n=1 correct=1 exits=1 ticks=100 stack=64\n" + "elf=" + elf + "\n").encode())
+import time; time.sleep(30)
+'''
+
+
+def test_renode_runner_reads_the_uart_socket(tmp_path, monkeypatch):
+    """With a `renode` on PATH the runner starts it on the generated .resc and reads the firmware's lines
+    from the UART socket terminal the .resc creates (a stand-in renode plays the firmware here)."""
+    import sys
+
+    from tinyexit.targets.app_output import parse_app_output
+    fake = tmp_path / "bin" / "renode"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_RENODE.replace("#!PYTHON", "#!" + sys.executable))
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{__import__('os').environ['PATH']}")
+    elf = tmp_path / "firmware.elf"
+    elf.write_bytes(b"\x7fELF")
+    t0 = time.monotonic()
+    r = RenodeRunner(load_board("nrf52840")).run(elf, timeout=20)
+    assert time.monotonic() - t0 < 15  # stops at the TX END line, does not wait for renode to exit
+    out = parse_app_output(r.output)
+    assert out.results[0].output == b"\x01\x05" and r.runner == "renode"
