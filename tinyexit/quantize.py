@@ -247,6 +247,105 @@ def _all_qparams(tfl: bytes) -> dict[int, tuple]:
     return out
 
 
+def cut_tflite(tfl: bytes, inputs: Sequence[int], outputs: Sequence[int]) -> bytes:
+    """The sub-model of a one-subgraph .tflite that computes tensors `outputs` from tensors `inputs`: the
+    operators they need (in the original order), their tensors, buffers and op codes, renumbered; tensors,
+    weights and quantization parameters are copied unchanged, so the piece computes bit for bit what the
+    same operators compute inside the whole model."""
+    from tensorflow.lite.tools import flatbuffer_utils as fu
+
+    model = fu.convert_bytearray_to_object(bytearray(tfl))
+    if len(model.subgraphs) != 1:
+        raise TinyexitError("expected a .tflite with one subgraph")
+    sg = model.subgraphs[0]
+    producer = {int(t): i for i, op in enumerate(sg.operators) for t in op.outputs}
+    graph_inputs = {int(t) for t in sg.inputs}
+    needed, seen, stack = set(), set(int(t) for t in inputs), [int(t) for t in outputs]
+    while stack:
+        t = stack.pop()
+        if t in seen:
+            continue
+        seen.add(t)
+        if t in producer:
+            needed.add(producer[t])
+            stack.extend(int(u) for u in sg.operators[producer[t]].inputs if u >= 0)
+        elif t in graph_inputs:
+            raise TinyexitError(f"tensor {t} ({sg.tensors[t].name!r}) needs the model input besides the piece's "
+                                f"own input: the exit point does not cut the graph")
+    ops = [sg.operators[i] for i in sorted(needed)]
+    used = set(int(t) for t in inputs) | set(int(t) for t in outputs)
+    for op in ops:
+        for field in (op.inputs, op.outputs, op.intermediates):
+            used |= {int(t) for t in (field if field is not None else []) if t >= 0}
+    t_map = {old: new for new, old in enumerate(sorted(used))}
+    tensors = [sg.tensors[t] for t in sorted(used)]
+    b_keep = sorted({0} | {int(t.buffer) for t in tensors} | {int(m.buffer) for m in (model.metadata or [])})
+    b_map = {old: new for new, old in enumerate(b_keep)}
+    for t in tensors:
+        t.buffer = b_map[int(t.buffer)]
+    for m in model.metadata or []:
+        m.buffer = b_map[int(m.buffer)]
+    c_keep = sorted({int(op.opcodeIndex) for op in ops})
+    c_map = {old: new for new, old in enumerate(c_keep)}
+
+    def remap(arr):
+        return None if arr is None else np.array([t_map[int(t)] if t >= 0 else -1 for t in arr], np.int32)
+
+    for op in ops:
+        op.inputs, op.outputs, op.intermediates = remap(op.inputs), remap(op.outputs), remap(op.intermediates)
+        op.opcodeIndex = c_map[int(op.opcodeIndex)]
+    sg.operators, sg.tensors = ops, tensors
+    sg.inputs, sg.outputs = remap(inputs), remap(outputs)
+    model.buffers = [model.buffers[b] for b in b_keep]
+    model.operatorCodes = [model.operatorCodes[c] for c in c_keep]
+    model.signatureDefs = []
+    return bytes(fu.convert_object_to_bytearray(model))
+
+
+def _dominators(tfl: bytes) -> dict[int, set[int]]:
+    """For every activation tensor, the activation tensors every path from the model input to it passes
+    through (itself included); constants are ignored."""
+    _, sg = _subgraph(tfl)
+    dom = {int(sg.Inputs(i)): {int(sg.Inputs(i))} for i in range(sg.InputsLength())}
+    for i in range(sg.OperatorsLength()):
+        op = sg.Operators(i)
+        ins = [int(op.Inputs(j)) for j in range(op.InputsLength()) if op.Inputs(j) >= 0 and int(op.Inputs(j)) in dom]
+        common = set.intersection(*(dom[u] for u in ins)) if ins else set()
+        for j in range(op.OutputsLength()):
+            t = int(op.Outputs(j))
+            dom[t] = common | {t}
+    return dom
+
+
+def find_boundary(tfl: bytes, point: str, shape: Sequence[int], must_dominate: Sequence[int]) -> int:
+    """Index of the tensor of a whole-model .tflite that holds the output of Keras layer `point`: its name
+    mentions the layer (the converter names fused tensors after every layer they fuse), its shape is
+    [1, *shape], and every path to the tensors `must_dominate` (the exit's output and all later outputs)
+    passes through it. Of several such tensors (a layer lowered to several ops) the last one wins."""
+    import re
+
+    _, sg = _subgraph(tfl)
+    dom = _dominators(tfl)
+    pattern = re.compile(rf"(^|/){re.escape(point)}(_\d+)?/")
+    want = [1, *[int(v) for v in shape]]
+    cands = []
+    for t in dom:
+        name = sg.Tensors(t).Name().decode(errors="replace")
+        if not any(pattern.search(part) for part in name.split(";")):
+            continue
+        if [int(v) for v in sg.Tensors(t).ShapeAsNumpy()] != want:
+            continue
+        if all(t in dom.get(int(o), set()) for o in must_dominate):
+            cands.append(t)
+    if not cands:
+        raise TinyexitError(f"cannot find the tensor of exit point '{point}' (shape {want}) in the int8 model "
+                            f"such that the exit and the rest of the network start from it; check that "
+                            f"model.json's exit point is the layer where the exit head branches off")
+    order = {int(sg.Operators(i).Outputs(j)): i for i in range(sg.OperatorsLength())
+             for j in range(sg.Operators(i).OutputsLength())}
+    return max(cands, key=lambda t: order.get(t, -1))
+
+
 def output_order(tfl: bytes) -> list[int]:
     """Positions in the subgraph's output list of Keras outputs 0, 1, ... (the converter may list them in
     another order; the signature names them output_0, output_1, ...)."""
@@ -383,11 +482,23 @@ def read_manifest(quant_dir: str | os.PathLike) -> dict:
 # The stage
 # ---------------------------------------------------------------------------------------------------------
 
-def quantize_model(model, points: Sequence[str], representative: np.ndarray) -> dict:
-    """Split, convert and align. Returns {"segments": [bytes], "heads": [bytes], "boundaries": [...]},
-    where boundaries records, for each exit point, the parameters imposed on the next pieces and how far
-    their own calibration had drifted from them."""
+def quantize_model(model, points: Sequence[str], representative: np.ndarray, method: str = "cut") -> dict:
+    """int8 pieces of `model` cut at the exit points. Returns {"segments": [bytes], "heads": [bytes],
+    "boundaries": [...], "whole": bytes | None, "method": method}.
+
+    method "cut" (default): convert the whole model once and cut its int8 graph at the exit-point tensors
+        (`cut_tflite`); the pieces are the whole model's operators with its quantization, so chaining them
+        gives the whole model's bytes for any graph.
+    method "convert": convert each piece of `split_model` on its own (representative data: the float
+        activations at its input) and write segment k's output scale/zero point into the input of segment
+        k+1 and of the heads after it. Bit-exact with the whole model on DS-CNN, but not in general: the
+        converter's calibration of a piece can differ from the same tensors' inside the whole model (seen
+        on a residual network: 1 LSB on a third of the outputs)."""
     rep = np.asarray(representative, np.float32)
+    if method == "cut":
+        return _quantize_by_cutting(model, points, rep)
+    if method != "convert":
+        raise TinyexitError(f"unknown quantization method '{method}' (cut or convert)")
     segments, heads = split_model(model, points)
     acts = boundary_activations(model, points, rep)
     seg_b = [convert_int8(segments[0], rep)] + [convert_int8(s, a) for s, a in zip(segments[1:], acts)]
@@ -403,7 +514,29 @@ def quantize_model(model, points: Sequence[str], representative: np.ndarray) -> 
                                     "own_zero_point": own.zero_point,
                                     "relative_scale_change": abs(own.scale - qp.scale) / qp.scale})
         boundaries.append(rec)
-    return {"segments": seg_b, "heads": head_b, "boundaries": boundaries}
+    return {"segments": seg_b, "heads": head_b, "boundaries": boundaries, "whole": None, "method": "convert"}
+
+
+def _quantize_by_cutting(model, points: Sequence[str], rep: np.ndarray) -> dict:
+    split_model(model, points)  # refuses exit points that do not cut the Keras graph, with a clear message
+    whole = convert_int8(model, rep)
+    _, sg = _subgraph(whole)
+    outs = [int(sg.Outputs(i)) for i in output_order(whole)]     # Keras order: exits, final last
+    bounds = []
+    for k, p in enumerate(points):
+        shape = model.get_layer(p).output.shape[1:]
+        bounds.append(find_boundary(whole, p, shape, outs[k:]))
+    inp = int(sg.Inputs(0))
+    starts = [inp] + bounds
+    ends = bounds + [outs[-1]]
+    seg_b = [cut_tflite(whole, [a], [b]) for a, b in zip(starts, ends)]
+    head_b = [cut_tflite(whole, [bounds[k]], [outs[k]]) for k in range(len(points))]
+    boundaries = []
+    for k, (p, t) in enumerate(zip(points, bounds)):
+        q = sg.Tensors(t).Quantization()
+        boundaries.append({"exit_point": p, "after_segment": k, "tensor": sg.Tensors(t).Name().decode(),
+                           "scale": float(q.Scale(0)), "zero_point": int(q.ZeroPoint(0))})
+    return {"segments": seg_b, "heads": head_b, "boundaries": boundaries, "whole": whole, "method": "cut"}
 
 
 def _load_run(run_dir: Path):
@@ -429,12 +562,12 @@ def _accuracy(pred: np.ndarray, y: np.ndarray) -> float:
 
 def quantize_run(run_dir: str | os.PathLike, *, num_calibration: int = DEFAULT_NUM_CALIBRATION,
                  num_eval: int | None = None, seed: int = 0, verify_whole: bool = True,
-                 log: Callable[[str], None] | None = None) -> dict:
+                 method: str = "cut", log: Callable[[str], None] | None = None) -> dict:
     """Quantize RUN/model.keras by segments into RUN/quant/ (manifest.json, *.tflite, report.json).
 
     num_calibration: training inputs used as representative data; num_eval: test inputs evaluated
-    (None = all); verify_whole: also convert the whole model and count test inputs on which the chained
-    segments give different bytes (must be 0). Returns the report dict."""
+    (None = all); verify_whole: count test inputs on which the chained pieces and the whole int8 model
+    give different bytes (must be 0); method: "cut" or "convert" (see quantize_model). Returns the report."""
     from tinyexit.train import load_split
 
     log = log or (lambda s: None)
@@ -449,9 +582,9 @@ def quantize_run(run_dir: str | os.PathLike, *, num_calibration: int = DEFAULT_N
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(x_train), size=min(num_calibration, len(x_train)), replace=False)
     rep = x_train[np.sort(pick)]
-    log(f"converting {len(points) + 1} segments and {len(points)} exit heads "
+    log(f"int8 conversion ({method}) into {len(points) + 1} segments and {len(points)} exit heads "
         f"({len(rep)} representative inputs from the training split)")
-    q = quantize_model(model, points, rep)
+    q = quantize_model(model, points, rep, method=method)
 
     seg_macs = [count_macs(b) for b in q["segments"]]
     head_macs = [count_macs(b) for b in q["heads"]]
@@ -485,7 +618,7 @@ def quantize_run(run_dir: str | os.PathLike, *, num_calibration: int = DEFAULT_N
     pipe = Int8Pipeline(q["segments"], q["heads"], list(range(len(early))))
     int8_out = pipe.run(x_test)
     report = {
-        "evaluator": "tflite_micro",
+        "evaluator": "tflite_micro", "method": q["method"],
         "split": "test", "num_test": int(len(y_test)), "num_calibration": int(len(rep)),
         "exits": [{"name": names[k],
                    "float_accuracy": _accuracy(np.argmax(float_out[k], -1), y_test),
@@ -496,8 +629,8 @@ def quantize_run(run_dir: str | os.PathLike, *, num_calibration: int = DEFAULT_N
         "boundaries": q["boundaries"],
     }
     if verify_whole:
-        log("converting the whole model to check the chained segments against it")
-        whole = TflmModel(convert_int8(model, rep))
+        log("checking the chained pieces against the whole int8 model")
+        whole = TflmModel(q["whole"] if q["whole"] is not None else convert_int8(model, rep))
         ref = whole.run(quantize_array(x_test, pipe.input_qparams))
         same = np.ones(len(x_test), bool)
         for a, b in zip(int8_out, ref):

@@ -15,6 +15,10 @@ def add_arguments(parser) -> None:
                         help="training inputs used as representative data (default 500)")
     parser.add_argument("--num-eval", type=int, default=None,
                         help="evaluate on N test inputs drawn at random (seeded) (default: all)")
+    parser.add_argument("--method", choices=["cut", "convert"], default="cut",
+                        help="cut: convert the whole model once and cut its int8 graph at the exit points "
+                             "(bit-exact for any graph; default); convert: convert each piece and align the "
+                             "boundary parameters")
     parser.add_argument("--no-verify", action="store_true",
                         help="skip converting the whole model to check the chained segments against it")
 
@@ -27,7 +31,7 @@ def run(args) -> int:
     if args.num_eval is not None and args.num_eval < 1:
         raise TinyexitError("--num-eval must be at least 1")
     rep = quantize_run(args.run, num_calibration=args.num_calibration, num_eval=args.num_eval,
-                       verify_whole=not args.no_verify, log=print)
+                       verify_whole=not args.no_verify, method=args.method, log=print)
     print(f"int8 evaluated with {rep['evaluator']} on {rep['num_test']} test inputs:")
     print(f"  {'exit':<10} {'float acc':>9} {'int8 acc':>9} {'agree':>7} {'MACs to exit':>13}")
     for e in rep["exits"]:
