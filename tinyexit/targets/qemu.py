@@ -60,7 +60,17 @@ class QemuRunner:
     def __init__(self, board: Board):
         self.board = board
 
-    def run(self, elf: str | Path, *, timeout: float = 60.0, count_insns: bool = False,
+    def run(self, elf: str | Path, **options) -> RunResult:
+        """See _run_once; retried (up to 3 times) when QEMU lost the race for its serial port number."""
+        for attempt in range(3):
+            try:
+                return self._run_once(elf, **options)
+            except TinyexitError as e:
+                if attempt == 2 or "QEMU could not run" not in str(e) or "bind" not in str(e).lower():
+                    raise
+        raise AssertionError("unreachable")
+
+    def _run_once(self, elf: str | Path, *, timeout: float = 60.0, count_insns: bool = False,
             limit: int | None = None, window: tuple[int, int] | None = None, icount: bool = True,
             send: bytes = b"", end_mark: str | None = None, extra_args: Sequence[str] = (),
             check: bool = True, each_window: bool = False) -> RunResult:
