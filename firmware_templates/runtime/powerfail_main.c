@@ -137,6 +137,7 @@ int main(void)
   put_kv("nvm_bytes", rt.stats.nvm_bytes_written);
   put_kv("units", rt.stats.units_run);
   put_kv("nvm_used", tx_runtime_nvm_bytes(&rt));
+  put_kv("slots", TX_CKPT_SLOTS);
   tx_hal_puts("\nTXCOMMITS ");
   for (k = 0u; k + 1u < num_marks; k += 2u) {
     put_u32(marks[k]);

@@ -197,7 +197,9 @@ static void commit(tx_runtime_t *rt, uint32_t s, uint32_t i, uint32_t u, uint32_
 #ifdef TX_BROKEN_SINGLE_SLOT
   slot = 0u;
 #else
-  slot = rt->cur_slot == 0 ? 1u : 0u;
+  /* the slot after the newest valid one: with two slots "the other one", with more the oldest (a ring
+     spreads the erases of flash over TX_CKPT_SLOTS slots) */
+  slot = rt->cur_slot < 0 ? 0u : ((uint32_t)rt->cur_slot + 1u) % TX_CKPT_SLOTS;
 #endif
   base = slot * rt->slot_size;
   len = (flags & TX_CKPT_FLAG_DONE) ? data_len : for_each_piece(rt->p, s, i, u, 0, 0);
@@ -257,9 +259,9 @@ int tx_runtime_init(tx_runtime_t *rt, const tx_pipeline_t *p, tx_granularity_t g
   rt->fingerprint = fingerprint(p);
   rt->max_payload = max_payload(p);
   rt->slot_size = (HEADER_BYTES + rt->max_payload + TX_NVM_PAGE_SIZE - 1u) / TX_NVM_PAGE_SIZE * TX_NVM_PAGE_SIZE;
-  if (tx_nvm_size() < 2u * rt->slot_size) return TX_ERR_NVM_TOO_SMALL;
+  if (tx_nvm_size() / rt->slot_size < TX_CKPT_SLOTS) return TX_ERR_NVM_TOO_SMALL;
   rt->cur_slot = -1;
-  for (slot = 0u; slot < 2u; slot++) {
+  for (slot = 0u; slot < TX_CKPT_SLOTS; slot++) {
     if (!read_slot(rt, slot, hdr)) continue;
     if (rt->cur_slot < 0 || seq_newer(hdr[TX_H_SEQ], rt->seq)) {
       rt->cur_slot = (int32_t)slot;
@@ -269,7 +271,7 @@ int tx_runtime_init(tx_runtime_t *rt, const tx_pipeline_t *p, tx_granularity_t g
   return TX_OK;
 }
 
-uint32_t tx_runtime_nvm_bytes(const tx_runtime_t *rt) { return 2u * rt->slot_size; }
+uint32_t tx_runtime_nvm_bytes(const tx_runtime_t *rt) { return TX_CKPT_SLOTS * rt->slot_size; }
 
 /* A checkpoint's position must be one this pipeline can produce (the CRC proves the bytes are the ones
  * written; this also keeps a runtime built with TX_BROKEN_NO_CRC from indexing outside its tables). */

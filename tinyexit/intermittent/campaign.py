@@ -67,7 +67,8 @@ class CampaignReport:
     nvm_bytes_per_inference: float = 0.0   # checkpoint bytes written by an uninterrupted inference
     commits_per_inference: float = 0.0
     nvm_bytes_per_inference_baseline: float = 0.0   # granularity 'none': the result record only
-    nvm_bytes_used: int = 0                 # NVM the two slots occupy
+    nvm_bytes_used: int = 0                 # NVM the slots occupy
+    slots: int = 2
     failures: list[Failure] = field(default_factory=list)
 
     @property
@@ -98,7 +99,7 @@ class CampaignReport:
             f"(an inference is {self.units_per_inference:.0f} units)",
             f"checkpoints per inference (continuous power): {self.commits_per_inference:.1f} commits, "
             f"{self.nvm_bytes_per_inference:,.0f} NVM bytes written (result only: "
-            f"{self.nvm_bytes_per_inference_baseline:,.0f}); NVM used: {self.nvm_bytes_used:,} bytes (2 slots)",
+            f"{self.nvm_bytes_per_inference_baseline:,.0f}); NVM used: {self.nvm_bytes_used:,} bytes ({self.slots} slots)",
         ]
         for f in self.failures[:10]:
             lines.append("FAIL " + f.replay_hint())
@@ -159,6 +160,7 @@ def run_campaign(target: HostTarget, inputs: Sequence[bytes], *, cuts: int, seed
         report.commits_per_inference = sum(o.commits for o in oracles) / n
         report.nvm_bytes_per_inference_baseline = sum(b.nvm_bytes for b in baseline) / n
         report.nvm_bytes_used = target.info["nvm_bytes"]
+        report.slots = target.num_slots
 
         target.erase_nvm()
         last_seq = None
@@ -185,7 +187,7 @@ def run_campaign(target: HostTarget, inputs: Sequence[bytes], *, cuts: int, seed
                 units += b.units
                 if k is not None:
                     log.append((kind, k))
-                rec = slots.newest_valid(target.nvm_image(), target.slot_size)
+                rec = target.newest()
                 if rec is None and last_seq is not None or rec is not None and last_seq is not None and \
                         ((rec.seq - last_seq) & 0xFFFFFFFF) >= 0x80000000:
                     report.lost_checkpoints += 1

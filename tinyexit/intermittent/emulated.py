@@ -76,6 +76,7 @@ class EBoot:
     commits: int = 0
     nvm_bytes: int = 0
     nvm_used: int = 0
+    slots: int = 2
     units: int = 0
     commit_ticks: list[tuple[int, int]] = field(default_factory=list)
     exit_index: int | None = None
@@ -98,7 +99,8 @@ class EmulatedTarget:
             with open(self.psram, "wb") as f:
                 f.truncate(PSRAM_SIZE)
         self.window = (self._symbol("tx_pf_begin"), self._symbol("tx_pf_end"))
-        self.slot_size: int | None = None
+        self.slot_size: int | None = None     # known after the first complete boot
+        self.num_slots = 2
 
     def _symbol(self, name: str) -> int:
         from tinyexit.build import tool
@@ -149,14 +151,15 @@ class EmulatedTarget:
                 b.boot = kv.get("boot", "")
             elif line.startswith("TXSTAT"):
                 b.commits, b.nvm_bytes = int(kv["commits"]), int(kv["nvm_bytes"])
-                b.units, b.nvm_used = int(kv["units"]), int(kv["nvm_used"])
+                b.units, b.nvm_used, b.slots = int(kv["units"]), int(kv["nvm_used"]), int(kv["slots"])
             elif line.startswith("TXCOMMITS"):
                 b.commit_ticks = [(int(a), int(c)) for a, c in re.findall(r"(\d+)-(\d+),", line)]
             elif line.startswith("RESULT"):
                 b.exit_index = int(kv["exit"])
                 b.output = bytes.fromhex(kv["hex"])
         if b.nvm_used and self.slot_size is None:
-            self.slot_size = b.nvm_used // 2
+            self.num_slots = b.slots
+            self.slot_size = b.nvm_used // b.slots
         return b
 
 
@@ -190,9 +193,9 @@ class EmulatedReport(CampaignReport):
                           extra.strip("\n"), *fails])
 
 
-def _changed_and_torn(before: bytes, after: bytes, slot_size: int) -> bool:
+def _changed_and_torn(before: bytes, after: bytes, slot_size: int, num_slots: int) -> bool:
     """True when a slot changed during the boot and is not valid now: the cut landed inside a commit."""
-    for s in (0, 1):
+    for s in range(num_slots):
         a, b = before[s * slot_size:(s + 1) * slot_size], after[s * slot_size:(s + 1) * slot_size]
         if a != b and slots.read_slot(after, s, slot_size) is None:
             return True
@@ -235,6 +238,7 @@ def run_emulated_campaign(target: EmulatedTarget, num_inputs: int, *, cuts: int,
         report.commits_per_inference += o.commits / num_inputs
         report.nvm_bytes_per_inference_baseline += base.nvm_bytes / num_inputs
     report.nvm_bytes_used = oracles[0].nvm_used
+    report.slots = target.num_slots
     slot_size = target.slot_size
     keep = Path(work_dir) if work_dir else None
     if keep:
@@ -270,7 +274,7 @@ def run_emulated_campaign(target: EmulatedTarget, num_inputs: int, *, cuts: int,
             if limit is not None:
                 log.append(("insns", limit))
             after = target.nvm_image()
-            rec = slots.newest_valid(after, slot_size)
+            rec = slots.newest_valid(after, slot_size, target.num_slots)
             if last_seq is not None and (rec is None or ((rec.seq - last_seq) & 0xFFFFFFFF) >= 0x80000000):
                 report.lost_checkpoints += 1
                 report.failures.append(_failure(keep, "lost-checkpoint", inference, input_id,
@@ -281,7 +285,7 @@ def run_emulated_campaign(target: EmulatedTarget, num_inputs: int, *, cuts: int,
                 last_seq = rec.seq
             if b.cut:
                 report.cuts += 1
-                if _changed_and_torn(before, after, slot_size):
+                if _changed_and_torn(before, after, slot_size, target.num_slots):
                     report.cuts_in_commits += 1
                 else:
                     report.cuts_between_commits += 1

@@ -79,9 +79,13 @@ def render_pipeline(stages: list[Stage], boundary_size: int | str = "TX_ARENA_SI
 
 
 def build_host(model_dir: str | os.PathLike, stages: list[Stage], out_dir: str | os.PathLike, *,
-               broken: tuple[str, ...] = (), nvmc_rules: bool = True, cc: str = "gcc") -> Path:
+               broken: tuple[str, ...] = (), nvmc_rules: bool = True, slots: int = 2, cc: str = "gcc") -> Path:
     """Compiles runtime + host HAL + every .c of the model library in `model_dir` (except its own
-    host_main.c) into `out_dir/tx_powerfail`; reuses the binary when nothing changed."""
+    host_main.c) into `out_dir/tx_powerfail`; reuses the binary when nothing changed. `slots`: checkpoint
+    slots (TX_CKPT_SLOTS, >= 2; more = a ring that spreads flash erases)."""
+    if slots < 2:
+        raise TinyexitError(f"slots must be at least 2 (got {slots}); a single slot loses the checkpoint when a "
+                            "cut hits its rewrite")
     if shutil.which(cc) is None:
         raise MissingToolError(cc, "apt-get install gcc")
     model_dir, out_dir = Path(model_dir), Path(out_dir)
@@ -99,6 +103,7 @@ def build_host(model_dir: str | os.PathLike, stages: list[Stage], out_dir: str |
     model_sources = sorted(p for p in model_dir.glob("*.c") if p.name != "host_main.c")
     sources = [RUNTIME_DIR / s for s in RUNTIME_SOURCES + HOST_HAL_SOURCES] + model_sources + [pipeline_c]
     defines = [f"-D{BROKEN_FLAGS[b]}" for b in broken] + (["-DTX_NVM_NVMC_RULES"] if nvmc_rules else [])
+    defines += [f"-DTX_CKPT_SLOTS={slots}u"] if slots != 2 else []
     cmd = [cc, *CFLAGS, *defines, f"-I{RUNTIME_DIR}", f"-I{model_dir}", *map(str, sources), "-o"]
     h = hashlib.sha256(" ".join(cmd).encode())
     for p in sources + [*RUNTIME_DIR.glob("*.h"), *model_dir.glob("*.h")]:
@@ -157,6 +162,15 @@ class HostTarget:
     @property
     def slot_size(self) -> int:
         return self.info["slot_size"]
+
+    @property
+    def num_slots(self) -> int:
+        return self.info["slots"]
+
+    def newest(self):
+        """The newest valid checkpoint in the NVM image (independent parser, slots.py), or None."""
+        from tinyexit.intermittent import slots
+        return slots.newest_valid(self.nvm_image(), self.slot_size, self.num_slots)
 
     def erase_nvm(self) -> None:
         """A blank NVM (all 0xFF, as erased flash) of exactly the size the runtime needs."""

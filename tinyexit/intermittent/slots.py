@@ -61,10 +61,10 @@ def _newer(a: int, b: int) -> bool:
     return ((a - b) & 0xFFFFFFFF) not in (0,) and ((a - b) & 0xFFFFFFFF) < 0x80000000
 
 
-def newest_valid(image: bytes, slot_size: int) -> SlotRecord | None:
+def newest_valid(image: bytes, slot_size: int, num_slots: int = 2) -> SlotRecord | None:
     """The newest valid checkpoint (sequence numbers compared modulo 2**32, as the runtime does)."""
     best = None
-    for slot in (0, 1):
+    for slot in range(num_slots):
         rec = read_slot(image, slot, slot_size)
         if rec is not None and (best is None or _newer(rec.seq, best.seq)):
             best = rec
