@@ -421,10 +421,14 @@ def run_test_inputs(run_dir: str | Path, manifest: dict, num_inputs: int | None,
 
 
 def model_library(run_dir: str | Path, regenerate: bool = False) -> Path:
-    """The generated C library of a run (RUN/firmware/model), generated when missing."""
+    """The generated C library of a run (RUN/firmware/model), generated when missing or older than the
+    run's quantized models."""
     run = Path(run_dir)
     lib = run / LIBRARY_DIR
-    if regenerate or not (lib / "tx_model.h").is_file():
+    header = lib / "tx_model.h"
+    quant = [p for p in (run / "quant").glob("*") if p.suffix in (".tflite", ".json")]
+    stale = header.is_file() and any(p.stat().st_mtime > header.stat().st_mtime for p in quant)
+    if regenerate or stale or not header.is_file():
         try:
             from tinyexit.codegen.generate import generate, models_from_run
         except ImportError:

@@ -44,6 +44,14 @@ class TrainConfig:
     seed: int = 0
 
 
+def with_epochs(tc: TrainConfig, epochs: int | None) -> TrainConfig:
+    if epochs is None:
+        return tc
+    if epochs < 1:
+        raise TinyexitError(f"--epochs must be at least 1, got {epochs}")
+    return TrainConfig(**{**asdict(tc), "epochs": epochs})
+
+
 # ---------------------------------------------------------------------------------------------- data
 
 def default_dataset(path: Path = DEFAULT_DATA, *, speakers: int = DEFAULT_SPEAKERS, takes: int = DEFAULT_TAKES, seed: int = 0,
@@ -220,18 +228,13 @@ def train_kws(*, data: str | Path | None = None, out: str | Path = DEFAULT_RUN, 
     `data`: a Speech Commands v2 style folder (real or made by `tinyexit data kws`); None makes or reuses the
     offline default. `max_train` caps the training examples (tests). Returns the report dict.
     """
-    import keras
-
-    from tinyexit.models import DSCNNConfig, build_dscnn, exit_spec, macs_per_exit
+    from tinyexit.models import DSCNNConfig, build_dscnn
 
     t0 = time.time()
     data_dir = Path(data) if data is not None else default_dataset()
     dc = data_config_for(data_dir, train_copies=train_copies)
     tc = train_config or TrainConfig()
-    if epochs is not None:
-        if epochs < 1:
-            raise TinyexitError(f"--epochs must be at least 1, got {epochs}")
-        tc = TrainConfig(**{**asdict(tc), "epochs": epochs})
+    tc = with_epochs(tc, epochs)
     mc = model_config or DSCNNConfig(num_classes=len(CLASSES))
     print(f"features: {dc.dir} ({dc.source})")
     x, y = features_for(dc, "train", progress=verbose > 0)
@@ -240,34 +243,45 @@ def train_kws(*, data: str | Path | None = None, out: str | Path = DEFAULT_RUN, 
     if max_train is not None and len(x) > max_train:
         pick = np.random.default_rng(tc.seed).choice(len(x), max_train, replace=False)
         x, y = x[pick], y[pick]
-    model = build_dscnn(mc)
+    note = ("synthetic speech (espeak-ng/flite voices) with background noise mixed in; it proves the "
+            "pipeline, not accuracy on real speech") if dc.source == "synthetic" else "real recordings"
+    return fit_and_write_run(
+        build_dscnn(mc), mc, tc, (x, y), (xv, yv), (xt, yt), out=out, task="kws", classes=CLASSES,
+        data_meta=asdict(dc), t0=t0, verbose=verbose,
+        data_report={"source": dc.source, "dir": dc.dir, "test_split": "held-out speakers (testing_list.txt)",
+                     "note": note})
+
+
+def fit_and_write_run(model, mc, tc: TrainConfig, train, validation, test, *, out, task: str, classes,
+                      data_meta: dict, data_report: dict, t0: float, verbose: int = 2) -> dict:
+    """Train all exits of `model` jointly, evaluate every exit, and write the run directory atomically:
+    model.keras, model.json (exit points, data recipe for `load_split`), report.json, history.json and
+    training.png. Returns the report."""
+    import keras
+
+    from tinyexit.models import exit_spec, macs_per_exit
+
+    (x, y), (xv, yv), (xt, yt) = train, validation, test
     specs = exit_spec(model)
     weights = [mc.loss_weights["final"] if s["name"] == "final" else mc.loss_weights["exit"] for s in specs]
-    print(f"training {model.name}: {len(x)} train / {len(xv)} validation / {len(xt)} test examples, "
-          f"{tc.epochs} epochs, exits {[s['name'] for s in specs]}")
+    print(f"training {model.name} on {data_report['source']}: {len(x)} train / {len(xv)} validation / "
+          f"{len(xt)} test examples, {tc.epochs} epochs, exits {[s['name'] for s in specs]}")
     history, best_epoch = train_model(model, x, y, xv, yv, tc, weights, verbose=verbose)
-    acc = evaluate_exits(model, xt, yt)
-    val_acc = evaluate_exits(model, xv, yv)
-    macs = macs_per_exit(model)
+    acc, val_acc, macs = evaluate_exits(model, xt, yt), evaluate_exits(model, xv, yv), macs_per_exit(model)
     for s in specs:
         s["macs"] = macs[s["name"]]
     report = {
-        "task": "kws",
-        "classes": list(CLASSES),
+        "task": task, "classes": list(classes),
         "exits": [{"name": s["name"], "accuracy": acc[s["name"]], "validation_accuracy": val_acc[s["name"]],
                    "macs": s["macs"], "point": s["point"]} for s in specs],
-        "data": {"source": dc.source, "dir": dc.dir, "train_examples": int(len(x)),
-                 "validation_examples": int(len(xv)), "test_examples": int(len(xt)),
-                 "test_split": "held-out speakers (testing_list.txt)",
-                 "note": ("synthetic speech (espeak-ng/flite voices) with background noise mixed in; it proves "
-                          "the pipeline, not accuracy on real speech") if dc.source == "synthetic" else
-                         "real recordings"},
+        "data": {**data_report, "train_examples": int(len(x)), "validation_examples": int(len(xv)),
+                 "test_examples": int(len(xt))},
         "training": {**asdict(tc), "best_epoch": best_epoch + 1, "loss_weights": weights,
                      "wall_time_s": round(time.time() - t0, 1)},
         "model": {"name": model.name, "params": int(model.count_params()), **asdict(mc)},
     }
-    model_json = {"task": "kws", "input_shape": list(mc.input_shape), "classes": list(CLASSES),
-                  "exits": specs, "data": asdict(dc)}
+    model_json = {"task": task, "input_shape": list(mc.input_shape), "classes": list(classes),
+                  "exits": specs, "data": data_meta}
     with atomic_dir(out) as tmp:
         model.save(tmp / "model.keras")
         write_json(tmp / "model.json", model_json)
@@ -295,10 +309,7 @@ def train_image(task: str, *, data: str | Path | None = None, out: str | Path | 
     `data`: a CIFAR-10 python folder (ic) or an image folder with a sub-folder per class (vww); None uses
     the offline default (real MNIST digits; scikit-image's face / non-face crops). Returns the report dict.
     """
-    import keras
-
     from tinyexit.data.images import load_image_task
-    from tinyexit.models import exit_spec, macs_per_exit
     from tinyexit.models.mobilenet import MobileNetConfig, build_mobilenet_v1
     from tinyexit.models.resnet8 import ResNet8Config, build_resnet8
 
@@ -310,10 +321,7 @@ def train_image(task: str, *, data: str | Path | None = None, out: str | Path | 
     default_epochs = {"ic": 8, "vww": 30}[task]
     tc = train_config or TrainConfig(epochs=default_epochs, batch_size=32 if task == "vww" else 64,
                                      learning_rate=2e-3)
-    if epochs is not None:
-        if epochs < 1:
-            raise TinyexitError(f"--epochs must be at least 1, got {epochs}")
-        tc = TrainConfig(**{**asdict(tc), "epochs": epochs})
+    tc = with_epochs(tc, epochs)
     flip = not ims.source.startswith("mnist")          # mirrored digits are other digits
     data_meta = {"kind": task, "dir": str(Path(data).resolve()) if data else None, "source": ims.source,
                  "seed": 0, "train_copies": train_copies, "flip": flip}
@@ -326,32 +334,8 @@ def train_image(task: str, *, data: str | Path | None = None, out: str | Path | 
     else:
         mc = model_config or MobileNetConfig(num_classes=len(ims.classes))
         model = build_mobilenet_v1(mc)
-    specs = exit_spec(model)
-    weights = [mc.loss_weights["final"] if s["name"] == "final" else mc.loss_weights["exit"] for s in specs]
-    print(f"training {model.name} on {ims.source}: {len(x)} train / {len(xv)} validation / {len(xt)} test "
-          f"images, {tc.epochs} epochs, exits {[s['name'] for s in specs]}")
-    history, best_epoch = train_model(model, x, y, xv, yv, tc, weights, verbose=verbose)
-    acc, val_acc, macs = evaluate_exits(model, xt, yt), evaluate_exits(model, xv, yv), macs_per_exit(model)
-    for s in specs:
-        s["macs"] = macs[s["name"]]
-    report = {
-        "task": task, "classes": list(ims.classes),
-        "exits": [{"name": s["name"], "accuracy": acc[s["name"]], "validation_accuracy": val_acc[s["name"]],
-                   "macs": s["macs"], "point": s["point"]} for s in specs],
-        "data": {"source": ims.source, "dir": data_meta["dir"], "train_examples": int(len(x)),
-                 "validation_examples": int(len(xv)), "test_examples": int(len(xt)),
-                 "test_split": "held-out images", "note": ims.note or "real data"},
-        "training": {**asdict(tc), "best_epoch": best_epoch + 1, "loss_weights": weights,
-                     "wall_time_s": round(time.time() - t0, 1)},
-        "model": {"name": model.name, "params": int(model.count_params()), **asdict(mc)},
-    }
-    model_json = {"task": task, "input_shape": list(mc.input_shape), "classes": list(ims.classes),
-                  "exits": specs, "data": data_meta}
-    with atomic_dir(out) as tmp:
-        model.save(tmp / "model.keras")
-        write_json(tmp / "model.json", model_json)
-        write_json(tmp / "report.json", report)
-        write_json(tmp / "history.json", history)
-        plot_history(history, [s["name"] for s in specs], tmp / "training.png")
-    keras.backend.clear_session()
-    return report
+    return fit_and_write_run(
+        model, mc, tc, (x, y), (xv, yv), (xt, yt), out=out, task=task, classes=ims.classes,
+        data_meta=data_meta, t0=t0, verbose=verbose,
+        data_report={"source": ims.source, "dir": data_meta["dir"], "test_split": "held-out images",
+                     "note": ims.note or "real data"})

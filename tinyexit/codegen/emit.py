@@ -11,6 +11,7 @@ from tinyexit import __version__
 from tinyexit.codegen.cformat import c_array, c_float, c_ident
 from tinyexit.codegen.ir import Graph
 from tinyexit.codegen.plan import Plan
+from tinyexit.errors import TinyexitError
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "firmware_templates"
 KERNEL_VARIANTS = ("reference",)
@@ -54,6 +55,8 @@ def model_decl(name: str, graph: Graph, plan: Plan) -> dict:
     for ranges in plan.live:
         live.extend(ranges)
         live_index.append(len(live))
+    if len(live) > 0xFFFF:
+        raise TinyexitError(f"model '{name}' needs {len(live)} live ranges; live_index is 16-bit. Split the model.")
     x, y = graph.input, graph.output
     return dict(name=name, cname=cname, source=Path(graph.path).name, num_steps=len(graph.ops),
                 macs=graph.macs(), arena=plan.arena_bytes, summary=summary, arrays=arrays, params=params,
@@ -72,7 +75,6 @@ def emit_library(graphs: dict[str, Graph], plans: dict[str, Plan], out_dir: Path
                  config: EmitConfig = EmitConfig()) -> dict[str, list[str]]:
     """Write the library into `out_dir` (an existing, empty folder). Returns the file lists by role."""
     if config.kernels not in KERNEL_VARIANTS:
-        from tinyexit.errors import TinyexitError
         raise TinyexitError(f"unknown kernel variant '{config.kernels}'; choose one of {', '.join(KERNEL_VARIANTS)}")
     env = _env()
     banner, banner_text = _banner([Path(g.path).name for g in graphs.values()])

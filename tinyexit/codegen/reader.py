@@ -16,6 +16,10 @@ _NP = {"int8": np.int8, "uint8": np.uint8, "int16": np.int16, "int32": np.int32,
        "float32": np.float32, "float16": np.float16, "float64": np.float64, "bool": np.bool_}
 
 
+# Ops whose builtin options may be absent (their defaults are what the kernels assume).
+OPTIONS_OPTIONAL = ("RESHAPE", "MEAN", "PAD", "FULLY_CONNECTED", "ADD")
+
+
 def _enum_names(enum_cls) -> dict[int, str]:
     return {v: k for k, v in vars(enum_cls).items() if not k.startswith("_") and isinstance(v, int)}
 
@@ -137,9 +141,8 @@ def _read(raw: bytes, path: Path, name: str, tflite) -> Graph:
         ctx = OpContext(index=i, name=opname, tensors=tuple(tensors), inputs=ins, outputs=outs, options=options)
         if len(outs) != 1:
             raise ctx.refuse(f"{len(outs)} outputs are not supported")
-        if options is None and opname not in ("RESHAPE", "MEAN", "PAD"):
-            if opname not in ("FULLY_CONNECTED",):
-                raise ctx.refuse("the builtin options are missing")
+        if options is None and opname not in OPTIONS_OPTIONAL:
+            raise ctx.refuse("the builtin options are missing")
         # Steps are numbered after folding; error messages above use the op's index in the file.
         ops.append(replace(cls.from_tflite(ctx), index=len(ops)))
     return Graph(name=name, path=str(path), tensors=tuple(tensors), ops=tuple(ops), inputs=inputs,

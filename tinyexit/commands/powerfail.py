@@ -25,6 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inputs", type=int, default=4, help="number of random int8 inputs (default 4)")
     p.add_argument("--threshold", type=int, default=None,
                    help="run exit heads and stop at the first whose largest int8 output is >= THRESHOLD")
+    p.add_argument("--slots", type=int, default=2,
+                   help="checkpoint slots used as a ring (default 2; more spread the erases of flash)")
     p.add_argument("--board", default=None, help="board for --emulate (default mps2-an386)")
     p.add_argument("--emulate", action="store_true",
                    help="run on the emulated board (QEMU), cutting after exact instruction counts")
@@ -54,12 +56,13 @@ def run(args: argparse.Namespace) -> int:
         from tinyexit.intermittent.emulated import powerfail_emulated
         reports = powerfail_emulated(target, out, board=args.board or "mps2-an386", cuts=args.cuts,
                                      seed=args.seed, granularities=grans, num_inputs=args.inputs,
-                                     broken=args.broken, threshold=args.threshold)
+                                     broken=args.broken, threshold=args.threshold, slots=args.slots)
     else:
         if args.board:
             raise TinyexitError("--board needs --emulate (the host campaign runs on this machine)")
         reports = powerfail(target, out, cuts=args.cuts, seed=args.seed, granularities=grans,
-                            num_inputs=args.inputs, broken=args.broken, threshold=args.threshold)
+                            num_inputs=args.inputs, broken=args.broken, threshold=args.threshold,
+                            slots=args.slots)
     for r in reports:
         print(r.table())
         print()

@@ -97,11 +97,12 @@ def random_inputs(n: int, size: int, seed: int = 0) -> list[bytes]:
 
 def powerfail(target: str | os.PathLike, out_dir: str | os.PathLike, *, cuts: int = 200, seed: int = 0,
               granularities: Sequence[str] = ("layer",), num_inputs: int = 4, broken: Sequence[str] = (),
-              threshold: int | None = None) -> list[CampaignReport]:
+              threshold: int | None = None, slots: int = 2) -> list[CampaignReport]:
     """Host campaign for each granularity over `num_inputs` random int8 inputs."""
     out_dir = Path(out_dir)
     lib, stages = prepare_library(target, out_dir)
-    exe = build_host(lib, stages, out_dir / ("host" + "".join(f"-{b}" for b in broken)), broken=tuple(broken))
+    exe = build_host(lib, stages, out_dir / ("host" + "".join(f"-{b}" for b in broken)), broken=tuple(broken),
+                     slots=slots)
     host = HostTarget(exe, out_dir / "nvm.bin")
     inputs = random_inputs(num_inputs, host.info["input_size"], seed)
     reports = []

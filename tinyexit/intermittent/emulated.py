@@ -37,7 +37,7 @@ def _kv(line: str) -> dict[str, str]:
 
 
 def build_emulated(lib_dir: str | Path, stages: list[Stage], inputs: Sequence[bytes], board, out_dir: str | Path,
-                   *, broken: Sequence[str] = ()):
+                   *, broken: Sequence[str] = (), slots: int = 2):
     """Cross-compiles runtime + model + baked inputs + the campaign main for `board` (emulated variant)."""
     from tinyexit.boards import load_board
     from tinyexit.build import build_firmware
@@ -62,6 +62,10 @@ def build_emulated(lib_dir: str | Path, stages: list[Stage], inputs: Sequence[by
     sources += sorted(p for p in lib_dir.glob("*.c") if p.name != "host_main.c")
     defines = {"TX_NVM_RESERVED_TAIL": f"{MAILBOX_BYTES}u", "TX_NVM_NVMC_RULES": 1}
     defines.update({BROKEN_FLAGS[b]: 1 for b in broken})
+    if slots != 2:
+        if slots < 2:
+            raise TinyexitError(f"slots must be at least 2 (got {slots})")
+        defines["TX_CKPT_SLOTS"] = f"{slots}u"
     return build_firmware(board, sources, out_dir / "fw", include_dirs=[RUNTIME_DIR, lib_dir, gen], defines=defines,
                           name="powerfail", emulate=True)
 
@@ -326,14 +330,14 @@ def _failure(keep: Path | None, kind, inference, input_id, detail, log, start_im
 
 def powerfail_emulated(target, out_dir, *, board: str = "mps2-an386", cuts: int = 50, seed: int = 0,
                        granularities: Sequence[str] = ("layer",), num_inputs: int = 2, broken: Sequence[str] = (),
-                       threshold: int | None = None) -> list[EmulatedReport]:
+                       threshold: int | None = None, slots: int = 2) -> list[EmulatedReport]:
     from tinyexit.intermittent import prepare_library, random_inputs
     out_dir = Path(out_dir)
     lib, stages = prepare_library(target, out_dir)
     probe = _input_size(lib, stages[0].name)
     inputs = random_inputs(num_inputs, probe, seed)
     fw = build_emulated(lib, stages, inputs, board, out_dir / ("emu" + "".join(f"-{b}" for b in broken)),
-                        broken=broken)
+                        broken=broken, slots=slots)
     et = EmulatedTarget(fw, out_dir / "psram.img")
     return [run_emulated_campaign(et, num_inputs, cuts=cuts, seed=seed, granularity=Granularity.parse(g),
                                   threshold=threshold, work_dir=out_dir / f"emu-campaign-{g.replace(':', '')}")

@@ -11,6 +11,8 @@ def nhwc(ctx: OpContext, t: Tensor) -> tuple[int, int, int]:
         raise ctx.refuse(f"tensor '{t.name}' has shape {list(t.shape)}, expected 4-D NHWC")
     if t.shape[0] != 1:
         raise ctx.refuse(f"tensor '{t.name}' has batch {t.shape[0]}, only batch 1 is supported")
+    if max(t.shape) > 65535:
+        raise ctx.refuse(f"tensor '{t.name}' has a dimension above 65535 (the kernels use 16-bit sizes)")
     return int(t.shape[1]), int(t.shape[2]), int(t.shape[3])
 
 

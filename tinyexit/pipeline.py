@@ -1,0 +1,60 @@
+"""The whole toolchain on one task, stage after stage: data -> train -> quantize -> calibrate -> generate ->
+build -> run on the (emulated) board -> benchmark. `tinyexit demo` is this with the embedded defaults."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+
+def run_pipeline(*, task: str = "kws", data: str | Path | None = None, out: str | Path | None = None,
+                 epochs: int | None = None, board: str = "nrf52840", emulate: bool = True,
+                 epsilon: float = 0.02, delta: float = 0.1, num_inputs: int = 100, retrain: bool = True,
+                 log: Callable[[str], None] = print) -> dict:
+    """Run every stage into the run directory `out` (default runs/TASK) and return the bench figures.
+    With retrain=False an existing trained run is reused and only the later stages run again."""
+    from tinyexit.bench import bench_run
+    from tinyexit.build import LIBRARY_DIR
+    from tinyexit.codegen import generate, models_from_run
+    from tinyexit.policy.calibrate import calibrate_run
+    from tinyexit.quantize import quantize_run
+    from tinyexit.train import format_report, train_image, train_kws
+
+    run = Path(out or f"runs/{task}")
+    times: dict[str, float] = {}
+
+    def stage(name: str):
+        log(f"\n=== {name} ===")
+        times[name] = time.time()
+
+    def done(name: str):
+        times[name] = round(time.time() - times[name], 1)
+
+    stage("train")
+    if retrain or not (run / "model.keras").is_file():
+        report = (train_kws(data=data, out=run, epochs=epochs) if task == "kws"
+                  else train_image(task, data=data, out=run, epochs=epochs))
+        log(format_report(report))
+    else:
+        log(f"reusing the trained model in {run}")
+    done("train")
+
+    stage("quantize (int8 by segments)")
+    quantize_run(run, log=log)
+    done("quantize (int8 by segments)")
+
+    stage(f"calibrate (risk control, epsilon={epsilon}, delta={delta})")
+    calibrate_run(run, epsilon=epsilon, delta=delta, log=log)
+    done(f"calibrate (risk control, epsilon={epsilon}, delta={delta})")
+
+    stage("generate C")
+    lib = generate(models_from_run(run), run / LIBRARY_DIR)
+    log(lib.table())
+    done("generate C")
+
+    stage(f"build, run and benchmark on {board}{' (emulated)' if emulate else ''}")
+    bench = bench_run(run, board, emulate=emulate, num_inputs=num_inputs, log=log)
+    done(f"build, run and benchmark on {board}{' (emulated)' if emulate else ''}")
+
+    log("\nstage wall times (s): " + ", ".join(f"{k.split(' (')[0]} {v}" for k, v in times.items()))
+    return bench
