@@ -340,7 +340,8 @@ def find_boundary(tfl: bytes, point: str, shape: Sequence[int], must_dominate: S
     if not cands:
         raise TinyexitError(f"cannot find the tensor of exit point '{point}' (shape {want}) in the int8 model "
                             f"such that the exit and the rest of the network start from it; check that "
-                            f"model.json's exit point is the layer where the exit head branches off")
+                            f"model.json's exit point is the layer where the exit head branches off, or quantize with "
+                            f"--method convert")
     order = {int(sg.Operators(i).Outputs(j)): i for i in range(sg.OperatorsLength())
              for j in range(sg.Operators(i).OutputsLength())}
     return max(cands, key=lambda t: order.get(t, -1))
