@@ -312,3 +312,18 @@ def test_residual_graph_splits_and_chains_bit_exactly():
     for a, b in zip(chained, ref):
         assert a.tobytes() == b.reshape(60, -1).tobytes()
     assert len({r.tobytes() for r in chained[0]}) > 5
+
+
+def test_find_boundary_names_the_exit_point_tensor_or_refuses(trained):
+    model, points, x, _ = trained
+    whole = Q.convert_int8(model, x[:50])
+    _, sg = Q._subgraph(whole)
+    outs = [int(sg.Outputs(i)) for i in Q.output_order(whole)]
+    shape = model.get_layer(points[0]).output.shape[1:]
+    t = Q.find_boundary(whole, points[0], shape, outs)
+    assert f"/{points[0]}" in sg.Tensors(t).Name().decode()
+    assert list(sg.Tensors(t).ShapeAsNumpy()) == [1, *shape]
+    with pytest.raises(TinyexitError, match="cannot find the tensor of exit point"):
+        Q.find_boundary(whole, "no_such_layer", shape, outs)
+    with pytest.raises(TinyexitError, match="cannot find the tensor of exit point"):   # does not dominate exit1
+        Q.find_boundary(whole, points[1], model.get_layer(points[1]).output.shape[1:], outs)
