@@ -155,3 +155,24 @@ def test_other_policies_match_python(tiny_run, tmp_path, kind):
     assert 0 < int(np.sum(dec.exit_index == 0)) < N_INPUTS
     cmp = compare_with_oracle(emu, outs, dec)
     assert cmp["identical"] == N_INPUTS, cmp["mismatches"]
+
+
+def test_bench_without_instruction_counter(tiny_run, tmp_path, monkeypatch):
+    """On a real board (no plugin) the bench falls back to the firmware's own tick counts."""
+    import tinyexit.bench as B
+    from tinyexit.targets.app_output import parse_app_output
+    from tinyexit.targets.qemu import QemuRunner
+
+    def run_plain(board, fw, timeout, runner_name):
+        res = QemuRunner(board).run(fw.elf, timeout=timeout)
+        return parse_app_output(res.output), res
+
+    monkeypatch.setattr(B, "_run_firmware", run_plain)
+    run, inputs = tiny_run
+    lines = []
+    r = B.bench_run(run, "nrf52840", emulate=True, inputs=inputs, out=tmp_path / "b", log=lines.append,
+                    check_oracle=False)
+    assert "instructions" not in r and "oracle" not in r
+    t = r["ticks"]
+    assert 0 < t["per_inference_early_exit"] < t["per_inference_no_exit"]
+    assert "ticks / inference" in lines[-1]
