@@ -96,6 +96,10 @@ def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kerne
 
     `inplace=False` gives every op an output that does not overlap its inputs (a larger arena, but each
     step can be re-run from its inputs after an interruption). Nothing is written when anything fails."""
+    from tinyexit.codegen.emit import KERNEL_VARIANTS
+
+    if kernels not in KERNEL_VARIANTS:
+        raise TinyexitError(f"unknown kernel variant '{kernels}'; choose one of {', '.join(KERNEL_VARIANTS)}")
     paths = _normalise(models)
     if not paths:
         raise TinyexitError("no model given to generate.")

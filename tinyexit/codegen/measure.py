@@ -25,8 +25,12 @@ def section_sizes(src_dir: Path, sources: list[str]) -> tuple[str, dict[str, dic
     with tempfile.TemporaryDirectory() as tmp:
         for src in sources:
             obj = Path(tmp) / (Path(src).stem + ".o")
-            subprocess.run([cc, *extra, *CFLAGS, "-c", "-o", str(obj), str(src_dir / src)], check=True,
-                           capture_output=True, text=True)
+            r = subprocess.run([cc, *extra, *CFLAGS, "-c", "-o", str(obj), str(src_dir / src)],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                from tinyexit.errors import TinyexitError
+                raise TinyexitError(f"the generated {src} does not compile with {cc} (a code generator bug; "
+                                    f"please report it with the model):\n{r.stderr[-2000:]}")
             text = subprocess.run([size, "-A", str(obj)], check=True, capture_output=True, text=True).stdout
             sizes = {"text": 0, "rodata": 0, "data": 0, "bss": 0}
             for line in text.splitlines():

@@ -30,10 +30,21 @@ class Plan:
 
 @dataclass
 class _Buf:
-    size: int
-    start: int
-    end: int
+    """Tensors sharing one start offset; each keeps its own size and lifetime (a rectangle), so a buffer
+    that shrinks after an in-place op frees the rest of its bytes for later tensors."""
+    rects: list[tuple[int, int, int]]   # (size, first step, last step)
     offset: int = -1
+
+    @property
+    def size(self) -> int:
+        return max(r[0] for r in self.rects)
+
+    @property
+    def start(self) -> int:
+        return min(r[1] for r in self.rects)
+
+    def size_at(self, step: int) -> int:
+        return max((r[0] for r in self.rects if r[1] <= step <= r[2]), default=0)
 
 
 def plan_memory(graph: Graph, *, inplace: bool = True) -> Plan:
@@ -81,16 +92,20 @@ def plan_memory(graph: Graph, *, inplace: bool = True) -> Plan:
 
     bufs: dict[object, _Buf] = {}
     for root, ms in members.items():
-        bufs[root] = _Buf(size=max(tensors[m].nbytes for m in ms), start=min(def_step[m] for m in ms),
-                          end=max(max(last_use.get(m, def_step[m]), def_step[m]) for m in ms))
+        bufs[root] = _Buf(rects=[(tensors[m].nbytes, def_step[m], max(last_use.get(m, def_step[m]), def_step[m]))
+                                 for m in ms])
     for op in graph.ops:
         s = op.scratch_bytes(op.index in inplace_ops)
         if s:
-            bufs[("scratch", op.index)] = _Buf(size=s, start=op.index, end=op.index)
+            bufs[("scratch", op.index)] = _Buf(rects=[(s, op.index, op.index)])
+
+    def clash(a: _Buf, b: _Buf) -> int:
+        """Bytes from b's offset that a must avoid: the largest b rectangle alive with any a rectangle."""
+        return max((rb[0] for ra in a.rects for rb in b.rects if ra[1] <= rb[2] and rb[1] <= ra[2]), default=0)
 
     placed: list[_Buf] = []
     for b in sorted(bufs.values(), key=lambda b: (-b.size, b.start)):
-        busy = sorted((p.offset, p.offset + p.size) for p in placed if p.start <= b.end and b.start <= p.end)
+        busy = sorted((p.offset, p.offset + c) for p in placed if (c := clash(b, p)))
         off = 0
         for lo, hi in busy:
             if off + b.size <= lo:
@@ -104,7 +119,7 @@ def plan_memory(graph: Graph, *, inplace: bool = True) -> Plan:
     scratch = {k[1]: (b.offset, b.size) for k, b in bufs.items() if isinstance(k, tuple)}
     live = []
     for i in range(n):
-        ranges = sorted((b.offset, b.offset + b.size) for b in bufs.values() if b.start <= i <= b.end)
+        ranges = sorted((b.offset, b.offset + b.size_at(i)) for b in bufs.values() if b.size_at(i))
         merged: list[list[int]] = []
         for lo, hi in ranges:
             if merged and lo <= merged[-1][1]:
