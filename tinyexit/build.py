@@ -204,6 +204,7 @@ def build_firmware(board: Board | str, sources: Sequence[str | Path], out: str |
         return subprocess.run(list(map(str, cmd)), capture_output=True, text=True)
 
     tmp_elf = out / f".{name}.elf.tmp"
+    elf.unlink(missing_ok=True)  # never leave an older image next to a refused build
     p = link(bsp / "link.ld", tmp_elf)
     if p.returncode != 0:
         if "overflowed" not in p.stderr and "will not fit" not in p.stderr:
@@ -220,11 +221,12 @@ def build_firmware(board: Board | str, sources: Sequence[str | Path], out: str |
         shutil.rmtree(measure, ignore_errors=True)
         write_json(out / "size.json", sizes.as_dict())
         raise ImageTooBigError(_too_big(board, sizes))
-    tmp_elf.replace(elf)
-    sizes = size_report(elf, board, map_file, weight_objs)
+    sizes = size_report(tmp_elf, board, map_file, weight_objs)
     write_json(out / "size.json", sizes.as_dict())
     if not sizes.fits:  # the stack or data could push past the budget without a linker overflow
+        tmp_elf.unlink(missing_ok=True)
         raise ImageTooBigError(_too_big(board, sizes))
+    tmp_elf.replace(elf)
     return Firmware(elf=elf, board=board, sizes=sizes, out=out)
 
 

@@ -34,8 +34,12 @@ def test_too_big_flash_refused_with_sizes(tmp_path, need_cross):
 def test_too_big_ram_refused_with_sizes(tmp_path, need_cross):
     src = _src(tmp_path, "static uint8_t buf[300000];\n"
                          "int main(void) { buf[tx_hal_ticks() % sizeof buf] = 1; return buf[7]; }\n")
+    small = _src(tmp_path, "int main(void) { return 0; }\n", "small.c")
+    build_firmware("nrf52840", [small], tmp_path / "out")
+    assert (tmp_path / "out" / "firmware.elf").exists()
     with pytest.raises(ImageTooBigError, match=r"RAM needs 30\d,\d\d\d B but nrf52840 has 262,144 B"):
         build_firmware("nrf52840", [src], tmp_path / "out")
+    assert not (tmp_path / "out" / "firmware.elf").exists()  # the older image is gone
 
 
 def test_size_report_counts_weights_and_arena(tmp_path, need_cross):
