@@ -4,7 +4,6 @@ the same C and the Python oracle (tflite_micro segments + the Python max-softmax
 exact instruction counts with and without early exit."""
 import json
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest

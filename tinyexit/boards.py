@@ -12,7 +12,6 @@ import json
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import jsonschema
 import yaml
