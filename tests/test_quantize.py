@@ -327,3 +327,9 @@ def test_find_boundary_names_the_exit_point_tensor_or_refuses(trained):
         Q.find_boundary(whole, "no_such_layer", shape, outs)
     with pytest.raises(TinyexitError, match="cannot find the tensor of exit point"):   # does not dominate exit1
         Q.find_boundary(whole, points[1], model.get_layer(points[1]).output.shape[1:], outs)
+
+
+def test_an_incomplete_manifest_is_refused_with_the_fix(tmp_path):
+    (tmp_path / "manifest.json").write_text(json.dumps({"segments": [], "exits": [{"name": "final"}]}))
+    with pytest.raises(TinyexitError, match="re-run `tinyexit quantize RUN`"):
+        Q.read_manifest(tmp_path)

@@ -476,7 +476,16 @@ def read_manifest(quant_dir: str | os.PathLike) -> dict:
     path = Path(quant_dir) / "manifest.json"
     if not path.exists():
         raise TinyexitError(f"{path} does not exist; run `tinyexit quantize RUN` first")
-    return json.loads(path.read_text())
+    try:
+        man = json.loads(path.read_text())
+        ok = all(k in e for e in man["exits"] for k in ("name", "file", "after_segment", "output", "macs_to_exit")) \
+            and all(k in sg for sg in man["segments"] for k in ("file", "input", "output")) and "no_exit_macs" in man
+    except (ValueError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise TinyexitError(f"{path} is not a complete quantization manifest (written by an older or another "
+                            f"tool?); re-run `tinyexit quantize RUN`")
+    return man
 
 
 # ---------------------------------------------------------------------------------------------------------
