@@ -44,3 +44,18 @@ def test_report_json_written(conformance_lib):
     assert doc["arena_bytes"] == max(m["arena_bytes"] for m in doc["models"].values())
     header = (conformance_lib["dir"] / "tx_model.h").read_text()
     assert f"#define TX_ARENA_SIZE {doc['arena_bytes']}u" in header
+
+
+def test_cli_generates_one_tflite_and_prints_figures(conformance_lib, tmp_path, capsys):
+    from tinyexit.cli import main
+
+    out = tmp_path / "lib"
+    assert main(["generate", str(conformance_lib["paths"]["kws"]), "--out", str(out), "--name", "kws",
+                 "--no-tflm"]) == 0
+    printed = capsys.readouterr().out
+    report = conformance_lib["report"].models["kws"]
+    assert f"{report.arena_bytes:,}" in printed and "weights" in printed and "code" in printed
+    assert (out / "tx_model_kws.c").is_file() and (out / "report.json").is_file()
+    # Same model, same generator: the same C (after the banner, which lists the library's sources).
+    body = lambda p: p.read_text().split("\n", 1)[1]  # noqa: E731
+    assert body(out / "tx_model_kws.c") == body(conformance_lib["dir"] / "tx_model_kws.c")

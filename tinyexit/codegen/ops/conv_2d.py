@@ -42,8 +42,9 @@ class Conv2D(Op):
         if len(w.shape) != 4 or w.shape[0] != oc or w.shape[3] != ic:
             raise ctx.refuse(f"weights shape {list(w.shape)} does not fit input channels {ic} / output "
                              f"channels {oc} (grouped convolutions are not supported)")
-        if len(w.scales) not in (1, oc):
-            raise ctx.refuse(f"weights have {len(w.scales)} scales for {oc} output channels")
+        if len(w.scales) not in (1, oc) or (len(w.scales) > 1 and w.quantized_dim != 0):
+            raise ctx.refuse(f"weights have {len(w.scales)} scales on dimension {w.quantized_dim} for {oc} "
+                             f"output channels (per-channel scales must be on dimension 0)")
         kh, kw = int(w.shape[1]), int(w.shape[2])
         sh, sw = o.StrideH(), o.StrideW()
         pad = padding_name(ctx)

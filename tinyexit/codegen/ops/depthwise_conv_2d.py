@@ -45,8 +45,9 @@ class DepthwiseConv2D(Op):
         mult_ch = oc // ic
         if o.DepthMultiplier() not in (0, mult_ch):
             raise ctx.refuse(f"depth_multiplier option {o.DepthMultiplier()} disagrees with the shapes ({mult_ch})")
-        if len(w.scales) not in (1, oc):
-            raise ctx.refuse(f"weights have {len(w.scales)} scales for {oc} output channels")
+        if len(w.scales) not in (1, oc) or (len(w.scales) > 1 and w.quantized_dim != 3):
+            raise ctx.refuse(f"weights have {len(w.scales)} scales on dimension {w.quantized_dim} for {oc} "
+                             f"output channels (per-channel scales must be on dimension 3)")
         kh, kw = int(w.shape[1]), int(w.shape[2])
         sh, sw = o.StrideH(), o.StrideW()
         pad = padding_name(ctx)
