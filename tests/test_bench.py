@@ -107,6 +107,7 @@ def test_bench_run(tiny_run, tmp_path):
     lines = []
     r = bench_run(run, "nrf52840", emulate=True, inputs=inputs, out=tmp_path / "bench", log=lines.append)
     assert r["oracle"]["early_exit"]["identical"] == N_INPUTS and r["oracle"]["no_exit"]["identical"] == N_INPUTS
+    assert r["host"] == {"inputs": N_INPUTS, "identical": N_INPUTS}
     ins = r["instructions"]
     rate = r["exit_rate"]["exit1"]
     assert 0 < rate < 1

@@ -16,7 +16,8 @@ from typing import Callable
 import numpy as np
 
 from tinyexit.boards import Board, load_board
-from tinyexit.build import build_run, pipeline_from_run, run_test_inputs, symbol_address
+from tinyexit.build import (APP_SOURCES, build_host, build_run, library_sources, model_library, pipeline_from_run,
+                            run_test_inputs, symbol_address)
 from tinyexit.errors import TinyexitError
 from tinyexit.io import atomic_path, write_json
 from tinyexit.targets import RunResult, get_runner
@@ -71,6 +72,18 @@ def compare_with_oracle(fw: AppOutput, outs: list[np.ndarray], decisions) -> dic
             bad.append({"index": r.index, "firmware": [r.exit, r.predicted, r.output.hex()],
                         "oracle": [k, int(decisions.decision[r.index]), want.hex()]})
     return {"inputs": len(fw.results), "identical": len(fw.results) - len(bad), "mismatches": bad[:10]}
+
+
+def compare_with_host(run: Path, fw, board_out: AppOutput) -> dict:
+    """Build the same app and library for the host (gcc), run it, compare exit/class/output per input."""
+    import subprocess
+    app, lib = fw.out / "app", model_library(run)
+    exe = build_host([app / s for s in APP_SOURCES] + library_sources(lib), fw.out / "host", include_dirs=[app, lib],
+                     defines={"TX_APP_NO_EXIT": 0, "TX_APP_SERIAL_INPUTS": 0})
+    p = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600)
+    host = parse_app_output(p.stdout)
+    same = sum(a == b for a, b in zip(board_out.decisions(), host.decisions()))
+    return {"inputs": len(board_out.results), "identical": same if len(host.results) == len(board_out.results) else 0}
 
 
 def _stage_instructions(out: AppOutput, per_tick: float | None) -> dict:
@@ -169,6 +182,7 @@ def bench_run(run_dir: str | Path, board: str | Board = "nrf52840", emulate: boo
         "no_exit_flash": fw_ne.sizes.flash, "no_exit_ram": fw_ne.sizes.ram,
     }
     if check_oracle:
+        result["host"] = compare_with_host(run, fw_ee, ee)
         outs = oracle_outputs(run, x_q)
         dec = oracle_decisions(outs, policy, man)
         result["oracle"] = {"early_exit": compare_with_oracle(ee, outs, dec),
@@ -248,6 +262,8 @@ def table(r: dict) -> str:
     lines.append(f"{'RAM':<30}{m['ram']:>16,}  of {m['ram_budget']:,} B: arena {m['arena']:,}, "
                  f"other data/bss {m['ram_data_bss_other']:,}, stack {m['stack']:,} "
                  f"(used {m['stack_used']:,}); NVM reserved {m['nvm_reserved']:,}")
+    if "host" in r:
+        lines.append(f"{'firmware == host build (gcc)':<30}{r['host']['identical']:>10}/{r['host']['inputs']}")
     if "oracle" in r:
         o = r["oracle"]
         lines.append(f"{'firmware == oracle (TFLM+policy)':<30}{o['early_exit']['identical']:>10}/{o['early_exit']['inputs']}"
