@@ -106,3 +106,26 @@ def test_build_cli_errors_are_clear(tmp_path):
     p = subprocess.run([sys.executable, "-m", "tinyexit", "build", "--board", "nrf52840", str(tmp_path)],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "tinyexit quantize" in p.stderr and "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("board,flash_origin", [("nrf52840", 0x0), ("netduinoplus2", 0x08000000)])
+def test_vector_table(tmp_path, need_cross, board, flash_origin):
+    """The image starts with the vector table at the flash origin: initial SP = top of the stack inside
+    RAM (8-aligned), reset and fault vectors are Thumb addresses of the right functions."""
+    import struct
+    import subprocess
+
+    from tinyexit.build import symbol_address, tool
+    fw = build_firmware(board, [_src(tmp_path, "int main(void) { return 0; }\n", "m.c")], tmp_path / "o")
+    out = subprocess.run([tool("arm-none-eabi-objdump"), "-h", str(fw.elf)], capture_output=True, text=True).stdout
+    vma = [int(line.split()[3], 16) for line in out.splitlines() if " .isr_vector " in line]
+    assert vma == [flash_origin]
+    binf = tmp_path / "vec.bin"
+    subprocess.run([tool("arm-none-eabi-objcopy"), "-O", "binary", "-j", ".isr_vector", str(fw.elf), str(binf)],
+                   check=True)
+    sp, reset, nmi, hardfault = struct.unpack("<4I", binf.read_bytes()[:16])
+    b = fw.board
+    assert b.ram.origin < sp <= b.ram.end and sp % 8 == 0
+    assert sp == symbol_address(fw.elf, "__stack_top")
+    assert reset == symbol_address(fw.elf, "Reset_Handler") | 1
+    assert hardfault == symbol_address(fw.elf, "HardFault_Handler") | 1 and nmi & 1
