@@ -107,6 +107,11 @@ def bench_run(run_dir: str | Path, board: str | Board = "nrf52840", emulate: boo
     run = Path(run_dir)
     log = log or (lambda _m: None)
     b = load_board(board, emulate=emulate) if isinstance(board, str) else board
+    if (runner or b.default_runner) == "pyocd":  # fail at once, before building anything
+        from tinyexit.targets import NoProbeError
+        from tinyexit.targets.pyocd_runner import connected_probes, no_probe_message
+        if not connected_probes():
+            raise NoProbeError(no_probe_message(b))
     pipe, man, policy = pipeline_from_run(run)
     if inputs is None:
         inputs = run_test_inputs(run, man, num_inputs, seed)
