@@ -104,13 +104,14 @@ class EmulatedTarget:
                 f.truncate(PSRAM_SIZE)
         self.window = (self._symbol("tx_pf_begin"), self._symbol("tx_pf_end"))
         self.slot_size: int | None = None     # known after the first complete boot
+        self.tick_origin: int | None = None   # instructions executed before SysTick starts (see calibrate)
         self.num_slots = 2
 
     def _symbol(self, name: str) -> int:
         from tinyexit.build import tool
         out = subprocess.run([tool("arm-none-eabi-nm"), str(self.fw.elf)], capture_output=True, text=True,
                              check=True).stdout
-        m = re.search(rf"^([0-9a-f]+) T {name}$", out, re.M)
+        m = re.search(rf"^([0-9a-f]+) [Tt] {name}$", out, re.M)
         if not m:
             raise TinyexitError(f"{self.fw.elf} has no symbol {name}")
         return int(m.group(1), 16)
@@ -139,11 +140,23 @@ class EmulatedTarget:
                             NO_THRESHOLD if threshold is None else threshold)
         self._write(self.nvm_offset + self.nvm_size, words)
 
-    def boot(self, limit: int | None = None, timeout: float = 120.0) -> EBoot:
+    def calibrate(self) -> int:
+        """Instructions from reset to main (the startup code), counted by the plugin: SysTick starts at the
+        top of main, so the commit marks (ticks x instructions per tick) plus this give instruction counts."""
+        self.tick_origin = self.boot(window=(self._symbol("Reset_Handler"), self._symbol("main"))).window_instructions
+        return self.tick_origin
+
+    def commit_windows(self, b: "EBoot") -> list[tuple[int, int]]:
+        """Instruction-count ranges of boot b's commits (from its SysTick marks; +- one tick)."""
+        ipt = self.board.instructions_per_tick or 40
+        origin = self.tick_origin or 0
+        return [(origin + int(t0 * ipt), origin + int((t1 + 1) * ipt)) for t0, t1 in b.commit_ticks]
+
+    def boot(self, limit: int | None = None, timeout: float = 120.0, window: tuple[int, int] | None = None) -> EBoot:
         extra = ["-object", f"memory-backend-file,id=txnvm,size={PSRAM_SIZE},mem-path={self.psram},share=on",
                  "-machine", "memory-backend=txnvm"]
-        r = self.runner.run(self.fw.elf, timeout=timeout, count_insns=True, limit=limit, window=self.window,
-                            extra_args=extra, check=False)
+        r = self.runner.run(self.fw.elf, timeout=timeout, count_insns=True, limit=limit,
+                            window=window or self.window, extra_args=extra, check=False)
         counts = r.insns
         cut = limit is not None and counts is not None and counts.limit_reached is not None
         b = EBoot(exit_code=r.exit_code, cut=cut, instructions=counts.total if counts else 0,
@@ -171,6 +184,7 @@ class EmulatedTarget:
 class EmulatedReport(CampaignReport):
     board: str = ""
     reexecuted_instructions: int = 0
+    probe_boots: int = 0                           # uncut boots that located commits (NVM restored after)
     instructions_per_inference: float = 0.0        # uninterrupted, this granularity (whole inference window)
     instructions_per_inference_baseline: float = 0.0   # granularity 'none'
 
@@ -211,11 +225,14 @@ def run_emulated_campaign(target: EmulatedTarget, num_inputs: int, *, cuts: int,
                           max_cuts_per_inference: int = 4, max_boots_per_inference: int = 200,
                           work_dir: str | Path | None = None) -> EmulatedReport:
     """Like campaign.run_campaign, with cuts after exactly N instructions: half uniform over the boot, half
-    aimed at the checkpoint commits of the uninterrupted run (SysTick marks, 1 tick per 40 instructions)."""
+    aimed inside a checkpoint commit of this very boot (found by a probe boot without a cut from the same NVM
+    image, whose SysTick marks give the commits' instruction ranges; the image is restored after it)."""
     rng = random.Random(seed)
     report = EmulatedReport(granularity=str(granularity), seed=seed, inputs=num_inputs, board=target.board.name)
-    ipt = target.board.instructions_per_tick or 40
-    oracles, commit_windows = [], []
+    target.erase_nvm()
+    target.mailbox(0, 0xFFFF0000, granularity, threshold=threshold)
+    target.calibrate()
+    oracles = []
     for j in range(num_inputs):
         runs = {}
         for g in (granularity, Granularity("none")):
@@ -234,7 +251,6 @@ def run_emulated_campaign(target: EmulatedTarget, num_inputs: int, *, cuts: int,
         if (o.exit_index, o.output) != (base.exit_index, base.output):
             report.failures.append(Failure("oracle-mismatch", -1, j, "checkpointing changed the result"))
         oracles.append(o)
-        commit_windows.append([(int(t0 * ipt), int(t1 * ipt) + int(ipt)) for t0, t1 in o.commit_ticks])
         report.instructions_per_inference += o.window_instructions / num_inputs
         report.instructions_per_inference_baseline += base.window_instructions / num_inputs
         report.units_per_inference += o.units / num_inputs
@@ -264,14 +280,18 @@ def run_emulated_campaign(target: EmulatedTarget, num_inputs: int, *, cuts: int,
         report.inferences += 1
         for _ in range(max_boots_per_inference):
             limit = None
-            if len(log) < want and report.cuts < cuts:
-                wins = commit_windows[j]
-                if wins and rng.random() < 0.5:
-                    lo, hi = rng.choice(wins)
-                    limit = rng.randint(max(1, lo), max(1, hi))
-                else:
-                    limit = rng.randint(1, oracle.instructions)
             before = target.nvm_image()
+            if len(log) < want and report.cuts < cuts:
+                if rng.random() < 0.5:
+                    probe = target.boot()
+                    report.probe_boots += 1
+                    target.set_nvm_image(before)
+                    wins = target.commit_windows(probe) if probe.exit_code == 0 else []
+                    if wins:
+                        lo, hi = rng.choice(wins)
+                        limit = rng.randint(max(1, lo), max(1, hi))
+                if limit is None:
+                    limit = rng.randint(1, oracle.instructions)
             b = target.boot(limit=limit)
             report.boots += 1
             insns += b.instructions
