@@ -51,3 +51,10 @@ def test_resnet8_campaign_zero_wrong_results(tmp_path):
     t = HostTarget(build_host(lib, stages, tmp_path / "host"), tmp_path / "nvm.bin")
     report = run_campaign(t, random_inputs(2, 3072, seed=5), cuts=200, seed=9, granularity=Granularity.parse("units:8"))
     assert report.cuts >= 200 and report.ok, report.table()
+
+
+def test_powerfail_checks_uninterrupted_runs_against_tflm(tmp_path):
+    from tinyexit.intermittent import powerfail
+    (report,) = powerfail(conformance_model("kws_ref_model.tflite"), tmp_path, cuts=40, num_inputs=2,
+                          granularities=["units:10"])
+    assert report.ok and report.reference_checked == 2 and report.exits == {0: report.completed}

@@ -26,7 +26,7 @@ from tinyexit.intermittent.host import (EXIT, SEGMENT, Boot, Granularity, HostTa
 
 __all__ = ["CampaignReport", "Failure", "Oracle", "replay", "run_campaign", "uninterrupted", "EXIT", "SEGMENT", "Boot",
            "Granularity", "HostTarget", "Stage", "build_host", "render_pipeline", "prepare_library",
-           "stages_from_manifest", "stages_from_header", "powerfail", "random_inputs"]
+           "stages_from_manifest", "stages_from_header", "powerfail", "random_inputs", "tflm_reference"]
 
 _DECL = re.compile(r"^extern const tx_model_t tx_model_([A-Za-z_][A-Za-z0-9_]*);", re.M)
 
@@ -90,6 +90,31 @@ def prepare_library(target: str | os.PathLike, out_dir: str | os.PathLike) -> tu
                         "(one with tx_model.h)")
 
 
+def tflm_reference(target: str | os.PathLike):
+    """reference(input bytes) -> [int8 output of each exit] by TFLM (tflite_micro.runtime) on the int8 segments
+    and heads of a run folder, or on one .tflite; None when `target` is a generated library."""
+    import numpy as np
+    target = Path(target)
+    if target.is_dir() and (target / "quant" / "manifest.json").is_file():
+        from tinyexit.quantize import Int8Pipeline
+        pipe = Int8Pipeline.from_dir(target / "quant")
+        shape = tuple(json.loads((target / "quant" / "manifest.json").read_text())["segments"][0]["input_shape"])
+
+        def ref(x: bytes) -> list[bytes]:
+            q = np.frombuffer(x, np.int8).reshape((1,) + shape)
+            return [np.asarray(o[0], np.int8).tobytes() for o in pipe.run_q(q)]
+        return ref
+    if target.suffix == ".tflite":
+        from tinyexit.codegen.testing import tflm_outputs
+        from tflite_micro.python.tflite_micro import runtime
+        shape = tuple(int(d) for d in runtime.Interpreter.from_file(str(target)).get_input_details(0)["shape"][1:])
+
+        def ref1(x: bytes) -> list[bytes]:
+            return [tflm_outputs(target, np.frombuffer(x, np.int8).reshape((1,) + shape))[0].tobytes()]
+        return ref1
+    return None
+
+
 def random_inputs(n: int, size: int, seed: int = 0) -> list[bytes]:
     rng = random.Random(seed)
     return [bytes(rng.randrange(256) for _ in range(size)) for _ in range(n)]
@@ -97,17 +122,19 @@ def random_inputs(n: int, size: int, seed: int = 0) -> list[bytes]:
 
 def powerfail(target: str | os.PathLike, out_dir: str | os.PathLike, *, cuts: int = 200, seed: int = 0,
               granularities: Sequence[str] = ("layer",), num_inputs: int = 4, broken: Sequence[str] = (),
-              threshold: int | None = None, slots: int = 2) -> list[CampaignReport]:
-    """Host campaign for each granularity over `num_inputs` random int8 inputs."""
+              threshold: int | None = None, slots: int = 2, check_reference: bool = True) -> list[CampaignReport]:
+    """Host campaign for each granularity over `num_inputs` random int8 inputs; for a run folder or a .tflite
+    the uninterrupted runs are also checked against TFLM (check_reference)."""
     out_dir = Path(out_dir)
     lib, stages = prepare_library(target, out_dir)
     exe = build_host(lib, stages, out_dir / ("host" + "".join(f"-{b}" for b in broken)), broken=tuple(broken),
                      slots=slots)
     host = HostTarget(exe, out_dir / "nvm.bin")
     inputs = random_inputs(num_inputs, host.info["input_size"], seed)
+    reference = tflm_reference(target) if check_reference else None
     reports = []
     for g in granularities:
         work = out_dir / f"campaign-{str(Granularity.parse(g)).replace(':', '')}"
         reports.append(run_campaign(host, inputs, cuts=cuts, seed=seed, granularity=Granularity.parse(g),
-                                    threshold=threshold, work_dir=work))
+                                    threshold=threshold, work_dir=work, reference=reference))
     return reports

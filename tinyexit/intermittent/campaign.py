@@ -11,7 +11,7 @@ import random
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from tinyexit.errors import TinyexitError
 from tinyexit.intermittent import slots
@@ -69,6 +69,8 @@ class CampaignReport:
     nvm_bytes_per_inference_baseline: float = 0.0   # granularity 'none': the result record only
     nvm_bytes_used: int = 0                 # NVM the slots occupy
     slots: int = 2
+    reference_checked: int = 0      # uninterrupted runs checked against the reference (TFLM)
+    exits: dict = field(default_factory=dict)   # committed results per exit index
     failures: list[Failure] = field(default_factory=list)
 
     @property
@@ -94,7 +96,10 @@ class CampaignReport:
             f"cuts {self.cuts} ({self.cuts_in_commits} inside checkpoint writes, {self.cuts_between_commits} "
             f"between them) over {self.boots} boots",
             f"inferences {self.inferences}, completed {self.completed}, wrong results {self.wrong_results}, "
-            f"lost checkpoints {self.lost_checkpoints}, crashes {self.crashes}",
+            f"lost checkpoints {self.lost_checkpoints}, crashes {self.crashes}; committed per exit: "
+            + ", ".join(f"exit {k}: {v}" for k, v in sorted(self.exits.items()))
+            + (f"; uninterrupted runs equal to the reference: {self.reference_checked}" if self.reference_checked
+               else ""),
             f"re-executed work: {self.reexecuted_units} units, {self.mean_reexecuted_units_per_cut:.2f} per cut "
             f"(an inference is {self.units_per_inference:.0f} units)",
             f"checkpoints per inference (continuous power): {self.commits_per_inference:.1f} commits, "
@@ -121,11 +126,13 @@ def uninterrupted(target: HostTarget, input_path: Path, input_id: int, granulari
 def run_campaign(target: HostTarget, inputs: Sequence[bytes], *, cuts: int, seed: int = 0,
                  granularity: Granularity = Granularity(), kinds: Sequence[str] = KINDS,
                  max_cuts_per_inference: int = 6, max_boots_per_inference: int = 2000,
-                 threshold: int | None = None, work_dir: str | Path | None = None) -> CampaignReport:
+                 threshold: int | None = None, work_dir: str | Path | None = None,
+                 reference: Callable[[bytes], list[bytes]] | None = None) -> CampaignReport:
     """Runs inferences over `inputs` (round robin, a new input id each time) until `cuts` power cuts have
     happened; each inference takes 1..max_cuts_per_inference random cuts and then runs to its committed
     result. `target`'s NVM file is kept across inferences (a new inference meets the previous one's
-    result record, as on a device)."""
+    result record, as on a device). `reference(input) -> [output of exit 0, exit 1, ...]` (e.g. TFLM on the
+    int8 segments) checks the uninterrupted runs themselves."""
     if not inputs:
         raise TinyexitError("a campaign needs at least one input")
     for k in kinds:
@@ -152,6 +159,13 @@ def run_campaign(target: HostTarget, inputs: Sequence[bytes], *, cuts: int, seed
             if (b.exit_index, b.output) != (o.exit_index, o.output):
                 report.failures.append(Failure("oracle-mismatch", -1, j, "checkpointing changed the result of "
                                                f"an uninterrupted run: {o.output.hex()} vs {b.output.hex()}"))
+            if reference is not None:
+                ref = reference(inputs[j])
+                report.reference_checked += 1
+                if o.exit_index >= len(ref) or bytes(ref[o.exit_index]) != o.output:
+                    want = bytes(ref[o.exit_index]).hex() if o.exit_index < len(ref) else "no such exit"
+                    report.failures.append(Failure("oracle-mismatch", -1, j, f"uninterrupted run gives exit "
+                                                   f"{o.exit_index} {o.output.hex()}, the reference {want}"))
             oracles.append(o)
             baseline.append(b)
         n = len(oracles)
@@ -225,6 +239,8 @@ def run_campaign(target: HostTarget, inputs: Sequence[bytes], *, cuts: int, seed
                 continue
             b, rec = done
             report.completed += 1
+            if rec is not None and rec.done:
+                report.exits[rec.exit_index] = report.exits.get(rec.exit_index, 0) + 1
             report.reexecuted_units += max(0, units - oracle.units)
             committed = (rec.exit_index, rec.payload) if rec is not None and rec.done and \
                 rec.input_id == input_id else None
