@@ -223,7 +223,8 @@ def _changed_and_torn(before: bytes, after: bytes, slot_size: int, num_slots: in
 def run_emulated_campaign(target: EmulatedTarget, num_inputs: int, *, cuts: int, seed: int = 0,
                           granularity: Granularity = Granularity(), threshold: int | None = None,
                           max_cuts_per_inference: int = 4, max_boots_per_inference: int = 200,
-                          work_dir: str | Path | None = None) -> EmulatedReport:
+                          work_dir: str | Path | None = None, inputs: Sequence[bytes] | None = None,
+                          reference=None) -> EmulatedReport:
     """Like campaign.run_campaign, with cuts after exactly N instructions: half uniform over the boot, half
     aimed inside a checkpoint commit of this very boot (found by a probe boot without a cut from the same NVM
     image, whose SysTick marks give the commits' instruction ranges; the image is restored after it)."""
@@ -250,6 +251,12 @@ def run_emulated_campaign(target: EmulatedTarget, num_inputs: int, *, cuts: int,
         o, base = runs[str(granularity)], runs["none"]
         if (o.exit_index, o.output) != (base.exit_index, base.output):
             report.failures.append(Failure("oracle-mismatch", -1, j, "checkpointing changed the result"))
+        if reference is not None and inputs is not None:
+            ref = reference(inputs[j])
+            report.reference_checked += 1
+            if o.exit_index >= len(ref) or bytes(ref[o.exit_index]) != o.output:
+                report.failures.append(Failure("oracle-mismatch", -1, j, f"the board's uninterrupted run gives exit "
+                                               f"{o.exit_index} {o.output.hex()}, the reference differs"))
         oracles.append(o)
         report.instructions_per_inference += o.window_instructions / num_inputs
         report.instructions_per_inference_baseline += base.window_instructions / num_inputs
@@ -328,6 +335,8 @@ def run_emulated_campaign(target: EmulatedTarget, num_inputs: int, *, cuts: int,
             continue
         b, rec = done
         report.completed += 1
+        if rec is not None and rec.done:
+            report.exits[rec.exit_index] = report.exits.get(rec.exit_index, 0) + 1
         report.reexecuted_instructions += max(0, insns - oracle.instructions)
         committed = (rec.exit_index, rec.payload) if rec is not None and rec.done and rec.input_id == input_id else None
         if committed != (oracle.exit_index, oracle.output) or (b.exit_index, b.output) != committed:
@@ -351,7 +360,7 @@ def _failure(keep: Path | None, kind, inference, input_id, detail, log, start_im
 def powerfail_emulated(target, out_dir, *, board: str = "mps2-an386", cuts: int = 50, seed: int = 0,
                        granularities: Sequence[str] = ("layer",), num_inputs: int = 2, broken: Sequence[str] = (),
                        threshold: int | None = None, slots: int = 2) -> list[EmulatedReport]:
-    from tinyexit.intermittent import prepare_library, random_inputs
+    from tinyexit.intermittent import prepare_library, random_inputs, tflm_reference
     out_dir = Path(out_dir)
     lib, stages = prepare_library(target, out_dir)
     probe = _input_size(lib, stages[0].name)
@@ -359,8 +368,10 @@ def powerfail_emulated(target, out_dir, *, board: str = "mps2-an386", cuts: int 
     fw = build_emulated(lib, stages, inputs, board, out_dir / ("emu" + "".join(f"-{b}" for b in broken)),
                         broken=broken, slots=slots)
     et = EmulatedTarget(fw, out_dir / "psram.img")
+    reference = tflm_reference(target)
     return [run_emulated_campaign(et, num_inputs, cuts=cuts, seed=seed, granularity=Granularity.parse(g),
-                                  threshold=threshold, work_dir=out_dir / f"emu-campaign-{g.replace(':', '')}")
+                                  threshold=threshold, work_dir=out_dir / f"emu-campaign-{g.replace(':', '')}",
+                                  inputs=inputs, reference=reference)
             for g in granularities]
 
 
