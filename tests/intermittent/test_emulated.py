@@ -92,3 +92,24 @@ def test_runtime_builds_for_the_real_nrf52840(tmp_path):
                         tmp_path / "fw", include_dirs=[RUNTIME_DIR, STANDIN, gen],
                         defines={"TX_NVM_RESERVED_TAIL": f"{MAILBOX_BYTES}u", "TX_NVM_NVMC_RULES": 1})
     assert fw.elf.exists() and fw.sizes.fits
+
+
+def test_nrf52840_energy_hooks_build(tmp_path):
+    """The POF-comparator hooks + runtime + board NVM adapter link into a firmware for the real nRF52840."""
+    from tinyexit.build import build_firmware
+    from tinyexit.intermittent.host import RUNTIME_DIR, render_pipeline
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    (gen / "tx_pipeline_cfg.c").write_text(render_pipeline(STANDIN_STAGES))
+    (gen / "main.c").write_text(
+        "#include \"tx_checkpoint.h\"\n#include \"tx_hal.h\"\n#include \"tx_pipeline.h\"\n"
+        "void tx_rt_nrf52_init(uint32_t threshold_code);\n"
+        "static int8_t in[144], out[16]; static tx_runtime_t rt;\n"
+        "int main(void) { tx_result_t r; tx_granularity_t g = {TX_CKPT_LAYERS, 1u}; tx_hal_init();\n"
+        "  tx_rt_nrf52_init(8u); tx_pipeline_infer(&rt, &tx_pipeline, g, 1u, in, out, sizeof out, &r);\n"
+        "  tx_hal_exit((int)r.exit_index); }\n")
+    fw = build_firmware("nrf52840", [RUNTIME_DIR / s for s in ("tx_checkpoint.c", "tx_crc32.c", "tx_nvm_board.c",
+                                                               "tx_rt_nrf52.c")] +
+                        [gen / "tx_pipeline_cfg.c", gen / "main.c", STANDIN / "standin_model.c"],
+                        tmp_path / "fw", include_dirs=[RUNTIME_DIR, STANDIN, gen])
+    assert fw.elf.exists() and fw.sizes.fits
