@@ -66,16 +66,18 @@ class Conv2D(Op):
         return self.out_hwc[0]
 
     def inplace_inputs(self) -> tuple[int, ...]:
-        # Same shape and stride 1: output row y only replaces input row y (rows above are kept in a ring).
+        # Same shape and stride 1: output pixel p only replaces input pixel p (see ring_pixels).
         if self.in_hwc == self.out_hwc and self.stride_hw == (1, 1):
             return (0,)
         return ()
 
-    def ring_rows(self, inplace: bool) -> int:
-        return self.pad_tl[0] + 1 if inplace else 0
+    def ring_pixels(self, inplace: bool) -> int:
+        # In place, output pixel p overwrites input pixel p; the earliest input pixel a later output still
+        # reads is p - (pad_top * in_w + pad_left), so that many pixels plus p itself are kept aside.
+        return self.pad_tl[0] * self.in_hwc[1] + self.pad_tl[1] + 1 if inplace else 0
 
     def scratch_bytes(self, inplace: bool) -> int:
-        return self.ring_rows(inplace) * self.in_hwc[1] * self.in_hwc[2]
+        return self.ring_pixels(inplace) * self.in_hwc[2]
 
     def constants(self, prefix: str) -> list[CArray]:
         arrs = [CArray("int8_t", f"{prefix}_w", self.weights),
@@ -91,7 +93,7 @@ class Conv2D(Op):
         return (f"static const tx_conv_params_t {prefix}_p = {{\n"
                 f"  {ih}, {iw}, {ic}, {oh}, {ow}, {oc}, {self.kernel_hw[0]}, {self.kernel_hw[1]},\n"
                 f"  {self.stride_hw[0]}, {self.stride_hw[1]}, {self.pad_tl[0]}, {self.pad_tl[1]}, "
-                f"{self.ring_rows(inplace)},\n"
+                f"{self.ring_pixels(inplace)},\n"
                 f"  {self.input_offset}, {self.output_offset}, {self.act[0]}, {self.act[1]},\n"
                 f"  {prefix}_w, {bias}, {prefix}_m, {prefix}_s\n}};")
 
