@@ -176,3 +176,25 @@ def test_bench_without_instruction_counter(tiny_run, tmp_path, monkeypatch):
     t = r["ticks"]
     assert 0 < t["per_inference_early_exit"] < t["per_inference_no_exit"]
     assert "ticks / inference" in lines[-1]
+
+
+def test_model_too_big_for_a_board_is_refused(tiny_run, tmp_path):
+    """The same model on a board with 4 KiB of image flash and 1.5 KiB of RAM: refused, with the sizes."""
+    from tinyexit.boards import BOARDS_DIR, load_board_file
+    from tinyexit.build import ImageTooBigError, build_run
+
+    run, inputs = tiny_run
+    text = (BOARDS_DIR / "nrf52840.yaml").read_text()
+    text = (text.replace("name: nrf52840", "name: tiny")
+                .replace("flash: {origin: 0x00000000, size: 1M}", "flash: {origin: 0x00000000, size: 8K}")
+                .replace("ram: {origin: 0x20000000, size: 256K}", "ram: {origin: 0x20000000, size: 1536}")
+                .replace("origin: 0x000FC000, size: 16K, page_size: 4K", "origin: 0x00001000, size: 4K, page_size: 4K")
+                .replace("stack_size: 8K", "stack_size: 1K"))
+    board_file = tmp_path / "tiny.yaml"
+    board_file.write_text(text)
+    board = load_board_file(board_file, emulate=True)
+    with pytest.raises(ImageTooBigError) as exc:
+        build_run(run, board, inputs=inputs, out=tmp_path / "fw")
+    msg = str(exc.value)
+    assert "does not fit tiny" in msg and "has 4,096 B for the image" in msg and "RAM needs 2,040 B but tiny has 1,536 B" in msg
+    assert "weights" in msg and "Fix:" in msg

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import conformance_model
-from tinyexit.codegen import plan_memory, read_model
+from tinyexit.codegen import fuse, plan_memory, read_model
 from tinyexit.codegen.cformat import c_float, c_ident, c_int
 from tinyexit.codegen.quant import activation_range, quantize_multiplier
 
@@ -39,7 +39,7 @@ def test_c_literals():
 @pytest.mark.parametrize("model", ["kws_ref_model.tflite", "pretrainedResnet_quant.tflite"])
 @pytest.mark.parametrize("inplace", [True, False])
 def test_plan_never_overlaps_live_tensors(model, inplace):
-    g = read_model(conformance_model(model))
+    g = fuse(read_model(conformance_model(model)))
     plan = plan_memory(g, inplace=inplace)
     n = len(g.ops)
     first = {t: 0 for t in g.inputs}

@@ -3,7 +3,7 @@ the live ranges overwritten before each chunk, gives the same bytes as tx_invoke
 import numpy as np
 import pytest
 
-from tinyexit.codegen import plan_memory, read_model
+from tinyexit.codegen import fuse, plan_memory, read_model
 from tinyexit.codegen.testing import run_host
 
 
@@ -20,7 +20,7 @@ def test_chunked_steps_with_scrambled_dead_memory(conformance_lib, rng, name, ch
 
 @pytest.mark.parametrize("name", ["kws", "resnet"])
 def test_live_ranges_cover_each_steps_operands(conformance_lib, name):
-    g = read_model(conformance_lib["paths"][name])
+    g = fuse(read_model(conformance_lib["paths"][name]))
     plan = plan_memory(g)
     for op in g.ops:
         live = plan.live[op.index]

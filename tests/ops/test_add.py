@@ -26,8 +26,18 @@ def residual(shape):
     return build
 
 
+def unfusable(shape):
+    def build(keras):
+        x = keras.Input(shape, batch_size=1)
+        a = keras.layers.Conv2D(shape[-1], 3, padding="same", activation="relu")(x)
+        b = keras.layers.MaxPooling2D(3, strides=1, padding="same")(a)   # a has two readers: no fusion
+        return keras.Model(x, keras.layers.Add()([a, b]))
+    return build
+
+
 CASES = [
     Case("a_plain", add((6, 6, 4)), (6, 6, 4)),
+    Case("a_unfused", unfusable((5, 6, 3)), (5, 6, 3)),
     Case("a_relu", add((5, 7, 3), relu=True, scale2=0.2), (5, 7, 3)),
     Case("a_residual", residual((6, 6, 8)), (6, 6, 8)),
 ]
@@ -40,5 +50,29 @@ def sweep(ops_workdir, kernels):
 
 @pytest.mark.parametrize("name", [c.name for c in CASES])
 def test_add_matches_tflm(sweep, name):
-    assert "ADD" in op_names(sweep, name)
+    assert {"ADD", "CONV_2D+ADD"} & set(op_names(sweep, name))
     check(sweep, name)
+
+
+def test_fusion_choices(sweep):
+    assert "ADD" in op_names(sweep, "a_unfused") and "CONV_2D+ADD" not in op_names(sweep, "a_unfused")
+    assert "CONV_2D+ADD" in op_names(sweep, "a_residual") and "ADD" not in op_names(sweep, "a_residual")
+    # The fused step needs no buffer for the conv result: two 6x6x8 buffers, not three.
+    r = sweep["report"].models["a_residual"]
+    assert r.arena_bytes <= 2 * 6 * 6 * 8 + 8
+
+
+def test_unfused_library_gives_the_same_bytes(sweep, tmp_path):
+    import numpy as np
+
+    from tinyexit.codegen import generate, read_model
+    from tinyexit.codegen.testing import build_host, run_host
+
+    paths = {n: sweep["paths"][n] for n in ("a_plain", "a_residual")}
+    generate(paths, tmp_path / "lib", fuse_ops=False, inplace=False, measure=False, compare_tflm=False)
+    exe = build_host(tmp_path / "lib")
+    for name, path in paths.items():
+        g = read_model(path)
+        x = np.random.default_rng(2).integers(-128, 128, size=(20, *g.input.shape[1:])).astype(np.int8)
+        np.testing.assert_array_equal(run_host(exe, name, x, g.output.nbytes),
+                                      run_host(sweep["exe"], name, x, g.output.nbytes))

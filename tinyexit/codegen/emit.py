@@ -24,6 +24,7 @@ class EmitConfig:
 
 def _env() -> jinja2.Environment:
     return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
+                              trim_blocks=True, lstrip_blocks=True,
                               keep_trailing_newline=True, autoescape=False)
 
 
@@ -86,7 +87,7 @@ def emit_library(graphs: dict[str, Graph], plans: dict[str, Plan], out_dir: Path
     dw_taps = max([op.kernel_hw[0] * op.kernel_hw[1] for g in graphs.values() for op in g.ops
                    if op.kernel == "tx_dwconv"] + [1])
     common = dict(banner=banner, banner_text=banner_text, models=decls, arena_size=arena, conv_taps=conv_taps,
-                  dw_taps=dw_taps,
+                  dw_taps=dw_taps, fused_add=any(op.name == "CONV_2D+ADD" for g in graphs.values() for op in g.ops),
                   max_input=max(d["input_size"] for d in decls), max_output=max(d["output_size"] for d in decls))
     files: dict[str, list[str]] = {"models": [], "kernels": [], "runtime": [], "host": []}
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tinyexit.codegen.cformat import c_ident
 from tinyexit.codegen.emit import EmitConfig, emit_library
+from tinyexit.codegen.fuse import fuse
 from tinyexit.codegen.ir import Graph
 from tinyexit.codegen.measure import section_sizes, tflm_arena_bytes
 from tinyexit.codegen.plan import Plan, plan_memory
@@ -91,11 +92,13 @@ def _normalise(models) -> dict[str, Path]:
 
 
 def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kernels: str = "reference",
-             inplace: bool = True, measure: bool = True, compare_tflm: bool = True) -> GenerateReport:
+             inplace: bool = True, fuse_ops: bool = True, measure: bool = True,
+             compare_tflm: bool = True) -> GenerateReport:
     """Generate one C library for `models` (name -> .tflite path, or one path) into `out_dir`.
 
     `inplace=False` gives every op an output that does not overlap its inputs (a larger arena, but each
-    step can be re-run from its inputs after an interruption). Nothing is written when anything fails."""
+    step can be re-run from its inputs after an interruption). `fuse_ops=False` keeps one step per TFLite
+    op (no CONV_2D+ADD steps). Nothing is written when anything fails."""
     from tinyexit.codegen.emit import KERNEL_VARIANTS
 
     if kernels not in KERNEL_VARIANTS:
@@ -111,7 +114,8 @@ def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kerne
         if cname in seen:
             raise TinyexitError(f"model names '{seen[cname]}' and '{full}' give the same C identifier; rename one.")
         seen[cname] = full
-        graphs[full] = read_model(path, name=full)
+        g = read_model(path, name=full)
+        graphs[full] = fuse(g) if fuse_ops else g
     plans: dict[str, Plan] = {n: plan_memory(g, inplace=inplace) for n, g in graphs.items()}
     out = Path(out_dir)
     with atomic_dir(out) as tmp:

@@ -78,7 +78,9 @@ def plan_memory(graph: Graph, *, inplace: bool = True) -> Plan:
         elif inplace:
             for pos in op.inplace_inputs():
                 r = find(op.inputs[pos])
-                if (r not in graph.outputs and tensors[out].nbytes <= tensors[op.inputs[pos]].nbytes
+                others = [find(t) for k, t in enumerate(op.inputs) if k != pos]
+                if (r not in graph.outputs and r not in others  # another operand in the same bytes: no
+                        and tensors[out].nbytes <= tensors[op.inputs[pos]].nbytes
                         and all(last_use.get(m, -1) <= op.index for m in members[r])
                         and not any(find(t) == r for t in graph.outputs)):
                     root = r

@@ -87,7 +87,7 @@ class Conv2D(Op):
             arrs.append(CArray("int32_t", f"{prefix}_b", self.bias))
         return arrs
 
-    def params_decl(self, prefix: str, inplace: bool) -> str:
+    def params_decl(self, prefix: str, inplace: bool, add: str = "0", conv_is_in1: bool = True) -> str:
         (ih, iw, ic), (oh, ow, oc) = self.in_hwc, self.out_hwc
         bias = f"{prefix}_b" if self.bias is not None else "0"
         return (f"static const tx_conv_params_t {prefix}_p = {{\n"
@@ -95,7 +95,7 @@ class Conv2D(Op):
                 f"  {self.stride_hw[0]}, {self.stride_hw[1]}, {self.pad_tl[0]}, {self.pad_tl[1]}, "
                 f"{self.ring_pixels(inplace)},\n"
                 f"  {self.input_offset}, {self.output_offset}, {self.act[0]}, {self.act[1]},\n"
-                f"  {prefix}_w, {bias}, {prefix}_m, {prefix}_s\n}};")
+                f"  {prefix}_w, {bias}, {prefix}_m, {prefix}_s, {add}, {int(conv_is_in1)}\n}};")
 
     def call(self, prefix: str, ins: list[str], out: str, scratch: str) -> str:
-        return f"tx_conv_s8(&{prefix}_p, {ins[0]}, {out}, {scratch}, ub, ue);"
+        return f"tx_conv_s8(&{prefix}_p, {ins[0]}, {out}, {scratch}, 0, ub, ue);"
