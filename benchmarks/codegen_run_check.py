@@ -12,7 +12,6 @@ import json
 import tempfile
 from pathlib import Path
 
-import numpy as np
 
 from tinyexit.codegen import generate, models_from_run, read_model
 from tinyexit.codegen.testing import build_host, run_host, tflm_outputs

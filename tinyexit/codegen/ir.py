@@ -7,7 +7,7 @@ from the flatbuffer (`from_tflite`), its MACs, its work units, its scratch needs
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
@@ -192,5 +192,3 @@ def padding_name(ctx: OpContext) -> str:
         raise ctx.refuse(f"padding code {code} is not supported (SAME and VALID are)")
     return "SAME" if code == 0 else "VALID"
 
-
-Formatter = Callable[[object], str]
