@@ -132,3 +132,68 @@ def test_renode_runner_reads_the_uart_socket(tmp_path, monkeypatch):
     assert time.monotonic() - t0 < 15  # stops at the TX END line, does not wait for renode to exit
     out = parse_app_output(r.output)
     assert out.results[0].output == b"\x01\x05" and r.runner == "renode"
+
+
+def test_pyocd_runner_flow_with_a_stand_in_board(tmp_path, monkeypatch):
+    """The real-board path without hardware: pyOCD's session and programmer are stand-ins, the board's
+    serial port is a pty. The runner programs the ELF, resets, waits for READY, sends the inputs and reads
+    the result lines until TX END."""
+    import os
+    import threading
+
+    import pyocd.core.helpers as helpers
+    import pyocd.flash.file_programmer as programmer
+
+    master, slave = os.openpty()
+    port_name = os.ttyname(slave)
+    events = []
+    payload = bytes(range(40))
+
+    def board():  # what the flashed firmware does after the reset
+        os.write(master, b"TX READY input_size=20\n")
+        got = b""
+        while len(got) < len(payload):
+            got += os.read(master, 64)
+        events.append(("received", got))
+        os.write(master, b"TX BEGIN board=nrf52840 inputs=2 stages=seg0 exits=final unit=cycles no_exit=0\n"
+                         b"TX R i=0 exit=0 class=1 label=-1 conf=9 ticks=1000 out=0109\n"
+                         b"TX R i=1 exit=0 class=0 label=-1 conf=7 ticks=1001 out=0701\n"
+                         b"TX END n=2 correct=0 exits=2 ticks=2001 stack=100\n")
+
+    class Target:
+        def reset(self):
+            events.append(("reset",))
+            threading.Thread(target=board, daemon=True).start()
+
+    class Session:
+        target = Target()
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            return False
+
+    class Programmer:
+        def __init__(self, session):
+            pass
+
+        def program(self, path, file_format=None):
+            events.append(("program", path, file_format))
+
+    probe = SimpleNamespace(unique_id="000683123456", description="J-Link")
+    monkeypatch.setattr(pyocd_runner, "connected_probes", lambda: [probe])
+    monkeypatch.setattr(helpers.ConnectHelper, "session_with_chosen_probe",
+                        staticmethod(lambda **kw: events.append(("session", kw["target_override"])) or Session()))
+    monkeypatch.setattr(programmer, "FileProgrammer", Programmer)
+    elf = tmp_path / "fw.elf"
+    elf.write_bytes(b"\x7fELF")
+    runner = pyocd_runner.PyocdRunner(load_board("nrf52840"), port=port_name)
+    r = runner.run(elf, timeout=10, send=payload)
+    os.close(master)
+    os.close(slave)
+    assert [e[0] for e in events] == ["session", "program", "reset", "received"]
+    assert events[0][1] == "nrf52840" and events[1][1:] == (str(elf), "elf") and events[3][1] == payload
+    from tinyexit.targets.app_output import parse_app_output
+    out = parse_app_output(r.output)
+    assert [x.output for x in out.results] == [b"\x01\x09", b"\x07\x01"] and r.runner == "pyocd"
