@@ -4,6 +4,7 @@ the same C and the Python oracle (tflite_micro segments + the Python max-softmax
 exact instruction counts with and without early exit."""
 import json
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -200,3 +201,25 @@ def test_model_too_big_for_a_board_is_refused(tiny_run, tmp_path):
     msg = str(exc.value)
     assert "does not fit tiny" in msg and "has 4,096 B for the image" in msg and re.search(r"RAM needs [\d,]+ B but tiny has 1,536 B", msg)
     assert "weights" in msg and "Fix:" in msg
+
+
+@pytest.mark.slow
+def test_default_kws_run(tmp_path):
+    """On the README's KWS run (when it exists): the emulated nRF52840 firmware equals the host build and the
+    oracle on 20 test inputs, and the early exit saves instructions."""
+    import shutil
+
+    from tinyexit.bench import bench_run
+
+    src = Path(__file__).resolve().parents[1] / "runs" / "kws"
+    if not ((src / "policy.json").is_file() and (src / "quant" / "manifest.json").is_file()):
+        pytest.skip("no calibrated runs/kws here: run the README's main command first")
+    if not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")):
+        pytest.skip("needs arm-none-eabi-gcc and qemu-system-arm")
+    run = tmp_path / "kws"
+    shutil.copytree(src, run, ignore=shutil.ignore_patterns("bench", "firmware"))
+    r = bench_run(run, "nrf52840", emulate=True, num_inputs=20, log=None)
+    assert r["host"]["identical"] == 20
+    assert r["oracle"]["early_exit"]["identical"] == 20 and r["oracle"]["no_exit"]["identical"] == 20
+    if r["exit_rate"][r["exits"][0]] > 0:
+        assert r["instructions"]["per_inference_early_exit"] < r["instructions"]["per_inference_no_exit"]
