@@ -363,8 +363,7 @@ def powerfail_emulated(target, out_dir, *, board: str = "mps2-an386", cuts: int 
     from tinyexit.intermittent import prepare_library, random_inputs, tflm_reference
     out_dir = Path(out_dir)
     lib, stages = prepare_library(target, out_dir)
-    probe = _input_size(lib, stages[0].name)
-    inputs = random_inputs(num_inputs, probe, seed)
+    inputs = random_inputs(num_inputs, _input_size(lib, stages, out_dir), seed)
     fw = build_emulated(lib, stages, inputs, board, out_dir / ("emu" + "".join(f"-{b}" for b in broken)),
                         broken=broken, slots=slots)
     et = EmulatedTarget(fw, out_dir / "psram.img")
@@ -375,12 +374,11 @@ def powerfail_emulated(target, out_dir, *, board: str = "mps2-an386", cuts: int 
             for g in granularities]
 
 
-def _input_size(lib: Path, name: str) -> int:
-    """The first segment's input size, from the generated model source (or the host build's info)."""
+def _input_size(lib: Path, stages: list[Stage], out_dir: Path) -> int:
+    """The first segment's input size, asked of a host build of the same pipeline (cached in out_dir/host)."""
     from tinyexit.intermittent.host import HostTarget, build_host
-    from tinyexit.intermittent.host import Stage as _S, SEGMENT
-    exe = build_host(lib, [_S(name, SEGMENT, 0)], lib.parent / "probe")
-    return HostTarget(exe, lib.parent / "probe" / "nvm.bin").info["input_size"]
+    exe = build_host(lib, stages, out_dir / "host")
+    return HostTarget(exe, out_dir / "host" / "nvm.bin").info["input_size"]
 
 
 def replay_emulated(target: EmulatedTarget, failure: Failure, input_index: int, granularity: Granularity, *,
