@@ -13,6 +13,7 @@ from tinyexit.codegen.ir import Graph
 from tinyexit.codegen.measure import section_sizes, tflm_arena_bytes
 from tinyexit.codegen.plan import Plan, plan_memory
 from tinyexit.codegen.reader import read_model
+from tinyexit.codegen.schedule import schedule
 from tinyexit.errors import TinyexitError
 from tinyexit.io import atomic_dir
 
@@ -92,13 +93,14 @@ def _normalise(models) -> dict[str, Path]:
 
 
 def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kernels: str = "reference",
-             inplace: bool = True, fuse_ops: bool = True, measure: bool = True,
+             inplace: bool = True, fuse_ops: bool = True, reorder: bool = True, measure: bool = True,
              compare_tflm: bool = True) -> GenerateReport:
     """Generate one C library for `models` (name -> .tflite path, or one path) into `out_dir`.
 
     `inplace=False` gives every op an output that does not overlap its inputs (a larger arena, but each
     step can be re-run from its inputs after an interruption). `fuse_ops=False` keeps one step per TFLite
-    op (no CONV_2D+ADD steps). Nothing is written when anything fails."""
+    op (no CONV_2D+ADD steps); `reorder=False` keeps the file's op order (otherwise a memory-aware order is
+    used when it plans a smaller arena). Nothing is written when anything fails."""
     from tinyexit.codegen.emit import KERNEL_VARIANTS
 
     if kernels not in KERNEL_VARIANTS:
@@ -116,7 +118,15 @@ def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kerne
         seen[cname] = full
         g = read_model(path, name=full)
         graphs[full] = fuse(g) if fuse_ops else g
-    plans: dict[str, Plan] = {n: plan_memory(g, inplace=inplace) for n, g in graphs.items()}
+    plans: dict[str, Plan] = {}
+    for n, g in list(graphs.items()):
+        plans[n] = plan_memory(g, inplace=inplace)
+        if reorder:
+            g2 = schedule(g)
+            if g2 is not g:
+                p2 = plan_memory(g2, inplace=inplace)
+                if p2.arena_bytes < plans[n].arena_bytes:
+                    graphs[n], plans[n] = g2, p2
     out = Path(out_dir)
     with atomic_dir(out) as tmp:
         files = emit_library(graphs, plans, tmp, EmitConfig(kernels=kernels))
