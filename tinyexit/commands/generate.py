@@ -20,6 +20,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-inplace", action="store_true",
                         help="never let an op overwrite its input (larger arena; every step re-runnable)")
     parser.add_argument("--no-fuse", action="store_true", help="one step per TFLite op (no CONV_2D+ADD steps)")
+    parser.add_argument("--no-reorder", action="store_true", help="run the steps in the file's op order")
     parser.add_argument("--no-tflm", action="store_true", help="skip the TFLM arena comparison")
 
 
@@ -38,7 +39,7 @@ def run(args) -> int:
     else:
         raise TinyexitError(f"'{src}' is neither a run directory nor a .tflite file; check the path")
     report = generate(models, out, name_prefix=args.prefix, kernels=args.kernels, inplace=not args.no_inplace,
-                      fuse_ops=not args.no_fuse, compare_tflm=not args.no_tflm)
+                      fuse_ops=not args.no_fuse, reorder=not args.no_reorder, compare_tflm=not args.no_tflm)
     print(report.table())
     print(f"wrote {out} (build and test on the host: make -C {out} && {out}/tx_host NAME < in.bin > out.bin)")
     return 0
