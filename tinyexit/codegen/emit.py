@@ -14,7 +14,9 @@ from tinyexit.codegen.plan import Plan
 from tinyexit.errors import TinyexitError
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "firmware_templates"
-KERNEL_VARIANTS = ("reference",)
+# Kernel variants: one folder each under firmware_templates/kernels/ ("reference" is the TFLM-exact C99
+# fallback; an optimized variant may hold only some kernels, with the same signatures).
+KERNEL_VARIANTS = tuple(sorted(d.name for d in (TEMPLATES / "kernels").iterdir() if d.is_dir()))
 
 
 @dataclass(frozen=True)
