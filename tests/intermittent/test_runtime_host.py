@@ -199,3 +199,12 @@ def test_ring_of_four_slots(build_dir, tmp_path):
     assert report.ok and report.cuts_in_commits >= 60, report.table()
     used = {s for s in range(4) if slots.read_slot(t.nvm_image(), s, t.slot_size) is not None}
     assert used == {0, 1, 2, 3}
+
+
+def test_campaign_with_low_energy_and_cuts(standin_exe, tmp_path):
+    """Half the boots signal low energy at a random point: inferences end at every exit, each committed
+    result equal to the uninterrupted output of the exit it records."""
+    report = run_campaign(make_target(standin_exe, tmp_path), INPUTS, cuts=200, seed=13,
+                          granularity=Granularity.parse("units:3"), low_energy=0.5)
+    assert report.ok, report.table()
+    assert set(report.exits) == {0, 1, 2}

@@ -25,6 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inputs", type=int, default=4, help="number of random int8 inputs (default 4)")
     p.add_argument("--threshold", type=int, default=None,
                    help="run exit heads and stop at the first whose largest int8 output is >= THRESHOLD")
+    p.add_argument("--low-energy", type=float, default=0.0, metavar="P",
+                   help="probability per boot that the board signals low energy after a random amount of work; "
+                        "the pipeline then finishes at the next exit (host campaign)")
     p.add_argument("--slots", type=int, default=2,
                    help="checkpoint slots used as a ring (default 2; more spread the erases of flash)")
     p.add_argument("--board", default=None, help="board for --emulate (default mps2-an386)")
@@ -60,9 +63,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.board:
             raise TinyexitError("--board needs --emulate (the host campaign runs on this machine)")
+        if not 0.0 <= args.low_energy <= 1.0:
+            raise TinyexitError("--low-energy is a probability between 0 and 1")
         reports = powerfail(target, out, cuts=args.cuts, seed=args.seed, granularities=grans,
                             num_inputs=args.inputs, broken=args.broken, threshold=args.threshold,
-                            slots=args.slots)
+                            slots=args.slots, low_energy=args.low_energy)
     for r in reports:
         print(r.table())
         print()

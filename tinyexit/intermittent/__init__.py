@@ -122,7 +122,8 @@ def random_inputs(n: int, size: int, seed: int = 0) -> list[bytes]:
 
 def powerfail(target: str | os.PathLike, out_dir: str | os.PathLike, *, cuts: int = 200, seed: int = 0,
               granularities: Sequence[str] = ("layer",), num_inputs: int = 4, broken: Sequence[str] = (),
-              threshold: int | None = None, slots: int = 2, check_reference: bool = True) -> list[CampaignReport]:
+              threshold: int | None = None, slots: int = 2, check_reference: bool = True,
+              low_energy: float = 0.0) -> list[CampaignReport]:
     """Host campaign for each granularity over `num_inputs` random int8 inputs; for a run folder or a .tflite
     the uninterrupted runs are also checked against TFLM (check_reference)."""
     out_dir = Path(out_dir)
@@ -136,5 +137,6 @@ def powerfail(target: str | os.PathLike, out_dir: str | os.PathLike, *, cuts: in
     for g in granularities:
         work = out_dir / f"campaign-{str(Granularity.parse(g)).replace(':', '')}"
         reports.append(run_campaign(host, inputs, cuts=cuts, seed=seed, granularity=Granularity.parse(g),
-                                    threshold=threshold, work_dir=work, reference=reference))
+                                    threshold=threshold, work_dir=work, reference=reference,
+                                    low_energy=low_energy))
     return reports

@@ -39,12 +39,15 @@ class Failure:
     detail: str
     cuts: list = field(default_factory=list)   # [(kind, k), ...] of this inference up to the failure
     nvm_at_start: str | None = None            # file with the NVM image when this inference began
+    low_energy: list = field(default_factory=list)   # per boot: work units before low energy, or None
 
     def replay_hint(self) -> str:
         names = {"events": "TX_CUT_EVENTS", "units": "TX_CUT_UNITS", "insns": "limit"}
         seq = " ".join(f"{names.get(k, k)}={n}" for k, n in self.cuts)
+        low = ("; low energy per boot after units: " + " ".join("-" if u is None else str(u) for u in self.low_energy)
+               if any(u is not None for u in self.low_energy) else "")
         return (f"inference {self.inference} (input id {self.input_id}): {self.kind}: {self.detail}; "
-                f"cuts in order: {seq or '(none)'}"
+                f"cuts in order: {seq or '(none)'}{low}"
                 + (f"; NVM image at its start: {self.nvm_at_start}" if self.nvm_at_start else ""))
 
 
@@ -70,6 +73,7 @@ class CampaignReport:
     nvm_bytes_used: int = 0                 # NVM the slots occupy
     slots: int = 2
     reference_checked: int = 0      # uninterrupted runs checked against the reference (TFLM)
+    low_energy: float = 0.0         # probability per boot of a low-energy signal
     exits: dict = field(default_factory=dict)   # committed results per exit index
     failures: list[Failure] = field(default_factory=list)
 
@@ -100,8 +104,10 @@ class CampaignReport:
             + ", ".join(f"exit {k}: {v}" for k, v in sorted(self.exits.items()))
             + (f"; uninterrupted runs equal to the reference: {self.reference_checked}" if self.reference_checked
                else ""),
-            f"re-executed work: {self.reexecuted_units} units, {self.mean_reexecuted_units_per_cut:.2f} per cut "
-            f"(an inference is {self.units_per_inference:.0f} units)",
+            (f"re-executed work: {self.reexecuted_units} units, {self.mean_reexecuted_units_per_cut:.2f} per cut "
+             f"(an inference is {self.units_per_inference:.0f} units)" if not self.low_energy else
+             f"low energy signalled in {100 * self.low_energy:.0f} % of the boots (re-executed work not "
+             f"measured: inferences end at different exits)"),
             f"checkpoints per inference (continuous power): {self.commits_per_inference:.1f} commits, "
             f"{self.nvm_bytes_per_inference:,.0f} NVM bytes written (result only: "
             f"{self.nvm_bytes_per_inference_baseline:,.0f}); NVM used: {self.nvm_bytes_used:,} bytes ({self.slots} slots)",
@@ -127,12 +133,17 @@ def run_campaign(target: HostTarget, inputs: Sequence[bytes], *, cuts: int, seed
                  granularity: Granularity = Granularity(), kinds: Sequence[str] = KINDS,
                  max_cuts_per_inference: int = 6, max_boots_per_inference: int = 2000,
                  threshold: int | None = None, work_dir: str | Path | None = None,
-                 reference: Callable[[bytes], list[bytes]] | None = None) -> CampaignReport:
+                 reference: Callable[[bytes], list[bytes]] | None = None,
+                 low_energy: float = 0.0) -> CampaignReport:
     """Runs inferences over `inputs` (round robin, a new input id each time) until `cuts` power cuts have
     happened; each inference takes 1..max_cuts_per_inference random cuts and then runs to its committed
     result. `target`'s NVM file is kept across inferences (a new inference meets the previous one's
     result record, as on a device). `reference(input) -> [output of exit 0, exit 1, ...]` (e.g. TFLM on the
-    int8 segments) checks the uninterrupted runs themselves."""
+    int8 segments) checks the uninterrupted runs themselves. `low_energy`: probability that a boot signals
+    low energy (tx_hal_low_energy) after a random number of work units; the pipeline then ends at the next
+    exit, and the committed result must equal the uninterrupted output of the exit it records."""
+    if not 0.0 <= low_energy <= 1.0:
+        raise TinyexitError(f"low_energy is a probability per boot, got {low_energy}")
     if not inputs:
         raise TinyexitError("a campaign needs at least one input")
     for k in kinds:
@@ -143,7 +154,7 @@ def run_campaign(target: HostTarget, inputs: Sequence[bytes], *, cuts: int, seed
     work = Path(tmp.name if tmp else work_dir)
     work.mkdir(parents=True, exist_ok=True)
     keep = None if tmp else work
-    report = CampaignReport(granularity=str(granularity), seed=seed, inputs=len(inputs))
+    report = CampaignReport(granularity=str(granularity), seed=seed, inputs=len(inputs), low_energy=low_energy)
     try:
         input_paths = []
         for j, data in enumerate(inputs):
@@ -152,7 +163,7 @@ def run_campaign(target: HostTarget, inputs: Sequence[bytes], *, cuts: int, seed
             input_paths.append(p)
         # Oracles on a separate NVM file, so the campaign's NVM history is its own.
         oracle_target = HostTarget(target.exe, work / "oracle_nvm.bin")
-        oracles, baseline = [], []
+        oracles, baseline, exit_outputs = [], [], []
         for j, p in enumerate(input_paths):
             o = uninterrupted(oracle_target, p, 0xFFFF0000 + j, granularity, threshold=threshold)
             b = uninterrupted(oracle_target, p, 0xFFFF0000 + j, Granularity("none"), threshold=threshold)
@@ -168,6 +179,16 @@ def run_campaign(target: HostTarget, inputs: Sequence[bytes], *, cuts: int, seed
                                                    f"{o.exit_index} {o.output.hex()}, the reference {want}"))
             oracles.append(o)
             baseline.append(b)
+            outs = {o.exit_index: o.output}
+            if low_energy > 0:
+                # every exit the pipeline can end at: low energy at points spread over the inference
+                for u in sorted({1 + (o.units - 1) * t // 15 for t in range(16)}):
+                    e = uninterrupted(oracle_target, p, 0xFFFF0000 + j, granularity, threshold=threshold,
+                                      low_energy_units=u)
+                    if outs.setdefault(e.exit_index, e.output) != e.output:
+                        report.failures.append(Failure("oracle-mismatch", -1, j, f"exit {e.exit_index} gave two "
+                                                       "different outputs in uninterrupted runs"))
+            exit_outputs.append(outs)
         n = len(oracles)
         report.units_per_inference = sum(o.units for o in oracles) / n
         report.nvm_bytes_per_inference = sum(o.nvm_bytes for o in oracles) / n
@@ -186,6 +207,7 @@ def run_campaign(target: HostTarget, inputs: Sequence[bytes], *, cuts: int, seed
             start_image = target.nvm_image()
             want_cuts = rng.randint(1, max_cuts_per_inference)
             log: list[tuple[str, int]] = []
+            lows: list[int | None] = []
             units = 0
             done = None
             report.inferences += 1
@@ -194,9 +216,11 @@ def run_campaign(target: HostTarget, inputs: Sequence[bytes], *, cuts: int, seed
                 k = None
                 if len(log) < want_cuts and report.cuts < cuts:
                     k = rng.randint(1, max(1, oracle.events if kind == "events" else oracle.units))
+                low = rng.randint(1, max(1, oracle.units)) if low_energy and rng.random() < low_energy else None
+                lows.append(low)
                 b = target.boot(input_paths[j], input_id, granularity, threshold=threshold,
                                 cut_events=k if kind == "events" else None,
-                                cut_units=k if kind == "units" else None)
+                                cut_units=k if kind == "units" else None, low_energy_units=low)
                 report.boots += 1
                 units += b.units
                 if k is not None:
@@ -209,7 +233,7 @@ def run_campaign(target: HostTarget, inputs: Sequence[bytes], *, cuts: int, seed
                                                     f"after this boot the newest valid checkpoint is "
                                                     f"{'none' if rec is None else 'seq %d' % rec.seq}, "
                                                     f"an earlier boot had committed seq {last_seq}",
-                                                    log, start_image))
+                                                    log, start_image, lows))
                 if rec is not None:
                     last_seq = rec.seq
                 if b.cut:
@@ -223,14 +247,14 @@ def run_campaign(target: HostTarget, inputs: Sequence[bytes], *, cuts: int, seed
                     report.crashes += 1
                     report.failures.append(_failure(keep, "crash", inference, input_id,
                                                     f"status {b.returncode}: {b.stderr.strip()[-300:]}",
-                                                    log, start_image))
+                                                    log, start_image, lows))
                     break
                 done = (b, rec)
                 break
             else:
                 report.failures.append(_failure(keep, "no-progress", inference, input_id,
                                                 f"no result after {max_boots_per_inference} boots", log,
-                                                start_image))
+                                                start_image, lows))
             inference += 1
             if done is None:
                 # a crash leaves the NVM in whatever state; later inferences start from a blank one
@@ -241,16 +265,28 @@ def run_campaign(target: HostTarget, inputs: Sequence[bytes], *, cuts: int, seed
             report.completed += 1
             if rec is not None and rec.done:
                 report.exits[rec.exit_index] = report.exits.get(rec.exit_index, 0) + 1
-            report.reexecuted_units += max(0, units - oracle.units)
+            if not low_energy:
+                # with low energy an inference may legitimately stop earlier than the oracle's exit
+                report.reexecuted_units += max(0, units - oracle.units)
             committed = (rec.exit_index, rec.payload) if rec is not None and rec.done and \
                 rec.input_id == input_id else None
-            if committed != (oracle.exit_index, oracle.output) or (b.exit_index, b.output) != committed:
+            if low_energy and committed is not None:
+                # low energy may end the inference at any exit: compare with that exit's own output
+                want_exit = committed[0]
+                expected = exit_outputs[j].get(want_exit)
+                if expected is None and reference is not None:
+                    ref = reference(inputs[j])
+                    expected = bytes(ref[want_exit]) if want_exit < len(ref) else None
+            else:
+                want_exit, expected = oracle.exit_index, oracle.output
+            if committed != (want_exit, expected) or (b.exit_index, b.output) != committed:
                 report.wrong_results += 1
                 got = "nothing committed" if committed is None else f"exit {committed[0]} {committed[1].hex()}"
                 report.failures.append(_failure(keep, "wrong-result", inference - 1, input_id,
                                                 f"committed {got}, reported exit {b.exit_index} "
-                                                f"{b.output.hex() if b.output else None}, expected exit "
-                                                f"{oracle.exit_index} {oracle.output.hex()}", log, start_image))
+                                                f"{b.output.hex() if b.output else None}, expected exit {want_exit} "
+                                                f"{expected.hex() if expected else '(no uninterrupted run ends there)'}",
+                                                log, start_image, lows))
         return report
     finally:
         if tmp:
@@ -258,13 +294,13 @@ def run_campaign(target: HostTarget, inputs: Sequence[bytes], *, cuts: int, seed
 
 
 def _failure(work: Path | None, kind: str, inference: int, input_id: int, detail: str, log,
-             start_image: bytes) -> Failure:
+             start_image: bytes, lows=()) -> Failure:
     """A failure; with a kept work folder, the NVM image at the inference's start is saved for a replay."""
     path = None
     if work is not None:
         path = work / f"failure{inference}_{kind}.nvm"
         path.write_bytes(start_image)
-    return Failure(kind, inference, input_id, detail, list(log), str(path) if path else None)
+    return Failure(kind, inference, input_id, detail, list(log), str(path) if path else None, list(lows))
 
 
 def replay(target: HostTarget, failure: Failure, input_path: str | Path, granularity: Granularity, *,
@@ -274,7 +310,9 @@ def replay(target: HostTarget, failure: Failure, input_path: str | Path, granula
     if not failure.nvm_at_start:
         raise TinyexitError("this failure kept no NVM image; run the campaign with a work folder to replay it")
     target.nvm_path.write_bytes(Path(failure.nvm_at_start).read_bytes())
-    for kind, k in failure.cuts:
-        target.boot(input_path, failure.input_id, granularity, threshold=threshold,
+    lows = list(failure.low_energy) + [None] * (len(failure.cuts) + 1)
+    for n, (kind, k) in enumerate(failure.cuts):
+        target.boot(input_path, failure.input_id, granularity, threshold=threshold, low_energy_units=lows[n],
                     cut_events=k if kind == "events" else None, cut_units=k if kind == "units" else None)
-    return target.boot(input_path, failure.input_id, granularity, threshold=threshold)
+    return target.boot(input_path, failure.input_id, granularity, threshold=threshold,
+                       low_energy_units=lows[len(failure.cuts)])
