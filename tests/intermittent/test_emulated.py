@@ -113,3 +113,13 @@ def test_nrf52840_energy_hooks_build(tmp_path):
                         [gen / "tx_pipeline_cfg.c", gen / "main.c", STANDIN / "standin_model.c"],
                         tmp_path / "fw", include_dirs=[RUNTIME_DIR, STANDIN, gen])
     assert fw.elf.exists() and fw.sizes.fits
+
+
+def test_checkpoint_overhead_table(target):
+    from tinyexit.intermittent.emulated import checkpoint_overhead
+    rows = checkpoint_overhead(target, ["layer", "units:1"])
+    assert list(rows) == ["none", "layers:1", "units:1"] and rows["none"]["overhead"] == 0
+    # more commits cost more instructions, and every granularity gives the same exit
+    assert 0 < rows["layers:1"]["overhead"] < rows["units:1"]["overhead"]
+    # one commit per unit: after each unit, at each stage end instead, the result instead of the last one
+    assert rows["units:1"]["commits"] == 43 and len({r["exit"] for r in rows.values()}) == 1

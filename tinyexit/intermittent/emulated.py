@@ -392,3 +392,25 @@ def replay_emulated(target: EmulatedTarget, failure: Failure, input_index: int, 
     for _, limit in failure.cuts:
         target.boot(limit=limit)
     return target.boot()
+
+
+def checkpoint_overhead(target: EmulatedTarget, granularities: Sequence[str], *, input_index: int = 0,
+                        threshold: int | None = None) -> dict[str, dict]:
+    """Continuous power (no cut): instructions of one inference (init + boot + run, the plugin's window),
+    commits and NVM bytes written, for 'none' (result record only) and each granularity; 'overhead' is the
+    difference in instructions with 'none'. For the benchmark (DESIGN.md 10)."""
+    rows: dict[str, dict] = {}
+    for text in ["none", *[g for g in granularities if g != "none"]]:
+        g = Granularity.parse(text)
+        target.erase_nvm()
+        target.mailbox(input_index, 1, g, threshold=threshold)
+        b = target.boot()
+        if b.exit_code != 0 or b.output is None:
+            raise TinyexitError(f"the emulated run ({g}) failed (status {b.exit_code}):\n{b.text[-500:]}")
+        rows[str(g)] = {"instructions": b.window_instructions, "commits": b.commits, "nvm_bytes": b.nvm_bytes,
+                        "nvm_used": b.nvm_used, "exit": b.exit_index}
+    base = rows["none"]["instructions"]
+    for r in rows.values():
+        r["overhead"] = r["instructions"] - base
+        r["overhead_percent"] = 100.0 * r["overhead"] / base if base else 0.0
+    return rows
