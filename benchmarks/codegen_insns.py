@@ -24,11 +24,20 @@ ANCHOR = {"kws": (43_040_226, 7_697_362), "resnet": (107_405_837, 29_864_657)}  
 TARGET = {"kws": 4_600_000, "resnet": 17_900_000}
 
 
+def steps_of(lib: Path, name: str) -> list[tuple[str, int]]:
+    """(step label, MACs) in run order, from the library's report.json."""
+    import json
+
+    doc = json.loads((lib / "report.json").read_text())["models"][name]
+    return [(f"{i}: {op}", macs) for i, (op, macs) in enumerate(zip(doc["ops"], doc["step_macs"]))]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", choices=sorted(MODELS), action="append")
     ap.add_argument("--opt", default="-O2")
     ap.add_argument("--inputs", type=int, default=3)
+    ap.add_argument("--per-step", action="store_true", help="also print the instructions of each step")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.model or list(MODELS):
@@ -41,6 +50,11 @@ def main() -> None:
             exact = bool(np.array_equal(got, tflm_outputs(path, x)))
             n = insns[0]
             ref, cmsis = ANCHOR[name]
+            if args.per_step:
+                _, steps = emulated_outputs(lib, name, x[:1], opt=args.opt, per_step=True)
+                for op, count in zip(steps_of(lib, name), steps):
+                    macs = op[1]
+                    print(f"  {op[0]:<34} {count:>11,} instr" + (f"  {count / macs:6.2f} / MAC" if macs else ""))
             print(f"{name}: {n:,} instructions per inference ({n / g.macs():.2f} / MAC; all runs: "
                   f"{sorted(set(insns))}), TFLM reference {ref:,} ({n / ref:.2f}x), TFLM+CMSIS-NN {cmsis:,} "
                   f"({n / cmsis:.2f}x), target {TARGET[name]:,}; outputs == tflite_micro: {exact}")

@@ -22,7 +22,8 @@ from tinyexit.io import atomic_dir
 class ModelFigures:
     name: str
     source: str
-    ops: list[str]
+    ops: list[str]                      # the steps, in run order (CONV_2D+ADD: one fused step)
+    step_macs: list[int]
     macs: int
     arena_bytes: int                    # this model's own plan
     weight_bytes: int                   # const weights, biases, multipliers, shifts
@@ -139,7 +140,8 @@ def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kerne
                 code = sum(sizes[s]["text"] for s in srcs)
             tflm = tflm_arena_bytes(g.path) if compare_tflm else None
             figures[name] = ModelFigures(
-                name=name, source=str(g.path), ops=[op.name for op in g.ops], macs=g.macs(),
+                name=name, source=str(g.path), ops=[op.name for op in g.ops],
+                step_macs=[op.macs() for op in g.ops], macs=g.macs(),
                 arena_bytes=plans[name].arena_bytes, weight_bytes=g.weight_bytes(), code_bytes=code,
                 tflm_arena_bytes=(tflm or {}).get("total"), tflm_activation_bytes=(tflm or {}).get("head"),
                 inplace_ops=sorted(plans[name].inplace), input_size=g.input.nbytes, output_size=g.output.nbytes)

@@ -70,9 +70,11 @@ def structured_inputs(shape: tuple[int, ...], zero_point: int, rng: np.random.Ge
 
 
 def emulated_outputs(lib_dir: str | os.PathLike, name: str, inputs: np.ndarray, *, board: str = "mps2-an386",
-                     opt: str = "-O2", work: str | os.PathLike | None = None, timeout: float = 600):
+                     opt: str = "-O2", work: str | os.PathLike | None = None, timeout: float = 600,
+                     per_step: bool = False):
     """Build the library with a small driver for the emulated board, run it in QEMU with the
-    instruction-count plugin; returns (outputs [n, output_size] int8, instructions per inference list)."""
+    instruction-count plugin; returns (outputs [n, output_size] int8, instruction counts): one count per
+    inference, or with per_step=True one per step of each inference (num_steps counts per input)."""
     import tempfile
 
     import jinja2
@@ -87,10 +89,11 @@ def emulated_outputs(lib_dir: str | os.PathLike, name: str, inputs: np.ndarray, 
     x = np.asarray(inputs, np.int8).reshape(len(inputs), -1)
     with tempfile.TemporaryDirectory() as tmp:
         w = Path(work or tmp)
-        env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined)
+        env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
+                                 trim_blocks=True, lstrip_blocks=True)
         (w / "bench_main.c").write_text(env.get_template("model/bench_main.c.j2").render(
             banner=_banner([name])[0], name=name, cname=c_ident(name), count=len(x), input_size=x.shape[1],
-            inputs=[", ".join(map(str, row)) for row in x.tolist()]))
+            inputs=[", ".join(map(str, row)) for row in x.tolist()], per_step=per_step))
         b = load_board(board, emulate=True)
         srcs = sorted(p for p in lib.glob("*.c") if not p.name.startswith("host_")) + [w / "bench_main.c"]
         fw = build_firmware(b, srcs, w / "fw", include_dirs=[lib], opt=opt)
