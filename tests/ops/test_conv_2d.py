@@ -21,6 +21,10 @@ CASES = [
     Case("c_k3x2_s21", conv((9, 8, 3), 4, (3, 2), (2, 1), "same"), (9, 8, 3)),
     Case("c_k4_even_same", conv((8, 9, 2), 3, 4, 2, "same"), (8, 9, 2)),
     Case("c_nobias", conv((6, 6, 3), 4, 3, 1, "valid", bias=False), (6, 6, 3)),
+    Case("c_kernel_bigger_than_input", conv((3, 4, 2), 3, 5, 1, "same"), (3, 4, 2)),
+    Case("c_k1s2", conv((7, 6, 5), 4, 1, 2, "valid"), (7, 6, 5)),
+    Case("c_full_window", conv((5, 4, 3), 6, (5, 4), 1, "valid"), (5, 4, 3)),
+    Case("c_k3s3_same", conv((8, 7, 2), 3, 3, 3, "same"), (8, 7, 2)),
     Case("c_per_tensor", conv((8, 8, 3), 4, 3, 1, "same", "relu"), (8, 8, 3), per_channel=False),
     Case("c_per_tensor_inplace", conv((6, 6, 4), 4, 3, 1, "same"), (6, 6, 4), per_channel=False),
 ]

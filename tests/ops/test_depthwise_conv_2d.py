@@ -20,6 +20,9 @@ CASES = [
     Case("d_k3x1_m2_relu6", dw((7, 5, 2), (3, 1), 1, "same", 2, "relu6"), (7, 5, 2)),
     Case("d_k5s1_valid", dw((9, 9, 3), 5, 1, "valid"), (9, 9, 3)),
     Case("d_k4s2_same_even", dw((10, 7, 3), 4, 2, "same"), (10, 7, 3)),
+    Case("d_kernel_bigger_than_input", dw((3, 2, 4), 5, 1, "same"), (3, 2, 4)),
+    Case("d_k5_inplace_m1", dw((7, 6, 3), 5, 1, "same"), (7, 6, 3)),
+    Case("d_m3_s1", dw((5, 5, 2), 3, 1, "same", 3), (5, 5, 2)),
     Case("d_per_tensor", dw((8, 6, 4), 3, 1, "same", 1, "relu"), (8, 6, 4), per_channel=False),
     Case("d_per_tensor_m2", dw((6, 6, 3), 3, 2, "valid", 2), (6, 6, 3), per_channel=False),
 ]

@@ -21,6 +21,8 @@ for kind in (KIND,):
         Case(f"{kind}_k3s2_same_odd", pool(kind, (9, 7, 2), 3, 2, "same"), (9, 7, 2)),
         Case(f"{kind}_global", pool(kind, (5, 5, 6), 5, 1, "valid"), (5, 5, 6)),
         Case(f"{kind}_k2x3", pool(kind, (6, 9, 2), (2, 3), (2, 3), "valid"), (6, 9, 2)),
+        Case(f"{kind}_k5_on_3x3_same", pool(kind, (3, 3, 4), 5, 1, "same"), (3, 3, 4)),
+        Case(f"{kind}_k2s1_same_even", pool(kind, (4, 5, 3), 2, 1, "same"), (4, 5, 3)),
     ]
 
 
