@@ -118,6 +118,14 @@ def test_bench_run(tiny_run, tmp_path):
     assert ins["per_inference_early_exit"] == pytest.approx(rate * c0 + (1 - rate) * c1)
     # stopping early saves the second segment but running the head costs: final-exit inputs cost more than no-exit
     assert c1 > ins["per_inference_no_exit"]
+    # exact stage counts: an early-exit inference is seg0 + exit1 plus a little glue (ticks, policy, markers)
+    st = ins["per_stage"]
+    assert st["seg0"]["runs"] == N_INPUTS and st["exit1"]["runs"] == N_INPUTS
+    assert st["seg1"]["runs"] == round((1 - rate) * N_INPUTS)
+    glue = c0 - st["seg0"]["mean_instructions"] - st["exit1"]["mean_instructions"]
+    assert 0 < glue < 400
+    for name, v in st.items():  # SysTick agrees with the exact count within its resolution
+        assert abs(ins["per_stage_systick"][name]["mean_instructions"] - v["mean_instructions"]) < 2 * 40 + 60
     assert r["memory"]["flash"] < r["memory"]["flash_budget"] and r["memory"]["arena"] > 0
     assert (tmp_path / "bench" / "bench.json").exists() and (tmp_path / "bench" / "bench.png").stat().st_size > 1000
     assert "instructions / inference" in lines[-1]

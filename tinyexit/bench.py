@@ -36,6 +36,25 @@ def _run_firmware(board: Board, fw, timeout: float, runner_name: str | None) -> 
     return parse_app_output(res.output), res
 
 
+def stage_instructions(board: Board, fw, out: AppOutput, timeout: float) -> dict:
+    """Exact instructions of every stage (segment or exit head, one tx_invoke), from a second emulated run
+    whose plugin window is tx_stage_begin .. tx_stage_end: windows come in the order the stages ran."""
+    from tinyexit.targets.qemu import QemuRunner
+    window = (symbol_address(fw.elf, "tx_stage_begin"), symbol_address(fw.elf, "tx_stage_end"))
+    res = QemuRunner(board).run(fw.elf, timeout=timeout, window=window, each_window=True)
+    counts = iter(res.insns.per_window)
+    per_stage: dict[str, list[int]] = {name: [] for name in out.stages}
+    try:
+        for r in out.results:
+            for name, t in zip(out.stages, r.ticks):
+                if t is not None:
+                    per_stage[name].append(next(counts))
+    except StopIteration:
+        raise TinyexitError("the stage windows do not match the stages the firmware reported") from None
+    return {name: {"runs": len(v), "mean_instructions": float(np.mean(v)), "min": int(min(v)), "max": int(max(v))}
+            for name, v in per_stage.items() if v}
+
+
 def oracle_outputs(run_dir: Path, x_q: np.ndarray) -> list[np.ndarray]:
     """int8 output of every exit for every input, from tflite_micro (the firmware's bit-exact oracle)."""
     from tinyexit.quantize import Int8Pipeline
@@ -165,8 +184,9 @@ def bench_run(run_dir: str | Path, board: str | Board = "nrf52840", emulate: boo
             "per_inference_early_exit": mean_ee, "per_inference_no_exit": mean_ne,
             "saving": 1.0 - mean_ee / mean_ne if mean_ne else None,
             "per_exit_taken": per_exit, "min": int(min(w_ee)), "max": int(max(w_ne)),
-            "per_stage": _stage_instructions(ee, per_tick),
-            "per_stage_source": f"SysTick x {per_tick} (+-1 tick)" if per_tick else "board ticks",
+            "per_stage": stage_instructions(b, fw_ee, ee, timeout),
+            "per_stage_source": "QEMU plugin (tx_stage_begin .. tx_stage_end, one tx_invoke)",
+            "per_stage_systick": _stage_instructions(ee, per_tick),
             "instructions_per_mac_no_exit": mean_ne / no_exit_macs if no_exit_macs else None,
         }
     else:
@@ -253,7 +273,7 @@ def table(r: dict) -> str:
                      f"{ins['per_inference_no_exit']:>16,.0f}{pct(ins['saving']):>10}")
         lines.append(f"{'  per exit taken (exact)':<30}" + ", ".join(
             f"{k} {v:,.0f}" for k, v in ins["per_exit_taken"].items() if v is not None))
-        lines.append(f"{'  per stage (SysTick)':<30}" + ", ".join(
+        lines.append(f"{'  per stage (exact, mean)':<30}" + ", ".join(
             f"{k} {v['mean_instructions']:,.0f}" for k, v in ins["per_stage"].items() if v["mean_instructions"]))
     for key in ("cycles", "ticks"):
         if key in r:

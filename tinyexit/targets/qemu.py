@@ -5,6 +5,7 @@ makes SysTick count instructions; the optional plugin counts instructions exactl
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -23,6 +24,7 @@ from tinyexit.targets import plugin as insn_plugin
 
 QEMU_INSTALL = "apt-get install -y --no-install-recommends qemu-system-arm"
 LIMIT_STATUS = 124
+PORT_RE = re.compile(r"waiting for connection on: disconnected:tcp:127\.0\.0\.1:(\d+)")
 
 
 def qemu_binary() -> str:
@@ -60,17 +62,7 @@ class QemuRunner:
     def __init__(self, board: Board):
         self.board = board
 
-    def run(self, elf: str | Path, **options) -> RunResult:
-        """See _run_once; retried (up to 3 times) when QEMU lost the race for its serial port number."""
-        for attempt in range(3):
-            try:
-                return self._run_once(elf, **options)
-            except TinyexitError as e:
-                if attempt == 2 or "QEMU could not run" not in str(e) or "bind" not in str(e).lower():
-                    raise
-        raise AssertionError("unreachable")
-
-    def _run_once(self, elf: str | Path, *, timeout: float = 60.0, count_insns: bool = False,
+    def run(self, elf: str | Path, *, timeout: float = 60.0, count_insns: bool = False,
             limit: int | None = None, window: tuple[int, int] | None = None, icount: bool = True,
             send: bytes = b"", end_mark: str | None = None, extra_args: Sequence[str] = (),
             check: bool = True, each_window: bool = False) -> RunResult:
@@ -86,15 +78,19 @@ class QemuRunner:
         with tempfile.TemporaryDirectory(prefix="tinyexit-qemu-") as tmpdir:
             log = Path(tmpdir) / "plugin.log"
             plugin = insn_plugin.plugin_args(limit, window, LIMIT_STATUS, each_window) if use_plugin else None
-            port = _free_port()
-            cmd = qemu_command(self.board, elf, port, icount=icount, plugin=plugin, log=log, extra=extra_args)
-            errf = open(Path(tmpdir) / "stderr", "w+")
+            # Port 0: QEMU binds a free port itself and names it on stderr, so no other process can
+            # take it between choosing and binding (several QEMUs run at once on a shared machine).
+            cmd = qemu_command(self.board, elf, 0, icount=icount, plugin=plugin, log=log, extra=extra_args)
+            errpath = Path(tmpdir) / "stderr"
+            errf = open(errpath, "w+")
             t0 = time.monotonic()
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=errf, stderr=errf,
                                     start_new_session=True)
             out = bytearray()
             try:
-                out = self._talk(proc, port, send, t0 + timeout, end_mark)
+                port = self._wait_port(proc, errpath, t0 + timeout)
+                if port is not None:
+                    out = self._talk(proc, port, send, t0 + timeout, end_mark)
                 code = proc.wait(timeout=max(0.5, t0 + timeout - time.monotonic()))
             except (FirmwareTimeoutError, subprocess.TimeoutExpired) as e:
                 self._kill(proc)
@@ -130,6 +126,20 @@ class QemuRunner:
                     f"{elf.name} on {self.board.qemu_machine} ended with status {code}"
                     f"{' (' + hint + ')' if hint else ''}. Last output:\n    {tail(text)}")
         return result
+
+    @staticmethod
+    def _wait_port(proc: subprocess.Popen, errpath: Path, deadline: float) -> int | None:
+        """The TCP port QEMU listens on for the serial line (from its 'waiting for connection' note);
+        None when QEMU exited first (the caller reports its status)."""
+        while True:
+            m = PORT_RE.search(errpath.read_text(errors="replace"))
+            if m:
+                return int(m.group(1))
+            if proc.poll() is not None:
+                return None
+            if time.monotonic() > deadline:
+                raise FirmwareTimeoutError("QEMU did not open its serial socket")
+            time.sleep(0.01)
 
     @staticmethod
     def _kill(proc: subprocess.Popen) -> None:
