@@ -83,12 +83,13 @@ def emit_library(graphs: dict[str, Graph], plans: dict[str, Plan], out_dir: Path
     banner, banner_text = _banner([Path(g.path).name for g in graphs.values()])
     decls = [model_decl(n, g, plans[n]) for n, g in graphs.items()]
     arena = max([p.arena_bytes for p in plans.values()] + [1])
-    # Tap lists on the stack: depthwise always, conv only in place; sized for this library's kernels.
-    conv_taps = max([op.kernel_hw[0] * op.kernel_hw[1] for n, g in graphs.items() for op in g.ops
-                     if op.kernel == "tx_conv" and op.index in plans[n].inplace] + [1])
+    # Tap/run lists on the stack, sized for this library's kernels: a conv lists one run per filter row,
+    # or one per tap when in place; a depthwise conv one entry per tap.
+    conv_runs = max([op.kernel_hw[0] * (op.kernel_hw[1] if op.index in plans[n].inplace else 1)
+                     for n, g in graphs.items() for op in g.ops if op.kernel == "tx_conv"] + [1])
     dw_taps = max([op.kernel_hw[0] * op.kernel_hw[1] for g in graphs.values() for op in g.ops
                    if op.kernel == "tx_dwconv"] + [1])
-    common = dict(banner=banner, banner_text=banner_text, models=decls, arena_size=arena, conv_taps=conv_taps,
+    common = dict(banner=banner, banner_text=banner_text, models=decls, arena_size=arena, conv_runs=conv_runs,
                   dw_taps=dw_taps, fused_add=any(op.name == "CONV_2D+ADD" for g in graphs.values() for op in g.ops),
                   max_input=max(d["input_size"] for d in decls), max_output=max(d["output_size"] for d in decls))
     files: dict[str, list[str]] = {"models": [], "kernels": [], "runtime": [], "host": []}
