@@ -1,0 +1,508 @@
+"""Exit placement search (NACHOS-like, small): where to put one early exit and how wide its head should be.
+
+For every candidate exit point (`tinyexit.augment.candidate_points`) x head width, a head is trained briefly
+on the frozen backbone's activations, and on the validation split the search computes: the exit's accuracy,
+the MACs to the exit, and, under the max-softmax policy (exit when the top probability >= t), the threshold
+with the lowest expected MACs whose overall accuracy meets the target:
+    expected MACs = r * MACs(to exit) + (1 - r) * (MACs(full) + MACs(head)),   r = exit rate at t.
+Flash (int8 weights of backbone + head, as the code generator stores them: int8 kernels, int32 biases, a
+multiplier and shift per output channel; plus an allowance for code) and RAM (the largest set of live int8
+activations while any piece runs: segment to the exit, the head, segment after it) are estimated and checked
+against the board's budget; designs that do not fit are excluded with the reason. The Pareto front of
+accuracy vs expected MACs is reported (JSON + PNG), and the design with the lowest expected MACs at the target
+is chosen. `verify` then builds that design for real (attach + train via augment, quantize to int8, int8
+threshold chosen on validation, measured on test, C generated for flash and RAM) and puts predicted next to
+measured figures.
+
+Public API:
+    search(source, board=..., accuracy_target=..., out=DIR, ...) -> report dict (writes search.json, search.png)
+    verify(report, out=RUN) -> verification dict (also merged into DIR/search.json)
+    operating_points(score, exit_pred, final_pred, y, exit_macs, full_macs) -> curve over thresholds
+    pareto_front(points) -> indices of the non-dominated (accuracy up, MACs down) points
+    estimate_weight_bytes(layers) / peak_activation_bytes(...)
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from tinyexit.augment import (HeadConfig, HeadTrainConfig, IDENTITY_AT_INFERENCE, FUSED_INTO_PRODUCER, _Features,
+                              _Graph, backbone_model, build_head, candidate_points, data_recipe, load_keras,
+                              split_from_recipe, train_head)
+from tinyexit.errors import TinyexitError
+from tinyexit.io import atomic_path, write_json
+
+DEFAULT_WIDTHS = (8, 16, 32)
+DEFAULT_CODE_BYTES = 8 * 1024       # allowance for kernels + runtime before the C is generated (verify measures it)
+ALIAS_LAYERS = FUSED_INTO_PRODUCER + IDENTITY_AT_INFERENCE + ("Flatten", "Reshape", "InputLayer")
+
+
+@dataclass(frozen=True)
+class Budget:
+    flash_bytes: int
+    ram_bytes: int
+    source: str
+
+    @classmethod
+    def of_board(cls, board) -> "Budget":
+        return cls(board.code_flash.size, board.ram.size - board.stack_size,
+                   f"{board.name}: code flash {board.code_flash.size:,} B, RAM {board.ram.size:,} B - "
+                   f"stack {board.stack_size:,} B")
+
+
+# ---------------------------------------------------------------------------------------------- estimates
+
+def _weight_bytes(layer) -> int:
+    """int8 bytes the code generator stores for one layer after conversion (batch norm folded in)."""
+    import keras
+
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        cout = int(layer.output.shape[-1])
+        return int(np.prod(layer.kernel.shape)) + cout * (4 + 4 + 1)
+    if isinstance(layer, keras.layers.Conv2D):
+        cout = int(layer.filters)
+        return int(np.prod(layer.kernel.shape)) + cout * (4 + 4 + 1)
+    if isinstance(layer, keras.layers.Dense):
+        return int(np.prod(layer.kernel.shape)) + int(layer.units) * (4 + 4 + 1)   # converted per channel
+    return 0
+
+
+def estimate_weight_bytes(layers) -> int:
+    return int(sum(_weight_bytes(lay) for lay in layers))
+
+
+def _nbytes(t) -> int:
+    return int(math.prod(int(v) for v in t.shape[1:]))
+
+
+def peak_activation_bytes(g: _Graph, layer_types: dict[str, str], members: Sequence[str], start: str,
+                          end: str) -> int:
+    """Largest sum of live int8 activations while the piece `members` (topological order, from the tensor of
+    layer `start` to that of `end`) runs. Batch norm, activations, dropout, flatten and reshape share their
+    input's buffer (fused or free after conversion)."""
+    buf = {start: start}
+    for n in members:
+        prods = [p for p in g.producers.get(n, []) if p in buf]
+        buf[n] = buf[prods[0]] if layer_types[n] in ALIAS_LAYERS and len(prods) == 1 else n
+    steps = [n for n in members if buf[n] == n]
+    pos = {n: i for i, n in enumerate(steps)}
+    last = {buf[end]: len(steps)}
+    for n in members:
+        for p in g.producers.get(n, []):
+            if p in buf:
+                b = buf[p]
+                last[b] = max(last.get(b, -1), pos.get(buf[n], len(steps)))
+    size = {b: _nbytes(g.tensor[b]) for b in set(buf.values())}
+    peak = size[buf[start]]
+    for i, n in enumerate(steps):
+        live = {b for b in set(buf.values()) if (b == buf[start] or pos.get(b, len(steps)) <= i) and last.get(b, -1) >= i}
+        live.add(n)
+        peak = max(peak, sum(size[b] for b in live))
+    return int(peak)
+
+
+def _topo(g: _Graph, names: set[str], order: list[str]) -> list[str]:
+    return [n for n in order if n in names]
+
+
+def _ancestors(g: _Graph, name: str) -> set[str]:
+    seen, stack = set(), [name]
+    while stack:
+        n = stack.pop()
+        if n not in seen:
+            seen.add(n)
+            stack.extend(g.producers.get(n, []))
+    return seen
+
+
+# ---------------------------------------------------------------------------------------------- policy curve
+
+def operating_points(score: np.ndarray, exit_pred: np.ndarray, final_pred: np.ndarray, y: np.ndarray,
+                     exit_macs: float, full_macs: float) -> dict:
+    """Every distinct decision of the rule "exit when score >= t": thresholds from "never" (inf) down to the
+    lowest score, with the overall accuracy, exit rate and expected MACs at each."""
+    score = np.asarray(score, np.float64)
+    order = np.argsort(-score, kind="stable")
+    s = score[order]
+    ok_exit = (np.asarray(exit_pred) == y)[order].astype(np.int64)
+    ok_final = (np.asarray(final_pred) == y)[order].astype(np.int64)
+    n = len(y)
+    # exiting the first k (highest scores): k takes every value where the score changes, plus n
+    ks = np.concatenate([[0], np.nonzero(np.diff(s))[0] + 1, [n]]) if n else np.array([0])
+    ks = np.unique(ks)
+    ce = np.concatenate([[0], np.cumsum(ok_exit)])
+    cf = np.concatenate([[0], np.cumsum(ok_final)])
+    acc = (ce[ks] + (cf[n] - cf[ks])) / max(n, 1)
+    rate = ks / max(n, 1)
+    thr = np.array([np.inf] + [s[k - 1] for k in ks[1:]])
+    return {"threshold": thr, "accuracy": acc, "exit_rate": rate,
+            "expected_macs": rate * exit_macs + (1 - rate) * full_macs}
+
+
+def pick_threshold(curve: dict, target: float) -> int | None:
+    """Index of the operating point with the lowest expected MACs whose accuracy >= target (None: none)."""
+    ok = np.nonzero(curve["accuracy"] >= target - 1e-12)[0]
+    if not len(ok):
+        return None
+    return int(ok[np.argmin(curve["expected_macs"][ok])])
+
+
+def pareto_front(acc: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    """Indices of points not dominated by another (higher-or-equal accuracy at lower-or-equal cost, one of
+    them strictly), sorted by cost."""
+    acc, cost = np.asarray(acc, np.float64), np.asarray(cost, np.float64)
+    order = np.lexsort((-acc, cost))
+    front, best = [], -np.inf
+    for i in order:
+        if acc[i] > best:
+            front.append(int(i))
+            best = acc[i]
+    return np.array(front, np.int64)
+
+
+# ---------------------------------------------------------------------------------------------- the search
+
+@dataclass(frozen=True)
+class SearchConfig:
+    widths: tuple[int, ...] = DEFAULT_WIDTHS
+    kind: str = "auto"
+    max_points: int | None = 6          # candidate points kept, spread evenly by MACs (None: all)
+    min_macs_fraction: float = 0.05     # skip points before this fraction of the backbone's MACs
+    max_macs_fraction: float = 0.9      # and after this one (an exit there saves nothing)
+    epochs: int = 5
+    batch_size: int = 100
+    max_train: int | None = None        # subsample the training split (speed)
+    code_bytes: int = DEFAULT_CODE_BYTES
+    seed: int = 0
+
+
+def _source(source, task, data, from_run):
+    p = Path(source) if isinstance(source, (str, Path)) else None
+    if from_run is None and task is None and p is not None and p.is_dir():
+        from_run = p
+    original, path = load_keras(source)
+    return original, path, data_recipe(task=task, data=data, from_run=from_run), from_run
+
+
+def _spread(cands: list[dict], k: int | None) -> list[dict]:
+    if k is None or len(cands) <= k:
+        return cands
+    idx = np.unique(np.round(np.linspace(0, len(cands) - 1, k)).astype(int))
+    return [cands[i] for i in idx]
+
+
+def search(source, *, board: str | object = "nrf52840", accuracy_target: float | None = None,
+           max_drop: float | None = None, out: str | Path, config: SearchConfig = SearchConfig(),
+           task: str | None = None, data: str | Path | None = None, from_run: str | Path | None = None,
+           budget: Budget | None = None, log: Callable[[str], None] = print) -> dict:
+    """Search exit point x head width for one early exit on `source` (a run directory, whose exits are
+    dropped, or a .keras model with task/data). The accuracy target is absolute (`accuracy_target`) or the
+    backbone's validation accuracy minus `max_drop`. Writes `out`/search.json and `out`/search.png."""
+    import keras
+
+    from tinyexit.boards import load_board
+    from tinyexit.models import layer_macs
+
+    t0 = time.time()
+    if (accuracy_target is None) == (max_drop is None):
+        raise TinyexitError("give exactly one of --accuracy-target (absolute, e.g. 0.9) or --max-drop (e.g. 0.01)")
+    if budget is None:
+        budget = Budget.of_board(load_board(board) if isinstance(board, str) else board)
+    original, path, (meta, classes, data_report), from_run = _source(source, task, data, from_run)
+    base = backbone_model(original)
+    num_classes = int(base.outputs[0].shape[-1])
+    if num_classes != len(classes):
+        raise TinyexitError(f"the model outputs {num_classes} values but the data has {len(classes)} classes")
+    g = _Graph(base.outputs[0])
+    order = [lay.name for lay in base.layers if lay.name in g.tensor]
+    for n in g.input_names:
+        if n not in order:
+            order.insert(0, n)
+    types = {n: type(op).__name__ for n, t in g.tensor.items() for op in [t._keras_history.operation]}
+    final_name = base.outputs[0]._keras_history.operation.name
+    input_name = next(iter(g.input_names))
+    full_macs = int(sum(layer_macs(base.get_layer(n)) for n in order if n not in g.input_names))
+    backbone_weights = estimate_weight_bytes(base.get_layer(n) for n in order if n not in g.input_names)
+    backbone_ram = peak_activation_bytes(g, types, [n for n in order if n not in g.input_names], input_name, final_name)
+
+    cands = [c for c in candidate_points(base)
+             if config.min_macs_fraction * full_macs <= c["macs_to_point"] <= config.max_macs_fraction * full_macs]
+    cands = _spread(cands, config.max_points)
+    if not cands:
+        raise TinyexitError("no candidate exit point between "
+                            f"{config.min_macs_fraction:.0%} and {config.max_macs_fraction:.0%} of the backbone's MACs")
+
+    log(f"data: {data_report['source']}; {len(cands)} exit points x {len(config.widths)} widths; budget {budget.source}")
+    x, y = split_from_recipe(meta, "train")
+    xv, yv = split_from_recipe(meta, "validation")
+    if config.max_train is not None and len(x) > config.max_train:
+        pick = np.sort(np.random.default_rng(config.seed).choice(len(x), config.max_train, replace=False))
+        x, y = x[pick], y[pick]
+    final_val = base.predict(xv, batch_size=256, verbose=0)
+    final_pred = np.argmax(final_val, -1)
+    final_acc = float(np.mean(final_pred == yv))
+    target = float(accuracy_target) if accuracy_target is not None else final_acc - float(max_drop)
+    log(f"backbone: {full_macs:,} MACs, validation accuracy {final_acc:.4f}; accuracy target {target:.4f}")
+
+    tc = HeadTrainConfig(epochs=config.epochs, batch_size=config.batch_size, seed=config.seed)
+    designs = [{"name": "no_exit", "point": None, "width": None, "kind": None, "exit_accuracy": None,
+                "macs_to_exit": full_macs, "head_macs": 0, "full_macs": full_macs,
+                "flash_bytes": backbone_weights + config.code_bytes, "weight_bytes": backbone_weights,
+                "ram_bytes": backbone_ram, "threshold": None, "exit_rate": 0.0, "accuracy": final_acc,
+                "expected_macs": float(full_macs)}]
+    curves = {"no_exit": {"accuracy": np.array([final_acc]), "expected_macs": np.array([float(full_macs)]),
+                          "exit_rate": np.array([0.0]), "threshold": np.array([np.inf])}}
+    total = len(cands) * len(config.widths)
+    done = 0
+    for c in cands:
+        p = c["point"]
+        f_tr, f_va = _Features(base, p, x), _Features(base, p, xv)
+        seg0 = _topo(g, _ancestors(g, p) - g.input_names, order)
+        seg1 = _topo(g, _ancestors(g, final_name) - _ancestors(g, p), order)
+        ram_segs = max(peak_activation_bytes(g, types, seg0, input_name, p),
+                       peak_activation_bytes(g, types, seg1, p, final_name))
+        channels = c["shape"][-1]
+        for w in config.widths:
+            done += 1
+            cfg = HeadConfig(w, config.kind)
+            name = f"{p}@{w}"
+            try:
+                rcfg = cfg.resolved(channels)
+            except TinyexitError as e:
+                designs.append({"name": name, "point": p, "width": w, "kind": config.kind, "excluded": str(e)})
+                continue
+            head, _ = train_head(f_tr, f_va, y, yv, "exit1", cfg, num_classes, tc)
+            hg = _Graph(head.outputs[0])
+            horder = [lay.name for lay in head.layers if lay.name in hg.tensor and lay.name not in hg.input_names]
+            htypes = {n: type(t._keras_history.operation).__name__ for n, t in hg.tensor.items()}
+            head_macs = int(sum(layer_macs(head.get_layer(n)) for n in horder))
+            head_weights = estimate_weight_bytes(head.get_layer(n) for n in horder)
+            head_ram = peak_activation_bytes(hg, htypes, horder, next(iter(hg.input_names)), "exit1")
+            probs = head.predict(f_va.cached if f_va.cached is not None else f_va.dataset(yv, 256, False)[0],
+                                 verbose=0)[0]
+            exit_pred = np.argmax(probs, -1)
+            m_exit, m_full = c["macs_to_point"] + head_macs, full_macs + head_macs
+            curve = operating_points(probs.max(-1), exit_pred, final_pred, yv, m_exit, m_full)
+            j = pick_threshold(curve, target)
+            d = {"name": name, "point": p, "width": w, "kind": rcfg.kind, "point_shape": c["shape"],
+                 "exit_accuracy": float(np.mean(exit_pred == yv)), "macs_to_exit": int(m_exit), "head_macs": head_macs,
+                 "full_macs": int(m_full), "weight_bytes": backbone_weights + head_weights,
+                 "flash_bytes": backbone_weights + head_weights + config.code_bytes,
+                 "ram_bytes": int(max(ram_segs, head_ram))}
+            if j is None:
+                d.update(threshold=None, exit_rate=None, accuracy=None, expected_macs=None,
+                         excluded=f"accuracy target {target:.4f} not reached at any threshold (never exiting gives "
+                                  f"{final_acc:.4f})")
+            else:
+                d.update(threshold=float(curve["threshold"][j]), exit_rate=float(curve["exit_rate"][j]),
+                         accuracy=float(curve["accuracy"][j]), expected_macs=float(curve["expected_macs"][j]))
+            curves[name] = curve
+            designs.append(d)
+            log(f"  [{done}/{total}] {name:<24} exit acc {d['exit_accuracy']:.3f}  MACs to exit {m_exit:>10,}  "
+                + (f"at target: exit rate {d['exit_rate']:.2f}, expected MACs {d['expected_macs']:>12,.0f}"
+                   if j is not None else "target not reachable"))
+            keras.backend.clear_session()
+    for d in designs:
+        if d.get("excluded") or "flash_bytes" not in d:
+            continue
+        why = []
+        if d["flash_bytes"] > budget.flash_bytes:
+            why.append(f"flash {d['flash_bytes']:,} B (weights {d['weight_bytes']:,} + code allowance "
+                       f"{config.code_bytes:,}) > {budget.flash_bytes:,} B")
+        if d["ram_bytes"] > budget.ram_bytes:
+            why.append(f"RAM {d['ram_bytes']:,} B of live activations > {budget.ram_bytes:,} B")
+        if why:
+            d["excluded"] = "does not fit: " + "; ".join(why)
+    fitting = [d for d in designs if not d.get("excluded", "").startswith("does not fit") and "ram_bytes" in d
+               and d["name"] in curves]
+    # the Pareto front over every operating point of every fitting design
+    pts = [(d["name"], k) for d in fitting for k in range(len(curves[d["name"]]["accuracy"]))]
+    acc = np.array([curves[n]["accuracy"][k] for n, k in pts])
+    cost = np.array([curves[n]["expected_macs"][k] for n, k in pts])
+    front_idx = pareto_front(acc, cost)
+    front = [{"design": pts[i][0], "threshold": _f(curves[pts[i][0]]["threshold"][pts[i][1]]),
+              "accuracy": float(acc[i]), "expected_macs": float(cost[i]),
+              "exit_rate": float(curves[pts[i][0]]["exit_rate"][pts[i][1]])} for i in front_idx]
+    ok = [d for d in designs if not d.get("excluded")]
+    if not ok:
+        raise TinyexitError(f"no design fits {budget.source} and meets accuracy {target:.4f}; see the reasons "
+                            f"in the designs, lower the target or pick a larger board")
+    chosen = min(ok, key=lambda d: (d["expected_macs"], d["flash_bytes"]))
+    report = {
+        "source": str(path) if path else None, "from_run": str(from_run) if from_run else None,
+        "data": meta, "data_source": data_report, "classes": list(classes),
+        "budget": asdict(budget), "accuracy_target": target, "target_rule": (
+            f"absolute {accuracy_target}" if accuracy_target is not None else f"backbone validation accuracy - {max_drop}"),
+        "policy": "max_softmax (float, validation split)", "backbone": {
+            "validation_accuracy": final_acc, "macs": full_macs, "weight_bytes": backbone_weights,
+            "ram_bytes": backbone_ram},
+        "config": asdict(config), "validation_examples": int(len(yv)), "train_examples": int(len(y)),
+        "designs": designs, "pareto_front": front, "chosen": chosen["name"],
+        "wall_time_s": round(time.time() - t0, 1), "plot": "search.png",
+    }
+    out = Path(out)
+    _plot(out / "search.png", report, curves)
+    write_json(out / "search.json", report)
+    log(format_search(report))
+    return report
+
+
+def _f(v) -> float | None:
+    return None if v is None or not np.isfinite(v) else float(v)
+
+
+def format_search(rep: dict) -> str:
+    lines = [f"{'design':<26} {'exit acc':>8} {'MACs to exit':>12} {'exit rate':>9} {'acc':>7} {'exp. MACs':>12} "
+             f"{'flash':>9} {'RAM':>8}  note"]
+    for d in rep["designs"]:
+        def f(k, fmt):
+            v = d.get(k)
+            return format(v, fmt) if v is not None else "-"
+        note = "CHOSEN" if d["name"] == rep["chosen"] else d.get("excluded", "")
+        lines.append(f"{d['name']:<26} {f('exit_accuracy', '.3f'):>8} {f('macs_to_exit', ',d'):>12} "
+                     f"{f('exit_rate', '.3f'):>9} {f('accuracy', '.4f'):>7} {f('expected_macs', ',.0f'):>12} "
+                     f"{f('flash_bytes', ',d'):>9} {f('ram_bytes', ',d'):>8}  {note}")
+    lines.append(f"accuracy target {rep['accuracy_target']:.4f} ({rep['target_rule']}); budget {rep['budget']['source']}; "
+                 f"Pareto front: {len(rep['pareto_front'])} operating points")
+    return "\n".join(lines)
+
+
+def _plot(path: Path, rep: dict, curves: dict) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    by_name = {d["name"]: d for d in rep["designs"]}
+    for name, c in curves.items():
+        d = by_name[name]
+        misfit = d.get("excluded", "").startswith("does not fit")
+        ax.plot(c["expected_macs"], c["accuracy"], ("o" if len(c["accuracy"]) == 1 else "") + (":" if misfit else "-"), lw=0.8, alpha=0.35 if misfit else 0.6,
+                label=f"{name}{' (does not fit)' if misfit else ''}")
+    fr = rep["pareto_front"]
+    ax.plot([p["expected_macs"] for p in fr], [p["accuracy"] for p in fr], "k.-", lw=1.6, ms=4, label="Pareto front")
+    ch = by_name[rep["chosen"]]
+    ax.plot([ch["expected_macs"]], [ch["accuracy"]], "r*", ms=14, label=f"chosen: {ch['name']}")
+    ax.axhline(rep["accuracy_target"], color="r", ls="--", lw=0.8, label="accuracy target")
+    ax.set(xlabel="expected MACs per inference (validation)", ylabel="accuracy (validation)",
+           title="exit placement search: accuracy vs expected MACs (max-softmax threshold sweep)")
+    ax.legend(fontsize=7, loc="lower right", ncol=2)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------- verification
+
+def verify(report: dict | str | Path, *, out: str | Path, source=None, epochs: int | None = None,
+           generate_c: bool = True, measure_code: bool = True, log: Callable[[str], None] = print) -> dict:
+    """Build the chosen design for real: attach its head to the source model (augment, same training), quantize
+    to int8, choose the int8 max-softmax threshold on validation for the target, measure accuracy, exit rate and
+    expected MACs on test (int8, tflite_micro), generate the C for flash and RAM. Returns predicted vs measured
+    and adds it to search.json when `report` is a path."""
+    import json
+
+    from tinyexit.augment import augment_model
+    from tinyexit.quantize import Int8Pipeline, quantize_run, read_manifest
+    from tinyexit.train import load_split
+
+    rep_path = None
+    if not isinstance(report, dict):
+        rep_path = Path(report)
+        rep_path = rep_path / "search.json" if rep_path.is_dir() else rep_path
+        report = json.loads(rep_path.read_text())
+    d = next(x for x in report["designs"] if x["name"] == report["chosen"])
+    target = report["accuracy_target"]
+    out = Path(out)
+    src = source or report["source"] or report["from_run"]
+    cfg = report["config"]
+    if d["point"] is None:
+        raise TinyexitError("the chosen design has no early exit (no exit point meets the target); nothing to verify")
+    log(f"verifying {d['name']}: attaching and training its head, then int8")
+    augment_model(src, out=out, heads={d["point"]: HeadConfig(d["width"], d["kind"])},
+                  from_run=report["from_run"], task=None if report["from_run"] else report["data"].get("kind", "kws"),
+                  data=None if report["from_run"] else report["data"].get("dir"),
+                  train_config=HeadTrainConfig(epochs=epochs or cfg["epochs"], batch_size=cfg["batch_size"],
+                                               seed=cfg["seed"]),
+                  max_train=cfg["max_train"], log=log)
+    qrep = quantize_run(out, log=log)
+    man = read_manifest(out / "quant")
+    pipe = Int8Pipeline.from_dir(out / "quant")
+    m_exit, m_full = man["exits"][0]["macs_to_exit"], man["exits"][-1]["macs_to_exit"]
+    xv, yv = load_split(out, "validation")
+    ov = pipe.run(xv)
+    cv = operating_points(ov[0].astype(np.int64).max(-1), np.argmax(ov[0], -1), np.argmax(ov[-1], -1), yv, m_exit, m_full)
+    j = pick_threshold(cv, target)
+    xt, yt = load_split(out, "test")
+    ot = pipe.run(xt)
+    thr_q = int(cv["threshold"][j]) if j is not None and np.isfinite(cv["threshold"][j]) else 128
+    exit_mask = ot[0].astype(np.int64).max(-1) >= thr_q
+    pred = np.where(exit_mask, np.argmax(ot[0], -1), np.argmax(ot[-1], -1))
+    rate = float(exit_mask.mean())
+    measured = {
+        "split": "test (int8 on tflite_micro)", "threshold_q": thr_q,
+        "validation_accuracy": float(cv["accuracy"][j]) if j is not None else None,
+        "accuracy": float(np.mean(pred == yt)), "exit_rate": rate,
+        "exit_accuracy": float(np.mean(np.argmax(ot[0], -1) == yt)),
+        "final_accuracy": float(np.mean(np.argmax(ot[-1], -1) == yt)),
+        "expected_macs": rate * m_exit + (1 - rate) * m_full, "macs_to_exit": int(m_exit),
+        "full_macs": int(m_full), "no_exit_macs": int(man["no_exit_macs"]),
+        "whole_model_check": qrep.get("whole_model_check"),
+    }
+    if generate_c:
+        measured.update(_measure_c(out, measure_code))
+    predicted = {k: d[k] for k in ("accuracy", "exit_rate", "exit_accuracy", "expected_macs", "macs_to_exit",
+                                   "full_macs", "weight_bytes", "flash_bytes", "ram_bytes")}
+    ver = {"design": d["name"], "run": str(out), "predicted": {**predicted, "split": "validation (float)"},
+           "measured": measured, "meets_target_on_test": measured["accuracy"] >= target}
+    if rep_path is not None:
+        report["verification"] = ver
+        write_json(rep_path, report)
+    log(format_verification(ver))
+    return ver
+
+
+def _measure_c(run: Path, measure_code: bool) -> dict:
+    """Generate the run's C library; weights = the constant arrays at their C types; with `measure_code`, the
+    objects compiled for Cortex-M4 give flash = .text + .rodata + .data of the library."""
+    from tinyexit.codegen import generate, models_from_run
+    from tinyexit.codegen.measure import section_sizes
+    from tinyexit.codegen.reader import read_model
+
+    sizeof = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "uint16_t": 2, "int32_t": 4, "uint32_t": 4, "float": 4}
+    models = models_from_run(run)
+    lib_dir = run / "firmware" / "model"
+    lib = generate(models, lib_dir, measure=False, compare_tflm=False)
+    weights = 0
+    for name, path in models.items():
+        g = read_model(path, name=name)
+        weights += sum(a.values.size * sizeof[a.ctype] for i, op in enumerate(g.ops) for a in op.constants(f"m_{i}"))
+    res = {"weight_bytes": int(weights), "arena_bytes": int(lib.arena_bytes)}
+    if measure_code:
+        srcs = sorted(p.name for p in lib_dir.glob("tx_*.c"))
+        compiler, sizes = section_sizes(lib_dir, srcs)
+        if sizes:
+            res.update(code_bytes=sum(v["text"] for v in sizes.values()),
+                       flash_bytes=sum(v["text"] + v["rodata"] + v["data"] for v in sizes.values()),
+                       compiler=compiler)
+    return res
+
+
+def format_verification(v: dict) -> str:
+    p, m = v["predicted"], v["measured"]
+    rows = [f"verification of {v['design']} ({v['run']})",
+            f"  {'':<16} {'predicted':>14} {'measured':>14}",
+            f"  {'':<16} {'(float, val)':>14} {'(int8, test)':>14}"]
+    for k, fmt in (("accuracy", ".4f"), ("exit_rate", ".3f"), ("exit_accuracy", ".4f"), ("macs_to_exit", ",d"),
+                   ("expected_macs", ",.0f"), ("weight_bytes", ",d"), ("flash_bytes", ",d")):
+        rows.append(f"  {k:<16} {format(p[k], fmt) if p.get(k) is not None else '-':>14} "
+                    f"{format(m[k], fmt) if m.get(k) is not None else '-':>14}")
+    rows.append(f"  {'ram_bytes':<16} {p['ram_bytes']:>14,} {format(m['arena_bytes'], ',d') if 'arena_bytes' in m else '-':>14}"
+                f"  (measured: the generated C's arena)")
+    return "\n".join(rows)
