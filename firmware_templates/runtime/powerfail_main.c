@@ -33,7 +33,11 @@ typedef struct {
 } mailbox_t;
 
 static tx_runtime_t rt;
+#ifdef TX_MAX_OUTPUT_SIZE
+static int8_t output[TX_MAX_OUTPUT_SIZE];
+#else
 static int8_t output[TX_ARENA_SIZE];
+#endif
 static uint32_t units_done, low_energy_units = 0xFFFFFFFFu;
 static uint32_t marks[2u * MAX_MARKS], num_marks;
 static int32_t threshold;

@@ -65,15 +65,20 @@ class Granularity:
         return "none" if self.mode == "none" else f"{self.mode}:{self.every}"
 
 
-def render_pipeline(stages: list[Stage], boundary_size: int | str = "TX_ARENA_SIZE") -> str:
+def render_pipeline(stages: list[Stage], boundary_size: int | None = None) -> str:
+    """The stage table (pipeline.c.j2); the boundary buffer has `boundary_size` bytes, by default the
+    library's TX_MAX_OUTPUT_SIZE (or TX_ARENA_SIZE when the library does not define it)."""
     if not stages or stages[0].role != SEGMENT or stages[-1].role != SEGMENT:
         raise TinyexitError("a pipeline starts and ends with a segment (exit heads sit between segments)")
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(RUNTIME_DIR)), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True)
+    def comment(s: Stage) -> str:
+        if s.role == EXIT:
+            return f"exit head, exit {s.exit_index}"
+        return f"last segment, final exit {s.exit_index}" if s is stages[-1] else "segment"
+
     rows = [{"name": s.name, "role": "TX_STAGE_SEGMENT" if s.role == SEGMENT else "TX_STAGE_EXIT",
-             "exit_index": s.exit_index,
-             "comment": ("segment" if s.role == SEGMENT else "exit head") + f", exit {s.exit_index}"
-             if s.role == EXIT or s is stages[-1] else "segment"} for s in stages]
+             "exit_index": s.exit_index, "comment": comment(s)} for s in stages]
     return env.get_template("pipeline.c.j2").render(stages=rows, boundary_size=boundary_size,
                                                     generator="tinyexit.intermittent")
 
