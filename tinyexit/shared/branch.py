@@ -49,8 +49,9 @@ SHARED_DIR = "shared"
 class SharedConfig:
     epochs: int = 40                  # shared branch, over precomputed pooled features (fast)
     batch_size: int = 100
-    learning_rate: float = 5e-3
+    learning_rate: float = 5e-2       # Adam on one Dense layer (a convex problem) takes a large step
     head_epochs: int = 8              # separate T-RecX heads on the frozen backbone; 0: built and counted only
+    head_learning_rate: float = 3e-3  # as `tinyexit train`
     head_channels: int = 32           # channels a separate head looks at (T-RecX: the first 32)
     num_calibration: int = 300        # training inputs used as representative data for int8
     num_eval: int | None = None       # test inputs evaluated (None = all)
@@ -251,7 +252,7 @@ def train_heads(model, points: Sequence[str], x: np.ndarray, y: np.ndarray, num_
     feats = feats if isinstance(feats, (list, tuple)) else [feats]
     tm = keras.Model(inp, [h(f) for h, f in zip(heads, feats)])
     steps = math.ceil(len(x) / cfg.batch_size)
-    sched = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=steps * cfg.head_epochs,
+    sched = keras.optimizers.schedules.CosineDecay(cfg.head_learning_rate, decay_steps=steps * cfg.head_epochs,
                                                    alpha=0.05)
     tm.compile(optimizer=keras.optimizers.Adam(sched), loss=["sparse_categorical_crossentropy"] * len(heads))
     t0 = time.time()
