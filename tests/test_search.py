@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.test_augment import kws_data, plain_dscnn, plain_model  # noqa: F401  (module fixtures)
+from tests.test_augment import kws_data, plain_model  # noqa: F401  (module fixtures)
 from tinyexit.search import operating_points, pareto_front, pick_threshold
 
 

@@ -32,7 +32,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from tinyexit.augment import (HeadConfig, HeadTrainConfig, IDENTITY_AT_INFERENCE, FUSED_INTO_PRODUCER, _Features,
-                              _Graph, backbone_model, build_head, candidate_points, data_recipe, load_keras,
+                              _Graph, backbone_model, candidate_points, data_recipe, load_keras,
                               split_from_recipe, train_head)
 from tinyexit.errors import TinyexitError
 from tinyexit.io import atomic_path, write_json

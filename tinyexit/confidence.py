@@ -1,0 +1,303 @@
+"""Learned confidence head (EENets / PTEENet): a tiny branch that predicts whether an early exit's prediction is
+correct, used as the exit policy instead of the max softmax.
+
+The branch reads the exit head's pooled features and its softmax: relu(Dense_h(pooled) + Dense_h(softmax)) ->
+Dense(2) -> softmax; output [P(wrong), P(right)]. (Two Dense layers added instead of one on a concatenation:
+the same function, and int8 ADD takes inputs of different scales where CONCATENATION would not.) It is trained
+after the exit head, with the backbone and the exit head frozen, on the training split (classes weighted so
+that right and wrong count alike). Policy: exit when P(right) >= t; t is calibrated on validation like the
+softmax threshold (lowest expected MACs at an accuracy target, or a given exit rate).
+
+int8: the confidence model (exit point -> exit head -> branch -> P(right)) is converted on its own to a small
+full-integer .tflite whose input quantization is set to the exit point's (the quant manifest's segment
+output), so it reads the firmware's boundary tensor as is. Decisions in integer form: exit when q[1] >= t_q.
+
+Public API:
+    train_confidence(run, exit_name=None, hidden=8, epochs=10) -> report; writes RUN/confidence/
+    confidence_scores(run, split, source="float"|"int8") -> (P(right) or its int8 code, exit pred, final pred, y)
+    compare_at_equal_exit_rates(conf, softmax, exit_pred, final_pred, y, rates) -> accuracies of both policies
+    quantize_confidence(run) -> int8 .tflite bytes (also written to RUN/confidence/<exit>.tflite)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from tinyexit.errors import TinyexitError
+from tinyexit.io import atomic_path, write_bytes, write_json
+
+CONF_DIR = "confidence"
+DEFAULT_RATES = tuple(np.round(np.arange(0.1, 0.91, 0.1), 2))
+
+
+def _exit_tensors(model, exit_name: str):
+    """(exit point layer name, pooled-features tensor, softmax tensor) of early exit `exit_name`."""
+    from tinyexit.augment import _Graph
+    from tinyexit.models import exit_spec
+
+    specs = {s["name"]: s for s in exit_spec(model)}
+    if exit_name not in specs or specs[exit_name]["point"] is None:
+        early = [n for n, s in specs.items() if s["point"] is not None]
+        raise TinyexitError(f"'{exit_name}' is not an early exit of this run; choose one of {early}")
+    out = next(t for t in model.outputs if t._keras_history.operation.name == exit_name)
+    g = _Graph(out)
+    op = out._keras_history.operation
+    if type(op).__name__ == "Softmax":                 # Softmax(Dense(pooled))
+        dense = g.tensor[g.producers[op.name][0]]._keras_history.operation
+    else:                                              # Dense(activation="softmax")
+        dense = op
+    if type(dense).__name__ != "Dense":
+        raise TinyexitError(f"the head of '{exit_name}' does not end in Dense -> softmax; a confidence branch reads "
+                            f"the features that Dense layer sees")
+    pooled = g.tensor[g.producers[dense.name][0]]
+    return specs[exit_name]["point"], pooled, out
+
+
+def build_confidence_model(model, exit_name: str, hidden: int = 8):
+    """Keras model: exit point activations -> [P(wrong), P(right)], sharing the exit head's layers (frozen);
+    returns (model, exit point name)."""
+    import keras
+    from keras import layers
+
+    from tinyexit.augment import _Graph, point_tensor
+    from tinyexit.quantize import _rebuild
+
+    point, pooled, probs = _exit_tensors(model, exit_name)
+    boundary = point_tensor(model, point)
+    inp = keras.Input(tuple(boundary.shape[1:]), name=f"{exit_name}_conf_input")
+    new_probs = _rebuild(boundary, inp, probs, "confidence branch")          # the head applied once
+    new_pooled = _Graph(new_probs).tensor[pooled._keras_history.operation.name]
+    for lay in model.layers:
+        lay.trainable = False
+    a = layers.Dense(hidden, name=f"{exit_name}_conf_feat")(new_pooled)
+    b = layers.Dense(hidden, use_bias=False, name=f"{exit_name}_conf_prob")(new_probs)
+    h = layers.ReLU(name=f"{exit_name}_conf_relu")(layers.Add(name=f"{exit_name}_conf_add")([a, b]))
+    logits = layers.Dense(2, name=f"{exit_name}_conf_dense")(h)
+    out = layers.Softmax(name=f"{exit_name}_confidence")(logits)
+    return keras.Model(inp, out, name=f"{exit_name}_confidence"), point
+
+
+def _first_exit(meta: dict) -> str:
+    early = [e["name"] for e in meta["exits"] if e["point"] is not None]
+    if not early:
+        raise TinyexitError("the run has no early exit; attach one with `tinyexit augment` first")
+    return early[0]
+
+
+def train_confidence(run_dir: str | Path, *, exit_name: str | None = None, hidden: int = 8, epochs: int = 10,
+                     batch_size: int = 100, learning_rate: float = 3e-3, seed: int = 0, quantize: bool = True,
+                     log: Callable[[str], None] = print) -> dict:
+    """Train the confidence branch of `exit_name` (default: the first early exit) and write RUN/confidence/
+    (<exit>.keras, <exit>.tflite when `quantize`, report.json with the comparison against max-softmax)."""
+    import keras
+
+    from tinyexit.augment import _Features
+    from tinyexit.train import load_model, load_split, read_model_json
+
+    run = Path(run_dir)
+    meta = read_model_json(run)
+    exit_name = exit_name or _first_exit(meta)
+    model = load_model(run)
+    keras.utils.set_random_seed(seed)
+    conf_model, point = build_confidence_model(model, exit_name, hidden)
+    idx = [t._keras_history.operation.name for t in model.outputs].index(exit_name)
+
+    x, y = load_split(run, "train")
+    xv, yv = load_split(run, "validation")
+    feats, feats_v = _Features(model, point, x), _Features(model, point, xv)
+    if feats.cached is None or feats_v.cached is None:
+        raise TinyexitError("the exit point activations of the training split do not fit in memory; "
+                            "train the confidence head on a smaller run")
+    p_tr = model.predict(x, batch_size=256, verbose=0)[idx]
+    p_va = model.predict(xv, batch_size=256, verbose=0)[idx]
+    t_tr = (np.argmax(p_tr, -1) == y).astype(np.int64)
+    t_va = (np.argmax(p_va, -1) == yv).astype(np.int64)
+    pos = max(1, int(t_tr.sum()))
+    neg = max(1, int(len(t_tr) - t_tr.sum()))
+    weights = {0: len(t_tr) / (2 * neg), 1: len(t_tr) / (2 * pos)}
+    steps = max(1, int(np.ceil(len(x) / batch_size))) * epochs
+    conf_model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate, steps)),
+                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    log(f"training the confidence branch of {exit_name} ({len(x)} examples, {t_tr.mean():.2f} of them right at "
+        f"the exit; {epochs} epochs)")
+    hist = conf_model.fit(feats.cached, t_tr, validation_data=(feats_v.cached, t_va), epochs=epochs,
+                          batch_size=batch_size, class_weight=weights, verbose=0)
+    out = run / CONF_DIR
+    out.mkdir(exist_ok=True)
+    with atomic_path(out / f"{exit_name}.keras") as tmp:
+        conf_model.save(tmp)
+    report = {"exit": exit_name, "point": point, "hidden": hidden, "epochs": epochs,
+              "params": int(sum(np.prod(w.shape) for lay in conf_model.layers if "_conf_" in lay.name
+                                for w in lay.weights)),
+              "train_right_fraction": float(t_tr.mean()),
+              "history": {k: [float(v) for v in vals] for k, vals in hist.history.items()}}
+    if quantize:
+        quantize_confidence(run, exit_name, conf_model=conf_model, representative=feats.cached)
+        report["tflite"] = f"{exit_name}.tflite"
+    report["float"] = compare_run(run, exit_name, source="float", conf_model=conf_model)
+    if quantize:
+        report["int8"] = compare_run(run, exit_name, source="int8")
+    write_json(out / "report.json", report)
+    log(format_comparison(report))
+    return report
+
+
+def quantize_confidence(run_dir: str | Path, exit_name: str, *, conf_model=None, representative=None,
+                        num_calibration: int = 500) -> bytes:
+    """int8 .tflite of the confidence model whose input quantization is the exit point's (from the run's quant
+    manifest: run `tinyexit quantize` first)."""
+    import keras
+
+    from tinyexit.quantize import QUANT_DIR, convert_int8, read_manifest, set_input_qparams
+    from tinyexit.policy.decisions import QParams
+
+    run = Path(run_dir)
+    man = read_manifest(run / QUANT_DIR)
+    ex = next((e for e in man["exits"] if e["name"] == exit_name), None)
+    if ex is None or ex["file"] is None:
+        raise TinyexitError(f"RUN/quant has no early exit '{exit_name}'; re-run `tinyexit quantize {run}`")
+    seg = man["segments"][ex["after_segment"]]
+    if conf_model is None:
+        import tinyexit.models  # noqa: F401
+        conf_model = keras.models.load_model(run / CONF_DIR / f"{exit_name}.keras", compile=False)
+    rep = np.asarray(representative)[:num_calibration]
+    tfl = set_input_qparams(convert_int8(conf_model, rep), QParams.of(seg["output"]))
+    write_bytes(run / CONF_DIR / f"{exit_name}.tflite", tfl)
+    return tfl
+
+
+def confidence_scores(run_dir: str | Path, split: str, *, exit_name: str | None = None, source: str = "float",
+                      conf_model=None):
+    """(confidence score, max-softmax score, exit prediction, final prediction, labels) on a split.
+    float: P(right) and the max probability; int8: their int8 codes (tflite_micro, as the firmware sees them)."""
+    import keras
+
+    from tinyexit.train import load_model, load_split, read_model_json
+
+    run = Path(run_dir)
+    meta = read_model_json(run)
+    exit_name = exit_name or _first_exit(meta)
+    x, y = load_split(run, split)
+    if source == "float":
+        model = load_model(run)
+        names = [t._keras_history.operation.name for t in model.outputs]
+        outs = model.predict(x, batch_size=256, verbose=0)
+        if conf_model is None:
+            conf_model = keras.models.load_model(run / CONF_DIR / f"{exit_name}.keras", compile=False)
+        point = next(e["point"] for e in meta["exits"] if e["name"] == exit_name)
+        from tinyexit.augment import point_tensor
+        probe = keras.Model(model.inputs[0], point_tensor(model, point))
+        conf = conf_model.predict(probe.predict(x, batch_size=256, verbose=0), batch_size=256, verbose=0)[:, 1]
+        p = outs[names.index(exit_name)]
+        return conf, p.max(-1), np.argmax(p, -1), np.argmax(outs[-1], -1), y
+    if source != "int8":
+        raise TinyexitError(f"source must be float or int8, not {source!r}")
+    from tinyexit.quantize import (QUANT_DIR, TflmModel, quantize_array, read_manifest, seg_out_shape)
+    man = read_manifest(run / QUANT_DIR)
+    qdir = run / QUANT_DIR
+    ex = next(e for e in man["exits"] if e["name"] == exit_name)
+    segs = [TflmModel((qdir / s["file"]).read_bytes()) for s in man["segments"]]
+    from tinyexit.policy.decisions import QParams
+    acts = [quantize_array(x, QParams.of(man["segments"][0]["input"]))]
+    for s in segs:
+        acts.append(s.run(acts[-1])[0].reshape((len(x),) + tuple(seg_out_shape(s))))
+    boundary = acts[ex["after_segment"] + 1]
+    head = TflmModel((qdir / ex["file"]).read_bytes()).run(boundary)[0]
+    conf = TflmModel((run / CONF_DIR / f"{exit_name}.tflite").read_bytes()).run(boundary)[0]
+    from tinyexit.policy.decisions import argmax_first
+    return (conf[:, 1].astype(np.int64), head.astype(np.int64).max(-1), argmax_first(head),
+            argmax_first(acts[-1].reshape(len(x), -1)), y)
+
+
+def _top_k_exit(score: np.ndarray, k: int) -> np.ndarray:
+    """Exit the k inputs with the highest score (ties broken by input order)."""
+    mask = np.zeros(len(score), bool)
+    mask[np.argsort(-np.asarray(score, np.float64), kind="stable")[:k]] = True
+    return mask
+
+
+def compare_at_equal_exit_rates(conf, softmax, exit_pred, final_pred, y,
+                                rates: Sequence[float] = DEFAULT_RATES) -> dict:
+    """Overall accuracy (exit's answer when exiting, else the final one) when each score sends the same number
+    of inputs (rate x N, highest scores) to the early exit."""
+    n = len(y)
+    rows = []
+    for r in rates:
+        k = int(round(r * n))
+        acc = {}
+        for name, s in (("confidence", conf), ("max_softmax", softmax)):
+            ex = _top_k_exit(s, k)
+            acc[name] = float(np.mean(np.where(ex, exit_pred, final_pred) == y))
+        rows.append({"exit_rate": k / max(n, 1), **acc})
+    diff = [r["confidence"] - r["max_softmax"] for r in rows]
+    return {"rows": rows, "mean_difference": float(np.mean(diff)), "min_difference": float(np.min(diff)),
+            "confidence_at_least_as_accurate_at_every_rate": bool(min(diff) >= 0),
+            "auroc": {"confidence": _auroc(conf, exit_pred == y), "max_softmax": _auroc(softmax, exit_pred == y)}}
+
+
+def _auroc(score, right) -> float | None:
+    """P(score of a right exit > score of a wrong one), ties counting half."""
+    s, r = np.asarray(score, np.float64), np.asarray(right, bool)
+    pos, neg = s[r], s[~r]
+    if not len(pos) or not len(neg):
+        return None
+    ranks = _rankdata(np.concatenate([pos, neg]))
+    return float((ranks[:len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def _rankdata(a: np.ndarray) -> np.ndarray:
+    order = np.argsort(a, kind="stable")
+    ranks = np.empty(len(a), np.float64)
+    sa = a[order]
+    i = 0
+    while i < len(a):
+        j = i
+        while j + 1 < len(a) and sa[j + 1] == sa[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def compare_run(run_dir, exit_name: str, *, source: str = "float", split: str = "test", conf_model=None) -> dict:
+    conf, sm, ep, fp, y = confidence_scores(run_dir, split, exit_name=exit_name, source=source, conf_model=conf_model)
+    return {"split": split, "source": source, **compare_at_equal_exit_rates(conf, sm, ep, fp, y)}
+
+
+def format_comparison(report: dict) -> str:
+    lines = []
+    for src in ("float", "int8"):
+        c = report.get(src)
+        if not c:
+            continue
+        lines.append(f"{report['exit']} on {c['split']} ({src}): overall accuracy at equal exit rates "
+                     f"(AUROC of right-vs-wrong: confidence {c['auroc']['confidence'] or float('nan'):.3f}, "
+                     f"max-softmax {c['auroc']['max_softmax'] or float('nan'):.3f})")
+        lines.append(f"  {'exit rate':>9} {'confidence':>10} {'max-softmax':>11}")
+        for r in c["rows"]:
+            lines.append(f"  {r['exit_rate']:>9.2f} {r['confidence']:>10.4f} {r['max_softmax']:>11.4f}")
+        lines.append(f"  mean difference {c['mean_difference']:+.4f}; at least as accurate at every rate: "
+                     f"{c['confidence_at_least_as_accurate_at_every_rate']}")
+    return "\n".join(lines)
+
+
+def calibrate_confidence(conf: np.ndarray, exit_pred, final_pred, y, exit_macs: float, full_macs: float,
+                         accuracy_target: float) -> dict:
+    """Threshold on the confidence score with the lowest expected MACs whose accuracy meets the target (as the
+    search calibrates the softmax threshold). Returns {"threshold", "accuracy", "exit_rate", "expected_macs"}
+    (threshold None: never exit)."""
+    from tinyexit.search import operating_points, pick_threshold
+
+    c = operating_points(conf, exit_pred, final_pred, y, exit_macs, full_macs)
+    j = pick_threshold(c, accuracy_target)
+    if j is None:
+        return {"threshold": None, "accuracy": None, "exit_rate": 0.0, "expected_macs": float(full_macs)}
+    t = c["threshold"][j]
+    return {"threshold": None if not np.isfinite(t) else float(t), "accuracy": float(c["accuracy"][j]),
+            "exit_rate": float(c["exit_rate"][j]), "expected_macs": float(c["expected_macs"][j])}
+
+
+__all__ = ["train_confidence", "build_confidence_model", "quantize_confidence", "confidence_scores",
+           "compare_at_equal_exit_rates", "compare_run", "calibrate_confidence", "format_comparison"]
