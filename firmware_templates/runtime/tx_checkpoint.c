@@ -165,6 +165,15 @@ static void writer_put(void *ctx, int8_t *ram, uint32_t len)
   writer_t *w = (writer_t *)ctx;
   const uint8_t *src = (const uint8_t *)ram;
   w->crc = tx_crc32(w->crc, src, len);
+  /* Fast path: nothing staged and a word-aligned source: whole words go to the NVM straight from RAM. */
+  if (w->fill == 0u && ((uintptr_t)src & 3u) == 0u && len >= 4u) {
+    uint32_t words = len / 4u;
+    tx_nvm_write_words(w->off, (const uint32_t *)(const void *)src, words);
+    w->off += words * 4u;
+    w->written += words * 4u;
+    src += words * 4u;
+    len -= words * 4u;
+  }
   while (len > 0u) {
     uint32_t room = (uint32_t)sizeof w->buf - w->fill;
     uint32_t n = len < room ? len : room;

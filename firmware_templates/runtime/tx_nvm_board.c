@@ -17,6 +17,20 @@
 #define TX_NVM_RESERVED_TAIL 0u
 #endif
 
+/* memcpy for large aligned blocks: newlib-nano's memcpy goes byte by byte, and restoring a checkpoint
+ * copies kilobytes. */
+static void copy_bytes(void *dst, const uint8_t *src, uint32_t len)
+{
+  if ((((uintptr_t)dst | (uintptr_t)src) & 3u) == 0u) {
+    uint32_t *d = (uint32_t *)dst;
+    const uint32_t *s = (const uint32_t *)(const void *)src;
+    for (; len >= 4u; len -= 4u) *d++ = *s++;
+    dst = d;
+    src = (const uint8_t *)s;
+  }
+  memcpy(dst, src, len);
+}
+
 int tx_nvm_open(void)
 {
   /* the runtime's page size must be a multiple of the board's (nRF52840 and mps2-an386: 4 KiB) */
@@ -32,7 +46,7 @@ uint32_t tx_nvm_size(void)
 void tx_nvm_read(uint32_t offset, void *dst, uint32_t len)
 {
   if (offset > tx_nvm_size() || len > tx_nvm_size() - offset) tx_hal_fatal("NVM read outside the NVM");
-  memcpy(dst, tx_hal_nvm() + offset, len);
+  copy_bytes(dst, tx_hal_nvm() + offset, len);
 }
 
 void tx_nvm_erase_page(uint32_t offset)

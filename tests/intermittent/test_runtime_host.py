@@ -208,3 +208,19 @@ def test_campaign_with_low_energy_and_cuts(standin_exe, tmp_path):
                           granularity=Granularity.parse("units:3"), low_energy=0.5)
     assert report.ok, report.table()
     assert set(report.exits) == {0, 1, 2}
+
+
+@pytest.mark.parametrize("variant", ["", "-DTX_CRC32_SMALL"])
+def test_crc32_equals_zlib(tmp_path, variant):
+    import random
+    import zlib
+    exe = tmp_path / "crc"
+    subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", *([variant] if variant else []),
+                    f"-I{RUNTIME_DIR}", str(STANDIN.parent / "crc_driver.c"), str(RUNTIME_DIR / "tx_crc32.c"),
+                    "-o", str(exe)], check=True)
+    rng = random.Random(3)
+    for n in (0, 1, 3, 4, 5, 63, 64, 1000):
+        data = bytes(rng.randrange(256) for _ in range(n))
+        cut = rng.randrange(n + 1)
+        out = subprocess.run([str(exe), data.hex(), str(cut)], capture_output=True, text=True, check=True).stdout
+        assert out.split() == [f"{zlib.crc32(data):08x}"] * 8
