@@ -81,7 +81,7 @@ def test_unsupported_op_named_with_index(bad_models, tmp_path):
         if max(code.BuiltinCode(), code.DeprecatedBuiltinCode()) == tflite.BuiltinOperator.TANH:
             g_ops = i
     assert g_ops is not None
-    assert f"op {g_ops} (TANH) is not supported" in str(e.value)
+    assert str(e.value).startswith(f"tanh.tflite: op {g_ops} (TANH) is not supported")
 
 
 def test_dilated_conv_refused(bad_models, tmp_path):
@@ -92,7 +92,7 @@ def test_dilated_conv_refused(bad_models, tmp_path):
     # The converter either keeps a dilated CONV_2D or rewrites it with SPACE_TO_BATCH_ND: both are refused
     # with the op's name and index.
     assert ("CONV_2D): dilation 2x2 is not supported" in msg) or ("SPACE_TO_BATCH_ND) is not supported" in msg)
-    assert msg.startswith("op ")
+    assert msg.startswith("dilated.tflite: op ")
     assert not out.exists()
 
 

@@ -44,6 +44,8 @@ def read_model(path: str | os.PathLike, name: str | None = None) -> Graph:
                             f"truncated or of another kind. Re-export it with tf.lite.TFLiteConverter.")
     try:
         return _read(raw, path, name or path.stem, tflite)
+    except UnsupportedModelError as e:
+        raise UnsupportedModelError(f"{path.name}: {e}") from None  # which of several models it is
     except TinyexitError:
         raise
     except Exception as e:  # the flatbuffer accessors fail in many ways on a damaged file
