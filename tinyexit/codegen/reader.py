@@ -107,7 +107,7 @@ def _read(raw: bytes, path: Path, name: str, tflite) -> Graph:
                     f"models: convert with optimizations=[tf.lite.Optimize.DEFAULT], a representative dataset, "
                     f"supported_ops=[TFLITE_BUILTINS_INT8] and inference_input_type=inference_output_type=tf.int8.")
     if len(inputs) != 1 or len(outputs) != 1:
-        raise UnsupportedModelError(f"'{path}' has {len(inputs)} inputs and {len(outputs)} outputs; the generated "
+        raise UnsupportedModelError(f"the model has {len(inputs)} inputs and {len(outputs)} outputs; the generated "
                                     f"library runs models with exactly one input and one output (split it).")
     ops = []
     names = []
