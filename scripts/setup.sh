@@ -33,7 +33,10 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$PY" -m pip install -q -r requirements.txt
   # These declare a dependency on the CUDA 'tensorflow' wheel; tensorflow-cpu provides the same modules.
   "$PY" -m pip install -q --no-deps -r requirements-nodeps.txt
-  "$PY" -m pip install -q --no-deps -e .
+  # setuptools' editable-install notices are noise here; on failure run it again to show the error
+  "$PY" -m pip install -q --no-deps -e . >/dev/null 2>&1 || "$PY" -m pip install --no-deps -e .
   echo "$want" > "$stamp"
 fi
 "$PY" -m tinyexit.setup_check
+# The QEMU instruction-count plugin (built with gcc into ~/.cache/tinyexit; a no-op when already built)
+"$PY" -m tinyexit.targets.plugin >/dev/null
