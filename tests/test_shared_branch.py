@@ -211,3 +211,35 @@ def test_anytime_driver_equals_the_int8_chain_at_every_point(shared, chain_outpu
         s, cls = run_anytime(exe, xq[:10], 3, NUM_CLASSES, stop=k)
         assert s.tobytes() == stop["shared"][k].tobytes() == out["shared"][k][:10].tobytes()
         assert np.array_equal(cls, np.argmax(stop["shared"][k], 1))
+
+
+def test_default_points_of_the_other_builders():
+    import keras
+
+    from tinyexit.models.mobilenet import build_mobilenet_v1
+    from tinyexit.models.resnet8 import build_resnet8
+    from tinyexit.shared import default_points
+    assert default_points(build_resnet8()) == ["stack1_out", "stack2_out", "stack3_out"]
+    assert default_points(build_mobilenet_v1()) == [f"block{k}_out" for k in range(1, 14)]
+    keras.backend.clear_session()
+
+
+def test_cli_end_to_end_on_a_copy(tiny_run, tmp_path, monkeypatch, capsys):
+    """`tinyexit shared RUN --points ...` on a copy of the run (the run's splits replaced by the test data)."""
+    import shutil
+    run, data = tiny_run
+    copy = tmp_path / "run"
+    copy.mkdir()
+    for f in ("model.keras", "model.json"):
+        shutil.copy2(run / f, copy / f)
+    monkeypatch.setattr("tinyexit.train.load_split", lambda r, split: data[split])
+    rc = cli(["shared", str(copy), "--points", "block3_out,block1_out", "--epochs", "2", "--head-epochs", "0",
+              "--num-eval", "20", "--num-calibration", "50", "--no-firmware"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    rep = json.loads((copy / "shared" / "report.json").read_text())
+    assert rep["points"] == ["block1_out", "block3_out"] and rep["num_test"] == 20
+    assert rep["exits"][0]["head"]["int8_accuracy"] is None          # heads built and counted, not trained
+    assert rep["memory"]["heads_param_bytes"] > rep["memory"]["shared_param_bytes"] > 0
+    assert "block3_out" in out and "saves" in out and (copy / "shared" / "shared.png").is_file()
+    assert not (copy / "shared" / "firmware").exists()

@@ -597,9 +597,41 @@ def train_shared(run_dir: str | os.PathLike, *, points: Sequence[str] | None = N
             report["firmware"] = flash_figures(gen, manifest, tmp, final_dir)
             report["memory"].update(report["firmware"]["memory"])
         report["seconds"] = round(time.time() - t0, 1)
+        report["plot"] = "shared.png"
+        plot_shared(report, tmp / "shared.png")
         write_json(tmp / "manifest.json", manifest)
         write_json(tmp / "report.json", report)
     return report
+
+
+def plot_shared(rep: dict, path: Path) -> None:
+    """Accuracy per exit point against MACs (shared branch vs separate heads, int8) and the memory of each."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [2, 1]})
+    ex = rep["exits"]
+    a.plot([e["shared"]["macs_to_exit"] / 1e6 for e in ex], [e["shared"]["int8_accuracy"] for e in ex], "o-",
+           label="shared branch (int8)")
+    if ex and ex[0]["head"]["int8_accuracy"] is not None:
+        a.plot([e["head"]["macs_to_exit"] / 1e6 for e in ex], [e["head"]["int8_accuracy"] for e in ex], "s--",
+               label="separate heads (int8)")
+    a.plot([rep["final"]["macs"] / 1e6], [rep["final"]["int8_accuracy"]], "k*", ms=10, label="final classifier")
+    for e in ex:
+        a.annotate(e["point"], (e["shared"]["macs_to_exit"] / 1e6, e["shared"]["int8_accuracy"]), fontsize=7,
+                   textcoords="offset points", xytext=(4, -10))
+    a.set(title=f"accuracy per exit point ({rep['num_test']} test inputs)", xlabel="MACs to exit (M)",
+          ylabel="accuracy")
+    a.legend(fontsize=8)
+    m = rep["memory"]
+    b.bar(["shared branch", f"{len(ex)} heads"], [m["shared_param_bytes"], m["heads_param_bytes"]],
+          color=["tab:blue", "tab:orange"])
+    b.set(title="exit weights + biases (int8, bytes)")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
 
 
 def format_report(rep: dict) -> str:
