@@ -51,3 +51,21 @@ def test_scramble_detects_a_missing_live_range(conformance_lib, tmp_path, rng):
     whole = run_host(exe, "kws", x, g.output.nbytes)
     stepped = run_host(exe, "kws", x, g.output.nbytes, chunk=1, scramble=True)
     assert (stepped != whole).any()
+
+
+def test_plain_mode_same_bytes_and_tables(conformance_lib, rng, tmp_path):
+    """No in-place ops, no fusion, file order: a bigger arena, the same bytes, tables still complete."""
+    from tinyexit.codegen import generate
+    from tinyexit.codegen.testing import build_host
+
+    report = generate(conformance_lib["paths"], tmp_path / "lib", inplace=False, fuse_ops=False, reorder=False,
+                      measure=False, compare_tflm=False)
+    exe = build_host(tmp_path / "lib")
+    for name, path in conformance_lib["paths"].items():
+        assert not report.models[name].inplace_ops
+        assert report.models[name].arena_bytes > conformance_lib["report"].models[name].arena_bytes
+        g = read_model(path)
+        x = rng.integers(-128, 128, size=(5, *g.input.shape[1:])).astype(np.int8)
+        want = run_host(conformance_lib["exe"], name, x, g.output.nbytes)
+        np.testing.assert_array_equal(run_host(exe, name, x, g.output.nbytes), want)
+        np.testing.assert_array_equal(run_host(exe, name, x, g.output.nbytes, chunk=2, scramble=True), want)
