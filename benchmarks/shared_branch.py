@@ -21,7 +21,7 @@ import numpy as np
 from tinyexit.io import write_json
 from tinyexit.quantize import quantize_array
 from tinyexit.shared import SharedConfig, SharedInt8Chain, format_report, train_shared
-from tinyexit.shared.firmware import build_anytime, run_anytime
+from tinyexit.shared.firmware import build_anytime, emulated_anytime, run_anytime
 from tinyexit.train import load_split
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,11 +102,19 @@ def main() -> None:
             act = chain.segments[k].run(act[:3])[0].reshape((3,) + chain.seg_shapes[k])
             bounds.append(act)
         rep["emulated"] = emulated_exit_costs(shared, man, out, bounds, work)
+        sc, cls, insns = emulated_anytime(shared / "firmware", xq[:3])
+        same = all(sc[:, k].tobytes() == out["shared"][k][:3].tobytes() for k in range(n_pts))
+        rep["emulated"]["anytime"] = {"inputs": 3, "identical_to_int8_chain": same,
+                                      "instructions_to_answer": [int(v) for v in insns.mean(axis=0)]}
         print(f"instructions per exit on {rep['emulated']['board']}:")
         print(f"  {'exit point':<14} {'pool':>8} {'branch':>8} {'shared exit':>12} {'separate head':>14}")
         for r in rep["emulated"]["exits"]:
             print(f"  {r['point']:<14} {r['pool_instructions']:>8,} {r['branch_instructions']:>8,} "
                   f"{r['shared_exit_instructions']:>12,} {r['head_instructions']:>14,}")
+        a = rep["emulated"]["anytime"]
+        print(f"anytime on the emulated board (tx_shared_run stopping after point K, == int8 chain: "
+              f"{a['identical_to_int8_chain']}): instructions from the input to the answer "
+              f"{', '.join(f'{p}: {v:,}' for p, v in zip(man['points'], a['instructions_to_answer']))}")
     write_json(work / "bench_shared.json", rep)
     print(f"wrote {work / 'bench_shared.json'}")
     if tmp:

@@ -243,3 +243,20 @@ def test_cli_end_to_end_on_a_copy(tiny_run, tmp_path, monkeypatch, capsys):
     assert rep["memory"]["heads_param_bytes"] > rep["memory"]["shared_param_bytes"] > 0
     assert "block3_out" in out and "saves" in out and (copy / "shared" / "shared.png").is_file()
     assert not (copy / "shared" / "firmware").exists()
+
+
+@pytest.mark.emulator
+def test_anytime_on_the_emulated_board_equals_the_int8_chain(shared, chain_outputs):
+    """tx_shared_run stopping at every point on the emulated Cortex-M4 == the int8 chain; stopping later costs
+    more instructions."""
+    require_program("qemu-system-arm", "apt-get install -y --no-install-recommends qemu-system-arm")
+    require_program("arm-none-eabi-gcc", "apt-get install -y --no-install-recommends gcc-arm-none-eabi "
+                                         "libnewlib-arm-none-eabi")
+    from tinyexit.shared.firmware import emulated_anytime
+    run, _, _ = shared
+    chain, xq, out = chain_outputs
+    scores, cls, insns = emulated_anytime(run / "shared" / "firmware", xq[:3])
+    for k in range(3):
+        assert scores[:, k].tobytes() == out["shared"][k][:3].tobytes(), k
+        assert np.array_equal(cls[:, k], np.argmax(out["shared"][k][:3], 1))
+    assert np.all(np.diff(insns, axis=1) > 0), insns
