@@ -44,3 +44,38 @@ def test_conv_matches_tflm(sweep, name):
 def test_inplace_cases_really_run_in_place(sweep):
     for name in ("c_k1_inplace", "c_k3_inplace_ring", "c_per_tensor_inplace"):
         assert sweep["report"].models[name].inplace_ops == [0], name
+
+
+def _random_cases(n=10, seed=7):
+    """Random shapes / kernels / strides / paddings / activations (fixed seed: reproducible)."""
+    import random
+
+    r = random.Random(seed)
+    cases = []
+    for i in range(n):
+        h, w, c = r.randint(1, 9), r.randint(1, 9), r.randint(1, 6)
+        kh, kw = r.randint(1, 5), r.randint(1, 5)
+        sh, sw = r.randint(1, 3), r.randint(1, 3)
+        pad = r.choice(["same", "valid"])
+        if pad == "valid" and (kh > h or kw > w):
+            pad = "same"
+        act = r.choice([None, "relu", "relu6"])
+        cases.append(Case(f"c_rand{i}_{h}x{w}x{c}_k{kh}x{kw}_s{sh}{sw}_{pad}", conv((h, w, c), r.randint(1, 7),
+                                                                                 (kh, kw), (sh, sw), pad, act),
+                          (h, w, c), per_channel=r.random() < 0.7))
+    return cases
+
+
+RANDOM = _random_cases()
+
+
+@pytest.fixture(scope="module")
+def random_sweep(ops_workdir, kernels):
+    work = ops_workdir / "random_conv"
+    work.mkdir(exist_ok=True)
+    return build_sweep(RANDOM, work, kernels)
+
+
+@pytest.mark.parametrize("name", [c.name for c in RANDOM])
+def test_random_conv_matches_tflm(random_sweep, name):
+    check(random_sweep, name, n_random=20)

@@ -41,3 +41,38 @@ def test_depthwise_matches_tflm(sweep, name):
 
 def test_inplace_case_runs_in_place(sweep):
     assert sweep["report"].models["d_k3s1_same_inplace"].inplace_ops == [0]
+
+
+def _random_cases(n=10, seed=11):
+    """Random shapes / kernels / strides / multipliers / paddings / activations (fixed seed)."""
+    import random
+
+    r = random.Random(seed)
+    cases = []
+    for i in range(n):
+        h, w, c = r.randint(1, 9), r.randint(1, 9), r.randint(1, 6)
+        kh, kw = r.randint(1, 5), r.randint(1, 5)
+        sh, sw = r.randint(1, 3), r.randint(1, 3)
+        pad = r.choice(["same", "valid"])
+        if pad == "valid" and (kh > h or kw > w):
+            pad = "same"
+        mult = r.choice([1, 1, 2, 3])
+        cases.append(Case(f"d_rand{i}_{h}x{w}x{c}_k{kh}x{kw}_s{sh}{sw}_m{mult}_{pad}",
+                          dw((h, w, c), (kh, kw), (sh, sw), pad, mult, r.choice([None, "relu", "relu6"])),
+                          (h, w, c), per_channel=r.random() < 0.7))
+    return cases
+
+
+RANDOM = _random_cases()
+
+
+@pytest.fixture(scope="module")
+def random_sweep(ops_workdir, kernels):
+    work = ops_workdir / "random_dw"
+    work.mkdir(exist_ok=True)
+    return build_sweep(RANDOM, work, kernels)
+
+
+@pytest.mark.parametrize("name", [c.name for c in RANDOM])
+def test_random_depthwise_matches_tflm(random_sweep, name):
+    check(random_sweep, name, n_random=20)
