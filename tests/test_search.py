@@ -115,3 +115,22 @@ def test_chosen_design_verified_against_int8_and_generated_c(searched):
     assert abs(p["weight_bytes"] - m["weight_bytes"]) <= 0.03 * m["weight_bytes"]
     # the RAM estimate bounds the generated arena (which shares buffers in place)
     assert m["arena_bytes"] <= p["ram_bytes"]
+
+
+def test_peak_activation_bytes_alias_chain_ends_with_its_last_reader():
+    import keras
+    from keras import layers
+
+    from tinyexit.augment import _Graph
+    from tinyexit.search import peak_activation_bytes
+    inp = keras.Input((8, 8, 2), name="in")
+    a = layers.Conv2D(16, 1, name="c0")(inp)                       # 128 + 1024
+    a = layers.Dropout(0.5, name="drop")(a)                         # alias of c0
+    b = layers.Conv2D(4, 1, name="c1")(a)                           # 1024 + 256: the peak; c0 dies here
+    c = layers.Conv2D(4, 1, name="c2")(b)                           # 256 + 256 (1024 more if c0 lived on)
+    d = layers.Conv2D(4, 1, name="c3")(c)
+    m = keras.Model(inp, d)
+    g = _Graph(m.outputs[0])
+    types = {n: type(t._keras_history.operation).__name__ for n, t in g.tensor.items()}
+    assert peak_activation_bytes(g, types, ["c0", "drop", "c1", "c2", "c3"], "in", "c3") == 1024 + 256
+    assert peak_activation_bytes(g, types, ["c1", "c2", "c3"], "drop", "c3") == 1024 + 256

@@ -87,18 +87,22 @@ def _first_exit(meta: dict) -> str:
 
 
 def train_confidence(run_dir: str | Path, *, exit_name: str | None = None, hidden: int = 8, epochs: int = 10,
-                     batch_size: int = 100, learning_rate: float = 3e-3, seed: int = 0, quantize: bool = True,
-                     log: Callable[[str], None] = print) -> dict:
+                     batch_size: int = 100, learning_rate: float = 3e-3, seed: int = 0, quantize: bool | None = None,
+                     max_drop: float = 0.01, log: Callable[[str], None] = print) -> dict:
     """Train the confidence branch of `exit_name` (default: the first early exit) and write RUN/confidence/
-    (<exit>.keras, <exit>.tflite when `quantize`, report.json with the comparison against max-softmax)."""
+    (<exit>.keras, <exit>.tflite when `quantize`, report.json with the comparison against max-softmax).
+    quantize None: when the run has been quantized (RUN/quant/manifest.json)."""
     import keras
 
     from tinyexit.augment import _Features
+    from tinyexit.models import layer_macs
     from tinyexit.train import load_model, load_split, read_model_json
 
     run = Path(run_dir)
     meta = read_model_json(run)
     exit_name = exit_name or _first_exit(meta)
+    if quantize is None:
+        quantize = (run / "quant" / "manifest.json").is_file()
     model = load_model(run)
     keras.utils.set_random_seed(seed)
     conf_model, point = build_confidence_model(model, exit_name, hidden)
@@ -136,9 +140,12 @@ def train_confidence(run_dir: str | Path, *, exit_name: str | None = None, hidde
     if quantize:
         quantize_confidence(run, exit_name, conf_model=conf_model, representative=feats.cached)
         report["tflite"] = f"{exit_name}.tflite"
-    report["float"] = compare_run(run, exit_name, source="float", conf_model=conf_model)
+    branch_macs = int(sum(layer_macs(lay) for lay in conf_model.layers if "_conf_" in lay.name))
+    report["branch_macs"] = branch_macs
+    report["float"] = compare_run(run, exit_name, source="float", conf_model=conf_model, max_drop=max_drop,
+                                  branch_macs=branch_macs)
     if quantize:
-        report["int8"] = compare_run(run, exit_name, source="int8")
+        report["int8"] = compare_run(run, exit_name, source="int8", max_drop=max_drop, branch_macs=branch_macs)
     write_json(out / "report.json", report)
     log(format_comparison(report))
     return report
@@ -162,10 +169,21 @@ def quantize_confidence(run_dir: str | Path, exit_name: str, *, conf_model=None,
     if conf_model is None:
         import tinyexit.models  # noqa: F401
         conf_model = keras.models.load_model(run / CONF_DIR / f"{exit_name}.keras", compile=False)
+    if representative is None:
+        from tinyexit.augment import _Features
+        from tinyexit.train import load_model, load_split
+        x, _ = load_split(run, "train")
+        pick = np.sort(np.random.default_rng(0).choice(len(x), min(num_calibration, len(x)), replace=False))
+        representative = _Features(load_model(run), ex_point(run, exit_name), x[pick]).cached
     rep = np.asarray(representative)[:num_calibration]
     tfl = set_input_qparams(convert_int8(conf_model, rep), QParams.of(seg["output"]))
     write_bytes(run / CONF_DIR / f"{exit_name}.tflite", tfl)
     return tfl
+
+
+def ex_point(run: Path, exit_name: str) -> str:
+    from tinyexit.train import read_model_json
+    return next(e["point"] for e in read_model_json(run)["exits"] if e["name"] == exit_name)
 
 
 def confidence_scores(run_dir: str | Path, split: str, *, exit_name: str | None = None, source: str = "float",
@@ -261,9 +279,41 @@ def _rankdata(a: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def compare_run(run_dir, exit_name: str, *, source: str = "float", split: str = "test", conf_model=None) -> dict:
-    conf, sm, ep, fp, y = confidence_scores(run_dir, split, exit_name=exit_name, source=source, conf_model=conf_model)
-    return {"split": split, "source": source, **compare_at_equal_exit_rates(conf, sm, ep, fp, y)}
+def _exit_macs(run: Path, exit_name: str) -> tuple[float, float]:
+    """(MACs when ending at the exit, MACs when going on to the final exit: every segment and head), from the
+    Keras graph (the same counts as the quant manifest's `macs_to_exit`)."""
+    from tinyexit.models import macs_per_layer
+    from tinyexit.train import load_model, read_model_json
+
+    meta = read_model_json(run)
+    per_layer = macs_per_layer(load_model(run))
+    ex = {e["name"]: e for e in meta["exits"]}
+    heads = sum(per_layer.get(n, 0) for e in meta["exits"] for n in e["head"])
+    return float(ex[exit_name]["macs"]), float(meta["exits"][-1]["macs"] + heads)
+
+
+def compare_run(run_dir, exit_name: str, *, source: str = "float", split: str = "test", conf_model=None,
+                max_drop: float = 0.01, branch_macs: int = 0) -> dict:
+    """Both policies on `split` at equal exit rates, and each calibrated on validation (lowest expected MACs
+    with accuracy >= the final exit's validation accuracy - max_drop) then applied to `split`. The confidence
+    policy is charged `branch_macs` more at the exit and on the way to the final exit."""
+    run = Path(run_dir)
+    conf, sm, ep, fp, y = confidence_scores(run, split, exit_name=exit_name, source=source, conf_model=conf_model)
+    vconf, vsm, vep, vfp, vy = confidence_scores(run, "validation", exit_name=exit_name, source=source,
+                                                 conf_model=conf_model)
+    m_exit, m_full = _exit_macs(run, exit_name)
+    target = float(np.mean(vfp == vy)) - max_drop
+    calibrated = {}
+    for name, (sv, st, extra) in {"confidence": (vconf, conf, branch_macs), "max_softmax": (vsm, sm, 0)}.items():
+        cal = calibrate_confidence(sv, vep, vfp, vy, m_exit + extra, m_full + extra, target)
+        ex = st >= cal["threshold"] if cal["threshold"] is not None else np.zeros(len(y), bool)
+        rate = float(ex.mean())
+        calibrated[name] = {"threshold": cal["threshold"], "validation_accuracy": cal["accuracy"],
+                            "accuracy": float(np.mean(np.where(ex, ep, fp) == y)), "exit_rate": rate,
+                            "expected_macs": rate * (m_exit + extra) + (1 - rate) * (m_full + extra)}
+    return {"split": split, "source": source, **compare_at_equal_exit_rates(conf, sm, ep, fp, y),
+            "calibrated": {"accuracy_target": target, "rule": f"final validation accuracy - {max_drop}",
+                           "macs_to_exit": m_exit, "full_macs": m_full, "branch_macs": branch_macs, **calibrated}}
 
 
 def format_comparison(report: dict) -> str:
@@ -280,6 +330,13 @@ def format_comparison(report: dict) -> str:
             lines.append(f"  {r['exit_rate']:>9.2f} {r['confidence']:>10.4f} {r['max_softmax']:>11.4f}")
         lines.append(f"  mean difference {c['mean_difference']:+.4f}; at least as accurate at every rate: "
                      f"{c['confidence_at_least_as_accurate_at_every_rate']}")
+        cal = c.get("calibrated")
+        if cal:
+            lines.append(f"  calibrated on validation for accuracy >= {cal['accuracy_target']:.4f} ({cal['rule']}):")
+            for name in ("confidence", "max_softmax"):
+                k = cal[name]
+                lines.append(f"    {name:<12} {c['split']} accuracy {k['accuracy']:.4f}, exit rate {k['exit_rate']:.3f}, "
+                             f"expected MACs {k['expected_macs']:,.0f}")
     return "\n".join(lines)
 
 

@@ -93,10 +93,12 @@ def peak_activation_bytes(g: _Graph, layer_types: dict[str, str], members: Seque
     pos = {n: i for i, n in enumerate(steps)}
     last = {buf[end]: len(steps)}
     for n in members:
+        if buf[n] != n:
+            continue            # an alias uses its input through its own consumers
         for p in g.producers.get(n, []):
             if p in buf:
                 b = buf[p]
-                last[b] = max(last.get(b, -1), pos.get(buf[n], len(steps)))
+                last[b] = max(last.get(b, -1), pos[n])
     size = {b: _nbytes(g.tensor[b]) for b in set(buf.values())}
     peak = size[buf[start]]
     for i, n in enumerate(steps):
@@ -190,10 +192,15 @@ def _source(source, task, data, from_run):
 
 
 def _spread(cands: list[dict], k: int | None) -> list[dict]:
+    """At most k candidates, spread evenly over the MACs to the exit point (nearest to k evenly spaced levels)."""
     if k is None or len(cands) <= k:
         return cands
-    idx = np.unique(np.round(np.linspace(0, len(cands) - 1, k)).astype(int))
-    return [cands[i] for i in idx]
+    macs = np.array([c["macs_to_point"] for c in cands], np.float64)
+    keep: list[int] = []
+    for level in np.linspace(macs.min(), macs.max(), k):
+        free = [i for i in range(len(cands)) if i not in keep]
+        keep.append(min(free, key=lambda i: (abs(macs[i] - level), i)))
+    return [cands[i] for i in sorted(keep)]
 
 
 def search(source, *, board: str | object = "nrf52840", accuracy_target: float | None = None,
@@ -460,7 +467,9 @@ def verify(report: dict | str | Path, *, out: str | Path, source=None, epochs: i
     predicted = {k: d[k] for k in ("accuracy", "exit_rate", "exit_accuracy", "expected_macs", "macs_to_exit",
                                    "full_macs", "weight_bytes", "flash_bytes", "ram_bytes")}
     ver = {"design": d["name"], "run": str(out), "predicted": {**predicted, "split": "validation (float)"},
-           "measured": measured, "meets_target_on_test": measured["accuracy"] >= target}
+           "measured": {**measured, "accuracy_drop_vs_final": measured["final_accuracy"] - measured["accuracy"]},
+           "meets_target_on_test": measured["accuracy"] >= target,
+           "target_drop_on_validation": report["backbone"]["validation_accuracy"] - target}
     if rep_path is not None:
         report["verification"] = ver
         write_json(rep_path, report)

@@ -26,6 +26,10 @@ def add_arguments(p) -> None:
                    help="slice: first WIDTH channels; conv: 1x1 conv to WIDTH; auto: slice when it can (default)")
     p.add_argument("--epochs", type=int, default=10, help="head training epochs (default 10)")
     p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--confidence", action="store_true",
+                   help="also train a learned confidence branch on the first exit (RUN/confidence/; compared with "
+                        "max-softmax at equal exit rates; its int8 model needs `tinyexit quantize RUN` and "
+                        "tinyexit.confidence.quantize_confidence)")
     p.add_argument("--list", action="store_true", help="list the candidate exit points and stop")
 
 
@@ -52,4 +56,7 @@ def run(args) -> int:
         print(f"{e['name']:<10} {e['point'] or '-':<24} {100 * e['accuracy']:8.2f}% {e['macs']:>11,}")
     w = rep["augment"]["original_weights"]
     print(f"original weights: {w['identical']}/{w['tensors']} tensors bit-identical; run directory: {args.out}")
+    if args.confidence:
+        from tinyexit.confidence import train_confidence
+        train_confidence(args.out, epochs=args.epochs, batch_size=args.batch_size, log=print)
     return 0
