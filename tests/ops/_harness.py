@@ -21,6 +21,24 @@ class Case:
     patch: Callable | None = None     # bytes -> bytes, applied to the converted model
 
 
+def set_quantization(model: bytes, tensor: int, scale: float, zero_point: int) -> bytes:
+    """Overwrite tensor `tensor`'s per-tensor scale and zero point in place in the flatbuffer."""
+    import tflite
+
+    buf = bytearray(model)
+    q = tflite.Model.GetRootAsModel(bytes(buf), 0).Subgraphs(0).Tensors(tensor).Quantization()
+    s_pos, z_pos = q._tab.Vector(q._tab.Offset(8)), q._tab.Vector(q._tab.Offset(10))
+    buf[s_pos:s_pos + 4] = np.float32(scale).tobytes()
+    buf[z_pos:z_pos + 8] = np.int64(zero_point).tobytes()
+    return bytes(buf)
+
+
+def output_tensor(model: bytes) -> int:
+    import tflite
+
+    return int(tflite.Model.GetRootAsModel(model, 0).Subgraphs(0).Outputs(0))
+
+
 def copy_quantization(model: bytes, src_tensor: int, dst_tensor: int) -> bytes:
     """Overwrite the (per-tensor) scale and zero point of tensor `dst_tensor` with those of `src_tensor`, in
     place in the flatbuffer: reaches quantization settings the converter never picks by itself."""

@@ -1,7 +1,12 @@
 """CONV_2D against TFLM: shapes, strides, SAME/VALID, activations, per-channel and per-tensor weights."""
 import pytest
 
-from tests.ops._harness import Case, build_sweep, check, op_names
+from tests.ops._harness import Case, build_sweep, check, op_names, output_tensor, set_quantization
+
+
+def wide_output(scale, zero_point):
+    """Give the model's output a wider range than its fused activation, so the clamp really cuts."""
+    return lambda m: set_quantization(m, output_tensor(m), scale, zero_point)
 
 
 def conv(shape, filters, k, s, pad, act=None, bias=True):
@@ -25,6 +30,11 @@ CASES = [
     Case("c_k1s2", conv((7, 6, 5), 4, 1, 2, "valid"), (7, 6, 5)),
     Case("c_full_window", conv((5, 4, 3), 6, (5, 4), 1, "valid"), (5, 4, 3)),
     Case("c_k3s3_same", conv((8, 7, 2), 3, 3, 3, "same"), (8, 7, 2)),
+    Case("c_relu6_clamps", conv((6, 6, 3), 4, 3, 1, "same", "relu6"), (6, 6, 3),
+         patch=wide_output(0.02, -20)),      # 0 -> -20, 6 -> 280: clamp to [-20, 127]
+    Case("c_relu6_clamps_top", conv((6, 6, 3), 4, 3, 1, "same", "relu6"), (6, 6, 3),
+         patch=wide_output(0.1, -40)),       # 0 -> -40, 6 -> 20: clamp to [-40, 20]
+    Case("c_relu_clamps", conv((6, 6, 3), 4, 3, 1, "same", "relu"), (6, 6, 3), patch=wide_output(0.05, 10)),
     Case("c_per_tensor", conv((8, 8, 3), 4, 3, 1, "same", "relu"), (8, 8, 3), per_channel=False),
     Case("c_per_tensor_inplace", conv((6, 6, 4), 4, 3, 1, "same"), (6, 6, 4), per_channel=False),
 ]
@@ -39,6 +49,14 @@ def sweep(ops_workdir, kernels):
 def test_conv_matches_tflm(sweep, name):
     assert op_names(sweep, name) == ["CONV_2D"]
     check(sweep, name)
+
+
+def test_clamp_cases_have_narrow_activation_ranges(sweep):
+    from tinyexit.codegen import read_model
+
+    assert read_model(sweep["paths"]["c_relu6_clamps"]).ops[0].act == (-20, 127)
+    assert read_model(sweep["paths"]["c_relu6_clamps_top"]).ops[0].act == (-40, 20)
+    assert read_model(sweep["paths"]["c_relu_clamps"]).ops[0].act == (10, 127)
 
 
 def test_inplace_cases_really_run_in_place(sweep):

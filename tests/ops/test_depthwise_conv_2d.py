@@ -2,7 +2,7 @@
 per-channel and per-tensor weights, in place."""
 import pytest
 
-from tests.ops._harness import Case, build_sweep, check, op_names
+from tests.ops._harness import Case, build_sweep, check, op_names, output_tensor, set_quantization
 
 
 def dw(shape, k, s, pad, mult=1, act=None):
@@ -23,6 +23,8 @@ CASES = [
     Case("d_kernel_bigger_than_input", dw((3, 2, 4), 5, 1, "same"), (3, 2, 4)),
     Case("d_k5_inplace_m1", dw((7, 6, 3), 5, 1, "same"), (7, 6, 3)),
     Case("d_m3_s1", dw((5, 5, 2), 3, 1, "same", 3), (5, 5, 2)),
+    Case("d_relu6_clamps", dw((6, 5, 4), 3, 1, "same", 1, "relu6"), (6, 5, 4),
+         patch=lambda m: set_quantization(m, output_tensor(m), 0.1, -40)),   # clamp to [-40, 20]
     Case("d_per_tensor", dw((8, 6, 4), 3, 1, "same", 1, "relu"), (8, 6, 4), per_channel=False),
     Case("d_per_tensor_m2", dw((6, 6, 3), 3, 2, "valid", 2), (6, 6, 3), per_channel=False),
 ]

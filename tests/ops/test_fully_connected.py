@@ -1,7 +1,7 @@
 """FULLY_CONNECTED (and the RESHAPE a Flatten adds) against TFLM."""
 import pytest
 
-from tests.ops._harness import Case, build_sweep, check, op_names
+from tests.ops._harness import Case, build_sweep, check, op_names, output_tensor, set_quantization
 
 
 def dense(shape, units, act=None, flatten=False, bias=True, batch=1):
@@ -19,6 +19,8 @@ CASES = [
     Case("f_flatten", dense((4, 4, 3), 5, flatten=True), (4, 4, 3)),
     Case("f_relu6_nobias", dense((20,), 12, "relu6", bias=False), (20,)),
     Case("f_per_tensor", dense((24,), 6), (24,), per_channel=False),
+    Case("f_relu6_clamps", dense((20,), 8, "relu6"), (20,),
+         patch=lambda m: set_quantization(m, output_tensor(m), 0.1, -40)),   # clamp to [-40, 20]
     # A dynamic batch makes the converter compute the Flatten shape at run time (SHAPE, STRIDED_SLICE,
     # PACK): the reader folds that arithmetic away.
     Case("f_dynamic_batch", dense((3, 2, 4), 5, flatten=True, batch=None), (3, 2, 4)),
