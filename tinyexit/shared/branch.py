@@ -503,7 +503,10 @@ def train_shared(run_dir: str | os.PathLike, *, points: Sequence[str] | None = N
     rng = np.random.default_rng(cfg.seed)
     pick = np.sort(rng.choice(len(xt), size=min(cfg.num_calibration, len(xt)), replace=False))
     cal = [f[pick] for f in feats["train"]]
-    rep_vectors = np.concatenate([layout.assemble(cal, k) for k in range(len(points))])
+    # every stopping point, plus the per-slice training maxima so the vector's range covers [0, 1] whatever
+    # the calibration subset
+    rep_vectors = np.concatenate([layout.assemble(cal, k) for k in range(len(points))]
+                                 + [np.concatenate([f.max(axis=0, keepdims=True) for f in feats["train"]], 1)])
     log(f"int8: backbone, poolings and heads converted once and cut at the exit points; branch on "
         f"{len(rep_vectors)} vectors")
     q = quantize_shared(model, points, heads, branch, layout, scales, xt[pick], rep_vectors)
