@@ -38,6 +38,7 @@ def plain_model(kws_data, tmp_path_factory):
     from tinyexit.train import data_config_for, features_for
     dc = data_config_for(kws_data, train_copies=1)
     x, y = features_for(dc, "train")
+    keras.backend.clear_session()          # default layer names (re_lu, re_lu_1, ...) start afresh
     keras.utils.set_random_seed(0)
     m = plain_dscnn()
     m.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])

@@ -1,9 +1,10 @@
 """Learned confidence head (EENets / PTEENet): a tiny branch that predicts whether an early exit's prediction is
 correct, used as the exit policy instead of the max softmax.
 
-The branch reads the exit head's pooled features and its softmax: relu(Dense_h(pooled) + Dense_h(softmax)) ->
-Dense(2) -> softmax; output [P(wrong), P(right)]. (Two Dense layers added instead of one on a concatenation:
-the same function, and int8 ADD takes inputs of different scales where CONCATENATION would not.) It is trained
+The branch reads the exit head's pooled features, its softmax and the softmax's maximum (a max pool over the
+class axis): relu(Dense_h(pooled) + Dense_h(softmax) + Dense_h(max)) -> Dense(2) -> softmax; output
+[P(wrong), P(right)]. (Dense layers added instead of one on a concatenation: the same function, and int8 ADD
+takes inputs of different scales where CONCATENATION would not.) It is trained
 after the exit head, with the backbone and the exit head frozen, on the training split (classes weighted so
 that right and wrong count alike). Policy: exit when P(right) >= t; t is calibrated on validation like the
 softmax threshold (lowest expected MACs at an accuracy target, or a given exit rate).
@@ -71,9 +72,15 @@ def build_confidence_model(model, exit_name: str, hidden: int = 8):
     new_pooled = _Graph(new_probs).tensor[pooled._keras_history.operation.name]
     for lay in model.layers:
         lay.trainable = False
+    c = int(new_probs.shape[-1])
+    top = layers.Reshape((1, c, 1), name=f"{exit_name}_conf_reshape")(new_probs)
+    top = layers.MaxPooling2D((1, c), name=f"{exit_name}_conf_max")(top)            # the max softmax itself
+    top = layers.Flatten(name=f"{exit_name}_conf_flatten")(top)
     a = layers.Dense(hidden, name=f"{exit_name}_conf_feat")(new_pooled)
     b = layers.Dense(hidden, use_bias=False, name=f"{exit_name}_conf_prob")(new_probs)
-    h = layers.ReLU(name=f"{exit_name}_conf_relu")(layers.Add(name=f"{exit_name}_conf_add")([a, b]))
+    m = layers.Dense(hidden, use_bias=False, name=f"{exit_name}_conf_top")(top)
+    h = layers.Add(name=f"{exit_name}_conf_add")([a, b])
+    h = layers.ReLU(name=f"{exit_name}_conf_relu")(layers.Add(name=f"{exit_name}_conf_add2")([h, m]))  # 2-input ADDs
     logits = layers.Dense(2, name=f"{exit_name}_conf_dense")(h)
     out = layers.Softmax(name=f"{exit_name}_confidence")(logits)
     return keras.Model(inp, out, name=f"{exit_name}_confidence"), point
