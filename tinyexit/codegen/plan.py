@@ -105,17 +105,36 @@ def plan_memory(graph: Graph, *, inplace: bool = True) -> Plan:
         """Bytes from b's offset that a must avoid: the largest b rectangle alive with any a rectangle."""
         return max((rb[0] for ra in a.rects for rb in b.rects if ra[1] <= rb[2] and rb[1] <= ra[2]), default=0)
 
-    placed: list[_Buf] = []
-    for b in sorted(bufs.values(), key=lambda b: (-b.size, b.start)):
-        busy = sorted((p.offset, p.offset + c) for p in placed if (c := clash(b, p)))
-        off = 0
-        for lo, hi in busy:
-            if off + b.size <= lo:
-                break
-            off = max(off, _align(hi))
-        b.offset = off
-        placed.append(b)
-    arena = max((b.offset + b.size for b in placed), default=0)
+    def place(order: list[_Buf]) -> int:
+        placed: list[_Buf] = []
+        for b in order:
+            busy = sorted((p.offset, p.offset + c) for p in placed if (c := clash(b, p)))
+            off = 0
+            for lo, hi in busy:
+                if off + b.size <= lo:
+                    break
+                off = max(off, _align(hi))
+            b.offset = off
+            placed.append(b)
+        return max((b.offset + b.size for b in placed), default=0)
+
+    # First fit in a few orders (greedy by size, as TFLM does, is not always the tightest); keep the best.
+    items = list(bufs.values())
+    end = {id(b): max(r[2] for r in b.rects) for b in items}
+    orders = [
+        sorted(items, key=lambda b: (-b.size, b.start)),                          # largest first
+        sorted(items, key=lambda b: (b.start, -b.size)),                          # execution order
+        sorted(items, key=lambda b: (-b.size * (end[id(b)] - b.start + 1), b.start)),  # largest area first
+        sorted(items, key=lambda b: (-(end[id(b)] - b.start), -b.size, b.start)),  # longest lived first
+    ]
+    best = None
+    for order in orders:
+        arena = place(order)
+        if best is None or arena < best[0]:
+            best = (arena, {id(b): b.offset for b in items})
+    arena = best[0]
+    for b in items:
+        b.offset = best[1][id(b)]
 
     offsets = {t: bufs[find(t)].offset for t in def_step}
     scratch = {k[1]: (b.offset, b.size) for k, b in bufs.items() if isinstance(k, tuple)}
