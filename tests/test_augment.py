@@ -143,3 +143,26 @@ def test_wrong_data_is_refused_with_the_fix(plain_model, kws_data, tmp_path):
         augment_model(plain_model, out=tmp_path / "x", task="ic", log=lambda s: None)
     with pytest.raises(TinyexitError, match="not layers where the graph can be cut"):
         augment_model(plain_model, out=tmp_path / "x", points=["dense"], task="kws", data=kws_data, log=lambda s: None)
+
+
+def test_augment_a_run_directory_replaces_its_exits(augmented, tmp_path, capsys):
+    import keras
+
+    import tinyexit.models  # noqa: F401
+    from tinyexit.cli import main
+    assert main(["augment", str(augmented), "--list"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert listed == ["re_lu", "re_lu_1", "re_lu_2", "re_lu_3", "re_lu_4", "re_lu_5", "re_lu_6"]
+    out = tmp_path / "again"
+    assert main(["augment", str(augmented), "--out", str(out), "--point", "re_lu_3", "--width", "8",
+                 "--head", "conv", "--epochs", "1"]) == 0
+    meta = json.loads((out / "model.json").read_text())
+    assert [e["point"] for e in meta["exits"]] == ["re_lu_3", None]      # the old exits are gone
+    assert meta["data"] == json.loads((augmented / "model.json").read_text())["data"]
+    before = keras.models.load_model(augmented / "model.keras", compile=False)
+    after = keras.models.load_model(out / "model.keras", compile=False)
+    assert [lay.name for lay in after.layers if lay.name.startswith("exit1_")][:2] == ["exit1_conv", "exit1_conv_bn"]
+    for lay in after.layers:
+        if not lay.name.startswith("exit1"):
+            for w0, w1 in zip(before.get_layer(lay.name).get_weights(), lay.get_weights(), strict=True):
+                assert w0.tobytes() == w1.tobytes()
