@@ -199,7 +199,7 @@ def test_every_generated_piece_equals_tflm(shared, chain_outputs, host_lib):
 
 def test_anytime_driver_equals_the_int8_chain_at_every_point(shared, chain_outputs, tmp_path):
     require_program("gcc", "apt-get install -y gcc")
-    from tinyexit.shared.firmware import build_anytime, run_anytime
+    from tinyexit.shared.firmware import build_anytime, run_adaptive, run_anytime
     run, _, _ = shared
     chain, xq, out = chain_outputs
     exe = build_anytime(run / "shared" / "firmware", tmp_path / "tx_shared_host")
@@ -211,6 +211,13 @@ def test_anytime_driver_equals_the_int8_chain_at_every_point(shared, chain_outpu
         s, cls = run_anytime(exe, xq[:10], 3, NUM_CLASSES, stop=k)
         assert s.tobytes() == stop["shared"][k].tobytes() == out["shared"][k][:10].tobytes()
         assert np.array_equal(cls, np.argmax(stop["shared"][k], 1))
+    # energy-adaptive: the stop hook says "low" after E points -> the answer of the point E-1 (at least one
+    # point runs, the last point always answers)
+    for lasts, point in ((0, 0), (1, 0), (2, 1), (3, 2), (7, 2)):
+        s, cls, pt = run_adaptive(exe, xq[:10], lasts, NUM_CLASSES)
+        assert np.all(pt == point)
+        assert s.tobytes() == out["shared"][point][:10].tobytes()
+        assert np.array_equal(cls, np.argmax(out["shared"][point][:10], 1))
 
 
 def test_default_points_of_the_other_builders():

@@ -133,6 +133,18 @@ def run_anytime(exe: str | os.PathLike, inputs: np.ndarray, num_points: int, num
     return out[:, :num_classes], out[:, num_classes].astype(np.int64)
 
 
+def run_adaptive(exe: str | os.PathLike, inputs: np.ndarray, lasts: int, num_classes: int,
+                 timeout: float = 300) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`tx_shared_run_adaptive` with energy that runs low after `lasts` points: returns (scores [n, classes],
+    classes [n], the point that answered [n])."""
+    x = np.ascontiguousarray(inputs, np.int8).reshape(len(inputs), -1)
+    r = subprocess.run([str(exe), "low", str(int(lasts))], input=x.tobytes(), capture_output=True, timeout=timeout)
+    if r.returncode != 0:
+        raise TinyexitError(f"{exe} low {lasts} failed: {r.stderr.decode(errors='replace')}")
+    out = np.frombuffer(r.stdout, np.int8).reshape(len(x), num_classes + 2)
+    return out[:, :num_classes], out[:, num_classes].astype(np.int64), out[:, num_classes + 1].astype(np.int64)
+
+
 def load_firmware_report(shared_dir: str | os.PathLike) -> dict:
     return json.loads((Path(shared_dir) / "firmware" / "model" / "report.json").read_text())
 
