@@ -199,7 +199,7 @@ def test_model_too_big_for_a_board_is_refused(tiny_run, tmp_path):
     text = (text.replace("name: nrf52840", "name: tiny")
                 .replace("flash: {origin: 0x00000000, size: 1M}", "flash: {origin: 0x00000000, size: 8K}")
                 .replace("ram: {origin: 0x20000000, size: 256K}", "ram: {origin: 0x20000000, size: 1536}")
-                .replace("origin: 0x000FC000, size: 16K, page_size: 4K", "origin: 0x00001000, size: 4K, page_size: 4K")
+                .replace("origin: 0x000F0000, size: 64K, page_size: 4K", "origin: 0x00001000, size: 4K, page_size: 4K")
                 .replace("stack_size: 8K", "stack_size: 1K"))
     board_file = tmp_path / "tiny.yaml"
     board_file.write_text(text)

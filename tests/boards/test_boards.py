@@ -24,7 +24,7 @@ def test_nrf52840_real_and_emulated():
     assert real.flash.size == 1 << 20 and real.ram.size == 256 << 10 and real.ram.origin == 0x20000000
     assert real.uart.driver == "nrf_uarte" and emu.uart.driver == "cmsdk_apb"
     assert real.nvm.driver == "nrf_nvmc" and emu.nvm.driver == "flash_sim" and real.nvm.page_size == 4096
-    assert real.code_flash.size == (1 << 20) - 16 * 1024  # NVM pages are not image flash
+    assert real.code_flash.size == (1 << 20) - 64 * 1024  # NVM pages are not image flash
     assert real.default_runner == "pyocd" and emu.default_runner == "qemu"
     assert real.pyocd_target == "nrf52840" and emu.qemu_machine == "mps2-an386"
     assert emu.variant == "nrf52840-qemu" and real.variant == "nrf52840"

@@ -22,7 +22,7 @@ def test_too_big_flash_refused_with_sizes(tmp_path, need_cross):
     with pytest.raises(ImageTooBigError) as exc:
         build_firmware("nrf52840", [src], tmp_path / "out", emulate=True)
     msg = str(exc.value)
-    assert "does not fit nrf52840" in msg and "flash needs 1,10" in msg and "1,032,192 B" in msg
+    assert "does not fit nrf52840" in msg and "flash needs 1,10" in msg and "983,040 B" in msg
     sizes = json.loads((tmp_path / "out" / "size.json").read_text())
     assert sizes["flash_rodata"] >= 1100000 and not sizes["fits"]
     assert not (tmp_path / "out" / "firmware.elf").exists()
@@ -46,7 +46,7 @@ def test_size_report_counts_weights_and_arena(tmp_path, need_cross):
     sources, incs, _ = toy_app(tmp_path)
     fw = firmware(tmp_path, "nrf52840", sources, include_dirs=incs, weight_sources=[sources[-1]])
     s = fw.sizes
-    assert s.arena == 64 and s.ram_stack == 8192 and s.flash_budget == 1024 * 1024 - 16 * 1024
+    assert s.arena == 64 and s.ram_stack == 8192 and s.flash_budget == 1024 * 1024 - 64 * 1024
     assert s.flash == s.flash_code + s.flash_rodata + s.flash_data_init
     assert s.ram == s.ram_data + s.ram_bss + s.ram_stack and s.ram_bss >= 64
 
@@ -67,7 +67,7 @@ def test_linker_script_from_board(tmp_path):
     assert "__nvm_start = 0x2001c000;" in ld and "NOLOAD" not in ld.split("SECTIONS")[0]
     render_board_support(load_board("nrf52840"), tmp_path / "n")
     ld = (tmp_path / "n" / "link.ld").read_text()
-    assert "LENGTH = 1032192" in ld and "__nvm_start = 0x000fc000;" in ld and "__nvm_page_size = 4096;" in ld
+    assert "LENGTH = 983040" in ld and "__nvm_start = 0x000f0000;" in ld and "__nvm_page_size = 4096;" in ld
 
 
 NVM = r'''
