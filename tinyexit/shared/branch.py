@@ -20,7 +20,8 @@ Public API:
     VectorLayout                              offsets/lengths of the slices; `mask(k)`, `assemble(feats, k)`
     fit_branch(...) / trecx_head(...) / train_heads(...)
     quantize_shared(model, points, heads, branch, layout, rep_x)    int8 pieces (bytes)
-    SharedInt8Chain(...).run_q(q)             int8 chain on tflite_micro: branch output after every point
+    SharedInt8Chain(...).run_q(q[, stop])     int8 chain on tflite_micro: branch output after every point
+    build_manifest(q, layout, scales, classes) RUN/shared/manifest.json
     read_shared_manifest(shared_dir) / SharedInt8Chain.from_dir(shared_dir)
     train_shared(run_dir, points=..., config=...) -> report; writes RUN/shared/ atomically
 """
@@ -434,6 +435,43 @@ def read_shared_manifest(shared_dir: str | os.PathLike) -> dict:
 # The stage
 # ---------------------------------------------------------------------------------------------------------
 
+def build_manifest(q: dict, layout: VectorLayout, scales: Sequence[float], classes: Sequence[str]) -> dict:
+    """RUN/shared/manifest.json for the pieces of `quantize_shared` (docs/CONTRACTS.md)."""
+    from tinyexit.quantize import count_macs, tensor_qparams, tensor_shape
+
+    points = layout.points
+    vq = q["vector"]
+    seg_macs = [count_macs(b) for b in q["segments"]]
+    branch_macs = count_macs(q["branch"])
+    head_macs = [count_macs(b) for b in q["heads"]]
+    seg_names = [f"seg{k}" for k in range(len(points) + 1)]
+    return {
+        "points": list(points),
+        "segments": [{"name": seg_names[k], "file": f"{seg_names[k]}.tflite",
+                      "ends_at": points[k] if k < len(points) else "final",
+                      "input_shape": tensor_shape(b, "input")[1:], "output_shape": tensor_shape(b, "output")[1:],
+                      "input": tensor_qparams(b, "input").to_json(), "output": tensor_qparams(b, "output").to_json(),
+                      "macs": seg_macs[k]} for k, b in enumerate(q["segments"])],
+        "pools": [{"name": f"pool{k}", "file": f"pool{k}.tflite", "point": p, "after_segment": k,
+                   "input": tensor_qparams(q["pools"][k], "input").to_json(),
+                   "output": tensor_qparams(q["pools"][k], "output").to_json(),
+                   "offset": layout.offsets[k], "length": layout.lengths[k]} for k, p in enumerate(points)],
+        "branch": {"name": "branch", "file": "branch.tflite", "input": vq.to_json(),
+                   "output": tensor_qparams(q["branch"], "output").to_json(), "macs": branch_macs},
+        "vector": {"size": layout.size, "scale": vq.scale, "zero_point": vq.zero_point,
+                   "slices": [{"point": p, "offset": layout.offsets[k], "length": layout.lengths[k],
+                               "feature_scale": scales[k],
+                               "scale": tensor_qparams(q["pools"][k], "output").scale}
+                              for k, p in enumerate(points)],
+                   "note": "slice k = int8 MEAN over H,W of point k's map with scale vector.scale x feature_scale; "
+                           "slices not computed yet hold zero_point"},
+        "heads": [{"name": f"head{k}", "file": f"head{k}.tflite", "point": p, "after_segment": k,
+                   "output": tensor_qparams(b, "output").to_json(), "macs": head_macs[k]}
+                  for k, (p, b) in enumerate(zip(points, q["heads"]))],
+        "classes": list(classes),
+    }
+
+
 def _accuracy(scores: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.argmax(scores, axis=-1) == y)) if len(y) else float("nan")
 
@@ -459,7 +497,6 @@ def train_shared(run_dir: str | os.PathLike, *, points: Sequence[str] | None = N
     Returns the report (also RUN/shared/report.json)."""
     import keras
 
-    from tinyexit.quantize import count_macs, tensor_qparams, tensor_shape
     from tinyexit.train import load_model, read_model_json
 
     log = log or (lambda s: None)
@@ -514,36 +551,12 @@ def train_shared(run_dir: str | os.PathLike, *, points: Sequence[str] | None = N
     log(f"evaluating the int8 chain on {len(ys)} test inputs with tflite_micro")
     res = chain.run(xs)
 
+    manifest = build_manifest(q, layout, scales, classes)
     vq = q["vector"]
-    seg_macs = [count_macs(b) for b in q["segments"]]
-    branch_macs = count_macs(q["branch"])
-    head_macs = [count_macs(b) for b in q["heads"]]
-    seg_names = [f"seg{k}" for k in range(len(points) + 1)]
-    manifest = {
-        "points": list(points),
-        "segments": [{"name": seg_names[k], "file": f"{seg_names[k]}.tflite",
-                      "ends_at": points[k] if k < len(points) else "final",
-                      "input_shape": tensor_shape(b, "input")[1:], "output_shape": tensor_shape(b, "output")[1:],
-                      "input": tensor_qparams(b, "input").to_json(), "output": tensor_qparams(b, "output").to_json(),
-                      "macs": seg_macs[k]} for k, b in enumerate(q["segments"])],
-        "pools": [{"name": f"pool{k}", "file": f"pool{k}.tflite", "point": p, "after_segment": k,
-                   "input": tensor_qparams(q["pools"][k], "input").to_json(),
-                   "output": tensor_qparams(q["pools"][k], "output").to_json(),
-                   "offset": layout.offsets[k], "length": layout.lengths[k]} for k, p in enumerate(points)],
-        "branch": {"name": "branch", "file": "branch.tflite", "input": vq.to_json(),
-                   "output": tensor_qparams(q["branch"], "output").to_json(), "macs": branch_macs},
-        "vector": {"size": layout.size, "scale": vq.scale, "zero_point": vq.zero_point,
-                   "slices": [{"point": p, "offset": layout.offsets[k], "length": layout.lengths[k],
-                               "feature_scale": scales[k],
-                               "scale": tensor_qparams(q["pools"][k], "output").scale}
-                              for k, p in enumerate(points)],
-                   "note": "slice k = int8 MEAN over H,W of point k's map with scale vector.scale x feature_scale; "
-                           "slices not computed yet hold zero_point"},
-        "heads": [{"name": f"head{k}", "file": f"head{k}.tflite", "point": p, "after_segment": k,
-                   "output": tensor_qparams(b, "output").to_json(), "macs": head_macs[k]}
-                  for k, (p, b) in enumerate(zip(points, q["heads"]))],
-        "classes": classes,
-    }
+    seg_macs = [s["macs"] for s in manifest["segments"]]
+    branch_macs = manifest["branch"]["macs"]
+    head_macs = [h["macs"] for h in manifest["heads"]]
+    seg_names = [s["name"] for s in manifest["segments"]]
 
     shared_param = param_bytes(q["branch"]) + sum(param_bytes(b) for b in q["pools"])
     head_param = [param_bytes(b) for b in q["heads"]]
