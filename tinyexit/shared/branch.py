@@ -19,7 +19,7 @@ Public API:
     pooled_features(model, points, x)         float average-pooled features per point
     VectorLayout                              offsets/lengths of the slices; `mask(k)`, `assemble(feats, k)`
     fit_branch(...) / trecx_head(...) / train_heads(...)
-    quantize_shared(model, points, heads, branch, layout, rep_x)    int8 pieces (bytes)
+    quantize_shared(model, points, heads, branch, layout, scales, rep_x, rep_vectors) -> int8 pieces (bytes)
     SharedInt8Chain(...).run_q(q[, stop])     int8 chain on tflite_micro: branch output after every point
     build_manifest(q, layout, scales, classes) RUN/shared/manifest.json
     read_shared_manifest(shared_dir) / SharedInt8Chain.from_dir(shared_dir)
