@@ -62,6 +62,9 @@ def _tensor(model, t, idx: int, raw: bytes, type_names) -> Tensor:
         scales = tuple(float(s) for s in np.asarray(q.ScaleAsNumpy(), np.float32))
         zps = tuple(int(z) for z in q.ZeroPointAsNumpy()) if q.ZeroPointLength() else (0,) * len(scales)
         qdim = q.QuantizedDimension()
+    if t.Sparsity() is not None:
+        raise UnsupportedModelError(f"tensor '{t.Name().decode(errors='replace')}' is stored sparse; convert the "
+                                    f"model without sparsity (dense int8 weights).")
     data = None
     b = model.Buffers(t.Buffer()) if t.Buffer() < model.BuffersLength() else None
     if b is not None:
