@@ -7,6 +7,15 @@ from pathlib import Path
 from typing import Callable
 
 
+def inputs_that_fit(lib, board: str, emulate: bool, code_margin: int = 64 * 1024) -> int:
+    """How many test inputs can be baked into the firmware beside the library's weights on `board`."""
+    from tinyexit.boards import load_board
+    b = load_board(board, emulate=emulate)
+    input_size = max(m.input_size for m in lib.models.values())     # the first segment's input is the largest
+    room = b.code_flash.size - lib.weight_bytes - code_margin
+    return max(1, room // input_size)
+
+
 def run_pipeline(*, task: str = "kws", data: str | Path | None = None, out: str | Path | None = None,
                  epochs: int | None = None, board: str = "nrf52840", emulate: bool = True,
                  epsilon: float = 0.02, delta: float = 0.1, num_inputs: int = 100, retrain: bool = True,
@@ -53,7 +62,11 @@ def run_pipeline(*, task: str = "kws", data: str | Path | None = None, out: str 
     done("generate C")
 
     stage(f"build, run and benchmark on {board}{' (emulated)' if emulate else ''}")
-    bench = bench_run(run, board, emulate=emulate, num_inputs=num_inputs, log=log)
+    fit = inputs_that_fit(lib, board, emulate)
+    if fit < num_inputs:
+        log(f"baking {fit} test inputs into the firmware instead of {num_inputs}: that is what fits the board's "
+            f"flash next to the weights (96x96x3 images are 27 KB each)")
+    bench = bench_run(run, board, emulate=emulate, num_inputs=min(num_inputs, fit), log=log)
     done(f"build, run and benchmark on {board}{' (emulated)' if emulate else ''}")
 
     log("\nstage wall times (s): " + ", ".join(f"{k.split(' (')[0]} {v}" for k, v in times.items()))
