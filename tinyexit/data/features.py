@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from tinyexit.paths import cache_root
 from tinyexit.data.speech_commands import SAMPLE_RATE, SILENCE, KwsDataset, read_wav
 
 FRAME_LENGTH, FRAME_STEP, MEL_BINS, NUM_MFCC = 640, 320, 40, 10
@@ -114,7 +114,7 @@ def _augment(x: np.ndarray, noises: list[np.ndarray], aug: Augment, rng: np.rand
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("TINYEXIT_CACHE", Path.home() / ".cache" / "tinyexit")) / "features"
+    return cache_root() / "features"
 
 
 def split_features(dataset: KwsDataset, split: str, *, copies: int = 1, augment: Augment | None = None,

@@ -3,7 +3,6 @@ a cache folder (~/.cache/tinyexit, or $TINYEXIT_CACHE), keyed by the source's ha
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
 import subprocess
@@ -11,6 +10,7 @@ from pathlib import Path
 
 from tinyexit.errors import MissingToolError, TinyexitError
 from tinyexit.io import atomic_path
+from tinyexit.paths import cache_root
 
 SOURCE = Path(__file__).with_name("insn_count_plugin.c")
 WINDOW_RE = re.compile(r"tinyexit-window n=\d+ insns=(\d+)")
@@ -18,9 +18,7 @@ LINE_RE = re.compile(r"tinyexit-insns total=(\d+) windows=(\d+) window_insns=(\d
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("TINYEXIT_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "tinyexit")
-    return Path(base)
+    return cache_root()
 
 
 def plugin_path() -> Path:
