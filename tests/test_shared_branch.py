@@ -250,6 +250,17 @@ def test_cli_end_to_end_on_a_copy(tiny_run, tmp_path, monkeypatch, capsys):
     assert rep["memory"]["heads_param_bytes"] > rep["memory"]["shared_param_bytes"] > 0
     assert "block3_out" in out and "saves" in out and (copy / "shared" / "shared.png").is_file()
     assert not (copy / "shared" / "firmware").exists()
+    # a failure late in the stage (here: code generation) leaves the previous RUN/shared as it was
+    before = (copy / "shared" / "report.json").read_bytes()
+
+    def broken(*a, **k):
+        raise TinyexitError("generation failed (test)")
+    monkeypatch.setattr("tinyexit.shared.firmware.write_firmware", broken)
+    rc = cli(["shared", str(copy), "--epochs", "1", "--head-epochs", "0", "--num-eval", "10",
+              "--num-calibration", "20"])
+    assert rc == 2 and "generation failed" in capsys.readouterr().err
+    assert (copy / "shared" / "report.json").read_bytes() == before
+    assert sorted(p.name for p in copy.iterdir()) == ["model.json", "model.keras", "shared"]
 
 
 @pytest.mark.emulator
@@ -267,14 +278,3 @@ def test_anytime_on_the_emulated_board_equals_the_int8_chain(shared, chain_outpu
         assert scores[:, k].tobytes() == out["shared"][k][:3].tobytes(), k
         assert np.array_equal(cls[:, k], np.argmax(out["shared"][k][:3], 1))
     assert np.all(np.diff(insns, axis=1) > 0), insns
-    # a failure late in the stage (here: code generation) leaves the previous RUN/shared as it was
-    before = (copy / "shared" / "report.json").read_bytes()
-
-    def broken(*a, **k):
-        raise TinyexitError("generation failed (test)")
-    monkeypatch.setattr("tinyexit.shared.firmware.write_firmware", broken)
-    rc = cli(["shared", str(copy), "--epochs", "1", "--head-epochs", "0", "--num-eval", "10",
-              "--num-calibration", "20"])
-    assert rc == 2 and "generation failed" in capsys.readouterr().err
-    assert (copy / "shared" / "report.json").read_bytes() == before
-    assert sorted(p.name for p in copy.iterdir()) == ["model.json", "model.keras", "shared"]
