@@ -70,10 +70,12 @@ def test_peak_activation_bytes_by_hand():
 def searched(plain_model, kws_data, tmp_path_factory):  # noqa: F811
     from tinyexit.cli import main
     out = tmp_path_factory.mktemp("s") / "search"
-    # width-32 heads need ~4 kB more flash than width-8 ones (~17.3 kB with the code allowance): 19 kB excludes them
+    # width-32 heads need ~4 kB more flash than width-8 ones (~17.3 kB with the code allowance): 19 kB excludes
+    # them; width 48 > 32 channels makes a 1x1-conv head whose 25x5x48 output next to the 25x5x32 exit point
+    # needs 10,000 B of RAM: 9,000 B excludes it
     args = ["search", str(plain_model), "--task", "kws", "--data", str(kws_data), "--board", "nrf52840",
-            "--max-drop", "0.05", "--widths", "8,32", "--max-points", "2", "--epochs", "4",
-            "--flash-budget", "19000", "--out", str(out)]
+            "--max-drop", "0.05", "--widths", "8,32,48", "--max-points", "2", "--epochs", "4",
+            "--flash-budget", "19000", "--ram-budget", "9000", "--out", str(out)]
     assert main(args) == 0
     return json.loads((out / "search.json").read_text()), out
 
@@ -82,10 +84,14 @@ def test_search_excludes_what_does_not_fit_and_picks_the_cheapest(searched):
     rep, out = searched
     designs = {d["name"]: d for d in rep["designs"]}
     assert (out / "search.png").stat().st_size > 0
-    assert len(designs) == 1 + 2 * 2
+    assert len(designs) == 1 + 2 * 3
     for d in designs.values():
         if d["width"] == 32:
             assert d["flash_bytes"] > 19000 and d["excluded"].startswith("does not fit: flash")
+            assert d["ram_bytes"] == 8000 and "RAM" not in d["excluded"]
+        elif d["width"] == 48:
+            assert d["kind"] == "conv" and d["ram_bytes"] == 4000 + 25 * 5 * 48
+            assert "RAM 10,000 B of live activations > 9,000 B" in d["excluded"]
         elif d["width"] == 8:
             assert d["flash_bytes"] <= 19000 and "does not fit" not in d.get("excluded", "")
     ok = [d for d in designs.values() if not d.get("excluded")]
@@ -98,7 +104,7 @@ def test_search_excludes_what_does_not_fit_and_picks_the_cheapest(searched):
     # the front: cheapest first, each point strictly more accurate than the cheaper ones, designs that fit only
     fr = rep["pareto_front"]
     assert all(a["expected_macs"] <= b["expected_macs"] and a["accuracy"] < b["accuracy"] for a, b in zip(fr, fr[1:]))
-    assert all(designs[p["design"]]["width"] != 32 for p in fr)
+    assert all(designs[p["design"]]["width"] not in (32, 48) for p in fr)
 
 
 def test_chosen_design_verified_against_int8_and_generated_c(searched):
