@@ -66,6 +66,7 @@ def model_decl(name: str, graph: Graph, plan: Plan) -> dict:
                 cases=cases, units=[op.units() for op in graph.ops] or [0], live=live or [(0, 0)],
                 live_index=live_index, input_offset=plan.offsets[x.index], input_size=x.nbytes,
                 output_offset=plan.offsets[y.index], output_size=y.nbytes, input_scale=c_float(x.scale),
+                headers=sorted({h for op in graph.ops for h in getattr(op, "headers", ())}),
                 input_zero_point=x.zero_point, output_scale=c_float(y.scale), output_zero_point=y.zero_point)
 
 
@@ -114,6 +115,8 @@ def emit_library(graphs: dict[str, Graph], plans: dict[str, Plan], out_dir: Path
         render("model/model.c.j2", f"tx_model_{d['cname']}.c", "models", m=d)
     render("kernels/tx_kernels.h.j2", "tx_kernels.h", "kernels")
     render("kernels/tx_fixedpoint.h.j2", "tx_fixedpoint.h", "kernels")
+    for header in sorted({h for d in decls for h in d["headers"]}):   # ops' own headers (e.g. tx_sparse.h)
+        render(f"kernels/{header}.j2", header, "kernels")
     for src in kernel_sources(list(graphs.values())):
         variant = config.kernels
         if not (TEMPLATES / "kernels" / variant / f"{src}.j2").exists():

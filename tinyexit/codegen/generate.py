@@ -14,6 +14,7 @@ from tinyexit.codegen.measure import section_sizes, tflm_arena_bytes
 from tinyexit.codegen.plan import Plan, plan_memory
 from tinyexit.codegen.reader import read_model
 from tinyexit.codegen.schedule import schedule
+from tinyexit.codegen.sparse import sparsify
 from tinyexit.errors import TinyexitError
 from tinyexit.io import atomic_dir
 
@@ -95,13 +96,15 @@ def _normalise(models) -> dict[str, Path]:
 
 def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kernels: str = "reference",
              inplace: bool = True, fuse_ops: bool = True, reorder: bool = True, measure: bool = True,
-             compare_tflm: bool = True) -> GenerateReport:
+             compare_tflm: bool = True, sparse: bool = True) -> GenerateReport:
     """Generate one C library for `models` (name -> .tflite path, or one path) into `out_dir`.
 
     `inplace=False` gives every op an output that does not overlap its inputs (a larger arena, but each
     step can be re-run from its inputs after an interruption). `fuse_ops=False` keeps one step per TFLite
     op (no CONV_2D+ADD steps); `reorder=False` keeps the file's op order (otherwise a memory-aware order is
-    used when it plans a smaller arena). Nothing is written when anything fails."""
+    used when it plans a smaller arena). `sparse` stores a conv / depthwise / fully connected layer's weights as
+    sparse run lists when that is smaller (pruned models; `tinyexit.codegen.sparse`); False keeps all dense.
+    Nothing is written when anything fails."""
     from tinyexit.codegen.emit import KERNEL_VARIANTS
 
     if kernels not in KERNEL_VARIANTS:
@@ -118,7 +121,8 @@ def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kerne
             raise TinyexitError(f"model names '{seen[cname]}' and '{full}' give the same C identifier; rename one.")
         seen[cname] = full
         g = read_model(path, name=full)
-        graphs[full] = fuse(g) if fuse_ops else g
+        g = fuse(g) if fuse_ops else g
+        graphs[full] = sparsify(g) if sparse else g
     plans: dict[str, Plan] = {}
     for n, g in list(graphs.items()):
         plans[n] = plan_memory(g, inplace=inplace)
