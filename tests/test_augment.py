@@ -166,3 +166,27 @@ def test_augment_a_run_directory_replaces_its_exits(augmented, tmp_path, capsys)
         if not lay.name.startswith("exit1"):
             for w0, w1 in zip(before.get_layer(lay.name).get_weights(), lay.get_weights(), strict=True):
                 assert w0.tobytes() == w1.tobytes()
+
+
+def test_a_model_ending_in_logits_gets_a_weightless_softmax():
+    import keras
+    from keras import layers
+
+    from tinyexit.augment import HeadConfig, attach_exits
+    from tinyexit.models import exit_spec
+    keras.utils.set_random_seed(1)
+    inp = keras.Input((12, 12, 1))
+    x = layers.Conv2D(8, 3, padding="same", activation="relu", name="c0")(inp)
+    x = layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="c1")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    logits = layers.Dense(3, name="logits")(x)
+    m = keras.Model(inp, logits)
+    aug = attach_exits(m, {"c0": HeadConfig(4)}, num_classes=3)
+    assert [s["name"] for s in exit_spec(aug)] == ["exit1", "final"]
+    assert [s["point"] for s in exit_spec(aug)] == ["c0", None]
+    assert len(aug.weights) == len(m.weights) + 1 + 4 + 2          # + depthwise, BN (4), dense (2); slice: none
+    xs = np.random.default_rng(0).normal(size=(5, 12, 12, 1)).astype(np.float32)
+    out = aug.predict(xs, verbose=0)
+    z = m.predict(xs, verbose=0)
+    np.testing.assert_allclose(out[-1], np.exp(z) / np.exp(z).sum(-1, keepdims=True), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out[0].sum(-1), 1, rtol=1e-5)
