@@ -1,0 +1,49 @@
+"""One firmware holding many generated models and their inputs, run once on the emulated Cortex-M4: the
+way the cortex_m4 kernel variant is checked (the host cannot execute DSP instructions)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+import numpy as np
+
+from tinyexit.codegen.cformat import c_ident
+from tinyexit.codegen.emit import TEMPLATES
+
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str               # model name in the library
+    inputs: np.ndarray      # int8 [n, input_size]
+    output_size: int
+    chunked: int = 0        # the first `chunked` inputs run one unit at a time, arena outside live[] scrambled
+
+
+def render_driver(jobs: list[Job], out: Path) -> Path:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader([str(HERE), str(TEMPLATES)]),
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    rows = [dict(cname=c_ident(j.name), count=len(j.inputs), size=j.inputs.shape[1], chunked=j.chunked,
+                 inputs=[", ".join(map(str, r)) for r in j.inputs.tolist()]) for j in jobs]
+    out.write_text(env.get_template("driver.c.j2").render(jobs=rows))
+    (out.parent / "rq_check.c").write_text(env.get_template("rq_check.c.j2").render())
+    return out
+
+
+def parse(output: str, jobs: list[Job]) -> tuple[dict[str, np.ndarray], tuple[int, int] | None]:
+    """OUT lines -> {job name: [n, output_size] int8}; the RQ line -> (mismatches, tested)."""
+    got: dict[str, list] = {j.name: [None] * len(j.inputs) for j in jobs}
+    rq = None
+    for line in output.splitlines():
+        f = line.split()
+        if len(f) == 4 and f[0] == "O":
+            j = jobs[int(f[1])]
+            got[j.name][int(f[2])] = np.frombuffer(bytes.fromhex(f[3]), np.uint8).astype(np.int8)
+        elif len(f) == 3 and f[0] == "RQ":
+            rq = (int(f[1]), int(f[2]))
+    missing = [n for n, rows in got.items() if any(r is None for r in rows)]
+    if missing:
+        raise AssertionError(f"no output from the emulator for {missing[:5]} ...; tail: {output[-400:]}")
+    return {n: np.stack(rows) for n, rows in got.items()}, rq

@@ -1,0 +1,145 @@
+"""The cortex_m4 kernel variant (DSP extension: SMLAD, SXTB16, SMMULR, SSAT) on the emulated Cortex-M4
+(QEMU mps2-an386), byte-exact with tflite_micro: the tests/ops sweeps of every kernel it implements (conv,
+fused conv+add, depthwise, fully connected) plus cases aimed at its own paths (assembly 1x1 and 3x3 loops,
+odd channel and pixel counts, clamps, in place, exact requantization), both conformance models on 20+
+inputs, and its requantization arithmetic on 60,000 random cases. One firmware, one emulator run."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.conftest import conformance_model, require_program
+from tests.kernels_m4._firmware import Job, parse, render_driver
+from tests.ops import test_add, test_conv_2d, test_depthwise_conv_2d, test_fully_connected
+from tests.ops._harness import Case, convert, output_tensor, set_quantization
+
+KERNELS = "cortex_m4"
+
+
+def conv(shape, filters, k, s, pad, act=None):
+    return test_conv_2d.conv(shape, filters, k, s, pad, act)
+
+
+def dw(shape, k, s, pad, mult=1, act=None):
+    return test_depthwise_conv_2d.dw(shape, k, s, pad, mult, act)
+
+
+def tiny_output_scale(m: bytes) -> bytes:
+    """A very small output scale: requantization multipliers > 1 (left shifts), so that the bound check
+    sends channels to the exact (tx_mbqm) path."""
+    return set_quantization(m, output_tensor(m), 1e-5, 3)
+
+
+# Cases aimed at the variant's own paths (k = k_h * k_w * in_c; the assembly conv loop needs k % 8 == 0).
+M4_CASES = [
+    Case("m4_1x1_k16_asm", conv((5, 5, 16), 16, 1, 1, "same"), (5, 5, 16)),             # in place, odd pixels
+    Case("m4_1x1_k8_odd_oc", conv((4, 3, 8), 7, 1, 1, "valid"), (4, 3, 8)),            # odd channel tail
+    Case("m4_1x1_k24_s2", conv((7, 5, 24), 10, 1, 2, "valid"), (7, 5, 24)),            # direct, strided
+    Case("m4_1x1_k12_c_path", conv((3, 4, 12), 6, 1, 1, "valid"), (3, 4, 12)),         # k % 8 == 4
+    Case("m4_1x1_k5_tail", conv((3, 3, 5), 3, 1, 1, "valid"), (3, 3, 5)),              # k % 4 == 1
+    Case("m4_3x3_k72_ring", conv((5, 6, 8), 8, 3, 1, "same"), (5, 6, 8)),              # im2col + ring, asm
+    Case("m4_10x4_c1_s2", conv((13, 6, 1), 9, (10, 4), 2, "same", "relu"), (13, 6, 1)),  # KWS first conv shape
+    Case("m4_1x1_c5_inplace", conv((4, 3, 5), 5, 1, 1, "same"), (4, 3, 5)),            # in place, odd channels
+    Case("m4_1x1_one_oc", conv((3, 3, 8), 1, 1, 1, "valid"), (3, 3, 8)),               # no channel pair
+    Case("m4_conv_exact_rq", conv((4, 4, 8), 4, 3, 1, "same"), (4, 4, 8), patch=tiny_output_scale),
+    Case("m4_conv_per_tensor_asm", conv((4, 5, 16), 6, 1, 1, "valid", "relu"), (4, 5, 16), per_channel=False),
+    Case("m4_dw3_c8_inplace", dw((6, 5, 8), 3, 1, "same"), (6, 5, 8)),                 # asm groups, ring
+    Case("m4_dw3_c6_tail", dw((5, 4, 6), 3, 1, "same", 1, "relu"), (5, 4, 6)),        # group + 2-channel tail
+    Case("m4_dw3_c12_s2_valid", dw((7, 8, 12), 3, 2, "valid"), (7, 8, 12)),
+    Case("m4_dw3_c4_relu6", dw((5, 5, 4), 3, 1, "same", 1, "relu6"), (5, 5, 4),
+         patch=lambda m: set_quantization(m, output_tensor(m), 0.1, -40)),               # clamps: C path
+    Case("m4_dw3_exact_rq", dw((4, 4, 8), 3, 1, "same"), (4, 4, 8), patch=tiny_output_scale),
+    Case("m4_dw3_per_tensor", dw((5, 5, 8), 3, 1, "same"), (5, 5, 8), per_channel=False),
+    Case("m4_fc_odd", test_fully_connected.dense((37,), 9), (37,)),
+]
+
+SWEEP = (test_conv_2d.CASES + test_conv_2d.RANDOM + test_depthwise_conv_2d.CASES + test_depthwise_conv_2d.RANDOM
+         + test_fully_connected.CASES + test_add.CASES + M4_CASES)
+N_RANDOM = 12       # random full-range inputs per sweep model (+ structured ones)
+CONFORMANCE = {"kws": ("kws_ref_model.tflite", 24), "resnet": ("pretrainedResnet_quant.tflite", 20)}
+
+
+@pytest.fixture(scope="module")
+def emulated(tmp_path_factory):
+    require_program("arm-none-eabi-gcc", "apt-get install -y --no-install-recommends gcc-arm-none-eabi "
+                                         "libnewlib-arm-none-eabi")
+    require_program("qemu-system-arm", "apt-get install -y --no-install-recommends qemu-system-arm")
+    from tinyexit.boards import load_board
+    from tinyexit.build import build_firmware, symbol_address
+    from tinyexit.codegen import generate, read_model
+    from tinyexit.codegen.testing import structured_inputs
+    from tinyexit.targets.qemu import QemuRunner
+
+    work = tmp_path_factory.mktemp("kernels_m4")
+    rng = np.random.default_rng(5)
+    paths, jobs = {}, []
+    for c in SWEEP:
+        p = work / f"{c.name}.tflite"
+        data = convert(c)
+        p.write_bytes(c.patch(data) if c.patch else data)
+        paths[c.name] = p
+    for name, (file, n) in CONFORMANCE.items():
+        paths[name] = conformance_model(file)
+    report = generate(paths, work / "lib", kernels=KERNELS, measure=False, compare_tflm=False)
+    for name, p in paths.items():
+        g = read_model(p)
+        shape = g.input.shape[1:]
+        if name in CONFORMANCE:
+            x = np.concatenate([rng.integers(-128, 128, size=(CONFORMANCE[name][1] - 4, *shape)),
+                                structured_inputs(shape, g.input.zero_point, rng)[[0, 1, 6, 9]]])
+            chunked = 0
+        else:
+            x = np.concatenate([rng.integers(-128, 128, size=(N_RANDOM, *shape)),
+                                structured_inputs(shape, g.input.zero_point, rng)])
+            chunked = 2
+        jobs.append(Job(name, x.astype(np.int8).reshape(len(x), -1), g.output.nbytes, chunked))
+    driver = render_driver(jobs, work / "driver.c")
+    board = load_board("mps2-an386", emulate=True)
+    lib = work / "lib"
+    srcs = sorted(s for s in lib.glob("*.c") if not s.name.startswith("host_")) + [driver, work / "rq_check.c"]
+    fw = build_firmware(board, srcs, work / "fw", include_dirs=[lib])
+    run = QemuRunner(board).run(fw.elf, timeout=900)
+    got, rq = parse(run.output, jobs)
+    # The optimized routines are in the image (the DSP path was compiled, not the reference fallback).
+    routines = {s: symbol_address(fw.elf, s) for s in ("tx_conv_passes", "tx_dw_groups9")}
+    return dict(paths=paths, jobs={j.name: j for j in jobs}, got=got, rq=rq, report=report, routines=routines,
+                exit_code=run.exit_code)
+
+
+def _check(emulated, name):
+    from tinyexit.codegen.testing import tflm_outputs
+
+    job = emulated["jobs"][name]
+    want = tflm_outputs(emulated["paths"][name], job.inputs)
+    got = emulated["got"][name]
+    bad = np.flatnonzero((got != want).any(axis=1))
+    assert bad.size == 0, (f"{name}: {bad.size}/{len(got)} inputs differ (first {bad[0]}, chunked: "
+                           f"{bad[0] < job.chunked}); got {got[bad[0]][:12]} want {want[bad[0]][:12]}")
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize("name", [c.name for c in SWEEP])
+def test_sweep_case_matches_tflm_on_m4(emulated, name):
+    _check(emulated, name)
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize("name", sorted(CONFORMANCE))
+def test_conformance_model_matches_tflm_on_m4(emulated, name):
+    assert len(emulated["jobs"][name].inputs) >= 20
+    _check(emulated, name)
+
+
+@pytest.mark.emulator
+def test_requantization_fast_path_equals_tflm_rounding(emulated):
+    bad, tested = emulated["rq"]
+    assert tested > 60_000 and bad == 0, f"{bad} of {tested} requantizations differ from tx_mbqm"
+
+
+@pytest.mark.emulator
+def test_firmware_uses_the_dsp_routines(emulated):
+    assert emulated["exit_code"] == 0
+    assert emulated["report"].kernels == KERNELS
+    assert all(emulated["routines"].values())
+    ops = {op for m in emulated["report"].models.values() for op in m.ops}
+    assert {"CONV_2D", "CONV_2D+ADD", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"} <= ops
