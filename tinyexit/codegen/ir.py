@@ -86,12 +86,20 @@ class OpContext:
         return names[code]
 
 
+C_TYPE_BYTES = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "uint16_t": 2, "int32_t": 4, "uint32_t": 4, "float": 4}
+
+
 @dataclass(frozen=True)
 class CArray:
     """One constant array of the generated model file."""
     ctype: str
     name: str
     values: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the array as the C declaration stores it (values may be held in a wider numpy type)."""
+        return C_TYPE_BYTES[self.ctype] * int(np.asarray(self.values).size)
 
 
 @dataclass(frozen=True, eq=False)
@@ -169,7 +177,7 @@ class Graph:
         return sum(op.macs() for op in self.ops)
 
     def weight_bytes(self) -> int:
-        return sum(a.values.nbytes for i, op in enumerate(self.ops) for a in op.constants(f"m_{i}"))
+        return sum(a.nbytes for i, op in enumerate(self.ops) for a in op.constants(f"m_{i}"))
 
 
 def pads_same(in_size: int, out_size: int, stride: int, k: int, padding: str) -> int:
