@@ -1,0 +1,137 @@
+"""Portable (reference) vs Cortex-M4 DSP (cortex_m4) kernels, side by side, on the emulated Cortex-M4:
+exact instructions per inference (QEMU mps2-an386 + the instruction-count plugin: one window per
+tx_invoke, or per step for the per-layer table), instructions per MAC, code, arena and static scratch
+bytes, every output checked against tflite_micro.
+
+    .venv/bin/python benchmarks/kernels_m4.py [--model kws] [--model resnet] [--model run] [--run runs/kws]
+                                              [--inputs 2] [--no-layers] [--json out.json]
+
+`kws` / `resnet`: the conformance models (../shared/conformance). `run`: the segments and exit heads of a
+run directory (default runs/kws; its quant/ folder is copied to a temporary folder, nothing is written
+into the run). Instructions, not cycles: see ../shared/ANCHORS.md for the TFLM figures counted the same way.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from tinyexit.codegen import generate, read_model
+from tinyexit.codegen.generate import models_from_run
+from tinyexit.codegen.measure import section_sizes
+from tinyexit.codegen.testing import emulated_outputs, tflm_outputs
+
+REPO = Path(__file__).resolve().parents[1]
+CONFORMANCE = REPO.parent / "shared" / "conformance"
+MODELS = {"kws": "kws_ref_model.tflite", "resnet": "pretrainedResnet_quant.tflite"}
+ANCHOR = {"kws": (43_040_226, 7_697_362), "resnet": (107_405_837, 29_864_657)}   # TFLM ref, TFLM+CMSIS-NN
+VARIANTS = ("reference", "cortex_m4")
+
+
+def measure_library(models: dict[str, Path], variant: str, work: Path, n_inputs: int, layers: bool) -> dict:
+    lib = work / f"lib_{variant}"
+    rep = generate(models, lib, kernels=variant, compare_tflm=False)
+    kernel_sources = sorted(p.name for p in lib.glob("tx_*.c")
+                            if p.name != "tx_runtime.c" and not p.name.startswith("tx_model_"))
+    _, sizes = section_sizes(lib, kernel_sources)
+    out = {"variant": variant, "arena_bytes": rep.arena_bytes, "code_bytes": rep.code_bytes,
+           "weight_bytes": rep.weight_bytes,
+           "kernel_text_bytes": {s: v["text"] for s, v in sizes.items()},
+           "static_scratch_bytes": {s: v["bss"] for s, v in sizes.items() if v["bss"]}, "models": {}}
+    for name, path in models.items():
+        g = read_model(path)
+        x = np.random.default_rng(0).integers(-128, 128, size=(n_inputs, *g.input.shape[1:])).astype(np.int8)
+        got, insns = emulated_outputs(lib, name, x, work=_fresh(work / f"fw_{variant}_{name}"))
+        fig = rep.models[name]
+        m = {"macs": fig.macs, "insns": insns, "exact": bool(np.array_equal(got, tflm_outputs(path, x))),
+             "code_bytes": fig.code_bytes, "arena_bytes": fig.arena_bytes}
+        if layers:
+            _, steps = emulated_outputs(lib, name, x[:1], per_step=True, work=_fresh(work / f"st_{variant}_{name}"))
+            m["steps"] = [{"op": op, "macs": macs, "insns": n} for op, macs, n in zip(fig.ops, fig.step_macs, steps)]
+        out["models"][name] = m
+    return out
+
+
+def _fresh(d: Path) -> Path:
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    return d
+
+
+def _per_mac(n: float, macs: int) -> str:
+    return f"{n / macs:6.2f}" if macs else "     -"
+
+
+def print_target(title: str, res: dict[str, dict], anchor=None) -> None:
+    ref, opt = res["reference"], res["cortex_m4"]
+    print(f"\n== {title}")
+    print(f"{'model':<14} {'MACs':>10} {'reference':>12} {'/MAC':>6} {'cortex_m4':>11} {'/MAC':>6} {'ratio':>6}  exact")
+    tot = [0, 0, 0]
+    for name, r in ref["models"].items():
+        o = opt["models"][name]
+        a, b = int(np.mean(r["insns"])), int(np.mean(o["insns"]))
+        tot[0] += r["macs"]
+        tot[1] += a
+        tot[2] += b
+        print(f"{name:<14} {r['macs']:>10,} {a:>12,} {_per_mac(a, r['macs'])} {b:>11,} {_per_mac(b, r['macs'])} "
+              f"{b / a:6.3f}  {r['exact'] and o['exact']}")
+    if len(ref["models"]) > 1:
+        print(f"{'all models':<14} {tot[0]:>10,} {tot[1]:>12,} {_per_mac(tot[1], tot[0])} {tot[2]:>11,} "
+              f"{_per_mac(tot[2], tot[0])} {tot[2] / tot[1]:6.3f}")
+    if anchor:
+        b = tot[2]
+        print(f"TFLM reference {anchor[0]:,} ({b / anchor[0]:.3f}x), TFLM+CMSIS-NN {anchor[1]:,} ({b / anchor[1]:.3f}x)")
+    for v in (ref, opt):
+        print(f"{v['variant']:>10}: arena {v['arena_bytes']:,} B, library code {v['code_bytes']:,} B "
+              f"(kernels {sum(v['kernel_text_bytes'].values()):,} B), weights {v['weight_bytes']:,} B, "
+              f"static kernel scratch {sum(v['static_scratch_bytes'].values()):,} B {v['static_scratch_bytes'] or ''}")
+    for name, r in ref["models"].items():
+        if "steps" not in r:
+            continue
+        print(f"  per layer, {name} (instructions of each step alone, first input):")
+        print(f"  {'step':<24} {'MACs':>9} {'reference':>11} {'/MAC':>6} {'cortex_m4':>10} {'/MAC':>6}")
+        for i, (s, t) in enumerate(zip(r["steps"], opt["models"][name]["steps"])):
+            print(f"  {str(i) + ': ' + s['op']:<24} {s['macs']:>9,} {s['insns']:>11,} "
+                  f"{_per_mac(s['insns'], s['macs'])} {t['insns']:>10,} {_per_mac(t['insns'], s['macs'])}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", choices=[*MODELS, "run"], action="append")
+    ap.add_argument("--run", type=Path, default=REPO / "runs" / "kws", help="run directory for --model run")
+    ap.add_argument("--inputs", type=int, default=2)
+    ap.add_argument("--no-layers", action="store_true", help="skip the per-layer tables")
+    ap.add_argument("--json", type=Path, help="also write every figure as JSON")
+    args = ap.parse_args()
+    doc, ok = {}, True
+    with tempfile.TemporaryDirectory() as tmp:
+        for target in args.model or [*MODELS, "run"]:
+            if target == "run":
+                src = args.run / "quant"
+                if not src.is_dir():
+                    print(f"\n== run {args.run}: no quant/ folder, skipped")
+                    continue
+                shutil.copytree(src, Path(tmp) / "run" / "quant")   # the run itself is never written
+                models = models_from_run(Path(tmp) / "run")
+                title, anchor = f"KWS run {args.run} (segments and exit heads; full inference = all segments)", None
+            else:
+                models = {target: CONFORMANCE / MODELS[target]}
+                title, anchor = f"{MODELS[target]}", ANCHOR[target]
+            res = {v: measure_library(models, v, Path(tmp) / target, args.inputs, not args.no_layers)
+                   for v in VARIANTS}
+            print_target(title, res, anchor)
+            doc[target] = res
+            ok &= all(m["exact"] for r in res.values() for m in r["models"].values())
+    if args.json:
+        args.json.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"\nall outputs identical to tflite_micro: {ok}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
