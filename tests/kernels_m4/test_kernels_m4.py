@@ -40,6 +40,8 @@ M4_CASES = [
     Case("m4_3x3_k72_ring", conv((5, 6, 8), 8, 3, 1, "same"), (5, 6, 8)),              # im2col + ring, asm
     Case("m4_10x4_c1_s2", conv((13, 6, 1), 9, (10, 4), 2, "same", "relu"), (13, 6, 1)),  # KWS first conv shape
     Case("m4_1x1_c5_inplace", conv((4, 3, 5), 5, 1, 1, "same"), (4, 3, 5)),            # in place, odd channels
+    Case("m4_1x1_c13_inplace", conv((3, 5, 13), 13, 1, 1, "same"), (3, 5, 13)),       # asm + 3 tail channels
+    Case("m4_3x3_c3_k27", conv((6, 7, 3), 6, 3, 1, "same"), (6, 7, 3)),               # ResNet first conv shape
     Case("m4_1x1_one_oc", conv((3, 3, 8), 1, 1, 1, "valid"), (3, 3, 8)),               # no channel pair
     Case("m4_conv_exact_rq", conv((4, 4, 8), 4, 3, 1, "same"), (4, 4, 8), patch=tiny_output_scale),
     Case("m4_conv_per_tensor_asm", conv((4, 5, 16), 6, 1, 1, "valid", "relu"), (4, 5, 16), per_channel=False),
