@@ -1,0 +1,318 @@
+"""`tinyexit compress`: fit an early-exit model to a flash budget.
+
+    compress_run(run_dir, out, CompressConfig(target_kb=..., board=...)) -> report dict
+
+Steps (each one's accuracy per exit, float and int8, and weight bytes are reported):
+  1. the sparsity needed for the weight budget (`sparsity_for_budget`: int8 weights stored dense or as
+     sparse run lists by the code generator, whichever is smaller per layer, plus biases and requantization
+     constants);
+  2. magnitude pruning of every Conv2D / DepthwiseConv2D / Dense kernel (backbone and exit heads) with
+     tfmot's `prune_low_magnitude` + polynomial decay, `strip_pruning`;
+  3. quantization-aware training (tfmot `quantize_apply`, pruning-preserving 8-bit scheme);
+  4. the usual int8 segments (`tinyexit.quantize.quantize_run`, chained pieces checked against the whole
+     model), and the exit policy re-calibrated with the source run's settings when it has one.
+Steps 2-3 need legacy Keras: they run in a child process (tinyexit.legacy_keras), the caller's Keras 3 is
+untouched. The output is a normal run directory (docs/CONTRACTS.md) plus RUN/compress.json and
+RUN/compress.png; `quantize`, `generate`, `build` and `bench` work on it as on any run.
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from tinyexit.errors import TinyexitError
+from tinyexit.io import atomic_dir, write_json
+
+MAX_SPARSITY = 0.97
+
+
+@dataclass(frozen=True)
+class CompressConfig:
+    target_kb: float | None = None      # weight budget (generated library constants), KiB
+    board: str | None = None            # or: the board's flash minus `code_kb`
+    code_kb: float = 96.0               # flash kept for code, runtime, app and baked test inputs (--board)
+    sparsity: float | None = None       # explicit sparsity instead of a budget
+    prune_epochs: int = 4
+    qat_epochs: int = 2
+    batch_size: int = 100
+    prune_learning_rate: float = 1e-3
+    qat_learning_rate: float = 2e-4
+    ramp_fraction: float = 0.6          # the schedule reaches its final sparsity after this part of pruning
+    max_train: int | None = None        # cap the training examples (tests, quick looks)
+    num_calibration: int = 500
+    num_eval: int | None = None
+    min_prune_elements: int = 1024     # smaller kernels (depthwise) stay dense when the budget allows
+    seed: int = 0
+
+
+# ------------------------------------------------------------------------------------------ the budget
+
+def prunable_layers(model) -> list[dict]:
+    """Conv2D / DepthwiseConv2D / Dense layers of a Keras 3 model: kernel elements, output channels and
+    per-channel volume (what sparse storage lists per channel)."""
+    import keras
+    out = []
+    for lay in model.layers:
+        if isinstance(lay, keras.layers.DepthwiseConv2D):
+            k = lay.get_weights()[0]                  # [kh, kw, c, mult]
+            ch, vol = k.shape[2] * k.shape[3], k.shape[0] * k.shape[1]
+        elif isinstance(lay, keras.layers.Conv2D):
+            k = lay.get_weights()[0]                  # [kh, kw, ic, oc]
+            ch, vol = k.shape[3], k.shape[0] * k.shape[1] * k.shape[2]
+        elif isinstance(lay, keras.layers.Dense):
+            k = lay.get_weights()[0]                  # [in, out]
+            ch, vol = k.shape[1], k.shape[0]
+        else:
+            continue
+        out.append({"name": lay.name, "class": type(lay).__name__, "elements": int(k.size), "channels": int(ch),
+                    "volume": int(vol)})
+    return out
+
+
+def stored_bytes_estimate(layers: list[dict], sparsity: dict[str, float] | float,
+                          overhead: int | None = None) -> int:
+    """Weight bytes of the generated library with the given sparsity per layer (or one for all): per layer
+    the smaller of dense int8 and the sparse lists (value + step byte per kept weight, one count per
+    channel), plus `overhead`: the library's other constants (biases, requantization tables), measured on
+    the source run's int8 library when it has one, else 20 B per output channel."""
+    from tinyexit.codegen.sparse import sparse_bytes_for
+    total = overhead if overhead is not None else sum(20 * lay["channels"] for lay in layers)
+    for lay in layers:
+        s = sparsity if isinstance(sparsity, (int, float)) else sparsity.get(lay["name"], 0.0)
+        kept = int(math.ceil((1.0 - s) * lay["elements"]))
+        total += min(lay["elements"], sparse_bytes_for(kept, lay["channels"], lay["volume"]))
+    return total
+
+
+def allocate_sparsity(layers: list[dict], budget_bytes: int, overhead: int | None = None,
+                      min_elements: int = 1024) -> dict[str, float]:
+    """Sparsity per layer for the budget: layers with fewer than `min_elements` weights (depthwise kernels:
+    a few taps per channel, little to gain, much to lose) stay dense, the others share the least uniform
+    sparsity that fits; when that cannot fit, every layer shares it. Raises when nothing fits."""
+    def plan(s: float, big_only: bool) -> dict[str, float]:
+        return {lay["name"]: (s if (lay["elements"] >= min_elements or not big_only) else 0.0) for lay in layers}
+
+    est = lambda s, big: stored_bytes_estimate(layers, plan(s, big), overhead)  # noqa: E731
+    if est(0.0, True) <= budget_bytes:
+        return plan(0.0, True)
+    for big_only in (True, False):
+        if est(MAX_SPARSITY, big_only) > budget_bytes:
+            continue
+        lo, hi = 0.0, MAX_SPARSITY
+        for _ in range(40):
+            mid = (lo + hi) / 2
+            lo, hi = (lo, mid) if est(mid, big_only) <= budget_bytes else (mid, hi)
+        return plan(min(MAX_SPARSITY, round(hi + 5e-4, 3)), big_only)
+    raise TinyexitError(
+        f"a weight budget of {budget_bytes:,} B cannot be met by pruning this model: even at "
+        f"{100 * MAX_SPARSITY:.0f} % sparsity it needs {est(MAX_SPARSITY, False):,} B (biases and requantization "
+        f"constants included). Choose a larger --target-kb or a smaller model (`tinyexit distill`).")
+
+
+def library_overhead(run_dir: Path) -> int | None:
+    """Constant bytes of the run's int8 library besides the prunable kernels (None without RUN/quant)."""
+    if not (Path(run_dir) / "quant" / "manifest.json").is_file():
+        return None
+    from tinyexit.codegen.generate import models_from_run
+    from tinyexit.codegen.sparse import weight_table
+    t = weight_table(models_from_run(run_dir))
+    return t["dense_bytes"] - sum(la["weight_elements"] for la in t["layers"])
+
+
+def weight_budget(config: CompressConfig) -> tuple[int | None, str]:
+    if config.target_kb is not None and config.board is not None:
+        raise TinyexitError("give --target-kb or --board, not both")
+    if config.target_kb is not None:
+        if config.target_kb <= 0:
+            raise TinyexitError("--target-kb must be positive")
+        return int(config.target_kb * 1024), f"--target-kb {config.target_kb:g}"
+    if config.board is not None:
+        from tinyexit.boards import load_board
+        b = load_board(config.board)
+        budget = b.flash.size - int(config.code_kb * 1024)
+        if budget <= 0:
+            raise TinyexitError(f"board {b.name} has {b.flash.size:,} B of flash, less than the {config.code_kb:g} KiB "
+                                f"kept for code (--code-kb)")
+        return budget, f"board {b.name}: {b.flash.size:,} B flash - {config.code_kb:g} KiB for code"
+    return None, "no budget"
+
+
+# ------------------------------------------------------------------------------------------ the stage
+
+def _evaluate(model, x, y) -> list[float]:
+    p = model.predict(x, batch_size=256, verbose=0)
+    p = p if isinstance(p, (list, tuple)) else [p]
+    return [float(np.mean(np.argmax(o, -1) == y)) for o in p]
+
+
+def _write_stage_run(src_meta: dict, model, out: Path, report: dict) -> None:
+    from tinyexit.models import exit_spec, macs_per_exit
+    specs = exit_spec(model)
+    macs = macs_per_exit(model)
+    for s in specs:
+        s["macs"] = macs[s["name"]]
+    meta = {**src_meta, "exits": specs}
+    with atomic_dir(out) as tmp:
+        model.save(tmp / "model.keras")
+        write_json(tmp / "model.json", meta)
+        write_json(tmp / "report.json", report)
+
+
+def library_weights(run_dir: Path) -> dict:
+    """Constant bytes of a quantized run's generated C library: stored (sparse where smaller) vs dense."""
+    from tinyexit.codegen.generate import models_from_run
+    from tinyexit.codegen.sparse import weight_table
+    t = weight_table(models_from_run(run_dir))
+    return {"stored_bytes": t["stored_bytes"], "dense_bytes": t["dense_bytes"],
+            "sparse_layers": t["sparse_layers"], "layers": t["layers"]}
+
+
+def compress_run(run_dir: str | Path, out: str | Path, config: CompressConfig = CompressConfig(), *,
+                 log: Callable[[str], None] | None = print) -> dict:
+    """Prune + quantization-aware training of RUN's model to a weight budget; writes the run directory
+    `out` (model.keras, model.json, report.json, quant/, policy.json when RUN has one, compress.json,
+    compress.png) and returns the compress report."""
+    from tinyexit.compress.spec import export_spec, export_weights, load_weights_into
+    from tinyexit.legacy_keras import run_legacy
+    from tinyexit.quantize import quantize_run
+    from tinyexit.train import load_model, load_split, read_model_json
+
+    log = log or (lambda _s: None)
+    t0 = time.time()
+    run, out = Path(run_dir), Path(out)
+    if run.resolve() == out.resolve():
+        raise TinyexitError("the compressed run must go to another directory than its source (--out)")
+    meta = read_model_json(run)
+    model = load_model(run)
+    layers = prunable_layers(model)
+    overhead = library_overhead(run)
+    budget, why = weight_budget(config)
+    if config.sparsity is not None:
+        if not 0 <= config.sparsity <= MAX_SPARSITY:
+            raise TinyexitError(f"--sparsity must be within 0..{MAX_SPARSITY}")
+        sparsity = {lay["name"]: float(config.sparsity) for lay in layers}
+    elif budget is not None:
+        sparsity = allocate_sparsity(layers, budget, overhead, config.min_prune_elements)
+    else:
+        raise TinyexitError("give a weight budget: --target-kb N or --board B (or --sparsity S)")
+    est0, est = stored_bytes_estimate(layers, 0.0, overhead), stored_bytes_estimate(layers, sparsity, overhead)
+    overall = sum(sparsity[la["name"]] * la["elements"] for la in layers) / sum(la["elements"] for la in layers)
+    log(f"compress {run} -> {out}: {why}; weights {est0:,} B dense -> {100 * overall:.1f} % of the kernel "
+        f"weights pruned (estimated {est:,} B stored; per layer: "
+        + ", ".join(f"{k} {100 * v:.0f}%" for k, v in sparsity.items()) + ")")
+
+    x, y = load_split(run, "train")
+    xv, yv = load_split(run, "validation")
+    xt, yt = load_split(run, "test")
+    if config.max_train is not None and len(x) > config.max_train:
+        pick = np.sort(np.random.default_rng(config.seed).choice(len(x), config.max_train, replace=False))
+        x, y = x[pick], y[pick]
+    src_report = {}
+    if (run / "report.json").is_file():
+        src_report = json.loads((run / "report.json").read_text())
+    n_out = len(model.outputs)
+    loss_weights = (src_report.get("training", {}).get("loss_weights")
+                    or [0.3] * (n_out - 1) + [1.0])
+    with tempfile.TemporaryDirectory(prefix="tinyexit-compress-") as tmp:
+        job = Path(tmp)
+        (job / "spec.json").write_text(json.dumps(export_spec(model)))
+        np.savez(job / "weights.npz", **export_weights(model))
+        np.savez(job / "data.npz", x=x, y=y, xv=xv, yv=yv)
+        (job / "job.json").write_text(json.dumps({
+            "sparsity": sparsity, "freeze_bn": True, "prune_epochs": config.prune_epochs, "qat_epochs": config.qat_epochs,
+            "batch_size": config.batch_size, "prune_learning_rate": config.prune_learning_rate,
+            "qat_learning_rate": config.qat_learning_rate, "ramp_fraction": config.ramp_fraction,
+            "loss_weights": loss_weights, "seed": config.seed}))
+        log(f"tfmot in a legacy-Keras child process ({len(x)} training / {len(xv)} validation examples)")
+        run_legacy("tinyexit.compress.worker", [job], log=log, what="pruning / QAT worker")
+        worker = json.loads((job / "result.json").read_text())
+        pruned_w = dict(np.load(job / "pruned.npz"))
+        qat_w = dict(np.load(job / "qat.npz")) if (job / "qat.npz").is_file() else None
+
+    import keras
+    names = [t._keras_history.operation.name for t in model.outputs]
+    stages = {"original": model}
+    pruned = keras.models.clone_model(model)
+    load_weights_into(pruned, pruned_w)
+    stages["pruned"] = pruned
+    if qat_w is not None:
+        final = keras.models.clone_model(model)
+        load_weights_into(final, qat_w)
+        stages["pruned+qat"] = final
+    last = list(stages)[-1]
+
+    # Stage run directories: the final one is `out` itself, the others live under out/stages/.
+    report = {"source": str(run), "budget_bytes": budget, "budget": why, "sparsity_target": sparsity,
+              "estimated_stored_bytes": est,
+              "config": asdict(config), "worker": worker, "exits": names, "stages": {}}
+    policy_src = json.loads((run / "policy.json").read_text()) if (run / "policy.json").is_file() else None
+    with tempfile.TemporaryDirectory(prefix="tinyexit-compress-stages-") as stage_tmp:
+        stage_dirs = {}
+        for name, m in stages.items():
+            d = out if name == last else Path(stage_tmp) / name.replace("+", "_")
+            acc = _evaluate(m, xt, yt)
+            tr = {"task": meta.get("task"), "classes": meta.get("classes"),
+                  "exits": [{"name": n, "accuracy": a} for n, a in zip(names, acc)],
+                  "compress": {"stage": name, "source": str(run)}}
+            _write_stage_run(meta, m, d, tr)
+            log(f"[{name}] int8 segments")
+            q = quantize_run(d, num_calibration=config.num_calibration, num_eval=config.num_eval, seed=config.seed)
+            lib = library_weights(d)
+            sp = {lay["name"]: float(np.mean(m.get_layer(lay["name"]).get_weights()[0] == 0)) for lay in layers}
+            report["stages"][name] = {
+                "float_accuracy": {e["name"]: e["float_accuracy"] for e in q["exits"]},
+                "int8_accuracy": {e["name"]: e["int8_accuracy"] for e in q["exits"]},
+                "whole_model_check": q.get("whole_model_check"),
+                "weights": lib, "kernel_sparsity": sp,
+                "overall_sparsity": float(sum(sp[l["name"]] * l["elements"] for l in layers)
+                                          / sum(l["elements"] for l in layers)),
+            }
+            stage_dirs[name] = d
+            f, i = report["stages"][name]["float_accuracy"], report["stages"][name]["int8_accuracy"]
+            log(f"[{name}] " + ", ".join(f"{n} float {100 * f[n]:.1f}% int8 {100 * i[n]:.1f}%" for n in names)
+                + f"; weights {lib['stored_bytes']:,} B stored ({lib['dense_bytes']:,} B dense)")
+        if policy_src is not None:
+            from tinyexit.policy.calibrate import calibrate_run
+            log("re-calibrating the exit policy with the source run's settings")
+            calibrate_run(out, epsilon=policy_src.get("epsilon", 0.02), delta=policy_src.get("delta", 0.1),
+                          risk=policy_src.get("risk", "gap"), method=policy_src.get("method", "ltt"),
+                          policy=policy_src.get("policy", "max_softmax"))
+        report["wall_time_s"] = round(time.time() - t0, 1)
+        report["met_budget"] = (budget is None or report["stages"][last]["weights"]["stored_bytes"] <= budget)
+        write_json(out / "compress.json", report)
+        plot_compress(report, out / "compress.png")
+    return report
+
+
+def plot_compress(report: dict, path: Path, flash: dict | None = None) -> None:
+    """Accuracy per exit (int8) against stored weight bytes (or flash, when measured) for each step."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tinyexit.io import atomic_path
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    stages = report["stages"]
+    key = "flash" if flash else "stored_bytes"
+    for n in report["exits"]:
+        xs = [(flash or {}).get(s, st["weights"]["stored_bytes"]) / 1024 for s, st in stages.items()]
+        ys = [100 * st["int8_accuracy"][n] for st in stages.values()]
+        ax.plot(xs, ys, "o-", label=f"{n} (int8)")
+        for s, xx, yy in zip(stages, xs, ys):
+            ax.annotate(s, (xx, yy), fontsize=7, textcoords="offset points", xytext=(3, 3))
+    ax.set(xlabel=("flash on the board" if key == "flash" else "stored weight bytes") + " (KiB)",
+           ylabel="test accuracy (%)", title="compress: accuracy vs size per step")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
