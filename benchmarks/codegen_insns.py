@@ -1,7 +1,7 @@
 """Exact instructions of one tx_invoke per conformance model on the emulated Cortex-M4 (QEMU mps2-an386,
 instruction-count plugin), with the outputs compared with tflite_micro for the same inputs.
 
-    .venv/bin/python benchmarks/codegen_insns.py [--model kws|resnet] [--opt -O2] [--inputs 3]
+    .venv/bin/python benchmarks/codegen_insns.py [--model kws|resnet] [--opt -O2] [--inputs 3] [--kernels cortex_m4]
 
 Counts the instructions between the entries of tx_bench_begin() and tx_bench_end() around tx_invoke (the
 same counting as ANCHORS.md: instructions, not cycles).
@@ -38,12 +38,13 @@ def main() -> None:
     ap.add_argument("--opt", default="-O2")
     ap.add_argument("--inputs", type=int, default=3)
     ap.add_argument("--per-step", action="store_true", help="also print the instructions of each step")
+    ap.add_argument("--kernels", default="reference", help="kernel variant (firmware_templates/kernels/<variant>)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.model or list(MODELS):
             path = CONFORMANCE / MODELS[name]
             lib = Path(tmp) / name
-            generate({name: path}, lib, compare_tflm=False)
+            generate({name: path}, lib, kernels=args.kernels, compare_tflm=False)
             g = read_model(path)
             x = np.random.default_rng(0).integers(-128, 128, size=(args.inputs, *g.input.shape[1:])).astype(np.int8)
             got, insns = emulated_outputs(lib, name, x, opt=args.opt)
@@ -55,7 +56,7 @@ def main() -> None:
                 for op, count in zip(steps_of(lib, name), steps):
                     macs = op[1]
                     print(f"  {op[0]:<34} {count:>11,} instr" + (f"  {count / macs:6.2f} / MAC" if macs else ""))
-            print(f"{name}: {n:,} instructions per inference ({n / g.macs():.2f} / MAC; all runs: "
+            print(f"{name} ({args.kernels}): {n:,} instructions per inference ({n / g.macs():.2f} / MAC; all runs: "
                   f"{sorted(set(insns))}), TFLM reference {ref:,} ({n / ref:.2f}x), TFLM+CMSIS-NN {cmsis:,} "
                   f"({n / cmsis:.2f}x), target {TARGET[name]:,}; outputs == tflite_micro: {exact}")
 
