@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import keras
 from keras import layers
 
+from tinyexit.models.heads import conv_dw_head
+
 # (pointwise filters at width 1.0, stride of the depthwise conv) for the 13 blocks of MobileNetV1
 BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1), (512, 1), (512, 1),
           (512, 1), (1024, 2), (1024, 1))
@@ -45,14 +47,7 @@ def build_mobilenet_v1(cfg: MobileNetConfig | None = None) -> keras.Model:
         x = layers.Conv2D(int(filters * cfg.alpha), 1, use_bias=False, name=f"block{b}_pw")(x)
         x = layers.ReLU(6.0, name=f"block{b}_out")(bn(f"block{b}_pw_bn")(x))
         if b in cfg.exits_after:
-            h = layers.Conv2D(cfg.head_filters, 1, use_bias=False, name=f"exit{b}_conv")(x)
-            h = layers.ReLU(6.0, name=f"exit{b}_relu")(bn(f"exit{b}_bn")(h))
-            h = layers.DepthwiseConv2D(2, strides=2, use_bias=False, name=f"exit{b}_dw")(h)
-            h = layers.ReLU(6.0, name=f"exit{b}_dw_relu")(bn(f"exit{b}_dw_bn")(h))
-            h = layers.AveragePooling2D(4, name=f"exit{b}_pool")(h)
-            h = layers.Flatten(name=f"exit{b}_flatten")(h)
-            h = layers.Dense(cfg.num_classes, name=f"exit{b}_dense")(h)
-            exits.append(layers.Softmax(name=f"exit{b}")(h))
+            exits.append(conv_dw_head(x, f"exit{b}", cfg.head_filters, cfg.num_classes, cfg.bn_momentum, 6.0))
     x = layers.AveragePooling2D(pool_size=tuple(x.shape[1:3]), name="final_pool")(x)
     x = layers.Flatten(name="final_flatten")(x)
     x = layers.Dense(cfg.num_classes, name="final_dense")(x)

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import keras
 from keras import layers
 
+from tinyexit.models.heads import conv_dw_head
+
 
 @dataclass(frozen=True)
 class ResNet8Config:
@@ -53,16 +55,7 @@ def build_resnet8(cfg: ResNet8Config | None = None) -> keras.Model:
         x = layers.Add(name=f"stack{s}_add")([x, y])
         x = layers.ReLU(name=f"stack{s}_out")(x)
         if s in cfg.exits_after:
-            h = layers.Conv2D(cfg.head_filters, 1, use_bias=False, name=f"exit{s}_conv")(x)
-            h = _bn(cfg, f"exit{s}_bn")(h)
-            h = layers.ReLU(name=f"exit{s}_relu")(h)
-            h = layers.DepthwiseConv2D(2, strides=2, use_bias=False, name=f"exit{s}_dw")(h)
-            h = _bn(cfg, f"exit{s}_dw_bn")(h)
-            h = layers.ReLU(name=f"exit{s}_dw_relu")(h)
-            h = layers.AveragePooling2D(4, name=f"exit{s}_pool")(h)
-            h = layers.Flatten(name=f"exit{s}_flatten")(h)
-            h = layers.Dense(cfg.num_classes, name=f"exit{s}_dense")(h)
-            exits.append(layers.Softmax(name=f"exit{s}")(h))
+            exits.append(conv_dw_head(x, f"exit{s}", cfg.head_filters, cfg.num_classes, cfg.bn_momentum))
     x = layers.AveragePooling2D(pool_size=tuple(x.shape[1:3]), name="final_pool")(x)
     x = layers.Flatten(name="final_flatten")(x)
     x = layers.Dense(cfg.num_classes, name="final_dense")(x)
