@@ -254,10 +254,10 @@ def compress_run(run_dir: str | Path, out: str | Path, config: CompressConfig = 
               "estimated_stored_bytes": est,
               "config": asdict(config), "worker": worker, "exits": names, "stages": {}}
     policy_src = json.loads((run / "policy.json").read_text()) if (run / "policy.json").is_file() else None
-    with tempfile.TemporaryDirectory(prefix="tinyexit-compress-stages-") as stage_tmp:
+    with tempfile.TemporaryDirectory(prefix="tinyexit-compress-stages-", dir=out.parent if out.parent.exists() else None) as stage_tmp:
         stage_dirs = {}
         for name, m in stages.items():
-            d = out if name == last else Path(stage_tmp) / name.replace("+", "_")
+            d = Path(stage_tmp) / name.replace("+", "_")
             acc = _evaluate(m, xt, yt)
             tr = {"task": meta.get("task"), "classes": meta.get("classes"),
                   "exits": [{"name": n, "accuracy": a} for n, a in zip(names, acc)],
@@ -268,27 +268,36 @@ def compress_run(run_dir: str | Path, out: str | Path, config: CompressConfig = 
             lib = library_weights(d)
             sp = {lay["name"]: float(np.mean(m.get_layer(lay["name"]).get_weights()[0] == 0)) for lay in layers}
             report["stages"][name] = {
+                "run": str(out if name == last else out / "stages" / d.name),
                 "float_accuracy": {e["name"]: e["float_accuracy"] for e in q["exits"]},
                 "int8_accuracy": {e["name"]: e["int8_accuracy"] for e in q["exits"]},
                 "whole_model_check": q.get("whole_model_check"),
                 "weights": lib, "kernel_sparsity": sp,
-                "overall_sparsity": float(sum(sp[l["name"]] * l["elements"] for l in layers)
-                                          / sum(l["elements"] for l in layers)),
+                "overall_sparsity": float(sum(sp[la["name"]] * la["elements"] for la in layers)
+                                          / sum(la["elements"] for la in layers)),
             }
             stage_dirs[name] = d
             f, i = report["stages"][name]["float_accuracy"], report["stages"][name]["int8_accuracy"]
             log(f"[{name}] " + ", ".join(f"{n} float {100 * f[n]:.1f}% int8 {100 * i[n]:.1f}%" for n in names)
                 + f"; weights {lib['stored_bytes']:,} B stored ({lib['dense_bytes']:,} B dense)")
+        final_dir = stage_dirs[last]
         if policy_src is not None:
             from tinyexit.policy.calibrate import calibrate_run
             log("re-calibrating the exit policy with the source run's settings")
-            calibrate_run(out, epsilon=policy_src.get("epsilon", 0.02), delta=policy_src.get("delta", 0.1),
+            calibrate_run(final_dir, epsilon=policy_src.get("epsilon", 0.02), delta=policy_src.get("delta", 0.1),
                           risk=policy_src.get("risk", "gap"), method=policy_src.get("method", "ltt"),
                           policy=policy_src.get("policy", "max_softmax"))
         report["wall_time_s"] = round(time.time() - t0, 1)
         report["met_budget"] = (budget is None or report["stages"][last]["weights"]["stored_bytes"] <= budget)
-        write_json(out / "compress.json", report)
-        plot_compress(report, out / "compress.png")
+        with atomic_dir(out) as tmp:
+            for p in final_dir.iterdir():
+                shutil.move(str(p), str(tmp / p.name))
+            for name, d in stage_dirs.items():
+                if name != last:
+                    (tmp / "stages").mkdir(exist_ok=True)
+                    shutil.move(str(d), str(tmp / "stages" / d.name))
+            write_json(tmp / "compress.json", report)
+            plot_compress(report, tmp / "compress.png")
     return report
 
 
