@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 VENV=${TINYEXIT_VENV:-.venv}
 
 need_apt=()
-for pair in arm-none-eabi-gcc:gcc-arm-none-eabi qemu-system-arm:qemu-system-arm espeak-ng:espeak-ng \
-            sox:sox flite:flite; do
+for pair in gcc:gcc make:make arm-none-eabi-gcc:gcc-arm-none-eabi qemu-system-arm:qemu-system-arm \
+            espeak-ng:espeak-ng sox:sox flite:flite; do
   cmd=${pair%%:*}; pkg=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
@@ -22,7 +22,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then
-  python3 -m venv "$VENV"
+  python3 -m venv "$VENV" || {
+    echo "setup: python3 -m venv failed; install the venv module (apt-get install -y python3-venv) and re-run" >&2
+    exit 1; }
 fi
 PY="$VENV/bin/python"
 stamp="$VENV/.tinyexit-deps"
