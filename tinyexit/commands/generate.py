@@ -22,6 +22,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-fuse", action="store_true", help="one step per TFLite op (no CONV_2D+ADD steps)")
     parser.add_argument("--no-reorder", action="store_true", help="run the steps in the file's op order")
     parser.add_argument("--no-tflm", action="store_true", help="skip the TFLM arena comparison")
+    parser.add_argument("--dense-weights", action="store_true",
+                        help="store every layer's weights dense (default: pruned layers as sparse run lists "
+                             "when smaller)")
 
 
 def run(args) -> int:
@@ -39,7 +42,8 @@ def run(args) -> int:
     else:
         raise TinyexitError(f"'{src}' is neither a run directory nor a .tflite file; check the path")
     report = generate(models, out, name_prefix=args.prefix, kernels=args.kernels, inplace=not args.no_inplace,
-                      fuse_ops=not args.no_fuse, reorder=not args.no_reorder, compare_tflm=not args.no_tflm)
+                      fuse_ops=not args.no_fuse, reorder=not args.no_reorder, compare_tflm=not args.no_tflm,
+                      sparse=not args.dense_weights)
     print(report.table())
     print(f"wrote {out} (build and test on the host: make -C {out} && {out}/tx_host NAME < in.bin > out.bin)")
     return 0
