@@ -67,7 +67,7 @@ def _per_mac(n: float, macs: int) -> str:
     return f"{n / macs:6.2f}" if macs else "     -"
 
 
-def print_target(title: str, res: dict[str, dict], anchor=None) -> None:
+def print_target(title: str, res: dict[str, dict], anchor=None, segments: list[str] | None = None) -> None:
     ref, opt = res["reference"], res["cortex_m4"]
     print(f"\n== {title}")
     print(f"{'model':<14} {'MACs':>10} {'reference':>12} {'/MAC':>6} {'cortex_m4':>11} {'/MAC':>6} {'ratio':>6}  exact")
@@ -83,6 +83,12 @@ def print_target(title: str, res: dict[str, dict], anchor=None) -> None:
     if len(ref["models"]) > 1:
         print(f"{'all models':<14} {tot[0]:>10,} {tot[1]:>12,} {_per_mac(tot[1], tot[0])} {tot[2]:>11,} "
               f"{_per_mac(tot[2], tot[0])} {tot[2] / tot[1]:6.3f}")
+    if segments:   # one inference without early exit: every segment once, no exit head
+        m = sum(ref["models"][n]["macs"] for n in segments)
+        a = sum(int(np.mean(ref["models"][n]["insns"])) for n in segments)
+        b = sum(int(np.mean(opt["models"][n]["insns"])) for n in segments)
+        print(f"{'no-exit inf.':<14} {m:>10,} {a:>12,} {_per_mac(a, m)} {b:>11,} {_per_mac(b, m)} {b / a:6.3f}"
+              f"  ({' + '.join(segments)})")
     if anchor:
         b = tot[2]
         print(f"TFLM reference {anchor[0]:,} ({b / anchor[0]:.3f}x), TFLM+CMSIS-NN {anchor[1]:,} ({b / anchor[1]:.3f}x)")
@@ -118,13 +124,15 @@ def main() -> int:
                     continue
                 shutil.copytree(src, Path(tmp) / "run" / "quant")   # the run itself is never written
                 models = models_from_run(Path(tmp) / "run")
-                title, anchor = f"KWS run {args.run} (segments and exit heads; full inference = all segments)", None
+                manifest = json.loads((src / "manifest.json").read_text())
+                segments = [s["name"] for s in manifest["segments"]]
+                title, anchor = f"KWS run {args.run} (segments and exit heads)", None
             else:
                 models = {target: CONFORMANCE / MODELS[target]}
-                title, anchor = f"{MODELS[target]}", ANCHOR[target]
+                title, anchor, segments = f"{MODELS[target]}", ANCHOR[target], None
             res = {v: measure_library(models, v, Path(tmp) / target, args.inputs, not args.no_layers)
                    for v in VARIANTS}
-            print_target(title, res, anchor)
+            print_target(title, res, anchor, segments)
             doc[target] = res
             ok &= all(m["exact"] for r in res.values() for m in r["models"].values())
     if args.json:
