@@ -137,11 +137,12 @@ def weight_budget(config: CompressConfig) -> tuple[int | None, str]:
     if config.board is not None:
         from tinyexit.boards import load_board
         b = load_board(config.board)
-        budget = b.flash.size - int(config.code_kb * 1024)
+        flash = b.code_flash.size                    # the image's flash (an NVM area at its end excluded)
+        budget = flash - int(config.code_kb * 1024)
         if budget <= 0:
-            raise TinyexitError(f"board {b.name} has {b.flash.size:,} B of flash, less than the {config.code_kb:g} KiB "
-                                f"kept for code (--code-kb)")
-        return budget, f"board {b.name}: {b.flash.size:,} B flash - {config.code_kb:g} KiB for code"
+            raise TinyexitError(f"board {b.name} has {flash:,} B of flash for the image, less than the "
+                                f"{config.code_kb:g} KiB kept for code (--code-kb)")
+        return budget, f"board {b.name}: {flash:,} B image flash - {config.code_kb:g} KiB for code"
     return None, "no budget"
 
 

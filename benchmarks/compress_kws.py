@@ -1,0 +1,164 @@
+"""Compression of the default KWS run (issue 9): pruning + QAT to several weight budgets, and an ERDE-distilled
+student (with a plain cross-entropy student of the same size for contrast). For every model: accuracy per exit
+(float and int8 on tflite_micro, the test split), weight bytes of the generated C library (dense vs stored),
+flash and RAM of the nRF52840 firmware (`tinyexit.build.build_run`, serial-input variant: no baked test
+inputs), and one PNG of final-exit int8 accuracy against flash.
+
+    .venv/bin/python benchmarks/compress_kws.py [--run runs/kws] [--work runs/compress-kws]
+        [--targets 32,28,24,20] [--prune-epochs 10] [--qat-epochs 3] [--student filters=32,blocks=3,exits=2]
+        [--student-epochs 20] [--skip-distill]
+
+The source run is not modified (it is copied to WORK/source). Writes WORK/compress_kws.json and .png.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tinyexit.io import write_json  # noqa: E402
+
+
+def board_sizes(run: Path, board: str = "nrf52840") -> dict:
+    from tinyexit.build import build_run
+    fw = build_run(run, board, serial_inputs=True, out=run / "firmware" / "build" / f"{board}-sizes")
+    s = fw.sizes
+    return {"flash": s.flash, "flash_code": s.flash_code, "flash_weights": s.flash_weights, "ram": s.ram,
+            "arena": s.arena, "flash_budget": s.flash_budget, "ram_budget": s.ram_budget}
+
+
+def quant_figures(run: Path) -> dict:
+    from tinyexit.compress import library_weights
+    q = json.loads((run / "quant" / "report.json").read_text())
+    return {"float_accuracy": {e["name"]: e["float_accuracy"] for e in q["exits"]},
+            "int8_accuracy": {e["name"]: e["int8_accuracy"] for e in q["exits"]},
+            "macs_to_exit": {e["name"]: e["macs_to_exit"] for e in q["exits"]},
+            "weights": {k: v for k, v in library_weights(run).items() if k != "layers"}}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", default=str(REPO / "runs" / "kws"))
+    ap.add_argument("--work", default=str(REPO / "runs" / "compress-kws"))
+    ap.add_argument("--targets", default="32,28,24,20")
+    ap.add_argument("--prune-epochs", type=int, default=10)
+    ap.add_argument("--qat-epochs", type=int, default=3)
+    ap.add_argument("--student", default="filters=32,blocks=3,exits=2")
+    ap.add_argument("--student-epochs", type=int, default=20)
+    ap.add_argument("--skip-distill", action="store_true")
+    args = ap.parse_args()
+
+    from tinyexit.compress import CompressConfig, compress_run
+    from tinyexit.policy.calibrate import calibrate_run
+    from tinyexit.quantize import quantize_run
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    src = work / "source"
+    if not src.exists():
+        shutil.copytree(args.run, src, ignore=shutil.ignore_patterns("firmware", "bench"))
+    policy = json.loads((src / "policy.json").read_text())
+    results: dict = {"source": str(Path(args.run).resolve()), "board": "nrf52840", "models": {}}
+    t0 = time.time()
+    if not (src / "quant" / "report.json").is_file():
+        quantize_run(src)
+    results["models"]["original"] = {"kind": "original", **quant_figures(src), **board_sizes(src)}
+    print(f"original: {json.dumps(results['models']['original'])}", flush=True)
+
+    for kb in [float(t) for t in args.targets.split(",") if t]:
+        out = work / f"c{kb:g}kb"
+        rep = compress_run(src, out, CompressConfig(target_kb=kb, prune_epochs=args.prune_epochs,
+                                                    qat_epochs=args.qat_epochs), log=print)
+        stages = rep["stages"]
+        results["models"][f"compress {kb:g} KiB"] = {
+            "kind": "compress", "target_kb": kb, "met_budget": rep["met_budget"],
+            "sparsity": stages["pruned+qat"]["overall_sparsity"], **quant_figures(out), **board_sizes(out),
+            "ptq_int8_accuracy": stages["pruned"]["int8_accuracy"],
+            "ptq_weights": {k: v for k, v in stages["pruned"]["weights"].items() if k != "layers"},
+            "wall_time_s": rep["wall_time_s"]}
+        print(f"compress {kb:g} KiB: {json.dumps(results['models'][f'compress {kb:g} KiB'])}", flush=True)
+        write_json(work / "compress_kws.json", results)
+
+    if not args.skip_distill:
+        from tinyexit.distill import DistillConfig, distill_run
+        for label, plain in (("distill (ERDE)", False), ("student, cross entropy only", True)):
+            out = work / ("student-erde" if not plain else "student-ce")
+            rep = distill_run(src, out, args.student, DistillConfig(epochs=args.student_epochs, plain=plain), log=print)
+            quantize_run(out)
+            calibrate_run(out, epsilon=policy.get("epsilon", 0.02), delta=policy.get("delta", 0.1),
+                          risk=policy.get("risk", "gap"), method=policy.get("method", "ltt"),
+                          policy=policy.get("policy", "max_softmax"))
+            results["models"][label] = {"kind": "distill", "student": args.student, "plain": plain,
+                                        "params": rep["model"]["params"], **quant_figures(out), **board_sizes(out),
+                                        "wall_time_s": rep["training"]["wall_time_s"]}
+            print(f"{label}: {json.dumps(results['models'][label])}", flush=True)
+            write_json(work / "compress_kws.json", results)
+
+    base = results["models"]["original"]
+    ok = [(n, m) for n, m in results["models"].items()
+          if m["int8_accuracy"]["final"] >= base["int8_accuracy"]["final"] - 0.02]
+    smallest = min(ok, key=lambda nm: nm[1]["flash"])
+    results["smallest_within_2_points"] = {
+        "model": smallest[0], "flash": smallest[1]["flash"], "flash_ratio": smallest[1]["flash"] / base["flash"],
+        "weights_stored": smallest[1]["weights"]["stored_bytes"],
+        "weights_ratio": smallest[1]["weights"]["stored_bytes"] / base["weights"]["stored_bytes"],
+        "final_int8_accuracy": smallest[1]["int8_accuracy"]["final"],
+        "original_final_int8_accuracy": base["int8_accuracy"]["final"]}
+    results["wall_time_s"] = round(time.time() - t0, 1)
+    write_json(work / "compress_kws.json", results)
+    plot(results, work / "compress_kws.png")
+    print(table(results))
+    print(f"wrote {work / 'compress_kws.json'} and {work / 'compress_kws.png'}")
+    return 0
+
+
+def table(r: dict) -> str:
+    rows = [f"{'model':<30} {'exit int8':>9} {'final int8':>10} {'final float':>11} {'weights st/dense B':>19} "
+            f"{'flash B':>9} {'RAM B':>8}"]
+    for n, m in r["models"].items():
+        ex = [k for k in m["int8_accuracy"] if k != "final"]
+        rows.append(f"{n:<30} {100 * m['int8_accuracy'][ex[0]] if ex else float('nan'):8.2f}% "
+                    f"{100 * m['int8_accuracy']['final']:9.2f}% {100 * m['float_accuracy']['final']:10.2f}% "
+                    f"{m['weights']['stored_bytes']:>9,}/{m['weights']['dense_bytes']:<9,} {m['flash']:>9,} {m['ram']:>8,}")
+    s = r.get("smallest_within_2_points")
+    if s:
+        rows.append(f"smallest within 2 points of the original final-exit int8 accuracy: {s['model']} "
+                    f"({100 * s['final_int8_accuracy']:.2f}% vs {100 * s['original_final_int8_accuracy']:.2f}%), "
+                    f"flash {s['flash']:,} B = {s['flash_ratio']:.3f} x the original, weights {s['weights_ratio']:.3f} x")
+    return "\n".join(rows)
+
+
+def plot(r: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    marks = {"original": "k*", "compress": "o", "distill": "s"}
+    for n, m in r["models"].items():
+        for ex, style in (("final", ""), ("exit", "x")):
+            keys = [k for k in m["int8_accuracy"] if (k == "final") == (ex == "final")]
+            if not keys:
+                continue
+            y = 100 * m["int8_accuracy"][keys[0]]
+            ax.plot(m["flash"] / 1024, y, marks[m["kind"]] if ex == "final" else "x", color=None if ex == "final" else "gray")
+            if ex == "final":
+                ax.annotate(n, (m["flash"] / 1024, y), fontsize=7, textcoords="offset points", xytext=(4, 2))
+    base = r["models"]["original"]["int8_accuracy"]["final"]
+    ax.axhline(100 * (base - 0.02), ls="--", lw=0.8, color="gray", label="original final - 2 points")
+    ax.set(xlabel="nRF52840 firmware flash, serial-input build (KiB)", ylabel="test accuracy, int8 (%)",
+           title="KWS: accuracy vs flash (final exit: markers, early exit: x)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

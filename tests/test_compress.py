@@ -1,0 +1,179 @@
+"""`tinyexit compress` on a small two-exit DS-CNN run: the legacy-Keras switch is invisible (a fresh Python
+imports TensorFlow with Keras 3 first, then compresses), the weight budget is met with sparse storage, the
+pruned run's generated C equals TFLM on >= 200 inputs, QAT int8 accuracy is not below post-training int8
+accuracy (paired test on the same inputs), and the output is a run directory the later stages accept."""
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinyexit.errors import TinyexitError
+
+NUM_CLASSES = 12
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_data(n, seed):
+    rng = np.random.default_rng(seed)
+    templates = np.random.default_rng(99).normal(size=(NUM_CLASSES, 49, 10, 1)).astype(np.float32) * 3
+    y = rng.integers(0, NUM_CLASSES, size=n)
+    x = templates[y] + rng.normal(size=(n, 49, 10, 1)).astype(np.float32) * 4.5
+    return x.astype(np.float32), y.astype(np.int64)
+
+
+SPLITS = {"train": (1500, 10), "validation": (300, 11), "test": (400, 12)}
+
+
+@pytest.fixture(scope="module")
+def source_run(tmp_path_factory):
+    """A trained run directory (model.keras, model.json, report.json) and its splits in data.npz."""
+    import keras
+
+    from tinyexit.io import write_json
+    from tinyexit.models import DSCNNConfig, build_dscnn, exit_spec, macs_per_exit
+    root = tmp_path_factory.mktemp("compress")
+    run = root / "run"
+    run.mkdir()
+    keras.utils.set_random_seed(0)
+    model = build_dscnn(DSCNNConfig(filters=32, blocks=3, exits_after=(1,), head_channels=16))
+    data = {k: make_data(*v) for k, v in SPLITS.items()}
+    x, y = data["train"]
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=["sparse_categorical_crossentropy"] * 2,
+                  loss_weights=[0.3, 1.0])
+    model.fit(x, [y, y], epochs=3, batch_size=50, verbose=0)
+    model.save(run / "model.keras")
+    specs = exit_spec(model)
+    macs = macs_per_exit(model)
+    for s in specs:
+        s["macs"] = macs[s["name"]]
+    write_json(run / "model.json", {"task": "kws", "input_shape": [49, 10, 1],
+                                    "classes": [f"c{i}" for i in range(NUM_CLASSES)], "exits": specs,
+                                    "data": {"kind": "test"}})
+    write_json(run / "report.json", {"training": {"loss_weights": [0.3, 1.0]}})
+    np.savez(root / "data.npz", **{f"{k}_{i}": a for k, (xa, ya) in data.items() for i, a in (("x", xa), ("y", ya))})
+    from tinyexit.compress import prunable_layers, stored_bytes_estimate
+    budget = int(0.7 * stored_bytes_estimate(prunable_layers(model), 0.0))
+    return run, root / "data.npz", data, budget
+
+
+def _patch_split(data):
+    import tinyexit.train
+    tinyexit.train.load_split = lambda run, split: data[split]
+
+
+@pytest.fixture(scope="module")
+def compressed(source_run):
+    """Compress in a fresh Python that imported TensorFlow (Keras 3) first, as a user's notebook would."""
+    run, data_npz, data, budget = source_run
+    out = run.parent / "run-c"
+    script = textwrap.dedent(f"""
+        import json, os, sys
+        import numpy as np
+        import tensorflow as tf                      # Keras 3, before tinyexit
+        import keras
+        assert not tf.keras.__name__.startswith("tf_keras") and keras.__version__.startswith("3"), tf.keras.__name__
+        assert os.environ.get("TF_USE_LEGACY_KERAS") is None
+        d = np.load({str(data_npz)!r})
+        splits = {{k: (d[k + "_x"], d[k + "_y"]) for k in ("train", "validation", "test")}}
+        import tinyexit.train
+        tinyexit.train.load_split = lambda run, split: splits[split]
+        from tinyexit.compress import CompressConfig, compress_run
+        rep = compress_run({str(run)!r}, {str(out)!r},
+                           CompressConfig(target_kb={budget / 1024!r}, prune_epochs=6, qat_epochs=2, batch_size=32,
+                                          qat_learning_rate=5e-4, num_calibration=200), log=None)
+        assert not tf.keras.__name__.startswith("tf_keras")      # the caller's Keras is untouched
+        assert os.environ.get("TF_USE_LEGACY_KERAS") is None
+        print("REPORT" + json.dumps(rep))
+    """)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=900)
+    assert r.returncode == 0, r.stderr[-4000:]
+    line = [ln for ln in r.stdout.splitlines() if ln.startswith("REPORT")][-1]
+    _patch_split(data)
+    return out, json.loads(line[len("REPORT"):]), data, budget
+
+
+def test_legacy_switch_is_invisible_and_the_budget_is_met(compressed):
+    out, rep, _, budget = compressed
+    assert rep["met_budget"] and rep["budget_bytes"] == budget
+    final = rep["stages"]["pruned+qat"]
+    assert final["weights"]["stored_bytes"] <= budget < final["weights"]["dense_bytes"]
+    assert final["weights"]["sparse_layers"] >= 3
+    assert rep["stages"]["original"]["weights"]["sparse_layers"] == 0
+    # the pruned kernels stay pruned through QAT: same zero pattern as after strip_pruning
+    assert final["overall_sparsity"] >= 0.4
+    assert abs(final["overall_sparsity"] - rep["stages"]["pruned"]["overall_sparsity"]) < 1e-9
+    for st in rep["stages"].values():
+        chk = st["whole_model_check"]
+        assert chk["identical"] == chk["inputs"] == SPLITS["test"][0]
+    # a run directory the later stages accept, plus the report and the plot
+    for f in ("model.keras", "model.json", "report.json", "quant/manifest.json", "compress.json", "compress.png",
+              "stages/pruned/quant/manifest.json"):
+        assert (out / f).is_file(), f
+    # the compressed model learned something (chance is 1/12)
+    figures = {k: (st["float_accuracy"], st["int8_accuracy"]) for k, st in rep["stages"].items()}
+    assert rep["stages"]["original"]["int8_accuracy"]["final"] > 0.5, figures
+    assert final["int8_accuracy"]["final"] > 0.3, figures
+
+
+def test_compressed_run_c_equals_tflm_on_the_dense_model(compressed, tmp_path):
+    from tests.conftest import require_program
+    require_program("gcc", "apt-get install -y gcc make")
+    from tinyexit.codegen import generate, models_from_run
+    from tinyexit.codegen.testing import build_host, run_host, tflm_outputs
+    from tinyexit.quantize import Int8Pipeline, quantize_array
+    out, _, data, _ = compressed
+    models = models_from_run(out)
+    rep = generate(models, tmp_path / "lib", measure=False, compare_tflm=False)
+    exe = build_host(tmp_path / "lib")
+    pipe = Int8Pipeline.from_dir(out / "quant")
+    xq = quantize_array(data["test"][0], pipe.input_qparams)[:250]
+    seg0 = tflm_outputs(models["seg0"], xq)
+    got = run_host(exe, "seg0", xq.reshape(len(xq), -1), rep.models["seg0"].output_size)
+    assert got.tobytes() == seg0.tobytes()
+    for name in [n for n in models if n != "seg0"]:
+        want = tflm_outputs(models[name], seg0)          # the segment's output is the piece's input
+        got = run_host(exe, name, seg0, rep.models[name].output_size)
+        assert got.tobytes() == want.tobytes(), name
+    src = "".join(p.read_text() for p in (tmp_path / "lib").glob("tx_model_*.c"))
+    assert "tx_sparse_conv_s8" in src and "tx_sparse_fc_s8" in src
+
+
+def test_qat_int8_accuracy_is_not_below_post_training_int8(compressed):
+    """Paired on the same test inputs: PTQ of the pruned model vs QAT of it. One-sided McNemar: the inputs
+    only PTQ gets right must not exceed those only QAT gets right by more than 2 standard deviations."""
+    from tinyexit.quantize import Int8Pipeline
+    out, rep, data, _ = compressed
+    x, y = data["test"]
+    ptq = Int8Pipeline.from_dir(out / "stages" / "pruned" / "quant").run(x)
+    qat = Int8Pipeline.from_dir(out / "quant").run(x)
+    for k, name in enumerate(rep["exits"]):
+        p_ok, q_ok = np.argmax(ptq[k], 1) == y, np.argmax(qat[k], 1) == y
+        assert abs(p_ok.mean() - rep["stages"]["pruned"]["int8_accuracy"][name]) < 1e-9
+        assert abs(q_ok.mean() - rep["stages"]["pruned+qat"]["int8_accuracy"][name]) < 1e-9
+        only_p, only_q = int(np.sum(p_ok & ~q_ok)), int(np.sum(q_ok & ~p_ok))
+        assert only_p - only_q <= 2 * np.sqrt(only_p + only_q) + 1e-9, (name, only_p, only_q)
+        assert only_p + only_q > 0            # not vacuous: QAT changed some predictions
+
+
+def test_budget_allocation_and_refusals(source_run):
+    from tinyexit.compress import CompressConfig, allocate_sparsity, compress_run, prunable_layers, stored_bytes_estimate
+    from tinyexit.train import load_model
+    run, _, _, _ = source_run
+    layers = prunable_layers(load_model(run))
+    dense = stored_bytes_estimate(layers, 0.0)
+    plan = allocate_sparsity(layers, dense // 2)
+    assert stored_bytes_estimate(layers, plan) <= dense // 2
+    small = [la["name"] for la in layers if la["elements"] < 1024]
+    assert small and all(plan[n] == 0 for n in small)          # depthwise kernels stay dense
+    assert max(plan.values()) > 0.5
+    assert allocate_sparsity(layers, dense + 1) == {la["name"]: 0.0 for la in layers}
+    with pytest.raises(TinyexitError, match="cannot be met"):
+        allocate_sparsity(layers, 1000)
+    with pytest.raises(TinyexitError, match="another directory"):
+        compress_run(run, run, CompressConfig(target_kb=10))
+    with pytest.raises(TinyexitError, match="--target-kb or --board"):
+        compress_run(run, run.parent / "x", CompressConfig(target_kb=10, board="nrf52840"))
