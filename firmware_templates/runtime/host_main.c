@@ -3,6 +3,9 @@
  *
  *   tx_powerfail info
  *       prints "TXINFO nvm_bytes=... slot_size=... max_payload=... fingerprint=... input_size=..."
+ *   tx_powerfail layout
+ *       prints "TXSTAGE index=S role=R exit=E units=u0,u1,..." per stage (work units of each step): where a
+ *       position (stage, step, unit) lies in the inference, for the harness
  *   tx_powerfail run INPUT_FILE INPUT_ID none|layers|units EVERY [THRESHOLD]
  *       boots, resumes or starts the inference of INPUT_FILE's bytes, commits the result and prints
  *       "RESULT input=ID exit=E boot=fresh|resumed|done size=N hex=..." on stdout and
@@ -54,8 +57,20 @@ int main(int argc, char **argv)
            (unsigned)tx_pipeline.num_stages);
     return 0;
   }
+  if (argc >= 2 && strcmp(argv[1], "layout") == 0) {
+    uint32_t s, i;
+    for (s = 0u; s < tx_pipeline.num_stages; s++) {
+      const tx_model_t *m = tx_pipeline.stages[s].model;
+      printf("TXSTAGE index=%u role=%u exit=%u offset=%u name=%s units=", (unsigned)s,
+             (unsigned)tx_pipeline.stages[s].role, (unsigned)tx_pipeline.stages[s].exit_index,
+             (unsigned)tx_pipeline.stages[s].vector_offset, m->name);
+      for (i = 0u; i < m->num_steps; i++) printf(i ? ",%u" : "%u", (unsigned)m->units[i]);
+      printf("\n");
+    }
+    return 0;
+  }
   if (argc < 6 || strcmp(argv[1], "run") != 0) {
-    fprintf(stderr, "usage: %s info | run INPUT_FILE INPUT_ID none|layers|units EVERY [THRESHOLD]\n", argv[0]);
+    fprintf(stderr, "usage: %s info | layout | run INPUT_FILE INPUT_ID none|layers|units EVERY [THRESHOLD]\n", argv[0]);
     return 2;
   }
   input_id = (uint32_t)strtoul(argv[3], NULL, 0);
@@ -84,9 +99,9 @@ int main(int argc, char **argv)
   if (rc != TX_OK) { fprintf(stderr, "tx_runtime_run failed: %d\n", rc); return 2; }
   {
     const tx_nvm_host_stats_t *s = tx_nvm_host_stats();
-    fprintf(stderr, "TXSTAT commits=%u nvm_bytes=%u erases=%u units=%u events=%llu\n", (unsigned)rt.stats.commits,
-            (unsigned)rt.stats.nvm_bytes_written, (unsigned)rt.stats.nvm_pages_erased, (unsigned)rt.stats.units_run,
-            (unsigned long long)s->events);
+    fprintf(stderr, "TXSTAT commits=%u nvm_bytes=%u erases=%u units=%u events=%llu low_marks=%u\n",
+            (unsigned)rt.stats.commits, (unsigned)rt.stats.nvm_bytes_written, (unsigned)rt.stats.nvm_pages_erased,
+            (unsigned)rt.stats.units_run, (unsigned long long)s->events, (unsigned)rt.stats.low_marks);
   }
   printf("RESULT input=%u exit=%u boot=%s size=%u hex=", (unsigned)input_id, (unsigned)res.exit_index,
          boot_name(res.resumed), (unsigned)res.size);

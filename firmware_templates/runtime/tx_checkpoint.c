@@ -8,6 +8,7 @@
 #include "tx_nvm.h"
 
 #define HEADER_BYTES (TX_CKPT_HEADER_WORDS * 4u)
+#define CRC_HEADER_BYTES (TX_CKPT_CRC_WORDS * 4u)   /* header bytes under the CRC (not LOW_MARK, not the CRC) */
 
 /* ---------------------------------------------------------------- pipeline shape */
 
@@ -22,11 +23,31 @@ static uint32_t boundary_len(const tx_pipeline_t *p, uint32_t s)
 }
 
 /* The boundary buffer belongs to the state while stage s still needs it: as its input before step 0 runs,
- * and during a whole exit stage (the next segment reads it afterwards). */
+ * and during a whole exit head or pool stage (the next segment reads it afterwards). The branch reads the
+ * vector, never the boundary. */
 static int needs_boundary(const tx_pipeline_t *p, uint32_t s, uint32_t i, uint32_t u)
 {
-  if (s == 0u) return 0;
-  return p->stages[s].role == TX_STAGE_EXIT || (i == 0u && u == 0u);
+  const uint32_t role = p->stages[s].role;
+  if (s == 0u || role == TX_STAGE_BRANCH) return 0;
+  return role == TX_STAGE_EXIT || role == TX_STAGE_POOL || (i == 0u && u == 0u);
+}
+
+/* Bytes of the input of stage s (the model input for stage 0). */
+static uint32_t stage_input_len(const tx_pipeline_t *p, uint32_t s)
+{
+  if (p->stages[s].role == TX_STAGE_BRANCH) return p->vector_size;
+  return boundary_len(p, s);
+}
+
+/* The shared vector is state at every position (it accumulates the slices of all points run so far). */
+static int has_vector(const tx_pipeline_t *p)
+{
+#ifdef TX_BROKEN_NO_VECTOR
+  (void)p;
+  return 0;
+#else
+  return p->vector != 0;
+#endif
 }
 
 typedef void (*piece_fn)(void *ctx, int8_t *ram, uint32_t len);
@@ -36,6 +57,10 @@ typedef void (*piece_fn)(void *ctx, int8_t *ram, uint32_t len);
 static uint32_t for_each_piece(const tx_pipeline_t *p, uint32_t s, uint32_t i, uint32_t u, piece_fn fn, void *ctx)
 {
   uint32_t total = 0u;
+  if (has_vector(p)) {
+    if (fn) fn(ctx, p->vector, p->vector_size);
+    total += p->vector_size;
+  }
   if (needs_boundary(p, s, i, u)) {
     uint32_t n = boundary_len(p, s);
     if (fn) fn(ctx, p->boundary, n);
@@ -57,10 +82,11 @@ static uint32_t fingerprint(const tx_pipeline_t *p)
   uint32_t crc = 0u, s, i;
   for (s = 0u; s < p->num_stages; s++) {
     const tx_model_t *m = p->stages[s].model;
-    uint32_t shape[9];
+    uint32_t shape[11];
     shape[0] = p->stages[s].role; shape[1] = p->stages[s].exit_index; shape[2] = m->num_steps;
     shape[3] = m->input_offset; shape[4] = m->input_size; shape[5] = m->output_offset;
     shape[6] = m->output_size; shape[7] = m->live_index[m->num_steps]; shape[8] = TX_ARENA_SIZE;
+    shape[9] = p->stages[s].vector_offset; shape[10] = p->vector ? p->vector_size : 0xFFFFFFFFu;
     crc = tx_crc32(crc, m->name, (uint32_t)strlen(m->name));
     crc = tx_crc32(crc, shape, sizeof shape);
     crc = tx_crc32(crc, m->units, m->num_steps * (uint32_t)sizeof m->units[0]);
@@ -70,17 +96,41 @@ static uint32_t fingerprint(const tx_pipeline_t *p)
   return crc;
 }
 
+/* A shared-branch pipeline: seg, pool, seg, pool, ..., pool, branch; slices inside the vector. */
+static int check_shared(const tx_pipeline_t *p)
+{
+  uint32_t s, n = p->num_stages;
+  if (n < 3u || p->vector_size == 0u || p->stages[n - 1u].role != TX_STAGE_BRANCH ||
+      p->stages[n - 2u].role != TX_STAGE_POOL || p->vector_zero_point < -128 || p->vector_zero_point > 127)
+    return TX_ERR_CONFIG;
+  for (s = 0u; s + 1u < n; s++) {
+    const tx_stage_t *st = &p->stages[s];
+    /* even stages are segments, odd ones their pools; pool k has exit index k */
+    if (st->role != (s % 2u ? TX_STAGE_POOL : TX_STAGE_SEGMENT)) return TX_ERR_CONFIG;
+    if (st->role == TX_STAGE_POOL && (st->exit_index != s / 2u || st->vector_offset > p->vector_size ||
+                                      st->model->output_size > p->vector_size - st->vector_offset))
+      return TX_ERR_CONFIG;
+  }
+  return TX_OK;
+}
+
 static int check_pipeline(const tx_pipeline_t *p, tx_granularity_t gran)
 {
   uint32_t s, i, r;
   if (!p || !p->stages || p->num_stages == 0u) return TX_ERR_CONFIG;
-  if (p->stages[0].role != TX_STAGE_SEGMENT || p->stages[p->num_stages - 1u].role != TX_STAGE_SEGMENT)
-    return TX_ERR_CONFIG;
+  if (p->stages[0].role != TX_STAGE_SEGMENT) return TX_ERR_CONFIG;
+  if (p->vector) {
+    if (check_shared(p) != TX_OK) return TX_ERR_CONFIG;
+  } else {
+    if (p->stages[p->num_stages - 1u].role != TX_STAGE_SEGMENT) return TX_ERR_CONFIG;
+    for (s = 0u; s < p->num_stages; s++)
+      if (p->stages[s].role > TX_STAGE_EXIT) return TX_ERR_CONFIG;
+  }
   if (gran.mode > TX_CKPT_UNITS || (gran.mode != TX_CKPT_NONE && gran.every == 0u)) return TX_ERR_CONFIG;
   for (s = 0u; s < p->num_stages; s++) {
     const tx_model_t *m = p->stages[s].model;
     if (!m || m->num_steps == 0u) return TX_ERR_CONFIG;
-    if (s > 0u && m->input_size != boundary_len(p, s)) return TX_ERR_CONFIG;
+    if (s > 0u && m->input_size != stage_input_len(p, s)) return TX_ERR_CONFIG;
     if (p->stages[s].role == TX_STAGE_SEGMENT && s + 1u < p->num_stages &&
         (!p->boundary || p->boundary_size < m->output_size)) return TX_ERR_CONFIG;
     for (i = 0u; i < m->num_steps; i++) {
@@ -125,7 +175,7 @@ static int read_slot(const tx_runtime_t *rt, uint32_t slot, uint32_t hdr[TX_CKPT
   if (hdr[TX_H_PAYLOAD_LEN] > rt->slot_size - HEADER_BYTES) return 0;
 #ifndef TX_BROKEN_NO_CRC
   {
-    uint32_t crc = tx_crc32(0u, hdr, HEADER_BYTES - 4u);
+    uint32_t crc = tx_crc32(0u, hdr, CRC_HEADER_BYTES);
     uint32_t off = base + HEADER_BYTES, left = hdr[TX_H_PAYLOAD_LEN];
     uint8_t chunk[64];
     while (left > 0u) {
@@ -222,8 +272,10 @@ static void commit(tx_runtime_t *rt, uint32_t s, uint32_t i, uint32_t u, uint32_
   hdr[TX_H_STEP] = i;
   hdr[TX_H_UNIT] = u;
   hdr[TX_H_FLAGS] = flags | (rt->low_energy ? TX_CKPT_FLAG_LOW_ENERGY : 0u);
-  hdr[TX_H_EXIT] = exit_index;
+  /* unfinished checkpoints record the answering point once the shared branch has decided it */
+  hdr[TX_H_EXIT] = (flags & TX_CKPT_FLAG_DONE) ? exit_index : rt->answer;
   hdr[TX_H_PAYLOAD_LEN] = len;
+  hdr[TX_H_LOW_MARK] = 0xFFFFFFFFu;   /* never written by a commit: stays erased for a later low-energy mark */
   hdr[TX_H_CRC] = 0xFFFFFFFFu;   /* stays erased until the end */
 
   pages = (HEADER_BYTES + len + TX_NVM_PAGE_SIZE - 1u) / TX_NVM_PAGE_SIZE;
@@ -234,11 +286,11 @@ static void commit(tx_runtime_t *rt, uint32_t s, uint32_t i, uint32_t u, uint32_
 #else
   (void)k; (void)pages;
 #endif
-  tx_nvm_write_words(base, hdr, TX_CKPT_HEADER_WORDS - 1u);
+  tx_nvm_write_words(base, hdr, TX_CKPT_CRC_WORDS);
 
   memset(&w, 0, sizeof w);
   w.off = base + HEADER_BYTES;
-  w.crc = tx_crc32(0u, hdr, HEADER_BYTES - 4u);
+  w.crc = tx_crc32(0u, hdr, CRC_HEADER_BYTES);
   if (flags & TX_CKPT_FLAG_DONE) writer_put(&w, (int8_t *)(uintptr_t)data, data_len);
   else for_each_piece(rt->p, s, i, u, writer_put, &w);
   writer_flush(&w);
@@ -249,6 +301,8 @@ static void commit(tx_runtime_t *rt, uint32_t s, uint32_t i, uint32_t u, uint32_
 
   rt->cur_slot = (int32_t)slot;
   rt->seq = hdr[TX_H_SEQ];
+  rt->cur_in_progress = (flags & TX_CKPT_FLAG_DONE) ? 0u : 1u;
+  rt->low_pending = 0u;          /* the header carries the flag from now on */
   rt->stats.commits++;
   rt->stats.nvm_bytes_written += HEADER_BYTES + w.written;
 }
@@ -293,6 +347,8 @@ static int position_ok(const tx_runtime_t *rt, const uint32_t *hdr)
   m = p->stages[s].model;
   if (hdr[TX_H_FLAGS] & TX_CKPT_FLAG_DONE) return hdr[TX_H_PAYLOAD_LEN] == m->output_size;
   if (i >= m->num_steps || u >= m->units[i]) return 0;
+  /* in the branch stage the answering point is one of the pools' */
+  if (p->stages[s].role == TX_STAGE_BRANCH && hdr[TX_H_EXIT] >= p->num_stages / 2u) return 0;
   return hdr[TX_H_PAYLOAD_LEN] == for_each_piece(p, s, i, u, 0, 0);
 }
 
@@ -302,14 +358,17 @@ int tx_runtime_boot(tx_runtime_t *rt, uint32_t input_id, const int8_t *input)
   rt->input_id = input_id;
   rt->input = input;
   rt->stage = rt->step = rt->unit = 0u;
-  rt->low_energy = 0u;
+  rt->low_energy = rt->low_pending = rt->cur_in_progress = rt->answer = 0u;
   rt->boot = TX_BOOT_FRESH;
+  /* RAM is lost at a power failure: the vector starts empty (every slice = zero point); a resume then
+     restores it from the checkpoint */
+  if (rt->p->vector) memset(rt->p->vector, (int)rt->p->vector_zero_point, rt->p->vector_size);
   if (rt->cur_slot < 0) return (int)rt->boot;
   tx_nvm_read((uint32_t)rt->cur_slot * rt->slot_size, hdr, HEADER_BYTES);
   if (hdr[TX_H_FINGERPRINT] != rt->fingerprint || hdr[TX_H_INPUT_ID] != input_id || !position_ok(rt, hdr))
     return (int)rt->boot;
   rt->stage = hdr[TX_H_STAGE];
-  rt->low_energy = (hdr[TX_H_FLAGS] & TX_CKPT_FLAG_LOW_ENERGY) ? 1u : 0u;
+  rt->low_energy = ((hdr[TX_H_FLAGS] & TX_CKPT_FLAG_LOW_ENERGY) || hdr[TX_H_LOW_MARK] != 0xFFFFFFFFu) ? 1u : 0u;
   if (hdr[TX_H_FLAGS] & TX_CKPT_FLAG_DONE) {
     rt->done_exit = hdr[TX_H_EXIT];
     rt->done_size = hdr[TX_H_PAYLOAD_LEN];
@@ -318,8 +377,10 @@ int tx_runtime_boot(tx_runtime_t *rt, uint32_t input_id, const int8_t *input)
     reader_t r;
     rt->step = hdr[TX_H_STEP];
     rt->unit = hdr[TX_H_UNIT];
+    rt->answer = hdr[TX_H_EXIT];
     r.off = (uint32_t)rt->cur_slot * rt->slot_size + HEADER_BYTES;
     for_each_piece(rt->p, rt->stage, rt->step, rt->unit, reader_get, &r);
+    rt->cur_in_progress = 1u;
     rt->boot = TX_BOOT_RESUMED;
   }
   return (int)rt->boot;
@@ -327,7 +388,32 @@ int tx_runtime_boot(tx_runtime_t *rt, uint32_t input_id, const int8_t *input)
 
 static void poll_energy(tx_runtime_t *rt)
 {
-  if (!rt->low_energy && tx_hal_low_energy()) rt->low_energy = 1u;
+  if (!rt->low_energy && tx_hal_low_energy()) rt->low_energy = rt->low_pending = 1u;
+}
+
+/* Makes a low-energy signal seen by this boot durable, so that a resume after a power failure finishes at
+ * the same exit point. With an unfinished checkpoint of this inference in NVM: clear its LOW_MARK word
+ * (one word; the mark is outside the CRC and the word is still erased, so this is legal on flash and a torn
+ * mark, any value but 0xFFFFFFFF, counts as a mark). Without one (the first stage, or granularity none):
+ * commit the current position, which must then be a unit boundary (`at_boundary`); otherwise wait for the
+ * next one. No exit point lies between that checkpoint and the signal (a checkpoint is committed at every
+ * stage end, and a decision is taken only at a stage end). */
+static void persist_low(tx_runtime_t *rt, uint32_t at_boundary)
+{
+#ifdef TX_BROKEN_VOLATILE_LOW
+  rt->low_pending = 0u;   /* broken on purpose: the latch lives in RAM until the next regular commit */
+#endif
+  if (!rt->low_pending) return;
+  if (rt->cur_in_progress) {
+    const uint32_t mark = 0u;
+    tx_hal_commit_mark(1u);
+    tx_nvm_write_words((uint32_t)rt->cur_slot * rt->slot_size + TX_H_LOW_MARK * 4u, &mark, 1u);
+    tx_hal_commit_mark(0u);
+    rt->stats.low_marks++;
+    rt->low_pending = 0u;
+  } else if (at_boundary) {
+    commit(rt, rt->stage, rt->step, rt->unit, 0u, 0u, 0, 0u);
+  }
 }
 
 static int finish(tx_runtime_t *rt, uint32_t exit_index, const int8_t *data, uint32_t size, int8_t *output,
@@ -361,6 +447,9 @@ int tx_runtime_run(tx_runtime_t *rt, int8_t *output, uint32_t output_cap, tx_res
     const tx_model_t *m = st->model;
     const int8_t *out;
     poll_energy(rt);
+    /* once the branch runs the answer is decided: the signal changes nothing any more */
+    if (st->role == TX_STAGE_BRANCH) rt->low_pending = 0u;
+    persist_low(rt, 1u);
     /* Exit heads run when the policy wants to look at them or energy is short; skipping one is decided
        again identically after a resume (same flag, same policy). */
     if (st->role == TX_STAGE_EXIT && !rt->low_energy && !p->policy) {
@@ -368,7 +457,7 @@ int tx_runtime_run(tx_runtime_t *rt, int8_t *output, uint32_t output_cap, tx_res
       continue;
     }
     if (rt->step == 0u && rt->unit == 0u) {
-      const int8_t *src = rt->stage == 0u ? rt->input : p->boundary;
+      const int8_t *src = rt->stage == 0u ? rt->input : st->role == TX_STAGE_BRANCH ? p->vector : p->boundary;
       memmove(tx_arena + m->input_offset, src, m->input_size);
     }
     while (rt->step < m->num_steps) {
@@ -387,6 +476,7 @@ int tx_runtime_run(tx_runtime_t *rt, int8_t *output, uint32_t output_cap, tx_res
           commit(rt, rt->stage, rt->step, rt->unit, 0u, 0u, 0, 0u);
           since = 0u;
         }
+        if (st->role != TX_STAGE_BRANCH) persist_low(rt, rt->unit < n);
       }
       rt->step++;
       rt->unit = 0u;
@@ -396,11 +486,22 @@ int tx_runtime_run(tx_runtime_t *rt, int8_t *output, uint32_t output_cap, tx_res
         commit(rt, rt->stage, rt->step, 0u, 0u, 0u, 0, 0u);
         since = 0u;
       }
+      if (st->role != TX_STAGE_BRANCH) persist_low(rt, rt->step < m->num_steps);
     }
     out = tx_arena + m->output_offset;
     if (st->role == TX_STAGE_SEGMENT) {
       if (rt->stage + 1u == p->num_stages) return finish(rt, st->exit_index, out, m->output_size, output, output_cap, result);
       memcpy(p->boundary, out, m->output_size);
+    } else if (st->role == TX_STAGE_BRANCH) {
+      return finish(rt, rt->answer, out, m->output_size, output, output_cap, result);
+    } else if (st->role == TX_STAGE_POOL) {
+      /* slice k; copying again after a resume writes the same bytes (the pool's output is the same) */
+      memcpy(p->vector + st->vector_offset, out, m->output_size);
+      if (rt->low_energy || rt->stage + 2u == p->num_stages) {
+        /* exit point k answers: straight to the branch; the checkpoint below records k */
+        rt->answer = st->exit_index;
+        rt->stage = p->num_stages - 2u;   /* ++ below: the branch */
+      }
     } else if (rt->low_energy || p->policy(st->exit_index, out, m->output_size, p->policy_ctx)) {
       return finish(rt, st->exit_index, out, m->output_size, output, output_cap, result);
     }
@@ -410,6 +511,7 @@ int tx_runtime_run(tx_runtime_t *rt, int8_t *output, uint32_t output_cap, tx_res
       commit(rt, rt->stage, 0u, 0u, 0u, 0u, 0, 0u);
       since = 0u;
     }
+    persist_low(rt, 1u);
   }
 }
 

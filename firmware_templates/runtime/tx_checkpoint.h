@@ -18,6 +18,22 @@
  *   TX_BROKEN_SINGLE_SLOT  every commit rewrites slot 0 (a cut mid-commit loses the only checkpoint)
  *   TX_BROKEN_NO_CRC       a slot is accepted without checking its CRC (torn slots are resumed from)
  *   TX_BROKEN_NO_ERASE     commits write without erasing (the NVMC rules must catch it)
+ *   TX_BROKEN_NO_VECTOR    the shared vector is not part of the checkpoints (a resume loses earlier slices)
+ *   TX_BROKEN_VOLATILE_LOW a low-energy signal is kept in RAM until the next regular commit (a cut before it
+ *                          loses the signal)
+ *
+ * Shared exit branch (FreeML, DESIGN.md 3): a pipeline with a vector (p->vector) is
+ *   seg0, pool0, seg1, pool1, ..., seg(N-1), pool(N-1), branch
+ * Pool k reads the boundary (exit point k's feature map) and its output is copied into slice k of the vector;
+ * the branch reads the vector. After pool k the runtime answers (jumps to the branch, records k as the
+ * answering point) when energy is low or k is the last point; otherwise it runs segment k+1. The vector is
+ * part of every checkpoint; the answering point is recorded in every checkpoint after the decision.
+ *
+ * Low energy is latched durably: once tx_hal_low_energy() has said so, the runtime clears the LOW_MARK word of
+ * the newest checkpoint of this inference (one word write, outside the CRC, legal on flash without an erase)
+ * or, when it has none yet, commits one; every later checkpoint carries TX_CKPT_FLAG_LOW_ENERGY. Since a
+ * checkpoint is committed at every stage end, no exit point lies between that checkpoint and the signal: a
+ * resume finishes at the same exit point the uninterrupted run would have (the first at/after the signal).
  */
 #ifndef TX_CHECKPOINT_H
 #define TX_CHECKPOINT_H
@@ -33,12 +49,16 @@
 
 #define TX_STAGE_SEGMENT 0u
 #define TX_STAGE_EXIT 1u
+#define TX_STAGE_POOL 2u     /* shared exit branch: exit point k's pool, writes slice k of the vector */
+#define TX_STAGE_BRANCH 3u   /* shared exit branch: the classifier over the vector (last stage) */
 
 typedef struct {
   const tx_model_t *model;
-  uint8_t role;        /* TX_STAGE_SEGMENT: backbone segment; TX_STAGE_EXIT: exit head over the last segment's output */
+  uint8_t role;        /* TX_STAGE_SEGMENT: backbone segment; TX_STAGE_EXIT: exit head over the last segment's
+                          output; TX_STAGE_POOL / TX_STAGE_BRANCH: shared exit branch (see below) */
   uint8_t exit_index;  /* index of the exit this stage produces (exit heads: 0, 1, ...; the last segment
-                          gives the final exit, conventionally the highest index) */
+                          gives the final exit, conventionally the highest index; pools: the exit point k) */
+  uint32_t vector_offset;  /* pools: offset of slice k in the shared vector (its length = the pool's output) */
 } tx_stage_t;
 
 #define TX_CKPT_NONE 0u    /* no checkpoint during the inference, only the result (continuous-power baseline) */
@@ -62,6 +82,9 @@ typedef struct {
   uint32_t boundary_size;     /* >= the largest segment output */
   tx_exit_policy_t policy;
   void *policy_ctx;
+  int8_t *vector;             /* shared exit branch: the vector (RAM); NULL for a pipeline of exit heads */
+  uint32_t vector_size;
+  int32_t vector_zero_point;  /* every slice holds it before its point has run (0.0: adds nothing) */
 } tx_pipeline_t;
 
 typedef struct {
@@ -70,6 +93,7 @@ typedef struct {
   uint32_t nvm_pages_erased;
   uint32_t units_run;         /* work units executed by this boot */
   uint32_t steps_started;     /* step() calls */
+  uint32_t low_marks;         /* LOW_MARK words written (low energy made durable without a commit) */
 } tx_stats_t;
 
 #define TX_BOOT_FRESH 0     /* no usable checkpoint for this input: starts at the beginning */
@@ -89,6 +113,9 @@ typedef struct {
   const int8_t *input;
   uint32_t stage, step, unit;
   uint32_t low_energy;        /* latched: finish at the next exit point */
+  uint32_t low_pending;       /* latched in RAM by this boot, not yet durable in NVM */
+  uint32_t cur_in_progress;   /* cur_slot holds an unfinished checkpoint of this inference */
+  uint32_t answer;            /* shared branch: the exit point that answers (valid in the branch stage) */
   uint32_t boot;              /* TX_BOOT_* of the last tx_runtime_boot() */
   uint32_t done_exit;         /* when DONE: exit index of the result */
   uint32_t done_size;
@@ -123,13 +150,16 @@ int tx_pipeline_infer(tx_runtime_t *rt, const tx_pipeline_t *p, tx_granularity_t
 
 /* Slot format, also parsed by tinyexit/intermittent/slots.py. */
 #define TX_CKPT_MAGIC 0x4B435854u      /* "TXCK" little-endian */
-#define TX_CKPT_VERSION 1u
-#define TX_CKPT_HEADER_WORDS 16u       /* the CRC is the last word */
+#define TX_CKPT_VERSION 2u             /* 2: LOW_MARK word outside the CRC */
+#define TX_CKPT_HEADER_WORDS 16u       /* the CRC is the last word; it covers words 0..13 and the payload */
 #define TX_CKPT_FLAG_DONE 1u
 #define TX_CKPT_FLAG_LOW_ENERGY 2u
 enum {
   TX_H_MAGIC, TX_H_VERSION, TX_H_SEQ, TX_H_FINGERPRINT, TX_H_INPUT_ID, TX_H_STAGE, TX_H_STEP, TX_H_UNIT,
-  TX_H_FLAGS, TX_H_EXIT, TX_H_PAYLOAD_LEN, TX_H_R0, TX_H_R1, TX_H_R2, TX_H_R3, TX_H_CRC
+  TX_H_FLAGS, TX_H_EXIT, TX_H_PAYLOAD_LEN, TX_H_R0, TX_H_R1, TX_H_R2, TX_H_LOW_MARK, TX_H_CRC
 };
+/* TX_H_LOW_MARK stays erased (0xFFFFFFFF) when the slot is written; any other value = low energy was seen
+ * after this checkpoint. TX_H_EXIT of an unfinished checkpoint: the answering point once decided. */
+#define TX_CKPT_CRC_WORDS 14u
 
 #endif

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 static uint64_t units;
+static uint32_t last_piece;   /* units of the last piece of work (the one a units cut ends) */
 static int configured;
 static uint64_t cut_units = UINT64_MAX, low_units = UINT64_MAX;
 
@@ -34,6 +35,7 @@ void tx_hal_work_done(uint32_t n)
 {
   configure();
   units += n;
+  last_piece = n;
   if (units >= cut_units) tx_nvm_host_power_cut("work");
 }
 
@@ -50,8 +52,8 @@ void tx_nvm_host_power_cut(const char *where)
 {
   const tx_nvm_host_stats_t *s = tx_nvm_host_stats();
   char line[160];
-  int n = snprintf(line, sizeof line, "TXCUT where=%s events=%llu units=%llu\n", where,
-                   (unsigned long long)s->events, (unsigned long long)units);
+  int n = snprintf(line, sizeof line, "TXCUT where=%s events=%llu units=%llu last=%u\n", where,
+                   (unsigned long long)s->events, (unsigned long long)units, (unsigned)last_piece);
   if (n > 0) {
     ssize_t w = write(2, line, (size_t)n);   /* unbuffered: nothing else survives the cut */
     (void)w;

@@ -24,3 +24,38 @@ def make_target(exe, tmp_path, name="nvm.bin") -> HostTarget:
 def random_inputs(n: int, size: int, seed: int = 0) -> list[bytes]:
     rng = random.Random(seed)
     return [bytes(rng.randrange(256) for _ in range(size)) for _ in range(n)]
+
+
+def make_tiny_shared(root: Path) -> Path:
+    """RUN with model.keras, model.json and RUN/shared/ (train_shared, no measuring): returns RUN."""
+    import json
+
+    import keras
+    import numpy as np
+
+    from tinyexit.models import DSCNNConfig, build_dscnn, exit_spec
+    from tinyexit.shared import SharedConfig, train_shared
+
+    def data(n, seed):
+        rng = np.random.default_rng(seed)
+        templates = np.random.default_rng(99).normal(size=(12, 49, 10, 1)).astype(np.float32) * 3
+        y = rng.integers(0, 12, size=n)
+        return (templates[y] + rng.normal(size=(n, 49, 10, 1)).astype(np.float32) * 1.5).astype(np.float32), y
+
+    keras.utils.set_random_seed(0)
+    model = build_dscnn(DSCNNConfig(filters=16, blocks=3, exits_after=(2,), head_channels=8))
+    x, y = data(400, 0)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=["sparse_categorical_crossentropy"] * 2)
+    model.fit(x, [y, y], epochs=2, batch_size=50, verbose=0)
+    run = root / "run"
+    run.mkdir()
+    model.save(run / "model.keras")
+    (run / "model.json").write_text(json.dumps({
+        "task": "kws", "input_shape": [49, 10, 1], "classes": [f"c{i}" for i in range(12)],
+        "exits": exit_spec(model), "data": {"source": "test"}}))
+    splits = {"train": (x, y), "validation": data(60, 1), "test": data(40, 2)}
+    cfg = SharedConfig(epochs=10, batch_size=50, learning_rate=2e-2, head_epochs=0, head_channels=8,
+                       num_calibration=60)
+    train_shared(run, config=cfg, data=splits, measure=False)
+    keras.backend.clear_session()
+    return run

@@ -26,3 +26,11 @@ def build_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def standin_exe(build_dir):
     return build_host(STANDIN, STANDIN_STAGES, build_dir / "standin")
+
+
+@pytest.fixture(scope="session")
+def tiny_shared(tmp_path_factory):
+    """A tiny trained DS-CNN (3 blocks, 16 filters) with its shared exit branch over 3 exit points
+    (RUN/shared/: int8 pieces + generated C), for the shared-branch checkpointing tests."""
+    from ._support import make_tiny_shared
+    return make_tiny_shared(tmp_path_factory.mktemp("tiny_shared"))

@@ -25,7 +25,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inputs", type=int, default=4, help="number of random int8 inputs (default 4)")
     p.add_argument("--threshold", type=int, default=None,
                    help="run exit heads and stop at the first whose largest int8 output is >= THRESHOLD")
-    p.add_argument("--low-energy", type=float, default=0.0, metavar="P",
+    p.add_argument("--shared", action="store_true",
+                   help="run the shared exit branch of RUN/shared (tinyexit shared) as the pipeline: after each exit "
+                        "point its pool fills the shared vector, and on low energy (or at the last point) the branch "
+                        "answers; checks every committed result against the int8 chain on TFLM and that the answering "
+                        "point is the first at/after the low-energy signal (default --low-energy 0.5)")
+    p.add_argument("--low-energy", type=float, default=None, metavar="P",
                    help="probability per boot that the board signals low energy after a random amount of work; "
                         "the pipeline then finishes at the next exit (host campaign)")
     p.add_argument("--slots", type=int, default=2,
@@ -33,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--board", default=None, help="board for --emulate (default mps2-an386)")
     p.add_argument("--emulate", action="store_true",
                    help="run on the emulated board (QEMU), cutting after exact instruction counts")
-    p.add_argument("--broken", action="append", default=[], choices=["single-slot", "no-crc", "no-erase"],
+    p.add_argument("--broken", action="append", default=[], choices=["single-slot", "no-crc", "no-erase", "no-vector", "volatile-low"],
                    help="build a deliberately broken runtime (to see the campaign fail)")
     p.add_argument("--out", default=None, help="work folder (default RUN/powerfail or build/powerfail/NAME)")
     p.add_argument("--json", default=None, help="write the reports as JSON to this file")
@@ -55,7 +60,23 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else (
         target / "powerfail" if target.is_dir() and (target / "quant").is_dir()
         else Path("build") / "powerfail" / target.stem)
-    if args.emulate:
+    shared_only = sorted({"no-vector", "volatile-low"} & set(args.broken))
+    if shared_only and not args.shared:
+        raise TinyexitError(f"--broken {shared_only[0]} breaks the shared-branch pipeline; add --shared")
+    if args.shared:
+        from tinyexit.intermittent.anytime import powerfail_shared
+        if args.board and not args.emulate:
+            raise TinyexitError("--board needs --emulate (the host campaign runs on this machine)")
+        if args.threshold is not None:
+            raise TinyexitError("--threshold picks exit heads; the shared branch answers on low energy or at the last "
+                                "point (drop --threshold)")
+        low = 0.5 if args.low_energy is None else args.low_energy
+        if not 0.0 <= low <= 1.0:
+            raise TinyexitError("--low-energy is a probability between 0 and 1")
+        reports = powerfail_shared(target, out, cuts=args.cuts, seed=args.seed, granularities=grans,
+                                   num_inputs=args.inputs, broken=args.broken, slots=args.slots, low_energy=low,
+                                   emulate=args.emulate, board=args.board or "mps2-an386")
+    elif args.emulate:
         if args.low_energy:
             raise TinyexitError("--low-energy runs in the host campaign only; drop --emulate (the emulated "
                                 "firmware takes a low-energy point per boot through its mailbox, see emulated.py)")
@@ -66,11 +87,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.board:
             raise TinyexitError("--board needs --emulate (the host campaign runs on this machine)")
-        if not 0.0 <= args.low_energy <= 1.0:
+        low = args.low_energy or 0.0
+        if not 0.0 <= low <= 1.0:
             raise TinyexitError("--low-energy is a probability between 0 and 1")
         reports = powerfail(target, out, cuts=args.cuts, seed=args.seed, granularities=grans,
                             num_inputs=args.inputs, broken=args.broken, threshold=args.threshold,
-                            slots=args.slots, low_energy=args.low_energy)
+                            slots=args.slots, low_energy=low)
     for r in reports:
         print(r.table())
         print()

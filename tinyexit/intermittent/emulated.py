@@ -37,7 +37,7 @@ def _kv(line: str) -> dict[str, str]:
 
 
 def build_emulated(lib_dir: str | Path, stages: list[Stage], inputs: Sequence[bytes], board, out_dir: str | Path,
-                   *, broken: Sequence[str] = (), slots: int = 2):
+                   *, broken: Sequence[str] = (), slots: int = 2, vector=None):
     """Cross-compiles runtime + model + baked inputs + the campaign main for `board` (emulated variant)."""
     from tinyexit.boards import load_board
     from tinyexit.build import build_firmware
@@ -50,7 +50,7 @@ def build_emulated(lib_dir: str | Path, stages: list[Stage], inputs: Sequence[by
     lib_dir, out_dir = Path(lib_dir), Path(out_dir)
     gen = out_dir / "gen"
     gen.mkdir(parents=True, exist_ok=True)
-    (gen / "tx_pipeline_cfg.c").write_text(render_pipeline(stages))
+    (gen / "tx_pipeline_cfg.c").write_text(render_pipeline(stages, vector=vector))
     size = len(inputs[0])
     if any(len(x) != size for x in inputs):
         raise TinyexitError("all inputs of a campaign must have the same size")

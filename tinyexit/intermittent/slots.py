@@ -7,9 +7,11 @@ import zlib
 from dataclasses import dataclass
 
 MAGIC = 0x4B435854          # "TXCK"
-VERSION = 1
+VERSION = 2                 # 2: word 14 = LOW_MARK, outside the CRC
 HEADER_WORDS = 16
 HEADER_BYTES = HEADER_WORDS * 4
+CRC_HEADER_BYTES = 14 * 4    # header words under the CRC (not LOW_MARK, not the CRC)
+LOW_MARK_WORD = 14
 FLAG_DONE = 1
 FLAG_LOW_ENERGY = 2
 PAGE_SIZE = 4096
@@ -27,6 +29,7 @@ class SlotRecord:
     flags: int
     exit_index: int
     payload: bytes
+    low_mark: bool = False      # LOW_MARK word cleared after the commit: low energy was seen after it
 
     @property
     def done(self) -> bool:
@@ -34,7 +37,8 @@ class SlotRecord:
 
     @property
     def low_energy(self) -> bool:
-        return bool(self.flags & FLAG_LOW_ENERGY)
+        """Low energy latched: in the header's flags, or marked after the commit."""
+        return bool(self.flags & FLAG_LOW_ENERGY) or self.low_mark
 
     @property
     def position(self) -> tuple[int, int, int]:
@@ -51,10 +55,11 @@ def read_slot(image: bytes, slot: int, slot_size: int) -> SlotRecord | None:
     if magic != MAGIC or version != VERSION or length > slot_size - HEADER_BYTES:
         return None
     payload = bytes(image[base + HEADER_BYTES: base + HEADER_BYTES + length])
-    crc = zlib.crc32(payload, zlib.crc32(bytes(image[base: base + HEADER_BYTES - 4])))
+    crc = zlib.crc32(payload, zlib.crc32(bytes(image[base: base + CRC_HEADER_BYTES])))
     if crc != words[15]:
         return None
-    return SlotRecord(slot, seq, fp, input_id, stage, step, unit, flags, exit_index, payload)
+    return SlotRecord(slot, seq, fp, input_id, stage, step, unit, flags, exit_index, payload,
+                      words[LOW_MARK_WORD] != 0xFFFFFFFF)
 
 
 def _newer(a: int, b: int) -> bool:

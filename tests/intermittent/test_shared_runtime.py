@@ -1,0 +1,226 @@
+"""The energy-adaptive shared exit branch inside the checkpointing runtime (seg0, pool0, ..., pool(N-1), branch):
+under random power cuts and low-energy signals every committed result equals the int8 chain on TFLM
+(SharedInt8Chain, the independent oracle) after the point it reports, byte for byte, and that point is the first
+at/after the low-energy signal; runtimes broken on purpose (vector not checkpointed, low-energy latch kept in RAM)
+fail."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from tinyexit.errors import TinyexitError
+from tinyexit.intermittent import slots
+from tinyexit.intermittent.anytime import (Layout, prepare_shared, run_shared_campaign, shared_reference,
+                                           stages_from_shared)
+from tinyexit.intermittent.host import BRANCH, POOL, SEGMENT, Granularity, HostTarget, Stage, build_host, render_pipeline
+
+from ._support import make_target, random_inputs
+
+
+@pytest.fixture(scope="module")
+def shared_pipeline(tiny_shared, tmp_path_factory):
+    out = tmp_path_factory.mktemp("shared_rt")
+    lib, stages, vector, shared = prepare_shared(tiny_shared, out)
+    exe = build_host(lib, stages, out / "host", vector=vector)
+    t = HostTarget(exe, out / "probe.bin")
+    return {"lib": lib, "stages": stages, "vector": vector, "shared": shared, "exe": exe, "out": out,
+            "layout": Layout.from_rows(t.layout()), "inputs": random_inputs(3, t.info["input_size"], seed=5),
+            "reference": shared_reference(shared)}
+
+
+def _broken(sp, flag):
+    return build_host(sp["lib"], sp["stages"], sp["out"] / f"host-{flag}", vector=sp["vector"], broken=(flag,))
+
+
+def test_pipeline_layout_from_the_manifest(tiny_shared, shared_pipeline):
+    man = json.loads((tiny_shared / "shared" / "manifest.json").read_text())
+    stages, vector = stages_from_shared(man)
+    assert [s.role for s in stages] == [SEGMENT, POOL] * 3 + [BRANCH]
+    assert [(s.exit_index, s.vector_offset) for s in stages if s.role == POOL] == [(0, 0), (1, 16), (2, 32)]
+    assert (vector.size, vector.zero_point) == (man["vector"]["size"], man["vector"]["zero_point"])
+    lay = shared_pipeline["layout"]
+    assert lay.num_points == 3 and lay.point_end(0) < lay.point_end(1) < lay.point_end(2)
+    with pytest.raises(TinyexitError, match="seg0, pool0"):
+        render_pipeline([stages[0], stages[2], stages[-1]], vector=vector)
+    with pytest.raises(TinyexitError, match="seg0, pool0"):
+        render_pipeline(stages[:-1] + [Stage(stages[-1].name, SEGMENT)], vector=vector)
+
+
+def test_uninterrupted_answer_is_the_first_point_after_the_signal(shared_pipeline, tmp_path):
+    """Low energy after L units (no cut): the runtime answers at the first point whose pool ends at or after L,
+    with the int8 chain's branch output after that point; without a signal the last point answers."""
+    sp, lay = shared_pipeline, shared_pipeline["layout"]
+    t = make_target(sp["exe"], tmp_path)
+    x = sp["inputs"][0]
+    (tmp_path / "in.bin").write_bytes(x)
+    ref = sp["reference"](x)
+    ends = [lay.point_end(k) for k in range(lay.num_points)]
+    seen = set()
+    for low in sorted({1, ends[0] - 1, ends[0], ends[0] + 1, ends[1], ends[1] + 1, ends[2] - 3, ends[2] + 2,
+                       *range(1, ends[-1] + 1, 7)}):
+        t.erase_nvm()
+        b = t.boot(tmp_path / "in.bin", 1, Granularity.parse("units:3"), low_energy_units=low)
+        want = next((k for k, e in enumerate(ends) if e >= low), lay.num_points - 1)
+        assert b.returncode == 0 and b.exit_index == want, (low, b.exit_index, want)
+        assert b.output == ref[want]
+        rec = t.newest()
+        assert rec.done and rec.exit_index == want and rec.low_energy and rec.payload == ref[want]
+        seen.add(want)
+    assert seen == {0, 1, 2}
+    t.erase_nvm()
+    b = t.boot(tmp_path / "in.bin", 2, Granularity.parse("layer"))
+    assert b.exit_index == 2 and b.output == ref[2] and not t.newest().low_energy
+
+
+@pytest.mark.parametrize("gran", ["units:4", "layers:50"])
+def test_host_campaign_200_cuts_with_low_energy(shared_pipeline, tmp_path, gran):
+    sp = shared_pipeline
+    report = run_shared_campaign(make_target(sp["exe"], tmp_path), sp["inputs"], cuts=200, seed=3,
+                                 granularity=Granularity.parse(gran), low_energy=0.5, reference=sp["reference"],
+                                 work_dir=tmp_path / "work")
+    assert report.cuts >= 200 and report.cuts_in_commits >= 60 and report.cuts_between_commits >= 60
+    assert report.reference_checked == 3
+    assert report.completed == report.inferences >= 30
+    assert report.ok, report.table()
+    assert report.wrong_results == report.wrong_points == report.lost_signals == 0
+    # signals arrive everywhere: every point answers, and early signals end inferences early
+    assert report.signalled >= 20 and set(report.exits) == {0, 1, 2}
+    assert all(set(row) == {int(where.split()[1])} for where, row in report.answered.items() if where != "branch")
+    assert 0 < report.mean_reexecuted_units_per_cut < report.units_per_inference
+    if gran == "layers:50":   # commits only at stage ends: latches made durable by a LOW_MARK word
+        assert report.low_marks > 0
+
+
+def test_broken_runtime_without_the_vector_fails_the_same_campaign(shared_pipeline, tmp_path):
+    sp = shared_pipeline
+    report = run_shared_campaign(make_target(_broken(sp, "no-vector"), tmp_path), sp["inputs"], cuts=200, seed=3,
+                                 granularity=Granularity.parse("units:4"), low_energy=0.5, reference=sp["reference"],
+                                 work_dir=tmp_path / "work")
+    assert report.wrong_results > 0 and not report.ok
+    assert "TX_CUT_" in report.table()           # the failing cuts, for a replay
+
+
+def test_broken_volatile_latch_loses_signals(shared_pipeline, tmp_path):
+    """A latch kept in RAM until the next stage-end commit: a cut in between loses a signal the runtime saw."""
+    sp = shared_pipeline
+    report = run_shared_campaign(make_target(_broken(sp, "volatile-low"), tmp_path), sp["inputs"], cuts=200,
+                                 seed=3, granularity=Granularity.parse("layers:50"), low_energy=0.8,
+                                 kinds=("units",), reference=sp["reference"])
+    assert report.lost_signals > 0 and not report.ok
+
+
+@pytest.mark.parametrize("broken", [None, "volatile-low"])
+def test_latched_signal_survives_a_cut(shared_pipeline, tmp_path, broken):
+    """Low energy in segment 1, power cut one step later (before pool 1): the next boot, with plenty of energy,
+    still answers at point 1 (the LOW_MARK word of the stage-start checkpoint); a RAM latch answers at the end."""
+    sp, lay = shared_pipeline, shared_pipeline["layout"]
+    exe = sp["exe"] if broken is None else _broken(sp, broken)
+    t = make_target(exe, tmp_path)
+    x = sp["inputs"][1]
+    (tmp_path / "in.bin").write_bytes(x)
+    g = Granularity.parse("layers:50")
+    seg1 = lay.position(2, 0, 0)
+    steps = lay.units[2]
+    assert len(steps) >= 2
+    b = t.boot(tmp_path / "in.bin", 9, g, low_energy_units=seg1 + 1, cut_units=seg1 + steps[0] + steps[1])
+    assert b.cut
+    rec = t.newest()
+    assert rec.position == (2, 0, 0) and not rec.done
+    b = t.boot(tmp_path / "in.bin", 9, g)
+    ref = sp["reference"](x)
+    if broken is None:
+        assert rec.low_mark and rec.low_energy
+        assert (b.exit_index, b.output) == (1, ref[1])
+    else:
+        assert not rec.low_energy
+        assert (b.exit_index, b.output) == (2, ref[2])
+
+
+def test_checkpoints_carry_the_vector(shared_pipeline, tmp_path):
+    """Every unfinished checkpoint's payload starts with the vector: slices of the points run so far hold the
+    int8 chain's pooled features, the others the zero point."""
+    import numpy as np
+
+    from tinyexit.shared import SharedInt8Chain
+    sp = shared_pipeline
+    chain = SharedInt8Chain.from_dir(sp["shared"])
+    x = sp["inputs"][2]
+    vecs = chain.run_q(np.frombuffer(x, np.int8).reshape(1, 49, 10, 1), stop=2)["vectors"]
+    t = make_target(sp["exe"], tmp_path)
+    (tmp_path / "in.bin").write_bytes(x)
+    size, zp = sp["vector"].size, sp["vector"].zero_point
+    checked = set()
+    for k in range(1, 1000):
+        t.erase_nvm()
+        b = t.boot(tmp_path / "in.bin", 4, Granularity.parse("layer"), cut_units=k)
+        if not b.cut:
+            break
+        rec = t.newest()
+        if rec is None or rec.done:
+            continue
+        vec = np.frombuffer(rec.payload[:size], np.int8)
+        done_points = rec.stage // 2          # pools (odd stages) before this stage
+        want = vecs[done_points - 1][0] if done_points else np.full(size, zp, np.int8)
+        assert np.array_equal(vec, want), (rec.position, done_points)
+        checked.add(done_points)
+    assert checked == {0, 1, 2, 3}
+
+
+def test_powerfail_cli_shared(tiny_shared, tmp_path, capsys):
+    from tinyexit.cli import main
+    run = tmp_path / "run"
+    shutil.copytree(tiny_shared, run)
+    rc = main(["powerfail", str(run), "--shared", "--cuts", "30", "--seed", "2", "--granularity", "units:4",
+               "--inputs", "2", "--out", str(tmp_path / "out"), "--json", str(tmp_path / "r.json")])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "shared exit branch, host, 3 exit points" in out and "answered at the wrong point 0" in out
+    (r,) = json.loads((tmp_path / "r.json").read_text())
+    assert r["ok"] and r["cuts"] >= 30 and r["points"] == 3
+    rc = main(["powerfail", str(run), "--shared", "--cuts", "60", "--seed", "2", "--granularity", "units:4",
+               "--inputs", "2", "--broken", "no-vector", "--out", str(tmp_path / "out")])
+    assert rc == 1 and "FAIL inference" in capsys.readouterr().out
+    assert main(["powerfail", str(run), "--broken", "no-vector", "--out", str(tmp_path / "o2")]) == 2
+    assert "add --shared" in capsys.readouterr().err
+
+
+def test_slot_parser_reads_the_low_mark(shared_pipeline, tmp_path):
+    """slots.py (independent parser): the LOW_MARK word is outside the CRC; a torn mark still counts."""
+    sp = shared_pipeline
+    t = make_target(sp["exe"], tmp_path)
+    x = sp["inputs"][0]
+    (tmp_path / "in.bin").write_bytes(x)
+    lay = sp["layout"]
+    t.boot(tmp_path / "in.bin", 1, Granularity.parse("layers:50"), cut_units=lay.position(2, 0, 0) + 1)
+    image = bytearray(t.nvm_image())
+    rec = slots.newest_valid(bytes(image), t.slot_size)
+    assert rec is not None and not rec.low_mark
+    off = rec.slot * t.slot_size + slots.LOW_MARK_WORD * 4
+    image[off:off + 4] = b"\x7f\xff\xff\xff"
+    again = slots.newest_valid(bytes(image), t.slot_size)
+    assert again is not None and again.low_mark and again.low_energy and again.seq == rec.seq
+    image[off - 4] ^= 1                      # a word under the CRC: the slot is no longer valid
+    assert slots.read_slot(bytes(image), rec.slot, t.slot_size) is None
+
+
+@pytest.mark.emulator
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+                    reason="needs qemu-system-arm and arm-none-eabi-gcc")
+def test_emulated_board_50_exact_cuts_with_the_shared_pipeline(shared_pipeline, tmp_path):
+    """The same pipeline as firmware on QEMU's mps2-an386 (NVM in file-backed PSRAM, NVMC rules on), power cut
+    after exactly N instructions, half of them aimed inside commits and LOW_MARK writes; low energy from the
+    mailbox at random points."""
+    from tinyexit.intermittent.anytime import run_shared_emulated
+    from tinyexit.intermittent.emulated import EmulatedTarget, build_emulated
+    sp = shared_pipeline
+    inputs = sp["inputs"][:2]
+    fw = build_emulated(sp["lib"], sp["stages"], inputs, "mps2-an386", tmp_path / "emu", vector=sp["vector"])
+    et = EmulatedTarget(fw, tmp_path / "psram.img")
+    report = run_shared_emulated(et, sp["layout"], inputs, cuts=50, seed=1, granularity=Granularity.parse("units:4"),
+                                 low_energy=0.5, reference=sp["reference"], work_dir=tmp_path / "work")
+    assert report.cuts >= 50 and report.cuts_in_commits >= 10, report.table()
+    assert report.ok, report.table()
+    assert report.reference_checked == 2 and report.signalled >= 3 and len(report.exits) >= 2
+    assert report.instructions_per_inference > report.instructions_per_inference_baseline > 0

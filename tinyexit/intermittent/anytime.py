@@ -1,0 +1,591 @@
+"""Power-failure campaigns of the energy-adaptive shared exit branch (FreeML, DESIGN.md 3 and 6).
+
+The checkpointing runtime runs RUN/shared's pieces as one pipeline, seg0, pool0, seg1, pool1, ..., pool(N-1),
+branch (tx_checkpoint.h): after exit point k's pool it answers through the branch when the HAL said low energy
+(tx_hal_low_energy) or k is the last point; the shared vector is part of every checkpoint, and the low-energy
+signal is made durable (a LOW_MARK word, or a commit) so a resume answers at the same point.
+
+    lib, stages, vector, shared_dir = prepare_shared(RUN, out_dir)
+    exe = build_host(lib, stages, out_dir / "host", vector=vector)
+    report = run_shared_campaign(HostTarget(exe, nvm), inputs, cuts=200, low_energy=0.5,
+                                 reference=shared_reference(shared_dir))
+
+What the campaign checks, from the NVM image (slots.py, an independent parser) and the int8 chain on TFLM
+(SharedInt8Chain, an independent oracle), for every inference:
+  - the committed result (DONE record) is the branch output after the point it reports, byte for byte;
+  - the reported point is the first exit point at/after the low-energy signal: the signal of the first boot
+    after which the newest checkpoint of the inference holds the low-energy latch, at position
+    (where that boot resumed) + (work units it had run when the HAL turned low); the last point without one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from tinyexit.errors import TinyexitError
+from tinyexit.intermittent import slots
+from tinyexit.intermittent.campaign import CampaignReport, Failure
+from tinyexit.intermittent.host import BRANCH, POOL, SEGMENT, Granularity, HostTarget, Stage, Vector
+
+KINDS = ("events", "units")
+
+
+# ------------------------------------------------------------------------------------------------ pipeline
+
+def stages_from_shared(manifest: dict) -> tuple[list[Stage], Vector]:
+    """seg0, pool0, ..., seg(N-1), pool(N-1), branch of RUN/shared/manifest.json (the last segment, the
+    model's own final classifier, is not part of the anytime pipeline: the last point answers through the
+    branch too)."""
+    from tinyexit.codegen.cformat import c_ident
+    segs, pools = manifest["segments"], manifest["pools"]
+    if len(segs) != len(pools) + 1:
+        raise TinyexitError("RUN/shared/manifest.json: expected one segment more than pools")
+    stages: list[Stage] = []
+    for k, pool in enumerate(pools):
+        if int(pool["after_segment"]) != k:
+            raise TinyexitError(f"RUN/shared/manifest.json: pool {pool['name']} follows segment "
+                                f"{pool['after_segment']}, expected {k}")
+        stages.append(Stage(c_ident(segs[k]["name"]), SEGMENT, 0))
+        stages.append(Stage(c_ident(pool["name"]), POOL, k, int(pool["offset"])))
+    stages.append(Stage(c_ident(manifest["branch"]["name"]), BRANCH, 0))
+    vec = manifest["vector"]
+    return stages, Vector(int(vec["size"]), int(vec["zero_point"]))
+
+
+def shared_dir_of(target: str | os.PathLike) -> Path:
+    """RUN/shared for a run folder, or the folder itself when it holds a shared manifest."""
+    target = Path(target)
+    for d in (target / "shared", target):
+        m = d / "manifest.json"
+        if m.is_file():
+            try:
+                if "pools" in json.loads(m.read_text()):
+                    return d
+            except ValueError:
+                pass
+    raise TinyexitError(f"{target} has no shared exit branch (RUN/shared/manifest.json); run "
+                        f"`tinyexit shared {target}` first")
+
+
+def prepare_shared(target: str | os.PathLike, out_dir: str | os.PathLike) -> tuple[Path, list[Stage], Vector, Path]:
+    """(library dir, stages, vector, shared dir): the library RUN/shared/firmware/model when it is there
+    (read only), else generated from the pieces into out_dir/lib."""
+    from tinyexit.shared import read_shared_manifest
+    shared = shared_dir_of(target)
+    man = read_shared_manifest(shared)
+    stages, vector = stages_from_shared(man)
+    lib = shared / "firmware" / "model"
+    if not (lib / "tx_model.h").is_file():
+        from tinyexit.codegen import generate
+        from tinyexit.shared.firmware import library_models
+        lib = Path(out_dir) / "lib"
+        generate(library_models(shared, man), lib, measure=False, compare_tflm=False)
+    return lib, stages, vector, shared
+
+
+def shared_reference(shared_dir: str | os.PathLike) -> Callable[[bytes], list[bytes]]:
+    """reference(input bytes) -> [branch output after point k, k = 0..N-1] by the int8 chain on tflite_micro."""
+    import numpy as np
+
+    from tinyexit.shared import SharedInt8Chain, read_shared_manifest
+    chain = SharedInt8Chain.from_dir(shared_dir)
+    shape = tuple(read_shared_manifest(shared_dir)["segments"][0]["input_shape"])
+    cache: dict[bytes, list[bytes]] = {}
+
+    def ref(x: bytes) -> list[bytes]:
+        if x not in cache:
+            q = np.frombuffer(bytes(x), np.int8).reshape((1,) + shape)
+            cache[x] = [np.asarray(o[0], np.int8).tobytes() for o in chain.run_q(q, stop=len(chain.pools) - 1)["shared"]]
+        return cache[x]
+    return ref
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where positions (stage, step, unit) lie in an inference, in work units from its start."""
+    units: tuple[tuple[int, ...], ...]      # per stage, per step
+    roles: tuple[int, ...]
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[dict]) -> "Layout":
+        lay = cls(tuple(tuple(r["units"]) for r in rows), tuple(r["role"] for r in rows))
+        if not lay.roles or lay.roles[-1] != BRANCH:
+            raise TinyexitError("not a shared-branch pipeline (its last stage is not the branch)")
+        return lay
+
+    @property
+    def num_points(self) -> int:
+        return sum(1 for r in self.roles if r == POOL)
+
+    def position(self, stage: int, step: int, unit: int) -> int:
+        return sum(sum(u) for u in self.units[:stage]) + sum(self.units[stage][:step]) + unit
+
+    def point_end(self, k: int) -> int:
+        """Units run when exit point k is reached (its pool done)."""
+        s = [i for i, r in enumerate(self.roles) if r == POOL][k]
+        return self.position(s, 0, 0) + sum(self.units[s])
+
+    @property
+    def branch_units(self) -> int:
+        return sum(self.units[-1])
+
+    def first_point_at_or_after(self, position: int) -> int:
+        for k in range(self.num_points):
+            if self.point_end(k) >= position:
+                return k
+        return self.num_points - 1
+
+    def where(self, position: int) -> str:
+        """'seg k' or 'pool k': the stage in which the unit at `position` (1-based) runs."""
+        for s, us in enumerate(self.units[:-1]):
+            start = self.position(s, 0, 0)
+            if position <= start + sum(us):
+                return ("pool " if self.roles[s] == POOL else "seg ") + str(s // 2)
+        return "branch"
+
+
+# ------------------------------------------------------------------------------------------------ campaign
+
+@dataclass
+class SharedCampaignReport(CampaignReport):
+    points: int = 0
+    wrong_points: int = 0                       # answered at another point than the first at/after the signal
+    lost_signals: int = 0                       # a low-energy signal the runtime saw was not made durable
+    signalled: int = 0                          # inferences whose low-energy signal became durable
+    answered: dict = field(default_factory=dict)       # "signal during seg k / pool k" -> {point: count}
+    reexecuted_instructions: int = 0            # emulated only
+    instructions_per_inference: float = 0.0     # emulated, continuous power, to the last point (this granularity)
+    instructions_per_inference_baseline: float = 0.0   # the same with granularity 'none' (result record only)
+    board: str = ""
+    low_marks: int = 0                          # LOW_MARK words written (host)
+
+    def as_dict(self) -> dict:
+        d = super().as_dict()
+        d["checkpoint_overhead_instructions"] = self.instructions_per_inference - self.instructions_per_inference_baseline
+        d["mean_reexecuted_instructions_per_cut"] = self.reexecuted_instructions / self.cuts if self.cuts else 0.0
+        return d
+
+    def table(self) -> str:
+        lines = [ln for ln in super().table().splitlines() if not ln.startswith(("FAIL", "...", "re-executed",
+                                                                                   "low energy signalled"))]
+        head = ("shared exit branch, " + (f"board {self.board} (emulated, cuts after exact instruction counts), "
+                                          if self.board else "host, ") + f"{self.points} exit points")
+        lines = [head] + lines
+        lines.insert(3, f"answered at the wrong point {self.wrong_points}, low-energy signals lost "
+                        f"{self.lost_signals}; low energy durable in {self.signalled} "
+                        f"of {self.inferences} inferences (probability {self.low_energy:.2f} per boot)")
+        if self.board:
+            base = self.instructions_per_inference_baseline
+            over = self.instructions_per_inference - base
+            lines.append(f"instructions per inference (continuous power, to the last point): "
+                         f"{self.instructions_per_inference:,.0f}, without checkpoints {base:,.0f}: overhead "
+                         f"{over:,.0f} ({100.0 * over / base if base else 0:.2f} %)")
+            lines.append(f"re-executed work: {self.reexecuted_instructions / self.cuts if self.cuts else 0:,.0f} "
+                         f"instructions per cut")
+        else:
+            lines.append(f"re-executed work: {self.mean_reexecuted_units_per_cut:.2f} units per cut (an inference "
+                         f"to the last point is {self.units_per_inference:.0f} units)")
+        if self.answered:
+            lines.append("answering point by where the low-energy signal arrived:")
+            for where in sorted(self.answered, key=_where_key):
+                row = self.answered[where]
+                lines.append(f"  signal during {where:8s} -> " + ", ".join(f"point {p}: {n}" for p, n in sorted(row.items())))
+        for f in self.failures[:10]:
+            lines.append("FAIL " + f.replay_hint())
+        if len(self.failures) > 10:
+            lines.append(f"... and {len(self.failures) - 10} more failures")
+        return "\n".join(lines)
+
+
+def _where_key(w: str):
+    kind, _, k = w.partition(" ")
+    return (int(k) if k.isdigit() else 99, kind != "seg")
+
+
+class _Judge:
+    """Follows one inference boot by boot through the NVM images and says what its result must be."""
+
+    def __init__(self, layout: Layout, fingerprint: int | None, input_id: int):
+        self.layout, self.fingerprint, self.input_id = layout, fingerprint, input_id
+        self.signal: int | None = None        # position of the durable low-energy signal
+        self.error: str | None = None
+        self.lost: str | None = None
+
+    def _mine(self, rec) -> bool:
+        return rec is not None and rec.input_id == self.input_id and \
+            (self.fingerprint is None or rec.fingerprint == self.fingerprint)
+
+    def before_boot(self, rec) -> None:
+        self._start = rec if self._mine(rec) else None
+
+    def after_boot(self, rec, low_units: int | None, observed: bool = False) -> None:
+        """`low_units`: this boot's signal (work units into the boot) when it may have been seen; `observed`:
+        the runtime certainly polled the signal and ran no further work (the latch must then be durable)."""
+        start = self._start
+        if start is not None and (start.done or self.layout.roles[start.stage] == BRANCH):
+            return                                       # the answering point was decided before this boot
+        latched_before = start is not None and start.low_energy
+        if observed and not latched_before and self.signal is None and not (self._mine(rec) and rec.low_energy):
+            self.lost = (f"the boot saw low energy after {low_units} units and went on working, but no checkpoint "
+                         "holds the latch: a cut loses the signal")
+        if self.signal is None and not latched_before and self._mine(rec) and rec.low_energy:
+            if low_units is None:
+                self.error = "the low-energy latch appeared in a boot without a low-energy signal"
+                return
+            begin = 0 if start is None else self.layout.position(*start.position)
+            self.signal = begin + low_units
+
+    def expected_point(self) -> int:
+        if self.signal is None:
+            return self.layout.num_points - 1
+        return self.layout.first_point_at_or_after(self.signal)
+
+
+def _finish_inference(report: SharedCampaignReport, judge: _Judge, rec, reported, expected_outputs: list[bytes],
+                      fail) -> int | None:
+    """Checks the committed result; returns the answering point (or None when nothing was committed)."""
+    lay = judge.layout
+    want_point = judge.expected_point()
+    committed = (rec.exit_index, rec.payload) if rec is not None and rec.done and rec.input_id == judge.input_id \
+        else None
+    if judge.error:
+        report.failures.append(fail("wrong-point", judge.error))
+    if judge.lost:
+        report.lost_signals += 1
+        report.failures.append(fail("lost-signal", judge.lost))
+    if committed is None:
+        report.wrong_results += 1
+        report.failures.append(fail("wrong-result", "nothing committed"))
+        return None
+    point, payload = committed
+    if point >= lay.num_points or payload != expected_outputs[point] or reported != committed:
+        report.wrong_results += 1
+        want = expected_outputs[point].hex() if point < lay.num_points else "(no such point)"
+        report.failures.append(fail("wrong-result", f"committed point {point} {payload.hex()}, reported "
+                                    f"{reported[0] if reported else None}, the branch after point {point} gives {want}"))
+    if point != want_point:
+        report.wrong_points += 1
+        report.failures.append(fail("wrong-point", f"answered at point {point}, expected {want_point} (signal at "
+                                    f"unit {judge.signal})"))
+    report.exits[point] = report.exits.get(point, 0) + 1
+    if judge.signal is not None:
+        report.signalled += 1
+        row = report.answered.setdefault(lay.where(judge.signal), {})
+        row[point] = row.get(point, 0) + 1
+    return point
+
+
+def _failure(keep: Path | None, kind: str, inference: int, input_id: int, detail: str, log, start_image: bytes,
+             lows) -> Failure:
+    path = None
+    if keep is not None:
+        path = keep / f"failure{inference}_{kind}.nvm"
+        path.write_bytes(start_image)
+    return Failure(kind, inference, input_id, detail, list(log), str(path) if path else None, list(lows))
+
+
+def run_shared_campaign(target: HostTarget, inputs: Sequence[bytes], *, cuts: int, seed: int = 0,
+                        granularity: Granularity = Granularity(), low_energy: float = 0.5,
+                        reference: Callable[[bytes], list[bytes]] | None = None, kinds: Sequence[str] = KINDS,
+                        max_cuts_per_inference: int = 6, max_boots_per_inference: int = 2000,
+                        work_dir: str | Path | None = None) -> SharedCampaignReport:
+    """Host campaign of a shared-branch pipeline: random cuts (after k NVM events, also inside checkpoint
+    writes and LOW_MARK writes, or after k work units) and, with probability `low_energy` per boot, a
+    low-energy signal after a random number of work units. `reference(input) -> [branch output after
+    point k]` (shared_reference: TFLM) is the oracle of the results; without it the uninterrupted runs are."""
+    if not 0.0 <= low_energy <= 1.0:
+        raise TinyexitError(f"low_energy is a probability per boot, got {low_energy}")
+    if not inputs:
+        raise TinyexitError("a campaign needs at least one input")
+    rng = random.Random(seed)
+    tmp = tempfile.TemporaryDirectory(prefix="tinyexit-anytime-") if work_dir is None else None
+    work = Path(tmp.name if tmp else work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    keep = None if tmp else work
+    layout = Layout.from_rows(target.layout())
+    npts = layout.num_points
+    report = SharedCampaignReport(granularity=str(granularity), seed=seed, inputs=len(inputs), low_energy=low_energy,
+                                  points=npts)
+    try:
+        paths = []
+        for j, data in enumerate(inputs):
+            p = work / f"input{j}.bin"
+            p.write_bytes(bytes(data))
+            paths.append(p)
+        # Uninterrupted runs answering at every point (low energy right at its first unit of segment k), on a
+        # separate NVM file; checked against the reference.
+        oracle_t = HostTarget(target.exe, work / "oracle_nvm.bin")
+        expected: list[list[bytes]] = []
+        events = units = 0
+        for j, p in enumerate(paths):
+            outs = []
+            for k in range(npts):
+                low = None if k == npts - 1 else layout.point_end(k)
+                oracle_t.erase_nvm()
+                b = oracle_t.boot(p, 0xFFFF0000 + j, granularity, low_energy_units=low)
+                if b.returncode != 0 or b.output is None or b.exit_index != k:
+                    raise TinyexitError(f"the uninterrupted run of input {j} with low energy after "
+                                        f"{low} units did not answer at point {k} (status {b.returncode}, "
+                                        f"point {b.exit_index}):\n{b.stderr.strip()[-500:]}")
+                outs.append(b.output)
+                if k == npts - 1:
+                    report.units_per_inference += b.units / len(paths)
+                    report.commits_per_inference += b.commits / len(paths)
+                    report.nvm_bytes_per_inference += b.nvm_bytes / len(paths)
+                    events = max(events, b.events)
+                    units = max(units, b.units)
+            oracle_t.erase_nvm()
+            base = oracle_t.boot(p, 0xFFFF0000 + j, Granularity("none"))
+            report.nvm_bytes_per_inference_baseline += base.nvm_bytes / len(paths)
+            if (base.exit_index, base.output) != (npts - 1, outs[-1]):
+                report.failures.append(Failure("oracle-mismatch", -1, j, "checkpointing changed the result"))
+            if reference is not None:
+                ref = reference(bytes(inputs[j]))
+                report.reference_checked += 1
+                if [bytes(r) for r in ref] != outs:
+                    report.failures.append(Failure("oracle-mismatch", -1, j, "uninterrupted runs differ from the "
+                                                   "reference: " + " / ".join(o.hex() for o in outs) + " vs "
+                                                   + " / ".join(bytes(r).hex() for r in ref)))
+                outs = [bytes(r) for r in ref]
+            expected.append(outs)
+        report.nvm_bytes_used = target.info["nvm_bytes"]
+        report.slots = target.num_slots
+        fp = target.info["fingerprint"]
+
+        target.erase_nvm()
+        inference = 0
+        while report.cuts < cuts:
+            j = inference % len(paths)
+            input_id = inference + 1
+            start_image = target.nvm_image()
+            want_cuts = rng.randint(1, max_cuts_per_inference)
+            log, lows = [], []
+            judge = _Judge(layout, fp, input_id)
+            ran = 0
+            done = None
+            report.inferences += 1
+            for _ in range(max_boots_per_inference):
+                kind = rng.choice(list(kinds))
+                k = None
+                if len(log) < want_cuts and report.cuts < cuts:
+                    k = rng.randint(1, events if kind == "events" else units)
+                low = rng.randint(1, layout.point_end(npts - 1)) if rng.random() < low_energy else None
+                lows.append(low)
+                judge.before_boot(target.newest())
+                b = target.boot(paths[j], input_id, granularity, cut_events=k if kind == "events" else None,
+                                cut_units=k if kind == "units" else None, low_energy_units=low)
+                report.boots += 1
+                ran += b.units
+                report.low_marks += b.kv.get("low_marks", 0)
+                if k is not None:
+                    log.append((kind, k))
+                rec = target.newest()
+                seen = low is not None and b.units >= low
+                # a units cut ends the piece of work that reached it, before the runtime polls again
+                observed = seen and (not b.cut or kind == "units" and b.units - b.kv.get("last", b.units) >= low)
+                judge.after_boot(rec, low if seen else None, observed)
+                if b.cut:
+                    report.cuts += 1
+                    report.cuts_in_commits += kind == "events"
+                    report.cuts_between_commits += kind == "units"
+                    continue
+                if b.returncode != 0 or b.output is None:
+                    report.crashes += 1
+                    report.failures.append(_failure(keep, "crash", inference, input_id, f"status {b.returncode}: "
+                                                    f"{b.stderr.strip()[-300:]}", log, start_image, lows))
+                    break
+                done = (b, rec)
+                break
+            else:
+                report.failures.append(_failure(keep, "no-progress", inference, input_id, "no result", log,
+                                                start_image, lows))
+            inference += 1
+            if done is None:
+                target.erase_nvm()
+                continue
+            b, rec = done
+            report.completed += 1
+            point = _finish_inference(report, judge, rec, (b.exit_index, b.output), expected[j],
+                                      lambda kind, detail: _failure(keep, kind, inference - 1, input_id, detail,
+                                                                    log, start_image, lows))
+            if point is not None:
+                report.reexecuted_units += max(0, ran - layout.point_end(point) - layout.branch_units)
+        return report
+    finally:
+        if tmp:
+            tmp.cleanup()
+
+
+# ------------------------------------------------------------------------------------------------ emulated
+
+def run_shared_emulated(target, layout: Layout, inputs: Sequence[bytes], *, cuts: int, seed: int = 0,
+                        granularity: Granularity = Granularity(), low_energy: float = 0.5,
+                        reference: Callable[[bytes], list[bytes]], max_cuts_per_inference: int = 4,
+                        max_boots_per_inference: int = 200, work_dir: str | Path | None = None
+                        ) -> SharedCampaignReport:
+    """The same campaign on the emulated board (tinyexit.intermittent.emulated.EmulatedTarget): cuts after
+    exactly N instructions, half of them aimed inside a commit (or LOW_MARK write) of the very boot; the
+    low-energy point of each boot goes through the mailbox."""
+    rng = random.Random(seed)
+    npts = layout.num_points
+    report = SharedCampaignReport(granularity=str(granularity), seed=seed, inputs=len(inputs), low_energy=low_energy,
+                                  points=npts, board=target.board.name)
+    keep = Path(work_dir) if work_dir else None
+    if keep:
+        keep.mkdir(parents=True, exist_ok=True)
+    target.erase_nvm()
+    target.mailbox(0, 0xFFFF0000, granularity)
+    target.calibrate()
+    expected, insns = [], 0
+    for j, x in enumerate(inputs):
+        ref = [bytes(r) for r in reference(bytes(x))]
+        for g in (granularity, Granularity("none")):
+            target.erase_nvm()
+            target.mailbox(j, 0xFFFF0000 + j, g)
+            b = target.boot()
+            if b.exit_code != 0 or b.output is None:
+                raise TinyexitError(f"the uninterrupted emulated run failed (status {b.exit_code}):\n{b.text[-500:]}")
+            if (b.exit_index, b.output) != (npts - 1, ref[-1]):
+                report.failures.append(Failure("oracle-mismatch", -1, j, f"the board answers point {b.exit_index} "
+                                               f"{b.output.hex()}, the int8 chain {ref[-1].hex()}"))
+            if g == granularity:
+                report.instructions_per_inference += b.window_instructions / len(inputs)
+                report.units_per_inference += b.units / len(inputs)
+                report.commits_per_inference += b.commits / len(inputs)
+                report.nvm_bytes_per_inference += b.nvm_bytes / len(inputs)
+                insns = max(insns, b.instructions)
+            else:
+                report.instructions_per_inference_baseline += b.window_instructions / len(inputs)
+                report.nvm_bytes_per_inference_baseline += b.nvm_bytes / len(inputs)
+        report.reference_checked += 1
+        expected.append(ref)
+    report.nvm_bytes_used = b.nvm_used
+    report.slots = target.num_slots
+    slot_size = target.slot_size
+
+    target.erase_nvm()
+    inference = 0
+    while report.cuts < cuts:
+        j = inference % len(inputs)
+        input_id = inference + 1
+        start_image = target.nvm_image()
+        want = rng.randint(1, max_cuts_per_inference)
+        log, lows = [], []
+        judge = _Judge(layout, None, input_id)
+        done = None
+        report.inferences += 1
+        spent = 0
+        for _ in range(max_boots_per_inference):
+            low = rng.randint(1, layout.point_end(npts - 1)) if rng.random() < low_energy else None
+            lows.append(low)
+            target.mailbox(j, input_id, granularity, low_energy_units=low)
+            before = target.nvm_image()
+            judge.before_boot(slots.newest_valid(before, slot_size, target.num_slots))
+            limit = None
+            if len(log) < want and report.cuts < cuts:
+                if rng.random() < 0.5:
+                    probe = target.boot()
+                    target.set_nvm_image(before)
+                    wins = target.commit_windows(probe) if probe.exit_code == 0 else []
+                    if wins:
+                        lo, hi = rng.choice(wins)
+                        limit = rng.randint(max(1, lo), max(1, hi))
+                if limit is None:
+                    limit = rng.randint(1, insns)
+            b = target.boot(limit=limit)
+            report.boots += 1
+            spent += b.instructions
+            if limit is not None:
+                log.append(("insns", limit))
+            after = target.nvm_image()
+            rec = slots.newest_valid(after, slot_size, target.num_slots)
+            # the board's unit count is not known after a cut: a latch that appeared means the signal came
+            judge.after_boot(rec, low)
+            if b.cut:
+                report.cuts += 1
+                from tinyexit.intermittent.emulated import _changed_and_torn
+                if _changed_and_torn(before, after, slot_size, target.num_slots) or \
+                        _mark_changed(before, after, slot_size, target.num_slots):
+                    report.cuts_in_commits += 1
+                else:
+                    report.cuts_between_commits += 1
+                continue
+            if b.exit_code != 0 or b.output is None:
+                report.crashes += 1
+                report.failures.append(_failure(keep, "crash", inference, input_id, f"status {b.exit_code}: "
+                                                f"{b.text.strip()[-300:]}", log, start_image, lows))
+                break
+            done = (b, rec)
+            break
+        inference += 1
+        if done is None:
+            target.erase_nvm()
+            continue
+        b, rec = done
+        report.completed += 1
+        point = _finish_inference(report, judge, rec, (b.exit_index, b.output), expected[j],
+                                  lambda kind, detail: _failure(keep, kind, inference - 1, input_id, detail, log,
+                                                                start_image, lows))
+        if point is not None:
+            report.reexecuted_instructions += max(0, spent - _instructions_to(target, j, point, granularity,
+                                                                                layout))
+    return report
+
+
+_INSN_CACHE: dict = {}
+
+
+def _instructions_to(target, j: int, point: int, granularity: Granularity, layout: Layout) -> int:
+    """Instructions of an uninterrupted boot that answers at `point` (cached; NVM restored after)."""
+    key = (id(target), j, point, str(granularity))
+    if key not in _INSN_CACHE:
+        image = target.nvm_image()
+        target.erase_nvm()
+        low = None if point == layout.num_points - 1 else layout.point_end(point)
+        target.mailbox(j, 0xFFFF0000 + j, granularity, low_energy_units=low)
+        _INSN_CACHE[key] = target.boot().instructions
+        target.set_nvm_image(image)
+    return _INSN_CACHE[key]
+
+
+def _mark_changed(before: bytes, after: bytes, slot_size: int, num_slots: int) -> bool:
+    off = slots.LOW_MARK_WORD * 4
+    return any(before[s * slot_size + off: s * slot_size + off + 4] != after[s * slot_size + off: s * slot_size + off + 4]
+               for s in range(num_slots))
+
+
+def powerfail_shared(target: str | os.PathLike, out_dir: str | os.PathLike, *, cuts: int = 200, seed: int = 0,
+                     granularities: Sequence[str] = ("layer",), num_inputs: int = 4, broken: Sequence[str] = (),
+                     slots: int = 2, low_energy: float = 0.5, emulate: bool = False, board: str = "mps2-an386"
+                     ) -> list[SharedCampaignReport]:
+    """`tinyexit powerfail RUN --shared`: campaigns of the shared-branch pipeline of RUN/shared, on the host
+    or (emulate) the emulated board; results checked against the int8 chain on TFLM."""
+    from tinyexit.intermittent import random_inputs
+    from tinyexit.intermittent.host import build_host
+    out_dir = Path(out_dir)
+    lib, stages, vector, shared = prepare_shared(target, out_dir)
+    suffix = "".join(f"-{b}" for b in broken)
+    exe = build_host(lib, stages, out_dir / ("shared-host" + suffix), broken=tuple(broken), slots=slots,
+                     vector=vector)
+    host = HostTarget(exe, out_dir / "shared-nvm.bin")
+    inputs = random_inputs(num_inputs, host.info["input_size"], seed)
+    reference = shared_reference(shared)
+    if not emulate:
+        return [run_shared_campaign(host, inputs, cuts=cuts, seed=seed, granularity=Granularity.parse(g),
+                                    low_energy=low_energy, reference=reference,
+                                    work_dir=out_dir / f"shared-campaign-{str(Granularity.parse(g)).replace(':', '')}")
+                for g in granularities]
+    from tinyexit.intermittent.emulated import EmulatedTarget, build_emulated
+    layout = Layout.from_rows(host.layout())
+    fw = build_emulated(lib, stages, inputs, board, out_dir / ("shared-emu" + suffix), broken=broken, slots=slots,
+                        vector=vector)
+    et = EmulatedTarget(fw, out_dir / "shared-psram.img")
+    return [run_shared_emulated(et, layout, inputs, cuts=cuts, seed=seed, granularity=Granularity.parse(g),
+                                low_energy=low_energy, reference=reference,
+                                work_dir=out_dir / f"shared-emu-campaign-{str(Granularity.parse(g)).replace(':', '')}")
+            for g in granularities]
