@@ -231,3 +231,79 @@ def test_default_kws_run(tmp_path):
     assert r["oracle"]["early_exit"]["identical"] == 20 and r["oracle"]["no_exit"]["identical"] == 20
     if r["exit_rate"][r["exits"][0]] > 0:
         assert r["instructions"]["per_inference_early_exit"] < r["instructions"]["per_inference_no_exit"]
+
+
+def test_confidence_policy_firmware_equals_oracle_at_the_boundary(tiny_run, tmp_path):
+    """Policy "confidence": a separate int8 confidence model on segment 0's output decides; the firmware
+    runs it, exits when its int8 P(right) >= threshold_q (then runs the head to answer). With threshold_q
+    set to a code that some inputs have exactly, every firmware decision equals the rule computed here from
+    tflite_micro's outputs (and bench's oracle), the boundary inputs exit and the ones one code below do not."""
+    import shutil
+
+    import keras
+
+    from tinyexit.bench import bench_run, oracle_confidence
+    from tinyexit.boards import load_board
+    from tinyexit.build import pipeline_from_run
+    from tinyexit.quantize import (QParams, TflmModel, convert_int8, count_macs, set_input_qparams,
+                                   tensor_qparams)
+    from tinyexit.targets.app_output import parse_app_output
+    from tinyexit.targets.qemu import QemuRunner
+
+    src, (x_q, y) = tiny_run
+    run = tmp_path / "run"
+    shutil.copytree(src, run, ignore=shutil.ignore_patterns("firmware"))
+    man = json.loads((run / "quant" / "manifest.json").read_text())
+    seg0_out = QParams.of(man["segments"][0]["output"])
+    # a hand-made confidence model on the 8x8x6 boundary map: conv -> pool -> dense(2) -> softmax
+    keras.utils.set_random_seed(5)
+    inp = keras.Input((8, 8, 6))
+    h = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    out = keras.layers.Softmax()(keras.layers.Dense(2)(keras.layers.Dense(6, activation="relu")(h)))
+    rng = np.random.default_rng(1)
+    tfl = set_input_qparams(convert_int8(keras.Model(inp, out), rng.uniform(0, 3, (64, 8, 8, 6)).astype(np.float32)),
+                            seg0_out)
+    (run / "confidence").mkdir()
+    (run / "confidence" / "exit1.tflite").write_bytes(tfl)
+    # independent oracle: tflite_micro on the boundary tensors, the rule written out here
+    seg0 = TflmModel((run / "quant" / "seg0.tflite").read_bytes())
+    boundary = seg0.run(x_q.reshape(N_INPUTS, 8, 8, 1))[0].reshape(N_INPUTS, 8, 8, 6)
+    conf = TflmModel(tfl).run(boundary)[0].reshape(N_INPUTS, 2)[:, 1].astype(int)
+    head = TflmModel((run / "quant" / "exit1.tflite").read_bytes()).run(boundary)[0].reshape(N_INPUTS, -1)
+    codes = np.unique(conf)
+    assert len(codes) >= 3, conf
+    tq = int(codes[len(codes) // 2])                    # a code some inputs have exactly
+    cqp = tensor_qparams(tfl, "output")
+    threshold = (tq - cqp.zero_point) * cqp.scale
+    c_macs = count_macs(tfl)
+    exit1 = man["exits"][0]
+    policy = {"policy": "confidence", "exit": "exit1", "threshold": threshold, "threshold_q": tq,
+              "model": "confidence/exit1.tflite",
+              "exits": [{"name": "exit1", "threshold_q": tq, "output": exit1["output"],
+                         "confidence": {"file": "confidence/exit1.tflite", "output": cqp.to_json(), "index": 1,
+                                        "macs": c_macs}}],
+              "macs_to_exit": [man["segments"][0]["macs"] + c_macs + exit1["macs"], man["no_exit_macs"] + c_macs]}
+    (run / "policy.json").write_text(json.dumps(policy))
+    want_exit = conf >= tq
+    assert 0 < want_exit.sum() < N_INPUTS and np.any(conf == tq)
+
+    pipe, _, _ = pipeline_from_run(run)
+    assert pipe.stage_names == ["seg0", "exit1_confidence", "exit1", "seg1"]
+    r = bench_run(run, "nrf52840", emulate=True, inputs=(x_q, y), out=tmp_path / "bench", log=None)
+    fw = parse_app_output(QemuRunner(load_board("nrf52840", emulate=True)).run(
+        tmp_path / "bench" / "early_exit" / "firmware.elf", timeout=60).output)
+    got_exit = np.array([res.exit == 0 for res in fw.results])
+    np.testing.assert_array_equal(got_exit, want_exit)
+    for res in fw.results:
+        if res.exit == 0:   # the exit head answers, ties to the lowest class
+            assert res.predicted == int(np.argmax(head[res.index])) and res.output == head[res.index].astype(np.int8).tobytes()
+    assert r["oracle"]["early_exit"]["identical"] == N_INPUTS and r["oracle"]["no_exit"]["identical"] == N_INPUTS
+    assert r["host"]["identical"] == N_INPUTS
+    outs, confs = oracle_confidence(run, x_q, policy)
+    np.testing.assert_array_equal(confs[0][:, 1], conf)
+    # the confidence model runs on every early-exit inference, the head only on exits
+    st = r["instructions"]["per_stage"]
+    assert st["exit1_confidence"]["runs"] == N_INPUTS and st["exit1"]["runs"] == int(want_exit.sum())
+    assert st["seg1"]["runs"] == N_INPUTS - int(want_exit.sum())
+    assert r["macs"]["to_exit"] == {"exit1": policy["macs_to_exit"][0], "final": policy["macs_to_exit"][1]}

@@ -94,3 +94,87 @@ def test_int8_confidence_model_bit_exact_with_generated_c(conf_run, tmp_path):
     cf = confidence_scores(run, "test", source="float")[0][:40]
     np.testing.assert_array_equal(ci, want[:, 1])
     assert np.corrcoef(ci, cf)[0, 1] > 0.8
+
+
+@pytest.fixture(scope="module")
+def conf_policy_run(conf_run, tmp_path_factory):
+    """`tinyexit calibrate RUN --policy confidence --retrain` on a copy of the augmented run: a confidence head
+    per early exit trained on half of the validation split, the threshold calibrated on the other half."""
+    import shutil
+
+    from tinyexit.cli import main
+    src, _ = conf_run
+    run = tmp_path_factory.mktemp("cp") / "run"
+    shutil.copytree(src, run, ignore=shutil.ignore_patterns("firmware", "bench"))
+    assert main(["calibrate", str(run), "--policy", "confidence", "--retrain", "--confidence-epochs", "15",
+                 "--epsilon", "0.1", "--delta", "0.2"]) == 0
+    return run
+
+
+def test_calibrate_confidence_policy_writes_a_consistent_policy(conf_policy_run):
+    import json
+
+    from tinyexit.policy.decisions import LearnedConfidence
+    from tinyexit.quantize import QParams, TflmModel, quantize_array, read_manifest, seg_out_shape
+    from tinyexit.train import load_split
+    run = conf_policy_run
+    p = json.loads((run / "policy.json").read_text())
+    man = read_manifest(run / "quant")
+    early = [e for e in man["exits"] if e["file"]]
+    assert p["policy"] == "confidence" and [e["name"] for e in p["exits"]] == [e["name"] for e in early]
+    assert p["model"] == p["exits"][0]["confidence"]["file"]
+    _, yv = load_split(run, "validation")
+    trained = set()
+    for e in p["exits"]:
+        c = e["confidence"]
+        assert (run / c["file"]).is_file() and c["index"] == 1
+        thr = p["threshold"]
+        want = LearnedConfidence(thr if thr is not None else float("inf")).threshold_q(c["output"])
+        assert e["threshold_q"] == want
+        meta = json.loads((run / "confidence" / f"{e['name']}.json").read_text())
+        assert meta["train_split"] == "validation" and meta["train_size"] == round(0.5 * len(yv))
+        trained |= set(meta["train_indices"])
+    # calibrated on the validation inputs the heads did not see
+    assert p["calibration_size"] == len(yv) - len(trained) and 0 < len(trained) < len(yv)
+    # the test figures, recomputed here from tflite_micro and the rule written out
+    x, y = load_split(run, "test")
+    q = quantize_array(x, QParams.of(man["segments"][0]["input"]))
+    acts = [q]
+    for s in man["segments"]:
+        m = TflmModel((run / "quant" / s["file"]).read_bytes())
+        acts.append(m.run(acts[-1])[0].reshape((len(x),) + tuple(seg_out_shape(m))))
+    final = np.argmax(acts[-1].reshape(len(x), -1), axis=1)
+    answer, exited = final.copy(), np.zeros(len(x), bool)
+    for e, pe in zip(early, p["exits"]):
+        b = acts[e["after_segment"] + 1]
+        head = TflmModel((run / "quant" / e["file"]).read_bytes()).run(b)[0].reshape(len(x), -1)
+        conf = TflmModel((run / pe["confidence"]["file"]).read_bytes()).run(b)[0].reshape(len(x), 2)[:, 1]
+        take = (conf.astype(int) >= pe["threshold_q"]) & ~exited
+        answer[take] = np.argmax(head[take], axis=1)
+        exited |= take
+    t = p["test"]
+    assert t["exit_rate"] == pytest.approx(exited.mean()) and t["accuracy"] == pytest.approx(np.mean(answer == y))
+    assert t["risk"] == pytest.approx(np.mean((answer != y) & (final == y)))
+    assert t["mean_macs"] > 0 and len(p["macs_to_exit"]) == len(man["exits"])
+    assert p["macs_to_exit"][-1] > man["no_exit_macs"]          # the final exit also paid the confidence models
+    assert "auroc" in p["equal_exit_rate_test"] and "exit_rate" in p["max_softmax_same_calibration"]
+
+
+def test_confidence_policy_on_the_emulated_board_equals_the_oracle(conf_policy_run, tmp_path):
+    """bench_run on the emulated nRF52840 with the calibrated confidence policy, 20 test inputs: every exit,
+    class and output byte of the firmware equals tflite_micro + the Python rule; the host build agrees.
+    (Observed here: the 20 inputs end at exit1, exit2 and the final exit, 2 / 3 / 15.)"""
+    import shutil
+    if not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")):
+        pytest.skip("needs arm-none-eabi-gcc and qemu-system-arm (scripts/setup.sh installs them)")
+    from tinyexit.bench import bench_run
+    from tinyexit.build import pipeline_from_run
+    run = conf_policy_run
+    pipe, man, _ = pipeline_from_run(run)
+    early = [e["name"] for e in man["exits"] if e["file"]]
+    assert [n for n in pipe.stage_names if n.endswith("_confidence")] == [f"{n}_confidence" for n in early]
+    r = bench_run(run, "nrf52840", emulate=True, num_inputs=20, out=tmp_path / "bench", log=None)
+    assert r["policy"]["policy"] == "confidence"
+    assert r["oracle"]["early_exit"]["identical"] == 20, r["oracle"]["early_exit"]["mismatches"]
+    assert r["oracle"]["no_exit"]["identical"] == 20 and r["host"]["identical"] == 20
+    assert r["instructions"]["per_stage"][f"{early[0]}_confidence"]["runs"] == 20

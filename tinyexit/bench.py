@@ -63,12 +63,35 @@ def oracle_outputs(run_dir: Path, x_q: np.ndarray) -> list[np.ndarray]:
     return [np.asarray(o, np.int8).reshape(len(x_q), -1) for o in pipe.run_q(np.asarray(x_q).reshape(shape))]
 
 
-def oracle_decisions(outs: list[np.ndarray], policy: dict, manifest: dict):
-    """What the Python policy decides on the oracle outputs: PolicyResult (decision, exit_index, macs)."""
-    from tinyexit.policy.decisions import STATIC_POLICIES
+def oracle_confidence(run_dir: Path, x_q: np.ndarray, policy: dict) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Confidence policy: (int8 output of every exit, int8 output of every early exit's confidence model),
+    all from tflite_micro on the same chained boundary tensors."""
+    from tinyexit.build import confidence_models
+    from tinyexit.confidence import Int8ConfidenceChain
+    return Int8ConfidenceChain(run_dir, confidence_models(run_dir, policy)).run_q(np.asarray(x_q))
+
+
+def oracle_decisions(outs: list[np.ndarray], policy: dict, manifest: dict, conf_outs: list[np.ndarray] | None = None):
+    """What the Python policy decides on the oracle outputs: PolicyResult (decision, exit_index, macs).
+    The confidence policy also needs the confidence models' int8 outputs (`oracle_confidence`)."""
+    from tinyexit.policy.decisions import STATIC_POLICIES, LearnedConfidence
     exits = manifest["exits"]
     qparams = [e["output"] for e in exits]
     kind = policy.get("policy", "max_softmax")
+    if kind == "confidence":
+        if conf_outs is None:
+            raise TinyexitError("the confidence policy's oracle needs the confidence models' outputs "
+                                "(tinyexit.bench.oracle_confidence)")
+        thr = policy.get("threshold")
+        pol = LearnedConfidence(float(thr) if thr is not None else float("inf"))
+        cqp = [e["confidence"]["output"] for e in policy["exits"]]
+        for e, qp in zip(policy["exits"], cqp):
+            want = pol.threshold_q(qp)
+            if int(e["threshold_q"]) != int(want):
+                raise TinyexitError(f"policy.json's threshold_q {e['threshold_q']} for {e['name']} disagrees with "
+                                    f"the Python policy's {want}; re-run `tinyexit calibrate --policy confidence`.")
+        macs = policy.get("macs_to_exit") or [e["macs_to_exit"] for e in exits]
+        return pol.evaluate_q(outs, conf_outs, cqp, macs)
     thr = policy.get("threshold")
     never = {"max_softmax": 2.0, "margin": 2.0, "entropy": -1.0}[kind]  # thresholds no output reaches
     pol = STATIC_POLICIES[kind](float(thr) if thr is not None else never)
@@ -152,7 +175,8 @@ def bench_run(run_dir: str | Path, board: str | Board = "nrf52840", emulate: boo
     pred_ee = np.array([r.predicted for r in ee.results])
     pred_ne = np.array([r.predicted for r in ne.results])
     labels = np.array([r.label for r in ee.results])
-    macs_to_exit = np.array([e["macs_to_exit"] for e in exits], np.int64)
+    # what an inference ending at each exit costs under this policy (confidence: plus the confidence models)
+    macs_to_exit = np.array(policy.get("macs_to_exit") or [e["macs_to_exit"] for e in exits], np.int64)
     no_exit_macs = int(man.get("no_exit_macs", sum(s["macs"] for s in man["segments"])))
     mean_macs = float(macs_to_exit[exit_idx].mean()) if n else 0.0
     result = {
@@ -168,7 +192,7 @@ def bench_run(run_dir: str | Path, board: str | Board = "nrf52840", emulate: boo
         "exit_rate": {e["name"]: float(np.mean(exit_idx == k)) if n else 0.0 for k, e in enumerate(exits)},
         "macs": {"mean_early_exit": mean_macs, "no_exit": no_exit_macs,
                  "saving": 1.0 - mean_macs / no_exit_macs if no_exit_macs else None,
-                 "to_exit": {e["name"]: int(e["macs_to_exit"]) for e in exits}},
+                 "to_exit": {e["name"]: int(m) for e, m in zip(exits, macs_to_exit)}},
         "agree_with_no_exit": float(np.mean(pred_ee == pred_ne)) if n else None,
     }
     per_tick = b.instructions_per_tick if b.emulated else None
@@ -208,8 +232,11 @@ def bench_run(run_dir: str | Path, board: str | Board = "nrf52840", emulate: boo
     }
     if check_oracle:
         result["host"] = compare_with_host(run, fw_ee, ee)
-        outs = oracle_outputs(run, x_q)
-        dec = oracle_decisions(outs, policy, man)
+        if policy.get("policy") == "confidence":
+            outs, conf_outs = oracle_confidence(run, x_q, policy)
+        else:
+            outs, conf_outs = oracle_outputs(run, x_q), None
+        dec = oracle_decisions(outs, policy, man, conf_outs)
         result["oracle"] = {"early_exit": compare_with_oracle(ee, outs, dec),
                             "no_exit": compare_with_oracle(ne, outs, _final_only(outs, man))}
         result["curve"] = _curve(outs, y, man, result)

@@ -269,6 +269,8 @@ class Segment:
     head_exit: int = 0         # exit index of the head (0 = first exit)
     threshold_q: int = 128     # integer threshold of the policy (max_softmax: exit when max int8 >= it)
     entropy_table: tuple[int, ...] | None = None  # entropy policy: -p ln p per int8 code (2^-16 nat)
+    conf: str | None = None    # confidence policy: C model name of the head's confidence model (run before the head)
+    conf_output_size: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -277,13 +279,15 @@ class Pipeline:
     exit_names: tuple[str, ...]   # in exit order, final last
     input_size: int
     policy_note: str = "max-softmax on the int8 exit output"
-    policy: str = "max_softmax"   # max_softmax | margin | entropy (docs/CONTRACTS.md, policy.json)
+    policy: str = "max_softmax"   # max_softmax | margin | entropy | confidence (docs/CONTRACTS.md, policy.json)
 
     @property
     def stage_names(self) -> list[str]:
         names = []
         for s in self.segments:
             names.append(s.name)
+            if s.conf:
+                names.append(s.conf)
             if s.head:
                 names.append(s.head)
         return names
@@ -307,14 +311,18 @@ def render_app(pipeline: Pipeline, inputs, labels, out: str | Path, source: str 
             vals = [str(int(v)) for v in s.entropy_table]
             table = [", ".join(vals[i:i + 16]) for i in range(0, 256, 16)]
         segs.append(dict(name=s.name, head=s.head, head_exit=s.head_exit, threshold_q=s.threshold_q, stage=stage,
-                         entropy=table))
-        stage += 2 if s.head else 1
+                         entropy=table, conf=s.conf))
+        stage += 1 + bool(s.head) + bool(s.conf)
+    if pipeline.policy == "confidence" and any(s.head and not s.conf for s in pipeline.segments):
+        raise TinyexitError("the confidence policy needs a confidence model for every exit head; re-run "
+                            "`tinyexit calibrate RUN --policy confidence`.")
     rows = [", ".join(str(int(v)) for v in x.reshape(-1)[i:i + 24]) for i in range(0, x.size, 24)]
     ctx = dict(segments=segs, exit_names=list(pipeline.exit_names), stage_names=pipeline.stage_names,
                input_size=pipeline.input_size, num_inputs=len(x),
                buf0=max(s.output_size for s in pipeline.segments[0::2]),
                buf1=max([s.output_size for s in pipeline.segments[1::2]] or [1]),
                max_head_output=max([s.head_output_size for s in pipeline.segments if s.head] or [1]),
+               max_conf_output=max([s.conf_output_size for s in pipeline.segments if s.conf] or [2]),
                policy_note=pipeline.policy_note, policy=pipeline.policy, input_rows=rows, labels=labels, source=source)
     return [write_text(out / "tx_app.c", (TEMPLATES / "app" / "tx_app.c").read_text()),
             render("app/tx_app_config.h.j2", out / "tx_app_config.h", **ctx),
@@ -361,6 +369,54 @@ def _read_json(path: Path, fix: str) -> dict:
         raise TinyexitError(f"{path} is not valid JSON ({e}); {fix}") from None
 
 
+FIRMWARE_POLICIES = ("max_softmax", "margin", "entropy", "confidence")
+
+
+def confidence_model_name(exit_name: str) -> str:
+    """Library name of an exit's confidence model (policy "confidence")."""
+    return f"{exit_name}_confidence"
+
+
+def confidence_models(run_dir: str | Path, policy: dict | None = None) -> dict[str, Path]:
+    """{exit name: .tflite path} of the confidence models RUN/policy.json's confidence policy runs ({} for
+    other policies or when the run has no policy.json)."""
+    import json
+    run = Path(run_dir)
+    if policy is None:
+        path = run / "policy.json"
+        if not path.is_file():
+            return {}
+        try:
+            policy = json.loads(path.read_text())
+        except ValueError:
+            return {}
+    if policy.get("policy") != "confidence":
+        return {}
+    res = {}
+    for e in policy.get("exits", []):
+        c = e.get("confidence") or {}
+        if not c.get("file"):
+            raise TinyexitError(f"policy.json's exit '{e.get('name')}' names no confidence model; re-run "
+                                f"`tinyexit calibrate {run} --policy confidence`.")
+        path = run / c["file"]
+        if not path.is_file():
+            raise TinyexitError(f"policy.json names {path}, which does not exist; re-run "
+                                f"`tinyexit calibrate {run} --policy confidence`.")
+        res[e["name"]] = path
+    return res
+
+
+def library_models(run_dir: str | Path) -> dict[str, Path]:
+    """The models the run's firmware links: segments and exit heads (RUN/quant/manifest.json) and, under the
+    confidence policy, each early exit's confidence model (named `<exit>_confidence`)."""
+    from tinyexit.codegen.generate import models_from_run
+    run = Path(run_dir)
+    models = dict(models_from_run(run))
+    for name, path in confidence_models(run).items():
+        models[confidence_model_name(name)] = path
+    return models
+
+
 def pipeline_from_run(run_dir: str | Path, policy: dict | None = None) -> tuple[Pipeline, dict, dict]:
     """The firmware pipeline of a run: segments and exit heads from RUN/quant/manifest.json, integer
     thresholds from RUN/policy.json (max_softmax, margin or entropy). Returns (pipeline, manifest, policy)."""
@@ -371,9 +427,10 @@ def pipeline_from_run(run_dir: str | Path, policy: dict | None = None) -> tuple[
         policy = _read_json(run / "policy.json", f"run `tinyexit calibrate {run}` first (it picks the exit "
                                                  f"threshold the firmware uses).")
     kind = policy.get("policy", "max_softmax")
-    if kind not in ("max_softmax", "margin", "entropy"):
-        raise TinyexitError(f"policy.json uses the '{kind}' policy; the firmware implements max_softmax, margin "
-                            f"and entropy. Re-run `tinyexit calibrate {run}` with one of them.")
+    if kind not in FIRMWARE_POLICIES:
+        raise TinyexitError(f"policy.json uses the '{kind}' policy; the firmware implements "
+                            f"{', '.join(FIRMWARE_POLICIES)}. Re-run `tinyexit calibrate {run}` with one of them.")
+    confs = confidence_models(run, policy)
     thresholds = {e["name"]: int(e["threshold_q"]) for e in policy.get("exits", [])}
     if not thresholds and "threshold_q" in policy and "exit" in policy:
         thresholds = {policy["exit"]: int(policy["threshold_q"])}
@@ -394,8 +451,15 @@ def pipeline_from_run(run_dir: str | Path, policy: dict | None = None) -> tuple[
                 table = tuple(int(v) for v in entropy_table(QParams.of(e["output"])))
                 if max(table) > 0xFFFF:
                     raise TinyexitError(f"entropy table of {e['name']} does not fit 16 bits; check its output scale.")
+            conf, conf_size = None, 0
+            if kind == "confidence":
+                if e["name"] not in confs:
+                    raise TinyexitError(f"policy.json has no confidence model for exit '{e['name']}'; re-run "
+                                        f"`tinyexit calibrate {run} --policy confidence`.")
+                conf, conf_size = c_name(confidence_model_name(e["name"])), 2
             out.append(Segment(c_name(s["name"]), size, head=c_name(e["name"]), head_output_size=n_classes,
-                               head_exit=idx, threshold_q=thresholds[e["name"]], entropy_table=table))
+                               head_exit=idx, threshold_q=thresholds[e["name"]], entropy_table=table,
+                               conf=conf, conf_output_size=conf_size))
         else:
             out.append(Segment(c_name(s["name"]), size))
     pipe = Pipeline(segments=tuple(out), exit_names=tuple(e["name"] for e in man["exits"]),
@@ -423,20 +487,25 @@ def run_test_inputs(run_dir: str | Path, manifest: dict, num_inputs: int | None,
 
 
 def model_library(run_dir: str | Path, regenerate: bool = False) -> Path:
-    """The generated C library of a run (RUN/firmware/model), generated when missing or older than the
-    run's quantized models."""
+    """The generated C library of a run (RUN/firmware/model), generated when missing, older than the run's
+    quantized models, or not holding exactly the models the firmware links (`library_models`: the
+    confidence policy adds a confidence model per early exit)."""
     run = Path(run_dir)
     lib = run / LIBRARY_DIR
     header = lib / "tx_model.h"
-    quant = [p for p in (run / "quant").glob("*") if p.suffix in (".tflite", ".json")]
-    stale = header.is_file() and any(p.stat().st_mtime > header.stat().st_mtime for p in quant)
+    try:
+        from tinyexit.codegen.generate import generate
+    except ImportError:
+        raise TinyexitError(f"{lib} has no generated library and the code generator is not available; "
+                            f"run `tinyexit generate {run} --out {lib}` first.") from None
+    models = library_models(run)
+    sources = [p for p in (run / "quant").glob("*") if p.suffix in (".tflite", ".json")] + list(models.values())
+    stale = header.is_file() and any(p.stat().st_mtime > header.stat().st_mtime for p in sources)
+    if header.is_file() and not stale:
+        have = set(re.findall(r"extern const tx_model_t tx_model_(\w+);", header.read_text()))
+        stale = have != {c_name(n) for n in models}
     if regenerate or stale or not header.is_file():
-        try:
-            from tinyexit.codegen.generate import generate, models_from_run
-        except ImportError:
-            raise TinyexitError(f"{lib} has no generated library and the code generator is not available; "
-                                f"run `tinyexit generate {run} --out {lib}` first.") from None
-        generate(models_from_run(run), lib, compare_tflm=False)
+        generate(models, lib, compare_tflm=False)
     return lib
 
 

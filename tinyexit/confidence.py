@@ -6,7 +6,15 @@ class axis): relu(Dense_h(pooled) + Dense_h(softmax) + Dense_h(max)) -> Dense(2)
 [P(wrong), P(right)]. (Dense layers added instead of one on a concatenation: the same function, and int8 ADD
 takes inputs of different scales where CONCATENATION would not.) It is trained
 after the exit head, with the backbone and the exit head frozen, on the training split (classes weighted so
-that right and wrong count alike). Policy: exit when P(right) >= t; t is calibrated on validation like the
+that right and wrong count alike). The branch starts as a monotone function of the max softmax
+(`_init_as_max_softmax`) so that a few hundred examples refine that ranking rather than replace it.
+
+As THE exit policy of the toolchain (`tinyexit calibrate RUN --policy confidence`, `ensure_confidence`): one head
+per early exit, trained by default on half of the validation split (data the exit head never saw; on the
+training split the exit is right almost always and the head learns little), its int8 threshold calibrated with
+the same risk control (ltt/ucb/crc) on the other half; the firmware runs it after the exit point (policy.json,
+docs/CONTRACTS.md). Measured on the default KWS run it does not beat max-softmax (see the README).
+Standalone (`train_confidence`): trained on the training split, P(right) >= t calibrated on validation like the
 softmax threshold (lowest expected MACs at an accuracy target, or a given exit rate).
 
 int8: the confidence model (exit point -> exit head -> branch -> P(right)) is converted on its own to a small
@@ -14,6 +22,8 @@ full-integer .tflite whose input quantization is set to the exit point's (the qu
 output), so it reads the firmware's boundary tensor as is. Decisions in integer form: exit when q[1] >= t_q.
 
 Public API:
+    ensure_confidence(run, train_on="validation", fraction=0.5, ...) -> {exit: metadata}; RUN/confidence/<exit>.*
+    Int8ConfidenceChain(run, {exit: tflite}).run_q(x_q) -> (exit outputs, confidence outputs), on tflite_micro
     train_confidence(run, exit_name=None, hidden=8, epochs=10) -> report; writes RUN/confidence/
     confidence_scores(run, split, source="float"|"int8") -> (P(right) or its int8 code, exit pred, final pred, y)
     compare_at_equal_exit_rates(conf, softmax, exit_pred, final_pred, y, rates) -> accuracies of both policies
@@ -56,9 +66,10 @@ def _exit_tensors(model, exit_name: str):
     return specs[exit_name]["point"], pooled, out
 
 
-def build_confidence_model(model, exit_name: str, hidden: int = 8):
+def build_confidence_model(model, exit_name: str, hidden: int = 8, init: str = "max_softmax"):
     """Keras model: exit point activations -> [P(wrong), P(right)], sharing the exit head's layers (frozen);
-    returns (model, exit point name)."""
+    returns (model, exit point name). init "max_softmax": start as a monotone function of the max softmax
+    (`_init_as_max_softmax`); "random": Keras' default initialisation."""
     import keras
     from keras import layers
 
@@ -81,9 +92,30 @@ def build_confidence_model(model, exit_name: str, hidden: int = 8):
     m = layers.Dense(hidden, use_bias=False, name=f"{exit_name}_conf_top")(top)
     h = layers.Add(name=f"{exit_name}_conf_add")([a, b])
     h = layers.ReLU(name=f"{exit_name}_conf_relu")(layers.Add(name=f"{exit_name}_conf_add2")([h, m]))  # 2-input ADDs
-    logits = layers.Dense(2, name=f"{exit_name}_conf_dense")(h)
+    dense = layers.Dense(2, name=f"{exit_name}_conf_dense")
+    logits = dense(h)
     out = layers.Softmax(name=f"{exit_name}_confidence")(logits)
-    return keras.Model(inp, out, name=f"{exit_name}_confidence"), point
+    conf = keras.Model(inp, out, name=f"{exit_name}_confidence")
+    if init == "max_softmax":
+        _init_as_max_softmax(conf, exit_name, hidden)
+    return conf, point
+
+
+def _init_as_max_softmax(conf, exit_name: str, hidden: int, slope: float = 8.0, midpoint: float = 0.7) -> None:
+    """Start the branch as a monotone function of the max softmax (hidden unit 0 = slope x max, P(right) =
+    sigmoid(2 slope (max - midpoint))), the other units and the feature paths small, so that training on a few
+    hundred examples refines the max-softmax ranking instead of starting from a random one."""
+    rng = np.random.default_rng(0)
+    get = lambda n: conf.get_layer(f"{exit_name}_conf_{n}")   # noqa: E731
+    fk, fb = get("feat").get_weights()
+    get("feat").set_weights([rng.normal(0, 0.01, fk.shape).astype(np.float32), np.zeros_like(fb)])
+    get("prob").set_weights([np.zeros_like(get("prob").get_weights()[0])])
+    tk = rng.normal(0, 0.01, (1, hidden)).astype(np.float32)
+    tk[0, 0] = slope
+    get("top").set_weights([tk])
+    dk = rng.normal(0, 0.01, (hidden, 2)).astype(np.float32)
+    dk[0] = [-1.0, 1.0]
+    get("dense").set_weights([dk, np.array([slope * midpoint, -slope * midpoint], np.float32)])
 
 
 def _first_exit(meta: dict) -> str:
@@ -93,15 +125,60 @@ def _first_exit(meta: dict) -> str:
     return early[0]
 
 
-def train_confidence(run_dir: str | Path, *, exit_name: str | None = None, hidden: int = 8, epochs: int = 10,
-                     batch_size: int = 100, learning_rate: float = 3e-3, seed: int = 0, quantize: bool | None = None,
-                     max_drop: float = 0.01, log: Callable[[str], None] = print) -> dict:
-    """Train the confidence branch of `exit_name` (default: the first early exit) and write RUN/confidence/
-    (<exit>.keras, <exit>.tflite when `quantize`, report.json with the comparison against max-softmax).
-    quantize None: when the run has been quantized (RUN/quant/manifest.json)."""
+def _fit(run: Path, model, exit_name: str, x: np.ndarray, y: np.ndarray, *, hidden: int, epochs: int,
+         batch_size: int, learning_rate: float, seed: int, validation=None, init: str = "max_softmax",
+         log: Callable[[str], None] = print):
+    """Train the confidence branch of `exit_name` on (x, y) (right/wrong labels from the exit's own float
+    prediction; classes weighted so that right and wrong count alike). Returns (conf model, point, history,
+    right fraction, point features of x)."""
     import keras
 
     from tinyexit.augment import _Features
+
+    keras.utils.set_random_seed(seed)
+    conf_model, point = build_confidence_model(model, exit_name, hidden, init=init)
+    idx = [t._keras_history.operation.name for t in model.outputs].index(exit_name)
+    feats = _Features(model, point, x)
+    if feats.cached is None:
+        raise TinyexitError("the exit point activations of the confidence training data do not fit in memory; "
+                            "train the confidence head on fewer examples (--confidence-fraction)")
+    p_tr = model.predict(x, batch_size=256, verbose=0)[idx]
+    t_tr = (np.argmax(p_tr, -1) == y).astype(np.int64)
+    pos = max(1, int(t_tr.sum()))
+    neg = max(1, int(len(t_tr) - t_tr.sum()))
+    weights = {0: len(t_tr) / (2 * neg), 1: len(t_tr) / (2 * pos)}
+    val = None
+    if validation is not None:
+        xv, yv = validation
+        fv = _Features(model, point, xv)
+        if fv.cached is not None:
+            p_va = model.predict(xv, batch_size=256, verbose=0)[idx]
+            val = (fv.cached, (np.argmax(p_va, -1) == yv).astype(np.int64))
+    steps = max(1, int(np.ceil(len(x) / batch_size))) * epochs
+    conf_model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate, steps)),
+                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    log(f"training the confidence branch of {exit_name} ({len(x)} examples, {t_tr.mean():.2f} of them right at "
+        f"the exit; {epochs} epochs)")
+    hist = conf_model.fit(feats.cached, t_tr, validation_data=val, epochs=epochs, batch_size=batch_size,
+                          class_weight=weights, verbose=0)
+    return conf_model, point, hist, float(t_tr.mean()), feats.cached
+
+
+def _save_keras(run: Path, exit_name: str, conf_model) -> None:
+    out = run / CONF_DIR
+    out.mkdir(exist_ok=True)
+    with atomic_path(out / f"{exit_name}.keras") as tmp:
+        conf_model.save(tmp)
+
+
+def train_confidence(run_dir: str | Path, *, exit_name: str | None = None, hidden: int = 8, epochs: int = 10,
+                     batch_size: int = 100, learning_rate: float = 3e-3, seed: int = 0, quantize: bool | None = None,
+                     max_drop: float = 0.01, log: Callable[[str], None] = print) -> dict:
+    """Train the confidence branch of `exit_name` (default: the first early exit) on the training split and
+    write RUN/confidence/ (<exit>.keras, <exit>.json (what it was trained on), <exit>.tflite when `quantize`,
+    report.json with the comparison against max-softmax). quantize None: when the run has been quantized
+    (RUN/quant/manifest.json). For the exit policy of the firmware use `ensure_confidence` /
+    `tinyexit calibrate RUN --policy confidence`."""
     from tinyexit.models import layer_macs
     from tinyexit.train import load_model, load_split, read_model_json
 
@@ -111,41 +188,21 @@ def train_confidence(run_dir: str | Path, *, exit_name: str | None = None, hidde
     if quantize is None:
         quantize = (run / "quant" / "manifest.json").is_file()
     model = load_model(run)
-    keras.utils.set_random_seed(seed)
-    conf_model, point = build_confidence_model(model, exit_name, hidden)
-    idx = [t._keras_history.operation.name for t in model.outputs].index(exit_name)
-
     x, y = load_split(run, "train")
-    xv, yv = load_split(run, "validation")
-    feats, feats_v = _Features(model, point, x), _Features(model, point, xv)
-    if feats.cached is None or feats_v.cached is None:
-        raise TinyexitError("the exit point activations of the training split do not fit in memory; "
-                            "train the confidence head on a smaller run")
-    p_tr = model.predict(x, batch_size=256, verbose=0)[idx]
-    p_va = model.predict(xv, batch_size=256, verbose=0)[idx]
-    t_tr = (np.argmax(p_tr, -1) == y).astype(np.int64)
-    t_va = (np.argmax(p_va, -1) == yv).astype(np.int64)
-    pos = max(1, int(t_tr.sum()))
-    neg = max(1, int(len(t_tr) - t_tr.sum()))
-    weights = {0: len(t_tr) / (2 * neg), 1: len(t_tr) / (2 * pos)}
-    steps = max(1, int(np.ceil(len(x) / batch_size))) * epochs
-    conf_model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate, steps)),
-                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    log(f"training the confidence branch of {exit_name} ({len(x)} examples, {t_tr.mean():.2f} of them right at "
-        f"the exit; {epochs} epochs)")
-    hist = conf_model.fit(feats.cached, t_tr, validation_data=(feats_v.cached, t_va), epochs=epochs,
-                          batch_size=batch_size, class_weight=weights, verbose=0)
-    out = run / CONF_DIR
-    out.mkdir(exist_ok=True)
-    with atomic_path(out / f"{exit_name}.keras") as tmp:
-        conf_model.save(tmp)
+    conf_model, point, hist, right, feats = _fit(run, model, exit_name, x, y, hidden=hidden, epochs=epochs,
+                                                 batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+                                                 validation=load_split(run, "validation"), log=log)
+    _save_keras(run, exit_name, conf_model)
+    write_json(run / CONF_DIR / f"{exit_name}.json",
+               {"exit": exit_name, "point": point, "hidden": hidden, "epochs": epochs, "seed": seed,
+                "train_split": "train", "train_indices": None, "train_size": int(len(y))})
     report = {"exit": exit_name, "point": point, "hidden": hidden, "epochs": epochs,
               "params": int(sum(np.prod(w.shape) for lay in conf_model.layers if "_conf_" in lay.name
                                 for w in lay.weights)),
-              "train_right_fraction": float(t_tr.mean()),
+              "train_right_fraction": right,
               "history": {k: [float(v) for v in vals] for k, vals in hist.history.items()}}
     if quantize:
-        quantize_confidence(run, exit_name, conf_model=conf_model, representative=feats.cached)
+        quantize_confidence(run, exit_name, conf_model=conf_model, representative=feats)
         report["tflite"] = f"{exit_name}.tflite"
     branch_macs = int(sum(layer_macs(lay) for lay in conf_model.layers if "_conf_" in lay.name))
     report["branch_macs"] = branch_macs
@@ -153,9 +210,132 @@ def train_confidence(run_dir: str | Path, *, exit_name: str | None = None, hidde
                                   branch_macs=branch_macs)
     if quantize:
         report["int8"] = compare_run(run, exit_name, source="int8", max_drop=max_drop, branch_macs=branch_macs)
-    write_json(out / "report.json", report)
+    write_json(run / CONF_DIR / "report.json", report)
     log(format_comparison(report))
     return report
+
+
+def held_out_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training indices, calibration indices) of a split of n inputs: a seeded permutation, the first
+    round(fraction * n) train the confidence head, the rest calibrate its threshold (disjoint, both sorted)."""
+    if not 0 < fraction < 1:
+        raise TinyexitError(f"--confidence-fraction must lie strictly between 0 and 1 (got {fraction})")
+    order = np.random.default_rng(seed).permutation(n)
+    k = int(round(fraction * n))
+    if k < 1 or k >= n:
+        raise TinyexitError(f"a fraction of {fraction} of {n} validation inputs leaves nothing to train on or "
+                            f"to calibrate with; use a fraction between {1 / n:.3f} and {1 - 1 / n:.3f}")
+    return np.sort(order[:k]), np.sort(order[k:])
+
+
+def ensure_confidence(run_dir: str | Path, *, train_on: str = "validation", fraction: float = 0.5, hidden: int = 8,
+                      epochs: int = 30, batch_size: int = 32, learning_rate: float = 1e-3, seed: int = 0,
+                      init: str = "max_softmax", retrain: bool = False, log: Callable[[str], None] = print) -> dict[str, dict]:
+    """A confidence head per early exit of the quantized run, as the firmware runs it: RUN/confidence/<exit>.keras,
+    <exit>.tflite (int8, input quantization = the exit point's) and <exit>.json (what it was trained on).
+    Reused when present (unless `retrain`; re-quantized when older than RUN/quant); otherwise trained on
+    `train_on`: "validation" (the first `fraction` of a seeded permutation of the validation split: data the
+    exit head never saw; the rest is left for calibration) or "train" (the training split, on which the
+    exit head is over-confident). Returns {exit name: metadata (with "tflite": path)}."""
+    from tinyexit.quantize import read_manifest
+    from tinyexit.train import load_model, load_split
+
+    run = Path(run_dir)
+    if train_on not in ("validation", "train"):
+        raise TinyexitError(f"--confidence-train must be 'validation' or 'train', not {train_on!r}")
+    man = read_manifest(run / "quant")
+    early = [e["name"] for e in man["exits"] if e.get("file")]
+    if not early:
+        raise TinyexitError("the run has no early exit; attach one with `tinyexit augment` first")
+    out: dict[str, dict] = {}
+    model = None
+    for name in early:
+        keras_path, meta_path = run / CONF_DIR / f"{name}.keras", run / CONF_DIR / f"{name}.json"
+        tfl = run / CONF_DIR / f"{name}.tflite"
+        if not retrain and keras_path.is_file():
+            import json
+            meta = json.loads(meta_path.read_text()) if meta_path.is_file() else \
+                {"exit": name, "train_split": "train", "train_indices": None}   # written by an older train_confidence
+            newest = max((run / "quant" / "manifest.json").stat().st_mtime, keras_path.stat().st_mtime)
+            if not tfl.is_file() or tfl.stat().st_mtime < newest:
+                log(f"quantizing the confidence head of {name} ({tfl})")
+                quantize_confidence(run, name)
+            log(f"reusing the confidence head of {name} (trained on the {meta['train_split']} split; "
+                f"--retrain trains a new one)")
+        else:
+            model = model or load_model(run)
+            if train_on == "validation":
+                xv, yv = load_split(run, "validation")
+                tr, _ = held_out_split(len(yv), fraction, seed)
+                x, y, indices = xv[tr], yv[tr], [int(i) for i in tr]
+            else:
+                x, y = load_split(run, "train")
+                indices = None
+            conf_model, point, hist, right, feats = _fit(run, model, name, x, y, hidden=hidden, epochs=epochs,
+                                                         batch_size=batch_size, learning_rate=learning_rate,
+                                                         seed=seed, init=init, log=log)
+            _save_keras(run, name, conf_model)
+            quantize_confidence(run, name, conf_model=conf_model)
+            meta = {"exit": name, "point": point, "hidden": hidden, "epochs": epochs, "seed": seed, "init": init,
+                    "learning_rate": learning_rate,
+                    "train_split": train_on, "train_fraction": fraction if train_on == "validation" else None,
+                    "train_indices": indices, "train_size": int(len(y)), "train_right_fraction": right,
+                    "final_loss": float(hist.history["loss"][-1])}
+            write_json(meta_path, meta)
+        out[name] = {**meta, "tflite": tfl}
+    return out
+
+
+class Int8ConfidenceChain:
+    """The run's int8 segments and exit heads with each early exit's int8 confidence model on the same
+    boundary tensor, on tflite_micro (the firmware's bit-exact oracle)."""
+
+    def __init__(self, run_dir: str | Path, files: dict[str, str | Path]):
+        from tinyexit.quantize import Int8Pipeline, TflmModel, read_manifest, tensor_qparams
+        run = Path(run_dir)
+        self.manifest = read_manifest(run / "quant")
+        self.pipe = Int8Pipeline.from_dir(run / "quant")
+        early = [e for e in self.manifest["exits"] if e.get("file")]
+        missing = [e["name"] for e in early if e["name"] not in files]
+        if missing:
+            raise TinyexitError(f"no confidence model for early exit(s) {missing}; re-run "
+                                f"`tinyexit calibrate {run} --policy confidence`")
+        data = [Path(files[e["name"]]).read_bytes() for e in early]
+        self.conf = [TflmModel(b) for b in data]
+        self.conf_qparams = [tensor_qparams(b, "output") for b in data]
+        from tinyexit.quantize import count_macs
+        self.conf_macs = [int(count_macs(b)) for b in data]
+
+    def run_q(self, q: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """int8 model inputs -> (int8 output of every exit, final last; int8 output of every confidence model)."""
+        from tinyexit.quantize import seg_out_shape
+        p = self.pipe
+        q = np.asarray(q, np.int8).reshape((len(q),) + tuple(p.segments[0].input_shape[1:]))
+        acts = [q]
+        for seg in p.segments:
+            acts.append(seg.run(acts[-1])[0].reshape((len(q),) + tuple(seg_out_shape(seg))))
+        outs = [np.asarray(h.run(acts[k + 1])[0], np.int8).reshape(len(q), -1)
+                for h, k in zip(p.heads, p.after_segment)]
+        confs = [np.asarray(c.run(acts[k + 1])[0], np.int8).reshape(len(q), -1)
+                 for c, k in zip(self.conf, p.after_segment)]
+        return outs + [acts[-1].reshape(len(q), -1)], confs
+
+    def run(self, x: np.ndarray):
+        from tinyexit.quantize import quantize_array
+        return self.run_q(quantize_array(x, self.pipe.input_qparams))
+
+    def macs_to_exit(self) -> list[int]:
+        """MACs of an inference ending at each exit under the confidence policy as the firmware runs it: the
+        segments up to the exit, every confidence model tried so far, and the answering exit's head (run only
+        when its confidence passes); the final exit pays every segment and every confidence model."""
+        man = self.manifest
+        seg = [int(s["macs"]) for s in man["segments"]]
+        early = [e for e in man["exits"] if e.get("file")]
+        res = []
+        for k, e in enumerate(early):
+            res.append(sum(seg[:e["after_segment"] + 1]) + sum(self.conf_macs[:k + 1]) + int(e["macs"]))
+        res.append(sum(seg) + sum(self.conf_macs))
+        return res
 
 
 def quantize_confidence(run_dir: str | Path, exit_name: str, *, conf_model=None, representative=None,
@@ -363,5 +543,5 @@ def calibrate_confidence(conf: np.ndarray, exit_pred, final_pred, y, exit_macs: 
             "exit_rate": float(c["exit_rate"][j]), "expected_macs": float(c["expected_macs"][j])}
 
 
-__all__ = ["train_confidence", "build_confidence_model", "quantize_confidence", "confidence_scores",
+__all__ = ["train_confidence", "ensure_confidence", "held_out_split", "Int8ConfidenceChain", "build_confidence_model", "quantize_confidence", "confidence_scores",
            "compare_at_equal_exit_rates", "compare_run", "calibrate_confidence", "format_comparison"]

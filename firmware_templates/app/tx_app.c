@@ -19,6 +19,9 @@ static int8_t stage_buf0[TX_APP_BUF0_SIZE];
 static int8_t stage_buf1[TX_APP_BUF1_SIZE];
 #if !TX_APP_NO_EXIT
 static int8_t head_buf[TX_APP_MAX_HEAD_OUTPUT];
+#if TX_APP_POLICY == TX_APP_POLICY_CONFIDENCE
+static int8_t conf_buf[TX_APP_MAX_CONF_OUTPUT];
+#endif
 #endif
 static int8_t input_buf[TX_APP_INPUT_SIZE];
 static uint32_t stage_ticks[TX_APP_NUM_STAGES];
@@ -81,10 +84,10 @@ typedef struct {
   uint32_t out_size;
 } result_t;
 
-#if !TX_APP_NO_EXIT
+#if !TX_APP_NO_EXIT && TX_APP_POLICY != TX_APP_POLICY_CONFIDENCE
 /* The calibrated policy on the int8 output q of head k (integer arithmetic, as tinyexit.policy decides):
    max_softmax: max q >= threshold; margin: q(1st) - q(2nd) >= threshold;
-   entropy: sum of table[q + 128] <= threshold. */
+   entropy: sum of table[q + 128] <= threshold. (confidence: see infer.) */
 static int exit_here(uint32_t k, const int8_t *q, uint32_t n)
 {
 #if TX_APP_POLICY == TX_APP_POLICY_ENTROPY
@@ -129,6 +132,21 @@ static result_t infer(const int8_t *input)
     }
 #if !TX_APP_NO_EXIT
     const tx_model_t *head = tx_app_heads[k];
+#if TX_APP_POLICY == TX_APP_POLICY_CONFIDENCE
+    /* Learned confidence: the confidence model reads the exit point's map (this segment's output) and
+       gives int8 [P(wrong), P(right)]; exit when P(right) >= threshold_q. Only then the exit head runs,
+       to answer. */
+    if (head) {
+      run_stage(tx_app_segment_stage[k] + 1u, tx_app_confs[k], out, conf_buf);
+      if ((int32_t)conf_buf[TX_APP_CONF_INDEX] >= tx_app_threshold_q[k]) {
+        run_stage(tx_app_segment_stage[k] + 2u, head, out, head_buf);
+        r.exit_index = tx_app_head_exit[k];
+        r.out = head_buf;
+        r.out_size = head->output_size;
+        break;
+      }
+    }
+#else
     if (head) {
       run_stage(tx_app_segment_stage[k] + 1u, head, out, head_buf);
       if (exit_here(k, head_buf, head->output_size)) {
@@ -138,6 +156,7 @@ static result_t infer(const int8_t *input)
         break;
       }
     }
+#endif
 #endif
   }
   tx_bench_end();

@@ -20,7 +20,18 @@ def add_arguments(parser) -> None:
     parser.add_argument("--method", choices=["ltt", "crc", "ucb"], default="ltt",
                         help="ltt: Learn-then-Test (Hoeffding-Bentkus); ucb: upper confidence bound; "
                              "crc: conformal risk control (risk <= E in expectation)")
-    parser.add_argument("--policy", choices=["max_softmax", "margin", "entropy"], default="max_softmax")
+    parser.add_argument("--policy", choices=["max_softmax", "margin", "entropy", "confidence"], default="max_softmax",
+                        help="confidence: a learned confidence head per early exit (trained or reused from "
+                             "RUN/confidence/, int8, run by the firmware after the exit point)")
+    g = parser.add_argument_group("confidence policy")
+    g.add_argument("--confidence-train", choices=["validation", "train"], default="validation",
+                   help="data the confidence head learns from: part of the validation split the exit head never "
+                        "saw (default; the rest calibrates) or the training split")
+    g.add_argument("--confidence-fraction", type=float, default=0.5,
+                   help="fraction of the validation split that trains the head (default 0.5)")
+    g.add_argument("--confidence-epochs", type=int, default=30, help="training epochs of the head (default 30)")
+    g.add_argument("--confidence-hidden", type=int, default=8, help="hidden units of the branch (default 8)")
+    g.add_argument("--retrain", action="store_true", help="train a new confidence head even if RUN/confidence/ has one")
     parser.add_argument("--source", choices=["int8", "float"], default="int8",
                         help="calibrate the int8 pieces the firmware runs (default) or the float model")
 
@@ -30,8 +41,12 @@ def run(args) -> int:
 
     if not Path(args.run).is_dir():
         raise TinyexitError(f"run directory '{args.run}' does not exist; train one with `tinyexit train`")
+    conf = None
+    if args.policy == "confidence":
+        conf = {"train_on": args.confidence_train, "fraction": args.confidence_fraction,
+                "epochs": args.confidence_epochs, "hidden": args.confidence_hidden, "retrain": args.retrain}
     p = calibrate_run(args.run, epsilon=args.epsilon, delta=args.delta, risk=args.risk, method=args.method,
-                      policy=args.policy, source=args.source, log=print)
+                      policy=args.policy, source=args.source, log=print, confidence=conf)
     t = p["test"]
     thr = "never exit (no threshold certified)" if p["threshold"] is None else \
         f"{p['threshold']:.4f} (integer form {p['threshold_q']})"
@@ -46,5 +61,12 @@ def run(args) -> int:
     if nv["threshold"] is not None:
         print(f"  (for contrast, the naive empirical-risk threshold {nv['threshold']:.4f}: test risk "
               f"{nv['test_risk']:.4f}, exit rate {100 * nv['exit_rate']:.1f}%, no guarantee)")
+    if p["policy"] == "confidence":
+        m, eq = p["max_softmax_same_calibration"], p["equal_exit_rate_test"]
+        print(f"  max-softmax, same method and calibration inputs: test exit rate {100 * m['exit_rate']:.1f}%, "
+              f"accuracy {100 * m['accuracy']:.2f}%, mean MACs {m['mean_macs']:,.0f}")
+        print(f"  equal exit rates on test ({eq['exit']}): mean accuracy difference confidence - max-softmax "
+              f"{100 * eq['mean_difference']:+.2f} points; AUROC right-vs-wrong: confidence "
+              f"{eq['auroc']['confidence'] or float('nan'):.3f}, max-softmax {eq['auroc']['max_softmax'] or float('nan'):.3f}")
     print(f"wrote {Path(args.run) / 'policy.json'} and {Path(args.run) / p['plot']}")
     return 0

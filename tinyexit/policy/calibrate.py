@@ -13,6 +13,7 @@ calibrate_run(run_dir, epsilon, delta, risk="gap", method="ltt", policy="max_sof
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Callable
@@ -25,6 +26,7 @@ from tinyexit.policy import risk as R
 from tinyexit.policy.decisions import STATIC_POLICIES, QParams, argmax_first
 
 POLICY_FILE = "policy.json"
+POLICIES = (*STATIC_POLICIES, "confidence")
 PLOT_FILE = "calibration.png"
 
 
@@ -86,8 +88,12 @@ def _outputs(run_dir: Path, split: str, source: str, model_cache: dict) -> tuple
 
 def calibrate_run(run_dir: str | os.PathLike, *, epsilon: float = 0.02, delta: float = 0.1, risk: str = "gap",
                   method: str = "ltt", policy: str = "max_softmax", source: str = "int8",
-                  calibration_split: str = "validation", log: Callable[[str], None] | None = None) -> dict:
-    """Choose the threshold, write RUN/policy.json and RUN/calibration.png; returns the policy dict."""
+                  calibration_split: str = "validation", log: Callable[[str], None] | None = None,
+                  confidence: dict | None = None) -> dict:
+    """Choose the threshold, write RUN/policy.json and RUN/calibration.png; returns the policy dict.
+    policy "confidence": the learned confidence head (tinyexit.confidence), trained or reused first;
+    `confidence` holds the options of `tinyexit.confidence.ensure_confidence` (train_on, fraction, epochs,
+    hidden, seed, retrain)."""
     from tinyexit.quantize import read_manifest
 
     log = log or (lambda s: None)
@@ -96,8 +102,8 @@ def calibrate_run(run_dir: str | os.PathLike, *, epsilon: float = 0.02, delta: f
         raise TinyexitError(f"unknown risk '{risk}'; choose one of {', '.join(R.RISKS)}")
     if method not in R.METHODS:
         raise TinyexitError(f"unknown method '{method}'; choose one of {', '.join(R.METHODS)}")
-    if policy not in STATIC_POLICIES:
-        raise TinyexitError(f"unknown policy '{policy}'; choose one of {', '.join(STATIC_POLICIES)}")
+    if policy not in POLICIES:
+        raise TinyexitError(f"unknown policy '{policy}'; choose one of {', '.join(POLICIES)}")
     if source not in ("int8", "float"):
         raise TinyexitError("source must be 'int8' or 'float'")
     if not 0 < epsilon < 1 or not 0 < delta < 1:
@@ -106,6 +112,15 @@ def calibrate_run(run_dir: str | os.PathLike, *, epsilon: float = 0.02, delta: f
     exits = man["exits"]
     if len(exits) < 2:
         raise TinyexitError("the model has no early exit: nothing to calibrate")
+    if policy == "confidence":
+        if source != "int8":
+            raise TinyexitError("the confidence policy is calibrated on the int8 models the firmware runs; "
+                                "drop --source float")
+        if calibration_split != "validation":
+            raise TinyexitError("the confidence policy calibrates on the validation inputs its head was not "
+                                "trained on; keep calibration_split='validation'")
+        return _calibrate_confidence(run_dir, man, epsilon=epsilon, delta=delta, risk=risk, method=method,
+                                     options=dict(confidence or {}), log=log)
     qparams = [QParams.of(e["output"]) for e in exits]
     exit_macs = [int(e["macs_to_exit"]) for e in exits]
     no_exit_macs = int(man["no_exit_macs"])
@@ -165,6 +180,137 @@ def calibrate_run(run_dir: str | os.PathLike, *, epsilon: float = 0.02, delta: f
     result["naive"] = {"threshold": float(grid[jn]) if jn >= 0 else None,
                        "test_risk": float(L_test[:, jn].mean()) if jn >= 0 else 0.0,
                        "exit_rate": float(sw["exit_rate"][jn]) if jn >= 0 else 0.0}
+    _plot(run_dir / PLOT_FILE, sw, j, final_acc, no_exit_macs, result)
+    write_json(run_dir / POLICY_FILE, result)
+    return result
+
+
+def _calibrate_confidence(run_dir: Path, man: dict, *, epsilon: float, delta: float, risk: str, method: str,
+                          options: dict, log: Callable[[str], None]) -> dict:
+    """policy "confidence": exit at early exit k when its confidence model's int8 P(right) >= threshold_q.
+    The head is trained on data disjoint from the calibration inputs: by default the first half of a seeded
+    permutation of the validation split trains it, the other half calibrates the threshold (risk control
+    over every int8 code, 127 .. -128, shared by all early exits). For contrast, max-softmax is calibrated
+    with the same method on the same inputs and both are compared on the test split."""
+    from tinyexit.confidence import Int8ConfidenceChain, compare_at_equal_exit_rates, ensure_confidence
+    from tinyexit.policy.decisions import LearnedConfidence, MaxSoftmax
+    from tinyexit.train import load_split
+
+    heads = ensure_confidence(run_dir, log=log, **options)
+    chain = Int8ConfidenceChain(run_dir, {k: v["tflite"] for k, v in heads.items()})
+    exits = man["exits"]
+    early = exits[:-1]
+    if [e["name"] for e in early] != list(heads):
+        raise TinyexitError("the confidence heads do not match the run's early exits; re-run with --retrain")
+    exit_macs = chain.macs_to_exit()
+    no_exit_macs = int(man["no_exit_macs"])
+
+    xv, yv = load_split(run_dir, "validation")
+    excluded: set[int] = set()
+    for name, meta in heads.items():
+        if meta.get("train_split") == "validation":
+            excluded |= set(int(i) for i in meta.get("train_indices") or [])
+    cal_idx = np.array([i for i in range(len(yv)) if i not in excluded], np.int64)
+    n = len(cal_idx)
+    if n == 0:
+        raise TinyexitError("no validation input is left for calibration: the confidence head was trained on all "
+                            "of them; retrain with a smaller --confidence-fraction")
+    if method == "crc" and 1.0 / (n + 1) > epsilon:
+        raise TinyexitError(f"conformal risk control needs at least {int(np.ceil(1 / epsilon)) - 1} calibration "
+                            f"inputs for epsilon={epsilon} (have {n}); raise --epsilon or use more data")
+    log(f"int8 outputs of the exits and confidence heads on {n} held-out validation inputs and the test split")
+    cal_out, cal_conf = chain.run(xv[cal_idx])
+    cal_y = np.asarray(yv)[cal_idx]
+    xt, test_y = load_split(run_dir, "test")
+    test_out, test_conf = chain.run(xt)
+    test_y = np.asarray(test_y)
+
+    cqp = chain.conf_qparams
+    grid = LearnedConfidence.grid(cqp[0])                 # P(right) at every int8 code, 127 .. -128
+
+    def masks(confs):
+        res = []
+        for c, qp in zip(confs, cqp):
+            thr = np.array([LearnedConfidence(float(t)).threshold_q(qp) for t in grid], np.int64)
+            res.append(LearnedConfidence.statistic_q(c)[:, None] >= thr[None, :])
+        return res
+
+    cal_preds = [argmax_first(o) for o in cal_out]
+    test_preds = [argmax_first(o) for o in test_out]
+    cal_masks, test_masks = masks(cal_conf), masks(test_conf)
+    L_cal = R.loss_matrix(risk, cal_masks, cal_preds, cal_y)
+    L_test = R.loss_matrix(risk, test_masks, test_preds, test_y)
+    j = R.select(method, L_cal, epsilon, delta)
+    sw = sweep(test_masks, test_preds, test_y, exit_macs)
+    final_acc = float(np.mean(test_preds[-1] == test_y))
+    if j >= 0:
+        threshold = float(grid[j])
+        t_risk, t_rate = float(L_test[:, j].mean()), float(sw["exit_rate"][j])
+        t_acc, t_macs, cal_risk = float(sw["accuracy"][j]), float(sw["mean_macs"][j]), float(L_cal[:, j].mean())
+    else:
+        threshold = None
+        t_risk, t_rate, t_acc, t_macs, cal_risk = 0.0, 0.0, final_acc, float(exit_macs[-1]), 0.0
+    pol = LearnedConfidence(threshold if threshold is not None else math.inf)
+    per_exit = []
+    for e, qp, cq, cm in zip(early, [QParams.of(e["output"]) for e in early], cqp, chain.conf_macs):
+        per_exit.append({"name": e["name"], "threshold_q": int(pol.threshold_q(cq)),
+                         "output": qp.to_json(),
+                         "confidence": {"file": str(Path(heads[e["name"]]["tflite"]).relative_to(run_dir)),
+                                        "output": QParams.of(cq).to_json(), "index": 1, "macs": cm}})
+    res_test = pol.evaluate_q(test_out, test_conf, cqp, exit_macs)
+    assert res_test.exit_rate == t_rate  # the firmware's rule gives the sweep's point
+    first = next(iter(heads.values()))
+    result = {
+        "policy": "confidence",
+        "exit": per_exit[0]["name"],
+        "threshold": threshold,
+        "threshold_q": per_exit[0]["threshold_q"],
+        "model": per_exit[0]["confidence"]["file"],
+        "exits": per_exit,
+        "rule": "exit at early exit k when confidence_k(exit point map)[1] >= threshold_q (int8 P(right)); the "
+                "exit head answers (argmax); exits tried in order, else the final exit",
+        "macs_to_exit": exit_macs,
+        "method": method, "risk": risk, "epsilon": epsilon, "delta": delta,
+        "guarantee": R.guarantee(method),
+        "source": "int8",
+        "calibration_split": "validation", "calibration_size": n,
+        "calibration_indices": "validation inputs not used to train the confidence heads"
+                               if excluded else "all validation inputs (the heads were trained on the train split)",
+        "calibration_risk": cal_risk,
+        "confidence_training": {k: first.get(k) for k in ("train_split", "train_fraction", "train_size", "epochs",
+                                                          "hidden", "seed")},
+        "test": {"size": int(len(test_y)), "risk": t_risk, "exit_rate": t_rate, "accuracy": t_acc,
+                 "final_accuracy": final_acc, "mean_macs": t_macs, "no_exit_macs": no_exit_macs,
+                 "macs_saving": 1.0 - t_macs / no_exit_macs},
+        "plot": PLOT_FILE,
+    }
+    jn = R.select("naive", L_cal, epsilon, delta)
+    result["naive"] = {"threshold": float(grid[jn]) if jn >= 0 else None,
+                       "test_risk": float(L_test[:, jn].mean()) if jn >= 0 else 0.0,
+                       "exit_rate": float(sw["exit_rate"][jn]) if jn >= 0 else 0.0}
+
+    # For contrast: max-softmax with the same method on the same calibration inputs (no confidence model run).
+    qps = [QParams.of(e["output"]) for e in exits]
+    ms_grid = MaxSoftmax.grid(qps[0])
+    ms_cal = exit_masks("max_softmax", cal_out, qps, ms_grid, "int8")
+    ms_test = exit_masks("max_softmax", test_out, qps, ms_grid, "int8")
+    jm = R.select(method, R.loss_matrix(risk, ms_cal, cal_preds, cal_y), epsilon, delta)
+    man_macs = [int(e["macs_to_exit"]) for e in exits]
+    ms_sw = sweep(ms_test, test_preds, test_y, man_macs)
+    ms_L = R.loss_matrix(risk, ms_test, test_preds, test_y)
+    same = {"threshold": float(ms_grid[jm]) if jm >= 0 else None,
+            "test_risk": float(ms_L[:, jm].mean()) if jm >= 0 else 0.0,
+            "exit_rate": float(ms_sw["exit_rate"][jm]) if jm >= 0 else 0.0,
+            "accuracy": float(ms_sw["accuracy"][jm]) if jm >= 0 else final_acc,
+            "mean_macs": float(ms_sw["mean_macs"][jm]) if jm >= 0 else float(man_macs[-1])}
+    eq = compare_at_equal_exit_rates(LearnedConfidence.statistic_q(test_conf[0]),
+                                     test_out[0].astype(np.int64).max(axis=1), test_preds[0], test_preds[-1], test_y)
+    result["max_softmax_same_calibration"] = same
+    result["equal_exit_rate_test"] = {
+        "exit": per_exit[0]["name"],
+        "note": "overall test accuracy when each int8 score sends its highest-scored inputs to the first early "
+                "exit (ties broken by input order; max-softmax codes saturate at 127)",
+        **eq}
     _plot(run_dir / PLOT_FILE, sw, j, final_acc, no_exit_macs, result)
     write_json(run_dir / POLICY_FILE, result)
     return result

@@ -334,3 +334,49 @@ class TemporalPatience:
 
 
 STATIC_POLICIES = {"max_softmax": MaxSoftmax, "margin": Margin, "entropy": Entropy}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Learned confidence (tinyexit.confidence): a separate int8 model per early exit predicts P(exit is right)
+# ---------------------------------------------------------------------------------------------------------
+
+CONFIDENCE_INDEX = 1  # the confidence model's output is [P(wrong), P(right)]
+
+
+@dataclasses.dataclass(frozen=True)
+class LearnedConfidence:
+    """Exit at early exit k when its confidence model's P(right) >= threshold. int8: the firmware runs the
+    confidence model on the exit point's int8 map and exits when c[CONFIDENCE_INDEX] >= threshold_q (128 =
+    never); the answer is still the exit head's argmax (ties to the lowest class). Exits are tried in order."""
+    threshold: float
+    kind = "confidence"
+
+    def threshold_q(self, qp) -> int:
+        qp = QParams.of(qp)
+        if not math.isfinite(self.threshold) or self.threshold > 1.0:
+            return NEVER
+        return int(np.clip(_smallest_code(self.threshold, qp.scale, qp.zero_point), -128, NEVER))
+
+    @staticmethod
+    def statistic_q(conf_q) -> np.ndarray:
+        c = np.asarray(conf_q)
+        return c.reshape(len(c), -1)[:, CONFIDENCE_INDEX].astype(np.int64)
+
+    @staticmethod
+    def grid(qp) -> np.ndarray:
+        """Every distinct int8 decision, most conservative first: thresholds at codes 127 .. -128."""
+        return QParams.of(qp).dequantize(np.arange(127, -129, -1))
+
+    @staticmethod
+    def decide_q(outputs_q: Sequence[np.ndarray], conf_q: Sequence[np.ndarray], thresholds_q: Sequence[int],
+                 exit_macs: Sequence[int]) -> PolicyResult:
+        """The firmware's rule with explicit integer thresholds (one per early exit)."""
+        outs = _stack(outputs_q)
+        if not (len(conf_q) == len(thresholds_q) == len(outs) - 1):
+            raise ValueError("one confidence output and one threshold per early exit")
+        masks = [LearnedConfidence.statistic_q(c) >= int(t) for c, t in zip(conf_q, thresholds_q)]
+        return _Static._combine(None, masks, [argmax_first(o) for o in outs], exit_macs)
+
+    def evaluate_q(self, outputs_q, conf_q, conf_qparams, exit_macs) -> PolicyResult:
+        """int8 exit outputs ([N, C] each, final last) and int8 confidence outputs (one per early exit)."""
+        return self.decide_q(outputs_q, conf_q, [self.threshold_q(qp) for qp in conf_qparams], exit_macs)
