@@ -178,3 +178,31 @@ def test_confidence_policy_on_the_emulated_board_equals_the_oracle(conf_policy_r
     assert r["oracle"]["early_exit"]["identical"] == 20, r["oracle"]["early_exit"]["mismatches"]
     assert r["oracle"]["no_exit"]["identical"] == 20 and r["host"]["identical"] == 20
     assert r["instructions"]["per_stage"][f"{early[0]}_confidence"]["runs"] == 20
+
+
+def test_calibrate_reuses_the_trained_heads(conf_policy_run, tmp_path, capsys):
+    """A second calibration (another method) reuses RUN/confidence/ as is: same files, same calibration inputs."""
+    import json
+    import shutil
+
+    from tinyexit.cli import main
+    from tinyexit.confidence import held_out_split
+    from tinyexit.errors import TinyexitError
+    run = tmp_path / "run"
+    shutil.copytree(conf_policy_run, run, ignore=shutil.ignore_patterns("firmware", "bench"))
+    before = {p.name: p.read_bytes() for p in (run / "confidence").iterdir()}
+    first = json.loads((run / "policy.json").read_text())
+    capsys.readouterr()
+    assert main(["calibrate", str(run), "--policy", "confidence", "--method", "ucb", "--epsilon", "0.1",
+                 "--delta", "0.2"]) == 0
+    out = capsys.readouterr().out
+    assert "reusing the confidence head" in out and "training the confidence branch" not in out
+    assert {p.name: p.read_bytes() for p in (run / "confidence").iterdir()} == before
+    again = json.loads((run / "policy.json").read_text())
+    assert again["method"] == "ucb" and again["calibration_size"] == first["calibration_size"]
+    tr, cal = held_out_split(10, 0.3, 0)
+    assert len(tr) == 3 and sorted(set(tr) | set(cal)) == list(range(10)) and not set(tr) & set(cal)
+    with pytest.raises(TinyexitError, match="confidence-fraction"):
+        held_out_split(10, 1.0, 0)
+    with pytest.raises(TinyexitError, match="nothing to train on"):
+        held_out_split(10, 0.01, 0)

@@ -258,7 +258,8 @@ def _calibrate_confidence(run_dir: Path, man: dict, *, epsilon: float, delta: fl
                          "confidence": {"file": str(Path(heads[e["name"]]["tflite"]).relative_to(run_dir)),
                                         "output": QParams.of(cq).to_json(), "index": 1, "macs": cm}})
     res_test = pol.evaluate_q(test_out, test_conf, cqp, exit_macs)
-    assert res_test.exit_rate == t_rate  # the firmware's rule gives the sweep's point
+    if res_test.exit_rate != t_rate:   # the firmware's rule must give the sweep's point
+        raise TinyexitError("internal: the confidence rule and the threshold sweep disagree; please report this")
     first = next(iter(heads.values()))
     result = {
         "policy": "confidence",
