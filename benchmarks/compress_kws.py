@@ -52,7 +52,11 @@ def main() -> int:
     ap.add_argument("--student", default="filters=32,blocks=3,exits=2")
     ap.add_argument("--student-epochs", type=int, default=20)
     ap.add_argument("--skip-distill", action="store_true")
+    ap.add_argument("--resummarize", action="store_true",
+                    help="recompute the weight figures of the runs already in WORK and rewrite the JSON and PNG")
     args = ap.parse_args()
+    if args.resummarize:
+        return resummarize(Path(args.work))
 
     from tinyexit.compress import CompressConfig, compress_run
     from tinyexit.policy.calibrate import calibrate_run
@@ -68,7 +72,7 @@ def main() -> int:
     t0 = time.time()
     if not (src / "quant" / "report.json").is_file():
         quantize_run(src)
-    results["models"]["original"] = {"kind": "original", **quant_figures(src), **board_sizes(src)}
+    results["models"]["original"] = {"kind": "original", "run": str(src), **quant_figures(src), **board_sizes(src)}
     print(f"original: {json.dumps(results['models']['original'])}", flush=True)
 
     for kb in [float(t) for t in args.targets.split(",") if t]:
@@ -77,7 +81,7 @@ def main() -> int:
                                                     qat_epochs=args.qat_epochs), log=print)
         stages = rep["stages"]
         results["models"][f"compress {kb:g} KiB"] = {
-            "kind": "compress", "target_kb": kb, "met_budget": rep["met_budget"],
+            "kind": "compress", "run": str(out), "target_kb": kb, "met_budget": rep["met_budget"],
             "sparsity": stages["pruned+qat"]["overall_sparsity"], **quant_figures(out), **board_sizes(out),
             "ptq_int8_accuracy": stages["pruned"]["int8_accuracy"],
             "ptq_weights": {k: v for k, v in stages["pruned"]["weights"].items() if k != "layers"},
@@ -94,12 +98,42 @@ def main() -> int:
             calibrate_run(out, epsilon=policy.get("epsilon", 0.02), delta=policy.get("delta", 0.1),
                           risk=policy.get("risk", "gap"), method=policy.get("method", "ltt"),
                           policy=policy.get("policy", "max_softmax"))
-            results["models"][label] = {"kind": "distill", "student": args.student, "plain": plain,
+            results["models"][label] = {"kind": "distill", "run": str(out), "student": args.student, "plain": plain,
                                         "params": rep["model"]["params"], **quant_figures(out), **board_sizes(out),
                                         "wall_time_s": rep["training"]["wall_time_s"]}
             print(f"{label}: {json.dumps(results['models'][label])}", flush=True)
             write_json(work / "compress_kws.json", results)
 
+    return summarize(results, work, t0)
+
+
+def run_dir_of(work: Path, name: str, m: dict) -> Path:
+    if m.get("run"):
+        return Path(m["run"])
+    if m["kind"] == "original":
+        return work / "source"
+    if m["kind"] == "compress":
+        return work / f"c{m['target_kb']:g}kb"
+    return work / ("student-ce" if m["plain"] else "student-erde")
+
+
+def resummarize(work: Path) -> int:
+    from tinyexit.compress import library_weights
+    results = json.loads((work / "compress_kws.json").read_text())
+    for name, m in results["models"].items():
+        run = run_dir_of(work, name, m)
+        m["run"] = str(run)
+        m["weights"] = {k: v for k, v in library_weights(run).items() if k != "layers"}
+        if m["kind"] == "compress":
+            c = json.loads((run / "compress.json").read_text())
+            m["ptq_weights"] = {k: v for k, v in library_weights(Path(c["stages"]["pruned"]["run"])
+                                                                 if Path(c["stages"]["pruned"]["run"]).is_dir()
+                                                                 else run / "stages" / "pruned").items()
+                                if k != "layers"}
+    return summarize(results, work, None)
+
+
+def summarize(results: dict, work: Path, t0: float | None) -> int:
     base = results["models"]["original"]
     ok = [(n, m) for n, m in results["models"].items()
           if m["int8_accuracy"]["final"] >= base["int8_accuracy"]["final"] - 0.02]
@@ -110,7 +144,8 @@ def main() -> int:
         "weights_ratio": smallest[1]["weights"]["stored_bytes"] / base["weights"]["stored_bytes"],
         "final_int8_accuracy": smallest[1]["int8_accuracy"]["final"],
         "original_final_int8_accuracy": base["int8_accuracy"]["final"]}
-    results["wall_time_s"] = round(time.time() - t0, 1)
+    if t0 is not None:
+        results["wall_time_s"] = round(time.time() - t0, 1)
     write_json(work / "compress_kws.json", results)
     plot(results, work / "compress_kws.png")
     print(table(results))

@@ -159,17 +159,20 @@ def test_qat_int8_accuracy_is_not_below_post_training_int8(compressed):
         assert only_p + only_q > 0            # not vacuous: QAT changed some predictions
 
 
-def test_budget_allocation_and_refusals(source_run):
+def test_budget_allocation_and_refusals(source_run, capsys):
     from tinyexit.compress import CompressConfig, allocate_sparsity, compress_run, prunable_layers, stored_bytes_estimate
     from tinyexit.train import load_model
     run, _, _, _ = source_run
     layers = prunable_layers(load_model(run))
     dense = stored_bytes_estimate(layers, 0.0)
-    plan = allocate_sparsity(layers, dense // 2)
-    assert stored_bytes_estimate(layers, plan) <= dense // 2
+    plan = allocate_sparsity(layers, int(0.7 * dense))
+    assert stored_bytes_estimate(layers, plan) <= int(0.7 * dense)
     small = [la["name"] for la in layers if la["elements"] < 1024]
     assert small and all(plan[n] == 0 for n in small)          # depthwise kernels stay dense
     assert max(plan.values()) > 0.5
+    floor = stored_bytes_estimate(layers, {la["name"]: (0.97 if la["elements"] >= 1024 else 0.0) for la in layers})
+    tight = allocate_sparsity(layers, floor - 200)               # needs the small layers pruned too
+    assert min(tight.values()) > 0.5 and stored_bytes_estimate(layers, tight) <= floor - 200
     assert allocate_sparsity(layers, dense + 1) == {la["name"]: 0.0 for la in layers}
     with pytest.raises(TinyexitError, match="cannot be met"):
         allocate_sparsity(layers, 1000)
@@ -177,3 +180,7 @@ def test_budget_allocation_and_refusals(source_run):
         compress_run(run, run, CompressConfig(target_kb=10))
     with pytest.raises(TinyexitError, match="--target-kb or --board"):
         compress_run(run, run.parent / "x", CompressConfig(target_kb=10, board="nrf52840"))
+    from tinyexit.cli import main
+    assert main(["compress", str(run), "--target-kb", "1", "--out", str(run.parent / "y")]) == 2
+    assert "cannot be met" in capsys.readouterr().err
+    assert not (run.parent / "y").exists()

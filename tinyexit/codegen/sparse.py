@@ -218,9 +218,9 @@ def weight_table(models: dict[str, str | os.PathLike]) -> dict:
     for name, path in models.items():
         g = fuse(read_model(path, name=name))
         for op in g.ops:
-            dense = sum(a.values.nbytes for a in op.constants("x"))
+            dense = sum(a.nbytes for a in op.constants("x"))
             sp = sparse_form(op)
-            stored = sum(a.values.nbytes for a in sp.constants("x")) if sp is not None else dense
+            stored = sum(a.nbytes for a in sp.constants("x")) if sp is not None else dense
             dense_total += dense
             stored_total += stored
             if getattr(op, "weights", None) is not None:

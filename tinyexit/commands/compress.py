@@ -25,6 +25,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--max-train", type=int, default=None, help="use at most N training examples")
     parser.add_argument("--num-eval", type=int, default=None, help="evaluate int8 on N test inputs (default all)")
+    parser.add_argument("--measure-board", default="nrf52840",
+                        help="build every step's firmware for this board to report flash and RAM (default nrf52840; "
+                             "'none' skips)")
 
 
 def run(args) -> int:
@@ -43,7 +46,8 @@ def run(args) -> int:
     out = Path(args.out) if args.out else src.with_name(f"{src.name}-c{tag}")
     cfg = CompressConfig(target_kb=args.target_kb, board=args.board, code_kb=args.code_kb, sparsity=args.sparsity,
                          prune_epochs=args.prune_epochs, qat_epochs=args.qat_epochs, batch_size=args.batch_size,
-                         max_train=args.max_train, num_eval=args.num_eval)
+                         max_train=args.max_train, num_eval=args.num_eval,
+                         measure_board=None if args.measure_board == "none" else args.measure_board)
     rep = compress_run(src, out, cfg, log=print)
     print(table(rep))
     print(f"wrote {out} (compress.json, compress.png; quantize / generate / build / bench work on it)")
@@ -53,13 +57,16 @@ def run(args) -> int:
 def table(rep: dict) -> str:
     names = rep["exits"]
     head = f"{'step':<12}" + "".join(f" {n + ' float':>12} {n + ' int8':>11}" for n in names) \
-        + f" {'stored B':>9} {'dense B':>9} {'sparsity':>8}"
+        + f" {'stored B':>9} {'dense B':>9} {'sparsity':>8} {'flash B':>9} {'RAM B':>8}"
     rows = [head]
     for s, st in rep["stages"].items():
         rows.append(f"{s:<12}" + "".join(f" {100 * st['float_accuracy'][n]:11.2f}% {100 * st['int8_accuracy'][n]:10.2f}%"
                                          for n in names)
                     + f" {st['weights']['stored_bytes']:>9,} {st['weights']['dense_bytes']:>9,}"
-                      f" {100 * st['overall_sparsity']:7.1f}%")
+                      f" {100 * st['overall_sparsity']:7.1f}%"
+                      f" {st['board']['flash'] if 'board' in st else '-':>9} {st['board']['ram'] if 'board' in st else '-':>8}")
+    if rep.get("board_note"):
+        rows.append(f"flash/RAM: {rep['board_note']}")
     if rep.get("budget_bytes"):
         rows.append(f"budget {rep['budget_bytes']:,} B ({rep['budget']}): "
                     + ("met" if rep["met_budget"] else "NOT met"))

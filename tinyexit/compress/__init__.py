@@ -49,6 +49,7 @@ class CompressConfig:
     max_train: int | None = None        # cap the training examples (tests, quick looks)
     num_calibration: int = 500
     num_eval: int | None = None
+    measure_board: str | None = "nrf52840"   # build every step's firmware for it (flash, RAM); None: skip
     min_prune_elements: int = 1024     # smaller kernels (depthwise) stay dense when the budget allows
     seed: int = 0
 
@@ -282,12 +283,9 @@ def compress_run(run_dir: str | Path, out: str | Path, config: CompressConfig = 
             log(f"[{name}] " + ", ".join(f"{n} float {100 * f[n]:.1f}% int8 {100 * i[n]:.1f}%" for n in names)
                 + f"; weights {lib['stored_bytes']:,} B stored ({lib['dense_bytes']:,} B dense)")
         final_dir = stage_dirs[last]
-        if policy_src is not None:
-            from tinyexit.policy.calibrate import calibrate_run
-            log("re-calibrating the exit policy with the source run's settings")
-            calibrate_run(final_dir, epsilon=policy_src.get("epsilon", 0.02), delta=policy_src.get("delta", 0.1),
-                          risk=policy_src.get("risk", "gap"), method=policy_src.get("method", "ltt"),
-                          policy=policy_src.get("policy", "max_softmax"))
+        board_note = measure_boards(report, stage_dirs, policy_src, config.measure_board, log)
+        if board_note:
+            report["board_note"] = board_note
         report["wall_time_s"] = round(time.time() - t0, 1)
         report["met_budget"] = (budget is None or report["stages"][last]["weights"]["stored_bytes"] <= budget)
         with atomic_dir(out) as tmp:
@@ -298,8 +296,37 @@ def compress_run(run_dir: str | Path, out: str | Path, config: CompressConfig = 
                     (tmp / "stages").mkdir(exist_ok=True)
                     shutil.move(str(d), str(tmp / "stages" / d.name))
             write_json(tmp / "compress.json", report)
-            plot_compress(report, tmp / "compress.png")
+            plot_compress(report, tmp / "compress.png",
+                          flash={k: st["board"]["flash"] for k, st in report["stages"].items() if "board" in st} or None)
     return report
+
+
+def measure_boards(report: dict, stage_dirs: dict, policy_src: dict | None, board: str | None, log) -> str | None:
+    """Calibrate every step with the source run's policy settings and build its firmware for `board`
+    (serial-input variant: no test inputs baked into flash): flash and RAM per step in report["stages"]."""
+    import shutil as _sh
+
+    from tinyexit.policy.calibrate import calibrate_run
+    if policy_src is None:
+        return "the source run has no policy.json: steps not calibrated, firmware not built"
+    for name, d in stage_dirs.items():
+        log(f"[{name}] calibrating the exit policy with the source run's settings")
+        calibrate_run(d, epsilon=policy_src.get("epsilon", 0.02), delta=policy_src.get("delta", 0.1),
+                      risk=policy_src.get("risk", "gap"), method=policy_src.get("method", "ltt"),
+                      policy=policy_src.get("policy", "max_softmax"))
+    if board is None:
+        return None
+    if _sh.which("arm-none-eabi-gcc") is None:
+        return f"arm-none-eabi-gcc is not installed: firmware for {board} not built (scripts/setup.sh installs it)"
+    from tinyexit.build import build_run
+    for name, d in stage_dirs.items():
+        fw = build_run(d, board, serial_inputs=True)
+        s = fw.sizes
+        report["stages"][name]["board"] = {"board": board, "flash": s.flash, "flash_code": s.flash_code,
+                                           "flash_weights": s.flash_weights, "ram": s.ram, "arena": s.arena,
+                                           "flash_budget": s.flash_budget, "ram_budget": s.ram_budget}
+        log(f"[{name}] {board} firmware: flash {s.flash:,} B, RAM {s.ram:,} B")
+    return None
 
 
 def plot_compress(report: dict, path: Path, flash: dict | None = None) -> None:
