@@ -43,6 +43,8 @@ M4_CASES = [
     Case("m4_1x1_c13_inplace", conv((3, 5, 13), 13, 1, 1, "same"), (3, 5, 13)),       # asm + 3 tail channels
     Case("m4_3x3_c3_k27", conv((6, 7, 3), 6, 3, 1, "same"), (6, 7, 3)),               # ResNet first conv shape
     Case("m4_1x1_one_oc", conv((3, 3, 8), 1, 1, 1, "valid"), (3, 3, 8)),               # no channel pair
+    Case("m4_1x1_k16_relu6_clamps", conv((4, 5, 16), 6, 1, 1, "valid", "relu6"), (4, 5, 16),
+         patch=lambda m: set_quantization(m, output_tensor(m), 0.05, -60)),              # asm clamp path
     Case("m4_conv_exact_rq", conv((4, 4, 8), 4, 3, 1, "same"), (4, 4, 8), patch=tiny_output_scale),
     Case("m4_conv_per_tensor_asm", conv((4, 5, 16), 6, 1, 1, "valid", "relu"), (4, 5, 16), per_channel=False),
     Case("m4_dw3_c8_inplace", dw((6, 5, 8), 3, 1, "same"), (6, 5, 8)),                 # asm groups, ring
@@ -50,6 +52,7 @@ M4_CASES = [
     Case("m4_dw3_c12_s2_valid", dw((7, 8, 12), 3, 2, "valid"), (7, 8, 12)),
     Case("m4_dw3_c4_relu6", dw((5, 5, 4), 3, 1, "same", 1, "relu6"), (5, 5, 4),
          patch=lambda m: set_quantization(m, output_tensor(m), 0.1, -40)),               # clamps: C path
+    Case("m4_dw5_c8_tap_loop", dw((7, 6, 8), 5, 1, "same", 1, "relu"), (7, 6, 8)),     # groups, not 3x3
     Case("m4_dw3_exact_rq", dw((4, 4, 8), 3, 1, "same"), (4, 4, 8), patch=tiny_output_scale),
     Case("m4_dw3_per_tensor", dw((5, 5, 8), 3, 1, "same"), (5, 5, 8), per_channel=False),
     Case("m4_fc_odd", test_fully_connected.dense((37,), 9), (37,)),
