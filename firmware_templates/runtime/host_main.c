@@ -1,8 +1,8 @@
 /* Host driver of the checkpointing runtime, used by the power-failure harness (tinyexit.intermittent).
  * One process = one boot: RAM starts empty, the NVM (TX_NVM_FILE) is what the previous boots left.
  *
- *   tx_powerfail info
- *       prints "TXINFO nvm_bytes=... slot_size=... max_payload=... fingerprint=... input_size=..."
+ *   tx_powerfail info [THRESHOLD]
+ *       (with the THRESHOLD policy set, as `run` sets it) prints "TXINFO nvm_bytes=... slot_size=... max_payload=... fingerprint=... input_size=..."
  *   tx_powerfail layout
  *       prints "TXSTAGE index=S role=R exit=E units=u0,u1,..." per stage (work units of each step): where a
  *       position (stage, step, unit) lies in the inference, for the harness
@@ -49,6 +49,11 @@ int main(int argc, char **argv)
   int rc;
 
   if (argc >= 2 && strcmp(argv[1], "info") == 0) {
+    if (argc >= 3) {   /* the policy changes a shared pipeline's fingerprint and payloads */
+      threshold = (int32_t)strtol(argv[2], NULL, 0);
+      tx_pipeline.policy = threshold_policy;
+      tx_pipeline.policy_ctx = &threshold;
+    }
     rc = tx_runtime_init(&rt, &tx_pipeline, gran);
     if (rc != TX_OK && rc != TX_ERR_NVM_TOO_SMALL) { fprintf(stderr, "init failed: %d\n", rc); return 2; }
     printf("TXINFO nvm_bytes=%u slots=%u slot_size=%u max_payload=%u fingerprint=%u input_size=%u stages=%u\n",
@@ -70,7 +75,7 @@ int main(int argc, char **argv)
     return 0;
   }
   if (argc < 6 || strcmp(argv[1], "run") != 0) {
-    fprintf(stderr, "usage: %s info | layout | run INPUT_FILE INPUT_ID none|layers|units EVERY [THRESHOLD]\n", argv[0]);
+    fprintf(stderr, "usage: %s info [THRESHOLD] | layout | run INPUT_FILE INPUT_ID none|layers|units EVERY [THRESHOLD]\n", argv[0]);
     return 2;
   }
   input_id = (uint32_t)strtoul(argv[3], NULL, 0);

@@ -24,11 +24,12 @@ static uint32_t boundary_len(const tx_pipeline_t *p, uint32_t s)
 
 /* The boundary buffer belongs to the state while stage s still needs it: as its input before step 0 runs,
  * and during a whole exit head or pool stage (the next segment reads it afterwards). The branch reads the
- * vector, never the boundary. */
+ * vector; only in confidence mode (a policy) does a segment run after it, so the boundary is state then. */
 static int needs_boundary(const tx_pipeline_t *p, uint32_t s, uint32_t i, uint32_t u)
 {
   const uint32_t role = p->stages[s].role;
-  if (s == 0u || role == TX_STAGE_BRANCH) return 0;
+  if (s == 0u) return 0;
+  if (role == TX_STAGE_BRANCH) return p->policy != 0;
   return role == TX_STAGE_EXIT || role == TX_STAGE_POOL || (i == 0u && u == 0u);
 }
 
@@ -62,7 +63,8 @@ static uint32_t for_each_piece(const tx_pipeline_t *p, uint32_t s, uint32_t i, u
     total += p->vector_size;
   }
   if (needs_boundary(p, s, i, u)) {
-    uint32_t n = boundary_len(p, s);
+    /* in the branch (confidence mode) the boundary holds the output of whichever segment ran last: all of it */
+    uint32_t n = p->stages[s].role == TX_STAGE_BRANCH ? p->boundary_size : boundary_len(p, s);
     if (fn) fn(ctx, p->boundary, n);
     total += n;
   }
@@ -86,7 +88,9 @@ static uint32_t fingerprint(const tx_pipeline_t *p)
     shape[0] = p->stages[s].role; shape[1] = p->stages[s].exit_index; shape[2] = m->num_steps;
     shape[3] = m->input_offset; shape[4] = m->input_size; shape[5] = m->output_offset;
     shape[6] = m->output_size; shape[7] = m->live_index[m->num_steps]; shape[8] = TX_ARENA_SIZE;
-    shape[9] = p->stages[s].vector_offset; shape[10] = p->vector ? p->vector_size : 0xFFFFFFFFu;
+    shape[9] = p->stages[s].vector_offset;
+    /* shared pipelines: the vector, and whether the branch runs after every point (confidence mode) */
+    shape[10] = p->vector ? p->vector_size ^ (p->policy ? 0x80000000u : 0u) : 0xFFFFFFFFu;
     crc = tx_crc32(crc, m->name, (uint32_t)strlen(m->name));
     crc = tx_crc32(crc, shape, sizeof shape);
     crc = tx_crc32(crc, m->units, m->num_steps * (uint32_t)sizeof m->units[0]);
@@ -446,9 +450,10 @@ int tx_runtime_run(tx_runtime_t *rt, int8_t *output, uint32_t output_cap, tx_res
     const tx_stage_t *st = &p->stages[rt->stage];
     const tx_model_t *m = st->model;
     const int8_t *out;
+    /* without a policy, once the branch runs the answer is decided: the signal changes nothing any more */
+    const int decided = st->role == TX_STAGE_BRANCH && !p->policy;
     poll_energy(rt);
-    /* once the branch runs the answer is decided: the signal changes nothing any more */
-    if (st->role == TX_STAGE_BRANCH) rt->low_pending = 0u;
+    if (decided) rt->low_pending = 0u;
     persist_low(rt, 1u);
     /* Exit heads run when the policy wants to look at them or energy is short; skipping one is decided
        again identically after a resume (same flag, same policy). */
@@ -476,7 +481,7 @@ int tx_runtime_run(tx_runtime_t *rt, int8_t *output, uint32_t output_cap, tx_res
           commit(rt, rt->stage, rt->step, rt->unit, 0u, 0u, 0, 0u);
           since = 0u;
         }
-        if (st->role != TX_STAGE_BRANCH) persist_low(rt, rt->unit < n);
+        if (!decided) persist_low(rt, rt->unit < n);
       }
       rt->step++;
       rt->unit = 0u;
@@ -486,19 +491,25 @@ int tx_runtime_run(tx_runtime_t *rt, int8_t *output, uint32_t output_cap, tx_res
         commit(rt, rt->stage, rt->step, 0u, 0u, 0u, 0, 0u);
         since = 0u;
       }
-      if (st->role != TX_STAGE_BRANCH) persist_low(rt, rt->step < m->num_steps);
+      if (!decided) persist_low(rt, rt->step < m->num_steps);
     }
     out = tx_arena + m->output_offset;
     if (st->role == TX_STAGE_SEGMENT) {
       if (rt->stage + 1u == p->num_stages) return finish(rt, st->exit_index, out, m->output_size, output, output_cap, result);
       memcpy(p->boundary, out, m->output_size);
     } else if (st->role == TX_STAGE_BRANCH) {
-      return finish(rt, rt->answer, out, m->output_size, output, output_cap, result);
+      /* Without a policy the branch runs once the answer is decided. With one (confidence mode) it runs after
+         every point k = rt->answer and the policy decides from its scores (a pure function of them, so a
+         resume decides the same); low energy or the last point answer anyway. */
+      if (!p->policy || rt->low_energy || 2u * rt->answer + 3u == p->num_stages ||
+          p->policy(rt->answer, out, m->output_size, p->policy_ctx))
+        return finish(rt, rt->answer, out, m->output_size, output, output_cap, result);
+      rt->stage = 2u * rt->answer + 1u;   /* ++ below: segment k+1 */
     } else if (st->role == TX_STAGE_POOL) {
       /* slice k; copying again after a resume writes the same bytes (the pool's output is the same) */
       memcpy(p->vector + st->vector_offset, out, m->output_size);
-      if (rt->low_energy || rt->stage + 2u == p->num_stages) {
-        /* exit point k answers: straight to the branch; the checkpoint below records k */
+      if (p->policy || rt->low_energy || rt->stage + 2u == p->num_stages) {
+        /* exit point k answers (or, with a policy, is looked at): to the branch; the checkpoint below records k */
         rt->answer = st->exit_index;
         rt->stage = p->num_stages - 2u;   /* ++ below: the branch */
       }

@@ -28,6 +28,8 @@
  * the branch reads the vector. After pool k the runtime answers (jumps to the branch, records k as the
  * answering point) when energy is low or k is the last point; otherwise it runs segment k+1. The vector is
  * part of every checkpoint; the answering point is recorded in every checkpoint after the decision.
+ * Confidence mode (a shared pipeline with p->policy): the branch runs after every point k and the pipeline
+ * answers at the first point whose branch scores pass the policy (or on low energy, or at the last point).
  *
  * Low energy is latched durably: once tx_hal_low_energy() has said so, the runtime clears the LOW_MARK word of
  * the newest checkpoint of this inference (one word write, outside the CRC, legal on flash without an erase)

@@ -224,3 +224,47 @@ def test_emulated_board_50_exact_cuts_with_the_shared_pipeline(shared_pipeline, 
     assert report.ok, report.table()
     assert report.reference_checked == 2 and report.signalled >= 3 and len(report.exits) >= 2
     assert report.instructions_per_inference > report.instructions_per_inference_baseline > 0
+
+
+def _first_confident(outputs, threshold):
+    for k, out in enumerate(outputs):
+        if max(b - 256 if b > 127 else b for b in out) >= threshold:
+            return k
+    return len(outputs) - 1
+
+
+def test_confidence_mode_answers_at_the_first_confident_point(shared_pipeline, tmp_path):
+    """With a threshold the branch runs after every point; uninterrupted, the runtime answers at the first point
+    whose int8 chain scores reach it (computed here from TFLM's outputs), or earlier when energy runs low."""
+    sp, lay = shared_pipeline, shared_pipeline["layout"]
+    refs = [sp["reference"](x) for x in sp["inputs"]]
+    maxes = sorted({max(b - 256 if b > 127 else b for b in r[k]) for r in refs for k in range(3)})
+    t = make_target(sp["exe"], tmp_path)
+    seen = set()
+    for threshold in maxes[::max(1, len(maxes) // 6)] + [128]:
+        for j, x in enumerate(sp["inputs"]):
+            (tmp_path / "in.bin").write_bytes(x)
+            t.erase_nvm()
+            b = t.boot(tmp_path / "in.bin", 1, Granularity.parse("units:3"), threshold=threshold)
+            want = _first_confident(refs[j], threshold)
+            assert (b.exit_index, b.output) == (want, refs[j][want]), (threshold, j)
+            seen.add(want)
+            t.erase_nvm()          # low energy at point 0's end answers there whatever the threshold
+            b = t.boot(tmp_path / "in.bin", 1, Granularity.parse("units:3"), threshold=threshold,
+                       low_energy_units=lay.point_end(0))
+            assert (b.exit_index, b.output) == (0, refs[j][0])
+    assert len(seen) >= 2
+
+
+def test_confidence_mode_campaign(shared_pipeline, tmp_path):
+    """Confidence mode under cuts and low energy: the boundary is state during the branch (a segment follows it);
+    results exact, answering point = min(first confident point, first point at/after the signal)."""
+    sp = shared_pipeline
+    refs = [sp["reference"](x) for x in sp["inputs"]]
+    threshold = sorted(max(b - 256 if b > 127 else b for b in r[1]) for r in refs)[1]   # confident mid-way for some
+    report = run_shared_campaign(make_target(sp["exe"], tmp_path), sp["inputs"], cuts=200, seed=5,
+                                 granularity=Granularity.parse("units:4"), low_energy=0.4, reference=sp["reference"],
+                                 threshold=threshold, work_dir=tmp_path / "work")
+    assert report.cuts >= 200 and report.cuts_in_commits >= 60
+    assert report.ok, report.table()
+    assert len(report.exits) >= 2 and report.signalled >= 10

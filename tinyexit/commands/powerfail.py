@@ -24,7 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated checkpoint granularities: none, layer, layers:N, units:N (default layer)")
     p.add_argument("--inputs", type=int, default=4, help="number of random int8 inputs (default 4)")
     p.add_argument("--threshold", type=int, default=None,
-                   help="run exit heads and stop at the first whose largest int8 output is >= THRESHOLD")
+                   help="run exit heads and stop at the first whose largest int8 output is >= THRESHOLD; with --shared, "
+                        "confidence mode: the branch runs after every point and answers once its largest int8 score "
+                        "is >= THRESHOLD")
     p.add_argument("--shared", action="store_true",
                    help="run the shared exit branch of RUN/shared (tinyexit shared) as the pipeline: after each exit "
                         "point its pool fills the shared vector, and on low energy (or at the last point) the branch "
@@ -67,15 +69,12 @@ def run(args: argparse.Namespace) -> int:
         from tinyexit.intermittent.anytime import powerfail_shared
         if args.board and not args.emulate:
             raise TinyexitError("--board needs --emulate (the host campaign runs on this machine)")
-        if args.threshold is not None:
-            raise TinyexitError("--threshold picks exit heads; the shared branch answers on low energy or at the last "
-                                "point (drop --threshold)")
         low = 0.5 if args.low_energy is None else args.low_energy
         if not 0.0 <= low <= 1.0:
             raise TinyexitError("--low-energy is a probability between 0 and 1")
         reports = powerfail_shared(target, out, cuts=args.cuts, seed=args.seed, granularities=grans,
                                    num_inputs=args.inputs, broken=args.broken, slots=args.slots, low_energy=low,
-                                   emulate=args.emulate, board=args.board or "mps2-an386")
+                                   emulate=args.emulate, board=args.board or "mps2-an386", threshold=args.threshold)
     elif args.emulate:
         if args.low_energy:
             raise TinyexitError("--low-energy runs in the host campaign only; drop --emulate (the emulated "

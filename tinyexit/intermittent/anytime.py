@@ -107,32 +107,52 @@ def shared_reference(shared_dir: str | os.PathLike) -> Callable[[bytes], list[by
 
 @dataclass(frozen=True)
 class Layout:
-    """Where positions (stage, step, unit) lie in an inference, in work units from its start."""
+    """Where positions (stage, step, unit) lie in an inference, in work units from its start: the stages in
+    order, seg0, pool0, seg1, ..., pool(N-1); then the branch once. In confidence mode (a policy) the branch
+    runs after every pool: seg0, pool0, branch, seg1, pool1, branch, ..."""
     units: tuple[tuple[int, ...], ...]      # per stage, per step
     roles: tuple[int, ...]
+    confidence: bool = False
 
     @classmethod
-    def from_rows(cls, rows: Sequence[dict]) -> "Layout":
-        lay = cls(tuple(tuple(r["units"]) for r in rows), tuple(r["role"] for r in rows))
+    def from_rows(cls, rows: Sequence[dict], confidence: bool = False) -> "Layout":
+        lay = cls(tuple(tuple(r["units"]) for r in rows), tuple(r["role"] for r in rows), confidence)
         if not lay.roles or lay.roles[-1] != BRANCH:
             raise TinyexitError("not a shared-branch pipeline (its last stage is not the branch)")
         return lay
+
+    def with_confidence(self, on: bool) -> "Layout":
+        return Layout(self.units, self.roles, on)
 
     @property
     def num_points(self) -> int:
         return sum(1 for r in self.roles if r == POOL)
 
-    def position(self, stage: int, step: int, unit: int) -> int:
-        return sum(sum(u) for u in self.units[:stage]) + sum(self.units[stage][:step]) + unit
-
-    def point_end(self, k: int) -> int:
-        """Units run when exit point k is reached (its pool done)."""
-        s = [i for i, r in enumerate(self.roles) if r == POOL][k]
-        return self.position(s, 0, 0) + sum(self.units[s])
-
     @property
     def branch_units(self) -> int:
         return sum(self.units[-1])
+
+    def _start(self, stage: int) -> int:
+        """Units before stage `stage` (< the branch) starts."""
+        probes = stage // 2 if self.confidence else 0      # branch runs after each earlier pool
+        return sum(sum(u) for u in self.units[:stage]) + probes * self.branch_units
+
+    def position(self, stage: int, step: int, unit: int, point: int = 0) -> int:
+        """Position of a checkpoint; in the branch stage `point` is the point it is answering (TX_H_EXIT)."""
+        if stage == len(self.roles) - 1:
+            base = self.point_end(point) - (self.branch_units if self.confidence else 0)
+        else:
+            base = self._start(stage)
+        return base + sum(self.units[stage][:step]) + unit
+
+    def point_end(self, k: int) -> int:
+        """Units run when exit point k is reached: its pool done (and, in confidence mode, its branch run)."""
+        s = 2 * k + 1
+        return self._start(s) + sum(self.units[s]) + (self.branch_units if self.confidence else 0)
+
+    def units_to_answer(self, k: int) -> int:
+        """Units of an uninterrupted inference that answers at point k."""
+        return self.point_end(k) + (0 if self.confidence else self.branch_units)
 
     def first_point_at_or_after(self, position: int) -> int:
         for k in range(self.num_points):
@@ -141,11 +161,13 @@ class Layout:
         return self.num_points - 1
 
     def where(self, position: int) -> str:
-        """'seg k' or 'pool k': the stage in which the unit at `position` (1-based) runs."""
-        for s, us in enumerate(self.units[:-1]):
-            start = self.position(s, 0, 0)
-            if position <= start + sum(us):
-                return ("pool " if self.roles[s] == POOL else "seg ") + str(s // 2)
+        """'seg k', 'pool k' or 'branch k': where the unit at `position` (1-based) runs."""
+        for k in range(self.num_points):
+            for s, name in ((2 * k, "seg"), (2 * k + 1, "pool")):
+                if position <= self._start(s) + sum(self.units[s]):
+                    return f"{name} {k}"
+            if position <= self.point_end(k):
+                return f"branch {k}"
         return "branch"
 
 
@@ -163,6 +185,7 @@ class SharedCampaignReport(CampaignReport):
     instructions_per_inference_baseline: float = 0.0   # the same with granularity 'none' (result record only)
     board: str = ""
     low_marks: int = 0                          # LOW_MARK words written (host)
+    threshold: int | None = None                # confidence mode: the max-score threshold
 
     def as_dict(self) -> dict:
         d = super().as_dict()
@@ -174,7 +197,9 @@ class SharedCampaignReport(CampaignReport):
         lines = [ln for ln in super().table().splitlines() if not ln.startswith(("FAIL", "...", "re-executed",
                                                                                    "low energy signalled"))]
         head = ("shared exit branch, " + (f"board {self.board} (emulated, cuts after exact instruction counts), "
-                                          if self.board else "host, ") + f"{self.points} exit points")
+                                          if self.board else "host, ") + f"{self.points} exit points"
+                + (f", confidence mode (branch after every point, answer when its max score >= {self.threshold})"
+                   if self.threshold is not None else ""))
         lines = [head] + lines
         lines.insert(3, f"answered at the wrong point {self.wrong_points}, low-energy signals lost "
                         f"{self.lost_signals}; low energy durable in {self.signalled} "
@@ -202,6 +227,16 @@ class SharedCampaignReport(CampaignReport):
         return "\n".join(lines)
 
 
+def _confident(outputs: Sequence[bytes], threshold: int | None) -> int | None:
+    """The first point whose branch scores (int8) reach `threshold` (the drivers' max-score policy)."""
+    if threshold is None:
+        return None
+    for k, out in enumerate(outputs):
+        if max(b - 256 if b > 127 else b for b in out) >= threshold:
+            return k
+    return None
+
+
 def _where_key(w: str):
     kind, _, k = w.partition(" ")
     return (int(k) if k.isdigit() else 99, kind != "seg")
@@ -210,8 +245,9 @@ def _where_key(w: str):
 class _Judge:
     """Follows one inference boot by boot through the NVM images and says what its result must be."""
 
-    def __init__(self, layout: Layout, fingerprint: int | None, input_id: int):
-        self.layout, self.fingerprint, self.input_id = layout, fingerprint, input_id
+    def __init__(self, layout: Layout, fingerprint: int | None, input_id: int, confident: int | None = None):
+        """confident: the first point whose branch scores pass the policy (confidence mode), else None."""
+        self.layout, self.fingerprint, self.input_id, self.confident = layout, fingerprint, input_id, confident
         self.signal: int | None = None        # position of the durable low-energy signal
         self.error: str | None = None
         self.lost: str | None = None
@@ -227,7 +263,7 @@ class _Judge:
         """`low_units`: this boot's signal (work units into the boot) when it may have been seen; `observed`:
         the runtime certainly polled the signal and ran no further work (the latch must then be durable)."""
         start = self._start
-        if start is not None and (start.done or self.layout.roles[start.stage] == BRANCH):
+        if start is not None and (start.done or self.layout.roles[start.stage] == BRANCH and not self.layout.confidence):
             return                                       # the answering point was decided before this boot
         latched_before = start is not None and start.low_energy
         if observed and not latched_before and self.signal is None and not (self._mine(rec) and rec.low_energy):
@@ -237,13 +273,13 @@ class _Judge:
             if low_units is None:
                 self.error = "the low-energy latch appeared in a boot without a low-energy signal"
                 return
-            begin = 0 if start is None else self.layout.position(*start.position)
+            begin = 0 if start is None else self.layout.position(*start.position, start.exit_index)
             self.signal = begin + low_units
 
     def expected_point(self) -> int:
-        if self.signal is None:
-            return self.layout.num_points - 1
-        return self.layout.first_point_at_or_after(self.signal)
+        last = self.layout.num_points - 1
+        by_energy = last if self.signal is None else self.layout.first_point_at_or_after(self.signal)
+        return min(by_energy, last if self.confident is None else self.confident)
 
 
 def _finish_inference(report: SharedCampaignReport, judge: _Judge, rec, reported, expected_outputs: list[bytes],
@@ -271,9 +307,9 @@ def _finish_inference(report: SharedCampaignReport, judge: _Judge, rec, reported
     if point != want_point:
         report.wrong_points += 1
         report.failures.append(fail("wrong-point", f"answered at point {point}, expected {want_point} (signal at "
-                                    f"unit {judge.signal})"))
+                                    f"unit {judge.signal}, first confident point {judge.confident})"))
     report.exits[point] = report.exits.get(point, 0) + 1
-    if judge.signal is not None:
+    if judge.signal is not None and (judge.confident is None or judge.confident >= point):
         report.signalled += 1
         row = report.answered.setdefault(lay.where(judge.signal), {})
         row[point] = row.get(point, 0) + 1
@@ -293,24 +329,29 @@ def run_shared_campaign(target: HostTarget, inputs: Sequence[bytes], *, cuts: in
                         granularity: Granularity = Granularity(), low_energy: float = 0.5,
                         reference: Callable[[bytes], list[bytes]] | None = None, kinds: Sequence[str] = KINDS,
                         max_cuts_per_inference: int = 6, max_boots_per_inference: int = 2000,
-                        work_dir: str | Path | None = None) -> SharedCampaignReport:
+                        work_dir: str | Path | None = None, threshold: int | None = None) -> SharedCampaignReport:
     """Host campaign of a shared-branch pipeline: random cuts (after k NVM events, also inside checkpoint
     writes and LOW_MARK writes, or after k work units) and, with probability `low_energy` per boot, a
     low-energy signal after a random number of work units. `reference(input) -> [branch output after
-    point k]` (shared_reference: TFLM) is the oracle of the results; without it the uninterrupted runs are."""
+    point k]` (shared_reference: TFLM) is the oracle of the results; without it the uninterrupted runs are.
+    `threshold` (confidence mode): the branch runs after every point and the pipeline answers at the first point
+    whose largest int8 score is >= threshold (the host driver's policy), or earlier on low energy."""
     if not 0.0 <= low_energy <= 1.0:
         raise TinyexitError(f"low_energy is a probability per boot, got {low_energy}")
     if not inputs:
         raise TinyexitError("a campaign needs at least one input")
     rng = random.Random(seed)
+    if threshold != target.threshold:        # the slots and fingerprint as the policy makes them
+        target = HostTarget(target.exe, target.nvm_path, threshold=threshold)
     tmp = tempfile.TemporaryDirectory(prefix="tinyexit-anytime-") if work_dir is None else None
     work = Path(tmp.name if tmp else work_dir)
     work.mkdir(parents=True, exist_ok=True)
     keep = None if tmp else work
-    layout = Layout.from_rows(target.layout())
+    layout = Layout.from_rows(target.layout())             # without a policy: the oracle runs
+    run_layout = layout.with_confidence(threshold is not None)   # the campaign's boots
     npts = layout.num_points
     report = SharedCampaignReport(granularity=str(granularity), seed=seed, inputs=len(inputs), low_energy=low_energy,
-                                  points=npts)
+                                  points=npts, threshold=threshold)
     try:
         paths = []
         for j, data in enumerate(inputs):
@@ -365,7 +406,7 @@ def run_shared_campaign(target: HostTarget, inputs: Sequence[bytes], *, cuts: in
             start_image = target.nvm_image()
             want_cuts = rng.randint(1, max_cuts_per_inference)
             log, lows = [], []
-            judge = _Judge(layout, fp, input_id)
+            judge = _Judge(run_layout, fp, input_id, _confident(expected[j], threshold))
             ran = 0
             done = None
             report.inferences += 1
@@ -374,11 +415,11 @@ def run_shared_campaign(target: HostTarget, inputs: Sequence[bytes], *, cuts: in
                 k = None
                 if len(log) < want_cuts and report.cuts < cuts:
                     k = rng.randint(1, events if kind == "events" else units)
-                low = rng.randint(1, layout.point_end(npts - 1)) if rng.random() < low_energy else None
+                low = rng.randint(1, run_layout.point_end(npts - 1)) if rng.random() < low_energy else None
                 lows.append(low)
                 judge.before_boot(target.newest())
                 b = target.boot(paths[j], input_id, granularity, cut_events=k if kind == "events" else None,
-                                cut_units=k if kind == "units" else None, low_energy_units=low)
+                                cut_units=k if kind == "units" else None, low_energy_units=low, threshold=threshold)
                 report.boots += 1
                 ran += b.units
                 report.low_marks += b.kv.get("low_marks", 0)
@@ -414,7 +455,7 @@ def run_shared_campaign(target: HostTarget, inputs: Sequence[bytes], *, cuts: in
                                       lambda kind, detail: _failure(keep, kind, inference - 1, input_id, detail,
                                                                     log, start_image, lows))
             if point is not None:
-                report.reexecuted_units += max(0, ran - layout.point_end(point) - layout.branch_units)
+                report.reexecuted_units += max(0, ran - run_layout.units_to_answer(point))
         return report
     finally:
         if tmp:
@@ -426,31 +467,35 @@ def run_shared_campaign(target: HostTarget, inputs: Sequence[bytes], *, cuts: in
 def run_shared_emulated(target, layout: Layout, inputs: Sequence[bytes], *, cuts: int, seed: int = 0,
                         granularity: Granularity = Granularity(), low_energy: float = 0.5,
                         reference: Callable[[bytes], list[bytes]], max_cuts_per_inference: int = 4,
-                        max_boots_per_inference: int = 200, work_dir: str | Path | None = None
-                        ) -> SharedCampaignReport:
+                        max_boots_per_inference: int = 200, work_dir: str | Path | None = None,
+                        threshold: int | None = None) -> SharedCampaignReport:
     """The same campaign on the emulated board (tinyexit.intermittent.emulated.EmulatedTarget): cuts after
     exactly N instructions, half of them aimed inside a commit (or LOW_MARK write) of the very boot; the
     low-energy point of each boot goes through the mailbox."""
     rng = random.Random(seed)
     npts = layout.num_points
+    layout = layout.with_confidence(threshold is not None)
     report = SharedCampaignReport(granularity=str(granularity), seed=seed, inputs=len(inputs), low_energy=low_energy,
-                                  points=npts, board=target.board.name)
+                                  points=npts, board=target.board.name, threshold=threshold)
     keep = Path(work_dir) if work_dir else None
     if keep:
         keep.mkdir(parents=True, exist_ok=True)
     target.erase_nvm()
-    target.mailbox(0, 0xFFFF0000, granularity)
+    target.mailbox(0, 0xFFFF0000, granularity, threshold=threshold)   # the first full boot sets the slot size
+    target.slot_size = None
     target.calibrate()
     expected, insns = [], 0
     for j, x in enumerate(inputs):
         ref = [bytes(r) for r in reference(bytes(x))]
+        want = _confident(ref, threshold)
+        want = npts - 1 if want is None else want
         for g in (granularity, Granularity("none")):
             target.erase_nvm()
-            target.mailbox(j, 0xFFFF0000 + j, g)
+            target.mailbox(j, 0xFFFF0000 + j, g, threshold=threshold)
             b = target.boot()
             if b.exit_code != 0 or b.output is None:
                 raise TinyexitError(f"the uninterrupted emulated run failed (status {b.exit_code}):\n{b.text[-500:]}")
-            if (b.exit_index, b.output) != (npts - 1, ref[-1]):
+            if (b.exit_index, b.output) != (want, ref[want]):
                 report.failures.append(Failure("oracle-mismatch", -1, j, f"the board answers point {b.exit_index} "
                                                f"{b.output.hex()}, the int8 chain {ref[-1].hex()}"))
             if g == granularity:
@@ -476,14 +521,14 @@ def run_shared_emulated(target, layout: Layout, inputs: Sequence[bytes], *, cuts
         start_image = target.nvm_image()
         want = rng.randint(1, max_cuts_per_inference)
         log, lows = [], []
-        judge = _Judge(layout, None, input_id)
+        judge = _Judge(layout, None, input_id, _confident(expected[j], threshold))
         done = None
         report.inferences += 1
         spent = 0
         for _ in range(max_boots_per_inference):
             low = rng.randint(1, layout.point_end(npts - 1)) if rng.random() < low_energy else None
             lows.append(low)
-            target.mailbox(j, input_id, granularity, low_energy_units=low)
+            target.mailbox(j, input_id, granularity, low_energy_units=low, threshold=threshold)
             before = target.nvm_image()
             judge.before_boot(slots.newest_valid(before, slot_size, target.num_slots))
             limit = None
@@ -533,21 +578,22 @@ def run_shared_emulated(target, layout: Layout, inputs: Sequence[bytes], *, cuts
                                                                 start_image, lows))
         if point is not None:
             report.reexecuted_instructions += max(0, spent - _instructions_to(target, j, point, granularity,
-                                                                                layout))
+                                                                                layout, threshold))
     return report
 
 
 _INSN_CACHE: dict = {}
 
 
-def _instructions_to(target, j: int, point: int, granularity: Granularity, layout: Layout) -> int:
+def _instructions_to(target, j: int, point: int, granularity: Granularity, layout: Layout,
+                     threshold: int | None = None) -> int:
     """Instructions of an uninterrupted boot that answers at `point` (cached; NVM restored after)."""
-    key = (id(target), j, point, str(granularity))
+    key = (id(target), j, point, str(granularity), threshold)
     if key not in _INSN_CACHE:
         image = target.nvm_image()
         target.erase_nvm()
         low = None if point == layout.num_points - 1 else layout.point_end(point)
-        target.mailbox(j, 0xFFFF0000 + j, granularity, low_energy_units=low)
+        target.mailbox(j, 0xFFFF0000 + j, granularity, low_energy_units=low, threshold=threshold)
         _INSN_CACHE[key] = target.boot().instructions
         target.set_nvm_image(image)
     return _INSN_CACHE[key]
@@ -561,8 +607,8 @@ def _mark_changed(before: bytes, after: bytes, slot_size: int, num_slots: int) -
 
 def powerfail_shared(target: str | os.PathLike, out_dir: str | os.PathLike, *, cuts: int = 200, seed: int = 0,
                      granularities: Sequence[str] = ("layer",), num_inputs: int = 4, broken: Sequence[str] = (),
-                     slots: int = 2, low_energy: float = 0.5, emulate: bool = False, board: str = "mps2-an386"
-                     ) -> list[SharedCampaignReport]:
+                     slots: int = 2, low_energy: float = 0.5, emulate: bool = False, board: str = "mps2-an386",
+                     threshold: int | None = None) -> list[SharedCampaignReport]:
     """`tinyexit powerfail RUN --shared`: campaigns of the shared-branch pipeline of RUN/shared, on the host
     or (emulate) the emulated board; results checked against the int8 chain on TFLM."""
     from tinyexit.intermittent import random_inputs
@@ -577,7 +623,7 @@ def powerfail_shared(target: str | os.PathLike, out_dir: str | os.PathLike, *, c
     reference = shared_reference(shared)
     if not emulate:
         return [run_shared_campaign(host, inputs, cuts=cuts, seed=seed, granularity=Granularity.parse(g),
-                                    low_energy=low_energy, reference=reference,
+                                    low_energy=low_energy, reference=reference, threshold=threshold,
                                     work_dir=out_dir / f"shared-campaign-{str(Granularity.parse(g)).replace(':', '')}")
                 for g in granularities]
     from tinyexit.intermittent.emulated import EmulatedTarget, build_emulated
@@ -586,6 +632,6 @@ def powerfail_shared(target: str | os.PathLike, out_dir: str | os.PathLike, *, c
                         vector=vector)
     et = EmulatedTarget(fw, out_dir / "shared-psram.img")
     return [run_shared_emulated(et, layout, inputs, cuts=cuts, seed=seed, granularity=Granularity.parse(g),
-                                low_energy=low_energy, reference=reference,
+                                low_energy=low_energy, reference=reference, threshold=threshold,
                                 work_dir=out_dir / f"shared-emu-campaign-{str(Granularity.parse(g)).replace(':', '')}")
             for g in granularities]

@@ -179,9 +179,11 @@ def _kv(line: str) -> dict[str, str]:
 class HostTarget:
     """A built host executable plus its NVM image file."""
 
-    def __init__(self, exe: str | os.PathLike, nvm_path: str | os.PathLike):
+    def __init__(self, exe: str | os.PathLike, nvm_path: str | os.PathLike, threshold: int | None = None):
+        """threshold: the policy the boots will run with (a shared pipeline's slots and fingerprint depend on it)."""
         self.exe = Path(exe)
         self.nvm_path = Path(nvm_path)
+        self.threshold = threshold
         self.info = self._info()
 
     def layout(self) -> list[dict]:
@@ -201,7 +203,8 @@ class HostTarget:
         scratch = self.nvm_path.with_suffix(".probe")
         scratch.write_bytes(b"\xff" * (16 * 4096))
         try:
-            r = subprocess.run([str(self.exe), "info"], capture_output=True, text=True, timeout=30,
+            extra = [] if self.threshold is None else [str(self.threshold)]
+            r = subprocess.run([str(self.exe), "info", *extra], capture_output=True, text=True, timeout=30,
                                env={**os.environ, "TX_NVM_FILE": str(scratch)})
         finally:
             scratch.unlink()
