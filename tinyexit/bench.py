@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 
 from tinyexit.boards import Board, load_board
-from tinyexit.build import (APP_SOURCES, build_host, build_run, library_sources, model_library, pipeline_from_run,
+from tinyexit.build import (APP_SOURCES, LIBRARY_DIR, build_host, build_run, library_sources, model_library, pipeline_from_run,
                             run_test_inputs, symbol_address)
 from tinyexit.errors import TinyexitError
 from tinyexit.io import atomic_path, write_json
@@ -140,12 +140,22 @@ def _stage_instructions(out: AppOutput, per_tick: float | None) -> dict:
     return stats
 
 
+def _library_kernels(run: Path) -> str | None:
+    """The kernel variant the run's generated library was built with (its report.json)."""
+    import json
+    try:
+        return json.loads((run / LIBRARY_DIR / "report.json").read_text()).get("kernels")
+    except (OSError, ValueError):
+        return None
+
+
 def bench_run(run_dir: str | Path, board: str | Board = "nrf52840", emulate: bool = True, *,
               num_inputs: int = 100, timeout: float = 900.0, runner: str | None = None, check_oracle: bool = True,
               inputs=None, out: str | Path | None = None, seed: int = 0,
-              log: Callable[[str], None] | None = print) -> dict:
+              log: Callable[[str], None] | None = print, kernels: str | None = None) -> dict:
     """Build and run the early-exit and the no-exit firmware of `run_dir` on `board`; write
-    RUN/bench/<board>/bench.json and bench.png, print the table (via `log`), return the JSON dict."""
+    RUN/bench/<board>/bench.json and bench.png, print the table (via `log`), return the JSON dict.
+    `kernels`: kernel variant of the run's library (None: as generated; see build.model_library)."""
     run = Path(run_dir)
     log = log or (lambda _m: None)
     b = load_board(board, emulate=emulate) if isinstance(board, str) else board
@@ -161,8 +171,8 @@ def bench_run(run_dir: str | Path, board: str | Board = "nrf52840", emulate: boo
     out_dir = Path(out) if out else run / BENCH_DIR / b.variant
     log(f"bench: building the early-exit and the no-exit firmware for {b.name}"
         f"{' (emulated on ' + str(b.qemu_machine) + ')' if b.emulated else ''} with {len(x_q)} test inputs")
-    fw_ee = build_run(run, b, inputs=(x_q, y), out=out_dir / "early_exit")
-    fw_ne = build_run(run, b, inputs=(x_q, y), no_exit=True, out=out_dir / "no_exit")
+    fw_ee = build_run(run, b, inputs=(x_q, y), out=out_dir / "early_exit", kernels=kernels)
+    fw_ne = build_run(run, b, inputs=(x_q, y), no_exit=True, out=out_dir / "no_exit", kernels=kernels)
     log(f"bench: running both on {runner or b.default_runner}")
     ee, res_ee = _run_firmware(b, fw_ee, timeout, runner)
     ne, res_ne = _run_firmware(b, fw_ne, timeout, runner)
@@ -194,6 +204,7 @@ def bench_run(run_dir: str | Path, board: str | Board = "nrf52840", emulate: boo
                  "saving": 1.0 - mean_macs / no_exit_macs if no_exit_macs else None,
                  "to_exit": {e["name"]: int(m) for e, m in zip(exits, macs_to_exit)}},
         "agree_with_no_exit": float(np.mean(pred_ee == pred_ne)) if n else None,
+        "kernels": _library_kernels(run),
     }
     per_tick = b.instructions_per_tick if b.emulated else None
     if res_ee.insns is not None and res_ne.insns is not None:

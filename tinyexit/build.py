@@ -486,10 +486,12 @@ def run_test_inputs(run_dir: str | Path, manifest: dict, num_inputs: int | None,
     return q.reshape(len(order), -1), np.asarray(y)[order]
 
 
-def model_library(run_dir: str | Path, regenerate: bool = False) -> Path:
+def model_library(run_dir: str | Path, regenerate: bool = False, kernels: str | None = None) -> Path:
     """The generated C library of a run (RUN/firmware/model), generated when missing, older than the run's
     quantized models, or not holding exactly the models the firmware links (`library_models`: the
-    confidence policy adds a confidence model per early exit)."""
+    confidence policy adds a confidence model per early exit). `kernels`: the kernel variant it must
+    use (regenerated when it was generated with another); None keeps the existing library's ("reference"
+    when generating)."""
     run = Path(run_dir)
     lib = run / LIBRARY_DIR
     header = lib / "tx_model.h"
@@ -504,8 +506,14 @@ def model_library(run_dir: str | Path, regenerate: bool = False) -> Path:
     if header.is_file() and not stale:
         have = set(re.findall(r"extern const tx_model_t tx_model_(\w+);", header.read_text()))
         stale = have != {c_name(n) for n in models}
+    if kernels is not None and header.is_file() and not stale:
+        import json
+        try:
+            stale = json.loads((lib / "report.json").read_text()).get("kernels", "reference") != kernels
+        except (OSError, ValueError):
+            stale = True
     if regenerate or stale or not header.is_file():
-        generate(models, lib, compare_tflm=False)
+        generate(models, lib, kernels=kernels or "reference", compare_tflm=False)
     return lib
 
 
@@ -516,16 +524,17 @@ def library_sources(lib: Path) -> list[Path]:
 
 def build_run(run_dir: str | Path, board: Board | str, *, emulate: bool = False, num_inputs: int | None = 100,
               no_exit: bool = False, serial_inputs: bool = False, out: str | Path | None = None,
-              opt: str = "-O2", seed: int = 0, inputs=None) -> Firmware:
+              opt: str = "-O2", seed: int = 0, inputs=None, kernels: str | None = None) -> Firmware:
     """`tinyexit build --board B RUN`: the firmware of a run for a board (emulated variant with
     emulate=True): the generated library, the app with `num_inputs` baked-in test inputs and the
     calibrated thresholds, the board support. Refuses (ImageTooBigError) when it does not fit.
-    `inputs`: (int8 [N, input_size], labels [N]) to bake in instead of the run's test split."""
+    `inputs`: (int8 [N, input_size], labels [N]) to bake in instead of the run's test split.
+    `kernels`: the library's kernel variant (see model_library)."""
     if isinstance(board, str):
         board = load_board(board, emulate=emulate)
     run = Path(run_dir)
     pipe, man, _ = pipeline_from_run(run)
-    lib = model_library(run)
+    lib = model_library(run, kernels=kernels)
     if serial_inputs:
         x, y = [], []
     elif inputs is not None:

@@ -20,6 +20,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-oracle", action="store_true",
                         help="skip checking every output against tflite_micro and the Python policy")
     parser.add_argument("--out", help="output folder (default RUN/bench/<board>)")
+    parser.add_argument("--kernels", help="kernel variant of the generated library (firmware_templates/kernels/"
+                                          "<variant>, e.g. cortex_m4); default: the run's library as generated")
 
 
 def run(args) -> int:
@@ -30,7 +32,8 @@ def run(args) -> int:
     if args.inputs < 1 or args.timeout <= 0:
         raise TinyexitError("--inputs must be at least 1 and --timeout positive")
     r = bench_run(args.run, args.board, emulate=args.emulate or args.runner == "qemu", num_inputs=args.inputs,
-                  timeout=args.timeout, runner=args.runner, check_oracle=not args.no_oracle, out=args.out)
+                  timeout=args.timeout, runner=args.runner, check_oracle=not args.no_oracle, out=args.out,
+                  kernels=args.kernels)
     print(f"wrote {r['files']['json']} and {r['files']['png']}")
     checks = dict(r.get("oracle", {}), **({"host": r["host"]} if "host" in r else {}))
     bad = [k for k, v in checks.items() if v["identical"] != v["inputs"]]
