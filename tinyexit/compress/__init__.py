@@ -227,7 +227,7 @@ def compress_run(run_dir: str | Path, out: str | Path, config: CompressConfig = 
         job = Path(tmp)
         (job / "spec.json").write_text(json.dumps(export_spec(model)))
         np.savez(job / "weights.npz", **export_weights(model))
-        np.savez(job / "data.npz", x=x, y=y, xv=xv, yv=yv)
+        np.savez(job / "data.npz", x=x, y=y, xv=xv, yv=yv, xt=xt, yt=yt)
         (job / "job.json").write_text(json.dumps({
             "sparsity": sparsity, "freeze_bn": True, "prune_epochs": config.prune_epochs, "qat_epochs": config.qat_epochs,
             "batch_size": config.batch_size, "prune_learning_rate": config.prune_learning_rate,
