@@ -69,11 +69,14 @@ def main() -> int:
         shutil.copytree(args.run, src, ignore=shutil.ignore_patterns("firmware", "bench"))
     policy = json.loads((src / "policy.json").read_text())
     results: dict = {"source": str(Path(args.run).resolve()), "board": "nrf52840", "models": {}}
+    if (work / "compress_kws.json").is_file():    # a later invocation adds its models to the earlier ones
+        results["models"] = json.loads((work / "compress_kws.json").read_text())["models"]
     t0 = time.time()
     if not (src / "quant" / "report.json").is_file():
         quantize_run(src)
-    results["models"]["original"] = {"kind": "original", "run": str(src), **quant_figures(src), **board_sizes(src)}
-    print(f"original: {json.dumps(results['models']['original'])}", flush=True)
+    if "original" not in results["models"]:
+        results["models"]["original"] = {"kind": "original", "run": str(src), **quant_figures(src), **board_sizes(src)}
+        print(f"original: {json.dumps(results['models']['original'])}", flush=True)
 
     for kb in [float(t) for t in args.targets.split(",") if t]:
         out = work / f"c{kb:g}kb"
@@ -84,6 +87,7 @@ def main() -> int:
             "kind": "compress", "run": str(out), "target_kb": kb, "met_budget": rep["met_budget"],
             "sparsity": stages["pruned+qat"]["overall_sparsity"], **quant_figures(out), **board_sizes(out),
             "ptq_int8_accuracy": stages["pruned"]["int8_accuracy"],
+            "qat_converted_whole": rep["worker"].get("qat_converted"),
             "ptq_weights": {k: v for k, v in stages["pruned"]["weights"].items() if k != "layers"},
             "wall_time_s": rep["wall_time_s"]}
         print(f"compress {kb:g} KiB: {json.dumps(results['models'][f'compress {kb:g} KiB'])}", flush=True)
