@@ -1,6 +1,6 @@
 """The cortex_m4 kernel variant (DSP extension: SMLAD, SXTB16, SMMULR, SSAT) on the emulated Cortex-M4
 (QEMU mps2-an386), byte-exact with tflite_micro: the tests/ops sweeps of every kernel it implements (conv,
-fused conv+add, depthwise, fully connected) plus cases aimed at its own paths (assembly 1x1 and 3x3 loops,
+fused conv+add, depthwise, fully connected, average pool) plus cases aimed at its own paths (assembly 1x1 and 3x3 loops,
 odd channel and pixel counts, clamps, in place, exact requantization), both conformance models on 20+
 inputs, and its requantization arithmetic on 60,000 random cases. One firmware, one emulator run."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import conformance_model, require_program
 from tests.kernels_m4._firmware import Job, parse, render_driver
-from tests.ops import test_add, test_conv_2d, test_depthwise_conv_2d, test_fully_connected
+from tests.ops import test_add, test_average_pool_2d, test_conv_2d, test_depthwise_conv_2d, test_fully_connected
 from tests.ops._harness import Case, convert, output_tensor, set_quantization
 
 KERNELS = "cortex_m4"
@@ -56,10 +56,13 @@ M4_CASES = [
     Case("m4_dw3_exact_rq", dw((4, 4, 8), 3, 1, "same"), (4, 4, 8), patch=tiny_output_scale),
     Case("m4_dw3_per_tensor", dw((5, 5, 8), 3, 1, "same"), (5, 5, 8), per_channel=False),
     Case("m4_fc_odd", test_fully_connected.dense((37,), 9), (37,)),
+    Case("m4_avg_global_c16", test_average_pool_2d.pool("avg", (9, 7, 16), (9, 7), 1, "valid"), (9, 7, 16)),
+    Case("m4_avg_k3s2_c8", test_average_pool_2d.pool("avg", (7, 6, 8), 3, 2, "same"), (7, 6, 8)),
+    Case("m4_avg_big_window", test_average_pool_2d.pool("avg", (17, 16, 4), (17, 16), 1, "valid"), (17, 16, 4)),
 ]
 
 SWEEP = (test_conv_2d.CASES + test_conv_2d.RANDOM + test_depthwise_conv_2d.CASES + test_depthwise_conv_2d.RANDOM
-         + test_fully_connected.CASES + test_add.CASES + M4_CASES)
+         + test_fully_connected.CASES + test_add.CASES + test_average_pool_2d.CASES + M4_CASES)
 N_RANDOM = 12       # random full-range inputs per sweep model (+ structured ones)
 CONFORMANCE = {"kws": ("kws_ref_model.tflite", 24), "resnet": ("pretrainedResnet_quant.tflite", 20)}
 
