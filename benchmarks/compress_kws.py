@@ -178,7 +178,7 @@ def plot(r: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    marks = {"original": "k*", "compress": "o", "distill": "s"}
+    marks = {"original": "*", "compress": "o", "distill": "s"}
     for n, m in r["models"].items():
         for ex, style in (("final", ""), ("exit", "x")):
             keys = [k for k in m["int8_accuracy"] if (k == "final") == (ex == "final")]
