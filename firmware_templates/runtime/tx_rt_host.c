@@ -2,7 +2,9 @@
  * Environment:
  *   TX_CUT_UNITS=k        cut the power once k work units have run in this boot (between two pieces of
  *                         work, i.e. before the next commit)
- *   TX_LOW_ENERGY_UNITS=k tx_hal_low_energy() turns true once k work units have run in this boot */
+ *   TX_LOW_ENERGY_UNITS=k tx_hal_low_energy() turns true once k work units have run in this boot
+ *   TX_TRACE_COMMITS=1    prints "TXMARK begin=0|1 events=N" at the start and end of every NVM commit (and
+ *                         LOW_MARK write: one event) on stderr, so a test can aim a cut at it */
 #define _DEFAULT_SOURCE
 #include "tx_rt_hal.h"
 #include "tx_nvm_host.h"
@@ -15,6 +17,7 @@ static uint64_t units;
 static uint32_t last_piece;   /* units of the last piece of work (the one a units cut ends) */
 static int configured;
 static uint64_t cut_units = UINT64_MAX, low_units = UINT64_MAX;
+static int trace_commits;
 
 static void configure(void)
 {
@@ -23,6 +26,7 @@ static void configure(void)
   configured = 1;
   if ((v = getenv("TX_CUT_UNITS")) && *v) cut_units = strtoull(v, NULL, 0);
   if ((v = getenv("TX_LOW_ENERGY_UNITS")) && *v) low_units = strtoull(v, NULL, 0);
+  trace_commits = (v = getenv("TX_TRACE_COMMITS")) != NULL && *v == '1';
 }
 
 int tx_hal_low_energy(void)
@@ -39,7 +43,13 @@ void tx_hal_work_done(uint32_t n)
   if (units >= cut_units) tx_nvm_host_power_cut("work");
 }
 
-void tx_hal_commit_mark(uint32_t begin) { (void)begin; }
+void tx_hal_commit_mark(uint32_t begin)
+{
+  configure();
+  if (trace_commits)
+    fprintf(stderr, "TXMARK begin=%u events=%llu\n", (unsigned)begin,
+            (unsigned long long)tx_nvm_host_stats()->events);
+}
 
 void tx_hal_fatal(const char *message)
 {

@@ -268,3 +268,32 @@ def test_confidence_mode_campaign(shared_pipeline, tmp_path):
     assert report.cuts >= 200 and report.cuts_in_commits >= 60
     assert report.ok, report.table()
     assert len(report.exits) >= 2 and report.signalled >= 10
+
+
+@pytest.mark.parametrize("torn", [True, False])
+def test_cut_on_the_low_mark_write(shared_pipeline, tmp_path, monkeypatch, torn):
+    """A cut exactly on the LOW_MARK word (found with TX_TRACE_COMMITS: a 'commit' of one NVM event): the slot stays
+    valid (the mark is outside the CRC); a torn mark still latches, an unwritten one does not; the next boot
+    answers accordingly (point 1, or the last point), with the int8 chain's bytes."""
+    import re
+    sp, lay = shared_pipeline, shared_pipeline["layout"]
+    t = make_target(sp["exe"], tmp_path)
+    x = sp["inputs"][0]
+    (tmp_path / "in.bin").write_bytes(x)
+    g = Granularity.parse("layers:50")
+    low = lay.position(2, 0, 0) + 1                          # in segment 1, after the stage-start checkpoint
+    monkeypatch.setenv("TX_TRACE_COMMITS", "1")
+    b = t.boot(tmp_path / "in.bin", 5, g, low_energy_units=low)
+    marks = [(int(a), int(e)) for a, e in re.findall(r"TXMARK begin=(\d) events=(\d+)", b.stderr)]
+    windows = [(marks[i][1], marks[i + 1][1]) for i in range(0, len(marks) - 1, 2)]
+    mark_at = [a for a, e in windows if e - a == 1]
+    assert len(mark_at) == 1, windows
+    t.erase_nvm()
+    b = t.boot(tmp_path / "in.bin", 5, g, low_energy_units=low, cut_events=mark_at[0], torn=torn)
+    assert b.cut
+    rec = t.newest()
+    assert rec is not None and rec.position == (2, 0, 0) and rec.low_mark == torn
+    b = t.boot(tmp_path / "in.bin", 5, g)
+    ref = sp["reference"](x)
+    want = 1 if torn else 2
+    assert (b.exit_index, b.output) == (want, ref[want])

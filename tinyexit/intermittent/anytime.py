@@ -207,7 +207,8 @@ class SharedCampaignReport(CampaignReport):
         if self.board:
             base = self.instructions_per_inference_baseline
             over = self.instructions_per_inference - base
-            lines.append(f"instructions per inference (continuous power, to the last point): "
+            to = "to the first confident point" if self.threshold is not None else "to the last point"
+            lines.append(f"instructions per inference (continuous power, {to}): "
                          f"{self.instructions_per_inference:,.0f}, without checkpoints {base:,.0f}: overhead "
                          f"{over:,.0f} ({100.0 * over / base if base else 0:.2f} %)")
             lines.append(f"re-executed work: {self.reexecuted_instructions / self.cuts if self.cuts else 0:,.0f} "
