@@ -93,6 +93,12 @@ class Board:
         return self.flash
 
     @property
+    def kernels(self) -> str:
+        """The kernel variant that suits the core: the DSP-extension kernels on Cortex-M4 class cores,
+        the portable reference kernels elsewhere."""
+        return "cortex_m4" if self.core in DSP_CORES else "reference"
+
+    @property
     def default_runner(self) -> str:
         return "qemu" if self.emulated else self.runners[0]
 
@@ -100,6 +106,10 @@ class Board:
     def variant(self) -> str:
         """A name for build folders: the board, plus `-qemu` for its emulated variant."""
         return f"{self.name}-qemu" if self.emulated and self.runners[0] != "qemu" else self.name
+
+
+# Cores with the Armv7E-M DSP extension (SMLAD, SXTB16) that firmware_templates/kernels/cortex_m4 uses.
+DSP_CORES = ("cortex-m4", "cortex-m4f")
 
 
 def parse_size(value: int | str) -> int:

@@ -23,8 +23,9 @@ def run_pipeline(*, task: str = "kws", data: str | Path | None = None, out: str 
     """Run every stage into the run directory `out` (default runs/TASK) and return the bench figures.
     With retrain=False an existing trained run is reused and only the later stages run again."""
     from tinyexit.bench import bench_run
-    from tinyexit.build import LIBRARY_DIR
-    from tinyexit.codegen import generate, models_from_run
+    from tinyexit.boards import load_board
+    from tinyexit.build import LIBRARY_DIR, library_models
+    from tinyexit.codegen import generate
     from tinyexit.policy.calibrate import calibrate_run
     from tinyexit.quantize import quantize_run
     from tinyexit.train import format_report, train_image, train_kws
@@ -57,7 +58,8 @@ def run_pipeline(*, task: str = "kws", data: str | Path | None = None, out: str 
     done(f"calibrate (risk control, epsilon={epsilon}, delta={delta})")
 
     stage("generate C")
-    lib = generate(models_from_run(run), run / LIBRARY_DIR)
+    kernels = load_board(board, emulate=emulate).kernels      # the DSP kernels on Cortex-M4 class cores
+    lib = generate(library_models(run), run / LIBRARY_DIR, kernels=kernels)
     log(lib.table())
     done("generate C")
 
@@ -66,7 +68,7 @@ def run_pipeline(*, task: str = "kws", data: str | Path | None = None, out: str 
     if fit < num_inputs:
         log(f"baking {fit} test inputs into the firmware instead of {num_inputs}: that is what fits the board's "
             f"flash next to the weights (96x96x3 images are 27 KB each)")
-    bench = bench_run(run, board, emulate=emulate, num_inputs=min(num_inputs, fit), log=log)
+    bench = bench_run(run, board, emulate=emulate, num_inputs=min(num_inputs, fit), log=log, kernels=kernels)
     done(f"build, run and benchmark on {board}{' (emulated)' if emulate else ''}")
 
     log("\nstage wall times (s): " + ", ".join(f"{k.split(' (')[0]} {v}" for k, v in times.items()))
