@@ -63,6 +63,6 @@ def test_invalid_board_refused(fixture):
 def test_kernel_variant_follows_the_core(tmp_path):
     """DSP-extension kernels only where the core has SMLAD/SXTB16 (Cortex-M4); a Cortex-M3 gets the portable ones."""
     assert load_board("nrf52840").kernels == "cortex_m4" and load_board("nrf52840", emulate=True).kernels == "cortex_m4"
-    f = tmp_path / "m3.yaml"
+    f = tmp_path / "nrf52840.yaml"
     f.write_text(Path(load_board("nrf52840").path).read_text().replace("core: cortex-m4f", "core: cortex-m3"))
     assert load_board_file(f).kernels == "reference"
