@@ -179,6 +179,9 @@ def test_powerfail_cli_shared(tiny_shared, tmp_path, capsys):
     assert "shared exit branch, host, 3 exit points" in out and "answered at the wrong point 0" in out
     (r,) = json.loads((tmp_path / "r.json").read_text())
     assert r["ok"] and r["cuts"] >= 30 and r["points"] == 3
+    assert (tmp_path / "out" / "shared-answers.png").stat().st_size > 1000    # answer vs signal figure
+    assert all(p == next(k for k, e in enumerate(r["point_ends"]) if e >= s) for s, p in r["signals"]
+               if s <= r["point_ends"][-1])
     rc = main(["powerfail", str(run), "--shared", "--cuts", "60", "--seed", "2", "--granularity", "units:4",
                "--inputs", "2", "--broken", "no-vector", "--out", str(tmp_path / "out")])
     assert rc == 1 and "FAIL inference" in capsys.readouterr().out

@@ -72,9 +72,12 @@ def run(args: argparse.Namespace) -> int:
         low = 0.5 if args.low_energy is None else args.low_energy
         if not 0.0 <= low <= 1.0:
             raise TinyexitError("--low-energy is a probability between 0 and 1")
+        from tinyexit.intermittent.anytime import plot_answers
         reports = powerfail_shared(target, out, cuts=args.cuts, seed=args.seed, granularities=grans,
                                    num_inputs=args.inputs, broken=args.broken, slots=args.slots, low_energy=low,
                                    emulate=args.emulate, board=args.board or "mps2-an386", threshold=args.threshold)
+        if low > 0:
+            print(f"figure: {plot_answers(reports, out / ('shared-answers' + ('-emulated' if args.emulate else '') + '.png'))}")
     elif args.emulate:
         if args.low_energy:
             raise TinyexitError("--low-energy runs in the host campaign only; drop --emulate (the emulated "

@@ -186,6 +186,8 @@ class SharedCampaignReport(CampaignReport):
     board: str = ""
     low_marks: int = 0                          # LOW_MARK words written (host)
     threshold: int | None = None                # confidence mode: the max-score threshold
+    signals: list = field(default_factory=list)        # [(signal position in units, answering point)]
+    point_ends: list = field(default_factory=list)     # units at which each exit point is reached
 
     def as_dict(self) -> dict:
         d = super().as_dict()
@@ -310,6 +312,8 @@ def _finish_inference(report: SharedCampaignReport, judge: _Judge, rec, reported
         report.failures.append(fail("wrong-point", f"answered at point {point}, expected {want_point} (signal at "
                                     f"unit {judge.signal}, first confident point {judge.confident})"))
     report.exits[point] = report.exits.get(point, 0) + 1
+    if judge.signal is not None:
+        report.signals.append((judge.signal, point))
     if judge.signal is not None and (judge.confident is None or judge.confident >= point):
         report.signalled += 1
         row = report.answered.setdefault(lay.where(judge.signal), {})
@@ -352,7 +356,8 @@ def run_shared_campaign(target: HostTarget, inputs: Sequence[bytes], *, cuts: in
     run_layout = layout.with_confidence(threshold is not None)   # the campaign's boots
     npts = layout.num_points
     report = SharedCampaignReport(granularity=str(granularity), seed=seed, inputs=len(inputs), low_energy=low_energy,
-                                  points=npts, threshold=threshold)
+                                  points=npts, threshold=threshold,
+                                  point_ends=[run_layout.point_end(k) for k in range(npts)])
     try:
         paths = []
         for j, data in enumerate(inputs):
@@ -477,7 +482,8 @@ def run_shared_emulated(target, layout: Layout, inputs: Sequence[bytes], *, cuts
     npts = layout.num_points
     layout = layout.with_confidence(threshold is not None)
     report = SharedCampaignReport(granularity=str(granularity), seed=seed, inputs=len(inputs), low_energy=low_energy,
-                                  points=npts, board=target.board.name, threshold=threshold)
+                                  points=npts, board=target.board.name, threshold=threshold,
+                                  point_ends=[layout.point_end(k) for k in range(npts)])
     keep = Path(work_dir) if work_dir else None
     if keep:
         keep.mkdir(parents=True, exist_ok=True)
@@ -636,3 +642,37 @@ def powerfail_shared(target: str | os.PathLike, out_dir: str | os.PathLike, *, c
                                 low_energy=low_energy, reference=reference, threshold=threshold,
                                 work_dir=out_dir / f"shared-emu-campaign-{str(Granularity.parse(g)).replace(':', '')}")
             for g in granularities]
+
+
+def plot_answers(reports: Sequence[SharedCampaignReport], path: str | os.PathLike) -> Path:
+    """Figure: the answering exit point against where the (durable) low-energy signal arrived, in work units
+    from the inference's start, one marker per inference, with the points' positions as vertical lines."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tinyexit.io import atomic_path
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for n, r in enumerate(reports):
+        if r.signals:
+            xs, ys = zip(*r.signals)
+            ax.scatter(xs, [y + 0.12 * (n - (len(reports) - 1) / 2) for y in ys], s=12, alpha=0.7,
+                       label=f"{r.granularity}" + (f", threshold {r.threshold}" if r.threshold is not None else ""))
+    ends = next((r.point_ends for r in reports if r.point_ends), [])
+    for k, e in enumerate(ends):
+        ax.axvline(e, color="grey", lw=0.8, ls="--")
+        ax.text(e, -0.45, f" point {k}", fontsize=7, color="grey")
+    ax.set_xlabel("low-energy signal (work units into the inference)")
+    ax.set_ylabel("answering exit point")
+    ax.set_yticks(range(len(ends)))
+    ax.set_ylim(-0.6, len(ends) - 0.6)
+    ax.set_title("energy-adaptive shared branch under power cuts: answer = first point at/after the signal",
+                 fontsize=8)
+    if any(r.signals for r in reports):
+        ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    return path
