@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 NAME = "powerfail"
@@ -13,7 +12,9 @@ DESCRIPTION = (
     "writes) or k work units on the host, after exactly N instructions on the emulated board (--emulate). "
     "Each boot keeps the NVM and loses RAM; an inference is retried until its result is committed, and every "
     "committed result must equal the uninterrupted run byte for byte. Exit status 1 when any result is wrong, "
-    "a checkpoint is lost or a boot crashes; failing cuts are printed so they can be replayed.")
+    "a checkpoint is lost or a boot crashes; failing cuts are printed so they can be replayed. With --shared the "
+    "pipeline is RUN/shared's energy-adaptive shared exit branch: results are checked against the int8 chain on "
+    "TFLM and the answering exit point against where the low-energy signal arrived.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "point is the first at/after the low-energy signal (default --low-energy 0.5)")
     p.add_argument("--low-energy", type=float, default=None, metavar="P",
                    help="probability per boot that the board signals low energy after a random amount of work; "
-                        "the pipeline then finishes at the next exit (host campaign)")
+                        "the pipeline then finishes at the next exit (host campaign; with --shared also --emulate)")
     p.add_argument("--slots", type=int, default=2,
                    help="checkpoint slots used as a ring (default 2; more spread the erases of flash)")
     p.add_argument("--board", default=None, help="board for --emulate (default mps2-an386)")
