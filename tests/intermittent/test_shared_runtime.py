@@ -300,3 +300,25 @@ def test_cut_on_the_low_mark_write(shared_pipeline, tmp_path, monkeypatch, torn)
     ref = sp["reference"](x)
     want = 1 if torn else 2
     assert (b.exit_index, b.output) == (want, ref[want])
+
+
+def test_threshold_from_policy_json(tiny_shared, tmp_path):
+    """RUN/policy.json's max_softmax threshold_q is the confidence threshold only when its exit's output has the
+    branch's quantization; other rules are refused with the reason."""
+    from tinyexit.intermittent.anytime import threshold_from_policy
+    run = tmp_path / "run"
+    shutil.copytree(tiny_shared, run)
+    with pytest.raises(TinyexitError, match="calibrate"):
+        threshold_from_policy(run)
+    out = json.loads((run / "shared" / "manifest.json").read_text())["branch"]["output"]
+    pol = {"policy": "max_softmax", "exit": "exit2", "threshold_q": 50,
+           "exits": [{"name": "exit2", "threshold_q": 50, "output": out}]}
+    (run / "policy.json").write_text(json.dumps(pol))
+    assert threshold_from_policy(run) == 50
+    for change, words in (({"policy": "margin"}, "max_softmax"), ({"threshold_q": 128}, "nothing certified"),
+                          ({"exits": [{"name": "exit2", "output": {"scale": out["scale"] * 2,
+                                                                     "zero_point": out["zero_point"]}}]},
+                           "quantization")):
+        (run / "policy.json").write_text(json.dumps({**pol, **change}))
+        with pytest.raises(TinyexitError, match=words):
+            threshold_from_policy(run)

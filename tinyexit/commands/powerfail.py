@@ -24,10 +24,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--granularity", default="layer",
                    help="comma-separated checkpoint granularities: none, layer, layers:N, units:N (default layer)")
     p.add_argument("--inputs", type=int, default=4, help="number of random int8 inputs (default 4)")
-    p.add_argument("--threshold", type=int, default=None,
+    p.add_argument("--threshold", default=None,
                    help="run exit heads and stop at the first whose largest int8 output is >= THRESHOLD; with --shared, "
                         "confidence mode: the branch runs after every point and answers once its largest int8 score "
-                        "is >= THRESHOLD")
+                        "is >= THRESHOLD ('policy': RUN/policy.json's max_softmax threshold_q, when its exit has the branch's "
+                        "output quantization)")
     p.add_argument("--shared", action="store_true",
                    help="run the shared exit branch of RUN/shared (tinyexit shared) as the pipeline: after each exit "
                         "point its pool fills the shared vector, and on low energy (or at the last point) the branch "
@@ -66,6 +67,19 @@ def run(args: argparse.Namespace) -> int:
     shared_only = sorted({"no-vector", "volatile-low"} & set(args.broken))
     if shared_only and not args.shared:
         raise TinyexitError(f"--broken {shared_only[0]} breaks the shared-branch pipeline; add --shared")
+    threshold = args.threshold
+    if threshold is not None and threshold != "policy":
+        try:
+            threshold = int(threshold)
+        except ValueError:
+            raise TinyexitError(f"--threshold {threshold!r}: an int8 score (-128..127) or 'policy'") from None
+    if threshold == "policy":
+        if not args.shared:
+            raise TinyexitError("--threshold policy is for --shared (exit heads: pass the integer)")
+        from tinyexit.intermittent.anytime import threshold_from_policy
+        threshold = threshold_from_policy(target)
+        print(f"confidence threshold from {target / 'policy.json'}: max score >= {threshold} (calibrated for the "
+              "exit heads: no guarantee for the shared branch)")
     if args.shared:
         from tinyexit.intermittent.anytime import powerfail_shared
         if args.board and not args.emulate:
@@ -76,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         from tinyexit.intermittent.anytime import plot_answers
         reports = powerfail_shared(target, out, cuts=args.cuts, seed=args.seed, granularities=grans,
                                    num_inputs=args.inputs, broken=args.broken, slots=args.slots, low_energy=low,
-                                   emulate=args.emulate, board=args.board or "mps2-an386", threshold=args.threshold)
+                                   emulate=args.emulate, board=args.board or "mps2-an386", threshold=threshold)
         if low > 0:
             print(f"figure: {plot_answers(reports, out / ('shared-answers' + ('-emulated' if args.emulate else '') + '.png'))}")
     elif args.emulate:
@@ -86,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         from tinyexit.intermittent.emulated import powerfail_emulated
         reports = powerfail_emulated(target, out, board=args.board or "mps2-an386", cuts=args.cuts,
                                      seed=args.seed, granularities=grans, num_inputs=args.inputs,
-                                     broken=args.broken, threshold=args.threshold, slots=args.slots)
+                                     broken=args.broken, threshold=threshold, slots=args.slots)
     else:
         if args.board:
             raise TinyexitError("--board needs --emulate (the host campaign runs on this machine)")
@@ -94,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         if not 0.0 <= low <= 1.0:
             raise TinyexitError("--low-energy is a probability between 0 and 1")
         reports = powerfail(target, out, cuts=args.cuts, seed=args.seed, granularities=grans,
-                            num_inputs=args.inputs, broken=args.broken, threshold=args.threshold,
+                            num_inputs=args.inputs, broken=args.broken, threshold=threshold,
                             slots=args.slots, low_energy=low)
     for r in reports:
         print(r.table())

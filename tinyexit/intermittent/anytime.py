@@ -644,6 +644,33 @@ def powerfail_shared(target: str | os.PathLike, out_dir: str | os.PathLike, *, c
             for g in granularities]
 
 
+def threshold_from_policy(run_dir: str | os.PathLike) -> int:
+    """RUN/policy.json's integer rule as the confidence-mode threshold of the shared branch, where it applies: a
+    max_softmax policy (`max_c q[c] >= threshold_q`) whose exit output has the branch's output quantization (the
+    same int8 codes mean the same probability). Calibrated for the exit heads, it carries no guarantee here."""
+    run_dir = Path(run_dir)
+    path = run_dir / "policy.json"
+    if not path.is_file():
+        raise TinyexitError(f"{path} does not exist; run `tinyexit calibrate {run_dir}` or pass --threshold N")
+    pol = json.loads(path.read_text())
+    from tinyexit.shared import read_shared_manifest
+    branch_out = read_shared_manifest(shared_dir_of(run_dir))["branch"]["output"]
+    if pol.get("policy") != "max_softmax":
+        raise TinyexitError(f"{path}: policy {pol.get('policy')!r}; only a max_softmax rule (max score >= threshold_q) "
+                            "carries over to the shared branch's scores; pass --threshold N")
+    q = pol.get("threshold_q")
+    if q is None or int(q) >= 128:
+        raise TinyexitError(f"{path}: nothing certified (threshold_q {q}); the branch would never answer early")
+    ex = next((e for e in pol.get("exits", []) if e.get("name") == pol.get("exit")), None) or \
+        (pol.get("exits") or [None])[0]
+    out = (ex or {}).get("output")
+    if not out or int(out["zero_point"]) != int(branch_out["zero_point"]) or \
+            abs(float(out["scale"]) - float(branch_out["scale"])) > 1e-12:
+        raise TinyexitError(f"{path}: the exit's output quantization {out} differs from the branch's {branch_out}; "
+                            "threshold_q does not mean the same probability there; pass --threshold N")
+    return int(q)
+
+
 def plot_answers(reports: Sequence[SharedCampaignReport], path: str | os.PathLike) -> Path:
     """Figure: the answering exit point against where the (durable) low-energy signal arrived, in work units
     from the inference's start, one marker per inference, with the points' positions as vertical lines."""
