@@ -52,6 +52,10 @@ def main() -> int:
     ap.add_argument("--student", default="filters=32,blocks=3,exits=2")
     ap.add_argument("--student-epochs", type=int, default=20)
     ap.add_argument("--skip-distill", action="store_true")
+    ap.add_argument("--alpha", type=float, default=0.7)
+    ap.add_argument("--beta", type=float, default=0.5)
+    ap.add_argument("--temperature", type=float, default=4.0)
+    ap.add_argument("--no-baseline", action="store_true", help="skip the cross-entropy student")
     ap.add_argument("--resummarize", action="store_true",
                     help="recompute the weight figures of the runs already in WORK and rewrite the JSON and PNG")
     args = ap.parse_args()
@@ -95,9 +99,14 @@ def main() -> int:
 
     if not args.skip_distill:
         from tinyexit.distill import DistillConfig, distill_run
-        for label, plain in (("distill (ERDE)", False), ("student, cross entropy only", True)):
-            out = work / ("student-erde" if not plain else "student-ce")
-            rep = distill_run(src, out, args.student, DistillConfig(epochs=args.student_epochs, plain=plain), log=print)
+        tag = ("" if (args.alpha, args.beta, args.temperature) == (0.7, 0.5, 4.0)
+               else f" a{args.alpha:g} b{args.beta:g} T{args.temperature:g}")
+        todo = [(f"distill (ERDE){tag}", False)] + ([] if args.no_baseline else [("student, cross entropy only", True)])
+        for label, plain in todo:
+            out = work / (("student-erde" + tag.replace(" ", "-")) if not plain else "student-ce")
+            rep = distill_run(src, out, args.student,
+                              DistillConfig(epochs=args.student_epochs, plain=plain, alpha=args.alpha, beta=args.beta,
+                                            temperature=args.temperature), log=print)
             quantize_run(out)
             calibrate_run(out, epsilon=policy.get("epsilon", 0.02), delta=policy.get("delta", 0.1),
                           risk=policy.get("risk", "gap"), method=policy.get("method", "ltt"),
@@ -118,7 +127,9 @@ def run_dir_of(work: Path, name: str, m: dict) -> Path:
         return work / "source"
     if m["kind"] == "compress":
         return work / f"c{m['target_kb']:g}kb"
-    return work / ("student-ce" if m["plain"] else "student-erde")
+    if m["plain"]:
+        return work / "student-ce"
+    return work / ("student-erde" + name[len("distill (ERDE)"):].replace(" ", "-"))
 
 
 def resummarize(work: Path) -> int:
