@@ -322,3 +322,27 @@ def test_threshold_from_policy_json(tiny_shared, tmp_path):
         (run / "policy.json").write_text(json.dumps({**pol, **change}))
         with pytest.raises(TinyexitError, match=words):
             threshold_from_policy(run)
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="needs arm-none-eabi-gcc")
+def test_shared_pipeline_builds_for_the_real_nrf52840(shared_pipeline, tmp_path):
+    """Runtime + shared pipeline + the POF-comparator hooks (low energy = POFWARN) + NVMC flash adapter link
+    into a firmware for the real nRF52840 (-Wall -Wextra -Werror), within its flash and RAM."""
+    from tinyexit.build import build_firmware
+    from tinyexit.intermittent.host import RUNTIME_DIR
+    sp = shared_pipeline
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    (gen / "tx_pipeline_cfg.c").write_text(render_pipeline(sp["stages"], vector=sp["vector"]))
+    (gen / "main.c").write_text(
+        "#include \"tx_checkpoint.h\"\n#include \"tx_hal.h\"\n#include \"tx_pipeline.h\"\n"
+        "void tx_rt_nrf52_init(uint32_t threshold_code);\n"
+        "static int8_t in[490], out[16]; static tx_runtime_t rt;\n"
+        "int main(void) { tx_result_t r; tx_granularity_t g = {TX_CKPT_LAYERS, 1u}; tx_hal_init();\n"
+        "  tx_rt_nrf52_init(8u); tx_pipeline_infer(&rt, &tx_pipeline, g, 1u, in, out, sizeof out, &r);\n"
+        "  tx_hal_exit((int)r.exit_index); }\n")
+    srcs = [RUNTIME_DIR / s for s in ("tx_checkpoint.c", "tx_crc32.c", "tx_nvm_board.c", "tx_rt_nrf52.c")]
+    srcs += [gen / "tx_pipeline_cfg.c", gen / "main.c"]
+    srcs += sorted(p for p in sp["lib"].glob("*.c") if p.name != "host_main.c")
+    fw = build_firmware("nrf52840", srcs, tmp_path / "fw", include_dirs=[RUNTIME_DIR, sp["lib"], gen])
+    assert fw.elf.exists() and fw.sizes.fits
