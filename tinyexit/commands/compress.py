@@ -65,6 +65,8 @@ def table(rep: dict) -> str:
                     + f" {st['weights']['stored_bytes']:>9,} {st['weights']['dense_bytes']:>9,}"
                       f" {100 * st['overall_sparsity']:7.1f}%"
                       f" {st['board']['flash'] if 'board' in st else '-':>9} {st['board']['ram'] if 'board' in st else '-':>8}")
+    if rep.get("selected"):
+        rows.append(f"output run: the '{rep['selected']}' step (best final-exit int8 accuracy on the validation split)")
     if rep.get("board_note"):
         rows.append(f"flash/RAM: {rep['board_note']}")
     if rep.get("budget_bytes"):

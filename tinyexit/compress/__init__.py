@@ -10,7 +10,10 @@ Steps (each one's accuracy per exit, float and int8, and weight bytes are report
      tfmot's `prune_low_magnitude` + polynomial decay, `strip_pruning`;
   3. quantization-aware training (tfmot `quantize_apply`, pruning-preserving 8-bit scheme);
   4. the usual int8 segments (`tinyexit.quantize.quantize_run`, chained pieces checked against the whole
-     model), and the exit policy re-calibrated with the source run's settings when it has one.
+     model) for every step, the exit policy re-calibrated with the source run's settings when it has one, and
+     every step's firmware built for the board (flash, RAM). The output run is the QAT step unless
+     post-training int8 of the pruned step has the better final-exit accuracy on the validation split
+     (report["selected"]); the other steps are kept under OUT/stages/.
 Steps 2-3 need legacy Keras: they run in a child process (tinyexit.legacy_keras), the caller's Keras 3 is
 untouched. The output is a normal run directory (docs/CONTRACTS.md) plus RUN/compress.json and
 RUN/compress.png; `quantize`, `generate`, `build` and `bench` work on it as on any run.
@@ -270,7 +273,6 @@ def compress_run(run_dir: str | Path, out: str | Path, config: CompressConfig = 
             lib = library_weights(d)
             sp = {lay["name"]: float(np.mean(m.get_layer(lay["name"]).get_weights()[0] == 0)) for lay in layers}
             report["stages"][name] = {
-                "run": str(out if name == last else out / "stages" / d.name),
                 "float_accuracy": {e["name"]: e["float_accuracy"] for e in q["exits"]},
                 "int8_accuracy": {e["name"]: e["int8_accuracy"] for e in q["exits"]},
                 "whole_model_check": q.get("whole_model_check"),
@@ -282,6 +284,23 @@ def compress_run(run_dir: str | Path, out: str | Path, config: CompressConfig = 
             f, i = report["stages"][name]["float_accuracy"], report["stages"][name]["int8_accuracy"]
             log(f"[{name}] " + ", ".join(f"{n} float {100 * f[n]:.1f}% int8 {100 * i[n]:.1f}%" for n in names)
                 + f"; weights {lib['stored_bytes']:,} B stored ({lib['dense_bytes']:,} B dense)")
+        # The output run is the QAT step, unless post-training int8 of the pruned step does better on the
+        # validation split (model selection on validation, never on test): both are reported.
+        from tinyexit.quantize import Int8Pipeline
+        for name, d in stage_dirs.items():
+            outs = Int8Pipeline.from_dir(d / "quant").run(xv)
+            report["stages"][name]["validation_int8_accuracy"] = {
+                n: float(np.mean(np.argmax(o, -1) == yv)) for n, o in zip(names, outs)}
+        cands = [s for s in ("pruned+qat", "pruned") if s in stage_dirs]
+        last = max(cands, key=lambda s: (report["stages"][s]["validation_int8_accuracy"][names[-1]], s == "pruned+qat"))
+        report["selected"] = last
+        if last != cands[0]:
+            log(f"post-training int8 of the pruned model beats QAT on the validation split "
+                f"({100 * report['stages'][last]['validation_int8_accuracy'][names[-1]]:.2f}% vs "
+                f"{100 * report['stages'][cands[0]]['validation_int8_accuracy'][names[-1]]:.2f}%): the output run "
+                f"is the '{last}' step, QAT's is kept under stages/")
+        for name, d in stage_dirs.items():
+            report["stages"][name]["run"] = str(out if name == last else out / "stages" / d.name)
         final_dir = stage_dirs[last]
         board_note = measure_boards(report, stage_dirs, policy_src, config.measure_board, log)
         if board_note:
