@@ -99,20 +99,27 @@ def compressed(source_run):
 def test_legacy_switch_is_invisible_and_the_budget_is_met(compressed):
     out, rep, _, budget = compressed
     assert rep["met_budget"] and rep["budget_bytes"] == budget
-    final = rep["stages"]["pruned+qat"]
+    final = rep["stages"][rep["selected"]]
     assert final["weights"]["stored_bytes"] <= budget < final["weights"]["dense_bytes"]
     assert final["weights"]["sparse_layers"] >= 3
     assert rep["stages"]["original"]["weights"]["sparse_layers"] == 0
     # the pruned kernels stay pruned through QAT: same zero pattern as after strip_pruning
-    assert final["overall_sparsity"] >= 0.4
-    assert abs(final["overall_sparsity"] - rep["stages"]["pruned"]["overall_sparsity"]) < 1e-9
+    qat = rep["stages"]["pruned+qat"]
+    assert qat["overall_sparsity"] >= 0.4
+    assert abs(qat["overall_sparsity"] - rep["stages"]["pruned"]["overall_sparsity"]) < 1e-9
     for st in rep["stages"].values():
         chk = st["whole_model_check"]
         assert chk["identical"] == chk["inputs"] == SPLITS["test"][0]
     # a run directory the later stages accept, plus the report and the plot
     for f in ("model.keras", "model.json", "report.json", "quant/manifest.json", "compress.json", "compress.png",
-              "stages/pruned/quant/manifest.json"):
+              "stages/original/quant/manifest.json"):
         assert (out / f).is_file(), f
+    # the output run is the step with the better validation int8 accuracy; the other is kept under stages/
+    sel = rep["selected"]
+    other = "pruned" if sel == "pruned+qat" else "pruned+qat"
+    assert Path(rep["stages"][sel]["run"]) == out and (Path(rep["stages"][other]["run"]) / "quant").is_dir()
+    v = {s: rep["stages"][s]["validation_int8_accuracy"]["final"] for s in (sel, other)}
+    assert v[sel] >= v[other]
     # the compressed model learned something (chance is 1/12)
     figures = {k: (st["float_accuracy"], st["int8_accuracy"]) for k, st in rep["stages"].items()}
     assert rep["stages"]["original"]["int8_accuracy"]["final"] > 0.5, figures
@@ -148,8 +155,8 @@ def test_qat_int8_accuracy_is_not_below_post_training_int8(compressed):
     from tinyexit.quantize import Int8Pipeline
     out, rep, data, _ = compressed
     x, y = data["test"]
-    ptq = Int8Pipeline.from_dir(out / "stages" / "pruned" / "quant").run(x)
-    qat = Int8Pipeline.from_dir(out / "quant").run(x)
+    ptq = Int8Pipeline.from_dir(Path(rep["stages"]["pruned"]["run"]) / "quant").run(x)
+    qat = Int8Pipeline.from_dir(Path(rep["stages"]["pruned+qat"]["run"]) / "quant").run(x)
     for k, name in enumerate(rep["exits"]):
         p_ok, q_ok = np.argmax(ptq[k], 1) == y, np.argmax(qat[k], 1) == y
         assert abs(p_ok.mean() - rep["stages"]["pruned"]["int8_accuracy"][name]) < 1e-9
