@@ -56,6 +56,7 @@ def main() -> int:
     ap.add_argument("--beta", type=float, default=0.5)
     ap.add_argument("--temperature", type=float, default=4.0)
     ap.add_argument("--no-baseline", action="store_true", help="skip the cross-entropy student")
+    ap.add_argument("--seed", type=int, default=0, help="student initialisation / shuffling seed")
     ap.add_argument("--resummarize", action="store_true",
                     help="recompute the weight figures of the runs already in WORK and rewrite the JSON and PNG")
     args = ap.parse_args()
@@ -101,12 +102,15 @@ def main() -> int:
         from tinyexit.distill import DistillConfig, distill_run
         tag = ("" if (args.alpha, args.beta, args.temperature) == (0.7, 0.5, 4.0)
                else f" a{args.alpha:g} b{args.beta:g} T{args.temperature:g}")
-        todo = [(f"distill (ERDE){tag}", False)] + ([] if args.no_baseline else [("student, cross entropy only", True)])
+        seed = "" if args.seed == 0 else f" seed{args.seed}"
+        todo = [(f"distill (ERDE){tag}{seed}", False)] + ([] if args.no_baseline
+                                                          else [(f"student, cross entropy only{seed}", True)])
         for label, plain in todo:
-            out = work / (("student-erde" + tag.replace(" ", "-")) if not plain else "student-ce")
+            out = work / (("student-erde" + (tag + seed).replace(" ", "-")) if not plain
+                          else "student-ce" + seed.replace(" ", "-"))
             rep = distill_run(src, out, args.student,
                               DistillConfig(epochs=args.student_epochs, plain=plain, alpha=args.alpha, beta=args.beta,
-                                            temperature=args.temperature), log=print)
+                                            temperature=args.temperature, seed=args.seed), log=print)
             quantize_run(out)
             calibrate_run(out, epsilon=policy.get("epsilon", 0.02), delta=policy.get("delta", 0.1),
                           risk=policy.get("risk", "gap"), method=policy.get("method", "ltt"),
@@ -128,7 +132,7 @@ def run_dir_of(work: Path, name: str, m: dict) -> Path:
     if m["kind"] == "compress":
         return work / f"c{m['target_kb']:g}kb"
     if m["plain"]:
-        return work / "student-ce"
+        return work / ("student-ce" + name[len("student, cross entropy only"):].replace(" ", "-"))
     return work / ("student-erde" + name[len("distill (ERDE)"):].replace(" ", "-"))
 
 
