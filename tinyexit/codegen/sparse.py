@@ -29,6 +29,7 @@ from tinyexit.codegen.ir import CArray, Graph
 from tinyexit.codegen.ops.conv_2d import Conv2D
 from tinyexit.codegen.ops.depthwise_conv_2d import DepthwiseConv2D
 from tinyexit.codegen.ops.fully_connected import FullyConnected
+from tinyexit.codegen.ops._common import requant_constants
 
 HEADER = "tx_sparse.h"
 
@@ -101,14 +102,6 @@ def _sparse_init(prefix: str, s: SparseRows) -> str:
     return f"{{ {prefix}_wv, {prefix}_wd, {c8}, {c16} }}"
 
 
-def _requant(self, prefix: str) -> list[CArray]:
-    arrs = [CArray("int32_t", f"{prefix}_m", np.array(self.mult, np.int64)),
-            CArray("int8_t", f"{prefix}_s", np.array(self.shift, np.int64))]
-    if self.bias is not None:
-        arrs.append(CArray("int32_t", f"{prefix}_b", self.bias))
-    return arrs
-
-
 @dataclass(frozen=True, eq=False)
 class SparseConv2D(Conv2D):
     sparse: SparseRows = None
@@ -116,7 +109,7 @@ class SparseConv2D(Conv2D):
     headers: ClassVar[tuple[str, ...]] = (HEADER,)
 
     def constants(self, prefix: str) -> list[CArray]:
-        return _sparse_arrays(prefix, self.sparse) + _requant(self, prefix)
+        return _sparse_arrays(prefix, self.sparse) + requant_constants(self, prefix)
 
     def params_decl(self, prefix: str, inplace: bool) -> str:
         (ih, iw, ic), (oh, ow, oc) = self.in_hwc, self.out_hwc
@@ -139,7 +132,7 @@ class SparseDepthwiseConv2D(DepthwiseConv2D):
     headers: ClassVar[tuple[str, ...]] = (HEADER,)
 
     def constants(self, prefix: str) -> list[CArray]:
-        return _sparse_arrays(prefix, self.sparse) + _requant(self, prefix)
+        return _sparse_arrays(prefix, self.sparse) + requant_constants(self, prefix)
 
     def params_decl(self, prefix: str, inplace: bool) -> str:
         (ih, iw, ic), (oh, ow, oc) = self.in_hwc, self.out_hwc
@@ -163,7 +156,7 @@ class SparseFullyConnected(FullyConnected):
     headers: ClassVar[tuple[str, ...]] = (HEADER,)
 
     def constants(self, prefix: str) -> list[CArray]:
-        return _sparse_arrays(prefix, self.sparse) + _requant(self, prefix)
+        return _sparse_arrays(prefix, self.sparse) + requant_constants(self, prefix)
 
     def params_decl(self, prefix: str, inplace: bool) -> str:
         bias = f"{prefix}_b" if self.bias is not None else "0"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyexit.codegen.ir import OpContext, Tensor
+from tinyexit.codegen.ir import CArray, OpContext, Tensor
 
 
 def nhwc(ctx: OpContext, t: Tensor) -> tuple[int, int, int]:
@@ -45,3 +45,40 @@ def const_bias(ctx: OpContext, pos: int, channels: int) -> np.ndarray | None:
 def check_out_shape(ctx: OpContext, got: tuple, want: tuple) -> None:
     if tuple(got) != tuple(want):
         raise ctx.refuse(f"output shape {list(got)} does not match the computed {list(want)}")
+
+
+def requant_constants(op, prefix: str) -> list[CArray]:
+    """Per-channel multipliers and shifts and the optional bias of a conv-like op, as C arrays."""
+    arrs = [CArray("int32_t", f"{prefix}_m", np.array(op.mult, np.int64)),
+            CArray("int8_t", f"{prefix}_s", np.array(op.shift, np.int64))]
+    if op.bias is not None:
+        arrs.append(CArray("int32_t", f"{prefix}_b", op.bias))
+    return arrs
+
+
+def weight_constants(op, prefix: str) -> list[CArray]:
+    """Dense int8 weights followed by the requantization constants."""
+    return [CArray("int8_t", f"{prefix}_w", op.weights)] + requant_constants(op, prefix)
+
+
+class WindowedConv:
+    """What CONV_2D and DEPTHWISE_CONV_2D share: work split by output rows, and running in place when the
+    output has the input's shape with stride 1, keeping a ring of the input pixels still to be read.
+    Mixed into frozen dataclasses with in_hwc, out_hwc, stride_hw and pad_tl."""
+
+    def units(self) -> int:
+        return self.out_hwc[0]
+
+    def inplace_inputs(self) -> tuple[int, ...]:
+        # Same shape and stride 1: output pixel p only replaces input pixel p (see ring_pixels).
+        if self.in_hwc == self.out_hwc and self.stride_hw == (1, 1):
+            return (0,)
+        return ()
+
+    def ring_pixels(self, inplace: bool) -> int:
+        # In place, output pixel p overwrites input pixel p; the earliest input pixel a later output still
+        # reads is p - (pad_top * in_w + pad_left), so that many pixels plus p itself are kept aside.
+        return self.pad_tl[0] * self.in_hwc[1] + self.pad_tl[1] + 1 if inplace else 0
+
+    def scratch_bytes(self, inplace: bool) -> int:
+        return self.ring_pixels(inplace) * self.in_hwc[2]

@@ -6,13 +6,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinyexit.codegen.ir import CArray, Op, OpContext, out_size, pads_same, padding_name, register
-from tinyexit.codegen.ops._common import check_out_shape, const_bias, const_int8_weights, nhwc
+from tinyexit.codegen.ops._common import (WindowedConv, check_out_shape, const_bias, const_int8_weights, nhwc,
+                                          weight_constants)
 from tinyexit.codegen.quant import activation_range, conv_multipliers
 
 
 @register
 @dataclass(frozen=True, eq=False)
-class DepthwiseConv2D(Op):
+class DepthwiseConv2D(WindowedConv, Op):
     in_hwc: tuple[int, int, int] = (0, 0, 0)
     out_hwc: tuple[int, int, int] = (0, 0, 0)
     depth_multiplier: int = 1
@@ -66,29 +67,8 @@ class DepthwiseConv2D(Op):
         oh, ow, oc = self.out_hwc
         return oh * ow * oc * self.kernel_hw[0] * self.kernel_hw[1]
 
-    def units(self) -> int:
-        return self.out_hwc[0]
-
-    def inplace_inputs(self) -> tuple[int, ...]:
-        if self.in_hwc == self.out_hwc and self.stride_hw == (1, 1):
-            return (0,)
-        return ()
-
-    def ring_pixels(self, inplace: bool) -> int:
-        # In place, output pixel p overwrites input pixel p; the earliest input pixel a later output still
-        # reads is p - (pad_top * in_w + pad_left), so that many pixels plus p itself are kept aside.
-        return self.pad_tl[0] * self.in_hwc[1] + self.pad_tl[1] + 1 if inplace else 0
-
-    def scratch_bytes(self, inplace: bool) -> int:
-        return self.ring_pixels(inplace) * self.in_hwc[2]
-
     def constants(self, prefix: str) -> list[CArray]:
-        arrs = [CArray("int8_t", f"{prefix}_w", self.weights),
-                CArray("int32_t", f"{prefix}_m", np.array(self.mult, np.int64)),
-                CArray("int8_t", f"{prefix}_s", np.array(self.shift, np.int64))]
-        if self.bias is not None:
-            arrs.append(CArray("int32_t", f"{prefix}_b", self.bias))
-        return arrs
+        return weight_constants(self, prefix)
 
     def params_decl(self, prefix: str, inplace: bool) -> str:
         (ih, iw, ic), (oh, ow, oc) = self.in_hwc, self.out_hwc

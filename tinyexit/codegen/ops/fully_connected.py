@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinyexit.codegen.ir import CArray, Op, OpContext, register
-from tinyexit.codegen.ops._common import const_bias, const_int8_weights
+from tinyexit.codegen.ops._common import const_bias, const_int8_weights, weight_constants
 from tinyexit.codegen.quant import activation_range, conv_multipliers, fc_multiplier
 
 
@@ -59,12 +59,7 @@ class FullyConnected(Op):
         return self.batches * self.in_depth * self.out_depth
 
     def constants(self, prefix: str) -> list[CArray]:
-        arrs = [CArray("int8_t", f"{prefix}_w", self.weights),
-                CArray("int32_t", f"{prefix}_m", np.array(self.mult, np.int64)),
-                CArray("int8_t", f"{prefix}_s", np.array(self.shift, np.int64))]
-        if self.bias is not None:
-            arrs.append(CArray("int32_t", f"{prefix}_b", self.bias))
-        return arrs
+        return weight_constants(self, prefix)
 
     def params_decl(self, prefix: str, inplace: bool) -> str:
         bias = f"{prefix}_b" if self.bias is not None else "0"
