@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyexit.codegen.ir import CArray, OpContext, Tensor
+from tinyexit.codegen.ir import CArray, OpContext, Tensor, out_size, pads_same, padding_name
+from tinyexit.codegen.quant import activation_range, conv_multipliers
 
 
 def nhwc(ctx: OpContext, t: Tensor) -> tuple[int, int, int]:
@@ -62,9 +63,37 @@ def weight_constants(op, prefix: str) -> list[CArray]:
 
 
 class WindowedConv:
-    """What CONV_2D and DEPTHWISE_CONV_2D share: work split by output rows, and running in place when the
-    output has the input's shape with stride 1, keeping a ring of the input pixels still to be read.
-    Mixed into frozen dataclasses with in_hwc, out_hwc, stride_hw and pad_tl."""
+    """What CONV_2D and DEPTHWISE_CONV_2D share: reading the window geometry and requantization from the
+    flatbuffer, work split by output rows, and running in place when the output has the input's shape with
+    stride 1, keeping a ring of the input pixels still to be read.
+    Mixed into frozen dataclasses with in_hwc, out_hwc, kernel_hw, stride_hw, pad_tl and the requant fields."""
+
+    @staticmethod
+    def read_io(ctx: OpContext):
+        """Input, output (int8, NHWC, batch 1) and the int8 weight tensor; dilation other than 1 is refused."""
+        o = ctx.options
+        if o.DilationHFactor() != 1 or o.DilationWFactor() != 1:
+            raise ctx.refuse(f"dilation {o.DilationHFactor()}x{o.DilationWFactor()} is not supported (only 1)")
+        x, y = ctx.tensor(0), ctx.out()
+        ctx.require_int8(x, y)
+        return x, y, nhwc(ctx, x), nhwc(ctx, y), const_int8_weights(ctx, 1)
+
+    @staticmethod
+    def window_fields(ctx: OpContext, x: Tensor, y: Tensor, w: Tensor, in_hwc, out_hwc) -> dict:
+        """The dataclass fields both ops compute alike: geometry (kernel from the weights' H and W, strides,
+        TFLM's leading padding, checked output size), offsets, activation clamp, bias and multipliers."""
+        (ih, iw, _), (oh, ow, oc) = in_hwc, out_hwc
+        kh, kw = int(w.shape[1]), int(w.shape[2])
+        sh, sw = ctx.options.StrideH(), ctx.options.StrideW()
+        pad = padding_name(ctx)
+        check_out_shape(ctx, (oh, ow), (out_size(ih, sh, kh, pad), out_size(iw, sw, kw, pad)))
+        mult, shift = conv_multipliers(x.scale, w.scales, y.scale, oc)
+        return dict(index=ctx.index, inputs=(ctx.inputs[0],), outputs=(ctx.outputs[0],),
+                    in_hwc=in_hwc, out_hwc=out_hwc, kernel_hw=(kh, kw), stride_hw=(sh, sw),
+                    pad_tl=(pads_same(ih, oh, sh, kh, pad), pads_same(iw, ow, sw, kw, pad)),
+                    input_offset=-x.zero_point, output_offset=y.zero_point,
+                    act=activation_range(ctx.activation(), y.scale, y.zero_point),
+                    bias=const_bias(ctx, 2, oc), mult=tuple(mult), shift=tuple(shift))
 
     def units(self) -> int:
         return self.out_hwc[0]

@@ -5,10 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinyexit.codegen.ir import CArray, Op, OpContext, out_size, pads_same, padding_name, register
-from tinyexit.codegen.ops._common import (WindowedConv, check_out_shape, const_bias, const_int8_weights, nhwc,
-                                          weight_constants)
-from tinyexit.codegen.quant import activation_range, conv_multipliers
+from tinyexit.codegen.ir import CArray, Op, OpContext, register
+from tinyexit.codegen.ops._common import WindowedConv, weight_constants
 
 
 @register
@@ -32,32 +30,15 @@ class Conv2D(WindowedConv, Op):
 
     @classmethod
     def from_tflite(cls, ctx: OpContext) -> "Conv2D":
-        o = ctx.options
-        if o.DilationHFactor() != 1 or o.DilationWFactor() != 1:
-            raise ctx.refuse(f"dilation {o.DilationHFactor()}x{o.DilationWFactor()} is not supported (only 1)")
-        x, y = ctx.tensor(0), ctx.out()
-        ctx.require_int8(x, y)
-        ih, iw, ic = nhwc(ctx, x)
-        oh, ow, oc = nhwc(ctx, y)
-        w = const_int8_weights(ctx, 1)
+        x, y, in_hwc, out_hwc, w = cls.read_io(ctx)
+        ic, oc = in_hwc[2], out_hwc[2]
         if len(w.shape) != 4 or w.shape[0] != oc or w.shape[3] != ic:
             raise ctx.refuse(f"weights shape {list(w.shape)} does not fit input channels {ic} / output "
                              f"channels {oc} (grouped convolutions are not supported)")
         if len(w.scales) not in (1, oc) or (len(w.scales) > 1 and w.quantized_dim != 0):
             raise ctx.refuse(f"weights have {len(w.scales)} scales on dimension {w.quantized_dim} for {oc} "
                              f"output channels (per-channel scales must be on dimension 0)")
-        kh, kw = int(w.shape[1]), int(w.shape[2])
-        sh, sw = o.StrideH(), o.StrideW()
-        pad = padding_name(ctx)
-        check_out_shape(ctx, (oh, ow), (out_size(ih, sh, kh, pad), out_size(iw, sw, kw, pad)))
-        mult, shift = conv_multipliers(x.scale, w.scales, y.scale, oc)
-        return cls(index=ctx.index, inputs=(ctx.inputs[0],), outputs=(ctx.outputs[0],),
-                   in_hwc=(ih, iw, ic), out_hwc=(oh, ow, oc), kernel_hw=(kh, kw), stride_hw=(sh, sw),
-                   pad_tl=(pads_same(ih, oh, sh, kh, pad), pads_same(iw, ow, sw, kw, pad)),
-                   input_offset=-x.zero_point, output_offset=y.zero_point,
-                   act=activation_range(ctx.activation(), y.scale, y.zero_point),
-                   weights=np.asarray(w.data, np.int8), bias=const_bias(ctx, 2, oc),
-                   mult=tuple(mult), shift=tuple(shift))
+        return cls(**cls.window_fields(ctx, x, y, w, in_hwc, out_hwc), weights=np.asarray(w.data, np.int8))
 
     def macs(self) -> int:
         oh, ow, oc = self.out_hwc
