@@ -2,18 +2,20 @@
 build -> run on the (emulated) board -> benchmark. `tinyexit demo` is this with the embedded defaults."""
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Callable
 
 
-def inputs_that_fit(lib, board: str, emulate: bool, code_margin: int = 64 * 1024) -> int:
-    """How many test inputs can be baked into the firmware beside the library's weights on `board`."""
-    from tinyexit.boards import load_board
-    b = load_board(board, emulate=emulate)
-    input_size = max(m.input_size for m in lib.models.values())     # the first segment's input is the largest
-    room = b.code_flash.size - lib.weight_bytes - code_margin
-    return max(1, room // input_size)
+def input_size(lib) -> int:
+    return max(m.input_size for m in lib.models.values())     # the first segment's input is the largest
+
+
+def inputs_that_fit(lib, board, code_margin: int = 64 * 1024) -> int:
+    """How many test inputs can be baked into the firmware beside the library's weights on `board` (a Board)."""
+    room = board.code_flash.size - lib.weight_bytes - code_margin
+    return max(1, room // input_size(lib))
 
 
 def run_pipeline(*, task: str = "kws", data: str | Path | None = None, out: str | Path | None = None,
@@ -31,45 +33,36 @@ def run_pipeline(*, task: str = "kws", data: str | Path | None = None, out: str 
     from tinyexit.train import format_report, train_image, train_kws
 
     run = Path(out or f"runs/{task}")
+    b = load_board(board, emulate=emulate)
     times: dict[str, float] = {}
 
-    def stage(name: str):
-        log(f"\n=== {name} ===")
-        times[name] = time.time()
+    @contextlib.contextmanager
+    def stage(name: str, detail: str = ""):
+        log(f"\n=== {name}{detail} ===")
+        t0 = time.time()
+        yield
+        times[name] = round(time.time() - t0, 1)
 
-    def done(name: str):
-        times[name] = round(time.time() - times[name], 1)
-
-    stage("train")
-    if retrain or not (run / "model.keras").is_file():
-        report = (train_kws(data=data, out=run, epochs=epochs) if task == "kws"
-                  else train_image(task, data=data, out=run, epochs=epochs))
-        log(format_report(report))
-    else:
-        log(f"reusing the trained model in {run}")
-    done("train")
-
-    stage("quantize (int8 by segments)")
-    quantize_run(run, log=log)
-    done("quantize (int8 by segments)")
-
-    stage(f"calibrate (risk control, epsilon={epsilon}, delta={delta})")
-    calibrate_run(run, epsilon=epsilon, delta=delta, log=log)
-    done(f"calibrate (risk control, epsilon={epsilon}, delta={delta})")
-
-    stage("generate C")
-    kernels = load_board(board, emulate=emulate).kernels      # the DSP kernels on Cortex-M4 class cores
-    lib = generate(library_models(run), run / LIBRARY_DIR, kernels=kernels)
-    log(lib.table())
-    done("generate C")
-
-    stage(f"build, run and benchmark on {board}{' (emulated)' if emulate else ''}")
-    fit = inputs_that_fit(lib, board, emulate)
-    if fit < num_inputs:
-        log(f"baking {fit} test inputs into the firmware instead of {num_inputs}: that is what fits the board's "
-            f"flash next to the weights (96x96x3 images are 27 KB each)")
-    bench = bench_run(run, board, emulate=emulate, num_inputs=min(num_inputs, fit), log=log, kernels=kernels)
-    done(f"build, run and benchmark on {board}{' (emulated)' if emulate else ''}")
-
-    log("\nstage wall times (s): " + ", ".join(f"{k.split(' (')[0]} {v}" for k, v in times.items()))
+    with stage("train"):
+        if retrain or not (run / "model.keras").is_file():
+            report = (train_kws(data=data, out=run, epochs=epochs) if task == "kws"
+                      else train_image(task, data=data, out=run, epochs=epochs))
+            log(format_report(report))
+        else:
+            log(f"reusing the trained model in {run}")
+    with stage("quantize", " (int8 by segments)"):
+        quantize_run(run, log=log)
+    with stage("calibrate", f" (risk control, epsilon={epsilon}, delta={delta})"):
+        calibrate_run(run, epsilon=epsilon, delta=delta, log=log)
+    with stage("generate C"):
+        # the board's kernel variant: the DSP kernels on Cortex-M4 class cores
+        lib = generate(library_models(run), run / LIBRARY_DIR, kernels=b.kernels)
+        log(lib.table())
+    with stage("bench", f" (build, run and benchmark on {board}{' (emulated)' if emulate else ''})"):
+        fit = inputs_that_fit(lib, b)
+        if fit < num_inputs:
+            log(f"baking {fit} test inputs into the firmware instead of {num_inputs}: that is what fits the board's "
+                f"flash next to the weights ({input_size(lib):,} B per input)")
+        bench = bench_run(run, b, num_inputs=min(num_inputs, fit), log=log, kernels=b.kernels)
+    log("\nstage wall times (s): " + ", ".join(f"{k} {v}" for k, v in times.items()))
     return bench
