@@ -17,7 +17,7 @@ _NP = {"int8": np.int8, "uint8": np.uint8, "int16": np.int16, "int32": np.int32,
 
 
 # Ops whose builtin options may be absent (their defaults are what the kernels assume).
-OPTIONS_OPTIONAL = ("RESHAPE", "MEAN", "PAD", "FULLY_CONNECTED", "ADD")
+OPTIONS_OPTIONAL = ("RESHAPE", "MEAN", "PAD", "FULLY_CONNECTED", "ADD", "QUANTIZE")
 
 
 def _enum_names(enum_cls) -> dict[int, str]:
