@@ -9,6 +9,7 @@ import jinja2
 
 from tinyexit import __version__
 from tinyexit.codegen.cformat import c_array, c_float, c_ident
+from tinyexit.codegen.features import kernel_features
 from tinyexit.codegen.ir import Graph
 from tinyexit.codegen.plan import Plan
 from tinyexit.errors import TinyexitError
@@ -101,6 +102,8 @@ def emit_library(graphs: dict[str, Graph], plans: dict[str, Plan], out_dir: Path
                   dw_taps=dw_taps, conv_cols=conv_cols, conv_channels=conv_channels,
                   dw_channels=dw_channels,
                   fused_add=any(op.name == "CONV_2D+ADD" for g in graphs.values() for op in g.ops),
+                  # the kernels' code paths some op of this library takes (the rest is not emitted)
+                  **kernel_features(graphs, plans).as_dict(),
                   max_input=max(d["input_size"] for d in decls), max_output=max(d["output_size"] for d in decls))
     files: dict[str, list[str]] = {"models": [], "kernels": [], "runtime": [], "host": []}
 

@@ -1,0 +1,105 @@
+"""Which code paths of the kernels a library needs, decided from its ops at generation time, so that the
+templates emit only those (the cortex_m4 variant's code is mostly special cases: channel tails, exact
+requantization, in-place rings, kernel sizes). Each flag is True when at least one op of the library
+takes that path at run time; the C kernels take the same decisions from the same params, so a flag that
+is False means the path is dead code for this library.
+
+The requantization predicate mirrors `tx_rq_make_bound` (firmware_templates/kernels/cortex_m4/_requant.h.j2):
+keep both in step."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from tinyexit.codegen.ir import Graph, Op
+from tinyexit.codegen.plan import Plan
+
+
+def rq_needs_exact(mult: int, shift: int, bound: int) -> bool:
+    """tx_rq_make_bound's result: True when the fast requantization (SMMULR) is not proven exact for every
+    accumulator with |acc| <= bound (right shift > 22, left shift >= 30, or |acc| << (left + 1) may overflow)."""
+    del mult  # the fast path's exactness does not depend on the multiplier (m >= 0)
+    left, right = max(shift, 0), max(-shift, 0)
+    return right > 22 or left >= 30 or bound >= (1 << (30 - left))
+
+
+def conv_needs_exact(bias, mult, shift, taps: int) -> bool:
+    """tx_rq_make over a conv-like op's channels: bound |bias| + taps * 255 * 128."""
+    return any(rq_needs_exact(m, s, abs(int(bias[c]) if bias is not None else 0) + taps * 255 * 128)
+               for c, (m, s) in enumerate(zip(mult, shift)))
+
+
+def add_needs_exact(add) -> bool:
+    """tx_add_prepare's tx_add_exact for a fused ADD."""
+    gain = lambda s: 1 << max(s, 0)  # noqa: E731
+    x = 255 << add.left_shift
+    total = x * (gain(add.m1[1]) + gain(add.m2[1])) + 2
+    return (add.left_shift > 24 or rq_needs_exact(add.m1[0], add.m1[1], x) or rq_needs_exact(add.m2[0], add.m2[1], x)
+            or rq_needs_exact(add.mo[0], add.mo[1], total))
+
+
+@dataclass(frozen=True)
+class KernelFeatures:
+    # CONV_2D (and CONV_2D+ADD) in the cortex_m4 variant
+    conv_direct: bool = False       # a 1x1 conv (its patch is the input pixel)
+    conv_im2col: bool = False       # a conv larger than 1x1 (patches gathered)
+    conv_ring: bool = False         # ... of those, one in place (input pixels read from the ring)
+    conv_pair: bool = False         # tx_conv_pair (C): odd channels, k % 8 != 0, one channel, exact rq
+    conv_exact: bool = False        # a conv channel needs tx_mbqm (tx_conv_exact)
+    add_exact: bool = False         # a fused ADD needs tx_add_elem (tx_add_exact)
+    # DEPTHWISE_CONV_2D
+    dw_groups9: bool = False        # 3x3 groups of 4 channels (assembly)
+    dw_groups: bool = False         # groups of 4 channels with another kernel size (C tap loop)
+    dw_rest: bool = False           # channel tails, depth multiplier > 1, exact rq (reference arithmetic)
+    dw_exact: bool = False          # a depthwise channel needs tx_mbqm (tx_dw_exact)
+    # AVERAGE_POOL_2D / MAX_POOL_2D
+    pool_avg: bool = False
+    pool_avg_ref: bool = False      # cortex_m4: channels % 4 != 0 or a window above 255 pixels
+    pool_max: bool = False
+
+    def as_dict(self) -> dict[str, bool]:
+        return asdict(self)
+
+
+def _conv_flags(op: Op, inplace: bool) -> dict[str, bool]:
+    c = getattr(op, "conv", op)        # CONV_2D+ADD: the conv part
+    (kh, kw), ic, oc = c.kernel_hw, c.in_hwc[2], c.out_hwc[2]   # a fused conv never runs in place itself
+    k = kh * kw * ic
+    exact = conv_needs_exact(c.bias, c.mult, c.shift, k)
+    direct = (kh, kw) == (1, 1)
+    # tx_conv_s8: the assembly passes run channel pairs when !exact && oc >= 2 && (k % 8 == 0 || oc >= 4);
+    # tx_conv_pair takes every channel they leave.
+    return dict(conv_direct=direct, conv_im2col=not direct, conv_ring=not direct and c.ring_pixels(inplace and c is op) > 0,
+                conv_pair=exact or oc < 2 or oc % 2 == 1 or k % 8 != 0, conv_exact=exact,
+                add_exact=op.name == "CONV_2D+ADD" and add_needs_exact(op.add))
+
+
+def _dw_flags(op: Op) -> dict[str, bool]:
+    taps = op.kernel_hw[0] * op.kernel_hw[1]
+    exact = conv_needs_exact(op.bias, op.mult, op.shift, taps)
+    groups = op.depth_multiplier == 1 and not exact and op.in_hwc[2] >= 4
+    return dict(dw_groups9=groups and taps == 9, dw_groups=groups and taps != 9,
+                dw_rest=exact or op.depth_multiplier != 1 or op.in_hwc[2] % 4 != 0, dw_exact=exact)
+
+
+def _pool_flags(op: Op) -> dict[str, bool]:
+    if op.name == "MAX_POOL_2D":
+        return dict(pool_max=True)
+    return dict(pool_avg=True, pool_avg_ref=op.in_hwc[2] % 4 != 0 or op.kernel_hw[0] * op.kernel_hw[1] > 255)
+
+
+def kernel_features(graphs: dict[str, Graph], plans: dict[str, Plan]) -> KernelFeatures:
+    """The union over every op of the library."""
+    flags = dict.fromkeys(KernelFeatures().as_dict(), False)
+    for name, g in graphs.items():
+        for op in g.ops:
+            if op.kernel == "tx_conv":
+                f = _conv_flags(op, op.index in plans[name].inplace)
+            elif op.kernel == "tx_dwconv":
+                f = _dw_flags(op)
+            elif op.kernel == "tx_pool":
+                f = _pool_flags(op)
+            else:
+                continue
+            for key, v in f.items():
+                flags[key] |= v
+    return KernelFeatures(**flags)
