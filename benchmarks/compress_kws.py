@@ -92,7 +92,7 @@ def main() -> int:
             "kind": "compress", "run": str(out), "target_kb": kb, "met_budget": rep["met_budget"],
             "sparsity": stages["pruned+qat"]["overall_sparsity"], **quant_figures(out), **board_sizes(out),
             "ptq_int8_accuracy": stages["pruned"]["int8_accuracy"],
-            "qat_converted_whole": rep["worker"].get("qat_converted"),
+            "qat_int8_accuracy": stages["pruned+qat"]["int8_accuracy"], "selected": rep["selected"],
             "ptq_weights": {k: v for k, v in stages["pruned"]["weights"].items() if k != "layers"},
             "wall_time_s": rep["wall_time_s"]}
         print(f"compress {kb:g} KiB: {json.dumps(results['models'][f'compress {kb:g} KiB'])}", flush=True)

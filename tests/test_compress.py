@@ -1,7 +1,9 @@
 """`tinyexit compress` on a small two-exit DS-CNN run: the legacy-Keras switch is invisible (a fresh Python
 imports TensorFlow with Keras 3 first, then compresses), the weight budget is met with sparse storage, the
-pruned run's generated C equals TFLM on >= 200 inputs, QAT int8 accuracy is not below post-training int8
-accuracy (paired test on the same inputs), and the output is a run directory the later stages accept."""
+pruned run's generated C equals TFLM on >= 200 inputs, QAT int8 accuracy (the QAT model's own learned
+ranges) is at least post-training int8 accuracy on the same inputs, and the output is a run directory the
+later stages accept. The budget (60 % of the dense weights) and the short pruning leave accuracy for QAT's
+fine-tuning epochs to recover."""
 import json
 import subprocess
 import sys
@@ -25,7 +27,7 @@ def make_data(n, seed):
     return x.astype(np.float32), y.astype(np.int64)
 
 
-SPLITS = {"train": (1500, 10), "validation": (300, 11), "test": (400, 12)}
+SPLITS = {"train": (1500, 10), "validation": (300, 11), "test": (1000, 12)}
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +58,7 @@ def source_run(tmp_path_factory):
     write_json(run / "report.json", {"training": {"loss_weights": [0.3, 1.0]}})
     np.savez(root / "data.npz", **{f"{k}_{i}": a for k, (xa, ya) in data.items() for i, a in (("x", xa), ("y", ya))})
     from tinyexit.compress import prunable_layers, stored_bytes_estimate
-    budget = int(0.7 * stored_bytes_estimate(prunable_layers(model), 0.0))
+    budget = int(0.6 * stored_bytes_estimate(prunable_layers(model), 0.0))
     return run, root / "data.npz", data, budget
 
 
@@ -83,7 +85,7 @@ def compressed(source_run):
         tinyexit.train.load_split = lambda run, split: splits[split]
         from tinyexit.compress import CompressConfig, compress_run
         rep = compress_run({str(run)!r}, {str(out)!r},
-                           CompressConfig(target_kb={budget / 1024!r}, prune_epochs=6, qat_epochs=2, batch_size=32,
+                           CompressConfig(target_kb={budget / 1024!r}, prune_epochs=4, qat_epochs=4, batch_size=32,
                                           qat_learning_rate=5e-4, num_calibration=200), log=None)
         assert not tf.keras.__name__.startswith("tf_keras")      # the caller's Keras is untouched
         assert os.environ.get("TF_USE_LEGACY_KERAS") is None
@@ -132,7 +134,7 @@ def test_compressed_run_c_equals_tflm_on_the_dense_model(compressed, tmp_path):
     from tinyexit.codegen import generate, models_from_run
     from tinyexit.codegen.testing import build_host, run_host, tflm_outputs
     from tinyexit.quantize import Int8Pipeline, quantize_array
-    out, _, data, _ = compressed
+    out, compress_report, data, _ = compressed
     models = models_from_run(out)
     rep = generate(models, tmp_path / "lib", measure=False, compare_tflm=False)
     exe = build_host(tmp_path / "lib")
@@ -147,23 +149,26 @@ def test_compressed_run_c_equals_tflm_on_the_dense_model(compressed, tmp_path):
         assert got.tobytes() == want.tobytes(), name
     src = "".join(p.read_text() for p in (tmp_path / "lib").glob("tx_model_*.c"))
     assert "tx_sparse_conv_s8" in src and "tx_sparse_fc_s8" in src
+    if compress_report["selected"] == "pruned+qat":       # QAT's learned ranges meet at pools: requantization ops
+        assert "tx_requant_s8" in src
 
 
-def test_qat_int8_accuracy_is_not_below_post_training_int8(compressed):
-    """Paired on the same test inputs: PTQ of the pruned model vs QAT of it. One-sided McNemar: the inputs
-    only PTQ gets right must not exceed those only QAT gets right by more than 2 standard deviations."""
+def test_qat_int8_accuracy_is_at_least_post_training_int8(compressed):
+    """On the same run and the same 1000 test inputs, per exit: the QAT step's int8 pipeline (the QAT model
+    converted with the ranges it learned, cut at the exit point, run on tflite_micro) is at least as accurate
+    as post-training int8 of the pruned model it starts from (calibrated ranges)."""
     from tinyexit.quantize import Int8Pipeline
     out, rep, data, _ = compressed
     x, y = data["test"]
-    ptq = Int8Pipeline.from_dir(Path(rep["stages"]["pruned"]["run"]) / "quant").run(x)
-    qat = Int8Pipeline.from_dir(Path(rep["stages"]["pruned+qat"]["run"]) / "quant").run(x)
+    ptq_dir, qat_dir = (Path(rep["stages"][s]["run"]) / "quant" for s in ("pruned", "pruned+qat"))
+    assert json.loads((qat_dir / "report.json").read_text())["ranges"].startswith("given")
+    assert json.loads((ptq_dir / "report.json").read_text())["ranges"] == "calibrated"
+    ptq, qat = Int8Pipeline.from_dir(ptq_dir).run(x), Int8Pipeline.from_dir(qat_dir).run(x)
     for k, name in enumerate(rep["exits"]):
         p_ok, q_ok = np.argmax(ptq[k], 1) == y, np.argmax(qat[k], 1) == y
         assert abs(p_ok.mean() - rep["stages"]["pruned"]["int8_accuracy"][name]) < 1e-9
         assert abs(q_ok.mean() - rep["stages"]["pruned+qat"]["int8_accuracy"][name]) < 1e-9
-        only_p, only_q = int(np.sum(p_ok & ~q_ok)), int(np.sum(q_ok & ~p_ok))
-        assert only_p - only_q <= 2 * np.sqrt(only_p + only_q) + 1e-9, (name, only_p, only_q)
-        assert only_p + only_q > 0            # not vacuous: QAT changed some predictions
+        assert q_ok.mean() >= p_ok.mean(), (name, q_ok.mean(), p_ok.mean())
 
 
 def test_budget_allocation_and_refusals(source_run, capsys):

@@ -319,14 +319,16 @@ def _dominators(tfl: bytes) -> dict[int, set[int]]:
 
 def find_boundary(tfl: bytes, point: str, shape: Sequence[int], must_dominate: Sequence[int]) -> int:
     """Index of the tensor of a whole-model .tflite that holds the output of Keras layer `point`: its name
-    mentions the layer (the converter names fused tensors after every layer they fuse), its shape is
+    mentions the layer (the converter names fused tensors after every layer they fuse; a quantization-aware
+    model's tensors are named after tfmot's "quant_<layer>" wrappers), its shape is
     [1, *shape], and every path to the tensors `must_dominate` (the exit's output and all later outputs)
     passes through it. Of several such tensors (a layer lowered to several ops) the last one wins."""
     import re
 
     _, sg = _subgraph(tfl)
     dom = _dominators(tfl)
-    pattern = re.compile(rf"(^|/){re.escape(point)}(_\d+)?/")
+    # tfmot's quantize wrappers name a layer's ops "quant_<layer>/..."
+    pattern = re.compile(rf"(^|/)(quant_)?{re.escape(point)}(_\d+)?/")
     want = [1, *[int(v) for v in shape]]
     cands = []
     for t in dom:
@@ -347,9 +349,10 @@ def find_boundary(tfl: bytes, point: str, shape: Sequence[int], must_dominate: S
     return max(cands, key=lambda t: order.get(t, -1))
 
 
-def output_order(tfl: bytes) -> list[int]:
+def output_order(tfl: bytes, names: Sequence[str] = ()) -> list[int]:
     """Positions in the subgraph's output list of Keras outputs 0, 1, ... (the converter may list them in
-    another order; the signature names them output_0, output_1, ...)."""
+    another order; the signature names them output_0, output_1, ... for Keras 3, after the output layers
+    `names` for tf_keras, or "quant_<name>" for a tfmot quantization-aware model)."""
     m, sg = _subgraph(tfl)
     n = sg.OutputsLength()
     if n == 1:
@@ -359,10 +362,11 @@ def output_order(tfl: bytes) -> list[int]:
     sd = m.SignatureDefs(0)
     by_name = {sd.Outputs(i).Name().decode(): sd.Outputs(i).TensorIndex() for i in range(sd.OutputsLength())}
     outs = [sg.Outputs(i) for i in range(n)]
-    try:
-        return [outs.index(by_name[f"output_{k}"]) for k in range(n)]
-    except KeyError:
-        raise TinyexitError(f"unexpected signature output names {sorted(by_name)}") from None
+    for keys in ([f"output_{k}" for k in range(n)], list(names), [f"quant_{v}" for v in names]):
+        if len(keys) == n and all(k in by_name for k in keys):
+            return [outs.index(by_name[k]) for k in keys]
+    raise TinyexitError(f"unexpected signature output names {sorted(by_name)} (expected output_0.. or the "
+                        f"exit names {list(names)})")
 
 
 def _opcode(m, op) -> int:
@@ -413,14 +417,14 @@ def dequantize_array(q: np.ndarray, qp: QParams) -> np.ndarray:
 class TflmModel:
     """One .tflite on tflite_micro's interpreter (the bit-exact oracle of the generated C)."""
 
-    def __init__(self, tfl: bytes):
+    def __init__(self, tfl: bytes, output_names: Sequence[str] = ()):
         from tflite_micro.python.tflite_micro import runtime
 
         self.tfl = tfl
         self._interp = runtime.Interpreter.from_bytes(tfl)
         _, sg = _subgraph(tfl)
         self.num_outputs = sg.OutputsLength()
-        self.order = output_order(tfl)
+        self.order = output_order(tfl, output_names)
         self.input_shape = tensor_shape(tfl, "input")
 
     def run(self, q: np.ndarray) -> list[np.ndarray]:
@@ -492,7 +496,8 @@ def read_manifest(quant_dir: str | os.PathLike) -> dict:
 # The stage
 # ---------------------------------------------------------------------------------------------------------
 
-def quantize_model(model, points: Sequence[str], representative: np.ndarray, method: str = "cut") -> dict:
+def quantize_model(model, points: Sequence[str], representative: np.ndarray, method: str = "cut",
+                   whole: bytes | None = None) -> dict:
     """int8 pieces of `model` cut at the exit points. Returns {"segments": [bytes], "heads": [bytes],
     "boundaries": [...], "whole": bytes | None, "method": method}.
 
@@ -503,10 +508,14 @@ def quantize_model(model, points: Sequence[str], representative: np.ndarray, met
         activations at its input) and write segment k's output scale/zero point into the input of segment
         k+1 and of the heads after it. Bit-exact with the whole model on DS-CNN, but not in general: the
         converter's calibration of a piece can differ from the same tensors' inside the whole model (seen
-        on a residual network: 1 LSB on a third of the outputs)."""
+        on a residual network: 1 LSB on a third of the outputs).
+    whole: an int8 .tflite of the same network converted elsewhere (a quantization-aware-trained model with
+        the ranges it learned); with method "cut" it is cut instead of converting `model`."""
     rep = np.asarray(representative, np.float32)
     if method == "cut":
-        return _quantize_by_cutting(model, points, rep)
+        return _quantize_by_cutting(model, points, rep, whole)
+    if whole is not None:
+        raise TinyexitError("a converted whole model can only be cut (method 'cut')")
     if method != "convert":
         raise TinyexitError(f"unknown quantization method '{method}' (cut or convert)")
     segments, heads = split_model(model, points)
@@ -527,11 +536,13 @@ def quantize_model(model, points: Sequence[str], representative: np.ndarray, met
     return {"segments": seg_b, "heads": head_b, "boundaries": boundaries, "whole": None, "method": "convert"}
 
 
-def _quantize_by_cutting(model, points: Sequence[str], rep: np.ndarray) -> dict:
+def _quantize_by_cutting(model, points: Sequence[str], rep: np.ndarray, whole: bytes | None = None) -> dict:
     split_model(model, points)  # refuses exit points that do not cut the Keras graph, with a clear message
-    whole = convert_int8(model, rep)
+    if whole is None:
+        whole = convert_int8(model, rep)
     _, sg = _subgraph(whole)
-    outs = [int(sg.Outputs(i)) for i in output_order(whole)]     # Keras order: exits, final last
+    names = [t._keras_history.operation.name for t in model.outputs]
+    outs = [int(sg.Outputs(i)) for i in output_order(whole, names)]     # Keras order: exits, final last
     bounds = []
     for k, p in enumerate(points):
         shape = model.get_layer(p).output.shape[1:]
@@ -572,12 +583,15 @@ def _accuracy(pred: np.ndarray, y: np.ndarray) -> float:
 
 def quantize_run(run_dir: str | os.PathLike, *, num_calibration: int = DEFAULT_NUM_CALIBRATION,
                  num_eval: int | None = None, seed: int = 0, verify_whole: bool = True,
-                 method: str = "cut", log: Callable[[str], None] | None = None) -> dict:
+                 method: str = "cut", whole: bytes | None = None,
+                 log: Callable[[str], None] | None = None) -> dict:
     """Quantize RUN/model.keras by segments into RUN/quant/ (manifest.json, *.tflite, report.json).
 
     num_calibration: training inputs used as representative data; num_eval: test inputs evaluated
     (None = all); verify_whole: count test inputs on which the chained pieces and the whole int8 model
-    give different bytes (must be 0); method: "cut" or "convert" (see quantize_model). Returns the report."""
+    give different bytes (must be 0); method: "cut" or "convert" (see quantize_model); whole: an int8
+    .tflite of RUN's network converted elsewhere, cut instead of converting (the ranges a quantization-aware
+    training learned; no calibration then). Returns the report."""
     from tinyexit.train import load_split
 
     log = log or (lambda s: None)
@@ -592,9 +606,12 @@ def quantize_run(run_dir: str | os.PathLike, *, num_calibration: int = DEFAULT_N
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(x_train), size=min(num_calibration, len(x_train)), replace=False)
     rep = x_train[np.sort(pick)]
-    log(f"int8 conversion ({method}) into {len(points) + 1} segments and {len(points)} exit heads "
-        f"({len(rep)} representative inputs from the training split)")
-    q = quantize_model(model, points, rep, method=method)
+    if whole is None:
+        log(f"int8 conversion ({method}) into {len(points) + 1} segments and {len(points)} exit heads "
+            f"({len(rep)} representative inputs from the training split)")
+    else:
+        log(f"cutting the given int8 model into {len(points) + 1} segments and {len(points)} exit heads")
+    q = quantize_model(model, points, rep, method=method, whole=whole)
 
     seg_macs = [count_macs(b) for b in q["segments"]]
     head_macs = [count_macs(b) for b in q["heads"]]
@@ -629,7 +646,8 @@ def quantize_run(run_dir: str | os.PathLike, *, num_calibration: int = DEFAULT_N
     int8_out = pipe.run(x_test)
     report = {
         "evaluator": "tflite_micro", "method": q["method"],
-        "split": "test", "num_test": int(len(y_test)), "num_calibration": int(len(rep)),
+        "ranges": "calibrated" if whole is None else "given (quantization-aware training)",
+        "split": "test", "num_test": int(len(y_test)), "num_calibration": int(len(rep)) if whole is None else 0,
         "exits": [{"name": names[k],
                    "float_accuracy": _accuracy(np.argmax(float_out[k], -1), y_test),
                    "int8_accuracy": _accuracy(np.argmax(int8_out[k], -1), y_test),
@@ -640,7 +658,8 @@ def quantize_run(run_dir: str | os.PathLike, *, num_calibration: int = DEFAULT_N
     }
     if verify_whole:
         log("checking the chained pieces against the whole int8 model")
-        whole = TflmModel(q["whole"] if q["whole"] is not None else convert_int8(model, rep))
+        whole = TflmModel(q["whole"] if q["whole"] is not None else convert_int8(model, rep),
+                          [t._keras_history.operation.name for t in model.outputs])
         ref = whole.run(quantize_array(x_test, pipe.input_qparams))
         same = np.ones(len(x_test), bool)
         for a, b in zip(int8_out, ref):

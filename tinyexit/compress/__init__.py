@@ -8,7 +8,8 @@ Steps (each one's accuracy per exit, float and int8, and weight bytes are report
      constants);
   2. magnitude pruning of every Conv2D / DepthwiseConv2D / Dense kernel (backbone and exit heads) with
      tfmot's `prune_low_magnitude` + polynomial decay, `strip_pruning`;
-  3. quantization-aware training (tfmot `quantize_apply`, pruning-preserving 8-bit scheme);
+  3. quantization-aware training (tfmot `quantize_apply`, pruning-preserving 8-bit scheme); its int8 model
+     is the QAT model converted whole with the activation ranges it learned, then cut at the exit points;
   4. the usual int8 segments (`tinyexit.quantize.quantize_run`, chained pieces checked against the whole
      model) for every step, the exit policy re-calibrated with the source run's settings when it has one, and
      every step's firmware built for the board (flash, RAM). The output run is the QAT step unless
@@ -241,6 +242,7 @@ def compress_run(run_dir: str | Path, out: str | Path, config: CompressConfig = 
         worker = json.loads((job / "result.json").read_text())
         pruned_w = dict(np.load(job / "pruned.npz"))
         qat_w = dict(np.load(job / "qat.npz")) if (job / "qat.npz").is_file() else None
+        qat_tfl = (job / "qat_int8.tflite").read_bytes() if (job / "qat_int8.tflite").is_file() else None
 
     import keras
     names = [t._keras_history.operation.name for t in model.outputs]
@@ -269,7 +271,9 @@ def compress_run(run_dir: str | Path, out: str | Path, config: CompressConfig = 
                   "compress": {"stage": name, "source": str(run)}}
             _write_stage_run(meta, m, d, tr)
             log(f"[{name}] int8 segments")
-            q = quantize_run(d, num_calibration=config.num_calibration, num_eval=config.num_eval, seed=config.seed)
+            # QAT's int8 model keeps the activation ranges it learned; the other steps are calibrated.
+            q = quantize_run(d, num_calibration=config.num_calibration, num_eval=config.num_eval, seed=config.seed,
+                             whole=qat_tfl if name == "pruned+qat" else None)
             lib = library_weights(d)
             sp = {lay["name"]: float(np.mean(m.get_layer(lay["name"]).get_weights()[0] == 0)) for lay in layers}
             report["stages"][name] = {
