@@ -22,17 +22,14 @@ from __future__ import annotations
 import json
 import os
 import random
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 from tinyexit.errors import TinyexitError
-from tinyexit.intermittent import slots
-from tinyexit.intermittent.campaign import CampaignReport, Failure
+from tinyexit.intermittent.campaign import (KINDS, BootResult, CampaignReport, Failure, HostCuts, check_campaign_args,
+                                            drive, work_folder, write_inputs)
 from tinyexit.intermittent.host import BRANCH, POOL, SEGMENT, Granularity, HostTarget, Stage, Vector
-
-KINDS = ("events", "units")
 
 
 # ------------------------------------------------------------------------------------------------ pipeline
@@ -287,30 +284,31 @@ class _Judge:
 
 def _finish_inference(report: SharedCampaignReport, judge: _Judge, rec, reported, expected_outputs: list[bytes],
                       fail) -> int | None:
-    """Checks the committed result; returns the answering point (or None when nothing was committed)."""
+    """Checks the committed result (failures through fail(kind, detail)); returns the answering point (or None
+    when nothing was committed)."""
     lay = judge.layout
     want_point = judge.expected_point()
     committed = (rec.exit_index, rec.payload) if rec is not None and rec.done and rec.input_id == judge.input_id \
         else None
     if judge.error:
-        report.failures.append(fail("wrong-point", judge.error))
+        fail("wrong-point", judge.error)
     if judge.lost:
         report.lost_signals += 1
-        report.failures.append(fail("lost-signal", judge.lost))
+        fail("lost-signal", judge.lost)
     if committed is None:
         report.wrong_results += 1
-        report.failures.append(fail("wrong-result", "nothing committed"))
+        fail("wrong-result", "nothing committed")
         return None
     point, payload = committed
     if point >= lay.num_points or payload != expected_outputs[point] or reported != committed:
         report.wrong_results += 1
         want = expected_outputs[point].hex() if point < lay.num_points else "(no such point)"
-        report.failures.append(fail("wrong-result", f"committed point {point} {payload.hex()}, reported "
-                                    f"{reported[0] if reported else None}, the branch after point {point} gives {want}"))
+        fail("wrong-result", f"committed point {point} {payload.hex()}, reported "
+                             f"{reported[0] if reported else None}, the branch after point {point} gives {want}")
     if point != want_point:
         report.wrong_points += 1
-        report.failures.append(fail("wrong-point", f"answered at point {point}, expected {want_point} (signal at "
-                                    f"unit {judge.signal}, first confident point {judge.confident})"))
+        fail("wrong-point", f"answered at point {point}, expected {want_point} (signal at "
+                            f"unit {judge.signal}, first confident point {judge.confident})")
     report.exits[point] = report.exits.get(point, 0) + 1
     if judge.signal is not None:
         report.signals.append((judge.signal, point))
@@ -321,13 +319,41 @@ def _finish_inference(report: SharedCampaignReport, judge: _Judge, rec, reported
     return point
 
 
-def _failure(keep: Path | None, kind: str, inference: int, input_id: int, detail: str, log, start_image: bytes,
-             lows) -> Failure:
-    path = None
-    if keep is not None:
-        path = keep / f"failure{inference}_{kind}.nvm"
-        path.write_bytes(start_image)
-    return Failure(kind, inference, input_id, detail, list(log), str(path) if path else None, list(lows))
+class PointJudge:
+    """The shared branch's checks (a _Judge per inference, then _finish_inference): the result is the int8
+    chain's branch output after the point it reports, and that point is the first at/after the durable
+    low-energy signal (or the first confident one). `rework(input_index, point, spent)` counts re-executed work."""
+
+    def __init__(self, report: SharedCampaignReport, layout: Layout, fingerprint: int | None,
+                 expected: Sequence[list[bytes]], *, low_energy: float, threshold: int | None,
+                 rework: Callable[[int, int, int], None]):
+        self.report, self.layout, self.fingerprint, self.expected = report, layout, fingerprint, expected
+        self.low_energy, self.threshold, self.rework = low_energy, threshold, rework
+
+    def start(self, input_index: int, input_id: int) -> None:
+        self.j = input_index
+        self.judge = _Judge(self.layout, self.fingerprint, input_id, _confident(self.expected[input_index],
+                                                                                self.threshold))
+
+    def draw_low(self, rng: random.Random) -> int | None:
+        if rng.random() < self.low_energy:
+            return rng.randint(1, self.layout.point_end(self.layout.num_points - 1))
+        return None
+
+    def before_boot(self, rec) -> None:
+        self.judge.before_boot(rec)
+
+    def after_boot(self, boot: BootResult, rec, fail) -> None:
+        self.report.low_marks += boot.low_marks
+        self.judge.after_boot(rec, boot.low_seen, boot.low_observed)
+
+    def abandon(self) -> None:
+        pass
+
+    def finish(self, b: BootResult, rec, spent: int, fail) -> None:
+        point = _finish_inference(self.report, self.judge, rec, (b.exit_index, b.output), self.expected[self.j], fail)
+        if point is not None:
+            self.rework(self.j, point, spent)
 
 
 def run_shared_campaign(target: HostTarget, inputs: Sequence[bytes], *, cuts: int, seed: int = 0,
@@ -341,29 +367,18 @@ def run_shared_campaign(target: HostTarget, inputs: Sequence[bytes], *, cuts: in
     point k]` (shared_reference: TFLM) is the oracle of the results; without it the uninterrupted runs are.
     `threshold` (confidence mode): the branch runs after every point and the pipeline answers at the first point
     whose largest int8 score is >= threshold (the host driver's policy), or earlier on low energy."""
-    if not 0.0 <= low_energy <= 1.0:
-        raise TinyexitError(f"low_energy is a probability per boot, got {low_energy}")
-    if not inputs:
-        raise TinyexitError("a campaign needs at least one input")
+    check_campaign_args(inputs, low_energy, kinds)
     rng = random.Random(seed)
     if threshold != target.threshold:        # the slots and fingerprint as the policy makes them
         target = HostTarget(target.exe, target.nvm_path, threshold=threshold)
-    tmp = tempfile.TemporaryDirectory(prefix="tinyexit-anytime-") if work_dir is None else None
-    work = Path(tmp.name if tmp else work_dir)
-    work.mkdir(parents=True, exist_ok=True)
-    keep = None if tmp else work
-    layout = Layout.from_rows(target.layout())             # without a policy: the oracle runs
-    run_layout = layout.with_confidence(threshold is not None)   # the campaign's boots
-    npts = layout.num_points
-    report = SharedCampaignReport(granularity=str(granularity), seed=seed, inputs=len(inputs), low_energy=low_energy,
-                                  points=npts, threshold=threshold,
-                                  point_ends=[run_layout.point_end(k) for k in range(npts)])
-    try:
-        paths = []
-        for j, data in enumerate(inputs):
-            p = work / f"input{j}.bin"
-            p.write_bytes(bytes(data))
-            paths.append(p)
+    with work_folder(work_dir, "tinyexit-anytime-") as (work, keep):
+        layout = Layout.from_rows(target.layout())             # without a policy: the oracle runs
+        run_layout = layout.with_confidence(threshold is not None)   # the campaign's boots
+        npts = layout.num_points
+        report = SharedCampaignReport(granularity=str(granularity), seed=seed, inputs=len(inputs),
+                                      low_energy=low_energy, points=npts, threshold=threshold,
+                                      point_ends=[run_layout.point_end(k) for k in range(npts)])
+        paths = write_inputs(work, inputs)
         # Uninterrupted runs answering at every point (low energy right at its first unit of segment k), on a
         # separate NVM file; checked against the reference.
         oracle_t = HostTarget(target.exe, work / "oracle_nvm.bin")
@@ -402,70 +417,16 @@ def run_shared_campaign(target: HostTarget, inputs: Sequence[bytes], *, cuts: in
             expected.append(outs)
         report.nvm_bytes_used = target.info["nvm_bytes"]
         report.slots = target.num_slots
-        fp = target.info["fingerprint"]
 
-        target.erase_nvm()
-        inference = 0
-        while report.cuts < cuts:
-            j = inference % len(paths)
-            input_id = inference + 1
-            start_image = target.nvm_image()
-            want_cuts = rng.randint(1, max_cuts_per_inference)
-            log, lows = [], []
-            judge = _Judge(run_layout, fp, input_id, _confident(expected[j], threshold))
-            ran = 0
-            done = None
-            report.inferences += 1
-            for _ in range(max_boots_per_inference):
-                kind = rng.choice(list(kinds))
-                k = None
-                if len(log) < want_cuts and report.cuts < cuts:
-                    k = rng.randint(1, events if kind == "events" else units)
-                low = rng.randint(1, run_layout.point_end(npts - 1)) if rng.random() < low_energy else None
-                lows.append(low)
-                judge.before_boot(target.newest())
-                b = target.boot(paths[j], input_id, granularity, cut_events=k if kind == "events" else None,
-                                cut_units=k if kind == "units" else None, low_energy_units=low, threshold=threshold)
-                report.boots += 1
-                ran += b.units
-                report.low_marks += b.kv.get("low_marks", 0)
-                if k is not None:
-                    log.append((kind, k))
-                rec = target.newest()
-                seen = low is not None and b.units >= low
-                # a units cut ends the piece of work that reached it, before the runtime polls again
-                observed = seen and (not b.cut or kind == "units" and b.units - b.kv.get("last", b.units) >= low)
-                judge.after_boot(rec, low if seen else None, observed)
-                if b.cut:
-                    report.cuts += 1
-                    report.cuts_in_commits += kind == "events"
-                    report.cuts_between_commits += kind == "units"
-                    continue
-                if b.returncode != 0 or b.output is None:
-                    report.crashes += 1
-                    report.failures.append(_failure(keep, "crash", inference, input_id, f"status {b.returncode}: "
-                                                    f"{b.stderr.strip()[-300:]}", log, start_image, lows))
-                    break
-                done = (b, rec)
-                break
-            else:
-                report.failures.append(_failure(keep, "no-progress", inference, input_id, "no result", log,
-                                                start_image, lows))
-            inference += 1
-            if done is None:
-                target.erase_nvm()
-                continue
-            b, rec = done
-            report.completed += 1
-            point = _finish_inference(report, judge, rec, (b.exit_index, b.output), expected[j],
-                                      lambda kind, detail: _failure(keep, kind, inference - 1, input_id, detail,
-                                                                    log, start_image, lows))
-            if point is not None:
-                report.reexecuted_units += max(0, ran - run_layout.units_to_answer(point))
-        return report
-    finally:
-        if tmp:
-            tmp.cleanup()
+        def rework(j: int, point: int, spent: int) -> None:
+            report.reexecuted_units += max(0, spent - run_layout.units_to_answer(point))
+
+        judge = PointJudge(report, run_layout, target.info["fingerprint"], expected, low_energy=low_energy,
+                           threshold=threshold, rework=rework)
+        return drive(HostCuts(target, paths, granularity, threshold=threshold, kinds=kinds), judge, report,
+                     [{"events": events, "units": units}] * len(paths), cuts=cuts, rng=rng,
+                     max_cuts_per_inference=max_cuts_per_inference,
+                     max_boots_per_inference=max_boots_per_inference, keep=keep)
 
 
 # ------------------------------------------------------------------------------------------------ emulated
@@ -478,6 +439,7 @@ def run_shared_emulated(target, layout: Layout, inputs: Sequence[bytes], *, cuts
     """The same campaign on the emulated board (tinyexit.intermittent.emulated.EmulatedTarget): cuts after
     exactly N instructions, half of them aimed inside a commit (or LOW_MARK write) of the very boot; the
     low-energy point of each boot goes through the mailbox."""
+    from tinyexit.intermittent.emulated import EmulatedCuts
     rng = random.Random(seed)
     npts = layout.num_points
     layout = layout.with_confidence(threshold is not None)
@@ -497,11 +459,7 @@ def run_shared_emulated(target, layout: Layout, inputs: Sequence[bytes], *, cuts
         want = _confident(ref, threshold)
         want = npts - 1 if want is None else want
         for g in (granularity, Granularity("none")):
-            target.erase_nvm()
-            target.mailbox(j, 0xFFFF0000 + j, g, threshold=threshold)
-            b = target.boot()
-            if b.exit_code != 0 or b.output is None:
-                raise TinyexitError(f"the uninterrupted emulated run failed (status {b.exit_code}):\n{b.text[-500:]}")
+            b = target.uninterrupted(j, 0xFFFF0000 + j, g, threshold=threshold)
             if (b.exit_index, b.output) != (want, ref[want]):
                 report.failures.append(Failure("oracle-mismatch", -1, j, f"the board answers point {b.exit_index} "
                                                f"{b.output.hex()}, the int8 chain {ref[-1].hex()}"))
@@ -518,75 +476,15 @@ def run_shared_emulated(target, layout: Layout, inputs: Sequence[bytes], *, cuts
         expected.append(ref)
     report.nvm_bytes_used = b.nvm_used
     report.slots = target.num_slots
-    slot_size = target.slot_size
 
-    target.erase_nvm()
-    inference = 0
-    while report.cuts < cuts:
-        j = inference % len(inputs)
-        input_id = inference + 1
-        start_image = target.nvm_image()
-        want = rng.randint(1, max_cuts_per_inference)
-        log, lows = [], []
-        judge = _Judge(layout, None, input_id, _confident(expected[j], threshold))
-        done = None
-        report.inferences += 1
-        spent = 0
-        for _ in range(max_boots_per_inference):
-            low = rng.randint(1, layout.point_end(npts - 1)) if rng.random() < low_energy else None
-            lows.append(low)
-            target.mailbox(j, input_id, granularity, low_energy_units=low, threshold=threshold)
-            before = target.nvm_image()
-            judge.before_boot(slots.newest_valid(before, slot_size, target.num_slots))
-            limit = None
-            if len(log) < want and report.cuts < cuts:
-                if rng.random() < 0.5:
-                    probe = target.boot()
-                    target.set_nvm_image(before)
-                    wins = target.commit_windows(probe) if probe.exit_code == 0 else []
-                    if wins:
-                        lo, hi = rng.choice(wins)
-                        limit = rng.randint(max(1, lo), max(1, hi))
-                if limit is None:
-                    limit = rng.randint(1, insns)
-            b = target.boot(limit=limit)
-            report.boots += 1
-            spent += b.instructions
-            if limit is not None:
-                log.append(("insns", limit))
-            after = target.nvm_image()
-            rec = slots.newest_valid(after, slot_size, target.num_slots)
-            # the board's unit count is not known after a cut: a latch that appeared means the signal came
-            judge.after_boot(rec, low)
-            if b.cut:
-                report.cuts += 1
-                from tinyexit.intermittent.emulated import _changed_and_torn
-                if _changed_and_torn(before, after, slot_size, target.num_slots) or \
-                        _mark_changed(before, after, slot_size, target.num_slots):
-                    report.cuts_in_commits += 1
-                else:
-                    report.cuts_between_commits += 1
-                continue
-            if b.exit_code != 0 or b.output is None:
-                report.crashes += 1
-                report.failures.append(_failure(keep, "crash", inference, input_id, f"status {b.exit_code}: "
-                                                f"{b.text.strip()[-300:]}", log, start_image, lows))
-                break
-            done = (b, rec)
-            break
-        inference += 1
-        if done is None:
-            target.erase_nvm()
-            continue
-        b, rec = done
-        report.completed += 1
-        point = _finish_inference(report, judge, rec, (b.exit_index, b.output), expected[j],
-                                  lambda kind, detail: _failure(keep, kind, inference - 1, input_id, detail, log,
-                                                                start_image, lows))
-        if point is not None:
-            report.reexecuted_instructions += max(0, spent - _instructions_to(target, j, point, granularity,
-                                                                                layout, threshold))
-    return report
+    def rework(j: int, point: int, spent: int) -> None:
+        report.reexecuted_instructions += max(0, spent - _instructions_to(target, j, point, granularity, layout,
+                                                                            threshold))
+
+    judge = PointJudge(report, layout, None, expected, low_energy=low_energy, threshold=threshold, rework=rework)
+    return drive(EmulatedCuts(target, granularity, threshold), judge, report, [{"insns": insns}] * len(inputs),
+                 cuts=cuts, rng=rng, max_cuts_per_inference=max_cuts_per_inference,
+                 max_boots_per_inference=max_boots_per_inference, keep=keep)
 
 
 _INSN_CACHE: dict = {}
@@ -604,12 +502,6 @@ def _instructions_to(target, j: int, point: int, granularity: Granularity, layou
         _INSN_CACHE[key] = target.boot().instructions
         target.set_nvm_image(image)
     return _INSN_CACHE[key]
-
-
-def _mark_changed(before: bytes, after: bytes, slot_size: int, num_slots: int) -> bool:
-    off = slots.LOW_MARK_WORD * 4
-    return any(before[s * slot_size + off: s * slot_size + off + 4] != after[s * slot_size + off: s * slot_size + off + 4]
-               for s in range(num_slots))
 
 
 def powerfail_shared(target: str | os.PathLike, out_dir: str | os.PathLike, *, cuts: int = 200, seed: int = 0,

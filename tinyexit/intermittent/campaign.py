@@ -3,15 +3,20 @@ in the middle of a checkpoint write, or after k work units), reboot with the NVM
 the inference's result is committed; then compare the committed result, read from the NVM image by an
 independent parser (slots.py), with the uninterrupted run's bytes.
 
-The oracle of every input is its uninterrupted run (same binary, no cut) on a blank NVM."""
+The oracle of every input is its uninterrupted run (same binary, no cut) on a blank NVM.
+
+Every campaign (host, emulated, shared branch) runs the same loop, `drive`: a backend (CutTarget: HostCuts here,
+emulated.EmulatedCuts) supplies the boots and its cut mechanism, a Judge (ResultJudge here, anytime's PointJudge)
+what must hold of each inference."""
 from __future__ import annotations
 
 import dataclasses
 import random
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Mapping, Protocol, Sequence
 
 from tinyexit.errors import TinyexitError
 from tinyexit.intermittent import slots
@@ -129,6 +134,263 @@ def uninterrupted(target: HostTarget, input_path: Path, input_id: int, granulari
     return Oracle(b.exit_index, b.output, b.units, b.events, b.commits, b.nvm_bytes)
 
 
+# ------------------------------------------------------------------------------------------------ driver
+
+@dataclass
+class BootResult:
+    """One boot of a campaign as the driver sees it, whatever the backend."""
+    cut: tuple[str, int] | None     # the cut this boot was given, as a replay takes it ((kind, N)), or None
+    low: int | None                 # the low-energy signal it was given (work units into the boot), or None
+    was_cut: bool                   # it ended by that cut
+    in_commit: bool                 # ... which landed inside an NVM write (checkpoint or LOW_MARK)
+    status: int | None              # exit status of a boot that ended by itself
+    exit_index: int | None
+    output: bytes | None
+    work: int                       # what it ran: work units (host) or instructions (emulated)
+    text: str = ""                  # its log, for a crash report
+    low_seen: int | None = None     # the signal, when the runtime may have seen it
+    low_observed: bool = False      # the runtime certainly polled the signal and ran no further work
+    low_marks: int = 0              # LOW_MARK words written (host)
+
+
+class CutTarget(Protocol):
+    """A backend of the campaign driver: the pipeline booted with its NVM kept from boot to boot (RAM lost),
+    cut by the backend's own mechanism. `span[kind]`: the size of the uninterrupted inference in the
+    backend's cut kinds ("events", "units", "insns"); cuts are drawn in 1..span."""
+
+    def erase_nvm(self) -> None: ...
+
+    def nvm_image(self) -> bytes: ...
+
+    def newest(self) -> slots.SlotRecord | None: ...
+
+    def boot(self, input_index: int, input_id: int, rng: random.Random, cutting: bool,
+             draw_low: Callable[[], int | None], span: Mapping[str, int]) -> BootResult:
+        """Runs one boot of inference `input_id` on input `input_index`, resuming from the NVM: until a cut
+        drawn from `rng` when `cutting`, else to the end; `draw_low()` gives its low-energy signal."""
+
+
+class Judge(Protocol):
+    """What a campaign checks: follows each inference boot by boot and judges its committed result."""
+
+    def start(self, input_index: int, input_id: int) -> None: ...
+
+    def draw_low(self, rng: random.Random) -> int | None: ...
+
+    def before_boot(self, rec: slots.SlotRecord | None) -> None: ...
+
+    def after_boot(self, boot: BootResult, rec: slots.SlotRecord | None, fail: Callable[[str, str], None]) -> None: ...
+
+    def finish(self, boot: BootResult, rec: slots.SlotRecord | None, spent: int,
+               fail: Callable[[str, str], None]) -> None:
+        """The inference committed (`spent`: the work of all its boots); failures go through fail(kind, detail)."""
+
+    def abandon(self) -> None:
+        """The inference ended without a result; the NVM is erased for the next one."""
+
+
+def drive(target: CutTarget, judge: Judge, report: CampaignReport, spans: Sequence[Mapping[str, int]], *,
+          cuts: int, rng: random.Random, max_cuts_per_inference: int, max_boots_per_inference: int,
+          keep: Path | None) -> CampaignReport:
+    """The campaign loop: inferences over the inputs (round robin, a new input id each time) until `cuts` power
+    cuts have happened; each takes 1..max_cuts_per_inference cuts, then runs to its committed result. The NVM
+    is kept across inferences (a new inference meets the previous one's result record, as on a device)."""
+    target.erase_nvm()
+    inference = 0
+    while report.cuts < cuts:
+        j = inference % len(spans)
+        input_id = inference + 1
+        start_image = target.nvm_image()
+        want_cuts = rng.randint(1, max_cuts_per_inference)
+        log: list[tuple[str, int]] = []
+        lows: list[int | None] = []
+
+        def fail(kind: str, detail: str, number=inference, input_id=input_id, log=log, start_image=start_image,
+                 lows=lows) -> None:
+            report.failures.append(_failure(keep, kind, number, input_id, detail, log, start_image, lows))
+
+        judge.start(j, input_id)
+        spent = 0
+        done = None
+        report.inferences += 1
+        for _ in range(max_boots_per_inference):
+            judge.before_boot(target.newest())
+            b = target.boot(j, input_id, rng, len(log) < want_cuts and report.cuts < cuts,
+                            lambda: judge.draw_low(rng), spans[j])
+            lows.append(b.low)
+            report.boots += 1
+            spent += b.work
+            if b.cut is not None:
+                log.append(b.cut)
+            rec = target.newest()
+            judge.after_boot(b, rec, fail)
+            if b.was_cut:
+                report.cuts += 1
+                if b.in_commit:
+                    report.cuts_in_commits += 1
+                else:
+                    report.cuts_between_commits += 1
+                continue
+            if b.status != 0 or b.output is None:
+                report.crashes += 1
+                fail("crash", f"status {b.status}: {b.text.strip()[-300:]}")
+                break
+            done = (b, rec)
+            break
+        else:
+            fail("no-progress", f"no result after {max_boots_per_inference} boots")
+        inference += 1
+        if done is None:
+            # a crash leaves the NVM in whatever state; later inferences start from a blank one
+            target.erase_nvm()
+            judge.abandon()
+            continue
+        report.completed += 1
+        judge.finish(*done, spent, fail)
+    return report
+
+
+def _failure(work: Path | None, kind: str, inference: int, input_id: int, detail: str, log,
+             start_image: bytes, lows=()) -> Failure:
+    """A failure; with a kept work folder, the NVM image at the inference's start is saved for a replay."""
+    path = None
+    if work is not None:
+        path = work / f"failure{inference}_{kind}.nvm"
+        path.write_bytes(start_image)
+    return Failure(kind, inference, input_id, detail, list(log), str(path) if path else None, list(lows))
+
+
+@contextmanager
+def work_folder(work_dir: str | Path | None, prefix: str) -> Iterator[tuple[Path, Path | None]]:
+    """(folder, kept folder): `work_dir`, or a temporary folder (then None is kept: no replay images)."""
+    tmp = tempfile.TemporaryDirectory(prefix=prefix) if work_dir is None else None
+    work = Path(tmp.name if tmp else work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        yield work, (None if tmp else work)
+    finally:
+        if tmp:
+            tmp.cleanup()
+
+
+def write_inputs(work: Path, inputs: Sequence[bytes]) -> list[Path]:
+    paths = []
+    for j, data in enumerate(inputs):
+        p = work / f"input{j}.bin"
+        p.write_bytes(bytes(data))
+        paths.append(p)
+    return paths
+
+
+def check_campaign_args(inputs: Sequence[bytes], low_energy: float, kinds: Sequence[str] = KINDS) -> None:
+    if not 0.0 <= low_energy <= 1.0:
+        raise TinyexitError(f"low_energy is a probability per boot, got {low_energy}")
+    if not inputs:
+        raise TinyexitError("a campaign needs at least one input")
+    for k in kinds:
+        if k not in KINDS:
+            raise TinyexitError(f"unknown cut kind {k!r}; use {KINDS}")
+
+
+class HostCuts:
+    """Host backend: the process cuts itself after k NVM events (possibly inside a checkpoint write) or k work
+    units (TX_CUT_EVENTS / TX_CUT_UNITS), the kind drawn for each boot."""
+
+    def __init__(self, target: HostTarget, input_paths: Sequence[Path], granularity: Granularity, *,
+                 threshold: int | None = None, kinds: Sequence[str] = KINDS):
+        self.target, self.input_paths, self.granularity = target, list(input_paths), granularity
+        self.threshold, self.kinds = threshold, list(kinds)
+
+    def erase_nvm(self) -> None:
+        self.target.erase_nvm()
+
+    def nvm_image(self) -> bytes:
+        return self.target.nvm_image()
+
+    def newest(self) -> slots.SlotRecord | None:
+        return self.target.newest()
+
+    def boot(self, input_index: int, input_id: int, rng: random.Random, cutting: bool,
+             draw_low: Callable[[], int | None], span: Mapping[str, int]) -> BootResult:
+        kind = rng.choice(self.kinds)
+        k = rng.randint(1, max(1, span[kind])) if cutting else None
+        low = draw_low()
+        b = self.target.boot(self.input_paths[input_index], input_id, self.granularity, threshold=self.threshold,
+                             cut_events=k if kind == "events" else None, cut_units=k if kind == "units" else None,
+                             low_energy_units=low)
+        seen = low is not None and b.units >= low
+        # a units cut ends the piece of work that reached it, before the runtime polls again
+        observed = seen and (not b.cut or kind == "units" and b.units - b.kv.get("last", b.units) >= low)
+        return BootResult(None if k is None else (kind, k), low, b.cut, kind == "events", b.returncode,
+                          b.exit_index, b.output, b.units, b.stderr, low if seen else None, observed,
+                          b.kv.get("low_marks", 0))
+
+
+class ResultJudge:
+    """The plain pipeline's checks: no boot loses a committed checkpoint, and the committed result (read from
+    the NVM) and the reported one equal the uninterrupted run's, or with low energy the uninterrupted output of
+    the exit the result records. `rework(input_index, spent)` counts the re-executed work of an inference."""
+
+    def __init__(self, report: CampaignReport, oracles: Sequence[tuple[int, bytes]], *,
+                 rework: Callable[[int, int], None] | None = None, low_energy: float = 0.0,
+                 low_span: Sequence[int] = (), exit_outputs: Sequence[dict] = (),
+                 reference: Callable[[bytes], list[bytes]] | None = None, inputs: Sequence[bytes] = ()):
+        self.report, self.oracles, self.rework = report, oracles, rework
+        self.low_energy, self.low_span, self.exit_outputs = low_energy, low_span, exit_outputs
+        self.reference, self.inputs = reference, inputs
+        self.last_seq: int | None = None
+
+    def start(self, input_index: int, input_id: int) -> None:
+        self.j, self.input_id = input_index, input_id
+
+    def draw_low(self, rng: random.Random) -> int | None:
+        if self.low_energy and rng.random() < self.low_energy:
+            return rng.randint(1, max(1, self.low_span[self.j]))
+        return None
+
+    def before_boot(self, rec) -> None:
+        pass
+
+    def after_boot(self, boot: BootResult, rec, fail) -> None:
+        last = self.last_seq
+        if last is not None and (rec is None or ((rec.seq - last) & 0xFFFFFFFF) >= 0x80000000):
+            self.report.lost_checkpoints += 1
+            fail("lost-checkpoint", f"after this boot the newest valid checkpoint is "
+                                    f"{'none' if rec is None else 'seq %d' % rec.seq}, "
+                                    f"an earlier boot had committed seq {last}")
+        if rec is not None:
+            self.last_seq = rec.seq
+
+    def abandon(self) -> None:
+        self.last_seq = None
+
+    def finish(self, b: BootResult, rec, spent: int, fail) -> None:
+        report, j = self.report, self.j
+        if rec is not None and rec.done:
+            report.exits[rec.exit_index] = report.exits.get(rec.exit_index, 0) + 1
+        if self.rework is not None:
+            self.rework(j, spent)
+        committed = (rec.exit_index, rec.payload) if rec is not None and rec.done and \
+            rec.input_id == self.input_id else None
+        if self.low_energy and committed is not None:
+            # low energy may end the inference at any exit: compare with that exit's own output
+            want_exit = committed[0]
+            expected = self.exit_outputs[j].get(want_exit)
+            if expected is None and self.reference is not None:
+                ref = self.reference(self.inputs[j])
+                expected = bytes(ref[want_exit]) if want_exit < len(ref) else None
+        else:
+            want_exit, expected = self.oracles[j]
+        if committed != (want_exit, expected) or (b.exit_index, b.output) != committed:
+            report.wrong_results += 1
+            got = "nothing committed" if committed is None else f"exit {committed[0]} {committed[1].hex()}"
+            fail("wrong-result", f"committed {got}, reported exit {b.exit_index} "
+                                 f"{b.output.hex() if b.output else None}, expected exit {want_exit} "
+                                 f"{expected.hex() if expected else '(no uninterrupted run ends there)'}")
+
+
+# ------------------------------------------------------------------------------------------------ host
+
 def run_campaign(target: HostTarget, inputs: Sequence[bytes], *, cuts: int, seed: int = 0,
                  granularity: Granularity = Granularity(), kinds: Sequence[str] = KINDS,
                  max_cuts_per_inference: int = 6, max_boots_per_inference: int = 2000,
@@ -142,25 +404,11 @@ def run_campaign(target: HostTarget, inputs: Sequence[bytes], *, cuts: int, seed
     int8 segments) checks the uninterrupted runs themselves. `low_energy`: probability that a boot signals
     low energy (tx_hal_low_energy) after a random number of work units; the pipeline then ends at the next
     exit, and the committed result must equal the uninterrupted output of the exit it records."""
-    if not 0.0 <= low_energy <= 1.0:
-        raise TinyexitError(f"low_energy is a probability per boot, got {low_energy}")
-    if not inputs:
-        raise TinyexitError("a campaign needs at least one input")
-    for k in kinds:
-        if k not in KINDS:
-            raise TinyexitError(f"unknown cut kind {k!r}; use {KINDS}")
+    check_campaign_args(inputs, low_energy, kinds)
     rng = random.Random(seed)
-    tmp = tempfile.TemporaryDirectory(prefix="tinyexit-powerfail-") if work_dir is None else None
-    work = Path(tmp.name if tmp else work_dir)
-    work.mkdir(parents=True, exist_ok=True)
-    keep = None if tmp else work
     report = CampaignReport(granularity=str(granularity), seed=seed, inputs=len(inputs), low_energy=low_energy)
-    try:
-        input_paths = []
-        for j, data in enumerate(inputs):
-            p = work / f"input{j}.bin"
-            p.write_bytes(bytes(data))
-            input_paths.append(p)
+    with work_folder(work_dir, "tinyexit-powerfail-") as (work, keep):
+        input_paths = write_inputs(work, inputs)
         # Oracles on a separate NVM file, so the campaign's NVM history is its own.
         oracle_target = HostTarget(target.exe, work / "oracle_nvm.bin")
         oracles, baseline, exit_outputs = [], [], []
@@ -197,110 +445,18 @@ def run_campaign(target: HostTarget, inputs: Sequence[bytes], *, cuts: int, seed
         report.nvm_bytes_used = target.info["nvm_bytes"]
         report.slots = target.num_slots
 
-        target.erase_nvm()
-        last_seq = None
-        inference = 0
-        while report.cuts < cuts:
-            j = inference % n
-            input_id = inference + 1
-            oracle = oracles[j]
-            start_image = target.nvm_image()
-            want_cuts = rng.randint(1, max_cuts_per_inference)
-            log: list[tuple[str, int]] = []
-            lows: list[int | None] = []
-            units = 0
-            done = None
-            report.inferences += 1
-            for _ in range(max_boots_per_inference):
-                kind = rng.choice(list(kinds))
-                k = None
-                if len(log) < want_cuts and report.cuts < cuts:
-                    k = rng.randint(1, max(1, oracle.events if kind == "events" else oracle.units))
-                low = rng.randint(1, max(1, oracle.units)) if low_energy and rng.random() < low_energy else None
-                lows.append(low)
-                b = target.boot(input_paths[j], input_id, granularity, threshold=threshold,
-                                cut_events=k if kind == "events" else None,
-                                cut_units=k if kind == "units" else None, low_energy_units=low)
-                report.boots += 1
-                units += b.units
-                if k is not None:
-                    log.append((kind, k))
-                rec = target.newest()
-                if rec is None and last_seq is not None or rec is not None and last_seq is not None and \
-                        ((rec.seq - last_seq) & 0xFFFFFFFF) >= 0x80000000:
-                    report.lost_checkpoints += 1
-                    report.failures.append(_failure(keep, "lost-checkpoint", inference, input_id,
-                                                    f"after this boot the newest valid checkpoint is "
-                                                    f"{'none' if rec is None else 'seq %d' % rec.seq}, "
-                                                    f"an earlier boot had committed seq {last_seq}",
-                                                    log, start_image, lows))
-                if rec is not None:
-                    last_seq = rec.seq
-                if b.cut:
-                    report.cuts += 1
-                    if kind == "events":
-                        report.cuts_in_commits += 1
-                    else:
-                        report.cuts_between_commits += 1
-                    continue
-                if b.returncode != 0 or b.output is None:
-                    report.crashes += 1
-                    report.failures.append(_failure(keep, "crash", inference, input_id,
-                                                    f"status {b.returncode}: {b.stderr.strip()[-300:]}",
-                                                    log, start_image, lows))
-                    break
-                done = (b, rec)
-                break
-            else:
-                report.failures.append(_failure(keep, "no-progress", inference, input_id,
-                                                f"no result after {max_boots_per_inference} boots", log,
-                                                start_image, lows))
-            inference += 1
-            if done is None:
-                # a crash leaves the NVM in whatever state; later inferences start from a blank one
-                target.erase_nvm()
-                last_seq = None
-                continue
-            b, rec = done
-            report.completed += 1
-            if rec is not None and rec.done:
-                report.exits[rec.exit_index] = report.exits.get(rec.exit_index, 0) + 1
-            if not low_energy:
-                # with low energy an inference may legitimately stop earlier than the oracle's exit
-                report.reexecuted_units += max(0, units - oracle.units)
-            committed = (rec.exit_index, rec.payload) if rec is not None and rec.done and \
-                rec.input_id == input_id else None
-            if low_energy and committed is not None:
-                # low energy may end the inference at any exit: compare with that exit's own output
-                want_exit = committed[0]
-                expected = exit_outputs[j].get(want_exit)
-                if expected is None and reference is not None:
-                    ref = reference(inputs[j])
-                    expected = bytes(ref[want_exit]) if want_exit < len(ref) else None
-            else:
-                want_exit, expected = oracle.exit_index, oracle.output
-            if committed != (want_exit, expected) or (b.exit_index, b.output) != committed:
-                report.wrong_results += 1
-                got = "nothing committed" if committed is None else f"exit {committed[0]} {committed[1].hex()}"
-                report.failures.append(_failure(keep, "wrong-result", inference - 1, input_id,
-                                                f"committed {got}, reported exit {b.exit_index} "
-                                                f"{b.output.hex() if b.output else None}, expected exit {want_exit} "
-                                                f"{expected.hex() if expected else '(no uninterrupted run ends there)'}",
-                                                log, start_image, lows))
-        return report
-    finally:
-        if tmp:
-            tmp.cleanup()
+        def rework(j: int, spent: int) -> None:
+            report.reexecuted_units += max(0, spent - oracles[j].units)
 
-
-def _failure(work: Path | None, kind: str, inference: int, input_id: int, detail: str, log,
-             start_image: bytes, lows=()) -> Failure:
-    """A failure; with a kept work folder, the NVM image at the inference's start is saved for a replay."""
-    path = None
-    if work is not None:
-        path = work / f"failure{inference}_{kind}.nvm"
-        path.write_bytes(start_image)
-    return Failure(kind, inference, input_id, detail, list(log), str(path) if path else None, list(lows))
+        # with low energy an inference may legitimately stop earlier than the oracle's exit: no re-executed work
+        judge = ResultJudge(report, [(o.exit_index, o.output) for o in oracles],
+                            rework=None if low_energy else rework, low_energy=low_energy,
+                            low_span=[o.units for o in oracles], exit_outputs=exit_outputs, reference=reference,
+                            inputs=inputs)
+        return drive(HostCuts(target, input_paths, granularity, threshold=threshold, kinds=kinds), judge, report,
+                     [{"events": o.events, "units": o.units} for o in oracles], cuts=cuts, rng=rng,
+                     max_cuts_per_inference=max_cuts_per_inference,
+                     max_boots_per_inference=max_boots_per_inference, keep=keep)
 
 
 def replay(target: HostTarget, failure: Failure, input_path: str | Path, granularity: Granularity, *,

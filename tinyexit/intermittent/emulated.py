@@ -7,20 +7,19 @@ The firmware (firmware_templates/runtime/powerfail_main.c) reads what to run fro
 of the NVM, written here before each boot, and has its inputs baked in, so no host timing enters a boot."""
 from __future__ import annotations
 
-import dataclasses
 import random
 import re
 import struct
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Mapping, Sequence
 
 import jinja2
 
 from tinyexit.errors import TinyexitError
 from tinyexit.intermittent import slots
-from tinyexit.intermittent.campaign import CampaignReport, Failure
+from tinyexit.intermittent.campaign import BootResult, CampaignReport, Failure, ResultJudge, drive
 from tinyexit.intermittent.host import BROKEN_FLAGS, RUNTIME_DIR, Granularity, Stage, render_pipeline
 
 PSRAM_BASE = 0x21000000        # mps2-an386 PSRAM, 16 MiB: QEMU's machine RAM, which memory-backend replaces
@@ -152,6 +151,21 @@ class EmulatedTarget:
         origin = self.tick_origin or 0
         return [(origin + int(t0 * ipt), origin + int((t1 + 1) * ipt)) for t0, t1 in b.commit_ticks]
 
+    def uninterrupted(self, input_index: int, input_id: int, granularity: Granularity, *,
+                      threshold: int | None = None, low_energy_units: int | None = None) -> "EBoot":
+        """One inference without a cut, from a blank NVM; an error when it does not end with a result."""
+        self.erase_nvm()
+        self.mailbox(input_index, input_id, granularity, low_energy_units=low_energy_units, threshold=threshold)
+        b = self.boot()
+        if b.exit_code != 0 or b.output is None:
+            hint = ""
+            if "NVM is too small" in b.text:
+                hint = (f"\nFix: give board {self.board.name} a larger nvm region in its board file "
+                        f"(the mailbox takes one more {MAILBOX_BYTES} B page), or checkpoint a smaller model.")
+            raise TinyexitError(f"the uninterrupted emulated run ({granularity}) failed (status {b.exit_code}):\n"
+                                f"{b.text[-500:]}{hint}")
+        return b
+
     def boot(self, limit: int | None = None, timeout: float = 120.0, window: tuple[int, int] | None = None) -> EBoot:
         extra = ["-object", f"memory-backend-file,id=txnvm,size={PSRAM_SIZE},mem-path={self.psram},share=on",
                  "-machine", "memory-backend=txnvm"]
@@ -220,14 +234,68 @@ def _changed_and_torn(before: bytes, after: bytes, slot_size: int, num_slots: in
     return False
 
 
+def _mark_changed(before: bytes, after: bytes, slot_size: int, num_slots: int) -> bool:
+    """True when a slot's LOW_MARK word changed during the boot (it lies outside the CRC)."""
+    off = slots.LOW_MARK_WORD * 4
+    return any(before[s * slot_size + off: s * slot_size + off + 4] != after[s * slot_size + off: s * slot_size + off + 4]
+               for s in range(num_slots))
+
+
+class EmulatedCuts:
+    """Emulated backend: the plugin cuts the boot after exactly N instructions; half the cuts are aimed inside a
+    checkpoint commit of this very boot (found by a probe boot without a cut from the same NVM image, whose
+    SysTick marks give the commits' instruction ranges; the image is restored after it). What each boot runs
+    (input, inference id, low-energy point) goes through the mailbox."""
+
+    def __init__(self, target: EmulatedTarget, granularity: Granularity, threshold: int | None = None):
+        self.target, self.granularity, self.threshold = target, granularity, threshold
+        self.probe_boots = 0
+
+    def erase_nvm(self) -> None:
+        self.target.erase_nvm()
+
+    def nvm_image(self) -> bytes:
+        return self.target.nvm_image()
+
+    def newest(self) -> slots.SlotRecord | None:
+        return slots.newest_valid(self.target.nvm_image(), self.target.slot_size, self.target.num_slots)
+
+    def boot(self, input_index: int, input_id: int, rng: random.Random, cutting: bool,
+             draw_low: Callable[[], int | None], span: Mapping[str, int]) -> BootResult:
+        t = self.target
+        low = draw_low()
+        t.mailbox(input_index, input_id, self.granularity, low_energy_units=low, threshold=self.threshold)
+        before = t.nvm_image()
+        limit = None
+        if cutting:
+            if rng.random() < 0.5:
+                probe = t.boot()
+                self.probe_boots += 1
+                t.set_nvm_image(before)
+                wins = t.commit_windows(probe) if probe.exit_code == 0 else []
+                if wins:
+                    lo, hi = rng.choice(wins)
+                    limit = rng.randint(max(1, lo), max(1, hi))
+            if limit is None:
+                limit = rng.randint(1, span["insns"])
+        b = t.boot(limit=limit)
+        in_commit = False
+        if b.cut:
+            after = t.nvm_image()
+            in_commit = _changed_and_torn(before, after, t.slot_size, t.num_slots) or \
+                _mark_changed(before, after, t.slot_size, t.num_slots)
+        # the board's unit count is not known after a cut: the signal counts as possibly seen
+        return BootResult(None if limit is None else ("insns", limit), low, b.cut, in_commit, b.exit_code,
+                          b.exit_index, b.output, b.instructions, b.text, low)
+
+
 def run_emulated_campaign(target: EmulatedTarget, num_inputs: int, *, cuts: int, seed: int = 0,
                           granularity: Granularity = Granularity(), threshold: int | None = None,
                           max_cuts_per_inference: int = 4, max_boots_per_inference: int = 200,
                           work_dir: str | Path | None = None, inputs: Sequence[bytes] | None = None,
                           reference=None) -> EmulatedReport:
     """Like campaign.run_campaign, with cuts after exactly N instructions: half uniform over the boot, half
-    aimed inside a checkpoint commit of this very boot (found by a probe boot without a cut from the same NVM
-    image, whose SysTick marks give the commits' instruction ranges; the image is restored after it)."""
+    aimed inside a checkpoint commit of this very boot (EmulatedCuts)."""
     rng = random.Random(seed)
     report = EmulatedReport(granularity=str(granularity), seed=seed, inputs=num_inputs, board=target.board.name)
     target.erase_nvm()
@@ -235,20 +303,8 @@ def run_emulated_campaign(target: EmulatedTarget, num_inputs: int, *, cuts: int,
     target.calibrate()
     oracles = []
     for j in range(num_inputs):
-        runs = {}
-        for g in (granularity, Granularity("none")):
-            target.erase_nvm()
-            target.mailbox(j, 0xFFFF0000 + j, g, threshold=threshold)
-            b = target.boot()
-            if b.exit_code != 0 or b.output is None:
-                hint = ""
-                if "NVM is too small" in b.text:
-                    hint = (f"\nFix: give board {target.board.name} a larger nvm region in its board file "
-                            f"(the mailbox takes one more {MAILBOX_BYTES} B page), or checkpoint a smaller model.")
-                raise TinyexitError(f"the uninterrupted emulated run failed (status {b.exit_code}):\n"
-                                    f"{b.text[-500:]}{hint}")
-            runs[str(g)] = b
-        o, base = runs[str(granularity)], runs["none"]
+        o, base = (target.uninterrupted(j, 0xFFFF0000 + j, g, threshold=threshold)
+                   for g in (granularity, Granularity("none")))
         if (o.exit_index, o.output) != (base.exit_index, base.output):
             report.failures.append(Failure("oracle-mismatch", -1, j, "checkpointing changed the result"))
         if reference is not None and inputs is not None:
@@ -266,95 +322,19 @@ def run_emulated_campaign(target: EmulatedTarget, num_inputs: int, *, cuts: int,
         report.nvm_bytes_per_inference_baseline += base.nvm_bytes / num_inputs
     report.nvm_bytes_used = oracles[0].nvm_used
     report.slots = target.num_slots
-    slot_size = target.slot_size
     keep = Path(work_dir) if work_dir else None
     if keep:
         keep.mkdir(parents=True, exist_ok=True)
 
-    target.erase_nvm()
-    last_seq = None
-    inference = 0
-    while report.cuts < cuts:
-        j = inference % num_inputs
-        input_id = inference + 1
-        oracle = oracles[j]
-        target.mailbox(j, input_id, granularity, threshold=threshold)
-        start_image = target.nvm_image()
-        want = rng.randint(1, max_cuts_per_inference)
-        log: list[tuple[str, int]] = []
-        insns = 0
-        done = None
-        report.inferences += 1
-        for _ in range(max_boots_per_inference):
-            limit = None
-            before = target.nvm_image()
-            if len(log) < want and report.cuts < cuts:
-                if rng.random() < 0.5:
-                    probe = target.boot()
-                    report.probe_boots += 1
-                    target.set_nvm_image(before)
-                    wins = target.commit_windows(probe) if probe.exit_code == 0 else []
-                    if wins:
-                        lo, hi = rng.choice(wins)
-                        limit = rng.randint(max(1, lo), max(1, hi))
-                if limit is None:
-                    limit = rng.randint(1, oracle.instructions)
-            b = target.boot(limit=limit)
-            report.boots += 1
-            insns += b.instructions
-            if limit is not None:
-                log.append(("insns", limit))
-            after = target.nvm_image()
-            rec = slots.newest_valid(after, slot_size, target.num_slots)
-            if last_seq is not None and (rec is None or ((rec.seq - last_seq) & 0xFFFFFFFF) >= 0x80000000):
-                report.lost_checkpoints += 1
-                report.failures.append(_failure(keep, "lost-checkpoint", inference, input_id,
-                                                f"newest valid checkpoint after the boot: "
-                                                f"{'none' if rec is None else rec.seq}, committed before: {last_seq}",
-                                                log, start_image))
-            if rec is not None:
-                last_seq = rec.seq
-            if b.cut:
-                report.cuts += 1
-                if _changed_and_torn(before, after, slot_size, target.num_slots):
-                    report.cuts_in_commits += 1
-                else:
-                    report.cuts_between_commits += 1
-                continue
-            if b.exit_code != 0 or b.output is None:
-                report.crashes += 1
-                report.failures.append(_failure(keep, "crash", inference, input_id,
-                                                f"status {b.exit_code}: {b.text.strip()[-300:]}", log, start_image))
-                break
-            done = (b, rec)
-            break
-        inference += 1
-        if done is None:
-            target.erase_nvm()
-            last_seq = None
-            continue
-        b, rec = done
-        report.completed += 1
-        if rec is not None and rec.done:
-            report.exits[rec.exit_index] = report.exits.get(rec.exit_index, 0) + 1
-        report.reexecuted_instructions += max(0, insns - oracle.instructions)
-        committed = (rec.exit_index, rec.payload) if rec is not None and rec.done and rec.input_id == input_id else None
-        if committed != (oracle.exit_index, oracle.output) or (b.exit_index, b.output) != committed:
-            report.wrong_results += 1
-            got = "nothing committed" if committed is None else f"exit {committed[0]} {committed[1].hex()}"
-            report.failures.append(_failure(keep, "wrong-result", inference - 1, input_id,
-                                            f"committed {got}, expected exit {oracle.exit_index} "
-                                            f"{oracle.output.hex()}", log, start_image))
+    def rework(j: int, spent: int) -> None:
+        report.reexecuted_instructions += max(0, spent - oracles[j].instructions)
+
+    backend = EmulatedCuts(target, granularity, threshold)
+    drive(backend, ResultJudge(report, [(o.exit_index, o.output) for o in oracles], rework=rework), report,
+          [{"insns": o.instructions} for o in oracles], cuts=cuts, rng=rng,
+          max_cuts_per_inference=max_cuts_per_inference, max_boots_per_inference=max_boots_per_inference, keep=keep)
+    report.probe_boots = backend.probe_boots
     return report
-
-
-def _failure(keep: Path | None, kind, inference, input_id, detail, log, start_image) -> Failure:
-    path = None
-    if keep is not None:
-        path = keep / f"failure{inference}_{kind}.nvm"
-        path.write_bytes(start_image)
-    f = Failure(kind, inference, input_id, detail, list(log), str(path) if path else None)
-    return f
 
 
 def powerfail_emulated(target, out_dir, *, board: str = "mps2-an386", cuts: int = 50, seed: int = 0,
@@ -402,11 +382,7 @@ def checkpoint_overhead(target: EmulatedTarget, granularities: Sequence[str], *,
     rows: dict[str, dict] = {}
     for text in ["none", *[g for g in granularities if g != "none"]]:
         g = Granularity.parse(text)
-        target.erase_nvm()
-        target.mailbox(input_index, 1, g, threshold=threshold)
-        b = target.boot()
-        if b.exit_code != 0 or b.output is None:
-            raise TinyexitError(f"the emulated run ({g}) failed (status {b.exit_code}):\n{b.text[-500:]}")
+        b = target.uninterrupted(input_index, 1, g, threshold=threshold)
         rows[str(g)] = {"instructions": b.window_instructions, "commits": b.commits, "nvm_bytes": b.nvm_bytes,
                         "nvm_used": b.nvm_used, "exit": b.exit_index}
     base = rows["none"]["instructions"]
