@@ -1,5 +1,5 @@
-"""Helpers for the checkpointing runtime tests: the stand-in model library (standin/, same C API as a
-generated library) and inputs."""
+"""Helpers for the checkpointing runtime tests: the stand-in model library (standin/standin_model.c with a
+tx_model.h rendered from the generator's template, so the same C API as a generated library) and inputs."""
 from __future__ import annotations
 
 import random
@@ -7,12 +7,19 @@ from pathlib import Path
 
 from tinyexit.intermittent.host import EXIT, SEGMENT, HostTarget, Stage
 
+from ..standin_library import standin_library
+
 HERE = Path(__file__).resolve().parent
-STANDIN = HERE / "standin"
 STANDIN_STAGES = [Stage("seg0", SEGMENT), Stage("exit0", EXIT, 0), Stage("seg1", SEGMENT),
                   Stage("exit1", EXIT, 1), Stage("seg2", SEGMENT, 2)]
 STANDIN_INPUT = 144
 STANDIN_UNITS = 43        # seg0 12+12+6, seg1 6+3, seg2 3+1 (exit heads skipped without a policy)
+STANDIN_MODELS = {"seg0": (144, 144), "exit0": (144, 5), "seg1": (144, 72), "exit1": (72, 5), "seg2": (72, 5)}
+
+
+def make_standin(out_dir: Path) -> Path:
+    """The stand-in library in `out_dir` (a folder like a generated library: tx_model.h and the .c)."""
+    return standin_library(HERE / "standin", out_dir, STANDIN_MODELS, arena_size=4096)
 
 
 def make_target(exe, tmp_path, name="nvm.bin") -> HostTarget:

@@ -7,7 +7,7 @@ import pytest
 
 from tinyexit.intermittent.host import build_host
 
-from ._support import STANDIN, STANDIN_STAGES
+from ._support import STANDIN_STAGES, make_standin
 
 
 def pytest_collection_modifyitems(items):
@@ -24,8 +24,14 @@ def build_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def standin_exe(build_dir):
-    return build_host(STANDIN, STANDIN_STAGES, build_dir / "standin")
+def standin(build_dir):
+    """The stand-in model library folder (tx_model.h + standin_model.c)."""
+    return make_standin(build_dir / "standin_lib")
+
+
+@pytest.fixture(scope="session")
+def standin_exe(standin, build_dir):
+    return build_host(standin, STANDIN_STAGES, build_dir / "standin")
 
 
 @pytest.fixture(scope="session")

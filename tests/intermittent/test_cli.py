@@ -5,11 +5,9 @@ import json
 
 from tinyexit.cli import main
 
-from ._support import STANDIN
 
-
-def test_powerfail_cli_passes_and_writes_json(tmp_path, capsys):
-    rc = main(["powerfail", str(STANDIN), "--cuts", "30", "--seed", "1", "--granularity", "layer,units:4",
+def test_powerfail_cli_passes_and_writes_json(standin, tmp_path, capsys):
+    rc = main(["powerfail", str(standin), "--cuts", "30", "--seed", "1", "--granularity", "layer,units:4",
                "--out", str(tmp_path / "out"), "--json", str(tmp_path / "r.json")])
     out = capsys.readouterr().out
     assert rc == 0, out
@@ -19,15 +17,15 @@ def test_powerfail_cli_passes_and_writes_json(tmp_path, capsys):
     assert all(r["ok"] and r["cuts"] >= 30 for r in reports)
 
 
-def test_powerfail_cli_fails_on_broken_runtime(tmp_path, capsys):
-    rc = main(["powerfail", str(STANDIN), "--cuts", "200", "--seed", "7", "--granularity", "units:1",
+def test_powerfail_cli_fails_on_broken_runtime(standin, tmp_path, capsys):
+    rc = main(["powerfail", str(standin), "--cuts", "200", "--seed", "7", "--granularity", "units:1",
                "--broken", "no-crc", "--out", str(tmp_path / "out")])
     out = capsys.readouterr().out
     assert rc == 1
     assert "FAIL inference" in out and "TX_CUT_EVENTS=" in out   # the failing cuts, for a replay
 
 
-def test_powerfail_cli_rejects_bad_granularity(tmp_path, capsys):
-    rc = main(["powerfail", str(STANDIN), "--granularity", "rows", "--out", str(tmp_path / "o")])
+def test_powerfail_cli_rejects_bad_granularity(standin, tmp_path, capsys):
+    rc = main(["powerfail", str(standin), "--granularity", "rows", "--out", str(tmp_path / "o")])
     assert rc == 2
     assert "granularity 'rows' not understood" in capsys.readouterr().err

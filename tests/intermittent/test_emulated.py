@@ -10,7 +10,7 @@ from tinyexit.intermittent.campaign import uninterrupted
 from tinyexit.intermittent.emulated import EmulatedTarget, build_emulated, run_emulated_campaign
 from tinyexit.intermittent.host import Granularity, HostTarget
 
-from ._support import STANDIN, STANDIN_STAGES, random_inputs
+from ._support import STANDIN_STAGES, random_inputs
 
 pytestmark = [pytest.mark.emulator,
               pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
@@ -22,9 +22,9 @@ INPUTS = random_inputs(2, 144, seed=21)
 
 
 @pytest.fixture(scope="module")
-def target(tmp_path_factory):
+def target(standin, tmp_path_factory):
     out = tmp_path_factory.mktemp("emu")
-    fw = build_emulated(STANDIN, STANDIN_STAGES, INPUTS, "mps2-an386", out)
+    fw = build_emulated(standin, STANDIN_STAGES, INPUTS, "mps2-an386", out)
     return EmulatedTarget(fw, out / "psram.img")
 
 
@@ -77,7 +77,7 @@ def test_low_energy_exit_on_the_board(target, standin_exe, tmp_path):
     assert (b.exit_index, b.output) == (want.exit_index, want.output)
 
 
-def test_runtime_builds_for_the_real_nrf52840(tmp_path):
+def test_runtime_builds_for_the_real_nrf52840(standin, tmp_path):
     """Runtime + board NVM adapter over the nRF52840's NVMC driver: compiles and links for the real board."""
     from tinyexit.build import build_firmware
     from tinyexit.intermittent.emulated import FIRMWARE_SOURCES, MAILBOX_BYTES
@@ -88,13 +88,13 @@ def test_runtime_builds_for_the_real_nrf52840(tmp_path):
     (gen / "tx_pf_inputs.c").write_text("#include <stdint.h>\nconst uint32_t tx_pf_num_inputs = 1u;\n"
                                         "const uint32_t tx_pf_input_size = 144u;\nconst int8_t tx_pf_inputs[144] = {0};\n")
     fw = build_firmware("nrf52840", [RUNTIME_DIR / s for s in FIRMWARE_SOURCES] +
-                        [gen / "tx_pipeline_cfg.c", gen / "tx_pf_inputs.c", STANDIN / "standin_model.c"],
-                        tmp_path / "fw", include_dirs=[RUNTIME_DIR, STANDIN, gen],
+                        [gen / "tx_pipeline_cfg.c", gen / "tx_pf_inputs.c", standin / "standin_model.c"],
+                        tmp_path / "fw", include_dirs=[RUNTIME_DIR, standin, gen],
                         defines={"TX_NVM_RESERVED_TAIL": f"{MAILBOX_BYTES}u", "TX_NVM_NVMC_RULES": 1})
     assert fw.elf.exists() and fw.sizes.fits
 
 
-def test_nrf52840_energy_hooks_build(tmp_path):
+def test_nrf52840_energy_hooks_build(standin, tmp_path):
     """The POF-comparator hooks + runtime + board NVM adapter link into a firmware for the real nRF52840."""
     from tinyexit.build import build_firmware
     from tinyexit.intermittent.host import RUNTIME_DIR, render_pipeline
@@ -110,8 +110,8 @@ def test_nrf52840_energy_hooks_build(tmp_path):
         "  tx_hal_exit((int)r.exit_index); }\n")
     fw = build_firmware("nrf52840", [RUNTIME_DIR / s for s in ("tx_checkpoint.c", "tx_crc32.c", "tx_nvm_board.c",
                                                                "tx_rt_nrf52.c")] +
-                        [gen / "tx_pipeline_cfg.c", gen / "main.c", STANDIN / "standin_model.c"],
-                        tmp_path / "fw", include_dirs=[RUNTIME_DIR, STANDIN, gen])
+                        [gen / "tx_pipeline_cfg.c", gen / "main.c", standin / "standin_model.c"],
+                        tmp_path / "fw", include_dirs=[RUNTIME_DIR, standin, gen])
     assert fw.elf.exists() and fw.sizes.fits
 
 

@@ -13,7 +13,7 @@ from tinyexit.intermittent import slots
 from tinyexit.intermittent.campaign import replay, run_campaign, uninterrupted
 from tinyexit.intermittent.host import RUNTIME_DIR, Granularity, build_host
 
-from ._support import STANDIN, STANDIN_INPUT, STANDIN_STAGES, STANDIN_UNITS, make_target, random_inputs
+from ._support import HERE, STANDIN_INPUT, STANDIN_STAGES, STANDIN_UNITS, make_target, random_inputs
 
 INPUTS = random_inputs(4, STANDIN_INPUT, seed=11)
 
@@ -42,8 +42,8 @@ def test_campaign_with_exit_policy(standin_exe, tmp_path):
     assert report.ok, report.table()
 
 
-def test_broken_no_crc_gives_wrong_results_and_replays(build_dir, tmp_path):
-    exe = build_host(STANDIN, STANDIN_STAGES, build_dir / "no_crc", broken=("no-crc",))
+def test_broken_no_crc_gives_wrong_results_and_replays(standin, build_dir, tmp_path):
+    exe = build_host(standin, STANDIN_STAGES, build_dir / "no_crc", broken=("no-crc",))
     g = Granularity.parse("units:1")
     report = run_campaign(make_target(exe, tmp_path), INPUTS, cuts=200, seed=7, granularity=g,
                           work_dir=tmp_path / "work")
@@ -56,16 +56,16 @@ def test_broken_no_crc_gives_wrong_results_and_replays(build_dir, tmp_path):
     assert (again.exit_index, again.output.hex()) == (int(wrong.group(1)), wrong.group(2))
 
 
-def test_broken_single_slot_loses_checkpoints(build_dir, tmp_path):
+def test_broken_single_slot_loses_checkpoints(standin, build_dir, tmp_path):
     """One slot: a cut while it is rewritten leaves no checkpoint (or an older one is all that is left)."""
-    exe = build_host(STANDIN, STANDIN_STAGES, build_dir / "single_slot", broken=("single-slot",))
+    exe = build_host(standin, STANDIN_STAGES, build_dir / "single_slot", broken=("single-slot",))
     report = run_campaign(make_target(exe, tmp_path), INPUTS, cuts=200, seed=7,
                           granularity=Granularity.parse("units:1"))
     assert report.lost_checkpoints > 0 and not report.ok
 
 
-def test_runtime_without_erase_is_caught_by_nvmc_rules(build_dir, tmp_path):
-    exe = build_host(STANDIN, STANDIN_STAGES, build_dir / "no_erase", broken=("no-erase",))
+def test_runtime_without_erase_is_caught_by_nvmc_rules(standin, build_dir, tmp_path):
+    exe = build_host(standin, STANDIN_STAGES, build_dir / "no_erase", broken=("no-erase",))
     (tmp_path / "in.bin").write_bytes(INPUTS[0])
     with pytest.raises(TinyexitError, match="NVMC rule: write sets bits that are 0"):
         uninterrupted(make_target(exe, tmp_path), tmp_path / "in.bin", 1, Granularity.parse("layers:1"))
@@ -74,9 +74,8 @@ def test_runtime_without_erase_is_caught_by_nvmc_rules(build_dir, tmp_path):
 @pytest.fixture(scope="module")
 def rules_driver(tmp_path_factory):
     exe = tmp_path_factory.mktemp("rules") / "nvm_rules"
-    here = STANDIN.parent
     subprocess.run(["gcc", "-std=c99", "-O1", "-Wall", "-Wextra", "-Werror", "-DTX_NVM_NVMC_RULES",
-                    f"-I{RUNTIME_DIR}", str(here / "nvm_rules_driver.c"), str(RUNTIME_DIR / "tx_nvm_file.c"),
+                    f"-I{RUNTIME_DIR}", str(HERE / "nvm_rules_driver.c"), str(RUNTIME_DIR / "tx_nvm_file.c"),
                     str(RUNTIME_DIR / "tx_rt_host.c"), "-o", str(exe)], check=True)
     return exe
 
@@ -167,18 +166,18 @@ def test_low_energy_finishes_at_next_exit(standin_exe, tmp_path):
 
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
                     reason="arm-none-eabi-gcc is not installed (apt-get install gcc-arm-none-eabi)")
-def test_runtime_builds_for_cortex_m4(tmp_path):
+def test_runtime_builds_for_cortex_m4(standin, tmp_path):
     flags = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-std=c99", "-O2",
-             "-Wall", "-Wextra", "-Werror", f"-I{RUNTIME_DIR}", f"-I{STANDIN}"]
+             "-Wall", "-Wextra", "-Werror", f"-I{RUNTIME_DIR}", f"-I{standin}"]
     for src in ("tx_checkpoint.c", "tx_crc32.c"):
         subprocess.run(["arm-none-eabi-gcc", *flags, "-c", str(RUNTIME_DIR / src), "-o",
                         str(tmp_path / (src + ".o"))], check=True)
 
 
-def test_checkpoint_of_another_pipeline_is_not_resumed(standin_exe, build_dir, tmp_path):
+def test_checkpoint_of_another_pipeline_is_not_resumed(standin, standin_exe, build_dir, tmp_path):
     """A reflashed firmware (other pipeline shape) must not resume a checkpoint it did not write."""
     from tinyexit.intermittent.host import SEGMENT, Stage
-    other = build_host(STANDIN, [Stage("seg0", SEGMENT), Stage("seg1", SEGMENT), Stage("seg2", SEGMENT, 2)],
+    other = build_host(standin, [Stage("seg0", SEGMENT), Stage("seg1", SEGMENT), Stage("seg2", SEGMENT, 2)],
                        build_dir / "no_exits")
     t = make_target(standin_exe, tmp_path)
     (tmp_path / "in.bin").write_bytes(INPUTS[0])
@@ -189,10 +188,10 @@ def test_checkpoint_of_another_pipeline_is_not_resumed(standin_exe, build_dir, t
     assert t.boot(tmp_path / "in.bin", 4, g).boot == "fresh"   # and the first one sees the other's result
 
 
-def test_ring_of_four_slots(build_dir, tmp_path):
+def test_ring_of_four_slots(standin, build_dir, tmp_path):
     """TX_CKPT_SLOTS=4: commits rotate over four slots (each flash page is erased half as often as with two)
     and the campaign stays exact."""
-    exe = build_host(STANDIN, STANDIN_STAGES, build_dir / "ring4", slots=4)
+    exe = build_host(standin, STANDIN_STAGES, build_dir / "ring4", slots=4)
     t = make_target(exe, tmp_path)
     assert t.num_slots == 4 and t.info["nvm_bytes"] == 4 * t.slot_size
     report = run_campaign(t, INPUTS, cuts=200, seed=5, granularity=Granularity.parse("units:2"))
@@ -216,7 +215,7 @@ def test_crc32_equals_zlib(tmp_path, variant):
     import zlib
     exe = tmp_path / "crc"
     subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", *([variant] if variant else []),
-                    f"-I{RUNTIME_DIR}", str(STANDIN.parent / "crc_driver.c"), str(RUNTIME_DIR / "tx_crc32.c"),
+                    f"-I{RUNTIME_DIR}", str(HERE / "crc_driver.c"), str(RUNTIME_DIR / "tx_crc32.c"),
                     "-o", str(exe)], check=True)
     rng = random.Random(3)
     for n in (0, 1, 3, 4, 5, 63, 64, 1000):

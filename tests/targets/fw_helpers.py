@@ -5,7 +5,10 @@ import numpy as np
 
 from tinyexit.build import APP_SOURCES, Pipeline, Segment, build_firmware, build_host, render_app
 
+from tests.standin_library import standin_library
+
 TOY = Path(__file__).parent / "toy_model"
+TOY_MODELS = {"seg0": (16, 8), "exit1": (8, 4), "seg1": (8, 4)}   # toy_model.c: name -> (input, output size)
 
 
 TOY_PIPELINE = Pipeline(segments=(Segment("seg0", 8, head="exit1", head_output_size=4, head_exit=0,
@@ -24,7 +27,8 @@ def toy_app(tmp_path: Path, n=16, seed=0, pipeline=TOY_PIPELINE):
     x, y = toy_inputs(n, seed)
     app = tmp_path / "app"
     render_app(pipeline, x, y, app)
-    return [app / s for s in APP_SOURCES] + [TOY / "toy_model.c"], [app, TOY], (x, y)
+    lib = standin_library(TOY, tmp_path / "toy_model", TOY_MODELS, arena_size=64)
+    return [app / s for s in APP_SOURCES] + [lib / "toy_model.c"], [app, lib], (x, y)
 
 
 def firmware(tmp_path, board, sources, name="fw", **kw):

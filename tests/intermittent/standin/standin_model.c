@@ -1,6 +1,9 @@
-/* Stand-in model library (see tx_model.h). Layers work row by row (one unit = one output row) and read
- * neighbouring input rows, one is in place, and the models' arena areas overlap, so a runtime that restores
- * too little, or hands tensors over through the arena, gives different bytes. */
+/* Stand-in for a generated model library (docs/CONTRACTS.md, "Generated C library"): its tx_model.h is rendered
+ * from the generator's template (tests/standin_library.py), the models are a few small deterministic int8 layers.
+ * Lets the checkpointing runtime be tested without the code generator; the tests also run on real generated
+ * models. Layers work row by row (one unit = one output row) and read neighbouring input rows, one is in place,
+ * and the models' arena areas overlap, so a runtime that restores too little, or hands tensors over through the
+ * arena, gives different bytes. */
 #include <string.h>
 
 #include "tx_model.h"

@@ -1,5 +1,7 @@
-/* Integer dense layers with fixed pseudo-random weights; arbitrary but deterministic arithmetic, so host
-   and target builds must print identical bytes. */
+/* A hand-written stand-in for the generated model library (its tx_model.h is rendered from the generator's
+   template by tests/standin_library.py): seg0 (16 -> 8), exit1 (8 -> 4 classes, after seg0), seg1 (8 -> 4
+   classes, final). Integer dense layers with fixed pseudo-random weights; arbitrary but deterministic
+   arithmetic, so host and target builds must print identical bytes. */
 #include <string.h>
 #include "tx_model.h"
 

@@ -1,0 +1,29 @@
+"""Hand-written stand-ins for a generated model library (tests/intermittent/standin, tests/targets/toy_model): their
+tx_model.h is rendered from the generator's own template (firmware_templates/model/tx_model.h.j2), so a stand-in
+always declares exactly what docs/CONTRACTS.md ("Generated C library") promises; only the .c is hand-written."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import jinja2
+
+from tinyexit.build import TEMPLATES
+
+
+def standin_library(source_dir: Path, out_dir: Path, models: dict[str, tuple[int, int]], arena_size: int) -> Path:
+    """`out_dir` holding the .c files of `source_dir` and a tx_model.h for `models` (name -> (input size, output
+    size), in declaration order) with a `arena_size`-byte arena; returns `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for c in sorted(source_dir.glob("*.c")):
+        shutil.copyfile(c, out_dir / c.name)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    text = env.get_template("model/tx_model.h.j2").render(
+        banner=f"/* Rendered by tests/standin_library.py for the stand-in {source_dir.name}/. Do not edit. */",
+        models=[{"cname": name} for name in models], arena_size=arena_size,
+        max_input=max(i for i, _ in models.values()), max_output=max(o for _, o in models.values()))
+    header = out_dir / "tx_model.h"
+    if not header.is_file() or header.read_text() != text:     # build caches hash the headers
+        header.write_text(text)
+    return out_dir
