@@ -17,8 +17,9 @@ import jsonschema
 import yaml
 
 from tinyexit.errors import TinyexitError
+from tinyexit.resources import boards_dir
 
-BOARDS_DIR = Path(__file__).resolve().parent.parent / "boards"
+BOARDS_DIR = boards_dir()
 SCHEMA_PATH = BOARDS_DIR / "board.schema.json"
 
 # arm-none-eabi-gcc flags per core (hard float ABI where there is an FPU).

@@ -20,8 +20,9 @@ import jinja2
 from tinyexit.boards import Board, load_board
 from tinyexit.errors import MissingToolError, TinyexitError
 from tinyexit.io import write_json, write_text
+from tinyexit.resources import templates_dir
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "firmware_templates"
+TEMPLATES = templates_dir()
 ARM_GCC_INSTALL = "apt-get install -y --no-install-recommends gcc-arm-none-eabi libnewlib-arm-none-eabi"
 WARNINGS = ["-std=c99", "-Wall", "-Wextra", "-Werror"]
 IRQ_COUNT = {"nrf52840": 48, "netduinoplus2": 82, "mps2-an386": 32}

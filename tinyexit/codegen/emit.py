@@ -13,8 +13,9 @@ from tinyexit.codegen.features import kernel_features
 from tinyexit.codegen.ir import Graph
 from tinyexit.codegen.plan import Plan
 from tinyexit.errors import TinyexitError
+from tinyexit.resources import templates_dir
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "firmware_templates"
+TEMPLATES = templates_dir()
 # Kernel variants: one folder each under firmware_templates/kernels/ ("reference" is the TFLM-exact C99
 # fallback; an optimized variant may hold only some kernels, with the same signatures).
 KERNEL_VARIANTS = tuple(sorted(d.name for d in (TEMPLATES / "kernels").iterdir() if d.is_dir()))

@@ -16,8 +16,9 @@ from pathlib import Path
 import jinja2
 
 from tinyexit.errors import MissingToolError, TinyexitError
+from tinyexit.resources import templates_dir
 
-RUNTIME_DIR = Path(__file__).resolve().parents[2] / "firmware_templates" / "runtime"
+RUNTIME_DIR = templates_dir() / "runtime"
 RUNTIME_SOURCES = ("tx_checkpoint.c", "tx_crc32.c")
 HOST_HAL_SOURCES = ("tx_nvm_file.c", "tx_rt_host.c", "host_main.c")
 CUT_EXIT_CODE = 86
