@@ -96,78 +96,44 @@ def _sparse_arrays(prefix: str, s: SparseRows) -> list[CArray]:
             CArray(s.count_type, f"{prefix}_wn", s.counts)]
 
 
-def _sparse_init(prefix: str, s: SparseRows) -> str:
-    c8 = f"{prefix}_wn" if s.count_type == "uint8_t" else "0"
-    c16 = f"{prefix}_wn" if s.count_type == "uint16_t" else "0"
-    return f"{{ {prefix}_wv, {prefix}_wd, {c8}, {c16} }}"
-
-
-@dataclass(frozen=True, eq=False)
-class SparseConv2D(Conv2D):
-    sparse: SparseRows = None
-    kernel = "tx_sparse_conv"
+class SparseWeights:
+    """Mixed in before a dense conv-like op class: the same fields, geometry, work split and params struct
+    except the weights, stored as run lists (`sparse`) and read by the kernel `tx_sparse_<op>` (whose
+    params struct is the dense one with a tx_sparse_t in place of the weight pointer)."""
     headers: ClassVar[tuple[str, ...]] = (HEADER,)
 
     def constants(self, prefix: str) -> list[CArray]:
         return _sparse_arrays(prefix, self.sparse) + requant_constants(self, prefix)
 
+    def weights_init(self, prefix: str) -> str:
+        s = self.sparse
+        c8 = f"{prefix}_wn" if s.count_type == "uint8_t" else "0"
+        c16 = f"{prefix}_wn" if s.count_type == "uint16_t" else "0"
+        return f"{{ {prefix}_wv, {prefix}_wd, {c8}, {c16} }}"
+
+
+@dataclass(frozen=True, eq=False)
+class SparseConv2D(SparseWeights, Conv2D):
+    sparse: SparseRows = None
+    kernel = "tx_sparse_conv"
+
     def params_decl(self, prefix: str, inplace: bool) -> str:
-        (ih, iw, ic), (oh, ow, oc) = self.in_hwc, self.out_hwc
-        bias = f"{prefix}_b" if self.bias is not None else "0"
-        return (f"static const tx_sparse_conv_params_t {prefix}_p = {{\n"
-                f"  {ih}, {iw}, {ic}, {oh}, {ow}, {oc}, {self.kernel_hw[0]}, {self.kernel_hw[1]},\n"
-                f"  {self.stride_hw[0]}, {self.stride_hw[1]}, {self.pad_tl[0]}, {self.pad_tl[1]}, "
-                f"{self.ring_pixels(inplace)},\n"
-                f"  {self.input_offset}, {self.output_offset}, {self.act[0]}, {self.act[1]},\n"
-                f"  {_sparse_init(prefix, self.sparse)}, {bias}, {prefix}_m, {prefix}_s\n}};")
+        return self.params_struct(prefix, inplace)      # no fused ADD
 
     def call(self, prefix: str, ins: list[str], out: str, scratch: str) -> str:
         return f"tx_sparse_conv_s8(&{prefix}_p, {ins[0]}, {out}, {scratch}, ub, ue);"
 
 
 @dataclass(frozen=True, eq=False)
-class SparseDepthwiseConv2D(DepthwiseConv2D):
+class SparseDepthwiseConv2D(SparseWeights, DepthwiseConv2D):
     sparse: SparseRows = None
     kernel = "tx_sparse_dwconv"
-    headers: ClassVar[tuple[str, ...]] = (HEADER,)
-
-    def constants(self, prefix: str) -> list[CArray]:
-        return _sparse_arrays(prefix, self.sparse) + requant_constants(self, prefix)
-
-    def params_decl(self, prefix: str, inplace: bool) -> str:
-        (ih, iw, ic), (oh, ow, oc) = self.in_hwc, self.out_hwc
-        bias = f"{prefix}_b" if self.bias is not None else "0"
-        return (f"static const tx_sparse_dwconv_params_t {prefix}_p = {{\n"
-                f"  {ih}, {iw}, {ic}, {oh}, {ow}, {oc}, {self.depth_multiplier}, "
-                f"{self.kernel_hw[0]}, {self.kernel_hw[1]},\n"
-                f"  {self.stride_hw[0]}, {self.stride_hw[1]}, {self.pad_tl[0]}, {self.pad_tl[1]}, "
-                f"{self.ring_pixels(inplace)},\n"
-                f"  {self.input_offset}, {self.output_offset}, {self.act[0]}, {self.act[1]},\n"
-                f"  {_sparse_init(prefix, self.sparse)}, {bias}, {prefix}_m, {prefix}_s\n}};")
-
-    def call(self, prefix: str, ins: list[str], out: str, scratch: str) -> str:
-        return f"tx_sparse_dwconv_s8(&{prefix}_p, {ins[0]}, {out}, {scratch}, ub, ue);"
 
 
 @dataclass(frozen=True, eq=False)
-class SparseFullyConnected(FullyConnected):
+class SparseFullyConnected(SparseWeights, FullyConnected):
     sparse: SparseRows = None
     kernel = "tx_sparse_fc"
-    headers: ClassVar[tuple[str, ...]] = (HEADER,)
-
-    def constants(self, prefix: str) -> list[CArray]:
-        return _sparse_arrays(prefix, self.sparse) + requant_constants(self, prefix)
-
-    def params_decl(self, prefix: str, inplace: bool) -> str:
-        bias = f"{prefix}_b" if self.bias is not None else "0"
-        return (f"static const tx_sparse_fc_params_t {prefix}_p = {{\n"
-                f"  {self.batches}, {self.in_depth}, {self.out_depth},\n"
-                f"  {self.input_offset}, {self.output_offset}, {self.act[0]}, {self.act[1]}, "
-                f"{int(len(self.mult) > 1)},\n"
-                f"  {_sparse_init(prefix, self.sparse)}, {bias}, {prefix}_m, {prefix}_s\n}};")
-
-    def call(self, prefix: str, ins: list[str], out: str, scratch: str) -> str:
-        return f"if (ub < ue) tx_sparse_fc_s8(&{prefix}_p, {ins[0]}, {out});"
 
 
 def channel_rows(op) -> np.ndarray:

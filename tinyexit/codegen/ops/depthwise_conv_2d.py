@@ -55,13 +55,17 @@ class DepthwiseConv2D(WindowedConv, Op):
     def params_decl(self, prefix: str, inplace: bool) -> str:
         (ih, iw, ic), (oh, ow, oc) = self.in_hwc, self.out_hwc
         bias = f"{prefix}_b" if self.bias is not None else "0"
-        return (f"static const tx_dwconv_params_t {prefix}_p = {{\n"
+        return (f"static const {self.kernel}_params_t {prefix}_p = {{\n"
                 f"  {ih}, {iw}, {ic}, {oh}, {ow}, {oc}, {self.depth_multiplier}, "
                 f"{self.kernel_hw[0]}, {self.kernel_hw[1]},\n"
                 f"  {self.stride_hw[0]}, {self.stride_hw[1]}, {self.pad_tl[0]}, {self.pad_tl[1]}, "
                 f"{self.ring_pixels(inplace)},\n"
                 f"  {self.input_offset}, {self.output_offset}, {self.act[0]}, {self.act[1]},\n"
-                f"  {prefix}_w, {bias}, {prefix}_m, {prefix}_s\n}};")
+                f"  {self.weights_init(prefix)}, {bias}, {prefix}_m, {prefix}_s\n}};")
+
+    def weights_init(self, prefix: str) -> str:
+        """The params struct's weight field (the array of `constants`)."""
+        return f"{prefix}_w"
 
     def call(self, prefix: str, ins: list[str], out: str, scratch: str) -> str:
-        return f"tx_dwconv_s8(&{prefix}_p, {ins[0]}, {out}, {scratch}, ub, ue);"
+        return f"{self.kernel}_s8(&{prefix}_p, {ins[0]}, {out}, {scratch}, ub, ue);"

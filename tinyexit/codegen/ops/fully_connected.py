@@ -63,11 +63,15 @@ class FullyConnected(Op):
 
     def params_decl(self, prefix: str, inplace: bool) -> str:
         bias = f"{prefix}_b" if self.bias is not None else "0"
-        return (f"static const tx_fc_params_t {prefix}_p = {{\n"
+        return (f"static const {self.kernel}_params_t {prefix}_p = {{\n"
                 f"  {self.batches}, {self.in_depth}, {self.out_depth},\n"
                 f"  {self.input_offset}, {self.output_offset}, {self.act[0]}, {self.act[1]}, "
                 f"{int(len(self.mult) > 1)},\n"
-                f"  {prefix}_w, {bias}, {prefix}_m, {prefix}_s\n}};")
+                f"  {self.weights_init(prefix)}, {bias}, {prefix}_m, {prefix}_s\n}};")
+
+    def weights_init(self, prefix: str) -> str:
+        """The params struct's weight field (the array of `constants`)."""
+        return f"{prefix}_w"
 
     def call(self, prefix: str, ins: list[str], out: str, scratch: str) -> str:
-        return f"if (ub < ue) tx_fc_s8(&{prefix}_p, {ins[0]}, {out});"
+        return f"if (ub < ue) {self.kernel}_s8(&{prefix}_p, {ins[0]}, {out});"
