@@ -55,6 +55,10 @@ class KernelFeatures:
     pool_avg: bool = False
     pool_avg_ref: bool = False      # cortex_m4: channels % 4 != 0 or a window above 255 pixels
     pool_max: bool = False
+    # CONV_2D with sparse weights (tinyexit.codegen.sparse) in the cortex_m4 variant
+    sparse_conv_im2col: bool = False   # a kernel larger than 1x1 (patches gathered)
+    sparse_conv_ring: bool = False     # ... of those, one in place
+    sparse_conv_exact: bool = False    # a channel needs tx_mbqm
 
     def as_dict(self) -> dict[str, bool]:
         return asdict(self)
@@ -87,6 +91,13 @@ def _pool_flags(op: Op) -> dict[str, bool]:
     return dict(pool_avg=True, pool_avg_ref=op.in_hwc[2] % 4 != 0 or op.kernel_hw[0] * op.kernel_hw[1] > 255)
 
 
+def _sparse_conv_flags(op: Op, inplace: bool) -> dict[str, bool]:
+    kh, kw = op.kernel_hw
+    im2col = (kh, kw) != (1, 1)
+    return dict(sparse_conv_im2col=im2col, sparse_conv_ring=im2col and op.ring_pixels(inplace) > 0,
+                sparse_conv_exact=conv_needs_exact(op.bias, op.mult, op.shift, kh * kw * op.in_hwc[2]))
+
+
 def kernel_features(graphs: dict[str, Graph], plans: dict[str, Plan]) -> KernelFeatures:
     """The union over every op of the library."""
     flags = dict.fromkeys(KernelFeatures().as_dict(), False)
@@ -98,6 +109,8 @@ def kernel_features(graphs: dict[str, Graph], plans: dict[str, Plan]) -> KernelF
                 f = _dw_flags(op)
             elif op.kernel == "tx_pool":
                 f = _pool_flags(op)
+            elif op.kernel == "tx_sparse_conv":
+                f = _sparse_conv_flags(op, op.index in plans[name].inplace)
             else:
                 continue
             for key, v in f.items():
