@@ -82,13 +82,15 @@ def test_dense_layers_stay_dense(tmp_path):
     assert table["sparse_layers"] == 0 and table["stored_bytes"] == table["dense_bytes"]
 
 
+@pytest.mark.parametrize("kernels", ["reference", "cortex_m4"])    # host: cortex_m4 builds its portable branch
 @pytest.mark.parametrize("inplace", [True, False])
-def test_sparse_c_equals_tflm_on_the_dense_model(pruned_tflite, tmp_path, inplace):
+def test_sparse_c_equals_tflm_on_the_dense_model(pruned_tflite, tmp_path, inplace, kernels):
     require_program("gcc", "apt-get install -y gcc make")
     from tinyexit.codegen import generate
     from tinyexit.codegen.testing import build_host, run_host, structured_inputs, tflm_outputs
 
-    rep = generate({"pruned": pruned_tflite}, tmp_path / "lib", measure=False, compare_tflm=False, inplace=inplace)
+    rep = generate({"pruned": pruned_tflite}, tmp_path / "lib", measure=False, compare_tflm=False, inplace=inplace,
+                   kernels=kernels)
     assert rep.weight_bytes == S.weight_table({"pruned": pruned_tflite})["stored_bytes"]
     src = (tmp_path / "lib" / "tx_model_pruned.c").read_text()
     assert "tx_sparse_conv_s8" in src and "tx_sparse_dwconv_s8" in src and "tx_sparse_fc_s8" in src
