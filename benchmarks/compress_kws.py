@@ -83,19 +83,21 @@ def main() -> int:
         results["models"]["original"] = {"kind": "original", "run": str(src), **quant_figures(src), **board_sizes(src)}
         print(f"original: {json.dumps(results['models']['original'])}", flush=True)
 
+    epochs_tag = "" if (args.prune_epochs, args.qat_epochs) == (10, 3) else f" p{args.prune_epochs} q{args.qat_epochs}"
     for kb in [float(t) for t in args.targets.split(",") if t]:
-        out = work / f"c{kb:g}kb"
+        out = work / (f"c{kb:g}kb" + epochs_tag.replace(" ", "-"))
         rep = compress_run(src, out, CompressConfig(target_kb=kb, prune_epochs=args.prune_epochs,
                                                     qat_epochs=args.qat_epochs), log=print)
         stages = rep["stages"]
-        results["models"][f"compress {kb:g} KiB"] = {
+        label = f"compress {kb:g} KiB{epochs_tag}"
+        results["models"][label] = {
             "kind": "compress", "run": str(out), "target_kb": kb, "met_budget": rep["met_budget"],
             "sparsity": stages["pruned+qat"]["overall_sparsity"], **quant_figures(out), **board_sizes(out),
             "ptq_int8_accuracy": stages["pruned"]["int8_accuracy"],
             "qat_int8_accuracy": stages["pruned+qat"]["int8_accuracy"], "selected": rep["selected"],
             "ptq_weights": {k: v for k, v in stages["pruned"]["weights"].items() if k != "layers"},
             "wall_time_s": rep["wall_time_s"]}
-        print(f"compress {kb:g} KiB: {json.dumps(results['models'][f'compress {kb:g} KiB'])}", flush=True)
+        print(f"{label}: {json.dumps(results['models'][label])}", flush=True)
         write_json(work / "compress_kws.json", results)
 
     if not args.skip_distill:
@@ -103,6 +105,8 @@ def main() -> int:
         tag = ("" if (args.alpha, args.beta, args.temperature) == (0.7, 0.5, 4.0)
                else f" a{args.alpha:g} b{args.beta:g} T{args.temperature:g}")
         seed = "" if args.seed == 0 else f" seed{args.seed}"
+        if args.student != "filters=32,blocks=3,exits=2":
+            seed += " " + args.student.replace("=", "").replace(",", "-")
         todo = [(f"distill (ERDE){tag}{seed}", False)] + ([] if args.no_baseline
                                                           else [(f"student, cross entropy only{seed}", True)])
         for label, plain in todo:
