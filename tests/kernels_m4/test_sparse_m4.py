@@ -3,7 +3,8 @@ emulated Cortex-M4, byte-exact with tflite_micro on the dense (zero-filled) mode
 tests/test_sparse.py (3x3 with padding, 1x1 in place, strided, fully connected over 255 inputs), one with a
 3x3 conv in place (the ring) after a conv whose channels hold more than 255 entries (uint16 counts: the C
 accumulation) and ReLU6 clamps, and one whose output scale forces the exact requantization. Every model is
-also run unit by unit with the arena outside live[] scrambled, in one firmware."""
+also run unit by unit with the arena outside live[] scrambled; one firmware with every sparse conv path,
+one with the ring model alone (no exact requantization: only its paths)."""
 from __future__ import annotations
 
 import numpy as np
@@ -51,12 +52,7 @@ def test_sparse_kernels_match_tflm_on_the_emulator(tmp_path):
     require_program("arm-none-eabi-gcc", "apt-get install -y --no-install-recommends gcc-arm-none-eabi "
                                          "libnewlib-arm-none-eabi")
     require_program("qemu-system-arm", "apt-get install -y --no-install-recommends qemu-system-arm")
-    from tinyexit.boards import load_board
-    from tinyexit.build import build_firmware
-    from tinyexit.codegen import generate
-    from tinyexit.codegen.testing import structured_inputs, tflm_outputs
     from tinyexit.quantize import convert_int8
-    from tinyexit.targets.qemu import QemuRunner
 
     rng = np.random.default_rng(7)
     models = {}
@@ -67,15 +63,30 @@ def test_sparse_kernels_match_tflm_on_the_emulator(tmp_path):
             tfl = set_quantization(tfl, output_tensor(tfl), 1e-5, 3)
         models[name] = (tmp_path / f"{name}.tflite", shape)
         models[name][0].write_bytes(tfl)
-    lib = tmp_path / "lib"
+    # Two libraries: all three models (every path), and without the exact one (TX_SPC_EXACT 0: the paths
+    # a library needs only, as features.py emits them).
+    for lib_name, names, exact in [("lib", list(models), 1), ("lib_fast", ["ring"], 0)]:
+        _run_library(tmp_path / lib_name, {n: models[n] for n in names}, exact, rng)
+
+
+def _run_library(work, models, exact, rng):
+    from tinyexit.boards import load_board
+    from tinyexit.build import build_firmware
+    from tinyexit.codegen import generate
+    from tinyexit.codegen.testing import structured_inputs, tflm_outputs
+    from tinyexit.targets.qemu import QemuRunner
+
+    lib = work / "lib"
     rep = generate({n: p for n, (p, _) in models.items()}, lib, kernels="cortex_m4", compare_tflm=False,
                    measure=False)
+    if "pruned" in models:
+        assert "tx_sparse_fc_s8" in (lib / "tx_model_pruned.c").read_text() and rep.models["pruned"].inplace_ops
     src = "".join((lib / f"tx_model_{n}.c").read_text() for n in models)
-    assert src.count("tx_sparse_conv_s8") >= 6 and "tx_sparse_fc_s8" in src and "uint16_t op0_wn" in src
+    assert src.count("tx_sparse_conv_s8") >= 3 and "uint16_t op0_wn" in src
     features = (lib / "tx_sparse_conv.c").read_text()
-    for flag in ("TX_SPC_IM2COL 1", "TX_SPC_RING 1", "TX_SPC_EXACT 1"):
+    for flag in ("TX_SPC_IM2COL 1", "TX_SPC_RING 1", f"TX_SPC_EXACT {exact}"):
         assert flag in features
-    assert rep.models["ring"].inplace_ops and rep.models["pruned"].inplace_ops
+    assert rep.models["ring"].inplace_ops
 
     jobs, want = [], {}
     for name, (path, shape) in models.items():
@@ -83,10 +94,10 @@ def test_sparse_kernels_match_tflm_on_the_emulator(tmp_path):
                             rng.integers(-128, 128, size=(12, *shape))]).astype(np.int8)
         want[name] = tflm_outputs(path, x)
         jobs.append(Job(name, x.reshape(len(x), -1), rep.models[name].output_size, chunked=4))
-    drv = render_driver(jobs, tmp_path / "driver.c")
+    drv = render_driver(jobs, work / "driver.c")
     board = load_board("mps2-an386", emulate=True)
-    srcs = sorted(p for p in lib.glob("*.c") if not p.name.startswith("host_")) + [drv, tmp_path / "rq_check.c"]
-    fw = build_firmware(board, srcs, tmp_path / "fw", include_dirs=[lib], opt="-O2")
+    srcs = sorted(p for p in lib.glob("*.c") if not p.name.startswith("host_")) + [drv, work / "rq_check.c"]
+    fw = build_firmware(board, srcs, work / "fw", include_dirs=[lib], opt="-O2")
     out = QemuRunner(board).run(fw.elf, timeout=600).output
     got, _ = parse(out, jobs)
     for name in models:

@@ -92,10 +92,12 @@ def _pool_flags(op: Op) -> dict[str, bool]:
 
 
 def _sparse_conv_flags(op: Op, inplace: bool) -> dict[str, bool]:
-    kh, kw = op.kernel_hw
-    im2col = (kh, kw) != (1, 1)
+    im2col = tuple(op.kernel_hw) != (1, 1)
+    # tx_spc_prepare's bound: |bias| + (the channel's stored entries) * 255 * 128
+    exact = any(rq_needs_exact(m, s, abs(int(op.bias[c]) if op.bias is not None else 0) + int(n) * 255 * 128)
+                for c, (m, s, n) in enumerate(zip(op.mult, op.shift, op.sparse.counts)))
     return dict(sparse_conv_im2col=im2col, sparse_conv_ring=im2col and op.ring_pixels(inplace) > 0,
-                sparse_conv_exact=conv_needs_exact(op.bias, op.mult, op.shift, kh * kw * op.in_hwc[2]))
+                sparse_conv_exact=exact)
 
 
 def kernel_features(graphs: dict[str, Graph], plans: dict[str, Plan]) -> KernelFeatures:
