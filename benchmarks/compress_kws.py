@@ -33,12 +33,39 @@ def board_sizes(run: Path, board: str = "nrf52840") -> dict:
             "arena": s.arena, "flash_budget": s.flash_budget, "ram_budget": s.ram_budget}
 
 
+MATCHED_RATES = (0.5, 0.7, 0.8, 0.9)
+
+
+def matched_exit_rates(run: Path) -> dict:
+    """Accuracy of the early-exit system (first exit when its int8 max-softmax is among the top `rate` of the
+    test inputs, else the final exit) and its gap risk (exit wrong where the final exit is right), at the same
+    exit rates for every model: compares exit decisions independently of each model's calibrated threshold."""
+    import numpy as np
+
+    from tinyexit.quantize import Int8Pipeline
+    from tinyexit.train import load_split
+    x, y = load_split(run, "test")
+    outs = Int8Pipeline.from_dir(run / "quant").run(x)
+    conf = outs[0].astype(np.int32).max(axis=1)
+    pe, pf = outs[0].argmax(axis=1), outs[-1].argmax(axis=1)
+    order = np.argsort(-conf, kind="stable")
+    res = {}
+    for rate in MATCHED_RATES:
+        ex = np.zeros(len(y), bool)
+        ex[order[:int(round(rate * len(y)))]] = True
+        pred = np.where(ex, pe, pf)
+        res[f"{rate:g}"] = {"accuracy": float(np.mean(pred == y)),
+                            "gap_risk": float(np.mean(ex & (pe != y) & (pf == y)))}
+    return res
+
+
 def quant_figures(run: Path) -> dict:
     from tinyexit.compress import library_weights
     q = json.loads((run / "quant" / "report.json").read_text())
     return {"float_accuracy": {e["name"]: e["float_accuracy"] for e in q["exits"]},
             "int8_accuracy": {e["name"]: e["int8_accuracy"] for e in q["exits"]},
             "macs_to_exit": {e["name"]: e["macs_to_exit"] for e in q["exits"]},
+            "matched_exit_rates": matched_exit_rates(run),
             "weights": {k: v for k, v in library_weights(run).items() if k != "layers"}}
 
 
@@ -147,6 +174,7 @@ def resummarize(work: Path) -> int:
         run = run_dir_of(work, name, m)
         m["run"] = str(run)
         m["weights"] = {k: v for k, v in library_weights(run).items() if k != "layers"}
+        m["matched_exit_rates"] = matched_exit_rates(run)
         if m["kind"] == "compress":
             c = json.loads((run / "compress.json").read_text())
             m["ptq_weights"] = {k: v for k, v in library_weights(Path(c["stages"]["pruned"]["run"])
@@ -160,7 +188,7 @@ def summarize(results: dict, work: Path, t0: float | None) -> int:
     base = results["models"]["original"]
     ok = [(n, m) for n, m in results["models"].items()
           if m["int8_accuracy"]["final"] >= base["int8_accuracy"]["final"] - 0.02]
-    smallest = min(ok, key=lambda nm: nm[1]["flash"])
+    smallest = min(ok, key=lambda nm: (nm[1]["flash"], -nm[1]["int8_accuracy"]["final"]))   # ties: the more accurate
     results["smallest_within_2_points"] = {
         "model": smallest[0], "flash": smallest[1]["flash"], "flash_ratio": smallest[1]["flash"] / base["flash"],
         "weights_stored": smallest[1]["weights"]["stored_bytes"],
@@ -177,13 +205,21 @@ def summarize(results: dict, work: Path, t0: float | None) -> int:
 
 
 def table(r: dict) -> str:
-    rows = [f"{'model':<30} {'exit int8':>9} {'final int8':>10} {'final float':>11} {'weights st/dense B':>19} "
+    rows = [f"{'model':<44} {'exit int8':>9} {'final int8':>10} {'final float':>11} {'weights st/dense B':>19} "
             f"{'flash B':>9} {'RAM B':>8}"]
     for n, m in r["models"].items():
         ex = [k for k in m["int8_accuracy"] if k != "final"]
-        rows.append(f"{n:<30} {100 * m['int8_accuracy'][ex[0]] if ex else float('nan'):8.2f}% "
+        rows.append(f"{n:<44} {100 * m['int8_accuracy'][ex[0]] if ex else float('nan'):8.2f}% "
                     f"{100 * m['int8_accuracy']['final']:9.2f}% {100 * m['float_accuracy']['final']:10.2f}% "
                     f"{m['weights']['stored_bytes']:>9,}/{m['weights']['dense_bytes']:<9,} {m['flash']:>9,} {m['ram']:>8,}")
+    rates = [f"{v:g}" for v in MATCHED_RATES]
+    rows.append("\nearly-exit system at matched exit rates (int8, test): accuracy / gap risk")
+    rows.append(f"{'model':<44} " + " ".join(f"{'exit ' + str(round(100 * float(k))) + ' %':>15}" for k in rates))
+    for n, m in r["models"].items():
+        mr = m.get("matched_exit_rates")
+        if mr:
+            rows.append(f"{n:<44} " + " ".join(f"{100 * mr[k]['accuracy']:7.2f}/{100 * mr[k]['gap_risk']:5.2f}%"
+                                               for k in rates))
     s = r.get("smallest_within_2_points")
     if s:
         rows.append(f"smallest within 2 points of the original final-exit int8 accuracy: {s['model']} "
