@@ -7,7 +7,8 @@ each as an int8 value and a uint8 step from the previous index (the first from 0
 bridged by filler entries of value 0 (a zero weight adds nothing). Per channel a count of entries (uint8,
 or uint16 when a count exceeds 255). Stored bytes: 2 per entry + 1 or 2 per channel.
 
-The kernels (firmware_templates/kernels/reference/tx_sparse_*.c.j2) add (x + input_offset) * w for the
+The kernels (firmware_templates/kernels/reference/tx_sparse_*.c.j2; conv and fully connected also in
+cortex_m4/, same bytes) add (x + input_offset) * w for the
 stored entries whose tap lies inside the image, exactly the terms of TFLM's reference sum that are not
 zero: a zero weight adds (x + input_offset) * 0 = 0 and padding taps add nothing in TFLM either, so the
 int32 accumulators, hence the int8 outputs, equal TFLM's on the dense model byte for byte.
