@@ -2,9 +2,9 @@
 tx_model.h rendered from the generator's template, so the same C API as a generated library) and inputs."""
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
+from tinyexit.intermittent import random_inputs  # noqa: F401  (the tests take it from here)
 from tinyexit.intermittent.host import EXIT, SEGMENT, HostTarget, Stage
 
 from ..standin_library import standin_library
@@ -26,11 +26,6 @@ def make_target(exe, tmp_path, name="nvm.bin") -> HostTarget:
     t = HostTarget(exe, tmp_path / name)
     t.erase_nvm()
     return t
-
-
-def random_inputs(n: int, size: int, seed: int = 0) -> list[bytes]:
-    rng = random.Random(seed)
-    return [bytes(rng.randrange(256) for _ in range(size)) for _ in range(n)]
 
 
 def make_tiny_shared(root: Path) -> Path:
