@@ -307,3 +307,17 @@ def test_confidence_policy_firmware_equals_oracle_at_the_boundary(tiny_run, tmp_
     assert st["exit1_confidence"]["runs"] == N_INPUTS and st["exit1"]["runs"] == int(want_exit.sum())
     assert st["seg1"]["runs"] == N_INPUTS - int(want_exit.sum())
     assert r["macs"]["to_exit"] == {"exit1": policy["macs_to_exit"][0], "final": policy["macs_to_exit"][1]}
+
+
+def test_a_library_generated_for_a_board_gets_its_kernels(tiny_run, tmp_path):
+    """Building a run that has no generated library yet: the library gets the board's kernel variant (the
+    DSP kernels on the nRF52840's Cortex-M4F), and the firmware still equals the host build and TFLM."""
+    import shutil
+
+    from tinyexit.bench import bench_run
+    run, inputs = tiny_run
+    fresh = tmp_path / "run"
+    shutil.copytree(run, fresh, ignore=shutil.ignore_patterns("firmware"))
+    r = bench_run(fresh, "nrf52840", emulate=True, inputs=inputs, out=tmp_path / "bench", log=None)
+    assert json.loads((fresh / "firmware" / "model" / "report.json").read_text())["kernels"] == "cortex_m4"
+    assert r["oracle"]["early_exit"]["identical"] == N_INPUTS and r["host"]["identical"] == N_INPUTS

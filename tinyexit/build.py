@@ -487,12 +487,13 @@ def run_test_inputs(run_dir: str | Path, manifest: dict, num_inputs: int | None,
     return q.reshape(len(order), -1), np.asarray(y)[order]
 
 
-def model_library(run_dir: str | Path, regenerate: bool = False, kernels: str | None = None) -> Path:
+def model_library(run_dir: str | Path, regenerate: bool = False, kernels: str | None = None,
+                  default_kernels: str = "reference") -> Path:
     """The generated C library of a run (RUN/firmware/model), generated when missing, older than the run's
     quantized models, or not holding exactly the models the firmware links (`library_models`: the
     confidence policy adds a confidence model per early exit). `kernels`: the kernel variant it must
-    use (regenerated when it was generated with another); None keeps the existing library's ("reference"
-    when generating)."""
+    use (regenerated when it was generated with another); None keeps the existing library's
+    (`default_kernels` when generating)."""
     run = Path(run_dir)
     lib = run / LIBRARY_DIR
     header = lib / "tx_model.h"
@@ -514,7 +515,7 @@ def model_library(run_dir: str | Path, regenerate: bool = False, kernels: str | 
         except (OSError, ValueError):
             stale = True
     if regenerate or stale or not header.is_file():
-        generate(models, lib, kernels=kernels or "reference", compare_tflm=False)
+        generate(models, lib, kernels=kernels or default_kernels, compare_tflm=False)
     return lib
 
 
@@ -530,12 +531,13 @@ def build_run(run_dir: str | Path, board: Board | str, *, emulate: bool = False,
     emulate=True): the generated library, the app with `num_inputs` baked-in test inputs and the
     calibrated thresholds, the board support. Refuses (ImageTooBigError) when it does not fit.
     `inputs`: (int8 [N, input_size], labels [N]) to bake in instead of the run's test split.
-    `kernels`: the library's kernel variant (see model_library)."""
+    `kernels`: the library's kernel variant (see model_library); a library generated here without one
+    gets the board's (`Board.kernels`: the DSP kernels on Cortex-M4 class cores)."""
     if isinstance(board, str):
         board = load_board(board, emulate=emulate)
     run = Path(run_dir)
     pipe, man, _ = pipeline_from_run(run)
-    lib = model_library(run, kernels=kernels)
+    lib = model_library(run, kernels=kernels, default_kernels=board.kernels)
     if serial_inputs:
         x, y = [], []
     elif inputs is not None:

@@ -21,7 +21,8 @@ def add_arguments(parser) -> None:
                         help="skip checking every output against tflite_micro and the Python policy")
     parser.add_argument("--out", help="output folder (default RUN/bench/<board>)")
     parser.add_argument("--kernels", help="kernel variant of the generated library (firmware_templates/kernels/"
-                                          "<variant>, e.g. cortex_m4); default: the run's library as generated")
+                                          "<variant>, e.g. cortex_m4); default: the run's library as generated, "
+                                          "or the board's variant when RUN has none yet")
 
 
 def run(args) -> int:
