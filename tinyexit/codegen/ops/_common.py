@@ -1,9 +1,11 @@
 """Helpers shared by the conv-like op modules (shape checks, weights, requantization)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from tinyexit.codegen.ir import CArray, OpContext, Tensor, out_size, pads_same, padding_name
+from tinyexit.codegen.ir import CArray, Op, OpContext, Tensor, out_size, pads_same, padding_name
 from tinyexit.codegen.quant import activation_range, conv_multipliers
 
 
@@ -43,6 +45,13 @@ def const_bias(ctx: OpContext, pos: int, channels: int) -> np.ndarray | None:
     return np.asarray(b.data, np.int32).ravel()
 
 
+def check_channel_scales(ctx: OpContext, w: Tensor, channels: int, dim: int) -> None:
+    """One scale (per-tensor) or one per output channel on weight dimension `dim` (per-channel)."""
+    if len(w.scales) not in (1, channels) or (len(w.scales) > 1 and w.quantized_dim != dim):
+        raise ctx.refuse(f"weights have {len(w.scales)} scales on dimension {w.quantized_dim} for {channels} "
+                         f"output channels (per-channel scales must be on dimension {dim})")
+
+
 def check_out_shape(ctx: OpContext, got: tuple, want: tuple) -> None:
     if tuple(got) != tuple(want):
         raise ctx.refuse(f"output shape {list(got)} does not match the computed {list(want)}")
@@ -62,11 +71,24 @@ def weight_constants(op, prefix: str) -> list[CArray]:
     return [CArray("int8_t", f"{prefix}_w", op.weights)] + requant_constants(op, prefix)
 
 
-class WindowedConv:
-    """What CONV_2D and DEPTHWISE_CONV_2D share: reading the window geometry and requantization from the
-    flatbuffer, work split by output rows, and running in place when the output has the input's shape with
-    stride 1, keeping a ring of the input pixels still to be read.
-    Mixed into frozen dataclasses with in_hwc, out_hwc, kernel_hw, stride_hw, pad_tl and the requant fields."""
+@dataclass(frozen=True, eq=False)
+class WindowedConv(Op):
+    """What CONV_2D and DEPTHWISE_CONV_2D share: their parameters but the depthwise multiplier, reading the
+    window geometry and requantization from the flatbuffer, work split by output rows, running in place when
+    the output has the input's shape with stride 1 (keeping a ring of the input pixels still to be read),
+    the weight constants and the params struct."""
+    in_hwc: tuple[int, int, int] = (0, 0, 0)
+    out_hwc: tuple[int, int, int] = (0, 0, 0)
+    kernel_hw: tuple[int, int] = (1, 1)
+    stride_hw: tuple[int, int] = (1, 1)
+    pad_tl: tuple[int, int] = (0, 0)
+    input_offset: int = 0
+    output_offset: int = 0
+    act: tuple[int, int] = (-128, 127)
+    weights: np.ndarray = None          # int8; conv [oc, kh, kw, ic] (OHWI), depthwise [kh, kw, oc]
+    bias: np.ndarray | None = None      # [oc] int32
+    mult: tuple[int, ...] = ()
+    shift: tuple[int, ...] = ()
 
     @staticmethod
     def read_io(ctx: OpContext):
@@ -111,3 +133,29 @@ class WindowedConv:
 
     def scratch_bytes(self, inplace: bool) -> int:
         return self.ring_pixels(inplace) * self.in_hwc[2]
+
+    def constants(self, prefix: str) -> list[CArray]:
+        return weight_constants(self, prefix)
+
+    def weights_init(self, prefix: str) -> str:
+        """The params struct's weight field (the array of `constants`)."""
+        return f"{prefix}_w"
+
+    def multiplier_init(self) -> str:
+        """The params struct's field(s) between the output shape and the kernel size (depthwise: its multiplier)."""
+        return ""
+
+    def params_decl(self, prefix: str, inplace: bool) -> str:
+        return self.params_struct(prefix, inplace)
+
+    def params_struct(self, prefix: str, inplace: bool, tail: str = "") -> str:
+        """The `<kernel>_params_t` initializer; `tail`: fields after the multipliers (the fused ADD's)."""
+        (ih, iw, ic), (oh, ow, oc) = self.in_hwc, self.out_hwc
+        bias = f"{prefix}_b" if self.bias is not None else "0"
+        return (f"static const {self.kernel}_params_t {prefix}_p = {{\n"
+                f"  {ih}, {iw}, {ic}, {oh}, {ow}, {oc}, {self.multiplier_init()}"
+                f"{self.kernel_hw[0]}, {self.kernel_hw[1]},\n"
+                f"  {self.stride_hw[0]}, {self.stride_hw[1]}, {self.pad_tl[0]}, {self.pad_tl[1]}, "
+                f"{self.ring_pixels(inplace)},\n"
+                f"  {self.input_offset}, {self.output_offset}, {self.act[0]}, {self.act[1]},\n"
+                f"  {self.weights_init(prefix)}, {bias}, {prefix}_m, {prefix}_s{tail}\n}};")
