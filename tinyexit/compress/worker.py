@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyexit.channel_slice import channel_slice_class
 from tinyexit.legacy_keras import require_legacy
 
 PRUNABLE = ("Conv2D", "DepthwiseConv2D", "Dense")
@@ -29,26 +30,6 @@ PRUNABLE = ("Conv2D", "DepthwiseConv2D", "Dense")
 def _keras():
     import tensorflow as tf
     return tf, tf.keras
-
-
-def channel_slice_class(keras):
-    class ChannelSlice(keras.layers.Layer):
-        """tf_keras twin of tinyexit.models.ChannelSlice (same config, same STRIDED_SLICE)."""
-
-        def __init__(self, start, stop, **kwargs):
-            super().__init__(**kwargs)
-            self.start, self.stop = int(start), int(stop)
-
-        def call(self, x):
-            return x[..., self.start:self.stop]
-
-        def compute_output_shape(self, input_shape):
-            return (*input_shape[:-1], self.stop - self.start)
-
-        def get_config(self):
-            return {**super().get_config(), "start": self.start, "stop": self.stop}
-
-    return ChannelSlice
 
 
 def build_from_spec(spec: dict, keras, flat_weights: dict | None = None):

@@ -3,21 +3,10 @@ from __future__ import annotations
 
 import keras
 
+from tinyexit.channel_slice import channel_slice_class
+
 
 @keras.saving.register_keras_serializable(package="tinyexit")
-class ChannelSlice(keras.layers.Layer):
-    """Keep channels [start, stop) of an NHWC feature map (T-RecX heads look at the first 32 channels).
-    Converts to one STRIDED_SLICE in TFLite."""
-
-    def __init__(self, start: int, stop: int, **kwargs):
-        super().__init__(**kwargs)
-        self.start, self.stop = int(start), int(stop)
-
-    def call(self, x):
-        return x[..., self.start:self.stop]
-
-    def compute_output_shape(self, input_shape):
-        return (*input_shape[:-1], self.stop - self.start)
-
-    def get_config(self):
-        return {**super().get_config(), "start": self.start, "stop": self.stop}
+class ChannelSlice(channel_slice_class(keras)):
+    """Keep channels [start, stop) of an NHWC feature map; one STRIDED_SLICE in TFLite. The layer is written
+    once in tinyexit.channel_slice (the compress worker builds its tf_keras twin there too)."""
