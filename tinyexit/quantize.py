@@ -132,8 +132,9 @@ def boundary_activations(model, points: Sequence[str], x: np.ndarray, batch_size
 # Conversion and flatbuffer helpers
 # ---------------------------------------------------------------------------------------------------------
 
-def convert_int8(model, representative: np.ndarray) -> bytes:
-    """Full-integer int8 conversion: int8 input and output, builtin int8 kernels only."""
+def convert_int8(model, representative: np.ndarray, *, per_channel: bool = True) -> bytes:
+    """Full-integer int8 conversion: int8 input and output, builtin int8 kernels only. `per_channel=False`
+    gives conv and dense weights one scale per tensor (the op tests reach the per-tensor kernel paths)."""
     import tensorflow as tf
 
     rep = np.asarray(representative, dtype=np.float32)
@@ -148,6 +149,8 @@ def convert_int8(model, representative: np.ndarray) -> bytes:
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_input_type = tf.int8
     conv.inference_output_type = tf.int8
+    if not per_channel:
+        conv._experimental_disable_per_channel = True
     try:
         with _quiet():
             return bytes(conv.convert())

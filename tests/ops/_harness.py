@@ -2,14 +2,12 @@
 int8 in/out) -> one generated library per op file -> host build -> compare with tflite_micro."""
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
-import tempfile
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+
+from tinyexit.quantize import _quiet, convert_int8  # noqa: F401  (_quiet: the tests' own conversions)
 
 
 @dataclass(frozen=True)
@@ -56,32 +54,9 @@ def copy_quantization(model: bytes, src_tensor: int, dst_tensor: int) -> bytes:
     return bytes(buf)
 
 
-@contextlib.contextmanager
-def _quiet():
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    with tempfile.TemporaryFile() as log:
-        try:
-            os.dup2(log.fileno(), 1)
-            os.dup2(log.fileno(), 2)
-            yield
-        except BaseException:
-            log.seek(0)
-            os.write(saved[1], log.read()[-4000:])
-            raise
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
-
-
 def convert(case: Case, seed: int = 0) -> bytes:
+    """The case's Keras model (biases made non-zero) converted to int8 by tinyexit.quantize.convert_int8."""
     import keras
-    import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
     model = case.build(keras)
@@ -93,21 +68,7 @@ def convert(case: Case, seed: int = 0) -> bytes:
         if ws and getattr(layer, "use_bias", False):
             ws[-1] = rng.normal(0, 0.3, size=ws[-1].shape).astype(np.float32)
             layer.set_weights(ws)
-
-    def gen():
-        for i in range(len(rep)):
-            yield [rep[i:i + 1]]
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = gen
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    if not case.per_channel:
-        conv._experimental_disable_per_channel = True
-    with _quiet():
-        return bytes(conv.convert())
+    return convert_int8(model, rep, per_channel=case.per_channel)
 
 
 def build_sweep(cases: list[Case], workdir, kernels: str = "reference") -> dict:
