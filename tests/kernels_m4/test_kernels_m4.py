@@ -12,6 +12,7 @@ from tests.conftest import conformance_model, require_program
 from tests.kernels_m4._firmware import Job, parse, render_driver
 from tests.ops import test_add, test_average_pool_2d, test_conv_2d, test_depthwise_conv_2d, test_fully_connected
 from tests.ops._harness import Case, convert, output_tensor, set_quantization
+from tests.ops._pool import pool
 
 KERNELS = "cortex_m4"
 
@@ -56,9 +57,9 @@ M4_CASES = [
     Case("m4_dw3_exact_rq", dw((4, 4, 8), 3, 1, "same"), (4, 4, 8), patch=tiny_output_scale),
     Case("m4_dw3_per_tensor", dw((5, 5, 8), 3, 1, "same"), (5, 5, 8), per_channel=False),
     Case("m4_fc_odd", test_fully_connected.dense((37,), 9), (37,)),
-    Case("m4_avg_global_c16", test_average_pool_2d.pool("avg", (9, 7, 16), (9, 7), 1, "valid"), (9, 7, 16)),
-    Case("m4_avg_k3s2_c8", test_average_pool_2d.pool("avg", (7, 6, 8), 3, 2, "same"), (7, 6, 8)),
-    Case("m4_avg_big_window", test_average_pool_2d.pool("avg", (17, 16, 4), (17, 16), 1, "valid"), (17, 16, 4)),
+    Case("m4_avg_global_c16", pool("avg", (9, 7, 16), (9, 7), 1, "valid"), (9, 7, 16)),
+    Case("m4_avg_k3s2_c8", pool("avg", (7, 6, 8), 3, 2, "same"), (7, 6, 8)),
+    Case("m4_avg_big_window", pool("avg", (17, 16, 4), (17, 16), 1, "valid"), (17, 16, 4)),
 ]
 
 SWEEP = (test_conv_2d.CASES + test_conv_2d.RANDOM + test_depthwise_conv_2d.CASES + test_depthwise_conv_2d.RANDOM

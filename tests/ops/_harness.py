@@ -19,6 +19,18 @@ class Case:
     patch: Callable | None = None     # bytes -> bytes, applied to the converted model
 
 
+def random_window(r) -> tuple:
+    """A random input shape (h, w, c), kernel (kh, kw), strides (sh, sw) and padding drawn from `r` (a
+    random.Random) for the conv-like random sweeps; "valid" only where the kernel fits the input."""
+    h, w, c = r.randint(1, 9), r.randint(1, 9), r.randint(1, 6)
+    kh, kw = r.randint(1, 5), r.randint(1, 5)
+    sh, sw = r.randint(1, 3), r.randint(1, 3)
+    pad = r.choice(["same", "valid"])
+    if pad == "valid" and (kh > h or kw > w):
+        pad = "same"
+    return (h, w, c), (kh, kw), (sh, sw), pad
+
+
 def set_quantization(model: bytes, tensor: int, scale: float, zero_point: int) -> bytes:
     """Overwrite tensor `tensor`'s per-tensor scale and zero point in place in the flatbuffer."""
     import tflite

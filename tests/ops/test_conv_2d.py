@@ -1,7 +1,7 @@
 """CONV_2D against TFLM: shapes, strides, SAME/VALID, activations, per-channel and per-tensor weights."""
 import pytest
 
-from tests.ops._harness import Case, build_sweep, check, op_names, output_tensor, set_quantization
+from tests.ops._harness import Case, build_sweep, check, op_names, output_tensor, random_window, set_quantization
 
 
 def wide_output(scale, zero_point):
@@ -71,12 +71,7 @@ def _random_cases(n=10, seed=7):
     r = random.Random(seed)
     cases = []
     for i in range(n):
-        h, w, c = r.randint(1, 9), r.randint(1, 9), r.randint(1, 6)
-        kh, kw = r.randint(1, 5), r.randint(1, 5)
-        sh, sw = r.randint(1, 3), r.randint(1, 3)
-        pad = r.choice(["same", "valid"])
-        if pad == "valid" and (kh > h or kw > w):
-            pad = "same"
+        (h, w, c), (kh, kw), (sh, sw), pad = random_window(r)
         act = r.choice([None, "relu", "relu6"])
         cases.append(Case(f"c_rand{i}_{h}x{w}x{c}_k{kh}x{kw}_s{sh}{sw}_{pad}", conv((h, w, c), r.randint(1, 7),
                                                                                  (kh, kw), (sh, sw), pad, act),

@@ -2,7 +2,7 @@
 per-channel and per-tensor weights, in place."""
 import pytest
 
-from tests.ops._harness import Case, build_sweep, check, op_names, output_tensor, set_quantization
+from tests.ops._harness import Case, build_sweep, check, op_names, output_tensor, random_window, set_quantization
 
 
 def dw(shape, k, s, pad, mult=1, act=None):
@@ -52,12 +52,7 @@ def _random_cases(n=10, seed=11):
     r = random.Random(seed)
     cases = []
     for i in range(n):
-        h, w, c = r.randint(1, 9), r.randint(1, 9), r.randint(1, 6)
-        kh, kw = r.randint(1, 5), r.randint(1, 5)
-        sh, sw = r.randint(1, 3), r.randint(1, 3)
-        pad = r.choice(["same", "valid"])
-        if pad == "valid" and (kh > h or kw > w):
-            pad = "same"
+        (h, w, c), (kh, kw), (sh, sw), pad = random_window(r)
         mult = r.choice([1, 1, 2, 3])
         cases.append(Case(f"d_rand{i}_{h}x{w}x{c}_k{kh}x{kw}_s{sh}{sw}_m{mult}_{pad}",
                           dw((h, w, c), (kh, kw), (sh, sw), pad, mult, r.choice([None, "relu", "relu6"])),
