@@ -19,7 +19,7 @@ from tinyexit.boards import Board, load_board
 from tinyexit.build import (APP_SOURCES, LIBRARY_DIR, build_host, build_run, library_sources, model_library, pipeline_from_run,
                             run_test_inputs, symbol_address)
 from tinyexit.errors import TinyexitError
-from tinyexit.io import atomic_path, write_json
+from tinyexit.io import save_figure, write_json
 from tinyexit.targets import RunResult, get_runner
 from tinyexit.targets.app_output import AppOutput, parse_app_output
 
@@ -358,7 +358,4 @@ def _plot(path: Path, r: dict) -> None:
     ax.set_title(f"{Path(r['run']).name} on {r['board']}{' (QEMU)' if r['emulated'] else ''}, {r['inputs']} inputs")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)

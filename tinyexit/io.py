@@ -61,6 +61,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
+def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> None:
+    """Lay out a matplotlib figure, write it to `path` atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi)
+    plt.close(fig)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder next to `path`; on success it replaces `path` whole, on failure it is removed."""

@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from tinyexit.errors import TinyexitError
-from tinyexit.io import atomic_path, write_json
+from tinyexit.io import save_figure, write_json
 from tinyexit.policy import risk as R
 from tinyexit.policy.decisions import STATIC_POLICIES, QParams, argmax_first
 
@@ -68,6 +68,36 @@ def sweep(masks: list[np.ndarray], preds: list[np.ndarray], y: np.ndarray, exit_
     macs = np.asarray(exit_macs, np.float64)[exit_index]
     return {"accuracy": (answer == y[:, None]).mean(axis=0), "exit_rate": (exit_index < k_final).mean(axis=0),
             "mean_macs": macs.mean(axis=0), "never_macs": float(exit_macs[-1])}
+
+
+def _choose(grid: np.ndarray, cal: tuple, test: tuple, exit_macs: list[int], no_exit_macs: int, *, risk: str,
+            method: str, epsilon: float, delta: float) -> dict:
+    """Select the grid threshold with `method` on the calibration losses and evaluate it on the test split.
+    `cal` and `test`: (masks, preds, labels). Returns j (-1: nothing certified, never exit early), threshold,
+    sweep (the test split's threshold sweep), final_acc, and the policy file's calibration_risk, test and
+    naive (for contrast: the empirical-risk choice, no guarantee) entries."""
+    (cal_masks, cal_preds, cal_y), (test_masks, test_preds, test_y) = cal, test
+    L_cal = R.loss_matrix(risk, cal_masks, cal_preds, cal_y)
+    L_test = R.loss_matrix(risk, test_masks, test_preds, test_y)
+    j = R.select(method, L_cal, epsilon, delta)
+    sw = sweep(test_masks, test_preds, test_y, exit_macs)
+    final_acc = float(np.mean(test_preds[-1] == test_y))
+    if j >= 0:
+        threshold = float(grid[j])
+        t_risk, t_rate = float(L_test[:, j].mean()), float(sw["exit_rate"][j])
+        t_acc, t_macs = float(sw["accuracy"][j]), float(sw["mean_macs"][j])
+        cal_risk = float(L_cal[:, j].mean())
+    else:  # nothing certified: never exit early
+        threshold = None
+        t_risk, t_rate, t_acc, t_macs, cal_risk = 0.0, 0.0, final_acc, float(exit_macs[-1]), 0.0
+    jn = R.select("naive", L_cal, epsilon, delta)
+    return {"j": j, "threshold": threshold, "sweep": sw, "final_acc": final_acc, "calibration_risk": cal_risk,
+            "test": {"size": int(len(test_y)), "risk": t_risk, "exit_rate": t_rate, "accuracy": t_acc,
+                     "final_accuracy": final_acc, "mean_macs": t_macs, "no_exit_macs": no_exit_macs,
+                     "macs_saving": 1.0 - t_macs / no_exit_macs},
+            "naive": {"threshold": float(grid[jn]) if jn >= 0 else None,
+                      "test_risk": float(L_test[:, jn].mean()) if jn >= 0 else 0.0,
+                      "exit_rate": float(sw["exit_rate"][jn]) if jn >= 0 else 0.0}}
 
 
 def _outputs(run_dir: Path, split: str, source: str, model_cache: dict) -> tuple[list[np.ndarray], np.ndarray]:
@@ -140,20 +170,9 @@ def calibrate_run(run_dir: str | os.PathLike, *, epsilon: float = 0.02, delta: f
     test_preds = [argmax_first(np.asarray(o).reshape(len(o), -1)) for o in test_out]
     cal_masks = exit_masks(policy, cal_out, qparams, grid, source)
     test_masks = exit_masks(policy, test_out, qparams, grid, source)
-    L_cal = R.loss_matrix(risk, cal_masks, cal_preds, cal_y)
-    L_test = R.loss_matrix(risk, test_masks, test_preds, test_y)
-    j = R.select(method, L_cal, epsilon, delta)
-
-    sw = sweep(test_masks, test_preds, test_y, exit_macs)
-    final_acc = float(np.mean(test_preds[-1] == test_y))
-    if j >= 0:
-        threshold = float(grid[j])
-        t_risk, t_rate = float(L_test[:, j].mean()), float(sw["exit_rate"][j])
-        t_acc, t_macs = float(sw["accuracy"][j]), float(sw["mean_macs"][j])
-        cal_risk = float(L_cal[:, j].mean())
-    else:  # nothing certified: never exit early
-        threshold = None
-        t_risk, t_rate, t_acc, t_macs, cal_risk = 0.0, 0.0, final_acc, float(exit_macs[-1]), 0.0
+    c = _choose(grid, (cal_masks, cal_preds, cal_y), (test_masks, test_preds, test_y), exit_macs, no_exit_macs,
+                risk=risk, method=method, epsilon=epsilon, delta=delta)
+    threshold = c["threshold"]
     cls = STATIC_POLICIES[policy]
     never_q = {"max_softmax": 128, "margin": 256, "entropy": -1}[policy]
     per_exit = [{"name": e["name"],
@@ -170,17 +189,12 @@ def calibrate_run(run_dir: str | os.PathLike, *, epsilon: float = 0.02, delta: f
         "guarantee": R.guarantee(method),
         "source": source,
         "calibration_split": calibration_split, "calibration_size": n,
-        "calibration_risk": cal_risk,
-        "test": {"size": int(len(test_y)), "risk": t_risk, "exit_rate": t_rate, "accuracy": t_acc,
-                 "final_accuracy": final_acc, "mean_macs": t_macs, "no_exit_macs": no_exit_macs,
-                 "macs_saving": 1.0 - t_macs / no_exit_macs},
+        "calibration_risk": c["calibration_risk"],
+        "test": c["test"],
         "plot": PLOT_FILE,
+        "naive": c["naive"],
     }
-    jn = R.select("naive", L_cal, epsilon, delta)   # for contrast: the empirical-risk choice, no guarantee
-    result["naive"] = {"threshold": float(grid[jn]) if jn >= 0 else None,
-                       "test_risk": float(L_test[:, jn].mean()) if jn >= 0 else 0.0,
-                       "exit_rate": float(sw["exit_rate"][jn]) if jn >= 0 else 0.0}
-    _plot(run_dir / PLOT_FILE, sw, j, final_acc, no_exit_macs, result)
+    _plot(run_dir / PLOT_FILE, c["sweep"], c["j"], c["final_acc"], no_exit_macs, result)
     write_json(run_dir / POLICY_FILE, result)
     return result
 
@@ -238,18 +252,9 @@ def _calibrate_confidence(run_dir: Path, man: dict, *, epsilon: float, delta: fl
     cal_preds = [argmax_first(o) for o in cal_out]
     test_preds = [argmax_first(o) for o in test_out]
     cal_masks, test_masks = masks(cal_conf), masks(test_conf)
-    L_cal = R.loss_matrix(risk, cal_masks, cal_preds, cal_y)
-    L_test = R.loss_matrix(risk, test_masks, test_preds, test_y)
-    j = R.select(method, L_cal, epsilon, delta)
-    sw = sweep(test_masks, test_preds, test_y, exit_macs)
-    final_acc = float(np.mean(test_preds[-1] == test_y))
-    if j >= 0:
-        threshold = float(grid[j])
-        t_risk, t_rate = float(L_test[:, j].mean()), float(sw["exit_rate"][j])
-        t_acc, t_macs, cal_risk = float(sw["accuracy"][j]), float(sw["mean_macs"][j]), float(L_cal[:, j].mean())
-    else:
-        threshold = None
-        t_risk, t_rate, t_acc, t_macs, cal_risk = 0.0, 0.0, final_acc, float(exit_macs[-1]), 0.0
+    c = _choose(grid, (cal_masks, cal_preds, cal_y), (test_masks, test_preds, test_y), exit_macs, no_exit_macs,
+                risk=risk, method=method, epsilon=epsilon, delta=delta)
+    threshold, final_acc = c["threshold"], c["final_acc"]
     pol = LearnedConfidence(threshold if threshold is not None else math.inf)
     per_exit = []
     for e, qp, cq, cm in zip(early, [QParams.of(e["output"]) for e in early], cqp, chain.conf_macs):
@@ -258,7 +263,7 @@ def _calibrate_confidence(run_dir: Path, man: dict, *, epsilon: float, delta: fl
                          "confidence": {"file": str(Path(heads[e["name"]]["tflite"]).relative_to(run_dir)),
                                         "output": QParams.of(cq).to_json(), "index": 1, "macs": cm}})
     res_test = pol.evaluate_q(test_out, test_conf, cqp, exit_macs)
-    if res_test.exit_rate != t_rate:   # the firmware's rule must give the sweep's point
+    if res_test.exit_rate != c["test"]["exit_rate"]:   # the firmware's rule must give the sweep's point
         raise TinyexitError("internal: the confidence rule and the threshold sweep disagree; please report this")
     first = next(iter(heads.values()))
     result = {
@@ -277,18 +282,13 @@ def _calibrate_confidence(run_dir: Path, man: dict, *, epsilon: float, delta: fl
         "calibration_split": "validation", "calibration_size": n,
         "calibration_indices": "validation inputs not used to train the confidence heads"
                                if excluded else "all validation inputs (the heads were trained on the train split)",
-        "calibration_risk": cal_risk,
+        "calibration_risk": c["calibration_risk"],
         "confidence_training": {k: first.get(k) for k in ("train_split", "train_fraction", "train_size", "epochs",
                                                           "hidden", "seed")},
-        "test": {"size": int(len(test_y)), "risk": t_risk, "exit_rate": t_rate, "accuracy": t_acc,
-                 "final_accuracy": final_acc, "mean_macs": t_macs, "no_exit_macs": no_exit_macs,
-                 "macs_saving": 1.0 - t_macs / no_exit_macs},
+        "test": c["test"],
         "plot": PLOT_FILE,
+        "naive": c["naive"],
     }
-    jn = R.select("naive", L_cal, epsilon, delta)
-    result["naive"] = {"threshold": float(grid[jn]) if jn >= 0 else None,
-                       "test_risk": float(L_test[:, jn].mean()) if jn >= 0 else 0.0,
-                       "exit_rate": float(sw["exit_rate"][jn]) if jn >= 0 else 0.0}
 
     # For contrast: max-softmax with the same method on the same calibration inputs (no confidence model run).
     qps = [QParams.of(e["output"]) for e in exits]
@@ -312,7 +312,7 @@ def _calibrate_confidence(run_dir: Path, man: dict, *, epsilon: float, delta: fl
         "note": "overall test accuracy when each int8 score sends its highest-scored inputs to the first early "
                 "exit (ties broken by input order; max-softmax codes saturate at 127)",
         **eq}
-    _plot(run_dir / PLOT_FILE, sw, j, final_acc, no_exit_macs, result)
+    _plot(run_dir / PLOT_FILE, c["sweep"], c["j"], final_acc, no_exit_macs, result)
     write_json(run_dir / POLICY_FILE, result)
     return result
 
@@ -336,10 +336,7 @@ def _plot(path: Path, sw: dict, j: int, final_acc: float, no_exit_macs: int, res
     ax.set_title(f"{result['policy']} exit policy ({result['source']})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def read_policy(run_dir: str | os.PathLike) -> dict:
