@@ -35,7 +35,7 @@ from tinyexit.augment import (HeadConfig, HeadTrainConfig, IDENTITY_AT_INFERENCE
                               _Graph, backbone_model, candidate_points, data_recipe, load_keras,
                               split_from_recipe, train_head)
 from tinyexit.errors import TinyexitError
-from tinyexit.io import atomic_path, write_json
+from tinyexit.io import save_figure, write_json
 
 DEFAULT_WIDTHS = (8, 16, 32)
 DEFAULT_CODE_BYTES = 8 * 1024       # allowance for kernels + runtime before the C is generated (verify measures it)
@@ -399,10 +399,7 @@ def _plot(path: Path, rep: dict, curves: dict) -> None:
     ax.set(xlabel="expected MACs per inference (validation)", ylabel="accuracy (validation)",
            title="exit placement search: accuracy vs expected MACs (max-softmax threshold sweep)")
     ax.legend(fontsize=7, loc="lower right", ncol=2)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 # ---------------------------------------------------------------------------------------------- verification

@@ -201,7 +201,7 @@ def plot_history(history: dict, names: list[str], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tinyexit.io import atomic_path
+    from tinyexit.io import save_figure
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     epochs = np.arange(1, 1 + len(next(iter(history.values()), [])))
     for n in names:
@@ -214,10 +214,7 @@ def plot_history(history: dict, names: list[str], path: Path) -> None:
     b.set(title="accuracy per exit", xlabel="epoch", ylim=(0, 1))
     a.legend(fontsize=8)
     b.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def train_kws(*, data: str | Path | None = None, out: str | Path = DEFAULT_RUN, epochs: int | None = None,

@@ -358,7 +358,7 @@ def plot_compress(report: dict, path: Path, flash: dict | None = None) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tinyexit.io import atomic_path
+    from tinyexit.io import save_figure
     fig, ax = plt.subplots(figsize=(7, 4.2))
     stages = report["stages"]
     key = "flash" if flash else "stored_bytes"
@@ -372,7 +372,4 @@ def plot_compress(report: dict, path: Path, flash: dict | None = None) -> None:
            ylabel="test accuracy (%)", title="compress: accuracy vs size per step")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)

@@ -40,7 +40,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from tinyexit.errors import TinyexitError
-from tinyexit.io import atomic_dir, atomic_path, write_bytes, write_json
+from tinyexit.io import atomic_dir, atomic_path, save_figure, write_bytes, write_json
 from tinyexit.policy.decisions import QParams
 
 SHARED_DIR = "shared"
@@ -644,10 +644,7 @@ def plot_shared(rep: dict, path: Path) -> None:
     b.bar(["shared branch", f"{len(ex)} heads"], [m["shared_param_bytes"], m["heads_param_bytes"]],
           color=["tab:blue", "tab:orange"])
     b.set(title="exit weights + biases (int8, bytes)")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def format_report(rep: dict) -> str:
