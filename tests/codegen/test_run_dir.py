@@ -85,3 +85,39 @@ def test_manifest_pointing_to_a_missing_file(tmp_path):
         {"segments": [{"name": "seg0", "file": "nope.tflite"}], "exits": []}))
     with pytest.raises(TinyexitError, match="nope.tflite"):
         models_from_run(tmp_path)
+
+
+def test_chained_run_shares_the_exit_point_range(run_dir, tmp_path):
+    """With the run's chain, seg0's output range is exit1's and seg1's input range, and nothing of exit1 (no
+    tensor it writes, no scratch, no in-place op) touches it: seg1 can run on it after the head."""
+    from tinyexit.codegen import generate
+    from tinyexit.codegen.fuse import fuse
+    from tinyexit.codegen.generate import Link, chain_from_run
+    from tinyexit.codegen.plan import plan_memory
+
+    chain = chain_from_run(run_dir)
+    assert chain == [Link("seg0", ("exit1",), "seg1")]
+    alone = generate(models_from_run(run_dir), tmp_path / "alone", measure=False, compare_tflm=False)
+    rep = generate(models_from_run(run_dir), tmp_path / "lib", measure=False, compare_tflm=False, chain=chain)
+    assert rep.chained and not alone.chained
+    header = (tmp_path / "lib" / "tx_model.h").read_text()
+    assert "#define TX_CHAIN_seg0__exit1 1" in header and "#define TX_CHAIN_seg0__seg1 1" in header
+    assert "TX_CHAIN_" not in (tmp_path / "alone" / "tx_model.h").read_text()
+    # the planner's guarantee, on the head planned alone with its input pinned and kept
+    g = fuse(read_model(run_dir / "quant" / "exit1.tflite"))
+    x = g.input
+    plan = plan_memory(g, pinned={x.index: 400}, keep_input=True)
+    assert plan.offsets[x.index] == 400 and x.index not in plan.inplace.values()
+    lo, hi = 400, 400 + x.nbytes
+    written = [(plan.offsets[t], g.tensors[t].nbytes) for op in g.ops for t in op.outputs if not op.is_alias()]
+    for off, size in written + list(plan.scratch.values()):
+        assert off + size <= lo or hi <= off, (off, size)
+    assert all(any(o <= lo and hi <= o + s for o, s in live) for live in plan.live)
+    # the library computes the same bytes as TFLM for every model, chained or not
+    exe = build_host(tmp_path / "lib")
+    rng = np.random.default_rng(7)
+    for name in ("seg0", "exit1", "seg1"):
+        path = run_dir / "quant" / f"{name}.tflite"
+        m = read_model(path)
+        xs = rng.integers(-128, 128, size=(20, *m.input.shape[1:])).astype(np.int8)
+        np.testing.assert_array_equal(run_host(exe, name, xs, m.output.nbytes), tflm_outputs(path, xs), err_msg=name)

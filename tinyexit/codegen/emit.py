@@ -77,9 +77,16 @@ def kernel_sources(graphs: list[Graph]) -> list[str]:
     return [f"{k}.c" for k in used]
 
 
+def chain_macros(chain) -> list[str]:
+    """One `TX_CHAIN_<producer>__<reader>` name per (producer, reader or consumer) pair of the chain's links."""
+    return [f"TX_CHAIN_{c_ident(l.producer)}__{c_ident(r)}"
+            for l in chain for r in list(l.readers) + ([l.consumer] if l.consumer else [])]
+
+
 def emit_library(graphs: dict[str, Graph], plans: dict[str, Plan], out_dir: Path,
-                 config: EmitConfig = EmitConfig()) -> dict[str, list[str]]:
-    """Write the library into `out_dir` (an existing, empty folder). Returns the file lists by role."""
+                 config: EmitConfig = EmitConfig(), chain=()) -> dict[str, list[str]]:
+    """Write the library into `out_dir` (an existing, empty folder). Returns the file lists by role.
+    `chain`: the generate.Link boundaries planned through the arena (declared in tx_model.h)."""
     if config.kernels not in KERNEL_VARIANTS:
         raise TinyexitError(f"unknown kernel variant '{config.kernels}'; choose one of {', '.join(KERNEL_VARIANTS)}")
     env = _env()
@@ -110,7 +117,8 @@ def emit_library(graphs: dict[str, Graph], plans: dict[str, Plan], out_dir: Path
                   fused_add=any(op.name == "CONV_2D+ADD" for g in graphs.values() for op in g.ops),
                   # the kernels' code paths some op of this library takes (the rest is not emitted)
                   **kernel_features(graphs, plans).as_dict(),
-                  max_input=max(d["input_size"] for d in decls), max_output=max(d["output_size"] for d in decls))
+                  max_input=max(d["input_size"] for d in decls), max_output=max(d["output_size"] for d in decls),
+                  chain=chain_macros(chain))
     files: dict[str, list[str]] = {"models": [], "kernels": [], "runtime": [], "host": []}
 
     def render(template: str, target: str, role: str, **extra) -> None:

@@ -37,6 +37,16 @@ class ModelFigures:
 
 
 @dataclass(frozen=True)
+class Link:
+    """One boundary of a chain of models: `producer`'s output is read where it lies in the arena by each of
+    `readers` (exit heads, confidence models: they leave it intact) and then by `consumer` (the next segment,
+    which may overwrite it). docs/CONTRACTS.md, "Chained models"."""
+    producer: str
+    readers: tuple[str, ...] = ()
+    consumer: str | None = None
+
+
+@dataclass(frozen=True)
 class GenerateReport:
     out_dir: str
     arena_bytes: int                    # TX_ARENA_SIZE: the largest model plan
@@ -45,6 +55,8 @@ class GenerateReport:
     compiler: str
     kernels: str
     models: dict[str, ModelFigures] = field(default_factory=dict)
+    chain: list[Link] = field(default_factory=list)      # the links asked for (names with the prefix)
+    chained: bool = False               # planned through the arena (tx_model.h's TX_CHAIN_*), or each alone
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -57,7 +69,8 @@ class GenerateReport:
                         f"{(f'{m.code_bytes:,}' if m.code_bytes is not None else '-'):>7}")
         code = f"{self.code_bytes:,}" if self.code_bytes is not None else "-"
         rows.append(f"library: arena {self.arena_bytes:,} B, weights {self.weight_bytes:,} B, code {code} B "
-                    f"({self.compiler}), kernels: {self.kernels} -> {self.out_dir}")
+                    f"({self.compiler}), kernels: {self.kernels}"
+                    + (", models chained through the arena" if self.chained else "") + f" -> {self.out_dir}")
         return "\n".join(rows)
 
 
@@ -87,6 +100,58 @@ def models_from_run(run_dir: str | os.PathLike) -> dict[str, Path]:
     return models
 
 
+def chain_from_run(run_dir: str | os.PathLike, confidence: dict[str, str] | None = None) -> list[Link]:
+    """The links of a run's pipeline (RUN/quant/manifest.json): segment k's output is read by the exit head
+    after it (preceded by `confidence[head]`, its confidence model's name, when given) and by segment k+1."""
+    manifest = Path(run_dir) / "quant" / "manifest.json"
+    try:
+        doc = json.loads(manifest.read_text())
+        segs = [str(s["name"]) for s in doc["segments"]]
+        heads = {int(e["after_segment"]): str(e["name"]) for e in doc.get("exits", []) if e.get("file")}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise TinyexitError(f"'{manifest}' is not a valid quantization manifest ({e}); re-run `tinyexit quantize`.")
+    links = []
+    for k, seg in enumerate(segs[:-1]):
+        head = heads.get(k)
+        readers = ((confidence[head],) if confidence and head in confidence else ()) + ((head,) if head else ())
+        links.append(Link(seg, readers, segs[k + 1]))
+    return links
+
+
+def _plan_chain(graphs: dict[str, Graph], chain, plan_one) -> dict[str, Plan]:
+    """Plan every model, those of `chain` after the model whose output they read (input pinned there;
+    readers keep it intact). `plan_one(graph, **constraints)` -> (graph, plan)."""
+    source: dict[str, tuple[str, bool]] = {}      # model -> (producer, keeps its input)
+    for link in chain:
+        for name, keep in [(r, True) for r in link.readers] + ([(link.consumer, False)] if link.consumer else []):
+            for m in (link.producer, name):
+                if m not in graphs:
+                    raise TinyexitError(f"the chain names model '{m}', which is not in the library.")
+            if name in source:
+                raise TinyexitError(f"model '{name}' reads the output of both '{source[name][0]}' and "
+                                    f"'{link.producer}' in the chain; a model has one input.")
+            out, inp = graphs[link.producer].output, graphs[name].input
+            if out.nbytes != inp.nbytes:
+                raise TinyexitError(f"'{name}' reads {inp.nbytes} bytes but '{link.producer}' writes "
+                                    f"{out.nbytes}; they cannot share one arena range.")
+            source[name] = (link.producer, keep)
+    plans: dict[str, Plan] = {}
+    todo = list(graphs)
+    while todo:
+        ready = [n for n in todo if n not in source or source[n][0] in plans]
+        if not ready:
+            raise TinyexitError(f"the chain has a cycle through {', '.join(todo)}.")
+        for n in ready:
+            kw = {}
+            if n in source:
+                prod, keep = source[n]
+                g = graphs[prod]
+                kw = dict(pinned={graphs[n].input.index: plans[prod].offsets[g.output.index]}, keep_input=keep)
+            graphs[n], plans[n] = plan_one(graphs[n], **kw)
+            todo.remove(n)
+    return plans
+
+
 def _normalise(models) -> dict[str, Path]:
     if isinstance(models, (str, os.PathLike)):
         p = Path(models)
@@ -96,7 +161,7 @@ def _normalise(models) -> dict[str, Path]:
 
 def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kernels: str = "reference",
              inplace: bool = True, fuse_ops: bool = True, reorder: bool = True, measure: bool = True,
-             compare_tflm: bool = True, sparse: bool = True) -> GenerateReport:
+             compare_tflm: bool = True, sparse: bool = True, chain=()) -> GenerateReport:
     """Generate one C library for `models` (name -> .tflite path, or one path) into `out_dir`.
 
     `inplace=False` gives every op an output that does not overlap its inputs (a larger arena, but each
@@ -104,7 +169,8 @@ def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kerne
     op (no CONV_2D+ADD steps); `reorder=False` keeps the file's op order (otherwise a memory-aware order is
     used when it plans a smaller arena). `sparse` stores a conv / depthwise / fully connected layer's weights as
     sparse run lists when that is smaller (pruned models; `tinyexit.codegen.sparse`); False keeps all dense.
-    Nothing is written when anything fails."""
+    `chain`: Links (names as in `models`) of a pipeline that passes outputs through the arena without
+    copies (`chain_from_run`); empty: every model planned alone. Nothing is written when anything fails."""
     from tinyexit.codegen.emit import KERNEL_VARIANTS
 
     if kernels not in KERNEL_VARIANTS:
@@ -123,18 +189,34 @@ def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kerne
         g = read_model(path, name=full)
         g = fuse(g) if fuse_ops else g
         graphs[full] = sparsify(g) if sparse else g
-    plans: dict[str, Plan] = {}
-    for n, g in list(graphs.items()):
-        plans[n] = plan_memory(g, inplace=inplace)
+
+    def plan_one(g: Graph, **constraints) -> tuple[Graph, Plan]:
+        best = (g, plan_memory(g, inplace=inplace, **constraints))
         if reorder:
             g2 = schedule(g)
             if g2 is not g:
-                p2 = plan_memory(g2, inplace=inplace)
-                if p2.arena_bytes < plans[n].arena_bytes:
-                    graphs[n], plans[n] = g2, p2
+                p2 = plan_memory(g2, inplace=inplace, **constraints)
+                if p2.arena_bytes < best[1].arena_bytes:
+                    best = (g2, p2)
+        return best
+
+    chain = [Link(f"{name_prefix}{l.producer}", tuple(f"{name_prefix}{r}" for r in l.readers),
+                  f"{name_prefix}{l.consumer}" if l.consumer else None) for l in chain]
+    alone = dict(graphs)
+    plans = _plan_chain(alone, [], plan_one)
+    planned: list[Link] = []
+    if chain:
+        # Chained, the readers' working sets sit beside the shared ranges: keep the chain only when the
+        # arena grows by less than the largest output a caller no longer copies out of it.
+        chained = dict(graphs)
+        plans2 = _plan_chain(chained, chain, plan_one)
+        growth = max(p.arena_bytes for p in plans2.values()) - max(p.arena_bytes for p in plans.values())
+        if growth < max(graphs[l.producer].output.nbytes for l in chain):
+            alone, plans, planned = chained, plans2, chain
+    graphs = alone
     out = Path(out_dir)
     with atomic_dir(out) as tmp:
-        files = emit_library(graphs, plans, tmp, EmitConfig(kernels=kernels))
+        files = emit_library(graphs, plans, tmp, EmitConfig(kernels=kernels), chain=planned)
         compiler, sizes = section_sizes(tmp, files["lib_sources"]) if measure else ("not measured", {})
         figures = {}
         for name, g in graphs.items():
@@ -153,6 +235,6 @@ def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kerne
             out_dir=str(out), arena_bytes=max(p.arena_bytes for p in plans.values()),
             code_bytes=sum(s["text"] for s in sizes.values()) if sizes else None,
             weight_bytes=sum(g.weight_bytes() for g in graphs.values()), compiler=compiler, kernels=kernels,
-            models=figures)
+            models=figures, chain=chain, chained=bool(planned))
         (tmp / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
     return report

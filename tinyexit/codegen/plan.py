@@ -5,9 +5,14 @@ in-place conv/depthwise/add when the input dies at that op), plus one short-live
 that needs it. Each buffer lives from the step that writes it to the last step that reads it (the model
 input from step 0, the model output to the last step). Placement is greedy by size, first fit below any
 buffer whose lifetime overlaps.
+
+Chained models (`pinned`, `keep_input`): a model that reads another model's output where it lies gets its
+input pinned at that offset; an exit head (`keep_input`) must also leave it intact for the next reader, so
+its input lives to the last step and no op writes over it (no in-place op, no scratch or activation there).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tinyexit.codegen.ir import Graph
@@ -47,7 +52,11 @@ class _Buf:
         return max((r[0] for r in self.rects if r[1] <= step <= r[2]), default=0)
 
 
-def plan_memory(graph: Graph, *, inplace: bool = True) -> Plan:
+def plan_memory(graph: Graph, *, inplace: bool = True, pinned: Mapping[int, int] | None = None,
+                keep_input: bool = False) -> Plan:
+    """`pinned`: tensor id -> arena offset it must have (the model input where another model left it);
+    `keep_input`: the model's input is read again after the model (by the next model of a chain): it is
+    never written and stays live through the last step."""
     n = len(graph.ops)
     tensors = graph.tensors
     parent: dict[int, int] = {}
@@ -62,6 +71,9 @@ def plan_memory(graph: Graph, *, inplace: bool = True) -> Plan:
         for t in op.inputs:
             last_use[t] = op.index
     for t in graph.outputs:
+        last_use[t] = n - 1
+    kept = set(graph.inputs) if keep_input else set()
+    for t in kept:
         last_use[t] = n - 1
 
     members: dict[int, list[int]] = {}
@@ -79,7 +91,7 @@ def plan_memory(graph: Graph, *, inplace: bool = True) -> Plan:
             for pos in op.inplace_inputs():
                 r = find(op.inputs[pos])
                 others = [find(t) for k, t in enumerate(op.inputs) if k != pos]
-                if (r not in graph.outputs and r not in others  # another operand in the same bytes: no
+                if (r not in graph.outputs and r not in kept and r not in others  # another operand in the same bytes: no
                         and tensors[out].nbytes <= tensors[op.inputs[pos]].nbytes
                         and all(last_use.get(m, -1) <= op.index for m in members[r])
                         and not any(find(t) == r for t in graph.outputs)):
@@ -105,9 +117,21 @@ def plan_memory(graph: Graph, *, inplace: bool = True) -> Plan:
         """Bytes from b's offset that a must avoid: the largest b rectangle alive with any a rectangle."""
         return max((rb[0] for ra in a.rects for rb in b.rects if ra[1] <= rb[2] and rb[1] <= ra[2]), default=0)
 
+    fixed: dict[int, int] = {}
+    for t, off in (pinned or {}).items():
+        b = bufs[find(t)]
+        if fixed.setdefault(id(b), off) != off:
+            raise ValueError(f"tensors pinned at {fixed[id(b)]} and {off} share one buffer")
+
     def place(order: list[_Buf]) -> int:
         placed: list[_Buf] = []
         for b in order:
+            if id(b) in fixed:
+                b.offset = fixed[id(b)]
+                placed.append(b)
+        for b in order:
+            if id(b) in fixed:
+                continue
             busy = sorted((p.offset, p.offset + c) for p in placed if (c := clash(b, p)))
             off = 0
             for lo, hi in busy:

@@ -29,10 +29,13 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from tinyexit.codegen import generate, models_from_run
+    from tinyexit.codegen.generate import chain_from_run
 
     src = Path(args.source)
+    chain = []
     if src.is_dir():
         models = models_from_run(src)
+        chain = chain_from_run(src)   # segments and heads pass their outputs through the arena
         out = Path(args.out) if args.out else src / "firmware" / "model"
     elif src.is_file():
         if not args.out:
@@ -43,7 +46,7 @@ def run(args) -> int:
         raise TinyexitError(f"'{src}' is neither a run directory nor a .tflite file; check the path")
     report = generate(models, out, name_prefix=args.prefix, kernels=args.kernels, inplace=not args.no_inplace,
                       fuse_ops=not args.no_fuse, reorder=not args.no_reorder, compare_tflm=not args.no_tflm,
-                      sparse=not args.dense_weights)
+                      sparse=not args.dense_weights, chain=chain)
     print(report.table())
     print(f"wrote {out} (build and test on the host: make -C {out} && {out}/tx_host NAME < in.bin > out.bin)")
     return 0
