@@ -84,6 +84,8 @@ def test_firmware_equals_host_and_oracle(tiny_run, tmp_path):
 
     run, (x_q, y) = tiny_run
     fw = build_run(run, "nrf52840", emulate=True, inputs=(x_q, y), out=tmp_path / "fw")
+    # build_run regenerated the library with the run's chain: the app reads the exit point in the arena
+    assert "#define TX_CHAIN_seg0__exit1 1" in (run / "firmware" / "model" / "tx_model.h").read_text()
     emu = parse_app_output(QemuRunner(fw.board).run(fw.elf, timeout=60).output)
     # host build of the same C (app + generated library)
     app = tmp_path / "fw" / "app"

@@ -317,6 +317,10 @@ def render_app(pipeline: Pipeline, inputs, labels, out: str | Path, source: str 
     if pipeline.policy == "confidence" and any(s.head and not s.conf for s in pipeline.segments):
         raise TinyexitError("the confidence policy needs a confidence model for every exit head; re-run "
                             "`tinyexit calibrate RUN --policy confidence`.")
+    # the library's chain macros this pipeline needs (segment k -> its confidence model, head, segment k+1)
+    pairs = [(s.name, r) for s, nxt in zip(pipeline.segments, pipeline.segments[1:])
+             for r in (s.conf, s.head, nxt.name) if r]
+    chained_if = " && ".join(f"defined(TX_CHAIN_{a}__{b})" for a, b in pairs) or "1"
     rows = [", ".join(str(int(v)) for v in x.reshape(-1)[i:i + 24]) for i in range(0, x.size, 24)]
     ctx = dict(segments=segs, exit_names=list(pipeline.exit_names), stage_names=pipeline.stage_names,
                input_size=pipeline.input_size, num_inputs=len(x),
@@ -324,7 +328,8 @@ def render_app(pipeline: Pipeline, inputs, labels, out: str | Path, source: str 
                buf1=max([s.output_size for s in pipeline.segments[1::2]] or [1]),
                max_head_output=max([s.head_output_size for s in pipeline.segments if s.head] or [1]),
                max_conf_output=max([s.conf_output_size for s in pipeline.segments if s.conf] or [2]),
-               policy_note=pipeline.policy_note, policy=pipeline.policy, input_rows=rows, labels=labels, source=source)
+               policy_note=pipeline.policy_note, policy=pipeline.policy, input_rows=rows, labels=labels, source=source,
+               chained_if=chained_if)
     return [write_text(out / "tx_app.c", (TEMPLATES / "app" / "tx_app.c").read_text()),
             render("app/tx_app_config.h.j2", out / "tx_app_config.h", **ctx),
             render("app/tx_app_config.c.j2", out / "tx_app_config.c", **ctx),
@@ -418,6 +423,14 @@ def library_models(run_dir: str | Path) -> dict[str, Path]:
     return models
 
 
+def library_chain(run_dir: str | Path) -> list:
+    """The run's pipeline as generate.Link boundaries (names as in `library_models`): segment k's output is
+    read in the arena by its exit head's confidence model (confidence policy), the head, then segment k+1."""
+    from tinyexit.codegen.generate import chain_from_run
+    run = Path(run_dir)
+    return chain_from_run(run, {e: confidence_model_name(e) for e in confidence_models(run)})
+
+
 def pipeline_from_run(run_dir: str | Path, policy: dict | None = None) -> tuple[Pipeline, dict, dict]:
     """The firmware pipeline of a run: segments and exit heads from RUN/quant/manifest.json, integer
     thresholds from RUN/policy.json (max_softmax, margin or entropy). Returns (pipeline, manifest, policy)."""
@@ -508,14 +521,19 @@ def model_library(run_dir: str | Path, regenerate: bool = False, kernels: str | 
     if header.is_file() and not stale:
         have = set(re.findall(r"extern const tx_model_t tx_model_(\w+);", header.read_text()))
         stale = have != {c_name(n) for n in models}
-    if kernels is not None and header.is_file() and not stale:
+    chain = library_chain(run)
+    if header.is_file() and not stale:
         import json
         try:
-            stale = json.loads((lib / "report.json").read_text()).get("kernels", "reference") != kernels
+            doc = json.loads((lib / "report.json").read_text())
+            stale = kernels is not None and doc.get("kernels", "reference") != kernels
+            # a library generated without the run's chain (older, or by `generate` on loose models)
+            stale = stale or doc.get("chain", []) != [dataclasses.asdict(l) | {"readers": list(l.readers)}
+                                                     for l in chain]
         except (OSError, ValueError):
             stale = True
     if regenerate or stale or not header.is_file():
-        generate(models, lib, kernels=kernels or default_kernels, compare_tflm=False)
+        generate(models, lib, kernels=kernels or default_kernels, compare_tflm=False, chain=chain)
     return lib
 
 

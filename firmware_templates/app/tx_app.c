@@ -14,7 +14,15 @@
 #include "tx_model.h"
 #include "tx_app_config.h"
 
-/* Ping-pong: even segments write stage_buf0, odd ones stage_buf1 (each sized for its segments). */
+#if TX_APP_CHAINED
+/* Chained library (docs/CONTRACTS.md, "Chained models"): segment k's output range in tx_arena is the input
+   range of its confidence model, its exit head and segment k+1, and the first two never write there. So
+   every stage after the first runs on what the arena already holds (tx_invoke(m, 0, 0)) and outputs are
+   read in place: no stage buffers, no copies. The outputs of a result stay valid until the next infer. */
+#define STAGE_BUF(b) ((int8_t *)0)
+#else
+/* Library planned model by model: each stage's output is copied out. Ping-pong: even segments write
+   stage_buf0, odd ones stage_buf1 (each sized for its segments). */
 static int8_t stage_buf0[TX_APP_BUF0_SIZE];
 static int8_t stage_buf1[TX_APP_BUF1_SIZE];
 #if !TX_APP_NO_EXIT
@@ -22,6 +30,8 @@ static int8_t head_buf[TX_APP_MAX_HEAD_OUTPUT];
 #if TX_APP_POLICY == TX_APP_POLICY_CONFIDENCE
 static int8_t conf_buf[TX_APP_MAX_CONF_OUTPUT];
 #endif
+#endif
+#define STAGE_BUF(b) (b)
 #endif
 static int8_t input_buf[TX_APP_INPUT_SIZE];
 static uint32_t stage_ticks[TX_APP_NUM_STAGES];
@@ -68,7 +78,9 @@ __attribute__((noinline, noipa, used)) void tx_bench_end(void) { __asm__ volatil
 __attribute__((noinline, noipa, used)) void tx_stage_begin(void) { __asm__ volatile("" ::: "memory"); }
 __attribute__((noinline, noipa, used)) void tx_stage_end(void) { __asm__ volatile("" ::: "memory"); }
 
-static void run_stage(uint32_t stage, const tx_model_t *m, const int8_t *in, int8_t *out)
+/* Runs one stage on `in` (0: on the arena's input range as it is) and returns its output: `out` when given
+   (copied there), else the model's output range in the arena. */
+static const int8_t *run_stage(uint32_t stage, const tx_model_t *m, const int8_t *in, int8_t *out)
 {
   uint32_t t0 = tx_hal_ticks();
   tx_stage_begin();
@@ -76,6 +88,7 @@ static void run_stage(uint32_t stage, const tx_model_t *m, const int8_t *in, int
   tx_stage_end();
   stage_ticks[stage] = tx_hal_ticks() - t0;
   stage_ran[stage] = 1u;
+  return out ? out : tx_arena + m->output_offset;
 }
 
 typedef struct {
@@ -122,9 +135,8 @@ static result_t infer(const int8_t *input)
   tx_bench_begin();
   for (uint32_t k = 0; k < TX_APP_NUM_SEGMENTS; k++) {
     const tx_model_t *seg = tx_app_segments[k];
-    int8_t *out = (k % 2u) ? stage_buf1 : stage_buf0;
-    run_stage(tx_app_segment_stage[k], seg, in, out);
-    in = out;
+    const int8_t *out = run_stage(tx_app_segment_stage[k], seg, in, STAGE_BUF((k % 2u) ? stage_buf1 : stage_buf0));
+    in = TX_APP_CHAINED ? 0 : out;  /* what the next stages read: the copy, or the arena as it is */
     if (k + 1u == TX_APP_NUM_SEGMENTS) {
       r.out = out;
       r.out_size = seg->output_size;
@@ -137,21 +149,20 @@ static result_t infer(const int8_t *input)
        gives int8 [P(wrong), P(right)]; exit when P(right) >= threshold_q. Only then the exit head runs,
        to answer. */
     if (head) {
-      run_stage(tx_app_segment_stage[k] + 1u, tx_app_confs[k], out, conf_buf);
-      if ((int32_t)conf_buf[TX_APP_CONF_INDEX] >= tx_app_threshold_q[k]) {
-        run_stage(tx_app_segment_stage[k] + 2u, head, out, head_buf);
+      const int8_t *c = run_stage(tx_app_segment_stage[k] + 1u, tx_app_confs[k], in, STAGE_BUF(conf_buf));
+      if ((int32_t)c[TX_APP_CONF_INDEX] >= tx_app_threshold_q[k]) {
+        r.out = run_stage(tx_app_segment_stage[k] + 2u, head, in, STAGE_BUF(head_buf));
         r.exit_index = tx_app_head_exit[k];
-        r.out = head_buf;
         r.out_size = head->output_size;
         break;
       }
     }
 #else
     if (head) {
-      run_stage(tx_app_segment_stage[k] + 1u, head, out, head_buf);
-      if (exit_here(k, head_buf, head->output_size)) {
+      const int8_t *q = run_stage(tx_app_segment_stage[k] + 1u, head, in, STAGE_BUF(head_buf));
+      if (exit_here(k, q, head->output_size)) {
         r.exit_index = tx_app_head_exit[k];
-        r.out = head_buf;
+        r.out = q;
         r.out_size = head->output_size;
         break;
       }
