@@ -33,13 +33,17 @@ ANCHOR = {"kws": (43_040_226, 7_697_362), "resnet": (107_405_837, 29_864_657)}  
 VARIANTS = ("reference", "cortex_m4")
 
 
-def measure_library(models: dict[str, Path], variant: str, work: Path, n_inputs: int, layers: bool) -> dict:
+def measure_library(models: dict[str, Path], variant: str, work: Path, n_inputs: int, layers: bool,
+                    sparse: bool | None = None) -> dict:
+    """Generate one library of `models` with kernel variant `variant` (and sparse weight storage on/off, or
+    the generator's default), run every model on the emulated M4, check it against tflite_micro."""
     lib = work / f"lib_{variant}"
-    rep = generate(models, lib, kernels=variant, compare_tflm=False)
+    rep = generate(models, lib, kernels=variant, compare_tflm=False,
+                   **({} if sparse is None else {"sparse": sparse}))
     kernel_sources = sorted(p.name for p in lib.glob("tx_*.c")
                             if p.name != "tx_runtime.c" and not p.name.startswith("tx_model_"))
     _, sizes = section_sizes(lib, kernel_sources)
-    out = {"variant": variant, "arena_bytes": rep.arena_bytes, "code_bytes": rep.code_bytes,
+    out = {"variant": variant, "sparse": sparse, "arena_bytes": rep.arena_bytes, "code_bytes": rep.code_bytes,
            "weight_bytes": rep.weight_bytes,
            "kernel_text_bytes": {s: v["text"] for s, v in sizes.items()},
            "static_scratch_bytes": {s: v["bss"] for s, v in sizes.items() if v["bss"]}, "models": {}}
@@ -49,7 +53,7 @@ def measure_library(models: dict[str, Path], variant: str, work: Path, n_inputs:
         got, insns = emulated_outputs(lib, name, x, work=_fresh(work / f"fw_{variant}_{name}"))
         fig = rep.models[name]
         m = {"macs": fig.macs, "insns": insns, "exact": bool(np.array_equal(got, tflm_outputs(path, x))),
-             "code_bytes": fig.code_bytes, "arena_bytes": fig.arena_bytes}
+             "code_bytes": fig.code_bytes, "arena_bytes": fig.arena_bytes, "ops": list(fig.ops)}
         if layers:
             _, steps = emulated_outputs(lib, name, x[:1], per_step=True, work=_fresh(work / f"st_{variant}_{name}"))
             m["steps"] = [{"op": op, "macs": macs, "insns": n} for op, macs, n in zip(fig.ops, fig.step_macs, steps)]

@@ -20,13 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyexit.codegen import generate, read_model
 from tinyexit.codegen.generate import models_from_run
-from tinyexit.codegen.measure import section_sizes
 from tinyexit.codegen.sparse import weight_table
-from tinyexit.codegen.testing import emulated_outputs, tflm_outputs
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from kernels_m4 import _fresh, measure_library  # noqa: E402  (one measuring loop for both benchmarks)
 DEFAULT_RUNS = ("c32kb", "cli22", "c28kb", "c24kb", "c20kb")
 # (label, kernel variant, sparse storage)
 CONFIGS = (("dense cortex_m4", "cortex_m4", False), ("sparse cortex_m4", "cortex_m4", True),
@@ -34,32 +33,7 @@ CONFIGS = (("dense cortex_m4", "cortex_m4", False), ("sparse cortex_m4", "cortex
 
 
 def measure(models: dict[str, Path], variant: str, sparse: bool, work: Path, n_inputs: int, layers: bool) -> dict:
-    lib = work / "lib"
-    rep = generate(models, lib, kernels=variant, sparse=sparse, compare_tflm=False)
-    kernel_sources = sorted(p.name for p in lib.glob("tx_*.c")
-                            if p.name != "tx_runtime.c" and not p.name.startswith("tx_model_"))
-    _, sizes = section_sizes(lib, kernel_sources)
-    out = {"variant": variant, "sparse": sparse, "code_bytes": rep.code_bytes, "weight_bytes": rep.weight_bytes,
-           "kernel_text_bytes": {s: v["text"] for s, v in sizes.items()},
-           "static_scratch_bytes": {s: v["bss"] for s, v in sizes.items() if v["bss"]}, "models": {}}
-    for name, path in models.items():
-        g = read_model(path)
-        x = np.random.default_rng(0).integers(-128, 128, size=(n_inputs, *g.input.shape[1:])).astype(np.int8)
-        got, insns = emulated_outputs(lib, name, x, work=_fresh(work / f"fw_{name}"))
-        fig = rep.models[name]
-        m = {"macs": fig.macs, "insns": insns, "exact": bool(np.array_equal(got, tflm_outputs(path, x))),
-             "ops": list(fig.ops)}
-        if layers:
-            _, steps = emulated_outputs(lib, name, x[:1], per_step=True, work=_fresh(work / f"st_{name}"))
-            m["steps"] = steps
-        out["models"][name] = m
-    return out
-
-
-def _fresh(d: Path) -> Path:
-    shutil.rmtree(d, ignore_errors=True)
-    d.mkdir(parents=True)
-    return d
+    return measure_library(models, variant, work, n_inputs, layers, sparse=sparse)
 
 
 def _mean(r: dict, name: str) -> int:
@@ -89,13 +63,13 @@ def print_run(title: str, res: dict[str, dict], segments: list[str], table: dict
         return
     print("  per layer (instructions of each step alone, first input):")
     print(f"  {'model step':<30}" + "".join(f" {lab:>17}" for lab in labels))
-    fmt = {la["model"] + str(la["step"]): la for la in table["layers"]}
+    fmt = {(la["model"], la["step"]): la for la in table["layers"]}
     for name in first["models"]:
         for i, op in enumerate(first["models"][name]["ops"]):
-            la = fmt.get(name + str(i))
-            tag = f" {la['zeros'] / la['weight_elements']:.0%}0" if la and la["format"] == "sparse" else ""
+            la = fmt.get((name, i))
+            tag = f" {la['zeros'] / la['weight_elements']:.0%} zeros" if la and la["format"] == "sparse" else ""
             print(f"  {f'{name} {i}: {op}{tag}':<30}"
-                  + "".join(f" {res[lab]['models'][name]['steps'][i]:>17,}" for lab in labels))
+                  + "".join(f" {res[lab]['models'][name]['steps'][i]['insns']:>17,}" for lab in labels))
 
 
 def main() -> int:
