@@ -142,7 +142,8 @@ class WindowedConv(Op):
         return f"{prefix}_w"
 
     def multiplier_init(self) -> str:
-        """The params struct's field(s) between the output shape and the kernel size (depthwise: its multiplier)."""
+        """The params struct's field(s) between the output shape and the kernel size (depthwise: its multiplier
+        and input layout)."""
         return ""
 
     def params_decl(self, prefix: str, inplace: bool) -> str:

@@ -12,8 +12,12 @@ from tinyexit.codegen.ops._common import WindowedConv, check_channel_scales
 @register
 @dataclass(frozen=True, eq=False)
 class DepthwiseConv2D(WindowedConv):
-    """Fields: WindowedConv's (weights [kh, kw, oc]) and the depth multiplier."""
+    """Fields: WindowedConv's (weights [kh, kw, oc]), the depth multiplier and where the input channels
+    lie in memory: `in_pixel` bytes per input pixel (0: in_hwc[2], a plain input) and `in_channel`, the
+    first one read (a fused channel slice, see SliceDepthwiseConv2D)."""
     depth_multiplier: int = 1
+    in_pixel: int = 0
+    in_channel: int = 0
 
     name = "DEPTHWISE_CONV_2D"
     kernel = "tx_dwconv"
@@ -36,8 +40,21 @@ class DepthwiseConv2D(WindowedConv):
         oh, ow, oc = self.out_hwc
         return oh * ow * oc * self.kernel_hw[0] * self.kernel_hw[1]
 
+    def inplace_inputs(self) -> tuple[int, ...]:
+        # A strided input (fused slice) is a wider tensor than the output: never overwritten.
+        return () if self.in_pixel else super().inplace_inputs()
+
     def multiplier_init(self) -> str:
-        return f"{self.depth_multiplier}, "
+        return f"{self.depth_multiplier}, {self.in_pixel or self.in_hwc[2]}, {self.in_channel}, "
 
     def call(self, prefix: str, ins: list[str], out: str, scratch: str) -> str:
         return f"{self.kernel}_s8(&{prefix}_p, {ins[0]}, {out}, {scratch}, ub, ue);"
+
+
+@dataclass(frozen=True, eq=False)
+class SliceDepthwiseConv2D(DepthwiseConv2D):
+    """STRIDED_SLICE over the channel axis only (channels [in_channel, in_channel + in_hwc[2]) of an
+    H x W x in_pixel map, stride 1) fused into the DEPTHWISE_CONV_2D that is its only reader: the depthwise
+    reads the slice where it lies in the map, so the slice's copy is never made. Same bytes as the two ops
+    (the slice only moves bytes). Not a TFLite op; created by `tinyexit.codegen.fuse`."""
+    name = "STRIDED_SLICE+DEPTHWISE_CONV_2D"
