@@ -1,6 +1,6 @@
 """The cortex_m4 kernel variant (DSP extension: SMLAD, SXTB16, SMMULR, SSAT) on the emulated Cortex-M4
 (QEMU mps2-an386), byte-exact with tflite_micro: the tests/ops sweeps of every kernel it implements (conv,
-fused conv+add, depthwise, fully connected, average pool) plus cases aimed at its own paths (assembly 1x1 and 3x3 loops,
+fused conv+add, depthwise, fused channel slice + depthwise, fully connected, average pool) plus cases aimed at its own paths (assembly 1x1 and 3x3 loops,
 odd channel and pixel counts, clamps, in place, exact requantization), both conformance models on 20+
 inputs, and its requantization arithmetic on 60,000 random cases. One firmware, one emulator run."""
 from __future__ import annotations
@@ -10,7 +10,8 @@ import pytest
 
 from tests.conftest import conformance_model, require_program
 from tests.kernels_m4._firmware import Job, parse, render_driver
-from tests.ops import test_add, test_average_pool_2d, test_conv_2d, test_depthwise_conv_2d, test_fully_connected
+from tests.ops import (test_add, test_average_pool_2d, test_conv_2d, test_depthwise_conv_2d, test_fully_connected,
+                       test_slice_depthwise)
 from tests.ops._harness import Case, convert, output_tensor, set_quantization
 from tests.ops._pool import pool
 
@@ -64,6 +65,9 @@ M4_CASES = [
 
 SWEEP = (test_conv_2d.CASES + test_conv_2d.RANDOM + test_depthwise_conv_2d.CASES + test_depthwise_conv_2d.RANDOM
          + test_fully_connected.CASES + test_add.CASES + test_average_pool_2d.CASES + M4_CASES)
+# Channel slice -> depthwise read in place through a chain (as exit heads are): each with its producer.
+SLICE = test_slice_depthwise.CASES
+SLICE_MAPS = [Case(f"{c.name}_map", test_slice_depthwise.producer(c.input_shape), c.input_shape) for c in SLICE]
 N_RANDOM = 12       # random full-range inputs per sweep model (+ structured ones)
 CONFORMANCE = {"kws": ("kws_ref_model.tflite", 24), "resnet": ("pretrainedResnet_quant.tflite", 20)}
 
@@ -75,21 +79,22 @@ def emulated(tmp_path_factory):
     require_program("qemu-system-arm", "apt-get install -y --no-install-recommends qemu-system-arm")
     from tinyexit.boards import load_board
     from tinyexit.build import build_firmware, symbol_address
-    from tinyexit.codegen import generate, read_model
+    from tinyexit.codegen import Link, generate, read_model
     from tinyexit.codegen.testing import structured_inputs
     from tinyexit.targets.qemu import QemuRunner
 
     work = tmp_path_factory.mktemp("kernels_m4")
     rng = np.random.default_rng(5)
     paths, jobs = {}, []
-    for c in SWEEP:
+    for c in SWEEP + SLICE + SLICE_MAPS:
         p = work / f"{c.name}.tflite"
         data = convert(c)
         p.write_bytes(c.patch(data) if c.patch else data)
         paths[c.name] = p
     for name, (file, n) in CONFORMANCE.items():
         paths[name] = conformance_model(file)
-    report = generate(paths, work / "lib", kernels=KERNELS, measure=False, compare_tflm=False)
+    report = generate(paths, work / "lib", kernels=KERNELS, measure=False, compare_tflm=False,
+                      chain=[Link(m.name, (c.name,), None) for c, m in zip(SLICE, SLICE_MAPS)])
     for name, p in paths.items():
         g = read_model(p)
         shape = g.input.shape[1:]
@@ -129,6 +134,15 @@ def _check(emulated, name):
 @pytest.mark.emulator
 @pytest.mark.parametrize("name", [c.name for c in SWEEP])
 def test_sweep_case_matches_tflm_on_m4(emulated, name):
+    _check(emulated, name)
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize("name", [c.name for c in SLICE])
+def test_fused_slice_depthwise_matches_tflm_on_m4(emulated, name):
+    assert emulated["report"].chained
+    fused = test_slice_depthwise.FUSED in emulated["report"].models[name].ops
+    assert fused == (name not in test_slice_depthwise.UNFUSED)
     _check(emulated, name)
 
 

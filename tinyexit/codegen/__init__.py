@@ -2,7 +2,8 @@
 
 Three stages with typed hand-offs:
   read_model(path) -> Graph          .tflite -> op objects (shape arithmetic folded away);
-                                     fuse(graph) merges CONV_2D -> ADD, schedule(graph) reorders for memory
+                                     fuse(graph) merges CONV_2D -> ADD and channel
+                                     STRIDED_SLICE -> DEPTHWISE_CONV_2D, schedule(graph) reorders for memory
   plan_memory(graph) -> Plan         tensor lifetimes -> arena offsets, in-place ops, live ranges per step
   emit_library(graphs, plans, dir)   Graph + Plan -> C files rendered from firmware_templates/
 `generate(models, out_dir)` runs them for one or many models into one library and measures it (GenerateReport,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tinyexit.codegen.cformat import c_ident
 from tinyexit.codegen.emit import EmitConfig, emit_library
-from tinyexit.codegen.fuse import fuse
+from tinyexit.codegen.fuse import fuse_conv_add, fuse_slice_depthwise
 from tinyexit.codegen.ir import Graph
 from tinyexit.codegen.measure import section_sizes, tflm_arena_bytes
 from tinyexit.codegen.plan import Plan, plan_memory
@@ -166,7 +166,8 @@ def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kerne
 
     `inplace=False` gives every op an output that does not overlap its inputs (a larger arena, but each
     step can be re-run from its inputs after an interruption). `fuse_ops=False` keeps one step per TFLite
-    op (no CONV_2D+ADD steps); `reorder=False` keeps the file's op order (otherwise a memory-aware order is
+    op (no CONV_2D+ADD or STRIDED_SLICE+DEPTHWISE_CONV_2D steps; a model keeps the slice unfused when that plans
+    a smaller arena); `reorder=False` keeps the file's op order (otherwise a memory-aware order is
     used when it plans a smaller arena). `sparse` stores a conv / depthwise / fully connected layer's weights as
     sparse run lists when that is smaller (pruned models; `tinyexit.codegen.sparse`); False keeps all dense.
     `chain`: Links (names as in `models`) of a pipeline that passes outputs through the arena without
@@ -179,6 +180,7 @@ def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kerne
     if not paths:
         raise TinyexitError("no model given to generate.")
     graphs: dict[str, Graph] = {}
+    unfused: dict[str, Graph] = {}      # models whose channel slice was fused: the graph without that fusion
     seen: dict[str, str] = {}
     for name, path in paths.items():
         full = f"{name_prefix}{name}"
@@ -186,33 +188,57 @@ def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kerne
         if cname in seen:
             raise TinyexitError(f"model names '{seen[cname]}' and '{full}' give the same C identifier; rename one.")
         seen[cname] = full
-        g = read_model(path, name=full)
-        g = fuse(g) if fuse_ops else g
+        g0 = read_model(path, name=full)
+        g0 = fuse_conv_add(g0) if fuse_ops else g0
+        g = fuse_slice_depthwise(g0) if fuse_ops else g0
         graphs[full] = sparsify(g) if sparse else g
+        if len(g.ops) != len(g0.ops):
+            # A fused channel slice keeps the whole map alive while the depthwise reads it; when the map
+            # would die at the slice (an unchained head) the unfused slice runs in place over it and can
+            # plan a smaller arena: plan_one then keeps the unfused graph.
+            unfused[full] = sparsify(g0) if sparse else g0
 
-    def plan_one(g: Graph, **constraints) -> tuple[Graph, Plan]:
-        best = (g, plan_memory(g, inplace=inplace, **constraints))
-        if reorder:
-            g2 = schedule(g)
-            if g2 is not g:
-                p2 = plan_memory(g2, inplace=inplace, **constraints)
-                if p2.arena_bytes < best[1].arena_bytes:
-                    best = (g2, p2)
-        return best
+    def planner(budget: int | None = None):
+        """plan_one(graph, **constraints) -> (graph, plan): the order (file or memory-aware) and form
+        (channel slice fused or not) planning the smallest arena, ties to the fused graph in file order;
+        with a `budget`, the fused graph whenever its arena fits in it (fewer instructions)."""
+        def plan_one(g: Graph, **constraints) -> tuple[Graph, Plan]:
+            best, best_fused = None, None
+            for cand in (g, unfused[g.name]) if g.name in unfused else (g,):
+                for h in (cand, schedule(cand)) if reorder else (cand,):
+                    if best is not None and h is best[0]:
+                        continue
+                    p = plan_memory(h, inplace=inplace, **constraints)
+                    if best is None or p.arena_bytes < best[1].arena_bytes:
+                        best = (h, p)
+                    if cand is g and (best_fused is None or p.arena_bytes < best_fused[1].arena_bytes):
+                        best_fused = (h, p)
+            if budget is not None and best_fused[1].arena_bytes <= budget:
+                return best_fused
+            return best
+        return plan_one
 
     chain = [Link(f"{name_prefix}{l.producer}", tuple(f"{name_prefix}{r}" for r in l.readers),
                   f"{name_prefix}{l.consumer}" if l.consumer else None) for l in chain]
     alone = dict(graphs)
-    plans = _plan_chain(alone, [], plan_one)
+    plans = _plan_chain(alone, [], planner())
     planned: list[Link] = []
     if chain:
         # Chained, the readers' working sets sit beside the shared ranges: keep the chain only when the
         # arena grows by less than the largest output a caller no longer copies out of it.
         chained = dict(graphs)
-        plans2 = _plan_chain(chained, chain, plan_one)
+        plans2 = _plan_chain(chained, chain, planner())
         growth = max(p.arena_bytes for p in plans2.values()) - max(p.arena_bytes for p in plans.values())
         if growth < max(graphs[l.producer].output.nbytes for l in chain):
             alone, plans, planned = chained, plans2, chain
+    if any(len(alone[n].ops) != len(graphs[n].ops) for n in unfused):   # a slice left unfused
+        # Some model kept its slice unfused to plan less; the library's arena is the largest model's, so
+        # fuse it again where that stays within it (kept only if the whole library still fits).
+        budget = max(p.arena_bytes for p in plans.values())
+        again = dict(graphs)
+        plans3 = _plan_chain(again, planned, planner(budget))
+        if max(p.arena_bytes for p in plans3.values()) <= budget:
+            alone, plans = again, plans3
     graphs = alone
     out = Path(out_dir)
     with atomic_dir(out) as tmp:

@@ -28,7 +28,7 @@ import numpy as np
 
 from tinyexit.codegen.ir import CArray, Graph
 from tinyexit.codegen.ops.conv_2d import Conv2D
-from tinyexit.codegen.ops.depthwise_conv_2d import DepthwiseConv2D
+from tinyexit.codegen.ops.depthwise_conv_2d import DepthwiseConv2D, SliceDepthwiseConv2D
 from tinyexit.codegen.ops.fully_connected import FullyConnected
 from tinyexit.codegen.ops._common import requant_constants
 
@@ -132,6 +132,13 @@ class SparseDepthwiseConv2D(SparseWeights, DepthwiseConv2D):
 
 
 @dataclass(frozen=True, eq=False)
+class SparseSliceDepthwiseConv2D(SparseWeights, SliceDepthwiseConv2D):
+    """A fused channel slice -> depthwise with sparse weights (the same params struct layout)."""
+    sparse: SparseRows = None
+    kernel = "tx_sparse_dwconv"
+
+
+@dataclass(frozen=True, eq=False)
 class SparseFullyConnected(SparseWeights, FullyConnected):
     sparse: SparseRows = None
     kernel = "tx_sparse_fc"
@@ -145,7 +152,8 @@ def channel_rows(op) -> np.ndarray:
     return op.weights.reshape(op.weights.shape[0], -1)       # conv OHWI, fully connected [out, in]
 
 
-_SPARSE = {Conv2D: SparseConv2D, DepthwiseConv2D: SparseDepthwiseConv2D, FullyConnected: SparseFullyConnected}
+_SPARSE = {Conv2D: SparseConv2D, DepthwiseConv2D: SparseDepthwiseConv2D,
+           SliceDepthwiseConv2D: SparseSliceDepthwiseConv2D, FullyConnected: SparseFullyConnected}
 
 
 def sparse_form(op):

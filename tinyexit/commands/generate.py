@@ -19,7 +19,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--kernels", default="reference", help="kernel variant (default: reference)")
     parser.add_argument("--no-inplace", action="store_true",
                         help="never let an op overwrite its input (larger arena; every step re-runnable)")
-    parser.add_argument("--no-fuse", action="store_true", help="one step per TFLite op (no CONV_2D+ADD steps)")
+    parser.add_argument("--no-fuse", action="store_true",
+                        help="one step per TFLite op (no CONV_2D+ADD or STRIDED_SLICE+DEPTHWISE_CONV_2D steps)")
     parser.add_argument("--no-reorder", action="store_true", help="run the steps in the file's op order")
     parser.add_argument("--no-tflm", action="store_true", help="skip the TFLM arena comparison")
     parser.add_argument("--dense-weights", action="store_true",
