@@ -20,8 +20,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--code-kb", type=float, default=96.0,
                         help="flash kept for code, runtime, app and test inputs with --board (default 96)")
     parser.add_argument("--out", default=None, help="output run directory (default: RUN-c<target>)")
-    parser.add_argument("--prune-epochs", type=int, default=4)
-    parser.add_argument("--qat-epochs", type=int, default=2)
+    parser.add_argument("--prune-epochs", type=int, default=10,
+                        help="fine-tuning epochs while pruning (default 10; more helps at high sparsity)")
+    parser.add_argument("--qat-epochs", type=int, default=3, help="quantization-aware training epochs (default 3)")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--max-train", type=int, default=None, help="use at most N training examples")
     parser.add_argument("--num-eval", type=int, default=None, help="evaluate int8 on N test inputs (default all)")
