@@ -18,15 +18,21 @@ def fuse(graph: Graph) -> Graph:
     return fuse_slice_depthwise(fuse_conv_add(graph))
 
 
-def fuse_conv_add(graph: Graph) -> Graph:
-    """Fuse each ADD into a CONV_2D producing one of its operands when that conv output has no other reader
-    and the other operand already exists at the conv's step (the later such conv is chosen)."""
-    ops = list(graph.ops)
+def producers_and_readers(ops) -> tuple[dict[int, int], dict[int, int]]:
+    """Step index producing each tensor, and how many op inputs read each tensor."""
     producer = {op.outputs[0]: i for i, op in enumerate(ops)}
     readers: dict[int, int] = {}
     for op in ops:
         for t in op.inputs:
             readers[t] = readers.get(t, 0) + 1
+    return producer, readers
+
+
+def fuse_conv_add(graph: Graph) -> Graph:
+    """Fuse each ADD into a CONV_2D producing one of its operands when that conv output has no other reader
+    and the other operand already exists at the conv's step (the later such conv is chosen)."""
+    ops = list(graph.ops)
+    producer, readers = producers_and_readers(ops)
     drop = set()
     for a_idx, add in enumerate(ops):
         if not isinstance(add, Add):
@@ -66,11 +72,7 @@ def fuse_slice_depthwise(graph: Graph) -> Graph:
     """Fuse each channel STRIDED_SLICE whose output's only reader is a dense DEPTHWISE_CONV_2D (not a graph
     output) into it: the depthwise reads the slice's input with a pixel stride and a channel offset."""
     ops = list(graph.ops)
-    producer = {op.outputs[0]: i for i, op in enumerate(ops)}
-    readers: dict[int, int] = {}
-    for op in ops:
-        for t in op.inputs:
-            readers[t] = readers.get(t, 0) + 1
+    producer, readers = producers_and_readers(ops)
     drop = set()
     for d_idx, dw in enumerate(ops):
         if type(dw) is not DepthwiseConv2D or dw.in_pixel:
