@@ -36,7 +36,7 @@ def source_run(tmp_path_factory):
     import keras
 
     from tinyexit.io import write_json
-    from tinyexit.models import DSCNNConfig, build_dscnn, exit_spec, macs_per_exit
+    from tinyexit.models import DSCNNConfig, build_dscnn, exits_with_macs
     root = tmp_path_factory.mktemp("compress")
     run = root / "run"
     run.mkdir()
@@ -48,10 +48,7 @@ def source_run(tmp_path_factory):
                   loss_weights=[0.3, 1.0])
     model.fit(x, [y, y], epochs=3, batch_size=50, verbose=0)
     model.save(run / "model.keras")
-    specs = exit_spec(model)
-    macs = macs_per_exit(model)
-    for s in specs:
-        s["macs"] = macs[s["name"]]
+    specs = exits_with_macs(model)
     write_json(run / "model.json", {"task": "kws", "input_shape": [49, 10, 1],
                                     "classes": [f"c{i}" for i in range(NUM_CLASSES)], "exits": specs,
                                     "data": {"kind": "test"}})

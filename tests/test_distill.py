@@ -82,7 +82,7 @@ def test_distill_writes_a_student_run(tmp_path, monkeypatch, capsys):
     import tinyexit.train
     from tinyexit.cli import main
     from tinyexit.io import write_json
-    from tinyexit.models import DSCNNConfig, build_dscnn, exit_spec, macs_per_exit
+    from tinyexit.models import DSCNNConfig, build_dscnn, exits_with_macs
     data = {"train": make_data(800, 1), "validation": make_data(200, 2), "test": make_data(300, 3)}
     monkeypatch.setattr(tinyexit.train, "load_split", lambda run, split: data[split])
     keras.utils.set_random_seed(0)
@@ -93,10 +93,7 @@ def test_distill_writes_a_student_run(tmp_path, monkeypatch, capsys):
     run = tmp_path / "teacher"
     run.mkdir()
     teacher.save(run / "model.keras")
-    specs = exit_spec(teacher)
-    macs = macs_per_exit(teacher)
-    for s in specs:
-        s["macs"] = macs[s["name"]]
+    specs = exits_with_macs(teacher)
     write_json(run / "model.json", {**META, "exits": specs, "data": {"kind": "test"}})
     out = tmp_path / "student"
     from tinyexit.distill import DistillConfig, distill_run

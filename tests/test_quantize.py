@@ -154,14 +154,11 @@ def test_quantize_array_rounds_half_away_from_zero():
 def run_dir(trained, tmp_path_factory):
     """A run directory as `tinyexit train` writes it, with the data splits served by a stand-in load_split."""
     from tinyexit.io import write_json
-    from tinyexit.models import exit_spec, macs_per_exit
+    from tinyexit.models import exits_with_macs
     model, _, _, _ = trained
     run = tmp_path_factory.mktemp("run")
     model.save(run / "model.keras")
-    specs = exit_spec(model)
-    macs = macs_per_exit(model)
-    for s in specs:
-        s["macs"] = macs[s["name"]]
+    specs = exits_with_macs(model)
     write_json(run / "model.json", {"task": "kws", "input_shape": [49, 10, 1],
                                     "classes": [f"c{i}" for i in range(NUM_CLASSES)], "exits": specs,
                                     "data": {"kind": "test"}})

@@ -424,8 +424,8 @@ def augment_model(model_or_path, *, out: str | Path, points: Sequence[str] | Non
     HeadConfig per point (overrides `head`)."""
     import keras
 
-    from tinyexit.models import exit_spec, macs_per_exit
-    from tinyexit.train import evaluate_exits, plot_history
+    from tinyexit.models import exits_with_macs
+    from tinyexit.train import cap_examples, evaluate_exits, plot_history
 
     t0 = time.time()
     original, path = load_keras(model_or_path)
@@ -453,11 +453,9 @@ def augment_model(model_or_path, *, out: str | Path, points: Sequence[str] | Non
     if tuple(x.shape[1:]) != want:
         raise TinyexitError(f"the model takes inputs of shape {list(want)} but the data gives {list(x.shape[1:])}; "
                             f"give the data the model was trained on")
-    if max_train is not None and len(x) > max_train:
-        pick = np.sort(np.random.default_rng(train_config.seed).choice(len(x), max_train, replace=False))
-        x, y = x[pick], y[pick]
+    x, y = cap_examples(x, y, max_train, train_config.seed)
 
-    specs = exit_spec(model)
+    specs = exits_with_macs(model)
     history: dict[str, list[float]] = {}
     trained = {}
     for s in specs[:-1]:
@@ -474,9 +472,7 @@ def augment_model(model_or_path, *, out: str | Path, points: Sequence[str] | Non
     if check["different"]:
         raise TinyexitError(f"internal error: augmentation changed original weights {check['different'][:5]}")
 
-    acc, val_acc, macs = evaluate_exits(model, xt, yt), evaluate_exits(model, xv, yv), macs_per_exit(model)
-    for s in specs:
-        s["macs"] = int(macs[s["name"]])
+    acc, val_acc = evaluate_exits(model, xt, yt), evaluate_exits(model, xv, yv)
     task_name = meta.get("kind", "kws")
     report = {
         "task": task_name, "classes": list(classes),

@@ -19,7 +19,6 @@ the distillation settings and the teacher's figures in report.json["distill"].
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -140,8 +139,9 @@ def distill_run(teacher_run: str | Path, out: str | Path, spec: str, config: Dis
     """Train the student described by `spec` from the teacher run; write the run directory `out`."""
     import keras
 
-    from tinyexit.models import build_dscnn, exit_spec, macs_per_exit
-    from tinyexit.train import _KeepBest, evaluate_exits, load_model, load_split, plot_history, read_model_json
+    from tinyexit.models import build_dscnn, exits_with_macs
+    from tinyexit.train import (_KeepBest, cap_examples, evaluate_exits, load_model, load_split, plot_history,
+                                read_model_json)
 
     log = log or (lambda _s: None)
     t0 = time.time()
@@ -158,16 +158,11 @@ def distill_run(teacher_run: str | Path, out: str | Path, spec: str, config: Dis
     x, y = load_split(teacher_run, "train")
     xv, yv = load_split(teacher_run, "validation")
     xt, yt = load_split(teacher_run, "test")
-    if config.max_train is not None and len(x) > config.max_train:
-        pick = np.sort(np.random.default_rng(config.seed).choice(len(x), config.max_train, replace=False))
-        x, y = x[pick], y[pick]
+    x, y = cap_examples(x, y, config.max_train, config.seed)
 
     keras.utils.set_random_seed(config.seed)
     student = build_dscnn(mc)
-    s_specs = exit_spec(student)
-    s_macs = macs_per_exit(student)
-    for s in s_specs:
-        s["macs"] = s_macs[s["name"]]
+    s_specs = exits_with_macs(student)
     t_exits = meta["exits"]
     pairs = pair_exits(t_exits, s_specs)
     log(f"distill {teacher_run} -> {out}: student {spec!r} ({student.count_params():,} parameters vs the "

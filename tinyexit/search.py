@@ -214,6 +214,7 @@ def search(source, *, board: str | object = "nrf52840", accuracy_target: float |
 
     from tinyexit.boards import load_board
     from tinyexit.models import layer_macs
+    from tinyexit.train import cap_examples
 
     t0 = time.time()
     if (accuracy_target is None) == (max_drop is None):
@@ -247,9 +248,7 @@ def search(source, *, board: str | object = "nrf52840", accuracy_target: float |
     log(f"data: {data_report['source']}; {len(cands)} exit points x {len(config.widths)} widths; budget {budget.source}")
     x, y = split_from_recipe(meta, "train")
     xv, yv = split_from_recipe(meta, "validation")
-    if config.max_train is not None and len(x) > config.max_train:
-        pick = np.sort(np.random.default_rng(config.seed).choice(len(x), config.max_train, replace=False))
-        x, y = x[pick], y[pick]
+    x, y = cap_examples(x, y, config.max_train, config.seed)
     final_val = base.predict(xv, batch_size=256, verbose=0)
     final_pred = np.argmax(final_val, -1)
     final_acc = float(np.mean(final_pred == yv))

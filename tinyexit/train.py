@@ -106,6 +106,14 @@ def image_split(data: dict, split: str) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def cap_examples(x: np.ndarray, y: np.ndarray, max_n: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """At most `max_n` examples (None: all): a seeded random subset kept in the split's order."""
+    if max_n is None or len(x) <= max_n:
+        return x, y
+    pick = np.sort(np.random.default_rng(seed).choice(len(x), max_n, replace=False))
+    return x[pick], y[pick]
+
+
 def read_model_json(run_dir: str | Path) -> dict:
     p = Path(run_dir) / "model.json"
     if not p.is_file():
@@ -256,17 +264,15 @@ def fit_and_write_run(model, mc, tc: TrainConfig, train, validation, test, *, ou
     training.png. Returns the report."""
     import keras
 
-    from tinyexit.models import exit_spec, macs_per_exit
+    from tinyexit.models import exits_with_macs
 
     (x, y), (xv, yv), (xt, yt) = train, validation, test
-    specs = exit_spec(model)
+    specs = exits_with_macs(model)
     weights = [mc.loss_weights["final"] if s["name"] == "final" else mc.loss_weights["exit"] for s in specs]
     print(f"training {model.name} on {data_report['source']}: {len(x)} train / {len(xv)} validation / "
           f"{len(xt)} test examples, {tc.epochs} epochs, exits {[s['name'] for s in specs]}")
     history, best_epoch = train_model(model, x, y, xv, yv, tc, weights, verbose=verbose)
-    acc, val_acc, macs = evaluate_exits(model, xt, yt), evaluate_exits(model, xv, yv), macs_per_exit(model)
-    for s in specs:
-        s["macs"] = macs[s["name"]]
+    acc, val_acc = evaluate_exits(model, xt, yt), evaluate_exits(model, xv, yv)
     report = {
         "task": task, "classes": list(classes),
         "exits": [{"name": s["name"], "accuracy": acc[s["name"]], "validation_accuracy": val_acc[s["name"]],

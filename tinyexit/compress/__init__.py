@@ -160,12 +160,8 @@ def _evaluate(model, x, y) -> list[float]:
 
 
 def _write_stage_run(src_meta: dict, model, out: Path, report: dict) -> None:
-    from tinyexit.models import exit_spec, macs_per_exit
-    specs = exit_spec(model)
-    macs = macs_per_exit(model)
-    for s in specs:
-        s["macs"] = macs[s["name"]]
-    meta = {**src_meta, "exits": specs}
+    from tinyexit.models import exits_with_macs
+    meta = {**src_meta, "exits": exits_with_macs(model)}
     with atomic_dir(out) as tmp:
         model.save(tmp / "model.keras")
         write_json(tmp / "model.json", meta)
@@ -189,7 +185,7 @@ def compress_run(run_dir: str | Path, out: str | Path, config: CompressConfig = 
     from tinyexit.compress.spec import export_spec, export_weights, load_weights_into
     from tinyexit.legacy_keras import run_legacy
     from tinyexit.quantize import quantize_run
-    from tinyexit.train import load_model, load_split, read_model_json
+    from tinyexit.train import cap_examples, load_model, load_split, read_model_json
 
     log = log or (lambda _s: None)
     t0 = time.time()
@@ -218,9 +214,7 @@ def compress_run(run_dir: str | Path, out: str | Path, config: CompressConfig = 
     x, y = load_split(run, "train")
     xv, yv = load_split(run, "validation")
     xt, yt = load_split(run, "test")
-    if config.max_train is not None and len(x) > config.max_train:
-        pick = np.sort(np.random.default_rng(config.seed).choice(len(x), config.max_train, replace=False))
-        x, y = x[pick], y[pick]
+    x, y = cap_examples(x, y, config.max_train, config.seed)
     src_report = {}
     if (run / "report.json").is_file():
         src_report = json.loads((run / "report.json").read_text())

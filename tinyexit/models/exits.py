@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from tinyexit.models.macs import ancestors
+from tinyexit.models.macs import ancestors, macs_per_exit
 
 
 def output_name(t) -> str:
@@ -31,4 +31,14 @@ def exit_spec(model: keras.Model) -> list[dict]:
         specs.append({"name": output_name(t), "point": points.pop(),
                       "head": [lay.name for lay in model.layers if lay.name in head]})
     specs.append({"name": output_name(final), "point": None, "head": []})
+    return specs
+
+
+def exits_with_macs(model: keras.Model) -> list[dict]:
+    """exit_spec(model), each exit also with "macs": the MACs from the model input to that exit (what
+    model.json records)."""
+    specs = exit_spec(model)
+    macs = macs_per_exit(model)
+    for s in specs:
+        s["macs"] = int(macs[s["name"]])
     return specs
