@@ -59,11 +59,6 @@ def source_run(tmp_path_factory):
     return run, root / "data.npz", data, budget
 
 
-def _patch_split(data):
-    import tinyexit.train
-    tinyexit.train.load_split = lambda run, split: data[split]
-
-
 @pytest.fixture(scope="module")
 def compressed(source_run):
     """Compress in a fresh Python that imported TensorFlow (Keras 3) first, as a user's notebook would."""
@@ -91,8 +86,10 @@ def compressed(source_run):
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=900)
     assert r.returncode == 0, r.stderr[-4000:]
     line = [ln for ln in r.stdout.splitlines() if ln.startswith("REPORT")][-1]
-    _patch_split(data)
-    return out, json.loads(line[len("REPORT"):]), data, budget
+    import tinyexit.train
+    with pytest.MonkeyPatch.context() as mp:       # this module's tests read the splits; undone after them
+        mp.setattr(tinyexit.train, "load_split", lambda run, split: data[split])
+        yield out, json.loads(line[len("REPORT"):]), data, budget
 
 
 def test_legacy_switch_is_invisible_and_the_budget_is_met(compressed):
