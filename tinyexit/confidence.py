@@ -137,7 +137,8 @@ def _fit(run: Path, model, exit_name: str, x: np.ndarray, y: np.ndarray, *, hidd
 
     keras.utils.set_random_seed(seed)
     conf_model, point = build_confidence_model(model, exit_name, hidden, init=init)
-    idx = [t._keras_history.operation.name for t in model.outputs].index(exit_name)
+    from tinyexit.models import output_names
+    idx = output_names(model).index(exit_name)
     feats = _Features(model, point, x)
     if feats.cached is None:
         raise TinyexitError("the exit point activations of the confidence training data do not fit in memory; "
@@ -387,7 +388,8 @@ def confidence_scores(run_dir: str | Path, split: str, *, exit_name: str | None 
     x, y = load_split(run, split)
     if source == "float":
         model = load_model(run)
-        names = [t._keras_history.operation.name for t in model.outputs]
+        from tinyexit.models import output_names
+        names = output_names(model)
         outs = model.predict(x, batch_size=256, verbose=0)
         if conf_model is None:
             conf_model = keras.models.load_model(run / CONF_DIR / f"{exit_name}.keras", compile=False)

@@ -139,7 +139,7 @@ def distill_run(teacher_run: str | Path, out: str | Path, spec: str, config: Dis
     """Train the student described by `spec` from the teacher run; write the run directory `out`."""
     import keras
 
-    from tinyexit.models import build_dscnn, exits_with_macs
+    from tinyexit.models import build_dscnn, exits_with_macs, output_names
     from tinyexit.train import (_KeepBest, cap_examples, evaluate_exits, load_model, load_split, plot_history,
                                 read_model_json)
 
@@ -206,7 +206,7 @@ def distill_run(teacher_run: str | Path, out: str | Path, spec: str, config: Dis
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     acc, val_acc = evaluate_exits(student, xt, yt), evaluate_exits(student, xv, yv)
     t_acc = evaluate_exits(teacher, xt, yt)
-    t_names = [t._keras_history.operation.name for t in teacher.outputs]
+    t_names = output_names(teacher)
     report = {
         "task": meta["task"], "classes": meta["classes"],
         "exits": [{"name": s["name"], "accuracy": acc[s["name"]], "validation_accuracy": val_acc[s["name"]],

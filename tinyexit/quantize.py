@@ -544,8 +544,8 @@ def _quantize_by_cutting(model, points: Sequence[str], rep: np.ndarray, whole: b
     if whole is None:
         whole = convert_int8(model, rep)
     _, sg = _subgraph(whole)
-    names = [t._keras_history.operation.name for t in model.outputs]
-    outs = [int(sg.Outputs(i)) for i in output_order(whole, names)]     # Keras order: exits, final last
+    from tinyexit.models import output_names
+    outs = [int(sg.Outputs(i)) for i in output_order(whole, output_names(model))]     # Keras order: exits, final last
     bounds = []
     for k, p in enumerate(points):
         shape = model.get_layer(p).output.shape[1:]
@@ -661,8 +661,9 @@ def quantize_run(run_dir: str | os.PathLike, *, num_calibration: int = DEFAULT_N
     }
     if verify_whole:
         log("checking the chained pieces against the whole int8 model")
+        from tinyexit.models import output_names
         whole = TflmModel(q["whole"] if q["whole"] is not None else convert_int8(model, rep),
-                          [t._keras_history.operation.name for t in model.outputs])
+                          output_names(model))
         ref = whole.run(quantize_array(x_test, pipe.input_qparams))
         same = np.ones(len(x_test), bool)
         for a, b in zip(int8_out, ref):

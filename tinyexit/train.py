@@ -183,7 +183,8 @@ def train_model(model, x, y, xv, yv, cfg: TrainConfig, loss_weights: list[float]
     model.compile(optimizer=keras.optimizers.Adam(lr),
                   loss=["sparse_categorical_crossentropy"] * n_out, loss_weights=loss_weights,
                   metrics=[["accuracy"] for _ in range(n_out)])
-    names = [t._keras_history.operation.name for t in model.outputs]
+    from tinyexit.models import output_names
+    names = output_names(model)
     callbacks = []
     best = _KeepBest(f"val_{names[-1]}_accuracy")
     callbacks.append(best)
@@ -200,7 +201,8 @@ def train_model(model, x, y, xv, yv, cfg: TrainConfig, loss_weights: list[float]
 def evaluate_exits(model, x, y) -> dict[str, float]:
     preds = model.predict(x, batch_size=256, verbose=0)
     preds = preds if isinstance(preds, list) else [preds]
-    names = [t._keras_history.operation.name for t in model.outputs]
+    from tinyexit.models import output_names
+    names = output_names(model)
     return {n: float(np.mean(np.argmax(p, axis=-1) == y)) for n, p in zip(names, preds)}
 
 

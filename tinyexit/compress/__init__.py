@@ -239,7 +239,8 @@ def compress_run(run_dir: str | Path, out: str | Path, config: CompressConfig = 
         qat_tfl = (job / "qat_int8.tflite").read_bytes() if (job / "qat_int8.tflite").is_file() else None
 
     import keras
-    names = [t._keras_history.operation.name for t in model.outputs]
+    from tinyexit.models import output_names
+    names = output_names(model)
     stages = {"original": model}
     pruned = keras.models.clone_model(model)
     load_weights_into(pruned, pruned_w)

@@ -11,6 +11,11 @@ def output_name(t) -> str:
     return t._keras_history.operation.name
 
 
+def output_names(model: keras.Model) -> list[str]:
+    """The names of the model's outputs (their layers), in output order."""
+    return [output_name(t) for t in model.outputs]
+
+
 def exit_spec(model: keras.Model) -> list[dict]:
     """One dict per output, in output order (final last): its name, the exit point (the backbone layer whose
     output feeds the exit head; None for the final exit) and the head's layer names in model order.
