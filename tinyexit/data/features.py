@@ -1,8 +1,12 @@
-"""MFCC front end exactly as MLPerf Tiny KWS computes it, plus the training-time augmentation and a cache.
+"""MLPerf Tiny's KWS front end (`front_end`), plus the training-time augmentation and a cache.
 
-Per clip: divide by the clip's own maximum, pad/trim to 16000 samples, (training: shift in time and mix in
-background noise), clip to [-1, 1], STFT (640-sample Hann frames, step 320, FFT 1024), magnitude,
-40 mel bins 20-4000 Hz, log(mel + 1e-6), the first 10 MFCCs -> 49 x 10 (x 1 channel).
+The front end is mlcommons/tiny benchmark/training/keyword_spotting (get_dataset.py, the evaluation path, with
+kws_util.py's defaults): the clip divided by its own signed maximum (`x / reduce_max(x)`, not clipped) and
+zero-padded to 16000 samples; STFT with 480-sample (30 ms) Hann frames, step 320 (20 ms), FFT 512; magnitude;
+40 mel bins 20-4000 Hz; log(mel + 1e-6); the first 10 MFCCs -> 49 x 10.
+Training (and the noisy evaluation of synthetic speech) inserts MLPerf's augmentation between the division and
+the STFT: a time shift and background noise, after which the clip is clipped to [-1, 1] (as MLPerf clips only
+after mixing noise).
 """
 from __future__ import annotations
 
@@ -13,17 +17,29 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyexit.errors import TinyexitError
 from tinyexit.paths import cache_root
 from tinyexit.data.speech_commands import SAMPLE_RATE, SILENCE, KwsDataset, read_wav
 
-FRAME_LENGTH, FRAME_STEP, MEL_BINS, NUM_MFCC = 640, 320, 40, 10
-FFT_LENGTH = 1024          # what tf.signal.stft picks for fft_length=None: the next power of 2 above 640
+FRAME_LENGTH, FRAME_STEP, MEL_BINS, NUM_MFCC = 480, 320, 40, 10     # 30 ms frames, 20 ms step at 16 kHz
+FFT_LENGTH = 512           # what tf.signal.stft picks for fft_length=None: the next power of 2 above 480
 LOWER_HZ, UPPER_HZ = 20.0, 4000.0
-FEATURE_SHAPE = (49, 10, 1)
+NUM_FRAMES = 1 + (SAMPLE_RATE - FRAME_LENGTH) // FRAME_STEP           # 49
+FEATURE_SHAPE = (NUM_FRAMES, NUM_MFCC, 1)
+FRONT_END_VERSION = 2      # part of the feature cache key: bump whenever the features of a clip change
+
+
+def front_end(samples) -> np.ndarray:
+    """MLPerf Tiny's KWS front end for one clip: int16 or float samples at 16 kHz -> float32 [49, 10].
+
+    Divides by the clip's signed maximum (not clipped), zero-pads to one second (a longer clip is cut to its
+    first second, which MLPerf's code would refuse), then `mfcc`. A clip whose maximum is 0 (e.g. digital
+    silence) is left unscaled, where MLPerf's division would give NaN."""
+    return mfcc(normalize_clip(samples)[None])[0, ..., 0]
 
 
 def mfcc(wavs: np.ndarray, batch: int = 512) -> np.ndarray:
-    """MFCCs of prepared clips: float32 [N, 16000] in [-1, 1] -> float32 [N, 49, 10, 1]."""
+    """The front end after the division and padding: float32 [N, 16000] -> float32 [N, 49, 10, 1]."""
     import tensorflow as tf
 
     wavs = np.asarray(wavs, np.float32)
@@ -34,20 +50,29 @@ def mfcc(wavs: np.ndarray, batch: int = 512) -> np.ndarray:
     out = []
     for i in range(0, len(wavs), batch):
         stft = tf.signal.stft(wavs[i:i + batch], frame_length=FRAME_LENGTH, frame_step=FRAME_STEP,
-                              fft_length=None, window_fn=tf.signal.hann_window)
+                              fft_length=FFT_LENGTH, window_fn=tf.signal.hann_window)
         spec = tf.abs(stft)
         log_mel = tf.math.log(tf.tensordot(spec, mel, 1) + 1e-6)
         out.append(tf.signal.mfccs_from_log_mel_spectrograms(log_mel)[..., :NUM_MFCC].numpy())
-    x = np.concatenate(out) if out else np.zeros((0, 49, NUM_MFCC), np.float32)
+    x = np.concatenate(out) if out else np.zeros((0, NUM_FRAMES, NUM_MFCC), np.float32)
     return x[..., None].astype(np.float32)
 
 
-def normalize_clip(x: np.ndarray) -> np.ndarray:
-    """Divide by the clip's own maximum (MLPerf Tiny) and pad or trim to one second."""
-    x = np.asarray(x, np.float32)
+def normalize_clip(samples) -> np.ndarray:
+    """MLPerf's first step: divide by the clip's signed maximum (not clipped; left as is when that maximum is
+    0), then zero-pad (or cut) to one second. int16 or float samples -> float32 [16000]."""
+    x = np.asarray(samples)
+    if x.ndim != 1:
+        raise TinyexitError(f"front end: expected the samples of one mono clip (a 1-D array), got shape {x.shape}; "
+                            f"pass one clip at a time (mix stereo down to mono first)")
+    if x.dtype != np.int16 and not np.issubdtype(x.dtype, np.floating):
+        raise TinyexitError(f"front end: samples of type {x.dtype}; pass int16 PCM or float samples")
+    x = x.astype(np.float32)
+    if not np.isfinite(x).all():
+        raise TinyexitError("front end: the clip holds NaN or infinite samples; pass finite samples")
     peak = float(x.max()) if x.size else 0.0
-    if peak > 0:
-        x = x / peak
+    if peak != 0.0:
+        x = x / np.float32(peak)
     if len(x) < SAMPLE_RATE:
         x = np.pad(x, (0, SAMPLE_RATE - len(x)))
     return x[:SAMPLE_RATE]
@@ -59,14 +84,25 @@ class Augment:
     time_shift_ms: float = 100.0
     noise_probability: float = 0.8
     noise_volume: float = 0.1          # noise gain drawn uniformly from [0, noise_volume]
-    silence_volume: float = 1.0        # silence clips are noise at a gain drawn from [0, silence_volume]
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Augment":
+        """The settings stored in a run's model.json; a run made before the MLPerf front end (it stored a
+        `silence_volume`) is refused, since its model was trained on other features."""
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise TinyexitError(f"model.json's augmentation has unknown settings {unknown}: the run was made by an "
+                                f"earlier tinyexit whose features differ; retrain it with `tinyexit train`")
+        return cls(**d)
 
 
 def prepare_clips(dataset: KwsDataset, split: str, *, copies: int = 1, augment: Augment | None = None,
                   seed: int = 0, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Load, normalize and (optionally) augment the clips of a split: -> float32 [N, 16000], labels [N].
+    """The clips of a split after the front end's division and padding (`normalize_clip`) and, with `augment`,
+    MLPerf's training path (shift, background noise, then clipping to [-1, 1]): -> float32 [N, 16000], labels [N].
 
-    `copies` > 1 makes several differently augmented versions of each training clip. Deterministic for a seed.
+    `_silence_` items are one-second stretches of a random background noise file, treated like every other clip.
+    `copies` > 1 makes several differently augmented versions of each clip. Deterministic for a seed.
     """
     from tqdm.auto import tqdm
 
@@ -81,16 +117,15 @@ def prepare_clips(dataset: KwsDataset, split: str, *, copies: int = 1, augment: 
         if rel and rel not in cache:
             cache[rel] = normalize_clip(read_wav(dataset.root / rel))
         for _ in range(copies):
-            if not rel:          # silence: a random stretch of background noise at a random (possibly zero) gain
+            if rel:
+                x = cache[rel]
+            else:
                 noise = noises[rng.integers(len(noises))]
                 start = int(rng.integers(0, max(1, len(noise) - SAMPLE_RATE)))
-                x = np.pad(noise[start:start + SAMPLE_RATE], (0, max(0, SAMPLE_RATE - len(noise))))
-                x = x * float(rng.uniform(0, augment.silence_volume if augment else 1.0))
-            else:
-                x = cache[rel]
-                if augment is not None:
-                    x = _augment(x, noises, augment, rng)
-            clips[k], labels[k] = np.clip(x, -1.0, 1.0), label
+                x = normalize_clip(noise[start:start + SAMPLE_RATE])
+            if augment is not None and noises:
+                x = np.clip(_augment(x, noises, augment, rng), -1.0, 1.0)
+            clips[k], labels[k] = x, label
             k += 1
     return clips, labels
 
@@ -125,7 +160,7 @@ def split_features(dataset: KwsDataset, split: str, *, copies: int = 1, augment:
         "root": str(Path(dataset.root).resolve()), "split": split, "copies": copies, "seed": seed,
         "augment": asdict(augment) if augment else None,
         "items": [(rel, lab, (dataset.root / rel).stat().st_size if rel else 0) for rel, lab in dataset.items[split]],
-        "noises": [(p.name, p.stat().st_size) for p in dataset.noise_files], "version": 1,
+        "noises": [(p.name, p.stat().st_size) for p in dataset.noise_files], "version": FRONT_END_VERSION,
     }
     key = hashlib.sha256(json.dumps(key_src, sort_keys=True).encode()).hexdigest()[:20]
     path = cache_dir() / f"{split}-{key}.npz"
@@ -144,4 +179,4 @@ def split_features(dataset: KwsDataset, split: str, *, copies: int = 1, augment:
     return x, y, path
 
 
-__all__ = ["mfcc", "normalize_clip", "Augment", "prepare_clips", "split_features", "FEATURE_SHAPE", "SILENCE"]
+__all__ = ["front_end", "mfcc", "normalize_clip", "Augment", "prepare_clips", "split_features", "FEATURE_SHAPE", "SILENCE"]
