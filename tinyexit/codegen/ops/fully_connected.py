@@ -1,5 +1,5 @@
-"""FULLY_CONNECTED: int8 weights [out, in], per-channel (double product, like conv) or per-tensor (float
-product, GetQuantizedConvolutionMultipler) scales, int32 bias."""
+"""FULLY_CONNECTED: int8 weights [out, in], per-channel or per-tensor scales (both: input x filter scale
+product in double, like conv), int32 bias."""
 from __future__ import annotations
 
 from dataclasses import dataclass
