@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything tinyexit needs on a fresh Debian machine: system packages (cross compiler, QEMU,
-# speech synthesis) and a Python virtual environment in .venv with the pinned dependency set.
+# speech synthesis) and a Python virtual environment in .venv with exactly the locked set (requirements.lock).
 # Idempotent: a second run checks and returns in a few seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,15 +28,16 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PY="$VENV/bin/python"
 stamp="$VENV/.tinyexit-deps"
-want=$(cat requirements.txt requirements-nodeps.txt pyproject.toml | sha256sum | cut -c1-16)
+want=$(cat requirements.lock pyproject.toml setup.py | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "setup: installing Python dependencies into $VENV"
-  "$PY" -m pip install -q --upgrade pip
-  "$PY" -m pip install -q -r requirements.txt
-  # These declare a dependency on the CUDA 'tensorflow' wheel; tensorflow-cpu provides the same modules.
-  "$PY" -m pip install -q --no-deps -r requirements-nodeps.txt
+  echo "setup: installing the locked Python dependencies (requirements.lock) into $VENV"
+  # The lock holds every package, transitive ones included, at the version the tests passed with: install
+  # exactly that set, resolving nothing (requirements.txt is the lock's input; scripts/lock.sh regenerates it).
+  "$PY" -m pip install -q "$(grep -i '^pip==' requirements.lock)"
+  "$PY" -m pip install -q --no-deps -r requirements.lock
   # setuptools' editable-install notices are noise here; on failure run it again to show the error
-  "$PY" -m pip install -q --no-deps -e . >/dev/null 2>&1 || "$PY" -m pip install --no-deps -e .
+  "$PY" -m pip install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1 \
+    || "$PY" -m pip install --no-deps --no-build-isolation -e .
   echo "$want" > "$stamp"
 fi
 "$PY" -m tinyexit.setup_check

@@ -2,8 +2,13 @@
 from __future__ import annotations
 
 import importlib
+import re
 import shutil
 import sys
+from importlib import metadata
+from pathlib import Path
+
+LOCK = Path(__file__).resolve().parents[1] / "requirements.lock"  # present in a checkout, not in a wheel
 
 PYTHON_MODULES = ["tensorflow", "keras", "numpy", "jinja2", "serial", "tflite", "ai_edge_litert",
                   "tflite_micro", "matplotlib", "tqdm", "yaml", "jsonschema", "pyocd"]
@@ -15,8 +20,30 @@ PROGRAMS = {
 }
 
 
-def missing() -> list[str]:
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def lock_mismatches(lock: Path = LOCK) -> list[str]:
+    """Packages whose installed version is not the locked one (or that are missing)."""
+    if not lock.is_file():
+        return []
+    installed = {_canonical(d.metadata["Name"]): d.version for d in metadata.distributions() if d.metadata["Name"]}
     problems = []
+    for line in lock.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        name, _, version = line.partition("==")
+        have = installed.get(_canonical(name))
+        if have != version:
+            problems.append(f"python package {name}: locked {version}, installed {have or 'nothing'}"
+                            f" (re-run `bash scripts/setup.sh`)")
+    return problems
+
+
+def missing() -> list[str]:
+    problems = lock_mismatches()
     for mod in PYTHON_MODULES:
         try:
             importlib.import_module(mod)
