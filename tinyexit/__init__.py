@@ -5,8 +5,8 @@ Each stage is an importable module; the CLI (`tinyexit.cli`) is a thin layer ove
 """
 __version__ = "0.1.0"
 
-import os as _os
+from tinyexit import logs as _logs
 
-# TensorFlow's C++ start-up chatter (CPU feature notices, oneDNN) drowns the tool's own output; users can
-# still raise it by setting the variable themselves.
-_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow's C++ start-up chatter (CPU feature notices, oneDNN) drowns the tool's own output: quiet unless
+# the user asks (`tinyexit -v`, TINYEXIT_VERBOSE=1, or TF_CPP_MIN_LOG_LEVEL set by hand).
+_logs.install()
