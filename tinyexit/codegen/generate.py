@@ -10,11 +10,12 @@ from tinyexit.codegen.cformat import c_ident
 from tinyexit.codegen.emit import EmitConfig, emit_library
 from tinyexit.codegen.fuse import fuse_conv_add, fuse_slice_depthwise
 from tinyexit.codegen.ir import Graph
-from tinyexit.codegen.measure import section_sizes, tflm_arena_bytes
+from tinyexit.codegen.measure import section_sizes
 from tinyexit.codegen.plan import Plan, plan_memory
 from tinyexit.codegen.reader import read_model
 from tinyexit.codegen.schedule import schedule
 from tinyexit.codegen.sparse import sparsify
+from tinyexit.codegen.tflm_child import arena_figures
 from tinyexit.errors import TinyexitError
 from tinyexit.io import atomic_dir
 
@@ -240,6 +241,8 @@ def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kerne
         if max(p.arena_bytes for p in plans3.values()) <= budget:
             alone, plans = again, plans3
     graphs = alone
+    # TFLM may crash on a damaged file: it runs in a child (one for all models), before anything is written.
+    tflm_figures = arena_figures({n: g.path for n, g in graphs.items()}) if compare_tflm else {}
     out = Path(out_dir)
     with atomic_dir(out) as tmp:
         files = emit_library(graphs, plans, tmp, EmitConfig(kernels=kernels), chain=planned)
@@ -250,7 +253,7 @@ def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kerne
             if sizes:
                 srcs = {"tx_runtime.c", f"tx_model_{c_ident(name)}.c"} | {f"{op.kernel}.c" for op in g.ops if op.kernel}
                 code = sum(sizes[s]["text"] for s in srcs)
-            tflm = tflm_arena_bytes(g.path) if compare_tflm else None
+            tflm = tflm_figures.get(name)
             figures[name] = ModelFigures(
                 name=name, source=str(g.path), ops=[op.name for op in g.ops],
                 step_macs=[op.macs() for op in g.ops], macs=g.macs(),
