@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tinyexit.codegen.ir import Graph
+from tinyexit.errors import TinyexitError
 
 ALIGN = 4  # offsets on 4 bytes: word loads in optimized kernels, cheap memcpy
 
@@ -83,6 +84,10 @@ def plan_memory(graph: Graph, *, inplace: bool = True, pinned: Mapping[int, int]
     inplace_ops: dict[int, int] = {}
     for op in graph.ops:
         out = op.outputs[0]
+        for t in op.inputs:
+            if t == out or find(t) not in members:    # validate.check refuses such files; a graph built by hand
+                raise TinyexitError(f"op {op.index} ({op.name}) reads tensor {t} before any step writes it; "
+                                    f"the steps must run in an order where every input is written first.")
         def_step[out] = op.index
         root = None
         if op.is_alias():
