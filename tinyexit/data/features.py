@@ -120,9 +120,7 @@ def prepare_clips(dataset: KwsDataset, split: str, *, copies: int = 1, augment: 
             if rel:
                 x = cache[rel]
             else:
-                noise = noises[rng.integers(len(noises))]
-                start = int(rng.integers(0, max(1, len(noise) - SAMPLE_RATE)))
-                x = normalize_clip(noise[start:start + SAMPLE_RATE])
+                x = normalize_clip(_noise_stretch(noises, rng))
             if augment is not None and noises:
                 x = np.clip(_augment(x, noises, augment, rng), -1.0, 1.0)
             clips[k], labels[k] = x, label
@@ -140,12 +138,17 @@ def _augment(x: np.ndarray, noises: list[np.ndarray], aug: Augment, rng: np.rand
         elif s < 0:
             x[s:] = 0
     if noises and rng.uniform() < aug.noise_probability:
-        noise = noises[rng.integers(len(noises))]
-        start = int(rng.integers(0, max(1, len(noise) - SAMPLE_RATE)))
-        seg = noise[start:start + SAMPLE_RATE]
-        seg = np.pad(seg, (0, SAMPLE_RATE - len(seg)))
+        seg = _noise_stretch(noises, rng)
         x = x + float(rng.uniform(0, aug.noise_volume)) * seg
     return x
+
+
+def _noise_stretch(noises: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """One second from a random place in a random background noise file (zero-padded if the file is shorter)."""
+    noise = noises[rng.integers(len(noises))]
+    start = int(rng.integers(0, max(1, len(noise) - SAMPLE_RATE)))
+    seg = noise[start:start + SAMPLE_RATE]
+    return np.pad(seg, (0, SAMPLE_RATE - len(seg)))
 
 
 def cache_dir() -> Path:
