@@ -1,30 +1,29 @@
 """QEMU runner: the firmware's UART on a TCP socket that QEMU serves and waits on
-(`-serial tcp:127.0.0.1:PORT,server=on,wait=on`), read with pyserial's `socket://` URL, so no byte is lost
-and input can be sent to the firmware; semihosting gives the firmware's exit status; `-icount shift=0`
+(`-serial tcp:127.0.0.1:0,server=on,wait=on`, read through tinyexit.targets.uart_socket, so no byte is lost
+and input can be sent to the firmware); semihosting gives the firmware's exit status; `-icount shift=0`
 makes SysTick count instructions; the optional plugin counts instructions exactly."""
 from __future__ import annotations
 
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
 
-import serial
-
 from tinyexit.boards import Board
 from tinyexit.errors import MissingToolError, TinyexitError
 from tinyexit.targets import (END_MARK, FirmwareFaultError, FirmwareTimeoutError, RunResult, check_output,
                               tail)
 from tinyexit.targets import plugin as insn_plugin
+from tinyexit.targets import uart_socket
 
 QEMU_INSTALL = "apt-get install -y --no-install-recommends qemu-system-arm"
 LIMIT_STATUS = 124
-PORT_RE = re.compile(r"waiting for connection on: disconnected:tcp:127\.0\.0\.1:(\d+)")
+# The port is followed by ",server": a note read while QEMU was still writing it gives no partial number.
+PORT_RE = re.compile(r"waiting for connection on: disconnected:tcp:127\.0\.0\.1:(\d+),server")
 
 
 def qemu_binary() -> str:
@@ -32,12 +31,6 @@ def qemu_binary() -> str:
     if path is None:
         raise MissingToolError("qemu-system-arm", QEMU_INSTALL)
     return path
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def qemu_command(board: Board, elf: Path, port: int, *, icount: bool = True, plugin: str | None = None,
@@ -86,7 +79,7 @@ class QemuRunner:
             t0 = time.monotonic()
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=errf, stderr=errf,
                                     start_new_session=True)
-            out = bytearray()
+            out = b""
             try:
                 port = self._wait_port(proc, errpath, t0 + timeout)
                 if port is not None:
@@ -150,54 +143,22 @@ class QemuRunner:
         proc.wait()
 
     def _talk(self, proc: subprocess.Popen, port: int, send: bytes, deadline: float,
-              end_mark: str | None) -> bytearray:
+              end_mark: str | None) -> bytes:
         """Connect to QEMU's serial socket (it waits for us before starting the guest), send input, read
-        until the socket closes (QEMU exited)."""
-        out = bytearray()
-        port_obj = None
-        while port_obj is None:
-            if proc.poll() is not None:
-                return out  # QEMU failed to start; the caller reports its status
-            try:
-                port_obj = serial.serial_for_url(f"socket://127.0.0.1:{port}", timeout=0.05)
-            except serial.SerialException:
-                if time.monotonic() > deadline:
-                    err = FirmwareTimeoutError("QEMU did not open its serial socket")
-                    raise err
-                time.sleep(0.02)
+        until the socket closes (QEMU exited). A board that does not exit by semihosting stops at the end
+        mark instead."""
+        sock = uart_socket.connect(port, deadline, lambda: proc.poll() is None, "QEMU")
+        if sock is None:
+            return b""  # QEMU ended before we connected; the caller reports its status
+        stop = None
+        if end_mark and self.board.exit != "semihosting":
+            mark = end_mark.encode()
+            stop = lambda out: mark in out and proc.poll() is None  # noqa: E731
         try:
-            if send:
-                port_obj.write(send)
-            while True:
-                try:
-                    # One byte per call: pyserial's socket read drops what it has read so far when the
-                    # peer closes within the same call, and QEMU closes the socket as it exits.
-                    chunk = port_obj.read(1)
-                except serial.SerialException:
-                    break  # socket closed: QEMU has exited
-                if chunk:
-                    out += chunk
-                    if end_mark and end_mark.encode() in out and proc.poll() is None and \
-                            self.board.exit != "semihosting":
-                        break
-                elif proc.poll() is not None:
-                    # drain what is left, then stop
-                    try:
-                        while True:
-                            b = port_obj.read(1)
-                            if not b:
-                                break
-                            out += b
-                    except serial.SerialException:
-                        pass
-                    break
-                if time.monotonic() > deadline:
-                    err = FirmwareTimeoutError("timeout")
-                    err.partial = out.decode("utf-8", "replace")  # type: ignore[attr-defined]
-                    raise err
+            uart_socket.send(sock, send, deadline)
+            return uart_socket.read_all(sock, deadline, stop)
         finally:
-            port_obj.close()
-        return out
+            uart_socket.close(sock)
 
 
 def run_emulated(board: Board, elf: str | Path, **options) -> RunResult:

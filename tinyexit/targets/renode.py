@@ -9,12 +9,11 @@ import subprocess
 import time
 from pathlib import Path
 
-import serial
-
 from tinyexit.boards import Board
 from tinyexit.build import render
 from tinyexit.errors import TinyexitError
 from tinyexit.targets import END_MARK, FirmwareTimeoutError, RunResult, check_output, tail
+from tinyexit.targets import uart_socket
 
 RENODE_HINT = ("Renode is not installed ('renode' is not on PATH). Install it from https://renode.io "
                "(Linux: the renode_*.deb or the portable .tar.gz from github.com/renode/renode/releases), or run "
@@ -45,8 +44,7 @@ class RenodeRunner:
         elf = Path(elf)
         renode = shutil.which("renode")
         out = Path(out) if out else elf.parent / "renode"
-        from tinyexit.targets.qemu import _free_port
-        port = _free_port()
+        port = uart_socket.free_port()
         resc, robot = write_renode_files(self.board, elf, out, port=port, end_mark=end_mark, timeout=timeout)
         if renode is None:
             raise TinyexitError(f"{RENODE_HINT} The Renode files were written: {resc} and {robot} "
@@ -55,31 +53,24 @@ class RenodeRunner:
         proc = subprocess.Popen([renode, "--disable-xwt", "--console", "-e", f"include @{resc}; start"],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
-        text = ""
+        mark = end_mark.encode()
+
+        def done(out: bytes) -> bool:  # the end line is complete, or the firmware faulted
+            i = out.find(mark)
+            return (i >= 0 and b"\n" in out[i:]) or b"FAULT" in out
+
         try:
-            ser = None
-            while ser is None:
-                try:
-                    ser = serial.serial_for_url(f"socket://127.0.0.1:{port}", timeout=0.1)
-                except serial.SerialException:
-                    if time.monotonic() > t0 + timeout or proc.poll() is not None:
-                        raise FirmwareTimeoutError(f"Renode did not open its UART socket on port {port} within "
-                                                   f"{timeout:g} s.") from None
-                    time.sleep(0.2)
-            buf = bytearray()
-            with ser:
-                while True:
-                    try:
-                        buf += ser.read(1)
-                    except serial.SerialException:
-                        break
-                    text = buf.decode("utf-8", "replace")
-                    i = text.find(end_mark)
-                    if (i >= 0 and "\n" in text[i:]) or "FAULT" in text:
-                        break
-                    if time.monotonic() > t0 + timeout:
-                        raise FirmwareTimeoutError(f"{elf.name} on Renode printed no '{end_mark}' line within "
-                                                   f"{timeout:g} s. Last output:\n    {tail(text)}")
+            sock = uart_socket.connect(port, t0 + timeout, lambda: proc.poll() is None, "Renode")
+            if sock is None:
+                raise TinyexitError(f"Renode exited (status {proc.returncode}) before it opened its UART "
+                                           f"socket on port {port}; run `renode {resc}` to see why.")
+            try:
+                text = uart_socket.read_all(sock, t0 + timeout, done).decode("utf-8", "replace")
+            except FirmwareTimeoutError as e:
+                raise FirmwareTimeoutError(f"{elf.name} on Renode printed no '{end_mark}' line within {timeout:g} s. "
+                                           f"Last output:\n    {tail(e.partial)}") from None  # type: ignore[attr-defined]
+            finally:
+                uart_socket.close(sock)
         finally:
             proc.kill()
             proc.wait()
