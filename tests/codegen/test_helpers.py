@@ -38,9 +38,12 @@ def test_c_literals():
 
 @pytest.mark.parametrize("model", ["kws_ref_model.tflite", "pretrainedResnet_quant.tflite"])
 @pytest.mark.parametrize("inplace", [True, False])
-def test_plan_never_overlaps_live_tensors(model, inplace):
+@pytest.mark.parametrize("kernels", ["reference", "cortex_m4"])
+def test_plan_never_overlaps_live_tensors(model, inplace, kernels):
+    """No two buffers live at one step share a byte: tensors, in-place rings and the kernels' work space
+    (cortex_m4: planned in the arena, live only during its own step)."""
     g = fuse(read_model(conformance_model(model)))
-    plan = plan_memory(g, inplace=inplace)
+    plan = plan_memory(g, inplace=inplace, kernels=kernels)
     n = len(g.ops)
     first = {t: 0 for t in g.inputs}
     last = {t: n - 1 for t in g.outputs}
@@ -69,8 +72,21 @@ def test_plan_never_overlaps_live_tensors(model, inplace):
                 rb = (plan.offsets[b], plan.offsets[b] + g.tensors[b].nbytes)
                 assert ra[1] <= rb[0] or rb[1] <= ra[0], (a, b, ra, rb)
     for op_index, (off, size) in plan.scratch.items():
+        assert off + size <= plan.arena_bytes
         for t in ts:
             if first[t] <= op_index <= last.get(t, first[t]):
                 assert off + size <= plan.offsets[t] or plan.offsets[t] + g.tensors[t].nbytes <= off
+    # The work space: every op whose kernel needs one has it, at the end of its scratch buffer (after the
+    # ring), and it is in no live range (dead between the step's calls).
+    assert {op.index: op.work_bytes(kernels) for op in g.ops if op.work_bytes(kernels)} == \
+        {i: size for i, (_, size) in plan.work.items()}
+    for i, (off, size) in plan.work.items():
+        s_off, s_size = plan.scratch[i]
+        assert s_off <= off and off + size == s_off + s_size and off % 4 == 0
+        assert all(lo + n <= off or off + size <= lo for lo, n in plan.live[i])
+    if kernels == "cortex_m4":
+        assert plan.work and plan.work_bytes == max(op.work_bytes(kernels) for op in g.ops)
+    else:
+        assert not plan.work
     if not inplace:
-        assert not plan.inplace and not plan.scratch
+        assert not plan.inplace and set(plan.scratch) == set(plan.work)

@@ -99,21 +99,8 @@ def emit_library(graphs: dict[str, Graph], plans: dict[str, Plan], out_dir: Path
                      for n, g in graphs.items() for op in g.ops if op.kernel == "tx_conv"] + [1])
     dw_taps = max([op.kernel_hw[0] * op.kernel_hw[1] for g in graphs.values() for op in g.ops
                    if op.kernel == "tx_dwconv"] + [1])
-    # Static scratch of optimized variants, sized for this library: the largest conv patch (k_h*k_w*in_c,
-    # one im2col column) and the most conv / depthwise output channels.
-    conv_cols = max([(lambda c: c.kernel_hw[0] * c.kernel_hw[1] * c.in_hwc[2])(getattr(op, "conv", op))
-                     for g in graphs.values() for op in g.ops if op.kernel == "tx_conv"] + [1])
-    conv_channels = max([getattr(op, "conv", op).out_hwc[2] for g in graphs.values() for op in g.ops
-                         if op.kernel == "tx_conv"] + [1])
-    dw_channels = max([op.out_hwc[2] for g in graphs.values() for op in g.ops if op.kernel == "tx_dwconv"] + [1])
-    # ... and of the sparse conv (a widened quad of patches, 8 bytes per patch index; a channel table).
-    sparse_convs = [op for g in graphs.values() for op in g.ops if op.kernel == "tx_sparse_conv"]
-    sparse_conv_cols = max([op.kernel_hw[0] * op.kernel_hw[1] * op.in_hwc[2] for op in sparse_convs] + [1])
-    sparse_conv_channels = max([op.out_hwc[2] for op in sparse_convs] + [1])
     common = dict(banner=banner, banner_text=banner_text, models=decls, arena_size=arena, conv_runs=conv_runs,
-                  dw_taps=dw_taps, conv_cols=conv_cols, conv_channels=conv_channels,
-                  dw_channels=dw_channels, sparse_conv_cols=sparse_conv_cols,
-                  sparse_conv_channels=sparse_conv_channels,
+                  dw_taps=dw_taps,
                   fused_add=any(op.name == "CONV_2D+ADD" for g in graphs.values() for op in g.ops),
                   # the kernels' code paths some op of this library takes (the rest is not emitted)
                   **kernel_features(graphs, plans).as_dict(),

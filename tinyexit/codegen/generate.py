@@ -35,6 +35,8 @@ class ModelFigures:
     inplace_ops: list[int]
     input_size: int
     output_size: int
+    scratch_bytes: int = 0              # the largest kernel work space of one step, planned inside arena_bytes
+    step_work: list = field(default_factory=list)  # per step [offset, bytes] of its kernel work space ([0, 0]: none)
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ class Link:
 @dataclass(frozen=True)
 class GenerateReport:
     out_dir: str
-    arena_bytes: int                    # TX_ARENA_SIZE: the largest model plan
+    arena_bytes: int                    # TX_ARENA_SIZE: the largest model plan (kernel scratch included)
     code_bytes: int | None              # .text of all library objects (host driver excluded)
     weight_bytes: int
     compiler: str
@@ -58,18 +60,29 @@ class GenerateReport:
     models: dict[str, ModelFigures] = field(default_factory=dict)
     chain: list[Link] = field(default_factory=list)      # the links asked for (names with the prefix)
     chained: bool = False               # planned through the arena (tx_model.h's TX_CHAIN_*), or each alone
+    scratch_bytes: int = 0              # the largest kernel work space of any step (inside arena_bytes)
+    static_scratch_bytes: int | None = None  # .bss + .data of the kernel objects (None: not measured)
+
+    @property
+    def ram_bytes(self) -> int | None:
+        """RAM the library needs besides the caller's stack: the arena plus the kernels' static memory."""
+        return None if self.static_scratch_bytes is None else self.arena_bytes + self.static_scratch_bytes
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "ram_bytes": self.ram_bytes}
 
     def table(self) -> str:
-        rows = [f"{'model':<24} {'MACs':>11} {'arena':>8} {'TFLM arena':>10} {'weights':>8} {'code':>7}"]
+        rows = [f"{'model':<24} {'MACs':>11} {'arena':>8} {'scratch':>7} {'TFLM arena':>10} {'weights':>8} {'code':>7}"]
         for m in self.models.values():
-            rows.append(f"{m.name:<24} {m.macs:>11,} {m.arena_bytes:>8,} "
+            rows.append(f"{m.name:<24} {m.macs:>11,} {m.arena_bytes:>8,} {m.scratch_bytes:>7,} "
                         f"{(f'{m.tflm_arena_bytes:,}' if m.tflm_arena_bytes else '-'):>10} {m.weight_bytes:>8,} "
                         f"{(f'{m.code_bytes:,}' if m.code_bytes is not None else '-'):>7}")
         code = f"{self.code_bytes:,}" if self.code_bytes is not None else "-"
-        rows.append(f"library: arena {self.arena_bytes:,} B, weights {self.weight_bytes:,} B, code {code} B "
+        static = f"{self.static_scratch_bytes:,}" if self.static_scratch_bytes is not None else "-"
+        ram = f"{self.ram_bytes:,}" if self.ram_bytes is not None else "-"
+        rows.append(f"library: RAM {ram} B = arena {self.arena_bytes:,} B (kernel scratch up to "
+                    f"{self.scratch_bytes:,} B inside) + static kernel scratch {static} B; "
+                    f"weights {self.weight_bytes:,} B, code {code} B "
                     f"({self.compiler}), kernels: {self.kernels}"
                     + (", models chained through the arena" if self.chained else "") + f" -> {self.out_dir}")
         return "\n".join(rows)
@@ -209,7 +222,7 @@ def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kerne
                 for h in (cand, schedule(cand)) if reorder else (cand,):
                     if best is not None and h is best[0]:
                         continue
-                    p = plan_memory(h, inplace=inplace, **constraints)
+                    p = plan_memory(h, inplace=inplace, kernels=kernels, **constraints)
                     if best is None or p.arena_bytes < best[1].arena_bytes:
                         best = (h, p)
                     if cand is g and (best_fused is None or p.arena_bytes < best_fused[1].arena_bytes):
@@ -259,11 +272,16 @@ def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kerne
                 step_macs=[op.macs() for op in g.ops], macs=g.macs(),
                 arena_bytes=plans[name].arena_bytes, weight_bytes=g.weight_bytes(), code_bytes=code,
                 tflm_arena_bytes=(tflm or {}).get("total"), tflm_activation_bytes=(tflm or {}).get("head"),
-                inplace_ops=sorted(plans[name].inplace), input_size=g.input.nbytes, output_size=g.output.nbytes)
+                inplace_ops=sorted(plans[name].inplace), input_size=g.input.nbytes, output_size=g.output.nbytes,
+                scratch_bytes=plans[name].work_bytes,
+                step_work=[list(plans[name].work.get(op.index, (0, 0))) for op in g.ops])
         report = GenerateReport(
             out_dir=str(out), arena_bytes=max(p.arena_bytes for p in plans.values()),
             code_bytes=sum(s["text"] for s in sizes.values()) if sizes else None,
             weight_bytes=sum(g.weight_bytes() for g in graphs.values()), compiler=compiler, kernels=kernels,
-            models=figures, chain=chain, chained=bool(planned))
+            models=figures, chain=chain, chained=bool(planned),
+            scratch_bytes=max(p.work_bytes for p in plans.values()),
+            static_scratch_bytes=(sum(sizes[s]["bss"] + sizes[s]["data"] for s in files["kernels"] if s in sizes)
+                                  if sizes else None))
         (tmp / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
     return report

@@ -133,6 +133,12 @@ class Op:
         return ()
 
     def scratch_bytes(self, inplace: bool) -> int:
+        """Bytes the op keeps across its units (an in-place ring): live during the whole step."""
+        return 0
+
+    def work_bytes(self, kernels: str) -> int:
+        """Bytes of kernel work space (tables, im2col columns) the op's kernel in variant `kernels` uses
+        within one call and never after: planned in the arena after the ring, dead between calls."""
         return 0
 
     def constants(self, prefix: str) -> list[CArray]:

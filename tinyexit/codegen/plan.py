@@ -2,9 +2,11 @@
 
 Buffers are activation tensors, merged when an op's output may share its input's bytes (RESHAPE alias;
 in-place conv/depthwise/add when the input dies at that op), plus one short-lived scratch buffer per op
-that needs it. Each buffer lives from the step that writes it to the last step that reads it (the model
-input from step 0, the model output to the last step). Placement is greedy by size, first fit below any
-buffer whose lifetime overlaps.
+that needs it: the in-place ring (kept across the step's units: in `live`) followed by the kernel's work
+space (`Op.work_bytes`: tables and columns an optimized kernel variant rebuilds at every call; it occupies
+bytes only during its step and is never in `live`). Each buffer lives from the step that writes it to the
+last step that reads it (the model input from step 0, the model output to the last step). Placement is
+greedy by size, first fit below any buffer whose lifetime overlaps.
 
 Chained models (`pinned`, `keep_input`): a model that reads another model's output where it lies gets its
 input pinned at that offset; an exit head (`keep_input`) must also leave it intact for the next reader, so
@@ -29,9 +31,15 @@ def _align(x: int) -> int:
 class Plan:
     arena_bytes: int
     offsets: dict[int, int]                         # tensor id -> arena offset
-    scratch: dict[int, tuple[int, int]]             # op index -> (offset, bytes)
+    scratch: dict[int, tuple[int, int]]             # op index -> (offset, bytes): ring, then kernel work space
+    work: dict[int, tuple[int, int]]                # op index -> (offset, bytes) of the kernel work space
     inplace: dict[int, int]                         # op index -> the input tensor its output overwrites
     live: tuple[tuple[tuple[int, int], ...], ...]   # per step: merged (offset, size) ranges
+
+    @property
+    def work_bytes(self) -> int:
+        """The largest kernel work space of one step (inside `arena_bytes`)."""
+        return max((b for _, b in self.work.values()), default=0)
 
 
 @dataclass
@@ -40,6 +48,7 @@ class _Buf:
     that shrinks after an in-place op frees the rest of its bytes for later tensors."""
     rects: list[tuple[int, int, int]]   # (size, first step, last step)
     offset: int = -1
+    live_cap: int | None = None         # bytes that hold data across units (scratch: the ring, not the work)
 
     @property
     def size(self) -> int:
@@ -50,14 +59,16 @@ class _Buf:
         return min(r[1] for r in self.rects)
 
     def size_at(self, step: int) -> int:
-        return max((r[0] for r in self.rects if r[1] <= step <= r[2]), default=0)
+        """Bytes live at `step` (needed across its units)."""
+        n = max((r[0] for r in self.rects if r[1] <= step <= r[2]), default=0)
+        return n if self.live_cap is None else min(n, self.live_cap)
 
 
 def plan_memory(graph: Graph, *, inplace: bool = True, pinned: Mapping[int, int] | None = None,
-                keep_input: bool = False) -> Plan:
+                keep_input: bool = False, kernels: str = "reference") -> Plan:
     """`pinned`: tensor id -> arena offset it must have (the model input where another model left it);
     `keep_input`: the model's input is read again after the model (by the next model of a chain): it is
-    never written and stays live through the last step."""
+    never written and stays live through the last step. `kernels`: the kernel variant (its work space)."""
     n = len(graph.ops)
     tensors = graph.tensors
     parent: dict[int, int] = {}
@@ -113,10 +124,14 @@ def plan_memory(graph: Graph, *, inplace: bool = True, pinned: Mapping[int, int]
     for root, ms in members.items():
         bufs[root] = _Buf(rects=[(tensors[m].nbytes, def_step[m], max(last_use.get(m, def_step[m]), def_step[m]))
                                  for m in ms])
+    work: dict[int, tuple[int, int]] = {}   # op index -> (bytes after the buffer's offset, work bytes)
     for op in graph.ops:
-        s = op.scratch_bytes(op.index in inplace_ops)
-        if s:
-            bufs[("scratch", op.index)] = _Buf(rects=[(s, op.index, op.index)])
+        ring, w = op.scratch_bytes(op.index in inplace_ops), op.work_bytes(kernels)
+        if ring or w:
+            start = _align(ring) if w else ring
+            bufs[("scratch", op.index)] = _Buf(rects=[(start + w, op.index, op.index)], live_cap=ring)
+            if w:
+                work[op.index] = (start, w)
 
     def clash(a: _Buf, b: _Buf) -> int:
         """Bytes from b's offset that a must avoid: the largest b rectangle alive with any a rectangle."""
@@ -167,6 +182,7 @@ def plan_memory(graph: Graph, *, inplace: bool = True, pinned: Mapping[int, int]
 
     offsets = {t: bufs[find(t)].offset for t in def_step}
     scratch = {k[1]: (b.offset, b.size) for k, b in bufs.items() if isinstance(k, tuple)}
+    work = {i: (scratch[i][0] + start, w) for i, (start, w) in work.items()}
     live = []
     for i in range(n):
         ranges = sorted((b.offset, b.offset + b.size_at(i)) for b in bufs.values() if b.size_at(i))
@@ -177,5 +193,5 @@ def plan_memory(graph: Graph, *, inplace: bool = True, pinned: Mapping[int, int]
             else:
                 merged.append([lo, hi])
         live.append(tuple((lo, hi - lo) for lo, hi in merged))
-    return Plan(arena_bytes=arena, offsets=offsets, scratch=scratch, inplace=inplace_ops,
+    return Plan(arena_bytes=arena, offsets=offsets, scratch=scratch, work=work, inplace=inplace_ops,
                 live=tuple(live))

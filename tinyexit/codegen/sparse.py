@@ -30,7 +30,7 @@ from tinyexit.codegen.ir import CArray, Graph
 from tinyexit.codegen.ops.conv_2d import Conv2D
 from tinyexit.codegen.ops.depthwise_conv_2d import DepthwiseConv2D, SliceDepthwiseConv2D
 from tinyexit.codegen.ops.fully_connected import FullyConnected
-from tinyexit.codegen.ops._common import requant_constants
+from tinyexit.codegen.ops._common import M4, RQ_BYTES, a4, requant_constants
 
 HEADER = "tx_sparse.h"
 
@@ -120,6 +120,15 @@ class SparseConv2D(SparseWeights, Conv2D):
 
     def params_decl(self, prefix: str, inplace: bool) -> str:
         return self.params_struct(prefix, inplace)      # no fused ADD
+
+    def work_bytes(self, kernels: str) -> int:
+        """tx_spc_carve (cortex_m4): widened octet 16 * k, rq, bias, sums (8 pixels) and stage per channel,
+        the exact-channel lists, and 8 gathered columns for a kernel larger than 1x1."""
+        if kernels != M4:
+            return 0
+        (kh, kw), oc = self.kernel_hw, self.out_hwc[2]
+        k = kh * kw * self.in_hwc[2]
+        return 16 * k + (RQ_BYTES + 4 + 32 + 8) * oc + a4(2 * oc) + a4(oc) + (8 * k if kh * kw > 1 else 0)
 
     def call(self, prefix: str, ins: list[str], out: str, scratch: str) -> str:
         return f"tx_sparse_conv_s8(&{prefix}_p, {ins[0]}, {out}, {scratch}, ub, ue);"

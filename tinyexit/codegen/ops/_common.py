@@ -9,6 +9,26 @@ from tinyexit.codegen.ir import CArray, Op, OpContext, Tensor, out_size, pads_sa
 from tinyexit.codegen.quant import activation_range, conv_multipliers
 
 
+# Kernel work space of the cortex_m4 variant (firmware_templates/kernels/cortex_m4/): each kernel carves its
+# tables from the arena at `scratch` + the ring, in the order and sizes below (the C carve functions
+# tx_conv_carve, tx_dw_carve, tx_spc_carve lay out the same bytes; tests/kernels_m4 checks no kernel writes
+# past them).
+M4 = "cortex_m4"
+RQ_BYTES = 20   # sizeof(tx_rq_t): mult, lsh, half, neg, right
+
+
+def a4(n: int) -> int:
+    return (n + 3) // 4 * 4
+
+
+def m4_conv_work(k: int, oc: int, fused_add: bool) -> int:
+    """tx_conv_carve: rq[oc + 1], beff[oc], x16 (16 bytes per 4 patch bytes, k rounded up to 8), two patch
+    columns, the single-pixel sink[oc + 1]; with a fused ADD, the conv results of a pair (2 * oc), the two
+    256-entry int32 tables and 3 tx_rq_t."""
+    n = RQ_BYTES * (oc + 1) + 4 * oc + 4 * ((k + 7) // 8 * 8) + 2 * a4(k) + a4(oc + 1)
+    return n + (a4(2 * oc) + 2 * 1024 + 3 * RQ_BYTES if fused_add else 0)
+
+
 def nhwc(ctx: OpContext, t: Tensor) -> tuple[int, int, int]:
     if len(t.shape) != 4:
         raise ctx.refuse(f"tensor '{t.name}' has shape {list(t.shape)}, expected 4-D NHWC")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinyexit.codegen.ir import OpContext, register
-from tinyexit.codegen.ops._common import WindowedConv, check_channel_scales
+from tinyexit.codegen.ops._common import M4, WindowedConv, check_channel_scales, m4_conv_work
 
 
 @register
@@ -29,6 +29,10 @@ class Conv2D(WindowedConv):
     def macs(self) -> int:
         oh, ow, oc = self.out_hwc
         return oh * ow * oc * self.kernel_hw[0] * self.kernel_hw[1] * self.in_hwc[2]
+
+    def work_bytes(self, kernels: str) -> int:
+        kh, kw = self.kernel_hw
+        return m4_conv_work(kh * kw * self.in_hwc[2], self.out_hwc[2], False) if kernels == M4 else 0
 
     def params_decl(self, prefix: str, inplace: bool, add: str = "0", conv_is_in1: bool = True) -> str:
         return self.params_struct(prefix, inplace, f", {add}, {int(conv_is_in1)}")

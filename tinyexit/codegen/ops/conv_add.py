@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tinyexit.codegen.ir import CArray, Op
+from tinyexit.codegen.ops._common import M4, m4_conv_work
 from tinyexit.codegen.ops.add import Add
 from tinyexit.codegen.ops.conv_2d import Conv2D
 
@@ -33,6 +34,10 @@ class ConvAdd(Op):
     def inplace_inputs(self) -> tuple[int, ...]:
         return (1,)   # output element i replaces residual element i after reading it
 
+    def work_bytes(self, kernels: str) -> int:
+        kh, kw = self.conv.kernel_hw
+        return m4_conv_work(kh * kw * self.conv.in_hwc[2], self.conv.out_hwc[2], True) if kernels == M4 else 0
+
     def constants(self, prefix: str) -> list[CArray]:
         return self.conv.constants(prefix)
 
@@ -42,4 +47,4 @@ class ConvAdd(Op):
                 self.conv.params_decl(prefix, False, add=f"&{prefix}_add_p", conv_is_in1=self.conv_is_in1))
 
     def call(self, prefix: str, ins: list[str], out: str, scratch: str) -> str:
-        return f"tx_conv_s8(&{prefix}_p, {ins[0]}, {out}, 0, {ins[1]}, ub, ue);"
+        return f"tx_conv_s8(&{prefix}_p, {ins[0]}, {out}, {scratch}, {ins[1]}, ub, ue);"

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinyexit.codegen.ir import OpContext, register
-from tinyexit.codegen.ops._common import WindowedConv, check_channel_scales
+from tinyexit.codegen.ops._common import M4, RQ_BYTES, WindowedConv, a4, check_channel_scales
 
 
 @register
@@ -43,6 +43,15 @@ class DepthwiseConv2D(WindowedConv):
     def inplace_inputs(self) -> tuple[int, ...]:
         # A strided input (fused slice) is a wider tensor than the output: never overwritten.
         return () if self.in_pixel else super().inplace_inputs()
+
+    def work_bytes(self, kernels: str) -> int:
+        """tx_dw_carve: sign-extended weights (8 bytes per group of 4 channels and tap, depth multiplier 1),
+        rq[oc], bias[oc], one pixel of zero points (in_c)."""
+        if kernels != M4 or self.kernel != "tx_dwconv":
+            return 0
+        groups = self.in_hwc[2] // 4 if self.depth_multiplier == 1 else 0
+        oc = self.out_hwc[2]
+        return 8 * groups * self.kernel_hw[0] * self.kernel_hw[1] + (RQ_BYTES + 4) * oc + a4(self.in_hwc[2])
 
     def multiplier_init(self) -> str:
         return f"{self.depth_multiplier}, {self.in_pixel or self.in_hwc[2]}, {self.in_channel}, "
