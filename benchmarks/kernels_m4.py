@@ -44,9 +44,10 @@ def measure_library(models: dict[str, Path], variant: str, work: Path, n_inputs:
                             if p.name != "tx_runtime.c" and not p.name.startswith("tx_model_"))
     _, sizes = section_sizes(lib, kernel_sources)
     out = {"variant": variant, "sparse": sparse, "arena_bytes": rep.arena_bytes, "code_bytes": rep.code_bytes,
+           "arena_scratch_bytes": rep.scratch_bytes,
            "weight_bytes": rep.weight_bytes,
            "kernel_text_bytes": {s: v["text"] for s, v in sizes.items()},
-           "static_scratch_bytes": {s: v["bss"] for s, v in sizes.items() if v["bss"]}, "models": {}}
+           "static_scratch_bytes": {s: v["bss"] + v["data"] for s, v in sizes.items() if v["bss"] + v["data"]}, "models": {}}
     for name, path in models.items():
         g = read_model(path)
         x = np.random.default_rng(0).integers(-128, 128, size=(n_inputs, *g.input.shape[1:])).astype(np.int8)
@@ -97,9 +98,11 @@ def print_target(title: str, res: dict[str, dict], anchor=None, segments: list[s
         b = tot[2]
         print(f"TFLM reference {anchor[0]:,} ({b / anchor[0]:.3f}x), TFLM+CMSIS-NN {anchor[1]:,} ({b / anchor[1]:.3f}x)")
     for v in (ref, opt):
-        print(f"{v['variant']:>10}: arena {v['arena_bytes']:,} B, library code {v['code_bytes']:,} B "
-              f"(kernels {sum(v['kernel_text_bytes'].values()):,} B), weights {v['weight_bytes']:,} B, "
-              f"static kernel scratch {sum(v['static_scratch_bytes'].values()):,} B {v['static_scratch_bytes'] or ''}")
+        static = sum(v['static_scratch_bytes'].values())
+        print(f"{v['variant']:>10}: RAM {v['arena_bytes'] + static:,} B = arena {v['arena_bytes']:,} B (kernel scratch "
+              f"up to {v['arena_scratch_bytes']:,} B inside) + static kernel scratch {static:,} B "
+              f"{v['static_scratch_bytes'] or ''}; library code {v['code_bytes']:,} B "
+              f"(kernels {sum(v['kernel_text_bytes'].values()):,} B), weights {v['weight_bytes']:,} B")
     for name, r in ref["models"].items():
         if "steps" not in r:
             continue

@@ -58,7 +58,8 @@ def print_run(title: str, res: dict[str, dict], segments: list[str], table: dict
           + ", ".join(f"{lab} {sum(_mean(res[lab], n) for n in segments) / base:.3f}" for lab in labels[1:]))
     for lab, r in res.items():
         print(f"{lab:>17}: library code {r['code_bytes']:,} B (kernels {sum(r['kernel_text_bytes'].values()):,} B), "
-              f"weights {r['weight_bytes']:,} B, static kernel scratch {sum(r['static_scratch_bytes'].values()):,} B")
+              f"weights {r['weight_bytes']:,} B, arena {r['arena_bytes']:,} B (kernel scratch up to "
+              f"{r['arena_scratch_bytes']:,} B inside), static kernel scratch {sum(r['static_scratch_bytes'].values()):,} B")
     if "steps" not in first["models"][segments[0]]:
         return
     print("  per layer (instructions of each step alone, first input):")

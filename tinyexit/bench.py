@@ -236,6 +236,7 @@ def bench_run(run_dir: str | Path, board: str | Board = "nrf52840", emulate: boo
         "flash_budget": s.flash_budget, "ram_budget": s.ram_budget,
         "flash": s.flash, "flash_code": s.flash_code, "flash_weights": s.flash_weights,
         "flash_other_rodata": s.flash_rodata - s.flash_weights, "ram": s.ram, "arena": s.arena,
+        "arena_kernel_scratch": s.arena_scratch, "kernel_static_scratch": s.kernel_static,
         "ram_data_bss_other": s.ram_data + s.ram_bss - s.arena, "stack": s.ram_stack,
         "stack_used": max(ee.summary.get("stack", 0), ne.summary.get("stack", 0)),
         "nvm_reserved": b.nvm.size, "baked_inputs": int(x_q.size),
@@ -322,8 +323,10 @@ def table(r: dict) -> str:
     lines.append(f"{'flash':<30}{m['flash']:>16,}  of {m['flash_budget']:,} B: code {m['flash_code']:,}, "
                  f"weights {m['flash_weights']:,}, other rodata {m['flash_other_rodata']:,} "
                  f"(incl. {m['baked_inputs']:,} B of baked inputs)")
-    lines.append(f"{'RAM':<30}{m['ram']:>16,}  of {m['ram_budget']:,} B: arena {m['arena']:,}, "
-                 f"other data/bss {m['ram_data_bss_other']:,}, stack {m['stack']:,} "
+    lines.append(f"{'RAM':<30}{m['ram']:>16,}  of {m['ram_budget']:,} B: arena {m['arena']:,} "
+                 f"(kernel scratch up to {m.get('arena_kernel_scratch', 0):,} inside), other data/bss "
+                 f"{m['ram_data_bss_other']:,} (static kernel scratch {m.get('kernel_static_scratch', 0):,}), "
+                 f"stack {m['stack']:,} "
                  f"(used {m['stack_used']:,}); NVM reserved {m['nvm_reserved']:,}")
     if "host" in r:
         lines.append(f"{'firmware == host build (gcc)':<30}{r['host']['identical']:>10}/{r['host']['inputs']}")

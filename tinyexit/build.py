@@ -48,6 +48,8 @@ class SizeReport:
     arena: int            # size of tx_arena when the model library is linked, else 0
     flash_budget: int
     ram_budget: int
+    kernel_static: int = 0  # .data + .bss of the library's kernel objects (static scratch outside the arena)
+    arena_scratch: int = 0  # the largest kernel work space of one step, planned inside the arena
 
     @property
     def flash(self) -> int:
@@ -72,7 +74,8 @@ class SizeReport:
         return (f"flash {self.flash:>9,} / {self.flash_budget:,} B ({fp:.1f} %): code {self.flash_code:,}, "
                 f"rodata {self.flash_rodata:,} (weights {self.flash_weights:,}), data init {self.flash_data_init:,}\n"
                 f"RAM   {self.ram:>9,} / {self.ram_budget:,} B ({rp:.1f} %): data {self.ram_data:,}, "
-                f"bss {self.ram_bss:,} (arena {self.arena:,}), stack {self.ram_stack:,}")
+                f"bss {self.ram_bss:,} (arena {self.arena:,} incl. kernel scratch up to {self.arena_scratch:,}; "
+                f"static kernel scratch {self.kernel_static:,}), stack {self.ram_stack:,}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,13 +144,13 @@ def _symbol_size(elf: Path, name: str) -> int:
     return 0
 
 
-def _rodata_from(map_file: Path, objects: Iterable[Path]) -> int:
-    """Bytes of .rodata* input sections that the linker map attributes to `objects`."""
+def _rodata_from(map_file: Path, objects: Iterable[Path], sections: str = r"\.rodata") -> int:
+    """Bytes of input sections (names matching `sections`: .rodata*) that the linker map attributes to `objects`."""
     names = {Path(o).name for o in objects}
     text = map_file.read_text()
     total = 0
     # "<section> <addr> <size> <object>" on one line, or the section name alone on the line before.
-    pattern = re.compile(r"^ (\.rodata\S*)\s*\n?\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+(\S+)$", re.M)
+    pattern = re.compile(rf"^ ((?:{sections})\S*)\s*\n?\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+(\S+)$", re.M)
     for m in pattern.finditer(text):
         if Path(m.group(4)).name in names:
             total += int(m.group(3), 16)
@@ -155,7 +158,8 @@ def _rodata_from(map_file: Path, objects: Iterable[Path]) -> int:
 
 
 def size_report(elf: Path, board: Board, map_file: Path | None = None,
-                weight_objects: Iterable[Path] = ()) -> SizeReport:
+                weight_objects: Iterable[Path] = (), scratch_objects: Iterable[Path] = (),
+                arena_scratch: int = 0) -> SizeReport:
     s = _sections(elf)
     return SizeReport(
         flash_code=s.get(".isr_vector", 0) + s.get(".text", 0) + s.get(".ARM.exidx", 0),
@@ -163,16 +167,21 @@ def size_report(elf: Path, board: Board, map_file: Path | None = None,
         flash_weights=_rodata_from(map_file, weight_objects) if map_file else 0,
         flash_data_init=s.get(".data", 0), ram_data=s.get(".data", 0), ram_bss=s.get(".bss", 0),
         ram_stack=s.get(".stack", 0), arena=_symbol_size(elf, "tx_arena"),
-        flash_budget=board.code_flash.size, ram_budget=board.ram.size)
+        flash_budget=board.code_flash.size, ram_budget=board.ram.size,
+        kernel_static=_rodata_from(map_file, scratch_objects, r"\.bss|\.data") if map_file else 0,
+        arena_scratch=arena_scratch)
 
 
 def build_firmware(board: Board | str, sources: Sequence[str | Path], out: str | Path, *,
                    include_dirs: Sequence[str | Path] = (), defines: dict[str, object] | None = None,
                    opt: str = "-O2", weight_sources: Sequence[str | Path] = (), name: str = "firmware",
-                   emulate: bool = False) -> Firmware:
+                   emulate: bool = False, scratch_sources: Sequence[str | Path] = (),
+                   arena_scratch: int = 0) -> Firmware:
     """Cross-compile `sources` with the board support into `out/<name>.elf`; report sizes against the
     board's budget (written to `out/size.json`) and raise ImageTooBigError, with the sizes, when the image
-    does not fit. `weight_sources`: sources whose .rodata counts as model weights in the report."""
+    does not fit. `weight_sources`: sources whose .rodata counts as model weights in the report;
+    `scratch_sources`: those whose .data/.bss is kernel static scratch; `arena_scratch`: the library's
+    kernel work space inside the arena (its report.json `scratch_bytes`), for the report."""
     if isinstance(board, str):
         board = load_board(board, emulate=emulate)
     out = Path(out)
@@ -196,6 +205,9 @@ def build_firmware(board: Board | str, sources: Sequence[str | Path], out: str |
         objects.append(obj)
     weight_objs = [o for o, s in zip(objects, all_sources) if any(Path(w).resolve() == s.resolve()
                                                                   for w in weight_sources)]
+    scratch_objs = [o for o, s in zip(objects, all_sources) if any(Path(w).resolve() == s.resolve()
+                                                                   for w in scratch_sources)]
+    measured = dict(scratch_objects=scratch_objs, arena_scratch=arena_scratch)
     elf = out / f"{name}.elf"
     map_file = out / f"{name}.map"
 
@@ -217,12 +229,12 @@ def build_firmware(board: Board | str, sources: Sequence[str | Path], out: str |
         p2 = link(measure / "link.ld", tmp_elf)
         if p2.returncode != 0:
             raise BuildError(f"linking {elf.name} failed:\n{p.stderr.strip()}")
-        sizes = size_report(tmp_elf, board, map_file, weight_objs)
+        sizes = size_report(tmp_elf, board, map_file, weight_objs, **measured)
         tmp_elf.unlink(missing_ok=True)
         shutil.rmtree(measure, ignore_errors=True)
         write_json(out / "size.json", sizes.as_dict())
         raise ImageTooBigError(_too_big(board, sizes))
-    sizes = size_report(tmp_elf, board, map_file, weight_objs)
+    sizes = size_report(tmp_elf, board, map_file, weight_objs, **measured)
     write_json(out / "size.json", sizes.as_dict())
     if not sizes.fits:  # the stack or data could push past the budget without a linker overflow
         tmp_elf.unlink(missing_ok=True)
@@ -542,6 +554,18 @@ def library_sources(lib: Path) -> list[Path]:
     return sorted(p for p in lib.glob("*.c") if not p.name.startswith("host_"))
 
 
+def library_memory(lib: Path) -> dict:
+    """build_firmware's keywords reporting a library's kernel scratch: its kernel sources (static scratch)
+    and the work space its report.json plans inside the arena."""
+    import json
+    try:
+        scratch = int(json.loads((lib / "report.json").read_text()).get("scratch_bytes", 0))
+    except (OSError, ValueError, TypeError, AttributeError):
+        scratch = 0
+    kernels = [p for p in library_sources(lib) if p.name != "tx_runtime.c" and not p.name.startswith("tx_model_")]
+    return dict(scratch_sources=kernels, arena_scratch=scratch)
+
+
 def build_run(run_dir: str | Path, board: Board | str, *, emulate: bool = False, num_inputs: int | None = 100,
               no_exit: bool = False, serial_inputs: bool = False, out: str | Path | None = None,
               opt: str = "-O2", seed: int = 0, inputs=None, kernels: str | None = None) -> Firmware:
@@ -569,4 +593,5 @@ def build_run(run_dir: str | Path, board: Board | str, *, emulate: bool = False,
     lib_srcs = library_sources(lib)
     return build_firmware(board, [app / s for s in APP_SOURCES] + lib_srcs, out, include_dirs=[app, lib],
                           defines={"TX_APP_NO_EXIT": int(no_exit), "TX_APP_SERIAL_INPUTS": int(serial_inputs)},
-                          opt=opt, weight_sources=[s for s in lib_srcs if s.name.startswith("tx_model_")])
+                          opt=opt, weight_sources=[s for s in lib_srcs if s.name.startswith("tx_model_")],
+                          **library_memory(lib))

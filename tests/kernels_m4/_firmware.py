@@ -20,16 +20,23 @@ class Job:
     inputs: np.ndarray      # int8 [n, input_size]
     output_size: int
     chunked: int = 0        # the first `chunked` inputs run one unit at a time, arena outside live[] scrambled
+    work: tuple = ()        # per step (offset, bytes) of the planned kernel work space: the next input runs
+                            # guarded (every write outside live[] and the work space is counted)
 
 
 def render_driver(jobs: list[Job], out: Path) -> Path:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader([str(HERE), str(TEMPLATES)]),
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     rows = [dict(cname=c_ident(j.name), count=len(j.inputs), size=j.inputs.shape[1], chunked=j.chunked,
-                 inputs=[", ".join(map(str, r)) for r in j.inputs.tolist()]) for j in jobs]
+                 work=[tuple(w) for w in j.work], inputs=[", ".join(map(str, r)) for r in j.inputs.tolist()]) for j in jobs]
     out.write_text(env.get_template("driver.c.j2").render(jobs=rows))
     (out.parent / "rq_check.c").write_text(env.get_template("rq_check.c.j2").render())
     return out
+
+
+def guard_counts(output: str, jobs: list[Job]) -> dict[str, int]:
+    """G lines -> {job name: bytes written outside live[] and the planned work space}."""
+    return {jobs[int(f[1])].name: int(f[2]) for f in map(str.split, output.splitlines()) if len(f) == 3 and f[0] == "G"}
 
 
 def parse(output: str, jobs: list[Job]) -> tuple[dict[str, np.ndarray], tuple[int, int] | None]:
