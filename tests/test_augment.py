@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 
+from tests._stats import assert_beats_chance, seed
 from tests.conftest import require_program
 
 
@@ -26,7 +27,7 @@ def plain_dscnn(filters=32, blocks=3, classes=12):
 def kws_data(tmp_path_factory):
     require_program("espeak-ng", "apt-get install -y --no-install-recommends espeak-ng")
     from tinyexit.data.synth_kws import make_kws_dataset
-    return make_kws_dataset(tmp_path_factory.mktemp("d") / "kws", speakers=24, takes=2, seed=3,
+    return make_kws_dataset(tmp_path_factory.mktemp("d") / "kws", speakers=24, takes=2, seed=seed(3),
                             val_fraction=0.2, test_fraction=0.25, progress=False)
 
 
@@ -39,7 +40,7 @@ def plain_model(kws_data, tmp_path_factory):
     dc = data_config_for(kws_data, train_copies=1)
     x, y = features_for(dc, "train")
     keras.backend.clear_session()          # default layer names (re_lu, re_lu_1, ...) start afresh
-    keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(seed(0))
     m = plain_dscnn()
     m.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     m.fit(x, y, epochs=20, batch_size=32, verbose=0)
@@ -89,12 +90,14 @@ def test_run_directory_follows_the_contract(augmented, kws_data):
     x2, y2 = features_for(data_config_for(kws_data, train_copies=1), "test")
     np.testing.assert_array_equal(xt, x2)
     np.testing.assert_array_equal(yt, y2)
-    # report accuracies are what the saved model gives; trained heads beat chance by a wide margin
+    # report accuracies are what the saved model gives, and every trained head learned: it beats guessing
+    # (1/12) on the held-out voices, one-sided binomial test at level 1e-3 (holds for TINYEXIT_TEST_SEED=0..4)
     rep = json.loads((augmented / "report.json").read_text())
     preds = model.predict(xt, verbose=0)
     for e, p in zip(rep["exits"], preds):
-        assert e["accuracy"] == pytest.approx(float(np.mean(np.argmax(p, -1) == yt)))
-    assert min(e["accuracy"] for e in rep["exits"][:2]) > 2.5 / len(CLASSES)
+        right = np.argmax(p, -1) == yt
+        assert e["accuracy"] == pytest.approx(float(np.mean(right)))
+        assert_beats_chance(right, 1 / len(CLASSES), f"exit {e['name']} on {len(yt)} test clips")
     # MACs: the head width shows (slice of 16 channels: 3x3 depthwise on 13x3x16 -> pool 3x1 -> dense 4*3*16 x 12)
     head_macs = 13 * 3 * 16 * 9 + 4 * 3 * 16 * 12
     assert meta["exits"][0]["macs"] == 160_000 + 36_000 + 128_000 + head_macs
