@@ -38,3 +38,18 @@ def assert_accuracy_beats_chance(accuracy: float, n: int, chance: float, what: s
     """The same test from a reported accuracy over n examples."""
     k = int(round(accuracy * n))
     assert_beats_chance(np.arange(n) < k, chance, what, alpha)
+
+
+def assert_not_significantly_worse(ok, ref_ok, what: str, alpha: float = ALPHA) -> None:
+    """Paired claim on the same inputs: `ok` is not worse than `ref_ok`. Exact one-sided McNemar test: among the
+    inputs where exactly one is right, H0 says each is right half the time; fail only when `ref_ok` wins the
+    discordant pairs so often that H0 is rejected at level alpha."""
+    from scipy.stats import binomtest
+
+    ok, ref_ok = np.asarray(ok, bool).ravel(), np.asarray(ref_ok, bool).ravel()
+    ref_wins, wins = int(np.sum(ref_ok & ~ok)), int(np.sum(ok & ~ref_ok))
+    if ref_wins + wins == 0:
+        return
+    p = float(binomtest(ref_wins, ref_wins + wins, 0.5, alternative="greater").pvalue)
+    assert p >= alpha, (f"{what}: worse on {ref_wins} inputs, better on {wins} (accuracy {ok.mean():.4f} vs "
+                        f"{ref_ok.mean():.4f}); McNemar p = {p:.2g} < {alpha}")
