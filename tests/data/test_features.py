@@ -125,3 +125,11 @@ def test_evaluation_features_are_the_front_end(tmp_path):
     # Training clips are clipped to [-1, 1] only after background noise is mixed in, as in MLPerf.
     train, _ = prepare_clips(ds, "test", copies=2, augment=Augment(), seed=1)
     assert np.abs(train).max() <= 1.0 and normalize_clip(clips[0]).min() < -2.5
+
+
+def test_runs_made_with_the_earlier_front_end_are_refused():
+    """Their model.json stored `silence_volume` in the augmentation settings: such a model saw other features."""
+    from dataclasses import asdict
+    assert Augment.from_dict(asdict(Augment(noise_volume=0.2))) == Augment(noise_volume=0.2)
+    with pytest.raises(TinyexitError, match="retrain"):
+        Augment.from_dict({**asdict(Augment()), "silence_volume": 1.0})
