@@ -116,10 +116,25 @@ import time; time.sleep(30)
 
 def test_renode_runner_reads_the_uart_socket(tmp_path, monkeypatch):
     """With a `renode` on PATH the runner starts it on the generated .resc and reads the firmware's lines
-    from the UART socket terminal the .resc creates (a stand-in renode plays the firmware here)."""
+    from the UART socket terminal the .resc creates (a stand-in renode plays the firmware here).
+
+    The stand-in sends its lines the moment it accepts. The runner used to open the socket with pyserial's
+    socket:// URL, whose open() throws away what arrived between the handshake and its end: whenever the
+    stand-in's lines won that race (more often on a loaded machine) they were lost and the runner waited
+    20 s for nothing. Here the runner always pauses after connecting, so the lines are always there before
+    its first read: the order that used to fail is the one tested, every time."""
     import sys
 
+    from tinyexit.targets import uart_socket
     from tinyexit.targets.app_output import parse_app_output
+    connect = uart_socket.connect
+
+    def late(*args, **kwargs):
+        sock = connect(*args, **kwargs)
+        time.sleep(0.3)
+        return sock
+
+    monkeypatch.setattr(uart_socket, "connect", late)
     fake = tmp_path / "bin" / "renode"
     fake.parent.mkdir()
     fake.write_text(FAKE_RENODE.replace("#!PYTHON", "#!" + sys.executable))
