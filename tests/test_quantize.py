@@ -328,5 +328,5 @@ def test_find_boundary_names_the_exit_point_tensor_or_refuses(trained):
 
 def test_an_incomplete_manifest_is_refused_with_the_fix(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"segments": [], "exits": [{"name": "final"}]}))
-    with pytest.raises(TinyexitError, match="re-run `tinyexit quantize RUN`"):
+    with pytest.raises(TinyexitError, match="re-run `tinyexit quantize "):
         Q.read_manifest(tmp_path)

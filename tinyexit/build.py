@@ -377,16 +377,6 @@ def c_name(name: str) -> str:
         return ident if not ident[:1].isdigit() else "_" + ident
 
 
-def _read_json(path: Path, fix: str) -> dict:
-    import json
-    if not path.is_file():
-        raise TinyexitError(f"{path} does not exist; {fix}")
-    try:
-        return json.loads(path.read_text())
-    except ValueError as e:
-        raise TinyexitError(f"{path} is not valid JSON ({e}); {fix}") from None
-
-
 FIRMWARE_POLICIES = ("max_softmax", "margin", "entropy", "confidence")
 
 
@@ -448,10 +438,11 @@ def pipeline_from_run(run_dir: str | Path, policy: dict | None = None) -> tuple[
     thresholds from RUN/policy.json (max_softmax, margin or entropy). Returns (pipeline, manifest, policy)."""
     import math
     run = Path(run_dir)
-    man = _read_json(run / "quant" / "manifest.json", f"run `tinyexit quantize {run}` first.")
+    from tinyexit.policy.calibrate import read_policy
+    from tinyexit.quantize import read_manifest
+    man = read_manifest(run / "quant")
     if policy is None:
-        policy = _read_json(run / "policy.json", f"run `tinyexit calibrate {run}` first (it picks the exit "
-                                                 f"threshold the firmware uses).")
+        policy = read_policy(run)
     kind = policy.get("policy", "max_softmax")
     if kind not in FIRMWARE_POLICIES:
         raise TinyexitError(f"policy.json uses the '{kind}' policy; the firmware implements "

@@ -37,16 +37,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tinyexit", description="Early-exit TinyML from data to firmware.")
     parser.add_argument("--version", action="version", version=f"tinyexit {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true",
-                        help="show TensorFlow's and absl's log lines (hidden by default)")
+                        help="show TensorFlow's and absl's log lines (hidden by default) and the traceback of an "
+                             "internal error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for mod in _commands():
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))
         mod.add_arguments(p)
         p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-                       help="show TensorFlow's and absl's log lines (hidden by default)")
+                       help="show TensorFlow's and absl's log lines (hidden by default) and the traceback of an "
+                             "internal error")
         p.set_defaults(_run=mod.run)
     return parser
+
+
+def _environment_problem(e: Exception) -> str | None:
+    """The one-line message of an OSError the user fixes (no permission, disk full, read-only file system),
+    else None (any other exception is a bug)."""
+    import errno
+    if isinstance(e, PermissionError) or (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EROFS,
+                                                                                  errno.EDQUOT)):
+        where = f"{e.filename}: " if e.filename else ""
+        return f"{where}{e.strerror or e}; check the permissions and free space of that folder"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # a bug: one line, the traceback only on request
+        env = _environment_problem(e)
+        if env:
+            print(f"tinyexit {args.command}: error: {env}", file=sys.stderr)
+            return 2
         if args.verbose:
             import traceback
             traceback.print_exc()

@@ -21,7 +21,6 @@ Public API:
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import struct
 import sys
@@ -33,7 +32,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from tinyexit.errors import TinyexitError
-from tinyexit.io import atomic_dir, write_bytes, write_json
+from tinyexit.io import atomic_dir, read_json, write_bytes, write_json
 from tinyexit.policy.decisions import QParams  # one QParams type for the whole package
 
 QUANT_DIR = "quant"
@@ -479,19 +478,49 @@ def seg_out_shape(m: TflmModel) -> list[int]:
     return tensor_shape(m.tfl, "output")[1:]
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+_MANIFEST_FIELD = {   # what read_manifest accepts in each field of a segment or exit entry
+    "file": lambda v: v is None or isinstance(v, str), "name": lambda v: isinstance(v, str),
+    "input": lambda v: isinstance(v, dict) and {"scale", "zero_point"} <= v.keys(),
+    "output": lambda v: isinstance(v, dict) and {"scale", "zero_point"} <= v.keys(),
+    "input_shape": lambda v: isinstance(v, list) and all(_is_int(d) and d > 0 for d in v),
+    "output_shape": lambda v: isinstance(v, list) and all(_is_int(d) and d > 0 for d in v),
+    "after_segment": _is_int, "macs_to_exit": _is_int,
+}
+
+
 def read_manifest(quant_dir: str | os.PathLike) -> dict:
-    path = Path(quant_dir) / "manifest.json"
-    if not path.exists():
-        raise TinyexitError(f"{path} does not exist; run `tinyexit quantize RUN` first")
-    try:
-        man = json.loads(path.read_text())
-        ok = all(k in e for e in man["exits"] for k in ("name", "file", "after_segment", "output", "macs_to_exit")) \
-            and all(k in sg for sg in man["segments"] for k in ("file", "input", "output")) and "no_exit_macs" in man
-    except (ValueError, KeyError, TypeError):
-        ok = False
-    if not ok:
-        raise TinyexitError(f"{path} is not a complete quantization manifest (written by an older or another "
-                            f"tool?); re-run `tinyexit quantize RUN`")
+    """RUN/quant/manifest.json, checked: every key the later stages read, and every .tflite it lists exists.
+    Anything missing or garbled is a one-line TinyexitError naming the file and `tinyexit quantize`."""
+    quant_dir = Path(quant_dir)
+    path = quant_dir / "manifest.json"
+    fix = f"re-run `tinyexit quantize {quant_dir.parent}`"
+    man = read_json(path, fix)
+    problem = None
+    for key, fields in (("segments", ("file", "input", "output", "input_shape", "output_shape")),
+                        ("exits", ("name", "file", "after_segment", "output", "macs_to_exit"))):
+        entries = man.get(key)
+        if not (isinstance(entries, list) and entries):
+            problem = f'no "{key}" list'
+        else:
+            bad = next(((k, f) for k, e in enumerate(entries) for f in fields
+                        if not (isinstance(e, dict) and f in e and _MANIFEST_FIELD[f](e[f]))), None)
+            if bad:
+                problem = f'{key}[{bad[0]}] has no valid "{bad[1]}"'
+        if problem:
+            break
+    if problem is None and "no_exit_macs" not in man:
+        problem = 'no "no_exit_macs"'
+    if problem:
+        raise TinyexitError(f"{path} is not a complete quantization manifest ({problem}; written by an older or "
+                            f"another tool?); {fix}")
+    for entry in man["segments"] + man["exits"]:
+        f = entry["file"]
+        if f is not None and not (isinstance(f, str) and (quant_dir / f).is_file()):
+            raise TinyexitError(f"{path} lists {quant_dir / str(f)}, which does not exist; {fix}")
     return man
 
 
@@ -564,20 +593,10 @@ def _quantize_by_cutting(model, points: Sequence[str], rep: np.ndarray, whole: b
 
 
 def _load_run(run_dir: Path):
-    from tinyexit.train import load_model
+    from tinyexit.train import load_model, read_model_json
 
-    model_json = run_dir / "model.json"
-    model_file = run_dir / "model.keras"
-    for p in (model_json, model_file):
-        if not p.exists():
-            raise TinyexitError(f"{p} does not exist; {run_dir} is not a trained run directory "
-                                f"(train one with `tinyexit train`)")
-    meta = json.loads(model_json.read_text())
-    model = load_model(run_dir)
-    exits = meta.get("exits") or []
-    if not exits or exits[-1].get("point") is not None:
-        raise TinyexitError(f"{model_json}: 'exits' must end with the final exit (point null)")
-    return meta, model
+    meta = read_model_json(run_dir)    # checked: the final exit last, a data recipe
+    return meta, load_model(run_dir)
 
 
 def _accuracy(pred: np.ndarray, y: np.ndarray) -> float:

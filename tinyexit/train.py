@@ -5,8 +5,8 @@ A run directory holds what one model produced; this stage writes `model.keras`, 
 """
 from __future__ import annotations
 
-import json
 import time
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -14,8 +14,8 @@ import numpy as np
 
 from tinyexit.data.features import Augment, split_features
 from tinyexit.data.speech_commands import CLASSES, load_speech_commands
-from tinyexit.errors import TinyexitError
-from tinyexit.io import atomic_dir, write_json
+from tinyexit.errors import TinyexitError, brief
+from tinyexit.io import atomic_dir, read_json, write_json
 
 DEFAULT_RUN = Path("runs/kws")
 DEFAULT_DATA = Path("runs/data/kws-synth")
@@ -86,13 +86,23 @@ def features_for(dc: DataConfig, split: str, progress: bool = False) -> tuple[np
 
 
 def load_split(run_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """The features and labels of a split exactly as training made them (from the feature cache)."""
+    """The features and labels of a split exactly as training made them (from the feature cache). A data
+    recipe (model.json "data") that is incomplete, or names a data folder that is gone, is a TinyexitError."""
     if split not in ("train", "validation", "test"):
         raise ValueError(f"split must be train, validation or test, not {split!r}")
     data = read_model_json(run_dir)["data"]
-    if data.get("kind", "kws") == "kws":
-        return features_for(DataConfig(**data), split)
-    return image_split(data, split)
+    where = Path(run_dir) / "model.json"
+    folder = data.get("dir")
+    if folder is not None and not Path(str(folder)).is_dir():
+        raise TinyexitError(f"the data folder {folder} named by {where} does not exist; restore it, or re-run "
+                            f"`tinyexit train` with --data pointing at the data")
+    try:
+        if data.get("kind", "kws") == "kws":
+            return features_for(DataConfig(**data), split)
+        return image_split(data, split)
+    except (KeyError, TypeError) as e:
+        raise TinyexitError(f"{where}: the data recipe (\"data\") is incomplete or garbled ({brief(e)}); "
+                            f"re-run `tinyexit train`") from None
 
 
 def image_split(data: dict, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -114,18 +124,43 @@ def cap_examples(x: np.ndarray, y: np.ndarray, max_n: int | None, seed: int) -> 
     return x[pick], y[pick]
 
 
+RETRAIN = "re-run `tinyexit train` (or augment/distill/compress, whichever wrote it)"
+
+
 def read_model_json(run_dir: str | Path) -> dict:
+    """RUN/model.json, checked: "exits" (each with a name and an exit point, the final exit last with point
+    null) and the data recipe "data"; anything missing or garbled is a one-line TinyexitError."""
     p = Path(run_dir) / "model.json"
     if not p.is_file():
         raise TinyexitError(f"{run_dir} is not a run directory (no model.json); train one with "
                             f"`tinyexit train kws --out {run_dir}`")
-    return json.loads(p.read_text())
+    meta = read_json(p, RETRAIN)
+    exits = meta.get("exits")
+    if not (isinstance(exits, list) and exits and all(isinstance(e, dict) and isinstance(e.get("name"), str)
+                                                      and isinstance(e.get("point"), (str, type(None)))
+                                                      for e in exits)):
+        raise TinyexitError(f"{p}: \"exits\" must list the exits, each with a \"name\" and an exit \"point\"; "
+                            f"{RETRAIN}")
+    if exits[-1]["point"] is not None or any(e["point"] is None for e in exits[:-1]):
+        raise TinyexitError(f"{p}: \"exits\" must end with the final exit (point null) and only it; {RETRAIN}")
+    if not isinstance(meta.get("data"), dict):
+        raise TinyexitError(f"{p} has no data recipe (\"data\"); {RETRAIN}")
+    return meta
 
 
 def load_model(run_dir: str | Path):
+    """RUN/model.keras; a missing file or one Keras cannot load (truncated, another format) is a TinyexitError."""
+    path = Path(run_dir) / "model.keras"
+    if not path.is_file():
+        raise TinyexitError(f"{path} does not exist; {RETRAIN}")
+    if not zipfile.is_zipfile(path):   # checked before importing Keras: a refusal costs no TensorFlow start-up
+        raise TinyexitError(f"{path} cannot be loaded (not a complete .keras zip archive: truncated?): {RETRAIN}")
     import keras
     import tinyexit.models  # noqa: F401  (registers custom layers)
-    return keras.models.load_model(Path(run_dir) / "model.keras", compile=False)
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as e:  # Keras raises ValueError, OSError, zipfile.BadZipFile, KeyError, ... on a bad file
+        raise TinyexitError(f"{path} cannot be loaded ({brief(e)}): {RETRAIN}") from None
 
 
 # ---------------------------------------------------------------------------------------------- training

@@ -33,7 +33,7 @@ from typing import Callable
 import numpy as np
 
 from tinyexit.errors import TinyexitError
-from tinyexit.io import atomic_dir, write_json
+from tinyexit.io import atomic_dir, read_json, write_json
 
 MAX_SPARSITY = 0.97
 
@@ -194,6 +194,8 @@ def compress_run(run_dir: str | Path, out: str | Path, config: CompressConfig = 
         raise TinyexitError("the compressed run must go to another directory than its source (--out)")
     meta = read_model_json(run)
     model = load_model(run)
+    from tinyexit.policy.calibrate import read_policy
+    policy_src = read_policy(run) if (run / "policy.json").is_file() else None   # checked before training
     layers = prunable_layers(model)
     overhead = library_overhead(run)
     budget, why = weight_budget(config)
@@ -217,7 +219,7 @@ def compress_run(run_dir: str | Path, out: str | Path, config: CompressConfig = 
     x, y = cap_examples(x, y, config.max_train, config.seed)
     src_report = {}
     if (run / "report.json").is_file():
-        src_report = json.loads((run / "report.json").read_text())
+        src_report = read_json(run / "report.json", "remove it or re-run `tinyexit train`")
     n_out = len(model.outputs)
     loss_weights = (src_report.get("training", {}).get("loss_weights")
                     or [0.3] * (n_out - 1) + [1.0])
@@ -255,7 +257,6 @@ def compress_run(run_dir: str | Path, out: str | Path, config: CompressConfig = 
     report = {"source": str(run), "budget_bytes": budget, "budget": why, "sparsity_target": sparsity,
               "estimated_stored_bytes": est,
               "config": asdict(config), "worker": worker, "exits": names, "stages": {}}
-    policy_src = json.loads((run / "policy.json").read_text()) if (run / "policy.json").is_file() else None
     with tempfile.TemporaryDirectory(prefix="tinyexit-compress-stages-", dir=out.parent if out.parent.exists() else None) as stage_tmp:
         stage_dirs = {}
         for name, m in stages.items():

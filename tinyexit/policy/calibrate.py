@@ -12,7 +12,6 @@ calibrate_run(run_dir, epsilon, delta, risk="gap", method="ltt", policy="max_sof
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from tinyexit.errors import TinyexitError
-from tinyexit.io import save_figure, write_json
+from tinyexit.io import read_json, save_figure, write_json
 from tinyexit.policy import risk as R
 from tinyexit.policy.decisions import STATIC_POLICIES, QParams, argmax_first
 
@@ -340,7 +339,18 @@ def _plot(path: Path, sw: dict, j: int, final_acc: float, no_exit_macs: int, res
 
 
 def read_policy(run_dir: str | os.PathLike) -> dict:
+    """RUN/policy.json, checked: the policy's name and an integer threshold_q per early exit (or the single
+    "exit" and "threshold_q" of older files). Missing or garbled: a one-line TinyexitError naming the fix."""
     path = Path(run_dir) / POLICY_FILE
-    if not path.exists():
-        raise TinyexitError(f"{path} does not exist; run `tinyexit calibrate RUN` first")
-    return json.loads(path.read_text())
+    fix = f"re-run `tinyexit calibrate {run_dir}` (it picks the exit threshold the firmware uses)"
+    pol = read_json(path, fix)
+    exits = pol.get("exits")
+    if exits is None:
+        exits = [{"name": pol.get("exit"), "threshold_q": pol.get("threshold_q")}]
+    ok = isinstance(pol.get("policy", "max_softmax"), str) and isinstance(exits, list) and all(
+        isinstance(e, dict) and isinstance(e.get("name"), str) and isinstance(e.get("threshold_q"), int)
+        and not isinstance(e.get("threshold_q"), bool) for e in exits)
+    if not ok:
+        raise TinyexitError(f"{path} is not a complete exit policy (each early exit needs a \"name\" and an "
+                            f"integer \"threshold_q\"); {fix}")
+    return pol
