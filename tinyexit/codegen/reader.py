@@ -87,8 +87,8 @@ def _build(m: RawModel, path: Path, name: str) -> Graph:
         cls = OPS.get(opname)
         if cls is None:
             raise UnsupportedModelError(
-                f"op {i} ({opname}) is not supported by the code generator. Supported ops: "
-                f"{', '.join(sorted(OPS))}. Replace the layer in the model (or split the model before it).")
+                f"op {i} ({opname}) is not supported (supported: {', '.join(sorted(OPS))}); replace the layer "
+                f"or split the model before it.")
         ctx = OpContext(index=i, name=opname, tensors=tuple(tensors), inputs=ins, outputs=outs, options=options)
         if len(outs) != 1:
             raise ctx.refuse(f"{len(outs)} outputs are not supported")

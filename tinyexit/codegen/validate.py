@@ -142,13 +142,13 @@ def builtin_code(code) -> int:
 
 def _touch(options) -> None:
     """Read every scalar and vector field of an options table now, so that damage surfaces while parsing."""
+    import inspect
+
     for attr in dir(options):
         if attr[0].isupper() and not attr.startswith(("GetRoot", "Init")) and not attr.endswith("BufferHasIdentifier"):
             fn = getattr(options, attr)
-            try:
+            if callable(fn) and not inspect.signature(fn).parameters:   # element accessors take an index
                 fn()
-            except TypeError:       # an element accessor that takes an index
-                pass
 
 
 def _ints(vec_len: int, as_numpy) -> tuple[int, ...]:
@@ -296,6 +296,20 @@ def _check_options(op: RawOp, tensors: list[RawTensor]) -> None:
             raise UnsupportedModelError(f"{op.label}: option axis {axis} is not an axis of its rank-{rank} output")
 
 
+def _check_operands(op: RawOp, tensors: list[RawTensor]) -> None:
+    """Operands whose shape another operand fixes: PAD's paddings [rank, 2], STRIDED_SLICE's begin, end and
+    strides [rank], one value each."""
+    if op.name not in ("PAD", "STRIDED_SLICE") or len(op.inputs) < 2:
+        return
+    rank = len(tensors[op.inputs[0]].shape)
+    want = {"PAD": {1: (rank, 2)}, "STRIDED_SLICE": {1: (rank,), 2: (rank,), 3: (rank,)}}[op.name]
+    for pos, shape in want.items():
+        t = tensors[op.inputs[pos]]          # present: ARITY is checked first
+        if math.prod(t.shape) != math.prod(shape):
+            raise UnsupportedModelError(f"{op.label}: input {pos} {t.label} has shape {list(t.shape)}, expected "
+                                        f"{list(shape)} for a rank-{rank} input")
+
+
 def check(m: RawModel) -> None:
     """Refuse a model whose fields are inconsistent (see the module docstring)."""
     if m.version != SCHEMA_VERSION:
@@ -351,6 +365,7 @@ def check(m: RawModel) -> None:
                                     f"tensor is written once: the model is corrupt. Re-export it.")
             written[i] = f"is written by {op.label}"
         _check_options(op, m.tensors)
+        _check_operands(op, m.tensors)
     for i in m.outputs:
         if not written.get(i, "").startswith("is written by"):
             raise TinyexitError(f"the model's output {m.tensors[i].label} is not written by any op: the model is "
