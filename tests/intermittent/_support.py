@@ -2,7 +2,10 @@
 tx_model.h rendered from the generator's template, so the same C API as a generated library) and inputs."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
+
+import pytest
 
 from tinyexit.intermittent import random_inputs  # noqa: F401  (the tests take it from here)
 from tinyexit.intermittent.host import EXIT, SEGMENT, HostTarget, Stage
@@ -10,6 +13,12 @@ from tinyexit.intermittent.host import EXIT, SEGMENT, HostTarget, Stage
 from ..standin_library import standin_library
 
 HERE = Path(__file__).resolve().parent
+# the module mark of the tests that run the runtime as firmware on QEMU
+EMULATED = [pytest.mark.emulator,
+            pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+                               reason="needs qemu-system-arm and arm-none-eabi-gcc (apt-get install -y "
+                                      "--no-install-recommends qemu-system-arm gcc-arm-none-eabi "
+                                      "libnewlib-arm-none-eabi)")]
 STANDIN_STAGES = [Stage("seg0", SEGMENT), Stage("exit0", EXIT, 0), Stage("seg1", SEGMENT),
                   Stage("exit1", EXIT, 1), Stage("seg2", SEGMENT, 2)]
 STANDIN_INPUT = 144

@@ -2,21 +2,15 @@
 after exactly N instructions (the boards' plugin, limit=N)."""
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from tinyexit.intermittent.campaign import uninterrupted
 from tinyexit.intermittent.emulated import EmulatedTarget, build_emulated, run_emulated_campaign
 from tinyexit.intermittent.host import Granularity, HostTarget
 
-from ._support import STANDIN_STAGES, random_inputs
+from ._support import EMULATED, STANDIN_STAGES, random_inputs
 
-pytestmark = [pytest.mark.emulator,
-              pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
-                                 reason="needs qemu-system-arm and arm-none-eabi-gcc (apt-get install -y "
-                                        "--no-install-recommends qemu-system-arm gcc-arm-none-eabi "
-                                        "libnewlib-arm-none-eabi)")]
+pytestmark = EMULATED
 
 INPUTS = random_inputs(2, 144, seed=21)
 

@@ -1,4 +1,6 @@
-"""Helpers for the target tests: the firmware app over the toy model library, built for a board and host."""
+"""Helpers for the target tests: the firmware app over the toy model library, built for a board and host; a
+reader of the emulators' UART socket that is late."""
+import time
 from pathlib import Path
 
 import numpy as np
@@ -37,3 +39,17 @@ def firmware(tmp_path, board, sources, name="fw", **kw):
 
 def host(tmp_path, sources, include_dirs, **kw):
     return build_host(sources, tmp_path / "host", include_dirs=include_dirs, **kw)
+
+
+def late_reader(monkeypatch, seconds: float) -> None:
+    """The runners pause `seconds` after connecting to the emulator's UART socket, before their first read (a
+    reader the scheduler paused on a loaded machine): what the emulator sends meanwhile must not be lost."""
+    from tinyexit.targets import uart_socket
+    connect = uart_socket.connect
+
+    def late(*args, **kwargs):
+        sock = connect(*args, **kwargs)
+        time.sleep(seconds)
+        return sock
+
+    monkeypatch.setattr(uart_socket, "connect", late)

@@ -125,16 +125,10 @@ def test_renode_runner_reads_the_uart_socket(tmp_path, monkeypatch):
     its first read: the order that used to fail is the one tested, every time."""
     import sys
 
-    from tinyexit.targets import uart_socket
+    from fw_helpers import late_reader
+
     from tinyexit.targets.app_output import parse_app_output
-    connect = uart_socket.connect
-
-    def late(*args, **kwargs):
-        sock = connect(*args, **kwargs)
-        time.sleep(0.3)
-        return sock
-
-    monkeypatch.setattr(uart_socket, "connect", late)
+    late_reader(monkeypatch, 0.3)
     fake = tmp_path / "bin" / "renode"
     fake.parent.mkdir()
     fake.write_text(FAKE_RENODE.replace("#!PYTHON", "#!" + sys.executable))

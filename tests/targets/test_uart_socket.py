@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from fw_helpers import firmware, toy_app
+from fw_helpers import firmware, late_reader, toy_app
 
 from tinyexit.targets import FirmwareTimeoutError, uart_socket
 from tinyexit.targets.qemu import QemuRunner
@@ -79,13 +79,6 @@ def test_qemu_output_is_whole_when_the_reader_is_late(tmp_path, need_emulator, m
     runner = QemuRunner(fw.board)
     want = runner.run(fw.elf, timeout=60)
     assert "TX END" in want.output and want.exit_code == 0
-    connect = uart_socket.connect
-
-    def late(*args, **kwargs):
-        sock = connect(*args, **kwargs)
-        time.sleep(0.5)
-        return sock
-
-    monkeypatch.setattr(uart_socket, "connect", late)
+    late_reader(monkeypatch, 0.5)
     got = runner.run(fw.elf, timeout=60)
     assert got.exit_code == 0 and got.output == want.output

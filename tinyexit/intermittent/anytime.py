@@ -449,6 +449,7 @@ def run_shared_emulated(target, layout: Layout, inputs: Sequence[bytes], *, cuts
     keep = Path(work_dir) if work_dir else None
     if keep:
         keep.mkdir(parents=True, exist_ok=True)
+    backend = EmulatedCuts(target, granularity, threshold)   # from here on, its emulator retries are the report's
     target.erase_nvm()
     target.mailbox(0, 0xFFFF0000, granularity, threshold=threshold)   # the first full boot sets the slot size
     target.slot_size = None
@@ -482,7 +483,7 @@ def run_shared_emulated(target, layout: Layout, inputs: Sequence[bytes], *, cuts
                                                                             threshold))
 
     judge = PointJudge(report, layout, None, expected, low_energy=low_energy, threshold=threshold, rework=rework)
-    return drive(EmulatedCuts(target, granularity, threshold), judge, report, [{"insns": insns}] * len(inputs),
+    return drive(backend, judge, report, [{"insns": insns}] * len(inputs),
                  cuts=cuts, rng=rng, max_cuts_per_inference=max_cuts_per_inference,
                  max_boots_per_inference=max_boots_per_inference, keep=keep)
 

@@ -38,7 +38,7 @@ class Oracle:
 
 @dataclass
 class Failure:
-    kind: str                       # wrong-result | lost-checkpoint | crash | no-progress | oracle-mismatch
+    kind: str                       # wrong-result | lost-checkpoint | crash | no-progress | oracle-mismatch | emulator
     inference: int
     input_id: int
     detail: str
@@ -81,6 +81,9 @@ class CampaignReport:
     low_energy: float = 0.0         # probability per boot of a low-energy signal
     exits: dict = field(default_factory=dict)   # committed results per exit index
     failures: list[Failure] = field(default_factory=list)
+    # boots re-run because the emulator, not the firmware, failed them ({"boot", "attempt", "reason"} each;
+    # the emulated backends; a host campaign has none)
+    emulator_retries: list[dict] = field(default_factory=list)
 
     @property
     def mean_reexecuted_units_per_cut(self) -> float:
@@ -97,6 +100,7 @@ class CampaignReport:
         d["checkpoint_overhead_nvm_bytes_per_inference"] = (self.nvm_bytes_per_inference
                                                             - self.nvm_bytes_per_inference_baseline)
         d["ok"] = self.ok
+        d["emulator_retry_count"] = len(self.emulator_retries)
         return d
 
     def table(self) -> str:
@@ -117,11 +121,24 @@ class CampaignReport:
             f"{self.nvm_bytes_per_inference:,.0f} NVM bytes written (result only: "
             f"{self.nvm_bytes_per_inference_baseline:,.0f}); NVM used: {self.nvm_bytes_used:,} bytes ({self.slots} slots)",
         ]
+        if self.emulator_retries or getattr(self, "board", ""):
+            lines.append(retries_line(self.emulator_retries))
         for f in self.failures[:10]:
             lines.append("FAIL " + f.replay_hint())
         if len(self.failures) > 10:
             lines.append(f"... and {len(self.failures) - 10} more failures")
         return "\n".join(lines)
+
+
+def retries_line(retries: Sequence[dict]) -> str:
+    """The table's line on emulator retries: how many boots were re-run, and why."""
+    if not retries:
+        return "emulator retries: 0"
+    why: dict[str, int] = {}
+    for r in retries:
+        why[r["reason"]] = why.get(r["reason"], 0) + 1
+    return (f"emulator retries: {len(retries)} (a boot the emulator failed, re-run from the same NVM image): "
+            + "; ".join(f"{n} x {reason}" for reason, n in why.items()))
 
 
 def uninterrupted(target: HostTarget, input_path: Path, input_id: int, granularity: Granularity, *,
@@ -151,6 +168,8 @@ class BootResult:
     low_seen: int | None = None     # the signal, when the runtime may have seen it
     low_observed: bool = False      # the runtime certainly polled the signal and ran no further work
     low_marks: int = 0              # LOW_MARK words written (host)
+    error: str | None = None        # the backend could not run this boot (the emulator failed it on every
+    #                                 attempt): no result, neither the firmware's success nor its failure
 
 
 class CutTarget(Protocol):
@@ -168,6 +187,9 @@ class CutTarget(Protocol):
              draw_low: Callable[[], int | None], span: Mapping[str, int]) -> BootResult:
         """Runs one boot of inference `input_id` on input `input_index`, resuming from the NVM: until a cut
         drawn from `rng` when `cutting`, else to the end; `draw_low()` gives its low-energy signal."""
+
+    def retries(self) -> list[dict]:
+        """Boots this backend re-ran because its emulator failed them (for the report)."""
 
 
 class Judge(Protocol):
@@ -194,10 +216,13 @@ def drive(target: CutTarget, judge: Judge, report: CampaignReport, spans: Sequen
           keep: Path | None) -> CampaignReport:
     """The campaign loop: inferences over the inputs (round robin, a new input id each time) until `cuts` power
     cuts have happened; each takes 1..max_cuts_per_inference cuts, then runs to its committed result. The NVM
-    is kept across inferences (a new inference meets the previous one's result record, as on a device)."""
+    is kept across inferences (a new inference meets the previous one's result record, as on a device).
+    A boot the backend could not run (BootResult.error: the emulator failed it on every attempt) ends the
+    campaign with a failure of kind "emulator": no verdict is drawn from it."""
     target.erase_nvm()
     inference = 0
-    while report.cuts < cuts:
+    broken = False
+    while report.cuts < cuts and not broken:
         j = inference % len(spans)
         input_id = inference + 1
         start_image = target.nvm_image()
@@ -222,6 +247,10 @@ def drive(target: CutTarget, judge: Judge, report: CampaignReport, spans: Sequen
             spent += b.work
             if b.cut is not None:
                 log.append(b.cut)
+            if b.error is not None:
+                fail("emulator", b.error)   # not a crash of the firmware: this inference has no verdict
+                broken = True
+                break
             rec = target.newest()
             judge.after_boot(b, rec, fail)
             if b.was_cut:
@@ -247,6 +276,7 @@ def drive(target: CutTarget, judge: Judge, report: CampaignReport, spans: Sequen
             continue
         report.completed += 1
         judge.finish(*done, spent, fail)
+    report.emulator_retries = target.retries()
     return report
 
 
@@ -309,6 +339,9 @@ class HostCuts:
 
     def newest(self) -> slots.SlotRecord | None:
         return self.target.newest()
+
+    def retries(self) -> list[dict]:
+        return []  # a host process is not retried: its cut is its own exit
 
     def boot(self, input_index: int, input_id: int, rng: random.Random, cutting: bool,
              draw_low: Callable[[], int | None], span: Mapping[str, int]) -> BootResult:

@@ -4,7 +4,14 @@ instruction-count plugin (`limit=N`, DESIGN.md 7 (C)). A cut is exact and reprod
 and the same N give the same boot, so a failing cut is printed with its N.
 
 The firmware (firmware_templates/runtime/powerfail_main.c) reads what to run from a mailbox page at the end
-of the NVM, written here before each boot, and has its inputs baked in, so no host timing enters a boot."""
+of the NVM, written here before each boot, and has its inputs baked in, so no host timing enters a boot.
+
+An emulator hiccup is never taken for a result or a failure of the firmware: a boot whose outcome the
+firmware cannot produce (status 0 without its RESULT line, no instruction count from the plugin, QEMU killed
+by a signal, no end within the timeout) is re-run from the same NVM image and mailbox, which gives the same
+boot (the emulation is deterministic), at most ATTEMPTS times in all. Each re-run is kept in
+EmulatedTarget.retries and in the campaign report (emulator_retries); a boot that fails every attempt is an
+EmulatorError, or in a campaign a failure of kind "emulator" (not a crash of the firmware)."""
 from __future__ import annotations
 
 import random
@@ -21,6 +28,7 @@ from tinyexit.errors import TinyexitError
 from tinyexit.intermittent import slots
 from tinyexit.intermittent.campaign import BootResult, CampaignReport, Failure, ResultJudge, drive
 from tinyexit.intermittent.host import BROKEN_FLAGS, RUNTIME_DIR, Granularity, Stage, render_pipeline
+from tinyexit.targets import FirmwareTimeoutError, RunResult
 
 PSRAM_BASE = 0x21000000        # mps2-an386 PSRAM, 16 MiB: QEMU's machine RAM, which memory-backend replaces
 PSRAM_SIZE = 16 * 1024 * 1024
@@ -29,6 +37,12 @@ MAILBOX_MAGIC = 0x424D5854
 NO_THRESHOLD = 0x7FFFFFFF
 MODES = {"none": 0, "layers": 1, "units": 2}
 FIRMWARE_SOURCES = ("tx_checkpoint.c", "tx_crc32.c", "tx_nvm_board.c", "powerfail_main.c")
+ATTEMPTS = 3                   # runs of one boot at most, when the emulator fails it (see the module's note)
+RESULT_LINE = re.compile(r"^RESULT .*hex=[0-9a-f]*\r?$", re.M)   # the firmware's last line before exit(0)
+
+
+class EmulatorError(TinyexitError):
+    """QEMU failed the same boot on every attempt: the boot has no result (neither success nor failure)."""
 
 
 def _kv(line: str) -> dict[str, str]:
@@ -105,6 +119,8 @@ class EmulatedTarget:
         self.slot_size: int | None = None     # known after the first complete boot
         self.tick_origin: int | None = None   # instructions executed before SysTick starts (see calibrate)
         self.num_slots = 2
+        self.attempts = ATTEMPTS
+        self.retries: list[dict] = []         # boots re-run after an emulator hiccup: {"boot", "attempt", "reason"}
 
     def _symbol(self, name: str) -> int:
         from tinyexit.build import tool
@@ -124,9 +140,7 @@ class EmulatedTarget:
         self._write(self.nvm_offset, b"\xff" * self.nvm_size)
 
     def nvm_image(self) -> bytes:
-        with open(self.psram, "rb") as f:
-            f.seek(self.nvm_offset)
-            return f.read(self.nvm_size)
+        return self._read(self.nvm_offset, self.nvm_size)
 
     def set_nvm_image(self, image: bytes) -> None:
         self._write(self.nvm_offset, image)
@@ -167,10 +181,40 @@ class EmulatedTarget:
         return b
 
     def boot(self, limit: int | None = None, timeout: float = 120.0, window: tuple[int, int] | None = None) -> EBoot:
+        """One boot from the NVM image and mailbox in the PSRAM file: to its end, or cut after `limit`
+        instructions. Re-run from the same image when the emulator failed it (hiccup); EmulatorError when it
+        failed every one of self.attempts runs."""
         extra = ["-object", f"memory-backend-file,id=txnvm,size={PSRAM_SIZE},mem-path={self.psram},share=on",
                  "-machine", "memory-backend=txnvm"]
-        r = self.runner.run(self.fw.elf, timeout=timeout, count_insns=True, limit=limit,
-                            window=window or self.window, extra_args=extra, check=False)
+        what = "uncut boot" if limit is None else f"boot cut at limit={limit}"
+        start = self._read(self.nvm_offset, self.nvm_size + MAILBOX_BYTES)   # NVM and mailbox
+        reasons = []
+        for attempt in range(1, self.attempts + 1):
+            if attempt > 1:
+                self._write(self.nvm_offset, start)   # the failed run may have written the NVM
+            try:
+                r = self.runner.run(self.fw.elf, timeout=timeout, count_insns=True, limit=limit,
+                                    window=window or self.window, extra_args=extra, check=False)
+                reason = hiccup(r, limit)
+            except FirmwareTimeoutError:
+                r, reason = None, f"QEMU did not end the boot within {timeout:g} s (stopped)"
+            if reason is None:
+                return self._parse(r, limit)
+            reasons.append(reason)
+            if attempt < self.attempts:
+                self.retries.append({"boot": what, "attempt": attempt + 1, "reason": reason})
+        raise EmulatorError(
+            f"QEMU failed the same {what} of {self.fw.elf.name} on all {self.attempts} attempts (each from the "
+            f"same NVM image): {'; '.join(dict.fromkeys(reasons))}. The boot has no result. A deterministic "
+            f"boot that never ends is a hang of the firmware (replay it with its limits); otherwise check the "
+            f"emulator (qemu-system-arm --version, the machine's load) and run the campaign again.")
+
+    def _read(self, offset: int, size: int) -> bytes:
+        with open(self.psram, "rb") as f:
+            f.seek(offset)
+            return f.read(size)
+
+    def _parse(self, r: RunResult, limit: int | None) -> EBoot:
         counts = r.insns
         cut = limit is not None and counts is not None and counts.limit_reached is not None
         b = EBoot(exit_code=r.exit_code, cut=cut, instructions=counts.total if counts else 0,
@@ -192,6 +236,21 @@ class EmulatedTarget:
             self.num_slots = b.slots
             self.slot_size = b.nvm_used // b.slots
         return b
+
+
+def hiccup(r: RunResult, limit: int | None) -> str | None:
+    """Why run `r` of the campaign firmware is not an outcome the firmware can produce (None when it is one):
+    the plugin prints its count line whenever QEMU ends by itself, QEMU ends by a signal only when killed or
+    crashed, and the firmware exits with status 0 only right after printing its RESULT line."""
+    if r.exit_code is None or r.exit_code < 0:
+        return f"QEMU was killed by signal {-(r.exit_code or 0)}"
+    if r.insns is None:
+        return f"QEMU ended with status {r.exit_code} without the instruction-count plugin's line"
+    cut = limit is not None and r.insns.limit_reached is not None
+    if not cut and r.exit_code == 0 and not RESULT_LINE.search(r.output):
+        return (f"QEMU ended with status 0 but the UART gave {len(r.output)} bytes without the RESULT line "
+                f"the firmware prints before it exits with 0")
+    return None
 
 
 @dataclass
@@ -250,6 +309,24 @@ class EmulatedCuts:
     def __init__(self, target: EmulatedTarget, granularity: Granularity, threshold: int | None = None):
         self.target, self.granularity, self.threshold = target, granularity, threshold
         self.probe_boots = 0
+        self.since = len(target.retries)   # the campaign's retries: those from here on
+
+    def retries(self) -> list[dict]:
+        return list(self.target.retries[self.since:])
+
+    def _draw_limit(self, rng: random.Random, span: Mapping[str, int], before: bytes) -> int:
+        """Half the cuts inside a commit of this boot (found by a probe boot, NVM restored after), the others
+        uniform over the boot."""
+        t = self.target
+        if rng.random() < 0.5:
+            probe = t.boot()
+            self.probe_boots += 1
+            t.set_nvm_image(before)
+            wins = t.commit_windows(probe) if probe.exit_code == 0 else []
+            if wins:
+                lo, hi = rng.choice(wins)
+                return rng.randint(max(1, lo), max(1, hi))
+        return rng.randint(1, span["insns"])
 
     def erase_nvm(self) -> None:
         self.target.erase_nvm()
@@ -267,18 +344,13 @@ class EmulatedCuts:
         t.mailbox(input_index, input_id, self.granularity, low_energy_units=low, threshold=self.threshold)
         before = t.nvm_image()
         limit = None
-        if cutting:
-            if rng.random() < 0.5:
-                probe = t.boot()
-                self.probe_boots += 1
-                t.set_nvm_image(before)
-                wins = t.commit_windows(probe) if probe.exit_code == 0 else []
-                if wins:
-                    lo, hi = rng.choice(wins)
-                    limit = rng.randint(max(1, lo), max(1, hi))
-            if limit is None:
-                limit = rng.randint(1, span["insns"])
-        b = t.boot(limit=limit)
+        try:
+            if cutting:
+                limit = self._draw_limit(rng, span, before)
+            b = t.boot(limit=limit)
+        except EmulatorError as e:
+            return BootResult(None if limit is None else ("insns", limit), low, False, False, None, None, None, 0,
+                              error=str(e))
         in_commit = False
         if b.cut:
             after = t.nvm_image()
@@ -298,6 +370,7 @@ def run_emulated_campaign(target: EmulatedTarget, num_inputs: int, *, cuts: int,
     aimed inside a checkpoint commit of this very boot (EmulatedCuts)."""
     rng = random.Random(seed)
     report = EmulatedReport(granularity=str(granularity), seed=seed, inputs=num_inputs, board=target.board.name)
+    backend = EmulatedCuts(target, granularity, threshold)   # from here on, its retries are the report's
     target.erase_nvm()
     target.mailbox(0, 0xFFFF0000, granularity, threshold=threshold)
     target.calibrate()
@@ -329,7 +402,6 @@ def run_emulated_campaign(target: EmulatedTarget, num_inputs: int, *, cuts: int,
     def rework(j: int, spent: int) -> None:
         report.reexecuted_instructions += max(0, spent - oracles[j].instructions)
 
-    backend = EmulatedCuts(target, granularity, threshold)
     drive(backend, ResultJudge(report, [(o.exit_index, o.output) for o in oracles], rework=rework), report,
           [{"insns": o.instructions} for o in oracles], cuts=cuts, rng=rng,
           max_cuts_per_inference=max_cuts_per_inference, max_boots_per_inference=max_boots_per_inference, keep=keep)
