@@ -332,7 +332,7 @@ def _clamp(fmt: str, v):
 # ---------------------------------------------------------------------------------------------------------
 # Verdicts (these use tinyexit)
 
-GENERATED = ("generated, equal", "generated, tflm refuses", "generated, tflm crashes")
+GENERATED = ("generated, equal", "generated, tflm refuses", "generated, tflm crashes", "generated, not compared")
 REFUSED = ("refused", "refused, tflm crashed")
 INTERNAL = re.compile(r"\b(Traceback|[A-Z][A-Za-z]*(Error|Exception)|struct\.error|KeyError|StopIteration)\b")
 MAX_MESSAGE = 300
@@ -392,8 +392,9 @@ class HostBuilds:
 
 
 def judge(data: bytes, work: Path, rng: np.random.Generator, builds: HostBuilds, *, kernels: str = "reference",
-          n_inputs: int = 4, check_cli: bool = True) -> Verdict:
-    """Run one mutant through generate (in-process; TFLM in generate's child) and classify it."""
+          n_inputs: int = 4, check_cli: bool = True, compare: bool = True) -> Verdict:
+    """Run one mutant through generate (in-process; TFLM in generate's child) and classify it. `compare=False`
+    (quick runs) skips TFLM, the compiler and the comparison for a generated mutant ("generated, not compared")."""
     from tinyexit.cli import main
     from tinyexit.codegen import generate
     from tinyexit.codegen.testing import run_host
@@ -407,7 +408,7 @@ def judge(data: bytes, work: Path, rng: np.random.Generator, builds: HostBuilds,
     model.write_bytes(data)
     out = work / "lib"
     try:
-        report = generate({"m": model}, out, kernels=kernels, measure=False)
+        report = generate({"m": model}, out, kernels=kernels, measure=False, compare_tflm=compare)
     except TinyexitError as e:
         msg = str(e)
         bad = message_problem(msg, model)
@@ -432,6 +433,8 @@ def judge(data: bytes, work: Path, rng: np.random.Generator, builds: HostBuilds,
     left = sorted(p.name for p in work.iterdir() if p.name not in ("m.tflite", "lib"))
     if left:
         return Verdict("defect: leftover files", str(left))
+    if not compare:
+        return Verdict("generated, not compared")
     exe = builds.build(out)
     if isinstance(exe, str):
         return Verdict("defect: does not compile", exe)

@@ -8,9 +8,9 @@ from pathlib import Path
 import jinja2
 
 from tinyexit import __version__
-from tinyexit.codegen.cformat import c_array, c_float, c_ident
+from tinyexit.codegen.cformat import c_array, c_float, c_ident, c_int
 from tinyexit.codegen.features import kernel_features
-from tinyexit.codegen.ir import Graph
+from tinyexit.codegen.ir import Graph, Tensor
 from tinyexit.codegen.plan import Plan
 from tinyexit.errors import TinyexitError
 from tinyexit.resources import templates_dir
@@ -38,6 +38,20 @@ def _banner(sources: list[str]) -> tuple[str, str]:
     return f"/* {text} */", text
 
 
+def quantization_literals(name: str, t: Tensor) -> tuple[str, str]:
+    """A tensor's scale as a C float literal and its zero point as a C int32 literal; a value C cannot hold
+    (the reader refuses such files; a graph built by hand may still carry one) is a TinyexitError."""
+    try:
+        scale = c_float(t.scale)
+    except ValueError:
+        raise TinyexitError(f"model '{name}': tensor {t.index} ('{t.name}') has scale {t.scale}, which cannot be "
+                            f"written as a C float; scales must be finite. Re-export the model.") from None
+    if not -(1 << 31) <= int(t.zero_point) < (1 << 31):
+        raise TinyexitError(f"model '{name}': tensor {t.index} ('{t.name}') has zero point {t.zero_point}, outside "
+                            f"int32. Re-export the model.")
+    return scale, c_int(t.zero_point)
+
+
 def model_decl(name: str, graph: Graph, plan: Plan) -> dict:
     """Everything model.c.j2 prints, pre-formatted."""
     cname = c_ident(name)
@@ -63,13 +77,14 @@ def model_decl(name: str, graph: Graph, plan: Plan) -> dict:
     if len(live) > 0xFFFF:
         raise TinyexitError(f"model '{name}' needs {len(live)} live ranges; live_index is 16-bit. Split the model.")
     x, y = graph.input, graph.output
+    (x_scale, x_zp), (y_scale, y_zp) = quantization_literals(name, x), quantization_literals(name, y)
     return dict(name=name, cname=cname, source=Path(graph.path).name, num_steps=len(graph.ops),
                 macs=graph.macs(), arena=plan.arena_bytes, summary=summary, arrays=arrays, params=params,
                 cases=cases, units=[op.units() for op in graph.ops] or [0], live=live or [(0, 0)],
                 live_index=live_index, input_offset=plan.offsets[x.index], input_size=x.nbytes,
-                output_offset=plan.offsets[y.index], output_size=y.nbytes, input_scale=c_float(x.scale),
+                output_offset=plan.offsets[y.index], output_size=y.nbytes, input_scale=x_scale,
                 headers=sorted({h for op in graph.ops for h in getattr(op, "headers", ())}),
-                input_zero_point=x.zero_point, output_scale=c_float(y.scale), output_zero_point=y.zero_point)
+                input_zero_point=x_zp, output_scale=y_scale, output_zero_point=y_zp)
 
 
 def kernel_sources(graphs: list[Graph]) -> list[str]:
