@@ -34,6 +34,27 @@ def render_driver(jobs: list[Job], out: Path) -> Path:
     return out
 
 
+def require_emulator() -> None:
+    from tests.conftest import require_program
+    require_program("arm-none-eabi-gcc", "apt-get install -y --no-install-recommends gcc-arm-none-eabi "
+                                         "libnewlib-arm-none-eabi")
+    require_program("qemu-system-arm", "apt-get install -y --no-install-recommends qemu-system-arm")
+
+
+def run_jobs(lib: Path, jobs: list[Job], work: Path, timeout: float = 900, **build):
+    """The library `lib` with the test driver for `jobs`, built for the emulated Cortex-M4 (mps2-an386) into
+    work/fw and run once in QEMU: (run result, firmware). `build`: more build_firmware keywords."""
+    from tinyexit.boards import load_board
+    from tinyexit.build import build_firmware
+    from tinyexit.targets.qemu import QemuRunner
+
+    driver = render_driver(jobs, work / "driver.c")
+    board = load_board("mps2-an386", emulate=True)
+    srcs = sorted(s for s in lib.glob("*.c") if not s.name.startswith("host_")) + [driver, work / "rq_check.c"]
+    fw = build_firmware(board, srcs, work / "fw", include_dirs=[lib], **build)
+    return QemuRunner(board).run(fw.elf, timeout=timeout), fw
+
+
 def guard_counts(output: str, jobs: list[Job]) -> dict[str, int]:
     """G lines -> {job name: bytes written outside live[] and the planned work space}."""
     return {jobs[int(f[1])].name: int(f[2]) for f in map(str.split, output.splitlines()) if len(f) == 3 and f[0] == "G"}

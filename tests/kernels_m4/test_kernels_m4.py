@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.conftest import conformance_model, require_program
-from tests.kernels_m4._firmware import Job, parse, render_driver
+from tests.conftest import conformance_model
+from tests.kernels_m4._firmware import Job, parse, require_emulator, run_jobs
 from tests.ops import (test_add, test_average_pool_2d, test_conv_2d, test_depthwise_conv_2d, test_fully_connected,
                        test_slice_depthwise)
 from tests.ops._harness import Case, convert, output_tensor, set_quantization
@@ -74,14 +74,10 @@ CONFORMANCE = {"kws": ("kws_ref_model.tflite", 24), "resnet": ("pretrainedResnet
 
 @pytest.fixture(scope="module")
 def emulated(tmp_path_factory):
-    require_program("arm-none-eabi-gcc", "apt-get install -y --no-install-recommends gcc-arm-none-eabi "
-                                         "libnewlib-arm-none-eabi")
-    require_program("qemu-system-arm", "apt-get install -y --no-install-recommends qemu-system-arm")
-    from tinyexit.boards import load_board
-    from tinyexit.build import build_firmware, symbol_address
+    require_emulator()
+    from tinyexit.build import symbol_address
     from tinyexit.codegen import Link, generate, read_model
     from tinyexit.codegen.testing import structured_inputs
-    from tinyexit.targets.qemu import QemuRunner
 
     work = tmp_path_factory.mktemp("kernels_m4")
     rng = np.random.default_rng(5)
@@ -107,12 +103,7 @@ def emulated(tmp_path_factory):
                                 structured_inputs(shape, g.input.zero_point, rng)])
             chunked = 2
         jobs.append(Job(name, x.astype(np.int8).reshape(len(x), -1), g.output.nbytes, chunked))
-    driver = render_driver(jobs, work / "driver.c")
-    board = load_board("mps2-an386", emulate=True)
-    lib = work / "lib"
-    srcs = sorted(s for s in lib.glob("*.c") if not s.name.startswith("host_")) + [driver, work / "rq_check.c"]
-    fw = build_firmware(board, srcs, work / "fw", include_dirs=[lib])
-    run = QemuRunner(board).run(fw.elf, timeout=900)
+    run, fw = run_jobs(work / "lib", jobs, work)
     got, rq = parse(run.output, jobs)
     # The optimized routines are in the image (the DSP path was compiled, not the reference fallback).
     routines = {s: symbol_address(fw.elf, s) for s in ("tx_conv_passes", "tx_dw_groups9")}

@@ -19,8 +19,8 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import conformance_model, require_program
-from tests.kernels_m4._firmware import Job, guard_counts, parse, render_driver
+from tests.conftest import conformance_model
+from tests.kernels_m4._firmware import Job, guard_counts, parse, require_emulator, run_jobs
 from tests.kernels_m4.test_kernels_m4 import conv, dw
 from tests.kernels_m4.test_sparse_m4 import _ring_model
 from tests.ops._harness import Case, convert
@@ -31,14 +31,10 @@ SHRUNK = "ring_conv_shrunk"   # the same model as ring_conv, its work table empt
 
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory):
-    require_program("arm-none-eabi-gcc", "apt-get install -y --no-install-recommends gcc-arm-none-eabi "
-                                         "libnewlib-arm-none-eabi")
-    require_program("qemu-system-arm", "apt-get install -y --no-install-recommends qemu-system-arm")
-    from tinyexit.boards import load_board
-    from tinyexit.build import build_firmware, library_memory
+    require_emulator()
+    from tinyexit.build import library_memory
     from tinyexit.codegen import generate, read_model
     from tinyexit.quantize import convert_int8
-    from tinyexit.targets.qemu import QemuRunner
 
     work = tmp_path_factory.mktemp("scratch_m4")
     paths = {"kws": conformance_model("kws_ref_model.tflite"),
@@ -65,11 +61,7 @@ def guarded(tmp_path_factory):
         if name == SHRUNK:
             steps = [[off, 0] for off, _ in steps]
         jobs.append(Job(name, x, g.output.nbytes, chunked=0, work=tuple(map(tuple, steps))))
-    driver = render_driver(jobs, work / "driver.c")
-    board = load_board("mps2-an386", emulate=True)
-    srcs = sorted(s for s in lib.glob("*.c") if not s.name.startswith("host_")) + [driver, work / "rq_check.c"]
-    fw = build_firmware(board, srcs, work / "fw", include_dirs=[lib], **library_memory(lib))
-    run = QemuRunner(board).run(fw.elf, timeout=900)
+    run, fw = run_jobs(lib, jobs, work, **library_memory(lib))
     got, _ = parse(run.output, jobs)
     return dict(paths=paths, jobs={j.name: j for j in jobs}, got=got, guard=guard_counts(run.output, jobs),
                 report=report, doc=doc, fw=fw)

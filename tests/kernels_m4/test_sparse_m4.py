@@ -10,8 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.conftest import require_program
-from tests.kernels_m4._firmware import Job, parse, render_driver
+from tests.kernels_m4._firmware import Job, parse, require_emulator, run_jobs
 from tests.ops._harness import output_tensor, set_quantization
 from tests.test_sparse import _pruned_model
 
@@ -49,9 +48,7 @@ def _exact_model():
 
 
 def test_sparse_kernels_match_tflm_on_the_emulator(tmp_path):
-    require_program("arm-none-eabi-gcc", "apt-get install -y --no-install-recommends gcc-arm-none-eabi "
-                                         "libnewlib-arm-none-eabi")
-    require_program("qemu-system-arm", "apt-get install -y --no-install-recommends qemu-system-arm")
+    require_emulator()
     from tinyexit.quantize import convert_int8
 
     rng = np.random.default_rng(7)
@@ -70,11 +67,8 @@ def test_sparse_kernels_match_tflm_on_the_emulator(tmp_path):
 
 
 def _run_library(work, models, exact, rng):
-    from tinyexit.boards import load_board
-    from tinyexit.build import build_firmware
     from tinyexit.codegen import generate
     from tinyexit.codegen.testing import structured_inputs, tflm_outputs
-    from tinyexit.targets.qemu import QemuRunner
 
     lib = work / "lib"
     rep = generate({n: p for n, (p, _) in models.items()}, lib, kernels="cortex_m4", compare_tflm=False,
@@ -94,11 +88,7 @@ def _run_library(work, models, exact, rng):
                             rng.integers(-128, 128, size=(12, *shape))]).astype(np.int8)
         want[name] = tflm_outputs(path, x)
         jobs.append(Job(name, x.reshape(len(x), -1), rep.models[name].output_size, chunked=4))
-    drv = render_driver(jobs, work / "driver.c")
-    board = load_board("mps2-an386", emulate=True)
-    srcs = sorted(p for p in lib.glob("*.c") if not p.name.startswith("host_")) + [drv, work / "rq_check.c"]
-    fw = build_firmware(board, srcs, work / "fw", include_dirs=[lib], opt="-O2")
-    out = QemuRunner(board).run(fw.elf, timeout=600).output
+    out = run_jobs(lib, jobs, work, timeout=600)[0].output
     got, _ = parse(out, jobs)
     for name in models:
         assert got[name].tobytes() == want[name].tobytes(), name

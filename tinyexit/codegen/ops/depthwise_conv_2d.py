@@ -46,12 +46,14 @@ class DepthwiseConv2D(WindowedConv):
 
     def work_bytes(self, kernels: str) -> int:
         """tx_dw_carve: sign-extended weights (8 bytes per group of 4 channels and tap, depth multiplier 1),
-        rq[oc], bias[oc], one pixel of zero points (in_c)."""
+        rq[oc], a zero bias[oc] when the op has none (else the kernel reads its own), one pixel of zero
+        points (in_c)."""
         if kernels != M4 or self.kernel != "tx_dwconv":
             return 0
         groups = self.in_hwc[2] // 4 if self.depth_multiplier == 1 else 0
         oc = self.out_hwc[2]
-        return 8 * groups * self.kernel_hw[0] * self.kernel_hw[1] + (RQ_BYTES + 4) * oc + a4(self.in_hwc[2])
+        bias = 0 if self.bias is not None else 4 * oc
+        return 8 * groups * self.kernel_hw[0] * self.kernel_hw[1] + RQ_BYTES * oc + bias + a4(self.in_hwc[2])
 
     def multiplier_init(self) -> str:
         return f"{self.depth_multiplier}, {self.in_pixel or self.in_hwc[2]}, {self.in_channel}, "
