@@ -1,0 +1,77 @@
+"""Randomized conformance: small int8 models written directly as flatbuffers (tests/codegen/_random_models.py:
+random layer types and widths, wide FULLY_CONNECTED layers with hundreds of outputs, deep FC stacks, random
+scales, scales whose float32 input x filter product is inexact, biases aimed at requantization rounding
+boundaries) compared with tflite_micro on EVERY layer's output and on the whole model, for both kernel variants
+(cortex_m4 builds its portable branch on the host). benchmarks/conformance_sweep.py runs the same generator on
+thousands of models."""
+import itertools
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from tests.codegen import _random_models as R
+from tests.conftest import require_program
+
+N_MODELS = 27               # every family x scale class combination three times
+N_INPUTS = 100
+SEED0 = 1000
+
+
+@pytest.fixture(scope="module")
+def sweep():
+    require_program("gcc", "apt-get install -y gcc make")
+    combos = list(itertools.product(R.FAMILIES, R.SCALE_CLASSES))
+    models = [R.random_model(SEED0 + i, N_INPUTS, *combos[i % len(combos)]) for i in range(N_MODELS)]
+    return models, [c for m in models for c in m.cases()]
+
+
+def _report(cases, same) -> str:
+    bad = [c for c in cases if not same[c.name].all()]
+    kinds = Counter(c.kind for c in bad)
+    first = ", ".join(f"{c.name} ({int((~same[c.name]).sum())}/{len(c.inputs)} inputs)" for c in bad[:6])
+    return f"{len(bad)} of {len(cases)} cases differ from tflite_micro; by op: {dict(kinds)}; first: {first}"
+
+
+def test_the_generator_covers_what_the_sweep_claims(sweep):
+    models, cases = sweep
+    kinds = Counter(c.kind for c in cases)
+    for kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "AVERAGE_POOL_2D", "MAX_POOL_2D",
+                 "MEAN", "SOFTMAX", "CONCATENATION", "RESHAPE", "QUANTIZE", "WHOLE_MODEL"):
+        assert kinds[kind] >= 2, f"no {kind} layers drawn: {dict(kinds)}"
+    fc_widths = [m.g.spec(la.output).shape[-1] for m in models for la in m.g.layers
+                 if la.kind == "FULLY_CONNECTED"]
+    assert max(fc_widths) >= 400 and sum(w >= 200 for w in fc_widths) >= 5
+    deep = [sum(la.kind == "FULLY_CONNECTED" for la in m.g.layers) for m in models if m.family == "fc_deep"]
+    assert min(deep) >= 6
+    assert {m.scale_class for m in models} == set(R.SCALE_CLASSES)
+    assert all(len(c.inputs) == N_INPUTS for c in cases)
+
+
+@pytest.mark.parametrize("kernels", ["reference", "cortex_m4"])
+def test_every_layer_of_random_models_equals_tflite_micro(sweep, tmp_path, kernels):
+    _, cases = sweep
+    result = R.compare(cases, tmp_path, kernels)
+    assert all(v.all() for v in result.same.values()), _report(cases, result.same)
+    # The sparse twins (layers with 85 % zero weights are stored as run lists) ran too.
+    assert {"tx_sparse_fc.c", "tx_sparse_conv.c"} <= set(result.kernel_files), result.kernel_files
+
+
+def test_the_sweep_catches_a_multiplier_from_the_float32_scale_product(sweep, tmp_path, monkeypatch):
+    """The bug this sweep was written for: FULLY_CONNECTED's multiplier from float32(input_scale *
+    filter_scale) (tflite_micro takes that product in double). Its tie-class FC layers must expose it."""
+    import tinyexit.codegen.ops.fully_connected as fc
+    from tinyexit.codegen.quant import quantize_multiplier
+
+    def float32_product(input_scale, filter_scale, output_scale):
+        return quantize_multiplier(float(np.float32(input_scale) * np.float32(filter_scale))
+                                   / float(np.float32(output_scale)))
+
+    monkeypatch.setattr(fc, "fc_multiplier", float32_product)
+    models, cases = sweep
+    tie_fc = {la.name for m in models if m.scale_class == "tie" for la in m.g.layers
+              if la.kind == "FULLY_CONNECTED"}
+    picked = [c for c in cases if c.name in tie_fc]
+    result = R.compare(picked, tmp_path, "reference")
+    bad = [n for n, v in result.same.items() if not v.all()]
+    assert len(bad) >= 3, f"only {len(bad)} of {len(picked)} tie-class FC layers exposed the float32 product"
