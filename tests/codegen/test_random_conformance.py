@@ -75,3 +75,40 @@ def test_the_sweep_catches_a_multiplier_from_the_float32_scale_product(sweep, tm
     result = R.compare(picked, tmp_path, "reference")
     bad = [n for n, v in result.same.items() if not v.all()]
     assert len(bad) >= 3, f"only {len(bad)} of {len(picked)} tie-class FC layers exposed the float32 product"
+
+
+def _requantizing_copy(kind: str) -> bytes:
+    """A one-op model whose output quantization differs from its input's: CONCATENATION or a pool."""
+    fb = R.fb
+    g = R.Graph()
+    x = g.act_tensor((1, 4, 4, 2), 0.1, 3)
+    g.input = x
+    if kind.startswith("concat"):
+        y = g.act_tensor((1, 4, 4, 4), 0.2 if kind.endswith("scale") else 0.1, 5 if kind.endswith("zp") else 3)
+        o = fb.ConcatenationOptionsT()
+        o.axis = 3
+        g.add_op(R.OpSpec(fb.BuiltinOperator.CONCATENATION, (x, x), (y,), fb.BuiltinOptions.ConcatenationOptions, o))
+    else:
+        y = g.act_tensor((1, 4, 4, 2), 0.2 if kind.endswith("scale") else 0.1, 9 if kind.endswith("zp") else 3)
+        o = fb.Pool2DOptionsT()
+        o.padding, o.strideH, o.strideW, o.filterHeight, o.filterWidth = fb.Padding.SAME, 1, 1, 2, 2
+        code = fb.BuiltinOperator.AVERAGE_POOL_2D if kind.startswith("avg") else fb.BuiltinOperator.MAX_POOL_2D
+        g.add_op(R.OpSpec(code, (x,), (y,), fb.BuiltinOptions.Pool2DOptions, o))
+    return g.serialize(y)
+
+
+@pytest.mark.parametrize("kind", ["concat_scale", "concat_zp", "avgpool_scale", "maxpool_zp"])
+def test_copies_between_different_quantizations_are_refused_like_tflite_micro(tmp_path, kind):
+    from tflite_micro.python.tflite_micro import runtime
+
+    from tinyexit.codegen import generate
+    from tinyexit.errors import TinyexitError
+
+    model = _requantizing_copy(kind)
+    with pytest.raises(RuntimeError):           # the oracle's Prepare refuses the model
+        runtime.Interpreter.from_bytes(model)
+    p = tmp_path / f"{kind}.tflite"
+    p.write_bytes(model)
+    with pytest.raises(TinyexitError, match="quantiz"):
+        generate({kind: p}, tmp_path / "lib", measure=False, compare_tflm=False)
+    assert not (tmp_path / "lib").exists()

@@ -1,4 +1,5 @@
-"""CONCATENATION of int8 activations along any axis (TFLM copies bytes: no requantization)."""
+"""CONCATENATION of int8 activations along any axis (TFLM copies bytes: no requantization, and its Prepare
+requires every input's scale and zero point to equal the output's; checked against tflite_micro)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -37,6 +38,10 @@ class Concatenation(Op):
                 raise ctx.refuse(f"input '{x.name}' is a constant")
             if len(x.shape) != rank:
                 raise ctx.refuse("inputs of different ranks")
+            if (x.scale, x.zero_point) != (y.scale, y.zero_point):
+                raise ctx.refuse(f"input '{x.name}' is quantized (scale {x.scale:g}, zero point {x.zero_point}) "
+                                 f"unlike the output (scale {y.scale:g}, zero point {y.zero_point}); TFLM "
+                                 f"requires them equal (requantize the input with a QUANTIZE op first)")
             inner = 1
             for d in x.shape[axis:]:
                 inner *= int(d)
