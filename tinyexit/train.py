@@ -148,13 +148,27 @@ def read_model_json(run_dir: str | Path) -> dict:
     return meta
 
 
-def load_model(run_dir: str | Path):
-    """RUN/model.keras; a missing file or one Keras cannot load (truncated, another format) is a TinyexitError."""
+def model_file(run_dir: str | Path) -> Path:
+    """RUN/model.keras, checked to exist and to be a complete zip archive, without importing Keras: commands
+    refuse a broken run before paying for TensorFlow's start-up."""
     path = Path(run_dir) / "model.keras"
     if not path.is_file():
         raise TinyexitError(f"{path} does not exist; {RETRAIN}")
-    if not zipfile.is_zipfile(path):   # checked before importing Keras: a refusal costs no TensorFlow start-up
+    if not zipfile.is_zipfile(path):
         raise TinyexitError(f"{path} cannot be loaded (not a complete .keras zip archive: truncated?): {RETRAIN}")
+    return path
+
+
+def check_trained_run(run_dir: str | Path) -> dict:
+    """read_model_json(run_dir) after model_file(run_dir): a cheap check of a trained run folder."""
+    meta = read_model_json(run_dir)
+    model_file(run_dir)
+    return meta
+
+
+def load_model(run_dir: str | Path):
+    """RUN/model.keras; a missing file or one Keras cannot load (truncated, another format) is a TinyexitError."""
+    path = model_file(run_dir)
     import keras
     import tinyexit.models  # noqa: F401  (registers custom layers)
     try:

@@ -33,6 +33,9 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from tinyexit.boards import load_board
+    if Path(args.source).is_dir():
+        from tinyexit.train import check_trained_run
+        check_trained_run(args.source)   # before importing TensorFlow
     from tinyexit.search import Budget, SearchConfig, search, verify
 
     try:

@@ -26,11 +26,13 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from tinyexit.shared import SharedConfig, format_report, train_shared
+    from tinyexit.train import check_trained_run
 
     run_dir = Path(args.run)
     if not run_dir.is_dir():
         raise TinyexitError(f"run directory '{run_dir}' does not exist; train one with `tinyexit train`")
+    check_trained_run(run_dir)   # before importing TensorFlow
+    from tinyexit.shared import SharedConfig, format_report, train_shared
     if args.num_eval is not None and args.num_eval < 1:
         raise TinyexitError("--num-eval must be at least 1")
     points = [p.strip() for p in args.points.split(",") if p.strip()] if args.points is not None else None

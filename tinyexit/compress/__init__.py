@@ -193,9 +193,9 @@ def compress_run(run_dir: str | Path, out: str | Path, config: CompressConfig = 
     if run.resolve() == out.resolve():
         raise TinyexitError("the compressed run must go to another directory than its source (--out)")
     meta = read_model_json(run)
-    model = load_model(run)
     from tinyexit.policy.calibrate import read_policy
     policy_src = read_policy(run) if (run / "policy.json").is_file() else None   # checked before training
+    model = load_model(run)
     layers = prunable_layers(model)
     overhead = library_overhead(run)
     budget, why = weight_budget(config)
