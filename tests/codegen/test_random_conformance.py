@@ -78,7 +78,8 @@ def test_the_sweep_catches_a_multiplier_from_the_float32_scale_product(sweep, tm
 
 
 def _requantizing_copy(kind: str) -> bytes:
-    """A one-op model whose output quantization differs from its input's: CONCATENATION or a pool."""
+    """A one-op model tflite_micro refuses at Prepare: CONCATENATION or a pool whose output is quantized unlike
+    its input, or a per-tensor FULLY_CONNECTED whose bias scale is not input x weight scale."""
     fb = R.fb
     g = R.Graph()
     x = g.act_tensor((1, 4, 4, 2), 0.1, 3)
@@ -88,6 +89,14 @@ def _requantizing_copy(kind: str) -> bytes:
         o = fb.ConcatenationOptionsT()
         o.axis = 3
         g.add_op(R.OpSpec(fb.BuiltinOperator.CONCATENATION, (x, x), (y,), fb.BuiltinOptions.ConcatenationOptions, o))
+    elif kind == "fc_bias_scale":       # bias scale twice input x weight scale: 0.02 output steps off
+        x = g.act_tensor((1, 8), 0.1, 3)
+        g.input = x
+        w = g.add_tensor(R.TensorSpec((4, 8), R.INT8, (0.01,), (0,), data=np.ones((4, 8), np.int8)))
+        b = g.add_tensor(R.TensorSpec((4,), R.INT32, (0.002,), (0,), data=np.arange(4, dtype=np.int32)))
+        y = g.act_tensor((1, 4), 0.05, 0)
+        g.add_op(R.OpSpec(fb.BuiltinOperator.FULLY_CONNECTED, (x, w, b), (y,),
+                          fb.BuiltinOptions.FullyConnectedOptions, fb.FullyConnectedOptionsT()))
     else:
         y = g.act_tensor((1, 4, 4, 2), 0.2 if kind.endswith("scale") else 0.1, 9 if kind.endswith("zp") else 3)
         o = fb.Pool2DOptionsT()
@@ -97,8 +106,8 @@ def _requantizing_copy(kind: str) -> bytes:
     return g.serialize(y)
 
 
-@pytest.mark.parametrize("kind", ["concat_scale", "concat_zp", "avgpool_scale", "maxpool_zp"])
-def test_copies_between_different_quantizations_are_refused_like_tflite_micro(tmp_path, kind):
+@pytest.mark.parametrize("kind", ["concat_scale", "concat_zp", "avgpool_scale", "maxpool_zp", "fc_bias_scale"])
+def test_what_tflite_micro_refuses_for_its_quantization_is_refused(tmp_path, kind):
     from tflite_micro.python.tflite_micro import runtime
 
     from tinyexit.codegen import generate
@@ -109,6 +118,6 @@ def test_copies_between_different_quantizations_are_refused_like_tflite_micro(tm
         runtime.Interpreter.from_bytes(model)
     p = tmp_path / f"{kind}.tflite"
     p.write_bytes(model)
-    with pytest.raises(TinyexitError, match="quantiz"):
+    with pytest.raises(TinyexitError, match="quantiz|bias .* scale"):
         generate({kind: p}, tmp_path / "lib", measure=False, compare_tflm=False)
     assert not (tmp_path / "lib").exists()

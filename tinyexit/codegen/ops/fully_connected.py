@@ -11,6 +11,17 @@ from tinyexit.codegen.ops._common import const_bias, const_int8_weights, weight_
 from tinyexit.codegen.quant import activation_range, conv_multipliers, fc_multiplier
 
 
+def _check_bias_scale(ctx: OpContext, product_scale: float, output_scale: float) -> None:
+    """Per-tensor FULLY_CONNECTED: TFLM's Prepare (GetQuantizedConvolutionMultipler) refuses a bias whose scale
+    is off input x filter scale by more than 0.02 output steps (in double; checked against tflite_micro)."""
+    if len(ctx.inputs) <= 2 or ctx.inputs[2] < 0:
+        return
+    b = ctx.tensor(2)
+    if abs(product_scale - b.scale) / output_scale > 0.02:
+        raise ctx.refuse(f"bias '{b.name}' has scale {b.scale:g}, not input x weight scale {product_scale:g} "
+                         f"(TFLM refuses a difference above 0.02 output steps): requantize the bias")
+
+
 @register
 @dataclass(frozen=True, eq=False)
 class FullyConnected(Op):
@@ -49,6 +60,7 @@ class FullyConnected(Op):
         else:
             m, sh = fc_multiplier(x.scale, w.scale, y.scale)
             mult, shift = [m], [sh]
+            _check_bias_scale(ctx, x.scale * w.scale, y.scale)
         return cls(index=ctx.index, inputs=(ctx.inputs[0],), outputs=(ctx.outputs[0],),
                    batches=x.elements // in_d, in_depth=in_d, out_depth=out_d,
                    input_offset=-x.zero_point, output_offset=y.zero_point, mult=tuple(mult), shift=tuple(shift),
