@@ -19,7 +19,7 @@ from tinyexit.boards import Board, load_board
 from tinyexit.build import (APP_SOURCES, LIBRARY_DIR, build_host, build_run, library_sources, model_library, pipeline_from_run,
                             run_test_inputs, symbol_address)
 from tinyexit.errors import TinyexitError
-from tinyexit.io import save_figure, write_json
+from tinyexit.io import atomic_dir, save_figure, write_json
 from tinyexit.targets import RunResult, get_runner
 from tinyexit.targets.app_output import AppOutput, parse_app_output
 
@@ -155,7 +155,9 @@ def bench_run(run_dir: str | Path, board: str | Board = "nrf52840", emulate: boo
               log: Callable[[str], None] | None = print, kernels: str | None = None) -> dict:
     """Build and run the early-exit and the no-exit firmware of `run_dir` on `board`; write
     RUN/bench/<board>/bench.json and bench.png, print the table (via `log`), return the JSON dict.
-    `kernels`: kernel variant of the run's library (None: as generated; see build.model_library)."""
+    `kernels`: kernel variant of the run's library (None: as generated; see build.model_library).
+    The folder is written whole or not at all: a bench that fails (no compiler or emulator, an image too
+    big, a firmware error) leaves an earlier bench there as it was."""
     run = Path(run_dir)
     log = log or (lambda _m: None)
     b = load_board(board, emulate=emulate) if isinstance(board, str) else board
@@ -169,6 +171,23 @@ def bench_run(run_dir: str | Path, board: str | Board = "nrf52840", emulate: boo
         inputs = run_test_inputs(run, man, num_inputs, seed)
     x_q, y = np.asarray(inputs[0], np.int8), np.asarray(inputs[1])
     out_dir = Path(out) if out else run / BENCH_DIR / b.variant
+    with atomic_dir(out_dir, holds=BENCH_OUTPUTS) as tmp:
+        result = _measure(run, b, man, policy, x_q, y, tmp, timeout=timeout, runner=runner,
+                          check_oracle=check_oracle, kernels=kernels, log=log)
+        write_json(tmp / "bench.json", result)
+        _plot(tmp / "bench.png", result)
+    result["files"] = {"json": str(out_dir / "bench.json"), "png": str(out_dir / "bench.png")}
+    log(table(result))
+    return result
+
+
+BENCH_OUTPUTS = ("bench.json", "bench.png", "early_exit", "no_exit")   # what bench_run writes into its folder
+
+
+def _measure(run: Path, b: Board, man: dict, policy: dict, x_q: np.ndarray, y: np.ndarray, out_dir: Path, *,
+             timeout: float, runner: str | None, check_oracle: bool, kernels: str | None,
+             log: Callable[[str], None]) -> dict:
+    """bench_run's measurements: both firmware images built into `out_dir`, run, checked; the JSON dict."""
     log(f"bench: building the early-exit and the no-exit firmware for {b.name}"
         f"{' (emulated on ' + str(b.qemu_machine) + ')' if b.emulated else ''} with {len(x_q)} test inputs")
     fw_ee = build_run(run, b, inputs=(x_q, y), out=out_dir / "early_exit", kernels=kernels)
@@ -255,11 +274,6 @@ def bench_run(run_dir: str | Path, board: str | Board = "nrf52840", emulate: boo
         from tinyexit.policy.decisions import argmax_first
         result["accuracy"]["per_exit_all_inputs"] = {
             e["name"]: float(np.mean(argmax_first(o) == np.asarray(y))) for e, o in zip(exits, outs)}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "bench.json", result)
-    _plot(out_dir / "bench.png", result)
-    result["files"] = {"json": str(out_dir / "bench.json"), "png": str(out_dir / "bench.png")}
-    log(table(result))
     return result
 
 

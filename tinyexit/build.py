@@ -19,7 +19,7 @@ import jinja2
 
 from tinyexit.boards import Board, load_board
 from tinyexit.errors import MissingToolError, TinyexitError
-from tinyexit.io import write_json, write_text
+from tinyexit.io import atomic_dir, write_json, write_text
 from tinyexit.resources import templates_dir
 
 TEMPLATES = templates_dir()
@@ -176,12 +176,13 @@ def build_firmware(board: Board | str, sources: Sequence[str | Path], out: str |
                    include_dirs: Sequence[str | Path] = (), defines: dict[str, object] | None = None,
                    opt: str = "-O2", weight_sources: Sequence[str | Path] = (), name: str = "firmware",
                    emulate: bool = False, scratch_sources: Sequence[str | Path] = (),
-                   arena_scratch: int = 0) -> Firmware:
+                   arena_scratch: int = 0, prefix_map: tuple[Path, Path] | None = None) -> Firmware:
     """Cross-compile `sources` with the board support into `out/<name>.elf`; report sizes against the
     board's budget (written to `out/size.json`) and raise ImageTooBigError, with the sizes, when the image
     does not fit. `weight_sources`: sources whose .rodata counts as model weights in the report;
     `scratch_sources`: those whose .data/.bss is kernel static scratch; `arena_scratch`: the library's
-    kernel work space inside the arena (its report.json `scratch_bytes`), for the report."""
+    kernel work space inside the arena (its report.json `scratch_bytes`), for the report. `prefix_map`:
+    (folder built in, folder it will be moved to): the debug information names the second."""
     if isinstance(board, str):
         board = load_board(board, emulate=emulate)
     out = Path(out)
@@ -193,6 +194,7 @@ def build_firmware(board: Board | str, sources: Sequence[str | Path], out: str |
     defs = [f"-D{k}={v}" for k, v in (defines or {}).items()]
     incs = [f"-I{d}" for d in [bsp, *include_dirs]]
     cflags = [*board.cflags, opt, *WARNINGS, "-ffunction-sections", "-fdata-sections", "-fno-common", "-g",
+              *([f"-ffile-prefix-map={prefix_map[0]}={prefix_map[1]}"] if prefix_map else []),
               *defs, *incs]
     all_sources = [Path(s) for s in sources] + [bsp / "startup.c", bsp / "tx_hal.c"]
     objects = []
@@ -579,10 +581,15 @@ def build_run(run_dir: str | Path, board: Board | str, *, emulate: bool = False,
         x, y = run_test_inputs(run, man, num_inputs, seed)
     tag = board.variant + ("-noexit" if no_exit else "") + ("-serial" if serial_inputs else "")
     out = Path(out) if out else run / FIRMWARE_DIR / "build" / tag
-    app = out / "app"
-    render_app(pipe, x, y, app, source=f"test split of {run.name}")
     lib_srcs = library_sources(lib)
-    return build_firmware(board, [app / s for s in APP_SOURCES] + lib_srcs, out, include_dirs=[app, lib],
-                          defines={"TX_APP_NO_EXIT": int(no_exit), "TX_APP_SERIAL_INPUTS": int(serial_inputs)},
-                          opt=opt, weight_sources=[s for s in lib_srcs if s.name.startswith("tx_model_")],
-                          **library_memory(lib))
+    with atomic_dir(out, holds=BUILD_OUTPUTS) as tmp:   # a failed build leaves the earlier one as it was
+        app = tmp / "app"
+        render_app(pipe, x, y, app, source=f"test split of {run.name}")
+        fw = build_firmware(board, [app / s for s in APP_SOURCES] + lib_srcs, tmp, include_dirs=[app, lib],
+                            defines={"TX_APP_NO_EXIT": int(no_exit), "TX_APP_SERIAL_INPUTS": int(serial_inputs)},
+                            opt=opt, weight_sources=[s for s in lib_srcs if s.name.startswith("tx_model_")],
+                            prefix_map=(tmp, out), **library_memory(lib))
+    return dataclasses.replace(fw, elf=out / fw.elf.relative_to(tmp), out=out)
+
+
+BUILD_OUTPUTS = ("app", "board", "obj", "size.json", "firmware.elf")   # what build_run writes into its folder

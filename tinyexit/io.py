@@ -8,7 +8,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 
 def _umask() -> int:
@@ -146,10 +146,16 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> None:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_dir(path: str | os.PathLike, holds: Sequence[str] = ()) -> Iterator[Path]:
     """Yield a temporary folder next to `path`; on success it replaces `path` whole, on failure it is removed
-    (`path` keeps what it held). Leftovers of an earlier run that was killed mid-write are removed first."""
+    (`path` keeps what it held). Leftovers of an earlier run that was killed mid-write are removed first.
+    `holds`: names of which an earlier output in `path` has at least one; a non-empty `path` with none of them
+    is not replaced (a user's folder given as --out) but refused with a TinyexitError."""
     path = Path(path)
+    if holds and path.is_dir() and any(path.iterdir()) and not any((path / n).exists() for n in holds):
+        from tinyexit.errors import TinyexitError
+        raise TinyexitError(f"{path} is not empty and holds no earlier output of this command ({', '.join(holds)}); "
+                            f"it would be replaced whole: choose a new or empty output folder")
     _make_parent(path)
     clean_stale(path)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.p{os.getpid()}.", suffix=".tmp"))
