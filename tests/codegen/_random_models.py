@@ -328,47 +328,41 @@ class RandomModel:
 
     def conv(self, x: int, oc: int, k: tuple, stride: tuple, padding: str, *, per_channel: bool = True,
              sparse: bool = False, out_quant: tuple | None = None) -> int:
-        xs = self.g.spec(x)
-        _, h, w_, ic = xs.shape
-        s_in = xs.scales[0]
-        act = self._act()
-        wts = self._weights((oc, k[0], k[1], ic), sparse)
-        w_scales = self._filter_scales(s_in, oc, per_channel)
-        acc_std = math.sqrt(max(1.0, float(np.mean(wts != 0)) * k[0] * k[1] * ic)) * self.est[x] * W_STD
-        b, bt = self._bias(s_in, w_scales, oc, acc_std)
-        s_out, zp = out_quant or self._out_quant(acc_std * s_in * float(np.median(w_scales)), act)
-        wt = self.g.add_tensor(TensorSpec(wts.shape, INT8, w_scales, (0,) * len(w_scales), 0, data=wts))
-        oh, ow = _out_hw(h, w_, k, stride, padding)
-        y = self.g.act_tensor((1, oh, ow, oc), s_out, zp)
-        o = fb.Conv2DOptionsT()
-        o.padding, o.strideH, o.strideW = _PAD[padding], stride[0], stride[1]
-        o.dilationHFactor = o.dilationWFactor = 1
-        o.fusedActivationFunction = ACTS[act]
-        self.g.add_op(OpSpec(fb.BuiltinOperator.CONV_2D, (x, wt, bt), (y,), fb.BuiltinOptions.Conv2DOptions, o))
-        return self._layer("CONV_2D", y, x, 30.0)
+        return self._windowed(x, False, oc, k, stride, padding, 1, per_channel, sparse, out_quant)
 
     def depthwise(self, x: int, mult: int, k: tuple, stride: tuple, padding: str, *, per_channel: bool = True,
                   sparse: bool = False, out_quant: tuple | None = None) -> int:
+        ic = self.g.spec(x).shape[3]
+        return self._windowed(x, True, ic * mult, k, stride, padding, mult, per_channel, sparse, out_quant)
+
+    def _windowed(self, x: int, depthwise: bool, oc: int, k: tuple, stride: tuple, padding: str, mult: int,
+                  per_channel: bool, sparse: bool, out_quant: tuple | None) -> int:
+        """CONV_2D (weights [oc, kh, kw, ic], scales on dimension 0) or DEPTHWISE_CONV_2D (weights
+        [1, kh, kw, oc], scales on dimension 3); `out_quant`: (scale, zero point) of the output, else drawn."""
         xs = self.g.spec(x)
         _, h, w_, ic = xs.shape
-        oc = ic * mult
         s_in = xs.scales[0]
         act = self._act()
-        wts = self._weights((1, k[0], k[1], oc), sparse)
+        wts = self._weights((1, k[0], k[1], oc) if depthwise else (oc, k[0], k[1], ic), sparse)
         w_scales = self._filter_scales(s_in, oc, per_channel)
-        acc_std = math.sqrt(max(1.0, float(np.mean(wts != 0)) * k[0] * k[1])) * self.est[x] * W_STD
+        taps = k[0] * k[1] * (1 if depthwise else ic)
+        acc_std = math.sqrt(max(1.0, float(np.mean(wts != 0)) * taps)) * self.est[x] * W_STD
         b, bt = self._bias(s_in, w_scales, oc, acc_std)
         s_out, zp = out_quant or self._out_quant(acc_std * s_in * float(np.median(w_scales)), act)
-        wt = self.g.add_tensor(TensorSpec(wts.shape, INT8, w_scales, (0,) * len(w_scales), 3, data=wts))
+        wt = self.g.add_tensor(TensorSpec(wts.shape, INT8, w_scales, (0,) * len(w_scales), 3 if depthwise else 0,
+                                          data=wts))
         oh, ow = _out_hw(h, w_, k, stride, padding)
         y = self.g.act_tensor((1, oh, ow, oc), s_out, zp)
-        o = fb.DepthwiseConv2DOptionsT()
-        o.padding, o.strideH, o.strideW, o.depthMultiplier = _PAD[padding], stride[0], stride[1], mult
+        o = fb.DepthwiseConv2DOptionsT() if depthwise else fb.Conv2DOptionsT()
+        o.padding, o.strideH, o.strideW = _PAD[padding], stride[0], stride[1]
         o.dilationHFactor = o.dilationWFactor = 1
         o.fusedActivationFunction = ACTS[act]
-        self.g.add_op(OpSpec(fb.BuiltinOperator.DEPTHWISE_CONV_2D, (x, wt, bt), (y,),
-                             fb.BuiltinOptions.DepthwiseConv2DOptions, o))
-        return self._layer("DEPTHWISE_CONV_2D", y, x, 30.0)
+        if depthwise:
+            o.depthMultiplier = mult
+        kind = "DEPTHWISE_CONV_2D" if depthwise else "CONV_2D"
+        opts = fb.BuiltinOptions.DepthwiseConv2DOptions if depthwise else fb.BuiltinOptions.Conv2DOptions
+        self.g.add_op(OpSpec(getattr(fb.BuiltinOperator, kind), (x, wt, bt), (y,), opts, o))
+        return self._layer(kind, y, x, 30.0)
 
     def pool(self, x: int, kind: str, k: tuple, stride: tuple, padding: str) -> int:
         xs = self.g.spec(x)
