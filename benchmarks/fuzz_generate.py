@@ -36,6 +36,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--conformance", default=str(REPO.parent / "shared" / "conformance"))
     ap.add_argument("--json", default=None, help="write counts and defects here")
+    ap.add_argument("--keep", default=None, metavar="DIR",
+                    help="save the mutants that are defects or that tflite_micro refuses or crashes on here")
     args = ap.parse_args()
 
     import numpy as np
@@ -71,7 +73,11 @@ def main() -> int:
                 defects.append({"i": i, "seed": name, "mutation": desc, "kernels": kernels, "verdict": v.verdict,
                                 "detail": v.detail})
                 print(f"DEFECT #{i} {name} [{desc}] ({kernels}): {v.verdict}\n  {v.detail[-800:]}", flush=True)
-                (Path(tmp).parent / f"tinyexit-fuzz-defect-{i}.tflite").write_bytes(data)
+            if args.keep and (v.defect or "tflm" in v.verdict):
+                keep = Path(args.keep)
+                keep.mkdir(parents=True, exist_ok=True)
+                (keep / f"{i}-{v.verdict.replace(' ', '_').replace(',', '').replace(':', '')}.tflite").write_bytes(data)
+                (keep / f"{i}.txt").write_text(f"{name} [{desc}] ({kernels}): {v.verdict}\n{v.detail}\n")
             done += 1
             if done % 200 == 0:
                 print(f"{done} mutants, {time.time() - t0:.0f} s: {dict(counts)}", flush=True)

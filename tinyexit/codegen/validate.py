@@ -237,6 +237,9 @@ def _check_tensor(t: RawTensor, nbuf: int) -> None:
     bad = lambda what: TinyexitError(f"{t.label}: {what}: the model is corrupt. Re-export it.")  # noqa: E731
     if t.dtype.startswith("type"):
         raise bad(f"type code {t.type_code} is not a TFLite tensor type")
+    if t.dtype not in ITEM:     # string, complex, resource, variant, int4, ...: TFLM cannot allocate them either
+        raise UnsupportedModelError(f"{t.label} is of type {t.dtype.upper()}, which int8 models do not use (tinyexit "
+                                    f"reads {', '.join(k.upper() for k in ITEM)})")
     if len(t.shape) > 8:
         raise bad(f"rank {len(t.shape)} (shape of {len(t.shape)} dimensions)")
     for d, n in enumerate(t.shape):
