@@ -147,6 +147,10 @@ def test_a_folder_without_earlier_output_is_not_replaced(tmp_path):
         with atomic_dir(mine, holds=("size.json", "app")):
             pass
     assert (mine / "thesis.tex").read_text() == "precious"
+    with pytest.raises(TinyexitError, match="choose a new or empty output folder"):   # a file is not replaced
+        with atomic_dir(mine / "thesis.tex", holds=("size.json",)):
+            pass
+    assert (mine / "thesis.tex").read_text() == "precious"
     (mine / "size.json").write_text("{}")        # an earlier build: replaced whole
     with atomic_dir(mine, holds=("size.json", "app")) as tmp:
         (tmp / "size.json").write_text("[]")

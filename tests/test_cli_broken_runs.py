@@ -3,7 +3,8 @@ tinyexit ...`), exit status 2, exactly one line on stderr, no traceback, and the
 the command that regenerates it. The folder starts as a complete run (tests/_tiny_run.py; `build` accepts it,
 see test_the_unbroken_run_builds) and each case breaks one thing: a truncated or missing model.keras, a
 missing or garbled model.json or one without exits, a manifest without exits, a manifest whose .tflite is
-gone, a garbled manifest, a garbled or incomplete policy.json, a data folder that is gone. Plus the CLI's own
+gone or truncated, a garbled manifest, a garbled or incomplete policy.json, an incomplete data recipe, a data
+folder that is gone. Plus the CLI's own
 handler: an unexpected exception is one "internal error" line (exit 3), its traceback only with --verbose."""
 from __future__ import annotations
 
@@ -45,6 +46,9 @@ BREAKS = {
     "manifest garbled": _truncate("quant/manifest.json", 40),
     "policy.json garbled": lambda run: (run / "policy.json").write_bytes(b"\x00\x01\x02"),
     "policy.json without threshold_q": _edit_json("policy.json", lambda d: d["exits"][0].pop("threshold_q")),
+    "seg0.tflite truncated": _truncate("quant/seg0.tflite", 300),
+    "policy.json a list": lambda run: (run / "policy.json").write_text("[1, 2]"),
+    "data recipe incomplete": _edit_json("model.json", lambda d: d["data"].pop("seed")),
     "data folder gone": _edit_json("model.json", lambda d: d["data"].update(dir="/nonexistent/tinyexit-data")),
 }
 
@@ -77,6 +81,9 @@ CASES = [
     ("policy.json garbled", ["bench", "RUN", "--emulate"], ["policy.json", CAL]),
     ("policy.json garbled", ["compress", "RUN", "--sparsity", "0.5"], ["policy.json", CAL]),
     ("policy.json without threshold_q", ["flash", "RUN", "--board", "nrf52840", "--emulate"], ["policy.json", CAL]),
+    ("seg0.tflite truncated", ["calibrate", "RUN"], ["seg0.tflite", "not a readable TFLite model", QUANT]),
+    ("policy.json a list", ["build", "RUN", "--board", "nrf52840"], ["policy.json", CAL]),
+    ("data recipe incomplete", ["calibrate", "RUN"], ["model.json", '"data"', TRAIN]),
     ("data folder gone", ["quantize", "RUN"], ["model.json", "/nonexistent/tinyexit-data", TRAIN]),
     ("data folder gone", ["calibrate", "RUN"], ["model.json", "/nonexistent/tinyexit-data", TRAIN]),
     ("data folder gone", ["build", "RUN", "--board", "nrf52840"], ["model.json", "/nonexistent/tinyexit-data"]),

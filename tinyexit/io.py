@@ -152,7 +152,8 @@ def atomic_dir(path: str | os.PathLike, holds: Sequence[str] = ()) -> Iterator[P
     `holds`: names of which an earlier output in `path` has at least one; a non-empty `path` with none of them
     is not replaced (a user's folder given as --out) but refused with a TinyexitError."""
     path = Path(path)
-    if holds and path.is_dir() and any(path.iterdir()) and not any((path / n).exists() for n in holds):
+    if holds and (path.is_dir() and any(path.iterdir()) and not any((path / n).exists() for n in holds)
+                  or path.exists() and not path.is_dir()):
         from tinyexit.errors import TinyexitError
         raise TinyexitError(f"{path} is not empty and holds no earlier output of this command ({', '.join(holds)}); "
                             f"it would be replaced whole: choose a new or empty output folder")

@@ -31,7 +31,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from tinyexit.errors import TinyexitError
+from tinyexit.errors import TinyexitError, brief
 from tinyexit.io import atomic_dir, read_json, write_bytes, write_json
 from tinyexit.policy.decisions import QParams  # one QParams type for the whole package
 
@@ -456,10 +456,14 @@ class Int8Pipeline:
     def from_dir(cls, quant_dir: str | os.PathLike) -> "Int8Pipeline":
         quant_dir = Path(quant_dir)
         man = read_manifest(quant_dir)
-        segs = [(quant_dir / s["file"]).read_bytes() for s in man["segments"]]
         early = [e for e in man["exits"] if e["file"]]
-        heads = [(quant_dir / e["file"]).read_bytes() for e in early]
-        return cls(segs, heads, [e["after_segment"] for e in early])
+        blobs = [_read_piece(quant_dir / p["file"]) for p in man["segments"] + early]
+        segs, heads = blobs[:len(man["segments"])], blobs[len(man["segments"]):]
+        try:
+            return cls(segs, heads, [e["after_segment"] for e in early])
+        except Exception as e:   # tflite_micro refuses a piece (a broken file the flatbuffer parse let through)
+            raise TinyexitError(f"the int8 pieces in {quant_dir} do not load on tflite_micro ({brief(e)}); "
+                                f"re-run `tinyexit quantize {quant_dir.parent}`") from None
 
     def run_q(self, q: np.ndarray) -> list[np.ndarray]:
         """int8 model inputs -> int8 output of every exit (early exits in order, final last)."""
@@ -476,6 +480,18 @@ class Int8Pipeline:
 
 def seg_out_shape(m: TflmModel) -> list[int]:
     return tensor_shape(m.tfl, "output")[1:]
+
+
+def _read_piece(path: Path) -> bytes:
+    """A .tflite of RUN/quant whose flatbuffer parses (its input and output tensors can be read)."""
+    b = path.read_bytes()
+    try:
+        tensor_shape(b, "input")
+        tensor_shape(b, "output")
+    except Exception as e:   # struct.error, IndexError, ... from the flatbuffer accessors on a corrupt file
+        raise TinyexitError(f"{path} is not a readable TFLite model ({brief(e)}); re-run "
+                            f"`tinyexit quantize {path.parent.parent}`") from None
+    return b
 
 
 def _is_int(v) -> bool:
