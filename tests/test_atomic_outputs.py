@@ -115,6 +115,38 @@ def _dead_pid() -> int:
     return p.pid
 
 
+_KILLED_MID_SWAP = """
+import os, sys
+from tinyexit.io import atomic_dir
+real, calls = os.replace, []
+def dies_on_the_second_rename(a, b):   # the first moves quant/ aside, the second would move the new one in
+    calls.append(a)
+    if len(calls) == 2:
+        os._exit(9)
+    real(a, b)
+os.replace = dies_on_the_second_rename
+with atomic_dir(sys.argv[1]) as tmp:
+    (tmp / "manifest.json").write_text("{}")
+"""
+
+
+def test_a_quantize_killed_mid_swap_is_cleaned_up_by_the_next(run):
+    """A process killed between the two renames of atomic_dir leaves `.quant.old<pid>` and `.quant.p<pid>.*.tmp`
+    (and no quant/); the next quantize removes both and writes quant/."""
+    from tinyexit.quantize import quantize_run
+
+    p = subprocess.run([sys.executable, "-c", _KILLED_MID_SWAP, str(run / "quant")], capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 9, p.stderr
+    left = _hidden(run)
+    assert not (run / "quant").exists() and len(left) == 2, left
+    import re
+    old, tmp = re.fullmatch(r"\.quant\.old(\d+)", left[0]), re.fullmatch(r"\.quant\.p(\d+)\.\w+\.tmp", left[1])
+    assert old and tmp and old.group(1) == tmp.group(1), left     # both of the killed process
+    quantize_run(run, num_calibration=10, num_eval=10, verify_whole=False)
+    assert _hidden(run) == [] and (run / "quant" / "manifest.json").is_file()
+
+
 def test_stale_quantize_leftovers_are_cleaned_by_the_next_run(run):
     from tinyexit.quantize import quantize_run
 
