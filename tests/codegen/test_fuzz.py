@@ -161,3 +161,15 @@ def test_fuzz_campaign(tmp_path):
     assert not defects, "\n".join(defects)
     assert sum(counts[v] for v in REFUSED) >= 60, counts
     assert counts["generated, equal"] >= 8 and compared == {"reference": 4, "cortex_m4": 4}, (counts, compared)
+
+
+def test_scales_tflm_aborts_on_are_refused(kws, tmp_path, monkeypatch):
+    """A softmax beta so small that beta x input scale x 2^26 <= 1 makes TFLM's Prepare abort (SIGABRT, checked
+    here in the child); tinyexit refuses the file first, naming the op and the quantity."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    p = tmp_path / "m.tflite"
+    p.write_bytes(_set(kws, "op 12 option beta", 1e-45))
+    with pytest.raises(TflmCrashed, match=r"\(SIGABRT\)"):
+        arena_figures({"m": p})
+    with pytest.raises(UnsupportedModelError, match=r"op 12 \(SOFTMAX\): beta x input scale x 2\^26 = .* is not above 1"):
+        read_model(p)

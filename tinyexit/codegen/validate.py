@@ -313,6 +313,24 @@ def _check_operands(op: RawOp, tensors: list[RawTensor]) -> None:
                                         f"{list(shape)} for a rank-{rank} input")
 
 
+def _check_multipliers(op: RawOp, tensors: list[RawTensor]) -> None:
+    """Scale ratios for which TFLM's Prepare aborts (TFLITE_CHECK, SIGABRT) rather than run: the int8 softmax's
+    beta * input_scale * 2^26 must exceed 1 (QuantizeMultiplierGreaterThanOne), the int8 ADD's output
+    multiplier 2 * max(input scales) / (2^20 * output scale) must be below 1 (QuantizeMultiplierSmallerThanOneExp)."""
+    scale = lambda pos: tensors[op.inputs[pos]].scales[0] if tensors[op.inputs[pos]].scales else None  # noqa: E731
+    out = tensors[op.outputs[0]].scales[0] if tensors[op.outputs[0]].scales else None
+    if op.name == "SOFTMAX" and op.options_name == "SoftmaxOptions" and scale(0):
+        real = float(np.float32(op.options.Beta())) * scale(0) * (1 << 26)
+        if not real > 1.0:
+            raise UnsupportedModelError(f"{op.label}: beta x input scale x 2^26 = {real:.3g} is not above 1, which "
+                                        f"TFLM's int8 softmax requires (its input scale or beta is corrupt)")
+    if op.name == "ADD" and len(op.inputs) == 2 and scale(0) and scale(1) and out:
+        real = 2.0 * max(scale(0), scale(1)) / ((1 << 20) * out)
+        if not real < 1.0:
+            raise UnsupportedModelError(f"{op.label}: the output multiplier 2 x max(input scales) / (2^20 x output "
+                                        f"scale) = {real:.3g} is not below 1, which TFLM's int8 ADD requires")
+
+
 def check(m: RawModel) -> None:
     """Refuse a model whose fields are inconsistent (see the module docstring)."""
     if m.version != SCHEMA_VERSION:
@@ -369,6 +387,7 @@ def check(m: RawModel) -> None:
             written[i] = f"is written by {op.label}"
         _check_options(op, m.tensors)
         _check_operands(op, m.tensors)
+        _check_multipliers(op, m.tensors)
     for i in m.outputs:
         if not written.get(i, "").startswith("is written by"):
             raise TinyexitError(f"the model's output {m.tensors[i].label} is not written by any op: the model is "
