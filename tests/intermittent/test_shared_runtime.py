@@ -316,12 +316,15 @@ def test_threshold_from_policy_json(tiny_shared, tmp_path):
     (run / "policy.json").write_text(json.dumps(pol))
     assert threshold_from_policy(run) == 50
     for change, words in (({"policy": "margin"}, "max_softmax"), ({"threshold_q": 128}, "nothing certified"),
-                          ({"exits": [{"name": "exit2", "output": {"scale": out["scale"] * 2,
+                          ({"exits": [{"name": "exit2", "threshold_q": 50, "output": {"scale": out["scale"] * 2,
                                                                      "zero_point": out["zero_point"]}}]},
                            "quantization")):
         (run / "policy.json").write_text(json.dumps({**pol, **change}))
         with pytest.raises(TinyexitError, match=words):
             threshold_from_policy(run)
+    (run / "policy.json").write_bytes(b'{"policy": "max_soft\xff')      # garbled: the one checked reader refuses it
+    with pytest.raises(TinyexitError, match="policy.json.*calibrate"):
+        threshold_from_policy(run)
 
 
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="needs arm-none-eabi-gcc")

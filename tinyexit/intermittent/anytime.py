@@ -545,7 +545,8 @@ def threshold_from_policy(run_dir: str | os.PathLike) -> int:
     path = run_dir / "policy.json"
     if not path.is_file():
         raise TinyexitError(f"{path} does not exist; run `tinyexit calibrate {run_dir}` or pass --threshold N")
-    pol = json.loads(path.read_text())
+    from tinyexit.policy.calibrate import read_policy
+    pol = read_policy(run_dir)
     from tinyexit.shared import read_shared_manifest
     branch_out = read_shared_manifest(shared_dir_of(run_dir))["branch"]["output"]
     if pol.get("policy") != "max_softmax":
