@@ -470,8 +470,8 @@ def _boundary_accumulators(r: float, lo: int, hi: int, rng, keep: int = 12) -> n
     else:
         half = 2.0 ** (e - 1)
         d = np.abs(np.mod(np.where(wv > 0, wv + 0.5, wv - 0.5), 2.0 ** e) - half)
-    score = d / np.abs(wv)
-    return acc[np.argpartition(score, keep)[:keep]] if len(acc) > keep else acc     # a multiplier error moves wv in proportion to it
+    score = d / np.abs(wv)                      # a multiplier error moves wv in proportion to wv
+    return acc[np.argpartition(score, keep)[:keep]] if len(acc) > keep else acc
 
 
 _PAD = {"same": fb.Padding.SAME, "valid": fb.Padding.VALID}
