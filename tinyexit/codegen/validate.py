@@ -246,13 +246,13 @@ def _check_tensor(t: RawTensor, nbuf: int) -> None:
         if n < 1:
             raise TinyexitError(f"{t.label}: dimension {d} of shape {list(t.shape)} is {n}; tinyexit needs static, "
                                 f"positive dimensions (convert with a fixed batch size, e.g. batch_size=1).")
-    item = ITEM.get(t.dtype)
-    size = math.prod(t.shape) * (np.dtype(item[0]).itemsize if item else 1)
+    item = ITEM[t.dtype]
+    size = math.prod(t.shape) * np.dtype(item[0]).itemsize
     if size > MAX_TENSOR_BYTES:
         raise bad(f"shape {list(t.shape)} needs {size:,} bytes, more than a 32-bit target can address")
     if not 0 <= t.buffer < nbuf:
         raise bad(f"buffer index {t.buffer} is out of range (the model has {nbuf} buffers)")
-    if t.blob is not None and item is not None and len(t.blob) != size:
+    if t.blob is not None and len(t.blob) != size:
         raise bad(f"buffer {t.buffer} holds {len(t.blob)} bytes but shape {list(t.shape)} of {t.dtype} needs "
                   f"{size}")
     if t.scales:
@@ -261,7 +261,7 @@ def _check_tensor(t: RawTensor, nbuf: int) -> None:
                 raise bad(f"quantization scale[{k}] is {s}; scales must be finite and > 0")
         if len(t.zero_points) != len(t.scales):
             raise bad(f"{len(t.scales)} quantization scales but {len(t.zero_points)} zero points")
-        lo, hi = (item[1], item[2]) if item else (-(1 << 31), (1 << 31) - 1)
+        lo, hi = item[1], item[2]
         for k, z in enumerate(t.zero_points):
             if not lo <= z <= hi:
                 raise bad(f"quantization zero_point[{k}] is {z}, outside the {t.dtype} range [{lo}, {hi}]")
