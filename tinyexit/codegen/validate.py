@@ -300,8 +300,13 @@ def _check_options(op: RawOp, tensors: list[RawTensor]) -> None:
 
 
 def _check_operands(op: RawOp, tensors: list[RawTensor]) -> None:
-    """Operands whose shape another operand fixes: PAD's paddings [rank, 2], STRIDED_SLICE's begin, end and
-    strides [rank], one value each."""
+    """Operands whose shape another operand fixes: SOFTMAX's output has its input's values (TFLM writes only
+    those), PAD's paddings are [rank, 2], STRIDED_SLICE's begin, end and strides [rank], one value each."""
+    if op.name == "SOFTMAX" and op.inputs and op.outputs:
+        x, y = tensors[op.inputs[0]], tensors[op.outputs[0]]
+        if math.prod(x.shape) != math.prod(y.shape):
+            raise UnsupportedModelError(f"{op.label}: output {y.label} has shape {list(y.shape)} for an input of "
+                                        f"shape {list(x.shape)}; softmax keeps the shape")
     if op.name not in ("PAD", "STRIDED_SLICE") or len(op.inputs) < 2:
         return
     rank = len(tensors[op.inputs[0]].shape)
