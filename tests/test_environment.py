@@ -20,15 +20,23 @@ def test_every_installed_package_is_the_locked_version():
 
 
 def test_lock_covers_the_direct_requirements():
-    """Every package requirements.txt names is pinned in the lock (scripts/lock.sh was re-run after an edit)."""
-    locked = {setup_check._canonical(line.split("==")[0]) for line in setup_check.LOCK.read_text().splitlines()
-              if line and not line.startswith("#")}
+    """Every package requirements.txt names is pinned in the lock at a version its specifier admits
+    (scripts/lock.sh was re-run after an edit)."""
+    from packaging.requirements import Requirement
+
+    locked = {}
+    for line in setup_check.LOCK.read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            locked[setup_check._canonical(name)] = version
     for req in ("requirements.txt", "requirements-nodeps.txt"):
         for line in (ROOT / req).read_text().splitlines():
             line = line.split("#", 1)[0].strip()
             if line:
-                name = line.split("==")[0].split(">")[0].split("<")[0].split("[")[0].strip()
-                assert setup_check._canonical(name) in locked, f"{name} ({req}) is not in requirements.lock"
+                r = Requirement(line)
+                version = locked.get(setup_check._canonical(r.name))
+                assert version is not None, f"{r.name} ({req}) is not in requirements.lock"
+                assert r.specifier.contains(version, prereleases=True), f"lock has {r.name}=={version}, {req} asks {r}"
 
 
 def test_lock_mismatch_is_reported(tmp_path):
