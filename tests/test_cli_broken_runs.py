@@ -167,3 +167,14 @@ def test_an_unexpected_exception_is_one_internal_error_line(monkeypatch, capsys)
     err = capsys.readouterr().err
     assert err.startswith("Traceback") and "raise KeyError" in err
     assert err.splitlines()[-1].startswith("tinyexit generate: internal error: KeyError")
+
+
+def test_augment_refuses_a_truncated_standalone_keras_file(valid_run, tmp_path):
+    """A .keras file that is not a run folder, cut short: named as truncated (Keras itself says 'file not found')."""
+    data = (valid_run / "model.keras").read_bytes()
+    bad = tmp_path / "user_model.keras"
+    bad.write_bytes(data[: len(data) // 2])
+    p = _cli(["augment", str(bad), "--task", "kws", "--out", str(tmp_path / "aug")], cwd=tmp_path)
+    assert p.returncode == 2 and len(p.stderr.splitlines()) == 1 and "Traceback" not in p.stderr, p.stderr
+    assert "user_model.keras is not a complete .keras archive" in p.stderr
+    assert not (tmp_path / "aug").exists()

@@ -27,13 +27,14 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from tinyexit.errors import TinyexitError
+from tinyexit.errors import TinyexitError, brief
 from tinyexit.io import atomic_dir, write_json
 
 FUSED_INTO_PRODUCER = ("BatchNormalization", "ReLU", "Activation", "LeakyReLU", "ReLU6")
@@ -398,10 +399,14 @@ def load_keras(model_or_path):
         if not p.is_file():
             raise TinyexitError(f"no Keras model at {model_or_path}; give a .keras file saved with model.save() "
                                 f"or a run directory")
+        if p.suffix == ".keras" and not zipfile.is_zipfile(p):   # Keras would say "file not found" here
+            raise TinyexitError(f"{p} is not a complete .keras archive (truncated or another format); save the model "
+                                f"again with model.save('m.keras')")
         try:
             return keras.models.load_model(p, compile=False), p
         except Exception as e:  # keras raises many types for unreadable files
-            raise TinyexitError(f"cannot load {p} as a Keras model ({e}); save it with model.save('m.keras')") from e
+            raise TinyexitError(f"cannot load {p} as a Keras model ({brief(e)}); save it with "
+                                f"model.save('m.keras')") from None
     return model_or_path, None
 
 
