@@ -229,7 +229,7 @@ class RandomModel:
             with tempfile.TemporaryDirectory() as d:
                 p = Path(d) / "prefix.tflite"
                 p.write_bytes(self.g.serialize(t))
-                out = tflm_outputs(p, self._values[self.g.input])
+                out = tflm_outputs(p, self._values[self.g.input], arena_size=_tflm_arena(p))
             self._values[t] = out.reshape((self.n_inputs, *self.g.spec(t).shape[1:]))
         return self._values[t]
 
@@ -572,6 +572,13 @@ def random_model(seed: int, n_inputs: int, family: str | None = None, scale_clas
 # ---------------------------------------------------------------- comparison
 
 
+def _tflm_arena(path) -> int:
+    """TFLM's arena for a random model: its weights' 10x guess plus 1 MiB for activations."""
+    from pathlib import Path
+
+    return 10 * Path(path).stat().st_size + (1 << 20)
+
+
 @dataclass
 class Comparison:
     same: dict                      # case name -> bool [n_inputs]: output identical to tflite_micro's
@@ -599,7 +606,7 @@ def compare(cases: list[Case], workdir, kernels: str) -> Comparison:
     exe = build_host(lib)
     same = {}
     for c in cases:
-        want = tflm_outputs(paths[c.name], c.inputs)
+        want = tflm_outputs(paths[c.name], c.inputs, arena_size=_tflm_arena(paths[c.name]))
         got = run_host(exe, c.name, c.inputs, want.shape[1])
         same[c.name] = (got == want).all(axis=1)
     return Comparison(same, sorted(p.name for p in lib.glob("tx_*.c")))

@@ -12,11 +12,13 @@ import numpy as np
 from tinyexit.errors import MissingToolError, TinyexitError
 
 
-def tflm_outputs(path: str | os.PathLike, inputs: np.ndarray) -> np.ndarray:
-    """Run TFLM's reference interpreter on each input (int8, [n, *input_shape[1:]]); returns [n, output_size]."""
+def tflm_outputs(path: str | os.PathLike, inputs: np.ndarray, arena_size: int | None = None) -> np.ndarray:
+    """Run TFLM's reference interpreter on each input (int8, [n, *input_shape[1:]]); returns [n, output_size].
+    `arena_size`: TFLM's tensor arena in bytes (default: the runtime's guess, 10 x the file size, too small for
+    a model with few weights and large activations)."""
     from tflite_micro.python.tflite_micro import runtime
 
-    it = runtime.Interpreter.from_file(str(path))
+    it = runtime.Interpreter.from_file(str(path), arena_size=arena_size)
     shape = tuple(int(d) for d in it.get_input_details(0)["shape"])
     outs = []
     for x in np.asarray(inputs, np.int8):
