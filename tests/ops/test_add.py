@@ -57,9 +57,10 @@ def test_add_matches_tflm(sweep, name):
 def test_fusion_choices(sweep):
     assert "ADD" in op_names(sweep, "a_unfused") and "CONV_2D+ADD" not in op_names(sweep, "a_unfused")
     assert "CONV_2D+ADD" in op_names(sweep, "a_residual") and "ADD" not in op_names(sweep, "a_residual")
-    # The fused step needs no buffer for the conv result: two 6x6x8 buffers, not three.
+    # The fused step needs no buffer for the conv result: two 6x6x8 buffers, not three, beside the kernel work
+    # space the arena also holds (cortex_m4: its tables; a third buffer would not fit under this bound).
     r = sweep["report"].models["a_residual"]
-    assert r.arena_bytes <= 2 * 6 * 6 * 8 + 8
+    assert r.arena_bytes <= 2 * 6 * 6 * 8 + 8 + r.scratch_bytes
 
 
 def test_unfused_library_gives_the_same_bytes(sweep, tmp_path):

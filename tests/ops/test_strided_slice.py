@@ -29,7 +29,9 @@ def sweep(ops_workdir, kernels):
 
 @pytest.mark.parametrize("name", [c.name for c in CASES])
 def test_strided_slice_matches_tflm(sweep, name):
-    assert "STRIDED_SLICE" in op_names(sweep, name)
+    # the slice runs alone, or fused into the depthwise conv that reads it when that plans the smaller arena
+    # (cortex_m4, whose depthwise work space lives in the arena, picks the fusion for ss_channels)
+    assert any(op in ("STRIDED_SLICE", "STRIDED_SLICE+DEPTHWISE_CONV_2D") for op in op_names(sweep, name))
     check(sweep, name)
 
 
