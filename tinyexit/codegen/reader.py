@@ -71,9 +71,9 @@ def _build(m: RawModel, path: Path, name: str) -> Graph:
             if t.dtype != "int8":
                 what = "a float model" if t.dtype.startswith("float") else f"a model with {t.dtype} {kind}s"
                 raise TinyexitError(
-                    f"the file is {what}: {kind} '{t.name}' is {t.dtype}. tinyexit generates code for fully int8 "
-                    f"models: convert with optimizations=[tf.lite.Optimize.DEFAULT], a representative dataset, "
-                    f"supported_ops=[TFLITE_BUILTINS_INT8] and inference_input_type=inference_output_type=tf.int8.")
+                    f"the file is {what}: {kind} '{t.name}' is {t.dtype}; tinyexit needs a fully int8 model: convert "
+                    f"with a representative dataset, supported_ops=[TFLITE_BUILTINS_INT8] and "
+                    f"inference_input_type=inference_output_type=tf.int8.")
     if len(inputs) != 1 or len(outputs) != 1:
         raise UnsupportedModelError(f"the model has {len(inputs)} inputs and {len(outputs)} outputs; the generated "
                                     f"library runs models with exactly one input and one output (split it).")
