@@ -57,7 +57,7 @@ OPTION_RANGES = {
                       "DilationWFactor": (1, MAX_WINDOW)},
     "DepthwiseConv2DOptions": {"StrideH": (1, MAX_WINDOW), "StrideW": (1, MAX_WINDOW),
                                "DilationHFactor": (1, MAX_WINDOW), "DilationWFactor": (1, MAX_WINDOW),
-                               "DepthMultiplier": (0, MAX_WINDOW)},
+                               "DepthMultiplier": (1, MAX_WINDOW)},   # 0: TFLM computes nothing
     "Pool2DOptions": {"StrideH": (1, MAX_WINDOW), "StrideW": (1, MAX_WINDOW), "FilterHeight": (1, MAX_WINDOW),
                       "FilterWidth": (1, MAX_WINDOW)},
 }
