@@ -62,8 +62,8 @@ class OpContext:
 
     def refuse(self, problem: str) -> UnsupportedModelError:
         return UnsupportedModelError(
-            f"op {self.index} ({self.name}): {problem}. Change the model (or its conversion) so that this op "
-            f"uses a supported form; see `tinyexit.codegen.SUPPORTED_OPS`.")
+            f"op {self.index} ({self.name}): {problem}; change the model so this op takes a supported form "
+            f"(tinyexit.codegen.SUPPORTED_OPS)")
 
     def tensor(self, pos: int) -> Tensor:
         return self.tensors[self.inputs[pos]]

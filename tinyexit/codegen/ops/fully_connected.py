@@ -18,8 +18,8 @@ def _check_bias_scale(ctx: OpContext, product_scale: float, output_scale: float)
         return
     b = ctx.tensor(2)
     if abs(product_scale - b.scale) / output_scale > 0.02:
-        raise ctx.refuse(f"bias '{b.name}' has scale {b.scale:g}, not input x weight scale {product_scale:g} "
-                         f"(TFLM refuses a difference above 0.02 output steps): requantize the bias")
+        raise ctx.refuse(f"bias scale {b.scale:g} is not input x weight scale {product_scale:g} (TFLM refuses "
+                         f"more than 0.02 output steps off): requantize the bias")
 
 
 @register
