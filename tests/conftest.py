@@ -17,6 +17,23 @@ def _feature_cache(tmp_path_factory):
     yield
 
 
+@pytest.fixture(autouse=True)
+def _quiet_logs_restored():
+    """A test that runs `tinyexit -v ...` in-process turns verbose logging on for the process and, through the
+    environment, for every child process started later; put it back so no later test depends on that order."""
+    from tinyexit import logs
+
+    saved = {k: os.environ.get(k) for k in (logs.ENV_VERBOSE, "TF_CPP_MIN_LOG_LEVEL")}
+    yield
+    if os.environ.get(logs.ENV_VERBOSE) != saved[logs.ENV_VERBOSE]:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        logs.install()
+
+
 def require_program(name: str, install: str):
     if shutil.which(name) is None:
         pytest.skip(f"{name} is not installed; install it with: {install} (or run scripts/setup.sh)")

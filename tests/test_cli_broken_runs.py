@@ -93,6 +93,7 @@ CASES = [
 def _cli(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)   # as a user runs it: the tool itself keeps library logs quiet
+    env.pop("TINYEXIT_VERBOSE", None)
     return subprocess.run([sys.executable, "-m", "tinyexit", *args], capture_output=True, text=True, cwd=cwd,
                           env=env, timeout=timeout)
 

@@ -80,3 +80,14 @@ def test_cli_verbose_flag_is_accepted_before_and_after_the_command():
     assert p.parse_args(["-v", "generate", "m.tflite", "--out", "x"]).verbose is True
     assert p.parse_args(["generate", "-v", "m.tflite", "--out", "x"]).verbose is True
     assert p.parse_args(["generate", "m.tflite", "--out", "x"]).verbose is False
+
+
+def test_verbose_in_process_is_undone_after_the_test_part1():
+    """Pair with part2: a test that turns verbose on (as `tinyexit -v` does) must not leak it to later tests."""
+    logs.set_verbose()
+    assert logs.verbose()
+
+
+def test_verbose_in_process_is_undone_after_the_test_part2():
+    assert not logs.verbose(), "TINYEXIT_VERBOSE leaked from an earlier test (tests/conftest.py restores it)"
+    assert any(isinstance(f, logs._QuietFinder) for f in sys.meta_path)
