@@ -90,6 +90,9 @@ def test_generate_turns_a_tflm_crash_into_one_line_and_writes_nothing(kws, tmp_p
     ("op 1 outputs[0]", None, r"op 1 \(DEPTHWISE_CONV_2D\): output 0 is tensor \d+ \('[^']*'\), which is written"),
     # found by the benchmark: TFLM writes 12 of the 528 output values, the rest is whatever the arena held
     ("tensor 34 shape[0]", 44, r"op 12 \(SOFTMAX\): output tensor 34 \('[^']*'\) has shape \[44, 12\]"),
+    # found by the benchmark: a filter scale of 3e38 (finite, > 0) makes a multiplier whose left shift is 32 or
+    # more, undefined in TFLM's C++; the generated code differed from tflite_micro's host build
+    ("tensor 17 scale[0]", 3e38, r"op 0 \(CONV_2D\): requantization multiplier [0-9.e+]+ >= 2\^31"),
 ])
 def test_field_refusals_name_the_index_and_the_field(kws, tmp_path, what, value, expect):
     if value is None:   # the op's output is its own input

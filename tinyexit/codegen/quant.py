@@ -17,10 +17,19 @@ def _round_half_away(x: float) -> float:
     return math.floor(x + 0.5) if x >= 0 else -math.floor(-x + 0.5)
 
 
+class MultiplierRangeError(ValueError):
+    """A requantization multiplier TFLM's arithmetic leaves undefined; the reader names the op it belongs to."""
+
+
 def quantize_multiplier(real: float) -> tuple[int, int]:
-    """TFLM QuantizeMultiplier (double rounding build): real ~= mult * 2^(shift - 31), mult in [2^30, 2^31)."""
+    """TFLM QuantizeMultiplier (double rounding build): real ~= mult * 2^(shift - 31), mult in [2^30, 2^31).
+    A multiplier of 2^31 or more (shift > 31) is refused: MultiplyByQuantizedMultiplier then shifts an int32
+    left by 32 or more, undefined in C and C++, so no output could be called TFLM's (a corrupt scale)."""
     if real == 0.0:
         return 0, 0
+    if not math.isfinite(real) or abs(real) >= 2.0 ** 31:
+        raise MultiplierRangeError(f"requantization multiplier {real:.3g} >= 2^31 (a corrupt scale; "
+                                   f"TFLM's arithmetic is undefined there)")
     q, shift = math.frexp(real)
     q_fixed = int(_round_half_away(q * (1 << 31)))  # exact: q has 53 bits, q * 2^31 keeps them
     if q_fixed == (1 << 31):

@@ -10,6 +10,7 @@ import numpy as np
 from tinyexit.codegen import ops as _ops  # noqa: F401  (fills the registry)
 from tinyexit.codegen.fold import try_fold, with_value
 from tinyexit.codegen.ir import OPS, Graph, OpContext, Tensor
+from tinyexit.codegen.quant import MultiplierRangeError
 from tinyexit.codegen.validate import ITEM, RawModel, RawTensor, check, parse, safe_name
 from tinyexit.errors import TinyexitError, UnsupportedModelError
 
@@ -95,6 +96,10 @@ def _build(m: RawModel, path: Path, name: str) -> Graph:
         if options is None and opname not in OPTIONS_OPTIONAL:
             raise ctx.refuse("the builtin options are missing")
         # Steps are numbered after folding; error messages above use the op's index in the file.
-        ops.append(replace(cls.from_tflite(ctx), index=len(ops)))
+        try:
+            op = cls.from_tflite(ctx)
+        except MultiplierRangeError as e:
+            raise ctx.refuse(str(e)) from None
+        ops.append(replace(op, index=len(ops)))
     return Graph(name=name, path=str(path), tensors=tuple(tensors), ops=tuple(ops), inputs=inputs,
                  outputs=outputs, tflm_ops=tuple(op.name for op in m.ops))
