@@ -60,7 +60,7 @@ def matched_exit_rates(run: Path) -> dict:
 
 
 def quant_figures(run: Path) -> dict:
-    from tinyexit.compress import library_weights
+    from tinyexit.research.compress import library_weights
     q = json.loads((run / "quant" / "report.json").read_text())
     return {"float_accuracy": {e["name"]: e["float_accuracy"] for e in q["exits"]},
             "int8_accuracy": {e["name"]: e["int8_accuracy"] for e in q["exits"]},
@@ -90,7 +90,7 @@ def main() -> int:
     if args.resummarize:
         return resummarize(Path(args.work))
 
-    from tinyexit.compress import CompressConfig, compress_run
+    from tinyexit.research.compress import CompressConfig, compress_run
     from tinyexit.policy.calibrate import calibrate_run
     from tinyexit.quantize import quantize_run
 
@@ -128,7 +128,7 @@ def main() -> int:
         write_json(work / "compress_kws.json", results)
 
     if not args.skip_distill:
-        from tinyexit.distill import DistillConfig, distill_run
+        from tinyexit.research.distill import DistillConfig, distill_run
         tag = ("" if (args.alpha, args.beta, args.temperature) == (0.7, 0.5, 4.0)
                else f" a{args.alpha:g} b{args.beta:g} T{args.temperature:g}")
         seed = "" if args.seed == 0 else f" seed{args.seed}"
@@ -168,7 +168,7 @@ def run_dir_of(work: Path, name: str, m: dict) -> Path:
 
 
 def resummarize(work: Path) -> int:
-    from tinyexit.compress import library_weights
+    from tinyexit.research.compress import library_weights
     results = json.loads((work / "compress_kws.json").read_text())
     for name, m in results["models"].items():
         run = run_dir_of(work, name, m)

@@ -22,7 +22,7 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--max-drop", type=float, default=0.01)
     a = ap.parse_args()
-    from tinyexit.confidence import train_confidence
+    from tinyexit.research.confidence import train_confidence
     rep = train_confidence(a.run, exit_name=a.exit, hidden=a.hidden, epochs=a.epochs, max_drop=a.max_drop)
     print(f"branch: {rep['params']} parameters, {rep['branch_macs']} MACs; wrote {a.run / 'confidence'}")
     return 0

@@ -118,7 +118,7 @@ def test_candidate_points_skip_connections_and_fused_layers():
     import keras
     from keras import layers
 
-    from tinyexit.augment import candidate_points
+    from tinyexit.research.augment import candidate_points
     inp = keras.Input((16, 16, 3))
     a = layers.Conv2D(8, 3, padding="same", name="c0")(inp)
     a = layers.BatchNormalization(name="bn0")(a)
@@ -140,7 +140,7 @@ def test_candidate_points_skip_connections_and_fused_layers():
 
 
 def test_wrong_data_is_refused_with_the_fix(plain_model, kws_data, tmp_path):
-    from tinyexit.augment import augment_model
+    from tinyexit.research.augment import augment_model
     from tinyexit.errors import TinyexitError
     with pytest.raises(TinyexitError, match="input|classes"):
         augment_model(plain_model, out=tmp_path / "x", task="ic", log=lambda s: None)
@@ -175,7 +175,7 @@ def test_a_model_ending_in_logits_gets_a_weightless_softmax():
     import keras
     from keras import layers
 
-    from tinyexit.augment import HeadConfig, attach_exits
+    from tinyexit.research.augment import HeadConfig, attach_exits
     from tinyexit.models import exit_spec
     keras.utils.set_random_seed(1)
     inp = keras.Input((12, 12, 1))

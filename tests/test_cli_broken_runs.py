@@ -57,7 +57,7 @@ TRAIN, QUANT, CAL = "tinyexit train", "tinyexit quantize", "tinyexit calibrate"
 CASES = [
     ("model.keras truncated", ["quantize", "RUN"], ["model.keras", "cannot be loaded", TRAIN]),
     ("model.keras truncated", ["compress", "RUN", "--sparsity", "0.5"], ["model.keras", TRAIN]),
-    ("model.keras truncated", ["shared", "RUN"], ["model.keras", TRAIN]),
+    ("model.keras truncated", ["branch", "RUN"], ["model.keras", TRAIN]),
     ("model.keras truncated", ["demo", "--reuse", "--task", "ic", "--out", "RUN"], ["model.keras", TRAIN]),
     ("model.keras truncated", ["augment", "RUN", "--out", "RUN-augmented"], ["model.keras"]),
     ("model.keras truncated", ["search", "RUN", "--accuracy-target", "0.5"], ["model.keras"]),
@@ -66,7 +66,7 @@ CASES = [
     ("model.json garbled", ["distill", "RUN", "--student", "filters=8,blocks=2,exits=1"], ["model.json", TRAIN]),
     ("model.json garbled", ["build", "RUN", "--board", "nrf52840"], ["model.json", TRAIN]),
     ("model.json without exits", ["quantize", "RUN"], ["model.json", '"exits"', TRAIN]),
-    ("model.json without exits", ["shared", "RUN"], ["model.json", '"exits"', TRAIN]),
+    ("model.json without exits", ["branch", "RUN"], ["model.json", '"exits"', TRAIN]),
     ("manifest without exits", ["build", "RUN", "--board", "nrf52840"], ["manifest.json", '"exits"', QUANT]),
     ("manifest without exits", ["bench", "RUN", "--emulate"], ["manifest.json", '"exits"', QUANT]),
     ("manifest without exits", ["flash", "RUN", "--board", "nrf52840", "--emulate"], ["manifest.json", QUANT]),

@@ -55,7 +55,7 @@ def source_run(tmp_path_factory):
                                     "data": {"kind": "test"}})
     write_json(run / "report.json", {"training": {"loss_weights": [0.3, 1.0]}})
     np.savez(root / "data.npz", **{f"{k}_{i}": a for k, (xa, ya) in data.items() for i, a in (("x", xa), ("y", ya))})
-    from tinyexit.compress import prunable_layers, stored_bytes_estimate
+    from tinyexit.research.compress import prunable_layers, stored_bytes_estimate
     budget = int(0.6 * stored_bytes_estimate(prunable_layers(model), 0.0))
     return run, root / "data.npz", data, budget
 
@@ -76,7 +76,7 @@ def compressed(source_run):
         splits = {{k: (d[k + "_x"], d[k + "_y"]) for k in ("train", "validation", "test")}}
         import tinyexit.train
         tinyexit.train.load_split = lambda run, split: splits[split]
-        from tinyexit.compress import CompressConfig, compress_run
+        from tinyexit.research.compress import CompressConfig, compress_run
         rep = compress_run({str(run)!r}, {str(out)!r},
                            CompressConfig(target_kb={budget / 1024!r}, prune_epochs=4, qat_epochs=4, batch_size=32,
                                           qat_learning_rate=5e-4, num_calibration=200), log=None)
@@ -171,7 +171,7 @@ def test_qat_int8_accuracy_is_at_least_post_training_int8(compressed):
 
 
 def test_budget_allocation_and_refusals(source_run, capsys):
-    from tinyexit.compress import CompressConfig, allocate_sparsity, compress_run, prunable_layers, stored_bytes_estimate
+    from tinyexit.research.compress import CompressConfig, allocate_sparsity, compress_run, prunable_layers, stored_bytes_estimate
     from tinyexit.train import load_model
     run, _, _, _ = source_run
     layers = prunable_layers(load_model(run))

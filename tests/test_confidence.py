@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tests.test_augment import augmented, kws_data, plain_model  # noqa: F401  (module fixtures)
-from tinyexit.confidence import _auroc, calibrate_confidence, compare_at_equal_exit_rates
+from tinyexit.research.confidence import _auroc, calibrate_confidence, compare_at_equal_exit_rates
 
 
 def test_equal_exit_rate_comparison_by_brute_force():
@@ -50,7 +50,7 @@ def test_calibrated_threshold_meets_the_target():
 
 @pytest.fixture(scope="module")
 def conf_run(augmented):  # noqa: F811
-    from tinyexit.confidence import train_confidence
+    from tinyexit.research.confidence import train_confidence
     from tinyexit.quantize import quantize_run
     quantize_run(augmented, num_calibration=100, verify_whole=False)
     return augmented, train_confidence(augmented, epochs=8, batch_size=32, log=lambda s: None)
@@ -71,7 +71,7 @@ def test_int8_confidence_model_bit_exact_with_generated_c(conf_run, tmp_path):
     require_program("gcc", "apt-get install -y gcc make")
     from tinyexit.codegen import generate
     from tinyexit.codegen.testing import build_host, run_host, tflm_outputs
-    from tinyexit.confidence import confidence_scores
+    from tinyexit.research.confidence import confidence_scores
     from tinyexit.quantize import Int8Pipeline, TflmModel, quantize_array, read_manifest, seg_out_shape
     run, _ = conf_run
     path = run / "confidence" / "exit1.tflite"
@@ -186,7 +186,7 @@ def test_calibrate_reuses_the_trained_heads(conf_policy_run, tmp_path, capsys):
     import shutil
 
     from tinyexit.cli import main
-    from tinyexit.confidence import held_out_split
+    from tinyexit.research.confidence import held_out_split
     from tinyexit.errors import TinyexitError
     run = tmp_path / "run"
     shutil.copytree(conf_policy_run, run, ignore=shutil.ignore_patterns("firmware", "bench"))

@@ -13,7 +13,7 @@ META = {"task": "kws", "input_shape": [49, 10, 1], "classes": [f"c{i}" for i in 
 
 
 def test_student_spec_parsing_and_refusals():
-    from tinyexit.distill import parse_student
+    from tinyexit.research.distill import parse_student
     mc = parse_student("filters=32,blocks=3,exits=2", META)
     assert (mc.filters, mc.blocks, mc.exits_after, mc.head_channels, mc.num_classes) == (32, 3, (2,), 16, 12)
     assert parse_student("filters=24,blocks=4,exits=1+3,head_channels=8,early_view=0", META).exits_after == (1, 3)
@@ -26,7 +26,7 @@ def test_student_spec_parsing_and_refusals():
 
 
 def test_exit_pairing_by_relative_depth():
-    from tinyexit.distill import pair_exits
+    from tinyexit.research.distill import pair_exits
     teacher = [{"name": "exit1", "macs": 20}, {"name": "exit3", "macs": 70}, {"name": "final", "macs": 100}]
     student = [{"name": "exit1", "macs": 3}, {"name": "exit2", "macs": 8}, {"name": "final", "macs": 10}]
     assert pair_exits(teacher, student) == [0, 1, 2]
@@ -37,7 +37,7 @@ def test_exit_pairing_by_relative_depth():
 def test_erde_loss_terms_match_a_direct_computation():
     from keras import ops
 
-    from tinyexit.distill import DistillConfig, erde_loss, pack_targets
+    from tinyexit.research.distill import DistillConfig, erde_loss, pack_targets
     rng = np.random.default_rng(0)
     C, n = 5, 6
     y = rng.integers(0, C, n)
@@ -97,7 +97,7 @@ def test_distill_writes_a_student_run(tmp_path, monkeypatch, capsys):
     specs = exits_with_macs(teacher)
     write_json(run / "model.json", {**META, "exits": specs, "data": {"kind": "test"}})
     out = tmp_path / "student"
-    from tinyexit.distill import DistillConfig, distill_run
+    from tinyexit.research.distill import DistillConfig, distill_run
     distill_run(run, out, "filters=16,blocks=2,exits=1", DistillConfig(epochs=4, batch_size=32), log=print)
     rep = json.loads((out / "report.json").read_text())
     meta = json.loads((out / "model.json").read_text())

@@ -28,7 +28,7 @@ SETUPTOOLS_MIN = (77,)
 CHECK = """
 import json, sys
 from pathlib import Path
-import tinyexit, tinyexit.resources, tinyexit.build, tinyexit.boards, tinyexit.shared.firmware
+import tinyexit, tinyexit.resources, tinyexit.build, tinyexit.boards, tinyexit.branch.firmware
 import tinyexit.codegen.emit, tinyexit.intermittent.host, tinyexit.targets.plugin
 from tinyexit.codegen import generate
 
@@ -40,7 +40,7 @@ print(json.dumps({
     "templates": str(tinyexit.resources.templates_dir()),
     "boards_dir": str(tinyexit.resources.boards_dir()),
     "lookups": [str(p) for p in (tinyexit.build.TEMPLATES, tinyexit.codegen.emit.TEMPLATES, tinyexit.boards.BOARDS_DIR,
-                                 tinyexit.boards.SCHEMA_PATH, tinyexit.shared.firmware.TEMPLATES,
+                                 tinyexit.boards.SCHEMA_PATH, tinyexit.branch.firmware.TEMPLATES,
                                  tinyexit.intermittent.host.RUNTIME_DIR, tinyexit.targets.plugin.SOURCE)],
     "boards": boards,
     "generated": sorted(p.name for p in out.iterdir()),

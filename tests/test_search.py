@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.test_augment import kws_data, plain_model  # noqa: F401  (module fixtures)
-from tinyexit.search import operating_points, pareto_front, pick_threshold
+from tinyexit.research.search import operating_points, pareto_front, pick_threshold
 
 
 def test_operating_points_match_a_brute_force_sweep():
@@ -48,8 +48,8 @@ def test_peak_activation_bytes_by_hand():
     import keras
     from keras import layers
 
-    from tinyexit.augment import _Graph
-    from tinyexit.search import peak_activation_bytes
+    from tinyexit.research.augment import _Graph
+    from tinyexit.research.search import peak_activation_bytes
     inp = keras.Input((8, 8, 4), name="in")
     a = layers.Conv2D(16, 3, padding="same", name="c0")(inp)       # 256 in + 1024 out
     a = layers.BatchNormalization(name="bn")(a)                      # shares c0's buffer
@@ -127,8 +127,8 @@ def test_peak_activation_bytes_alias_chain_ends_with_its_last_reader():
     import keras
     from keras import layers
 
-    from tinyexit.augment import _Graph
-    from tinyexit.search import peak_activation_bytes
+    from tinyexit.research.augment import _Graph
+    from tinyexit.research.search import peak_activation_bytes
     inp = keras.Input((8, 8, 2), name="in")
     a = layers.Conv2D(16, 1, name="c0")(inp)                       # 128 + 1024
     a = layers.Dropout(0.5, name="drop")(a)                         # alias of c0

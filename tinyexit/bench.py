@@ -67,7 +67,7 @@ def oracle_confidence(run_dir: Path, x_q: np.ndarray, policy: dict) -> tuple[lis
     """Confidence policy: (int8 output of every exit, int8 output of every early exit's confidence model),
     all from tflite_micro on the same chained boundary tensors."""
     from tinyexit.build import confidence_models
-    from tinyexit.confidence import Int8ConfidenceChain
+    from tinyexit.research.confidence import Int8ConfidenceChain
     return Int8ConfidenceChain(run_dir, confidence_models(run_dir, policy)).run_q(np.asarray(x_q))
 
 

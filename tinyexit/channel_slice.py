@@ -1,5 +1,5 @@
 """ChannelSlice, written once for both Keras flavours: Keras 3 (tinyexit.models.layers) and tf_keras (the
-legacy-Keras child of tinyexit.compress.worker). This module imports no Keras itself, so the child can use
+legacy-Keras child of tinyexit.research.compress.worker). This module imports no Keras itself, so the child can use
 it without loading Keras 3."""
 from __future__ import annotations
 

@@ -101,7 +101,7 @@ static uint32_t fingerprint(const tx_pipeline_t *p)
 }
 
 /* A shared-branch pipeline: seg, pool, seg, pool, ..., pool, branch; slices inside the vector. */
-static int check_shared(const tx_pipeline_t *p)
+static int check_branch(const tx_pipeline_t *p)
 {
   uint32_t s, n = p->num_stages;
   if (n < 3u || p->vector_size == 0u || p->stages[n - 1u].role != TX_STAGE_BRANCH ||
@@ -124,7 +124,7 @@ static int check_pipeline(const tx_pipeline_t *p, tx_granularity_t gran)
   if (!p || !p->stages || p->num_stages == 0u) return TX_ERR_CONFIG;
   if (p->stages[0].role != TX_STAGE_SEGMENT) return TX_ERR_CONFIG;
   if (p->vector) {
-    if (check_shared(p) != TX_OK) return TX_ERR_CONFIG;
+    if (check_branch(p) != TX_OK) return TX_ERR_CONFIG;
   } else {
     if (p->stages[p->num_stages - 1u].role != TX_STAGE_SEGMENT) return TX_ERR_CONFIG;
     for (s = 0u; s < p->num_stages; s++)

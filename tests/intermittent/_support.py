@@ -37,15 +37,15 @@ def make_target(exe, tmp_path, name="nvm.bin") -> HostTarget:
     return t
 
 
-def make_tiny_shared(root: Path) -> Path:
-    """RUN with model.keras, model.json and RUN/shared/ (train_shared, no measuring): returns RUN."""
+def make_tiny_branch(root: Path) -> Path:
+    """RUN with model.keras, model.json and RUN/branch/ (train_branch, no measuring): returns RUN."""
     import json
 
     import keras
     import numpy as np
 
     from tinyexit.models import DSCNNConfig, build_dscnn, exit_spec
-    from tinyexit.shared import SharedConfig, train_shared
+    from tinyexit.branch import BranchConfig, train_branch
 
     def data(n, seed):
         rng = np.random.default_rng(seed)
@@ -65,8 +65,8 @@ def make_tiny_shared(root: Path) -> Path:
         "task": "kws", "input_shape": [49, 10, 1], "classes": [f"c{i}" for i in range(12)],
         "exits": exit_spec(model), "data": {"source": "test"}}))
     splits = {"train": (x, y), "validation": data(60, 1), "test": data(40, 2)}
-    cfg = SharedConfig(epochs=10, batch_size=50, learning_rate=2e-2, head_epochs=0, head_channels=8,
+    cfg = BranchConfig(epochs=10, batch_size=50, learning_rate=2e-2, head_epochs=0, head_channels=8,
                        num_calibration=60)
-    train_shared(run, config=cfg, data=splits, measure=False)
+    train_branch(run, config=cfg, data=splits, measure=False)
     keras.backend.clear_session()
     return run

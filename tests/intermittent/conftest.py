@@ -35,8 +35,8 @@ def standin_exe(standin, build_dir):
 
 
 @pytest.fixture(scope="session")
-def tiny_shared(tmp_path_factory):
+def tiny_branch(tmp_path_factory):
     """A tiny trained DS-CNN (3 blocks, 16 filters) with its shared exit branch over 3 exit points
-    (RUN/shared/: int8 pieces + generated C), for the shared-branch checkpointing tests."""
-    from ._support import make_tiny_shared
-    return make_tiny_shared(tmp_path_factory.mktemp("tiny_shared"))
+    (RUN/branch/: int8 pieces + generated C), for the shared-branch checkpointing tests."""
+    from ._support import make_tiny_branch
+    return make_tiny_branch(tmp_path_factory.mktemp("tiny_branch"))

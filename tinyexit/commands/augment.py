@@ -29,7 +29,7 @@ def add_arguments(p) -> None:
     p.add_argument("--confidence", action="store_true",
                    help="also train a learned confidence branch on the first exit (RUN/confidence/; compared with "
                         "max-softmax at equal exit rates; its int8 model needs `tinyexit quantize RUN` and "
-                        "tinyexit.confidence.quantize_confidence)")
+                        "tinyexit.research.confidence.quantize_confidence)")
     p.add_argument("--list", action="store_true", help="list the candidate exit points and stop")
 
 
@@ -37,7 +37,7 @@ def run(args) -> int:
     if Path(args.model).is_dir():
         from tinyexit.train import check_trained_run
         check_trained_run(args.model)   # before importing TensorFlow
-    from tinyexit.augment import (HeadConfig, HeadTrainConfig, augment_model, candidate_points, format_candidates,
+    from tinyexit.research.augment import (HeadConfig, HeadTrainConfig, augment_model, candidate_points, format_candidates,
                                   load_keras)
 
     if args.list:
@@ -60,6 +60,6 @@ def run(args) -> int:
     w = rep["augment"]["original_weights"]
     print(f"original weights: {w['identical']}/{w['tensors']} tensors bit-identical; run directory: {args.out}")
     if args.confidence:
-        from tinyexit.confidence import train_confidence
+        from tinyexit.research.confidence import train_confidence
         train_confidence(args.out, epochs=args.epochs, batch_size=args.batch_size, log=print)
     return 0

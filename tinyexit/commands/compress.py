@@ -32,7 +32,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from tinyexit.compress import CompressConfig, compress_run
+    from tinyexit.research.compress import CompressConfig, compress_run
 
     src = Path(args.run)
     if not src.is_dir():

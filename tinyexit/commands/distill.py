@@ -30,7 +30,7 @@ def run(args) -> int:
     if not src.is_dir():
         raise TinyexitError(f"teacher run directory '{src}' does not exist")
     check_trained_run(src)   # before importing TensorFlow
-    from tinyexit.distill import DistillConfig, distill_run
+    from tinyexit.research.distill import DistillConfig, distill_run
     out = Path(args.out) if args.out else src.with_name(f"{src.name}-student")
     cfg = DistillConfig(temperature=args.temperature, alpha=args.alpha, beta=args.beta, epochs=args.epochs,
                         max_train=args.max_train, plain=args.plain)

@@ -12,8 +12,8 @@ DESCRIPTION = (
     "writes) or k work units on the host, after exactly N instructions on the emulated board (--emulate). "
     "Each boot keeps the NVM and loses RAM; an inference is retried until its result is committed, and every "
     "committed result must equal the uninterrupted run byte for byte. Exit status 1 when any result is wrong, "
-    "a checkpoint is lost or a boot crashes; failing cuts are printed so they can be replayed. With --shared the "
-    "pipeline is RUN/shared's energy-adaptive shared exit branch: results are checked against the int8 chain on "
+    "a checkpoint is lost or a boot crashes; failing cuts are printed so they can be replayed. With --branch the "
+    "pipeline is RUN/branch's energy-adaptive shared exit branch: results are checked against the int8 chain on "
     "TFLM and the answering exit point against where the low-energy signal arrived.")
 
 
@@ -25,18 +25,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated checkpoint granularities: none, layer, layers:N, units:N (default layer)")
     p.add_argument("--inputs", type=int, default=4, help="number of random int8 inputs (default 4)")
     p.add_argument("--threshold", default=None,
-                   help="run exit heads and stop at the first whose largest int8 output is >= THRESHOLD; with --shared, "
+                   help="run exit heads and stop at the first whose largest int8 output is >= THRESHOLD; with --branch, "
                         "confidence mode: the branch runs after every point and answers once its largest int8 score "
                         "is >= THRESHOLD ('policy': RUN/policy.json's max_softmax threshold_q, when its exit has the branch's "
                         "output quantization)")
-    p.add_argument("--shared", action="store_true",
-                   help="run the shared exit branch of RUN/shared (tinyexit shared) as the pipeline: after each exit "
+    p.add_argument("--branch", action="store_true",
+                   help="run the shared exit branch of RUN/branch (tinyexit branch) as the pipeline: after each exit "
                         "point its pool fills the shared vector, and on low energy (or at the last point) the branch "
                         "answers; checks every committed result against the int8 chain on TFLM and that the answering "
                         "point is the first at/after the low-energy signal (default --low-energy 0.5)")
     p.add_argument("--low-energy", type=float, default=None, metavar="P",
                    help="probability per boot that the board signals low energy after a random amount of work; "
-                        "the pipeline then finishes at the next exit (host campaign; with --shared also --emulate)")
+                        "the pipeline then finishes at the next exit (host campaign; with --branch also --emulate)")
     p.add_argument("--slots", type=int, default=2,
                    help="checkpoint slots used as a ring (default 2; more spread the erases of flash)")
     p.add_argument("--board", default=None, help="board for --emulate (default mps2-an386)")
@@ -65,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
         target / "powerfail" if target.is_dir() and (target / "quant").is_dir()
         else Path("build") / "powerfail" / target.stem)
     shared_only = sorted({"no-vector", "volatile-low"} & set(args.broken))
-    if shared_only and not args.shared:
-        raise TinyexitError(f"--broken {shared_only[0]} breaks the shared-branch pipeline; add --shared")
+    if shared_only and not args.branch:
+        raise TinyexitError(f"--broken {shared_only[0]} breaks the shared-branch pipeline; add --branch")
     threshold = args.threshold
     if threshold is not None and threshold != "policy":
         try:
@@ -74,25 +74,25 @@ def run(args: argparse.Namespace) -> int:
         except ValueError:
             raise TinyexitError(f"--threshold {threshold!r}: an int8 score (-128..127) or 'policy'") from None
     if threshold == "policy":
-        if not args.shared:
-            raise TinyexitError("--threshold policy is for --shared (exit heads: pass the integer)")
-        from tinyexit.intermittent.anytime import threshold_from_policy
+        if not args.branch:
+            raise TinyexitError("--threshold policy is for --branch (exit heads: pass the integer)")
+        from tinyexit.intermittent.branch import threshold_from_policy
         threshold = threshold_from_policy(target)
         print(f"confidence threshold from {target / 'policy.json'}: max score >= {threshold} (calibrated for the "
               "exit heads: no guarantee for the shared branch)")
-    if args.shared:
-        from tinyexit.intermittent.anytime import powerfail_shared
+    if args.branch:
+        from tinyexit.intermittent.branch import powerfail_branch
         if args.board and not args.emulate:
             raise TinyexitError("--board needs --emulate (the host campaign runs on this machine)")
         low = 0.5 if args.low_energy is None else args.low_energy
         if not 0.0 <= low <= 1.0:
             raise TinyexitError("--low-energy is a probability between 0 and 1")
-        from tinyexit.intermittent.anytime import plot_answers
-        reports = powerfail_shared(target, out, cuts=args.cuts, seed=args.seed, granularities=grans,
+        from tinyexit.intermittent.branch import plot_answers
+        reports = powerfail_branch(target, out, cuts=args.cuts, seed=args.seed, granularities=grans,
                                    num_inputs=args.inputs, broken=args.broken, slots=args.slots, low_energy=low,
                                    emulate=args.emulate, board=args.board or "mps2-an386", threshold=threshold)
         if low > 0:
-            print(f"figure: {plot_answers(reports, out / ('shared-answers' + ('-emulated' if args.emulate else '') + '.png'))}")
+            print(f"figure: {plot_answers(reports, out / ('branch-answers' + ('-emulated' if args.emulate else '') + '.png'))}")
     elif args.emulate:
         if args.low_energy:
             raise TinyexitError("--low-energy runs in the host campaign only; drop --emulate (the emulated "

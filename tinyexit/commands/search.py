@@ -36,7 +36,7 @@ def run(args) -> int:
     if Path(args.source).is_dir():
         from tinyexit.train import check_trained_run
         check_trained_run(args.source)   # before importing TensorFlow
-    from tinyexit.search import Budget, SearchConfig, search, verify
+    from tinyexit.research.search import Budget, SearchConfig, search, verify
 
     try:
         widths = tuple(int(w) for w in args.widths.split(","))

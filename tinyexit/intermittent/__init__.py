@@ -9,7 +9,7 @@ A campaign cuts the power after k NVM events (inside checkpoint writes) or k wor
 reboots with the NVM kept and RAM lost until the result is committed, and compares the committed bytes
 with the uninterrupted run; see campaign.py. The emulated campaign (QEMU, exact instruction-count cuts) is
 in emulated.py. The energy-adaptive shared exit branch as a checkpointed pipeline (seg, pool, ..., branch) and
-its campaigns (`tinyexit powerfail RUN --shared`) are in anytime.py.
+its campaigns (`tinyexit powerfail RUN --branch`) are in branch.py.
 """
 from __future__ import annotations
 

@@ -71,12 +71,12 @@ class Granularity:
 
 @dataclass(frozen=True)
 class Vector:
-    """The shared exit branch's vector (RUN/shared/manifest.json "vector")."""
+    """The shared exit branch's vector (RUN/branch/manifest.json "vector")."""
     size: int
     zero_point: int
 
 
-def check_shared_stages(stages: list[Stage]) -> None:
+def check_branch_stages(stages: list[Stage]) -> None:
     """seg0, pool0, seg1, pool1, ..., pool(N-1), branch (the runtime checks the same at init)."""
     n = len(stages)
     ok = n >= 3 and n % 2 == 1 and stages[-1].role == BRANCH and all(
@@ -90,9 +90,9 @@ def check_shared_stages(stages: list[Stage]) -> None:
 def render_pipeline(stages: list[Stage], boundary_size: int | None = None, vector: Vector | None = None) -> str:
     """The stage table (pipeline.c.j2); the boundary buffer has `boundary_size` bytes, by default the
     library's TX_MAX_OUTPUT_SIZE (or TX_ARENA_SIZE when the library does not define it). With `vector`, a
-    shared-branch pipeline (check_shared_stages)."""
+    shared-branch pipeline (check_branch_stages)."""
     if vector is not None:
-        check_shared_stages(stages)
+        check_branch_stages(stages)
     elif not stages or stages[0].role != SEGMENT or stages[-1].role != SEGMENT:
         raise TinyexitError("a pipeline starts and ends with a segment (exit heads sit between segments)")
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(RUNTIME_DIR)), undefined=jinja2.StrictUndefined,

@@ -120,8 +120,8 @@ def calibrate_run(run_dir: str | os.PathLike, *, epsilon: float = 0.02, delta: f
                   calibration_split: str = "validation", log: Callable[[str], None] | None = None,
                   confidence: dict | None = None) -> dict:
     """Choose the threshold, write RUN/policy.json and RUN/calibration.png; returns the policy dict.
-    policy "confidence": the learned confidence head (tinyexit.confidence), trained or reused first;
-    `confidence` holds the options of `tinyexit.confidence.ensure_confidence` (train_on, fraction, epochs,
+    policy "confidence": the learned confidence head (tinyexit.research.confidence), trained or reused first;
+    `confidence` holds the options of `tinyexit.research.confidence.ensure_confidence` (train_on, fraction, epochs,
     hidden, seed, retrain)."""
     from tinyexit.quantize import read_manifest
 
@@ -205,7 +205,7 @@ def _calibrate_confidence(run_dir: Path, man: dict, *, epsilon: float, delta: fl
     permutation of the validation split trains it, the other half calibrates the threshold (risk control
     over every int8 code, 127 .. -128, shared by all early exits). For contrast, max-softmax is calibrated
     with the same method on the same inputs and both are compared on the test split."""
-    from tinyexit.confidence import Int8ConfidenceChain, compare_at_equal_exit_rates, ensure_confidence
+    from tinyexit.research.confidence import Int8ConfidenceChain, compare_at_equal_exit_rates, ensure_confidence
     from tinyexit.policy.decisions import LearnedConfidence, MaxSoftmax
     from tinyexit.train import load_split
 

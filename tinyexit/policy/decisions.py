@@ -337,7 +337,7 @@ STATIC_POLICIES = {"max_softmax": MaxSoftmax, "margin": Margin, "entropy": Entro
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Learned confidence (tinyexit.confidence): a separate int8 model per early exit predicts P(exit is right)
+# Learned confidence (tinyexit.research.confidence): a separate int8 model per early exit predicts P(exit is right)
 # ---------------------------------------------------------------------------------------------------------
 
 CONFIDENCE_INDEX = 1  # the confidence model's output is [P(wrong), P(right)]

@@ -34,7 +34,7 @@ def tiny_run(tmp_path_factory):
     x, y = make_data(600, seed(0))
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=["sparse_categorical_crossentropy"] * 2)
     model.fit(x, [y, y], epochs=3, batch_size=50, verbose=0)
-    run = tmp_path_factory.mktemp("shared") / "run"
+    run = tmp_path_factory.mktemp("branch") / "run"
     run.mkdir()
     model.save(run / "model.keras")
     (run / "model.json").write_text(json.dumps({
@@ -46,19 +46,19 @@ def tiny_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def shared(tiny_run):
-    from tinyexit.shared import SharedConfig, train_shared
+    from tinyexit.branch import BranchConfig, train_branch
     run, data = tiny_run
-    cfg = SharedConfig(epochs=30, batch_size=50, learning_rate=2e-2, head_epochs=2, head_channels=8,
+    cfg = BranchConfig(epochs=30, batch_size=50, learning_rate=2e-2, head_epochs=2, head_channels=8,
                        num_calibration=100)
-    report = train_shared(run, config=cfg, data=data, measure=False)
+    report = train_branch(run, config=cfg, data=data, measure=False)
     return run, data, report
 
 
 @pytest.fixture(scope="module")
 def chain_outputs(shared):
-    from tinyexit.shared import SharedInt8Chain
+    from tinyexit.branch import BranchInt8Chain
     run, data, _ = shared
-    chain = SharedInt8Chain.from_dir(run / "shared")
+    chain = BranchInt8Chain.from_dir(run / "branch")
     x = data["test"][0][:40]
     from tinyexit.quantize import quantize_array
     xq = quantize_array(x, chain.input_qparams)
@@ -66,7 +66,7 @@ def chain_outputs(shared):
 
 
 def test_default_points_and_refusals(tiny_run):
-    from tinyexit.shared import check_points
+    from tinyexit.branch import check_points
     from tinyexit.train import load_model
     model = load_model(tiny_run[0])
     assert check_points(model, None) == ["block1_out", "block2_out", "block3_out"]
@@ -79,10 +79,10 @@ def test_default_points_and_refusals(tiny_run):
 
 def test_cli_refuses_with_the_fix_and_writes_nothing(tiny_run, tmp_path, capsys):
     run, _ = tiny_run
-    assert cli(["shared", str(tmp_path / "missing")]) == 2
+    assert cli(["branch", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
     before = sorted(p.name for p in run.iterdir())
-    assert cli(["shared", str(run), "--points", "block9_out"]) == 2
+    assert cli(["branch", str(run), "--points", "block9_out"]) == 2
     err = capsys.readouterr().err
     assert "block9_out" in err and "block1_out" in err
     assert sorted(p.name for p in run.iterdir()) == before
@@ -90,7 +90,7 @@ def test_cli_refuses_with_the_fix_and_writes_nothing(tiny_run, tmp_path, capsys)
 
 def test_manifest_layout_and_slice_quantization(shared):
     run, _, report = shared
-    man = json.loads((run / "shared" / "manifest.json").read_text())
+    man = json.loads((run / "branch" / "manifest.json").read_text())
     vec = man["vector"]
     assert [s["point"] for s in vec["slices"]] == ["block1_out", "block2_out", "block3_out"]
     assert [s["offset"] for s in vec["slices"]] == [0, 16, 32] and vec["size"] == 48
@@ -100,7 +100,7 @@ def test_manifest_layout_and_slice_quantization(shared):
         assert p["output"]["scale"] == float(np.float32(vec["scale"] * s["feature_scale"]))
     for k, seg in enumerate(man["segments"][:-1]):            # segment k's output feeds pool k and segment k+1
         assert seg["output"] == man["pools"][k]["input"] == man["segments"][k + 1]["input"]
-    assert (run / "shared" / "branch.keras").is_file() and (run / "shared" / "report.json").is_file()
+    assert (run / "branch" / "branch.keras").is_file() and (run / "branch" / "report.json").is_file()
     assert len(report["exits"]) == 3 and report["num_test"] == 80
 
 
@@ -108,7 +108,7 @@ def test_memory_figures_match_the_keras_shapes(shared):
     """Weights + biases counted from the int8 files equal what the layer shapes say (BN folds into a bias)."""
     import keras
 
-    from tinyexit.shared import trecx_head
+    from tinyexit.branch import trecx_head
     _, _, report = shared
     vsize = report["vector"]["size"]
     assert report["memory"]["shared_param_bytes"] == vsize * NUM_CLASSES + 4 * NUM_CLASSES
@@ -131,11 +131,11 @@ def test_pools_write_the_slices_in_the_vector_quantization(shared, chain_outputs
     scale (within 1 LSB: TFLM's fixed-point multiplier), and dequantizes to the float pooled feature / a_k."""
     from tinyexit.quantize import TflmModel
     run, _, _ = shared
-    man = json.loads((run / "shared" / "manifest.json").read_text())
+    man = json.loads((run / "branch" / "manifest.json").read_text())
     chain, xq, out = chain_outputs
     act = xq
     for k, pool in enumerate(man["pools"]):
-        seg = TflmModel((run / "shared" / man["segments"][k]["file"]).read_bytes())
+        seg = TflmModel((run / "branch" / man["segments"][k]["file"]).read_bytes())
         act = seg.run(act)[0].reshape((len(xq), *man["segments"][k]["output_shape"]))
         iq, oq = pool["input"], pool["output"]
         mean = (act.astype(np.float64) - iq["zero_point"]).mean(axis=(1, 2)) * iq["scale"]
@@ -151,7 +151,7 @@ def test_int8_branch_agrees_with_the_float_branch_on_partial_vectors(shared, cha
     predicts, at every stopping point."""
     import keras
     run, data, report = shared
-    branch = keras.models.load_model(run / "shared" / "branch.keras", compile=False)
+    branch = keras.models.load_model(run / "branch" / "branch.keras", compile=False)
     chain, _, out = chain_outputs
     qp = chain.vector_qparams
     for k in range(3):
@@ -174,7 +174,7 @@ def host_lib(shared):
     require_program("gcc", "apt-get install -y gcc")
     from tinyexit.codegen.testing import build_host
     run, _, _ = shared
-    return build_host(run / "shared" / "firmware" / "model")
+    return build_host(run / "branch" / "firmware" / "model")
 
 
 def test_every_generated_piece_equals_tflm(shared, chain_outputs, host_lib):
@@ -183,7 +183,7 @@ def test_every_generated_piece_equals_tflm(shared, chain_outputs, host_lib):
     from tinyexit.codegen.testing import run_host, tflm_outputs
     from tinyexit.quantize import TflmModel
     run, _, _ = shared
-    d = run / "shared"
+    d = run / "branch"
     man = json.loads((d / "manifest.json").read_text())
     chain, xq, out = chain_outputs
     seg_in = [xq]
@@ -202,10 +202,10 @@ def test_every_generated_piece_equals_tflm(shared, chain_outputs, host_lib):
 
 def test_anytime_driver_equals_the_int8_chain_at_every_point(shared, chain_outputs, tmp_path):
     require_program("gcc", "apt-get install -y gcc")
-    from tinyexit.shared.firmware import build_anytime, run_adaptive, run_anytime
+    from tinyexit.branch.firmware import build_anytime, run_adaptive, run_anytime
     run, _, _ = shared
     chain, xq, out = chain_outputs
-    exe = build_anytime(run / "shared" / "firmware", tmp_path / "tx_shared_host")
+    exe = build_anytime(run / "branch" / "firmware", tmp_path / "tx_branch_host")
     scores, _ = run_anytime(exe, xq, 3, NUM_CLASSES)
     for k in range(3):
         assert scores[:, k].tobytes() == out["shared"][k].tobytes(), k
@@ -228,14 +228,14 @@ def test_default_points_of_the_other_builders():
 
     from tinyexit.models.mobilenet import build_mobilenet_v1
     from tinyexit.models.resnet8 import build_resnet8
-    from tinyexit.shared import default_points
+    from tinyexit.branch import default_points
     assert default_points(build_resnet8()) == ["stack1_out", "stack2_out", "stack3_out"]
     assert default_points(build_mobilenet_v1()) == [f"block{k}_out" for k in range(1, 14)]
     keras.backend.clear_session()
 
 
 def test_cli_end_to_end_on_a_copy(tiny_run, tmp_path, monkeypatch, capsys):
-    """`tinyexit shared RUN --points ...` on a copy of the run (the run's splits replaced by the test data)."""
+    """`tinyexit branch RUN --points ...` on a copy of the run (the run's splits replaced by the test data)."""
     import shutil
     run, data = tiny_run
     copy = tmp_path / "run"
@@ -243,40 +243,40 @@ def test_cli_end_to_end_on_a_copy(tiny_run, tmp_path, monkeypatch, capsys):
     for f in ("model.keras", "model.json"):
         shutil.copy2(run / f, copy / f)
     monkeypatch.setattr("tinyexit.train.load_split", lambda r, split: data[split])
-    rc = cli(["shared", str(copy), "--points", "block3_out,block1_out", "--epochs", "2", "--head-epochs", "0",
+    rc = cli(["branch", str(copy), "--points", "block3_out,block1_out", "--epochs", "2", "--head-epochs", "0",
               "--num-eval", "20", "--num-calibration", "50", "--no-firmware"])
     out = capsys.readouterr().out
     assert rc == 0, out
-    rep = json.loads((copy / "shared" / "report.json").read_text())
+    rep = json.loads((copy / "branch" / "report.json").read_text())
     assert rep["points"] == ["block1_out", "block3_out"] and rep["num_test"] == 20
     assert rep["exits"][0]["head"]["int8_accuracy"] is None          # heads built and counted, not trained
     assert rep["memory"]["heads_param_bytes"] > rep["memory"]["shared_param_bytes"] > 0
-    assert "block3_out" in out and "saves" in out and (copy / "shared" / "shared.png").is_file()
-    assert not (copy / "shared" / "firmware").exists()
-    # a failure late in the stage (here: code generation) leaves the previous RUN/shared as it was
-    before = (copy / "shared" / "report.json").read_bytes()
+    assert "block3_out" in out and "saves" in out and (copy / "branch" / "branch.png").is_file()
+    assert not (copy / "branch" / "firmware").exists()
+    # a failure late in the stage (here: code generation) leaves the previous RUN/branch as it was
+    before = (copy / "branch" / "report.json").read_bytes()
 
     def broken(*a, **k):
         raise TinyexitError("generation failed (test)")
-    monkeypatch.setattr("tinyexit.shared.firmware.write_firmware", broken)
-    rc = cli(["shared", str(copy), "--epochs", "1", "--head-epochs", "0", "--num-eval", "10",
+    monkeypatch.setattr("tinyexit.branch.firmware.write_firmware", broken)
+    rc = cli(["branch", str(copy), "--epochs", "1", "--head-epochs", "0", "--num-eval", "10",
               "--num-calibration", "20"])
     assert rc == 2 and "generation failed" in capsys.readouterr().err
-    assert (copy / "shared" / "report.json").read_bytes() == before
-    assert sorted(p.name for p in copy.iterdir()) == ["model.json", "model.keras", "shared"]
+    assert (copy / "branch" / "report.json").read_bytes() == before
+    assert sorted(p.name for p in copy.iterdir()) == ["branch", "model.json", "model.keras"]
 
 
 @pytest.mark.emulator
 def test_anytime_on_the_emulated_board_equals_the_int8_chain(shared, chain_outputs):
-    """tx_shared_run stopping at every point on the emulated Cortex-M4 == the int8 chain; stopping later costs
+    """tx_branch_run stopping at every point on the emulated Cortex-M4 == the int8 chain; stopping later costs
     more instructions."""
     require_program("qemu-system-arm", "apt-get install -y --no-install-recommends qemu-system-arm")
     require_program("arm-none-eabi-gcc", "apt-get install -y --no-install-recommends gcc-arm-none-eabi "
                                          "libnewlib-arm-none-eabi")
-    from tinyexit.shared.firmware import emulated_anytime
+    from tinyexit.branch.firmware import emulated_anytime
     run, _, _ = shared
     chain, xq, out = chain_outputs
-    scores, cls, insns = emulated_anytime(run / "shared" / "firmware", xq[:3])
+    scores, cls, insns = emulated_anytime(run / "branch" / "firmware", xq[:3])
     for k in range(3):
         assert scores[:, k].tobytes() == out["shared"][k][:3].tobytes(), k
         assert np.array_equal(cls[:, k], np.argmax(out["shared"][k][:3], 1))

@@ -45,7 +45,7 @@ DEFAULT_RATES = tuple(np.round(np.arange(0.1, 0.91, 0.1), 2))
 
 def _exit_tensors(model, exit_name: str):
     """(exit point layer name, pooled-features tensor, softmax tensor) of early exit `exit_name`."""
-    from tinyexit.augment import _Graph
+    from tinyexit.research.augment import _Graph
     from tinyexit.models import exit_spec
 
     specs = {s["name"]: s for s in exit_spec(model)}
@@ -73,7 +73,7 @@ def build_confidence_model(model, exit_name: str, hidden: int = 8, init: str = "
     import keras
     from keras import layers
 
-    from tinyexit.augment import _Graph, point_tensor
+    from tinyexit.research.augment import _Graph, point_tensor
     from tinyexit.quantize import _rebuild
 
     point, pooled, probs = _exit_tensors(model, exit_name)
@@ -133,7 +133,7 @@ def _fit(run: Path, model, exit_name: str, x: np.ndarray, y: np.ndarray, *, hidd
     right fraction, point features of x)."""
     import keras
 
-    from tinyexit.augment import _Features
+    from tinyexit.research.augment import _Features
 
     keras.utils.set_random_seed(seed)
     conf_model, point = build_confidence_model(model, exit_name, hidden, init=init)
@@ -358,7 +358,7 @@ def quantize_confidence(run_dir: str | Path, exit_name: str, *, conf_model=None,
         import tinyexit.models  # noqa: F401
         conf_model = keras.models.load_model(run / CONF_DIR / f"{exit_name}.keras", compile=False)
     if representative is None:
-        from tinyexit.augment import _Features
+        from tinyexit.research.augment import _Features
         from tinyexit.train import load_model, load_split
         x, _ = load_split(run, "train")
         pick = np.sort(np.random.default_rng(0).choice(len(x), min(num_calibration, len(x)), replace=False))
@@ -394,7 +394,7 @@ def confidence_scores(run_dir: str | Path, split: str, *, exit_name: str | None 
         if conf_model is None:
             conf_model = keras.models.load_model(run / CONF_DIR / f"{exit_name}.keras", compile=False)
         point = next(e["point"] for e in meta["exits"] if e["name"] == exit_name)
-        from tinyexit.augment import point_tensor
+        from tinyexit.research.augment import point_tensor
         probe = keras.Model(model.inputs[0], point_tensor(model, point))
         conf = conf_model.predict(probe.predict(x, batch_size=256, verbose=0), batch_size=256, verbose=0)[:, 1]
         p = outs[names.index(exit_name)]
@@ -534,7 +534,7 @@ def calibrate_confidence(conf: np.ndarray, exit_pred, final_pred, y, exit_macs: 
     """Threshold on the confidence score with the lowest expected MACs whose accuracy meets the target (as the
     search calibrates the softmax threshold). Returns {"threshold", "accuracy", "exit_rate", "expected_macs"}
     (threshold None: never exit)."""
-    from tinyexit.search import operating_points, pick_threshold
+    from tinyexit.research.search import operating_points, pick_threshold
 
     c = operating_points(conf, exit_pred, final_pred, y, exit_macs, full_macs)
     j = pick_threshold(c, accuracy_target)

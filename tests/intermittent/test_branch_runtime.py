@@ -1,6 +1,6 @@
 """The energy-adaptive shared exit branch inside the checkpointing runtime (seg0, pool0, ..., pool(N-1), branch):
 under random power cuts and low-energy signals every committed result equals the int8 chain on TFLM
-(SharedInt8Chain, the independent oracle) after the point it reports, byte for byte, and that point is the first
+(BranchInt8Chain, the independent oracle) after the point it reports, byte for byte, and that point is the first
 at/after the low-energy signal; runtimes broken on purpose (vector not checkpointed, low-energy latch kept in RAM)
 fail."""
 from __future__ import annotations
@@ -12,35 +12,35 @@ import pytest
 
 from tinyexit.errors import TinyexitError
 from tinyexit.intermittent import slots
-from tinyexit.intermittent.anytime import (Layout, prepare_shared, run_shared_campaign, shared_reference,
-                                           stages_from_shared)
+from tinyexit.intermittent.branch import (Layout, prepare_branch, run_branch_campaign, branch_reference,
+                                           stages_from_branch)
 from tinyexit.intermittent.host import BRANCH, POOL, SEGMENT, Granularity, HostTarget, Stage, build_host, render_pipeline
 
 from ._support import make_target, random_inputs
 
 
 @pytest.fixture(scope="module")
-def shared_pipeline(tiny_shared, tmp_path_factory):
+def branch_pipeline(tiny_branch, tmp_path_factory):
     out = tmp_path_factory.mktemp("shared_rt")
-    lib, stages, vector, shared = prepare_shared(tiny_shared, out)
+    lib, stages, vector, shared = prepare_branch(tiny_branch, out)
     exe = build_host(lib, stages, out / "host", vector=vector)
     t = HostTarget(exe, out / "probe.bin")
     return {"lib": lib, "stages": stages, "vector": vector, "shared": shared, "exe": exe, "out": out,
             "layout": Layout.from_rows(t.layout()), "inputs": random_inputs(3, t.info["input_size"], seed=5),
-            "reference": shared_reference(shared)}
+            "reference": branch_reference(shared)}
 
 
 def _broken(sp, flag):
     return build_host(sp["lib"], sp["stages"], sp["out"] / f"host-{flag}", vector=sp["vector"], broken=(flag,))
 
 
-def test_pipeline_layout_from_the_manifest(tiny_shared, shared_pipeline):
-    man = json.loads((tiny_shared / "shared" / "manifest.json").read_text())
-    stages, vector = stages_from_shared(man)
+def test_pipeline_layout_from_the_manifest(tiny_branch, branch_pipeline):
+    man = json.loads((tiny_branch / "branch" / "manifest.json").read_text())
+    stages, vector = stages_from_branch(man)
     assert [s.role for s in stages] == [SEGMENT, POOL] * 3 + [BRANCH]
     assert [(s.exit_index, s.vector_offset) for s in stages if s.role == POOL] == [(0, 0), (1, 16), (2, 32)]
     assert (vector.size, vector.zero_point) == (man["vector"]["size"], man["vector"]["zero_point"])
-    lay = shared_pipeline["layout"]
+    lay = branch_pipeline["layout"]
     assert lay.num_points == 3 and lay.point_end(0) < lay.point_end(1) < lay.point_end(2)
     with pytest.raises(TinyexitError, match="seg0, pool0"):
         render_pipeline([stages[0], stages[2], stages[-1]], vector=vector)
@@ -48,10 +48,10 @@ def test_pipeline_layout_from_the_manifest(tiny_shared, shared_pipeline):
         render_pipeline(stages[:-1] + [Stage(stages[-1].name, SEGMENT)], vector=vector)
 
 
-def test_uninterrupted_answer_is_the_first_point_after_the_signal(shared_pipeline, tmp_path):
+def test_uninterrupted_answer_is_the_first_point_after_the_signal(branch_pipeline, tmp_path):
     """Low energy after L units (no cut): the runtime answers at the first point whose pool ends at or after L,
     with the int8 chain's branch output after that point; without a signal the last point answers."""
-    sp, lay = shared_pipeline, shared_pipeline["layout"]
+    sp, lay = branch_pipeline, branch_pipeline["layout"]
     t = make_target(sp["exe"], tmp_path)
     x = sp["inputs"][0]
     (tmp_path / "in.bin").write_bytes(x)
@@ -75,9 +75,9 @@ def test_uninterrupted_answer_is_the_first_point_after_the_signal(shared_pipelin
 
 
 @pytest.mark.parametrize("gran", ["units:4", "layers:50"])
-def test_host_campaign_200_cuts_with_low_energy(shared_pipeline, tmp_path, gran):
-    sp = shared_pipeline
-    report = run_shared_campaign(make_target(sp["exe"], tmp_path), sp["inputs"], cuts=200, seed=3,
+def test_host_campaign_200_cuts_with_low_energy(branch_pipeline, tmp_path, gran):
+    sp = branch_pipeline
+    report = run_branch_campaign(make_target(sp["exe"], tmp_path), sp["inputs"], cuts=200, seed=3,
                                  granularity=Granularity.parse(gran), low_energy=0.5, reference=sp["reference"],
                                  work_dir=tmp_path / "work")
     assert report.cuts >= 200 and report.cuts_in_commits >= 60 and report.cuts_between_commits >= 60
@@ -93,29 +93,29 @@ def test_host_campaign_200_cuts_with_low_energy(shared_pipeline, tmp_path, gran)
         assert report.low_marks > 0
 
 
-def test_broken_runtime_without_the_vector_fails_the_same_campaign(shared_pipeline, tmp_path):
-    sp = shared_pipeline
-    report = run_shared_campaign(make_target(_broken(sp, "no-vector"), tmp_path), sp["inputs"], cuts=200, seed=3,
+def test_broken_runtime_without_the_vector_fails_the_same_campaign(branch_pipeline, tmp_path):
+    sp = branch_pipeline
+    report = run_branch_campaign(make_target(_broken(sp, "no-vector"), tmp_path), sp["inputs"], cuts=200, seed=3,
                                  granularity=Granularity.parse("units:4"), low_energy=0.5, reference=sp["reference"],
                                  work_dir=tmp_path / "work")
     assert report.wrong_results > 0 and not report.ok
     assert "TX_CUT_" in report.table()           # the failing cuts, for a replay
 
 
-def test_broken_volatile_latch_loses_signals(shared_pipeline, tmp_path):
+def test_broken_volatile_latch_loses_signals(branch_pipeline, tmp_path):
     """A latch kept in RAM until the next stage-end commit: a cut in between loses a signal the runtime saw."""
-    sp = shared_pipeline
-    report = run_shared_campaign(make_target(_broken(sp, "volatile-low"), tmp_path), sp["inputs"], cuts=200,
+    sp = branch_pipeline
+    report = run_branch_campaign(make_target(_broken(sp, "volatile-low"), tmp_path), sp["inputs"], cuts=200,
                                  seed=3, granularity=Granularity.parse("layers:50"), low_energy=0.8,
                                  kinds=("units",), reference=sp["reference"])
     assert report.lost_signals > 0 and not report.ok
 
 
 @pytest.mark.parametrize("broken", [None, "volatile-low"])
-def test_latched_signal_survives_a_cut(shared_pipeline, tmp_path, broken):
+def test_latched_signal_survives_a_cut(branch_pipeline, tmp_path, broken):
     """Low energy in segment 1, power cut one step later (before pool 1): the next boot, with plenty of energy,
     still answers at point 1 (the LOW_MARK word of the stage-start checkpoint); a RAM latch answers at the end."""
-    sp, lay = shared_pipeline, shared_pipeline["layout"]
+    sp, lay = branch_pipeline, branch_pipeline["layout"]
     exe = sp["exe"] if broken is None else _broken(sp, broken)
     t = make_target(exe, tmp_path)
     x = sp["inputs"][1]
@@ -138,14 +138,14 @@ def test_latched_signal_survives_a_cut(shared_pipeline, tmp_path, broken):
         assert (b.exit_index, b.output) == (2, ref[2])
 
 
-def test_checkpoints_carry_the_vector(shared_pipeline, tmp_path):
+def test_checkpoints_carry_the_vector(branch_pipeline, tmp_path):
     """Every unfinished checkpoint's payload starts with the vector: slices of the points run so far hold the
     int8 chain's pooled features, the others the zero point."""
     import numpy as np
 
-    from tinyexit.shared import SharedInt8Chain
-    sp = shared_pipeline
-    chain = SharedInt8Chain.from_dir(sp["shared"])
+    from tinyexit.branch import BranchInt8Chain
+    sp = branch_pipeline
+    chain = BranchInt8Chain.from_dir(sp["shared"])
     x = sp["inputs"][2]
     vecs = chain.run_q(np.frombuffer(x, np.int8).reshape(1, 49, 10, 1), stop=2)["vectors"]
     t = make_target(sp["exe"], tmp_path)
@@ -168,30 +168,30 @@ def test_checkpoints_carry_the_vector(shared_pipeline, tmp_path):
     assert checked == {0, 1, 2, 3}
 
 
-def test_powerfail_cli_shared(tiny_shared, tmp_path, capsys):
+def test_powerfail_cli_branch(tiny_branch, tmp_path, capsys):
     from tinyexit.cli import main
     run = tmp_path / "run"
-    shutil.copytree(tiny_shared, run)
-    rc = main(["powerfail", str(run), "--shared", "--cuts", "30", "--seed", "2", "--granularity", "units:4",
+    shutil.copytree(tiny_branch, run)
+    rc = main(["powerfail", str(run), "--branch", "--cuts", "30", "--seed", "2", "--granularity", "units:4",
                "--inputs", "2", "--out", str(tmp_path / "out"), "--json", str(tmp_path / "r.json")])
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "shared exit branch, host, 3 exit points" in out and "answered at the wrong point 0" in out
     (r,) = json.loads((tmp_path / "r.json").read_text())
     assert r["ok"] and r["cuts"] >= 30 and r["points"] == 3
-    assert (tmp_path / "out" / "shared-answers.png").stat().st_size > 1000    # answer vs signal figure
+    assert (tmp_path / "out" / "branch-answers.png").stat().st_size > 1000    # answer vs signal figure
     assert all(p == next(k for k, e in enumerate(r["point_ends"]) if e >= s) for s, p in r["signals"]
                if s <= r["point_ends"][-1])
-    rc = main(["powerfail", str(run), "--shared", "--cuts", "60", "--seed", "2", "--granularity", "units:4",
+    rc = main(["powerfail", str(run), "--branch", "--cuts", "60", "--seed", "2", "--granularity", "units:4",
                "--inputs", "2", "--broken", "no-vector", "--out", str(tmp_path / "out")])
     assert rc == 1 and "FAIL inference" in capsys.readouterr().out
     assert main(["powerfail", str(run), "--broken", "no-vector", "--out", str(tmp_path / "o2")]) == 2
-    assert "add --shared" in capsys.readouterr().err
+    assert "add --branch" in capsys.readouterr().err
 
 
-def test_slot_parser_reads_the_low_mark(shared_pipeline, tmp_path):
+def test_slot_parser_reads_the_low_mark(branch_pipeline, tmp_path):
     """slots.py (independent parser): the LOW_MARK word is outside the CRC; a torn mark still counts."""
-    sp = shared_pipeline
+    sp = branch_pipeline
     t = make_target(sp["exe"], tmp_path)
     x = sp["inputs"][0]
     (tmp_path / "in.bin").write_bytes(x)
@@ -211,17 +211,17 @@ def test_slot_parser_reads_the_low_mark(shared_pipeline, tmp_path):
 @pytest.mark.emulator
 @pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
                     reason="needs qemu-system-arm and arm-none-eabi-gcc")
-def test_emulated_board_50_exact_cuts_with_the_shared_pipeline(shared_pipeline, tmp_path):
+def test_emulated_board_50_exact_cuts_with_the_shared_pipeline(branch_pipeline, tmp_path):
     """The same pipeline as firmware on QEMU's mps2-an386 (NVM in file-backed PSRAM, NVMC rules on), power cut
     after exactly N instructions, half of them aimed inside commits and LOW_MARK writes; low energy from the
     mailbox at random points."""
-    from tinyexit.intermittent.anytime import run_shared_emulated
+    from tinyexit.intermittent.branch import run_branch_emulated
     from tinyexit.intermittent.emulated import EmulatedTarget, build_emulated
-    sp = shared_pipeline
+    sp = branch_pipeline
     inputs = sp["inputs"][:2]
     fw = build_emulated(sp["lib"], sp["stages"], inputs, "mps2-an386", tmp_path / "emu", vector=sp["vector"])
     et = EmulatedTarget(fw, tmp_path / "psram.img")
-    report = run_shared_emulated(et, sp["layout"], inputs, cuts=50, seed=1, granularity=Granularity.parse("units:4"),
+    report = run_branch_emulated(et, sp["layout"], inputs, cuts=50, seed=1, granularity=Granularity.parse("units:4"),
                                  low_energy=0.5, reference=sp["reference"], work_dir=tmp_path / "work")
     assert report.cuts >= 50 and report.cuts_in_commits >= 10, report.table()
     assert report.ok, report.table()
@@ -236,10 +236,10 @@ def _first_confident(outputs, threshold):
     return len(outputs) - 1
 
 
-def test_confidence_mode_answers_at_the_first_confident_point(shared_pipeline, tmp_path):
+def test_confidence_mode_answers_at_the_first_confident_point(branch_pipeline, tmp_path):
     """With a threshold the branch runs after every point; uninterrupted, the runtime answers at the first point
     whose int8 chain scores reach it (computed here from TFLM's outputs), or earlier when energy runs low."""
-    sp, lay = shared_pipeline, shared_pipeline["layout"]
+    sp, lay = branch_pipeline, branch_pipeline["layout"]
     refs = [sp["reference"](x) for x in sp["inputs"]]
     maxes = sorted({max(b - 256 if b > 127 else b for b in r[k]) for r in refs for k in range(3)})
     t = make_target(sp["exe"], tmp_path)
@@ -259,13 +259,13 @@ def test_confidence_mode_answers_at_the_first_confident_point(shared_pipeline, t
     assert len(seen) >= 2
 
 
-def test_confidence_mode_campaign(shared_pipeline, tmp_path):
+def test_confidence_mode_campaign(branch_pipeline, tmp_path):
     """Confidence mode under cuts and low energy: the boundary is state during the branch (a segment follows it);
     results exact, answering point = min(first confident point, first point at/after the signal)."""
-    sp = shared_pipeline
+    sp = branch_pipeline
     refs = [sp["reference"](x) for x in sp["inputs"]]
     threshold = sorted(max(b - 256 if b > 127 else b for b in r[1]) for r in refs)[1]   # confident mid-way for some
-    report = run_shared_campaign(make_target(sp["exe"], tmp_path), sp["inputs"], cuts=200, seed=5,
+    report = run_branch_campaign(make_target(sp["exe"], tmp_path), sp["inputs"], cuts=200, seed=5,
                                  granularity=Granularity.parse("units:4"), low_energy=0.4, reference=sp["reference"],
                                  threshold=threshold, work_dir=tmp_path / "work")
     assert report.cuts >= 200 and report.cuts_in_commits >= 60
@@ -274,12 +274,12 @@ def test_confidence_mode_campaign(shared_pipeline, tmp_path):
 
 
 @pytest.mark.parametrize("torn", [True, False])
-def test_cut_on_the_low_mark_write(shared_pipeline, tmp_path, monkeypatch, torn):
+def test_cut_on_the_low_mark_write(branch_pipeline, tmp_path, monkeypatch, torn):
     """A cut exactly on the LOW_MARK word (found with TX_TRACE_COMMITS: a 'commit' of one NVM event): the slot stays
     valid (the mark is outside the CRC); a torn mark still latches, an unwritten one does not; the next boot
     answers accordingly (point 1, or the last point), with the int8 chain's bytes."""
     import re
-    sp, lay = shared_pipeline, shared_pipeline["layout"]
+    sp, lay = branch_pipeline, branch_pipeline["layout"]
     t = make_target(sp["exe"], tmp_path)
     x = sp["inputs"][0]
     (tmp_path / "in.bin").write_bytes(x)
@@ -302,15 +302,15 @@ def test_cut_on_the_low_mark_write(shared_pipeline, tmp_path, monkeypatch, torn)
     assert (b.exit_index, b.output) == (want, ref[want])
 
 
-def test_threshold_from_policy_json(tiny_shared, tmp_path):
+def test_threshold_from_policy_json(tiny_branch, tmp_path):
     """RUN/policy.json's max_softmax threshold_q is the confidence threshold only when its exit's output has the
     branch's quantization; other rules are refused with the reason."""
-    from tinyexit.intermittent.anytime import threshold_from_policy
+    from tinyexit.intermittent.branch import threshold_from_policy
     run = tmp_path / "run"
-    shutil.copytree(tiny_shared, run)
+    shutil.copytree(tiny_branch, run)
     with pytest.raises(TinyexitError, match="calibrate"):
         threshold_from_policy(run)
-    out = json.loads((run / "shared" / "manifest.json").read_text())["branch"]["output"]
+    out = json.loads((run / "branch" / "manifest.json").read_text())["branch"]["output"]
     pol = {"policy": "max_softmax", "exit": "exit2", "threshold_q": 50,
            "exits": [{"name": "exit2", "threshold_q": 50, "output": out}]}
     (run / "policy.json").write_text(json.dumps(pol))
@@ -328,12 +328,12 @@ def test_threshold_from_policy_json(tiny_shared, tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="needs arm-none-eabi-gcc")
-def test_shared_pipeline_builds_for_the_real_nrf52840(shared_pipeline, tmp_path):
+def test_shared_pipeline_builds_for_the_real_nrf52840(branch_pipeline, tmp_path):
     """Runtime + shared pipeline + the POF-comparator hooks (low energy = POFWARN) + NVMC flash adapter link
     into a firmware for the real nRF52840 (-Wall -Wextra -Werror), within its flash and RAM."""
     from tinyexit.build import build_firmware
     from tinyexit.intermittent.host import RUNTIME_DIR
-    sp = shared_pipeline
+    sp = branch_pipeline
     gen = tmp_path / "gen"
     gen.mkdir()
     (gen / "tx_pipeline_cfg.c").write_text(render_pipeline(sp["stages"], vector=sp["vector"]))

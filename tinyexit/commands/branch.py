@@ -1,13 +1,13 @@
-"""`tinyexit shared RUN [--points ...]`: one shared exit branch over N exit points (FreeML), int8 + C."""
+"""`tinyexit branch RUN [--points ...]`: one shared exit branch over N exit points (FreeML), int8 + C."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from tinyexit.errors import TinyexitError
 
-NAME = "shared"
+NAME = "branch"
 HELP = ("train one shared exit classifier over N exit points of the frozen backbone, quantize and generate it "
-        "(RUN/shared/), and compare it with N separate heads")
+        "(RUN/branch/), and compare it with N separate heads")
 
 
 def add_arguments(parser) -> None:
@@ -32,13 +32,13 @@ def run(args) -> int:
     if not run_dir.is_dir():
         raise TinyexitError(f"run directory '{run_dir}' does not exist; train one with `tinyexit train`")
     check_trained_run(run_dir)   # before importing TensorFlow
-    from tinyexit.shared import SharedConfig, format_report, train_shared
+    from tinyexit.branch import BRANCH_DIR, BranchConfig, format_report, train_branch
     if args.num_eval is not None and args.num_eval < 1:
         raise TinyexitError("--num-eval must be at least 1")
     points = [p.strip() for p in args.points.split(",") if p.strip()] if args.points is not None else None
-    cfg = SharedConfig(epochs=args.epochs, head_epochs=args.head_epochs, num_calibration=args.num_calibration,
+    cfg = BranchConfig(epochs=args.epochs, head_epochs=args.head_epochs, num_calibration=args.num_calibration,
                        num_eval=args.num_eval, seed=args.seed)
-    rep = train_shared(run_dir, points=points, config=cfg, firmware=not args.no_firmware, log=print)
+    rep = train_branch(run_dir, points=points, config=cfg, firmware=not args.no_firmware, log=print)
     print(format_report(rep))
-    print(f"wrote {run_dir / 'shared'}")
+    print(f"wrote {run_dir / BRANCH_DIR}")
     return 0

@@ -1,8 +1,8 @@
 """The tfmot part of `tinyexit compress`, run in a child process with legacy Keras (tinyexit.legacy_keras):
 
-    python -m tinyexit.compress.worker JOB_DIR
+    python -m tinyexit.research.compress.worker JOB_DIR
 
-JOB_DIR holds spec.json + weights.npz (the Keras-3 model as data, tinyexit.compress.spec), data.npz
+JOB_DIR holds spec.json + weights.npz (the Keras-3 model as data, tinyexit.research.compress.spec), data.npz
 (x, y, xv, yv) and job.json (target sparsity, epochs, batch size, learning rate, loss weights, seed).
 The model is rebuilt in tf_keras, pruned to the target sparsity with `prune_low_magnitude` (polynomial
 decay schedule, Conv2D / DepthwiseConv2D / Dense kernels of backbone and exit heads) and `strip_pruning`,

@@ -1,17 +1,17 @@
 """Power-failure campaigns of the energy-adaptive shared exit branch (FreeML, DESIGN.md 3 and 6).
 
-The checkpointing runtime runs RUN/shared's pieces as one pipeline, seg0, pool0, seg1, pool1, ..., pool(N-1),
+The checkpointing runtime runs RUN/branch's pieces as one pipeline, seg0, pool0, seg1, pool1, ..., pool(N-1),
 branch (tx_checkpoint.h): after exit point k's pool it answers through the branch when the HAL said low energy
 (tx_hal_low_energy) or k is the last point; the shared vector is part of every checkpoint, and the low-energy
 signal is made durable (a LOW_MARK word, or a commit) so a resume answers at the same point.
 
-    lib, stages, vector, shared_dir = prepare_shared(RUN, out_dir)
+    lib, stages, vector, branch_dir = prepare_branch(RUN, out_dir)
     exe = build_host(lib, stages, out_dir / "host", vector=vector)
-    report = run_shared_campaign(HostTarget(exe, nvm), inputs, cuts=200, low_energy=0.5,
-                                 reference=shared_reference(shared_dir))
+    report = run_branch_campaign(HostTarget(exe, nvm), inputs, cuts=200, low_energy=0.5,
+                                 reference=branch_reference(branch_dir))
 
 What the campaign checks, from the NVM image (slots.py, an independent parser) and the int8 chain on TFLM
-(SharedInt8Chain, an independent oracle), for every inference:
+(BranchInt8Chain, an independent oracle), for every inference:
   - the committed result (DONE record) is the branch output after the point it reports, byte for byte;
   - the reported point is the first exit point at/after the low-energy signal: the signal of the first boot
     after which the newest checkpoint of the inference holds the low-energy latch, at position
@@ -34,18 +34,18 @@ from tinyexit.intermittent.host import BRANCH, POOL, SEGMENT, Granularity, HostT
 
 # ------------------------------------------------------------------------------------------------ pipeline
 
-def stages_from_shared(manifest: dict) -> tuple[list[Stage], Vector]:
-    """seg0, pool0, ..., seg(N-1), pool(N-1), branch of RUN/shared/manifest.json (the last segment, the
+def stages_from_branch(manifest: dict) -> tuple[list[Stage], Vector]:
+    """seg0, pool0, ..., seg(N-1), pool(N-1), branch of RUN/branch/manifest.json (the last segment, the
     model's own final classifier, is not part of the anytime pipeline: the last point answers through the
     branch too)."""
     from tinyexit.codegen.cformat import c_ident
     segs, pools = manifest["segments"], manifest["pools"]
     if len(segs) != len(pools) + 1:
-        raise TinyexitError("RUN/shared/manifest.json: expected one segment more than pools")
+        raise TinyexitError("RUN/branch/manifest.json: expected one segment more than pools")
     stages: list[Stage] = []
     for k, pool in enumerate(pools):
         if int(pool["after_segment"]) != k:
-            raise TinyexitError(f"RUN/shared/manifest.json: pool {pool['name']} follows segment "
+            raise TinyexitError(f"RUN/branch/manifest.json: pool {pool['name']} follows segment "
                                 f"{pool['after_segment']}, expected {k}")
         stages.append(Stage(c_ident(segs[k]["name"]), SEGMENT, 0))
         stages.append(Stage(c_ident(pool["name"]), POOL, k, int(pool["offset"])))
@@ -54,10 +54,10 @@ def stages_from_shared(manifest: dict) -> tuple[list[Stage], Vector]:
     return stages, Vector(int(vec["size"]), int(vec["zero_point"]))
 
 
-def shared_dir_of(target: str | os.PathLike) -> Path:
-    """RUN/shared for a run folder, or the folder itself when it holds a shared manifest."""
+def branch_dir_of(target: str | os.PathLike) -> Path:
+    """RUN/branch for a run folder, or the folder itself when it holds a shared manifest."""
     target = Path(target)
-    for d in (target / "shared", target):
+    for d in (target / "branch", target):
         m = d / "manifest.json"
         if m.is_file():
             try:
@@ -65,33 +65,33 @@ def shared_dir_of(target: str | os.PathLike) -> Path:
                     return d
             except ValueError:
                 pass
-    raise TinyexitError(f"{target} has no shared exit branch (RUN/shared/manifest.json); run "
-                        f"`tinyexit shared {target}` first")
+    raise TinyexitError(f"{target} has no shared exit branch (RUN/branch/manifest.json); run "
+                        f"`tinyexit branch {target}` first")
 
 
-def prepare_shared(target: str | os.PathLike, out_dir: str | os.PathLike) -> tuple[Path, list[Stage], Vector, Path]:
-    """(library dir, stages, vector, shared dir): the library RUN/shared/firmware/model when it is there
+def prepare_branch(target: str | os.PathLike, out_dir: str | os.PathLike) -> tuple[Path, list[Stage], Vector, Path]:
+    """(library dir, stages, vector, shared dir): the library RUN/branch/firmware/model when it is there
     (read only), else generated from the pieces into out_dir/lib."""
-    from tinyexit.shared import read_shared_manifest
-    shared = shared_dir_of(target)
-    man = read_shared_manifest(shared)
-    stages, vector = stages_from_shared(man)
+    from tinyexit.branch import read_branch_manifest
+    shared = branch_dir_of(target)
+    man = read_branch_manifest(shared)
+    stages, vector = stages_from_branch(man)
     lib = shared / "firmware" / "model"
     if not (lib / "tx_model.h").is_file():
         from tinyexit.codegen import generate
-        from tinyexit.shared.firmware import library_models
+        from tinyexit.branch.firmware import library_models
         lib = Path(out_dir) / "lib"
         generate(library_models(shared, man), lib, measure=False, compare_tflm=False)
     return lib, stages, vector, shared
 
 
-def shared_reference(shared_dir: str | os.PathLike) -> Callable[[bytes], list[bytes]]:
+def branch_reference(branch_dir: str | os.PathLike) -> Callable[[bytes], list[bytes]]:
     """reference(input bytes) -> [branch output after point k, k = 0..N-1] by the int8 chain on tflite_micro."""
     import numpy as np
 
-    from tinyexit.shared import SharedInt8Chain, read_shared_manifest
-    chain = SharedInt8Chain.from_dir(shared_dir)
-    shape = tuple(read_shared_manifest(shared_dir)["segments"][0]["input_shape"])
+    from tinyexit.branch import BranchInt8Chain, read_branch_manifest
+    chain = BranchInt8Chain.from_dir(branch_dir)
+    shape = tuple(read_branch_manifest(branch_dir)["segments"][0]["input_shape"])
     cache: dict[bytes, list[bytes]] = {}
 
     def ref(x: bytes) -> list[bytes]:
@@ -171,7 +171,7 @@ class Layout:
 # ------------------------------------------------------------------------------------------------ campaign
 
 @dataclass
-class SharedCampaignReport(CampaignReport):
+class BranchCampaignReport(CampaignReport):
     points: int = 0
     wrong_points: int = 0                       # answered at another point than the first at/after the signal
     lost_signals: int = 0                       # a low-energy signal the runtime saw was not made durable
@@ -282,7 +282,7 @@ class _Judge:
         return min(by_energy, last if self.confident is None else self.confident)
 
 
-def _finish_inference(report: SharedCampaignReport, judge: _Judge, rec, reported, expected_outputs: list[bytes],
+def _finish_inference(report: BranchCampaignReport, judge: _Judge, rec, reported, expected_outputs: list[bytes],
                       fail) -> int | None:
     """Checks the committed result (failures through fail(kind, detail)); returns the answering point (or None
     when nothing was committed)."""
@@ -324,7 +324,7 @@ class PointJudge:
     chain's branch output after the point it reports, and that point is the first at/after the durable
     low-energy signal (or the first confident one). `rework(input_index, point, spent)` counts re-executed work."""
 
-    def __init__(self, report: SharedCampaignReport, layout: Layout, fingerprint: int | None,
+    def __init__(self, report: BranchCampaignReport, layout: Layout, fingerprint: int | None,
                  expected: Sequence[list[bytes]], *, low_energy: float, threshold: int | None,
                  rework: Callable[[int, int, int], None]):
         self.report, self.layout, self.fingerprint, self.expected = report, layout, fingerprint, expected
@@ -356,15 +356,15 @@ class PointJudge:
             self.rework(self.j, point, spent)
 
 
-def run_shared_campaign(target: HostTarget, inputs: Sequence[bytes], *, cuts: int, seed: int = 0,
+def run_branch_campaign(target: HostTarget, inputs: Sequence[bytes], *, cuts: int, seed: int = 0,
                         granularity: Granularity = Granularity(), low_energy: float = 0.5,
                         reference: Callable[[bytes], list[bytes]] | None = None, kinds: Sequence[str] = KINDS,
                         max_cuts_per_inference: int = 6, max_boots_per_inference: int = 2000,
-                        work_dir: str | Path | None = None, threshold: int | None = None) -> SharedCampaignReport:
+                        work_dir: str | Path | None = None, threshold: int | None = None) -> BranchCampaignReport:
     """Host campaign of a shared-branch pipeline: random cuts (after k NVM events, also inside checkpoint
     writes and LOW_MARK writes, or after k work units) and, with probability `low_energy` per boot, a
     low-energy signal after a random number of work units. `reference(input) -> [branch output after
-    point k]` (shared_reference: TFLM) is the oracle of the results; without it the uninterrupted runs are.
+    point k]` (branch_reference: TFLM) is the oracle of the results; without it the uninterrupted runs are.
     `threshold` (confidence mode): the branch runs after every point and the pipeline answers at the first point
     whose largest int8 score is >= threshold (the host driver's policy), or earlier on low energy."""
     check_campaign_args(inputs, low_energy, kinds)
@@ -375,7 +375,7 @@ def run_shared_campaign(target: HostTarget, inputs: Sequence[bytes], *, cuts: in
         layout = Layout.from_rows(target.layout())             # without a policy: the oracle runs
         run_layout = layout.with_confidence(threshold is not None)   # the campaign's boots
         npts = layout.num_points
-        report = SharedCampaignReport(granularity=str(granularity), seed=seed, inputs=len(inputs),
+        report = BranchCampaignReport(granularity=str(granularity), seed=seed, inputs=len(inputs),
                                       low_energy=low_energy, points=npts, threshold=threshold,
                                       point_ends=[run_layout.point_end(k) for k in range(npts)])
         paths = write_inputs(work, inputs)
@@ -431,11 +431,11 @@ def run_shared_campaign(target: HostTarget, inputs: Sequence[bytes], *, cuts: in
 
 # ------------------------------------------------------------------------------------------------ emulated
 
-def run_shared_emulated(target, layout: Layout, inputs: Sequence[bytes], *, cuts: int, seed: int = 0,
+def run_branch_emulated(target, layout: Layout, inputs: Sequence[bytes], *, cuts: int, seed: int = 0,
                         granularity: Granularity = Granularity(), low_energy: float = 0.5,
                         reference: Callable[[bytes], list[bytes]], max_cuts_per_inference: int = 4,
                         max_boots_per_inference: int = 200, work_dir: str | Path | None = None,
-                        threshold: int | None = None) -> SharedCampaignReport:
+                        threshold: int | None = None) -> BranchCampaignReport:
     """The same campaign on the emulated board (tinyexit.intermittent.emulated.EmulatedTarget): cuts after
     exactly N instructions, half of them aimed inside a commit (or LOW_MARK write) of the very boot; the
     low-energy point of each boot goes through the mailbox."""
@@ -443,7 +443,7 @@ def run_shared_emulated(target, layout: Layout, inputs: Sequence[bytes], *, cuts
     rng = random.Random(seed)
     npts = layout.num_points
     layout = layout.with_confidence(threshold is not None)
-    report = SharedCampaignReport(granularity=str(granularity), seed=seed, inputs=len(inputs), low_energy=low_energy,
+    report = BranchCampaignReport(granularity=str(granularity), seed=seed, inputs=len(inputs), low_energy=low_energy,
                                   points=npts, board=target.board.name, threshold=threshold,
                                   point_ends=[layout.point_end(k) for k in range(npts)])
     keep = Path(work_dir) if work_dir else None
@@ -505,35 +505,35 @@ def _instructions_to(target, j: int, point: int, granularity: Granularity, layou
     return _INSN_CACHE[key]
 
 
-def powerfail_shared(target: str | os.PathLike, out_dir: str | os.PathLike, *, cuts: int = 200, seed: int = 0,
+def powerfail_branch(target: str | os.PathLike, out_dir: str | os.PathLike, *, cuts: int = 200, seed: int = 0,
                      granularities: Sequence[str] = ("layer",), num_inputs: int = 4, broken: Sequence[str] = (),
                      slots: int = 2, low_energy: float = 0.5, emulate: bool = False, board: str = "mps2-an386",
-                     threshold: int | None = None) -> list[SharedCampaignReport]:
-    """`tinyexit powerfail RUN --shared`: campaigns of the shared-branch pipeline of RUN/shared, on the host
+                     threshold: int | None = None) -> list[BranchCampaignReport]:
+    """`tinyexit powerfail RUN --branch`: campaigns of the shared-branch pipeline of RUN/branch, on the host
     or (emulate) the emulated board; results checked against the int8 chain on TFLM."""
     from tinyexit.intermittent import random_inputs
     from tinyexit.intermittent.host import build_host
     out_dir = Path(out_dir)
-    lib, stages, vector, shared = prepare_shared(target, out_dir)
+    lib, stages, vector, shared = prepare_branch(target, out_dir)
     suffix = "".join(f"-{b}" for b in broken)
-    exe = build_host(lib, stages, out_dir / ("shared-host" + suffix), broken=tuple(broken), slots=slots,
+    exe = build_host(lib, stages, out_dir / ("branch-host" + suffix), broken=tuple(broken), slots=slots,
                      vector=vector)
-    host = HostTarget(exe, out_dir / "shared-nvm.bin")
+    host = HostTarget(exe, out_dir / "branch-nvm.bin")
     inputs = random_inputs(num_inputs, host.info["input_size"], seed)
-    reference = shared_reference(shared)
+    reference = branch_reference(shared)
     if not emulate:
-        return [run_shared_campaign(host, inputs, cuts=cuts, seed=seed, granularity=Granularity.parse(g),
+        return [run_branch_campaign(host, inputs, cuts=cuts, seed=seed, granularity=Granularity.parse(g),
                                     low_energy=low_energy, reference=reference, threshold=threshold,
-                                    work_dir=out_dir / f"shared-campaign-{str(Granularity.parse(g)).replace(':', '')}")
+                                    work_dir=out_dir / f"branch-campaign-{str(Granularity.parse(g)).replace(':', '')}")
                 for g in granularities]
     from tinyexit.intermittent.emulated import EmulatedTarget, build_emulated
     layout = Layout.from_rows(host.layout())
-    fw = build_emulated(lib, stages, inputs, board, out_dir / ("shared-emu" + suffix), broken=broken, slots=slots,
+    fw = build_emulated(lib, stages, inputs, board, out_dir / ("branch-emu" + suffix), broken=broken, slots=slots,
                         vector=vector)
-    et = EmulatedTarget(fw, out_dir / "shared-psram.img")
-    return [run_shared_emulated(et, layout, inputs, cuts=cuts, seed=seed, granularity=Granularity.parse(g),
+    et = EmulatedTarget(fw, out_dir / "branch-psram.img")
+    return [run_branch_emulated(et, layout, inputs, cuts=cuts, seed=seed, granularity=Granularity.parse(g),
                                 low_energy=low_energy, reference=reference, threshold=threshold,
-                                work_dir=out_dir / f"shared-emu-campaign-{str(Granularity.parse(g)).replace(':', '')}")
+                                work_dir=out_dir / f"branch-emu-campaign-{str(Granularity.parse(g)).replace(':', '')}")
             for g in granularities]
 
 
@@ -547,8 +547,8 @@ def threshold_from_policy(run_dir: str | os.PathLike) -> int:
         raise TinyexitError(f"{path} does not exist; run `tinyexit calibrate {run_dir}` or pass --threshold N")
     from tinyexit.policy.calibrate import read_policy
     pol = read_policy(run_dir)
-    from tinyexit.shared import read_shared_manifest
-    branch_out = read_shared_manifest(shared_dir_of(run_dir))["branch"]["output"]
+    from tinyexit.branch import read_branch_manifest
+    branch_out = read_branch_manifest(branch_dir_of(run_dir))["branch"]["output"]
     if pol.get("policy") != "max_softmax":
         raise TinyexitError(f"{path}: policy {pol.get('policy')!r}; only a max_softmax rule (max score >= threshold_q) "
                             "carries over to the shared branch's scores; pass --threshold N")
@@ -565,7 +565,7 @@ def threshold_from_policy(run_dir: str | os.PathLike) -> int:
     return int(q)
 
 
-def plot_answers(reports: Sequence[SharedCampaignReport], path: str | os.PathLike) -> Path:
+def plot_answers(reports: Sequence[BranchCampaignReport], path: str | os.PathLike) -> Path:
     """Figure: the answering exit point against where the (durable) low-energy signal arrived, in work units
     from the inference's start, one marker per inference, with the points' positions as vertical lines."""
     import matplotlib

@@ -2,10 +2,10 @@
 separate T-RecX-style heads, memory of the branch vs the N heads, the generated C checked against the int8
 chain at every stopping point, and (with QEMU) the instructions an exit costs on the emulated Cortex-M4.
 
-    .venv/bin/python benchmarks/shared_branch.py [--run runs/kws] [--work DIR] [--no-emulate]
+    .venv/bin/python benchmarks/branch.py [--run runs/kws] [--work DIR] [--no-emulate]
 
-The run is not modified: model.keras and model.json are copied to WORK/run and `tinyexit shared` runs there.
-Writes WORK/bench_shared.json (the stage's report plus the checks and instruction counts).
+The run is not modified: model.keras and model.json are copied to WORK/run and `tinyexit branch` runs there.
+Writes WORK/bench_branch.json (the stage's report plus the checks and instruction counts).
 """
 from __future__ import annotations
 
@@ -20,33 +20,33 @@ import numpy as np
 
 from tinyexit.io import write_json
 from tinyexit.quantize import quantize_array
-from tinyexit.shared import SharedConfig, SharedInt8Chain, format_report, train_shared
-from tinyexit.shared.firmware import build_anytime, emulated_anytime, run_anytime
+from tinyexit.branch import BranchConfig, BranchInt8Chain, format_report, train_branch
+from tinyexit.branch.firmware import build_anytime, emulated_anytime, run_anytime
 from tinyexit.train import load_split
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def emulated_exit_costs(shared_dir: Path, man: dict, chain_out: dict, xq_boundaries: list, work: Path) -> dict:
+def emulated_exit_costs(branch_dir: Path, man: dict, chain_out: dict, xq_boundaries: list, work: Path) -> dict:
     """Instructions of pool k + branch (the shared exit at point k) and of head k, per inference, on QEMU."""
     from tinyexit.codegen import generate
     from tinyexit.codegen.testing import emulated_outputs, tflm_outputs
 
-    lib = shared_dir / "firmware" / "model"
+    lib = branch_dir / "firmware" / "model"
     heads_lib = work / "heads_lib"
-    generate({h["name"]: shared_dir / h["file"] for h in man["heads"]}, heads_lib, measure=False,
+    generate({h["name"]: branch_dir / h["file"] for h in man["heads"]}, heads_lib, measure=False,
              compare_tflm=False)
     rows = []
     branch_in = chain_out["vectors"][-1][:3]
     got, insn = emulated_outputs(lib, "branch", branch_in)
-    assert np.array_equal(got, tflm_outputs(shared_dir / "branch.tflite", branch_in))
+    assert np.array_equal(got, tflm_outputs(branch_dir / "branch.tflite", branch_in))
     branch_insn = int(np.mean(insn))
     for k, (p, h) in enumerate(zip(man["pools"], man["heads"])):
         x = xq_boundaries[k][:3]
         got, pool_insn = emulated_outputs(lib, p["name"], x)
-        assert np.array_equal(got, tflm_outputs(shared_dir / p["file"], x)), p["name"]
+        assert np.array_equal(got, tflm_outputs(branch_dir / p["file"], x)), p["name"]
         got, head_insn = emulated_outputs(heads_lib, h["name"], x)
-        assert np.array_equal(got, tflm_outputs(shared_dir / h["file"], x)), h["name"]
+        assert np.array_equal(got, tflm_outputs(branch_dir / h["file"], x)), h["name"]
         rows.append({"point": p["point"], "pool_instructions": int(np.mean(pool_insn)),
                      "branch_instructions": branch_insn,
                      "shared_exit_instructions": int(np.mean(pool_insn)) + branch_insn,
@@ -58,8 +58,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", default=str(REPO / "runs" / "kws"))
     ap.add_argument("--work", default=None, help="work folder (default: a temporary one, removed)")
-    ap.add_argument("--epochs", type=int, default=SharedConfig.epochs)
-    ap.add_argument("--head-epochs", type=int, default=SharedConfig.head_epochs)
+    ap.add_argument("--epochs", type=int, default=BranchConfig.epochs)
+    ap.add_argument("--head-epochs", type=int, default=BranchConfig.head_epochs)
     ap.add_argument("--points", default=None, help="comma-separated exit-point layers (default: every block)")
     ap.add_argument("--no-emulate", action="store_true", help="skip the QEMU instruction counts")
     args = ap.parse_args()
@@ -72,17 +72,17 @@ def main() -> None:
         shutil.copy2(Path(args.run) / f, run / f)
     points = args.points.split(",") if args.points else None
     t0 = time.time()
-    rep = train_shared(run, points=points, config=SharedConfig(epochs=args.epochs, head_epochs=args.head_epochs),
+    rep = train_branch(run, points=points, config=BranchConfig(epochs=args.epochs, head_epochs=args.head_epochs),
                        log=print)
     print(f"stage: {time.time() - t0:.0f} s")
 
     shared = run / "shared"
     man = json.loads((shared / "manifest.json").read_text())
-    chain = SharedInt8Chain.from_dir(shared)
+    chain = BranchInt8Chain.from_dir(shared)
     x, y = load_split(run, "test")
     xq = quantize_array(x, chain.input_qparams)
     out = chain.run_q(xq)
-    exe = build_anytime(shared / "firmware", work / "tx_shared_host")
+    exe = build_anytime(shared / "firmware", work / "tx_branch_host")
     n_pts, n_cls = len(man["pools"]), rep["num_classes"]
     scores, _ = run_anytime(exe, xq, n_pts, n_cls)
     same_all = [int(np.sum(np.all(scores[:, k] == out["shared"][k], axis=1))) for k in range(n_pts)]
@@ -112,11 +112,11 @@ def main() -> None:
             print(f"  {r['point']:<14} {r['pool_instructions']:>8,} {r['branch_instructions']:>8,} "
                   f"{r['shared_exit_instructions']:>12,} {r['head_instructions']:>14,}")
         a = rep["emulated"]["anytime"]
-        print(f"anytime on the emulated board (tx_shared_run stopping after point K, == int8 chain: "
+        print(f"anytime on the emulated board (tx_branch_run stopping after point K, == int8 chain: "
               f"{a['identical_to_int8_chain']}): instructions from the input to the answer "
               f"{', '.join(f'{p}: {v:,}' for p, v in zip(man['points'], a['instructions_to_answer']))}")
-    write_json(work / "bench_shared.json", rep)
-    print(f"wrote {work / 'bench_shared.json'}")
+    write_json(work / "bench_branch.json", rep)
+    print(f"wrote {work / 'bench_branch.json'}")
     if tmp:
         tmp.cleanup()
 

@@ -14,16 +14,16 @@ is given (s x a_k, zp): MEAN requantizes, so pool k writes slice k directly in t
 a slice not yet computed is zp, exactly zero for the FULLY_CONNECTED.
 
 Public API:
-    SharedConfig                              hyper-parameters of the stage
+    BranchConfig                              hyper-parameters of the stage
     default_points(model)                     every block output of the backbone (`block3_out`, `stack2_out`)
     pooled_features(model, points, x)         float average-pooled features per point
     VectorLayout                              offsets/lengths of the slices; `mask(k)`, `assemble(feats, k)`
     fit_branch(...) / trecx_head(...) / train_heads(...)
-    quantize_shared(model, points, heads, branch, layout, scales, rep_x, rep_vectors) -> int8 pieces (bytes)
-    SharedInt8Chain(...).run_q(q[, stop])     int8 chain on tflite_micro: branch output after every point
-    build_manifest(q, layout, scales, classes) RUN/shared/manifest.json
-    read_shared_manifest(shared_dir) / SharedInt8Chain.from_dir(shared_dir)
-    train_shared(run_dir, points=..., config=...) -> report; writes RUN/shared/ atomically
+    quantize_branch(model, points, heads, branch, layout, scales, rep_x, rep_vectors) -> int8 pieces (bytes)
+    BranchInt8Chain(...).run_q(q[, stop])     int8 chain on tflite_micro: branch output after every point
+    build_manifest(q, layout, scales, classes) RUN/branch/manifest.json
+    read_branch_manifest(branch_dir) / BranchInt8Chain.from_dir(branch_dir)
+    train_branch(run_dir, points=..., config=...) -> report; writes RUN/branch/ atomically
 """
 from __future__ import annotations
 
@@ -43,11 +43,11 @@ from tinyexit.errors import TinyexitError
 from tinyexit.io import atomic_dir, atomic_path, save_figure, write_bytes, write_json
 from tinyexit.policy.decisions import QParams
 
-SHARED_DIR = "shared"
+BRANCH_DIR = "branch"
 
 
 @dataclass(frozen=True)
-class SharedConfig:
+class BranchConfig:
     epochs: int = 40                  # shared branch, over precomputed pooled features (fast)
     batch_size: int = 100
     learning_rate: float = 5e-2       # Adam on one Dense layer (a convex problem) takes a large step
@@ -179,7 +179,7 @@ def branch_accuracy(branch, layout: VectorLayout, feats: Sequence[np.ndarray], y
 
 
 def fit_branch(layout: VectorLayout, train: tuple[Sequence[np.ndarray], np.ndarray],
-               validation: tuple[Sequence[np.ndarray], np.ndarray], num_classes: int, cfg: SharedConfig,
+               validation: tuple[Sequence[np.ndarray], np.ndarray], num_classes: int, cfg: BranchConfig,
                log: Callable[[str], None] = lambda s: None):
     """Train the branch on normalised pooled features: every batch stops at one exit point drawn uniformly
     (its later slices zeroed). Keeps the epoch with the best mean validation accuracy over the points.
@@ -236,7 +236,7 @@ def trecx_head(shape: Sequence[int], num_classes: int, channels: int = 32, name:
 
 
 def train_heads(model, points: Sequence[str], x: np.ndarray, y: np.ndarray, num_classes: int,
-                cfg: SharedConfig, log: Callable[[str], None] = lambda s: None) -> list:
+                cfg: BranchConfig, log: Callable[[str], None] = lambda s: None) -> list:
     """One separate head per point, trained together on the frozen backbone (inference mode: no dropout,
     batch-norm statistics fixed); with head_epochs = 0 they are only built."""
     import keras
@@ -312,7 +312,7 @@ def param_bytes(tfl: bytes) -> int:
     return total
 
 
-def quantize_shared(model, points: Sequence[str], heads: Sequence | None, branch, layout: VectorLayout,
+def quantize_branch(model, points: Sequence[str], heads: Sequence | None, branch, layout: VectorLayout,
                     scales: Sequence[float], rep_x: np.ndarray, rep_vectors: np.ndarray) -> dict:
     """int8 pieces. The backbone with a MEAN at every point (and the separate heads, if given) is converted
     once and cut at the point tensors; the branch is converted on `rep_vectors` and its input quantization
@@ -360,7 +360,7 @@ def _tensor_qp(tfl: bytes, which: str) -> QParams:
     return tensor_qparams(tfl, which)
 
 
-class SharedInt8Chain:
+class BranchInt8Chain:
     """The int8 pieces chained as the firmware chains them, on tflite_micro (the generated C's oracle)."""
 
     def __init__(self, segments: Sequence[bytes], pools: Sequence[bytes], branch: bytes,
@@ -381,9 +381,9 @@ class SharedInt8Chain:
         self.seg_shapes = [tuple(tensor_shape(b, "output")[1:]) for b in segments]
 
     @classmethod
-    def from_dir(cls, shared_dir: str | os.PathLike) -> "SharedInt8Chain":
-        d = Path(shared_dir)
-        man = read_shared_manifest(d)
+    def from_dir(cls, branch_dir: str | os.PathLike) -> "BranchInt8Chain":
+        d = Path(branch_dir)
+        man = read_branch_manifest(d)
         layout = VectorLayout(tuple(s["point"] for s in man["vector"]["slices"]),
                               tuple(s["length"] for s in man["vector"]["slices"]))
         rd = lambda e: (d / e["file"]).read_bytes()  # noqa: E731
@@ -416,10 +416,10 @@ class SharedInt8Chain:
         return self.run_q(quantize_array(x, self.input_qparams), stop)
 
 
-def read_shared_manifest(shared_dir: str | os.PathLike) -> dict:
-    path = Path(shared_dir) / "manifest.json"
+def read_branch_manifest(branch_dir: str | os.PathLike) -> dict:
+    path = Path(branch_dir) / "manifest.json"
     if not path.is_file():
-        raise TinyexitError(f"{path} does not exist; run `tinyexit shared RUN` first")
+        raise TinyexitError(f"{path} does not exist; run `tinyexit branch RUN` first")
     try:
         man = json.loads(path.read_text())
         ok = all(k in man for k in ("segments", "pools", "branch", "vector")) and \
@@ -427,7 +427,7 @@ def read_shared_manifest(shared_dir: str | os.PathLike) -> dict:
     except (ValueError, KeyError, TypeError):
         ok = False
     if not ok:
-        raise TinyexitError(f"{path} is not a complete shared-branch manifest; re-run `tinyexit shared RUN`")
+        raise TinyexitError(f"{path} is not a complete shared-branch manifest; re-run `tinyexit branch RUN`")
     return man
 
 
@@ -436,7 +436,7 @@ def read_shared_manifest(shared_dir: str | os.PathLike) -> dict:
 # ---------------------------------------------------------------------------------------------------------
 
 def build_manifest(q: dict, layout: VectorLayout, scales: Sequence[float], classes: Sequence[str]) -> dict:
-    """RUN/shared/manifest.json for the pieces of `quantize_shared` (docs/CONTRACTS.md)."""
+    """RUN/branch/manifest.json for the pieces of `quantize_branch` (docs/CONTRACTS.md)."""
     from tinyexit.quantize import count_macs, tensor_qparams, tensor_shape
 
     points = layout.points
@@ -486,21 +486,21 @@ def _load_splits(run_dir: Path, data) -> dict:
     return {s: load_split(run_dir, s) for s in ("train", "validation", "test")}
 
 
-def train_shared(run_dir: str | os.PathLike, *, points: Sequence[str] | None = None,
-                 config: SharedConfig | None = None, data: dict | None = None, firmware: bool = True,
+def train_branch(run_dir: str | os.PathLike, *, points: Sequence[str] | None = None,
+                 config: BranchConfig | None = None, data: dict | None = None, firmware: bool = True,
                  measure: bool = True, log: Callable[[str], None] | None = None) -> dict:
-    """Train, quantize, evaluate and generate the shared exit branch of RUN/model.keras into RUN/shared/.
+    """Train, quantize, evaluate and generate the shared exit branch of RUN/model.keras into RUN/branch/.
 
     points: exit-point layer names (default: every block output, `default_points`); data: optional
     {"train"|"validation"|"test": (x, y)} instead of the run's own splits (tinyexit.train.load_split);
-    firmware: generate the C library (RUN/shared/firmware/); measure: cross-compile it for code sizes.
-    Returns the report (also RUN/shared/report.json)."""
+    firmware: generate the C library (RUN/branch/firmware/); measure: cross-compile it for code sizes.
+    Returns the report (also RUN/branch/report.json)."""
     import keras
 
     from tinyexit.train import load_model, read_model_json
 
     log = log or (lambda s: None)
-    cfg = config or SharedConfig()
+    cfg = config or BranchConfig()
     run_dir = Path(run_dir)
     meta = read_model_json(run_dir)
     if not (run_dir / "model.keras").is_file():
@@ -546,8 +546,8 @@ def train_shared(run_dir: str | os.PathLike, *, points: Sequence[str] | None = N
                                  + [np.concatenate([f.max(axis=0, keepdims=True) for f in feats["train"]], 1)])
     log(f"int8: backbone, poolings and heads converted once and cut at the exit points; branch on "
         f"{len(rep_vectors)} vectors")
-    q = quantize_shared(model, points, heads, branch, layout, scales, xt[pick], rep_vectors)
-    chain = SharedInt8Chain(q["segments"], q["pools"], q["branch"], layout, q["heads"])
+    q = quantize_branch(model, points, heads, branch, layout, scales, xt[pick], rep_vectors)
+    chain = BranchInt8Chain(q["segments"], q["pools"], q["branch"], layout, q["heads"])
     log(f"evaluating the int8 chain on {len(ys)} test inputs with tflite_micro")
     res = chain.run(xs)
 
@@ -593,7 +593,7 @@ def train_shared(run_dir: str | os.PathLike, *, points: Sequence[str] | None = N
     if meta.get("data", {}).get("source") == "synthetic":
         report["data_note"] = "synthetic speech: proves the pipeline, not accuracy on real speech"
 
-    final_dir = run_dir / SHARED_DIR
+    final_dir = run_dir / BRANCH_DIR
     with atomic_dir(final_dir) as tmp:
         files = {}
         for k, b in enumerate(q["segments"]):
@@ -606,21 +606,21 @@ def train_shared(run_dir: str | os.PathLike, *, points: Sequence[str] | None = N
         with atomic_path(tmp / "branch.keras") as p:
             branch.save(p)
         if firmware:
-            from tinyexit.shared.firmware import flash_figures, write_firmware
+            from tinyexit.branch.firmware import flash_figures, write_firmware
 
             log("generating the C library (segments, pools, branch) and the anytime driver")
             gen = write_firmware(tmp, manifest, measure=measure)
             report["firmware"] = flash_figures(gen, manifest, tmp, final_dir)
             report["memory"].update(report["firmware"]["memory"])
         report["seconds"] = round(time.time() - t0, 1)
-        report["plot"] = "shared.png"
-        plot_shared(report, tmp / "shared.png")
+        report["plot"] = "branch.png"
+        plot_branch(report, tmp / "branch.png")
         write_json(tmp / "manifest.json", manifest)
         write_json(tmp / "report.json", report)
     return report
 
 
-def plot_shared(rep: dict, path: Path) -> None:
+def plot_branch(rep: dict, path: Path) -> None:
     """Accuracy per exit point against MACs (shared branch vs separate heads, int8) and the memory of each."""
     import matplotlib
     matplotlib.use("Agg")

@@ -1,6 +1,6 @@
 """Exit placement search (NACHOS-like, small): where to put one early exit and how wide its head should be.
 
-For every candidate exit point (`tinyexit.augment.candidate_points`) x head width, a head is trained briefly
+For every candidate exit point (`tinyexit.research.augment.candidate_points`) x head width, a head is trained briefly
 on the frozen backbone's activations, and on the validation split the search computes: the exit's accuracy,
 the MACs to the exit, and, under the max-softmax policy (exit when the top probability >= t), the threshold
 with the lowest expected MACs whose overall accuracy meets the target:
@@ -31,7 +31,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from tinyexit.augment import (HeadConfig, HeadTrainConfig, IDENTITY_AT_INFERENCE, FUSED_INTO_PRODUCER, _Features,
+from tinyexit.research.augment import (HeadConfig, HeadTrainConfig, IDENTITY_AT_INFERENCE, FUSED_INTO_PRODUCER, _Features,
                               _Graph, backbone_model, candidate_points, data_recipe, load_keras,
                               split_from_recipe, train_head)
 from tinyexit.errors import TinyexitError
@@ -411,7 +411,7 @@ def verify(report: dict | str | Path, *, out: str | Path, source=None, epochs: i
     and adds it to search.json when `report` is a path."""
     import json
 
-    from tinyexit.augment import augment_model
+    from tinyexit.research.augment import augment_model
     from tinyexit.quantize import Int8Pipeline, quantize_run, read_manifest
     from tinyexit.train import load_split
 

@@ -182,7 +182,7 @@ def compress_run(run_dir: str | Path, out: str | Path, config: CompressConfig = 
     """Prune + quantization-aware training of RUN's model to a weight budget; writes the run directory
     `out` (model.keras, model.json, report.json, quant/, policy.json when RUN has one, compress.json,
     compress.png) and returns the compress report."""
-    from tinyexit.compress.spec import export_spec, export_weights, load_weights_into
+    from tinyexit.research.compress.spec import export_spec, export_weights, load_weights_into
     from tinyexit.legacy_keras import run_legacy
     from tinyexit.quantize import quantize_run
     from tinyexit.train import cap_examples, load_model, load_split, read_model_json
@@ -234,7 +234,7 @@ def compress_run(run_dir: str | Path, out: str | Path, config: CompressConfig = 
             "qat_learning_rate": config.qat_learning_rate, "ramp_fraction": config.ramp_fraction,
             "loss_weights": loss_weights, "seed": config.seed}))
         log(f"tfmot in a legacy-Keras child process ({len(x)} training / {len(xv)} validation examples)")
-        run_legacy("tinyexit.compress.worker", [job], log=log, what="pruning / QAT worker")
+        run_legacy("tinyexit.research.compress.worker", [job], log=log, what="pruning / QAT worker")
         worker = json.loads((job / "result.json").read_text())
         pruned_w = dict(np.load(job / "pruned.npz"))
         qat_w = dict(np.load(job / "qat.npz")) if (job / "qat.npz").is_file() else None
