@@ -17,7 +17,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from tinyexit.pipeline import run_pipeline
+    from tinyexit.flow import run_pipeline
 
     run_pipeline(task=args.task, data=args.data, out=args.out, epochs=args.epochs, board=args.board,
                  num_inputs=args.inputs, retrain=not args.reuse)
