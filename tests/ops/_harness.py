@@ -121,3 +121,37 @@ def check(sweep: dict, name: str, n_random: int = 40, seed: int = 1) -> None:
 
 def op_names(sweep: dict, name: str) -> list[str]:
     return sweep["report"].models[name].ops
+
+
+def sweep_fixture(cases: list[Case], *, name: str = "sweep", subdir: str | None = None):
+    """A module-scoped fixture `name` that converts, generates and builds `cases` once (build_sweep)."""
+    import pytest
+
+    @pytest.fixture(scope="module", name=name)
+    def _sweep(ops_workdir, kernels):
+        work = ops_workdir
+        if subdir:
+            work = ops_workdir / subdir
+            work.mkdir(exist_ok=True)
+        return build_sweep(cases, work, kernels)
+    return _sweep
+
+
+def matches_tflm(cases: list[Case], ops=None, *, sweep: str = "sweep", n_random: int = 40):
+    """The parametrized test that every case's generated C gives tflite_micro's bytes. `ops` says what the
+    library must hold: a list (exactly these ops), a str (this op among them) or a set (one of these)."""
+    import pytest
+
+    @pytest.mark.usefixtures(sweep)          # known at collection: the sweep's `kernels` parametrization applies
+    @pytest.mark.parametrize("name", [c.name for c in cases])
+    def test(request, name):
+        s = request.getfixturevalue(sweep)
+        got = op_names(s, name)
+        if isinstance(ops, list):
+            assert got == ops
+        elif isinstance(ops, str):
+            assert ops in got, got
+        elif ops is not None:
+            assert set(ops) & set(got), got
+        check(s, name, n_random=n_random)
+    return test

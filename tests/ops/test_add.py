@@ -1,7 +1,6 @@
 """ADD of two activations with different scales, with and without a fused RELU, against TFLM."""
-import pytest
 
-from tests.ops._harness import Case, build_sweep, check, op_names
+from tests.ops._harness import Case, matches_tflm, op_names, sweep_fixture
 
 
 def add(shape, relu=False, scale2=3.0):
@@ -43,15 +42,8 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def sweep(ops_workdir, kernels):
-    return build_sweep(CASES, ops_workdir, kernels)
-
-
-@pytest.mark.parametrize("name", [c.name for c in CASES])
-def test_add_matches_tflm(sweep, name):
-    assert {"ADD", "CONV_2D+ADD"} & set(op_names(sweep, name))
-    check(sweep, name)
+sweep = sweep_fixture(CASES)
+test_add_matches_tflm = matches_tflm(CASES, {"ADD", "CONV_2D+ADD"})
 
 
 def test_fusion_choices(sweep):

@@ -1,19 +1,10 @@
 """AVERAGE_POOL_2D against TFLM (window clipped to the image, padding taps excluded from the count, rounding, strides)."""
-import pytest
-
-from tests.ops._harness import build_sweep, check, op_names
+from tests.ops._harness import matches_tflm, sweep_fixture
 from tests.ops._pool import pool_cases
 
 
 CASES = pool_cases("avg")
 
 
-@pytest.fixture(scope="module")
-def sweep(ops_workdir, kernels):
-    return build_sweep(CASES, ops_workdir, kernels)
-
-
-@pytest.mark.parametrize("name", [c.name for c in CASES])
-def test_avg_pool_matches_tflm(sweep, name):
-    assert op_names(sweep, name) == ["AVERAGE_POOL_2D"]
-    check(sweep, name)
+sweep = sweep_fixture(CASES)
+test_avg_pool_matches_tflm = matches_tflm(CASES, ["AVERAGE_POOL_2D"])

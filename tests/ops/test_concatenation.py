@@ -1,7 +1,6 @@
 """CONCATENATION along channels and along a spatial axis, against TFLM."""
-import pytest
 
-from tests.ops._harness import Case, build_sweep, check, op_names
+from tests.ops._harness import Case, matches_tflm, sweep_fixture
 
 
 def cat(shape, axis, n=2):
@@ -37,15 +36,8 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def sweep(ops_workdir, kernels):
-    return build_sweep(CASES, ops_workdir, kernels)
-
-
-@pytest.mark.parametrize("name", [c.name for c in CASES])
-def test_concatenation_matches_tflm(sweep, name):
-    assert "CONCATENATION" in op_names(sweep, name)
-    check(sweep, name)
+sweep = sweep_fixture(CASES)
+test_concatenation_matches_tflm = matches_tflm(CASES, "CONCATENATION")
 
 
 def test_branch_order_chosen_for_memory(sweep, tmp_path):

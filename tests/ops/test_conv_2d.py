@@ -1,7 +1,6 @@
 """CONV_2D against TFLM: shapes, strides, SAME/VALID, activations, per-channel and per-tensor weights."""
-import pytest
 
-from tests.ops._harness import Case, build_sweep, check, op_names, output_tensor, random_window, set_quantization
+from tests.ops._harness import Case, matches_tflm, output_tensor, random_window, set_quantization, sweep_fixture
 
 
 def wide_output(scale, zero_point):
@@ -40,15 +39,8 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def sweep(ops_workdir, kernels):
-    return build_sweep(CASES, ops_workdir, kernels)
-
-
-@pytest.mark.parametrize("name", [c.name for c in CASES])
-def test_conv_matches_tflm(sweep, name):
-    assert op_names(sweep, name) == ["CONV_2D"]
-    check(sweep, name)
+sweep = sweep_fixture(CASES)
+test_conv_matches_tflm = matches_tflm(CASES, ["CONV_2D"])
 
 
 def test_clamp_cases_have_narrow_activation_ranges(sweep):
@@ -82,13 +74,5 @@ def _random_cases(n=10, seed=7):
 RANDOM = _random_cases()
 
 
-@pytest.fixture(scope="module")
-def random_sweep(ops_workdir, kernels):
-    work = ops_workdir / "random_conv"
-    work.mkdir(exist_ok=True)
-    return build_sweep(RANDOM, work, kernels)
-
-
-@pytest.mark.parametrize("name", [c.name for c in RANDOM])
-def test_random_conv_matches_tflm(random_sweep, name):
-    check(random_sweep, name, n_random=20)
+random_sweep = sweep_fixture(RANDOM, name="random_sweep", subdir="random_conv")
+test_random_conv_matches_tflm = matches_tflm(RANDOM, sweep="random_sweep", n_random=20)

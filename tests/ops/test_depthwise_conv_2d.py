@@ -1,8 +1,7 @@
 """DEPTHWISE_CONV_2D against TFLM: depth multipliers 1 and 2, strides, SAME/VALID, activations,
 per-channel and per-tensor weights, in place."""
-import pytest
 
-from tests.ops._harness import Case, build_sweep, check, op_names, output_tensor, random_window, set_quantization
+from tests.ops._harness import Case, matches_tflm, output_tensor, random_window, set_quantization, sweep_fixture
 
 
 def dw(shape, k, s, pad, mult=1, act=None):
@@ -30,15 +29,8 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def sweep(ops_workdir, kernels):
-    return build_sweep(CASES, ops_workdir, kernels)
-
-
-@pytest.mark.parametrize("name", [c.name for c in CASES])
-def test_depthwise_matches_tflm(sweep, name):
-    assert op_names(sweep, name) == ["DEPTHWISE_CONV_2D"]
-    check(sweep, name)
+sweep = sweep_fixture(CASES)
+test_depthwise_matches_tflm = matches_tflm(CASES, ["DEPTHWISE_CONV_2D"])
 
 
 def test_inplace_case_runs_in_place(sweep):
@@ -63,13 +55,5 @@ def _random_cases(n=10, seed=11):
 RANDOM = _random_cases()
 
 
-@pytest.fixture(scope="module")
-def random_sweep(ops_workdir, kernels):
-    work = ops_workdir / "random_dw"
-    work.mkdir(exist_ok=True)
-    return build_sweep(RANDOM, work, kernels)
-
-
-@pytest.mark.parametrize("name", [c.name for c in RANDOM])
-def test_random_depthwise_matches_tflm(random_sweep, name):
-    check(random_sweep, name, n_random=20)
+random_sweep = sweep_fixture(RANDOM, name="random_sweep", subdir="random_dw")
+test_random_depthwise_matches_tflm = matches_tflm(RANDOM, sweep="random_sweep", n_random=20)

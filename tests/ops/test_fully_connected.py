@@ -1,7 +1,6 @@
 """FULLY_CONNECTED (and the RESHAPE a Flatten adds) against TFLM."""
-import pytest
 
-from tests.ops._harness import Case, build_sweep, check, op_names, output_tensor, set_quantization
+from tests.ops._harness import Case, matches_tflm, op_names, output_tensor, set_quantization, sweep_fixture
 
 
 def dense(shape, units, act=None, flatten=False, bias=True, batch=1):
@@ -27,15 +26,8 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def sweep(ops_workdir, kernels):
-    return build_sweep(CASES, ops_workdir, kernels)
-
-
-@pytest.mark.parametrize("name", [c.name for c in CASES])
-def test_fc_matches_tflm(sweep, name):
-    assert "FULLY_CONNECTED" in op_names(sweep, name)
-    check(sweep, name)
+sweep = sweep_fixture(CASES)
+test_fc_matches_tflm = matches_tflm(CASES, "FULLY_CONNECTED")
 
 
 def test_flatten_is_a_reshape_alias(sweep):

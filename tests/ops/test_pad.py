@@ -1,7 +1,6 @@
 """PAD (ZeroPadding2D: pads with the zero point) against TFLM."""
-import pytest
 
-from tests.ops._harness import Case, build_sweep, check, op_names
+from tests.ops._harness import Case, matches_tflm, sweep_fixture
 
 
 def zpad(shape, padding, conv_after=False):
@@ -21,12 +20,5 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def sweep(ops_workdir, kernels):
-    return build_sweep(CASES, ops_workdir, kernels)
-
-
-@pytest.mark.parametrize("name", [c.name for c in CASES])
-def test_pad_matches_tflm(sweep, name):
-    assert "PAD" in op_names(sweep, name)
-    check(sweep, name)
+sweep = sweep_fixture(CASES)
+test_pad_matches_tflm = matches_tflm(CASES, "PAD")

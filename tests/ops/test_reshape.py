@@ -1,7 +1,6 @@
 """RESHAPE: no code, the output shares the input's arena range; results equal TFLM."""
-import pytest
 
-from tests.ops._harness import Case, build_sweep, check, op_names
+from tests.ops._harness import Case, matches_tflm, sweep_fixture
 
 
 def reshape(shape, target):
@@ -17,15 +16,8 @@ CASES = [Case("r_swap_hw", reshape((4, 6, 2), (6, 4, 4)), (4, 6, 2)),
          Case("r_fold_w", reshape((6, 4, 3), (12, 2, 4)), (6, 4, 3))]
 
 
-@pytest.fixture(scope="module")
-def sweep(ops_workdir, kernels):
-    return build_sweep(CASES, ops_workdir, kernels)
-
-
-@pytest.mark.parametrize("name", [c.name for c in CASES])
-def test_reshape_matches_tflm(sweep, name):
-    assert op_names(sweep, name) == ["CONV_2D", "RESHAPE", "CONV_2D"]
-    check(sweep, name)
+sweep = sweep_fixture(CASES)
+test_reshape_matches_tflm = matches_tflm(CASES, ["CONV_2D", "RESHAPE", "CONV_2D"])
 
 
 def test_reshape_is_an_alias(sweep):
