@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
+from tests._data import small_kws_data
 from tests._stats import assert_beats_chance, seed
-from tests.conftest import require_program
 
 
 def plain_dscnn(filters=32, blocks=3, classes=12):
@@ -25,10 +25,7 @@ def plain_dscnn(filters=32, blocks=3, classes=12):
 
 @pytest.fixture(scope="module")
 def kws_data(tmp_path_factory):
-    require_program("espeak-ng", "apt-get install -y --no-install-recommends espeak-ng")
-    from tinyexit.data.synth_kws import make_kws_dataset
-    return make_kws_dataset(tmp_path_factory.mktemp("d") / "kws", speakers=24, takes=2, seed=seed(3),
-                            val_fraction=0.2, test_fraction=0.25, progress=False)
+    return small_kws_data(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -140,8 +137,8 @@ def test_candidate_points_skip_connections_and_fused_layers():
 
 
 def test_wrong_data_is_refused_with_the_fix(plain_model, kws_data, tmp_path):
-    from tinyexit.research.augment import augment_model
     from tinyexit.errors import TinyexitError
+    from tinyexit.research.augment import augment_model
     with pytest.raises(TinyexitError, match="input|classes"):
         augment_model(plain_model, out=tmp_path / "x", task="ic", log=lambda s: None)
     with pytest.raises(TinyexitError, match="not layers where the graph can be cut"):
@@ -175,8 +172,8 @@ def test_a_model_ending_in_logits_gets_a_weightless_softmax():
     import keras
     from keras import layers
 
-    from tinyexit.research.augment import HeadConfig, attach_exits
     from tinyexit.models import exit_spec
+    from tinyexit.research.augment import HeadConfig, attach_exits
     keras.utils.set_random_seed(1)
     inp = keras.Input((12, 12, 1))
     x = layers.Conv2D(8, 3, padding="same", activation="relu", name="c0")(inp)

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from tests._data import template_data
 from tests._stats import assert_accuracy_beats_chance, seed
 from tests.conftest import require_program
 from tinyexit.cli import main as cli
@@ -16,12 +17,7 @@ NUM_CLASSES = 12
 
 
 def make_data(n, seed):
-    """Templates + noise: learnable in a few steps."""
-    rng = np.random.default_rng(seed)
-    templates = np.random.default_rng(99).normal(size=(NUM_CLASSES, 49, 10, 1)).astype(np.float32) * 3
-    y = rng.integers(0, NUM_CLASSES, size=n)
-    x = templates[y] + rng.normal(size=(n, 49, 10, 1)).astype(np.float32) * 1.5
-    return x.astype(np.float32), y.astype(np.int64)
+    return template_data(n, seed, noise=1.5)
 
 
 @pytest.fixture(scope="module")
@@ -226,9 +222,9 @@ def test_anytime_driver_equals_the_int8_chain_at_every_point(shared, chain_outpu
 def test_default_points_of_the_other_builders():
     import keras
 
+    from tinyexit.branch import default_points
     from tinyexit.models.mobilenet import build_mobilenet_v1
     from tinyexit.models.resnet8 import build_resnet8
-    from tinyexit.branch import default_points
     assert default_points(build_resnet8()) == ["stack1_out", "stack2_out", "stack3_out"]
     assert default_points(build_mobilenet_v1()) == [f"block{k}_out" for k in range(1, 14)]
     keras.backend.clear_session()

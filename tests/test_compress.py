@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests._data import template_data
 from tests._stats import assert_accuracy_beats_chance, assert_not_significantly_worse, seed
 from tinyexit.errors import TinyexitError
 
@@ -21,11 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def make_data(n, seed):
-    rng = np.random.default_rng(seed)
-    templates = np.random.default_rng(99).normal(size=(NUM_CLASSES, 49, 10, 1)).astype(np.float32) * 3
-    y = rng.integers(0, NUM_CLASSES, size=n)
-    x = templates[y] + rng.normal(size=(n, 49, 10, 1)).astype(np.float32) * 4.5
-    return x.astype(np.float32), y.astype(np.int64)
+    return template_data(n, seed, noise=4.5)
 
 
 SPLITS = {"train": (1500, seed(10)), "validation": (300, seed(11)), "test": (1000, seed(12))}

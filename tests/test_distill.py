@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from tests._data import template_data
 from tests._stats import assert_accuracy_beats_chance, seed
 from tinyexit.errors import TinyexitError
 
@@ -70,11 +71,7 @@ def test_erde_loss_terms_match_a_direct_computation():
 
 
 def make_data(n, seed):
-    rng = np.random.default_rng(seed)
-    templates = np.random.default_rng(99).normal(size=(NUM_CLASSES, 49, 10, 1)).astype(np.float32) * 3
-    y = rng.integers(0, NUM_CLASSES, size=n)
-    x = templates[y] + rng.normal(size=(n, 49, 10, 1)).astype(np.float32) * 4
-    return x.astype(np.float32), y.astype(np.int64)
+    return template_data(n, seed, noise=4)
 
 
 def test_distill_writes_a_student_run(tmp_path, monkeypatch, capsys):
