@@ -20,6 +20,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from tinyexit import schemafile
 from tinyexit.data.features import (FEATURE_SHAPE, FFT_LENGTH, FRAME_LENGTH, FRAME_STEP, LOWER_HZ, MEL_BINS, NUM_MFCC,
                                     UPPER_HZ)
 from tinyexit.data.speech_commands import SAMPLE_RATE
@@ -171,31 +172,17 @@ def available_recipes() -> list[str]:
     return sorted(p.stem for p in MODELS_DIR.glob("*.yaml"))
 
 
-def _where(path) -> str:
-    return ".".join(str(p) for p in path) or "(top level)"
-
-
 def _schema_error_message(file: Path, err: jsonschema.ValidationError) -> str:
-    where = _where(err.absolute_path)
-    if err.validator == "additionalProperties":
-        allowed = sorted(err.schema.get("properties", {}))
-        extra = sorted(set(err.instance) - set(allowed)) if isinstance(err.instance, dict) else []
-        return (f"{file}: {where}: unknown key {', '.join(repr(e) for e in extra)}. Allowed keys here: "
-                f"{', '.join(allowed)}. Fix the spelling or remove the key (docs/MODELS.md lists the fields).")
-    if err.validator == "required":
-        missing = err.message.split("'")[1] if "'" in err.message else err.message
-        return (f"{file}: {where}: missing required key '{missing}'. Add it (see models/kws-dscnn.yaml and "
-                f"docs/MODELS.md).")
-    if err.validator == "enum":
-        return f"{file}: {where}: {err.instance!r} is not one of {err.validator_value}. Use one of these values."
+    at = schemafile.where(err.absolute_path)
     if err.validator == "type" and isinstance(err.instance, str) and _looks_numeric(err.instance):
-        return (f"{file}: {where}: {err.instance!r} is text, not a number (YAML reads an exponent without a "
+        return (f"{file}: {at}: {err.instance!r} is text, not a number (YAML reads an exponent without a "
                 f"decimal point as text). Write it with a point, e.g. 0.003 or 3.0e-3.")
     if err.validator == "uniqueItems":
-        return f"{file}: {where}: {err.instance} lists a value twice. List each once."
+        return f"{file}: {at}: {err.instance} lists a value twice. List each once."
     if err.validator == "oneOf" and "description" in err.schema:
-        return f"{file}: {where}: {err.instance!r} is not valid here. Write {err.schema['description']}."
-    return f"{file}: {where}: {err.message}. Fix this value (the schema is {SCHEMA_PATH})."
+        return f"{file}: {at}: {err.instance!r} is not valid here. Write {err.schema['description']}."
+    return schemafile.error_message(file, err, schema_path=SCHEMA_PATH, example="models/kws-dscnn.yaml and "
+                                    "docs/MODELS.md", fields=" (docs/MODELS.md lists the fields)")
 
 
 def _looks_numeric(text: str) -> bool:
@@ -276,39 +263,18 @@ def _check_front_end(file: Path, fe: dict, kind: str) -> None:
                               f"{params[key]!r}. Set {params[key]!r} or remove the key.")
 
 
-def _read(file: Path) -> dict:
-    try:
-        data = yaml.safe_load(file.read_text())
-    except FileNotFoundError:
-        raise RecipeError(f"model recipe {file} does not exist. Built-in recipes: "
-                          f"{', '.join(available_recipes())} (in {MODELS_DIR}).") from None
-    except IsADirectoryError:
-        raise RecipeError(f"{file} is a folder; give a model recipe .yaml file.") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise RecipeError(f"{file}: not valid YAML{at}: {getattr(e, 'problem', e)}. Fix the syntax.") from None
-    if not isinstance(data, dict):
-        raise RecipeError(f"{file}: a model recipe must be a mapping of keys (name, family, model, exits, ...); "
-                          f"see models/kws-dscnn.yaml.")
-    return data
-
-
 def load_recipe_file(file: str | Path, check_name: bool = True) -> Recipe:
     """Load and check one recipe file. `check_name=False` for a run's copy (RUN/recipe.yaml), whose file name is
     not the recipe's name."""
     file = Path(file)
-    data = _read(file)
-    validator = jsonschema.Draft202012Validator(_schema())
-    errors = list(validator.iter_errors(data))
-    if errors:
-        # The innermost error is the most specific one; report it (plus a count of the others).
-        err = max(errors, key=lambda e: len(e.absolute_path))
-        more = f" ({len(errors) - 1} more problem(s) in this file)" if len(errors) > 1 else ""
-        raise RecipeError(_schema_error_message(file, err) + more)
-    if check_name and data["name"] != file.stem:
-        raise RecipeError(f"{file}: name is '{data['name']}' but the file is {file.name}. Make the name equal to "
-                          f"the file name without .yaml.")
+    data = schemafile.read_mapping(
+        file, RecipeError, missing=f"model recipe {file} does not exist. Built-in recipes: "
+                                   f"{', '.join(available_recipes())} (in {MODELS_DIR}).",
+        not_mapping="a model recipe must be a mapping of keys (name, family, model, exits, ...); see "
+                    "models/kws-dscnn.yaml.")
+    schemafile.check(file, data, _schema(), RecipeError, _schema_error_message)
+    if check_name:
+        schemafile.check_name(file, data, RecipeError)
     _check_semantics(file, data)
     return Recipe(name=data["name"], description=data["description"], family=data["family"],
                   input_shape=tuple(data["input_shape"]), model=data["model"], exits=data["exits"],
