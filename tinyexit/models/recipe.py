@@ -56,15 +56,15 @@ class RecipeError(TinyexitError):
 
 # ------------------------------------------------------------------------------------------------ families
 
-def _dscnn_points(model: dict, input_shape) -> dict[str, int]:
+def _dscnn_points(model: dict) -> dict[str, int]:
     return {f"block{b}_out": b for b in range(1, model["blocks"])}
 
 
-def _resnet8_points(model: dict, input_shape) -> dict[str, int]:
+def _resnet8_points(model: dict) -> dict[str, int]:
     return {f"stack{s}_out": s for s in range(1, len(model["filters"]))}
 
 
-def _mobilenet_points(model: dict, input_shape) -> dict[str, int]:
+def _mobilenet_points(model: dict) -> dict[str, int]:
     return {f"block{b}_out": b for b in range(1, len(MOBILENET_BLOCKS))}
 
 
@@ -83,7 +83,7 @@ def _mobilenet_map(model: dict, input_shape, index: int) -> int:
 @dataclasses.dataclass(frozen=True)
 class Family:
     name: str
-    points: object                 # (model, input_shape) -> {exit point name: block/stack index}
+    points: object                 # model -> {exit point name: block/stack index}
     exit_map: object | None        # (model, input_shape, index) -> side of the exit point's map (image heads)
     describe: object               # model -> "a dscnn with 4 blocks" (for messages)
 
@@ -120,7 +120,7 @@ class Recipe:
 
     @property
     def exits_after(self) -> tuple[int, ...]:
-        points = FAMILIES[self.family].points(self.model, self.input_shape)
+        points = FAMILIES[self.family].points(self.model)
         return tuple(points[p] for p in self.exits["points"])
 
     @property
@@ -209,7 +209,7 @@ def _check_semantics(file: Path, data: dict) -> None:
         raise RecipeError(f"{file}: exits.head.channels {exits['head']['channels']} exceeds model.filters "
                           f"{model['filters']} (the head reads the first channels of the block). Make it at most "
                           f"{model['filters']}.")
-    points = family.points(model, shape)
+    points = family.points(model)
     for p in exits["points"]:
         if p not in points:
             raise RecipeError(f"{file}: exits.points: {p!r} is not an exit point of {family.describe(model)}. "
