@@ -1,4 +1,5 @@
-"""A wheel install (`pip install .`) carries the firmware templates and the boards and works without the checkout.
+"""A wheel install (`pip install .`) carries the firmware templates, the boards and the model recipes and works without
+the checkout.
 
 The wheel is built from a copy of the packaged sources (so no build/ folder lands in the checkout), installed with
 `pip install --target`, and used from a fresh interpreter whose cwd is outside the repo and whose path holds only
@@ -19,8 +20,8 @@ import pytest
 from tests.conftest import REPO, conformance_model
 
 # What the wheel is built from; __pycache__ and build leftovers stay behind.
-PACKAGED = ("pyproject.toml", "setup.py", "tinyexit", "firmware_templates", "boards")
-DATA_FOLDERS = ("firmware_templates", "boards")
+PACKAGED = ("pyproject.toml", "setup.py", "tinyexit", "firmware_templates", "boards", "models")
+DATA_FOLDERS = ("firmware_templates", "boards", "models")
 # pyproject.toml's build requirement: build offline with the venv's setuptools when it is new enough, else let
 # pip fetch it (PyPI or pip's cache) into an isolated build environment, as `pip install .` does.
 SETUPTOOLS_MIN = (77,)
@@ -35,6 +36,8 @@ from tinyexit.codegen import generate
 model, out = sys.argv[1], Path(sys.argv[2])
 generate(model, out, compare_tflm=False, measure=False)
 boards = {n: tinyexit.boards.load_board(n).name for n in tinyexit.boards.available_boards()}
+import tinyexit.models.recipe as recipe
+recipes = {n: str(recipe.load_recipe(n).path) for n in recipe.available_recipes()}
 print(json.dumps({
     "package": tinyexit.__file__,
     "templates": str(tinyexit.resources.templates_dir()),
@@ -43,6 +46,7 @@ print(json.dumps({
                                  tinyexit.boards.SCHEMA_PATH, tinyexit.branch.firmware.TEMPLATES,
                                  tinyexit.intermittent.host.RUNTIME_DIR, tinyexit.targets.plugin.SOURCE)],
     "boards": boards,
+    "recipes": recipes,
     "generated": sorted(p.name for p in out.iterdir()),
 }))
 """
@@ -114,4 +118,6 @@ def test_wheel_install_generates_c_and_loads_boards(installed, tmp_path):
     for path in got["lookups"]:
         assert Path(path).is_relative_to(package) and Path(path).exists(), path
     assert set(got["boards"]) == {p.stem for p in (src / "boards").glob("*.yaml")}
+    assert set(got["recipes"]) == {p.stem for p in (src / "models").glob("*.yaml")}
+    assert all(Path(p).parent == package / "_data" / "models" for p in got["recipes"].values())
     assert "report.json" in got["generated"] and any(n.endswith(".c") for n in got["generated"])

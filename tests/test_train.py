@@ -52,6 +52,19 @@ def test_report_and_run_directory(small_run):
         assert np.mean(np.argmax(p, -1) == y) == pytest.approx(e["accuracy"])
 
 
+def test_run_records_its_recipe(small_run):
+    """train_kws trains the built-in recipe models/kws-dscnn.yaml; the run records it as trained (with the
+    test's epochs, batch size and seed) in RUN/recipe.yaml."""
+    from tinyexit.models.recipe import builtin_recipe, load_recipe_file
+    out, report = small_run
+    trained = load_recipe_file(out / "recipe.yaml", check_name=False)
+    builtin = builtin_recipe("kws")
+    assert trained.training == {"epochs": 10, "batch_size": 32, "learning_rate": 0.003,
+                                "final_learning_rate": 0.0001, "seed": seed(1)}
+    assert trained.replace(training=builtin.training, path=builtin.path) == builtin
+    assert {k: report["training"][k] for k in trained.training} == trained.training
+
+
 def test_cli_refuses_bad_data_and_writes_nothing(tmp_path, capsys):
     (tmp_path / "notsc").mkdir()
     rc = cli(["train", "kws", "--data", str(tmp_path / "notsc"), "--out", str(tmp_path / "run"), "--epochs", "1"])

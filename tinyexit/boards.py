@@ -14,8 +14,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import jsonschema
-import yaml
 
+from tinyexit import schemafile
 from tinyexit.errors import TinyexitError
 from tinyexit.resources import boards_dir
 
@@ -132,30 +132,17 @@ def available_boards() -> list[str]:
     return sorted(p.stem for p in BOARDS_DIR.glob("*.yaml"))
 
 
-def _where(path) -> str:
-    return ".".join(str(p) for p in path) or "(top level)"
-
-
 def _schema_error_message(file: Path, err: jsonschema.ValidationError) -> str:
-    where = _where(err.absolute_path)
-    if err.validator == "additionalProperties":
-        allowed = sorted(err.schema.get("properties", {}))
-        extra = sorted(set(err.instance) - set(allowed)) if isinstance(err.instance, dict) else []
-        return (f"{file}: {where}: unknown key {', '.join(repr(e) for e in extra)}. "
-                f"Allowed keys here: {', '.join(allowed)}. Fix the spelling or remove the key.")
-    if err.validator == "required":
-        missing = err.message.split("'")[1] if "'" in err.message else err.message
-        if where == "(top level)" and missing in ("qemu", "pyocd", "renode"):
+    where = schemafile.where(err.absolute_path)
+    if err.validator == "required" and where == "(top level)":
+        missing = schemafile.missing_key(err)
+        if missing in ("qemu", "pyocd", "renode"):
             return (f"{file}: runners lists '{missing}' but there is no '{missing}:' section. "
                     f"Add a '{missing}:' section describing it, or remove '{missing}' from runners.")
-        return f"{file}: {where}: missing required key '{missing}'. Add it (see boards/nrf52840.yaml)."
-    if err.validator == "enum":
-        return (f"{file}: {where}: {err.instance!r} is not one of {err.validator_value}. "
-                f"Use one of these values.")
     if err.validator == "oneOf" and "256K" in str(err.schema.get("description", "")):
         return (f"{file}: {where}: {err.instance!r} is not a size. Write bytes as an integer or a "
                 f"string like \"256K\" or \"1M\".")
-    return f"{file}: {where}: {err.message}. Fix this value (the schema is {SCHEMA_PATH})."
+    return schemafile.error_message(file, err, schema_path=SCHEMA_PATH, example="boards/nrf52840.yaml")
 
 
 def _check_semantics(file: Path, data: dict) -> None:
@@ -187,26 +174,11 @@ def load_board_file(file: str | Path, emulate: bool = False) -> Board:
     """Load and validate one board file. `emulate=True` gives the QEMU variant (raises when the board
     has no QEMU runner)."""
     file = Path(file)
-    try:
-        data = yaml.safe_load(file.read_text())
-    except FileNotFoundError:
-        raise BoardError(f"board file {file} does not exist. Known boards: {', '.join(available_boards())}.")
-    except yaml.YAMLError as e:
-        where = getattr(e, "problem_mark", None)
-        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
-        raise BoardError(f"{file}: not valid YAML{at}: {getattr(e, 'problem', e)}. Fix the syntax.") from None
-    if not isinstance(data, dict):
-        raise BoardError(f"{file}: a board file must be a mapping of keys (name, core, memory, ...).")
-    validator = jsonschema.Draft202012Validator(_schema())
-    errors = sorted(validator.iter_errors(data), key=lambda e: (len(e.absolute_path), e.path))
-    if errors:
-        # The innermost error is the most specific one; report it (plus a count of the others).
-        err = max(errors, key=lambda e: len(e.absolute_path))
-        more = f" ({len(errors) - 1} more problem(s) in this file)" if len(errors) > 1 else ""
-        raise BoardError(_schema_error_message(file, err) + more)
-    if data["name"] != file.stem:
-        raise BoardError(f"{file}: name is '{data['name']}' but the file is {file.name}. "
-                         f"Make the name equal to the file name without .yaml.")
+    data = schemafile.read_mapping(
+        file, BoardError, missing=f"board file {file} does not exist. Known boards: {', '.join(available_boards())}.",
+        not_mapping="a board file must be a mapping of keys (name, core, memory, ...).")
+    schemafile.check(file, data, _schema(), BoardError, _schema_error_message)
+    schemafile.check_name(file, data, BoardError)
     _check_semantics(file, data)
 
     hal = dict(data["hal"])

@@ -1,7 +1,7 @@
-"""Where the firmware templates and the board descriptions are.
+"""Where the firmware templates, the board descriptions and the model recipes are.
 
-A checkout keeps them at the top level (`firmware_templates/`, `boards/`: the folders users and docs name); a
-wheel carries copies inside the package as `tinyexit/_data/<folder>/` (mapped in setup.py). A checkout's
+A checkout keeps them at the top level (`firmware_templates/`, `boards/`, `models/`: the folders users and docs
+name); a wheel carries copies inside the package as `tinyexit/_data/<folder>/` (mapped in setup.py). A checkout's
 folders win, so a source-tree or editable install renders exactly what you edit.
 """
 from __future__ import annotations
@@ -32,3 +32,8 @@ def templates_dir() -> Path:
 def boards_dir() -> Path:
     """The board descriptions (`boards/*.yaml`) and their schema (`boards/board.schema.json`)."""
     return _folder("boards")
+
+
+def models_dir() -> Path:
+    """The model recipes (`models/*.yaml`) and their schema (`models/model.schema.json`)."""
+    return _folder("models")

@@ -15,7 +15,7 @@ import numpy as np
 from tinyexit.data.features import Augment, split_features
 from tinyexit.data.speech_commands import CLASSES, load_speech_commands
 from tinyexit.errors import TinyexitError, brief
-from tinyexit.io import atomic_dir, read_json, write_json
+from tinyexit.io import atomic_dir, read_json, write_json, write_text
 
 DEFAULT_RUN = Path("runs/kws")
 DEFAULT_DATA = Path("runs/data/kws-synth")
@@ -64,13 +64,14 @@ def default_dataset(path: Path = DEFAULT_DATA, *, speakers: int = DEFAULT_SPEAKE
     return make_kws_dataset(path, speakers=speakers, takes=takes, seed=seed, progress=progress)
 
 
-def data_config_for(data_dir: str | Path, *, seed: int = 0, train_copies: int = 2) -> DataConfig:
+def data_config_for(data_dir: str | Path, *, seed: int = 0, train_copies: int = 2,
+                    train_augment: dict | None = None) -> DataConfig:
     ds = load_speech_commands(data_dir, seed=seed)
     # Synthetic voices are clean; real recordings carry their own noise. Evaluate synthetic speech with the
     # same kind of background noise the model trains with (fixed seed), so the figure is not flattered.
     eval_aug = asdict(Augment(time_shift_ms=0.0)) if ds.source == "synthetic" else None
-    return DataConfig(dir=str(Path(data_dir).resolve()), source=ds.source, seed=seed,
-                      train_copies=train_copies, eval_augment=eval_aug)
+    return DataConfig(dir=str(Path(data_dir).resolve()), source=ds.source, seed=seed, train_copies=train_copies,
+                      train_augment=train_augment or asdict(Augment()), eval_augment=eval_aug)
 
 
 def features_for(dc: DataConfig, split: str, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -276,43 +277,94 @@ def plot_history(history: dict, names: list[str], path: Path) -> None:
     save_figure(fig, path, dpi=110)
 
 
-def train_kws(*, data: str | Path | None = None, out: str | Path = DEFAULT_RUN, epochs: int | None = None,
-              model_config=None, train_config: TrainConfig | None = None, train_copies: int = 2,
-              max_train: int | None = None, verbose: int = 2) -> dict:
-    """Train the DS-CNN keyword spotter with its early exit(s) and write the run directory `out`.
+def train_config_for(recipe) -> TrainConfig:
+    """The recipe's training settings (and its early-view fraction, when it has early-view assistance)."""
+    t = recipe.training
+    ev = {"early_view_fraction": float(recipe.early_view["fraction"])} if recipe.early_view else {}
+    return TrainConfig(epochs=t["epochs"], batch_size=t["batch_size"], learning_rate=float(t["learning_rate"]),
+                       final_learning_rate=float(t["final_learning_rate"]), seed=t["seed"], **ev)
 
-    `data`: a Speech Commands v2 style folder (real or made by `tinyexit data kws`); None makes or reuses the
-    offline default. `max_train` caps the training examples (tests). Returns the report dict.
+
+def _as_trained(recipe, tc: TrainConfig, train_copies: int):
+    """The recipe with the settings training used (--epochs, a TrainConfig, train_copies): RUN/recipe.yaml."""
+    training = {k: getattr(tc, k) for k in ("epochs", "batch_size", "learning_rate", "final_learning_rate", "seed")}
+    exits = ({**recipe.exits, "early_view": {"fraction": tc.early_view_fraction}} if recipe.early_view
+             else recipe.exits)
+    return recipe.replace(training=training, exits=exits, data={**recipe.data, "train_copies": train_copies})
+
+
+def train_recipe(recipe, *, data: str | Path | None = None, out: str | Path | None = None,
+                 epochs: int | None = None, train_config: TrainConfig | None = None,
+                 train_copies: int | None = None, max_train: int | None = None, verbose: int = 2) -> dict:
+    """Train the model of `recipe` (a Recipe, a recipe file or a built-in recipe's name; models/, docs/MODELS.md)
+    with its exits and write the run directory `out` (default runs/<recipe name>), the recipe as trained in it.
+
+    `data`: a folder of the recipe's data kind (kws: Speech Commands v2 style; ic: CIFAR-10 python batches; vww: an
+    image folder with a sub-folder per class); None uses the recipe's offline default. `epochs`, `train_config`
+    and `train_copies` override the recipe's; `max_train` caps the training examples (tests). Returns the report.
     """
-    from tinyexit.models import DSCNNConfig, build_dscnn
+    from tinyexit.models.recipe import Recipe, load_recipe
 
+    recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    copies = recipe.data["train_copies"] if train_copies is None else train_copies
+    if copies < 1:
+        raise TinyexitError(f"train_copies must be at least 1, got {copies}")
+    out = Path(out) if out is not None else Path("runs") / recipe.name
+    train = _train_kws if recipe.task == "kws" else _train_image
+    return train(recipe, data=data, out=out, epochs=epochs, train_config=train_config, train_copies=copies,
+                 max_train=max_train, verbose=verbose)
+
+
+def train_kws(*, data: str | Path | None = None, out: str | Path = DEFAULT_RUN, epochs: int | None = None,
+              train_config: TrainConfig | None = None, train_copies: int | None = None,
+              max_train: int | None = None, verbose: int = 2) -> dict:
+    """`tinyexit train kws`: the built-in recipe models/kws-dscnn.yaml (the DS-CNN keyword spotter with its
+    early exit). `data`: a Speech Commands v2 style folder (real or made by `tinyexit data kws`); None makes or
+    reuses the offline default. Returns the report dict."""
+    from tinyexit.models.recipe import builtin_recipe
+    return train_recipe(builtin_recipe("kws"), data=data, out=out, epochs=epochs, train_config=train_config,
+                        train_copies=train_copies, max_train=max_train, verbose=verbose)
+
+
+def _cap(x, y, max_train: int | None, seed: int):
+    if max_train is not None and len(x) > max_train:
+        pick = np.random.default_rng(seed).choice(len(x), max_train, replace=False)
+        x, y = x[pick], y[pick]
+    return x, y
+
+
+def _train_kws(recipe, *, data, out, epochs, train_config, train_copies, max_train, verbose) -> dict:
     t0 = time.time()
-    data_dir = Path(data) if data is not None else default_dataset()
-    dc = data_config_for(data_dir, train_copies=train_copies)
-    tc = train_config or TrainConfig()
-    tc = with_epochs(tc, epochs)
-    mc = model_config or DSCNNConfig(num_classes=len(CLASSES))
+    d = recipe.data
+    if data is None:
+        default = d["default"]
+        data_dir = default_dataset(Path(default["dir"]), speakers=default["speakers"], takes=default["takes"],
+                                   seed=default["seed"])
+    else:
+        data_dir = Path(data)
+    dc = data_config_for(data_dir, seed=d["seed"], train_copies=train_copies,
+                         train_augment={k: float(v) for k, v in d["augment"].items()})
+    tc = with_epochs(train_config or train_config_for(recipe), epochs)
+    mc = recipe.model_config(len(CLASSES))
     print(f"features: {dc.dir} ({dc.source})")
     x, y = features_for(dc, "train", progress=verbose > 0)
     xv, yv = features_for(dc, "validation")
     xt, yt = features_for(dc, "test")
-    if max_train is not None and len(x) > max_train:
-        pick = np.random.default_rng(tc.seed).choice(len(x), max_train, replace=False)
-        x, y = x[pick], y[pick]
+    x, y = _cap(x, y, max_train, tc.seed)
     note = ("synthetic speech (espeak-ng/flite voices) with background noise mixed in; it proves the "
             "pipeline, not accuracy on real speech") if dc.source == "synthetic" else "real recordings"
     return fit_and_write_run(
-        build_dscnn(mc), mc, tc, (x, y), (xv, yv), (xt, yt), out=out, task="kws", classes=CLASSES,
-        data_meta=asdict(dc), t0=t0, verbose=verbose,
+        recipe.build(len(CLASSES), mc), mc, tc, (x, y), (xv, yv), (xt, yt), out=out, task="kws", classes=CLASSES,
+        data_meta=asdict(dc), t0=t0, verbose=verbose, recipe=_as_trained(recipe, tc, train_copies),
         data_report={"source": dc.source, "dir": dc.dir, "test_split": "held-out speakers (testing_list.txt)",
                      "note": note})
 
 
 def fit_and_write_run(model, mc, tc: TrainConfig, train, validation, test, *, out, task: str, classes,
-                      data_meta: dict, data_report: dict, t0: float, verbose: int = 2) -> dict:
+                      data_meta: dict, data_report: dict, t0: float, verbose: int = 2, recipe=None) -> dict:
     """Train all exits of `model` jointly, evaluate every exit, and write the run directory atomically:
-    model.keras, model.json (exit points, data recipe for `load_split`), report.json, history.json and
-    training.png. Returns the report."""
+    model.keras, model.json (exit points, data recipe for `load_split`), report.json, history.json,
+    training.png and, given the model's `recipe`, recipe.yaml (the recipe as trained). Returns the report."""
     import keras
 
     from tinyexit.models import exits_with_macs
@@ -342,6 +394,10 @@ def fit_and_write_run(model, mc, tc: TrainConfig, train, validation, test, *, ou
         write_json(tmp / "report.json", report)
         write_json(tmp / "history.json", history)
         plot_history(history, [s["name"] for s in specs], tmp / "training.png")
+        if recipe is not None:
+            from tinyexit.models.recipe import RUN_FILE
+            write_text(tmp / RUN_FILE, recipe.to_yaml(f"the model recipe this run was trained from ({recipe.path}),\n"
+                                                      f"with the settings training used (docs/MODELS.md)"))
     keras.backend.clear_session()
     return report
 
@@ -356,40 +412,42 @@ def format_report(report: dict) -> str:
 
 
 def train_image(task: str, *, data: str | Path | None = None, out: str | Path | None = None,
-                epochs: int | None = None, model_config=None, train_config: TrainConfig | None = None,
-                train_copies: int = 3, verbose: int = 2) -> dict:
-    """Train `ic` (ResNet-8, 32x32x3) or `vww` (MobileNetV1-0.25, 96x96x3) with their T-RecX exits.
+                epochs: int | None = None, train_config: TrainConfig | None = None,
+                train_copies: int | None = None, verbose: int = 2) -> dict:
+    """`tinyexit train ic|vww`: the built-in recipe models/ic-resnet8.yaml (ResNet-8, 32x32x3) or
+    models/vww-mobilenet.yaml (MobileNetV1-0.25, 96x96x3) with their T-RecX exits.
 
     `data`: a CIFAR-10 python folder (ic) or an image folder with a sub-folder per class (vww); None uses
     the offline default (real MNIST digits; scikit-image's face / non-face crops). Returns the report dict.
     """
-    from tinyexit.data.images import load_image_task
-    from tinyexit.models.mobilenet import MobileNetConfig, build_mobilenet_v1
-    from tinyexit.models.resnet8 import ResNet8Config, build_resnet8
+    from tinyexit.models.recipe import builtin_recipe
 
     if task not in ("ic", "vww"):
         raise TinyexitError(f"unknown image task {task!r}; use ic or vww")
+    return train_recipe(builtin_recipe(task), data=data, out=out or f"runs/{task}", epochs=epochs,
+                        train_config=train_config, train_copies=train_copies, verbose=verbose)
+
+
+def _train_image(recipe, *, data, out, epochs, train_config, train_copies, max_train, verbose) -> dict:
+    from tinyexit.data.images import load_image_task
+
     t0 = time.time()
-    out = Path(out or f"runs/{task}")
-    ims = load_image_task(task, data)
-    default_epochs = {"ic": 8, "vww": 30}[task]
-    tc = train_config or TrainConfig(epochs=default_epochs, batch_size=32 if task == "vww" else 64,
-                                     learning_rate=2e-3)
-    tc = with_epochs(tc, epochs)
-    flip = not ims.source.startswith("mnist")          # mirrored digits are other digits
+    task, d = recipe.task, recipe.data
+    ims = load_image_task(task, data, seed=d["seed"])
+    tc = with_epochs(train_config or train_config_for(recipe), epochs)
+    flip = d["augment"]["flip"]
+    if flip == "auto":
+        flip = not ims.source.startswith("mnist")          # mirrored digits are other digits
     data_meta = {"kind": task, "dir": str(Path(data).resolve()) if data else None, "source": ims.source,
-                 "seed": 0, "train_copies": train_copies, "flip": flip}
+                 "seed": d["seed"], "train_copies": train_copies, "flip": flip}
     x, y = image_split(data_meta, "train")
+    x, y = _cap(x, y, max_train, tc.seed)
     xv, yv = ims.splits["validation"]
     xt, yt = ims.splits["test"]
-    if task == "ic":
-        mc = model_config or ResNet8Config(num_classes=len(ims.classes))
-        model = build_resnet8(mc)
-    else:
-        mc = model_config or MobileNetConfig(num_classes=len(ims.classes))
-        model = build_mobilenet_v1(mc)
+    mc = recipe.model_config(len(ims.classes))
     return fit_and_write_run(
-        model, mc, tc, (x, y), (xv, yv), (xt, yt), out=out, task=task, classes=ims.classes,
-        data_meta=data_meta, t0=t0, verbose=verbose,
+        recipe.build(len(ims.classes), mc), mc, tc, (x, y), (xv, yv), (xt, yt), out=out, task=task,
+        classes=ims.classes, data_meta=data_meta, t0=t0, verbose=verbose,
+        recipe=_as_trained(recipe, tc, train_copies),
         data_report={"source": ims.source, "dir": data_meta["dir"], "test_split": "held-out images",
                      "note": ims.note or "real data"})
