@@ -141,17 +141,9 @@ def test_cli_runner_errors_are_one_line(tmp_path, capsys, argv, error):
 def test_cli_runner_overrides_the_boards_default(tmp_path, monkeypatch, capsys):
     """`tinyexit flash --board nrf52840 --runner renode RUN`: the board's default (pyOCD) is replaced by the
     runner named; a stand-in renode plays the firmware, the build is a stand-in too."""
-    import sys
-
     import tinyexit.build
 
-    fake = tmp_path / "bin" / "renode"
-    fake.parent.mkdir()
-    fake.write_text(FAKE_RENODE.replace("#!PYTHON", "#!" + sys.executable))
-    fake.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{fake.parent}:{__import__('os').environ['PATH']}")
-    elf = tmp_path / "firmware.elf"
-    elf.write_bytes(b"\x7fELF")
+    elf = fake_renode(tmp_path, monkeypatch)
     built = []
     monkeypatch.setattr(tinyexit.build, "build_run", lambda run, board, **kw: built.append(board.name) or
                         SimpleNamespace(elf=elf, sizes=SimpleNamespace(table=lambda: "sizes")))
@@ -197,6 +189,20 @@ import time; time.sleep(30)
 '''
 
 
+def fake_renode(tmp_path, monkeypatch):
+    """FAKE_RENODE first on PATH; returns the ELF path it will name (a stand-in file)."""
+    import os
+    import sys
+    fake = tmp_path / "bin" / "renode"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_RENODE.replace("#!PYTHON", "#!" + sys.executable))
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    elf = tmp_path / "firmware.elf"
+    elf.write_bytes(b"\x7fELF")
+    return elf
+
+
 def test_renode_runner_reads_the_uart_socket(tmp_path, monkeypatch):
     """With a `renode` on PATH the runner starts it on the generated .resc and reads the firmware's lines
     from the UART socket terminal the .resc creates (a stand-in renode plays the firmware here).
@@ -206,19 +212,11 @@ def test_renode_runner_reads_the_uart_socket(tmp_path, monkeypatch):
     stand-in's lines won that race (more often on a loaded machine) they were lost and the runner waited
     20 s for nothing. Here the runner always pauses after connecting, so the lines are always there before
     its first read: the order that used to fail is the one tested, every time."""
-    import sys
-
     from fw_helpers import late_reader
 
     from tinyexit.targets.app_output import parse_app_output
     late_reader(monkeypatch, 0.3)
-    fake = tmp_path / "bin" / "renode"
-    fake.parent.mkdir()
-    fake.write_text(FAKE_RENODE.replace("#!PYTHON", "#!" + sys.executable))
-    fake.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{fake.parent}:{__import__('os').environ['PATH']}")
-    elf = tmp_path / "firmware.elf"
-    elf.write_bytes(b"\x7fELF")
+    elf = fake_renode(tmp_path, monkeypatch)
     t0 = time.monotonic()
     r = RenodeRunner(load_board("nrf52840")).run(elf, timeout=20)
     assert time.monotonic() - t0 < 15  # stops at the TX END line, does not wait for renode to exit
