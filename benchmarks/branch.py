@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 def emulated_exit_costs(branch_dir: Path, man: dict, chain_out: dict, xq_boundaries: list, work: Path) -> dict:
     """Instructions of pool k + branch (the shared exit at point k) and of head k, per inference, on QEMU."""
     from tinyexit.codegen import generate
-    from tinyexit.codegen.testing import emulated_outputs, tflm_outputs
+    from tinyexit.conformance import emulated_outputs, tflm_outputs
 
     lib = branch_dir / "firmware" / "model"
     heads_lib = work / "heads_lib"

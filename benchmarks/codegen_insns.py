@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from tinyexit.codegen import generate, read_model
-from tinyexit.codegen.testing import emulated_outputs, tflm_outputs
+from tinyexit.conformance import emulated_outputs, tflm_outputs
 
 REPO = Path(__file__).resolve().parents[1]
 CONFORMANCE = REPO.parent / "shared" / "conformance"

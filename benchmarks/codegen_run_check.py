@@ -14,7 +14,7 @@ from pathlib import Path
 
 
 from tinyexit.codegen import generate, models_from_run, read_model
-from tinyexit.codegen.testing import build_host, run_host, tflm_outputs
+from tinyexit.conformance import build_host, run_host, tflm_outputs
 
 
 def main() -> None:

@@ -17,12 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from tinyexit.boards import load_board
-from tinyexit.build import APP_SOURCES, Pipeline, Segment, build_firmware, library_sources, render_app, symbol_address
+from tinyexit.build import APP_SOURCES, Pipeline, Segment, build_firmware, library_sources, render_app
 from tinyexit.codegen.cformat import c_ident
 from tinyexit.codegen.generate import generate
 from tinyexit.quantize import TflmModel
+from tinyexit.targets import get_runner
 from tinyexit.targets.app_output import parse_app_output
-from tinyexit.targets.qemu import QemuRunner
+from tinyexit.toolchain import symbol_address
 
 
 def main() -> int:
@@ -32,8 +33,11 @@ def main() -> int:
     ap.add_argument("--inputs", type=int, default=2)
     ap.add_argument("--kernels", default="reference")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--runner", help="the emulated board's runner (default: the board's; it must count "
+                                     "instructions between two addresses)")
     args = ap.parse_args()
     board = load_board(args.board, emulate=True)
+    runner = get_runner(board, args.runner, needs=("instruction_windows",))
     tfl = args.model.read_bytes()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -48,7 +52,7 @@ def main() -> int:
         fw = build_firmware(board, [tmp / "app" / s for s in APP_SOURCES] + srcs, tmp / "fw",
                             include_dirs=[tmp / "app", lib], weight_sources=[s for s in srcs if s.name.startswith("tx_model_")])
         window = (symbol_address(fw.elf, "tx_bench_begin"), symbol_address(fw.elf, "tx_bench_end"))
-        res = QemuRunner(board).run(fw.elf, window=window, each_window=True, timeout=1800)
+        res = runner.run(fw.elf, window=window, each_window=True, timeout=1800)
         out = parse_app_output(res.output)
         oracle = TflmModel(tfl)
         ref = oracle.run(x.reshape([len(x)] + list(oracle.input_shape[1:])))[0].reshape(len(x), -1)

@@ -24,7 +24,7 @@ import numpy as np
 from tinyexit.codegen import generate, read_model
 from tinyexit.codegen.generate import models_from_run
 from tinyexit.codegen.measure import section_sizes
-from tinyexit.codegen.testing import emulated_outputs, tflm_outputs
+from tinyexit.conformance import emulated_outputs, tflm_outputs
 
 REPO = Path(__file__).resolve().parents[1]
 CONFORMANCE = REPO.parent / "shared" / "conformance"

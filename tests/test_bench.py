@@ -169,16 +169,17 @@ def test_other_policies_match_python(tiny_run, tmp_path, kind):
 
 
 def test_bench_without_instruction_counter(tiny_run, tmp_path, monkeypatch):
-    """On a real board (no plugin) the bench falls back to the firmware's own tick counts."""
+    """With a runner that cannot count instructions (a real board's) the bench falls back to the firmware's own
+    tick counts: here QEMU declared without the capability (asking it for a window would be refused)."""
+    import dataclasses
+
     import tinyexit.bench as B
-    from tinyexit.targets.app_output import parse_app_output
     from tinyexit.targets.qemu import QemuRunner
 
-    def run_plain(board, fw, timeout, runner_name):
-        res = QemuRunner(board).run(fw.elf, timeout=timeout)
-        return parse_app_output(res.output), res
+    class NoCounter(QemuRunner):
+        caps = dataclasses.replace(QemuRunner.caps, instruction_windows=False)
 
-    monkeypatch.setattr(B, "_run_firmware", run_plain)
+    monkeypatch.setattr(B, "get_runner", lambda board, runner=None, **kw: NoCounter(board))
     run, inputs = tiny_run
     lines = []
     r = B.bench_run(run, "nrf52840", emulate=True, inputs=inputs, out=tmp_path / "b", log=lines.append,

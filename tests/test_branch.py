@@ -168,7 +168,7 @@ def test_int8_branch_agrees_with_the_float_branch_on_partial_vectors(shared, cha
 @pytest.fixture(scope="module")
 def host_lib(shared):
     require_program("gcc", "apt-get install -y gcc")
-    from tinyexit.codegen.testing import build_host
+    from tinyexit.conformance import build_host
     run, _, _ = shared
     return build_host(run / "branch" / "firmware" / "model")
 
@@ -176,7 +176,7 @@ def host_lib(shared):
 def test_every_generated_piece_equals_tflm(shared, chain_outputs, host_lib):
     """segments, pools and branch: host build of the generated C == tflite_micro, byte for byte, on real inputs
     (the chain's own tensors)."""
-    from tinyexit.codegen.testing import run_host, tflm_outputs
+    from tinyexit.conformance import run_host, tflm_outputs
     from tinyexit.quantize import TflmModel
     run, _, _ = shared
     d = run / "branch"

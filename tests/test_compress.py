@@ -127,7 +127,7 @@ def test_compressed_run_c_equals_tflm_on_the_dense_model(compressed, tmp_path):
     from tests.conftest import require_program
     require_program("gcc", "apt-get install -y gcc make")
     from tinyexit.codegen import generate, models_from_run
-    from tinyexit.codegen.testing import build_host, run_host, tflm_outputs
+    from tinyexit.conformance import build_host, run_host, tflm_outputs
     from tinyexit.quantize import Int8Pipeline, quantize_array
     out, compress_report, data, _ = compressed
     models = models_from_run(out)

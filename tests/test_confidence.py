@@ -70,7 +70,7 @@ def test_int8_confidence_model_bit_exact_with_generated_c(conf_run, tmp_path):
     from tests.conftest import require_program
     require_program("gcc", "apt-get install -y gcc make")
     from tinyexit.codegen import generate
-    from tinyexit.codegen.testing import build_host, run_host, tflm_outputs
+    from tinyexit.conformance import build_host, run_host, tflm_outputs
     from tinyexit.research.confidence import confidence_scores
     from tinyexit.quantize import Int8Pipeline, TflmModel, quantize_array, read_manifest, seg_out_shape
     run, _ = conf_run

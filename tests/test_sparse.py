@@ -87,7 +87,7 @@ def test_dense_layers_stay_dense(tmp_path):
 def test_sparse_c_equals_tflm_on_the_dense_model(pruned_tflite, tmp_path, inplace, kernels):
     require_program("gcc", "apt-get install -y gcc make")
     from tinyexit.codegen import generate
-    from tinyexit.codegen.testing import build_host, run_host, structured_inputs, tflm_outputs
+    from tinyexit.conformance import build_host, run_host, structured_inputs, tflm_outputs
 
     rep = generate({"pruned": pruned_tflite}, tmp_path / "lib", measure=False, compare_tflm=False, inplace=inplace,
                    kernels=kernels)

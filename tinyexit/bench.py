@@ -17,31 +17,33 @@ import numpy as np
 
 from tinyexit.boards import Board, load_board
 from tinyexit.build import (APP_SOURCES, LIBRARY_DIR, build_host, build_run, library_sources, model_library, pipeline_from_run,
-                            run_test_inputs, symbol_address)
+                            run_test_inputs)
 from tinyexit.errors import TinyexitError
 from tinyexit.io import atomic_dir, save_figure, write_json
-from tinyexit.targets import RunResult, get_runner
+from tinyexit.targets import Runner, RunResult, get_runner
+from tinyexit.toolchain import symbol_address
 from tinyexit.targets.app_output import AppOutput, parse_app_output
 
 BENCH_DIR = "bench"
 
 
-def _run_firmware(board: Board, fw, timeout: float, runner_name: str | None) -> tuple[AppOutput, RunResult]:
-    if board.emulated and (runner_name in (None, "qemu")):
-        from tinyexit.targets.qemu import QemuRunner
+def _run_firmware(runner: Runner, fw, timeout: float) -> tuple[AppOutput, RunResult]:
+    """One run of a bench firmware; with exact counts of every inference (tx_bench_begin .. tx_bench_end)
+    when the runner counts instructions between two addresses."""
+    if runner.caps.instruction_windows:
         window = (symbol_address(fw.elf, "tx_bench_begin"), symbol_address(fw.elf, "tx_bench_end"))
-        res = QemuRunner(board).run(fw.elf, timeout=timeout, window=window, each_window=True)
+        res = runner.run(fw.elf, timeout=timeout, window=window, each_window=True)
     else:
-        res = get_runner(board, runner_name).run(fw.elf, timeout=timeout)
+        res = runner.run(fw.elf, timeout=timeout)
     return parse_app_output(res.output), res
 
 
-def stage_instructions(board: Board, fw, out: AppOutput, timeout: float) -> dict:
-    """Exact instructions of every stage (segment or exit head, one tx_invoke), from a second emulated run
-    whose plugin window is tx_stage_begin .. tx_stage_end: windows come in the order the stages ran."""
-    from tinyexit.targets.qemu import QemuRunner
+def stage_instructions(runner: Runner, fw, out: AppOutput, timeout: float) -> dict:
+    """Exact instructions of every stage (segment or exit head, one tx_invoke), from a second run whose
+    instruction window is tx_stage_begin .. tx_stage_end: windows come in the order the stages ran."""
+    runner.require("instruction_windows")
     window = (symbol_address(fw.elf, "tx_stage_begin"), symbol_address(fw.elf, "tx_stage_end"))
-    res = QemuRunner(board).run(fw.elf, timeout=timeout, window=window, each_window=True)
+    res = runner.run(fw.elf, timeout=timeout, window=window, each_window=True)
     counts = iter(res.insns.per_window)
     per_stage: dict[str, list[int]] = {name: [] for name in out.stages}
     try:
@@ -161,7 +163,8 @@ def bench_run(run_dir: str | Path, board: str | Board = "nrf52840", emulate: boo
     run = Path(run_dir)
     log = log or (lambda _m: None)
     b = load_board(board, emulate=emulate) if isinstance(board, str) else board
-    if (runner or b.default_runner) == "pyocd":  # fail at once, before building anything
+    board_runner = get_runner(b, runner)   # an unknown runner, or one the board lacks: refused before building
+    if board_runner.caps.flash:  # no probe: fail at once, before building anything
         from tinyexit.targets import NoProbeError
         from tinyexit.targets.pyocd_runner import connected_probes, no_probe_message
         if not connected_probes():
@@ -172,7 +175,7 @@ def bench_run(run_dir: str | Path, board: str | Board = "nrf52840", emulate: boo
     x_q, y = np.asarray(inputs[0], np.int8), np.asarray(inputs[1])
     out_dir = Path(out) if out else run / BENCH_DIR / b.variant
     with atomic_dir(out_dir, holds=BENCH_OUTPUTS) as tmp:
-        result = _measure(run, b, man, policy, x_q, y, tmp, timeout=timeout, runner=runner,
+        result = _measure(run, b, man, policy, x_q, y, tmp, timeout=timeout, runner=board_runner,
                           check_oracle=check_oracle, kernels=kernels, log=log)
         write_json(tmp / "bench.json", result)
         _plot(tmp / "bench.png", result)
@@ -185,16 +188,16 @@ BENCH_OUTPUTS = ("bench.json", "bench.png", "early_exit", "no_exit")   # what be
 
 
 def _measure(run: Path, b: Board, man: dict, policy: dict, x_q: np.ndarray, y: np.ndarray, out_dir: Path, *,
-             timeout: float, runner: str | None, check_oracle: bool, kernels: str | None,
+             timeout: float, runner: Runner, check_oracle: bool, kernels: str | None,
              log: Callable[[str], None]) -> dict:
     """bench_run's measurements: both firmware images built into `out_dir`, run, checked; the JSON dict."""
     log(f"bench: building the early-exit and the no-exit firmware for {b.name}"
         f"{' (emulated on ' + str(b.qemu_machine) + ')' if b.emulated else ''} with {len(x_q)} test inputs")
     fw_ee = build_run(run, b, inputs=(x_q, y), out=out_dir / "early_exit", kernels=kernels)
     fw_ne = build_run(run, b, inputs=(x_q, y), no_exit=True, out=out_dir / "no_exit", kernels=kernels)
-    log(f"bench: running both on {runner or b.default_runner}")
-    ee, res_ee = _run_firmware(b, fw_ee, timeout, runner)
-    ne, res_ne = _run_firmware(b, fw_ne, timeout, runner)
+    log(f"bench: running both on {runner.name}")
+    ee, res_ee = _run_firmware(runner, fw_ee, timeout)
+    ne, res_ne = _run_firmware(runner, fw_ne, timeout)
     if any(r.exit != len(ne.exits) - 1 for r in ne.results):
         raise TinyexitError("the no-exit firmware took an early exit; the firmware build is inconsistent.")
 
@@ -238,7 +241,7 @@ def _measure(run: Path, b: Board, man: dict, policy: dict, x_q: np.ndarray, y: n
             "per_inference_early_exit": mean_ee, "per_inference_no_exit": mean_ne,
             "saving": 1.0 - mean_ee / mean_ne if mean_ne else None,
             "per_exit_taken": per_exit, "min": int(min(w_ee)), "max": int(max(w_ne)),
-            "per_stage": stage_instructions(b, fw_ee, ee, timeout),
+            "per_stage": stage_instructions(runner, fw_ee, ee, timeout),
             "per_stage_source": "QEMU plugin (tx_stage_begin .. tx_stage_end, one tx_invoke)",
             "per_stage_systick": _stage_instructions(ee, per_tick),
             "instructions_per_mac_no_exit": mean_ne / no_exit_macs if no_exit_macs else None,

@@ -11,71 +11,20 @@ from __future__ import annotations
 import dataclasses
 import re
 import shutil
-import subprocess
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
-import jinja2
-
+from tinyexit import toolchain
 from tinyexit.boards import Board, load_board
-from tinyexit.errors import MissingToolError, TinyexitError
+from tinyexit.errors import TinyexitError
 from tinyexit.io import atomic_dir, write_json, write_text
-from tinyexit.resources import templates_dir
+from tinyexit.toolchain import TEMPLATES, BuildError, SizeReport, size_report
 
-TEMPLATES = templates_dir()
-ARM_GCC_INSTALL = "apt-get install -y --no-install-recommends gcc-arm-none-eabi libnewlib-arm-none-eabi"
-WARNINGS = ["-std=c99", "-Wall", "-Wextra", "-Werror"]
 IRQ_COUNT = {"nrf52840": 48, "netduinoplus2": 82, "mps2-an386": 32}
-
-
-class BuildError(TinyexitError):
-    """The compiler or the linker refused the sources."""
 
 
 class ImageTooBigError(TinyexitError):
     """The image does not fit the board's flash or RAM."""
-
-
-@dataclasses.dataclass(frozen=True)
-class SizeReport:
-    flash_code: int       # .isr_vector + .text + .ARM.exidx
-    flash_rodata: int     # .rodata (weights are here)
-    flash_weights: int    # the part of .rodata that comes from the model library's objects
-    flash_data_init: int  # initial values of .data, stored in flash
-    ram_data: int
-    ram_bss: int          # includes the model arena
-    ram_stack: int
-    arena: int            # size of tx_arena when the model library is linked, else 0
-    flash_budget: int
-    ram_budget: int
-    kernel_static: int = 0  # .data + .bss of the library's kernel objects (static scratch outside the arena)
-    arena_scratch: int = 0  # the largest kernel work space of one step, planned inside the arena
-
-    @property
-    def flash(self) -> int:
-        return self.flash_code + self.flash_rodata + self.flash_data_init
-
-    @property
-    def ram(self) -> int:
-        return self.ram_data + self.ram_bss + self.ram_stack
-
-    @property
-    def fits(self) -> bool:
-        return self.flash <= self.flash_budget and self.ram <= self.ram_budget
-
-    def as_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d.update(flash=self.flash, ram=self.ram, fits=self.fits)
-        return d
-
-    def table(self) -> str:
-        fp = 100.0 * self.flash / self.flash_budget
-        rp = 100.0 * self.ram / self.ram_budget
-        return (f"flash {self.flash:>9,} / {self.flash_budget:,} B ({fp:.1f} %): code {self.flash_code:,}, "
-                f"rodata {self.flash_rodata:,} (weights {self.flash_weights:,}), data init {self.flash_data_init:,}\n"
-                f"RAM   {self.ram:>9,} / {self.ram_budget:,} B ({rp:.1f} %): data {self.ram_data:,}, "
-                f"bss {self.ram_bss:,} (arena {self.arena:,} incl. kernel scratch up to {self.arena_scratch:,}; "
-                f"static kernel scratch {self.kernel_static:,}), stack {self.ram_stack:,}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,20 +35,8 @@ class Firmware:
     out: Path
 
 
-def _env() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
-                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
-
-
 def render(template: str, out: Path, **context) -> Path:
-    return write_text(out, _env().get_template(template).render(**context))
-
-
-def tool(name: str, install: str = ARM_GCC_INSTALL) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise MissingToolError(name, install)
-    return path
+    return toolchain.render_to(template, out, **context)
 
 
 def render_board_support(board: Board, out: str | Path, *, flash_size: int | None = None,
@@ -118,60 +55,6 @@ def render_board_support(board: Board, out: str | Path, *, flash_size: int | Non
     return files
 
 
-def _run(cmd: Sequence[str], what: str) -> subprocess.CompletedProcess:
-    p = subprocess.run(list(map(str, cmd)), capture_output=True, text=True)
-    if p.returncode != 0:
-        raise BuildError(f"{what} failed:\n{p.stderr.strip() or p.stdout.strip()}\n(command: {' '.join(map(str, cmd))})")
-    return p
-
-
-def _sections(elf: Path) -> dict[str, int]:
-    out = _run([tool("arm-none-eabi-size"), "-A", elf], "arm-none-eabi-size").stdout
-    sizes = {}
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[0].startswith(".") and parts[1].isdigit():
-            sizes[parts[0]] = int(parts[1])
-    return sizes
-
-
-def _symbol_size(elf: Path, name: str) -> int:
-    out = _run([tool("arm-none-eabi-nm"), "-S", elf], "arm-none-eabi-nm").stdout
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) == 4 and parts[3] == name:
-            return int(parts[1], 16)
-    return 0
-
-
-def _rodata_from(map_file: Path, objects: Iterable[Path], sections: str = r"\.rodata") -> int:
-    """Bytes of input sections (names matching `sections`: .rodata*) that the linker map attributes to `objects`."""
-    names = {Path(o).name for o in objects}
-    text = map_file.read_text()
-    total = 0
-    # "<section> <addr> <size> <object>" on one line, or the section name alone on the line before.
-    pattern = re.compile(rf"^ ((?:{sections})\S*)\s*\n?\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+(\S+)$", re.M)
-    for m in pattern.finditer(text):
-        if Path(m.group(4)).name in names:
-            total += int(m.group(3), 16)
-    return total
-
-
-def size_report(elf: Path, board: Board, map_file: Path | None = None,
-                weight_objects: Iterable[Path] = (), scratch_objects: Iterable[Path] = (),
-                arena_scratch: int = 0) -> SizeReport:
-    s = _sections(elf)
-    return SizeReport(
-        flash_code=s.get(".isr_vector", 0) + s.get(".text", 0) + s.get(".ARM.exidx", 0),
-        flash_rodata=s.get(".rodata", 0),
-        flash_weights=_rodata_from(map_file, weight_objects) if map_file else 0,
-        flash_data_init=s.get(".data", 0), ram_data=s.get(".data", 0), ram_bss=s.get(".bss", 0),
-        ram_stack=s.get(".stack", 0), arena=_symbol_size(elf, "tx_arena"),
-        flash_budget=board.code_flash.size, ram_budget=board.ram.size,
-        kernel_static=_rodata_from(map_file, scratch_objects, r"\.bss|\.data") if map_file else 0,
-        arena_scratch=arena_scratch)
-
-
 def build_firmware(board: Board | str, sources: Sequence[str | Path], out: str | Path, *,
                    include_dirs: Sequence[str | Path] = (), defines: dict[str, object] | None = None,
                    opt: str = "-O2", weight_sources: Sequence[str | Path] = (), name: str = "firmware",
@@ -187,13 +70,12 @@ def build_firmware(board: Board | str, sources: Sequence[str | Path], out: str |
         board = load_board(board, emulate=emulate)
     out = Path(out)
     bsp = out / "board"
-    gcc = tool("arm-none-eabi-gcc")
     render_board_support(board, bsp)
     objdir = out / "obj"
     objdir.mkdir(parents=True, exist_ok=True)
-    defs = [f"-D{k}={v}" for k, v in (defines or {}).items()]
+    defs = toolchain.define_flags(defines)
     incs = [f"-I{d}" for d in [bsp, *include_dirs]]
-    cflags = [*board.cflags, opt, *WARNINGS, "-ffunction-sections", "-fdata-sections", "-fno-common", "-g",
+    cflags = [*toolchain.cross_cflags(board.cflags, opt),
               *([f"-ffile-prefix-map={prefix_map[0]}={prefix_map[1]}"] if prefix_map else []),
               *defs, *incs]
     all_sources = [Path(s) for s in sources] + [bsp / "startup.c", bsp / "tx_hal.c"]
@@ -203,7 +85,7 @@ def build_firmware(board: Board | str, sources: Sequence[str | Path], out: str |
         stem = src.stem
         seen[stem] = seen.get(stem, 0) + 1
         obj = objdir / (f"{stem}.o" if seen[stem] == 1 else f"{stem}_{seen[stem]}.o")
-        _run([gcc, *cflags, "-c", src, "-o", obj], f"compiling {src}")
+        toolchain.compile_object(src, obj, cflags)
         objects.append(obj)
     weight_objs = [o for o, s in zip(objects, all_sources) if any(Path(w).resolve() == s.resolve()
                                                                   for w in weight_sources)]
@@ -213,10 +95,8 @@ def build_firmware(board: Board | str, sources: Sequence[str | Path], out: str |
     elf = out / f"{name}.elf"
     map_file = out / f"{name}.map"
 
-    def link(script: Path, target: Path) -> subprocess.CompletedProcess:
-        cmd = [gcc, *board.cflags, "-nostartfiles", "--specs=nano.specs", "-Wl,--gc-sections",
-               f"-Wl,-Map={map_file}", "-T", script, *objects, "-o", target, "-lc", "-lgcc"]
-        return subprocess.run(list(map(str, cmd)), capture_output=True, text=True)
+    def link(script: Path, target: Path):
+        return toolchain.link_arm(board.cflags, objects, script, target, map_file)
 
     tmp_elf = out / f".{name}.elf.tmp"
     elf.unlink(missing_ok=True)  # never leave an older image next to a refused build
@@ -260,16 +140,9 @@ def _too_big(board: Board, s: SizeReport) -> str:
 def build_host(sources: Sequence[str | Path], out: str | Path, *, include_dirs: Sequence[str | Path] = (),
                defines: dict[str, object] | None = None, name: str = "firmware_host") -> Path:
     """Build the same sources for the host with gcc and the host HAL (stdio UART, no ticks)."""
-    gcc = tool("gcc", "apt-get install -y gcc")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     host = TEMPLATES / "boards" / "host"
-    exe = out / name
-    defs = [f"-D{k}={v}" for k, v in (defines or {}).items()]
-    incs = [f"-I{d}" for d in [host, TEMPLATES / "boards", *include_dirs]]
-    _run([gcc, "-O2", *WARNINGS, *defs, *incs, *sources, host / "tx_hal_host.c", "-o", exe],
-         "host build")
-    return exe
+    return toolchain.compile_host([*sources, host / "tx_hal_host.c"], Path(out) / name, defines=defines,
+                                  include_dirs=[host, TEMPLATES / "boards", *include_dirs])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -351,16 +224,6 @@ def render_app(pipeline: Pipeline, inputs, labels, out: str | Path, source: str 
 
 
 APP_SOURCES = ("tx_app.c", "tx_app_config.c", "tx_app_inputs.c")
-
-
-def symbol_address(elf: str | Path, name: str) -> int:
-    """Address of a symbol in an ARM ELF (Thumb bit cleared)."""
-    out = _run([tool("arm-none-eabi-nm"), str(elf)], "arm-none-eabi-nm").stdout
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[2] == name:
-            return int(parts[0], 16) & ~1
-    raise TinyexitError(f"symbol {name} not found in {elf}; rebuild the firmware with tinyexit build.")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -372,7 +372,7 @@ class HostBuilds:
 
     def build(self, lib: Path) -> Path | str:
         """The tx_host of `lib` (a cached copy), or the compiler's message when it does not compile."""
-        from tinyexit.codegen.testing import build_host
+        from tinyexit.conformance import build_host
         from tinyexit.errors import TinyexitError
 
         h = hashlib.sha256()
@@ -397,7 +397,7 @@ def judge(data: bytes, work: Path, rng: np.random.Generator, builds: HostBuilds,
     (quick runs) skips TFLM, the compiler and the comparison for a generated mutant ("generated, not compared")."""
     from tinyexit.cli import main
     from tinyexit.codegen import generate
-    from tinyexit.codegen.testing import run_host
+    from tinyexit.conformance import run_host
     from tinyexit.codegen.tflm_child import TflmCrashed, TflmRefused, outputs
     from tinyexit.errors import TinyexitError
 

@@ -209,7 +209,7 @@ class RandomModel:
     def input(self, shape) -> int:
         t = self.g.act_tensor(shape, draw_scale(self.rng, 0.005, 0.1), int(self.rng.integers(-20, 21)))
         self.g.input = t
-        from tinyexit.codegen.testing import structured_inputs
+        from tinyexit.conformance import structured_inputs
 
         x = self.rng.integers(-128, 128, size=(self.n_inputs, *shape[1:])).astype(np.int8)
         edge = structured_inputs(tuple(shape[1:]), self.g.spec(t).zero_points[0], self.rng)
@@ -224,7 +224,7 @@ class RandomModel:
             import tempfile
             from pathlib import Path
 
-            from tinyexit.codegen.testing import tflm_outputs
+            from tinyexit.conformance import tflm_outputs
 
             with tempfile.TemporaryDirectory() as d:
                 p = Path(d) / "prefix.tflite"
@@ -591,7 +591,7 @@ def compare(cases: list[Case], workdir, kernels: str) -> Comparison:
     from pathlib import Path
 
     from tinyexit.codegen import generate
-    from tinyexit.codegen.testing import build_host, run_host, tflm_outputs
+    from tinyexit.conformance import build_host, run_host, tflm_outputs
 
     work = Path(workdir)
     models = work / "models"

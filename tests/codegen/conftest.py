@@ -10,7 +10,7 @@ CONFORMANCE = {"kws": "kws_ref_model.tflite", "resnet": "pretrainedResnet_quant.
 def conformance_lib(tmp_path_factory):
     """One library with both conformance models, generated and built once per test session."""
     from tinyexit.codegen import generate
-    from tinyexit.codegen.testing import build_host
+    from tinyexit.conformance import build_host
 
     require_program("gcc", "apt-get install -y gcc make")
     paths = {name: conformance_model(f) for name, f in CONFORMANCE.items()}

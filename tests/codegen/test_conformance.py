@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tinyexit.codegen import read_model
-from tinyexit.codegen.testing import run_host, structured_inputs, tflm_outputs
+from tinyexit.conformance import run_host, structured_inputs, tflm_outputs
 
 
 def _inputs(path, n_random, rng):

@@ -4,7 +4,7 @@ import pytest
 
 from tests.conftest import require_program
 from tinyexit.codegen import read_model
-from tinyexit.codegen.testing import emulated_outputs, structured_inputs, tflm_outputs
+from tinyexit.conformance import emulated_outputs, structured_inputs, tflm_outputs
 
 
 @pytest.mark.emulator

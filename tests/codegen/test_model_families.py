@@ -6,7 +6,7 @@ import pytest
 from tests.conftest import require_program
 from tests.ops._harness import Case, convert
 from tinyexit.codegen import generate, read_model
-from tinyexit.codegen.testing import build_host, run_host, structured_inputs, tflm_outputs
+from tinyexit.conformance import build_host, run_host, structured_inputs, tflm_outputs
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 from tests.ops._harness import Case, convert
 from tinyexit.cli import main
 from tinyexit.codegen import models_from_run, read_model
-from tinyexit.codegen.testing import build_host, run_host, structured_inputs, tflm_outputs
+from tinyexit.conformance import build_host, run_host, structured_inputs, tflm_outputs
 from tinyexit.errors import TinyexitError
 
 

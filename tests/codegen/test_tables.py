@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tinyexit.codegen import fuse, plan_memory, read_model
-from tinyexit.codegen.testing import run_host
+from tinyexit.conformance import run_host
 
 
 @pytest.mark.parametrize("name", ["kws", "resnet"])
@@ -35,7 +35,7 @@ def test_scramble_detects_a_missing_live_range(conformance_lib, tmp_path, rng):
     import re
     import shutil
 
-    from tinyexit.codegen.testing import build_host
+    from tinyexit.conformance import build_host
 
     lib = tmp_path / "lib"
     shutil.copytree(conformance_lib["dir"], lib)
@@ -56,7 +56,7 @@ def test_scramble_detects_a_missing_live_range(conformance_lib, tmp_path, rng):
 def test_plain_mode_same_bytes_and_tables(conformance_lib, rng, tmp_path):
     """No in-place ops, no fusion, file order: a bigger arena, the same bytes, tables still complete."""
     from tinyexit.codegen import generate
-    from tinyexit.codegen.testing import build_host
+    from tinyexit.conformance import build_host
 
     report = generate(conformance_lib["paths"], tmp_path / "lib", inplace=False, fuse_ops=False, reorder=False,
                       measure=False, compare_tflm=False)

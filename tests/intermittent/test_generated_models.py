@@ -33,7 +33,7 @@ def test_kws_campaign_zero_wrong_results(kws, tmp_path, gran):
 
 def test_kws_uninterrupted_equals_tflm(kws, tmp_path):
     """The oracle of the campaign is itself right: the runtime-driven model gives TFLM's bytes."""
-    from tinyexit.codegen.testing import tflm_outputs
+    from tinyexit.conformance import tflm_outputs
     model, exe, _ = kws
     t = HostTarget(exe, tmp_path / "nvm.bin")
     inputs = random_inputs(2, 490, seed=8)

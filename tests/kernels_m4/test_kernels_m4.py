@@ -75,9 +75,9 @@ CONFORMANCE = {"kws": ("kws_ref_model.tflite", 24), "resnet": ("pretrainedResnet
 @pytest.fixture(scope="module")
 def emulated(tmp_path_factory):
     require_emulator()
-    from tinyexit.build import symbol_address
+    from tinyexit.toolchain import symbol_address
     from tinyexit.codegen import Link, generate, read_model
-    from tinyexit.codegen.testing import structured_inputs
+    from tinyexit.conformance import structured_inputs
 
     work = tmp_path_factory.mktemp("kernels_m4")
     rng = np.random.default_rng(5)
@@ -112,7 +112,7 @@ def emulated(tmp_path_factory):
 
 
 def _check(emulated, name):
-    from tinyexit.codegen.testing import tflm_outputs
+    from tinyexit.conformance import tflm_outputs
 
     job = emulated["jobs"][name]
     want = tflm_outputs(emulated["paths"][name], job.inputs)

@@ -69,7 +69,7 @@ def guarded(tmp_path_factory):
 
 @pytest.mark.parametrize("name", ["kws", "resnet", "ring_conv", "ring_dw", "sparse"])
 def test_kernels_write_only_live_ranges_and_their_work_space(guarded, name):
-    from tinyexit.codegen.testing import tflm_outputs
+    from tinyexit.conformance import tflm_outputs
 
     steps = guarded["doc"]["models"][name]["step_work"]
     assert any(size for _, size in steps), "the model should use kernel work space"
@@ -83,10 +83,10 @@ def test_the_guard_catches_a_kernel_writing_outside_its_plan(guarded):
 
 
 def test_reported_ram_is_what_the_image_reserves(guarded):
-    from tinyexit.build import _symbol_size
+    from tinyexit.toolchain import symbol_size
 
     report, sizes, doc = guarded["report"], guarded["fw"].sizes, guarded["doc"]
-    assert _symbol_size(guarded["fw"].elf, "tx_arena") == report.arena_bytes == sizes.arena
+    assert symbol_size(guarded["fw"].elf, "tx_arena") == report.arena_bytes == sizes.arena
     assert report.static_scratch_bytes is not None and sizes.kernel_static == report.static_scratch_bytes
     assert doc["ram_bytes"] == report.arena_bytes + report.static_scratch_bytes
     # the work space is inside the arena: the largest one planned is what the report states

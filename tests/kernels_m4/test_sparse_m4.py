@@ -68,7 +68,7 @@ def test_sparse_kernels_match_tflm_on_the_emulator(tmp_path):
 
 def _run_library(work, models, exact, rng):
     from tinyexit.codegen import generate
-    from tinyexit.codegen.testing import structured_inputs, tflm_outputs
+    from tinyexit.conformance import structured_inputs, tflm_outputs
 
     lib = work / "lib"
     rep = generate({n: p for n, (p, _) in models.items()}, lib, kernels="cortex_m4", compare_tflm=False,

@@ -18,7 +18,7 @@ def test_model_alone_matches_tflm_within_targets(name, tmp_path):
                                          "libnewlib-arm-none-eabi")
     require_program("qemu-system-arm", "apt-get install -y --no-install-recommends qemu-system-arm")
     from tinyexit.codegen import generate, read_model
-    from tinyexit.codegen.testing import emulated_outputs, structured_inputs, tflm_outputs
+    from tinyexit.conformance import emulated_outputs, structured_inputs, tflm_outputs
 
     file, max_insns, max_code = MODELS[name]
     path = conformance_model(file)

@@ -86,7 +86,7 @@ def convert(case: Case, seed: int = 0) -> bytes:
 def build_sweep(cases: list[Case], workdir, kernels: str = "reference") -> dict:
     """Convert every case, generate ONE library holding them all, build it; returns a dict for check()."""
     from tinyexit.codegen import generate
-    from tinyexit.codegen.testing import build_host
+    from tinyexit.conformance import build_host
 
     paths = {}
     for c in cases:
@@ -102,7 +102,7 @@ def build_sweep(cases: list[Case], workdir, kernels: str = "reference") -> dict:
 
 def check(sweep: dict, name: str, n_random: int = 40, seed: int = 1) -> None:
     from tinyexit.codegen import read_model
-    from tinyexit.codegen.testing import run_host, structured_inputs, tflm_outputs
+    from tinyexit.conformance import run_host, structured_inputs, tflm_outputs
 
     path = sweep["paths"][name]
     g = read_model(path)

@@ -59,7 +59,7 @@ def test_unfused_library_gives_the_same_bytes(sweep, tmp_path):
     import numpy as np
 
     from tinyexit.codegen import generate, read_model
-    from tinyexit.codegen.testing import build_host, run_host
+    from tinyexit.conformance import build_host, run_host
 
     paths = {n: sweep["paths"][n] for n in ("a_plain", "a_residual")}
     generate(paths, tmp_path / "lib", fuse_ops=False, inplace=False, measure=False, compare_tflm=False)

@@ -53,7 +53,7 @@ def test_branch_order_chosen_for_memory(sweep, tmp_path):
     from tinyexit.codegen.emit import emit_library
     from tinyexit.codegen.fuse import fuse_conv_add
     from tinyexit.codegen.schedule import schedule
-    from tinyexit.codegen.testing import build_host, run_host, tflm_outputs
+    from tinyexit.conformance import build_host, run_host, tflm_outputs
 
     path = sweep["paths"]["cat_early_view"]
     g = fuse_conv_add(read_model(path))

@@ -54,7 +54,7 @@ def chained_sweep(cases, work, kernels):
     situation: the map stays intact, so the slice cannot run over it), built for the host."""
     from tests.ops._harness import convert
     from tinyexit.codegen import Link, generate
-    from tinyexit.codegen.testing import build_host
+    from tinyexit.conformance import build_host
 
     paths = {}
     for c in cases:

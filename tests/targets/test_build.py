@@ -115,7 +115,7 @@ def test_vector_table(tmp_path, need_cross, board, flash_origin):
     import struct
     import subprocess
 
-    from tinyexit.build import symbol_address, tool
+    from tinyexit.toolchain import symbol_address, tool
     fw = build_firmware(board, [_src(tmp_path, "int main(void) { return 0; }\n", "m.c")], tmp_path / "o")
     out = subprocess.run([tool("arm-none-eabi-objdump"), "-h", str(fw.elf)], capture_output=True, text=True).stdout
     vma = [int(line.split()[3], 16) for line in out.splitlines() if " .isr_vector " in line]

@@ -4,7 +4,7 @@ extra iteration, repeat runs agree, limit=N stops after exactly N instructions, 
 import pytest
 from fw_helpers import firmware, toy_app
 
-from tinyexit.build import symbol_address
+from tinyexit.toolchain import symbol_address
 from tinyexit.targets.app_output import parse_app_output
 from tinyexit.targets.qemu import LIMIT_STATUS, QemuRunner
 

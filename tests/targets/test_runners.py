@@ -1,5 +1,6 @@
 """pyOCD without a probe fails at once with pyOCD's finding and a hint; serial port auto-detection;
-Renode files carry the board's platform, the ELF and the result line; runner selection."""
+Renode files carry the board's platform, the ELF and the result line; runner selection, capabilities and the
+CLI's --runner."""
 import shutil
 import time
 from types import SimpleNamespace
@@ -78,6 +79,80 @@ def test_runner_selection():
         get_runner(load_board("netduinoplus2"), "pyocd")
 
 
+def _one_line_error(match, call, *args, **kw):
+    with pytest.raises(TinyexitError) as exc:
+        call(*args, **kw)
+    msg = str(exc.value)
+    assert "\n" not in msg and match in msg, msg
+
+
+def test_runner_capabilities():
+    """Runners declare what they can do; asking one for a capability it lacks, an unknown runner or an option
+    it does not take is a one-line error naming the ones that fit."""
+    real, emu = load_board("nrf52840"), load_board("nrf52840", emulate=True)
+    qemu = get_runner(emu, needs=("instruction_windows", "exact_cuts", "memory_file"))
+    assert qemu.name == "qemu" and qemu.caps.exit_status and not qemu.caps.flash
+    assert get_runner(real).caps.flash and not get_runner(real).caps.instruction_windows
+    _one_line_error("the qemu runner cannot program a board's flash (flash); runners that can: pyocd",
+                    get_runner, emu, needs=("flash",))
+    _one_line_error("the renode runner cannot stop the firmware after an exact number of instructions (exact_cuts); "
+                    "runners that can: qemu", get_runner, real, "renode", needs=("exact_cuts",))
+    _one_line_error("unknown runner 'jlink'; the known runners are pyocd, qemu, renode", get_runner, real, "jlink")
+    _one_line_error("the qemu runner takes no port option (--port)", get_runner, emu, port="/dev/ttyACM0")
+    _one_line_error("unknown runner capability 'debug'", get_runner, emu, needs=("debug",))
+    pyocd = get_runner(real, port="/dev/ttyACM0", probe=None)
+    assert pyocd.port == "/dev/ttyACM0" and pyocd.probe is None
+
+
+def test_a_run_option_needing_a_missing_capability_is_refused_before_running(tmp_path):
+    """Instruction windows or exact cuts asked of pyOCD or Renode: refused at once (no probe touched, no
+    Renode started), instead of a run that silently has no counts."""
+    elf = tmp_path / "fw.elf"
+    elf.write_bytes(b"\x7fELF")
+    real = load_board("nrf52840")
+    _one_line_error("the pyocd runner cannot stop the firmware after an exact number of instructions",
+                    get_runner(real).run, elf, limit=1000)
+    _one_line_error("the renode runner cannot count instructions between two addresses (instruction_windows); "
+                    "runners that can: qemu", get_runner(real, "renode").run, elf, window=(0x100, 0x200))
+    _one_line_error("the renode runner cannot send input to the firmware's serial line (send)",
+                    get_runner(real, "renode").run, elf, send=b"\x01")
+    assert not (tmp_path / "renode").exists()
+
+
+@pytest.mark.parametrize("argv,error", [
+    (["bench", "{run}", "--runner", "jlink"], "unknown runner 'jlink'; the known runners are pyocd, qemu, renode"),
+    (["flash", "{run}", "--board", "netduinoplus2", "--runner", "pyocd"], "board netduinoplus2 has no 'pyocd' runner"),
+    (["flash", "{run}", "--board", "nrf52840", "--emulate", "--port", "/dev/ttyACM0"],
+     "the qemu runner takes no port option"),
+    (["flash", "{run}", "--board", "nrf52840", "--runner", "renode", "--serial-inputs"],
+     "the renode runner cannot send input to the firmware's serial line (send)"),
+    (["powerfail", "{run}", "--runner", "qemu"], "--runner chooses the emulated board's runner; add --emulate"),
+    (["powerfail", "{run}", "--emulate", "--board", "nrf52840", "--runner", "renode"],
+     "the renode runner cannot stop the firmware after an exact number of instructions (exact_cuts)"),
+])
+def test_cli_runner_errors_are_one_line(tmp_path, capsys, argv, error):
+    """--runner on the commands that run a board: refused in one line before anything is built."""
+    from tinyexit.cli import main
+    assert main([a.format(run=tmp_path) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert error in err and err.count("\n") == 1, err
+
+
+def test_cli_runner_overrides_the_boards_default(tmp_path, monkeypatch, capsys):
+    """`tinyexit flash --board nrf52840 --runner renode RUN`: the board's default (pyOCD) is replaced by the
+    runner named; a stand-in renode plays the firmware, the build is a stand-in too."""
+    import tinyexit.build
+
+    elf = fake_renode(tmp_path, monkeypatch)
+    built = []
+    monkeypatch.setattr(tinyexit.build, "build_run", lambda run, board, **kw: built.append(board.name) or
+                        SimpleNamespace(elf=elf, sizes=SimpleNamespace(table=lambda: "sizes")))
+    from tinyexit.cli import main
+    assert main(["flash", "--board", "nrf52840", "--runner", "renode", "--timeout", "20", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert built == ["nrf52840"] and "running firmware.elf with renode" in out and "1 inputs: 1 correct" in out
+
+
 def test_flash_cli_without_probe_is_quick_and_clear(tmp_path):
     """`tinyexit flash --board nrf52840 RUN` with no probe: exit status 2, pyOCD's finding, no traceback,
     and it does not wait (it checks for the probe before building anything)."""
@@ -114,6 +189,20 @@ import time; time.sleep(30)
 '''
 
 
+def fake_renode(tmp_path, monkeypatch):
+    """FAKE_RENODE first on PATH; returns the ELF path it will name (a stand-in file)."""
+    import os
+    import sys
+    fake = tmp_path / "bin" / "renode"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_RENODE.replace("#!PYTHON", "#!" + sys.executable))
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    elf = tmp_path / "firmware.elf"
+    elf.write_bytes(b"\x7fELF")
+    return elf
+
+
 def test_renode_runner_reads_the_uart_socket(tmp_path, monkeypatch):
     """With a `renode` on PATH the runner starts it on the generated .resc and reads the firmware's lines
     from the UART socket terminal the .resc creates (a stand-in renode plays the firmware here).
@@ -123,19 +212,11 @@ def test_renode_runner_reads_the_uart_socket(tmp_path, monkeypatch):
     stand-in's lines won that race (more often on a loaded machine) they were lost and the runner waited
     20 s for nothing. Here the runner always pauses after connecting, so the lines are always there before
     its first read: the order that used to fail is the one tested, every time."""
-    import sys
-
     from fw_helpers import late_reader
 
     from tinyexit.targets.app_output import parse_app_output
     late_reader(monkeypatch, 0.3)
-    fake = tmp_path / "bin" / "renode"
-    fake.parent.mkdir()
-    fake.write_text(FAKE_RENODE.replace("#!PYTHON", "#!" + sys.executable))
-    fake.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{fake.parent}:{__import__('os').environ['PATH']}")
-    elf = tmp_path / "firmware.elf"
-    elf.write_bytes(b"\x7fELF")
+    elf = fake_renode(tmp_path, monkeypatch)
     t0 = time.monotonic()
     r = RenodeRunner(load_board("nrf52840")).run(elf, timeout=20)
     assert time.monotonic() - t0 < 15  # stops at the TX END line, does not wait for renode to exit

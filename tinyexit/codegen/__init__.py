@@ -7,7 +7,7 @@ Three stages with typed hand-offs:
   plan_memory(graph) -> Plan         tensor lifetimes -> arena offsets, in-place ops, live ranges per step
   emit_library(graphs, plans, dir)   Graph + Plan -> C files rendered from firmware_templates/
 `generate(models, out_dir)` runs them for one or many models into one library and measures it (GenerateReport,
-also written as report.json); `tinyexit.codegen.testing` compares a library with tflite_micro.
+also written as report.json); `tinyexit.conformance` compares a library with tflite_micro.
 """
 from tinyexit.codegen.fuse import fuse
 from tinyexit.codegen.generate import GenerateReport, Link, ModelFigures, chain_from_run, generate, models_from_run

@@ -5,17 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import jinja2
-
-from tinyexit import __version__
+from tinyexit import __version__, toolchain
 from tinyexit.codegen.cformat import c_array, c_float, c_ident, c_int
 from tinyexit.codegen.features import kernel_features
 from tinyexit.codegen.ir import Graph, Tensor
 from tinyexit.codegen.plan import Plan
 from tinyexit.errors import TinyexitError
-from tinyexit.resources import templates_dir
+from tinyexit.toolchain import TEMPLATES
 
-TEMPLATES = templates_dir()
 # Kernel variants: one folder each under firmware_templates/kernels/ ("reference" is the TFLM-exact C99
 # fallback; an optimized variant may hold only some kernels, with the same signatures).
 KERNEL_VARIANTS = tuple(sorted(d.name for d in (TEMPLATES / "kernels").iterdir() if d.is_dir()))
@@ -24,12 +21,6 @@ KERNEL_VARIANTS = tuple(sorted(d.name for d in (TEMPLATES / "kernels").iterdir()
 @dataclass(frozen=True)
 class EmitConfig:
     kernels: str = "reference"      # kernel variant folder under firmware_templates/kernels/
-
-
-def _env() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
-                              trim_blocks=True, lstrip_blocks=True,
-                              keep_trailing_newline=True, autoescape=False)
 
 
 def _banner(sources: list[str]) -> tuple[str, str]:
@@ -104,7 +95,6 @@ def emit_library(graphs: dict[str, Graph], plans: dict[str, Plan], out_dir: Path
     `chain`: the generate.Link boundaries planned through the arena (declared in tx_model.h)."""
     if config.kernels not in KERNEL_VARIANTS:
         raise TinyexitError(f"unknown kernel variant '{config.kernels}'; choose one of {', '.join(KERNEL_VARIANTS)}")
-    env = _env()
     banner, banner_text = _banner([Path(g.path).name for g in graphs.values()])
     decls = [model_decl(n, g, plans[n]) for n, g in graphs.items()]
     arena = max([p.arena_bytes for p in plans.values()] + [1])
@@ -124,7 +114,7 @@ def emit_library(graphs: dict[str, Graph], plans: dict[str, Plan], out_dir: Path
     files: dict[str, list[str]] = {"models": [], "kernels": [], "runtime": [], "host": []}
 
     def render(template: str, target: str, role: str, **extra) -> None:
-        text = env.get_template(template).render(**common, **extra)
+        text = toolchain.render(template, **common, **extra)
         (out_dir / target).write_text(text)
         files[role].append(target)
 
@@ -143,6 +133,6 @@ def emit_library(graphs: dict[str, Graph], plans: dict[str, Plan], out_dir: Path
         render(f"kernels/{variant}/{src}.j2", src, "kernels")
     lib_sources = [f for f in files["runtime"] + files["models"] + files["kernels"] if f.endswith(".c")]
     render("model/host_main.c.j2", "host_main.c", "host")
-    render("model/Makefile.j2", "Makefile", "host", lib_sources=lib_sources)
+    render("model/Makefile.j2", "Makefile", "host", lib_sources=lib_sources, cflags=" ".join(toolchain.HOST_CFLAGS))
     files["lib_sources"] = lib_sources
     return files

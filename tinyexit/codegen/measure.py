@@ -4,41 +4,37 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
-
-ARM_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
-CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", "-ffunction-sections", "-fdata-sections"]
 
 
 def section_sizes(src_dir: Path, sources: list[str]) -> tuple[str, dict[str, dict[str, int]]]:
     """Compile each source to an object (arm-none-eabi-gcc for Cortex-M4 when installed, else host gcc) and
     return (compiler description, {source: {"text": bytes, "rodata": bytes, "data": bytes, "bss": bytes}})."""
-    if shutil.which("arm-none-eabi-gcc") and shutil.which("arm-none-eabi-size"):
-        cc, size, extra, desc = "arm-none-eabi-gcc", "arm-none-eabi-size", ARM_FLAGS, "arm-none-eabi-gcc -O2 cortex-m4"
+    from tinyexit import toolchain
+    from tinyexit.errors import TinyexitError
+
+    if shutil.which(toolchain.ARM_GCC) and shutil.which("arm-none-eabi-size"):
+        cc, size, cpu, desc = toolchain.ARM_GCC, "arm-none-eabi-size", toolchain.CORTEX_M4, \
+            "arm-none-eabi-gcc -O2 cortex-m4"
     elif shutil.which("gcc") and shutil.which("size"):
-        cc, size, extra, desc = "gcc", "size", [], "host gcc -O2 (arm-none-eabi-gcc not installed)"
+        cc, size, cpu, desc = "gcc", "size", (), "host gcc -O2 (arm-none-eabi-gcc not installed)"
     else:
         return "none", {}
     out: dict[str, dict[str, int]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for src in sources:
             obj = Path(tmp) / (Path(src).stem + ".o")
-            r = subprocess.run([cc, *extra, *CFLAGS, "-c", "-o", str(obj), str(src_dir / src)],
-                               capture_output=True, text=True)
-            if r.returncode != 0:
-                from tinyexit.errors import TinyexitError
+            try:
+                toolchain.compile_object(src_dir / src, obj, [*cpu, *toolchain.HOST_CFLAGS, *toolchain.SECTIONS], cc=cc)
+            except toolchain.BuildError as e:
                 raise TinyexitError(f"the generated {src} does not compile with {cc} (a code generator bug; "
-                                    f"please report it with the model):\n{r.stderr[-2000:]}")
-            text = subprocess.run([size, "-A", str(obj)], check=True, capture_output=True, text=True).stdout
+                                    f"please report it with the model):\n{str(e)[-2000:]}") from None
             sizes = {"text": 0, "rodata": 0, "data": 0, "bss": 0}
-            for line in text.splitlines():
-                parts = line.split()
-                if len(parts) >= 2 and parts[0].startswith(".") and parts[1].isdigit():
-                    for key in sizes:
-                        if parts[0] == f".{key}" or parts[0].startswith(f".{key}."):
-                            sizes[key] += int(parts[1])
+            for name, nbytes in toolchain.section_sizes(obj, size):
+                for key in sizes:
+                    if name == f".{key}" or name.startswith(f".{key}."):
+                        sizes[key] += nbytes
             out[src] = sizes
     return desc, out
 

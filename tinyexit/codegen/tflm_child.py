@@ -8,6 +8,7 @@ removes whatever happens: nothing is left behind.
 
     arena_figures({name: path})          {name: {"total", "head", "tail"} or None (TFLM refused it)}
     outputs(path, inputs)                int8 [n, output_size]; TflmRefused when TFLM rejects the model
+    tflm_outputs(path, inputs)           the same in this process (what the child runs)
 """
 from __future__ import annotations
 
@@ -93,8 +94,25 @@ def arena_figures(paths: dict[str, str | os.PathLike]) -> dict[str, dict | None]
     return {n: r.get("arena") for n, r in zip(names, res)}
 
 
+def tflm_outputs(path: str | os.PathLike, inputs: np.ndarray, arena_size: int | None = None) -> np.ndarray:
+    """Run TFLM's reference interpreter on each input (int8, [n, *input_shape[1:]]); returns [n, output_size].
+    `arena_size`: TFLM's tensor arena in bytes (default: the runtime's guess, 10 x the file size, too small for
+    a model with few weights and large activations)."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    it = runtime.Interpreter.from_file(str(path), arena_size=arena_size)
+    shape = tuple(int(d) for d in it.get_input_details(0)["shape"])
+    outs = []
+    for x in np.asarray(inputs, np.int8):
+        # TFLM may reuse the input buffer for activations: set the input again before every invoke.
+        it.set_input(x.reshape(shape), 0)
+        it.invoke()
+        outs.append(np.asarray(it.get_output(0), np.int8).ravel().copy())
+    return np.stack(outs)
+
+
 def outputs(path: str | os.PathLike, inputs: np.ndarray, *, timeout: float = TIMEOUT_S) -> np.ndarray:
-    """tflite_micro's outputs on `inputs` (testing.tflm_outputs, run in a child)."""
+    """tflite_micro's outputs on `inputs` (tflm_outputs, run in a child)."""
     res = run_jobs([{"kind": "outputs", "model": path, "inputs": inputs}], timeout=timeout)[0]
     if "refused" in res:
         raise TflmRefused(f"tflite_micro rejects {Path(path).name}: {res['refused']}")
@@ -103,7 +121,6 @@ def outputs(path: str | os.PathLike, inputs: np.ndarray, *, timeout: float = TIM
 
 def _child(work: Path) -> None:
     from tinyexit.codegen.measure import tflm_arena_bytes
-    from tinyexit.codegen.testing import tflm_outputs
 
     for k, job in enumerate(json.loads((work / "jobs.json").read_text())):
         if job["kind"] == "arena":

@@ -14,7 +14,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("run", metavar="RUN", help="run directory (quantized, calibrated)")
     parser.add_argument("--board", default="nrf52840", help="board name (default nrf52840)")
     parser.add_argument("--emulate", action="store_true", help="run on the board's emulator (QEMU)")
-    parser.add_argument("--runner", choices=["pyocd", "qemu", "renode"], help="override the board's runner")
+    parser.add_argument("--runner", help="override the board's default runner (pyocd, qemu, renode: one the board "
+                                         "lists); exact instruction counts need one that counts them (qemu)")
     parser.add_argument("--inputs", type=int, default=100, help="test inputs (default 100)")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per firmware run (default 900)")
     parser.add_argument("--no-oracle", action="store_true",

@@ -14,8 +14,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("run", metavar="RUN", help="run directory (quantized, calibrated)")
     parser.add_argument("--board", required=True, help="board name (boards/*.yaml)")
     parser.add_argument("--emulate", action="store_true", help="run on the board's emulator (QEMU) instead")
-    parser.add_argument("--runner", choices=["pyocd", "qemu", "renode"],
-                        help="override the board's default runner")
+    parser.add_argument("--runner", help="override the board's default runner (pyocd, qemu, renode: one the "
+                                         "board lists)")
     parser.add_argument("--port", help="serial port of the board (default: auto-detected from the probe)")
     parser.add_argument("--probe", help="unique id (or part of it) of the debug probe to use")
     parser.add_argument("--inputs", type=int, default=20, help="test inputs baked into the firmware (default 20)")
@@ -36,18 +36,13 @@ def run(args) -> int:
         raise TinyexitError("--timeout must be positive and --inputs at least 1")
     emulate = args.emulate or args.runner == "qemu"
     board = load_board(args.board, emulate=emulate)
-    if args.runner and args.runner not in board.runners:
-        raise TinyexitError(f"board {board.name} has no '{args.runner}' runner ({', '.join(board.runners)})")
-    name = args.runner or board.default_runner
-    if name == "pyocd":
-        from tinyexit.targets.pyocd_runner import PyocdRunner
-        runner = PyocdRunner(board, port=args.port, probe=args.probe)
+    runner = get_runner(board, args.runner, needs=("send",) if args.serial_inputs else (), port=args.port,
+                        probe=args.probe)
+    if runner.caps.flash:  # a real board: without a probe, fail at once, before building
         from tinyexit.targets import NoProbeError
         from tinyexit.targets.pyocd_runner import connected_probes, no_probe_message
-        if not connected_probes():  # before building: fail at once
+        if not connected_probes():
             raise NoProbeError(no_probe_message(board))
-    else:
-        runner = get_runner(board, name)
     fw = build_run(args.run, board, num_inputs=args.inputs, serial_inputs=args.serial_inputs)
     print(fw.sizes.table())
     send = b""

@@ -42,6 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--board", default=None, help="board for --emulate (default mps2-an386)")
     p.add_argument("--emulate", action="store_true",
                    help="run on the emulated board (QEMU), cutting after exact instruction counts")
+    p.add_argument("--runner", help="the emulated board's runner for --emulate (default: the board's; it must cut "
+                                    "after exact instruction counts)")
     p.add_argument("--broken", action="append", default=[], choices=["single-slot", "no-crc", "no-erase", "no-vector", "volatile-low"],
                    help="build a deliberately broken runtime (to see the campaign fail)")
     p.add_argument("--out", default=None, help="work folder (default RUN/powerfail or build/powerfail/NAME)")
@@ -73,6 +75,13 @@ def run(args: argparse.Namespace) -> int:
             threshold = int(threshold)
         except ValueError:
             raise TinyexitError(f"--threshold {threshold!r}: an int8 score (-128..127) or 'policy'") from None
+    if args.runner:  # refused at once (one line), before anything is built
+        if not args.emulate:
+            raise TinyexitError("--runner chooses the emulated board's runner; add --emulate")
+        from tinyexit.boards import load_board
+        from tinyexit.intermittent.emulated import RUNNER_NEEDS
+        from tinyexit.targets import get_runner
+        get_runner(load_board(args.board or "mps2-an386", emulate=True), args.runner, needs=RUNNER_NEEDS)
     if threshold == "policy":
         if not args.branch:
             raise TinyexitError("--threshold policy is for --branch (exit heads: pass the integer)")
@@ -90,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
         from tinyexit.intermittent.branch import plot_answers
         reports = powerfail_branch(target, out, cuts=args.cuts, seed=args.seed, granularities=grans,
                                    num_inputs=args.inputs, broken=args.broken, slots=args.slots, low_energy=low,
-                                   emulate=args.emulate, board=args.board or "mps2-an386", threshold=threshold)
+                                   emulate=args.emulate, board=args.board or "mps2-an386", threshold=threshold,
+                                   runner=args.runner)
         if low > 0:
             print(f"figure: {plot_answers(reports, out / ('branch-answers' + ('-emulated' if args.emulate else '') + '.png'))}")
     elif args.emulate:
@@ -100,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         from tinyexit.intermittent.emulated import powerfail_emulated
         reports = powerfail_emulated(target, out, board=args.board or "mps2-an386", cuts=args.cuts,
                                      seed=args.seed, granularities=grans, num_inputs=args.inputs,
-                                     broken=args.broken, threshold=threshold, slots=args.slots)
+                                     broken=args.broken, threshold=threshold, slots=args.slots, runner=args.runner)
     else:
         if args.board:
             raise TinyexitError("--board needs --emulate (the host campaign runs on this machine)")

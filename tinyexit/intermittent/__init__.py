@@ -106,7 +106,7 @@ def tflm_reference(target: str | os.PathLike):
             return [np.asarray(o[0], np.int8).tobytes() for o in pipe.run_q(q)]
         return ref
     if target.suffix == ".tflite":
-        from tinyexit.codegen.testing import tflm_outputs
+        from tinyexit.conformance import tflm_outputs
         from tflite_micro.python.tflite_micro import runtime
         shape = tuple(int(d) for d in runtime.Interpreter.from_file(str(target)).get_input_details(0)["shape"][1:])
 

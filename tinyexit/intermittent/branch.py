@@ -508,7 +508,7 @@ def _instructions_to(target, j: int, point: int, granularity: Granularity, layou
 def powerfail_branch(target: str | os.PathLike, out_dir: str | os.PathLike, *, cuts: int = 200, seed: int = 0,
                      granularities: Sequence[str] = ("layer",), num_inputs: int = 4, broken: Sequence[str] = (),
                      slots: int = 2, low_energy: float = 0.5, emulate: bool = False, board: str = "mps2-an386",
-                     threshold: int | None = None) -> list[BranchCampaignReport]:
+                     threshold: int | None = None, runner: str | None = None) -> list[BranchCampaignReport]:
     """`tinyexit powerfail RUN --branch`: campaigns of the shared-branch pipeline of RUN/branch, on the host
     or (emulate) the emulated board; results checked against the int8 chain on TFLM."""
     from tinyexit.intermittent import random_inputs
@@ -530,7 +530,7 @@ def powerfail_branch(target: str | os.PathLike, out_dir: str | os.PathLike, *, c
     layout = Layout.from_rows(host.layout())
     fw = build_emulated(lib, stages, inputs, board, out_dir / ("branch-emu" + suffix), broken=broken, slots=slots,
                         vector=vector)
-    et = EmulatedTarget(fw, out_dir / "branch-psram.img")
+    et = EmulatedTarget(fw, out_dir / "branch-psram.img", runner=runner)
     return [run_branch_emulated(et, layout, inputs, cuts=cuts, seed=seed, granularity=Granularity.parse(g),
                                 low_energy=low_energy, reference=reference, threshold=threshold,
                                 work_dir=out_dir / f"branch-emu-campaign-{str(Granularity.parse(g)).replace(':', '')}")

@@ -17,13 +17,11 @@ from __future__ import annotations
 import random
 import re
 import struct
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-import jinja2
-
+from tinyexit import toolchain
 from tinyexit.errors import TinyexitError
 from tinyexit.intermittent import slots
 from tinyexit.intermittent.campaign import BootResult, CampaignReport, Failure, ResultJudge, drive
@@ -67,10 +65,9 @@ def build_emulated(lib_dir: str | Path, stages: list[Stage], inputs: Sequence[by
     size = len(inputs[0])
     if any(len(x) != size for x in inputs):
         raise TinyexitError("all inputs of a campaign must have the same size")
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(RUNTIME_DIR)), undefined=jinja2.StrictUndefined)
     rows = [", ".join(str(b - 256 if b > 127 else b) for b in x) + "," for x in inputs]
-    (gen / "tx_pf_inputs.c").write_text(env.get_template("powerfail_inputs.c.j2").render(inputs=rows,
-                                                                                       input_size=size) + "\n")
+    (gen / "tx_pf_inputs.c").write_text(toolchain.render("runtime/powerfail_inputs.c.j2", trim_blocks=False,
+                                                         inputs=rows, input_size=size))
     sources = [RUNTIME_DIR / s for s in FIRMWARE_SOURCES] + [gen / "tx_pipeline_cfg.c", gen / "tx_pf_inputs.c"]
     sources += sorted(p for p in lib_dir.glob("*.c") if p.name != "host_main.c")
     defines = {"TX_NVM_RESERVED_TAIL": f"{MAILBOX_BYTES}u", "TX_NVM_NVMC_RULES": 1}
@@ -101,14 +98,18 @@ class EBoot:
     text: str = ""
 
 
-class EmulatedTarget:
-    """A built campaign firmware plus the PSRAM image file that holds its NVM."""
+RUNNER_NEEDS = ("exact_cuts", "instruction_windows", "memory_file")   # what a campaign asks of its runner
 
-    def __init__(self, firmware, psram_path: str | Path):
-        from tinyexit.targets.qemu import QemuRunner
+
+class EmulatedTarget:
+    """A built campaign firmware plus the PSRAM image file that holds its NVM, run by the board's runner (or
+    `runner`), which must cut after exact instruction counts and back the PSRAM with the file (RUNNER_NEEDS)."""
+
+    def __init__(self, firmware, psram_path: str | Path, runner: str | None = None):
+        from tinyexit.targets import get_runner
         self.fw = firmware
         self.board = firmware.board
-        self.runner = QemuRunner(self.board)
+        self.runner = get_runner(self.board, runner, needs=RUNNER_NEEDS)
         self.psram = Path(psram_path)
         self.nvm_offset = self.board.nvm.origin - PSRAM_BASE
         self.nvm_size = self.board.nvm.size - MAILBOX_BYTES
@@ -123,13 +124,7 @@ class EmulatedTarget:
         self.retries: list[dict] = []         # boots re-run after an emulator hiccup: {"boot", "attempt", "reason"}
 
     def _symbol(self, name: str) -> int:
-        from tinyexit.build import tool
-        out = subprocess.run([tool("arm-none-eabi-nm"), str(self.fw.elf)], capture_output=True, text=True,
-                             check=True).stdout
-        m = re.search(rf"^([0-9a-f]+) [Tt] {name}$", out, re.M)
-        if not m:
-            raise TinyexitError(f"{self.fw.elf} has no symbol {name}")
-        return int(m.group(1), 16)
+        return toolchain.symbol_address(self.fw.elf, name)
 
     def _write(self, offset: int, data: bytes) -> None:
         with open(self.psram, "r+b") as f:
@@ -184,8 +179,6 @@ class EmulatedTarget:
         """One boot from the NVM image and mailbox in the PSRAM file: to its end, or cut after `limit`
         instructions. Re-run from the same image when the emulator failed it (hiccup); EmulatorError when it
         failed every one of self.attempts runs."""
-        extra = ["-object", f"memory-backend-file,id=txnvm,size={PSRAM_SIZE},mem-path={self.psram},share=on",
-                 "-machine", "memory-backend=txnvm"]
         what = "uncut boot" if limit is None else f"boot cut at limit={limit}"
         start = self._read(self.nvm_offset, self.nvm_size + MAILBOX_BYTES)   # NVM and mailbox
         reasons = []
@@ -194,7 +187,7 @@ class EmulatedTarget:
                 self._write(self.nvm_offset, start)   # the failed run may have written the NVM
             try:
                 r = self.runner.run(self.fw.elf, timeout=timeout, count_insns=True, limit=limit,
-                                    window=window or self.window, extra_args=extra, check=False)
+                                    window=window or self.window, memory_file=(self.psram, PSRAM_SIZE), check=False)
                 reason = hiccup(r, limit)
             except FirmwareTimeoutError:
                 r, reason = None, f"QEMU did not end the boot within {timeout:g} s (stopped)"
@@ -411,14 +404,14 @@ def run_emulated_campaign(target: EmulatedTarget, num_inputs: int, *, cuts: int,
 
 def powerfail_emulated(target, out_dir, *, board: str = "mps2-an386", cuts: int = 50, seed: int = 0,
                        granularities: Sequence[str] = ("layer",), num_inputs: int = 2, broken: Sequence[str] = (),
-                       threshold: int | None = None, slots: int = 2) -> list[EmulatedReport]:
+                       threshold: int | None = None, slots: int = 2, runner: str | None = None) -> list[EmulatedReport]:
     from tinyexit.intermittent import prepare_library, random_inputs, tflm_reference
     out_dir = Path(out_dir)
     lib, stages = prepare_library(target, out_dir)
     inputs = random_inputs(num_inputs, _input_size(lib, stages, out_dir), seed)
     fw = build_emulated(lib, stages, inputs, board, out_dir / ("emu" + "".join(f"-{b}" for b in broken)),
                         broken=broken, slots=slots)
-    et = EmulatedTarget(fw, out_dir / "psram.img")
+    et = EmulatedTarget(fw, out_dir / "psram.img", runner=runner)
     reference = tflm_reference(target)
     return [run_emulated_campaign(et, num_inputs, cuts=cuts, seed=seed, granularity=Granularity.parse(g),
                                   threshold=threshold, work_dir=out_dir / f"emu-campaign-{g.replace(':', '')}",

@@ -8,21 +8,17 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import jinja2
+from tinyexit import toolchain
+from tinyexit.errors import TinyexitError
 
-from tinyexit.errors import MissingToolError, TinyexitError
-from tinyexit.resources import templates_dir
-
-RUNTIME_DIR = templates_dir() / "runtime"
+RUNTIME_DIR = toolchain.TEMPLATES / "runtime"
 RUNTIME_SOURCES = ("tx_checkpoint.c", "tx_crc32.c")
 HOST_HAL_SOURCES = ("tx_nvm_file.c", "tx_rt_host.c", "host_main.c")
 CUT_EXIT_CODE = 86
-CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror")
 
 SEGMENT, EXIT, POOL, BRANCH = 0, 1, 2, 3
 ROLE_NAMES = {SEGMENT: "TX_STAGE_SEGMENT", EXIT: "TX_STAGE_EXIT", POOL: "TX_STAGE_POOL", BRANCH: "TX_STAGE_BRANCH"}
@@ -95,8 +91,6 @@ def render_pipeline(stages: list[Stage], boundary_size: int | None = None, vecto
         check_branch_stages(stages)
     elif not stages or stages[0].role != SEGMENT or stages[-1].role != SEGMENT:
         raise TinyexitError("a pipeline starts and ends with a segment (exit heads sit between segments)")
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(RUNTIME_DIR)), undefined=jinja2.StrictUndefined,
-                             keep_trailing_newline=True)
     def comment(s: Stage) -> str:
         if s.role == POOL:
             return f"pool of exit point {s.exit_index}, slice at {s.vector_offset}"
@@ -110,9 +104,9 @@ def render_pipeline(stages: list[Stage], boundary_size: int | None = None, vecto
 
     rows = [{"name": s.name, "role": ROLE_NAMES[s.role], "exit_index": s.exit_index,
              "vector_offset": s.vector_offset, "comment": comment(s)} for s in stages]
-    return env.get_template("pipeline.c.j2").render(
-        stages=rows, boundary_size=boundary_size, generator="tinyexit.intermittent",
-        vector_size=vector.size if vector else 0, vector_zero_point=vector.zero_point if vector else 0)
+    return toolchain.render("runtime/pipeline.c.j2", trim_blocks=False, stages=rows, boundary_size=boundary_size,
+                            generator="tinyexit.intermittent", vector_size=vector.size if vector else 0,
+                            vector_zero_point=vector.zero_point if vector else 0)
 
 
 def build_host(model_dir: str | os.PathLike, stages: list[Stage], out_dir: str | os.PathLike, *,
@@ -124,8 +118,6 @@ def build_host(model_dir: str | os.PathLike, stages: list[Stage], out_dir: str |
     if slots < 2:
         raise TinyexitError(f"slots must be at least 2 (got {slots}); a single slot loses the checkpoint when a "
                             "cut hits its rewrite")
-    if shutil.which(cc) is None:
-        raise MissingToolError(cc, "apt-get install gcc")
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if not (model_dir / "tx_model.h").is_file():
         raise TinyexitError(f"{model_dir} has no tx_model.h; point to a generated model library "
@@ -140,19 +132,18 @@ def build_host(model_dir: str | os.PathLike, stages: list[Stage], out_dir: str |
         pipeline_c.write_text(text)
     model_sources = sorted(p for p in model_dir.glob("*.c") if p.name != "host_main.c")
     sources = [RUNTIME_DIR / s for s in RUNTIME_SOURCES + HOST_HAL_SOURCES] + model_sources + [pipeline_c]
-    defines = [f"-D{BROKEN_FLAGS[b]}" for b in broken] + (["-DTX_NVM_NVMC_RULES"] if nvmc_rules else [])
-    defines += [f"-DTX_CKPT_SLOTS={slots}u"] if slots != 2 else []
-    cmd = [cc, *CFLAGS, *defines, f"-I{RUNTIME_DIR}", f"-I{model_dir}", *map(str, sources), "-o"]
+    defines = {BROKEN_FLAGS[b]: None for b in broken} | ({"TX_NVM_NVMC_RULES": None} if nvmc_rules else {})
+    defines |= {"TX_CKPT_SLOTS": f"{slots}u"} if slots != 2 else {}
+    exe = out_dir / "tx_powerfail"
+    cmd = toolchain.host_command(sources, exe, include_dirs=[RUNTIME_DIR, model_dir], defines=defines, libs=["m"],
+                                 cc=cc)
     h = hashlib.sha256(" ".join(cmd).encode())
     for p in sources + [*RUNTIME_DIR.glob("*.h"), *model_dir.glob("*.h")]:
         h.update(p.read_bytes())
-    exe = out_dir / "tx_powerfail"
     stamp = out_dir / "tx_powerfail.sha256"
     if exe.exists() and stamp.exists() and stamp.read_text() == h.hexdigest():
         return exe
-    r = subprocess.run(cmd + [str(exe), "-lm"], capture_output=True, text=True)
-    if r.returncode != 0:
-        raise TinyexitError(f"host build of the checkpointing runtime failed:\n{' '.join(cmd)}\n{r.stderr}")
+    toolchain.run(cmd, "host build of the checkpointing runtime")
     stamp.write_text(h.hexdigest())
     return exe
 

@@ -1,8 +1,12 @@
 """Runners: run a firmware ELF on a board (real through pyOCD, emulated through QEMU or Renode) and read
-its serial output. One small interface:
+its serial output. One small interface, with what each runner can do declared as capabilities (Zephyr's
+RunnerCaps): callers ask for the capabilities they need and never construct a runner class.
 
-    runner = get_runner(board, name=None)        # the board's default runner unless `name` is given
-    result = runner.run(elf, timeout=60.0)       # -> RunResult (serial text, exit code, instruction counts)
+    runner = get_runner(board, runner=None, needs=(), **options)  # the board's default unless `runner` is given
+    runner.caps.instruction_windows                               # optional features: ask before using them
+    result = runner.run(elf, timeout=60.0, **run_options)         # -> RunResult (serial text, exit code, counts)
+
+A runner asked for a capability it lacks (through `needs` or a run option) raises a one-line TinyexitError.
 
 Errors a user can act on are TinyexitError subclasses: FirmwareTimeoutError (hang), FirmwareFaultError
 (FAULT line or a failing exit status), MissingToolError (QEMU/Renode not installed), NoProbeError.
@@ -10,9 +14,10 @@ Errors a user can act on are TinyexitError subclasses: FirmwareTimeoutError (han
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import re
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar
 
 from tinyexit.boards import Board
 from tinyexit.errors import TinyexitError
@@ -54,10 +59,61 @@ class RunResult:
         return [ln.rstrip("\r") for ln in self.output.splitlines()]
 
 
-class Runner(Protocol):
-    name: str
+@dataclasses.dataclass(frozen=True)
+class RunnerCaps:
+    """What a runner can do. A run option that needs a capability (RUN_OPTION_CAPS) is refused by a runner
+    without it; `options` are the keywords its constructor takes (probe options: port, probe, ...)."""
+    flash: bool = False                 # programs a real board's flash
+    uart: bool = True                   # reads the firmware's serial output
+    send: bool = False                  # writes bytes to the firmware's serial input (send=)
+    exit_status: bool = False           # the firmware's exit status (semihosting)
+    instruction_windows: bool = False   # exact instruction counts, in all and between two addresses (count_insns=,
+                                        # window=, each_window=)
+    exact_cuts: bool = False            # stops the firmware after exactly N instructions (limit=): a power cut
+    memory_file: bool = False           # the machine's RAM backed by a host file that outlives the run (memory_file=)
+    options: tuple[str, ...] = ()
 
-    def run(self, elf: Path, *, timeout: float = 60.0, **options) -> RunResult: ...
+
+CAPABILITIES = {  # what each capability lets a caller do, for the error naming a missing one
+    "flash": "program a board's flash", "uart": "read the firmware's serial output",
+    "send": "send input to the firmware's serial line", "exit_status": "report the firmware's exit status",
+    "instruction_windows": "count instructions between two addresses",
+    "exact_cuts": "stop the firmware after an exact number of instructions",
+    "memory_file": "back the machine's RAM with a file",
+}
+RUN_OPTION_CAPS = {"send": "send", "count_insns": "instruction_windows", "window": "instruction_windows",
+                   "each_window": "instruction_windows", "limit": "exact_cuts", "memory_file": "memory_file"}
+RUNNERS = {"pyocd": "tinyexit.targets.pyocd_runner:PyocdRunner", "qemu": "tinyexit.targets.qemu:QemuRunner",
+           "renode": "tinyexit.targets.renode:RenodeRunner"}
+
+
+class Runner:
+    """One way to run a firmware on a board. Subclasses set `name` and `caps` and implement `run`, which
+    calls `self.check(options)` first."""
+    name: ClassVar[str]
+    caps: ClassVar[RunnerCaps]
+
+    def __init__(self, board: Board):
+        self.board = board
+
+    def run(self, elf: Path, *, timeout: float = 60.0, **options) -> RunResult:
+        raise NotImplementedError
+
+    def require(self, *needs: str) -> None:
+        """TinyexitError (one line) naming the first capability of `needs` this runner lacks."""
+        for need in needs:
+            if need not in CAPABILITIES:
+                raise TinyexitError(f"unknown runner capability '{need}'; the capabilities are "
+                                    f"{', '.join(CAPABILITIES)}")
+            if not getattr(self.caps, need):
+                able = [n for n in RUNNERS if getattr(runner_class(n).caps, need)]
+                raise TinyexitError(f"the {self.name} runner cannot {CAPABILITIES[need]} ({need}); runners that can: "
+                                    f"{', '.join(able) or 'none'}. Choose one with --runner.")
+
+    def check(self, options: dict) -> None:
+        """Refuse run options (given with a value) whose capability this runner lacks."""
+        self.require(*dict.fromkeys(RUN_OPTION_CAPS[k] for k, v in options.items()
+                                    if k in RUN_OPTION_CAPS and v not in (None, False, b"")))
 
 
 FAULT_RE = re.compile(r"^FAULT\b.*$", re.M)
@@ -77,18 +133,29 @@ def tail(output: str, n: int = 5) -> str:
     return "\n    ".join(lines) if lines else "(nothing)"
 
 
-def get_runner(board: Board, name: str | None = None) -> Runner:
-    name = name or board.default_runner
+def runner_class(name: str) -> type[Runner]:
+    """The class of runner `name`; a one-line TinyexitError listing the known runners when there is none."""
+    if name not in RUNNERS:
+        raise TinyexitError(f"unknown runner '{name}'; the known runners are {', '.join(RUNNERS)}")
+    module, cls = RUNNERS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def get_runner(board: Board, runner: str | None = None, *, needs: tuple[str, ...] = (), **options) -> Runner:
+    """The runner of `board`: `runner` (the --runner option) or the board's default. `needs`: capabilities the
+    caller relies on (RunnerCaps fields); `options`: the runner's own options (e.g. pyOCD's port and probe;
+    None values are left out). Each problem is a one-line TinyexitError: an unknown runner, one the board does
+    not list, a missing capability, an option the runner does not take."""
+    name = runner or board.default_runner
+    cls = runner_class(name)
     if name not in board.runners:
         raise TinyexitError(f"board {board.name} has no '{name}' runner; its runners are "
                             f"{', '.join(board.runners)}. Pick one of them with --runner.")
-    if name == "qemu":
-        from tinyexit.targets.qemu import QemuRunner
-        return QemuRunner(board)
-    if name == "pyocd":
-        from tinyexit.targets.pyocd_runner import PyocdRunner
-        return PyocdRunner(board)
-    if name == "renode":
-        from tinyexit.targets.renode import RenodeRunner
-        return RenodeRunner(board)
-    raise TinyexitError(f"unknown runner '{name}'")
+    options = {k: v for k, v in options.items() if v is not None}
+    for k in options:
+        if k not in cls.caps.options:
+            raise TinyexitError(f"the {name} runner takes no {k} option (--{k}); its options: "
+                                f"{', '.join(cls.caps.options) or 'none'}")
+    r = cls(board, **options)
+    r.require(*needs)
+    return r

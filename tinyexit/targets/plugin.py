@@ -1,14 +1,13 @@
-"""The instruction-count QEMU plugin: C source shipped in this package, built with gcc on first use into
-a cache folder (~/.cache/tinyexit, or $TINYEXIT_CACHE), keyed by the source's hash."""
+"""The instruction-count QEMU plugin: C source shipped in this package, built with gcc (the toolchain's host
+flags) on first use into a cache folder (~/.cache/tinyexit, or $TINYEXIT_CACHE), keyed by the source's hash."""
 from __future__ import annotations
 
 import hashlib
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
-from tinyexit.errors import MissingToolError, TinyexitError
+from tinyexit import toolchain
+from tinyexit.errors import TinyexitError
 from tinyexit.io import atomic_path
 from tinyexit.paths import cache_root
 
@@ -28,14 +27,9 @@ def plugin_path() -> Path:
     lib = cache_dir() / f"libtinyexit_insns-{digest}.so"
     if lib.exists():
         return lib
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        raise MissingToolError("gcc", "apt-get install -y gcc")
     with atomic_path(lib) as tmp:
-        p = subprocess.run([gcc, "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(tmp),
-                            str(SOURCE)], capture_output=True, text=True)
-        if p.returncode != 0:
-            raise TinyexitError(f"building the QEMU instruction-count plugin failed:\n{p.stderr}")
+        toolchain.compile_host([SOURCE], tmp, flags=("-shared", "-fPIC"),
+                               what="building the QEMU instruction-count plugin")
     return lib
 
 

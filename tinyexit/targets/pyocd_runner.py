@@ -11,7 +11,8 @@ from serial.tools import list_ports
 
 from tinyexit.boards import Board
 from tinyexit.errors import TinyexitError
-from tinyexit.targets import END_MARK, FirmwareTimeoutError, NoProbeError, RunResult, check_output, tail
+from tinyexit.targets import (END_MARK, FirmwareTimeoutError, NoProbeError, Runner, RunnerCaps, RunResult,
+                              check_output, tail)
 
 # USB vendor ids of the probes and USB-serial bridges found on nRF52840 boards.
 PROBE_VIDS = {0x1366: "SEGGER J-Link", 0x0D28: "Arm DAPLink/CMSIS-DAP", 0x1915: "Nordic", 0x0483: "ST-LINK"}
@@ -69,8 +70,9 @@ def read_until(port: serial.Serial, end_mark: str, deadline: float) -> str:
             raise err
 
 
-class PyocdRunner:
+class PyocdRunner(Runner):
     name = "pyocd"
+    caps = RunnerCaps(flash=True, send=True, options=("port", "probe", "baudrate"))
 
     def __init__(self, board: Board, port: str | None = None, probe: str | None = None,
                  baudrate: int | None = None):
@@ -80,9 +82,11 @@ class PyocdRunner:
         self.baudrate = baudrate or board.serial_baudrate
 
     def run(self, elf: str | Path, *, timeout: float = 60.0, end_mark: str = END_MARK, send: bytes = b"",
-            **_ignored) -> RunResult:
+            **options) -> RunResult:
         """Flash `elf`, reset, read the serial port until `end_mark`. `send`: bytes written to the board
-        once it prints its READY line (firmware built with serial inputs)."""
+        once it prints its READY line (firmware built with serial inputs). Options that need a capability
+        pyOCD lacks (instruction counts, cuts) are refused; others are ignored."""
+        self.check(options)
         elf = Path(elf)
         probes = connected_probes()
         if self.probe:

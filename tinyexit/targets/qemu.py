@@ -15,8 +15,8 @@ from typing import Sequence
 
 from tinyexit.boards import Board
 from tinyexit.errors import MissingToolError, TinyexitError
-from tinyexit.targets import (END_MARK, FirmwareFaultError, FirmwareTimeoutError, RunResult, check_output,
-                              tail)
+from tinyexit.targets import (END_MARK, FirmwareFaultError, FirmwareTimeoutError, Runner, RunnerCaps, RunResult,
+                              check_output, tail)
 from tinyexit.targets import plugin as insn_plugin
 from tinyexit.targets import uart_socket
 
@@ -49,22 +49,31 @@ def qemu_command(board: Board, elf: Path, port: int, *, icount: bool = True, plu
     return cmd + list(extra)
 
 
-class QemuRunner:
-    name = "qemu"
+def memory_file_args(path: str | Path, size: int) -> list[str]:
+    """QEMU options that make a file of `size` bytes the machine's RAM (shared: what the firmware writes is
+    in the file after the run; on mps2-an386 that RAM is the PSRAM)."""
+    return ["-object", f"memory-backend-file,id=txnvm,size={size},mem-path={path},share=on",
+            "-machine", "memory-backend=txnvm"]
 
-    def __init__(self, board: Board):
-        self.board = board
+
+class QemuRunner(Runner):
+    name = "qemu"
+    caps = RunnerCaps(send=True, exit_status=True, instruction_windows=True, exact_cuts=True, memory_file=True)
 
     def run(self, elf: str | Path, *, timeout: float = 60.0, count_insns: bool = False,
             limit: int | None = None, window: tuple[int, int] | None = None, icount: bool = True,
             send: bytes = b"", end_mark: str | None = None, extra_args: Sequence[str] = (),
-            check: bool = True, each_window: bool = False) -> RunResult:
+            check: bool = True, each_window: bool = False,
+            memory_file: tuple[str | Path, int] | None = None) -> RunResult:
         """Run `elf` until the firmware exits (semihosting), QEMU stops at the instruction `limit`, or
         `timeout` seconds pass (FirmwareTimeoutError). `send` is written to the firmware's UART once
         connected. `window`: (start, stop) addresses whose instructions the plugin counts apart
-        (each_window=True: also one count per window, in InsnCounts.per_window).
+        (each_window=True: also one count per window, in InsnCounts.per_window). `memory_file`: (path, size)
+        of the file that backs the machine's RAM. `extra_args`: more QEMU options.
         With check=True a FAULT line or a non-zero exit status raises FirmwareFaultError."""
         elf = Path(elf)
+        if memory_file is not None:
+            extra_args = [*memory_file_args(*memory_file), *extra_args]
         if not elf.exists():
             raise TinyexitError(f"{elf} does not exist; build the firmware first (tinyexit build).")
         use_plugin = count_insns or limit is not None or window is not None
@@ -161,8 +170,4 @@ class QemuRunner:
             uart_socket.close(sock)
 
 
-def run_emulated(board: Board, elf: str | Path, **options) -> RunResult:
-    return QemuRunner(board).run(Path(elf), **options)
-
-
-__all__ = ["QemuRunner", "run_emulated", "qemu_command", "END_MARK", "FirmwareFaultError"]
+__all__ = ["QemuRunner", "qemu_command", "memory_file_args", "END_MARK", "FirmwareFaultError"]

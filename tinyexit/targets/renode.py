@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 from tinyexit.boards import Board
-from tinyexit.build import render
+from tinyexit.toolchain import render_to
 from tinyexit.errors import TinyexitError
-from tinyexit.targets import END_MARK, FirmwareTimeoutError, RunResult, check_output, tail
+from tinyexit.targets import END_MARK, FirmwareTimeoutError, Runner, RunnerCaps, RunResult, check_output, tail
 from tinyexit.targets import uart_socket
 
 RENODE_HINT = ("Renode is not installed ('renode' is not on PATH). Install it from https://renode.io "
@@ -28,19 +28,20 @@ def write_renode_files(board: Board, elf: str | Path, out: str | Path, *, port: 
                             f"{board.path} to use Renode.")
     out = Path(out)
     ctx = dict(board=board, elf=Path(elf).resolve(), port=port, end_mark=end_mark, timeout=int(timeout))
-    resc = render("boards/renode/board.resc.j2", out / f"{board.name}.resc", **ctx)
-    robot = render("boards/renode/board.robot.j2", out / f"{board.name}.robot", resc=resc.resolve(), **ctx)
+    resc = render_to("boards/renode/board.resc.j2", out / f"{board.name}.resc", **ctx)
+    robot = render_to("boards/renode/board.robot.j2", out / f"{board.name}.robot", resc=resc.resolve(), **ctx)
     return resc, robot
 
 
-class RenodeRunner:
+class RenodeRunner(Runner):
     name = "renode"
-
-    def __init__(self, board: Board):
-        self.board = board
+    caps = RunnerCaps()   # reads the UART until the end line
 
     def run(self, elf: str | Path, *, timeout: float = 120.0, end_mark: str = END_MARK, out: str | Path | None = None,
-            **_ignored) -> RunResult:
+            **options) -> RunResult:
+        """Run `elf` in Renode until the `end_mark` line (the Renode files go to `out`, default next to
+        the ELF). Options that need a capability Renode lacks are refused; others are ignored."""
+        self.check(options)
         elf = Path(elf)
         renode = shutil.which("renode")
         out = Path(out) if out else elf.parent / "renode"
