@@ -28,6 +28,11 @@ RETRAIN = "re-run `tinyexit train` (or augment/distill/compress, whichever wrote
 SPLITS = ("train", "validation", "test")
 
 
+def _at(relative: str) -> property:
+    """A path of the layout: `relative` inside the folder."""
+    return property(lambda self: self.path / relative, doc=f"<folder>/{relative}")
+
+
 def confidence_model_name(exit_name: str) -> str:
     """Library name of an exit's confidence model (policy "confidence")."""
     return f"{exit_name}_confidence"
@@ -76,13 +81,8 @@ class QuantDir:
         self.path = Path(path)
         self.run_path = Path(run_path) if run_path is not None else self.path.parent
 
-    @property
-    def manifest_path(self) -> Path:
-        return self.path / "manifest.json"
-
-    @property
-    def report_path(self) -> Path:
-        return self.path / "report.json"
+    manifest_path = _at("manifest.json")
+    report_path = _at("report.json")
 
     def piece(self, file: str) -> Path:
         """A file the manifest lists (a segment's or an exit head's .tflite)."""
@@ -161,21 +161,10 @@ class BranchDir:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
 
-    @property
-    def manifest_path(self) -> Path:
-        return self.path / "manifest.json"
-
-    @property
-    def report_path(self) -> Path:
-        return self.path / "report.json"
-
-    @property
-    def firmware_dir(self) -> Path:
-        return self.path / "firmware"
-
-    @property
-    def library_dir(self) -> Path:
-        return self.firmware_dir / "model"
+    manifest_path = _at("manifest.json")
+    report_path = _at("report.json")
+    firmware_dir = _at("firmware")
+    library_dir = _at("firmware/model")
 
     def piece(self, file: str) -> Path:
         """A file of the folder (a piece the manifest lists, branch.keras, branch.png)."""
@@ -244,87 +233,52 @@ class Run:
             yield QuantDir(tmp, self.path)
 
     # ------------------------------------------------------------------------------------------ layout
+    # (docs/CONTRACTS.md, "Run directory"; the stage that writes each in brackets)
 
-    @property
-    def model_keras(self) -> Path:
-        return self.path / "model.keras"
-
-    @property
-    def model_json_path(self) -> Path:
-        return self.path / "model.json"
-
-    @property
-    def report_path(self) -> Path:
-        return self.path / "report.json"
-
-    @property
-    def history_path(self) -> Path:
-        return self.path / "history.json"
-
-    @property
-    def training_plot(self) -> Path:
-        return self.path / "training.png"
+    model_keras = _at("model.keras")                          # (train, augment, distill, compress)
+    model_json_path = _at("model.json")
+    report_path = _at("report.json")
+    history_path = _at("history.json")
+    training_plot = _at("training.png")
+    policy_path = _at("policy.json")                          # (calibrate)
+    calibration_plot = _at("calibration.png")
+    confidence_dir = _at("confidence")                        # (calibrate --policy confidence)
+    confidence_report_path = _at("confidence/report.json")
+    firmware_dir = _at("firmware")                            # (generate, build)
+    library_dir = _at("firmware/model")                       # the generated C library
+    branch_dir = _at("branch")                                # (branch)
+    powerfail_dir = _at("powerfail")                          # (powerfail)
 
     @property
     def quant(self) -> QuantDir:
+        """quant/ (quantize)."""
         return QuantDir(self.path / "quant", self.path)
 
     @property
-    def policy_path(self) -> Path:
-        return self.path / "policy.json"
-
-    @property
-    def calibration_plot(self) -> Path:
-        return self.path / "calibration.png"
-
-    @property
-    def confidence_dir(self) -> Path:
-        return self.path / "confidence"
+    def branch(self) -> BranchDir:
+        return BranchDir(self.branch_dir)
 
     def confidence_file(self, exit_name: str, suffix: str) -> Path:
         """confidence/<exit><suffix>: the learned confidence model of an exit (.keras, .tflite, .json)."""
         return self.confidence_dir / f"{exit_name}{suffix}"
 
-    @property
-    def confidence_report_path(self) -> Path:
-        return self.confidence_dir / "report.json"
-
-    @property
-    def firmware_dir(self) -> Path:
-        return self.path / "firmware"
-
-    @property
-    def library_dir(self) -> Path:
-        """Where the code generator puts the run's C library."""
-        return self.firmware_dir / "model"
-
     def build_dir(self, variant: str) -> Path:
+        """firmware/build/<variant> (build)."""
         return self.firmware_dir / "build" / variant
 
     def bench_dir(self, variant: str) -> Path:
+        """bench/<variant> (bench)."""
         return self.path / "bench" / variant
 
-    @property
-    def branch_dir(self) -> Path:
-        return self.path / "branch"
-
-    @property
-    def branch(self) -> BranchDir:
-        return BranchDir(self.branch_dir)
+    def file(self, relative: str | os.PathLike) -> Path:
+        """A file that one of the run's documents names relative to the run (policy.json's confidence models)."""
+        return self.path / relative
 
     @contextlib.contextmanager
     def writing_branch(self) -> Iterator[BranchDir]:
         """Write RUN/branch/ whole: yields a BranchDir on a temporary folder that replaces it on success."""
         with atomic_dir(self.branch_dir) as tmp:
             yield BranchDir(tmp)
-
-    @property
-    def powerfail_dir(self) -> Path:
-        return self.path / "powerfail"
-
-    def file(self, relative: str | os.PathLike) -> Path:
-        """A file that one of the run's documents names relative to the run (policy.json's confidence models)."""
-        return self.path / relative
 
     # ------------------------------------------------------------------------------------------ readers
 

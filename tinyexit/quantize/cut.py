@@ -210,24 +210,7 @@ def _opcode(m, op) -> int:
 
 def count_macs(tfl: bytes) -> int:
     """Multiply-accumulates of one inference: CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED (pooling,
-    softmax and the rest are not MACs)."""
-    import tflite
+    softmax and the rest are not MACs), counted by the code generator's op classes (one .tflite counter)."""
+    from tinyexit.codegen.reader import count_macs as op_macs
 
-    m, sg = _subgraph(tfl)
-    B = tflite.BuiltinOperator
-    total = 0
-    for i in range(sg.OperatorsLength()):
-        op = sg.Operators(i)
-        code = _opcode(m, op)
-        if code not in (B.CONV_2D, B.DEPTHWISE_CONV_2D, B.FULLY_CONNECTED):
-            continue
-        w = [int(v) for v in sg.Tensors(op.Inputs(1)).ShapeAsNumpy()]
-        out = [int(v) for v in sg.Tensors(op.Outputs(0)).ShapeAsNumpy()]
-        out_elems = int(np.prod(out))
-        if code == B.CONV_2D:          # weights OHWI
-            total += out_elems * w[1] * w[2] * w[3]
-        elif code == B.DEPTHWISE_CONV_2D:  # weights 1HWC
-            total += out_elems * w[1] * w[2]
-        else:                           # weights [out, in]
-            total += out_elems * w[1]
-    return total
+    return op_macs(tfl)
