@@ -8,8 +8,8 @@ Every stage reads and writes a run through this class; nothing else builds run p
                 command that regenerates it
     the models  load_model() (Keras, imported lazily), oracle() (the int8 chain on tflite_micro),
                 quant_models() / chain() / library_models() / library_chain() (what the code generator gets)
-    writers     Run.create(path) and run.writing_quant(): a Run / QuantDir on a temporary folder swapped in
-                whole on success (io.atomic_dir)
+    writers     Run.create(path), run.writing_quant(), run.writing_branch(): a Run / QuantDir / BranchDir on
+                a temporary folder swapped in whole on success (io.atomic_dir)
 """
 from __future__ import annotations
 
