@@ -22,7 +22,7 @@ from tinyexit.io import write_json
 from tinyexit.quantize import quantize_array
 from tinyexit.branch import BranchConfig, BranchInt8Chain, format_report, train_branch
 from tinyexit.branch.firmware import build_anytime, emulated_anytime, run_anytime
-from tinyexit.train import load_split
+from tinyexit.run import Run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,7 +79,7 @@ def main() -> None:
     shared = run / "shared"
     man = json.loads((shared / "manifest.json").read_text())
     chain = BranchInt8Chain.from_dir(shared)
-    x, y = load_split(run, "test")
+    x, y = Run(run).split("test")
     xq = quantize_array(x, chain.input_qparams)
     out = chain.run_q(xq)
     exe = build_anytime(shared / "firmware", work / "tx_branch_host")

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 
-from tinyexit.codegen import generate, models_from_run, read_model
+from tinyexit.codegen import generate, read_model
 from tinyexit.conformance import build_host, run_host, tflm_outputs
 
 
@@ -24,12 +24,12 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200)
     args = ap.parse_args()
     from tinyexit.quantize import QParams, quantize_array
-    from tinyexit.train import load_split
+    from tinyexit.run import Run
 
     run = Path(args.run)
     manifest = json.loads((run / "quant" / "manifest.json").read_text())
-    models = models_from_run(run)
-    x, _ = load_split(run, args.split)
+    models = Run(run).quant_models()
+    x, _ = Run(run).split(args.split)
     x = x[: args.n]
     qp = read_model(models[manifest["segments"][0]["name"]]).input
     xq = quantize_array(x, QParams(qp.scale, qp.zero_point)).reshape(len(x), -1)

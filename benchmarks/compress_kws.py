@@ -42,10 +42,9 @@ def matched_exit_rates(run: Path) -> dict:
     exit rates for every model: compares exit decisions independently of each model's calibrated threshold."""
     import numpy as np
 
-    from tinyexit.quantize import Int8Pipeline
-    from tinyexit.train import load_split
-    x, y = load_split(run, "test")
-    outs = Int8Pipeline.from_dir(run / "quant").run(x)
+    from tinyexit.run import Run
+    x, y = Run(run).split("test")
+    outs = Run(run).oracle().run(x)
     conf = outs[0].astype(np.int32).max(axis=1)
     pe, pf = outs[0].argmax(axis=1), outs[-1].argmax(axis=1)
     order = np.argsort(-conf, kind="stable")

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from tinyexit.codegen import generate, read_model
-from tinyexit.codegen.generate import models_from_run
+from tinyexit.run import Run
 from tinyexit.codegen.measure import section_sizes
 from tinyexit.conformance import emulated_outputs, tflm_outputs
 
@@ -130,7 +130,7 @@ def main() -> int:
                     print(f"\n== run {args.run}: no quant/ folder, skipped")
                     continue
                 shutil.copytree(src, Path(tmp) / "run" / "quant")   # the run itself is never written
-                models = models_from_run(Path(tmp) / "run")
+                models = Run(Path(tmp) / "run").quant_models()
                 manifest = json.loads((src / "manifest.json").read_text())
                 segments = [s["name"] for s in manifest["segments"]]
                 title, anchor = f"KWS run {args.run} (segments and exit heads)", None

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyexit.codegen.generate import models_from_run
+from tinyexit.run import Run
 from tinyexit.codegen.sparse import weight_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,7 +90,7 @@ def main() -> int:
                 continue
             work = Path(tmp) / run.name
             shutil.copytree(src, work / "run" / "quant")   # the run itself is never written
-            models = models_from_run(work / "run")
+            models = Run(work / "run").quant_models()
             segments = [s["name"] for s in json.loads((src / "manifest.json").read_text())["segments"]]
             res = {label: measure(models, variant, sparse, _fresh(work / label.replace(" ", "_")), args.inputs,
                                   not args.no_layers)

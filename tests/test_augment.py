@@ -75,15 +75,16 @@ def test_every_original_weight_is_bit_identical(plain_model, augmented):
 
 def test_run_directory_follows_the_contract(augmented, kws_data):
     from tinyexit.data.speech_commands import CLASSES
-    from tinyexit.train import data_config_for, features_for, load_model, load_split
+    from tinyexit.data.recipe import data_config_for, features_for
+    from tinyexit.run import Run
 
     meta = json.loads((augmented / "model.json").read_text())
     assert [e["point"] for e in meta["exits"]] == ["re_lu_2", "re_lu_4", None]        # ordered by depth
     assert meta["classes"] == list(CLASSES) and meta["input_shape"] == [49, 10, 1]
-    model = load_model(augmented)
+    model = Run(augmented).load_model()
     assert [t._keras_history.operation.name for t in model.outputs] == ["exit1", "exit2", "dense"]
     # load_split serves the very features the model was trained on
-    xt, yt = load_split(augmented, "test")
+    xt, yt = Run(augmented).split("test")
     x2, y2 = features_for(data_config_for(kws_data, train_copies=1), "test")
     np.testing.assert_array_equal(xt, x2)
     np.testing.assert_array_equal(yt, y2)

@@ -22,7 +22,8 @@ def tiny_run(tmp_path_factory):
                     "gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm (CI installs them)")
     import keras
 
-    from tinyexit.codegen.generate import generate, models_from_run
+    from tinyexit.codegen.generate import generate
+    from tinyexit.run import Run
     from tinyexit.policy.decisions import MaxSoftmax
     from tinyexit.quantize import Int8Pipeline, count_macs, quantize_array, tensor_qparams, tensor_shape, quantize_model
 
@@ -72,7 +73,7 @@ def tiny_run(tmp_path_factory):
     policy = {"policy": "max_softmax", "exit": "exit1", "threshold": threshold, "threshold_q": tq,
               "exits": [{"name": "exit1", "threshold_q": tq, "output": qp}], "method": "test"}
     (run / "policy.json").write_text(json.dumps(policy))
-    generate(models_from_run(run), run / "firmware" / "model", compare_tflm=False)
+    generate(Run(run).quant_models(), run / "firmware" / "model", compare_tflm=False)
     return run, (x_q, y)
 
 

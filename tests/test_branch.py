@@ -63,8 +63,8 @@ def chain_outputs(shared):
 
 def test_default_points_and_refusals(tiny_run):
     from tinyexit.branch import check_points
-    from tinyexit.train import load_model
-    model = load_model(tiny_run[0])
+    from tinyexit.run import Run
+    model = Run(tiny_run[0]).load_model()
     assert check_points(model, None) == ["block1_out", "block2_out", "block3_out"]
     assert check_points(model, ["block3_out", "block1_out"]) == ["block1_out", "block3_out"]   # depth order
     for bad, words in ((["nope"], "block1_out"), (["exit2_relu"], "not on the path"),
@@ -238,7 +238,7 @@ def test_cli_end_to_end_on_a_copy(tiny_run, tmp_path, monkeypatch, capsys):
     copy.mkdir()
     for f in ("model.keras", "model.json"):
         shutil.copy2(run / f, copy / f)
-    monkeypatch.setattr("tinyexit.train.load_split", lambda r, split: data[split])
+    monkeypatch.setattr("tinyexit.run.load_split", lambda r, split: data[split])
     rc = cli(["branch", str(copy), "--points", "block3_out,block1_out", "--epochs", "2", "--head-epochs", "0",
               "--num-eval", "20", "--num-calibration", "50", "--no-firmware"])
     out = capsys.readouterr().out

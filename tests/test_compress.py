@@ -71,8 +71,8 @@ def compressed(source_run):
         assert os.environ.get("TF_USE_LEGACY_KERAS") is None
         d = np.load({str(data_npz)!r})
         splits = {{k: (d[k + "_x"], d[k + "_y"]) for k in ("train", "validation", "test")}}
-        import tinyexit.train
-        tinyexit.train.load_split = lambda run, split: splits[split]
+        import tinyexit.run
+        tinyexit.run.load_split = lambda run, split: splits[split]
         from tinyexit.research.compress import CompressConfig, compress_run
         rep = compress_run({str(run)!r}, {str(out)!r},
                            CompressConfig(target_kb={budget / 1024!r}, prune_epochs=4, qat_epochs=4, batch_size=32,
@@ -84,9 +84,9 @@ def compressed(source_run):
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=900)
     assert r.returncode == 0, r.stderr[-4000:]
     line = [ln for ln in r.stdout.splitlines() if ln.startswith("REPORT")][-1]
-    import tinyexit.train
+    import tinyexit.run
     with pytest.MonkeyPatch.context() as mp:       # this module's tests read the splits; undone after them
-        mp.setattr(tinyexit.train, "load_split", lambda run, split: data[split])
+        mp.setattr(tinyexit.run, "load_split", lambda run, split: data[split])
         yield out, json.loads(line[len("REPORT"):]), data, budget
 
 
@@ -126,14 +126,15 @@ def test_legacy_switch_is_invisible_and_the_budget_is_met(compressed):
 def test_compressed_run_c_equals_tflm_on_the_dense_model(compressed, tmp_path):
     from tests.conftest import require_program
     require_program("gcc", "apt-get install -y gcc make")
-    from tinyexit.codegen import generate, models_from_run
+    from tinyexit.codegen import generate
     from tinyexit.conformance import build_host, run_host, tflm_outputs
-    from tinyexit.quantize import Int8Pipeline, quantize_array
+    from tinyexit.quantize import quantize_array
+    from tinyexit.run import Run
     out, compress_report, data, _ = compressed
-    models = models_from_run(out)
+    models = Run(out).quant_models()
     rep = generate(models, tmp_path / "lib", measure=False, compare_tflm=False)
     exe = build_host(tmp_path / "lib")
-    pipe = Int8Pipeline.from_dir(out / "quant")
+    pipe = Run(out).oracle()
     xq = quantize_array(data["test"][0], pipe.input_qparams)[:250]
     seg0 = tflm_outputs(models["seg0"], xq)
     got = run_host(exe, "seg0", xq.reshape(len(xq), -1), rep.models["seg0"].output_size)
@@ -153,13 +154,13 @@ def test_qat_int8_accuracy_is_at_least_post_training_int8(compressed):
     converted with the ranges it learned, cut at the exit point, run on tflite_micro) is not worse than
     post-training int8 of the pruned model it starts from (calibrated ranges): exact one-sided McNemar test on
     the paired predictions at level 1e-3 (a point estimate 'at least as accurate' would fail on luck)."""
-    from tinyexit.quantize import Int8Pipeline
+    from tinyexit.run import Run
     out, rep, data, _ = compressed
     x, y = data["test"]
-    ptq_dir, qat_dir = (Path(rep["stages"][s]["run"]) / "quant" for s in ("pruned", "pruned+qat"))
-    assert json.loads((qat_dir / "report.json").read_text())["ranges"].startswith("given")
-    assert json.loads((ptq_dir / "report.json").read_text())["ranges"] == "calibrated"
-    ptq, qat = Int8Pipeline.from_dir(ptq_dir).run(x), Int8Pipeline.from_dir(qat_dir).run(x)
+    ptq_run, qat_run = (Run(rep["stages"][s]["run"]) for s in ("pruned", "pruned+qat"))
+    assert json.loads(qat_run.quant.report_path.read_text())["ranges"].startswith("given")
+    assert json.loads(ptq_run.quant.report_path.read_text())["ranges"] == "calibrated"
+    ptq, qat = ptq_run.oracle().run(x), qat_run.oracle().run(x)
     for k, name in enumerate(rep["exits"]):
         p_ok, q_ok = np.argmax(ptq[k], 1) == y, np.argmax(qat[k], 1) == y
         assert abs(p_ok.mean() - rep["stages"]["pruned"]["int8_accuracy"][name]) < 1e-9
@@ -169,9 +170,9 @@ def test_qat_int8_accuracy_is_at_least_post_training_int8(compressed):
 
 def test_budget_allocation_and_refusals(source_run, capsys):
     from tinyexit.research.compress import CompressConfig, allocate_sparsity, compress_run, prunable_layers, stored_bytes_estimate
-    from tinyexit.train import load_model
+    from tinyexit.run import Run
     run, _, _, _ = source_run
-    layers = prunable_layers(load_model(run))
+    layers = prunable_layers(Run(run).load_model())
     dense = stored_bytes_estimate(layers, 0.0)
     plan = allocate_sparsity(layers, int(0.7 * dense))
     assert stored_bytes_estimate(layers, plan) <= int(0.7 * dense)

@@ -72,15 +72,15 @@ def test_int8_confidence_model_bit_exact_with_generated_c(conf_run, tmp_path):
     from tinyexit.codegen import generate
     from tinyexit.conformance import build_host, run_host, tflm_outputs
     from tinyexit.research.confidence import confidence_scores
-    from tinyexit.quantize import Int8Pipeline, TflmModel, quantize_array, read_manifest, seg_out_shape
+    from tinyexit.quantize import TflmModel, quantize_array, seg_out_shape
+    from tinyexit.run import Run
     run, _ = conf_run
     path = run / "confidence" / "exit1.tflite"
-    man = read_manifest(run / "quant")
+    man = Run(run).manifest()
     assert TflmModel(path.read_bytes()).input_shape[1:] == man["segments"][0]["output_shape"]
     # the boundary tensors the firmware hands the exit: segment 0's int8 output
-    pipe = Int8Pipeline.from_dir(run / "quant")
-    from tinyexit.train import load_split
-    x, _ = load_split(run, "test")
+    pipe = Run(run).oracle()
+    x, _ = Run(run).split("test")
     x = x[:40]
     q = quantize_array(x, pipe.input_qparams)
     boundary = pipe.segments[0].run(q)[0].reshape((len(x),) + tuple(seg_out_shape(pipe.segments[0])))
@@ -115,15 +115,15 @@ def test_calibrate_confidence_policy_writes_a_consistent_policy(conf_policy_run)
     import json
 
     from tinyexit.policy.decisions import LearnedConfidence
-    from tinyexit.quantize import QParams, TflmModel, quantize_array, read_manifest, seg_out_shape
-    from tinyexit.train import load_split
+    from tinyexit.quantize import QParams, TflmModel, quantize_array, seg_out_shape
+    from tinyexit.run import Run
     run = conf_policy_run
     p = json.loads((run / "policy.json").read_text())
-    man = read_manifest(run / "quant")
+    man = Run(run).manifest()
     early = [e for e in man["exits"] if e["file"]]
     assert p["policy"] == "confidence" and [e["name"] for e in p["exits"]] == [e["name"] for e in early]
     assert p["model"] == p["exits"][0]["confidence"]["file"]
-    _, yv = load_split(run, "validation")
+    _, yv = Run(run).split("validation")
     trained = set()
     for e in p["exits"]:
         c = e["confidence"]
@@ -137,7 +137,7 @@ def test_calibrate_confidence_policy_writes_a_consistent_policy(conf_policy_run)
     # calibrated on the validation inputs the heads did not see
     assert p["calibration_size"] == len(yv) - len(trained) and 0 < len(trained) < len(yv)
     # the test figures, recomputed here from tflite_micro and the rule written out
-    x, y = load_split(run, "test")
+    x, y = Run(run).split("test")
     q = quantize_array(x, QParams.of(man["segments"][0]["input"]))
     acts = [q]
     for s in man["segments"]:

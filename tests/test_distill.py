@@ -77,12 +77,12 @@ def make_data(n, seed):
 def test_distill_writes_a_student_run(tmp_path, monkeypatch, capsys):
     import keras
 
-    import tinyexit.train
+    import tinyexit.run
     from tinyexit.cli import main
     from tinyexit.io import write_json
     from tinyexit.models import DSCNNConfig, build_dscnn, exits_with_macs
     data = {"train": make_data(800, seed(1)), "validation": make_data(200, seed(2)), "test": make_data(300, seed(3))}
-    monkeypatch.setattr(tinyexit.train, "load_split", lambda run, split: data[split])
+    monkeypatch.setattr(tinyexit.run, "load_split", lambda run, split: data[split])
     keras.utils.set_random_seed(seed(0))
     teacher = build_dscnn(DSCNNConfig(filters=32, blocks=3, exits_after=(1,), head_channels=16))
     teacher.compile(optimizer=keras.optimizers.Adam(3e-3), loss=["sparse_categorical_crossentropy"] * 2)

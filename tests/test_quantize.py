@@ -7,6 +7,7 @@ import pytest
 
 from tinyexit import quantize as Q
 from tinyexit.errors import TinyexitError
+from tinyexit.run import QuantDir, Run
 
 NUM_CLASSES = 12
 
@@ -168,8 +169,8 @@ def run_dir(trained, tmp_path_factory):
 @pytest.fixture()
 def splits(monkeypatch):
     data = {"train": make_data(300, 10), "validation": make_data(400, 11), "test": make_data(300, 12)}
-    import tinyexit.train
-    monkeypatch.setattr(tinyexit.train, "load_split", lambda run, split: data[split])
+    import tinyexit.run
+    monkeypatch.setattr(tinyexit.run, "load_split", lambda run, split: data[split])
     return data
 
 
@@ -190,7 +191,7 @@ def test_quantize_run_writes_the_contract(run_dir, splits, trained):
     assert rep["whole_model_check"] == {"inputs": 300, "identical": 300}
     # int8 accuracies against the whole int8 model run separately, float against Keras
     x, y = splits["test"]
-    pipe = Q.Int8Pipeline.from_dir(qdir)
+    pipe = Run(run_dir).oracle()
     outs = pipe.run(x)
     fl = model.predict(x, verbose=0)
     for k, e in enumerate(rep["exits"]):
@@ -213,7 +214,7 @@ def test_calibrate_run_figures_recomputed_independently(run_dir, splits, method)
     man = json.loads((run_dir / "quant" / "manifest.json").read_text())
     qps = [QParams.of(e["output"]) for e in man["exits"]]
     macs = [e["macs_to_exit"] for e in man["exits"]]
-    pipe = Q.Int8Pipeline.from_dir(run_dir / "quant")
+    pipe = Run(run_dir).oracle()
     assert pol["threshold"] is not None, "the stand-in model should allow some early exits at eps = 0.1"
     policy = MaxSoftmax(pol["threshold"])
     assert pol["threshold_q"] == policy.threshold_q(qps[0])
@@ -329,4 +330,4 @@ def test_find_boundary_names_the_exit_point_tensor_or_refuses(trained):
 def test_an_incomplete_manifest_is_refused_with_the_fix(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"segments": [], "exits": [{"name": "final"}]}))
     with pytest.raises(TinyexitError, match="re-run `tinyexit quantize "):
-        Q.read_manifest(tmp_path)
+        QuantDir(tmp_path).manifest()

@@ -8,7 +8,8 @@ import pytest
 from tests._stats import assert_accuracy_beats_chance, seed
 from tests.conftest import require_program
 from tinyexit.cli import main as cli
-from tinyexit.train import TrainConfig, load_model, load_split, train_kws
+from tinyexit.run import Run
+from tinyexit.train import TrainConfig, train_kws
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +46,8 @@ def test_report_and_run_directory(small_run):
     meta = json.loads((out / "model.json").read_text())
     assert meta["exits"][0]["point"] == "block2_out"
     # the saved model reproduces the reported test accuracy on the features load_split gives back
-    model = load_model(out)
-    x, y = load_split(out, "test")
+    model = Run(out).load_model()
+    x, y = Run(out).split("test")
     preds = model.predict(x, verbose=0)
     for e, p in zip(on_disk["exits"], preds):
         assert np.mean(np.argmax(p, -1) == y) == pytest.approx(e["accuracy"])
@@ -99,9 +100,9 @@ def test_image_task_run_directory(tmp_path):
     assert "toy" in report["data"]["note"]
     meta = json.loads((tmp_path / "vww" / "model.json").read_text())
     assert meta["exits"][0]["point"] == "block3_out" and meta["data"]["kind"] == "vww"
-    x, y = load_split(tmp_path / "vww", "test")
-    preds = load_model(tmp_path / "vww").predict(x, verbose=0)
+    x, y = Run(tmp_path / "vww").split("test")
+    preds = Run(tmp_path / "vww").load_model().predict(x, verbose=0)
     for e, p in zip(report["exits"], preds):
         assert np.mean(np.argmax(p, -1) == y) == pytest.approx(e["accuracy"])
-    xtr, _ = load_split(tmp_path / "vww", "train")
+    xtr, _ = Run(tmp_path / "vww").split("train")
     assert len(xtr) == report["data"]["train_examples"]

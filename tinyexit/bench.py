@@ -16,15 +16,13 @@ from typing import Callable
 import numpy as np
 
 from tinyexit.boards import Board, load_board
-from tinyexit.build import (APP_SOURCES, LIBRARY_DIR, build_host, build_run, library_sources, model_library, pipeline_from_run,
-                            run_test_inputs)
+from tinyexit.build import APP_SOURCES, build_host, build_run, library_sources, model_library, pipeline_from_run
 from tinyexit.errors import TinyexitError
 from tinyexit.io import atomic_dir, save_figure, write_json
+from tinyexit.run import Run, as_run
 from tinyexit.targets import Runner, RunResult, get_runner
-from tinyexit.toolchain import symbol_address
 from tinyexit.targets.app_output import AppOutput, parse_app_output
-
-BENCH_DIR = "bench"
+from tinyexit.toolchain import symbol_address
 
 
 def _run_firmware(runner: Runner, fw, timeout: float) -> tuple[AppOutput, RunResult]:
@@ -57,10 +55,9 @@ def stage_instructions(runner: Runner, fw, out: AppOutput, timeout: float) -> di
             for name, v in per_stage.items() if v}
 
 
-def oracle_outputs(run_dir: Path, x_q: np.ndarray) -> list[np.ndarray]:
+def oracle_outputs(run_dir: Run | Path, x_q: np.ndarray) -> list[np.ndarray]:
     """int8 output of every exit for every input, from tflite_micro (the firmware's bit-exact oracle)."""
-    from tinyexit.quantize import Int8Pipeline
-    pipe = Int8Pipeline.from_dir(Path(run_dir) / "quant")
+    pipe = as_run(run_dir).oracle()
     shape = [len(x_q)] + list(pipe.segments[0].input_shape[1:])
     return [np.asarray(o, np.int8).reshape(len(x_q), -1) for o in pipe.run_q(np.asarray(x_q).reshape(shape))]
 
@@ -68,9 +65,9 @@ def oracle_outputs(run_dir: Path, x_q: np.ndarray) -> list[np.ndarray]:
 def oracle_confidence(run_dir: Path, x_q: np.ndarray, policy: dict) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Confidence policy: (int8 output of every exit, int8 output of every early exit's confidence model),
     all from tflite_micro on the same chained boundary tensors."""
-    from tinyexit.build import confidence_models
     from tinyexit.research.confidence import Int8ConfidenceChain
-    return Int8ConfidenceChain(run_dir, confidence_models(run_dir, policy)).run_q(np.asarray(x_q))
+    run = as_run(run_dir)
+    return Int8ConfidenceChain(run.path, run.confidence_models(policy)).run_q(np.asarray(x_q))
 
 
 def oracle_decisions(outs: list[np.ndarray], policy: dict, manifest: dict, conf_outs: list[np.ndarray] | None = None):
@@ -118,7 +115,7 @@ def compare_with_oracle(fw: AppOutput, outs: list[np.ndarray], decisions) -> dic
     return {"inputs": len(fw.results), "identical": len(fw.results) - len(bad), "mismatches": bad[:10]}
 
 
-def compare_with_host(run: Path, fw, board_out: AppOutput) -> dict:
+def compare_with_host(run: Run | Path, fw, board_out: AppOutput) -> dict:
     """Build the same app and library for the host (gcc), run it, compare exit/class/output per input."""
     import subprocess
     app, lib = fw.out / "app", model_library(run)
@@ -142,13 +139,9 @@ def _stage_instructions(out: AppOutput, per_tick: float | None) -> dict:
     return stats
 
 
-def _library_kernels(run: Path) -> str | None:
+def _library_kernels(run: Run) -> str | None:
     """The kernel variant the run's generated library was built with (its report.json)."""
-    import json
-    try:
-        return json.loads((run / LIBRARY_DIR / "report.json").read_text()).get("kernels")
-    except (OSError, ValueError):
-        return None
+    return (run.library_report() or {}).get("kernels")
 
 
 def bench_run(run_dir: str | Path, board: str | Board = "nrf52840", emulate: bool = True, *,
@@ -160,7 +153,7 @@ def bench_run(run_dir: str | Path, board: str | Board = "nrf52840", emulate: boo
     `kernels`: kernel variant of the run's library (None: as generated; see build.model_library).
     The folder is written whole or not at all: a bench that fails (no compiler or emulator, an image too
     big, a firmware error) leaves an earlier bench there as it was."""
-    run = Path(run_dir)
+    run = as_run(run_dir)
     log = log or (lambda _m: None)
     b = load_board(board, emulate=emulate) if isinstance(board, str) else board
     board_runner = get_runner(b, runner)   # an unknown runner, or one the board lacks: refused before building
@@ -171,9 +164,9 @@ def bench_run(run_dir: str | Path, board: str | Board = "nrf52840", emulate: boo
             raise NoProbeError(no_probe_message(b))
     pipe, man, policy = pipeline_from_run(run)
     if inputs is None:
-        inputs = run_test_inputs(run, man, num_inputs, seed)
+        inputs = run.test_inputs(man, num_inputs, seed)
     x_q, y = np.asarray(inputs[0], np.int8), np.asarray(inputs[1])
-    out_dir = Path(out) if out else run / BENCH_DIR / b.variant
+    out_dir = Path(out) if out else run.bench_dir(b.variant)
     with atomic_dir(out_dir, holds=BENCH_OUTPUTS) as tmp:
         result = _measure(run, b, man, policy, x_q, y, tmp, timeout=timeout, runner=board_runner,
                           check_oracle=check_oracle, kernels=kernels, log=log)
@@ -187,7 +180,7 @@ def bench_run(run_dir: str | Path, board: str | Board = "nrf52840", emulate: boo
 BENCH_OUTPUTS = ("bench.json", "bench.png", "early_exit", "no_exit")   # what bench_run writes into its folder
 
 
-def _measure(run: Path, b: Board, man: dict, policy: dict, x_q: np.ndarray, y: np.ndarray, out_dir: Path, *,
+def _measure(run: Run, b: Board, man: dict, policy: dict, x_q: np.ndarray, y: np.ndarray, out_dir: Path, *,
              timeout: float, runner: Runner, check_oracle: bool, kernels: str | None,
              log: Callable[[str], None]) -> dict:
     """bench_run's measurements: both firmware images built into `out_dir`, run, checked; the JSON dict."""

@@ -18,6 +18,7 @@ from tinyexit import toolchain
 from tinyexit.boards import Board, load_board
 from tinyexit.errors import TinyexitError
 from tinyexit.io import atomic_dir, write_json, write_text
+from tinyexit.run import as_run, confidence_model_name
 from tinyexit.toolchain import TEMPLATES, BuildError, SizeReport, size_report
 
 IRQ_COUNT = {"nrf52840": 48, "netduinoplus2": 82, "mps2-an386": 32}
@@ -229,10 +230,6 @@ APP_SOURCES = ("tx_app.c", "tx_app_config.c", "tx_app_inputs.c")
 # ---------------------------------------------------------------------------------------------------
 # A run directory's firmware: RUN/quant/manifest.json + RUN/policy.json + the generated library.
 
-FIRMWARE_DIR = "firmware"
-LIBRARY_DIR = "firmware/model"      # where build_run asks the code generator to put the library
-
-
 def c_name(name: str) -> str:
     try:
         from tinyexit.codegen.cformat import c_ident
@@ -245,74 +242,19 @@ def c_name(name: str) -> str:
 FIRMWARE_POLICIES = ("max_softmax", "margin", "entropy", "confidence")
 
 
-def confidence_model_name(exit_name: str) -> str:
-    """Library name of an exit's confidence model (policy "confidence")."""
-    return f"{exit_name}_confidence"
-
-
-def confidence_models(run_dir: str | Path, policy: dict | None = None) -> dict[str, Path]:
-    """{exit name: .tflite path} of the confidence models RUN/policy.json's confidence policy runs ({} for
-    other policies or when the run has no policy.json)."""
-    import json
-    run = Path(run_dir)
-    if policy is None:
-        path = run / "policy.json"
-        if not path.is_file():
-            return {}
-        try:
-            policy = json.loads(path.read_text())
-        except ValueError:
-            return {}
-    if policy.get("policy") != "confidence":
-        return {}
-    res = {}
-    for e in policy.get("exits", []):
-        c = e.get("confidence") or {}
-        if not c.get("file"):
-            raise TinyexitError(f"policy.json's exit '{e.get('name')}' names no confidence model; re-run "
-                                f"`tinyexit calibrate {run} --policy confidence`.")
-        path = run / c["file"]
-        if not path.is_file():
-            raise TinyexitError(f"policy.json names {path}, which does not exist; re-run "
-                                f"`tinyexit calibrate {run} --policy confidence`.")
-        res[e["name"]] = path
-    return res
-
-
-def library_models(run_dir: str | Path) -> dict[str, Path]:
-    """The models the run's firmware links: segments and exit heads (RUN/quant/manifest.json) and, under the
-    confidence policy, each early exit's confidence model (named `<exit>_confidence`)."""
-    from tinyexit.codegen.generate import models_from_run
-    run = Path(run_dir)
-    models = dict(models_from_run(run))
-    for name, path in confidence_models(run).items():
-        models[confidence_model_name(name)] = path
-    return models
-
-
-def library_chain(run_dir: str | Path) -> list:
-    """The run's pipeline as generate.Link boundaries (names as in `library_models`): segment k's output is
-    read in the arena by its exit head's confidence model (confidence policy), the head, then segment k+1."""
-    from tinyexit.codegen.generate import chain_from_run
-    run = Path(run_dir)
-    return chain_from_run(run, {e: confidence_model_name(e) for e in confidence_models(run)})
-
-
 def pipeline_from_run(run_dir: str | Path, policy: dict | None = None) -> tuple[Pipeline, dict, dict]:
     """The firmware pipeline of a run: segments and exit heads from RUN/quant/manifest.json, integer
     thresholds from RUN/policy.json (max_softmax, margin or entropy). Returns (pipeline, manifest, policy)."""
     import math
-    run = Path(run_dir)
-    from tinyexit.policy.calibrate import read_policy
-    from tinyexit.quantize import read_manifest
-    man = read_manifest(run / "quant")
+    run = as_run(run_dir)
+    man = run.manifest()
     if policy is None:
-        policy = read_policy(run)
+        policy = run.policy()
     kind = policy.get("policy", "max_softmax")
     if kind not in FIRMWARE_POLICIES:
         raise TinyexitError(f"policy.json uses the '{kind}' policy; the firmware implements "
                             f"{', '.join(FIRMWARE_POLICIES)}. Re-run `tinyexit calibrate {run}` with one of them.")
-    confs = confidence_models(run, policy)
+    confs = run.confidence_models(policy)
     thresholds = {e["name"]: int(e["threshold_q"]) for e in policy.get("exits", [])}
     if not thresholds and "threshold_q" in policy and "exit" in policy:
         thresholds = {policy["exit"]: int(policy["threshold_q"])}
@@ -353,21 +295,6 @@ def pipeline_from_run(run_dir: str | Path, policy: dict | None = None) -> tuple[
     return pipe, man, policy
 
 
-def run_test_inputs(run_dir: str | Path, manifest: dict, num_inputs: int | None, seed: int = 0):
-    """The first `num_inputs` inputs of a seeded permutation of the run's test split, quantized as the
-    firmware's front end does -> (int8 [N, input_size], labels [N])."""
-    import numpy as np
-    from tinyexit.quantize import QParams, quantize_array
-    from tinyexit.train import load_split
-    x, y = load_split(run_dir, "test")
-    order = np.random.default_rng(seed).permutation(len(x))
-    if num_inputs is not None:
-        order = np.sort(order[:num_inputs])
-    qp = manifest["segments"][0]["input"]
-    q = quantize_array(x[order], QParams(float(qp["scale"]), int(qp["zero_point"])))
-    return q.reshape(len(order), -1), np.asarray(y)[order]
-
-
 def model_library(run_dir: str | Path, regenerate: bool = False, kernels: str | None = None,
                   default_kernels: str = "reference") -> Path:
     """The generated C library of a run (RUN/firmware/model), generated when missing, older than the run's
@@ -375,30 +302,29 @@ def model_library(run_dir: str | Path, regenerate: bool = False, kernels: str | 
     confidence policy adds a confidence model per early exit). `kernels`: the kernel variant it must
     use (regenerated when it was generated with another); None keeps the existing library's
     (`default_kernels` when generating)."""
-    run = Path(run_dir)
-    lib = run / LIBRARY_DIR
+    run = as_run(run_dir)
+    lib = run.library_dir
     header = lib / "tx_model.h"
     try:
         from tinyexit.codegen.generate import generate
     except ImportError:
         raise TinyexitError(f"{lib} has no generated library and the code generator is not available; "
                             f"run `tinyexit generate {run} --out {lib}` first.") from None
-    models = library_models(run)
-    sources = [p for p in (run / "quant").glob("*") if p.suffix in (".tflite", ".json")] + list(models.values())
+    models = run.library_models()
+    sources = run.quant.files() + list(models.values())
     stale = header.is_file() and any(p.stat().st_mtime > header.stat().st_mtime for p in sources)
     if header.is_file() and not stale:
         have = set(re.findall(r"extern const tx_model_t tx_model_(\w+);", header.read_text()))
         stale = have != {c_name(n) for n in models}
-    chain = library_chain(run)
+    chain = run.library_chain()
     if header.is_file() and not stale:
-        import json
+        doc = run.library_report()
         try:
-            doc = json.loads((lib / "report.json").read_text())
             stale = kernels is not None and doc.get("kernels", "reference") != kernels
             # a library generated without the run's chain (older, or by `generate` on loose models)
             stale = stale or doc.get("chain", []) != [dataclasses.asdict(l) | {"readers": list(l.readers)}
                                                      for l in chain]
-        except (OSError, ValueError):
+        except AttributeError:   # no report.json, or one that does not parse
             stale = True
     if regenerate or stale or not header.is_file():
         generate(models, lib, kernels=kernels or default_kernels, compare_tflm=False, chain=chain)
@@ -433,7 +359,7 @@ def build_run(run_dir: str | Path, board: Board | str, *, emulate: bool = False,
     gets the board's (`Board.kernels`: the DSP kernels on Cortex-M4 class cores)."""
     if isinstance(board, str):
         board = load_board(board, emulate=emulate)
-    run = Path(run_dir)
+    run = as_run(run_dir)
     pipe, man, _ = pipeline_from_run(run)
     lib = model_library(run, kernels=kernels, default_kernels=board.kernels)
     if serial_inputs:
@@ -441,9 +367,9 @@ def build_run(run_dir: str | Path, board: Board | str, *, emulate: bool = False,
     elif inputs is not None:
         x, y = inputs
     else:
-        x, y = run_test_inputs(run, man, num_inputs, seed)
+        x, y = run.test_inputs(man, num_inputs, seed)
     tag = board.variant + ("-noexit" if no_exit else "") + ("-serial" if serial_inputs else "")
-    out = Path(out) if out else run / FIRMWARE_DIR / "build" / tag
+    out = Path(out) if out else run.build_dir(tag)
     lib_srcs = library_sources(lib)
     with atomic_dir(out, holds=BUILD_OUTPUTS) as tmp:   # a failed build leaves the earlier one as it was
         app = tmp / "app"

@@ -26,13 +26,13 @@ def run_pipeline(*, task: str = "kws", data: str | Path | None = None, out: str 
     With retrain=False an existing trained run is reused and only the later stages run again."""
     from tinyexit.bench import bench_run
     from tinyexit.boards import load_board
-    from tinyexit.build import LIBRARY_DIR, library_models
     from tinyexit.codegen import generate
     from tinyexit.policy.calibrate import calibrate_run
     from tinyexit.quantize import quantize_run
+    from tinyexit.run import Run
     from tinyexit.train import format_report, train_image, train_kws
 
-    run = Path(out or f"runs/{task}")
+    run = Run(out or f"runs/{task}")
     b = load_board(board, emulate=emulate)
     times: dict[str, float] = {}
 
@@ -44,9 +44,9 @@ def run_pipeline(*, task: str = "kws", data: str | Path | None = None, out: str 
         times[name] = round(time.time() - t0, 1)
 
     with stage("train"):
-        if retrain or not (run / "model.keras").is_file():
-            report = (train_kws(data=data, out=run, epochs=epochs) if task == "kws"
-                      else train_image(task, data=data, out=run, epochs=epochs))
+        if retrain or not run.is_trained():
+            report = (train_kws(data=data, out=run.path, epochs=epochs) if task == "kws"
+                      else train_image(task, data=data, out=run.path, epochs=epochs))
             log(format_report(report))
         else:
             log(f"reusing the trained model in {run}")
@@ -56,7 +56,7 @@ def run_pipeline(*, task: str = "kws", data: str | Path | None = None, out: str 
         calibrate_run(run, epsilon=epsilon, delta=delta, log=log)
     with stage("generate C"):
         # the board's kernel variant: the DSP kernels on Cortex-M4 class cores
-        lib = generate(library_models(run), run / LIBRARY_DIR, kernels=b.kernels)
+        lib = generate(run.library_models(), run.library_dir, kernels=b.kernels)
         log(lib.table())
     with stage("bench", f" (build, run and benchmark on {board}{' (emulated)' if emulate else ''})"):
         fit = inputs_that_fit(lib, b)

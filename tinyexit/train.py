@@ -6,32 +6,20 @@ A run directory holds what one model produced; this stage writes `model.keras`, 
 from __future__ import annotations
 
 import time
-import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from tinyexit.data.features import Augment, split_features
-from tinyexit.data.speech_commands import CLASSES, load_speech_commands
-from tinyexit.errors import TinyexitError, brief
-from tinyexit.io import atomic_dir, read_json, write_json, write_text
+from tinyexit.data.recipe import DataConfig, data_config_for, features_for, image_split  # noqa: F401  (re-exported)
+from tinyexit.data.speech_commands import CLASSES
+from tinyexit.errors import TinyexitError
+from tinyexit.io import write_json, write_text
+from tinyexit.run import Run
 
 DEFAULT_RUN = Path("runs/kws")
 DEFAULT_DATA = Path("runs/data/kws-synth")
 DEFAULT_SPEAKERS, DEFAULT_TAKES = 160, 3
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """How features are made from a data folder; stored in model.json so every later stage sees the same."""
-    dir: str
-    source: str
-    kind: str = "kws"
-    seed: int = 0
-    train_copies: int = 2                         # differently augmented versions of each training clip
-    train_augment: dict = field(default_factory=lambda: asdict(Augment()))
-    eval_augment: dict | None = None              # synthetic clean speech: noise mixed into val/test too
 
 
 @dataclass(frozen=True)
@@ -64,118 +52,12 @@ def default_dataset(path: Path = DEFAULT_DATA, *, speakers: int = DEFAULT_SPEAKE
     return make_kws_dataset(path, speakers=speakers, takes=takes, seed=seed, progress=progress)
 
 
-def data_config_for(data_dir: str | Path, *, seed: int = 0, train_copies: int = 2,
-                    train_augment: dict | None = None) -> DataConfig:
-    ds = load_speech_commands(data_dir, seed=seed)
-    # Synthetic voices are clean; real recordings carry their own noise. Evaluate synthetic speech with the
-    # same kind of background noise the model trains with (fixed seed), so the figure is not flattered.
-    eval_aug = asdict(Augment(time_shift_ms=0.0)) if ds.source == "synthetic" else None
-    return DataConfig(dir=str(Path(data_dir).resolve()), source=ds.source, seed=seed, train_copies=train_copies,
-                      train_augment=train_augment or asdict(Augment()), eval_augment=eval_aug)
-
-
-def features_for(dc: DataConfig, split: str, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    ds = load_speech_commands(dc.dir, seed=dc.seed)
-    if split == "train":
-        x, y, _ = split_features(ds, split, copies=dc.train_copies, augment=Augment.from_dict(dc.train_augment),
-                                 seed=dc.seed, progress=progress)
-    else:
-        aug = Augment.from_dict(dc.eval_augment) if dc.eval_augment else None
-        x, y, _ = split_features(ds, split, augment=aug, seed=dc.seed + {"validation": 1, "test": 2}[split],
-                                 progress=progress)
-    return x, y
-
-
-def load_split(run_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """The features and labels of a split exactly as training made them (from the feature cache). A data
-    recipe (model.json "data") that is incomplete, or names a data folder that is gone, is a TinyexitError."""
-    if split not in ("train", "validation", "test"):
-        raise ValueError(f"split must be train, validation or test, not {split!r}")
-    data = read_model_json(run_dir)["data"]
-    where = Path(run_dir) / "model.json"
-    folder = data.get("dir")
-    if folder is not None and not Path(str(folder)).is_dir():
-        raise TinyexitError(f"the data folder {folder} named by {where} does not exist; restore it, or re-run "
-                            f"`tinyexit train` with --data pointing at the data")
-    try:
-        if data.get("kind", "kws") == "kws":
-            return features_for(DataConfig(**data), split)
-        return image_split(data, split)
-    except (KeyError, TypeError) as e:
-        raise TinyexitError(f"{where}: the data recipe (\"data\") is incomplete or garbled ({brief(e)}); "
-                            f"re-run `tinyexit train`") from None
-
-
-def image_split(data: dict, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """A split of an image task as training saw it (training split: with its augmented copies)."""
-    from tinyexit.data.images import augment_images, load_image_task
-    ims = load_image_task(data["kind"], data["dir"], seed=data["seed"])
-    x, y = ims.splits[split]
-    if split == "train" and data["train_copies"] > 1:
-        x = np.concatenate([x, augment_images(x, data["train_copies"] - 1, data["seed"], flip=data["flip"])])
-        y = np.tile(y, data["train_copies"])
-    return x, y
-
-
 def cap_examples(x: np.ndarray, y: np.ndarray, max_n: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """At most `max_n` examples (None: all): a seeded random subset kept in the split's order."""
     if max_n is None or len(x) <= max_n:
         return x, y
     pick = np.sort(np.random.default_rng(seed).choice(len(x), max_n, replace=False))
     return x[pick], y[pick]
-
-
-RETRAIN = "re-run `tinyexit train` (or augment/distill/compress, whichever wrote it)"
-
-
-def read_model_json(run_dir: str | Path) -> dict:
-    """RUN/model.json, checked: "exits" (each with a name and an exit point, the final exit last with point
-    null) and the data recipe "data"; anything missing or garbled is a one-line TinyexitError."""
-    p = Path(run_dir) / "model.json"
-    if not p.is_file():
-        raise TinyexitError(f"{run_dir} is not a run directory (no model.json); train one with "
-                            f"`tinyexit train kws --out {run_dir}`")
-    meta = read_json(p, RETRAIN)
-    exits = meta.get("exits")
-    if not (isinstance(exits, list) and exits and all(isinstance(e, dict) and isinstance(e.get("name"), str)
-                                                      and isinstance(e.get("point"), (str, type(None)))
-                                                      for e in exits)):
-        raise TinyexitError(f"{p}: \"exits\" must list the exits, each with a \"name\" and an exit \"point\"; "
-                            f"{RETRAIN}")
-    if exits[-1]["point"] is not None or any(e["point"] is None for e in exits[:-1]):
-        raise TinyexitError(f"{p}: \"exits\" must end with the final exit (point null) and only it; {RETRAIN}")
-    if not isinstance(meta.get("data"), dict):
-        raise TinyexitError(f"{p} has no data recipe (\"data\"); {RETRAIN}")
-    return meta
-
-
-def model_file(run_dir: str | Path) -> Path:
-    """RUN/model.keras, checked to exist and to be a complete zip archive, without importing Keras: commands
-    refuse a broken run before paying for TensorFlow's start-up."""
-    path = Path(run_dir) / "model.keras"
-    if not path.is_file():
-        raise TinyexitError(f"{path} does not exist; {RETRAIN}")
-    if not zipfile.is_zipfile(path):
-        raise TinyexitError(f"{path} cannot be loaded (not a complete .keras zip archive: truncated?): {RETRAIN}")
-    return path
-
-
-def check_trained_run(run_dir: str | Path) -> dict:
-    """read_model_json(run_dir) after model_file(run_dir): a cheap check of a trained run folder."""
-    meta = read_model_json(run_dir)
-    model_file(run_dir)
-    return meta
-
-
-def load_model(run_dir: str | Path):
-    """RUN/model.keras; a missing file or one Keras cannot load (truncated, another format) is a TinyexitError."""
-    path = model_file(run_dir)
-    import keras
-    import tinyexit.models  # noqa: F401  (registers custom layers)
-    try:
-        return keras.models.load_model(path, compile=False)
-    except Exception as e:  # Keras raises ValueError, OSError, zipfile.BadZipFile, KeyError, ... on a bad file
-        raise TinyexitError(f"{path} cannot be loaded ({brief(e)}): {RETRAIN}") from None
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -388,16 +270,15 @@ def fit_and_write_run(model, mc, tc: TrainConfig, train, validation, test, *, ou
     }
     model_json = {"task": task, "input_shape": list(mc.input_shape), "classes": list(classes),
                   "exits": specs, "data": data_meta}
-    with atomic_dir(out) as tmp:
-        model.save(tmp / "model.keras")
-        write_json(tmp / "model.json", model_json)
-        write_json(tmp / "report.json", report)
-        write_json(tmp / "history.json", history)
-        plot_history(history, [s["name"] for s in specs], tmp / "training.png")
+    with Run.create(out) as tmp:
+        model.save(tmp.model_keras)
+        write_json(tmp.model_json_path, model_json)
+        write_json(tmp.report_path, report)
+        write_json(tmp.history_path, history)
+        plot_history(history, [s["name"] for s in specs], tmp.training_plot)
         if recipe is not None:
-            from tinyexit.models.recipe import RUN_FILE
-            write_text(tmp / RUN_FILE, recipe.to_yaml(f"the model recipe this run was trained from ({recipe.path}),\n"
-                                                      f"with the settings training used (docs/MODELS.md)"))
+            write_text(tmp.recipe_path, recipe.to_yaml(f"the model recipe this run was trained from ({recipe.path}),\n"
+                                                        f"with the settings training used (docs/MODELS.md)"))
     keras.backend.clear_session()
     return report
 

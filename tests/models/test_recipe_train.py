@@ -10,7 +10,8 @@ from tests._stats import seed
 from tests.conftest import require_program
 from tests.models.test_recipe import GOLDEN, layers_of
 from tinyexit.cli import main as cli
-from tinyexit.models.recipe import RUN_FILE, builtin_recipe, load_recipe_file
+from tinyexit.models.recipe import builtin_recipe, load_recipe_file
+from tinyexit.run import Run
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +37,7 @@ def no_fitting(monkeypatch):
 
 
 def _load(run):
-    from tinyexit.train import load_model
-    return load_model(run)
+    return Run(run).load_model()
 
 
 @pytest.mark.parametrize("task, how", [("kws", "task"), ("ic", "path"), ("vww", "name")])
@@ -67,7 +67,7 @@ def test_builtin_recipe_writes_todays_run(task, how, tiny_kws, no_fitting, tmp_p
     assert loss_weights == golden["report"]["training"]["loss_weights"]
     assert cfg.epochs == golden["report"]["training"]["epochs"]
     # the run records its recipe, which is the built-in one (nothing was overridden)
-    assert load_recipe_file(out / RUN_FILE, check_name=False).to_dict() == builtin_recipe(task).to_dict()
+    assert load_recipe_file(Run(out).recipe_path, check_name=False).to_dict() == builtin_recipe(task).to_dict()
 
 
 TINY_DSCNN = """\
@@ -119,11 +119,10 @@ def test_train_model_recipe_of_our_own(tiny_kws, tmp_path):
     assert report["model"]["filters"] == 12 and report["model"]["blocks"] == 3
     history = json.loads((out / "history.json").read_text())
     assert len(history["loss"]) == 2
-    trained = load_recipe_file(out / RUN_FILE, check_name=False)
+    trained = load_recipe_file(Run(out).recipe_path, check_name=False)
     assert trained.training["epochs"] == 2 and trained.exits == load_recipe_file(recipe).exits
     # the saved model reproduces the reported accuracies on the split later stages read
-    from tinyexit.train import load_split
-    x, y = load_split(out, "test")
+    x, y = Run(out).split("test")
     for e, p in zip(report["exits"], model.predict(x, verbose=0)):
         assert np.mean(np.argmax(p, -1) == y) == pytest.approx(e["accuracy"])
 

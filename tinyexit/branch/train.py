@@ -27,7 +27,6 @@ Public API:
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -40,10 +39,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from tinyexit.errors import TinyexitError
-from tinyexit.io import atomic_dir, atomic_path, save_figure, write_bytes, write_json
-from tinyexit.policy.decisions import QParams
+from tinyexit.io import atomic_path, save_figure, write_bytes, write_json
+from tinyexit.quantize.qparams import QParams
+from tinyexit.run import BranchDir, Run
 
-BRANCH_DIR = "branch"
 
 
 @dataclass(frozen=True)
@@ -382,11 +381,11 @@ class BranchInt8Chain:
 
     @classmethod
     def from_dir(cls, branch_dir: str | os.PathLike) -> "BranchInt8Chain":
-        d = Path(branch_dir)
-        man = read_branch_manifest(d)
+        d = BranchDir(branch_dir)
+        man = d.manifest()
         layout = VectorLayout(tuple(s["point"] for s in man["vector"]["slices"]),
                               tuple(s["length"] for s in man["vector"]["slices"]))
-        rd = lambda e: (d / e["file"]).read_bytes()  # noqa: E731
+        rd = lambda e: d.piece(e["file"]).read_bytes()  # noqa: E731
         return cls([rd(s) for s in man["segments"]], [rd(p) for p in man["pools"]], rd(man["branch"]), layout,
                    [rd(h) for h in man.get("heads", [])])
 
@@ -417,18 +416,8 @@ class BranchInt8Chain:
 
 
 def read_branch_manifest(branch_dir: str | os.PathLike) -> dict:
-    path = Path(branch_dir) / "manifest.json"
-    if not path.is_file():
-        raise TinyexitError(f"{path} does not exist; run `tinyexit branch RUN` first")
-    try:
-        man = json.loads(path.read_text())
-        ok = all(k in man for k in ("segments", "pools", "branch", "vector")) and \
-            len(man["pools"]) == len(man["vector"]["slices"]) == len(man["segments"]) - 1
-    except (ValueError, KeyError, TypeError):
-        ok = False
-    if not ok:
-        raise TinyexitError(f"{path} is not a complete shared-branch manifest; re-run `tinyexit branch RUN`")
-    return man
+    """RUN/branch/manifest.json, checked (`tinyexit.run.BranchDir.manifest`)."""
+    return BranchDir(branch_dir).manifest()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -482,8 +471,7 @@ def _load_splits(run_dir: Path, data) -> dict:
         if missing:
             raise TinyexitError(f"data is missing the split(s) {missing}")
         return {s: (np.asarray(data[s][0], np.float32), np.asarray(data[s][1])) for s in ("train", "validation", "test")}
-    from tinyexit.train import load_split
-    return {s: load_split(run_dir, s) for s in ("train", "validation", "test")}
+    return {s: Run(run_dir).split(s) for s in ("train", "validation", "test")}
 
 
 def train_branch(run_dir: str | os.PathLike, *, points: Sequence[str] | None = None,
@@ -492,20 +480,19 @@ def train_branch(run_dir: str | os.PathLike, *, points: Sequence[str] | None = N
     """Train, quantize, evaluate and generate the shared exit branch of RUN/model.keras into RUN/branch/.
 
     points: exit-point layer names (default: every block output, `default_points`); data: optional
-    {"train"|"validation"|"test": (x, y)} instead of the run's own splits (tinyexit.train.load_split);
+    {"train"|"validation"|"test": (x, y)} instead of the run's own splits (tinyexit.run.Run.split);
     firmware: generate the C library (RUN/branch/firmware/); measure: cross-compile it for code sizes.
     Returns the report (also RUN/branch/report.json)."""
     import keras
 
-    from tinyexit.train import load_model, read_model_json
-
     log = log or (lambda s: None)
     cfg = config or BranchConfig()
-    run_dir = Path(run_dir)
-    meta = read_model_json(run_dir)
-    if not (run_dir / "model.keras").is_file():
-        raise TinyexitError(f"{run_dir / 'model.keras'} does not exist; train the run first (`tinyexit train`)")
-    model = load_model(run_dir)
+    run = Run(run_dir)
+    run_dir = run.path
+    meta = run.model_json()
+    if not run.is_trained():
+        raise TinyexitError(f"{run.model_keras} does not exist; train the run first (`tinyexit train`)")
+    model = run.load_model()
     points = check_points(model, points)
     classes = list(meta.get("classes") or [])
     num_classes = int(model.outputs[-1].shape[-1])
@@ -593,17 +580,18 @@ def train_branch(run_dir: str | os.PathLike, *, points: Sequence[str] | None = N
     if meta.get("data", {}).get("source") == "synthetic":
         report["data_note"] = "synthetic speech: proves the pipeline, not accuracy on real speech"
 
-    final_dir = run_dir / BRANCH_DIR
-    with atomic_dir(final_dir) as tmp:
+    final_dir = run.branch_dir
+    with run.writing_branch() as out:
+        tmp = out.path
         files = {}
         for k, b in enumerate(q["segments"]):
-            files[seg_names[k]] = write_bytes(tmp / f"{seg_names[k]}.tflite", b)
+            files[seg_names[k]] = write_bytes(out.piece(f"{seg_names[k]}.tflite"), b)
         for k, b in enumerate(q["pools"]):
-            files[f"pool{k}"] = write_bytes(tmp / f"pool{k}.tflite", b)
-        files["branch"] = write_bytes(tmp / "branch.tflite", q["branch"])
+            files[f"pool{k}"] = write_bytes(out.piece(f"pool{k}.tflite"), b)
+        files["branch"] = write_bytes(out.piece("branch.tflite"), q["branch"])
         for k, b in enumerate(q["heads"]):
-            write_bytes(tmp / f"head{k}.tflite", b)
-        with atomic_path(tmp / "branch.keras") as p:
+            write_bytes(out.piece(f"head{k}.tflite"), b)
+        with atomic_path(out.piece("branch.keras")) as p:
             branch.save(p)
         if firmware:
             from tinyexit.branch.firmware import flash_figures, write_firmware
@@ -614,9 +602,9 @@ def train_branch(run_dir: str | os.PathLike, *, points: Sequence[str] | None = N
             report["memory"].update(report["firmware"]["memory"])
         report["seconds"] = round(time.time() - t0, 1)
         report["plot"] = "branch.png"
-        plot_branch(report, tmp / "branch.png")
-        write_json(tmp / "manifest.json", manifest)
-        write_json(tmp / "report.json", report)
+        plot_branch(report, out.piece("branch.png"))
+        write_json(out.manifest_path, manifest)
+        write_json(out.report_path, report)
     return report
 
 

@@ -10,7 +10,7 @@ Three stages with typed hand-offs:
 also written as report.json); `tinyexit.conformance` compares a library with tflite_micro.
 """
 from tinyexit.codegen.fuse import fuse
-from tinyexit.codegen.generate import GenerateReport, Link, ModelFigures, chain_from_run, generate, models_from_run
+from tinyexit.codegen.generate import GenerateReport, Link, ModelFigures, generate
 from tinyexit.codegen.ir import OPS, Graph, Op, Tensor
 from tinyexit.codegen.plan import Plan, plan_memory
 from tinyexit.codegen.reader import read_model
@@ -18,5 +18,5 @@ from tinyexit.codegen.schedule import schedule
 
 SUPPORTED_OPS = tuple(sorted(OPS))
 
-__all__ = ["fuse", "schedule", "GenerateReport", "Link", "ModelFigures", "generate", "models_from_run", "chain_from_run", "Graph", "Op", "Tensor", "Plan",
+__all__ = ["fuse", "schedule", "GenerateReport", "Link", "ModelFigures", "generate", "Graph", "Op", "Tensor", "Plan",
            "plan_memory", "read_model", "SUPPORTED_OPS", "OPS"]

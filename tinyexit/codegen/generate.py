@@ -88,50 +88,6 @@ class GenerateReport:
         return "\n".join(rows)
 
 
-def models_from_run(run_dir: str | os.PathLike) -> dict[str, Path]:
-    """The segments and exit heads listed in RUN/quant/manifest.json, in manifest order."""
-    run = Path(run_dir)
-    manifest = run / "quant" / "manifest.json"
-    if not manifest.is_file():
-        raise TinyexitError(f"'{run}' has no quant/manifest.json: run `tinyexit quantize {run}` first, or pass a "
-                            f".tflite file.")
-    try:
-        doc = json.loads(manifest.read_text())
-        entries = [(s["name"], s["file"]) for s in doc["segments"]]
-        entries += [(e["name"], e.get("file")) for e in doc.get("exits", [])]
-    except (ValueError, KeyError, TypeError) as e:
-        raise TinyexitError(f"'{manifest}' is not a valid quantization manifest ({e}); re-run `tinyexit quantize`.")
-    models: dict[str, Path] = {}
-    for name, file in entries:
-        if file is None:
-            continue  # the final exit is the last segment's output
-        path = manifest.parent / file
-        if not path.is_file():
-            raise TinyexitError(f"'{manifest}' lists '{file}' but {path} does not exist; re-run `tinyexit quantize`.")
-        models[str(name)] = path
-    if not models:
-        raise TinyexitError(f"'{manifest}' lists no model files.")
-    return models
-
-
-def chain_from_run(run_dir: str | os.PathLike, confidence: dict[str, str] | None = None) -> list[Link]:
-    """The links of a run's pipeline (RUN/quant/manifest.json): segment k's output is read by the exit head
-    after it (preceded by `confidence[head]`, its confidence model's name, when given) and by segment k+1."""
-    manifest = Path(run_dir) / "quant" / "manifest.json"
-    try:
-        doc = json.loads(manifest.read_text())
-        segs = [str(s["name"]) for s in doc["segments"]]
-        heads = {int(e["after_segment"]): str(e["name"]) for e in doc.get("exits", []) if e.get("file")}
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise TinyexitError(f"'{manifest}' is not a valid quantization manifest ({e}); re-run `tinyexit quantize`.")
-    links = []
-    for k, seg in enumerate(segs[:-1]):
-        head = heads.get(k)
-        readers = ((confidence[head],) if confidence and head in confidence else ()) + ((head,) if head else ())
-        links.append(Link(seg, readers, segs[k + 1]))
-    return links
-
-
 def _plan_chain(graphs: dict[str, Graph], chain, plan_one) -> dict[str, Plan]:
     """Plan every model, those of `chain` after the model whose output they read (input pinned there;
     readers keep it intact). `plan_one(graph, **constraints)` -> (graph, plan)."""
@@ -185,7 +141,7 @@ def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kerne
     used when it plans a smaller arena). `sparse` stores a conv / depthwise / fully connected layer's weights as
     sparse run lists when that is smaller (pruned models; `tinyexit.codegen.sparse`); False keeps all dense.
     `chain`: Links (names as in `models`) of a pipeline that passes outputs through the arena without
-    copies (`chain_from_run`); empty: every model planned alone. Nothing is written when anything fails."""
+    copies (a run's: `tinyexit.run.Run.chain`); empty: every model planned alone. Nothing is written when anything fails."""
     from tinyexit.codegen.emit import KERNEL_VARIANTS
 
     if kernels not in KERNEL_VARIANTS:

@@ -9,7 +9,7 @@ import numpy as np
 
 from tinyexit.codegen import ops as _ops  # noqa: F401  (fills the registry)
 from tinyexit.codegen.fold import try_fold, with_value
-from tinyexit.codegen.ir import OPS, Graph, OpContext, Tensor
+from tinyexit.codegen.ir import OPS, Graph, Op, OpContext, Tensor
 from tinyexit.codegen.quant import MultiplierRangeError
 from tinyexit.codegen.validate import ITEM, RawModel, RawTensor, check, parse, safe_name
 from tinyexit.errors import TinyexitError, UnsupportedModelError
@@ -103,3 +103,22 @@ def _build(m: RawModel, path: Path, name: str) -> Graph:
         ops.append(replace(op, index=len(ops)))
     return Graph(name=name, path=str(path), tensors=tuple(tensors), ops=tuple(ops), inputs=inputs,
                  outputs=outputs, tflm_ops=tuple(op.name for op in m.ops))
+
+
+def count_macs(raw: bytes) -> int:
+    """Multiply-accumulates of one inference of an int8 .tflite (any number of inputs and outputs), as the op
+    classes count them (`Op.macs()`: CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED; the other ops count zero).
+    The one .tflite MAC counter: the generator's per-step figures and the quantize manifest's both come from it."""
+    import tflite
+
+    m = parse(raw, tflite)
+    tensors = tuple(_tensor(t) for t in m.tensors)
+    total = 0
+    for rop in m.ops:
+        cls = OPS.get(rop.name)
+        if cls is None or cls.macs is Op.macs:
+            continue
+        ctx = OpContext(index=rop.index, name=rop.name, tensors=tensors, inputs=rop.inputs, outputs=rop.outputs,
+                        options=rop.options)
+        total += cls.from_tflite(ctx).macs()
+    return total

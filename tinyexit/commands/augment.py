@@ -35,8 +35,8 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     if Path(args.model).is_dir():
-        from tinyexit.train import check_trained_run
-        check_trained_run(args.model)   # before importing TensorFlow
+        from tinyexit.run import Run
+        Run(args.model).check_trained()   # before importing TensorFlow
     from tinyexit.research.augment import (HeadConfig, HeadTrainConfig, augment_model, candidate_points, format_candidates,
                                   load_keras)
 

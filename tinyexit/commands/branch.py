@@ -26,13 +26,13 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from tinyexit.train import check_trained_run
+    from tinyexit.run import Run
 
     run_dir = Path(args.run)
     if not run_dir.is_dir():
         raise TinyexitError(f"run directory '{run_dir}' does not exist; train one with `tinyexit train`")
-    check_trained_run(run_dir)   # before importing TensorFlow
-    from tinyexit.branch import BRANCH_DIR, BranchConfig, format_report, train_branch
+    Run(run_dir).check_trained()   # before importing TensorFlow
+    from tinyexit.branch import BranchConfig, format_report, train_branch
     if args.num_eval is not None and args.num_eval < 1:
         raise TinyexitError("--num-eval must be at least 1")
     points = [p.strip() for p in args.points.split(",") if p.strip()] if args.points is not None else None
@@ -40,5 +40,5 @@ def run(args) -> int:
                        num_eval=args.num_eval, seed=args.seed)
     rep = train_branch(run_dir, points=points, config=cfg, firmware=not args.no_firmware, log=print)
     print(format_report(rep))
-    print(f"wrote {run_dir / BRANCH_DIR}")
+    print(f"wrote {Run(run_dir).branch_dir}")
     return 0

@@ -68,5 +68,6 @@ def run(args) -> int:
         print(f"  equal exit rates on test ({eq['exit']}): mean accuracy difference confidence - max-softmax "
               f"{100 * eq['mean_difference']:+.2f} points; AUROC right-vs-wrong: confidence "
               f"{eq['auroc']['confidence'] or float('nan'):.3f}, max-softmax {eq['auroc']['max_softmax'] or float('nan'):.3f}")
-    print(f"wrote {Path(args.run) / 'policy.json'} and {Path(args.run) / p['plot']}")
+    from tinyexit.run import Run
+    print(f"wrote {Run(args.run).policy_path} and {Run(args.run).calibration_plot}")
     return 0

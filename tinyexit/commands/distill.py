@@ -24,12 +24,12 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from tinyexit.train import check_trained_run
+    from tinyexit.run import Run
 
     src = Path(args.teacher)
     if not src.is_dir():
         raise TinyexitError(f"teacher run directory '{src}' does not exist")
-    check_trained_run(src)   # before importing TensorFlow
+    Run(src).check_trained()   # before importing TensorFlow
     from tinyexit.research.distill import DistillConfig, distill_run
     out = Path(args.out) if args.out else src.with_name(f"{src.name}-student")
     cfg = DistillConfig(temperature=args.temperature, alpha=args.alpha, beta=args.beta, epochs=args.epochs,

@@ -47,9 +47,10 @@ def run(args) -> int:
     print(fw.sizes.table())
     send = b""
     if args.serial_inputs:
-        from tinyexit.build import pipeline_from_run, run_test_inputs
+        from tinyexit.build import pipeline_from_run
+        from tinyexit.run import Run
         _, man, _ = pipeline_from_run(args.run)
-        x, _ = run_test_inputs(args.run, man, args.inputs)
+        x, _ = Run(args.run).test_inputs(man, args.inputs)
         send = len(x).to_bytes(4, "little") + x.astype("int8").tobytes()
     print(f"running {fw.elf.name} with {runner.name} ...")
     result = runner.run(fw.elf, timeout=args.timeout, send=send)

@@ -29,15 +29,16 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from tinyexit.codegen import generate, models_from_run
-    from tinyexit.codegen.generate import chain_from_run
+    from tinyexit.codegen import generate
+    from tinyexit.run import Run
 
     src = Path(args.source)
     chain = []
     if src.is_dir():
-        models = models_from_run(src)
-        chain = chain_from_run(src)   # segments and heads pass their outputs through the arena
-        out = Path(args.out) if args.out else src / "firmware" / "model"
+        run = Run(src)
+        models = run.quant_models()
+        chain = run.chain()   # segments and heads pass their outputs through the arena
+        out = Path(args.out) if args.out else run.library_dir
     elif src.is_file():
         if not args.out:
             raise TinyexitError("give the output folder with --out DIR when generating from a .tflite file")

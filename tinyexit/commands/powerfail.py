@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from tinyexit.errors import TinyexitError
     from tinyexit.intermittent import Granularity, powerfail
     from tinyexit.io import write_json
+    from tinyexit.run import Run
 
     target = Path(args.target)
     if not target.exists():
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     for g in grans:
         Granularity.parse(g)
     out = Path(args.out) if args.out else (
-        target / "powerfail" if target.is_dir() and (target / "quant").is_dir()
+        Run(target).powerfail_dir if target.is_dir() and Run(target).quant.path.is_dir()
         else Path("build") / "powerfail" / target.stem)
     shared_only = sorted({"no-vector", "volatile-low"} & set(args.broken))
     if shared_only and not args.branch:
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
             raise TinyexitError("--threshold policy is for --branch (exit heads: pass the integer)")
         from tinyexit.intermittent.branch import threshold_from_policy
         threshold = threshold_from_policy(target)
-        print(f"confidence threshold from {target / 'policy.json'}: max score >= {threshold} (calibrated for the "
+        print(f"confidence threshold from {Run(target).policy_path}: max score >= {threshold} (calibrated for the "
               "exit heads: no guarantee for the shared branch)")
     if args.branch:
         from tinyexit.intermittent.branch import powerfail_branch

@@ -25,6 +25,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from tinyexit.quantize import quantize_run
+    from tinyexit.run import Run
 
     if not Path(args.run).is_dir():
         raise TinyexitError(f"run directory '{args.run}' does not exist; train one with `tinyexit train`")
@@ -40,7 +41,7 @@ def run(args) -> int:
     chk = rep.get("whole_model_check")
     if chk:
         print(f"chained segments == whole int8 model on {chk['identical']}/{chk['inputs']} test inputs")
-    print(f"wrote {Path(args.run) / 'quant'}")
+    print(f"wrote {Run(args.run).quant.path}")
     if chk and chk["identical"] != chk["inputs"]:
         print("error: the chained segments differ from the whole model; see quant/report.json 'boundaries'")
         return 1

@@ -34,8 +34,8 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from tinyexit.boards import load_board
     if Path(args.source).is_dir():
-        from tinyexit.train import check_trained_run
-        check_trained_run(args.source)   # before importing TensorFlow
+        from tinyexit.run import Run
+        Run(args.source).check_trained()   # before importing TensorFlow
     from tinyexit.research.search import Budget, SearchConfig, search, verify
 
     try:

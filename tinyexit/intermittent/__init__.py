@@ -13,7 +13,6 @@ its campaigns (`tinyexit powerfail RUN --branch`) are in branch.py.
 """
 from __future__ import annotations
 
-import json
 import os
 import random
 import re
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Sequence
 
 from tinyexit.errors import TinyexitError
+from tinyexit.run import Run
 from tinyexit.intermittent.campaign import CampaignReport, Failure, Oracle, replay, run_campaign, uninterrupted
 from tinyexit.intermittent.host import (EXIT, SEGMENT, Boot, Granularity, HostTarget, Stage, build_host,
                                         render_pipeline)
@@ -32,11 +32,11 @@ __all__ = ["CampaignReport", "Failure", "Oracle", "replay", "run_campaign", "uni
 _DECL = re.compile(r"^extern const tx_model_t tx_model_([A-Za-z_][A-Za-z0-9_]*);", re.M)
 
 
-def stages_from_manifest(manifest_path: str | os.PathLike) -> list[Stage]:
-    """Pipeline order of RUN/quant/manifest.json: segment 0, the exit heads after it, segment 1, ...; the
-    last segment carries the final exit's index (exit indices follow the manifest's `exits` order)."""
+def stages_from_manifest(doc: dict) -> list[Stage]:
+    """Pipeline order of a run's quantization manifest (`Run.manifest()`): segment 0, the exit heads after it,
+    segment 1, ...; the last segment carries the final exit's index (exit indices follow the manifest's
+    `exits` order)."""
     from tinyexit.codegen.cformat import c_ident
-    doc = json.loads(Path(manifest_path).read_text())
     segs = doc["segments"]
     exits = doc.get("exits", [])
     final = next((k for k, e in enumerate(exits) if not e.get("file")), len(exits))
@@ -77,12 +77,12 @@ def prepare_library(target: str | os.PathLike, out_dir: str | os.PathLike) -> tu
     target, out_dir = Path(target), Path(out_dir)
     if target.is_dir() and (target / "tx_model.h").is_file():
         return target, stages_from_header(target)
-    from tinyexit.codegen import generate, models_from_run
+    from tinyexit.codegen import generate
     lib = out_dir / "lib"
     if target.is_dir():
-        models = models_from_run(target)
-        generate(models, lib, measure=False, compare_tflm=False)
-        return lib, stages_from_manifest(target / "quant" / "manifest.json")
+        run = Run(target)
+        generate(run.quant_models(), lib, measure=False, compare_tflm=False)
+        return lib, stages_from_manifest(run.manifest())
     if target.suffix == ".tflite" and target.is_file():
         generate({target.stem: target}, lib, measure=False, compare_tflm=False)
         from tinyexit.codegen.cformat import c_ident
@@ -96,10 +96,10 @@ def tflm_reference(target: str | os.PathLike):
     and heads of a run folder, or on one .tflite; None when `target` is a generated library."""
     import numpy as np
     target = Path(target)
-    if target.is_dir() and (target / "quant" / "manifest.json").is_file():
-        from tinyexit.quantize import Int8Pipeline
-        pipe = Int8Pipeline.from_dir(target / "quant")
-        shape = tuple(json.loads((target / "quant" / "manifest.json").read_text())["segments"][0]["input_shape"])
+    if target.is_dir() and Run(target).is_quantized():
+        run = Run(target)
+        pipe = run.oracle()
+        shape = tuple(run.manifest()["segments"][0]["input_shape"])
 
         def ref(x: bytes) -> list[bytes]:
             q = np.frombuffer(x, np.int8).reshape((1,) + shape)

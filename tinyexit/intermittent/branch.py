@@ -19,7 +19,6 @@ What the campaign checks, from the NVM image (slots.py, an independent parser) a
 """
 from __future__ import annotations
 
-import json
 import os
 import random
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from tinyexit.errors import TinyexitError
 from tinyexit.intermittent.campaign import (KINDS, BootResult, CampaignReport, Failure, HostCuts, check_campaign_args,
                                             drive, work_folder, write_inputs)
 from tinyexit.intermittent.host import BRANCH, POOL, SEGMENT, Granularity, HostTarget, Stage, Vector
+from tinyexit.run import BranchDir, Run
 
 
 # ------------------------------------------------------------------------------------------------ pipeline
@@ -57,14 +57,9 @@ def stages_from_branch(manifest: dict) -> tuple[list[Stage], Vector]:
 def branch_dir_of(target: str | os.PathLike) -> Path:
     """RUN/branch for a run folder, or the folder itself when it holds a shared manifest."""
     target = Path(target)
-    for d in (target / "branch", target):
-        m = d / "manifest.json"
-        if m.is_file():
-            try:
-                if "pools" in json.loads(m.read_text()):
-                    return d
-            except ValueError:
-                pass
+    for d in (Run(target).branch, BranchDir(target)):
+        if d.is_branch():
+            return d.path
     raise TinyexitError(f"{target} has no shared exit branch (RUN/branch/manifest.json); run "
                         f"`tinyexit branch {target}` first")
 
@@ -76,7 +71,7 @@ def prepare_branch(target: str | os.PathLike, out_dir: str | os.PathLike) -> tup
     shared = branch_dir_of(target)
     man = read_branch_manifest(shared)
     stages, vector = stages_from_branch(man)
-    lib = shared / "firmware" / "model"
+    lib = BranchDir(shared).library_dir
     if not (lib / "tx_model.h").is_file():
         from tinyexit.codegen import generate
         from tinyexit.branch.firmware import library_models
@@ -541,12 +536,11 @@ def threshold_from_policy(run_dir: str | os.PathLike) -> int:
     """RUN/policy.json's integer rule as the confidence-mode threshold of the shared branch, where it applies: a
     max_softmax policy (`max_c q[c] >= threshold_q`) whose exit output has the branch's output quantization (the
     same int8 codes mean the same probability). Calibrated for the exit heads, it carries no guarantee here."""
-    run_dir = Path(run_dir)
-    path = run_dir / "policy.json"
+    run = Run(run_dir)
+    path = run.policy_path
     if not path.is_file():
-        raise TinyexitError(f"{path} does not exist; run `tinyexit calibrate {run_dir}` or pass --threshold N")
-    from tinyexit.policy.calibrate import read_policy
-    pol = read_policy(run_dir)
+        raise TinyexitError(f"{path} does not exist; run `tinyexit calibrate {run}` or pass --threshold N")
+    pol = run.policy()
     from tinyexit.branch import read_branch_manifest
     branch_out = read_branch_manifest(branch_dir_of(run_dir))["branch"]["output"]
     if pol.get("policy") != "max_softmax":

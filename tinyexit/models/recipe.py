@@ -34,7 +34,6 @@ from tinyexit.resources import models_dir
 MODELS_DIR = models_dir()
 SCHEMA_PATH = MODELS_DIR / "model.schema.json"
 TASKS = {"kws": "kws-dscnn", "ic": "ic-resnet8", "vww": "vww-mobilenet"}   # built-in task -> its recipe
-RUN_FILE = "recipe.yaml"                    # the recipe a run was trained from, as trained (overrides applied)
 
 # What each data kind gives the model, and where its offline default comes from.
 DATA_SHAPES = {"kws": tuple(FEATURE_SHAPE), "ic": (32, 32, 3), "vww": (96, 96, 3)}
@@ -300,5 +299,5 @@ def builtin_recipe(task: str) -> Recipe:
     return load_recipe(TASKS[task])
 
 
-__all__ = ["Recipe", "RecipeError", "FAMILIES", "TASKS", "RUN_FILE", "available_recipes", "builtin_recipe",
+__all__ = ["Recipe", "RecipeError", "FAMILIES", "TASKS", "available_recipes", "builtin_recipe",
            "load_recipe", "load_recipe_file"]

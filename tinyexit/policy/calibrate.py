@@ -20,13 +20,12 @@ from typing import Callable
 import numpy as np
 
 from tinyexit.errors import TinyexitError
-from tinyexit.io import read_json, save_figure, write_json
+from tinyexit.io import save_figure, write_json
 from tinyexit.policy import risk as R
 from tinyexit.policy.decisions import STATIC_POLICIES, QParams, argmax_first
+from tinyexit.run import Run
 
-POLICY_FILE = "policy.json"
 POLICIES = (*STATIC_POLICIES, "confidence")
-PLOT_FILE = "calibration.png"
 
 
 def policy_grid(policy: str, qp: QParams, num_classes: int) -> np.ndarray:
@@ -99,18 +98,14 @@ def _choose(grid: np.ndarray, cal: tuple, test: tuple, exit_macs: list[int], no_
                       "exit_rate": float(sw["exit_rate"][jn]) if jn >= 0 else 0.0}}
 
 
-def _outputs(run_dir: Path, split: str, source: str, model_cache: dict) -> tuple[list[np.ndarray], np.ndarray]:
-    from tinyexit.train import load_split
-
-    x, y = load_split(run_dir, split)
+def _outputs(run: Run, split: str, source: str, model_cache: dict) -> tuple[list[np.ndarray], np.ndarray]:
+    x, y = run.split(split)
     if source == "int8":
         if "pipe" not in model_cache:
-            from tinyexit.quantize import Int8Pipeline
-            model_cache["pipe"] = Int8Pipeline.from_dir(run_dir / "quant")
+            model_cache["pipe"] = run.oracle()
         return model_cache["pipe"].run(x), np.asarray(y)
     if "keras" not in model_cache:
-        from tinyexit.train import load_model
-        model_cache["keras"] = load_model(run_dir)
+        model_cache["keras"] = run.load_model()
     out = model_cache["keras"].predict(x, batch_size=256, verbose=0)
     return (list(out) if isinstance(out, (list, tuple)) else [out]), np.asarray(y)
 
@@ -123,10 +118,8 @@ def calibrate_run(run_dir: str | os.PathLike, *, epsilon: float = 0.02, delta: f
     policy "confidence": the learned confidence head (tinyexit.research.confidence), trained or reused first;
     `confidence` holds the options of `tinyexit.research.confidence.ensure_confidence` (train_on, fraction, epochs,
     hidden, seed, retrain)."""
-    from tinyexit.quantize import read_manifest
-
     log = log or (lambda s: None)
-    run_dir = Path(run_dir)
+    run = Run(run_dir)
     if risk not in R.RISKS:
         raise TinyexitError(f"unknown risk '{risk}'; choose one of {', '.join(R.RISKS)}")
     if method not in R.METHODS:
@@ -137,7 +130,7 @@ def calibrate_run(run_dir: str | os.PathLike, *, epsilon: float = 0.02, delta: f
         raise TinyexitError("source must be 'int8' or 'float'")
     if not 0 < epsilon < 1 or not 0 < delta < 1:
         raise TinyexitError(f"--epsilon and --delta must lie strictly between 0 and 1 (got {epsilon}, {delta})")
-    man = read_manifest(run_dir / "quant")
+    man = run.manifest()
     exits = man["exits"]
     if len(exits) < 2:
         raise TinyexitError("the model has no early exit: nothing to calibrate")
@@ -148,7 +141,7 @@ def calibrate_run(run_dir: str | os.PathLike, *, epsilon: float = 0.02, delta: f
         if calibration_split != "validation":
             raise TinyexitError("the confidence policy calibrates on the validation inputs its head was not "
                                 "trained on; keep calibration_split='validation'")
-        return _calibrate_confidence(run_dir, man, epsilon=epsilon, delta=delta, risk=risk, method=method,
+        return _calibrate_confidence(run, man, epsilon=epsilon, delta=delta, risk=risk, method=method,
                                      options=dict(confidence or {}), log=log)
     qparams = [QParams.of(e["output"]) for e in exits]
     exit_macs = [int(e["macs_to_exit"]) for e in exits]
@@ -156,8 +149,8 @@ def calibrate_run(run_dir: str | os.PathLike, *, epsilon: float = 0.02, delta: f
 
     cache: dict = {}
     log(f"computing {source} outputs of every exit on the {calibration_split} and test splits")
-    cal_out, cal_y = _outputs(run_dir, calibration_split, source, cache)
-    test_out, test_y = _outputs(run_dir, "test", source, cache)
+    cal_out, cal_y = _outputs(run, calibration_split, source, cache)
+    test_out, test_y = _outputs(run, "test", source, cache)
     n = len(cal_y)
     if method == "crc" and 1.0 / (n + 1) > epsilon:
         raise TinyexitError(f"conformal risk control needs at least {int(np.ceil(1 / epsilon)) - 1} calibration "
@@ -190,15 +183,15 @@ def calibrate_run(run_dir: str | os.PathLike, *, epsilon: float = 0.02, delta: f
         "calibration_split": calibration_split, "calibration_size": n,
         "calibration_risk": c["calibration_risk"],
         "test": c["test"],
-        "plot": PLOT_FILE,
+        "plot": run.calibration_plot.name,
         "naive": c["naive"],
     }
-    _plot(run_dir / PLOT_FILE, c["sweep"], c["j"], c["final_acc"], no_exit_macs, result)
-    write_json(run_dir / POLICY_FILE, result)
+    _plot(run.calibration_plot, c["sweep"], c["j"], c["final_acc"], no_exit_macs, result)
+    write_json(run.policy_path, result)
     return result
 
 
-def _calibrate_confidence(run_dir: Path, man: dict, *, epsilon: float, delta: float, risk: str, method: str,
+def _calibrate_confidence(run: Run, man: dict, *, epsilon: float, delta: float, risk: str, method: str,
                           options: dict, log: Callable[[str], None]) -> dict:
     """policy "confidence": exit at early exit k when its confidence model's int8 P(right) >= threshold_q.
     The head is trained on data disjoint from the calibration inputs: by default the first half of a seeded
@@ -207,10 +200,8 @@ def _calibrate_confidence(run_dir: Path, man: dict, *, epsilon: float, delta: fl
     with the same method on the same inputs and both are compared on the test split."""
     from tinyexit.research.confidence import Int8ConfidenceChain, compare_at_equal_exit_rates, ensure_confidence
     from tinyexit.policy.decisions import LearnedConfidence, MaxSoftmax
-    from tinyexit.train import load_split
-
-    heads = ensure_confidence(run_dir, log=log, **options)
-    chain = Int8ConfidenceChain(run_dir, {k: v["tflite"] for k, v in heads.items()})
+    heads = ensure_confidence(run.path, log=log, **options)
+    chain = Int8ConfidenceChain(run.path, {k: v["tflite"] for k, v in heads.items()})
     exits = man["exits"]
     early = exits[:-1]
     if [e["name"] for e in early] != list(heads):
@@ -218,7 +209,7 @@ def _calibrate_confidence(run_dir: Path, man: dict, *, epsilon: float, delta: fl
     exit_macs = chain.macs_to_exit()
     no_exit_macs = int(man["no_exit_macs"])
 
-    xv, yv = load_split(run_dir, "validation")
+    xv, yv = run.split("validation")
     excluded: set[int] = set()
     for name, meta in heads.items():
         if meta.get("train_split") == "validation":
@@ -234,7 +225,7 @@ def _calibrate_confidence(run_dir: Path, man: dict, *, epsilon: float, delta: fl
     log(f"int8 outputs of the exits and confidence heads on {n} held-out validation inputs and the test split")
     cal_out, cal_conf = chain.run(xv[cal_idx])
     cal_y = np.asarray(yv)[cal_idx]
-    xt, test_y = load_split(run_dir, "test")
+    xt, test_y = run.split("test")
     test_out, test_conf = chain.run(xt)
     test_y = np.asarray(test_y)
 
@@ -259,7 +250,7 @@ def _calibrate_confidence(run_dir: Path, man: dict, *, epsilon: float, delta: fl
     for e, qp, cq, cm in zip(early, [QParams.of(e["output"]) for e in early], cqp, chain.conf_macs):
         per_exit.append({"name": e["name"], "threshold_q": int(pol.threshold_q(cq)),
                          "output": qp.to_json(),
-                         "confidence": {"file": str(Path(heads[e["name"]]["tflite"]).relative_to(run_dir)),
+                         "confidence": {"file": str(Path(heads[e["name"]]["tflite"]).relative_to(run.path)),
                                         "output": QParams.of(cq).to_json(), "index": 1, "macs": cm}})
     res_test = pol.evaluate_q(test_out, test_conf, cqp, exit_macs)
     if res_test.exit_rate != c["test"]["exit_rate"]:   # the firmware's rule must give the sweep's point
@@ -285,7 +276,7 @@ def _calibrate_confidence(run_dir: Path, man: dict, *, epsilon: float, delta: fl
         "confidence_training": {k: first.get(k) for k in ("train_split", "train_fraction", "train_size", "epochs",
                                                           "hidden", "seed")},
         "test": c["test"],
-        "plot": PLOT_FILE,
+        "plot": run.calibration_plot.name,
         "naive": c["naive"],
     }
 
@@ -311,8 +302,8 @@ def _calibrate_confidence(run_dir: Path, man: dict, *, epsilon: float, delta: fl
         "note": "overall test accuracy when each int8 score sends its highest-scored inputs to the first early "
                 "exit (ties broken by input order; max-softmax codes saturate at 127)",
         **eq}
-    _plot(run_dir / PLOT_FILE, c["sweep"], c["j"], final_acc, no_exit_macs, result)
-    write_json(run_dir / POLICY_FILE, result)
+    _plot(run.calibration_plot, c["sweep"], c["j"], final_acc, no_exit_macs, result)
+    write_json(run.policy_path, result)
     return result
 
 
@@ -336,21 +327,3 @@ def _plot(path: Path, sw: dict, j: int, final_acc: float, no_exit_macs: int, res
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     save_figure(fig, path)
-
-
-def read_policy(run_dir: str | os.PathLike) -> dict:
-    """RUN/policy.json, checked: the policy's name and an integer threshold_q per early exit (or the single
-    "exit" and "threshold_q" of older files). Missing or garbled: a one-line TinyexitError naming the fix."""
-    path = Path(run_dir) / POLICY_FILE
-    fix = f"re-run `tinyexit calibrate {run_dir}` (it picks the exit threshold the firmware uses)"
-    pol = read_json(path, fix)
-    exits = pol.get("exits")
-    if exits is None:
-        exits = [{"name": pol.get("exit"), "threshold_q": pol.get("threshold_q")}]
-    ok = isinstance(pol.get("policy", "max_softmax"), str) and isinstance(exits, list) and all(
-        isinstance(e, dict) and isinstance(e.get("name"), str) and isinstance(e.get("threshold_q"), int)
-        and not isinstance(e.get("threshold_q"), bool) for e in exits)
-    if not ok:
-        raise TinyexitError(f"{path} is not a complete exit policy (each early exit needs a \"name\" and an "
-                            f"integer \"threshold_q\"); {fix}")
-    return pol

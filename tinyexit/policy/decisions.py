@@ -31,29 +31,10 @@ from typing import Sequence
 
 import numpy as np
 
+from tinyexit.quantize.qparams import QParams  # noqa: F401  (the policies read int8 outputs with it)
+
 ENTROPY_FRAC_BITS = 16
 NEVER = 128  # an int8 code threshold that no int8 value reaches: never exit (max-softmax)
-
-
-@dataclasses.dataclass(frozen=True)
-class QParams:
-    """Scale and zero point of an int8 exit output (real = scale * (q - zero_point))."""
-    scale: float
-    zero_point: int
-
-    @classmethod
-    def of(cls, obj) -> "QParams":
-        if isinstance(obj, QParams):
-            return obj
-        if isinstance(obj, dict):
-            return cls(float(obj["scale"]), int(obj["zero_point"]))
-        return cls(float(obj.scale), int(obj.zero_point))
-
-    def dequantize(self, q) -> np.ndarray:
-        return (np.asarray(q, np.float64) - self.zero_point) * float(self.scale)
-
-    def to_json(self) -> dict:
-        return {"scale": float(self.scale), "zero_point": int(self.zero_point)}
 
 
 @dataclasses.dataclass(frozen=True)

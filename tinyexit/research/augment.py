@@ -35,7 +35,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from tinyexit.errors import TinyexitError, brief
-from tinyexit.io import atomic_dir, write_json
+from tinyexit.io import write_json
 
 FUSED_INTO_PRODUCER = ("BatchNormalization", "ReLU", "Activation", "LeakyReLU", "ReLU6")
 IDENTITY_AT_INFERENCE = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
@@ -356,10 +356,11 @@ def data_recipe(*, task: str | None = None, data: str | Path | None = None, from
     """(data recipe for model.json, class names, data report) for a model trained elsewhere:
     `from_run`: reuse a run directory's data; task kws (`data` a Speech Commands v2 style folder) or
     ic / vww (`data` a CIFAR-10 / image folder, None the offline default)."""
-    from tinyexit.train import data_config_for, read_model_json
+    from tinyexit.data.recipe import data_config_for
+    from tinyexit.run import Run
 
     if from_run is not None:
-        meta = read_model_json(from_run)
+        meta = Run(from_run).model_json()
         return dict(meta["data"]), list(meta["classes"]), {"source": meta["data"].get("source"),
                                                              "dir": meta["data"].get("dir"), "from_run": str(from_run)}
     if task == "kws":
@@ -380,12 +381,10 @@ def data_recipe(*, task: str | None = None, data: str | Path | None = None, from
 
 
 def split_from_recipe(meta: dict, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """What `tinyexit.train.load_split` returns for a run with data recipe `meta`."""
-    from tinyexit.train import DataConfig, features_for, image_split
+    """What `tinyexit.run.Run.split` returns for a run with data recipe `meta`."""
+    from tinyexit.data.recipe import recipe_split
 
-    if meta.get("kind", "kws") == "kws":
-        return features_for(DataConfig(**meta), split)
-    return image_split(meta, split)
+    return recipe_split(meta, split)
 
 
 def load_keras(model_or_path):
@@ -395,7 +394,8 @@ def load_keras(model_or_path):
     if isinstance(model_or_path, (str, Path)):
         p = Path(model_or_path)
         if p.is_dir():
-            p = p / "model.keras"
+            from tinyexit.run import Run
+            p = Run(p).model_keras
         if not p.is_file():
             raise TinyexitError(f"no Keras model at {model_or_path}; give a .keras file saved with model.save() "
                                 f"or a run directory")
@@ -495,12 +495,13 @@ def augment_model(model_or_path, *, out: str | Path, points: Sequence[str] | Non
     }
     model_json = {"task": task_name, "input_shape": list(want), "classes": list(classes), "exits": specs,
                   "data": meta}
-    with atomic_dir(out) as tmp:
-        model.save(tmp / "model.keras")
-        write_json(tmp / "model.json", model_json)
-        write_json(tmp / "report.json", report)
-        write_json(tmp / "history.json", history)
-        plot_history(history, [s["name"] for s in specs[:-1]], tmp / "training.png")
+    from tinyexit.run import Run
+    with Run.create(out) as tmp:
+        model.save(tmp.model_keras)
+        write_json(tmp.model_json_path, model_json)
+        write_json(tmp.report_path, report)
+        write_json(tmp.history_path, history)
+        plot_history(history, [s["name"] for s in specs[:-1]], tmp.training_plot)
     keras.backend.clear_session()
     return report
 

@@ -38,8 +38,8 @@ import numpy as np
 
 from tinyexit.errors import TinyexitError
 from tinyexit.io import atomic_path, write_bytes, write_json
+from tinyexit.run import Run, as_run
 
-CONF_DIR = "confidence"
 DEFAULT_RATES = tuple(np.round(np.arange(0.1, 0.91, 0.1), 2))
 
 
@@ -125,7 +125,7 @@ def _first_exit(meta: dict) -> str:
     return early[0]
 
 
-def _fit(run: Path, model, exit_name: str, x: np.ndarray, y: np.ndarray, *, hidden: int, epochs: int,
+def _fit(run: Run, model, exit_name: str, x: np.ndarray, y: np.ndarray, *, hidden: int, epochs: int,
          batch_size: int, learning_rate: float, seed: int, validation=None, init: str = "max_softmax",
          log: Callable[[str], None] = print):
     """Train the confidence branch of `exit_name` on (x, y) (right/wrong labels from the exit's own float
@@ -165,10 +165,9 @@ def _fit(run: Path, model, exit_name: str, x: np.ndarray, y: np.ndarray, *, hidd
     return conf_model, point, hist, float(t_tr.mean()), feats.cached
 
 
-def _save_keras(run: Path, exit_name: str, conf_model) -> None:
-    out = run / CONF_DIR
-    out.mkdir(exist_ok=True)
-    with atomic_path(out / f"{exit_name}.keras") as tmp:
+def _save_keras(run: Run, exit_name: str, conf_model) -> None:
+    run.confidence_dir.mkdir(exist_ok=True)
+    with atomic_path(run.confidence_file(exit_name, ".keras")) as tmp:
         conf_model.save(tmp)
 
 
@@ -181,20 +180,19 @@ def train_confidence(run_dir: str | Path, *, exit_name: str | None = None, hidde
     (RUN/quant/manifest.json). For the exit policy of the firmware use `ensure_confidence` /
     `tinyexit calibrate RUN --policy confidence`."""
     from tinyexit.models import layer_macs
-    from tinyexit.train import load_model, load_split, read_model_json
 
-    run = Path(run_dir)
-    meta = read_model_json(run)
+    run = Run(run_dir)
+    meta = run.model_json()
     exit_name = exit_name or _first_exit(meta)
     if quantize is None:
-        quantize = (run / "quant" / "manifest.json").is_file()
-    model = load_model(run)
-    x, y = load_split(run, "train")
+        quantize = run.is_quantized()
+    model = run.load_model()
+    x, y = run.split("train")
     conf_model, point, hist, right, feats = _fit(run, model, exit_name, x, y, hidden=hidden, epochs=epochs,
                                                  batch_size=batch_size, learning_rate=learning_rate, seed=seed,
-                                                 validation=load_split(run, "validation"), log=log)
+                                                 validation=run.split("validation"), log=log)
     _save_keras(run, exit_name, conf_model)
-    write_json(run / CONF_DIR / f"{exit_name}.json",
+    write_json(run.confidence_file(exit_name, ".json"),
                {"exit": exit_name, "point": point, "hidden": hidden, "epochs": epochs, "seed": seed,
                 "train_split": "train", "train_indices": None, "train_size": int(len(y))})
     report = {"exit": exit_name, "point": point, "hidden": hidden, "epochs": epochs,
@@ -211,7 +209,7 @@ def train_confidence(run_dir: str | Path, *, exit_name: str | None = None, hidde
                                   branch_macs=branch_macs)
     if quantize:
         report["int8"] = compare_run(run, exit_name, source="int8", max_drop=max_drop, branch_macs=branch_macs)
-    write_json(run / CONF_DIR / "report.json", report)
+    write_json(run.confidence_report_path, report)
     log(format_comparison(report))
     return report
 
@@ -238,39 +236,36 @@ def ensure_confidence(run_dir: str | Path, *, train_on: str = "validation", frac
     `train_on`: "validation" (the first `fraction` of a seeded permutation of the validation split: data the
     exit head never saw; the rest is left for calibration) or "train" (the training split, on which the
     exit head is over-confident). Returns {exit name: metadata (with "tflite": path)}."""
-    from tinyexit.quantize import read_manifest
-    from tinyexit.train import load_model, load_split
-
-    run = Path(run_dir)
+    run = Run(run_dir)
     if train_on not in ("validation", "train"):
         raise TinyexitError(f"--confidence-train must be 'validation' or 'train', not {train_on!r}")
-    man = read_manifest(run / "quant")
+    man = run.manifest()
     early = [e["name"] for e in man["exits"] if e.get("file")]
     if not early:
         raise TinyexitError("the run has no early exit; attach one with `tinyexit augment` first")
     out: dict[str, dict] = {}
     model = None
     for name in early:
-        keras_path, meta_path = run / CONF_DIR / f"{name}.keras", run / CONF_DIR / f"{name}.json"
-        tfl = run / CONF_DIR / f"{name}.tflite"
+        keras_path, meta_path = run.confidence_file(name, ".keras"), run.confidence_file(name, ".json")
+        tfl = run.confidence_file(name, ".tflite")
         if not retrain and keras_path.is_file():
             import json
             meta = json.loads(meta_path.read_text()) if meta_path.is_file() else \
                 {"exit": name, "train_split": "train", "train_indices": None}   # written by an older train_confidence
-            newest = max((run / "quant" / "manifest.json").stat().st_mtime, keras_path.stat().st_mtime)
+            newest = max(run.quant.manifest_path.stat().st_mtime, keras_path.stat().st_mtime)
             if not tfl.is_file() or tfl.stat().st_mtime < newest:
                 log(f"quantizing the confidence head of {name} ({tfl})")
                 quantize_confidence(run, name)
             log(f"reusing the confidence head of {name} (trained on the {meta['train_split']} split; "
                 f"--retrain trains a new one)")
         else:
-            model = model or load_model(run)
+            model = model or run.load_model()
             if train_on == "validation":
-                xv, yv = load_split(run, "validation")
+                xv, yv = run.split("validation")
                 tr, _ = held_out_split(len(yv), fraction, seed)
                 x, y, indices = xv[tr], yv[tr], [int(i) for i in tr]
             else:
-                x, y = load_split(run, "train")
+                x, y = run.split("train")
                 indices = None
             conf_model, point, hist, right, feats = _fit(run, model, name, x, y, hidden=hidden, epochs=epochs,
                                                          batch_size=batch_size, learning_rate=learning_rate,
@@ -292,10 +287,10 @@ class Int8ConfidenceChain:
     boundary tensor, on tflite_micro (the firmware's bit-exact oracle)."""
 
     def __init__(self, run_dir: str | Path, files: dict[str, str | Path]):
-        from tinyexit.quantize import Int8Pipeline, TflmModel, read_manifest, tensor_qparams
-        run = Path(run_dir)
-        self.manifest = read_manifest(run / "quant")
-        self.pipe = Int8Pipeline.from_dir(run / "quant")
+        from tinyexit.quantize import TflmModel, tensor_qparams
+        run = Run(run_dir)
+        self.manifest = run.manifest()
+        self.pipe = run.oracle()
         early = [e for e in self.manifest["exits"] if e.get("file")]
         missing = [e["name"] for e in early if e["name"] not in files]
         if missing:
@@ -345,33 +340,30 @@ def quantize_confidence(run_dir: str | Path, exit_name: str, *, conf_model=None,
     manifest: run `tinyexit quantize` first)."""
     import keras
 
-    from tinyexit.quantize import QUANT_DIR, convert_int8, read_manifest, set_input_qparams
-    from tinyexit.policy.decisions import QParams
+    from tinyexit.quantize import QParams, convert_int8, set_input_qparams
 
-    run = Path(run_dir)
-    man = read_manifest(run / QUANT_DIR)
+    run = Run(run_dir)
+    man = run.manifest()
     ex = next((e for e in man["exits"] if e["name"] == exit_name), None)
     if ex is None or ex["file"] is None:
         raise TinyexitError(f"RUN/quant has no early exit '{exit_name}'; re-run `tinyexit quantize {run}`")
     seg = man["segments"][ex["after_segment"]]
     if conf_model is None:
         import tinyexit.models  # noqa: F401
-        conf_model = keras.models.load_model(run / CONF_DIR / f"{exit_name}.keras", compile=False)
+        conf_model = keras.models.load_model(run.confidence_file(exit_name, ".keras"), compile=False)
     if representative is None:
         from tinyexit.research.augment import _Features
-        from tinyexit.train import load_model, load_split
-        x, _ = load_split(run, "train")
+        x, _ = run.split("train")
         pick = np.sort(np.random.default_rng(0).choice(len(x), min(num_calibration, len(x)), replace=False))
-        representative = _Features(load_model(run), ex_point(run, exit_name), x[pick]).cached
+        representative = _Features(run.load_model(), ex_point(run, exit_name), x[pick]).cached
     rep = np.asarray(representative)[:num_calibration]
     tfl = set_input_qparams(convert_int8(conf_model, rep), QParams.of(seg["output"]))
-    write_bytes(run / CONF_DIR / f"{exit_name}.tflite", tfl)
+    write_bytes(run.confidence_file(exit_name, ".tflite"), tfl)
     return tfl
 
 
-def ex_point(run: Path, exit_name: str) -> str:
-    from tinyexit.train import read_model_json
-    return next(e["point"] for e in read_model_json(run)["exits"] if e["name"] == exit_name)
+def ex_point(run: Run | Path, exit_name: str) -> str:
+    return next(e["point"] for e in as_run(run).model_json()["exits"] if e["name"] == exit_name)
 
 
 def confidence_scores(run_dir: str | Path, split: str, *, exit_name: str | None = None, source: str = "float",
@@ -380,19 +372,17 @@ def confidence_scores(run_dir: str | Path, split: str, *, exit_name: str | None 
     float: P(right) and the max probability; int8: their int8 codes (tflite_micro, as the firmware sees them)."""
     import keras
 
-    from tinyexit.train import load_model, load_split, read_model_json
-
-    run = Path(run_dir)
-    meta = read_model_json(run)
+    run = as_run(run_dir)
+    meta = run.model_json()
     exit_name = exit_name or _first_exit(meta)
-    x, y = load_split(run, split)
+    x, y = run.split(split)
     if source == "float":
-        model = load_model(run)
+        model = run.load_model()
         from tinyexit.models import output_names
         names = output_names(model)
         outs = model.predict(x, batch_size=256, verbose=0)
         if conf_model is None:
-            conf_model = keras.models.load_model(run / CONF_DIR / f"{exit_name}.keras", compile=False)
+            conf_model = keras.models.load_model(run.confidence_file(exit_name, ".keras"), compile=False)
         point = next(e["point"] for e in meta["exits"] if e["name"] == exit_name)
         from tinyexit.research.augment import point_tensor
         probe = keras.Model(model.inputs[0], point_tensor(model, point))
@@ -401,18 +391,16 @@ def confidence_scores(run_dir: str | Path, split: str, *, exit_name: str | None 
         return conf, p.max(-1), np.argmax(p, -1), np.argmax(outs[-1], -1), y
     if source != "int8":
         raise TinyexitError(f"source must be float or int8, not {source!r}")
-    from tinyexit.quantize import (QUANT_DIR, TflmModel, quantize_array, read_manifest, seg_out_shape)
-    man = read_manifest(run / QUANT_DIR)
-    qdir = run / QUANT_DIR
+    from tinyexit.quantize import QParams, TflmModel, quantize_array, seg_out_shape
+    man = run.manifest()
     ex = next(e for e in man["exits"] if e["name"] == exit_name)
-    segs = [TflmModel((qdir / s["file"]).read_bytes()) for s in man["segments"]]
-    from tinyexit.policy.decisions import QParams
+    segs = [TflmModel(run.quant.piece(s["file"]).read_bytes()) for s in man["segments"]]
     acts = [quantize_array(x, QParams.of(man["segments"][0]["input"]))]
     for s in segs:
         acts.append(s.run(acts[-1])[0].reshape((len(x),) + tuple(seg_out_shape(s))))
     boundary = acts[ex["after_segment"] + 1]
-    head = TflmModel((qdir / ex["file"]).read_bytes()).run(boundary)[0]
-    conf = TflmModel((run / CONF_DIR / f"{exit_name}.tflite").read_bytes()).run(boundary)[0]
+    head = TflmModel(run.quant.piece(ex["file"]).read_bytes()).run(boundary)[0]
+    conf = TflmModel((run.confidence_file(exit_name, ".tflite")).read_bytes()).run(boundary)[0]
     from tinyexit.policy.decisions import argmax_first
     return (conf[:, 1].astype(np.int64), head.astype(np.int64).max(-1), argmax_first(head),
             argmax_first(acts[-1].reshape(len(x), -1)), y)
@@ -468,14 +456,13 @@ def _rankdata(a: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def _exit_macs(run: Path, exit_name: str) -> tuple[float, float]:
+def _exit_macs(run: Run, exit_name: str) -> tuple[float, float]:
     """(MACs when ending at the exit, MACs when going on to the final exit: every segment and head), from the
     Keras graph (the same counts as the quant manifest's `macs_to_exit`)."""
     from tinyexit.models import macs_per_layer
-    from tinyexit.train import load_model, read_model_json
 
-    meta = read_model_json(run)
-    per_layer = macs_per_layer(load_model(run))
+    meta = run.model_json()
+    per_layer = macs_per_layer(run.load_model())
     ex = {e["name"]: e for e in meta["exits"]}
     heads = sum(per_layer.get(n, 0) for e in meta["exits"] for n in e["head"])
     return float(ex[exit_name]["macs"]), float(meta["exits"][-1]["macs"] + heads)
@@ -486,7 +473,7 @@ def compare_run(run_dir, exit_name: str, *, source: str = "float", split: str = 
     """Both policies on `split` at equal exit rates, and each calibrated on validation (lowest expected MACs
     with accuracy >= the final exit's validation accuracy - max_drop) then applied to `split`. The confidence
     policy is charged `branch_macs` more at the exit and on the way to the final exit."""
-    run = Path(run_dir)
+    run = as_run(run_dir)
     conf, sm, ep, fp, y = confidence_scores(run, split, exit_name=exit_name, source=source, conf_model=conf_model)
     vconf, vsm, vep, vfp, vy = confidence_scores(run, "validation", exit_name=exit_name, source=source,
                                                  conf_model=conf_model)

@@ -27,7 +27,7 @@ from typing import Callable
 import numpy as np
 
 from tinyexit.errors import TinyexitError
-from tinyexit.io import atomic_dir, write_json
+from tinyexit.io import write_json
 
 SPEC_KEYS = {"filters", "blocks", "exits", "head_channels", "early_view"}
 
@@ -140,8 +140,8 @@ def distill_run(teacher_run: str | Path, out: str | Path, spec: str, config: Dis
     import keras
 
     from tinyexit.models import build_dscnn, exits_with_macs, output_names
-    from tinyexit.train import (_KeepBest, cap_examples, evaluate_exits, load_model, load_split, plot_history,
-                                read_model_json)
+    from tinyexit.run import Run
+    from tinyexit.train import _KeepBest, cap_examples, evaluate_exits, plot_history
 
     log = log or (lambda _s: None)
     t0 = time.time()
@@ -152,12 +152,13 @@ def distill_run(teacher_run: str | Path, out: str | Path, spec: str, config: Dis
         raise TinyexitError("distillation needs 0 <= alpha <= 1, beta >= 0 and temperature > 0")
     if config.epochs < 1:
         raise TinyexitError("--epochs must be at least 1")
-    meta = read_model_json(teacher_run)
+    src = Run(teacher_run)
+    meta = src.model_json()
     mc = parse_student(spec, meta)
-    teacher = load_model(teacher_run)
-    x, y = load_split(teacher_run, "train")
-    xv, yv = load_split(teacher_run, "validation")
-    xt, yt = load_split(teacher_run, "test")
+    teacher = src.load_model()
+    x, y = src.split("train")
+    xv, yv = src.split("validation")
+    xt, yt = src.split("test")
     x, y = cap_examples(x, y, config.max_train, config.seed)
 
     keras.utils.set_random_seed(config.seed)
@@ -228,12 +229,12 @@ def distill_run(teacher_run: str | Path, out: str | Path, spec: str, config: Dis
     }
     model_json = {"task": meta["task"], "input_shape": list(mc.input_shape), "classes": meta["classes"],
                   "exits": s_specs, "data": meta["data"]}
-    with atomic_dir(out) as tmp:
-        student.save(tmp / "model.keras")
-        write_json(tmp / "model.json", model_json)
-        write_json(tmp / "report.json", report)
-        write_json(tmp / "history.json", history)
-        plot_history(history, names, tmp / "training.png")
+    with Run.create(out) as tmp:
+        student.save(tmp.model_keras)
+        write_json(tmp.model_json_path, model_json)
+        write_json(tmp.report_path, report)
+        write_json(tmp.history_path, history)
+        plot_history(history, names, tmp.training_plot)
     log("student test accuracy: " + ", ".join(f"{n} {100 * acc[n]:.2f}%" for n in names)
         + " | teacher: " + ", ".join(f"{n} {100 * t_acc[n]:.2f}%" for n in t_names))
     return report

@@ -412,8 +412,8 @@ def verify(report: dict | str | Path, *, out: str | Path, source=None, epochs: i
     import json
 
     from tinyexit.research.augment import augment_model
-    from tinyexit.quantize import Int8Pipeline, quantize_run, read_manifest
-    from tinyexit.train import load_split
+    from tinyexit.quantize import quantize_run
+    from tinyexit.run import Run
 
     rep_path = None
     if not isinstance(report, dict):
@@ -435,14 +435,15 @@ def verify(report: dict | str | Path, *, out: str | Path, source=None, epochs: i
                                                seed=cfg["seed"]),
                   max_train=cfg["max_train"], log=log)
     qrep = quantize_run(out, log=log)
-    man = read_manifest(out / "quant")
-    pipe = Int8Pipeline.from_dir(out / "quant")
+    run = Run(out)
+    man = run.manifest()
+    pipe = run.oracle()
     m_exit, m_full = man["exits"][0]["macs_to_exit"], man["exits"][-1]["macs_to_exit"]
-    xv, yv = load_split(out, "validation")
+    xv, yv = run.split("validation")
     ov = pipe.run(xv)
     cv = operating_points(ov[0].astype(np.int64).max(-1), np.argmax(ov[0], -1), np.argmax(ov[-1], -1), yv, m_exit, m_full)
     j = pick_threshold(cv, target)
-    xt, yt = load_split(out, "test")
+    xt, yt = run.split("test")
     ot = pipe.run(xt)
     thr_q = int(cv["threshold"][j]) if j is not None and np.isfinite(cv["threshold"][j]) else 128
     exit_mask = ot[0].astype(np.int64).max(-1) >= thr_q
@@ -473,16 +474,18 @@ def verify(report: dict | str | Path, *, out: str | Path, source=None, epochs: i
     return ver
 
 
-def _measure_c(run: Path, measure_code: bool) -> dict:
+def _measure_c(run_dir: Path, measure_code: bool) -> dict:
     """Generate the run's C library; weights = the constant arrays at their C types; with `measure_code`, the
     objects compiled for Cortex-M4 give flash = .text + .rodata + .data of the library."""
-    from tinyexit.codegen import generate, models_from_run
+    from tinyexit.codegen import generate
     from tinyexit.codegen.measure import section_sizes
     from tinyexit.codegen.reader import read_model
+    from tinyexit.run import Run
 
     sizeof = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "uint16_t": 2, "int32_t": 4, "uint32_t": 4, "float": 4}
-    models = models_from_run(run)
-    lib_dir = run / "firmware" / "model"
+    run = Run(run_dir)
+    models = run.quant_models()
+    lib_dir = run.library_dir
     lib = generate(models, lib_dir, measure=False, compare_tflm=False)
     weights = 0
     for name, path in models.items():

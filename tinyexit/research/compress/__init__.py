@@ -33,7 +33,7 @@ from typing import Callable
 import numpy as np
 
 from tinyexit.errors import TinyexitError
-from tinyexit.io import atomic_dir, read_json, write_json
+from tinyexit.io import atomic_dir, write_json
 
 MAX_SPARSITY = 0.97
 
@@ -124,11 +124,11 @@ def allocate_sparsity(layers: list[dict], budget_bytes: int, overhead: int | Non
 
 def library_overhead(run_dir: Path) -> int | None:
     """Constant bytes of the run's int8 library besides the prunable kernels (None without RUN/quant)."""
-    if not (Path(run_dir) / "quant" / "manifest.json").is_file():
+    from tinyexit.run import Run
+    if not Run(run_dir).is_quantized():
         return None
-    from tinyexit.codegen.generate import models_from_run
     from tinyexit.codegen.sparse import weight_table
-    t = weight_table(models_from_run(run_dir))
+    t = weight_table(Run(run_dir).quant_models())
     return t["dense_bytes"] - sum(la["weight_elements"] for la in t["layers"])
 
 
@@ -162,17 +162,18 @@ def _evaluate(model, x, y) -> list[float]:
 def _write_stage_run(src_meta: dict, model, out: Path, report: dict) -> None:
     from tinyexit.models import exits_with_macs
     meta = {**src_meta, "exits": exits_with_macs(model)}
-    with atomic_dir(out) as tmp:
-        model.save(tmp / "model.keras")
-        write_json(tmp / "model.json", meta)
-        write_json(tmp / "report.json", report)
+    from tinyexit.run import Run
+    with Run.create(out) as tmp:
+        model.save(tmp.model_keras)
+        write_json(tmp.model_json_path, meta)
+        write_json(tmp.report_path, report)
 
 
 def library_weights(run_dir: Path) -> dict:
     """Constant bytes of a quantized run's generated C library: stored (sparse where smaller) vs dense."""
-    from tinyexit.codegen.generate import models_from_run
     from tinyexit.codegen.sparse import weight_table
-    t = weight_table(models_from_run(run_dir))
+    from tinyexit.run import Run
+    t = weight_table(Run(run_dir).quant_models())
     return {"stored_bytes": t["stored_bytes"], "dense_bytes": t["dense_bytes"],
             "sparse_layers": t["sparse_layers"], "layers": t["layers"]}
 
@@ -185,17 +186,18 @@ def compress_run(run_dir: str | Path, out: str | Path, config: CompressConfig = 
     from tinyexit.research.compress.spec import export_spec, export_weights, load_weights_into
     from tinyexit.legacy_keras import run_legacy
     from tinyexit.quantize import quantize_run
-    from tinyexit.train import cap_examples, load_model, load_split, read_model_json
+    from tinyexit.run import Run
+    from tinyexit.train import cap_examples
 
     log = log or (lambda _s: None)
     t0 = time.time()
-    run, out = Path(run_dir), Path(out)
+    src, out = Run(run_dir), Path(out)
+    run = src.path
     if run.resolve() == out.resolve():
         raise TinyexitError("the compressed run must go to another directory than its source (--out)")
-    meta = read_model_json(run)
-    from tinyexit.policy.calibrate import read_policy
-    policy_src = read_policy(run) if (run / "policy.json").is_file() else None   # checked before training
-    model = load_model(run)
+    meta = src.model_json()
+    policy_src = src.policy() if src.has_policy() else None   # checked before training
+    model = src.load_model()
     layers = prunable_layers(model)
     overhead = library_overhead(run)
     budget, why = weight_budget(config)
@@ -213,13 +215,11 @@ def compress_run(run_dir: str | Path, out: str | Path, config: CompressConfig = 
         f"weights pruned (estimated {est:,} B stored; per layer: "
         + ", ".join(f"{k} {100 * v:.0f}%" for k, v in sparsity.items()) + ")")
 
-    x, y = load_split(run, "train")
-    xv, yv = load_split(run, "validation")
-    xt, yt = load_split(run, "test")
+    x, y = src.split("train")
+    xv, yv = src.split("validation")
+    xt, yt = src.split("test")
     x, y = cap_examples(x, y, config.max_train, config.seed)
-    src_report = {}
-    if (run / "report.json").is_file():
-        src_report = read_json(run / "report.json", "remove it or re-run `tinyexit train`")
+    src_report = src.report() if src.report_path.is_file() else {}
     n_out = len(model.outputs)
     loss_weights = (src_report.get("training", {}).get("loss_weights")
                     or [0.3] * (n_out - 1) + [1.0])
@@ -286,9 +286,8 @@ def compress_run(run_dir: str | Path, out: str | Path, config: CompressConfig = 
                 + f"; weights {lib['stored_bytes']:,} B stored ({lib['dense_bytes']:,} B dense)")
         # The output run is the QAT step, unless post-training int8 of the pruned step does better on the
         # validation split (model selection on validation, never on test): both are reported.
-        from tinyexit.quantize import Int8Pipeline
         for name, d in stage_dirs.items():
-            outs = Int8Pipeline.from_dir(d / "quant").run(xv)
+            outs = Run(d).oracle().run(xv)
             report["stages"][name]["validation_int8_accuracy"] = {
                 n: float(np.mean(np.argmax(o, -1) == yv)) for n, o in zip(names, outs)}
         cands = [s for s in ("pruned+qat", "pruned") if s in stage_dirs]

@@ -1,5 +1,6 @@
 """`tinyexit generate RUN`: every segment and exit head of RUN/quant/manifest.json in one library, each
-equal to TFLM (hand-made manifest and small models shaped like our exit heads)."""
+equal to TFLM (hand-made manifest and small models shaped like our exit heads); the models and the chain the
+code generator is given come from the run (`Run.quant_models`, `Run.chain`): codegen never reads a run folder."""
 import json
 
 import numpy as np
@@ -7,9 +8,11 @@ import pytest
 
 from tests.ops._harness import Case, convert
 from tinyexit.cli import main
-from tinyexit.codegen import models_from_run, read_model
+from tinyexit.codegen import read_model
 from tinyexit.conformance import build_host, run_host, structured_inputs, tflm_outputs
 from tinyexit.errors import TinyexitError
+from tinyexit.quantize import count_macs, tensor_qparams
+from tinyexit.run import Run
 
 
 def _seg0(keras):
@@ -39,14 +42,26 @@ def run_dir(tmp_path_factory):
     run = tmp_path_factory.mktemp("run")
     q = run / "quant"
     q.mkdir()
+    tfl = {}
     for name, build, shape in (("seg0", _seg0, (10, 10, 1)), ("exit1", _exit1, (5, 5, 8)),
                                ("seg1", _seg1, (5, 5, 8))):
-        (q / f"{name}.tflite").write_bytes(convert(Case(name, build, shape)))
+        tfl[name] = convert(Case(name, build, shape))
+        (q / f"{name}.tflite").write_bytes(tfl[name])
+
+    def qp(name, which):
+        return tensor_qparams(tfl[name], which).to_json()
+
+    macs = {name: count_macs(b) for name, b in tfl.items()}
     manifest = {"segments": [{"name": "seg0", "file": "seg0.tflite", "input_shape": [10, 10, 1],
-                              "output_shape": [5, 5, 8]},
-                             {"name": "seg1", "file": "seg1.tflite", "input_shape": [5, 5, 8], "output_shape": [3]}],
-                "exits": [{"name": "exit1", "file": "exit1.tflite", "after_segment": 0},
-                          {"name": "final", "file": None, "after_segment": 1}],
+                              "output_shape": [5, 5, 8], "input": qp("seg0", "input"), "output": qp("seg0", "output"),
+                              "macs": macs["seg0"]},
+                             {"name": "seg1", "file": "seg1.tflite", "input_shape": [5, 5, 8], "output_shape": [3],
+                              "input": qp("seg1", "input"), "output": qp("seg1", "output"), "macs": macs["seg1"]}],
+                "exits": [{"name": "exit1", "file": "exit1.tflite", "after_segment": 0, "output": qp("exit1", "output"),
+                           "macs": macs["exit1"], "macs_to_exit": macs["seg0"] + macs["exit1"]},
+                          {"name": "final", "file": None, "after_segment": 1, "output": qp("seg1", "output"),
+                           "macs": 0, "macs_to_exit": macs["seg0"] + macs["seg1"] + macs["exit1"]}],
+                "no_exit_macs": macs["seg0"] + macs["seg1"],
                 "classes": ["a", "b", "c"]}
     (q / "manifest.json").write_text(json.dumps(manifest))
     return run
@@ -57,7 +72,7 @@ def test_generate_run_directory(run_dir, capsys):
     printed = capsys.readouterr().out
     lib = run_dir / "firmware" / "model"
     assert "arena" in printed and str(lib) in printed
-    names = list(models_from_run(run_dir))
+    names = list(Run(run_dir).quant_models())
     assert names == ["seg0", "seg1", "exit1"]
     exe = build_host(lib)
     rng = np.random.default_rng(5)
@@ -75,16 +90,21 @@ def test_generate_run_directory(run_dir, capsys):
 
 
 def test_missing_manifest_is_a_clear_error(tmp_path):
-    with pytest.raises(TinyexitError, match="quant/manifest.json"):
-        models_from_run(tmp_path)
+    with pytest.raises(TinyexitError, match="quant/manifest.json.*tinyexit quantize"):
+        Run(tmp_path).quant_models()
+    assert main(["generate", str(tmp_path)]) == 2
 
 
-def test_manifest_pointing_to_a_missing_file(tmp_path):
-    (tmp_path / "quant").mkdir()
-    (tmp_path / "quant" / "manifest.json").write_text(json.dumps(
-        {"segments": [{"name": "seg0", "file": "nope.tflite"}], "exits": []}))
-    with pytest.raises(TinyexitError, match="nope.tflite"):
-        models_from_run(tmp_path)
+def test_manifest_pointing_to_a_missing_file(run_dir, tmp_path):
+    run = tmp_path / "run"
+    (run / "quant").mkdir(parents=True)
+    manifest = json.loads((run_dir / "quant" / "manifest.json").read_text())
+    manifest["segments"][0]["file"] = "nope.tflite"
+    (run / "quant" / "manifest.json").write_text(json.dumps(manifest))
+    for name in ("seg1", "exit1"):
+        (run / "quant" / f"{name}.tflite").write_bytes((run_dir / "quant" / f"{name}.tflite").read_bytes())
+    with pytest.raises(TinyexitError, match="nope.tflite.*tinyexit quantize"):
+        Run(run).quant_models()
 
 
 def test_chained_run_shares_the_exit_point_range(run_dir, tmp_path):
@@ -92,13 +112,15 @@ def test_chained_run_shares_the_exit_point_range(run_dir, tmp_path):
     tensor it writes, no scratch, no in-place op) touches it: seg1 can run on it after the head."""
     from tinyexit.codegen import generate
     from tinyexit.codegen.fuse import fuse
-    from tinyexit.codegen.generate import Link, chain_from_run
+    from tinyexit.codegen.generate import Link
     from tinyexit.codegen.plan import plan_memory
 
-    chain = chain_from_run(run_dir)
+    chain = Run(run_dir).chain()
     assert chain == [Link("seg0", ("exit1",), "seg1")]
-    alone = generate(models_from_run(run_dir), tmp_path / "alone", measure=False, compare_tflm=False)
-    rep = generate(models_from_run(run_dir), tmp_path / "lib", measure=False, compare_tflm=False, chain=chain)
+    assert Run(run_dir).chain({"exit1": "exit1_confidence"}) == [Link("seg0", ("exit1_confidence", "exit1"), "seg1")]
+    models = Run(run_dir).quant_models()
+    alone = generate(models, tmp_path / "alone", measure=False, compare_tflm=False)
+    rep = generate(models, tmp_path / "lib", measure=False, compare_tflm=False, chain=chain)
     assert rep.chained and not alone.chained
     header = (tmp_path / "lib" / "tx_model.h").read_text()
     assert "#define TX_CHAIN_seg0__exit1 1" in header and "#define TX_CHAIN_seg0__seg1 1" in header
