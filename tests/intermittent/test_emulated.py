@@ -8,7 +8,7 @@ from tinyexit.intermittent.campaign import uninterrupted
 from tinyexit.intermittent.emulated import EmulatedTarget, build_emulated, run_emulated_campaign
 from tinyexit.intermittent.host import Granularity, HostTarget
 
-from ._support import EMULATED, STANDIN_STAGES, random_inputs
+from ._support import EMULATED, STANDIN_PIPELINE, random_inputs
 
 pytestmark = EMULATED
 
@@ -18,7 +18,7 @@ INPUTS = random_inputs(2, 144, seed=21)
 @pytest.fixture(scope="module")
 def target(standin, tmp_path_factory):
     out = tmp_path_factory.mktemp("emu")
-    fw = build_emulated(standin, STANDIN_STAGES, INPUTS, "mps2-an386", out)
+    fw = build_emulated(standin, STANDIN_PIPELINE, INPUTS, "mps2-an386", out)
     return EmulatedTarget(fw, out / "psram.img")
 
 
@@ -78,7 +78,7 @@ def test_runtime_builds_for_the_real_nrf52840(standin, tmp_path):
     from tinyexit.intermittent.host import RUNTIME_DIR, render_pipeline
     gen = tmp_path / "gen"
     gen.mkdir()
-    (gen / "tx_pipeline_cfg.c").write_text(render_pipeline(STANDIN_STAGES))
+    (gen / "tx_pipeline_cfg.c").write_text(render_pipeline(STANDIN_PIPELINE))
     (gen / "tx_pf_inputs.c").write_text("#include <stdint.h>\nconst uint32_t tx_pf_num_inputs = 1u;\n"
                                         "const uint32_t tx_pf_input_size = 144u;\nconst int8_t tx_pf_inputs[144] = {0};\n")
     fw = build_firmware("nrf52840", [RUNTIME_DIR / s for s in FIRMWARE_SOURCES] +
@@ -94,7 +94,7 @@ def test_nrf52840_energy_hooks_build(standin, tmp_path):
     from tinyexit.intermittent.host import RUNTIME_DIR, render_pipeline
     gen = tmp_path / "gen"
     gen.mkdir()
-    (gen / "tx_pipeline_cfg.c").write_text(render_pipeline(STANDIN_STAGES))
+    (gen / "tx_pipeline_cfg.c").write_text(render_pipeline(STANDIN_PIPELINE))
     (gen / "main.c").write_text(
         "#include \"tx_checkpoint.h\"\n#include \"tx_hal.h\"\n#include \"tx_pipeline.h\"\n"
         "void tx_rt_nrf52_init(uint32_t threshold_code);\n"

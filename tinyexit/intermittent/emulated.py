@@ -27,7 +27,8 @@ import jinja2
 from tinyexit.errors import TinyexitError
 from tinyexit.intermittent import slots
 from tinyexit.intermittent.campaign import BootResult, CampaignReport, Failure, ResultJudge, drive
-from tinyexit.intermittent.host import BROKEN_FLAGS, RUNTIME_DIR, Granularity, Stage, render_pipeline
+from tinyexit.intermittent.host import BROKEN_FLAGS, RUNTIME_DIR, Granularity, render_pipeline
+from tinyexit.pipeline import Pipeline
 from tinyexit.targets import FirmwareTimeoutError, RunResult
 
 PSRAM_BASE = 0x21000000        # mps2-an386 PSRAM, 16 MiB: QEMU's machine RAM, which memory-backend replaces
@@ -49,8 +50,8 @@ def _kv(line: str) -> dict[str, str]:
     return dict(item.split("=", 1) for item in line.split()[1:] if "=" in item)
 
 
-def build_emulated(lib_dir: str | Path, stages: list[Stage], inputs: Sequence[bytes], board, out_dir: str | Path,
-                   *, broken: Sequence[str] = (), slots: int = 2, vector=None):
+def build_emulated(lib_dir: str | Path, pipeline: Pipeline, inputs: Sequence[bytes], board, out_dir: str | Path,
+                   *, broken: Sequence[str] = (), slots: int = 2):
     """Cross-compiles runtime + model + baked inputs + the campaign main for `board` (emulated variant)."""
     from tinyexit.boards import load_board
     from tinyexit.build import build_firmware
@@ -63,7 +64,7 @@ def build_emulated(lib_dir: str | Path, stages: list[Stage], inputs: Sequence[by
     lib_dir, out_dir = Path(lib_dir), Path(out_dir)
     gen = out_dir / "gen"
     gen.mkdir(parents=True, exist_ok=True)
-    (gen / "tx_pipeline_cfg.c").write_text(render_pipeline(stages, vector=vector))
+    (gen / "tx_pipeline_cfg.c").write_text(render_pipeline(pipeline))
     size = len(inputs[0])
     if any(len(x) != size for x in inputs):
         raise TinyexitError("all inputs of a campaign must have the same size")
@@ -414,9 +415,9 @@ def powerfail_emulated(target, out_dir, *, board: str = "mps2-an386", cuts: int 
                        threshold: int | None = None, slots: int = 2) -> list[EmulatedReport]:
     from tinyexit.intermittent import prepare_library, random_inputs, tflm_reference
     out_dir = Path(out_dir)
-    lib, stages = prepare_library(target, out_dir)
-    inputs = random_inputs(num_inputs, _input_size(lib, stages, out_dir), seed)
-    fw = build_emulated(lib, stages, inputs, board, out_dir / ("emu" + "".join(f"-{b}" for b in broken)),
+    lib, pipe = prepare_library(target, out_dir)
+    inputs = random_inputs(num_inputs, pipe.input_size, seed)   # the first segment's input (the library's)
+    fw = build_emulated(lib, pipe, inputs, board, out_dir / ("emu" + "".join(f"-{b}" for b in broken)),
                         broken=broken, slots=slots)
     et = EmulatedTarget(fw, out_dir / "psram.img")
     reference = tflm_reference(target)
@@ -424,13 +425,6 @@ def powerfail_emulated(target, out_dir, *, board: str = "mps2-an386", cuts: int 
                                   threshold=threshold, work_dir=out_dir / f"emu-campaign-{g.replace(':', '')}",
                                   inputs=inputs, reference=reference)
             for g in granularities]
-
-
-def _input_size(lib: Path, stages: list[Stage], out_dir: Path) -> int:
-    """The first segment's input size, asked of a host build of the same pipeline (cached in out_dir/host)."""
-    from tinyexit.intermittent.host import HostTarget, build_host
-    exe = build_host(lib, stages, out_dir / "host")
-    return HostTarget(exe, out_dir / "host" / "nvm.bin").info["input_size"]
 
 
 def replay_emulated(target: EmulatedTarget, failure: Failure, input_index: int, granularity: Granularity, *,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from pathlib import Path
 import jinja2
 
 from tinyexit.errors import MissingToolError, TinyexitError
+from tinyexit.pipeline import BRANCH, C_ROLES, EXIT, POOL, SEGMENT, Granularity, Pipeline, Stage  # noqa: F401
 from tinyexit.resources import templates_dir
 
 RUNTIME_DIR = templates_dir() / "runtime"
@@ -24,102 +24,42 @@ HOST_HAL_SOURCES = ("tx_nvm_file.c", "tx_rt_host.c", "host_main.c")
 CUT_EXIT_CODE = 86
 CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror")
 
-SEGMENT, EXIT, POOL, BRANCH = 0, 1, 2, 3
-ROLE_NAMES = {SEGMENT: "TX_STAGE_SEGMENT", EXIT: "TX_STAGE_EXIT", POOL: "TX_STAGE_POOL", BRANCH: "TX_STAGE_BRANCH"}
 # Compile-time flags that break the runtime on purpose (tx_checkpoint.h); the campaign must then fail.
 BROKEN_FLAGS = {"single-slot": "TX_BROKEN_SINGLE_SLOT", "no-crc": "TX_BROKEN_NO_CRC", "no-erase": "TX_BROKEN_NO_ERASE",
                 "no-vector": "TX_BROKEN_NO_VECTOR", "volatile-low": "TX_BROKEN_VOLATILE_LOW"}
 
 
-@dataclass(frozen=True)
-class Stage:
-    """One model of the pipeline: `name` is the generated model's NAME (tx_model_NAME)."""
-    name: str
-    role: int               # SEGMENT, EXIT (exit head), POOL or BRANCH (shared exit branch)
-    exit_index: int = 0     # exit heads: 0, 1, ...; the last segment: the final exit's index; pools: point k
-    vector_offset: int = 0  # pools: offset of their slice in the shared vector
-
-    def __post_init__(self):
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.name):
-            raise TinyexitError(f"pipeline stage name {self.name!r} is not a C identifier; use the generated "
-                                "model's NAME")
-
-
-@dataclass(frozen=True)
-class Granularity:
-    """How often the runtime commits: mode 'none' (result only), 'layers' (every N steps) or 'units'
-    (every N work units, also inside a layer)."""
-    mode: str = "layers"
-    every: int = 1
-
-    @classmethod
-    def parse(cls, text: str) -> "Granularity":
-        """'none', 'layer', 'layers:N', 'units:N' (N >= 1)."""
-        t = text.strip().lower()
-        if t in ("none", "layer", "layers"):
-            return cls("none" if t == "none" else "layers", 1)
-        m = re.fullmatch(r"(layers?|units?|rows?):(\d+)", t)
-        if not m or int(m.group(2)) < 1:
-            raise TinyexitError(f"granularity {text!r} not understood; use none, layer, layers:N or units:N "
-                                "(N >= 1)")
-        mode = "layers" if m.group(1).startswith("layer") else "units"
-        return cls(mode, int(m.group(2)))
-
-    def __str__(self) -> str:
-        return "none" if self.mode == "none" else f"{self.mode}:{self.every}"
-
-
-@dataclass(frozen=True)
-class Vector:
-    """The shared exit branch's vector (RUN/branch/manifest.json "vector")."""
-    size: int
-    zero_point: int
-
-
-def check_branch_stages(stages: list[Stage]) -> None:
-    """seg0, pool0, seg1, pool1, ..., pool(N-1), branch (the runtime checks the same at init)."""
-    n = len(stages)
-    ok = n >= 3 and n % 2 == 1 and stages[-1].role == BRANCH and all(
-        s.role == (POOL if k % 2 else SEGMENT) and (s.role != POOL or s.exit_index == k // 2)
-        for k, s in enumerate(stages[:-1]))
-    if not ok:
-        raise TinyexitError("a shared-branch pipeline is seg0, pool0, seg1, pool1, ..., pool(N-1), branch: got "
-                            + ", ".join(s.name for s in stages))
-
-
-def render_pipeline(stages: list[Stage], boundary_size: int | None = None, vector: Vector | None = None) -> str:
-    """The stage table (pipeline.c.j2); the boundary buffer has `boundary_size` bytes, by default the
-    library's TX_MAX_OUTPUT_SIZE (or TX_ARENA_SIZE when the library does not define it). With `vector`, a
-    shared-branch pipeline (check_branch_stages)."""
-    if vector is not None:
-        check_branch_stages(stages)
-    elif not stages or stages[0].role != SEGMENT or stages[-1].role != SEGMENT:
-        raise TinyexitError("a pipeline starts and ends with a segment (exit heads sit between segments)")
+def render_pipeline(pipeline: Pipeline, boundary_size: int | None = None) -> str:
+    """The checkpointing runtime's stage table (pipeline.c.j2) of `pipeline`; the boundary buffer has
+    `boundary_size` bytes, by default the library's TX_MAX_OUTPUT_SIZE (or TX_ARENA_SIZE when the library
+    does not define it)."""
+    stages = pipeline.runtime_stages
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(RUNTIME_DIR)), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True)
+
     def comment(s: Stage) -> str:
         if s.role == POOL:
             return f"pool of exit point {s.exit_index}, slice at {s.vector_offset}"
         if s.role == BRANCH:
             return "shared exit branch"
-        if vector is not None:
+        if pipeline.is_branch:
             return "segment"
         if s.role == EXIT:
             return f"exit head, exit {s.exit_index}"
         return f"last segment, final exit {s.exit_index}" if s is stages[-1] else "segment"
 
-    rows = [{"name": s.name, "role": ROLE_NAMES[s.role], "exit_index": s.exit_index,
+    rows = [{"name": s.name, "role": C_ROLES[s.role], "exit_index": s.exit_index,
              "vector_offset": s.vector_offset, "comment": comment(s)} for s in stages]
+    vector = pipeline.vector
     return env.get_template("pipeline.c.j2").render(
         stages=rows, boundary_size=boundary_size, generator="tinyexit.intermittent",
         vector_size=vector.size if vector else 0, vector_zero_point=vector.zero_point if vector else 0)
 
 
-def build_host(model_dir: str | os.PathLike, stages: list[Stage], out_dir: str | os.PathLike, *,
-               broken: tuple[str, ...] = (), nvmc_rules: bool = True, slots: int = 2, cc: str = "gcc",
-               vector: Vector | None = None) -> Path:
+def build_host(model_dir: str | os.PathLike, pipeline: Pipeline, out_dir: str | os.PathLike, *,
+               broken: tuple[str, ...] = (), nvmc_rules: bool = True, slots: int = 2, cc: str = "gcc") -> Path:
     """Compiles runtime + host HAL + every .c of the model library in `model_dir` (except its own
-    host_main.c) into `out_dir/tx_powerfail`; reuses the binary when nothing changed. `slots`: checkpoint
+    host_main.c) with the stage table of `pipeline` into `out_dir/tx_powerfail`; reuses the binary when nothing changed. `slots`: checkpoint
     slots (TX_CKPT_SLOTS, >= 2; more = a ring that spreads flash erases)."""
     if slots < 2:
         raise TinyexitError(f"slots must be at least 2 (got {slots}); a single slot loses the checkpoint when a "
@@ -135,7 +75,7 @@ def build_host(model_dir: str | os.PathLike, stages: list[Stage], out_dir: str |
             raise TinyexitError(f"unknown broken variant {b!r}; choose from {sorted(BROKEN_FLAGS)}")
     out_dir.mkdir(parents=True, exist_ok=True)
     pipeline_c = out_dir / "tx_pipeline_cfg.c"
-    text = render_pipeline(stages, vector=vector)
+    text = render_pipeline(pipeline)
     if not pipeline_c.exists() or pipeline_c.read_text() != text:
         pipeline_c.write_text(text)
     model_sources = sorted(p for p in model_dir.glob("*.c") if p.name != "host_main.c")
