@@ -59,12 +59,14 @@ def test_the_app_and_the_runtime_take_the_same_pipeline(run_and_lib, tmp_path):
     from tinyexit.intermittent import render_pipeline
     run, _ = run_and_lib
     pipe, _, _ = pipeline_from_run(run)
-    render_app(pipe, [], None, tmp_path)
-    h = (tmp_path / "tx_app_config.h").read_text()
-    assert f'#define TX_APP_STAGE_NAMES "{",".join(pipe.stage_names)}"' in h
-    table = render_pipeline(pipe)
-    assert re.findall(r"&tx_model_(\w+), (\w+)", table) == [("seg0", "TX_STAGE_SEGMENT"), ("exit1", "TX_STAGE_EXIT"),
-                                                          ("seg1", "TX_STAGE_SEGMENT")]
+    render_app(pipe, [], None, tmp_path / "app")
+    render_pipeline(pipe, tmp_path / "rt")
+    h = (tmp_path / "app" / "tx_pipeline_config.h").read_text()
+    assert f'#define TX_PIPELINE_STAGE_NAMES "{",".join(pipe.stage_names)}"' in h
+    for d in ("app", "rt"):
+        table = (tmp_path / d / "tx_pipeline_config.c").read_text()
+        assert re.findall(r"&tx_model_(\w+), (\w+)", table) == [
+            ("seg0", "TX_STAGE_SEGMENT"), ("exit1", "TX_STAGE_EXIT"), ("seg1", "TX_STAGE_SEGMENT")]
 
 
 def test_a_library_that_contradicts_the_pipeline_is_refused(run_and_lib, tmp_path):
@@ -145,3 +147,22 @@ def test_pipeline_shapes_and_names_are_checked():
 def test_library_models_of_the_generator(run_and_lib):
     _, lib = run_and_lib
     assert list(library_models(lib)) == ["seg0", "seg1", "exit1"]    # the generator's order: manifest order
+
+
+def test_the_description_drives_the_runtime_to_the_oracle(run_and_lib, tmp_path):
+    """The runtime built over the C description rendered from the run's Pipeline answers, uninterrupted and
+    without a policy, the final exit of the int8 chain on tflite_micro (an independent oracle), byte for byte."""
+    from tinyexit.build import pipeline_from_run
+    from tinyexit.intermittent import Granularity, HostTarget, build_host, random_inputs, tflm_reference
+    run, lib = run_and_lib
+    pipe, _, _ = pipeline_from_run(run)
+    t = HostTarget(build_host(lib, pipe.with_library(lib), tmp_path / "host"), tmp_path / "nvm.bin")
+    assert (t.info["input_size"], t.info["stages"]) == (pipe.input_size, len(pipe.stages))
+    assert [(r["name"], r["role"], r["exit"]) for r in t.layout()] == [(s.name, s.role, s.exit_index)
+                                                                       for s in pipe.stages]
+    t.erase_nvm()
+    ref = tflm_reference(run)
+    for i, x in enumerate(random_inputs(3, pipe.input_size, seed=4)):
+        (tmp_path / "in.bin").write_bytes(x)
+        b = t.boot(tmp_path / "in.bin", i, Granularity.parse("units:3"))
+        assert b.boot == "fresh" and b.exit_index == 1 and b.output == ref(x)[-1]

@@ -20,7 +20,7 @@ import jinja2
 from tinyexit.boards import Board, load_board
 from tinyexit.errors import MissingToolError, TinyexitError
 from tinyexit.io import atomic_dir, write_json, write_text
-from tinyexit.pipeline import CONFIDENCE, EXIT, RULES, Pipeline
+from tinyexit.pipeline import EXIT, RULES, Pipeline, c_config
 from tinyexit.resources import templates_dir
 
 TEMPLATES = templates_dir()
@@ -276,9 +276,20 @@ def build_host(sources: Sequence[str | Path], out: str | Path, *, include_dirs: 
 # ---------------------------------------------------------------------------------------------------
 # The firmware application (firmware_templates/app/): the early-exit pipeline over test inputs.
 
+def render_config(pipeline: Pipeline, out: str | Path, num_inputs: int = 0) -> list[Path]:
+    """Write the one generated description of `pipeline` (tx_pipeline_config.{h,c}, tinyexit.pipeline.c_config)
+    and the static header it uses (tx_stage.h) into `out`: the app, the checkpointing runtime and the branch
+    firmware read it."""
+    out = Path(out)
+    ctx = c_config(pipeline, num_inputs)
+    return [render("runtime/tx_pipeline_config.h.j2", out / "tx_pipeline_config.h", **ctx),
+            render("runtime/tx_pipeline_config.c.j2", out / "tx_pipeline_config.c", **ctx),
+            write_text(out / "tx_stage.h", (TEMPLATES / "runtime" / "tx_stage.h").read_text())]
+
+
 def render_app(pipeline: Pipeline, inputs, labels, out: str | Path, source: str = "") -> list[Path]:
-    """Write tx_app.c, tx_app_config.{h,c} and tx_app_inputs.c (the baked-in int8 inputs) into `out` for
-    `pipeline` (tinyexit.pipeline: its stages need their output sizes)."""
+    """Write tx_app.c, the pipeline's description (render_config) and tx_app_inputs.c (the baked-in int8
+    inputs) into `out` for `pipeline` (tinyexit.pipeline: its stages need their output sizes)."""
     import numpy as np
     out = Path(out)
     x = np.asarray(inputs, dtype=np.int8).reshape(len(inputs), -1) if len(inputs) else \
@@ -287,50 +298,24 @@ def render_app(pipeline: Pipeline, inputs, labels, out: str | Path, source: str 
         raise TinyexitError(f"inputs have {x.shape[1]} values each but the model's input has "
                             f"{pipeline.input_size}; pass inputs of the model's input shape.")
     labels = [int(v) for v in (labels if labels is not None else [-1] * len(x))]
-    policy = pipeline.policy
-    segments = pipeline.segments
-    segs, heads, confs = [], [], []
-    for k, s in enumerate(segments):
-        after = pipeline.after(k)
-        if sum(a.role == EXIT for a in after) > 1:
-            raise TinyexitError(f"segment '{s.name}' has {sum(a.role == EXIT for a in after)} exit heads; the "
-                                f"firmware app runs one exit head per segment.")
-        head, conf = pipeline.head_after(k), pipeline.head_after(k, CONFIDENCE)
-        rule = policy.rule_for(head.name) if head else None
-        table = None
-        if rule and rule.entropy_table is not None:
-            vals = [str(int(v)) for v in rule.entropy_table]
-            table = [", ".join(vals[i:i + 16]) for i in range(0, 256, 16)]
-        segs.append(dict(name=s.name, head=head.name if head else None, head_exit=head.exit_index if head else 0,
-                         threshold_q=rule.threshold_q if rule else 128, stage=pipeline.index(s.name),
-                         entropy=table, conf=conf.name if conf else None))
-        heads += [head] if head else []
-        confs += [conf] if conf else []
-    if policy.rule == "confidence" and len(confs) != len(heads):
+    for k, s in enumerate(pipeline.segments):
+        n = sum(a.role == EXIT for a in pipeline.after(k))
+        if n > 1:
+            raise TinyexitError(f"segment '{s.name}' has {n} exit heads; the firmware app runs one exit head per "
+                                f"segment.")
+    heads = [s for s in pipeline.stages if s.role == EXIT]
+    if pipeline.policy.rule == "confidence" and any(pipeline.policy.rule_for(h.name).confidence is None
+                                                    for h in heads):
         raise TinyexitError("the confidence policy needs a confidence model for every exit head; re-run "
                             "`tinyexit calibrate RUN --policy confidence`.")
     rows = [", ".join(str(int(v)) for v in x.reshape(-1)[i:i + 24]) for i in range(0, x.size, 24)]
-    ctx = dict(segments=segs, exit_names=list(pipeline.exit_names), stage_names=pipeline.stage_names,
-               input_size=pipeline.input_size, num_inputs=len(x),
-               buf0=max(s.output_size for s in segments[0::2]),
-               buf1=max([s.output_size for s in segments[1::2]] or [1]),
-               max_head_output=max([h.output_size for h in heads] or [1]),
-               max_conf_output=max([c.output_size for c in confs] or [2]),
-               policy_note=policy.note, policy=policy.rule, input_rows=rows, labels=labels, source=source,
-               chained_if=" && ".join(f"defined(TX_CHAIN_{a}__{b})" for a, b in _chain_pairs(pipeline)) or "1")
     return [write_text(out / "tx_app.c", (TEMPLATES / "app" / "tx_app.c").read_text()),
-            render("app/tx_app_config.h.j2", out / "tx_app_config.h", **ctx),
-            render("app/tx_app_config.c.j2", out / "tx_app_config.c", **ctx),
-            render("app/tx_app_inputs.c.j2", out / "tx_app_inputs.c", **ctx)]
+            *render_config(pipeline, out, len(x)),
+            render("app/tx_app_inputs.c.j2", out / "tx_app_inputs.c", num_inputs=len(x),
+                   input_size=pipeline.input_size, input_rows=rows, labels=labels, source=source)]
 
 
-def _chain_pairs(pipeline: Pipeline) -> list[tuple[str, str]]:
-    """The library's chain macros the app needs (segment k -> its confidence model, head, segment k+1)."""
-    segs = pipeline.segments
-    return [(s.name, r.name) for k, s in enumerate(segs[:-1]) for r in [*pipeline.after(k), segs[k + 1]]]
-
-
-APP_SOURCES = ("tx_app.c", "tx_app_config.c", "tx_app_inputs.c")
+APP_SOURCES = ("tx_app.c", "tx_pipeline_config.c", "tx_app_inputs.c")
 
 
 def symbol_address(elf: str | Path, name: str) -> int:

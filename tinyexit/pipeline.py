@@ -191,6 +191,10 @@ class Pipeline:
         """The stages the checkpointing runtime runs (it has no confidence policy)."""
         return [s for s in self.stages if s.role != CONFIDENCE]
 
+    def for_runtime(self) -> "Pipeline":
+        """This pipeline as the checkpointing runtime runs it (without confidence models)."""
+        return replace(self, stages=tuple(self.runtime_stages))
+
     @property
     def chain(self) -> list[Link]:
         """The code generator's chain (names as in the run, `names`): segment k's output is read in the arena
@@ -361,6 +365,55 @@ class Pipeline:
                                 f"a run.")
         stages[-1] = replace(stages[-1], exit_index=heads)
         return cls(tuple(stages), input_size=stages[0].input_size)
+
+
+def c_config(pipeline: Pipeline, num_inputs: int = 0) -> dict:
+    """What the firmware needs of `pipeline` as data: the context of the one generated description
+    (firmware_templates/runtime/tx_pipeline_config.{h,c}.j2) that the app, the checkpointing runtime and the
+    shared-branch firmware read. The app's per-segment view is there when every segment has at most one exit
+    head (the app's rule); `num_inputs`: the app's baked-in inputs."""
+    p, policy = pipeline, pipeline.policy
+    stages, segments = p.stages, p.segments
+
+    def comment(s: Stage) -> str:
+        if s.role == POOL:
+            return f"pool of exit point {s.exit_index}, slice at {s.vector_offset}"
+        if s.role in (BRANCH, CONFIDENCE):
+            return "shared exit branch" if s.role == BRANCH else f"confidence of exit {s.exit_index}"
+        if p.is_branch:
+            return "segment"
+        if s.role == EXIT:
+            return f"exit head, exit {s.exit_index}"
+        return f"last segment, final exit {s.exit_index}" if s is stages[-1] else "segment"
+
+    segs, heads, confs = [], [], []
+    app = not p.is_branch and all(sum(a.role == EXIT for a in p.after(k)) <= 1 for k in range(len(segments)))
+    for k, s in enumerate(segments if app else []):
+        head, conf = p.head_after(k), p.head_after(k, CONFIDENCE)
+        rule = policy.rule_for(head.name) if head else None
+        table = None
+        if rule and rule.entropy_table is not None:
+            vals = [str(int(v)) for v in rule.entropy_table]
+            table = [", ".join(vals[i:i + 16]) for i in range(0, 256, 16)]
+        segs.append(dict(name=s.name, head=head.name if head else None, head_exit=head.exit_index if head else 0,
+                         threshold_q=rule.threshold_q if rule else 128, stage=p.index(s.name),
+                         entropy=table, conf=conf.name if conf else None))
+        heads += [head] if head else []
+        confs += [conf] if conf else []
+    chain_pairs = [(s.name, r.name) for k, s in enumerate(segments[:-1]) for r in [*p.after(k), segments[k + 1]]]
+    rows = [{"name": s.name, "role": C_ROLES.get(s.role, "TX_STAGE_CONFIDENCE"), "exit_index": s.exit_index,
+             "vector_offset": s.vector_offset, "comment": comment(s)} for s in stages]
+    return dict(stages=rows, stage_names=p.stage_names, exit_names=list(p.exit_names), input_size=p.input_size,
+                policy_kind=policy.kind, policy=policy.rule, policy_note=policy.note,
+                ckpt_mode=p.checkpoint.granularity.mode, ckpt_every=p.checkpoint.granularity.every,
+                vector=p.vector, num_points=sum(s.role == POOL for s in stages),
+                num_classes=stages[-1].output_size, app=app,
+                segment_output_max=max(s.output_size for s in segments), segments=segs, num_inputs=num_inputs,
+                buf0=max([s.output_size for s in segments[0::2]] or [1]),
+                buf1=max([s.output_size for s in segments[1::2]] or [1]),
+                max_head_output=max([h.output_size for h in heads] or [1]),
+                max_conf_output=max([c.output_size for c in confs] or [2]),
+                chained_if=" && ".join(f"defined(TX_CHAIN_{a}__{b})" for a, b in chain_pairs) or "1")
 
 
 def _library_doc(lib_dir: str | Path) -> dict:

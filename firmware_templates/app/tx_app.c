@@ -1,6 +1,7 @@
 /* tinyexit firmware application: runs the early-exit pipeline over test inputs and prints one line per
    input and a summary. Board-independent: it uses tx_hal.h only. Configuration (models, thresholds,
-   buffer sizes) comes from the generated tx_app_config.h / tx_app_config.c; inputs from tx_app_inputs.c.
+   buffer sizes) comes from the generated pipeline description tx_pipeline_config.h / .c (its app view);
+   inputs from tx_app_inputs.c.
 
    Output (one line each, '\n'-terminated):
      TX BEGIN board=<name> inputs=<n> stages=<seg0>,<exit1>,<seg1>... exits=<exit1>,...,final unit=<ticks|cycles|none> no_exit=<0|1>
@@ -12,7 +13,7 @@
 #include "tx_hal.h"
 #include "tx_board.h"
 #include "tx_model.h"
-#include "tx_app_config.h"
+#include "tx_pipeline_config.h"
 
 #if TX_APP_CHAINED
 /* Chained library (docs/CONTRACTS.md, "Chained models"): segment k's output range in tx_arena is the input

@@ -42,30 +42,13 @@
 
 #include <stdint.h>
 #include "tx_model.h"
+#include "tx_stage.h"   /* roles, tx_stage_t, TX_CKPT_* modes */
 
 /* Number of slots, >= 2. Two are enough for correctness; on flash, more slots used as a ring divide the
  * erases per page (nRF52840: 10,000 cycles) by TX_CKPT_SLOTS / 2. */
 #ifndef TX_CKPT_SLOTS
 #define TX_CKPT_SLOTS 2u
 #endif
-
-#define TX_STAGE_SEGMENT 0u
-#define TX_STAGE_EXIT 1u
-#define TX_STAGE_POOL 2u     /* shared exit branch: exit point k's pool, writes slice k of the vector */
-#define TX_STAGE_BRANCH 3u   /* shared exit branch: the classifier over the vector (last stage) */
-
-typedef struct {
-  const tx_model_t *model;
-  uint8_t role;        /* TX_STAGE_SEGMENT: backbone segment; TX_STAGE_EXIT: exit head over the last segment's
-                          output; TX_STAGE_POOL / TX_STAGE_BRANCH: shared exit branch (see below) */
-  uint8_t exit_index;  /* index of the exit this stage produces (exit heads: 0, 1, ...; the last segment
-                          gives the final exit, conventionally the highest index; pools: the exit point k) */
-  uint32_t vector_offset;  /* pools: offset of slice k in the shared vector (its length = the pool's output) */
-} tx_stage_t;
-
-#define TX_CKPT_NONE 0u    /* no checkpoint during the inference, only the result (continuous-power baseline) */
-#define TX_CKPT_LAYERS 1u  /* commit after every `every` steps (layers) and at the end of each stage */
-#define TX_CKPT_UNITS 2u   /* commit after every `every` work units (rows), also inside a layer */
 
 typedef struct {
   uint32_t mode;

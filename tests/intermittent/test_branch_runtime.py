@@ -337,7 +337,7 @@ def test_shared_pipeline_builds_for_the_real_nrf52840(branch_pipeline, tmp_path)
     sp = branch_pipeline
     gen = tmp_path / "gen"
     gen.mkdir()
-    (gen / "tx_pipeline_cfg.c").write_text(render_pipeline(sp["pipeline"]))
+    render_pipeline(sp["pipeline"], gen)
     (gen / "main.c").write_text(
         "#include \"tx_checkpoint.h\"\n#include \"tx_hal.h\"\n#include \"tx_pipeline.h\"\n"
         "void tx_rt_nrf52_init(uint32_t threshold_code);\n"
@@ -345,8 +345,9 @@ def test_shared_pipeline_builds_for_the_real_nrf52840(branch_pipeline, tmp_path)
         "int main(void) { tx_result_t r; tx_granularity_t g = {TX_CKPT_LAYERS, 1u}; tx_hal_init();\n"
         "  tx_rt_nrf52_init(8u); tx_pipeline_infer(&rt, &tx_pipeline, g, 1u, in, out, sizeof out, &r);\n"
         "  tx_hal_exit((int)r.exit_index); }\n")
-    srcs = [RUNTIME_DIR / s for s in ("tx_checkpoint.c", "tx_crc32.c", "tx_nvm_board.c", "tx_rt_nrf52.c")]
-    srcs += [gen / "tx_pipeline_cfg.c", gen / "main.c"]
+    srcs = [RUNTIME_DIR / s for s in ("tx_checkpoint.c", "tx_crc32.c", "tx_pipeline.c", "tx_nvm_board.c",
+                                     "tx_rt_nrf52.c")]
+    srcs += [gen / "tx_pipeline_config.c", gen / "main.c"]
     srcs += sorted(p for p in sp["lib"].glob("*.c") if p.name != "host_main.c")
     fw = build_firmware("nrf52840", srcs, tmp_path / "fw", include_dirs=[RUNTIME_DIR, sp["lib"], gen])
     assert fw.elf.exists() and fw.sizes.fits

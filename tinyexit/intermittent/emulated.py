@@ -37,7 +37,7 @@ MAILBOX_BYTES = 4096           # last NVM page (TX_NVM_RESERVED_TAIL)
 MAILBOX_MAGIC = 0x424D5854
 NO_THRESHOLD = 0x7FFFFFFF
 MODES = {"none": 0, "layers": 1, "units": 2}
-FIRMWARE_SOURCES = ("tx_checkpoint.c", "tx_crc32.c", "tx_nvm_board.c", "powerfail_main.c")
+FIRMWARE_SOURCES = ("tx_checkpoint.c", "tx_crc32.c", "tx_pipeline.c", "tx_nvm_board.c", "powerfail_main.c")
 ATTEMPTS = 3                   # runs of one boot at most, when the emulator fails it (see the module's note)
 RESULT_LINE = re.compile(r"^RESULT .*hex=[0-9a-f]*\r?$", re.M)   # the firmware's last line before exit(0)
 
@@ -64,7 +64,7 @@ def build_emulated(lib_dir: str | Path, pipeline: Pipeline, inputs: Sequence[byt
     lib_dir, out_dir = Path(lib_dir), Path(out_dir)
     gen = out_dir / "gen"
     gen.mkdir(parents=True, exist_ok=True)
-    (gen / "tx_pipeline_cfg.c").write_text(render_pipeline(pipeline))
+    render_pipeline(pipeline, gen)
     size = len(inputs[0])
     if any(len(x) != size for x in inputs):
         raise TinyexitError("all inputs of a campaign must have the same size")
@@ -72,7 +72,7 @@ def build_emulated(lib_dir: str | Path, pipeline: Pipeline, inputs: Sequence[byt
     rows = [", ".join(str(b - 256 if b > 127 else b) for b in x) + "," for x in inputs]
     (gen / "tx_pf_inputs.c").write_text(env.get_template("powerfail_inputs.c.j2").render(inputs=rows,
                                                                                        input_size=size) + "\n")
-    sources = [RUNTIME_DIR / s for s in FIRMWARE_SOURCES] + [gen / "tx_pipeline_cfg.c", gen / "tx_pf_inputs.c"]
+    sources = [RUNTIME_DIR / s for s in FIRMWARE_SOURCES] + [gen / "tx_pipeline_config.c", gen / "tx_pf_inputs.c"]
     sources += sorted(p for p in lib_dir.glob("*.c") if p.name != "host_main.c")
     defines = {"TX_NVM_RESERVED_TAIL": f"{MAILBOX_BYTES}u", "TX_NVM_NVMC_RULES": 1}
     defines.update({BROKEN_FLAGS[b]: 1 for b in broken})

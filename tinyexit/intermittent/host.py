@@ -12,14 +12,12 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import jinja2
-
 from tinyexit.errors import MissingToolError, TinyexitError
-from tinyexit.pipeline import BRANCH, C_ROLES, EXIT, POOL, SEGMENT, Granularity, Pipeline, Stage  # noqa: F401
+from tinyexit.pipeline import Granularity, Pipeline  # noqa: F401  (Granularity: the campaigns take it from here)
 from tinyexit.resources import templates_dir
 
 RUNTIME_DIR = templates_dir() / "runtime"
-RUNTIME_SOURCES = ("tx_checkpoint.c", "tx_crc32.c")
+RUNTIME_SOURCES = ("tx_checkpoint.c", "tx_crc32.c", "tx_pipeline.c")
 HOST_HAL_SOURCES = ("tx_nvm_file.c", "tx_rt_host.c", "host_main.c")
 CUT_EXIT_CODE = 86
 CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror")
@@ -29,38 +27,18 @@ BROKEN_FLAGS = {"single-slot": "TX_BROKEN_SINGLE_SLOT", "no-crc": "TX_BROKEN_NO_
                 "no-vector": "TX_BROKEN_NO_VECTOR", "volatile-low": "TX_BROKEN_VOLATILE_LOW"}
 
 
-def render_pipeline(pipeline: Pipeline, boundary_size: int | None = None) -> str:
-    """The checkpointing runtime's stage table (pipeline.c.j2) of `pipeline`; the boundary buffer has
-    `boundary_size` bytes, by default the library's TX_MAX_OUTPUT_SIZE (or TX_ARENA_SIZE when the library
-    does not define it)."""
-    stages = pipeline.runtime_stages
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(RUNTIME_DIR)), undefined=jinja2.StrictUndefined,
-                             keep_trailing_newline=True)
-
-    def comment(s: Stage) -> str:
-        if s.role == POOL:
-            return f"pool of exit point {s.exit_index}, slice at {s.vector_offset}"
-        if s.role == BRANCH:
-            return "shared exit branch"
-        if pipeline.is_branch:
-            return "segment"
-        if s.role == EXIT:
-            return f"exit head, exit {s.exit_index}"
-        return f"last segment, final exit {s.exit_index}" if s is stages[-1] else "segment"
-
-    rows = [{"name": s.name, "role": C_ROLES[s.role], "exit_index": s.exit_index,
-             "vector_offset": s.vector_offset, "comment": comment(s)} for s in stages]
-    vector = pipeline.vector
-    return env.get_template("pipeline.c.j2").render(
-        stages=rows, boundary_size=boundary_size, generator="tinyexit.intermittent",
-        vector_size=vector.size if vector else 0, vector_zero_point=vector.zero_point if vector else 0)
+def render_pipeline(pipeline: Pipeline, out_dir: str | os.PathLike) -> list[Path]:
+    """The pipeline's generated description (tx_pipeline_config.{h,c}, build.render_config) for the
+    checkpointing runtime into `out_dir`: tx_pipeline.c builds the runtime's `tx_pipeline` from it."""
+    from tinyexit.build import render_config
+    return render_config(pipeline.for_runtime(), out_dir)
 
 
 def build_host(model_dir: str | os.PathLike, pipeline: Pipeline, out_dir: str | os.PathLike, *,
                broken: tuple[str, ...] = (), nvmc_rules: bool = True, slots: int = 2, cc: str = "gcc") -> Path:
     """Compiles runtime + host HAL + every .c of the model library in `model_dir` (except its own
-    host_main.c) with the stage table of `pipeline` into `out_dir/tx_powerfail`; reuses the binary when nothing changed. `slots`: checkpoint
-    slots (TX_CKPT_SLOTS, >= 2; more = a ring that spreads flash erases)."""
+    host_main.c) with the description of `pipeline` into `out_dir/tx_powerfail`; reuses the binary when nothing
+    changed. `slots`: checkpoint slots (TX_CKPT_SLOTS, >= 2; more = a ring that spreads flash erases)."""
     if slots < 2:
         raise TinyexitError(f"slots must be at least 2 (got {slots}); a single slot loses the checkpoint when a "
                             "cut hits its rewrite")
@@ -74,17 +52,14 @@ def build_host(model_dir: str | os.PathLike, pipeline: Pipeline, out_dir: str | 
         if b not in BROKEN_FLAGS:
             raise TinyexitError(f"unknown broken variant {b!r}; choose from {sorted(BROKEN_FLAGS)}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    pipeline_c = out_dir / "tx_pipeline_cfg.c"
-    text = render_pipeline(pipeline)
-    if not pipeline_c.exists() or pipeline_c.read_text() != text:
-        pipeline_c.write_text(text)
+    config = render_pipeline(pipeline, out_dir)
     model_sources = sorted(p for p in model_dir.glob("*.c") if p.name != "host_main.c")
-    sources = [RUNTIME_DIR / s for s in RUNTIME_SOURCES + HOST_HAL_SOURCES] + model_sources + [pipeline_c]
+    sources = [RUNTIME_DIR / s for s in RUNTIME_SOURCES + HOST_HAL_SOURCES] + model_sources + [config[1]]
     defines = [f"-D{BROKEN_FLAGS[b]}" for b in broken] + (["-DTX_NVM_NVMC_RULES"] if nvmc_rules else [])
     defines += [f"-DTX_CKPT_SLOTS={slots}u"] if slots != 2 else []
-    cmd = [cc, *CFLAGS, *defines, f"-I{RUNTIME_DIR}", f"-I{model_dir}", *map(str, sources), "-o"]
+    cmd = [cc, *CFLAGS, *defines, f"-I{RUNTIME_DIR}", f"-I{model_dir}", f"-I{out_dir}", *map(str, sources), "-o"]
     h = hashlib.sha256(" ".join(cmd).encode())
-    for p in sources + [*RUNTIME_DIR.glob("*.h"), *model_dir.glob("*.h")]:
+    for p in sources + [*RUNTIME_DIR.glob("*.h"), *model_dir.glob("*.h"), config[0]]:
         h.update(p.read_bytes())
     exe = out_dir / "tx_powerfail"
     stamp = out_dir / "tx_powerfail.sha256"

@@ -1,29 +1,21 @@
-{{ banner }}
+/* Shared exit branch (tx_branch.h) over the generated stage table (tx_pipeline_config.c). */
 #include <string.h>
 #include "tx_branch.h"
-
-const tx_branch_point_t tx_branch_points[TX_SHARED_NUM_POINTS] = {
-{% for p in points %}
-  {"{{ p.point }}", &tx_model_{{ p.segment }}, &tx_model_{{ p.pool }}, {{ p.offset }}u, {{ p.length }}u},
-{% endfor %}
-};
-const tx_model_t *const tx_branch_classifier = &tx_model_{{ branch }};
-const tx_model_t *const tx_branch_tail = &tx_model_{{ tail }};
 
 void tx_branch_clear(int8_t *vector) {
   memset(vector, TX_SHARED_VECTOR_ZERO_POINT, TX_SHARED_VECTOR_SIZE);
 }
 
 void tx_branch_advance(uint32_t k, const int8_t *input, int8_t *boundary, int8_t *vector) {
-  const tx_branch_point_t *p = &tx_branch_points[k];
-  tx_invoke(p->segment, input, boundary);
-  tx_invoke(p->pool, boundary, vector + p->offset);
+  const tx_stage_t *segment = &tx_pipeline_stages[2u * k], *pool = segment + 1;
+  tx_invoke(segment->model, input, boundary);
+  tx_invoke(pool->model, boundary, vector + pool->vector_offset);
 }
 
 int tx_branch_classify(const int8_t *vector, int8_t *scores) {
   uint32_t c;
   int best = 0;
-  tx_invoke(tx_branch_classifier, vector, scores);
+  tx_invoke(tx_pipeline_stages[TX_PIPELINE_NUM_STAGES - 1u].model, vector, scores);
   for (c = 1; c < TX_SHARED_NUM_CLASSES; ++c)
     if (scores[c] > scores[best]) best = (int)c;
   return best;

@@ -1,31 +1,21 @@
-{{ banner }}
 /* Shared exit branch (FreeML): one classifier for every exit point, so inference can stop after any
  * point ("anytime"), e.g. when tx_hal_low_energy() says the energy is running out.
- * Point k: segment k runs on the previous boundary (the model input for k = 0), pool k averages its output
- * into slice k of the vector (offset, length), the branch maps the vector to classes. Slices of points not
+ * Point k: segment k (stage 2k of the pipeline's stage table) runs on the previous boundary (the model input
+ * for k = 0), pool k (stage 2k+1) averages its output into slice k of the vector (its vector offset, its
+ * output's length), the branch (the last stage) maps the vector to classes. Slices of points not
  * yet computed hold TX_SHARED_VECTOR_ZERO_POINT (the int8 code of 0.0), so they add nothing. */
 #ifndef TX_SHARED_H
 #define TX_SHARED_H
 #include <stdint.h>
 #include "tx_model.h"
+#include "tx_pipeline_config.h"   /* the generated description: seg0, pool0, ..., pool(N-1), branch */
 
-#define TX_SHARED_NUM_POINTS {{ points|length }}u
-#define TX_SHARED_VECTOR_SIZE {{ vector_size }}u
-#define TX_SHARED_VECTOR_ZERO_POINT ({{ zero_point }})
-#define TX_SHARED_NUM_CLASSES {{ num_classes }}u
-#define TX_SHARED_INPUT_SIZE {{ input_size }}u
-#define TX_SHARED_BOUNDARY_SIZE {{ boundary_size }}u   /* largest segment output */
-
-typedef struct {
-  const char *point;                /* the Keras layer of the exit point */
-  const tx_model_t *segment;        /* previous point (or model input) -> this point */
-  const tx_model_t *pool;           /* this point's feature map -> its slice of the vector */
-  uint32_t offset, length;          /* the slice */
-} tx_branch_point_t;
-
-extern const tx_branch_point_t tx_branch_points[TX_SHARED_NUM_POINTS];
-extern const tx_model_t *const tx_branch_classifier;     /* vector -> int8 softmax */
-extern const tx_model_t *const tx_branch_tail;       /* last point -> the model's own final classifier */
+#define TX_SHARED_NUM_POINTS TX_PIPELINE_NUM_POINTS
+#define TX_SHARED_VECTOR_SIZE TX_PIPELINE_VECTOR_SIZE
+#define TX_SHARED_VECTOR_ZERO_POINT TX_PIPELINE_VECTOR_ZERO_POINT
+#define TX_SHARED_NUM_CLASSES TX_PIPELINE_NUM_CLASSES
+#define TX_SHARED_INPUT_SIZE TX_PIPELINE_INPUT_SIZE
+#define TX_SHARED_BOUNDARY_SIZE TX_PIPELINE_SEGMENT_OUTPUT_MAX   /* largest segment output */
 
 /* Every slice = zero point (nothing computed yet). */
 void tx_branch_clear(int8_t *vector);
