@@ -278,13 +278,13 @@ def build_host(sources: Sequence[str | Path], out: str | Path, *, include_dirs: 
 
 def render_config(pipeline: Pipeline, out: str | Path, num_inputs: int = 0) -> list[Path]:
     """Write the one generated description of `pipeline` (tx_pipeline_config.{h,c}, tinyexit.pipeline.c_config)
-    and the static header it uses (tx_stage.h) into `out`: the app, the checkpointing runtime and the branch
+    and the static headers it goes with (tx_stage.h, tx_policy.h) into `out`: the app, the checkpointing runtime and the branch
     firmware read it."""
     out = Path(out)
     ctx = c_config(pipeline, num_inputs)
     return [render("runtime/tx_pipeline_config.h.j2", out / "tx_pipeline_config.h", **ctx),
             render("runtime/tx_pipeline_config.c.j2", out / "tx_pipeline_config.c", **ctx),
-            write_text(out / "tx_stage.h", (TEMPLATES / "runtime" / "tx_stage.h").read_text())]
+            *[write_text(out / h, (TEMPLATES / "runtime" / h).read_text()) for h in ("tx_stage.h", "tx_policy.h")]]
 
 
 def render_app(pipeline: Pipeline, inputs, labels, out: str | Path, source: str = "") -> list[Path]:
