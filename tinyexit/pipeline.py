@@ -231,7 +231,8 @@ class Pipeline:
         order (segment 0, the exit heads after it, segment 1, ...; exit indices follow the manifest's `exits`
         order, the last segment carries the final exit's); the exit policy from RUN/policy.json (`policy`;
         None: no policy, every head with the default rule). `confidence`: exit name -> the model name of its
-        confidence model (the confidence policy needs one per exit head; each runs before its head). `where` names the run in messages."""
+        confidence model (the confidence policy needs one per exit head; each runs before its head). `where`
+        names the run in messages."""
         from tinyexit.codegen.cformat import c_ident
         segs, exits = manifest["segments"], manifest.get("exits", [])
         policy = policy or {}
@@ -279,7 +280,8 @@ class Pipeline:
                     from tinyexit.policy.decisions import QParams, entropy_table
                     table = tuple(int(v) for v in entropy_table(QParams.of(e["output"])))
                     if max(table) > 0xFFFF:
-                        raise TinyexitError(f"entropy table of {e['name']} does not fit 16 bits; check its output scale.")
+                        raise TinyexitError(f"entropy table of {e['name']} does not fit 16 bits; check its output "
+                                            f"scale.")
                 rules.append(ExitRule(head.name, thresholds.get(e["name"], 128), table, conf))
         note = (f"{rule}, threshold {policy.get('threshold')} ({policy.get('method', '?')}, "
                 f"epsilon={policy.get('epsilon')}, delta={policy.get('delta')})") if policy else Policy.note
