@@ -6,6 +6,7 @@ fail."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import pytest
@@ -41,6 +42,13 @@ def test_pipeline_layout_from_the_manifest(tiny_branch, branch_pipeline):
     assert [s.role for s in stages] == [SEGMENT, POOL] * 3 + [BRANCH]
     assert [(s.exit_index, s.vector_offset) for s in stages if s.role == POOL] == [(0, 0), (1, 16), (2, 32)]
     assert (vector.size, vector.zero_point) == (man["vector"]["size"], man["vector"]["zero_point"])
+    # the sizes of each stage's .tflite (read independently) and of the generated library agree
+    from tinyexit.quantize import tensor_shape
+    files = {e["name"]: e["file"] for e in man["segments"] + man["pools"] + [man["branch"]]}
+    for s in branch_pipeline["pipeline"].stages:
+        b = (tiny_branch / "branch" / files[s.name]).read_bytes()
+        assert (s.input_size, s.output_size) == tuple(math.prod(tensor_shape(b, t)[1:]) for t in ("input", "output"))
+    assert branch_pipeline["pipeline"].stages[-1].output_size == len(man["classes"])
     lay = branch_pipeline["layout"]
     assert lay.num_points == 3 and lay.point_end(0) < lay.point_end(1) < lay.point_end(2)
     with pytest.raises(TinyexitError, match="seg0, pool0"):
