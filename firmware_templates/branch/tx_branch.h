@@ -25,13 +25,13 @@ void tx_branch_advance(uint32_t k, const int8_t *input, int8_t *boundary, int8_t
 /* The branch on the vector: int8 class scores into `scores` (TX_SHARED_NUM_CLASSES), returns the argmax
  * (ties to the lowest class index). */
 int tx_branch_classify(const int8_t *vector, int8_t *scores);
-/* Anytime inference: points 0..stop, then the branch; returns the class. */
+/* Anytime inference: points 0..stop, then the branch; returns the class (-1: the pipeline was refused). */
 int tx_branch_run(const int8_t *input, uint32_t stop, int8_t *boundary, int8_t *vector, int8_t *scores);
 
 /* Energy-adaptive inference: after each point k, `stop_now(k, ctx)` says whether to answer now (e.g. the
  * board's low-energy signal, tx_hal_low_energy()); the last point always answers. Returns the class and
  * stores the point that answered in *point. */
-typedef int (*tx_branch_stop_fn)(uint32_t k, void *ctx);
+typedef int (*tx_branch_stop_fn)(uint32_t k, void *ctx);   /* = tx_stop_fn of the runtime (tx_checkpoint.h) */
 int tx_branch_run_adaptive(const int8_t *input, tx_branch_stop_fn stop_now, void *ctx, int8_t *boundary,
                            int8_t *vector, int8_t *scores, uint32_t *point);
 

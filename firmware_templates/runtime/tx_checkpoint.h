@@ -31,6 +31,9 @@
  * Confidence mode (a shared pipeline with p->policy): the branch runs after every point k and the pipeline
  * answers at the first point whose branch scores pass the policy (or on low energy, or at the last point).
  *
+ * Checkpointing off (granularity TX_CKPT_OFF): the same walk without NVM (nothing committed, nothing resumed);
+ * the pipeline's stop hook may answer after exit point k. The shared branch's anytime firmware runs so.
+ *
  * Low energy is latched durably: once tx_hal_low_energy() has said so, the runtime clears the LOW_MARK word of
  * the newest checkpoint of this inference (one word write, outside the CRC, legal on flash without an erase)
  * or, when it has none yet, commits one; every later checkpoint carries TX_CKPT_FLAG_LOW_ENERGY. Since a
@@ -59,6 +62,11 @@ typedef struct {
  * again after a power failure). NULL: exit heads run only when tx_hal_low_energy() said so. */
 typedef int (*tx_exit_policy_t)(uint32_t exit_index, const int8_t *output, uint32_t size, void *ctx);
 
+/* Shared exit branch without checkpoints (TX_CKPT_OFF): after exit point k's pool, nonzero to answer there
+ * (e.g. the caller's own energy estimate; the anytime firmware of branch/). Checkpointed pipelines keep it 0:
+ * their low-energy signal is tx_hal_low_energy(), made durable (see above). */
+typedef int (*tx_stop_fn)(uint32_t point, void *ctx);
+
 typedef struct {
   const tx_stage_t *stages;
   uint32_t num_stages;        /* stages[0] and stages[num_stages-1] are segments */
@@ -70,6 +78,8 @@ typedef struct {
   int8_t *vector;             /* shared exit branch: the vector (RAM); NULL for a pipeline of exit heads */
   uint32_t vector_size;
   int32_t vector_zero_point;  /* every slice holds it before its point has run (0.0: adds nothing) */
+  tx_stop_fn stop;            /* TX_CKPT_OFF only: answer after exit point k when stop(k, stop_ctx) (0: never) */
+  void *stop_ctx;
 } tx_pipeline_t;
 
 typedef struct {

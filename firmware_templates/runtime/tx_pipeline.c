@@ -21,4 +21,4 @@ static int8_t tx_vector[TX_PIPELINE_VECTOR_SIZE];
 #endif
 
 tx_pipeline_t tx_pipeline = { tx_pipeline_stages, TX_PIPELINE_NUM_STAGES, tx_boundary, (uint32_t)sizeof tx_boundary,
-                              0, 0, TX_VECTOR, TX_PIPELINE_VECTOR_SIZE, TX_PIPELINE_VECTOR_ZERO_POINT };
+                              0, 0, TX_VECTOR, TX_PIPELINE_VECTOR_SIZE, TX_PIPELINE_VECTOR_ZERO_POINT, 0, 0 };

@@ -32,5 +32,6 @@ typedef struct {
 #define TX_CKPT_NONE 0u    /* no checkpoint during the inference, only the result (continuous-power baseline) */
 #define TX_CKPT_LAYERS 1u  /* commit after every `every` steps (layers) and at the end of each stage */
 #define TX_CKPT_UNITS 2u   /* commit after every `every` work units (rows), also inside a layer */
+#define TX_CKPT_OFF 3u     /* no NVM at all: the same walk over the stages, nothing committed (no power failures) */
 
 #endif
