@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.intermittent._support import STANDIN_STAGES, make_standin, random_inputs  # noqa: E402
+from tests.intermittent._support import STANDIN_PIPELINE, make_standin, random_inputs  # noqa: E402
 from tinyexit.errors import TinyexitError  # noqa: E402
 from tinyexit.intermittent.emulated import EmulatedTarget, build_emulated, run_emulated_campaign  # noqa: E402
 from tinyexit.intermittent.host import Granularity  # noqa: E402
@@ -42,7 +42,7 @@ def main() -> int:
 
     out = Path(tempfile.mkdtemp(prefix="tinyexit-load-"))
     inputs = random_inputs(2, 144, seed=21)
-    fw = build_emulated(make_standin(out / "lib"), STANDIN_STAGES, inputs, "mps2-an386", out / "emu")
+    fw = build_emulated(make_standin(out / "lib"), STANDIN_PIPELINE, inputs, "mps2-an386", out / "emu")
     target = EmulatedTarget(fw, out / "psram.img")
     busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.load)]
     totals = collections.Counter()

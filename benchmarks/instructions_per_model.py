@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from tinyexit.boards import load_board
-from tinyexit.build import APP_SOURCES, Pipeline, Segment, build_firmware, library_sources, render_app
+from tinyexit.build import APP_SOURCES, build_firmware, library_sources, render_app
 from tinyexit.codegen.cformat import c_ident
 from tinyexit.codegen.generate import generate
+from tinyexit.pipeline import SEGMENT, Pipeline, Stage
 from tinyexit.quantize import TflmModel
 from tinyexit.targets import get_runner
 from tinyexit.targets.app_output import parse_app_output
@@ -45,7 +46,8 @@ def main() -> int:
         rep = generate({args.model.stem: args.model}, tmp / "lib", kernels=args.kernels, compare_tflm=False)
         fig = rep.models[args.model.stem]
         x = np.random.default_rng(args.seed).integers(-128, 128, (args.inputs, fig.input_size)).astype(np.int8)
-        pipe = Pipeline(segments=(Segment(name, fig.output_size),), exit_names=("final",), input_size=fig.input_size)
+        pipe = Pipeline((Stage(name, SEGMENT, 0, 0, fig.input_size, fig.output_size),), input_size=fig.input_size,
+                        exit_names=("final",))
         render_app(pipe, x, None, tmp / "app")
         lib = tmp / "lib"
         srcs = library_sources(lib)

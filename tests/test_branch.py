@@ -3,6 +3,8 @@ the Keras layer shapes (memory), integer MEAN arithmetic on the boundary tensors
 float branch (zero slices), tflite_micro (every generated C piece, byte for byte) and the int8 chain on
 tflite_micro (the C anytime driver, for every stopping point)."""
 import json
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -205,6 +207,10 @@ def test_anytime_driver_equals_the_int8_chain_at_every_point(shared, chain_outpu
     scores, _ = run_anytime(exe, xq, 3, NUM_CLASSES)
     for k in range(3):
         assert scores[:, k].tobytes() == out["shared"][k].tobytes(), k
+    if shutil.which("make"):                               # the generated Makefile builds the same driver
+        fw = shutil.copytree(run / "branch" / "firmware", tmp_path / "fw")
+        subprocess.run(["make", "-s", "-C", str(fw)], check=True, capture_output=True)
+        assert run_anytime(fw / "tx_branch_host", xq, 3, NUM_CLASSES)[0].tobytes() == scores.tobytes()
     for k in range(3):                                     # stop after point k: only points 0..k computed
         stop = chain.run_q(xq[:10], stop=k)
         s, cls = run_anytime(exe, xq[:10], 3, NUM_CLASSES, stop=k)

@@ -18,6 +18,7 @@ from tinyexit import toolchain
 from tinyexit.boards import Board, load_board
 from tinyexit.errors import TinyexitError
 from tinyexit.io import atomic_dir, write_json, write_text
+from tinyexit.pipeline import EXIT, RULES, Pipeline, c_config
 from tinyexit.run import as_run, confidence_model_name
 from tinyexit.toolchain import TEMPLATES, BuildError, SizeReport, size_report
 
@@ -149,41 +150,20 @@ def build_host(sources: Sequence[str | Path], out: str | Path, *, include_dirs: 
 # ---------------------------------------------------------------------------------------------------
 # The firmware application (firmware_templates/app/): the early-exit pipeline over test inputs.
 
-@dataclasses.dataclass(frozen=True)
-class Segment:
-    name: str                  # C model name: the library defines tx_model_<name>
-    output_size: int
-    head: str | None = None    # exit head run after this segment (None: no exit here)
-    head_output_size: int = 0
-    head_exit: int = 0         # exit index of the head (0 = first exit)
-    threshold_q: int = 128     # integer threshold of the policy (max_softmax: exit when max int8 >= it)
-    entropy_table: tuple[int, ...] | None = None  # entropy policy: -p ln p per int8 code (2^-16 nat)
-    conf: str | None = None    # confidence policy: C model name of the head's confidence model (run before the head)
-    conf_output_size: int = 0
-
-
-@dataclasses.dataclass(frozen=True)
-class Pipeline:
-    segments: tuple[Segment, ...]
-    exit_names: tuple[str, ...]   # in exit order, final last
-    input_size: int
-    policy_note: str = "max-softmax on the int8 exit output"
-    policy: str = "max_softmax"   # max_softmax | margin | entropy | confidence (docs/CONTRACTS.md, policy.json)
-
-    @property
-    def stage_names(self) -> list[str]:
-        names = []
-        for s in self.segments:
-            names.append(s.name)
-            if s.conf:
-                names.append(s.conf)
-            if s.head:
-                names.append(s.head)
-        return names
+def render_config(pipeline: Pipeline, out: str | Path, num_inputs: int = 0) -> list[Path]:
+    """Write the one generated description of `pipeline` (tx_pipeline_config.{h,c}, tinyexit.pipeline.c_config)
+    and the static headers it goes with (tx_stage.h, tx_policy.h) into `out`: the app, the checkpointing runtime
+    and the branch firmware read it."""
+    out = Path(out)
+    ctx = c_config(pipeline, num_inputs)
+    return [render("runtime/tx_pipeline_config.h.j2", out / "tx_pipeline_config.h", **ctx),
+            render("runtime/tx_pipeline_config.c.j2", out / "tx_pipeline_config.c", **ctx),
+            *[write_text(out / h, (TEMPLATES / "runtime" / h).read_text()) for h in ("tx_stage.h", "tx_policy.h")]]
 
 
 def render_app(pipeline: Pipeline, inputs, labels, out: str | Path, source: str = "") -> list[Path]:
-    """Write tx_app.c, tx_app_config.{h,c} and tx_app_inputs.c (the baked-in int8 inputs) into `out`."""
+    """Write tx_app.c, the pipeline's description (render_config) and tx_app_inputs.c (the baked-in int8
+    inputs) into `out` for `pipeline` (tinyexit.pipeline: its stages need their output sizes)."""
     import numpy as np
     out = Path(out)
     x = np.asarray(inputs, dtype=np.int8).reshape(len(inputs), -1) if len(inputs) else \
@@ -192,39 +172,24 @@ def render_app(pipeline: Pipeline, inputs, labels, out: str | Path, source: str 
         raise TinyexitError(f"inputs have {x.shape[1]} values each but the model's input has "
                             f"{pipeline.input_size}; pass inputs of the model's input shape.")
     labels = [int(v) for v in (labels if labels is not None else [-1] * len(x))]
-    stage = 0
-    segs = []
-    for s in pipeline.segments:
-        table = None
-        if s.entropy_table is not None:
-            vals = [str(int(v)) for v in s.entropy_table]
-            table = [", ".join(vals[i:i + 16]) for i in range(0, 256, 16)]
-        segs.append(dict(name=s.name, head=s.head, head_exit=s.head_exit, threshold_q=s.threshold_q, stage=stage,
-                         entropy=table, conf=s.conf))
-        stage += 1 + bool(s.head) + bool(s.conf)
-    if pipeline.policy == "confidence" and any(s.head and not s.conf for s in pipeline.segments):
+    for k, s in enumerate(pipeline.segments):
+        n = sum(a.role == EXIT for a in pipeline.after(k))
+        if n > 1:
+            raise TinyexitError(f"segment '{s.name}' has {n} exit heads; the firmware app runs one exit head per "
+                                f"segment.")
+    heads = [s for s in pipeline.stages if s.role == EXIT]
+    if pipeline.policy.rule == "confidence" and any(pipeline.policy.rule_for(h.name).confidence is None
+                                                    for h in heads):
         raise TinyexitError("the confidence policy needs a confidence model for every exit head; re-run "
                             "`tinyexit calibrate RUN --policy confidence`.")
-    # the library's chain macros this pipeline needs (segment k -> its confidence model, head, segment k+1)
-    pairs = [(s.name, r) for s, nxt in zip(pipeline.segments, pipeline.segments[1:])
-             for r in (s.conf, s.head, nxt.name) if r]
-    chained_if = " && ".join(f"defined(TX_CHAIN_{a}__{b})" for a, b in pairs) or "1"
     rows = [", ".join(str(int(v)) for v in x.reshape(-1)[i:i + 24]) for i in range(0, x.size, 24)]
-    ctx = dict(segments=segs, exit_names=list(pipeline.exit_names), stage_names=pipeline.stage_names,
-               input_size=pipeline.input_size, num_inputs=len(x),
-               buf0=max(s.output_size for s in pipeline.segments[0::2]),
-               buf1=max([s.output_size for s in pipeline.segments[1::2]] or [1]),
-               max_head_output=max([s.head_output_size for s in pipeline.segments if s.head] or [1]),
-               max_conf_output=max([s.conf_output_size for s in pipeline.segments if s.conf] or [2]),
-               policy_note=pipeline.policy_note, policy=pipeline.policy, input_rows=rows, labels=labels, source=source,
-               chained_if=chained_if)
     return [write_text(out / "tx_app.c", (TEMPLATES / "app" / "tx_app.c").read_text()),
-            render("app/tx_app_config.h.j2", out / "tx_app_config.h", **ctx),
-            render("app/tx_app_config.c.j2", out / "tx_app_config.c", **ctx),
-            render("app/tx_app_inputs.c.j2", out / "tx_app_inputs.c", **ctx)]
+            *render_config(pipeline, out, len(x)),
+            render("app/tx_app_inputs.c.j2", out / "tx_app_inputs.c", num_inputs=len(x),
+                   input_size=pipeline.input_size, input_rows=rows, labels=labels, source=source)]
 
 
-APP_SOURCES = ("tx_app.c", "tx_app_config.c", "tx_app_inputs.c")
+APP_SOURCES = ("tx_app.c", "tx_pipeline_config.c", "tx_app_inputs.c")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -239,13 +204,12 @@ def c_name(name: str) -> str:
         return ident if not ident[:1].isdigit() else "_" + ident
 
 
-FIRMWARE_POLICIES = ("max_softmax", "margin", "entropy", "confidence")
+FIRMWARE_POLICIES = RULES
 
 
 def pipeline_from_run(run_dir: str | Path, policy: dict | None = None) -> tuple[Pipeline, dict, dict]:
-    """The firmware pipeline of a run: segments and exit heads from RUN/quant/manifest.json, integer
-    thresholds from RUN/policy.json (max_softmax, margin or entropy). Returns (pipeline, manifest, policy)."""
-    import math
+    """The firmware pipeline of a run: segments and exit heads from RUN/quant/manifest.json, the exit policy
+    (integer thresholds) from RUN/policy.json. Returns (pipeline, manifest, policy)."""
     run = as_run(run_dir)
     man = run.manifest()
     if policy is None:
@@ -254,45 +218,8 @@ def pipeline_from_run(run_dir: str | Path, policy: dict | None = None) -> tuple[
     if kind not in FIRMWARE_POLICIES:
         raise TinyexitError(f"policy.json uses the '{kind}' policy; the firmware implements "
                             f"{', '.join(FIRMWARE_POLICIES)}. Re-run `tinyexit calibrate {run}` with one of them.")
-    confs = run.confidence_models(policy)
-    thresholds = {e["name"]: int(e["threshold_q"]) for e in policy.get("exits", [])}
-    if not thresholds and "threshold_q" in policy and "exit" in policy:
-        thresholds = {policy["exit"]: int(policy["threshold_q"])}
-    segs = man["segments"]
-    heads = {e["after_segment"]: (k, e) for k, e in enumerate(man["exits"]) if e.get("file")}
-    n_classes = len(man.get("classes") or []) or math.prod(segs[-1]["output_shape"])
-    out = []
-    for k, s in enumerate(segs):
-        size = math.prod(s["output_shape"])
-        if k in heads and k < len(segs) - 1:
-            idx, e = heads[k]
-            if e["name"] not in thresholds:
-                raise TinyexitError(f"policy.json has no threshold for exit '{e['name']}'; re-run "
-                                    f"`tinyexit calibrate {run}`.")
-            table = None
-            if kind == "entropy":
-                from tinyexit.policy.decisions import QParams, entropy_table
-                table = tuple(int(v) for v in entropy_table(QParams.of(e["output"])))
-                if max(table) > 0xFFFF:
-                    raise TinyexitError(f"entropy table of {e['name']} does not fit 16 bits; check its output scale.")
-            conf, conf_size = None, 0
-            if kind == "confidence":
-                if e["name"] not in confs:
-                    raise TinyexitError(f"policy.json has no confidence model for exit '{e['name']}'; re-run "
-                                        f"`tinyexit calibrate {run} --policy confidence`.")
-                conf, conf_size = c_name(confidence_model_name(e["name"])), 2
-            out.append(Segment(c_name(s["name"]), size, head=c_name(e["name"]), head_output_size=n_classes,
-                               head_exit=idx, threshold_q=thresholds[e["name"]], entropy_table=table,
-                               conf=conf, conf_output_size=conf_size))
-        else:
-            out.append(Segment(c_name(s["name"]), size))
-    pipe = Pipeline(segments=tuple(out), exit_names=tuple(e["name"] for e in man["exits"]),
-                    input_size=math.prod(segs[0]["input_shape"]),
-                    policy=kind,
-                    policy_note=f"{kind}, threshold {policy.get('threshold')} "
-                                f"({policy.get('method', '?')}, epsilon={policy.get('epsilon')}, "
-                                f"delta={policy.get('delta')})")
-    return pipe, man, policy
+    confs = {e: confidence_model_name(e) for e in run.confidence_models(policy)}
+    return Pipeline.from_manifest(man, policy, confidence=confs, where=str(run)), man, policy
 
 
 def model_library(run_dir: str | Path, regenerate: bool = False, kernels: str | None = None,
@@ -314,8 +241,11 @@ def model_library(run_dir: str | Path, regenerate: bool = False, kernels: str | 
     sources = run.quant.files() + list(models.values())
     stale = header.is_file() and any(p.stat().st_mtime > header.stat().st_mtime for p in sources)
     if header.is_file() and not stale:
-        have = set(re.findall(r"extern const tx_model_t tx_model_(\w+);", header.read_text()))
-        stale = have != {c_name(n) for n in models}
+        from tinyexit.pipeline import library_models as described
+        try:   # the generator's description of the library (report.json), never its C
+            stale = set(described(lib)) != {c_name(n) for n in models}
+        except TinyexitError:
+            stale = True
     chain = run.library_chain()
     if header.is_file() and not stale:
         doc = run.library_report()

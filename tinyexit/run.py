@@ -391,19 +391,10 @@ class Run:
         return {str(name): self.quant.piece(file) for name, file in entries if file is not None}
 
     def chain(self, confidence: dict[str, str] | None = None) -> list:
-        """The links of the run's pipeline (codegen.generate.Link): segment k's output is read by the exit head
+        """The links of the run's pipeline (tinyexit.pipeline.Link): segment k's output is read by the exit head
         after it (preceded by `confidence[head]`, its confidence model's name, when given) and by segment k+1."""
-        from tinyexit.codegen.generate import Link
-
-        man = self.manifest()
-        segs = [str(s.get("name", f"seg{k}")) for k, s in enumerate(man["segments"])]
-        heads = {int(e["after_segment"]): str(e["name"]) for e in man["exits"] if e["file"]}
-        links = []
-        for k, seg in enumerate(segs[:-1]):
-            head = heads.get(k)
-            readers = ((confidence[head],) if confidence and head in confidence else ()) + ((head,) if head else ())
-            links.append(Link(seg, readers, segs[k + 1]))
-        return links
+        from tinyexit.pipeline import Pipeline
+        return Pipeline.from_manifest(self.manifest(), confidence=confidence, where=str(self.path)).chain
 
     def confidence_models(self, policy: dict | None = None) -> dict[str, Path]:
         """{exit name: .tflite path} of the confidence models policy.json's confidence policy runs ({} for

@@ -1,6 +1,7 @@
 /* tinyexit firmware application: runs the early-exit pipeline over test inputs and prints one line per
    input and a summary. Board-independent: it uses tx_hal.h only. Configuration (models, thresholds,
-   buffer sizes) comes from the generated tx_app_config.h / tx_app_config.c; inputs from tx_app_inputs.c.
+   buffer sizes) comes from the generated pipeline description tx_pipeline_config.h / .c (its app view);
+   inputs from tx_app_inputs.c.
 
    Output (one line each, '\n'-terminated):
      TX BEGIN board=<name> inputs=<n> stages=<seg0>,<exit1>,<seg1>... exits=<exit1>,...,final unit=<ticks|cycles|none> no_exit=<0|1>
@@ -12,7 +13,8 @@
 #include "tx_hal.h"
 #include "tx_board.h"
 #include "tx_model.h"
-#include "tx_app_config.h"
+#include "tx_pipeline_config.h"
+#include "tx_policy.h"
 
 #if TX_APP_CHAINED
 /* Chained library (docs/CONTRACTS.md, "Chained models"): segment k's output range in tx_arena is the input
@@ -98,32 +100,15 @@ typedef struct {
 } result_t;
 
 #if !TX_APP_NO_EXIT && TX_APP_POLICY != TX_APP_POLICY_CONFIDENCE
-/* The calibrated policy on the int8 output q of head k (integer arithmetic, as tinyexit.policy decides):
-   max_softmax: max q >= threshold; margin: q(1st) - q(2nd) >= threshold;
-   entropy: sum of table[q + 128] <= threshold. (confidence: see infer.) */
+/* The calibrated policy on the int8 output q of head k (tx_policy.h; confidence: see infer). */
 static int exit_here(uint32_t k, const int8_t *q, uint32_t n)
 {
 #if TX_APP_POLICY == TX_APP_POLICY_ENTROPY
-  int32_t h = 0;
-  for (uint32_t i = 0; i < n; i++) h += (int32_t)tx_app_entropy[k][q[i] + 128];
-  return h <= tx_app_threshold_q[k];
+  const int32_t score = tx_policy_score(TX_APP_POLICY, q, n, tx_app_entropy[k]);
 #else
-  int32_t top = -129, second = -129;
-  for (uint32_t i = 0; i < n; i++) {
-    if (q[i] > top) {
-      second = top;
-      top = q[i];
-    } else if (q[i] > second) {
-      second = q[i];
-    }
-  }
-#if TX_APP_POLICY == TX_APP_POLICY_MARGIN
-  return top - second >= tx_app_threshold_q[k];
-#else
-  (void)second;
-  return top >= tx_app_threshold_q[k];
+  const int32_t score = tx_policy_score(TX_APP_POLICY, q, n, 0);
 #endif
-#endif
+  return tx_policy_passes(TX_APP_POLICY, score, tx_app_threshold_q[k]);
 }
 #endif
 

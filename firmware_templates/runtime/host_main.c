@@ -19,6 +19,7 @@
 #include "tx_checkpoint.h"
 #include "tx_nvm_host.h"
 #include "tx_pipeline.h"
+#include "tx_policy.h"
 
 static int8_t input[TX_ARENA_SIZE];
 static int8_t output[TX_ARENA_SIZE];
@@ -26,11 +27,8 @@ static tx_runtime_t rt;
 
 static int threshold_policy(uint32_t exit_index, const int8_t *out, uint32_t size, void *ctx)
 {
-  int32_t best = -128, t = *(const int32_t *)ctx;
-  uint32_t k;
   (void)exit_index;
-  for (k = 0u; k < size; k++) if (out[k] > best) best = out[k];
-  return best >= t;
+  return tx_policy_exit(TX_POLICY_MAX_SOFTMAX, out, size, *(const int32_t *)ctx, 0);
 }
 
 static const char *boot_name(uint32_t b)

@@ -18,6 +18,7 @@
 #include "tx_checkpoint.h"
 #include "tx_hal.h"
 #include "tx_pipeline.h"
+#include "tx_policy.h"
 #include "tx_rt_hal.h"
 
 #define MAILBOX_MAGIC 0x424D5854u     /* "TXMB" */
@@ -81,11 +82,8 @@ static const char *boot_name(uint32_t b)
 
 static int threshold_policy(uint32_t exit_index, const int8_t *out, uint32_t size, void *ctx)
 {
-  int32_t best = -128;
-  uint32_t k;
   (void)exit_index; (void)ctx;
-  for (k = 0u; k < size; k++) if (out[k] > best) best = out[k];
-  return best >= threshold;
+  return tx_policy_exit(TX_POLICY_MAX_SOFTMAX, out, size, threshold, 0);
 }
 
 /* The measured inference (init + boot + run) lies between these two markers (plugin window). */

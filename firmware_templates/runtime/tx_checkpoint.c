@@ -130,7 +130,9 @@ static int check_pipeline(const tx_pipeline_t *p, tx_granularity_t gran)
     for (s = 0u; s < p->num_stages; s++)
       if (p->stages[s].role > TX_STAGE_EXIT) return TX_ERR_CONFIG;
   }
-  if (gran.mode > TX_CKPT_UNITS || (gran.mode != TX_CKPT_NONE && gran.every == 0u)) return TX_ERR_CONFIG;
+  if (gran.mode > TX_CKPT_OFF || (gran.mode <= TX_CKPT_UNITS && gran.mode != TX_CKPT_NONE && gran.every == 0u))
+    return TX_ERR_CONFIG;
+  if (p->stop && gran.mode != TX_CKPT_OFF) return TX_ERR_CONFIG;   /* a stop hook is not durable */
   for (s = 0u; s < p->num_stages; s++) {
     const tx_model_t *m = p->stages[s].model;
     if (!m || m->num_steps == 0u) return TX_ERR_CONFIG;
@@ -257,6 +259,7 @@ static void commit(tx_runtime_t *rt, uint32_t s, uint32_t i, uint32_t u, uint32_
   uint32_t hdr[TX_CKPT_HEADER_WORDS];
   writer_t w;
   uint32_t slot, base, len, pages, k;
+  if (rt->gran.mode == TX_CKPT_OFF) return;   /* checkpointing off: nothing goes to NVM */
 #ifdef TX_BROKEN_SINGLE_SLOT
   slot = 0u;
 #else
@@ -320,14 +323,15 @@ int tx_runtime_init(tx_runtime_t *rt, const tx_pipeline_t *p, tx_granularity_t g
   memset(rt, 0, sizeof *rt);
   rc = check_pipeline(p, gran);
   if (rc != TX_OK) return rc;
-  if (tx_nvm_open() != 0) return TX_ERR_NVM;
   rt->p = p;
   rt->gran = gran;
+  rt->cur_slot = -1;
+  if (gran.mode == TX_CKPT_OFF) return TX_OK;   /* checkpointing off: no NVM */
+  if (tx_nvm_open() != 0) return TX_ERR_NVM;
   rt->fingerprint = fingerprint(p);
   rt->max_payload = max_payload(p);
   rt->slot_size = (HEADER_BYTES + rt->max_payload + TX_NVM_PAGE_SIZE - 1u) / TX_NVM_PAGE_SIZE * TX_NVM_PAGE_SIZE;
   if (tx_nvm_size() / rt->slot_size < TX_CKPT_SLOTS) return TX_ERR_NVM_TOO_SMALL;
-  rt->cur_slot = -1;
   for (slot = 0u; slot < TX_CKPT_SLOTS; slot++) {
     if (!read_slot(rt, slot, hdr)) continue;
     if (rt->cur_slot < 0 || seq_newer(hdr[TX_H_SEQ], rt->seq)) {
@@ -407,6 +411,7 @@ static void persist_low(tx_runtime_t *rt, uint32_t at_boundary)
 #ifdef TX_BROKEN_VOLATILE_LOW
   rt->low_pending = 0u;   /* broken on purpose: the latch lives in RAM until the next regular commit */
 #endif
+  if (rt->gran.mode == TX_CKPT_OFF) rt->low_pending = 0u;   /* nothing to make durable */
   if (!rt->low_pending) return;
   if (rt->cur_in_progress) {
     const uint32_t mark = 0u;
@@ -508,6 +513,7 @@ int tx_runtime_run(tx_runtime_t *rt, int8_t *output, uint32_t output_cap, tx_res
     } else if (st->role == TX_STAGE_POOL) {
       /* slice k; copying again after a resume writes the same bytes (the pool's output is the same) */
       memcpy(p->vector + st->vector_offset, out, m->output_size);
+      if (p->stop && !rt->low_energy && p->stop(st->exit_index, p->stop_ctx)) rt->low_energy = 1u;
       if (p->policy || rt->low_energy || rt->stage + 2u == p->num_stages) {
         /* exit point k answers (or, with a policy, is looked at): to the branch; the checkpoint below records k */
         rt->answer = st->exit_index;

@@ -31,6 +31,9 @@
  * Confidence mode (a shared pipeline with p->policy): the branch runs after every point k and the pipeline
  * answers at the first point whose branch scores pass the policy (or on low energy, or at the last point).
  *
+ * Checkpointing off (granularity TX_CKPT_OFF): the same walk without NVM (nothing committed, nothing resumed);
+ * the pipeline's stop hook may answer after exit point k. The shared branch's anytime firmware runs so.
+ *
  * Low energy is latched durably: once tx_hal_low_energy() has said so, the runtime clears the LOW_MARK word of
  * the newest checkpoint of this inference (one word write, outside the CRC, legal on flash without an erase)
  * or, when it has none yet, commits one; every later checkpoint carries TX_CKPT_FLAG_LOW_ENERGY. Since a
@@ -42,30 +45,13 @@
 
 #include <stdint.h>
 #include "tx_model.h"
+#include "tx_stage.h"   /* roles, tx_stage_t, TX_CKPT_* modes */
 
 /* Number of slots, >= 2. Two are enough for correctness; on flash, more slots used as a ring divide the
  * erases per page (nRF52840: 10,000 cycles) by TX_CKPT_SLOTS / 2. */
 #ifndef TX_CKPT_SLOTS
 #define TX_CKPT_SLOTS 2u
 #endif
-
-#define TX_STAGE_SEGMENT 0u
-#define TX_STAGE_EXIT 1u
-#define TX_STAGE_POOL 2u     /* shared exit branch: exit point k's pool, writes slice k of the vector */
-#define TX_STAGE_BRANCH 3u   /* shared exit branch: the classifier over the vector (last stage) */
-
-typedef struct {
-  const tx_model_t *model;
-  uint8_t role;        /* TX_STAGE_SEGMENT: backbone segment; TX_STAGE_EXIT: exit head over the last segment's
-                          output; TX_STAGE_POOL / TX_STAGE_BRANCH: shared exit branch (see below) */
-  uint8_t exit_index;  /* index of the exit this stage produces (exit heads: 0, 1, ...; the last segment
-                          gives the final exit, conventionally the highest index; pools: the exit point k) */
-  uint32_t vector_offset;  /* pools: offset of slice k in the shared vector (its length = the pool's output) */
-} tx_stage_t;
-
-#define TX_CKPT_NONE 0u    /* no checkpoint during the inference, only the result (continuous-power baseline) */
-#define TX_CKPT_LAYERS 1u  /* commit after every `every` steps (layers) and at the end of each stage */
-#define TX_CKPT_UNITS 2u   /* commit after every `every` work units (rows), also inside a layer */
 
 typedef struct {
   uint32_t mode;
@@ -75,6 +61,11 @@ typedef struct {
 /* Early-exit policy: nonzero to stop at this exit. Must be a pure function of the output bytes (it runs
  * again after a power failure). NULL: exit heads run only when tx_hal_low_energy() said so. */
 typedef int (*tx_exit_policy_t)(uint32_t exit_index, const int8_t *output, uint32_t size, void *ctx);
+
+/* Shared exit branch without checkpoints (TX_CKPT_OFF): after exit point k's pool, nonzero to answer there
+ * (e.g. the caller's own energy estimate; the anytime firmware of branch/). Checkpointed pipelines keep it 0:
+ * their low-energy signal is tx_hal_low_energy(), made durable (see above). */
+typedef int (*tx_stop_fn)(uint32_t point, void *ctx);
 
 typedef struct {
   const tx_stage_t *stages;
@@ -87,6 +78,8 @@ typedef struct {
   int8_t *vector;             /* shared exit branch: the vector (RAM); NULL for a pipeline of exit heads */
   uint32_t vector_size;
   int32_t vector_zero_point;  /* every slice holds it before its point has run (0.0: adds nothing) */
+  tx_stop_fn stop;            /* TX_CKPT_OFF only: answer after exit point k when stop(k, stop_ctx) (0: never) */
+  void *stop_ctx;
 } tx_pipeline_t;
 
 typedef struct {

@@ -1,4 +1,4 @@
-/* The pipeline of the firmware, generated from pipeline.c.j2. */
+/* The pipeline of the checkpointing runtime: tx_pipeline.c over the generated tx_pipeline_config.c. */
 #ifndef TX_PIPELINE_H
 #define TX_PIPELINE_H
 

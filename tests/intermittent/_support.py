@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from tinyexit.intermittent import random_inputs  # noqa: F401  (the tests take it from here)
-from tinyexit.intermittent.host import EXIT, SEGMENT, HostTarget, Stage
+from tinyexit.intermittent.host import HostTarget
+from tinyexit.pipeline import EXIT, SEGMENT, Pipeline, Stage
 
 from ..standin_library import standin_library
 
@@ -19,8 +20,8 @@ EMULATED = [pytest.mark.emulator,
                                reason="needs qemu-system-arm and arm-none-eabi-gcc (apt-get install -y "
                                       "--no-install-recommends qemu-system-arm gcc-arm-none-eabi "
                                       "libnewlib-arm-none-eabi)")]
-STANDIN_STAGES = [Stage("seg0", SEGMENT), Stage("exit0", EXIT, 0), Stage("seg1", SEGMENT),
-                  Stage("exit1", EXIT, 1), Stage("seg2", SEGMENT, 2)]
+STANDIN_PIPELINE = Pipeline((Stage("seg0", SEGMENT), Stage("exit0", EXIT, 0), Stage("seg1", SEGMENT),
+                             Stage("exit1", EXIT, 1), Stage("seg2", SEGMENT, 2)), input_size=144)
 STANDIN_INPUT = 144
 STANDIN_UNITS = 43        # seg0 12+12+6, seg1 6+3, seg2 3+1 (exit heads skipped without a policy)
 STANDIN_MODELS = {"seg0": (144, 144), "exit0": (144, 5), "seg1": (144, 72), "exit1": (72, 5), "seg2": (72, 5)}
@@ -28,7 +29,7 @@ STANDIN_MODELS = {"seg0": (144, 144), "exit0": (144, 5), "seg1": (144, 72), "exi
 
 def make_standin(out_dir: Path) -> Path:
     """The stand-in library in `out_dir` (a folder like a generated library: tx_model.h and the .c)."""
-    return standin_library(HERE / "standin", out_dir, STANDIN_MODELS, arena_size=4096)
+    return standin_library(HERE / "standin", out_dir, STANDIN_MODELS, arena_size=4096, chain=STANDIN_PIPELINE.chain)
 
 
 def make_target(exe, tmp_path, name="nvm.bin") -> HostTarget:

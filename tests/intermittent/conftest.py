@@ -7,7 +7,7 @@ import pytest
 
 from tinyexit.intermittent.host import build_host
 
-from ._support import STANDIN_STAGES, make_standin
+from ._support import STANDIN_PIPELINE, make_standin
 
 
 def pytest_collection_modifyitems(items):
@@ -31,7 +31,7 @@ def standin(build_dir):
 
 @pytest.fixture(scope="session")
 def standin_exe(standin, build_dir):
-    return build_host(standin, STANDIN_STAGES, build_dir / "standin")
+    return build_host(standin, STANDIN_PIPELINE, build_dir / "standin")
 
 
 @pytest.fixture(scope="session")

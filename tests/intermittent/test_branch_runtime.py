@@ -6,15 +6,16 @@ fail."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import pytest
 
 from tinyexit.errors import TinyexitError
 from tinyexit.intermittent import slots
-from tinyexit.intermittent.branch import (Layout, prepare_branch, run_branch_campaign, branch_reference,
-                                           stages_from_branch)
-from tinyexit.intermittent.host import BRANCH, POOL, SEGMENT, Granularity, HostTarget, Stage, build_host, render_pipeline
+from tinyexit.intermittent.branch import Layout, prepare_branch, run_branch_campaign, branch_reference
+from tinyexit.intermittent.host import Granularity, HostTarget, build_host, render_pipeline
+from tinyexit.pipeline import BRANCH, POOL, SEGMENT, Pipeline, Stage
 
 from ._support import make_target, random_inputs
 
@@ -22,30 +23,38 @@ from ._support import make_target, random_inputs
 @pytest.fixture(scope="module")
 def branch_pipeline(tiny_branch, tmp_path_factory):
     out = tmp_path_factory.mktemp("shared_rt")
-    lib, stages, vector, shared = prepare_branch(tiny_branch, out)
-    exe = build_host(lib, stages, out / "host", vector=vector)
+    lib, pipe, shared = prepare_branch(tiny_branch, out)
+    exe = build_host(lib, pipe, out / "host")
     t = HostTarget(exe, out / "probe.bin")
-    return {"lib": lib, "stages": stages, "vector": vector, "shared": shared, "exe": exe, "out": out,
+    return {"lib": lib, "pipeline": pipe, "vector": pipe.vector, "shared": shared, "exe": exe, "out": out,
             "layout": Layout.from_rows(t.layout()), "inputs": random_inputs(3, t.info["input_size"], seed=5),
             "reference": branch_reference(shared)}
 
 
 def _broken(sp, flag):
-    return build_host(sp["lib"], sp["stages"], sp["out"] / f"host-{flag}", vector=sp["vector"], broken=(flag,))
+    return build_host(sp["lib"], sp["pipeline"], sp["out"] / f"host-{flag}", broken=(flag,))
 
 
 def test_pipeline_layout_from_the_manifest(tiny_branch, branch_pipeline):
     man = json.loads((tiny_branch / "branch" / "manifest.json").read_text())
-    stages, vector = stages_from_branch(man)
+    pipe = Pipeline.from_branch(man)
+    stages, vector = pipe.stages, pipe.vector
     assert [s.role for s in stages] == [SEGMENT, POOL] * 3 + [BRANCH]
     assert [(s.exit_index, s.vector_offset) for s in stages if s.role == POOL] == [(0, 0), (1, 16), (2, 32)]
     assert (vector.size, vector.zero_point) == (man["vector"]["size"], man["vector"]["zero_point"])
+    # the sizes of each stage's .tflite (read independently) and of the generated library agree
+    from tinyexit.quantize import tensor_shape
+    files = {e["name"]: e["file"] for e in man["segments"] + man["pools"] + [man["branch"]]}
+    for s in branch_pipeline["pipeline"].stages:
+        b = (tiny_branch / "branch" / files[s.name]).read_bytes()
+        assert (s.input_size, s.output_size) == tuple(math.prod(tensor_shape(b, t)[1:]) for t in ("input", "output"))
+    assert branch_pipeline["pipeline"].stages[-1].output_size == len(man["classes"])
     lay = branch_pipeline["layout"]
     assert lay.num_points == 3 and lay.point_end(0) < lay.point_end(1) < lay.point_end(2)
     with pytest.raises(TinyexitError, match="seg0, pool0"):
-        render_pipeline([stages[0], stages[2], stages[-1]], vector=vector)
+        Pipeline((stages[0], stages[2], stages[-1]), vector=vector)
     with pytest.raises(TinyexitError, match="seg0, pool0"):
-        render_pipeline(stages[:-1] + [Stage(stages[-1].name, SEGMENT)], vector=vector)
+        Pipeline(stages[:-1] + (Stage(stages[-1].name, SEGMENT),), vector=vector)
 
 
 def test_uninterrupted_answer_is_the_first_point_after_the_signal(branch_pipeline, tmp_path):
@@ -219,7 +228,7 @@ def test_emulated_board_50_exact_cuts_with_the_shared_pipeline(branch_pipeline, 
     from tinyexit.intermittent.emulated import EmulatedTarget, build_emulated
     sp = branch_pipeline
     inputs = sp["inputs"][:2]
-    fw = build_emulated(sp["lib"], sp["stages"], inputs, "mps2-an386", tmp_path / "emu", vector=sp["vector"])
+    fw = build_emulated(sp["lib"], sp["pipeline"], inputs, "mps2-an386", tmp_path / "emu")
     et = EmulatedTarget(fw, tmp_path / "psram.img")
     report = run_branch_emulated(et, sp["layout"], inputs, cuts=50, seed=1, granularity=Granularity.parse("units:4"),
                                  low_energy=0.5, reference=sp["reference"], work_dir=tmp_path / "work")
@@ -336,7 +345,7 @@ def test_shared_pipeline_builds_for_the_real_nrf52840(branch_pipeline, tmp_path)
     sp = branch_pipeline
     gen = tmp_path / "gen"
     gen.mkdir()
-    (gen / "tx_pipeline_cfg.c").write_text(render_pipeline(sp["stages"], vector=sp["vector"]))
+    render_pipeline(sp["pipeline"], gen)
     (gen / "main.c").write_text(
         "#include \"tx_checkpoint.h\"\n#include \"tx_hal.h\"\n#include \"tx_pipeline.h\"\n"
         "void tx_rt_nrf52_init(uint32_t threshold_code);\n"
@@ -344,8 +353,9 @@ def test_shared_pipeline_builds_for_the_real_nrf52840(branch_pipeline, tmp_path)
         "int main(void) { tx_result_t r; tx_granularity_t g = {TX_CKPT_LAYERS, 1u}; tx_hal_init();\n"
         "  tx_rt_nrf52_init(8u); tx_pipeline_infer(&rt, &tx_pipeline, g, 1u, in, out, sizeof out, &r);\n"
         "  tx_hal_exit((int)r.exit_index); }\n")
-    srcs = [RUNTIME_DIR / s for s in ("tx_checkpoint.c", "tx_crc32.c", "tx_nvm_board.c", "tx_rt_nrf52.c")]
-    srcs += [gen / "tx_pipeline_cfg.c", gen / "main.c"]
+    srcs = [RUNTIME_DIR / s for s in ("tx_checkpoint.c", "tx_crc32.c", "tx_pipeline.c", "tx_nvm_board.c",
+                                     "tx_rt_nrf52.c")]
+    srcs += [gen / "tx_pipeline_config.c", gen / "main.c"]
     srcs += sorted(p for p in sp["lib"].glob("*.c") if p.name != "host_main.c")
     fw = build_firmware("nrf52840", srcs, tmp_path / "fw", include_dirs=[RUNTIME_DIR, sp["lib"], gen])
     assert fw.elf.exists() and fw.sizes.fits

@@ -8,7 +8,7 @@ from tinyexit.intermittent.campaign import uninterrupted
 from tinyexit.intermittent.emulated import EmulatedTarget, build_emulated, run_emulated_campaign
 from tinyexit.intermittent.host import Granularity, HostTarget
 
-from ._support import EMULATED, STANDIN_STAGES, random_inputs
+from ._support import EMULATED, STANDIN_PIPELINE, random_inputs
 
 pytestmark = EMULATED
 
@@ -18,7 +18,7 @@ INPUTS = random_inputs(2, 144, seed=21)
 @pytest.fixture(scope="module")
 def target(standin, tmp_path_factory):
     out = tmp_path_factory.mktemp("emu")
-    fw = build_emulated(standin, STANDIN_STAGES, INPUTS, "mps2-an386", out)
+    fw = build_emulated(standin, STANDIN_PIPELINE, INPUTS, "mps2-an386", out)
     return EmulatedTarget(fw, out / "psram.img")
 
 
@@ -78,11 +78,11 @@ def test_runtime_builds_for_the_real_nrf52840(standin, tmp_path):
     from tinyexit.intermittent.host import RUNTIME_DIR, render_pipeline
     gen = tmp_path / "gen"
     gen.mkdir()
-    (gen / "tx_pipeline_cfg.c").write_text(render_pipeline(STANDIN_STAGES))
+    render_pipeline(STANDIN_PIPELINE, gen)
     (gen / "tx_pf_inputs.c").write_text("#include <stdint.h>\nconst uint32_t tx_pf_num_inputs = 1u;\n"
                                         "const uint32_t tx_pf_input_size = 144u;\nconst int8_t tx_pf_inputs[144] = {0};\n")
     fw = build_firmware("nrf52840", [RUNTIME_DIR / s for s in FIRMWARE_SOURCES] +
-                        [gen / "tx_pipeline_cfg.c", gen / "tx_pf_inputs.c", standin / "standin_model.c"],
+                        [gen / "tx_pipeline_config.c", gen / "tx_pf_inputs.c", standin / "standin_model.c"],
                         tmp_path / "fw", include_dirs=[RUNTIME_DIR, standin, gen],
                         defines={"TX_NVM_RESERVED_TAIL": f"{MAILBOX_BYTES}u", "TX_NVM_NVMC_RULES": 1})
     assert fw.elf.exists() and fw.sizes.fits
@@ -94,7 +94,7 @@ def test_nrf52840_energy_hooks_build(standin, tmp_path):
     from tinyexit.intermittent.host import RUNTIME_DIR, render_pipeline
     gen = tmp_path / "gen"
     gen.mkdir()
-    (gen / "tx_pipeline_cfg.c").write_text(render_pipeline(STANDIN_STAGES))
+    render_pipeline(STANDIN_PIPELINE, gen)
     (gen / "main.c").write_text(
         "#include \"tx_checkpoint.h\"\n#include \"tx_hal.h\"\n#include \"tx_pipeline.h\"\n"
         "void tx_rt_nrf52_init(uint32_t threshold_code);\n"
@@ -102,9 +102,9 @@ def test_nrf52840_energy_hooks_build(standin, tmp_path):
         "int main(void) { tx_result_t r; tx_granularity_t g = {TX_CKPT_LAYERS, 1u}; tx_hal_init();\n"
         "  tx_rt_nrf52_init(8u); tx_pipeline_infer(&rt, &tx_pipeline, g, 1u, in, out, sizeof out, &r);\n"
         "  tx_hal_exit((int)r.exit_index); }\n")
-    fw = build_firmware("nrf52840", [RUNTIME_DIR / s for s in ("tx_checkpoint.c", "tx_crc32.c", "tx_nvm_board.c",
-                                                               "tx_rt_nrf52.c")] +
-                        [gen / "tx_pipeline_cfg.c", gen / "main.c", standin / "standin_model.c"],
+    fw = build_firmware("nrf52840", [RUNTIME_DIR / s for s in ("tx_checkpoint.c", "tx_crc32.c", "tx_pipeline.c",
+                                                               "tx_nvm_board.c", "tx_rt_nrf52.c")] +
+                        [gen / "tx_pipeline_config.c", gen / "main.c", standin / "standin_model.c"],
                         tmp_path / "fw", include_dirs=[RUNTIME_DIR, standin, gen])
     assert fw.elf.exists() and fw.sizes.fits
 

@@ -16,7 +16,7 @@ from tinyexit.intermittent.emulated import (ATTEMPTS, EmulatedTarget, EmulatorEr
 from tinyexit.intermittent.host import Granularity
 from tinyexit.targets import FirmwareTimeoutError, InsnCounts, RunResult
 
-from ._support import EMULATED, STANDIN_STAGES, random_inputs
+from ._support import EMULATED, STANDIN_PIPELINE, random_inputs
 
 pytestmark = EMULATED
 
@@ -30,7 +30,7 @@ TIMEOUT = "did not end the boot within"
 @pytest.fixture(scope="module")
 def target(standin, tmp_path_factory):
     out = tmp_path_factory.mktemp("emu_hiccups")
-    fw = build_emulated(standin, STANDIN_STAGES, INPUTS, "mps2-an386", out)
+    fw = build_emulated(standin, STANDIN_PIPELINE, INPUTS, "mps2-an386", out)
     return EmulatedTarget(fw, out / "psram.img")
 
 

@@ -17,8 +17,8 @@ from ._support import random_inputs
 def kws(tmp_path_factory):
     model = conformance_model("kws_ref_model.tflite")
     out = tmp_path_factory.mktemp("kws")
-    lib, stages = prepare_library(model, out)
-    exe = build_host(lib, stages, out / "host")
+    lib, pipe = prepare_library(model, out)
+    exe = build_host(lib, pipe, out / "host")
     return model, exe, out
 
 
@@ -47,8 +47,8 @@ def test_kws_uninterrupted_equals_tflm(kws, tmp_path):
 def test_resnet8_campaign_zero_wrong_results(tmp_path):
     """Residual ADDs keep two tensors live across layers: the live table must carry both."""
     model = conformance_model("pretrainedResnet_quant.tflite")
-    lib, stages = prepare_library(model, tmp_path)
-    t = HostTarget(build_host(lib, stages, tmp_path / "host"), tmp_path / "nvm.bin")
+    lib, pipe = prepare_library(model, tmp_path)
+    t = HostTarget(build_host(lib, pipe, tmp_path / "host"), tmp_path / "nvm.bin")
     report = run_campaign(t, random_inputs(2, 3072, seed=5), cuts=200, seed=9, granularity=Granularity.parse("units:8"))
     assert report.cuts >= 200 and report.ok, report.table()
 

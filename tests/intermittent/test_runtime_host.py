@@ -13,7 +13,7 @@ from tinyexit.intermittent import slots
 from tinyexit.intermittent.campaign import replay, run_campaign, uninterrupted
 from tinyexit.intermittent.host import RUNTIME_DIR, Granularity, build_host
 
-from ._support import HERE, STANDIN_INPUT, STANDIN_STAGES, STANDIN_UNITS, make_target, random_inputs
+from ._support import HERE, STANDIN_INPUT, STANDIN_PIPELINE, STANDIN_UNITS, make_target, random_inputs
 
 INPUTS = random_inputs(4, STANDIN_INPUT, seed=11)
 
@@ -43,7 +43,7 @@ def test_campaign_with_exit_policy(standin_exe, tmp_path):
 
 
 def test_broken_no_crc_gives_wrong_results_and_replays(standin, build_dir, tmp_path):
-    exe = build_host(standin, STANDIN_STAGES, build_dir / "no_crc", broken=("no-crc",))
+    exe = build_host(standin, STANDIN_PIPELINE, build_dir / "no_crc", broken=("no-crc",))
     g = Granularity.parse("units:1")
     report = run_campaign(make_target(exe, tmp_path), INPUTS, cuts=200, seed=7, granularity=g,
                           work_dir=tmp_path / "work")
@@ -58,14 +58,14 @@ def test_broken_no_crc_gives_wrong_results_and_replays(standin, build_dir, tmp_p
 
 def test_broken_single_slot_loses_checkpoints(standin, build_dir, tmp_path):
     """One slot: a cut while it is rewritten leaves no checkpoint (or an older one is all that is left)."""
-    exe = build_host(standin, STANDIN_STAGES, build_dir / "single_slot", broken=("single-slot",))
+    exe = build_host(standin, STANDIN_PIPELINE, build_dir / "single_slot", broken=("single-slot",))
     report = run_campaign(make_target(exe, tmp_path), INPUTS, cuts=200, seed=7,
                           granularity=Granularity.parse("units:1"))
     assert report.lost_checkpoints > 0 and not report.ok
 
 
 def test_runtime_without_erase_is_caught_by_nvmc_rules(standin, build_dir, tmp_path):
-    exe = build_host(standin, STANDIN_STAGES, build_dir / "no_erase", broken=("no-erase",))
+    exe = build_host(standin, STANDIN_PIPELINE, build_dir / "no_erase", broken=("no-erase",))
     (tmp_path / "in.bin").write_bytes(INPUTS[0])
     with pytest.raises(TinyexitError, match="NVMC rule: write sets bits that are 0"):
         uninterrupted(make_target(exe, tmp_path), tmp_path / "in.bin", 1, Granularity.parse("layers:1"))
@@ -176,8 +176,8 @@ def test_runtime_builds_for_cortex_m4(standin, tmp_path):
 
 def test_checkpoint_of_another_pipeline_is_not_resumed(standin, standin_exe, build_dir, tmp_path):
     """A reflashed firmware (other pipeline shape) must not resume a checkpoint it did not write."""
-    from tinyexit.intermittent.host import SEGMENT, Stage
-    other = build_host(standin, [Stage("seg0", SEGMENT), Stage("seg1", SEGMENT), Stage("seg2", SEGMENT, 2)],
+    from tinyexit.pipeline import SEGMENT, Pipeline, Stage
+    other = build_host(standin, Pipeline((Stage("seg0", SEGMENT), Stage("seg1", SEGMENT), Stage("seg2", SEGMENT, 2))),
                        build_dir / "no_exits")
     t = make_target(standin_exe, tmp_path)
     (tmp_path / "in.bin").write_bytes(INPUTS[0])
@@ -191,7 +191,7 @@ def test_checkpoint_of_another_pipeline_is_not_resumed(standin, standin_exe, bui
 def test_ring_of_four_slots(standin, build_dir, tmp_path):
     """TX_CKPT_SLOTS=4: commits rotate over four slots (each flash page is erased half as often as with two)
     and the campaign stays exact."""
-    exe = build_host(standin, STANDIN_STAGES, build_dir / "ring4", slots=4)
+    exe = build_host(standin, STANDIN_PIPELINE, build_dir / "ring4", slots=4)
     t = make_target(exe, tmp_path)
     assert t.num_slots == 4 and t.info["nvm_bytes"] == 4 * t.slot_size
     report = run_campaign(t, INPUTS, cuts=200, seed=5, granularity=Granularity.parse("units:2"))

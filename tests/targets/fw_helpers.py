@@ -5,7 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyexit.build import APP_SOURCES, Pipeline, Segment, build_firmware, build_host, render_app
+from tinyexit.build import APP_SOURCES, build_firmware, build_host, render_app
+from tinyexit.pipeline import EXIT, SEGMENT, ExitRule, Pipeline, Policy, Stage
 
 from tests.standin_library import standin_library
 
@@ -13,10 +14,9 @@ TOY = Path(__file__).parent / "toy_model"
 TOY_MODELS = {"seg0": (16, 8), "exit1": (8, 4), "seg1": (8, 4)}   # toy_model.c: name -> (input, output size)
 
 
-TOY_PIPELINE = Pipeline(segments=(Segment("seg0", 8, head="exit1", head_output_size=4, head_exit=0,
-                                          threshold_q=60),
-                                  Segment("seg1", 4)),
-                        exit_names=("exit1", "final"), input_size=16)
+TOY_PIPELINE = Pipeline((Stage("seg0", SEGMENT, 0, 0, 16, 8), Stage("exit1", EXIT, 0, 0, 8, 4),
+                         Stage("seg1", SEGMENT, 1, 0, 8, 4)),
+                        input_size=16, exit_names=("exit1", "final"), policy=Policy(exits=(ExitRule("exit1", 60),)))
 
 
 def toy_inputs(n=16, seed=0):

@@ -18,6 +18,7 @@ from tinyexit.codegen.sparse import sparsify
 from tinyexit.codegen.tflm_child import arena_figures
 from tinyexit.errors import TinyexitError
 from tinyexit.io import atomic_dir
+from tinyexit.pipeline import Link  # a chain boundary, as the exit pipeline (tinyexit.pipeline) describes it
 
 
 @dataclass(frozen=True)
@@ -37,16 +38,6 @@ class ModelFigures:
     output_size: int
     scratch_bytes: int = 0              # the largest kernel work space of one step, planned inside arena_bytes
     step_work: list = field(default_factory=list)  # per step [offset, bytes] of its kernel work space ([0, 0]: none)
-
-
-@dataclass(frozen=True)
-class Link:
-    """One boundary of a chain of models: `producer`'s output is read where it lies in the arena by each of
-    `readers` (exit heads, confidence models: they leave it intact) and then by `consumer` (the next segment,
-    which may overwrite it). docs/CONTRACTS.md, "Chained models"."""
-    producer: str
-    readers: tuple[str, ...] = ()
-    consumer: str | None = None
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ branch (tx_checkpoint.h): after exit point k's pool it answers through the branc
 (tx_hal_low_energy) or k is the last point; the shared vector is part of every checkpoint, and the low-energy
 signal is made durable (a LOW_MARK word, or a commit) so a resume answers at the same point.
 
-    lib, stages, vector, branch_dir = prepare_branch(RUN, out_dir)
-    exe = build_host(lib, stages, out_dir / "host", vector=vector)
+    lib, pipeline, branch_dir = prepare_branch(RUN, out_dir)
+    exe = build_host(lib, pipeline, out_dir / "host")
     report = run_branch_campaign(HostTarget(exe, nvm), inputs, cuts=200, low_energy=0.5,
                                  reference=branch_reference(branch_dir))
 
@@ -28,31 +28,12 @@ from typing import Callable, Sequence
 from tinyexit.errors import TinyexitError
 from tinyexit.intermittent.campaign import (KINDS, BootResult, CampaignReport, Failure, HostCuts, check_campaign_args,
                                             drive, work_folder, write_inputs)
-from tinyexit.intermittent.host import BRANCH, POOL, SEGMENT, Granularity, HostTarget, Stage, Vector
+from tinyexit.intermittent.host import Granularity, HostTarget
+from tinyexit.pipeline import BRANCH, POOL, Pipeline
 from tinyexit.run import BranchDir, Run
 
 
 # ------------------------------------------------------------------------------------------------ pipeline
-
-def stages_from_branch(manifest: dict) -> tuple[list[Stage], Vector]:
-    """seg0, pool0, ..., seg(N-1), pool(N-1), branch of RUN/branch/manifest.json (the last segment, the
-    model's own final classifier, is not part of the anytime pipeline: the last point answers through the
-    branch too)."""
-    from tinyexit.codegen.cformat import c_ident
-    segs, pools = manifest["segments"], manifest["pools"]
-    if len(segs) != len(pools) + 1:
-        raise TinyexitError("RUN/branch/manifest.json: expected one segment more than pools")
-    stages: list[Stage] = []
-    for k, pool in enumerate(pools):
-        if int(pool["after_segment"]) != k:
-            raise TinyexitError(f"RUN/branch/manifest.json: pool {pool['name']} follows segment "
-                                f"{pool['after_segment']}, expected {k}")
-        stages.append(Stage(c_ident(segs[k]["name"]), SEGMENT, 0))
-        stages.append(Stage(c_ident(pool["name"]), POOL, k, int(pool["offset"])))
-    stages.append(Stage(c_ident(manifest["branch"]["name"]), BRANCH, 0))
-    vec = manifest["vector"]
-    return stages, Vector(int(vec["size"]), int(vec["zero_point"]))
-
 
 def branch_dir_of(target: str | os.PathLike) -> Path:
     """RUN/branch for a run folder, or the folder itself when it holds a shared manifest."""
@@ -64,20 +45,21 @@ def branch_dir_of(target: str | os.PathLike) -> Path:
                         f"`tinyexit branch {target}` first")
 
 
-def prepare_branch(target: str | os.PathLike, out_dir: str | os.PathLike) -> tuple[Path, list[Stage], Vector, Path]:
-    """(library dir, stages, vector, shared dir): the library RUN/branch/firmware/model when it is there
-    (read only), else generated from the pieces into out_dir/lib."""
+def prepare_branch(target: str | os.PathLike, out_dir: str | os.PathLike) -> tuple[Path, Pipeline, Path]:
+    """(library dir, pipeline, branch dir): the library RUN/branch/firmware/model when it is there (read
+    only), else generated from the pieces into out_dir/lib; the pipeline of RUN/branch/manifest.json with
+    the library's sizes."""
     from tinyexit.branch import read_branch_manifest
     shared = branch_dir_of(target)
     man = read_branch_manifest(shared)
-    stages, vector = stages_from_branch(man)
+    pipe = Pipeline.from_branch(man)
     lib = BranchDir(shared).library_dir
     if not (lib / "tx_model.h").is_file():
         from tinyexit.codegen import generate
         from tinyexit.branch.firmware import library_models
         lib = Path(out_dir) / "lib"
         generate(library_models(shared, man), lib, measure=False, compare_tflm=False)
-    return lib, stages, vector, shared
+    return lib, pipe.with_library(lib), shared
 
 
 def branch_reference(branch_dir: str | os.PathLike) -> Callable[[bytes], list[bytes]]:
@@ -509,10 +491,9 @@ def powerfail_branch(target: str | os.PathLike, out_dir: str | os.PathLike, *, c
     from tinyexit.intermittent import random_inputs
     from tinyexit.intermittent.host import build_host
     out_dir = Path(out_dir)
-    lib, stages, vector, shared = prepare_branch(target, out_dir)
+    lib, pipe, shared = prepare_branch(target, out_dir)
     suffix = "".join(f"-{b}" for b in broken)
-    exe = build_host(lib, stages, out_dir / ("branch-host" + suffix), broken=tuple(broken), slots=slots,
-                     vector=vector)
+    exe = build_host(lib, pipe, out_dir / ("branch-host" + suffix), broken=tuple(broken), slots=slots)
     host = HostTarget(exe, out_dir / "branch-nvm.bin")
     inputs = random_inputs(num_inputs, host.info["input_size"], seed)
     reference = branch_reference(shared)
@@ -523,8 +504,7 @@ def powerfail_branch(target: str | os.PathLike, out_dir: str | os.PathLike, *, c
                 for g in granularities]
     from tinyexit.intermittent.emulated import EmulatedTarget, build_emulated
     layout = Layout.from_rows(host.layout())
-    fw = build_emulated(lib, stages, inputs, board, out_dir / ("branch-emu" + suffix), broken=broken, slots=slots,
-                        vector=vector)
+    fw = build_emulated(lib, pipe, inputs, board, out_dir / ("branch-emu" + suffix), broken=broken, slots=slots)
     et = EmulatedTarget(fw, out_dir / "branch-psram.img", runner=runner)
     return [run_branch_emulated(et, layout, inputs, cuts=cuts, seed=seed, granularity=Granularity.parse(g),
                                 low_energy=low_energy, reference=reference, threshold=threshold,

@@ -25,7 +25,8 @@ from tinyexit import toolchain
 from tinyexit.errors import TinyexitError
 from tinyexit.intermittent import slots
 from tinyexit.intermittent.campaign import BootResult, CampaignReport, Failure, ResultJudge, drive
-from tinyexit.intermittent.host import BROKEN_FLAGS, RUNTIME_DIR, Granularity, Stage, render_pipeline
+from tinyexit.intermittent.host import BROKEN_FLAGS, RUNTIME_DIR, Granularity, render_pipeline
+from tinyexit.pipeline import Pipeline
 from tinyexit.targets import FirmwareTimeoutError, RunResult
 
 PSRAM_BASE = 0x21000000        # mps2-an386 PSRAM, 16 MiB: QEMU's machine RAM, which memory-backend replaces
@@ -34,7 +35,7 @@ MAILBOX_BYTES = 4096           # last NVM page (TX_NVM_RESERVED_TAIL)
 MAILBOX_MAGIC = 0x424D5854
 NO_THRESHOLD = 0x7FFFFFFF
 MODES = {"none": 0, "layers": 1, "units": 2}
-FIRMWARE_SOURCES = ("tx_checkpoint.c", "tx_crc32.c", "tx_nvm_board.c", "powerfail_main.c")
+FIRMWARE_SOURCES = ("tx_checkpoint.c", "tx_crc32.c", "tx_pipeline.c", "tx_nvm_board.c", "powerfail_main.c")
 ATTEMPTS = 3                   # runs of one boot at most, when the emulator fails it (see the module's note)
 RESULT_LINE = re.compile(r"^RESULT .*hex=[0-9a-f]*\r?$", re.M)   # the firmware's last line before exit(0)
 
@@ -47,8 +48,8 @@ def _kv(line: str) -> dict[str, str]:
     return dict(item.split("=", 1) for item in line.split()[1:] if "=" in item)
 
 
-def build_emulated(lib_dir: str | Path, stages: list[Stage], inputs: Sequence[bytes], board, out_dir: str | Path,
-                   *, broken: Sequence[str] = (), slots: int = 2, vector=None):
+def build_emulated(lib_dir: str | Path, pipeline: Pipeline, inputs: Sequence[bytes], board, out_dir: str | Path,
+                   *, broken: Sequence[str] = (), slots: int = 2):
     """Cross-compiles runtime + model + baked inputs + the campaign main for `board` (emulated variant)."""
     from tinyexit.boards import load_board
     from tinyexit.build import build_firmware
@@ -61,14 +62,14 @@ def build_emulated(lib_dir: str | Path, stages: list[Stage], inputs: Sequence[by
     lib_dir, out_dir = Path(lib_dir), Path(out_dir)
     gen = out_dir / "gen"
     gen.mkdir(parents=True, exist_ok=True)
-    (gen / "tx_pipeline_cfg.c").write_text(render_pipeline(stages, vector=vector))
+    render_pipeline(pipeline, gen)
     size = len(inputs[0])
     if any(len(x) != size for x in inputs):
         raise TinyexitError("all inputs of a campaign must have the same size")
     rows = [", ".join(str(b - 256 if b > 127 else b) for b in x) + "," for x in inputs]
     (gen / "tx_pf_inputs.c").write_text(toolchain.render("runtime/powerfail_inputs.c.j2", trim_blocks=False,
                                                          inputs=rows, input_size=size))
-    sources = [RUNTIME_DIR / s for s in FIRMWARE_SOURCES] + [gen / "tx_pipeline_cfg.c", gen / "tx_pf_inputs.c"]
+    sources = [RUNTIME_DIR / s for s in FIRMWARE_SOURCES] + [gen / "tx_pipeline_config.c", gen / "tx_pf_inputs.c"]
     sources += sorted(p for p in lib_dir.glob("*.c") if p.name != "host_main.c")
     defines = {"TX_NVM_RESERVED_TAIL": f"{MAILBOX_BYTES}u", "TX_NVM_NVMC_RULES": 1}
     defines.update({BROKEN_FLAGS[b]: 1 for b in broken})
@@ -407,9 +408,9 @@ def powerfail_emulated(target, out_dir, *, board: str = "mps2-an386", cuts: int 
                        threshold: int | None = None, slots: int = 2, runner: str | None = None) -> list[EmulatedReport]:
     from tinyexit.intermittent import prepare_library, random_inputs, tflm_reference
     out_dir = Path(out_dir)
-    lib, stages = prepare_library(target, out_dir)
-    inputs = random_inputs(num_inputs, _input_size(lib, stages, out_dir), seed)
-    fw = build_emulated(lib, stages, inputs, board, out_dir / ("emu" + "".join(f"-{b}" for b in broken)),
+    lib, pipe = prepare_library(target, out_dir)
+    inputs = random_inputs(num_inputs, pipe.input_size, seed)   # the first segment's input (the library's)
+    fw = build_emulated(lib, pipe, inputs, board, out_dir / ("emu" + "".join(f"-{b}" for b in broken)),
                         broken=broken, slots=slots)
     et = EmulatedTarget(fw, out_dir / "psram.img", runner=runner)
     reference = tflm_reference(target)
@@ -417,13 +418,6 @@ def powerfail_emulated(target, out_dir, *, board: str = "mps2-an386", cuts: int 
                                   threshold=threshold, work_dir=out_dir / f"emu-campaign-{g.replace(':', '')}",
                                   inputs=inputs, reference=reference)
             for g in granularities]
-
-
-def _input_size(lib: Path, stages: list[Stage], out_dir: Path) -> int:
-    """The first segment's input size, asked of a host build of the same pipeline (cached in out_dir/host)."""
-    from tinyexit.intermittent.host import HostTarget, build_host
-    exe = build_host(lib, stages, out_dir / "host")
-    return HostTarget(exe, out_dir / "host" / "nvm.bin").info["input_size"]
 
 
 def replay_emulated(target: EmulatedTarget, failure: Failure, input_index: int, granularity: Granularity, *,

@@ -7,114 +7,36 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tinyexit import toolchain
 from tinyexit.errors import TinyexitError
+from tinyexit.pipeline import Granularity, Pipeline  # noqa: F401  (Granularity: the campaigns take it from here)
 
 RUNTIME_DIR = toolchain.TEMPLATES / "runtime"
-RUNTIME_SOURCES = ("tx_checkpoint.c", "tx_crc32.c")
+RUNTIME_SOURCES = ("tx_checkpoint.c", "tx_crc32.c", "tx_pipeline.c")
 HOST_HAL_SOURCES = ("tx_nvm_file.c", "tx_rt_host.c", "host_main.c")
 CUT_EXIT_CODE = 86
 
-SEGMENT, EXIT, POOL, BRANCH = 0, 1, 2, 3
-ROLE_NAMES = {SEGMENT: "TX_STAGE_SEGMENT", EXIT: "TX_STAGE_EXIT", POOL: "TX_STAGE_POOL", BRANCH: "TX_STAGE_BRANCH"}
 # Compile-time flags that break the runtime on purpose (tx_checkpoint.h); the campaign must then fail.
 BROKEN_FLAGS = {"single-slot": "TX_BROKEN_SINGLE_SLOT", "no-crc": "TX_BROKEN_NO_CRC", "no-erase": "TX_BROKEN_NO_ERASE",
                 "no-vector": "TX_BROKEN_NO_VECTOR", "volatile-low": "TX_BROKEN_VOLATILE_LOW"}
 
 
-@dataclass(frozen=True)
-class Stage:
-    """One model of the pipeline: `name` is the generated model's NAME (tx_model_NAME)."""
-    name: str
-    role: int               # SEGMENT, EXIT (exit head), POOL or BRANCH (shared exit branch)
-    exit_index: int = 0     # exit heads: 0, 1, ...; the last segment: the final exit's index; pools: point k
-    vector_offset: int = 0  # pools: offset of their slice in the shared vector
-
-    def __post_init__(self):
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.name):
-            raise TinyexitError(f"pipeline stage name {self.name!r} is not a C identifier; use the generated "
-                                "model's NAME")
+def render_pipeline(pipeline: Pipeline, out_dir: str | os.PathLike) -> list[Path]:
+    """The pipeline's generated description (tx_pipeline_config.{h,c}, build.render_config) for the
+    checkpointing runtime into `out_dir`: tx_pipeline.c builds the runtime's `tx_pipeline` from it."""
+    from tinyexit.build import render_config
+    return render_config(pipeline.for_runtime(), out_dir)
 
 
-@dataclass(frozen=True)
-class Granularity:
-    """How often the runtime commits: mode 'none' (result only), 'layers' (every N steps) or 'units'
-    (every N work units, also inside a layer)."""
-    mode: str = "layers"
-    every: int = 1
-
-    @classmethod
-    def parse(cls, text: str) -> "Granularity":
-        """'none', 'layer', 'layers:N', 'units:N' (N >= 1)."""
-        t = text.strip().lower()
-        if t in ("none", "layer", "layers"):
-            return cls("none" if t == "none" else "layers", 1)
-        m = re.fullmatch(r"(layers?|units?|rows?):(\d+)", t)
-        if not m or int(m.group(2)) < 1:
-            raise TinyexitError(f"granularity {text!r} not understood; use none, layer, layers:N or units:N "
-                                "(N >= 1)")
-        mode = "layers" if m.group(1).startswith("layer") else "units"
-        return cls(mode, int(m.group(2)))
-
-    def __str__(self) -> str:
-        return "none" if self.mode == "none" else f"{self.mode}:{self.every}"
-
-
-@dataclass(frozen=True)
-class Vector:
-    """The shared exit branch's vector (RUN/branch/manifest.json "vector")."""
-    size: int
-    zero_point: int
-
-
-def check_branch_stages(stages: list[Stage]) -> None:
-    """seg0, pool0, seg1, pool1, ..., pool(N-1), branch (the runtime checks the same at init)."""
-    n = len(stages)
-    ok = n >= 3 and n % 2 == 1 and stages[-1].role == BRANCH and all(
-        s.role == (POOL if k % 2 else SEGMENT) and (s.role != POOL or s.exit_index == k // 2)
-        for k, s in enumerate(stages[:-1]))
-    if not ok:
-        raise TinyexitError("a shared-branch pipeline is seg0, pool0, seg1, pool1, ..., pool(N-1), branch: got "
-                            + ", ".join(s.name for s in stages))
-
-
-def render_pipeline(stages: list[Stage], boundary_size: int | None = None, vector: Vector | None = None) -> str:
-    """The stage table (pipeline.c.j2); the boundary buffer has `boundary_size` bytes, by default the
-    library's TX_MAX_OUTPUT_SIZE (or TX_ARENA_SIZE when the library does not define it). With `vector`, a
-    shared-branch pipeline (check_branch_stages)."""
-    if vector is not None:
-        check_branch_stages(stages)
-    elif not stages or stages[0].role != SEGMENT or stages[-1].role != SEGMENT:
-        raise TinyexitError("a pipeline starts and ends with a segment (exit heads sit between segments)")
-    def comment(s: Stage) -> str:
-        if s.role == POOL:
-            return f"pool of exit point {s.exit_index}, slice at {s.vector_offset}"
-        if s.role == BRANCH:
-            return "shared exit branch"
-        if vector is not None:
-            return "segment"
-        if s.role == EXIT:
-            return f"exit head, exit {s.exit_index}"
-        return f"last segment, final exit {s.exit_index}" if s is stages[-1] else "segment"
-
-    rows = [{"name": s.name, "role": ROLE_NAMES[s.role], "exit_index": s.exit_index,
-             "vector_offset": s.vector_offset, "comment": comment(s)} for s in stages]
-    return toolchain.render("runtime/pipeline.c.j2", trim_blocks=False, stages=rows, boundary_size=boundary_size,
-                            generator="tinyexit.intermittent", vector_size=vector.size if vector else 0,
-                            vector_zero_point=vector.zero_point if vector else 0)
-
-
-def build_host(model_dir: str | os.PathLike, stages: list[Stage], out_dir: str | os.PathLike, *,
-               broken: tuple[str, ...] = (), nvmc_rules: bool = True, slots: int = 2, cc: str = "gcc",
-               vector: Vector | None = None) -> Path:
+def build_host(model_dir: str | os.PathLike, pipeline: Pipeline, out_dir: str | os.PathLike, *,
+               broken: tuple[str, ...] = (), nvmc_rules: bool = True, slots: int = 2, cc: str = "gcc") -> Path:
     """Compiles runtime + host HAL + every .c of the model library in `model_dir` (except its own
-    host_main.c) into `out_dir/tx_powerfail`; reuses the binary when nothing changed. `slots`: checkpoint
-    slots (TX_CKPT_SLOTS, >= 2; more = a ring that spreads flash erases)."""
+    host_main.c) with the description of `pipeline` into `out_dir/tx_powerfail`; reuses the binary when nothing
+    changed. `slots`: checkpoint slots (TX_CKPT_SLOTS, >= 2; more = a ring that spreads flash erases)."""
     if slots < 2:
         raise TinyexitError(f"slots must be at least 2 (got {slots}); a single slot loses the checkpoint when a "
                             "cut hits its rewrite")
@@ -126,19 +48,16 @@ def build_host(model_dir: str | os.PathLike, stages: list[Stage], out_dir: str |
         if b not in BROKEN_FLAGS:
             raise TinyexitError(f"unknown broken variant {b!r}; choose from {sorted(BROKEN_FLAGS)}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    pipeline_c = out_dir / "tx_pipeline_cfg.c"
-    text = render_pipeline(stages, vector=vector)
-    if not pipeline_c.exists() or pipeline_c.read_text() != text:
-        pipeline_c.write_text(text)
+    config = render_pipeline(pipeline, out_dir)
     model_sources = sorted(p for p in model_dir.glob("*.c") if p.name != "host_main.c")
-    sources = [RUNTIME_DIR / s for s in RUNTIME_SOURCES + HOST_HAL_SOURCES] + model_sources + [pipeline_c]
+    sources = [RUNTIME_DIR / s for s in RUNTIME_SOURCES + HOST_HAL_SOURCES] + model_sources + [config[1]]
     defines = {BROKEN_FLAGS[b]: None for b in broken} | ({"TX_NVM_NVMC_RULES": None} if nvmc_rules else {})
     defines |= {"TX_CKPT_SLOTS": f"{slots}u"} if slots != 2 else {}
     exe = out_dir / "tx_powerfail"
-    cmd = toolchain.host_command(sources, exe, include_dirs=[RUNTIME_DIR, model_dir], defines=defines, libs=["m"],
-                                 cc=cc)
+    cmd = toolchain.host_command(sources, exe, include_dirs=[RUNTIME_DIR, model_dir, out_dir], defines=defines,
+                                 libs=["m"], cc=cc)
     h = hashlib.sha256(" ".join(cmd).encode())
-    for p in sources + [*RUNTIME_DIR.glob("*.h"), *model_dir.glob("*.h")]:
+    for p in sources + [*RUNTIME_DIR.glob("*.h"), *model_dir.glob("*.h"), config[0]]:
         h.update(p.read_bytes())
     stamp = out_dir / "tx_powerfail.sha256"
     if exe.exists() and stamp.exists() and stamp.read_text() == h.hexdigest():
