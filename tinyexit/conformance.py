@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from tinyexit import toolchain
-from tinyexit.codegen.tflm_child import tflm_outputs
+from tinyexit.codegen.oracle import tflm_outputs
 from tinyexit.errors import TinyexitError
 
 __all__ = ["build_host", "run_host", "structured_inputs", "emulated_outputs", "tflm_outputs"]

@@ -398,7 +398,7 @@ def judge(data: bytes, work: Path, rng: np.random.Generator, builds: HostBuilds,
     from tinyexit.cli import main
     from tinyexit.codegen import generate
     from tinyexit.conformance import run_host
-    from tinyexit.codegen.tflm_child import TflmCrashed, TflmRefused, outputs
+    from tinyexit.codegen.oracle import TflmCrashed, TflmRefused, outputs
     from tinyexit.errors import TinyexitError
 
     if work.exists():

@@ -16,7 +16,7 @@ import pytest
 from tests.codegen._fuzz import GENERATED, REFUSED, HostBuilds, Mutator, judge, message_problem, sites
 from tests.conftest import conformance_model, require_program
 from tinyexit.codegen import generate, read_model
-from tinyexit.codegen.tflm_child import TflmCrashed, arena_figures
+from tinyexit.codegen.oracle import TflmCrashed, arena_figures
 from tinyexit.errors import TinyexitError, UnsupportedModelError
 
 SEEDS = ("kws_ref_model.tflite", "pretrainedResnet_quant.tflite")

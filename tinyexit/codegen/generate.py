@@ -15,7 +15,7 @@ from tinyexit.codegen.plan import Plan, plan_memory
 from tinyexit.codegen.reader import read_model
 from tinyexit.codegen.schedule import schedule
 from tinyexit.codegen.sparse import sparsify
-from tinyexit.codegen.tflm_child import arena_figures
+from tinyexit.codegen.oracle import arena_figures
 from tinyexit.errors import TinyexitError
 from tinyexit.io import atomic_dir
 from tinyexit.pipeline import Link  # a chain boundary, as the exit pipeline (tinyexit.pipeline) describes it

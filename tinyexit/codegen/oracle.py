@@ -1,4 +1,4 @@
-"""tflite_micro (the oracle) run in a child process, so that a crash inside it cannot take the caller down.
+"""The TFLM oracle: tflite_micro run in a child process, so that a crash inside it cannot take the caller down.
 
 TFLM does not verify the flatbuffer it is given: a damaged file can make it crash (SIGSEGV, SIGABRT) or
 hang. `generate` asks it for its arena figures, tests and the fuzzer for its outputs; both go through
@@ -55,7 +55,7 @@ def run_jobs(jobs: list[dict], *, timeout: float = TIMEOUT_S) -> list[dict]:
         (work / "jobs.json").write_text(json.dumps(spec))
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"))
         try:
-            r = subprocess.run([sys.executable, "-m", "tinyexit.codegen.tflm_child", str(work)],
+            r = subprocess.run([sys.executable, "-m", "tinyexit.codegen.oracle", str(work)],
                                stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, env=env)
             failure = None if r.returncode == 0 else r.returncode
         except subprocess.TimeoutExpired:
