@@ -1,5 +1,5 @@
 """The legacy-Keras switch: tfmot (pruning, quantization-aware training) only works with tf_keras, which
-TensorFlow selects only when TF_USE_LEGACY_KERAS=1 is set before it is first imported (DESIGN.md 4).
+TensorFlow selects only when TF_USE_LEGACY_KERAS=1 is set before it is first imported (docs/DESIGN.md 4).
 The rest of tinyexit uses Keras 3. So tfmot work runs in a child Python started with the switch set,
 whatever the caller has already imported; parent and child exchange plain files (a graph spec, numpy
 arrays, JSON), never Keras objects. The caller never sets anything.

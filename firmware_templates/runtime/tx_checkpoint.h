@@ -22,7 +22,7 @@
  *   TX_BROKEN_VOLATILE_LOW a low-energy signal is kept in RAM until the next regular commit (a cut before it
  *                          loses the signal)
  *
- * Shared exit branch (FreeML, DESIGN.md 3): a pipeline with a vector (p->vector) is
+ * Shared exit branch (FreeML, docs/DESIGN.md 3): a pipeline with a vector (p->vector) is
  *   seg0, pool0, seg1, pool1, ..., seg(N-1), pool(N-1), branch
  * Pool k reads the boundary (exit point k's feature map) and its output is copied into slice k of the vector;
  * the branch reads the vector. After pool k the runtime answers (jumps to the branch, records k as the

@@ -1,6 +1,6 @@
 /* NVM HAL over a board's NVM driver (firmware_templates/boards/tx_hal.h: tx_hal_nvm_*), for firmware:
  * the nRF52840's NVMC flash, the flash simulation of the emulated nRF52840, or the PSRAM of QEMU's
- * mps2-an386 (file-backed with memory-backend-file, so it survives QEMU being stopped: DESIGN.md 7 (B)).
+ * mps2-an386 (file-backed with memory-backend-file, so it survives QEMU being stopped: docs/DESIGN.md 7 (B)).
  *
  * TX_NVM_RESERVED_TAIL bytes at the end of the board's NVM are left out (the emulated campaign keeps its
  * mailbox there). With TX_NVM_NVMC_RULES every access is checked against the NVMC rules first

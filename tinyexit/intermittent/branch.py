@@ -1,4 +1,4 @@
-"""Power-failure campaigns of the energy-adaptive shared exit branch (FreeML, DESIGN.md 3 and 6).
+"""Power-failure campaigns of the energy-adaptive shared exit branch (FreeML, docs/DESIGN.md 3 and 6).
 
 The checkpointing runtime runs RUN/branch's pieces as one pipeline, seg0, pool0, seg1, pool1, ..., pool(N-1),
 branch (tx_checkpoint.h): after exit point k's pool it answers through the branch when the HAL said low energy

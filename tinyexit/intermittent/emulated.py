@@ -1,6 +1,6 @@
 """Emulated power-failure campaign: the checkpointing runtime + model as firmware on a QEMU board whose
-NVM is PSRAM backed by a file (DESIGN.md 7 (B)), power cut after exactly N instructions by the boards'
-instruction-count plugin (`limit=N`, DESIGN.md 7 (C)). A cut is exact and reproducible: the same NVM image
+NVM is PSRAM backed by a file (docs/DESIGN.md 7 (B)), power cut after exactly N instructions by the boards'
+instruction-count plugin (`limit=N`, docs/DESIGN.md 7 (C)). A cut is exact and reproducible: the same NVM image
 and the same N give the same boot, so a failing cut is printed with its N.
 
 The firmware (firmware_templates/runtime/powerfail_main.c) reads what to run from a mailbox page at the end
@@ -437,7 +437,7 @@ def checkpoint_overhead(target: EmulatedTarget, granularities: Sequence[str], *,
                         threshold: int | None = None) -> dict[str, dict]:
     """Continuous power (no cut): instructions of one inference (init + boot + run, the plugin's window),
     commits and NVM bytes written, for 'none' (result record only) and each granularity; 'overhead' is the
-    difference in instructions with 'none'. For the benchmark (DESIGN.md 10)."""
+    difference in instructions with 'none'. For the benchmark (docs/DESIGN.md 10)."""
     rows: dict[str, dict] = {}
     for text in ["none", *[g for g in granularities if g != "none"]]:
         g = Granularity.parse(text)
