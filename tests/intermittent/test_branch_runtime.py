@@ -13,7 +13,8 @@ import pytest
 
 from tinyexit.errors import TinyexitError
 from tinyexit.intermittent import slots
-from tinyexit.intermittent.branch import Layout, prepare_branch, run_branch_campaign, branch_reference
+from tinyexit.intermittent.branch import branch_reference, prepare_branch, run_branch_campaign
+from tinyexit.intermittent.branch_checks import Layout
 from tinyexit.intermittent.host import Granularity, HostTarget, build_host, render_pipeline
 from tinyexit.pipeline import BRANCH, POOL, SEGMENT, Pipeline, Stage
 

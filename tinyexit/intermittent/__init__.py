@@ -20,7 +20,8 @@ from typing import Sequence
 
 from tinyexit.errors import TinyexitError
 from tinyexit.run import Run
-from tinyexit.intermittent.campaign import CampaignReport, Failure, Oracle, replay, run_campaign, uninterrupted
+from tinyexit.intermittent.campaign import replay, run_campaign, uninterrupted
+from tinyexit.intermittent.report import CampaignReport, Failure, Oracle
 from tinyexit.intermittent.host import Boot, Granularity, HostTarget, build_host, render_pipeline
 from tinyexit.pipeline import Pipeline, Stage
 

@@ -24,7 +24,8 @@ from typing import Callable, Mapping, Sequence
 from tinyexit import toolchain
 from tinyexit.errors import TinyexitError
 from tinyexit.intermittent import slots
-from tinyexit.intermittent.campaign import BootResult, CampaignReport, Failure, ResultJudge, drive
+from tinyexit.intermittent.campaign import BootResult, ResultJudge, drive
+from tinyexit.intermittent.report import CampaignReport, Failure
 from tinyexit.intermittent.host import BROKEN_FLAGS, RUNTIME_DIR, Granularity, render_pipeline
 from tinyexit.pipeline import Pipeline
 from tinyexit.targets import FirmwareTimeoutError, RunResult
