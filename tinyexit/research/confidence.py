@@ -45,8 +45,8 @@ DEFAULT_RATES = tuple(np.round(np.arange(0.1, 0.91, 0.1), 2))
 
 def _exit_tensors(model, exit_name: str):
     """(exit point layer name, pooled-features tensor, softmax tensor) of early exit `exit_name`."""
-    from tinyexit.research.augment import _Graph
     from tinyexit.models import exit_spec
+    from tinyexit.research.graph import _Graph
 
     specs = {s["name"]: s for s in exit_spec(model)}
     if exit_name not in specs or specs[exit_name]["point"] is None:
@@ -73,8 +73,8 @@ def build_confidence_model(model, exit_name: str, hidden: int = 8, init: str = "
     import keras
     from keras import layers
 
-    from tinyexit.research.augment import _Graph, point_tensor
     from tinyexit.quantize import _rebuild
+    from tinyexit.research.graph import _Graph, point_tensor
 
     point, pooled, probs = _exit_tensors(model, exit_name)
     boundary = point_tensor(model, point)
@@ -384,7 +384,7 @@ def confidence_scores(run_dir: str | Path, split: str, *, exit_name: str | None 
         if conf_model is None:
             conf_model = keras.models.load_model(run.confidence_file(exit_name, ".keras"), compile=False)
         point = next(e["point"] for e in meta["exits"] if e["name"] == exit_name)
-        from tinyexit.research.augment import point_tensor
+        from tinyexit.research.graph import point_tensor
         probe = keras.Model(model.inputs[0], point_tensor(model, point))
         conf = conf_model.predict(probe.predict(x, batch_size=256, verbose=0), batch_size=256, verbose=0)[:, 1]
         p = outs[names.index(exit_name)]

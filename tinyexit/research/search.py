@@ -1,6 +1,6 @@
 """Exit placement search (NACHOS-like, small): where to put one early exit and how wide its head should be.
 
-For every candidate exit point (`tinyexit.research.augment.candidate_points`) x head width, a head is trained briefly
+For every candidate exit point (`tinyexit.research.graph.candidate_points`) x head width, a head is trained briefly
 on the frozen backbone's activations, and on the validation split the search computes: the exit's accuracy,
 the MACs to the exit, and, under the max-softmax policy (exit when the top probability >= t), the threshold
 with the lowest expected MACs whose overall accuracy meets the target:
@@ -31,11 +31,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from tinyexit.research.augment import (HeadConfig, HeadTrainConfig, IDENTITY_AT_INFERENCE, FUSED_INTO_PRODUCER, _Features,
-                              _Graph, backbone_model, candidate_points, data_recipe, load_keras,
-                              split_from_recipe, train_head)
 from tinyexit.errors import TinyexitError
 from tinyexit.io import save_figure, write_json
+from tinyexit.research.augment import (HeadConfig, HeadTrainConfig, _Features, data_recipe, load_keras,
+                                       split_from_recipe, train_head)
+from tinyexit.research.graph import (FUSED_INTO_PRODUCER, IDENTITY_AT_INFERENCE, _Graph, backbone_model,
+                                     candidate_points)
 
 DEFAULT_WIDTHS = (8, 16, 32)
 DEFAULT_CODE_BYTES = 8 * 1024       # allowance for kernels + runtime before the C is generated (verify measures it)
@@ -110,16 +111,6 @@ def peak_activation_bytes(g: _Graph, layer_types: dict[str, str], members: Seque
 
 def _topo(g: _Graph, names: set[str], order: list[str]) -> list[str]:
     return [n for n in order if n in names]
-
-
-def _ancestors(g: _Graph, name: str) -> set[str]:
-    seen, stack = set(), [name]
-    while stack:
-        n = stack.pop()
-        if n not in seen:
-            seen.add(n)
-            stack.extend(g.producers.get(n, []))
-    return seen
 
 
 # ---------------------------------------------------------------------------------------------- policy curve
@@ -268,8 +259,8 @@ def search(source, *, board: str | object = "nrf52840", accuracy_target: float |
     for c in cands:
         p = c["point"]
         f_tr, f_va = _Features(base, p, x), _Features(base, p, xv)
-        seg0 = _topo(g, _ancestors(g, p) - g.input_names, order)
-        seg1 = _topo(g, _ancestors(g, final_name) - _ancestors(g, p), order)
+        seg0 = _topo(g, g.ancestors(p) - g.input_names, order)
+        seg1 = _topo(g, g.ancestors(final_name) - g.ancestors(p), order)
         ram_segs = max(peak_activation_bytes(g, types, seg0, input_name, p),
                        peak_activation_bytes(g, types, seg1, p, final_name))
         channels = c["shape"][-1]
