@@ -27,7 +27,8 @@ def main() -> int:
     ap.add_argument("--max-train", type=int, default=None)
     a = ap.parse_args()
 
-    from tinyexit.research.search import SearchConfig, search, verify
+    from tinyexit.research.search import SearchConfig, search
+    from tinyexit.research.search_verify import verify
     t0 = time.time()
     cfg = SearchConfig(widths=tuple(int(w) for w in a.widths.split(",")), max_points=a.max_points, epochs=a.epochs,
                        max_train=a.max_train)

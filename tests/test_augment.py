@@ -116,7 +116,7 @@ def test_candidate_points_skip_connections_and_fused_layers():
     import keras
     from keras import layers
 
-    from tinyexit.research.augment import candidate_points
+    from tinyexit.research.graph import candidate_points
     inp = keras.Input((16, 16, 3))
     a = layers.Conv2D(8, 3, padding="same", name="c0")(inp)
     a = layers.BatchNormalization(name="bn0")(a)

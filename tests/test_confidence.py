@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tests.test_augment import augmented, kws_data, plain_model  # noqa: F401  (module fixtures)
-from tinyexit.research.confidence import _auroc, calibrate_confidence, compare_at_equal_exit_rates
+from tinyexit.research.confidence_eval import _auroc, calibrate_confidence, compare_at_equal_exit_rates
 
 
 def test_equal_exit_rate_comparison_by_brute_force():
@@ -71,7 +71,7 @@ def test_int8_confidence_model_bit_exact_with_generated_c(conf_run, tmp_path):
     require_program("gcc", "apt-get install -y gcc make")
     from tinyexit.codegen import generate
     from tinyexit.conformance import build_host, run_host, tflm_outputs
-    from tinyexit.research.confidence import confidence_scores
+    from tinyexit.research.confidence_eval import confidence_scores
     from tinyexit.quantize import TflmModel, quantize_array, seg_out_shape
     from tinyexit.run import Run
     run, _ = conf_run

@@ -48,7 +48,7 @@ def test_peak_activation_bytes_by_hand():
     import keras
     from keras import layers
 
-    from tinyexit.research.augment import _Graph
+    from tinyexit.research.graph import _Graph
     from tinyexit.research.search import peak_activation_bytes
     inp = keras.Input((8, 8, 4), name="in")
     a = layers.Conv2D(16, 3, padding="same", name="c0")(inp)       # 256 in + 1024 out
@@ -127,7 +127,7 @@ def test_peak_activation_bytes_alias_chain_ends_with_its_last_reader():
     import keras
     from keras import layers
 
-    from tinyexit.research.augment import _Graph
+    from tinyexit.research.graph import _Graph
     from tinyexit.research.search import peak_activation_bytes
     inp = keras.Input((8, 8, 2), name="in")
     a = layers.Conv2D(16, 1, name="c0")(inp)                       # 128 + 1024

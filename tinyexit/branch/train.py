@@ -1,36 +1,19 @@
 """Shared exit branch (FreeML, DESIGN.md 3): one classifier for every exit point, trained on a frozen backbone.
 
-Float model. Exit point k's feature map (NHWC) is averaged over H and W (its own pooling) and divided by a fixed
-per-point `feature_scale` a_k (the largest pooled value seen in training), giving slice k of a fixed vector
-(offset = channels of the points before it, length = its channels). Slices of points not yet computed are zero.
-One Dense + softmax maps the vector to classes. Training samples one exit point per batch (the slices after
-it zeroed), over pooled features precomputed once from the frozen backbone.
-
-int8. The backbone, the poolings and T-RecX-style separate heads (for the comparison) are converted together
-once and the int8 graph is cut at the exit-point tensors (`tinyexit.quantize.cut_tflite`): segment k ends at
-point k, pool k is the MEAN from point k, head k is the head from point k. The branch (FULLY_CONNECTED +
-SOFTMAX) is converted on the vectors; its input quantization (s, zp) is the vector's. Pool k's output tensor
-is given (s x a_k, zp): MEAN requantizes, so pool k writes slice k directly in the vector's quantization, and
-a slice not yet computed is zp, exactly zero for the FULLY_CONNECTED.
+Float model. The pooled, normalised features of the exit points fill a fixed vector (`tinyexit.branch.vector`).
+One Dense + softmax maps the vector to classes. Training samples one exit point per batch (the slices after it
+zeroed), over pooled features precomputed once from the frozen backbone. int8: `tinyexit.branch.quantize`;
+the report's plot and table: `tinyexit.branch.report`.
 
 Public API:
     BranchConfig                              hyper-parameters of the stage
-    default_points(model)                     every block output of the backbone (`block3_out`, `stack2_out`)
-    pooled_features(model, points, x)         float average-pooled features per point
-    VectorLayout                              offsets/lengths of the slices; `mask(k)`, `assemble(feats, k)`
     fit_branch(...) / trecx_head(...) / train_heads(...)
-    quantize_branch(model, points, heads, branch, layout, scales, rep_x, rep_vectors) -> int8 pieces (bytes)
-    BranchInt8Chain(...).run_q(q[, stop])     int8 chain on tflite_micro: branch output after every point
-    build_manifest(q, layout, scales, classes) RUN/branch/manifest.json
-    read_branch_manifest(branch_dir) / BranchInt8Chain.from_dir(branch_dir)
     train_branch(run_dir, points=..., config=...) -> report; writes RUN/branch/ atomically
 """
 from __future__ import annotations
 
 import math
 import os
-import re
-import struct
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,11 +21,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from tinyexit.branch.quantize import BranchInt8Chain, build_manifest, param_bytes, quantize_branch
+from tinyexit.branch.report import plot_branch
+from tinyexit.branch.vector import VectorLayout, check_points, feature_scales, normalise, pooled_features
 from tinyexit.errors import TinyexitError
-from tinyexit.io import atomic_path, save_figure, write_bytes, write_json
-from tinyexit.quantize.qparams import QParams
-from tinyexit.run import BranchDir, Run
-
+from tinyexit.io import atomic_path, write_bytes, write_json
+from tinyexit.run import Run
 
 
 @dataclass(frozen=True)
@@ -61,98 +45,6 @@ class BranchConfig:
         if self.epochs < 1 or self.batch_size < 1 or self.num_calibration < 1 or self.head_epochs < 0:
             raise TinyexitError(f"invalid shared-branch settings {asdict(self)}: epochs, batch size and "
                                 f"calibration count must be at least 1, head epochs at least 0")
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Exit points and the vector
-# ---------------------------------------------------------------------------------------------------------
-
-_BLOCK_OUT = re.compile(r"(block|stack)\d+_out")
-
-
-def _backbone_layers(model) -> set[str]:
-    from tinyexit.models.macs import ancestors
-    return ancestors(model.outputs[-1])
-
-
-def default_points(model) -> list[str]:
-    """Every block output on the path to the final exit (layers named `block<k>_out` or `stack<k>_out`, as
-    tinyexit's DS-CNN, MobileNet and ResNet-8 builders name them), in depth order."""
-    backbone = _backbone_layers(model)
-    return [lay.name for lay in model.layers if _BLOCK_OUT.fullmatch(lay.name) and lay.name in backbone]
-
-
-def check_points(model, points: Sequence[str] | None) -> list[str]:
-    """The exit points to use: `points` validated and put in depth order, or the default."""
-    if points is None:
-        points = default_points(model)
-        if not points:
-            raise TinyexitError(f"model '{model.name}' has no layer named like 'block3_out' or 'stack2_out' to "
-                                f"use as default exit points; name them with --points LAYER,LAYER,...")
-    points = list(points)
-    if not points:
-        raise TinyexitError("no exit point given; pass at least one layer name with --points")
-    if len(set(points)) != len(points):
-        raise TinyexitError(f"exit points {points} name a layer twice; list each once")
-    order = {lay.name: i for i, lay in enumerate(model.layers)}
-    backbone = _backbone_layers(model)
-    for p in points:
-        if p not in order:
-            near = [n for n in order if _BLOCK_OUT.fullmatch(n)]
-            raise TinyexitError(f"exit point '{p}' is not a layer of the model; block outputs are: "
-                                f"{', '.join(near) or '(none)'}")
-        if p not in backbone:
-            raise TinyexitError(f"exit point '{p}' is not on the path to the final output (it is part of an "
-                                f"exit head?); choose a backbone layer")
-        if len(model.get_layer(p).output.shape) != 4:
-            raise TinyexitError(f"exit point '{p}' outputs shape {tuple(model.get_layer(p).output.shape)}, not an "
-                                f"NHWC feature map; choose the output of a convolutional block")
-    return sorted(points, key=order.__getitem__)
-
-
-@dataclass(frozen=True)
-class VectorLayout:
-    """Where each exit point's slice lives in the shared vector."""
-    points: tuple[str, ...]
-    lengths: tuple[int, ...]
-
-    @property
-    def offsets(self) -> tuple[int, ...]:
-        return tuple(int(v) for v in np.cumsum((0,) + self.lengths[:-1]))
-
-    @property
-    def size(self) -> int:
-        return int(sum(self.lengths))
-
-    def mask(self, k: int) -> np.ndarray:
-        """1.0 on the slices of points 0..k (computed when inference stops at point k), 0.0 elsewhere."""
-        m = np.zeros(self.size, np.float32)
-        m[:self.offsets[k] + self.lengths[k]] = 1.0
-        return m
-
-    def assemble(self, feats: Sequence[np.ndarray], k: int) -> np.ndarray:
-        """The float vector when inference stops at point k: slices 0..k from `feats`, the rest zero."""
-        return np.concatenate(feats, axis=1) * self.mask(k)
-
-
-def pooled_features(model, points: Sequence[str], x: np.ndarray, batch_size: int = 256) -> list[np.ndarray]:
-    """Average over H and W of each point's feature map, from the float model (inference mode)."""
-    import keras
-
-    probe = keras.Model(model.inputs, [keras.layers.GlobalAveragePooling2D()(model.get_layer(p).output)
-                                       for p in points])
-    outs = probe.predict(np.asarray(x, np.float32), batch_size=batch_size, verbose=0)
-    return [np.asarray(outs, np.float32)] if len(points) == 1 else [np.asarray(o, np.float32) for o in outs]
-
-
-def feature_scales(feats: Sequence[np.ndarray]) -> list[float]:
-    """a_k: the largest absolute pooled value of point k in training (1.0 for an all-zero point), stored as
-    float32 so the int8 scale s x a_k is reproducible."""
-    return [float(np.float32(np.max(np.abs(f)))) if np.max(np.abs(f)) > 0 else 1.0 for f in feats]
-
-
-def normalise(feats: Sequence[np.ndarray], scales: Sequence[float]) -> list[np.ndarray]:
-    return [np.asarray(f, np.float32) / np.float32(a) for f, a in zip(feats, scales)]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -263,203 +155,8 @@ def train_heads(model, points: Sequence[str], x: np.ndarray, y: np.ndarray, num_
 
 
 # ---------------------------------------------------------------------------------------------------------
-# int8
-# ---------------------------------------------------------------------------------------------------------
-
-def set_tensor_qparams(tfl: bytes, which: str, qp: QParams, index: int = 0) -> bytes:
-    """A copy of `tfl` whose input or output tensor `index` has scale/zero point `qp` (the one-element
-    vectors patched in place; refused when another tensor shares them)."""
-    from tinyexit.quantize import _all_qparams, tensor_qparams
-    import tflite
-
-    buf = bytearray(tfl)
-    sg = tflite.Model.GetRootAsModel(bytes(buf), 0).Subgraphs(0)
-    t = sg.Inputs(index) if which == "input" else sg.Outputs(index)
-    q = sg.Tensors(t).Quantization()
-    if q is None or q.ScaleLength() != 1 or q.ZeroPointLength() != 1:
-        raise TinyexitError(f"the model's {which} is not per-tensor quantized; cannot set its parameters")
-    struct.pack_into("<f", buf, q._tab.Vector(q._tab.Offset(8)), qp.scale)
-    struct.pack_into("<q", buf, q._tab.Vector(q._tab.Offset(10)), qp.zero_point)
-    out = bytes(buf)
-    if tensor_qparams(out, which, index) != QParams(float(np.float32(qp.scale)), int(qp.zero_point)):
-        raise AssertionError("flatbuffer patch did not take")
-    before, after = _all_qparams(tfl), _all_qparams(out)
-    if any(before[i] != v for i, v in after.items() if i != t):
-        raise TinyexitError("the .tflite shares quantization vectors between tensors; cannot set the slice "
-                            "quantization in place")
-    return out
-
-
-def param_bytes(tfl: bytes) -> int:
-    """Bytes of the weights and biases (constant inputs 1 and 2 of CONV_2D, DEPTHWISE_CONV_2D and
-    FULLY_CONNECTED) of an int8 .tflite: what an exit costs in flash before code and requantization tables."""
-    import tflite
-
-    m = tflite.Model.GetRootAsModel(tfl, 0)
-    sg = m.Subgraphs(0)
-    B = tflite.BuiltinOperator
-    total = 0
-    for i in range(sg.OperatorsLength()):
-        op = sg.Operators(i)
-        oc = m.OperatorCodes(op.OpcodeIndex())
-        if max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode()) not in (B.CONV_2D, B.DEPTHWISE_CONV_2D,
-                                                                      B.FULLY_CONNECTED):
-            continue
-        for j in (1, 2):
-            if j < op.InputsLength() and op.Inputs(j) >= 0:
-                total += m.Buffers(sg.Tensors(op.Inputs(j)).Buffer()).DataLength()
-    return total
-
-
-def quantize_branch(model, points: Sequence[str], heads: Sequence | None, branch, layout: VectorLayout,
-                    scales: Sequence[float], rep_x: np.ndarray, rep_vectors: np.ndarray) -> dict:
-    """int8 pieces. The backbone with a MEAN at every point (and the separate heads, if given) is converted
-    once and cut at the point tensors; the branch is converted on `rep_vectors` and its input quantization
-    written, times a_k, into each pool's output. Returns {"segments": [bytes] (N + 1: the last one is the
-    model's own final classifier), "pools": [bytes], "heads": [bytes], "branch": bytes, "vector": QParams,
-    "boundaries": [...]}."""
-    import keras
-
-    from tinyexit.quantize import _subgraph, convert_int8, cut_tflite, find_boundary, output_order
-
-    n = len(points)
-    pts = [model.get_layer(p).output for p in points]
-    pools = [keras.layers.GlobalAveragePooling2D(name=f"shared_pool{k}")(t) for k, t in enumerate(pts)]
-    head_outs = [h(t) for h, t in zip(heads, pts)] if heads else []
-    probe = keras.Model(model.inputs, pools + head_outs + [model.outputs[-1]], name="shared_probe")
-    whole = convert_int8(probe, rep_x)
-    _, sg = _subgraph(whole)
-    outs = [int(sg.Outputs(i)) for i in output_order(whole)]
-    pool_o, head_o, final_o = outs[:n], outs[n:n + len(head_outs)], outs[-1]
-    bounds = []
-    for k, p in enumerate(points):
-        later = pool_o[k:] + head_o[k:] + [final_o]
-        bounds.append(find_boundary(whole, p, pts[k].shape[1:], later))
-    inp = int(sg.Inputs(0))
-    segs = [cut_tflite(whole, [a], [b]) for a, b in zip([inp] + bounds, bounds + [final_o])]
-    head_b = [cut_tflite(whole, [bounds[k]], [head_o[k]]) for k in range(len(head_o))]
-    branch_b = convert_int8(branch, rep_vectors)
-    vq = _tensor_qp(branch_b, "input")
-    pool_b = []
-    for k in range(n):
-        cut = cut_tflite(whole, [bounds[k]], [pool_o[k]])
-        pool_b.append(set_tensor_qparams(cut, "output", QParams(float(np.float32(vq.scale * scales[k])),
-                                                                  vq.zero_point)))
-    boundaries = []
-    for k, (p, t) in enumerate(zip(points, bounds)):
-        q = sg.Tensors(t).Quantization()
-        boundaries.append({"exit_point": p, "after_segment": k, "tensor": sg.Tensors(t).Name().decode(),
-                           "scale": float(q.Scale(0)), "zero_point": int(q.ZeroPoint(0))})
-    return {"segments": segs, "pools": pool_b, "heads": head_b, "branch": branch_b, "vector": vq,
-            "boundaries": boundaries}
-
-
-def _tensor_qp(tfl: bytes, which: str) -> QParams:
-    from tinyexit.quantize import tensor_qparams
-    return tensor_qparams(tfl, which)
-
-
-class BranchInt8Chain:
-    """The int8 pieces chained as the firmware chains them, on tflite_micro (the generated C's oracle)."""
-
-    def __init__(self, segments: Sequence[bytes], pools: Sequence[bytes], branch: bytes,
-                 layout: VectorLayout, heads: Sequence[bytes] = ()):
-        from tinyexit.quantize import TflmModel, tensor_qparams, tensor_shape
-
-        if len(pools) != len(layout.points) or len(segments) != len(pools) + 1:
-            raise TinyexitError(f"{len(segments)} segments and {len(pools)} pools for {len(layout.points)} exit "
-                                f"points: expected one pool per point and one segment more")
-        self.layout = layout
-        self.segments = [TflmModel(b) for b in segments]
-        self.pools = [TflmModel(b) for b in pools]
-        self.heads = [TflmModel(b) for b in heads]
-        self.branch = TflmModel(branch)
-        self.input_qparams = tensor_qparams(segments[0], "input")
-        self.vector_qparams = tensor_qparams(branch, "input")
-        self.branch_output_qparams = tensor_qparams(branch, "output")
-        self.seg_shapes = [tuple(tensor_shape(b, "output")[1:]) for b in segments]
-
-    @classmethod
-    def from_dir(cls, branch_dir: str | os.PathLike) -> "BranchInt8Chain":
-        d = BranchDir(branch_dir)
-        man = d.manifest()
-        layout = VectorLayout(tuple(s["point"] for s in man["vector"]["slices"]),
-                              tuple(s["length"] for s in man["vector"]["slices"]))
-        rd = lambda e: d.piece(e["file"]).read_bytes()  # noqa: E731
-        return cls([rd(s) for s in man["segments"]], [rd(p) for p in man["pools"]], rd(man["branch"]), layout,
-                   [rd(h) for h in man.get("heads", [])])
-
-    def run_q(self, q: np.ndarray, stop: int | None = None) -> dict:
-        """int8 model inputs [n, ...] -> {"shared": [int8 [n, C] after point k for k = 0..stop],
-        "vectors": [the int8 vector the branch saw at point k], "heads": [[n, C] per point, when built],
-        "final": [n, C] (the model's own final classifier; only when stop is None)}."""
-        q = np.asarray(q, np.int8)
-        n, last = len(q), len(self.pools) - 1 if stop is None else int(stop)
-        vec = np.full((n, self.layout.size), self.vector_qparams.zero_point, np.int8)
-        act = q
-        out = {"shared": [], "vectors": [], "heads": []}
-        for k in range(last + 1):
-            act = self.segments[k].run(act)[0].reshape((n,) + self.seg_shapes[k])
-            off, length = self.layout.offsets[k], self.layout.lengths[k]
-            vec[:, off:off + length] = self.pools[k].run(act)[0].reshape(n, length)
-            out["vectors"].append(vec.copy())
-            out["shared"].append(self.branch.run(vec)[0].reshape(n, -1))
-            if self.heads:
-                out["heads"].append(self.heads[k].run(act)[0].reshape(n, -1))
-        if stop is None:
-            out["final"] = self.segments[-1].run(act)[0].reshape(n, -1)
-        return out
-
-    def run(self, x: np.ndarray, stop: int | None = None) -> dict:
-        from tinyexit.quantize import quantize_array
-        return self.run_q(quantize_array(x, self.input_qparams), stop)
-
-
-def read_branch_manifest(branch_dir: str | os.PathLike) -> dict:
-    """RUN/branch/manifest.json, checked (`tinyexit.run.BranchDir.manifest`)."""
-    return BranchDir(branch_dir).manifest()
-
-
-# ---------------------------------------------------------------------------------------------------------
 # The stage
 # ---------------------------------------------------------------------------------------------------------
-
-def build_manifest(q: dict, layout: VectorLayout, scales: Sequence[float], classes: Sequence[str]) -> dict:
-    """RUN/branch/manifest.json for the pieces of `quantize_branch` (docs/CONTRACTS.md)."""
-    from tinyexit.quantize import count_macs, tensor_qparams, tensor_shape
-
-    points = layout.points
-    vq = q["vector"]
-    seg_macs = [count_macs(b) for b in q["segments"]]
-    branch_macs = count_macs(q["branch"])
-    head_macs = [count_macs(b) for b in q["heads"]]
-    seg_names = [f"seg{k}" for k in range(len(points) + 1)]
-    return {
-        "points": list(points),
-        "segments": [{"name": seg_names[k], "file": f"{seg_names[k]}.tflite",
-                      "ends_at": points[k] if k < len(points) else "final",
-                      "input_shape": tensor_shape(b, "input")[1:], "output_shape": tensor_shape(b, "output")[1:],
-                      "input": tensor_qparams(b, "input").to_json(), "output": tensor_qparams(b, "output").to_json(),
-                      "macs": seg_macs[k]} for k, b in enumerate(q["segments"])],
-        "pools": [{"name": f"pool{k}", "file": f"pool{k}.tflite", "point": p, "after_segment": k,
-                   "input": tensor_qparams(q["pools"][k], "input").to_json(),
-                   "output": tensor_qparams(q["pools"][k], "output").to_json(),
-                   "offset": layout.offsets[k], "length": layout.lengths[k]} for k, p in enumerate(points)],
-        "branch": {"name": "branch", "file": "branch.tflite", "input": vq.to_json(),
-                   "output": tensor_qparams(q["branch"], "output").to_json(), "macs": branch_macs},
-        "vector": {"size": layout.size, "scale": vq.scale, "zero_point": vq.zero_point,
-                   "slices": [{"point": p, "offset": layout.offsets[k], "length": layout.lengths[k],
-                               "feature_scale": scales[k],
-                               "scale": tensor_qparams(q["pools"][k], "output").scale}
-                              for k, p in enumerate(points)],
-                   "note": "slice k = int8 MEAN over H,W of point k's map with scale vector.scale x feature_scale; "
-                           "slices not computed yet hold zero_point"},
-        "heads": [{"name": f"head{k}", "file": f"head{k}.tflite", "point": p, "after_segment": k,
-                   "output": tensor_qparams(b, "output").to_json(), "macs": head_macs[k]}
-                  for k, (p, b) in enumerate(zip(points, q["heads"]))],
-        "classes": list(classes),
-    }
-
 
 def _accuracy(scores: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.argmax(scores, axis=-1) == y)) if len(y) else float("nan")
@@ -606,58 +303,3 @@ def train_branch(run_dir: str | os.PathLike, *, points: Sequence[str] | None = N
         write_json(out.manifest_path, manifest)
         write_json(out.report_path, report)
     return report
-
-
-def plot_branch(rep: dict, path: Path) -> None:
-    """Accuracy per exit point against MACs (shared branch vs separate heads, int8) and the memory of each."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [2, 1]})
-    ex = rep["exits"]
-    a.plot([e["shared"]["macs_to_exit"] / 1e6 for e in ex], [e["shared"]["int8_accuracy"] for e in ex], "o-",
-           label="shared branch (int8)")
-    if ex and ex[0]["head"]["int8_accuracy"] is not None:
-        a.plot([e["head"]["macs_to_exit"] / 1e6 for e in ex], [e["head"]["int8_accuracy"] for e in ex], "s--",
-               label="separate heads (int8)")
-    a.plot([rep["final"]["macs"] / 1e6], [rep["final"]["int8_accuracy"]], "k*", ms=10, label="final classifier")
-    for e in ex:
-        a.annotate(e["point"], (e["shared"]["macs_to_exit"] / 1e6, e["shared"]["int8_accuracy"]), fontsize=7,
-                   textcoords="offset points", xytext=(4, -10))
-    a.set(title=f"accuracy per exit point ({rep['num_test']} test inputs)", xlabel="MACs to exit (M)",
-          ylabel="accuracy")
-    a.legend(fontsize=8)
-    m = rep["memory"]
-    b.bar(["shared branch", f"{len(ex)} heads"], [m["shared_param_bytes"], m["heads_param_bytes"]],
-          color=["tab:blue", "tab:orange"])
-    b.set(title="exit weights + biases (int8, bytes)")
-    save_figure(fig, path, dpi=110)
-
-
-def format_report(rep: dict) -> str:
-    """The figures as a table for people."""
-    pct = lambda v: "     -" if v is None else f"{100 * v:5.1f}%"  # noqa: E731
-    rows = [f"shared exit branch: vector of {rep['vector']['size']} int8 values, {len(rep['points'])} exit points, "
-            f"{rep['num_test']} test inputs (int8 on {rep['evaluator']})",
-            f"  {'exit point':<14} {'shared float':>12} {'shared int8':>11} {'MACs':>10}  {'head float':>10} "
-            f"{'head int8':>9} {'MACs':>10}"]
-    for e in rep["exits"]:
-        s, h = e["shared"], e["head"]
-        rows.append(f"  {e['point']:<14} {pct(s['float_accuracy']):>12} {pct(s['int8_accuracy']):>11} "
-                    f"{s['macs_to_exit']:>10,}  {pct(h['float_accuracy']):>10} {pct(h['int8_accuracy']):>9} "
-                    f"{h['macs_to_exit']:>10,}")
-    f = rep["final"]
-    rows.append(f"  {'final (model)':<14} {pct(f['float_accuracy']):>12} {pct(f['int8_accuracy']):>11} "
-                f"{f['macs']:>10,}")
-    m = rep["memory"]
-    n = len(rep["points"])
-    rows.append(f"  memory, weights+biases: one shared branch {m['shared_param_bytes']:,} B vs {n} separate heads "
-                f"{m['heads_param_bytes']:,} B (saves {m['saving_param_bytes']:,} B, "
-                f"{100 * (m['saving_fraction'] or 0):.0f}%)")
-    if "shared_flash_bytes" in m:
-        rows.append(f"  memory, generated C constants: shared {m['shared_flash_bytes']:,} B vs heads "
-                    f"{m['heads_flash_bytes']:,} B (saves {m['heads_flash_bytes'] - m['shared_flash_bytes']:,} B)")
-    if rep.get("data_note"):
-        rows.append(f"  note: {rep['data_note']}")
-    return "\n".join(rows)

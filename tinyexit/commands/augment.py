@@ -37,8 +37,8 @@ def run(args) -> int:
     if Path(args.model).is_dir():
         from tinyexit.run import Run
         Run(args.model).check_trained()   # before importing TensorFlow
-    from tinyexit.research.augment import (HeadConfig, HeadTrainConfig, augment_model, candidate_points, format_candidates,
-                                  load_keras)
+    from tinyexit.research.augment import HeadConfig, HeadTrainConfig, augment_model, format_candidates, load_keras
+    from tinyexit.research.graph import candidate_points
 
     if args.list:
         model, _ = load_keras(args.model)

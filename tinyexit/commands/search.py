@@ -36,7 +36,8 @@ def run(args) -> int:
     if Path(args.source).is_dir():
         from tinyexit.run import Run
         Run(args.source).check_trained()   # before importing TensorFlow
-    from tinyexit.research.search import Budget, SearchConfig, search, verify
+    from tinyexit.research.search import Budget, SearchConfig, search
+    from tinyexit.research.search_verify import verify
 
     try:
         widths = tuple(int(w) for w in args.widths.split(","))

@@ -198,7 +198,8 @@ def _calibrate_confidence(run: Run, man: dict, *, epsilon: float, delta: float, 
     permutation of the validation split trains it, the other half calibrates the threshold (risk control
     over every int8 code, 127 .. -128, shared by all early exits). For contrast, max-softmax is calibrated
     with the same method on the same inputs and both are compared on the test split."""
-    from tinyexit.research.confidence import Int8ConfidenceChain, compare_at_equal_exit_rates, ensure_confidence
+    from tinyexit.research.confidence import Int8ConfidenceChain, ensure_confidence
+    from tinyexit.research.confidence_eval import compare_at_equal_exit_rates
     from tinyexit.policy.decisions import LearnedConfidence, MaxSoftmax
     heads = ensure_confidence(run.path, log=log, **options)
     chain = Int8ConfidenceChain(run.path, {k: v["tflite"] for k, v in heads.items()})

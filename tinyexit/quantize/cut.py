@@ -2,6 +2,7 @@
 
     tensor_qparams(tfl, "input"|"output") / tensor_shape(tfl, ...)  -> QParams / shape of an input or output
     set_input_qparams(tfl, qp)           -> bytes                     the same model with other input parameters
+    set_tensor_qparams(tfl, which, qp)   -> bytes                     ... other input or output parameters
     cut_tflite(tfl, inputs, outputs)     -> bytes                     the sub-model between tensors
     find_boundary(tfl, point, shape, ..) -> tensor index              where a Keras layer's output lies
     output_order(tfl, names)             -> positions of the Keras outputs in the subgraph's output list
@@ -49,25 +50,31 @@ def tensor_shape(tfl: bytes, which: str = "input", index: int = 0) -> list[int]:
 
 
 def set_input_qparams(tfl: bytes, qp: QParams, index: int = 0) -> bytes:
-    """Return a copy of `tfl` whose input tensor `index` has scale/zero point `qp` (in-place patch of the
-    flatbuffer's one-element scale and zero-point vectors; nothing else changes)."""
+    """Return a copy of `tfl` whose input tensor `index` has scale/zero point `qp` (`set_tensor_qparams`)."""
+    return set_tensor_qparams(tfl, "input", qp, index)
+
+
+def set_tensor_qparams(tfl: bytes, which: str, qp: QParams, index: int = 0) -> bytes:
+    """Return a copy of `tfl` whose input or output tensor `index` has scale/zero point `qp` (in-place patch of
+    the flatbuffer's one-element scale and zero-point vectors; nothing else changes)."""
     buf = bytearray(tfl)
     _, sg = _subgraph(bytes(buf))
-    q = sg.Tensors(_io_tensor(sg, "input", index)).Quantization()
+    target = _io_tensor(sg, which, index)
+    q = sg.Tensors(target).Quantization()
     if q is None or q.ScaleLength() != 1 or q.ZeroPointLength() != 1:
-        raise TinyexitError("the model input is not per-tensor quantized; cannot align boundary parameters")
+        raise TinyexitError(f"the model {which} is not per-tensor quantized; cannot set its scale and zero point")
     scale_at = q._tab.Vector(q._tab.Offset(8))
     zp_at = q._tab.Vector(q._tab.Offset(10))
     struct.pack_into("<f", buf, scale_at, qp.scale)
     struct.pack_into("<q", buf, zp_at, qp.zero_point)
     out = bytes(buf)
-    if tensor_qparams(out, "input", index) != QParams(float(np.float32(qp.scale)), qp.zero_point):
+    if tensor_qparams(out, which, index) != QParams(float(np.float32(qp.scale)), int(qp.zero_point)):
         raise AssertionError("flatbuffer patch did not take")
     # a builder that shared one vector between tensors would make the patch leak into others: refuse
-    target = _io_tensor(sg, "input", index)
-    if any(_all_qparams(tfl)[i] != v for i, v in _all_qparams(out).items() if i != target):
-        raise TinyexitError("the .tflite shares quantization vectors between tensors; cannot align boundary "
-                            "parameters in place (convert with the TFLite converter of tensorflow 2.21)")
+    before, after = _all_qparams(tfl), _all_qparams(out)
+    if any(before[i] != v for i, v in after.items() if i != target):
+        raise TinyexitError(f"the .tflite shares quantization vectors between tensors; cannot set the model {which}'s "
+                            f"scale and zero point in place (convert with the TFLite converter of tensorflow 2.21)")
     return out
 
 

@@ -5,17 +5,13 @@ The backbone stays frozen: its activations at an exit point are computed once (o
 not fit in memory) and each head is trained on them alone, so the original layers are never in a training
 step. The augmented model reuses the original layer objects; `weights_identical` checks the result.
 
-Exit points (`candidate_points`): outputs of layers that cut the graph (every path from the input to the
-final output passes through them: no skip connection crosses), that are rank-4 feature maps of at least
-`min_size` rows and columns, and whose tensor survives int8 conversion (not a conv/add that a following batch
-norm or ReLU is fused into, not a dropout).
+Exit points: `tinyexit.research.graph.candidate_points` (layers that cut the graph and survive int8).
 
 Head (T-RecX style, sized by `HeadConfig.width`): first `width` channels (kind "slice") or a 1x1 conv to
 `width` channels + BN + ReLU (kind "conv") -> 3x3 depthwise stride 2 + BN + ReLU -> average pool down to at
 most `grid` x `grid` -> Dense -> softmax.
 
 Public API:
-    candidate_points(model, min_size=2)           -> [{"point", "shape", "macs_to_point"}]
     HeadConfig(width, kind, grid)
     attach_exits(model, {point: HeadConfig}, num_classes) -> Keras model [exits..., final], untrained heads
     train_head(model, point, cfg, train, validation, ...) -> (trained head Keras model, history)
@@ -36,10 +32,8 @@ import numpy as np
 
 from tinyexit.errors import TinyexitError, brief
 from tinyexit.io import write_json
+from tinyexit.research.graph import backbone_model, candidate_points, point_tensor
 
-FUSED_INTO_PRODUCER = ("BatchNormalization", "ReLU", "Activation", "LeakyReLU", "ReLU6")
-IDENTITY_AT_INFERENCE = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
-                         "GaussianDropout", "AlphaDropout", "ActivityRegularization")
 FEATURE_CACHE_BYTES = 768 * 2 ** 20     # exit-point activations kept in memory up to this size
 
 
@@ -64,114 +58,6 @@ class HeadConfig:
     @property
     def label(self) -> str:
         return f"{self.kind}{self.width}"
-
-
-# ---------------------------------------------------------------------------------------------- graph
-
-def _producer(t) -> str:
-    return t._keras_history.operation.name
-
-
-class _Graph:
-    """The functional graph that produces `output`, walked through the exact nodes it uses (a layer of a
-    Sequential model may carry many inbound nodes from being rebuilt; only one set forms the model)."""
-
-    def __init__(self, output):
-        self.tensor: dict[str, object] = {}          # layer name -> its output tensor in this graph
-        self.producers: dict[str, list[str]] = {}    # layer name -> layers it reads
-        self.consumers: dict[str, list[str]] = {}
-        self.input_names: set[str] = set()
-        stack = [output]
-        while stack:
-            t = stack.pop()
-            op, ni, _ = t._keras_history
-            if op.name in self.tensor:
-                continue
-            self.tensor[op.name] = t
-            node = op._inbound_nodes[ni]
-            self.producers[op.name] = []
-            if node.is_input:
-                self.input_names.add(op.name)
-            for u in node.input_tensors:
-                src = _producer(u)
-                if src not in self.producers[op.name]:
-                    self.producers[op.name].append(src)
-                self.consumers.setdefault(src, [])
-                if op.name not in self.consumers[src]:
-                    self.consumers[src].append(op.name)
-                stack.append(u)
-
-
-def point_tensor(model, point: str):
-    """The output tensor of layer `point` in the graph of `model`'s final output."""
-    g = _Graph(model.outputs[-1])
-    if point not in g.tensor:
-        raise TinyexitError(f"layer '{point}' is not on the path to the model's final output")
-    return g.tensor[point]
-
-
-def backbone_model(model):
-    """The model with its final output only (exits of a trained run dropped); a single-output model as is."""
-    import keras
-
-    if len(model.inputs) != 1:
-        raise TinyexitError(f"model '{model.name}' has {len(model.inputs)} inputs; exits can be attached to "
-                            f"single-input models only")
-    if len(model.outputs) == 1:
-        return model
-    return keras.Model(model.inputs[0], model.outputs[-1], name=model.name)
-
-
-def _reaches_input(final_name: str, producers: dict, input_names: set, blocked: str) -> bool:
-    seen, stack = set(), [final_name]
-    while stack:
-        n = stack.pop()
-        if n == blocked or n in seen:
-            continue
-        if n in input_names:
-            return True
-        seen.add(n)
-        stack.extend(producers.get(n, []))
-    return False
-
-
-def _macs_to(producers: dict, macs: dict, name: str) -> int:
-    seen, stack = set(), [name]
-    while stack:
-        n = stack.pop()
-        if n not in seen:
-            seen.add(n)
-            stack.extend(producers.get(n, []))
-    return int(sum(macs.get(n, 0) for n in seen))
-
-
-def candidate_points(model, min_size: int = 2) -> list[dict]:
-    """Layers of `model` (its final output's graph) where an exit head can be attached, in depth order:
-    {"point": layer name, "shape": [H, W, C], "macs_to_point": MACs from the input to there}."""
-    from tinyexit.models import macs_per_layer
-
-    model = backbone_model(model)
-    g = _Graph(model.outputs[0])
-    final_name = _producer(model.outputs[0])
-    macs = macs_per_layer(model)
-    by_name = {lay.name: lay for lay in model.layers}
-    out = []
-    for lay in model.layers:
-        if lay.name not in g.tensor or lay.name in g.input_names or lay.name == final_name:
-            continue
-        if type(lay).__name__ in IDENTITY_AT_INFERENCE:
-            continue
-        shape = tuple(g.tensor[lay.name].shape[1:])
-        if len(shape) != 3 or shape[0] < min_size or shape[1] < min_size:
-            continue
-        cons = g.consumers.get(lay.name, [])
-        if len(cons) == 1 and type(by_name[cons[0]]).__name__ in FUSED_INTO_PRODUCER:
-            continue        # int8 conversion fuses the next layer into this one: its tensor does not exist
-        if _reaches_input(final_name, g.producers, g.input_names, lay.name):
-            continue        # a path around it (skip connection): not a cut
-        out.append({"point": lay.name, "shape": [int(v) for v in shape],
-                    "macs_to_point": _macs_to(g.producers, macs, lay.name)})
-    return out
 
 
 # ---------------------------------------------------------------------------------------------- heads
@@ -513,6 +399,5 @@ def format_candidates(cands: list[dict]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["HeadConfig", "HeadTrainConfig", "candidate_points", "attach_exits", "build_head", "train_head",
-           "augment_model", "weights_identical", "data_recipe", "split_from_recipe", "backbone_model",
-           "format_candidates", "load_keras"]
+__all__ = ["HeadConfig", "HeadTrainConfig", "attach_exits", "build_head", "train_head", "augment_model",
+           "weights_identical", "data_recipe", "split_from_recipe", "format_candidates", "load_keras"]
