@@ -1,4 +1,4 @@
-"""Shared exit branch (FreeML, DESIGN.md 3): one exit classifier over every exit point of a frozen backbone,
+"""Shared exit branch (FreeML, docs/DESIGN.md 3): one exit classifier over every exit point of a frozen backbone,
 quantized to int8 by segments and generated as C that can stop after any point ("anytime").
 
     vector.py    the exit points and the shared vector: default_points, check_points, VectorLayout, pooled_features

@@ -1,4 +1,4 @@
-"""Shared exit branch (FreeML, DESIGN.md 3): one classifier for every exit point, trained on a frozen backbone.
+"""Shared exit branch (FreeML, docs/DESIGN.md 3): one classifier for every exit point, trained on a frozen backbone.
 
 Float model. The pooled, normalised features of the exit points fill a fixed vector (`tinyexit.branch.vector`).
 One Dense + softmax maps the vector to classes. Training samples one exit point per batch (the slices after it
@@ -107,7 +107,7 @@ def fit_branch(layout: VectorLayout, train: tuple[Sequence[np.ndarray], np.ndarr
 
 
 def trecx_head(shape: Sequence[int], num_classes: int, channels: int = 32, name: str = "head"):
-    """A T-RecX-style exit head (DESIGN.md 2, the DS-CNN one): the first `channels` channels -> 3x3
+    """A T-RecX-style exit head (docs/DESIGN.md 2, the DS-CNN one): the first `channels` channels -> 3x3
     depthwise stride 2 -> batch norm -> ReLU -> 2x2 average pool -> Dense -> softmax."""
     import keras
     from keras import layers
