@@ -365,7 +365,7 @@ def _plot(path: Path, r: dict) -> None:
                 color="0.6", label="threshold sweep (oracle decisions, measured exit costs)")
     ax.plot([x_ne * scale], [100 * r["accuracy"]["no_exit"]], "s", color="C1", label="no early exit (firmware)")
     ax.plot([x_ee * scale], [100 * r["accuracy"]["early_exit"]], "o", color="C0",
-            label=f"early exit, calibrated policy (firmware)")
+            label="early exit, calibrated policy (firmware)")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("accuracy on the test inputs (%)")
     ax.set_title(f"{Path(r['run']).name} on {r['board']}{' (QEMU)' if r['emulated'] else ''}, {r['inputs']} inputs")

@@ -4,7 +4,6 @@ import subprocess
 from dataclasses import replace
 
 import jinja2
-import pytest
 
 from tests.conftest import conformance_model, require_program
 from tinyexit.codegen import fuse, generate, plan_memory, read_model

@@ -8,7 +8,6 @@ really crashes tflite_micro.
 import collections
 import struct
 import tempfile
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -53,7 +53,7 @@ def test_renode_files(tmp_path):
     resc, robot = write_renode_files(board, elf, tmp_path / "renode", port=4567)
     r = resc.read_text()
     assert "machine LoadPlatformDescription @platforms/cpus/nrf52840.repl" in r
-    assert f"sysbus LoadELF $elf" in r and f"$elf?=@{elf.resolve()}" in r
+    assert "sysbus LoadELF $elf" in r and f"$elf?=@{elf.resolve()}" in r
     assert "showAnalyzer sysbus.uart0" in r and "CreateServerSocketTerminal 4567" in r
     assert "connector Connect sysbus.uart0 tinyexit_uart" in r
     t = robot.read_text()
