@@ -111,6 +111,16 @@ def _model_json(change):
     return doc
 
 
+
+def _replace(p, doc) -> None:
+    """Remove `p` (doc None), or write raw bytes, or write `doc` as JSON."""
+    if doc is None:
+        p.unlink()
+    elif isinstance(doc, bytes):
+        p.write_bytes(doc)
+    else:
+        p.write_text(json.dumps(doc))
+
 @pytest.mark.parametrize("doc, message", [
     (None, r"is not a run directory \(no model.json\); train one with `tinyexit train kws --out"),
     (b"\x89PNG{binary", r"model.json is not valid JSON .*re-run `tinyexit train`"),
@@ -121,13 +131,7 @@ def _model_json(change):
     (_model_json(lambda d: d.pop("data")), r"model.json has no data recipe \(\"data\"\); re-run `tinyexit train`"),
 ])
 def test_a_broken_model_json_is_one_line_naming_the_fix(run, doc, message):
-    p = run / "model.json"
-    if doc is None:
-        p.unlink()
-    elif isinstance(doc, bytes):
-        p.write_bytes(doc)
-    else:
-        p.write_text(json.dumps(doc))
+    _replace(run / "model.json", doc)
     with pytest.raises(TinyexitError, match=message) as e:
         Run(run).check_trained()
     assert "\n" not in str(e.value)
@@ -161,13 +165,7 @@ def _manifest(change):
     (_manifest(lambda d: d["segments"][0].update(file="gone.tflite")), r"lists .*quant/gone.tflite, which does not exist"),
 ])
 def test_a_broken_manifest_is_one_line_naming_quantize(run, doc, message):
-    p = run / "quant" / "manifest.json"
-    if doc is None:
-        p.unlink()
-    elif isinstance(doc, bytes):
-        p.write_bytes(doc)
-    else:
-        p.write_text(json.dumps(doc))
+    _replace(run / "quant" / "manifest.json", doc)
     for read in (Run(run).manifest, Run(run).quant_models, Run(run).chain):
         with pytest.raises(TinyexitError, match=message) as e:
             read()
@@ -188,13 +186,7 @@ def test_a_piece_that_does_not_parse_names_quantize(run):
     ({"policy": "max_softmax", "exit": "exit1"}, r"not a complete exit policy"),
 ])
 def test_a_broken_policy_is_one_line_naming_calibrate(run, doc, message):
-    p = run / "policy.json"
-    if doc is None:
-        p.unlink()
-    elif isinstance(doc, bytes):
-        p.write_bytes(doc)
-    else:
-        p.write_text(json.dumps(doc))
+    _replace(run / "policy.json", doc)
     with pytest.raises(TinyexitError, match=message) as e:
         Run(run).policy()
     assert f"tinyexit calibrate {run}" in str(e.value)
