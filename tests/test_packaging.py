@@ -29,8 +29,8 @@ SETUPTOOLS_MIN = (77,)
 CHECK = """
 import json, sys
 from pathlib import Path
-import tinyexit, tinyexit.resources, tinyexit.build, tinyexit.boards, tinyexit.branch.firmware
-import tinyexit.codegen.emit, tinyexit.intermittent.host, tinyexit.targets.plugin
+import tinyexit, tinyexit.resources, tinyexit.boards, tinyexit.toolchain
+import tinyexit.intermittent.host, tinyexit.targets.plugin
 from tinyexit.codegen import generate
 
 model, out = sys.argv[1], Path(sys.argv[2])
@@ -42,9 +42,9 @@ print(json.dumps({
     "package": tinyexit.__file__,
     "templates": str(tinyexit.resources.templates_dir()),
     "boards_dir": str(tinyexit.resources.boards_dir()),
-    "lookups": [str(p) for p in (tinyexit.build.TEMPLATES, tinyexit.codegen.emit.TEMPLATES, tinyexit.boards.BOARDS_DIR,
-                                 tinyexit.boards.SCHEMA_PATH, tinyexit.branch.firmware.TEMPLATES,
-                                 tinyexit.intermittent.host.RUNTIME_DIR, tinyexit.targets.plugin.SOURCE)],
+    "lookups": [str(p) for p in (tinyexit.toolchain.TEMPLATES, tinyexit.boards.BOARDS_DIR, tinyexit.boards.SCHEMA_PATH,
+                                 tinyexit.intermittent.host.RUNTIME_DIR, tinyexit.targets.plugin.SOURCE,
+                                 tinyexit.resources.models_dir())],
     "boards": boards,
     "recipes": recipes,
     "generated": sorted(p.name for p in out.iterdir()),
