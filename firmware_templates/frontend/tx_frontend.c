@@ -1,0 +1,189 @@
+/* MLPerf Tiny's KWS front end in float32 C: see tx_frontend.h for the pipeline, the levels and why float.
+ * The constant tables (Hann window, twiddles, mel weights, DCT) are rendered from TensorFlow's own tables by
+ * tinyexit.frontend into tx_frontend_tables.{h,c}. */
+#include "tx_frontend.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "tx_frontend_tables.h"
+
+#define HALF_FFT (TX_FE_FFT_LENGTH / 2)                   /* 256: the complex FFT's length */
+#define OVERLAP (TX_FE_FRAME_LENGTH - TX_FE_FRAME_STEP)   /* 160 samples shared by consecutive frames */
+#define NUM_BINS (TX_FE_LAST_BIN - TX_FE_FIRST_BIN + 1)   /* the FFT bins any mel weight reads */
+
+/* In-place complex FFT of HALF_FFT points (re, im interleaved), radix 2, decimation in time. The twiddle
+ * e^(-2 pi i j / len) of a stage of length len is W512^(j * 512 / len): the index into tx_fe_cos/tx_fe_sin
+ * (W512^k = cos - i sin of 2 pi k / 512) stays below 256 since j < len / 2. */
+static void fft_complex(float *a)
+{
+  uint32_t i, j, len;
+  /* bit-reversal permutation of the 256 complex values (8 bits) */
+  for (i = 1, j = 0; i < HALF_FFT; i++) {
+    uint32_t bit = HALF_FFT >> 1;
+    for (; j & bit; bit >>= 1) j ^= bit;
+    j ^= bit;
+    if (i < j) {
+      float tr = a[2 * i], ti = a[2 * i + 1];
+      a[2 * i] = a[2 * j];
+      a[2 * i + 1] = a[2 * j + 1];
+      a[2 * j] = tr;
+      a[2 * j + 1] = ti;
+    }
+  }
+  for (len = 2; len <= HALF_FFT; len <<= 1) {
+    const uint32_t half = len >> 1, step = TX_FE_FFT_LENGTH / len;
+    for (j = 0; j < half; j++) {
+      const float wr = tx_fe_cos[j * step], wi = -tx_fe_sin[j * step];
+      for (i = j; i < HALF_FFT; i += len) {
+        float *u = a + 2 * i, *v = a + 2 * (i + half);
+        const float tr = wr * v[0] - wi * v[1];
+        const float ti = wr * v[1] + wi * v[0];
+        v[0] = u[0] - tr;
+        v[1] = u[1] - ti;
+        u[0] += tr;
+        u[1] += ti;
+      }
+    }
+  }
+}
+
+/* One frame: the 480 raw samples in s->pcm -> 10 MFCCs in out. The 512 real inputs (windowed frame, then
+ * 32 zeros) read as 256 complex values z[m] = x[2m] + i x[2m+1] are exactly the interleaved array; after the
+ * 256-point FFT Z, bin k of the real FFT is X[k] = E + W512^k O with E = (Z[k] + conj Z[256-k]) / 2,
+ * O = (Z[k] - conj Z[256-k]) / 2i. Only bins FIRST..LAST (those with a mel weight) are formed. */
+static void compute_frame(tx_frontend_state *s, float level, float out[TX_FE_NUM_MFCC])
+{
+  float mag[NUM_BINS], logmel[TX_FE_NUM_MEL];
+  float *a = s->fft;
+  uint32_t i, k, c, w;
+
+  /* as TensorFlow: (x / level) first, then times the window (same float operations, same order) */
+  for (i = 0; i < TX_FE_FRAME_LENGTH; i++) a[i] = ((float)s->pcm[i] / level) * tx_fe_hann[i];
+  for (; i < TX_FE_FFT_LENGTH; i++) a[i] = 0.0f;
+  fft_complex(a);
+  for (k = TX_FE_FIRST_BIN; k <= TX_FE_LAST_BIN; k++) {
+    const uint32_t m = (HALF_FFT - k) & (HALF_FFT - 1);   /* 256 - k, and 0 for k = 0 */
+    const float ar = a[2 * k], ai = a[2 * k + 1], br = a[2 * m], bi = -a[2 * m + 1];
+    const float er = 0.5f * (ar + br), ei = 0.5f * (ai + bi);
+    const float or_ = 0.5f * (ai - bi), oi = -0.5f * (ar - br);
+    const float cr = tx_fe_cos[k], ci = -tx_fe_sin[k];
+    const float xr = er + (cr * or_ - ci * oi);
+    const float xi = ei + (cr * oi + ci * or_);
+    mag[k - TX_FE_FIRST_BIN] = sqrtf(xr * xr + xi * xi);
+  }
+  /* mel bin j: the weights tx_fe_mel_weight[w ..] of the bins tx_fe_mel_start[j] .. (packed, in order) */
+  for (c = 0, w = 0; c < TX_FE_NUM_MEL; c++) {
+    const float *m = mag + (tx_fe_mel_start[c] - TX_FE_FIRST_BIN);
+    float acc = 0.0f;
+    for (k = 0; k < tx_fe_mel_count[c]; k++) acc += tx_fe_mel_weight[w + k] * m[k];
+    w += tx_fe_mel_count[c];
+    logmel[c] = logf(acc + 1e-6f);
+  }
+  for (c = 0; c < TX_FE_NUM_MFCC; c++) {
+    float acc = 0.0f;
+    for (k = 0; k < TX_FE_NUM_MEL; k++) acc += tx_fe_dct[c][k] * logmel[k];
+    out[c] = acc;
+  }
+}
+
+static void reset(tx_frontend_state *s, int32_t mode)
+{
+  uint32_t f;
+  memset(s->pcm, 0, sizeof s->pcm);
+  s->fill = 0;
+  s->head = 0;
+  s->frames = 0;
+  s->mode = mode;
+  /* the features of digital silence (any level divides zeros to zeros) fill the ring */
+  compute_frame(s, 1.0f, s->ring[0]);
+  for (f = 1; f < TX_FE_NUM_FRAMES; f++) memcpy(s->ring[f], s->ring[0], sizeof s->ring[0]);
+}
+
+int tx_frontend_init(tx_frontend_state *s, float level)
+{
+  if (level == 0.0f || !isfinite(level)) return -1;
+  reset(s, TX_FE_LEVEL_FIXED);
+  s->level = level;
+  s->peak = s->decay = s->floor = 0.0f;
+  return 0;
+}
+
+int tx_frontend_init_peak(tx_frontend_state *s, float decay, float least)
+{
+  if (!(decay > 0.0f && decay <= 1.0f) || !(least > 0.0f) || !isfinite(least)) return -1;
+  reset(s, TX_FE_LEVEL_PEAK);
+  s->level = least;
+  s->peak = 0.0f;
+  s->decay = decay;
+  s->floor = least;
+  return 0;
+}
+
+uint32_t tx_frontend_push(tx_frontend_state *s, const int16_t *pcm, size_t n)
+{
+  uint32_t done = 0;
+  while (n > 0) {
+    size_t take = TX_FE_FRAME_LENGTH - s->fill, i;
+    if (take > n) take = n;
+    if (s->mode == TX_FE_LEVEL_PEAK) {
+      for (i = 0; i < take; i++)
+        if ((float)pcm[i] > s->peak) s->peak = (float)pcm[i];
+    }
+    memcpy(s->pcm + s->fill, pcm, take * sizeof pcm[0]);
+    s->fill += (uint32_t)take;
+    pcm += take;
+    n -= take;
+    if (s->fill == TX_FE_FRAME_LENGTH) {
+      if (s->mode == TX_FE_LEVEL_PEAK) s->level = s->peak > s->floor ? s->peak : s->floor;
+      compute_frame(s, s->level, s->ring[s->head]);
+      s->head = s->head + 1 == TX_FE_NUM_FRAMES ? 0 : s->head + 1;
+      s->frames++;
+      done++;
+      memmove(s->pcm, s->pcm + TX_FE_FRAME_STEP, OVERLAP * sizeof s->pcm[0]);
+      s->fill = OVERLAP;
+      if (s->mode == TX_FE_LEVEL_PEAK) s->peak *= s->decay;
+    }
+  }
+  return done;
+}
+
+void tx_frontend_frames(const tx_frontend_state *s, float out[TX_FE_NUM_FRAMES][TX_FE_NUM_MFCC])
+{
+  uint32_t f, r = s->head;
+  for (f = 0; f < TX_FE_NUM_FRAMES; f++) {
+    memcpy(out[f], s->ring[r], sizeof out[f]);
+    r = r + 1 == TX_FE_NUM_FRAMES ? 0 : r + 1;
+  }
+}
+
+void tx_frontend_clip(const int16_t *pcm, size_t n, float out[TX_FE_NUM_FRAMES][TX_FE_NUM_MFCC])
+{
+  static tx_frontend_state state;
+  static const int16_t zeros[TX_FE_FRAME_STEP];
+  int32_t peak = n ? pcm[0] : 0;
+  size_t i, used = n < TX_FE_CLIP_SAMPLES ? n : TX_FE_CLIP_SAMPLES;
+  for (i = 1; i < n; i++)
+    if (pcm[i] > peak) peak = pcm[i];
+  /* MLPerf's signed maximum over the whole clip (before it is cut to one second); 0 leaves it unscaled */
+  (void)tx_frontend_init(&state, peak != 0 ? (float)peak : 1.0f);
+  tx_frontend_push(&state, pcm, used);
+  while (used < TX_FE_CLIP_SAMPLES) {
+    const size_t z = TX_FE_CLIP_SAMPLES - used < TX_FE_FRAME_STEP ? TX_FE_CLIP_SAMPLES - used : TX_FE_FRAME_STEP;
+    tx_frontend_push(&state, zeros, z);
+    used += z;
+  }
+  tx_frontend_frames(&state, out);
+}
+
+void tx_frontend_quantize(const float *x, size_t n, float scale, int32_t zero_point, int8_t *out)
+{
+  size_t i;
+  for (i = 0; i < n; i++) {
+    /* numpy's float32 steps of quantize_array: v = x / scale; r = sign(v) * floor(|v| + 0.5); r + zp */
+    const float v = x[i] / scale;
+    const float r = v < 0.0f ? -floorf(-v + 0.5f) : (v > 0.0f ? floorf(v + 0.5f) : 0.0f);
+    const float q = r + (float)zero_point;
+    out[i] = (int8_t)(q < -128.0f ? -128 : (q > 127.0f ? 127 : (int32_t)q));
+  }
+}
