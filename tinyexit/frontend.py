@@ -7,7 +7,9 @@ compile and its instructions per hop on the emulated board.
     build_host(out) -> Path                         the host driver (firmware_templates/frontend/host_main.c)
     run_host(exe, pcm, ...) -> (features, int8)     clips through the driver: per clip or pushed in chunks
     cross_compile(out) -> list[Path]                objects for Cortex-M4F with the toolchain's -Werror flags
-    hop_instructions(out, board) -> dict            instructions of tx_frontend_push per 320-sample hop (QEMU)
+    hop_instructions(out, board) -> dict            instructions of tx_frontend_push per 320-sample hop (QEMU),
+                                                    with a hash of each frame the firmware computed
+    host_hop_hashes(exe, hops) -> list[int]         the same hashes from the host build (they must be equal)
 
 Named for what it is beside `data.features` (the Python front end, which knows no C): the C front end is a
 firmware part like codegen's library, built through `toolchain` the same way.
@@ -162,15 +164,44 @@ def hop_instructions(out: str | Path, board: str = "nrf52840", hops: int = 8, ti
     window = (toolchain.symbol_address(fw.elf, "tx_bench_begin"), toolchain.symbol_address(fw.elf, "tx_bench_end"))
     res = runner.run(fw.elf, timeout=timeout, window=window, each_window=True)
     per_hop = list(res.insns.per_window)
-    if len(per_hop) != hops:
-        raise TinyexitError(f"the front end bench gave {len(per_hop)} windows for {hops} hops")
+    lines = [ln.split() for ln in res.lines if ln.startswith("FE ")]
+    if len(per_hop) != hops or len(lines) != hops or any(ln[2] != "1" for ln in lines):
+        raise TinyexitError(f"the front end bench gave {len(per_hop)} windows and {len(lines)} frames for {hops} "
+                            f"hops (one each expected); output:\n{res.output[-400:]}")
     state = toolchain.symbol_size(fw.elf, "state")
     return dict(board=b.name, hops=hops, per_hop=per_hop, max_per_hop=max(per_hop),
                 mean_per_hop=float(np.mean(per_hop)), state_bytes=state,
                 tables_bytes=sum(toolchain.symbol_size(fw.elf, s) for s in
                                  ("tx_fe_hann", "tx_fe_cos", "tx_fe_sin", "tx_fe_mel_start", "tx_fe_mel_count",
                                   "tx_fe_mel_weight", "tx_fe_dct")),
-                output=res.output.strip())
+                hashes=[int(ln[3]) for ln in lines])
 
 
-__all__ = ["tables", "render_sources", "build_host", "run_host", "cross_compile", "hop_instructions"]
+BENCH_LEVEL, BENCH_HEAD = 8192.0, 160     # bench_main.c: its fixed level and the samples pushed before hop 0
+
+
+def bench_samples(hops: int) -> np.ndarray:
+    """The int16 samples bench_main.c pushes (its LCG): 160 + 320 * hops."""
+    seed, out = 12345, []
+    for _ in range(BENCH_HEAD + HOP * hops):
+        seed = (seed * 1664525 + 1013904223) & 0xFFFFFFFF
+        v = (seed >> 16) - 32768
+        out.append(v // 4 if v >= 0 else -((-v) // 4))     # C's division truncates toward zero
+    return np.array(out, np.int16)
+
+
+def frame_hash(frame: np.ndarray) -> int:
+    """FNV-1a (32 bits) over the bytes of one frame's float32 values, as bench_main.c prints it."""
+    h = 2166136261
+    for b in np.ascontiguousarray(frame, "<f4").tobytes():
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return h
+
+
+def host_hop_hashes(exe: str | Path, hops: int) -> list[int]:
+    """The hashes bench_main.c's hops must print, from the host build of the same samples and level."""
+    feats, _ = run_host(exe, bench_samples(hops)[None], mode="push", level=f"fixed:{BENCH_LEVEL:g}")
+    return [frame_hash(f) for f in feats[0, :hops]]
+
+
+__all__ = ["tables", "render_sources", "build_host", "run_host", "cross_compile", "hop_instructions", "host_hop_hashes"]

@@ -1,7 +1,8 @@
 /* Emulator bench of the front end (tinyexit.frontend.hop_instructions): TX_FE_HOPS hops of 320
  * pseudo-random samples (speech level, about -12 dBFS), each tx_frontend_push between tx_bench_begin and
- * tx_bench_end (one instruction-count window per hop, one frame computed in each), then "FE hop frames c0"
- * per hop on the UART. The first 160 samples are pushed outside the windows, so every hop completes one frame. */
+ * tx_bench_end (one instruction-count window per hop, one frame computed in each), then
+ * "FE hop frames hash" per hop on the UART: hash is FNV-1a (32 bits) over the bytes of the new frame's 10 floats,
+ * which the host build of the same samples must reproduce. The first 160 samples are pushed outside the windows, so every hop completes one frame. */
 #include "tx_frontend.h"
 #include "tx_hal.h"
 
@@ -22,6 +23,14 @@ static int16_t sample(void)
   return (int16_t)((int32_t)(seed >> 16) - 32768) / 4;
 }
 
+static uint32_t fnv1a(const void *p, uint32_t n)
+{
+  const uint8_t *b = (const uint8_t *)p;
+  uint32_t h = 2166136261u, i;
+  for (i = 0; i < n; i++) h = (h ^ b[i]) * 16777619u;
+  return h;
+}
+
 static void put_int(int32_t v)
 {
   char buf[12];
@@ -34,6 +43,19 @@ static void put_int(int32_t v)
     v /= 10;
   } while (v);
   if (neg) buf[--k] = '-';
+  tx_hal_putc(' ');
+  tx_hal_puts(buf + k);
+}
+
+static void put_uint(uint32_t v)
+{
+  char buf[11];
+  int k = 10;
+  buf[k] = 0;
+  do {
+    buf[--k] = (char)('0' + v % 10u);
+    v /= 10u;
+  } while (v);
   tx_hal_putc(' ');
   tx_hal_puts(buf + k);
 }
@@ -55,7 +77,7 @@ int main(void)
     tx_hal_puts("FE");
     put_int((int32_t)h);
     put_int((int32_t)done);
-    put_int((int32_t)(frames[TX_FE_NUM_FRAMES - 1][0] * 1000.0f));
+    put_uint(fnv1a(frames[TX_FE_NUM_FRAMES - 1], sizeof frames[0]));
     tx_hal_puts("\n");
   }
   tx_hal_exit(0);

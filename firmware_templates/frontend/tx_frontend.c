@@ -12,6 +12,50 @@
 #define OVERLAP (TX_FE_FRAME_LENGTH - TX_FE_FRAME_STEP)   /* 160 samples shared by consecutive frames */
 #define NUM_BINS (TX_FE_LAST_BIN - TX_FE_FIRST_BIN + 1)   /* the FFT bins any mel weight reads */
 
+/* Square root: correctly rounded (IEEE) on both sides, so host and firmware agree bit for bit. On a core with
+ * a single-precision FPU, the VSQRT instruction: sqrtf would call newlib's libm (errno handling), which the
+ * firmware does not link. */
+static inline float fe_sqrt(float x)
+{
+#if defined(__ARM_FP) && (__ARM_FP & 4)
+  float r;
+  __asm__("vsqrt.f32 %0, %1" : "=t"(r) : "t"(x));
+  return r;
+#else
+  return sqrtf(x);
+#endif
+}
+
+/* Natural log of a positive normal float (here x >= 1e-6): Cephes' logf (the algorithm Eigen's, hence
+ * TensorFlow's, float log descends from), within 2 ulp of the exact log. Our own rather than libm's so that the
+ * host build and the firmware compute the same bits (glibc and newlib differ) and the firmware needs no libm.
+ * x = m 2^e with m in [sqrt(1/2), sqrt(2)); log x = log1p(m - 1) + e ln 2, ln 2 split in two parts
+ * (0.693359375 exact in few bits, -2.12194440e-4 the rest) so that e ln 2 adds without rounding error. */
+static float fe_log(float x)
+{
+  uint32_t u;
+  int32_t e;
+  float m, z, y;
+  memcpy(&u, &x, sizeof u);
+  e = (int32_t)((u >> 23) & 0xffu) - 126;          /* x = m 2^e with m in [0.5, 1) */
+  u = (u & 0x007fffffu) | 0x3f000000u;
+  memcpy(&m, &u, sizeof m);
+  if (m < 0.707106781186547524f) {
+    e -= 1;
+    m = m + m - 1.0f;
+  } else {
+    m = m - 1.0f;
+  }
+  z = m * m;
+  y = ((((((((7.0376836292e-2f * m - 1.1514610310e-1f) * m + 1.1676998740e-1f) * m - 1.2420140846e-1f) * m +
+            1.4249322787e-1f) * m - 1.6668057665e-1f) * m + 2.0000714765e-1f) * m - 2.4999993993e-1f) * m +
+       3.3333331174e-1f) * m * z;
+  y += -2.12194440e-4f * (float)e;
+  y += -0.5f * z;
+  z = m + y;
+  return z + 0.693359375f * (float)e;
+}
+
 /* In-place complex FFT of HALF_FFT points (re, im interleaved), radix 2, decimation in time. The twiddle
  * e^(-2 pi i j / len) of a stage of length len is W512^(j * 512 / len): the index into tx_fe_cos/tx_fe_sin
  * (W512^k = cos - i sin of 2 pi k / 512) stays below 256 since j < len / 2. */
@@ -70,7 +114,7 @@ static void compute_frame(tx_frontend_state *s, float level, float out[TX_FE_NUM
     const float cr = tx_fe_cos[k], ci = -tx_fe_sin[k];
     const float xr = er + (cr * or_ - ci * oi);
     const float xi = ei + (cr * oi + ci * or_);
-    mag[k - TX_FE_FIRST_BIN] = sqrtf(xr * xr + xi * xi);
+    mag[k - TX_FE_FIRST_BIN] = fe_sqrt(xr * xr + xi * xi);
   }
   /* mel bin j: the weights tx_fe_mel_weight[w ..] of the bins tx_fe_mel_start[j] .. (packed, in order) */
   for (c = 0, w = 0; c < TX_FE_NUM_MEL; c++) {
@@ -78,7 +122,7 @@ static void compute_frame(tx_frontend_state *s, float level, float out[TX_FE_NUM
     float acc = 0.0f;
     for (k = 0; k < tx_fe_mel_count[c]; k++) acc += tx_fe_mel_weight[w + k] * m[k];
     w += tx_fe_mel_count[c];
-    logmel[c] = logf(acc + 1e-6f);
+    logmel[c] = fe_log(acc + 1e-6f);
   }
   for (c = 0; c < TX_FE_NUM_MFCC; c++) {
     float acc = 0.0f;
@@ -180,10 +224,16 @@ void tx_frontend_quantize(const float *x, size_t n, float scale, int32_t zero_po
 {
   size_t i;
   for (i = 0; i < n; i++) {
-    /* numpy's float32 steps of quantize_array: v = x / scale; r = sign(v) * floor(|v| + 0.5); r + zp */
+    /* numpy's float32 steps of quantize_array: v = x / scale; r = sign(v) * floor(|v| + 0.5); q = r + zp,
+     * saturated. |v| + 0.5 is capped at 256 before the floor: any |r| >= 256 saturates q the same way (the
+     * zero point lies in [-128, 127]), and the cap keeps the integer conversion (floor of a non-negative
+     * float: truncation) in range without libm's floorf. x must be finite (features are). */
     const float v = x[i] / scale;
-    const float r = v < 0.0f ? -floorf(-v + 0.5f) : (v > 0.0f ? floorf(v + 0.5f) : 0.0f);
-    const float q = r + (float)zero_point;
+    float a = (v < 0.0f ? -v : v) + 0.5f, r, q;
+    if (a > 256.0f) a = 256.0f;
+    r = (float)(int32_t)a;
+    if (v < 0.0f) r = -r;
+    q = r + (float)zero_point;
     out[i] = (int8_t)(q < -128.0f ? -128 : (q > 127.0f ? 127 : (int32_t)q));
   }
 }

@@ -7,12 +7,13 @@
  *   by sqrt(2/40) (tf.signal.mfccs_from_log_mel_spectrograms) -> the first 10 coefficients.
  *
  * Why float32 and not fixed point: the reference is TensorFlow's float32 pipeline, and a float32 C pipeline
- * follows it operation for operation (same window, mel and DCT constants, rendered from TensorFlow's own
+ * follows it operation for operation (the same window, mel and DCT constants, rendered from TensorFlow's own
  * tables), so the int8 model inputs come out identical on nearly every element. The Cortex-M4F has a
- * single-precision FPU (one-cycle multiply-accumulate, 14-cycle divide and square root), so float costs
- * little there. Fixed point would need its own log and square root, per-stage block scaling of the FFT
- * for quiet and loud clips alike, and would still move the log-mel of quiet bins by more than 1 LSB of the
- * model's input scale. On a core without an FPU this choice would be worth revisiting.
+ * single-precision FPU (one-cycle multiply-accumulate, 14-cycle divide and square root), so float costs little
+ * there. The log is our own (Cephes' logf) and the square root the FPU's VSQRT: the firmware needs no libm and
+ * computes the same bits as the host build (C99 mode: GCC contracts no a * b + c into a fused multiply-add).
+ * Fixed point would need its own log, block scaling in the FFT to keep both quiet and loud frames in range,
+ * and a separate error analysis against TensorFlow; on a core without an FPU it would be worth it.
  *
  * Levels (the divisor of the samples). MLPerf divides each clip by its own signed maximum, which a stream
  * cannot know in advance. The incremental state therefore divides by a level:
