@@ -6,6 +6,7 @@ compile and its instructions per hop on the emulated board.
     render_sources(out) -> list[Path]               tx_frontend.{h,c} + the rendered tx_frontend_tables.{h,c}
     build_host(out) -> Path                         the host driver (firmware_templates/frontend/host_main.c)
     run_host(exe, pcm, ...) -> (features, int8)     clips through the driver: per clip or pushed in chunks
+    quantize_host(exe, x, qparams) -> int8          float values through tx_frontend_quantize
     cross_compile(out) -> list[Path]                objects for Cortex-M4F with the toolchain's -Werror flags
     hop_instructions(out, board) -> dict            instructions of tx_frontend_push per 320-sample hop (QEMU),
                                                     with a hash of each frame the firmware computed
@@ -112,8 +113,9 @@ def build_host(out: str | Path) -> Path:
 def run_host(exe: str | Path, pcm: np.ndarray, *, mode: str = "clip", level: str = "max", chunk: int = HOP,
              qparams: QParams | dict | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Clips `pcm` (int16 [N, n]) through the host driver -> (float32 [N, 49, 10], int8 [N, 49, 10] with
-    `qparams`, else None). mode "clip": tx_frontend_clip; "push": the clip pushed `chunk` samples at a time
-    with `level` "max" (the clip's signed maximum), "fixed:L" or "peak:DECAY:FLOOR"."""
+    `qparams`, else None). mode "clip": tx_frontend_clip; "push": all samples pushed `chunk` at a time (then
+    zeros up to one second), the ring's last 49 frames, with `level` "max" (the clip's signed maximum),
+    "fixed:L" or "peak:DECAY:FLOOR"."""
     pcm = np.asarray(pcm)
     if pcm.dtype != np.int16 or pcm.ndim != 2:
         raise TinyexitError(f"front end: expected int16 clips [N, samples], got {pcm.dtype} {pcm.shape}; "
@@ -135,6 +137,21 @@ def run_host(exe: str | Path, pcm: np.ndarray, *, mode: str = "clip", level: str
     if len(feats) != len(pcm):
         raise TinyexitError(f"the front end's host driver wrote {len(feats)} clips for {len(pcm)}")
     return feats, q
+
+
+def quantize_host(exe: str | Path, x: np.ndarray, qparams: QParams | dict) -> np.ndarray:
+    """float32 values through tx_frontend_quantize (the driver's quant mode) -> int8 of the same shape."""
+    x = np.ascontiguousarray(x, np.float32)
+    qp = QParams.of(qparams)
+    with tempfile.TemporaryDirectory(prefix="tinyexit-fe-") as tmp:
+        tmp = Path(tmp)
+        (tmp / "in.f32").write_bytes(x.tobytes())
+        cmd = [str(exe), str(tmp / "in.f32"), str(x.size), str(tmp / "out.i8"), "quant",
+               repr(float(np.float32(qp.scale))), str(qp.zero_point)]
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        if p.returncode != 0:
+            raise TinyexitError(f"the front end's host driver failed: {p.stderr.strip()} (command: {' '.join(cmd)})")
+        return np.fromfile(tmp / "out.i8", np.int8).reshape(x.shape)
 
 
 def cross_compile(out: str | Path, cpu_flags=toolchain.CORTEX_M4) -> list[Path]:
@@ -204,4 +221,5 @@ def host_hop_hashes(exe: str | Path, hops: int) -> list[int]:
     return [frame_hash(f) for f in feats[0, :hops]]
 
 
-__all__ = ["tables", "render_sources", "build_host", "run_host", "cross_compile", "hop_instructions", "host_hop_hashes"]
+__all__ = ["tables", "render_sources", "build_host", "run_host", "quantize_host", "cross_compile", "hop_instructions",
+           "host_hop_hashes", "bench_samples", "frame_hash"]

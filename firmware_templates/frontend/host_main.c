@@ -1,11 +1,13 @@
 /* Host driver of the front end, for tinyexit.frontend (tests, conformance benchmark):
  *
  *   tx_frontend_host IN N OUT MODE [LEVEL] [CHUNK] [SCALE ZP QOUT]
+ *   tx_frontend_host IN N OUT quant SCALE ZP
  *
  * IN holds clips of N int16 samples each (native byte order); OUT gets 49 x 10 float32 features per clip.
- * MODE clip: tx_frontend_clip. MODE push: a fresh state per clip, the clip pushed CHUNK samples at a time
- * (then zeros up to 16000 samples), with LEVEL "max" (the clip's signed maximum: the per-clip result),
- * "fixed:L" or "peak:DECAY:FLOOR". With SCALE ZP QOUT the features are also quantized into QOUT (int8). */
+ * MODE clip: tx_frontend_clip. MODE push: a fresh state per clip, all N samples pushed CHUNK at a time (then
+ * zeros up to 16000 samples when N is shorter), the ring's 49 frames written; LEVEL "max" (the clip's signed
+ * maximum: the per-clip result when N <= 16000), "fixed:L" or "peak:DECAY:FLOOR". With SCALE ZP QOUT the
+ * features are also quantized into QOUT (int8). MODE quant: IN holds N float32 values, OUT gets their int8. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +27,7 @@ static int fail(const char *what)
 static int push_clip(const int16_t *pcm, size_t n, const char *level, size_t chunk)
 {
   static const int16_t zeros[TX_FE_FRAME_STEP];
-  size_t used = n < TX_FE_CLIP_SAMPLES ? n : TX_FE_CLIP_SAMPLES, i;
+  size_t used = n, i;
   int ok;
   if (strcmp(level, "max") == 0) {
     int32_t peak = n ? pcm[0] : 0;
@@ -51,6 +53,21 @@ static int push_clip(const int16_t *pcm, size_t n, const char *level, size_t chu
   return 0;
 }
 
+/* MODE quant: N float32 values -> N int8 values */
+static int quant(const char *in_path, size_t n, const char *out_path, float scale, int32_t zp)
+{
+  float *x = (float *)malloc((n ? n : 1) * sizeof *x);
+  int8_t *y = (int8_t *)malloc(n ? n : 1);
+  FILE *in = fopen(in_path, "rb"), *out = fopen(out_path, "wb");
+  if (!x || !y || !in || !out || fread(x, sizeof *x, n, in) != n) return fail("quant: cannot read IN");
+  tx_frontend_quantize(x, n, scale, zp, y);
+  fwrite(y, 1, n, out);
+  fclose(in);
+  free(x);
+  free(y);
+  return fclose(out) != 0 ? fail("cannot write OUT") : 0;
+}
+
 int main(int argc, char **argv)
 {
   FILE *in, *out, *qout = NULL;
@@ -63,6 +80,8 @@ int main(int argc, char **argv)
   if (argc != 5 && argc != 6 && argc != 7 && argc != 8 && argc != 10)
     return fail("usage: tx_frontend_host IN N OUT clip|push [LEVEL] [CHUNK] [SCALE ZP QOUT]");
   n = (size_t)strtoul(argv[2], NULL, 10);
+  if (argc == 7 && strcmp(argv[4], "quant") == 0)
+    return quant(argv[1], n, argv[3], strtof(argv[5], NULL), (int32_t)strtol(argv[6], NULL, 10));
   push = strcmp(argv[4], "push") == 0;
   if (!push && strcmp(argv[4], "clip") != 0) return fail("MODE is clip or push");
   if (argc >= 6) level = argv[5];
