@@ -72,6 +72,12 @@ def tables() -> dict:
                 mel_weights=np.concatenate(weights).astype(np.float32), dct=dct, first_bin=first, last_bin=last)
 
 
+def bit_reversed(n: int) -> list[int]:
+    """For each index of an n-point FFT (n a power of 2), the index with its bits reversed."""
+    bits = n.bit_length() - 1
+    return [int(format(m, f"0{bits}b")[::-1], 2) for m in range(n)]
+
+
 def c_float(v) -> str:
     """A float32 as a C literal that reads back to the same float (10 significant digits, always a '.')."""
     return f"{float(np.float32(v)):.9e}f"
@@ -91,7 +97,7 @@ def render_sources(out: str | Path) -> list[Path]:
     ctx = dict(banner=BANNER, first_bin=t["first_bin"], last_bin=t["last_bin"], num_mel=MEL_BINS,
                hann=_rows(t["hann"]), cos=_rows(t["cos"]), sin=_rows(t["sin"]),
                mel_weights=_rows(t["mel_weights"]), mel_start=[int(v) for v in t["mel_start"]],
-               mel_count=[int(v) for v in t["mel_count"]],
+               mel_count=[int(v) for v in t["mel_count"]], bitrev=bit_reversed(FFT_LENGTH // 2),
                dct=dict(n=NUM_MFCC, rows=[", ".join(c_float(v) for v in row) for row in t["dct"]]))
     for name in TABLE_TEMPLATES:
         toolchain.render_to(f"{TEMPLATE_DIR}/{name}", out / name[:-3], **ctx)

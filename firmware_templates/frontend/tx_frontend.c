@@ -56,37 +56,40 @@ static float fe_log(float x)
   return z + 0.693359375f * (float)e;
 }
 
-/* In-place complex FFT of HALF_FFT points (re, im interleaved), radix 2, decimation in time. The twiddle
- * e^(-2 pi i j / len) of a stage of length len is W512^(j * 512 / len): the index into tx_fe_cos/tx_fe_sin
- * (W512^k = cos - i sin of 2 pi k / 512) stays below 256 since j < len / 2. */
+/* In-place complex FFT of HALF_FFT points (re, im interleaved), radix 2, decimation in time, on input already
+ * in bit-reversed order (compute_frame writes it so). The first two stages have the twiddles 1 and -i and run
+ * as one pass without multiplications. The twiddle e^(-2 pi i j / len) of a later stage of length len is
+ * W512^(j * 512 / len): the index into tx_fe_cos/tx_fe_sin (W512^k = cos - i sin of 2 pi k / 512) stays
+ * below 256 since j < len / 2. */
 static void fft_complex(float *a)
 {
   uint32_t i, j, len;
-  /* bit-reversal permutation of the 256 complex values (8 bits) */
-  for (i = 1, j = 0; i < HALF_FFT; i++) {
-    uint32_t bit = HALF_FFT >> 1;
-    for (; j & bit; bit >>= 1) j ^= bit;
-    j ^= bit;
-    if (i < j) {
-      float tr = a[2 * i], ti = a[2 * i + 1];
-      a[2 * i] = a[2 * j];
-      a[2 * i + 1] = a[2 * j + 1];
-      a[2 * j] = tr;
-      a[2 * j + 1] = ti;
-    }
+  for (i = 0; i < 2 * HALF_FFT; i += 8) {
+    float *x = a + i;
+    const float b0r = x[0] + x[2], b0i = x[1] + x[3], b1r = x[0] - x[2], b1i = x[1] - x[3];
+    const float b2r = x[4] + x[6], b2i = x[5] + x[7], b3r = x[4] - x[6], b3i = x[5] - x[7];
+    x[0] = b0r + b2r;   /* j = 0: twiddle 1 */
+    x[1] = b0i + b2i;
+    x[4] = b0r - b2r;
+    x[5] = b0i - b2i;
+    x[2] = b1r + b3i;   /* j = 1: twiddle -i, (-i) b3 = (b3i, -b3r) */
+    x[3] = b1i - b3r;
+    x[6] = b1r - b3i;
+    x[7] = b1i + b3r;
   }
-  for (len = 2; len <= HALF_FFT; len <<= 1) {
+  for (len = 8; len <= HALF_FFT; len <<= 1) {
     const uint32_t half = len >> 1, step = TX_FE_FFT_LENGTH / len;
     for (j = 0; j < half; j++) {
       const float wr = tx_fe_cos[j * step], wi = -tx_fe_sin[j * step];
       for (i = j; i < HALF_FFT; i += len) {
         float *u = a + 2 * i, *v = a + 2 * (i + half);
-        const float tr = wr * v[0] - wi * v[1];
-        const float ti = wr * v[1] + wi * v[0];
-        v[0] = u[0] - tr;
-        v[1] = u[1] - ti;
-        u[0] += tr;
-        u[1] += ti;
+        const float ur = u[0], ui = u[1], vr = v[0], vi = v[1];   /* all loaded before any store */
+        const float tr = wr * vr - wi * vi;
+        const float ti = wr * vi + wi * vr;
+        u[0] = ur + tr;
+        u[1] = ui + ti;
+        v[0] = ur - tr;
+        v[1] = ui - ti;
       }
     }
   }
@@ -95,16 +98,25 @@ static void fft_complex(float *a)
 /* One frame: the 480 raw samples in s->pcm -> 10 MFCCs in out. The 512 real inputs (windowed frame, then
  * 32 zeros) read as 256 complex values z[m] = x[2m] + i x[2m+1] are exactly the interleaved array; after the
  * 256-point FFT Z, bin k of the real FFT is X[k] = E + W512^k O with E = (Z[k] + conj Z[256-k]) / 2,
- * O = (Z[k] - conj Z[256-k]) / 2i. Only bins FIRST..LAST (those with a mel weight) are formed. */
+ * O = (Z[k] - conj Z[256-k]) / 2i. Only bins FIRST..LAST (those with a mel weight) are formed. The windowed
+ * samples are written straight to their bit-reversed places (tx_fe_bitrev), which the FFT expects. */
 static void compute_frame(tx_frontend_state *s, float level, float out[TX_FE_NUM_MFCC])
 {
   float mag[NUM_BINS], logmel[TX_FE_NUM_MEL];
   float *a = s->fft;
   uint32_t i, k, c, w;
 
-  /* as TensorFlow: (x / level) first, then times the window (same float operations, same order) */
-  for (i = 0; i < TX_FE_FRAME_LENGTH; i++) a[i] = ((float)s->pcm[i] / level) * tx_fe_hann[i];
-  for (; i < TX_FE_FFT_LENGTH; i++) a[i] = 0.0f;
+  /* as TensorFlow: (x / level) first, then times the window (same float operations, same order); complex
+   * value m = samples 2m and 2m + 1; m >= 240 are the zero padding */
+  for (i = 0; i < TX_FE_FRAME_LENGTH / 2; i++) {
+    float *z = a + 2 * tx_fe_bitrev[i];
+    z[0] = ((float)s->pcm[2 * i] / level) * tx_fe_hann[2 * i];
+    z[1] = ((float)s->pcm[2 * i + 1] / level) * tx_fe_hann[2 * i + 1];
+  }
+  for (; i < HALF_FFT; i++) {
+    float *z = a + 2 * tx_fe_bitrev[i];
+    z[0] = z[1] = 0.0f;
+  }
   fft_complex(a);
   for (k = TX_FE_FIRST_BIN; k <= TX_FE_LAST_BIN; k++) {
     const uint32_t m = (HALF_FFT - k) & (HALF_FFT - 1);   /* 256 - k, and 0 for k = 0 */
@@ -174,7 +186,7 @@ uint32_t tx_frontend_push(tx_frontend_state *s, const int16_t *pcm, size_t n)
       for (i = 0; i < take; i++)
         if ((float)pcm[i] > s->peak) s->peak = (float)pcm[i];
     }
-    memcpy(s->pcm + s->fill, pcm, take * sizeof pcm[0]);
+    for (i = 0; i < take; i++) s->pcm[s->fill + i] = pcm[i];
     s->fill += (uint32_t)take;
     pcm += take;
     n -= take;
@@ -184,7 +196,7 @@ uint32_t tx_frontend_push(tx_frontend_state *s, const int16_t *pcm, size_t n)
       s->head = s->head + 1 == TX_FE_NUM_FRAMES ? 0 : s->head + 1;
       s->frames++;
       done++;
-      memmove(s->pcm, s->pcm + TX_FE_FRAME_STEP, OVERLAP * sizeof s->pcm[0]);
+      for (i = 0; i < OVERLAP; i++) s->pcm[i] = s->pcm[TX_FE_FRAME_STEP + i];   /* no overlap: 160 < 320 */
       s->fill = OVERLAP;
       if (s->mode == TX_FE_LEVEL_PEAK) s->peak *= s->decay;
     }

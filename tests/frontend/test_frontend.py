@@ -1,7 +1,6 @@
 """The KWS front end in C (tinyexit.frontend) against the Python one (tinyexit.data.features.front_end, computed
 with tf.signal): per clip, incremental, with a running-peak level, the int8 quantization against quantize_array,
 the Cortex-M4F cross compile, and the firmware's frames on the emulated board against the host build's."""
-import shutil
 
 import numpy as np
 import pytest
