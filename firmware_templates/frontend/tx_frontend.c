@@ -56,14 +56,18 @@ static float fe_log(float x)
   return z + 0.693359375f * (float)e;
 }
 
-/* In-place complex FFT of HALF_FFT points (re, im interleaved), radix 2, decimation in time, on input already
- * in bit-reversed order (compute_frame writes it so). The first two stages have the twiddles 1 and -i and run
- * as one pass without multiplications. The twiddle e^(-2 pi i j / len) of a later stage of length len is
- * W512^(j * 512 / len): the index into tx_fe_cos/tx_fe_sin (W512^k = cos - i sin of 2 pi k / 512) stays
- * below 256 since j < len / 2. */
+/* In-place complex FFT of HALF_FFT = 256 points (re, im interleaved), radix 2, decimation in time, on input
+ * already in bit-reversed order (compute_frame writes it so). The 8 radix-2 stages run as 4 passes of two
+ * stages each (radix 2^2: the same butterflies, each value loaded and stored once per pass):
+ *   stages 2 and 4 have the twiddles 1 and -i: no multiplications;
+ *   stages L and 2L (L = 8, 32, 128, h = L / 2) over the values b + j, + h, + 2h, + 3h (b a multiple of 4h,
+ *   j < h): stage L pairs (0, h) and (2h, 3h), both with W_L^j; stage 2L pairs (0, 2h) with W_2L^j and
+ *   (h, 3h) with W_2L^(j+h) = -i W_2L^j (the rotation is exact: a swap and a sign).
+ * W_L^j = W512^(j 512 / L), read from tx_fe_cos / tx_fe_sin (W512^k = cos - i sin of 2 pi k / 512) at an index
+ * below 256 since j < L / 2. */
 static void fft_complex(float *a)
 {
-  uint32_t i, j, len;
+  uint32_t i, j, b, len;
   for (i = 0; i < 2 * HALF_FFT; i += 8) {
     float *x = a + i;
     const float b0r = x[0] + x[2], b0i = x[1] + x[3], b1r = x[0] - x[2], b1i = x[1] - x[3];
@@ -77,19 +81,31 @@ static void fft_complex(float *a)
     x[6] = b1r - b3i;
     x[7] = b1i + b3r;
   }
-  for (len = 8; len <= HALF_FFT; len <<= 1) {
-    const uint32_t half = len >> 1, step = TX_FE_FFT_LENGTH / len;
-    for (j = 0; j < half; j++) {
-      const float wr = tx_fe_cos[j * step], wi = -tx_fe_sin[j * step];
-      for (i = j; i < HALF_FFT; i += len) {
-        float *u = a + 2 * i, *v = a + 2 * (i + half);
-        const float ur = u[0], ui = u[1], vr = v[0], vi = v[1];   /* all loaded before any store */
-        const float tr = wr * vr - wi * vi;
-        const float ti = wr * vi + wi * vr;
-        u[0] = ur + tr;
-        u[1] = ui + ti;
-        v[0] = ur - tr;
-        v[1] = ui - ti;
+  for (len = 8; len <= HALF_FFT / 2; len <<= 2) {
+    const uint32_t h = len >> 1, s1 = TX_FE_FFT_LENGTH / len, s2 = TX_FE_FFT_LENGTH / (2 * len);
+    for (j = 0; j < h; j++) {
+      const float w1r = tx_fe_cos[j * s1], w1i = -tx_fe_sin[j * s1];
+      const float w2r = tx_fe_cos[j * s2], w2i = -tx_fe_sin[j * s2];
+      for (b = j; b < HALF_FFT; b += 4 * h) {
+        float *p0 = a + 2 * b, *p1 = p0 + 2 * h, *p2 = p0 + 4 * h, *p3 = p0 + 6 * h;
+        const float x0r = p0[0], x0i = p0[1], x1r = p1[0], x1i = p1[1];
+        const float x2r = p2[0], x2i = p2[1], x3r = p3[0], x3i = p3[1];
+        /* stage len: (0, h) and (2h, 3h) with w1 */
+        const float t1r = w1r * x1r - w1i * x1i, t1i = w1r * x1i + w1i * x1r;
+        const float t3r = w1r * x3r - w1i * x3i, t3i = w1r * x3i + w1i * x3r;
+        const float y0r = x0r + t1r, y0i = x0i + t1i, y1r = x0r - t1r, y1i = x0i - t1i;
+        const float y2r = x2r + t3r, y2i = x2i + t3i, y3r = x2r - t3r, y3i = x2i - t3i;
+        /* stage 2 len: (0, 2h) with w2, (h, 3h) with -i w2 */
+        const float u2r = w2r * y2r - w2i * y2i, u2i = w2r * y2i + w2i * y2r;
+        const float v3r = w2r * y3r - w2i * y3i, v3i = w2r * y3i + w2i * y3r;
+        p0[0] = y0r + u2r;
+        p0[1] = y0i + u2i;
+        p2[0] = y0r - u2r;
+        p2[1] = y0i - u2i;
+        p1[0] = y1r + v3i;   /* (-i) v3 = (v3i, -v3r) */
+        p1[1] = y1i - v3r;
+        p3[0] = y1r - v3i;
+        p3[1] = y1i + v3r;
       }
     }
   }
