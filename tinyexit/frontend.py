@@ -195,7 +195,7 @@ def hop_instructions(out: str | Path, board: str = "nrf52840", hops: int = 8, ti
     return dict(board=b.name, hops=hops, per_hop=per_hop, max_per_hop=max(per_hop),
                 mean_per_hop=float(np.mean(per_hop)), state_bytes=state,
                 tables_bytes=sum(toolchain.symbol_size(fw.elf, s) for s in
-                                 ("tx_fe_hann", "tx_fe_cos", "tx_fe_sin", "tx_fe_mel_start", "tx_fe_mel_count",
+                                 ("tx_fe_hann", "tx_fe_cos", "tx_fe_sin", "tx_fe_bitrev", "tx_fe_mel_start", "tx_fe_mel_count",
                                   "tx_fe_mel_weight", "tx_fe_dct")),
                 hashes=[int(ln[3]) for ln in lines])
 
