@@ -162,8 +162,8 @@ def main(argv=None) -> int:
         dec = f", decisions identical on {100 * a['decisions_identical']:.2f} % of clips" \
             if "decisions_identical" in a else ""
         print(f"        all: {n} clips, int8 identical {100 * a['int8_identical']:.4f} % ({diff} of {elems} "
-              f"differ), max {a['int8_max_lsb']}{dec} "
-              f"LSB -> targets {'met' if a['meets_targets'] else 'NOT met'}")
+              f"differ), max {a['int8_max_lsb']} LSB{dec} "
+              f"-> targets {'met' if a['meets_targets'] else 'NOT met'}")
         if not args.no_emulate:
             hop = frontend.hop_instructions(tmp / "hop", args.board)
             hop["firmware_equals_host"] = hop["hashes"] == frontend.host_hop_hashes(exe, hop["hops"])
