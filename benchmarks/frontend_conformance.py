@@ -3,7 +3,7 @@ on clips of the offline keyword data set and noisy / quiet / clipped variants of
 instructions per 320-sample hop on the emulated nRF52840 (Cortex-M4F, QEMU's exact count).
 
     .venv/bin/python benchmarks/frontend_conformance.py [--clips N (1000)] [--data DIR] [--run RUN]
-                                                        [--json OUT] [--no-emulate]
+                                                        [--json OUT] [--no-emulate] [--gain-study]
 
 Data: --data (a Speech Commands layout), else runs/data/kws-synth of this checkout or of ../main, else a small
 synthetic set made with espeak-ng in a temporary folder. Int8: the input QParams of the run's first segment
@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 ROOTS = (REPO, REPO.parent / "main")
 DEFAULT_QPARAMS = QParams(0.5795232057571411, 85)     # runs/kws-default's first segment input, 2026-12-07
 SNR_DB = 10.0
+RECORD_GAIN = 0.5          # gain study: test clips recorded with their peak at -6 dBFS
 
 
 def find(rel: str) -> Path | None:
@@ -86,6 +87,47 @@ def decisions_differing(run_dir: Path, q_c: np.ndarray, q_py: np.ndarray) -> int
     return int(((d_c.decision != d_py.decision) | (d_c.exit_index != d_py.exit_index)).sum())
 
 
+STUDY_LEVELS = {   # name -> (the driver's LEVEL, pushed after the previous test clip); clips peak at -6 dBFS
+    "clip max (MLPerf)": ("max", False),
+    "fixed, full scale": ("fixed:32767", False),
+    "fixed, at the recording level": (f"fixed:{RECORD_GAIN * 32767:g}", False),
+    "running peak 0.99/hop, floor 1000, cold": ("peak:0.99:1000", False),
+    "running peak 0.99/hop, floor 1000, warm": ("peak:0.99:1000", True),
+    "running peak 0.999/hop, floor 1000, warm": ("peak:0.999:1000", True),
+}
+
+
+def gain_study(exe: Path, run_dir: Path, qp: QParams) -> dict:
+    """Accuracy of the run's int8 model (TFLM oracle + policy.json) on its test split when the C front end
+    divides by a streaming level instead of each clip's maximum, WITHOUT retraining: the cost a streaming gain
+    has before the model is trained with it. The test clips are made as training evaluates them (MLPerf's
+    division, background noise, clipping), then recorded as int16 with their peak at RECORD_GAIN of full scale
+    and pushed from an empty state ("cold": the running peak starts at its floor) or after the previous test clip
+    ("warm": the ring then holds exactly the clip's 49 frames, the peak carries over as in a stream)."""
+    from tinyexit.bench import oracle_decisions, oracle_outputs
+    from tinyexit.data.features import Augment, prepare_clips
+    from tinyexit.data.speech_commands import load_speech_commands
+
+    data = json.loads((run_dir / "model.json").read_text())["data"]
+    ds = load_speech_commands(data["dir"], seed=data["seed"])
+    aug = Augment.from_dict(data["eval_augment"]) if data.get("eval_augment") else None
+    clips, y = prepare_clips(ds, "test", augment=aug, seed=data["seed"] + 2)
+    pcm = np.clip(np.round(clips * (RECORD_GAIN * 32767)), -32768, 32767).astype(np.int16)
+    man = json.loads((run_dir / "quant" / "manifest.json").read_text())
+    policy = json.loads((run_dir / "policy.json").read_text())
+    rows = {}
+    warm_pcm = np.concatenate([np.roll(pcm, 1, axis=0), pcm], axis=1)
+    for name, (level, warm) in STUDY_LEVELS.items():
+        _, q = frontend.run_host(exe, warm_pcm if warm else pcm, mode="push", level=level, qparams=qp)
+        res = oracle_decisions(oracle_outputs(run_dir, q), policy, man)
+        rows[name] = {"level": level, "warm": warm, "accuracy": float((res.decision == y).mean()),
+                      "exit_rate": float(res.exit_rate)}
+        print(f"  {name:>42}: accuracy {100 * rows[name]['accuracy']:.1f} %, early exits "
+              f"{100 * rows[name]['exit_rate']:.1f} %", flush=True)
+    return {"run": str(run_dir), "test_clips": int(len(y)), "record_gain": RECORD_GAIN, "levels": rows,
+            "retrained": False}
+
+
 def compare(exe: Path, pcm: np.ndarray, qp: QParams, run_dir: Path | None) -> dict:
     t0 = time.time()
     feats, q = frontend.run_host(exe, pcm, qparams=qp)
@@ -117,6 +159,9 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None, help="write the figures here")
     ap.add_argument("--no-emulate", action="store_true", help="skip the instruction count on QEMU")
     ap.add_argument("--board", default="nrf52840")
+    ap.add_argument("--gain-study", action="store_true",
+                    help="also: the run's test accuracy with streaming levels instead of the clip's maximum "
+                         "(no retraining)")
     args = ap.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="tinyexit-fe-bench-") as tmp:
@@ -164,6 +209,9 @@ def main(argv=None) -> int:
         print(f"        all: {n} clips, int8 identical {100 * a['int8_identical']:.4f} % ({diff} of {elems} "
               f"differ), max {a['int8_max_lsb']} LSB{dec} "
               f"-> targets {'met' if a['meets_targets'] else 'NOT met'}")
+        if args.gain_study and man and (man.parent.parent / "policy.json").is_file():
+            print("streaming levels on the run's test split (the model is not retrained with them):", flush=True)
+            report["gain_study"] = gain_study(exe, man.parent.parent, qp)
         if not args.no_emulate:
             hop = frontend.hop_instructions(tmp / "hop", args.board)
             hop["firmware_equals_host"] = hop["hashes"] == frontend.host_hop_hashes(exe, hop["hops"])
