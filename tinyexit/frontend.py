@@ -18,7 +18,6 @@ firmware part like codegen's library, built through `toolchain` the same way.
 from __future__ import annotations
 
 import functools
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -30,6 +29,7 @@ from tinyexit.data.features import (FFT_LENGTH, FRAME_LENGTH, LOWER_HZ, MEL_BINS
                                     UPPER_HZ)
 from tinyexit.data.speech_commands import SAMPLE_RATE
 from tinyexit.errors import TinyexitError
+from tinyexit.io import write_text
 from tinyexit.quantize.qparams import QParams
 
 TEMPLATE_DIR = "frontend"
@@ -90,6 +90,11 @@ def _rows(values: np.ndarray, per_line: int = PER_LINE) -> dict:
     return dict(n=len(flat), rows=[", ".join(flat[i:i + per_line]) for i in range(0, len(flat), per_line)])
 
 
+def _copy_template(name: str, out: Path) -> Path:
+    """A static file of firmware_templates/frontend/ written (atomically) into `out`."""
+    return write_text(out / name, (toolchain.TEMPLATES / TEMPLATE_DIR / name).read_text())
+
+
 def render_sources(out: str | Path) -> list[Path]:
     """Write the front end's C into `out`: the two static files and the two rendered table files. Returns
     the .c files to compile."""
@@ -104,7 +109,7 @@ def render_sources(out: str | Path) -> list[Path]:
     for name in TABLE_TEMPLATES:
         toolchain.render_to(f"{TEMPLATE_DIR}/{name}", out / name[:-3], **ctx)
     for name in STATIC_SOURCES:
-        shutil.copyfile(toolchain.TEMPLATES / TEMPLATE_DIR / name, out / name)
+        _copy_template(name, out)
     return [out / "tx_frontend.c", out / "tx_frontend_tables.c"]
 
 
@@ -112,8 +117,7 @@ def build_host(out: str | Path) -> Path:
     """The host driver (host_main.c + the front end) built into `out/tx_frontend_host`."""
     out = Path(out)
     sources = render_sources(out)
-    main = out / "host_main.c"
-    shutil.copyfile(toolchain.TEMPLATES / TEMPLATE_DIR / "host_main.c", main)
+    main = _copy_template("host_main.c", out)
     return toolchain.compile_host([main, *sources], out / "tx_frontend_host", include_dirs=[out], libs=("m",),
                                   what="front end host build")
 
@@ -182,8 +186,7 @@ def hop_instructions(out: str | Path, board: str = "nrf52840", hops: int = 8, ti
     runner = get_runner(b, needs=("instruction_windows",))
     src = out / "src"
     sources = render_sources(src)
-    main = src / "bench_main.c"
-    shutil.copyfile(toolchain.TEMPLATES / TEMPLATE_DIR / "bench_main.c", main)
+    main = _copy_template("bench_main.c", src)
     fw = build_firmware(b, [main, *sources], out / "fw", include_dirs=[src], defines={"TX_FE_HOPS": hops},
                         name="frontend")
     window = (toolchain.symbol_address(fw.elf, "tx_bench_begin"), toolchain.symbol_address(fw.elf, "tx_bench_end"))

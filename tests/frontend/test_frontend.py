@@ -189,6 +189,17 @@ def test_quantize_is_quantize_array(exe):
         assert np.array_equal(frontend.quantize_host(exe, x, qp), quantize_array(x, qp))
 
 
+def test_bad_input_is_one_line_error(exe):
+    from tinyexit.errors import TinyexitError
+    for bad, kw in [(np.zeros((2, 100), np.float32), {}), (np.zeros(100, np.int16), {}),
+                    (np.zeros((1, 100), np.int16), {"mode": "stream"}), (np.zeros((1, 100), np.int16), {"chunk": 0})]:
+        with pytest.raises(TinyexitError) as e:
+            frontend.run_host(exe, bad, **kw)
+        assert "\n" not in str(e.value)
+    with pytest.raises(TinyexitError, match="LEVEL"):
+        frontend.run_host(exe, np.zeros((1, 100), np.int16), mode="push", level="fixed:0")
+
+
 def test_tables_are_tensorflows():
     import tensorflow as tf
     t = frontend.tables()
