@@ -208,6 +208,14 @@ def train_kws(*, data: str | Path | None = None, out: str | Path = DEFAULT_RUN, 
                         train_copies=train_copies, max_train=max_train, verbose=verbose)
 
 
+def build_seeded(recipe, num_classes: int, mc, seed: int):
+    """The recipe's Keras model with its initial weights drawn from `seed`: Keras draws them when the layers
+    are built, so the seed is set before (training sets it again before fitting)."""
+    import keras
+    keras.utils.set_random_seed(seed)
+    return recipe.build(num_classes, mc)
+
+
 def _cap(x, y, max_train: int | None, seed: int):
     if max_train is not None and len(x) > max_train:
         pick = np.random.default_rng(seed).choice(len(x), max_train, replace=False)
@@ -236,7 +244,8 @@ def _train_kws(recipe, *, data, out, epochs, train_config, train_copies, max_tra
     note = ("synthetic speech (espeak-ng/flite voices) with background noise mixed in; it proves the "
             "pipeline, not accuracy on real speech") if dc.source == "synthetic" else "real recordings"
     return fit_and_write_run(
-        recipe.build(len(CLASSES), mc), mc, tc, (x, y), (xv, yv), (xt, yt), out=out, task="kws", classes=CLASSES,
+        build_seeded(recipe, len(CLASSES), mc, tc.seed), mc, tc, (x, y), (xv, yv), (xt, yt), out=out, task="kws",
+        classes=CLASSES,
         data_meta=asdict(dc), t0=t0, verbose=verbose, recipe=_as_trained(recipe, tc, train_copies),
         data_report={"source": dc.source, "dir": dc.dir, "test_split": "held-out speakers (testing_list.txt)",
                      "note": note})
@@ -327,7 +336,7 @@ def _train_image(recipe, *, data, out, epochs, train_config, train_copies, max_t
     xt, yt = ims.splits["test"]
     mc = recipe.model_config(len(ims.classes))
     return fit_and_write_run(
-        recipe.build(len(ims.classes), mc), mc, tc, (x, y), (xv, yv), (xt, yt), out=out, task=task,
+        build_seeded(recipe, len(ims.classes), mc, tc.seed), mc, tc, (x, y), (xv, yv), (xt, yt), out=out, task=task,
         classes=ims.classes, data_meta=data_meta, t0=t0, verbose=verbose,
         recipe=_as_trained(recipe, tc, train_copies),
         data_report={"source": ims.source, "dir": data_meta["dir"], "test_split": "held-out images",
