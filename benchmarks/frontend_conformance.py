@@ -5,9 +5,9 @@ instructions per 320-sample hop on the emulated nRF52840 (Cortex-M4F, QEMU's exa
     .venv/bin/python benchmarks/frontend_conformance.py [--clips N (1000)] [--data DIR] [--run RUN]
                                                         [--json OUT] [--no-emulate] [--gain-study]
 
-Data: --data (a Speech Commands layout), else runs/data/kws-synth of this checkout or of ../main, else a small
+Data: --data (a Speech Commands layout), else runs/data/kws-synth of this checkout, else a small
 synthetic set made with espeak-ng in a temporary folder. Int8: the input QParams of the run's first segment
-(runs/kws-default/quant/manifest.json, of this checkout or ../main), else scale 0.58, zero point 85.
+(runs/kws-default/quant/manifest.json of this checkout, or --run), else scale 0.58, zero point 85.
 Figures per variant: max and mean |C - Python| of the float features, the share of int8 elements identical, the
 max LSB difference, the share of clips whose 490 int8 inputs are all identical (issue #15's targets: >= 99.5 %
 identical, never more than 1 LSB apart) and, with the run's policy.json, the clips on which the run's int8 model
@@ -33,7 +33,7 @@ from tinyexit.io import write_json
 from tinyexit.quantize.qparams import QParams, quantize_array
 
 REPO = Path(__file__).resolve().parents[1]
-ROOTS = (REPO, REPO.parent / "main")
+ROOTS = (REPO,)
 DEFAULT_QPARAMS = QParams(0.5795232057571411, 85)     # runs/kws-default's first segment input, 2026-12-07
 SNR_DB = 10.0
 RECORD_GAIN = 0.5          # gain study: test clips recorded with their peak at -6 dBFS
