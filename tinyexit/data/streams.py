@@ -188,7 +188,7 @@ def csv_text(words: list[Word]) -> str:
     wr = csv.writer(buf, lineterminator="\n")
     wr.writerow(CSV_HEADER)
     for w in words:
-        wr.writerow((f"{w.onset / SAMPLE_RATE:.4f}", f"{w.offset / SAMPLE_RATE:.4f}", w.label, w.word, w.source))
+        wr.writerow((f"{w.onset / SAMPLE_RATE:.6f}", f"{w.offset / SAMPLE_RATE:.6f}", w.label, w.word, w.source))
     return buf.getvalue()
 
 
