@@ -3,7 +3,7 @@ Python and the Keras model, no firmware; tinyexit.streaming). Per recording (cle
 false accepts (and per hour, by kind), duplicates, and the accuracy of one-second windows centred on the words.
 
     .venv/bin/python benchmarks/kws_stream_eval.py --run RUN --streams DIR [--json OUT] [--hop-ms 250]
-        [--smooth-hops 3] [--threshold 0.7] [--refractory-s 1.0] [--exit NAME]
+        [--smooth-hops 3] [--threshold 0.7] [--refractory-s 1.0] [--exit NAME] [--sweep 0.5,0.7,0.8,0.9,0.95]
 
 Matching rule (tinyexit.data.stream_score, after MLPerf Tiny's streaming wake-word benchmark): a detection counts
 for an occurrence of its keyword between the onset and 0.5 s after the offset; one detection per occurrence.
@@ -30,6 +30,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threshold", type=float, default=0.7)
     ap.add_argument("--refractory-s", type=float, default=1.0)
     ap.add_argument("--exit", default=None, help="the exit whose posteriors are used (default: the final exit)")
+    ap.add_argument("--sweep", default="0.5,0.7,0.8,0.9,0.95",
+                    help="thresholds also scored on the same posteriors (false rejects vs false accepts per hour)")
     args = ap.parse_args(argv)
     try:
         return _run(args)
@@ -46,6 +48,10 @@ def _run(args) -> int:
     manifest = read_json(args.streams / MANIFEST, "make the recordings with `tinyexit data kws-stream --out DIR`")
     cfg = StreamConfig(hop_ms=args.hop_ms, smooth_hops=args.smooth_hops, threshold=args.threshold,
                        refractory_s=args.refractory_s, exit=args.exit).check()
+    try:
+        sweep = [float(v) for v in args.sweep.split(",") if v.strip()]
+    except ValueError:
+        raise TinyexitError(f"--sweep {args.sweep!r}: give comma-separated thresholds, e.g. 0.5,0.9") from None
     sm = StreamModel(args.run, cfg.exit)
     note = manifest.get("note", "")
     print(f"run {args.run} (exit {sm.exit}), streams {args.streams}: {manifest.get('minutes')} min each, "
@@ -60,7 +66,7 @@ def _run(args) -> int:
     t0 = time.time()
     for rec in manifest.get("recordings", []):
         wav = args.streams / f"{rec['name']}.wav"
-        r = evaluate_recording(sm, wav, cfg)
+        r = evaluate_recording(sm, wav, cfg, sweep=sweep)
         r["name"], r["snr_db"] = rec["name"], rec.get("snr_db")
         rows.append(r)
         k = r["false_accept_kinds"]
@@ -71,6 +77,13 @@ def _run(args) -> int:
               f"{r['accuracy_windows']:>7}")
     print(f"({time.time() - t0:.0f} s; FR: keyword occurrences not detected; FA: detections matching no occurrence "
           f"(wrong label / on an unknown word / no word); dup: extra detections within 1 s after a detected word)")
+    if sweep:
+        print("threshold sweep (same posteriors), FR % / FA per hour:")
+        print(f"{'threshold':>10} " + " ".join(f"{r['name']:>14}" for r in rows))
+        for i, th in enumerate(sweep):
+            cells = [f"{100 * r['sweep'][i]['false_reject_rate']:5.1f} / {r['sweep'][i]['false_accepts_per_hour']:6.1f}"
+                     for r in rows]
+            print(f"{th:>10g} " + " ".join(f"{c:>14}" for c in cells))
     if args.json:
         write_json(args.json, {"run": str(args.run), "streams": str(args.streams), "exit": sm.exit,
                                "source": manifest.get("source"), "note": note,

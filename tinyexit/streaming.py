@@ -124,9 +124,10 @@ def centred_windows(x: np.ndarray, truth: list[Occurrence], classes) -> tuple[np
     return clips, np.asarray(labels, np.int64)
 
 
-def evaluate_recording(sm: StreamModel, wav: str | Path, cfg: StreamConfig, truth_csv: str | Path | None = None) \
-        -> dict:
-    """Stream `wav` through the model; score against `truth_csv` (default: the CSV beside the WAV)."""
+def evaluate_recording(sm: StreamModel, wav: str | Path, cfg: StreamConfig, truth_csv: str | Path | None = None,
+                       sweep=()) -> dict:
+    """Stream `wav` through the model; score against `truth_csv` (default: the CSV beside the WAV). `sweep`:
+    further thresholds scored on the same posteriors ("sweep": false rejects and false accepts per hour each)."""
     cfg.check()
     wav = Path(wav)
     x = read_wav(wav)
@@ -135,10 +136,17 @@ def evaluate_recording(sm: StreamModel, wav: str | Path, cfg: StreamConfig, trut
     probs = sm.posteriors(win)
     dets = detect(times, probs, sm.classes, cfg)
     sc = score([(t, lab) for t, lab, _ in dets], truth, len(x) / SAMPLE_RATE)
+    swept = []
+    for th in sweep:
+        d = detect(times, probs, sm.classes, StreamConfig(**{**asdict(cfg), "threshold": float(th)}).check())
+        s = score([(t, lab) for t, lab, _ in d], truth, len(x) / SAMPLE_RATE)
+        swept.append({"threshold": float(th), "false_rejects": s.false_rejects,
+                      "false_reject_rate": s.false_reject_rate, "false_accepts": s.false_accepts,
+                      "false_accepts_per_hour": s.false_accepts_per_hour})
     clips, labels = centred_windows(x, truth, sm.classes)
     pred = np.argmax(sm.posteriors(clips), axis=-1) if len(clips) else np.zeros(0, np.int64)
     return {"wav": str(wav), "seconds": len(x) / SAMPLE_RATE, "hops": len(times), "exit": sm.exit,
-            "config": asdict(cfg), **sc.as_dict(),
+            "config": asdict(cfg), **sc.as_dict(), "sweep": swept,
             "accuracy": float(np.mean(pred == labels)) if len(labels) else None, "accuracy_windows": len(labels),
             "detections_list": [{"time_s": t, "label": lab, "posterior": p} for t, lab, p in dets],
             "missed": [{"onset_s": on, "label": lab} for on, lab in sc.missed]}
