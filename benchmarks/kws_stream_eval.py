@@ -61,7 +61,7 @@ def _run(args) -> int:
     print(f"hop {cfg.hop_ms:g} ms, posteriors averaged over {cfg.smooth_hops} hops, threshold {cfg.threshold:g}, "
           f"refractory {cfg.refractory_s:g} s; detection window: onset .. offset + 0.5 s (MLPerf)")
     print(f"{'recording':>10} {'SNR dB':>7} {'FR':>5} {'FR %':>6} {'FA':>4} {'FA/h':>7} {'wrong':>5} "
-          f"{'unk':>4} {'none':>4} {'dup':>4} {'acc %':>6} {'windows':>7}")
+          f"{'unk':>4} {'none':>4} {'dup':>4} {'acc %':>6} {'words':>6} {'sil.':>6} {'windows':>7}")
     rows = []
     t0 = time.time()
     for rec in manifest.get("recordings", []):
@@ -73,10 +73,11 @@ def _run(args) -> int:
         snr = "clean" if r["snr_db"] is None else f"{r['snr_db']:g}"
         print(f"{r['name']:>10} {snr:>7} {r['false_rejects']:>5} {100 * r['false_reject_rate']:>6.1f} "
               f"{r['false_accepts']:>4} {r['false_accepts_per_hour']:>7.1f} {k['wrong_label']:>5} "
-              f"{k['on_unknown']:>4} {k['no_word']:>4} {r['duplicates']:>4} {100 * r['accuracy']:>6.1f} "
-              f"{r['accuracy_windows']:>7}")
+              f"{k['on_unknown']:>4} {k['no_word']:>4} {r['duplicates']:>4} {_pct(r['accuracy']):>6} {_pct(r['accuracy_words']):>6} "
+              f"{_pct(r['accuracy_silence']):>6} {r['accuracy_windows']:>7}")
     print(f"({time.time() - t0:.0f} s; FR: keyword occurrences not detected; FA: detections matching no occurrence "
-          f"(wrong label / on an unknown word / no word); dup: extra detections within 1 s after a detected word)")
+          f"(wrong label / on an unknown word / no word); dup: extra detections within 1 s after a detected word; "
+          f"acc: 1-s windows centred on the words (words) and on gaps >= 1.2 s (sil., _silence_))")
     if sweep:
         print("threshold sweep (same posteriors), FR % / FA per hour:")
         print(f"{'threshold':>10} " + " ".join(f"{r['name']:>14}" for r in rows))
@@ -90,6 +91,10 @@ def _run(args) -> int:
                                "config": rows[0]["config"] if rows else None, "recordings": rows})
         print(f"wrote {args.json}")
     return 0
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f}"
 
 
 if __name__ == "__main__":

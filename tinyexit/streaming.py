@@ -144,9 +144,16 @@ def evaluate_recording(sm: StreamModel, wav: str | Path, cfg: StreamConfig, trut
                       "false_reject_rate": s.false_reject_rate, "false_accepts": s.false_accepts,
                       "false_accepts_per_hour": s.false_accepts_per_hour})
     clips, labels = centred_windows(x, truth, sm.classes)
+    silence = sm.classes.index("_silence_") if "_silence_" in sm.classes else -1
     pred = np.argmax(sm.posteriors(clips), axis=-1) if len(clips) else np.zeros(0, np.int64)
     return {"wav": str(wav), "seconds": len(x) / SAMPLE_RATE, "hops": len(times), "exit": sm.exit,
             "config": asdict(cfg), **sc.as_dict(), "sweep": swept,
-            "accuracy": float(np.mean(pred == labels)) if len(labels) else None, "accuracy_windows": len(labels),
+            "accuracy": _share(pred == labels), "accuracy_windows": len(labels),
+            "accuracy_words": _share((pred == labels)[labels != silence]),
+            "accuracy_silence": _share((pred == labels)[labels == silence]),
             "detections_list": [{"time_s": t, "label": lab, "posterior": p} for t, lab, p in dets],
             "missed": [{"onset_s": on, "label": lab} for on, lab in sc.missed]}
+
+
+def _share(hits: np.ndarray) -> float | None:
+    return float(np.mean(hits)) if hits.size else None
