@@ -11,7 +11,6 @@ for an occurrence of its keyword between the onset and 0.5 s after the offset; o
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
