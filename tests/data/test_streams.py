@@ -216,3 +216,21 @@ def test_espeak_voices(tmp_path_factory):
         inside[a:b] = True
         assert np.sqrt(np.mean(x[a:a + int(0.1 * SAMPLE_RATE)] ** 2)) > 1e-3
     assert np.all(x[~inside] == 0.0)
+
+
+def test_cli_default_data_is_the_offline_set(made, tmp_path, capsys, monkeypatch):
+    """Without --data the recordings come from tinyexit.train.default_dataset (made there when missing)."""
+    import tinyexit.train
+    root, _, _ = made
+    asked = []
+    monkeypatch.setattr(tinyexit.train, "default_dataset", lambda: asked.append(1) or root)
+    assert main(["data", "kws-stream", "--out", str(tmp_path / "o"), "--minutes", "0.2", "--snr", "5"]) == 0
+    assert asked == [1]
+    assert json.loads((tmp_path / "o" / "streams.json").read_text())["data"] == str(root.resolve())
+
+
+def test_cli_output_under_a_file_is_refused_in_one_line(made, tmp_path, capsys):
+    root, _, _ = made
+    (tmp_path / "afile").write_text("x")
+    rc, err = _cli(capsys, "--out", str(tmp_path / "afile" / "o"), "--data", str(root), "--minutes", "0.2")
+    assert rc == 2 and len(err.splitlines()) == 1 and "cannot create the folder" in err, err
