@@ -13,7 +13,7 @@ TRUTH = [Occurrence(1.0, 1.5, "yes"), Occurrence(4.0, 4.4, "no"), Occurrence(7.0
 
 def counts(dets, truth=TRUTH, duration=HOUR):
     s = score(dets, truth, duration)
-    return s.true_accepts, s.false_rejects, s.false_accepts, s.duplicates
+    return s.true_accepts, s.false_rejects, s.false_accepts, s.duplicates, s.late
 
 
 def test_all_detected():
@@ -23,24 +23,26 @@ def test_all_detected():
 
 
 def test_window_edges():
-    assert counts([(2.0, "yes"), (4.9, "no")]) == (2, 0, 0, 0)          # offset + 0.5 s: inside
-    assert counts([(1.0, "yes")]) == (1, 1, 0, 0)                       # at the onset: inside
-    assert counts([(2.001, "yes")]) == (0, 2, 1, 0)                     # just after: a miss and a false accept
-    assert counts([(0.999, "yes")]) == (0, 2, 1, 0)                     # before the onset
+    assert counts([(2.0, "yes"), (4.9, "no")]) == (2, 0, 0, 0, 0)       # offset + 0.5 s: inside
+    assert counts([(1.0, "yes")]) == (1, 1, 0, 0, 0)                    # at the onset: inside
+    assert counts([(2.001, "yes")]) == (0, 2, 0, 0, 1)                  # just after: a miss, the detection late
+    assert counts([(2.5, "yes")]) == (0, 2, 0, 0, 1)                    # offset + 1.0 s: still late (masked)
+    assert counts([(2.501, "yes")]) == (0, 2, 1, 0, 0)                  # beyond: a false accept too
+    assert counts([(0.999, "yes")]) == (0, 2, 1, 0, 0)                  # before the onset: a false accept
 
 
 def test_double_detection():
-    assert counts([(1.6, "yes"), (1.9, "yes")]) == (1, 1, 0, 1)         # the second: a duplicate
-    assert counts([(1.6, "yes"), (2.5, "yes")]) == (1, 1, 0, 1)         # offset + 1.0 s: still a duplicate
+    assert counts([(1.6, "yes"), (1.9, "yes")]) == (1, 1, 0, 1, 0)      # the second: a duplicate
+    assert counts([(1.6, "yes"), (2.5, "yes")]) == (1, 1, 0, 1, 0)      # offset + 1.0 s: still a duplicate
     s = score([(1.6, "yes"), (2.6, "yes")], TRUTH, HOUR)                # beyond: a false accept, in no window
     assert (s.true_accepts, s.false_accepts, s.duplicates) == (1, 1, 0)
     assert s.false_accept_kinds == {"wrong_label": 0, "on_unknown": 0, "no_word": 1}
 
 
 def test_wrong_label_and_unknown_word():
-    s = score([(1.6, "no"), (7.3, "yes")], TRUTH, HOUR)
-    assert (s.true_accepts, s.false_rejects, s.false_accepts) == (0, 2, 2)
-    assert s.false_accept_kinds == {"wrong_label": 1, "on_unknown": 1, "no_word": 0}
+    s = score([(1.6, "no"), (7.3, "yes"), (2.4, "up")], TRUTH, HOUR)      # 2.4: after yes, within its 1 s
+    assert (s.true_accepts, s.false_rejects, s.false_accepts, s.late) == (0, 2, 3, 0)
+    assert s.false_accept_kinds == {"wrong_label": 2, "on_unknown": 1, "no_word": 0}
     assert s.missed == [(1.0, "yes"), (4.0, "no")]
 
 

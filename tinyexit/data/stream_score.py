@@ -9,10 +9,11 @@ wake word; here every keyword is scored with its own label:
 - Detections are taken in time order (greedy in time). A detection of label L at time t (the end of the audio the
   detector had heard) matches the earliest not-yet-matched occurrence of L with onset <= t <= offset + WINDOW_S.
   Each occurrence is matched by at most one detection.
-- A detection that matches nothing but falls within [onset, offset + SUPPRESS_S] of an already matched occurrence
-  of its label is a duplicate: reported, not a false accept (MLPerf masks those firings).
-- Every other detection is a false accept: `wrong_label` when it falls in the window of a keyword occurrence of
-  another label, `on_unknown` in the window of an unknown word, `no_word` elsewhere.
+- A detection that matches nothing but falls within [onset, offset + SUPPRESS_S] of an occurrence of its label is
+  not a false accept (MLPerf masks firings up to 1 s after a wake word): a `duplicate` when that occurrence was
+  matched, `late` when it was not (the occurrence stays a false reject: the detection came too late).
+- Every other detection is a false accept: `wrong_label` when it falls within [onset, offset + SUPPRESS_S] of a
+  keyword occurrence of another label, `on_unknown` within that span of an unknown word, `no_word` elsewhere.
 - Keyword occurrences left unmatched are false rejects. Unknown words are never to be detected (no false reject).
 - Detections whose label starts with "_" (`_silence_`, `_unknown_`) are not keyword detections and are ignored.
 False accepts per hour = false accepts / (recording length in hours).
@@ -49,6 +50,7 @@ class StreamScore:
     false_accepts: int
     duplicates: int
     hours: float
+    late: int = 0
     false_accept_kinds: dict = field(default_factory=dict)      # wrong_label / on_unknown / no_word -> count
     matches: list = field(default_factory=list)                  # (detection time, label, occurrence onset)
     missed: list = field(default_factory=list)                   # (onset, label) of each false reject
@@ -66,7 +68,7 @@ class StreamScore:
                 "false_rejects": self.false_rejects, "false_reject_rate": self.false_reject_rate,
                 "false_accepts": self.false_accepts, "false_accepts_per_hour": self.false_accepts_per_hour,
                 "false_accept_kinds": dict(self.false_accept_kinds), "duplicates": self.duplicates,
-                "hours": self.hours}
+                "late": self.late, "hours": self.hours}
 
 
 def read_truth(path: str | os.PathLike) -> list[Occurrence]:
@@ -130,14 +132,17 @@ def score(detections, truth: list[Occurrence], duration_s: float, *, window_s: f
             res.true_accepts += 1
             res.matches.append((t, lab, keywords[hit].onset))
             continue
-        if any(matched[i] and o.label == lab and o.onset <= t <= o.offset + suppress_s
-               for i, o in enumerate(keywords)):
-            res.duplicates += 1
+        near = [i for i, o in enumerate(keywords) if o.label == lab and o.onset <= t <= o.offset + suppress_s]
+        if near:
+            if any(matched[i] for i in near):
+                res.duplicates += 1
+            else:
+                res.late += 1
             continue
         res.false_accepts += 1
-        if any(o.label != lab and o.onset <= t <= o.offset + window_s for o in keywords):
+        if any(o.label != lab and o.onset <= t <= o.offset + suppress_s for o in keywords):
             kind = "wrong_label"
-        elif any(o.onset <= t <= o.offset + window_s for o in unknown):
+        elif any(o.onset <= t <= o.offset + suppress_s for o in unknown):
             kind = "on_unknown"
         else:
             kind = "no_word"
