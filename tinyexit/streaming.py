@@ -84,7 +84,7 @@ def hop_windows(x: np.ndarray, hop: int) -> tuple[np.ndarray, np.ndarray]:
     ends = np.arange(SAMPLE_RATE, len(x) + 1, hop)
     if len(ends) == 0:
         raise TinyexitError(f"the recording is {len(x) / SAMPLE_RATE:.2f} s long; streaming needs at least 1 s")
-    win = np.lib.stride_tricks.sliding_window_view(x, SAMPLE_RATE)[ends - SAMPLE_RATE]
+    win = np.lib.stride_tricks.sliding_window_view(x, SAMPLE_RATE)[::hop][:len(ends)]    # a view: no copy
     return ends / SAMPLE_RATE, win
 
 
