@@ -152,8 +152,8 @@ def build_host(sources: Sequence[str | Path], out: str | Path, *, include_dirs: 
 
 def render_config(pipeline: Pipeline, out: str | Path, num_inputs: int = 0) -> list[Path]:
     """Write the one generated description of `pipeline` (tx_pipeline_config.{h,c}, tinyexit.pipeline.c_config)
-    and the static headers it goes with (tx_stage.h, tx_policy.h, tx_temporal.h) into `out`: the app, the checkpointing runtime
-    and the branch firmware read it."""
+    and the static headers it goes with (tx_stage.h, tx_policy.h, tx_temporal.h) into `out`: the app, the
+    checkpointing runtime and the branch firmware read it."""
     out = Path(out)
     ctx = c_config(pipeline, num_inputs)
     return [render("runtime/tx_pipeline_config.h.j2", out / "tx_pipeline_config.h", **ctx),

@@ -5,7 +5,7 @@
 
    Output (one line each, '\n'-terminated):
      TX BEGIN board=<name> inputs=<n> stages=<seg0>,<exit1>,<seg1>... exits=<exit1>,...,final unit=<ticks|cycles|none> no_exit=<0|1>
-     TX R i=<index> exit=<exit index> class=<argmax> label=<label or -1> conf=<max int8> ticks=<t>,<t>,- out=<hex int8 bytes>
+     TX R i=<index> exit=<exit index> class=<decision: argmax, or a temporal rule's> label=<label or -1> conf=<max int8> ticks=<t>,<t>,- out=<hex int8 bytes>
      TX END n=<n> correct=<count> exits=<count per exit> ticks=<sum of all stage ticks> stack=<bytes used>
    `ticks` lists one entry per stage in BEGIN's order, '-' for stages not run. */
 #include <stdint.h>
@@ -128,12 +128,13 @@ static int exit_here(uint32_t k, const int8_t *q, uint32_t n)
 
 static result_t infer(const int8_t *input)
 {
-  result_t r = {TX_APP_NUM_EXITS - 1u, 0, 0};
-  const int8_t *in = input;
 #if TX_APP_TEMPORAL
+  result_t r = {TX_APP_NUM_EXITS - 1u, 0, 0, -1};
   int first_head = 1;
-  r.decision = -1;
+#else
+  result_t r = {TX_APP_NUM_EXITS - 1u, 0, 0};
 #endif
+  const int8_t *in = input;
   memset(stage_ran, 0, sizeof stage_ran);
   tx_bench_begin();
   for (uint32_t k = 0; k < TX_APP_NUM_SEGMENTS; k++) {

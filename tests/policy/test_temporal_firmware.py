@@ -203,3 +203,87 @@ def test_bad_temporal_parameters_are_one_line_errors(pol, words):
     with pytest.raises(TinyexitError) as e:
         Pipeline.from_manifest(MANIFEST, {**pol, "exits": [{"name": "exit1", "threshold_q": 0}]})
     assert words in str(e.value) and "\n" not in str(e.value)
+
+
+# ------------------------------------------------------------------------------------------ a tiny run
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from tests._tiny_run import make_tiny_run
+    return make_tiny_run(tmp_path_factory.mktemp("temporal_run") / "run")
+
+
+@pytest.mark.parametrize("kind", ["patience", "difference"])
+def test_calibrate_writes_a_temporal_policy_the_firmware_accepts(tiny_run, tmp_path, kind):
+    from tinyexit.build import pipeline_from_run
+    from tinyexit.policy.calibrate import calibrate_run
+    from tinyexit.run import Run
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    p = calibrate_run(run, policy=kind, epsilon=0.3, stream_scenes=4.0, gate=0.05 if kind == "patience" else None)
+    pol = Run(run).policy()
+    assert pol["policy"] == kind and "not exchangeable" in pol["guarantee"] and pol["test"]["stream"]
+    pipe, _, _ = pipeline_from_run(run)
+    assert pipe.policy.kind == kind
+    assert pipe.policy.param_q == (p["patience"] if kind == "patience" else p["distance_q"])
+    assert pipe.policy.exits[0].threshold_q == p["threshold_q"]
+    if kind == "patience" and p["selected"]:
+        assert p["threshold_q"] == MaxSoftmax(0.05).threshold_q(QParams.of(pol["exits"][0]["output"]))
+
+
+def test_calibrate_refuses_bad_temporal_options(tiny_run, tmp_path):
+    from tinyexit.policy.calibrate import calibrate_run
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    for kw, words in ((dict(stream_scenes=0.5), "--stream-scenes"), (dict(gate=1.5), "--gate"),
+                      (dict(stream_length=0), "--stream-length"), (dict(source="float"), "--source float")):
+        with pytest.raises(TinyexitError) as e:
+            calibrate_run(run, policy="patience", **kw)
+        assert words in str(e.value) and "\n" not in str(e.value)
+    (run / "policy.json").write_text('{"policy": "patience", "patience": 0, "exits": [{"name": "exit1", '
+                                     '"threshold_q": 0}]}')
+    from tinyexit.run import Run
+    with pytest.raises(TinyexitError, match="patience"):
+        Run(run).policy()
+
+
+@pytest.mark.parametrize("pol", [
+    {"policy": "patience", "patience": 2, "max_softmax": None, "gate": -128},
+    {"policy": "patience", "patience": 1, "max_softmax": 0.11, "gate": None},
+    {"policy": "difference", "distance_q": None, "reference": "scene", "max_softmax": None, "gate": -128},
+    {"policy": "difference", "distance_q": None, "reference": "previous", "max_softmax": 0.11, "gate": None},
+])
+def test_host_app_decides_as_the_oracle_on_a_stream(tiny_run, tmp_path, pol):
+    """The firmware app (tx_app.c over the generated description and library) built for the host, fed a scene
+    stream of test inputs, against tflite_micro's outputs and the Python rule, input by input."""
+    from tinyexit.bench import compare_with_oracle, oracle_decisions, oracle_outputs, stream_inputs
+    from tinyexit.build import APP_SOURCES, build_host, library_sources, model_library, pipeline_from_run, render_app
+    from tinyexit.run import Run
+    from tinyexit.targets.app_output import parse_app_output
+    run = Run(tiny_run)
+    man = run.manifest()
+    x_q, y = stream_inputs(run, man, 80, 4.0, seed=3)
+    outs = oracle_outputs(run, x_q)
+    qp = QParams.of(man["exits"][0]["output"])
+    pol = dict(pol)
+    gate = pol.pop("gate")
+    if gate is None:   # a gate that some inputs pass and some do not
+        pol["max_softmax"] = float(qp.dequantize(int(np.median(outs[0].astype(np.int64).max(axis=1)))))
+        gate = MaxSoftmax(pol["max_softmax"]).threshold_q(qp)
+    if pol["policy"] == "difference":   # the median squared distance of consecutive first-exit outputs
+        d = np.diff(outs[0].astype(np.int64), axis=0)
+        pol["distance_q"] = int(np.median((d * d).sum(axis=1)))
+    pol["exits"] = [{"name": man["exits"][0]["name"], "threshold_q": int(gate)}]
+    lib = model_library(run)
+    pipe, _, policy = pipeline_from_run(run, pol)
+    app = tmp_path / "app"
+    render_app(pipe.with_library(lib), x_q, y, app)
+    exe = build_host([app / s for s in APP_SOURCES] + library_sources(lib), tmp_path / "host",
+                     include_dirs=[app, lib], defines={"TX_APP_NO_EXIT": 0, "TX_APP_SERIAL_INPUTS": 0})
+    fw = parse_app_output(subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout)
+    dec = oracle_decisions(outs, policy, man)
+    cmp = compare_with_oracle(fw, outs, dec)
+    assert cmp["identical"] == cmp["inputs"] == len(x_q), cmp["mismatches"]
+    if pol["policy"] == "difference":   # both branches taken (the untrained run's first exit rarely agrees with
+        assert 0 < int((dec.exit_index == 0).sum()) < len(x_q)   # the final: patience's stops are covered above)
