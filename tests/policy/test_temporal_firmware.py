@@ -287,3 +287,13 @@ def test_host_app_decides_as_the_oracle_on_a_stream(tiny_run, tmp_path, pol):
     assert cmp["identical"] == cmp["inputs"] == len(x_q), cmp["mismatches"]
     if pol["policy"] == "difference":   # both branches taken (the untrained run's first exit rarely agrees with
         assert 0 < int((dec.exit_index == 0).sum()) < len(x_q)   # the final: patience's stops are covered above)
+
+
+def test_cli_refuses_a_bad_stream_option_in_one_line(tiny_run):
+    import os
+    import sys
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    p = subprocess.run([sys.executable, "-m", "tinyexit", "calibrate", str(tiny_run), "--policy", "difference",
+                        "--stream-scenes", "0.5"], capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 2 and "--stream-scenes must be >= 1" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
