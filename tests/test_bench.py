@@ -169,6 +169,44 @@ def test_other_policies_match_python(tiny_run, tmp_path, kind):
     assert cmp["identical"] == N_INPUTS, cmp["mismatches"]
 
 
+@pytest.mark.parametrize("kind", ["difference", "patience"])
+def test_temporal_policy_bench_equals_oracle(tiny_run, tmp_path, kind):
+    """Temporal policies on the emulated board: the inputs are one stream, the state lives across them; the
+    firmware's exit, decision and output bytes equal the integer Python rule on tflite_micro's outputs and the
+    host build, on every input."""
+    import shutil
+
+    from tinyexit.bench import bench_run, oracle_decisions, oracle_outputs
+    from tinyexit.policy.decisions import MaxSoftmax
+
+    src, (x_q, y) = tiny_run
+    run = tmp_path / "run"
+    shutil.copytree(src, run)
+    man = json.loads((run / "quant" / "manifest.json").read_text())
+    qp = man["exits"][0]["output"]
+    outs = oracle_outputs(run, x_q)
+    # a stream: inputs grouped by the final exit's class, those where the first exit agrees with it first
+    early, final = outs[0].argmax(axis=1), outs[1].argmax(axis=1)
+    order = np.lexsort((early != final, final))
+    x_q, y, outs = x_q[order], np.asarray(y)[order], [o[order] for o in outs]
+    gate = float((np.min(outs[0].astype(np.int64).max(axis=1)) + 1 - qp["zero_point"]) * qp["scale"])
+    policy = {"policy": kind, "exit": "exit1", "max_softmax": gate, "threshold_q": MaxSoftmax(gate).threshold_q(qp),
+              "exits": [{"name": "exit1", "threshold_q": MaxSoftmax(gate).threshold_q(qp), "output": qp}]}
+    if kind == "difference":
+        d = np.diff(outs[0].astype(np.int64), axis=0)
+        policy.update(distance_q=int(np.median((d * d).sum(axis=1))), reference="scene", threshold=None)
+    else:
+        policy.update(patience=1, threshold=1.0)
+    (run / "policy.json").write_text(json.dumps(policy))
+    r = bench_run(run, "nrf52840", emulate=True, inputs=(x_q, y), out=tmp_path / "bench", log=None)
+    dec = oracle_decisions(outs, policy, man)
+    assert r["oracle"]["early_exit"]["identical"] == N_INPUTS, r["oracle"]["early_exit"]["mismatches"]
+    assert r["host"] == {"inputs": N_INPUTS, "identical": N_INPUTS}
+    if kind == "difference":   # this untrained model's first exit never agrees with its final one, so patience
+        assert 0 < int(np.sum(dec.exit_index == 0)) < N_INPUTS   # never stops here (tests/policy covers its stops)
+    assert r["exit_rate"]["exit1"] == pytest.approx(float(np.mean(dec.exit_index == 0)))
+
+
 def test_bench_without_instruction_counter(tiny_run, tmp_path, monkeypatch):
     """With a runner that cannot count instructions (a real board's) the bench falls back to the firmware's own
     tick counts: here QEMU declared without the capability (asking it for a window would be refused)."""

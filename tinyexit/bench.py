@@ -77,6 +77,8 @@ def oracle_decisions(outs: list[np.ndarray], policy: dict, manifest: dict, conf_
     exits = manifest["exits"]
     qparams = [e["output"] for e in exits]
     kind = policy.get("policy", "max_softmax")
+    if kind in ("patience", "difference"):
+        return _temporal_decisions(outs, policy, exits)
     if kind == "confidence":
         if conf_outs is None:
             raise TinyexitError("the confidence policy's oracle needs the confidence models' outputs "
@@ -101,6 +103,41 @@ def oracle_decisions(outs: list[np.ndarray], policy: dict, manifest: dict, conf_
             raise TinyexitError(f"policy.json's threshold_q {e['threshold_q']} for {e['name']} disagrees with the "
                                 f"Python policy's {want}; re-run `tinyexit calibrate`.")
     return res
+
+
+def _temporal_decisions(outs: list[np.ndarray], policy: dict, exits: list[dict]):
+    """A temporal policy's decisions over the inputs in order (a stream): the integer rule with policy.json's
+    integers (what the firmware is configured with), which must be the integer forms of its float parameters."""
+    from tinyexit.pipeline import temporal_params
+    from tinyexit.policy.decisions import DifferenceDetection, MaxSoftmax, temporal_decide_q
+    kind = policy["policy"]
+    param_q, reference = temporal_params(policy)
+    gate = int(policy["exits"][0]["threshold_q"])
+    qp = exits[0]["output"]
+    want_gate = None if policy.get("max_softmax") is None else MaxSoftmax(float(policy["max_softmax"])).threshold_q(qp)
+    if policy.get("selected", True) and gate != (-128 if want_gate is None else want_gate):
+        raise TinyexitError(f"policy.json's gate threshold_q {gate} disagrees with its max_softmax "
+                            f"{policy.get('max_softmax')}; re-run `tinyexit calibrate --policy {kind}`.")
+    if kind == "difference" and policy.get("threshold") is not None and \
+            DifferenceDetection(float(policy["threshold"])).threshold_q(qp) != param_q:
+        raise TinyexitError(f"policy.json's distance_q {param_q} disagrees with its threshold "
+                            f"{policy['threshold']}; re-run `tinyexit calibrate --policy difference`.")
+    flat = [np.asarray(o).reshape(len(o), -1) for o in outs]
+    from tinyexit.policy.decisions import argmax_first
+    return temporal_decide_q(kind, flat[0], argmax_first(flat[-1]), param_q, gate,
+                             [e["macs_to_exit"] for e in exits], reference)
+
+
+def stream_inputs(run: Run, manifest: dict, num_inputs: int, mean_scene: float, seed: int = 0):
+    """A scene stream of `num_inputs` test inputs (policy.streams.scene_stream), quantized as the firmware's
+    front end does -> (int8 [N, input_size], labels [N]): the inputs of a temporal policy's bench."""
+    from tinyexit.policy.streams import scene_stream
+    from tinyexit.quantize.qparams import QParams, quantize_array
+    x, y = run.split("test")
+    idx = scene_stream(np.asarray(y), num_inputs, mean_scene, seed)
+    qp = manifest["segments"][0]["input"]
+    q = quantize_array(x[idx], QParams(float(qp["scale"]), int(qp["zero_point"])))
+    return q.reshape(len(idx), -1), np.asarray(y)[idx]
 
 
 def compare_with_oracle(fw: AppOutput, outs: list[np.ndarray], decisions) -> dict:
@@ -163,7 +200,10 @@ def bench_run(run_dir: str | Path, board: str | Board = "nrf52840", emulate: boo
         if not connected_probes():
             raise NoProbeError(no_probe_message(b))
     pipe, man, policy = pipeline_from_run(run)
-    if inputs is None:
+    temporal = policy.get("policy") in ("patience", "difference")
+    if inputs is None and temporal:   # consecutive inputs of a stream: the rule's state lives across them
+        inputs = stream_inputs(run, man, num_inputs, float((policy.get("stream") or {}).get("mean_scene", 5.0)), seed)
+    elif inputs is None:
         inputs = run.test_inputs(man, num_inputs, seed)
     x_q, y = np.asarray(inputs[0], np.int8), np.asarray(inputs[1])
     out_dir = Path(out) if out else run.bench_dir(b.variant)
@@ -221,6 +261,10 @@ def _measure(run: Run, b: Board, man: dict, policy: dict, x_q: np.ndarray, y: np
         "agree_with_no_exit": float(np.mean(pred_ee == pred_ne)) if n else None,
         "kernels": _library_kernels(run),
     }
+    if policy.get("policy") in ("patience", "difference"):
+        result["policy"].update({k: policy.get(k) for k in ("patience", "distance_q", "reference", "max_softmax")})
+        result["stream"] = {"mean_scene": (policy.get("stream") or {}).get("mean_scene"),
+                            "note": "inputs in stream order; the temporal state lives across them"}
     per_tick = b.instructions_per_tick if b.emulated else None
     if res_ee.insns is not None and res_ne.insns is not None:
         w_ee, w_ne = res_ee.insns.per_window, res_ne.insns.per_window

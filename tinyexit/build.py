@@ -18,7 +18,7 @@ from tinyexit import toolchain
 from tinyexit.boards import Board, load_board
 from tinyexit.errors import TinyexitError
 from tinyexit.io import atomic_dir, write_json, write_text
-from tinyexit.pipeline import EXIT, RULES, Pipeline, c_config
+from tinyexit.pipeline import EXIT, RULES, TEMPORAL, Pipeline, c_config
 from tinyexit.run import as_run, confidence_model_name
 from tinyexit.toolchain import TEMPLATES, BuildError, SizeReport, size_report
 
@@ -152,13 +152,13 @@ def build_host(sources: Sequence[str | Path], out: str | Path, *, include_dirs: 
 
 def render_config(pipeline: Pipeline, out: str | Path, num_inputs: int = 0) -> list[Path]:
     """Write the one generated description of `pipeline` (tx_pipeline_config.{h,c}, tinyexit.pipeline.c_config)
-    and the static headers it goes with (tx_stage.h, tx_policy.h) into `out`: the app, the checkpointing runtime
-    and the branch firmware read it."""
+    and the static headers it goes with (tx_stage.h, tx_policy.h, tx_temporal.h) into `out`: the app, the
+    checkpointing runtime and the branch firmware read it."""
     out = Path(out)
     ctx = c_config(pipeline, num_inputs)
     return [render("runtime/tx_pipeline_config.h.j2", out / "tx_pipeline_config.h", **ctx),
             render("runtime/tx_pipeline_config.c.j2", out / "tx_pipeline_config.c", **ctx),
-            *[write_text(out / h, (TEMPLATES / "runtime" / h).read_text()) for h in ("tx_stage.h", "tx_policy.h")]]
+            *[write_text(out / h, (TEMPLATES / "runtime" / h).read_text()) for h in ("tx_stage.h", "tx_policy.h", "tx_temporal.h")]]
 
 
 def render_app(pipeline: Pipeline, inputs, labels, out: str | Path, source: str = "") -> list[Path]:
@@ -204,7 +204,7 @@ def c_name(name: str) -> str:
         return ident if not ident[:1].isdigit() else "_" + ident
 
 
-FIRMWARE_POLICIES = RULES
+FIRMWARE_POLICIES = RULES + TEMPORAL
 
 
 def pipeline_from_run(run_dir: str | Path, policy: dict | None = None) -> tuple[Pipeline, dict, dict]:

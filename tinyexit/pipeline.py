@@ -35,6 +35,7 @@ class Role(enum.IntEnum):
 SEGMENT, EXIT, POOL, BRANCH, CONFIDENCE = Role.SEGMENT, Role.EXIT, Role.POOL, Role.BRANCH, Role.CONFIDENCE
 C_ROLES = {SEGMENT: "TX_STAGE_SEGMENT", EXIT: "TX_STAGE_EXIT", POOL: "TX_STAGE_POOL", BRANCH: "TX_STAGE_BRANCH"}
 RULES = ("max_softmax", "margin", "entropy", "confidence")   # the threshold rules the firmware implements
+TEMPORAL = ("difference", "patience")   # the temporal rules the firmware implements (tx_temporal.h)
 
 
 @dataclass(frozen=True)
@@ -66,12 +67,17 @@ class ExitRule:
 
 @dataclass(frozen=True)
 class Policy:
-    """The exit policy. kind "threshold": one integer threshold per exit head under `rule` (policy.json);
-    later kinds (temporal policies) add their own fields."""
+    """The exit policy. kind "threshold": one integer threshold per exit head under `rule` (policy.json).
+    kind "difference" / "patience": a temporal rule on the first exit head over consecutive inputs
+    (tx_temporal.h), `param_q` its integer parameter (the largest kept squared distance / the patience k),
+    composed with `rule` max_softmax whose threshold_q on the first head is the gate (-128: no gate); later
+    heads never exit."""
     kind: str = "threshold"
     rule: str = "max_softmax"                   # max_softmax | margin | entropy | confidence
     exits: tuple[ExitRule, ...] = ()
     note: str = "max-softmax on the int8 exit output"
+    param_q: int = 0                            # temporal kinds: distance_q (difference) or patience
+    reference: str = "scene"                    # difference: "scene" or "previous"
 
     def rule_for(self, head: str) -> ExitRule:
         return next((e for e in self.exits if e.head == head), ExitRule(head))
@@ -237,9 +243,13 @@ class Pipeline:
         segs, exits = manifest["segments"], manifest.get("exits", [])
         policy = policy or {}
         rule = policy.get("policy", "max_softmax")
-        if rule not in RULES:
-            raise TinyexitError(f"policy.json uses the '{rule}' policy; the firmware implements {', '.join(RULES)}. "
-                                f"Re-run `tinyexit calibrate {where}` with one of them.")
+        kind, param_q, reference = "threshold", 0, "scene"
+        if rule in TEMPORAL:
+            kind, rule = rule, "max_softmax"
+            param_q, reference = temporal_params(policy, where)
+        elif rule not in RULES:
+            raise TinyexitError(f"policy.json uses the '{rule}' policy; the firmware implements "
+                                f"{', '.join(RULES + TEMPORAL)}. Re-run `tinyexit calibrate {where}` with one of them.")
         thresholds = {e["name"]: int(e["threshold_q"]) for e in policy.get("exits", [])}
         if not thresholds and "threshold_q" in policy and "exit" in policy:
             thresholds = {policy["exit"]: int(policy["threshold_q"])}
@@ -285,9 +295,13 @@ class Pipeline:
                 rules.append(ExitRule(head.name, thresholds.get(e["name"], 128), table, conf))
         note = (f"{rule}, threshold {policy.get('threshold')} ({policy.get('method', '?')}, "
                 f"epsilon={policy.get('epsilon')}, delta={policy.get('delta')})") if policy else Policy.note
+        if kind != "threshold":   # the gate on the first head only; later heads never exit
+            rules = [r if k == 0 else replace(r, threshold_q=128) for k, r in enumerate(rules)]
+            note = (f"{kind} (parameter {param_q}{', reference ' + reference if kind == 'difference' else ''}) "
+                    f"AND max-softmax gate {rules[0].threshold_q if rules else -128} at the first exit")
         return cls(tuple(stages), input_size=math.prod(segs[0]["input_shape"]),
-                   exit_names=tuple(e["name"] for e in exits), policy=Policy("threshold", rule, tuple(rules), note),
-                   names=names)
+                   exit_names=tuple(e["name"] for e in exits),
+                   policy=Policy(kind, rule, tuple(rules), note, param_q, reference), names=names)
 
     @classmethod
     def from_branch(cls, manifest: dict) -> "Pipeline":
@@ -407,6 +421,9 @@ def c_config(pipeline: Pipeline, num_inputs: int = 0) -> dict:
              "vector_offset": s.vector_offset, "comment": comment(s)} for s in stages]
     return dict(stages=rows, stage_names=p.stage_names, exit_names=list(p.exit_names), input_size=p.input_size,
                 policy_kind=policy.kind, policy=policy.rule, policy_note=policy.note,
+                temporal=policy.kind if policy.kind in TEMPORAL else None, temporal_param=policy.param_q,
+                temporal_previous=int(policy.reference == "previous"),
+                temporal_gate=policy.exits[0].threshold_q if policy.exits else -128,
                 ckpt_mode=p.checkpoint.granularity.mode, ckpt_every=p.checkpoint.granularity.every,
                 vector=p.vector, num_points=sum(s.role == POOL for s in stages),
                 num_classes=stages[-1].output_size, app=app,
@@ -416,6 +433,22 @@ def c_config(pipeline: Pipeline, num_inputs: int = 0) -> dict:
                 max_head_output=max([h.output_size for h in heads] or [1]),
                 max_conf_output=max([c.output_size for c in confs] or [2]),
                 chained_if=" && ".join(f"defined(TX_CHAIN_{a}__{b})" for a, b in chain_pairs) or "1")
+
+
+def temporal_params(policy: dict, where: str = "RUN") -> tuple[int, str]:
+    """(param_q, reference) of a temporal policy.json ("difference": distance_q >= -1 and reference;
+    "patience": patience >= 1); a one-line TinyexitError naming the fix otherwise."""
+    kind = policy.get("policy")
+    key, low = ("distance_q", -1) if kind == "difference" else ("patience", 1)
+    v = policy.get(key)
+    if not isinstance(v, int) or isinstance(v, bool) or v < low or v > 2 ** 31 - 1:
+        raise TinyexitError(f"policy.json's {kind} policy needs an integer \"{key}\" >= {low} (got {v!r}); "
+                            f"re-run `tinyexit calibrate {where} --policy {kind}`.")
+    ref = policy.get("reference", "scene") if kind == "difference" else "scene"
+    if ref not in ("scene", "previous"):
+        raise TinyexitError(f"policy.json's difference policy has reference {ref!r}; use \"scene\" or "
+                            f"\"previous\" (or re-run `tinyexit calibrate {where} --policy difference`).")
+    return v, ref
 
 
 def _library_doc(lib_dir: str | Path) -> dict:

@@ -370,6 +370,9 @@ class Run:
         if not ok:
             raise TinyexitError(f"{path} is not a complete exit policy (each early exit needs a \"name\" and an "
                                 f"integer \"threshold_q\"); {fix}")
+        if pol.get("policy") in ("difference", "patience"):   # temporal: their integer parameter too
+            from tinyexit.pipeline import temporal_params
+            temporal_params(pol, str(self.path))
         return pol
 
     def library_report(self) -> dict | None:

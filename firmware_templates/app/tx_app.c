@@ -5,7 +5,7 @@
 
    Output (one line each, '\n'-terminated):
      TX BEGIN board=<name> inputs=<n> stages=<seg0>,<exit1>,<seg1>... exits=<exit1>,...,final unit=<ticks|cycles|none> no_exit=<0|1>
-     TX R i=<index> exit=<exit index> class=<argmax> label=<label or -1> conf=<max int8> ticks=<t>,<t>,- out=<hex int8 bytes>
+     TX R i=<index> exit=<exit index> class=<decision: argmax, or a temporal rule's> label=<label or -1> conf=<max int8> ticks=<t>,<t>,- out=<hex int8 bytes>
      TX END n=<n> correct=<count> exits=<count per exit> ticks=<sum of all stage ticks> stack=<bytes used>
    `ticks` lists one entry per stage in BEGIN's order, '-' for stages not run. */
 #include <stdint.h>
@@ -15,6 +15,17 @@
 #include "tx_model.h"
 #include "tx_pipeline_config.h"
 #include "tx_policy.h"
+
+/* Temporal policy (tx_temporal.h): the inputs are consecutive inputs of a stream; the state lives across them. */
+#if !TX_APP_NO_EXIT && defined(TX_PIPELINE_TEMPORAL)
+#define TX_APP_TEMPORAL 1
+static const tx_temporal_cfg_t temporal_cfg = {TX_PIPELINE_TEMPORAL, TX_PIPELINE_TEMPORAL_PARAM, TX_PIPELINE_TEMPORAL_GATE,
+                                               TX_PIPELINE_TEMPORAL_REFERENCE_PREVIOUS};
+static tx_temporal_t temporal;
+static int8_t temporal_ref[TX_APP_MAX_HEAD_OUTPUT];
+#else
+#define TX_APP_TEMPORAL 0
+#endif
 
 #if TX_APP_CHAINED
 /* Chained library (docs/CONTRACTS.md, "Chained models"): segment k's output range in tx_arena is the input
@@ -97,6 +108,9 @@ typedef struct {
   uint32_t exit_index;
   const int8_t *out;
   uint32_t out_size;
+#if TX_APP_TEMPORAL
+  int32_t decision;  /* the temporal rule's answer (the exit's argmax is not always it) */
+#endif
 } result_t;
 
 #if !TX_APP_NO_EXIT && TX_APP_POLICY != TX_APP_POLICY_CONFIDENCE
@@ -114,7 +128,12 @@ static int exit_here(uint32_t k, const int8_t *q, uint32_t n)
 
 static result_t infer(const int8_t *input)
 {
+#if TX_APP_TEMPORAL
+  result_t r = {TX_APP_NUM_EXITS - 1u, 0, 0, -1};
+  int first_head = 1;
+#else
   result_t r = {TX_APP_NUM_EXITS - 1u, 0, 0};
+#endif
   const int8_t *in = input;
   memset(stage_ran, 0, sizeof stage_ran);
   tx_bench_begin();
@@ -145,6 +164,21 @@ static result_t infer(const int8_t *input)
 #else
     if (head) {
       const int8_t *q = run_stage(tx_app_segment_stage[k] + 1u, head, in, STAGE_BUF(head_buf));
+#if TX_APP_TEMPORAL
+      /* The first head decides by the temporal rule (its gate: this head's threshold); later heads never
+         exit (threshold 128). */
+      if (first_head) {
+        first_head = 0;
+        if (tx_temporal_early(&temporal, &temporal_cfg, q, head->output_size)) {
+          r.exit_index = tx_app_head_exit[k];
+          r.out = q;
+          r.out_size = head->output_size;
+          r.decision = temporal.last;
+          break;
+        }
+        continue;
+      }
+#endif
       if (exit_here(k, q, head->output_size)) {
         r.exit_index = tx_app_head_exit[k];
         r.out = q;
@@ -155,6 +189,12 @@ static result_t infer(const int8_t *input)
 #endif
 #endif
   }
+#if TX_APP_TEMPORAL
+  if (r.decision < 0) {  /* the full model answered: its prediction is the new last decision */
+    r.decision = (int32_t)tx_temporal_argmax(r.out, r.out_size);
+    tx_temporal_final(&temporal, &temporal_cfg, r.decision);
+  }
+#endif
   tx_bench_end();
   return r;
 }
@@ -167,6 +207,9 @@ static void report(uint32_t index, int32_t label, result_t r)
   uint32_t cls = 0;
   for (uint32_t i = 1; i < r.out_size; i++)
     if (r.out[i] > r.out[cls]) cls = i;  /* first maximum, as numpy.argmax */
+#if TX_APP_TEMPORAL
+  cls = (uint32_t)r.decision;
+#endif
   exit_counts[r.exit_index]++;
   if ((int32_t)cls == label) correct++;
   tx_hal_puts("TX R i=");
@@ -211,6 +254,9 @@ int main(void)
   put_u32(TX_APP_INPUT_SIZE);
   tx_hal_putc('\n');
   n = read_u32_le();
+#endif
+#if TX_APP_TEMPORAL
+  tx_temporal_init(&temporal, temporal_ref, TX_APP_MAX_HEAD_OUTPUT);
 #endif
   tx_hal_puts("TX BEGIN board=" TX_BOARD_NAME " inputs=");
   put_u32(n);

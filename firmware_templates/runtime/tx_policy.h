@@ -6,7 +6,7 @@
  *   entropy: sum of table[q + 128] <= threshold (-p ln p per int8 code, 2^-16 nat).
  * (confidence: the app runs the exit's confidence model and applies max_softmax's test to its P(right).)
  * `rule` is a TX_POLICY_* constant (tx_stage.h); a pure function of the bytes, so it decides the same after a
- * power failure. Later kinds (temporal policies) go here too. */
+ * power failure. Temporal policies (state across the inputs of a stream): tx_temporal.h. */
 #ifndef TX_POLICY_H
 #define TX_POLICY_H
 

@@ -25,7 +25,7 @@ from tinyexit.policy import risk as R
 from tinyexit.policy.decisions import STATIC_POLICIES, QParams, argmax_first
 from tinyexit.run import Run
 
-POLICIES = (*STATIC_POLICIES, "confidence")
+POLICIES = (*STATIC_POLICIES, "confidence", "patience", "difference")
 
 
 def policy_grid(policy: str, qp: QParams, num_classes: int) -> np.ndarray:
@@ -113,11 +113,14 @@ def _outputs(run: Run, split: str, source: str, model_cache: dict) -> tuple[list
 def calibrate_run(run_dir: str | os.PathLike, *, epsilon: float = 0.02, delta: float = 0.1, risk: str = "gap",
                   method: str = "ltt", policy: str = "max_softmax", source: str = "int8",
                   calibration_split: str = "validation", log: Callable[[str], None] | None = None,
-                  confidence: dict | None = None) -> dict:
+                  confidence: dict | None = None, stream_scenes: float = 5.0, stream_length: int | None = None,
+                  gate: float | None = None, reference: str = "scene", stream_seed: int = 0) -> dict:
     """Choose the threshold, write RUN/policy.json and RUN/calibration.png; returns the policy dict.
     policy "confidence": the learned confidence head (tinyexit.research.confidence), trained or reused first;
     `confidence` holds the options of `tinyexit.research.confidence.ensure_confidence` (train_on, fraction, epochs,
-    hidden, seed, retrain)."""
+    hidden, seed, retrain). policy "patience" / "difference": the temporal rules on scene streams of mean
+    `stream_scenes` inputs per scene (`stream_length` inputs, default the split's size), optionally AND a
+    max-softmax `gate`; see calibrate_temporal (no guarantee applies to them)."""
     log = log or (lambda s: None)
     run = Run(run_dir)
     if risk not in R.RISKS:
@@ -143,11 +146,20 @@ def calibrate_run(run_dir: str | os.PathLike, *, epsilon: float = 0.02, delta: f
                                 "trained on; keep calibration_split='validation'")
         return _calibrate_confidence(run, man, epsilon=epsilon, delta=delta, risk=risk, method=method,
                                      options=dict(confidence or {}), log=log)
+    cache: dict = {}
+    if policy in ("patience", "difference"):
+        if source != "int8" or calibration_split != "validation":
+            raise TinyexitError(f"the {policy} policy is calibrated on the int8 outputs of the validation split; "
+                                f"drop --source float")
+        from tinyexit.policy.calibrate_temporal import calibrate_temporal
+        return calibrate_temporal(run, man, policy, epsilon=epsilon, delta=delta, risk=risk, method=method,
+                                  stream_scenes=stream_scenes, stream_length=stream_length, gate=gate,
+                                  reference=reference, seed=stream_seed,
+                                  outputs=lambda split: _outputs(run, split, "int8", cache), log=log)
     qparams = [QParams.of(e["output"]) for e in exits]
     exit_macs = [int(e["macs_to_exit"]) for e in exits]
     no_exit_macs = int(man["no_exit_macs"])
 
-    cache: dict = {}
     log(f"computing {source} outputs of every exit on the {calibration_split} and test splits")
     cal_out, cal_y = _outputs(run, calibration_split, source, cache)
     test_out, test_y = _outputs(run, "test", source, cache)

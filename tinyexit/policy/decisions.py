@@ -20,6 +20,11 @@ Stream policies (Sponner et al., temporal decision mechanisms; they use the firs
     TemporalPatience(k)     stop at the exit when its prediction has agreed with the last decision on k
                     consecutive inputs (this one included); otherwise run the full model, whose prediction
                     becomes the last decision.
+    Composition with max-softmax (`max_softmax=t` on either): stopping at the first exit also needs
+                    max_c p_c >= t there (AND; int8: max_c q_c >= MaxSoftmax(t).threshold_q, `gate_q`). A
+                    failed gate runs the full model exactly as a failed temporal test does, and the state
+                    (reference, last decision, agreement count) is updated the same way; None: no gate.
+                    `temporal_decide_q` is the integer rule the firmware runs (tx_temporal.h), input by input.
 MACs: `exit_macs[k]` is what an inference costs when it ends at exit k (segments and heads evaluated up to
 there; the quant manifest's `macs_to_exit`). Predictions are argmax with ties to the lowest class index.
 """
@@ -213,13 +218,60 @@ class Entropy(_Static):
 # Stream policies
 # ---------------------------------------------------------------------------------------------------------
 
+def gate_q(max_softmax: float | None, qp) -> int:
+    """Integer form of the max-softmax gate of a temporal policy: -128 (every int8 code passes) when None."""
+    return -128 if max_softmax is None else MaxSoftmax(max_softmax).threshold_q(qp)
+
+
+def temporal_decide_q(kind: str, first_q: np.ndarray, final_pred: np.ndarray, param_q: int, gate: int,
+                      exit_macs: Sequence[int], reference: str = "scene") -> PolicyResult:
+    """The firmware's temporal rule (tx_temporal.h), input after input, in integers only.
+    kind "difference": param_q = the largest squared distance sum_c (q_c - r_c)^2 that keeps the decision;
+    kind "patience": param_q = the patience k. gate: max-softmax code the first exit's max q must also reach
+    to stop there (-128: no gate). first_q: int8 [N, C] of the first early exit; final_pred [N]."""
+    first = np.asarray(first_q).reshape(len(first_q), -1).astype(np.int64)
+    n, k_final = len(first), len(exit_macs) - 1
+    decision = np.zeros(n, np.int64)
+    exit_index = np.zeros(n, np.int64)
+    early_pred = argmax_first(first)
+    last, streak, ref = None, 0, None
+    for t in range(n):
+        gate_ok = int(first[t].max()) >= gate if len(first[t]) else False
+        if kind == "difference":
+            stop = ref is not None and int(((first[t] - ref) ** 2).sum()) <= param_q and gate_ok
+            if stop:
+                decision[t] = last
+                if reference == "previous":
+                    ref = first[t]
+                continue
+            decision[t] = last = int(final_pred[t])
+            exit_index[t] = k_final
+            ref = first[t]
+        elif kind == "patience":
+            e = int(early_pred[t])
+            streak = streak + 1 if (last is not None and e == last) else 0
+            if streak >= param_q and gate_ok:
+                decision[t] = last
+                continue
+            f = int(final_pred[t])
+            decision[t], exit_index[t] = f, k_final
+            if f != last:
+                last = f
+                streak = 1 if e == f else 0
+        else:
+            raise ValueError(f"unknown temporal rule {kind!r}")
+    return PolicyResult(decision, exit_index, np.asarray(exit_macs, np.int64)[exit_index], k_final + 1)
+
+
 @dataclasses.dataclass(frozen=True)
 class DifferenceDetection:
     """Keep the last decision while the first exit's output stays within `threshold` (Euclidean distance
-    between probability vectors) of the reference output."""
+    between probability vectors) of the reference output (and, with `max_softmax`, its max reaches it)."""
     threshold: float
     reference: str = "scene"  # "scene": output that opened the scene (Sponner et al.); "previous": last input
+    max_softmax: float | None = None  # composition: AND a max-softmax gate at the first exit
     kind = "difference_detection"
+    rule = "difference"       # the firmware's name (policy.json "policy")
 
     def __post_init__(self):
         if self.reference not in ("scene", "previous"):
@@ -237,17 +289,23 @@ class DifferenceDetection:
             d2 -= 1
         return d2
 
-    def _run(self, first, final_pred, keep_fn, exit_macs):
-        n = len(first)
-        decision = np.zeros(n, np.int64)
-        exit_index = np.zeros(n, np.int64)
-        last = None
-        ref = None
-        k_final = len(exit_macs) - 1
+    def evaluate_q(self, outputs_q, qparams, exit_macs) -> PolicyResult:
+        outs = _stack(outputs_q)
+        return temporal_decide_q("difference", outs[0], argmax_first(outs[-1]), self.threshold_q(qparams[0]),
+                                 gate_q(self.max_softmax, qparams[0]), exit_macs, self.reference)
+
+    def evaluate(self, outputs, exit_macs) -> PolicyResult:
+        outs = _stack(outputs)
+        first = outs[0].astype(np.float64)
+        final_pred = argmax_first(outs[-1])
+        gate = -math.inf if self.max_softmax is None else self.max_softmax
+        n, k_final = len(first), len(exit_macs) - 1
+        decision, exit_index = np.zeros(n, np.int64), np.zeros(n, np.int64)
+        last, ref = None, None
         for t in range(n):
-            if ref is not None and keep_fn(first[t], ref):
+            if (ref is not None and float(np.sqrt(((first[t] - ref) ** 2).sum())) <= self.threshold
+                    and float(first[t].max()) >= gate):
                 decision[t] = last
-                exit_index[t] = 0
                 if self.reference == "previous":
                     ref = first[t]
                 continue
@@ -256,62 +314,40 @@ class DifferenceDetection:
             ref = first[t]
         return PolicyResult(decision, exit_index, np.asarray(exit_macs, np.int64)[exit_index], k_final + 1)
 
-    def evaluate_q(self, outputs_q, qparams, exit_macs) -> PolicyResult:
-        outs = _stack(outputs_q)
-        first = outs[0].astype(np.int64)
-        thr = self.threshold_q(qparams[0])
-        return self._run(first, argmax_first(outs[-1]), lambda a, r: int(((a - r) ** 2).sum()) <= thr, exit_macs)
-
-    def evaluate(self, outputs, exit_macs) -> PolicyResult:
-        outs = _stack(outputs)
-        first = outs[0].astype(np.float64)
-        return self._run(first, argmax_first(outs[-1]),
-                         lambda a, r: float(np.sqrt(((a - r) ** 2).sum())) <= self.threshold, exit_macs)
-
     def to_json(self, qparams) -> dict:
         return {"policy": self.kind, "threshold": self.threshold, "reference": self.reference,
-                "threshold_q": [int(self.threshold_q(qparams[0]))]}
+                "threshold_q": [int(self.threshold_q(qparams[0]))], "max_softmax": self.max_softmax}
 
 
 @dataclasses.dataclass(frozen=True)
 class TemporalPatience:
     """Stop at the first exit when its prediction has matched the last decision on `patience` consecutive
-    inputs (the current one included); otherwise run the full model."""
+    inputs (the current one included) and, with `max_softmax`, its max reaches it; otherwise run the full
+    model."""
     patience: int
+    max_softmax: float | None = None  # composition: AND a max-softmax gate at the first exit
     kind = "temporal_patience"
+    rule = "patience"         # the firmware's name (policy.json "policy")
 
     def __post_init__(self):
         if self.patience < 1:
             raise ValueError("patience must be >= 1")
 
-    def _run(self, early_pred, final_pred, exit_macs):
-        n = len(early_pred)
-        decision = np.zeros(n, np.int64)
-        exit_index = np.zeros(n, np.int64)
-        k_final = len(exit_macs) - 1
-        last, streak = None, 0
-        for t in range(n):
-            e = int(early_pred[t])
-            streak = streak + 1 if (last is not None and e == last) else 0
-            if streak >= self.patience:
-                decision[t], exit_index[t] = last, 0
-                continue
-            f = int(final_pred[t])
-            decision[t], exit_index[t] = f, k_final
-            if f != last:
-                last = f
-                streak = 1 if e == f else 0
-        return PolicyResult(decision, exit_index, np.asarray(exit_macs, np.int64)[exit_index], k_final + 1)
-
     def evaluate_q(self, outputs_q, qparams, exit_macs) -> PolicyResult:
         outs = _stack(outputs_q)
-        return self._run(argmax_first(outs[0]), argmax_first(outs[-1]), exit_macs)
+        g = -128 if self.max_softmax is None else gate_q(self.max_softmax, qparams[0])
+        return temporal_decide_q("patience", outs[0], argmax_first(outs[-1]), self.patience, g, exit_macs)
 
     def evaluate(self, outputs, exit_macs) -> PolicyResult:
+        if self.max_softmax is not None:
+            raise ValueError("the float form of a gated patience policy is not defined; use evaluate_q")
         return self.evaluate_q(outputs, None, exit_macs)
 
     def to_json(self, qparams=None) -> dict:
-        return {"policy": self.kind, "patience": self.patience}
+        return {"policy": self.kind, "patience": self.patience, "max_softmax": self.max_softmax}
+
+
+TEMPORAL_POLICIES = {"difference": DifferenceDetection, "patience": TemporalPatience}
 
 
 STATIC_POLICIES = {"max_softmax": MaxSoftmax, "margin": Margin, "entropy": Entropy}
