@@ -1,0 +1,164 @@
+/* tinyexit streaming keyword-spotting app (issue #15): 16-kHz int16 PCM arrives over the UART, the C front end
+   (firmware_templates/frontend) turns it into MFCC frames in a ring of 49, and every hop the early-exit model
+   classifies the last second of audio with the run's exit policy; a moving sum of the int8 posteriors over
+   TX_STREAM_SMOOTH hops and a threshold with a refractory period decide detections.
+
+   It reuses the bench app's pipeline (tx_app.c's infer(): the segments, exit heads and policy of the generated
+   tx_pipeline_config) by including tx_app.c with its main renamed; the configuration of the stream (hop,
+   level, smoothing, threshold, refractory, classes, MACs per exit) is the generated tx_stream_config.h.
+
+   Protocol ('\n'-terminated lines; the host mirror is tinyexit.stream_app):
+     TX STREAM READY hop=<samples> first=16000 level=<L> smooth=<N> threshold_q=<T> refractory=<R>
+     host -> 4-byte little-endian number of hops H
+     TX BEGIN hops=<H>
+     per hop i: TX NEED i=<i> n=<samples>   (the host sends n int16 little-endian samples: 16000 for hop 0,
+                                             <hop> after; the firmware asks before it reads)
+                TX H i=<i> fh=<FNV-1a of the 490 int8 features, 8 hex> exit=<exit index> class=<argmax or
+                             temporal decision> det=<detected class or -1> macs=<MACs of the exit taken>
+                             ticks=<ticks of the inference>
+     TX END n=<H> dets=<detections> macs=<sum of macs> stack=<bytes used>
+
+   Detection (integer, as tinyexit.streaming.detect on int8): sum[c] = the int8 posteriors of class c added over
+   the last min(i + 1, N) hops; k = the first class with the largest sum; detect k when it is a keyword (not a
+   "_" class), sum[k] >= threshold_q * count, and at least R hops passed since the last detection. */
+#include <stdint.h>
+#include <string.h>
+#include "tx_hal.h"
+#include "tx_frontend.h"
+#include "tx_stream_config.h"
+
+#define main tx_app_bench_main
+#include "tx_app.c"
+#undef main
+
+#define TX_STREAM_FEATURES (TX_FE_NUM_FRAMES * TX_FE_NUM_MFCC)
+#define TX_STREAM_CHUNK TX_FE_FRAME_STEP
+
+static tx_frontend_state fe;
+static float frames[TX_FE_NUM_FRAMES][TX_FE_NUM_MFCC];
+static int16_t chunk[TX_STREAM_CHUNK];
+static int8_t history[TX_STREAM_SMOOTH][TX_STREAM_CLASSES];
+static int32_t sums[TX_STREAM_CLASSES];
+static const uint32_t exit_macs[TX_APP_NUM_EXITS] = {TX_STREAM_EXIT_MACS};
+static const uint8_t is_keyword[TX_STREAM_CLASSES] = {TX_STREAM_KEYWORDS};
+
+static void put_hex32(uint32_t v)
+{
+  static const char digits[] = "0123456789abcdef";
+  for (int s = 28; s >= 0; s -= 4) tx_hal_putc(digits[(v >> s) & 0xFu]);
+}
+
+static uint32_t fnv1a(const int8_t *p, uint32_t n)
+{
+  uint32_t h = 2166136261u;
+  for (uint32_t i = 0; i < n; i++) h = (h ^ (uint8_t)p[i]) * 16777619u;
+  return h;
+}
+
+/* n samples from the UART (int16 little endian) into the front end, TX_STREAM_CHUNK at a time. */
+static void receive(uint32_t n)
+{
+  while (n) {
+    const uint32_t m = n < TX_STREAM_CHUNK ? n : TX_STREAM_CHUNK;
+    for (uint32_t j = 0; j < m; j++) {
+      const uint32_t lo = (uint32_t)tx_hal_getc() & 0xFFu;
+      const uint32_t hi = (uint32_t)tx_hal_getc() & 0xFFu;
+      chunk[j] = (int16_t)(uint16_t)(lo | (hi << 8));
+    }
+    tx_frontend_push(&fe, chunk, m);
+    n -= m;
+  }
+}
+
+int main(void)
+{
+  uint32_t hops, dets = 0, total_macs = 0;
+  int32_t last_det = -(int32_t)TX_STREAM_REFRACTORY;
+  if (tx_frontend_init(&fe, TX_STREAM_LEVEL) != 0) {
+    tx_hal_puts("TX FAULT bad level\n");
+    return 1;
+  }
+#if TX_APP_TEMPORAL
+  tx_temporal_init(&temporal, temporal_ref, TX_APP_MAX_HEAD_OUTPUT);
+#endif
+  tx_hal_puts("TX STREAM READY hop=");
+  put_u32(TX_STREAM_HOP);
+  tx_hal_puts(" first=16000 level=");
+  put_u32((uint32_t)TX_STREAM_LEVEL);
+  tx_hal_puts(" smooth=");
+  put_u32(TX_STREAM_SMOOTH);
+  tx_hal_puts(" threshold_q=");
+  put_i32(TX_STREAM_THRESHOLD_Q);
+  tx_hal_puts(" refractory=");
+  put_u32(TX_STREAM_REFRACTORY);
+  tx_hal_putc('\n');
+  hops = read_u32_le();
+  tx_hal_puts("TX BEGIN hops=");
+  put_u32(hops);
+  tx_hal_putc('\n');
+  for (uint32_t i = 0; i < hops; i++) {
+    const uint32_t need = i ? TX_STREAM_HOP : (uint32_t)TX_FE_CLIP_SAMPLES;
+    tx_hal_puts("TX NEED i=");
+    put_u32(i);
+    tx_hal_puts(" n=");
+    put_u32(need);
+    tx_hal_putc('\n');
+    receive(need);
+    tx_frontend_frames(&fe, frames);
+    tx_frontend_quantize(&frames[0][0], TX_STREAM_FEATURES, TX_STREAM_INPUT_SCALE, TX_STREAM_INPUT_ZP, input_buf);
+    const uint32_t t0 = tx_hal_ticks();
+    const result_t r = infer(input_buf);
+    const uint32_t ticks = tx_hal_ticks() - t0;
+    uint32_t cls = 0;
+    for (uint32_t c = 1; c < r.out_size; c++)
+      if (r.out[c] > r.out[cls]) cls = c;
+#if TX_APP_TEMPORAL
+    cls = (uint32_t)r.decision;
+#endif
+    /* moving sum over the last TX_STREAM_SMOOTH hops */
+    int8_t *slot = history[i % TX_STREAM_SMOOTH];
+    for (uint32_t c = 0; c < TX_STREAM_CLASSES; c++) {
+      if (i >= TX_STREAM_SMOOTH) sums[c] -= slot[c];
+      slot[c] = r.out[c];
+      sums[c] += slot[c];
+    }
+    const int32_t count = (int32_t)(i + 1u < TX_STREAM_SMOOTH ? i + 1u : TX_STREAM_SMOOTH);
+    uint32_t k = 0;
+    for (uint32_t c = 1; c < TX_STREAM_CLASSES; c++)
+      if (sums[c] > sums[k]) k = c;
+    int32_t det = -1;
+    if (is_keyword[k] && sums[k] >= (int32_t)TX_STREAM_THRESHOLD_Q * count &&
+        (int32_t)i - last_det >= (int32_t)TX_STREAM_REFRACTORY) {
+      det = (int32_t)k;
+      last_det = (int32_t)i;
+      dets++;
+    }
+    total_macs += exit_macs[r.exit_index];
+    tx_hal_puts("TX H i=");
+    put_u32(i);
+    tx_hal_puts(" fh=");
+    put_hex32(fnv1a(input_buf, TX_STREAM_FEATURES));
+    tx_hal_puts(" exit=");
+    put_u32(r.exit_index);
+    tx_hal_puts(" class=");
+    put_u32(cls);
+    tx_hal_puts(" det=");
+    put_i32(det);
+    tx_hal_puts(" macs=");
+    put_u32(exit_macs[r.exit_index]);
+    tx_hal_puts(" ticks=");
+    put_u32(ticks);
+    tx_hal_putc('\n');
+  }
+  tx_hal_puts("TX END n=");
+  put_u32(hops);
+  tx_hal_puts(" dets=");
+  put_u32(dets);
+  tx_hal_puts(" macs=");
+  put_u32(total_macs);
+  tx_hal_puts(" stack=");
+  put_u32(tx_hal_stack_used());
+  tx_hal_putc('\n');
+  (void)tx_app_bench_main;
+  return 0;
+}

@@ -1,0 +1,292 @@
+"""The streaming keyword-spotting app (issue #15, `tinyexit stream`): firmware_templates/stream/tx_stream.c on a
+board (or emulated), its host build (gcc, stdin/stdout as the UART) and a Python mirror of the same pipeline,
+compared hop by hop.
+
+    read_pcm(wav) -> int16 [n]                        a 16-kHz mono int16 WAV, else a one-line error
+    build_stream(run, board, out, cfg) -> Firmware    the firmware for a board
+    build_stream_host(run, out, cfg) -> Path          the same C for the host
+    mirror(run, pcm, cfg) -> list[Hop]                the pipeline in Python (see below)
+    run_host(exe, pcm, cfg) -> list[Hop]              the host build's hops
+    run_firmware(fw, runner, pcm, cfg) -> list[Hop]   the firmware's hops (runner with `send`)
+    summary(run, hops, pcm, cfg, truth=None, host=None) -> dict     the report (`--json`)
+
+The pipeline, every hop (hop 0 after the first 16000 samples, then every `hop_ms`): the C front end with a
+fixed level (samples divided by LEVEL, the same constant here and in the firmware) -> the ring's 49 frames ->
+int8 with the model's input quantization -> the early-exit model with the run's policy -> the int8 posteriors of
+the exit taken added over the last `smooth` hops -> detection (tx_stream.c's header). The mirror gets the int8
+features from the front end's host build (tinyexit.frontend: with a fixed level a frame depends only on its 480
+samples, so the ring at a hop is the 49 frames of the 16000 samples that end with its newest frame), the exit
+outputs from tflite_micro (Run.oracle()) and the exits from the Python policy (bench.oracle_decisions).
+
+LEVEL = 8192 (-12 dBFS): MLPerf divides each clip by its own maximum, which a stream cannot know; the stream
+recordings put each word's peak at -20..-6 dBFS, and 8192 is about their middle (a word at -12 dBFS looks to the
+model as MLPerf's per-clip maximum would make it).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from tinyexit import toolchain
+from tinyexit.errors import TinyexitError
+from tinyexit.io import write_text
+from tinyexit.run import as_run
+
+SAMPLE_RATE = 16000
+FIRST = 16000
+FRAME, STEP, FRAMES = 480, 320, 49
+LEVEL = 8192
+TEMPLATES = "stream"
+HOP_RE = re.compile(r"^TX H i=(\d+) fh=([0-9a-f]{8}) exit=(\d+) class=(\d+) det=(-?\d+) macs=(\d+) ticks=(\d+)")
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamSettings:
+    hop_ms: float = 250.0
+    smooth: int = 3
+    threshold: float = 0.7
+    refractory_s: float = 1.0
+    level: int = LEVEL
+
+    @property
+    def hop(self) -> int:
+        return int(round(self.hop_ms * SAMPLE_RATE / 1000))
+
+    @property
+    def refractory(self) -> int:
+        return int(math.ceil(self.refractory_s * 1000 / self.hop_ms - 1e-9))
+
+    def check(self) -> "StreamSettings":
+        if not (self.hop_ms > 0 and STEP <= self.hop <= FIRST):
+            raise TinyexitError(f"--hop-ms {self.hop_ms}: use a hop of 20 to 1000 ms")
+        if self.smooth < 1 or not 0 < self.threshold <= 1 or self.refractory_s < 0 or not 0 < self.level < 32768:
+            raise TinyexitError("stream settings out of range: smooth >= 1, threshold in (0, 1], refractory >= 0, "
+                                "level in 1..32767")
+        return self
+
+
+@dataclasses.dataclass(frozen=True)
+class Hop:
+    index: int
+    fhash: int
+    exit: int
+    cls: int
+    det: int
+    macs: int
+
+    def key(self) -> tuple:
+        return (self.index, self.fhash, self.exit, self.cls, self.det)
+
+
+def read_pcm(wav: str | Path) -> np.ndarray:
+    """The samples of a 16-kHz mono int16 WAV (int16); a one-line TinyexitError for anything else."""
+    wav = Path(wav)
+    if not wav.is_file():
+        raise TinyexitError(f"{wav} does not exist; give a WAV file (e.g. one made by `tinyexit data kws-stream`)")
+    try:
+        with wave.open(str(wav), "rb") as w:
+            rate, ch, width, n = w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes()
+            raw = w.readframes(n)
+    except (wave.Error, EOFError, OSError) as e:
+        raise TinyexitError(f"{wav}: not a readable WAV file ({e}); give a 16-kHz mono 16-bit PCM WAV") from None
+    if (rate, ch, width) != (SAMPLE_RATE, 1, 2):
+        raise TinyexitError(f"{wav}: {rate} Hz, {ch} channel(s), {8 * width}-bit; the stream needs 16000 Hz mono "
+                            f"16-bit PCM (convert: sox IN -r 16000 -c 1 -b 16 OUT.wav)")
+    x = np.frombuffer(raw, "<i2").astype(np.int16)
+    if len(x) < FIRST:
+        raise TinyexitError(f"{wav} is {len(x) / SAMPLE_RATE:.2f} s long; the stream needs at least 1 s of audio")
+    return x
+
+
+def num_hops(n: int, cfg: StreamSettings) -> int:
+    return 0 if n < FIRST else 1 + (n - FIRST) // cfg.hop
+
+
+def _stream_context(run, cfg: StreamSettings) -> dict:
+    man = run.manifest()
+    classes = list(man.get("classes") or [])
+    seg0 = man["segments"][0]
+    if list(seg0["input_shape"]) != [FRAMES, 10, 1] or not classes:
+        raise TinyexitError(f"{run.path} is not a keyword-spotting run (input {seg0['input_shape']}, classes "
+                            f"{classes or 'none'}); the stream needs a model of 49x10x1 MFCC inputs")
+    outs = {(float(e["output"]["scale"]), int(e["output"]["zero_point"])) for e in man["exits"]}
+    if len(outs) != 1:
+        raise TinyexitError(f"{run.path}: the exits' outputs are quantized differently ({sorted(outs)}); the "
+                            f"stream adds int8 posteriors of different exits and needs one quantization")
+    scale, zp = outs.pop()
+    thr_q = int(math.ceil(cfg.threshold / scale - 1e-9)) + zp   # p >= threshold <=> q >= thr_q
+    return dict(hop=cfg.hop, hop_ms=cfg.hop_ms, level=int(cfg.level), smooth=cfg.smooth, threshold=cfg.threshold,
+                threshold_q=min(thr_q, 127), refractory=cfg.refractory, classes=classes,
+                keywords=[int(not c.startswith("_")) for c in classes],
+                exit_macs=[int(e["macs_to_exit"]) for e in man["exits"]],
+                input_scale=repr(float(np.float32(seg0["input"]["scale"]))), input_zp=int(seg0["input"]["zero_point"]),
+                source=run.name)
+
+
+def render_stream(run_dir, out: str | Path, cfg: StreamSettings) -> tuple[list[Path], list[Path], dict]:
+    """The app's sources in `out` (tx_stream.c, its config, the bench app it reuses, the front end) and the
+    library's -> (sources, include dirs, context)."""
+    from tinyexit import frontend
+    from tinyexit.build import library_sources, model_library, pipeline_from_run, render_app
+    run = as_run(run_dir)
+    ctx = _stream_context(run, cfg.check())
+    pipe, _, _ = pipeline_from_run(run)
+    out = Path(out)
+    render_app(pipe, [], [], out, source="none: the stream app reads the UART")
+    write_text(out / "tx_stream.c", (toolchain.TEMPLATES / TEMPLATES / "tx_stream.c").read_text())
+    toolchain.render_to(f"{TEMPLATES}/tx_stream_config.h.j2", out / "tx_stream_config.h", **ctx)
+    fe = [p for p in frontend.render_sources(out) if p.suffix == ".c"]
+    lib = model_library(run)
+    srcs = [out / "tx_stream.c", out / "tx_pipeline_config.c", out / "tx_app_inputs.c", *fe]
+    return srcs, [out, lib], ctx
+
+
+def build_stream(run_dir, board, out: str | Path, cfg: StreamSettings, emulate: bool = False):
+    """The stream firmware of a run for `board` (build.build_firmware: sizes checked, size.json)."""
+    from tinyexit.build import build_firmware, library_memory, library_sources, model_library
+    out = Path(out)
+    srcs, incs, _ = render_stream(run_dir, out / "app", cfg)
+    lib = model_library(as_run(run_dir))
+    lib_srcs = library_sources(lib)
+    return build_firmware(board, srcs + lib_srcs, out, include_dirs=incs, name="stream", emulate=emulate,
+                          defines={"TX_APP_NO_EXIT": 0, "TX_APP_SERIAL_INPUTS": 0},
+                          weight_sources=[s for s in lib_srcs if s.name.startswith("tx_model_")], **library_memory(lib))
+
+
+def build_stream_host(run_dir, out: str | Path, cfg: StreamSettings) -> Path:
+    """The same C for the host (gcc, the host HAL: stdin/stdout as the UART)."""
+    from tinyexit.build import library_sources, model_library
+    out = Path(out)
+    srcs, incs, _ = render_stream(run_dir, out / "app", cfg)
+    host = toolchain.TEMPLATES / "boards" / "host"
+    lib_srcs = library_sources(model_library(as_run(run_dir)))
+    return toolchain.compile_host([*srcs, *lib_srcs, host / "tx_hal_host.c"], out / "stream_host",
+                                  defines={"TX_APP_NO_EXIT": 0, "TX_APP_SERIAL_INPUTS": 0},
+                                  include_dirs=[host, toolchain.TEMPLATES / "boards", *incs], libs=("m",),
+                                  what="stream host build")
+
+
+def uart_bytes(pcm: np.ndarray, cfg: StreamSettings) -> bytes:
+    """What the host sends: the number of hops (4 bytes, little endian), then the samples the hops take."""
+    h = num_hops(len(pcm), cfg)
+    used = FIRST + (h - 1) * cfg.hop if h else 0
+    return h.to_bytes(4, "little") + np.asarray(pcm[:used], "<i2").tobytes()
+
+
+def parse_hops(text: str, what: str) -> list[Hop]:
+    hops = [Hop(int(m[1]), int(m[2], 16), int(m[3]), int(m[4]), int(m[5]), int(m[6]))
+            for m in (HOP_RE.match(ln.strip()) for ln in text.splitlines()) if m]
+    if "TX END" not in text:
+        tail = " | ".join(text.strip().splitlines()[-3:])
+        raise TinyexitError(f"{what} did not finish the stream ({len(hops)} hops printed); last output: {tail}")
+    return hops
+
+
+def run_host(exe: str | Path, pcm: np.ndarray, cfg: StreamSettings, timeout: float = 600.0) -> list[Hop]:
+    import subprocess
+    p = subprocess.run([str(exe)], input=uart_bytes(pcm, cfg), capture_output=True, timeout=timeout)
+    if p.returncode != 0:
+        raise TinyexitError(f"the stream's host build ended with status {p.returncode}: {p.stderr.decode()[-300:]}")
+    return parse_hops(p.stdout.decode("utf-8", "replace"), "the stream's host build")
+
+
+def run_firmware(fw, runner, pcm: np.ndarray, cfg: StreamSettings, timeout: float = 900.0) -> tuple[list[Hop], object]:
+    res = runner.run(fw.elf, timeout=timeout, send=uart_bytes(pcm, cfg))
+    return parse_hops(res.output, f"{fw.elf.name} with {runner.name}"), res
+
+
+def hop_windows(pcm: np.ndarray, cfg: StreamSettings) -> np.ndarray:
+    """int16 [H, 16000]: per hop, the samples of the 49 frames in the firmware's ring (the newest frame is
+    the last complete one: frames start every 320 samples from the stream's first)."""
+    out = []
+    for i in range(num_hops(len(pcm), cfg)):
+        n = FIRST + i * cfg.hop
+        f = (n - FRAME) // STEP + 1
+        start = STEP * (f - FRAMES)
+        out.append(pcm[start:start + FIRST])
+    return np.stack(out).astype(np.int16) if out else np.zeros((0, FIRST), np.int16)
+
+
+def fnv1a(x: np.ndarray) -> int:
+    h = 2166136261
+    for b in np.asarray(x, np.int8).reshape(-1).view(np.uint8).tolist():
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return h
+
+
+def detect_q(posteriors: np.ndarray, keywords, smooth: int, threshold_q: int, refractory: int) -> list[int]:
+    """tx_stream.c's rule on int8 posteriors [H, classes] -> per hop the detected class or -1."""
+    post = np.asarray(posteriors, np.int64)
+    out, last = [], -refractory
+    for i in range(len(post)):
+        lo = max(0, i + 1 - smooth)
+        sums = post[lo:i + 1].sum(axis=0)
+        k = int(np.argmax(sums))
+        if keywords[k] and sums[k] >= threshold_q * (i + 1 - lo) and i - last >= refractory:
+            out.append(k)
+            last = i
+        else:
+            out.append(-1)
+    return out
+
+
+def mirror(run_dir, pcm: np.ndarray, cfg: StreamSettings, work: str | Path) -> list[Hop]:
+    """The pipeline in Python (module doc): front end host build -> tflite_micro -> Python policy -> detection."""
+    from tinyexit import frontend
+    from tinyexit.bench import oracle_confidence, oracle_decisions, oracle_outputs
+    run = as_run(run_dir)
+    ctx = _stream_context(run, cfg.check())
+    man, policy = run.manifest(), run.policy()
+    exe = frontend.build_host(Path(work) / "frontend")
+    qp = man["segments"][0]["input"]
+    _, x_q = frontend.run_host(exe, hop_windows(pcm, cfg), mode="push", level=f"fixed:{cfg.level}", chunk=STEP,
+                               qparams=qp)
+    if policy.get("policy") == "confidence":
+        outs, conf = oracle_confidence(run.path, x_q.reshape(len(x_q), FRAMES, 10, 1), policy)
+    else:
+        outs, conf = oracle_outputs(run, x_q.reshape(len(x_q), FRAMES, 10, 1)), None
+    res = oracle_decisions(outs, policy, man, conf)
+    post = np.stack([outs[int(e)][i] for i, e in enumerate(res.exit_index)]) if len(x_q) else np.zeros((0, 1))
+    dets = detect_q(post, ctx["keywords"], cfg.smooth, ctx["threshold_q"], cfg.refractory)
+    return [Hop(i, fnv1a(x_q[i]), int(res.exit_index[i]), int(res.decision[i]), dets[i],
+                ctx["exit_macs"][int(res.exit_index[i])]) for i in range(len(x_q))]
+
+
+def equal_hops(a: list[Hop], b: list[Hop]) -> int:
+    """Hops on which both agree on features, exit, class and detection (a shorter list: the rest disagree)."""
+    return sum(x.key() == y.key() for x, y in zip(a, b))
+
+
+def summary(run_dir, hops: list[Hop], pcm: np.ndarray, cfg: StreamSettings, *, host: list[Hop] | None = None,
+            truth_csv: str | Path | None = None) -> dict:
+    """The report of a stream (`tinyexit stream --json`)."""
+    run = as_run(run_dir)
+    man = run.manifest()
+    classes = list(man["classes"])
+    names = [e["name"] for e in man["exits"]]
+    times = [(FIRST + h.index * cfg.hop) / SAMPLE_RATE for h in hops]
+    dets = [{"time_s": t, "class": classes[h.det], "exit": names[h.exit], "macs": h.macs}
+            for t, h in zip(times, hops) if h.det >= 0]
+    per_s = SAMPLE_RATE / cfg.hop
+    doc = {"run": str(run.path), "hops": len(hops), "hop_ms": cfg.hop_ms, "level": cfg.level, "smooth": cfg.smooth,
+           "threshold": cfg.threshold, "refractory_s": cfg.refractory_s, "audio_s": len(pcm) / SAMPLE_RATE,
+           "detections": dets,
+           "exits": {n: sum(h.exit == k for h in hops) for k, n in enumerate(names)},
+           "macs_per_second": float(np.mean([h.macs for h in hops]) * per_s) if hops else 0.0,
+           "macs_per_second_no_exit": float(man["no_exit_macs"]) * per_s,
+           "false_rejects": None, "false_accepts_per_hour": None}
+    if host is not None:
+        doc["hops_equal_host"] = equal_hops(hops, host)
+        doc["host_hops"] = len(host)
+    if truth_csv is not None and Path(truth_csv).is_file():
+        from tinyexit.data.stream_score import read_truth, score
+        s = score([(d["time_s"], d["class"]) for d in dets], read_truth(truth_csv), len(pcm) / SAMPLE_RATE)
+        doc["false_rejects"] = s.false_rejects
+        doc["false_accepts_per_hour"] = s.false_accepts_per_hour
+        doc["score"] = s.as_dict()
+    return doc
