@@ -202,13 +202,15 @@ def run_firmware(fw, runner, pcm: np.ndarray, cfg: StreamSettings, timeout: floa
 
 def hop_windows(pcm: np.ndarray, cfg: StreamSettings) -> np.ndarray:
     """int16 [H, 16000]: per hop, the samples of the 49 frames in the firmware's ring (the newest frame is
-    the last complete one: frames start every 320 samples from the stream's first)."""
+    the last complete one: frames start every 320 samples from the stream's first), then 160 zeros (no frame
+    reads them)."""
     out = []
     for i in range(num_hops(len(pcm), cfg)):
         n = FIRST + i * cfg.hop
         f = (n - FRAME) // STEP + 1
         start = STEP * (f - FRAMES)
-        out.append(pcm[start:start + FIRST])
+        span = STEP * (FRAMES - 1) + FRAME                # 15840: the 49 frames; the driver pads zeros to 16000
+        out.append(np.concatenate([pcm[start:start + span], np.zeros(FIRST - span, np.int16)]))
     return np.stack(out).astype(np.int16) if out else np.zeros((0, FIRST), np.int16)
 
 

@@ -1,0 +1,124 @@
+"""The streaming keyword-spotting app (tinyexit.stream_app, `tinyexit stream`): the firmware's C built for the
+host equals the Python mirror (C front end host build + tflite_micro + the Python policy + the detection rule)
+on every hop; the emulated nRF52840 equals the host build on every hop; the CLI refuses bad input in one line."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinyexit import stream_app as sa
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def kws_run(tmp_path_factory):
+    from tests._tiny_kws_run import make_tiny_kws_run
+    return make_tiny_kws_run(tmp_path_factory.mktemp("stream") / "run")
+
+
+def synthetic_audio(seconds: float, seed: int = 0) -> np.ndarray:
+    """Noise with tone bursts and a loud click: quiet, loud and clipped frames."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sa.SAMPLE_RATE)
+    t = np.arange(n) / sa.SAMPLE_RATE
+    x = rng.normal(0, 300, n) + 6000 * np.sin(2 * np.pi * 440 * t) * (np.sin(2 * np.pi * 0.7 * t) > 0.3)
+    x[n // 2:n // 2 + 200] = 40000
+    return np.clip(x, -32768, 32767).astype(np.int16)
+
+
+def write_wav(path: Path, x: np.ndarray, rate: int = 16000, channels: int = 1) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(np.asarray(x, "<i2").tobytes())
+    return path
+
+
+LOW = sa.StreamSettings(threshold=0.05, smooth=2, refractory_s=0.5)   # an untrained model detects now and then
+
+
+def test_detection_rule_by_hand():
+    kw = [1, 1, 0]
+    post = np.array([[-100, -120, -128], [-60, -128, -128], [-60, -128, -128], [-128, -128, 50], [-50, -40, -128]])
+    # smooth 2: sums per hop [-100,-120,-128]/1, [-160,-248,-256]/2, [-120,..]/2, [-188,-256,-78]/2, [-178,-168,-78]/2
+    # threshold_q -90: hop 0 -100 < -90; hop 1 -160 >= -180 -> class 0; hop 2 -120 >= -180 but refractory 2;
+    # hop 3 argmax is class 2 (not a keyword); hop 4 argmax class 2 again
+    assert sa.detect_q(post, kw, 2, -90, 2) == [-1, 0, -1, -1, -1]
+    assert sa.detect_q(post, kw, 2, -90, 1) == [-1, 0, 0, -1, -1]
+    assert sa.detect_q(post, kw, 1, -90, 1) == [-1, 0, 0, -1, 1]
+
+
+def test_hop_windows_follow_the_ring():
+    cfg = sa.StreamSettings(hop_ms=250)
+    x = np.arange(16000 + 3 * 4000, dtype=np.int64).astype(np.int16)
+    w = sa.hop_windows(x, cfg)
+    assert len(w) == 4 and w[0][0] == 0 and w.shape[1] == 16000 and not w[:, 15840:].any()
+    # after 20000 samples the newest complete frame starts at 320 * 61 = 19520 (ends 20000): the ring starts 48 earlier
+    assert int(w[1][0]) == 320 * (61 - 48)
+    # after 24000 samples: frames 0..73, frame 73 ends at 23840
+    assert int(w[2][0]) == 320 * (73 - 48)
+
+
+def test_host_build_equals_python_mirror(kws_run, tmp_path):
+    pcm = synthetic_audio(4.0)
+    exe = sa.build_stream_host(kws_run, tmp_path / "host", LOW)
+    host = sa.run_host(exe, pcm, LOW)
+    py = sa.mirror(kws_run, pcm, LOW, tmp_path / "mirror")
+    assert len(host) == len(py) == sa.num_hops(len(pcm), LOW) == 13
+    assert [h.key() for h in host] == [h.key() for h in py]
+    assert [h.macs for h in host] == [h.macs for h in py]
+    assert len({h.fhash for h in host}) == len(host)          # the features change every hop
+    assert any(h.det >= 0 for h in host), "the settings should make the untrained model detect something"
+    doc = sa.summary(kws_run, host, pcm, LOW, host=py)
+    assert doc["hops_equal_host"] == doc["hops"] == 13
+    assert doc["macs_per_second"] <= doc["macs_per_second_no_exit"] * 1.01
+
+
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+                    reason="needs qemu-system-arm and arm-none-eabi-gcc")
+def test_emulated_nrf52840_equals_the_host(kws_run, tmp_path):
+    from tinyexit.boards import load_board
+    from tinyexit.targets import get_runner
+    pcm = synthetic_audio(2.0, seed=1)
+    board = load_board("nrf52840", emulate=True)
+    fw = sa.build_stream(kws_run, board, tmp_path / "fw", LOW)
+    fw_hops, res = sa.run_firmware(fw, get_runner(board, None, needs=("send",)), pcm, LOW, timeout=300)
+    host = sa.run_host(sa.build_stream_host(kws_run, tmp_path / "host", LOW), pcm, LOW)
+    assert len(fw_hops) == len(host) == 5
+    assert [h.key() for h in fw_hops] == [h.key() for h in host]
+    assert "TX NEED i=4 n=4000" in res.output
+
+
+def _cli(args, cwd):
+    import os
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "tinyexit", "stream", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=120)
+
+
+def test_cli_refuses_bad_input_in_one_line(kws_run, tmp_path):
+    good = write_wav(tmp_path / "good.wav", synthetic_audio(1.5))
+    cases = {
+        "does not exist": [str(tmp_path / "norun"), "--wav", str(good), "--emulate"],
+        "16000 Hz mono": [str(kws_run), "--wav", str(write_wav(tmp_path / "r8k.wav", synthetic_audio(1.5), 8000)),
+                          "--emulate"],
+        "mono": [str(kws_run), "--wav", str(write_wav(tmp_path / "st.wav", synthetic_audio(2.0), channels=2)),
+                 "--emulate"],
+        "not a readable WAV": [str(kws_run), "--wav", str(tmp_path / "junk.wav"), "--emulate"],
+        "at least 1 s": [str(kws_run), "--wav", str(write_wav(tmp_path / "short.wav", synthetic_audio(0.5))),
+                         "--emulate"],
+        "--hop-ms": [str(kws_run), "--wav", str(good), "--emulate", "--hop-ms", "5"],
+    }
+    (tmp_path / "junk.wav").write_bytes(b"RIFF nonsense")
+    for want, args in cases.items():
+        p = _cli(args, tmp_path)
+        lines = p.stderr.strip().splitlines()
+        assert p.returncode == 2 and len(lines) == 1 and want in lines[0], (want, p.stderr)

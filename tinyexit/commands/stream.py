@@ -1,0 +1,79 @@
+"""`tinyexit stream RUN --wav FILE`: the streaming keyword-spotting app (tinyexit.stream_app) on a board or its
+emulator, compared hop by hop with the host (the same C built with gcc, and the Python mirror)."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from tinyexit.errors import TinyexitError
+
+NAME = "stream"
+HELP = "stream a WAV to the keyword-spotting firmware (or its emulator), print detections, compare with the host"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("run", metavar="RUN", help="run directory (a quantized, calibrated keyword-spotting run)")
+    parser.add_argument("--wav", required=True, help="16-kHz mono 16-bit WAV (e.g. from `tinyexit data kws-stream`); "
+                                                     "a CSV of ground truth beside it (same name) is scored")
+    parser.add_argument("--board", default="nrf52840", help="board name (default nrf52840)")
+    parser.add_argument("--emulate", action="store_true", help="run on the board's emulator (QEMU)")
+    parser.add_argument("--runner", help="override the board's default runner (one with the `send` capability)")
+    parser.add_argument("--port", help="serial port of the board")
+    parser.add_argument("--hop-ms", type=float, default=250.0, help="hop in ms (default 250)")
+    parser.add_argument("--smooth-hops", type=int, default=3, help="hops in the posterior average (default 3)")
+    parser.add_argument("--threshold", type=float, default=0.7, help="detection threshold (default 0.7)")
+    parser.add_argument("--refractory-s", type=float, default=1.0, help="seconds between detections (default 1)")
+    parser.add_argument("--no-host", action="store_true", help="skip the comparison with the host")
+    parser.add_argument("--json", metavar="OUT", help="write the report as JSON")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds before giving up (default 1800)")
+
+
+def run(args) -> int:
+    from tinyexit import stream_app as sa
+    from tinyexit.boards import load_board
+    from tinyexit.io import write_json
+    from tinyexit.run import as_run
+    from tinyexit.targets import get_runner
+
+    if not Path(args.run).is_dir():
+        raise TinyexitError(f"run directory '{args.run}' does not exist; train one with `tinyexit train`")
+    cfg = sa.StreamSettings(hop_ms=args.hop_ms, smooth=args.smooth_hops, threshold=args.threshold,
+                            refractory_s=args.refractory_s).check()
+    pcm = sa.read_pcm(args.wav)
+    run_ = as_run(args.run)
+    run_.policy()
+    board = load_board(args.board, emulate=args.emulate or args.runner == "qemu")
+    runner = get_runner(board, args.runner, needs=("send",), port=args.port)
+    truth = Path(args.wav).with_suffix(".csv")
+    with tempfile.TemporaryDirectory(prefix="tinyexit-stream-") as tmp:
+        fw = sa.build_stream(run_, board, Path(tmp) / "fw", cfg)
+        print(fw.sizes.table())
+        print(f"streaming {len(pcm) / sa.SAMPLE_RATE:.1f} s ({sa.num_hops(len(pcm), cfg)} hops) to {fw.elf.name} "
+              f"with {runner.name} ...")
+        hops, res = sa.run_firmware(fw, runner, pcm, cfg, timeout=args.timeout)
+        host = None
+        if not args.no_host:
+            exe = sa.build_stream_host(run_, Path(tmp) / "host", cfg)
+            host = sa.run_host(exe, pcm, cfg)
+            py = sa.mirror(run_, pcm, cfg, Path(tmp) / "mirror")
+            host_py = sa.equal_hops(host, py)
+            if host_py != len(py) or len(host) != len(py):
+                print(f"warning: the host build and the Python mirror agree on {host_py} of {len(py)} hops")
+    doc = sa.summary(run_, hops, pcm, cfg, host=host, truth_csv=truth)
+    doc["sizes"] = fw.sizes.as_dict()
+    if host is not None:
+        doc["hops_equal_python"] = sa.equal_hops(hops, py)
+    for d in doc["detections"]:
+        print(f"  {d['time_s']:8.2f} s  {d['class']:<10} exit {d['exit']:<8} {d['macs']:,} MACs")
+    line = f"{doc['hops']} hops, {len(doc['detections'])} detections"
+    if host is not None:
+        line += f"; firmware == host on {doc['hops_equal_host']} hops, == Python on {doc['hops_equal_python']}"
+    print(line)
+    print(f"MACs per second of audio: {doc['macs_per_second']:,.0f} (no early exit: "
+          f"{doc['macs_per_second_no_exit']:,.0f})")
+    if doc["false_rejects"] is not None:
+        print(f"false rejects {doc['false_rejects']} of {doc['score']['occurrences']}, false accepts per hour "
+              f"{doc['false_accepts_per_hour']:.1f} ({truth.name})")
+    if args.json:
+        write_json(args.json, doc)
+    return 0 if host is None or doc["hops_equal_host"] == doc["hops"] == len(host) else 1
