@@ -128,11 +128,12 @@ def _stream_context(run, cfg: StreamSettings) -> dict:
                 source=run.name)
 
 
-def render_stream(run_dir, out: str | Path, cfg: StreamSettings) -> tuple[list[Path], list[Path], dict]:
+def render_stream(run_dir, out: str | Path, cfg: StreamSettings,
+                  default_kernels: str = "reference") -> tuple[list[Path], list[Path], dict]:
     """The app's sources in `out` (tx_stream.c, its config, the bench app it reuses, the front end) and the
     library's -> (sources, include dirs, context)."""
     from tinyexit import frontend
-    from tinyexit.build import library_sources, model_library, pipeline_from_run, render_app
+    from tinyexit.build import model_library, pipeline_from_run, render_app
     run = as_run(run_dir)
     ctx = _stream_context(run, cfg.check())
     pipe, _, _ = pipeline_from_run(run)
@@ -141,16 +142,19 @@ def render_stream(run_dir, out: str | Path, cfg: StreamSettings) -> tuple[list[P
     write_text(out / "tx_stream.c", (toolchain.TEMPLATES / TEMPLATES / "tx_stream.c").read_text())
     toolchain.render_to(f"{TEMPLATES}/tx_stream_config.h.j2", out / "tx_stream_config.h", **ctx)
     fe = [p for p in frontend.render_sources(out) if p.suffix == ".c"]
-    lib = model_library(run)
+    lib = model_library(run, default_kernels=default_kernels)   # an existing library keeps its kernels
     srcs = [out / "tx_stream.c", out / "tx_pipeline_config.c", out / "tx_app_inputs.c", *fe]
     return srcs, [out, lib], ctx
 
 
 def build_stream(run_dir, board, out: str | Path, cfg: StreamSettings, emulate: bool = False):
-    """The stream firmware of a run for `board` (build.build_firmware: sizes checked, size.json)."""
+    """The stream firmware of a run for `board` (build.build_firmware: sizes checked, size.json). A library
+    generated here gets the board's kernels (as build.build_run)."""
     from tinyexit.build import build_firmware, library_memory, library_sources, model_library
+    from tinyexit.boards import load_board
+    board = load_board(board, emulate=emulate) if isinstance(board, str) else board
     out = Path(out)
-    srcs, incs, _ = render_stream(run_dir, out / "app", cfg)
+    srcs, incs, _ = render_stream(run_dir, out / "app", cfg, default_kernels=board.kernels)
     lib = model_library(as_run(run_dir))
     lib_srcs = library_sources(lib)
     return build_firmware(board, srcs + lib_srcs, out, include_dirs=incs, name="stream", emulate=emulate,
