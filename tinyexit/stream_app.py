@@ -78,6 +78,7 @@ class Hop:
     cls: int
     det: int
     macs: int
+    ticks: int = 0     # the firmware's ticks of the inference (the board's tick unit; 0 on the host)
 
     def key(self) -> tuple:
         return (self.index, self.fhash, self.exit, self.cls, self.det)
@@ -183,7 +184,7 @@ def uart_bytes(pcm: np.ndarray, cfg: StreamSettings) -> bytes:
 
 
 def parse_hops(text: str, what: str) -> list[Hop]:
-    hops = [Hop(int(m[1]), int(m[2], 16), int(m[3]), int(m[4]), int(m[5]), int(m[6]))
+    hops = [Hop(int(m[1]), int(m[2], 16), int(m[3]), int(m[4]), int(m[5]), int(m[6]), int(m[7]))
             for m in (HOP_RE.match(ln.strip()) for ln in text.splitlines()) if m]
     if "TX END" not in text:
         tail = " | ".join(text.strip().splitlines()[-3:])
@@ -285,6 +286,8 @@ def summary(run_dir, hops: list[Hop], pcm: np.ndarray, cfg: StreamSettings, *, h
            "exits": {n: sum(h.exit == k for h in hops) for k, n in enumerate(names)},
            "macs_per_second": float(np.mean([h.macs for h in hops]) * per_s) if hops else 0.0,
            "macs_per_second_no_exit": float(man["no_exit_macs"]) * per_s,
+           "ticks_per_hop": {n: float(np.mean([h.ticks for h in hops if h.exit == k]))
+                             for k, n in enumerate(names) if any(h.exit == k for h in hops)},
            "false_rejects": None, "false_accepts_per_hour": None}
     if host is not None:
         doc["hops_equal_host"] = equal_hops(hops, host)
