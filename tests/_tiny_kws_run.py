@@ -19,6 +19,11 @@ def _split(n: int, seed: int):
     return x, rng.integers(0, len(CLASSES), n).astype(np.int64)
 
 
+def stand_in_splits() -> dict:
+    """The stand-in train / validation / test splits (random features, random labels)."""
+    return {"train": _split(120, 1), "validation": _split(120, 2), "test": _split(120, 3)}
+
+
 def make_tiny_kws_run(run: Path) -> Path:
     import keras
     import pytest
@@ -42,7 +47,7 @@ def make_tiny_kws_run(run: Path) -> Path:
     model.save(run / "model.keras")
     write_json(run / "model.json", {"task": "kws", "input_shape": [49, 10, 1], "classes": CLASSES,
                                     "exits": exits_with_macs(model), "data": {"kind": "test"}})
-    data = {"train": _split(120, 1), "validation": _split(120, 2), "test": _split(120, 3)}
+    data = stand_in_splits()
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(tinyexit.run, "load_split", lambda r, split: data[split])
         quantize_run(run, num_calibration=60, num_eval=60)

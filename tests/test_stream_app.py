@@ -82,6 +82,25 @@ def test_host_build_equals_python_mirror(kws_run, tmp_path):
     assert doc["macs_per_second"] <= doc["macs_per_second_no_exit"] * 1.01
 
 
+@pytest.mark.parametrize("policy", ["difference", "entropy"])
+def test_host_build_equals_python_mirror_with_other_policies(kws_run, tmp_path, monkeypatch, policy):
+    """The temporal rules (tx_temporal.h: the decision is the rule's, the state lives across hops) and another
+    static rule, recalibrated on a copy of the run."""
+    import tinyexit.run
+    from tests._tiny_kws_run import stand_in_splits
+    from tinyexit.policy.calibrate import calibrate_run
+    run = tmp_path / "run"
+    shutil.copytree(kws_run, run, ignore=shutil.ignore_patterns("firmware"))
+    data = stand_in_splits()
+    monkeypatch.setattr(tinyexit.run, "load_split", lambda r, split: data[split])
+    assert calibrate_run(run, epsilon=0.5, policy=policy)["policy"] == policy
+    pcm = synthetic_audio(4.0)
+    host = sa.run_host(sa.build_stream_host(run, tmp_path / "host", LOW), pcm, LOW)
+    py = sa.mirror(run, pcm, LOW, tmp_path / "mirror")
+    assert len(host) == len(py) == 13
+    assert [h.key() for h in host] == [h.key() for h in py]
+
+
 @pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
                     reason="needs qemu-system-arm and arm-none-eabi-gcc")
 def test_emulated_nrf52840_equals_the_host(kws_run, tmp_path):
