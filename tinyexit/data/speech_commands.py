@@ -36,6 +36,21 @@ class KwsDataset:
                 for s, v in self.items.items()}
 
 
+def wav_bytes(x: np.ndarray, *, rounded: bool = True) -> bytes:
+    """A 16 kHz mono PCM16 WAV of float samples in [-1, 1] (clipped there), scaled by 32767 and rounded to the
+    nearest code, or truncated toward zero with rounded=False (how the offline data set was always written)."""
+    import io
+    scaled = np.clip(x, -1, 1) * 32767
+    pcm = (np.round(scaled) if rounded else scaled).astype("<i2")
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(SAMPLE_RATE)
+        w.writeframes(pcm.tobytes())
+    return buf.getvalue()
+
+
 def read_wav(path: str | Path) -> np.ndarray:
     """Read a 16 kHz mono PCM16 WAV as float32 in [-1, 1); clear errors for anything else."""
     path = Path(path)

@@ -31,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyexit.data.speech_commands import KEYWORDS, SAMPLE_RATE, _read_list, load_speech_commands, read_wav
+from tinyexit.data.speech_commands import (KEYWORDS, SAMPLE_RATE, _read_list, load_speech_commands, read_wav,
+                                          wav_bytes)
 from tinyexit.errors import TinyexitError
 from tinyexit.io import atomic_dir
 
@@ -169,18 +170,6 @@ def mix(track: np.ndarray, words: list[Word], noise: np.ndarray, snr_db: float) 
     peak = float(np.abs(x).max())
     gain = min(1.0, 0.99 / peak) if peak > 0 else 1.0
     return (x * gain).astype(np.float32), float(scale), gain
-
-
-def wav_bytes(x: np.ndarray) -> bytes:
-    import wave
-    pcm = np.round(np.clip(x, -1, 1) * 32767).astype("<i2")
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(SAMPLE_RATE)
-        w.writeframes(pcm.tobytes())
-    return buf.getvalue()
 
 
 def csv_text(words: list[Word]) -> str:

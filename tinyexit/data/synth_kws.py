@@ -10,12 +10,10 @@ Synthetic speech proves the pipeline, not accuracy on real speech: reports built
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import shutil
 import subprocess
-import wave
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import resample_poly
 
+from tinyexit.data.speech_commands import wav_bytes
 from tinyexit.errors import MissingToolError, TinyexitError
 from tinyexit.io import atomic_dir
 
@@ -158,14 +157,7 @@ def make_noises(rng: np.random.Generator, seconds: int = 30) -> dict[str, np.nda
 
 
 def write_wav(path: Path, x: np.ndarray) -> None:
-    pcm = (np.clip(x, -1, 1) * 32767).astype("<i2")
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(SAMPLE_RATE)
-        w.writeframes(pcm.tobytes())
-    path.write_bytes(buf.getvalue())
+    path.write_bytes(wav_bytes(x, rounded=False))
 
 
 def make_kws_dataset(out: str | os.PathLike, *, speakers: int = 90, takes: int = 2, unknown_per_speaker: int = 4,
