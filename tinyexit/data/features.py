@@ -103,13 +103,13 @@ class Augment:
         """The settings as stored in model.json and hashed into the feature cache key: the optional ones only
         when they are on (so the defaults keep today's key), pairs as lists."""
         d = asdict(self)
+        on = {name: d[name] != off for name, off in OPTIONAL_SETTINGS.items()}
+        on["silence_quiet_dbfs"] = on["silence_quiet"]          # the level is stated whenever quiet noise is on
         for name in OPTIONAL_SETTINGS:
-            if d[name] == OPTIONAL_SETTINGS[name]:
+            if not on[name]:
                 del d[name]
             elif isinstance(d[name], tuple):
                 d[name] = list(d[name])
-        if "silence_quiet_dbfs" in d and "silence_quiet" not in d:
-            del d["silence_quiet_dbfs"]
         return d
 
     @classmethod
