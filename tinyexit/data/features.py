@@ -6,7 +6,8 @@ zero-padded to 16000 samples; STFT with 480-sample (30 ms) Hann frames, step 320
 40 mel bins 20-4000 Hz; log(mel + 1e-6); the first 10 MFCCs -> 49 x 10.
 Training (and the noisy evaluation of synthetic speech) inserts MLPerf's augmentation between the division and
 the STFT: a time shift and background noise, after which the clip is clipped to [-1, 1] (as MLPerf clips only
-after mixing noise).
+after mixing noise). Optional recipe settings (`Augment`, docs/MODELS.md): noise at an SNR range instead of a gain
+(`mix_at_snr`), and `_silence_` examples that are digital silence or very quiet noise (`quiet_noise`).
 """
 from __future__ import annotations
 
@@ -132,7 +133,9 @@ def prepare_clips(dataset: KwsDataset, split: str, *, copies: int = 1, augment: 
     """The clips of a split after the front end's division and padding (`normalize_clip`) and, with `augment`,
     MLPerf's training path (shift, background noise, then clipping to [-1, 1]): -> float32 [N, 16000], labels [N].
 
-    `_silence_` items are one-second stretches of a random background noise file, treated like every other clip.
+    `_silence_` items are one-second stretches of a random background noise file, treated like every other clip;
+    with `augment.silence_digital` / `silence_quiet`, that share of them is digital silence / quiet noise instead,
+    with no shift or noise added.
     `copies` > 1 makes several differently augmented versions of each clip. Deterministic for a seed.
     """
     from tqdm.auto import tqdm
