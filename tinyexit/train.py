@@ -233,7 +233,7 @@ def _train_kws(recipe, *, data, out, epochs, train_config, train_copies, max_tra
     else:
         data_dir = Path(data)
     dc = data_config_for(data_dir, seed=d["seed"], train_copies=train_copies,
-                         train_augment={k: float(v) for k, v in d["augment"].items()})
+                         train_augment=dict(d["augment"]))
     tc = with_epochs(train_config or train_config_for(recipe), epochs)
     mc = recipe.model_config(len(CLASSES))
     print(f"features: {dc.dir} ({dc.source})")

@@ -133,3 +133,93 @@ def test_runs_made_with_the_earlier_front_end_are_refused():
     assert Augment.from_dict(asdict(Augment(noise_volume=0.2))) == Augment(noise_volume=0.2)
     with pytest.raises(TinyexitError, match="retrain"):
         Augment.from_dict({**asdict(Augment()), "silence_volume": 1.0})
+
+
+# ------------------------------------------------------------------ augmentation: SNR and silence (issue #15)
+
+def _augment_dataset(root, silences=2):
+    """Two word clips and `silences` silence items over two background noise files (fixed content)."""
+    rng = np.random.default_rng(3)
+    (root / "yes").mkdir(), (root / "_background_noise_").mkdir()
+    t = np.arange(12000) / 16000
+    _write_wav(root / "yes/0.wav", np.round(9000 * np.sin(2 * np.pi * 440 * t) * np.hanning(12000)).astype(np.int16))
+    _write_wav(root / "yes/1.wav", np.round(rng.normal(0, 3000, 16000)).clip(-32768, 32767).astype(np.int16))
+    _write_wav(root / "_background_noise_/a.wav", np.round(rng.uniform(-5000, 5000, 40000)).astype(np.int16))
+    _write_wav(root / "_background_noise_/b.wav",
+               np.round(rng.normal(0, 2000, 24000)).clip(-32768, 32767).astype(np.int16))
+    items = [("yes/0.wav", 9), ("yes/1.wav", 9)] + [("", 10)] * silences
+    return KwsDataset(root=root, source="speech_commands", items={"train": items},
+                      noise_files=sorted((root / "_background_noise_").glob("*.wav")))
+
+
+def test_default_augmentation_is_unchanged(tmp_path):
+    """Golden hashes of prepare_clips' output computed with the code before the SNR and silence options
+    (commit 6cea75f): MLPerf's default augmentation, the evaluation noise of synthetic speech and no augmentation
+    give the same clips for a fixed seed; and the settings (model.json, feature cache key) are the same three."""
+    import hashlib
+    ds = _augment_dataset(tmp_path)
+    want = {"default": "df6cf30435a8f0d0", "no shift": "0fccca015171babc", "none": "e99a330fc4b0a97e"}
+    for name, aug in (("default", Augment()), ("no shift", Augment(time_shift_ms=0.0)), ("none", None)):
+        clips, y = prepare_clips(ds, "train", copies=3, augment=aug, seed=5)
+        assert hashlib.sha256(clips.tobytes()).hexdigest()[:16] == want[name], name
+        assert y.tolist() == [9] * 6 + [10] * 6
+    assert Augment().settings() == {"time_shift_ms": 100.0, "noise_probability": 0.8, "noise_volume": 0.1}
+    assert Augment.from_dict({"time_shift_ms": 100, "noise_probability": 0.8, "noise_volume": 0.1}) == Augment()
+
+
+@pytest.mark.parametrize("snr", [-5.0, 0.0, 10.0, 20.0, 35.0])
+def test_snr_mixing_hits_the_requested_snr(snr):
+    """A constant-amplitude tone burst at samples 4000-12000 (zeros around it) plus noise at `snr`: the SNR
+    measured from the construction (burst power over its samples / power of what was added) is within 0.5 dB."""
+    from tinyexit.data.features import mix_at_snr
+    rng = np.random.default_rng(int(snr) + 40)
+    x = np.zeros(16000, np.float32)
+    x[4000:12000] = 0.3 * np.sin(2 * np.pi * 500 * np.arange(8000) / 16000 + 0.3)
+    noise = rng.normal(0, 1234.0, 16000).astype(np.float32)           # any units: only its shape counts
+    y = mix_at_snr(x, noise, snr)
+    added = y.astype(np.float64) - x
+    measured = 10 * np.log10(np.mean(x[4000:12000].astype(np.float64) ** 2) / np.mean(added ** 2))
+    assert abs(measured - snr) <= 0.5, measured
+    assert np.corrcoef(added, noise)[0, 1] > 0.999                      # the noise itself, scaled
+
+
+def test_training_noise_at_an_snr(tmp_path):
+    """prepare_clips with snr_db=(s, s), no shift, noise always: the clip minus the clean clip is noise at s dB
+    (s = 30: no clipping) against the clean clip's word; with a range, the SNRs spread over it."""
+    ds = _augment_dataset(tmp_path, silences=0)
+    clean, _ = prepare_clips(ds, "train", copies=4)
+    for snr in (30.0, 40.0):
+        noisy, _ = prepare_clips(ds, "train", copies=4, seed=2,
+                                 augment=Augment(time_shift_ms=0.0, noise_probability=1.0, snr_db=(snr, snr)))
+        for c, n in zip(clean, noisy):
+            word = np.flatnonzero(np.abs(c) >= 0.05 * np.abs(c).max())
+            p_word = np.mean(c[word[0]:word[-1] + 1].astype(np.float64) ** 2)
+            measured = 10 * np.log10(p_word / np.mean((n.astype(np.float64) - c) ** 2))
+            assert abs(measured - snr) <= 0.5, measured
+    spread, _ = prepare_clips(ds, "train", copies=20, seed=2,
+                              augment=Augment(time_shift_ms=0.0, noise_probability=1.0, snr_db=(20.0, 40.0)))
+    c = clean[0]
+    got = [10 * np.log10(np.mean(c.astype(np.float64) ** 2) / np.mean((n - c).astype(np.float64) ** 2))
+           for n in spread[:20]]
+    assert max(got) - min(got) > 10
+
+
+def test_silence_examples_include_digital_silence_and_quiet_noise_when_asked(tmp_path):
+    ds = _augment_dataset(tmp_path, silences=40)
+    plain, y = prepare_clips(ds, "train", augment=Augment(), seed=4)
+    assert not any((c == 0).all() for c in plain[y == 10])                  # today: never digital silence
+    dig, y = prepare_clips(ds, "train", augment=Augment(silence_digital=0.5), seed=4)
+    zeros = [bool((c == 0).all()) for c in dig[y == 10]]
+    assert 10 <= sum(zeros) <= 30 and not any((c == 0).all() for c in dig[y == 9])
+    allz, y = prepare_clips(ds, "train", augment=Augment(silence_digital=1.0), seed=4)
+    assert (allz[y == 10] == 0).all()                                        # no noise mixed into them
+    # Peak at -90 dBFS is about 1 LSB of 16-bit PCM: the front end's division leaves only -1, 0 and 1.
+    quiet, y = prepare_clips(ds, "train", augment=Augment(silence_quiet=1.0, silence_quiet_dbfs=(-90.0, -90.0)),
+                             seed=4)
+    for c in quiet[y == 10]:
+        assert set(np.unique(c)) <= {-1.0, 0.0, 1.0} and np.abs(c).max() == 1.0
+    loud, y = prepare_clips(ds, "train", augment=Augment(silence_quiet=1.0, silence_quiet_dbfs=(-50.0, -50.0)),
+                            seed=4)
+    assert all(len(np.unique(c)) > 100 for c in loud[y == 10])               # -50 dBFS: ~100 LSB, many levels
+    assert Augment(silence_quiet=0.2).settings()["silence_quiet_dbfs"] == [-90.0, -50.0]
+    assert "silence_quiet_dbfs" not in Augment(silence_quiet_dbfs=(-80.0, -60.0)).settings()   # unused: off

@@ -138,3 +138,18 @@ def test_initial_weights_follow_the_seed_across_processes():
         return r.stdout.strip().splitlines()[-1]
     a, b, c = digest(0), digest(0), digest(1)
     assert a == b and a != c
+
+
+def test_noisy_recipe_is_the_default_with_noise_over_snrs_and_quieter_silence():
+    """models/kws-dscnn-noisy.yaml: the same model, exits, front end and training as kws-dscnn; only the
+    augmentation differs, and it reaches the data recipe (model.json) whole, with its pairs."""
+    from tinyexit.data.features import Augment
+    default, noisy = builtin_recipe("kws"), load_recipe("kws-dscnn-noisy")
+    for section in ("family", "input_shape", "model", "exits", "front_end", "training"):
+        assert getattr(noisy, section) == getattr(default, section), section
+    assert {k: v for k, v in noisy.data.items() if k != "augment"} == \
+        {k: v for k, v in default.data.items() if k != "augment"}
+    aug = Augment.from_dict(dict(noisy.data["augment"]))
+    assert (aug.snr_db, aug.silence_digital, aug.silence_quiet) == ((0.0, 20.0), 0.1, 0.2)
+    assert aug.settings() == {**default.data["augment"], "snr_db": [0.0, 20.0], "silence_digital": 0.1,
+                              "silence_quiet": 0.2, "silence_quiet_dbfs": [-90.0, -50.0]}

@@ -6,7 +6,8 @@ zero-padded to 16000 samples; STFT with 480-sample (30 ms) Hann frames, step 320
 40 mel bins 20-4000 Hz; log(mel + 1e-6); the first 10 MFCCs -> 49 x 10.
 Training (and the noisy evaluation of synthetic speech) inserts MLPerf's augmentation between the division and
 the STFT: a time shift and background noise, after which the clip is clipped to [-1, 1] (as MLPerf clips only
-after mixing noise).
+after mixing noise). Optional recipe settings (`Augment`, docs/MODELS.md): noise at an SNR range instead of a gain
+(`mix_at_snr`), and `_silence_` examples that are digital silence or very quiet noise (`quiet_noise`).
 """
 from __future__ import annotations
 
@@ -80,10 +81,37 @@ def normalize_clip(samples) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Augment:
-    """Training-time augmentation (MLPerf Tiny's defaults): random shift and background noise."""
+    """Training-time augmentation: MLPerf Tiny's defaults (random shift, background noise at a gain), and
+    optionally noise at an SNR and `_silence_` examples that are digital silence or very quiet noise.
+
+    The optional settings are off by default and left out of `settings()` (model.json, the feature cache key)
+    while off, so a recipe that does not use them makes the same features under the same key as before."""
     time_shift_ms: float = 100.0
     noise_probability: float = 0.8
-    noise_volume: float = 0.1          # noise gain drawn uniformly from [0, noise_volume]
+    noise_volume: float = 0.1          # noise gain drawn uniformly from [0, noise_volume] (without snr_db)
+    snr_db: tuple[float, float] | None = None        # instead: noise at an SNR drawn uniformly from [low, high] dB
+    silence_digital: float = 0.0       # share of `_silence_` examples that are digital silence (all zeros)
+    silence_quiet: float = 0.0         # share of `_silence_` examples that are noise at a very low level ...
+    silence_quiet_dbfs: tuple[float, float] = (-90.0, -50.0)   # ... its peak uniform in these dBFS, 16-bit PCM
+
+    def __post_init__(self):         # numbers as floats, pairs as tuples (a YAML 100 is 100.0 in the cache key)
+        for name, v in asdict(self).items():
+            if v is not None:
+                object.__setattr__(self, name, tuple(float(e) for e in v) if isinstance(v, (list, tuple))
+                                   else float(v))
+
+    def settings(self) -> dict:
+        """The settings as stored in model.json and hashed into the feature cache key: the optional ones only
+        when they are on (so the defaults keep today's key), pairs as lists."""
+        d = asdict(self)
+        on = {name: d[name] != off for name, off in OPTIONAL_SETTINGS.items()}
+        on["silence_quiet_dbfs"] = on["silence_quiet"]          # the level is stated whenever quiet noise is on
+        for name in OPTIONAL_SETTINGS:
+            if not on[name]:
+                del d[name]
+            elif isinstance(d[name], tuple):
+                d[name] = list(d[name])
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Augment":
@@ -96,12 +124,18 @@ class Augment:
         return cls(**d)
 
 
+OPTIONAL_SETTINGS = {"snr_db": None, "silence_digital": 0.0, "silence_quiet": 0.0,
+                     "silence_quiet_dbfs": (-90.0, -50.0)}
+
+
 def prepare_clips(dataset: KwsDataset, split: str, *, copies: int = 1, augment: Augment | None = None,
                   seed: int = 0, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The clips of a split after the front end's division and padding (`normalize_clip`) and, with `augment`,
     MLPerf's training path (shift, background noise, then clipping to [-1, 1]): -> float32 [N, 16000], labels [N].
 
-    `_silence_` items are one-second stretches of a random background noise file, treated like every other clip.
+    `_silence_` items are one-second stretches of a random background noise file, treated like every other clip;
+    with `augment.silence_digital` / `silence_quiet`, that share of them is digital silence / quiet noise instead,
+    with no shift or noise added.
     `copies` > 1 makes several differently augmented versions of each clip. Deterministic for a seed.
     """
     from tqdm.auto import tqdm
@@ -117,11 +151,13 @@ def prepare_clips(dataset: KwsDataset, split: str, *, copies: int = 1, augment: 
         if rel and rel not in cache:
             cache[rel] = normalize_clip(read_wav(dataset.root / rel))
         for _ in range(copies):
+            quiet = None
             if rel:
                 x = cache[rel]
             else:
-                x = normalize_clip(_noise_stretch(noises, rng))
-            if augment is not None and noises:
+                quiet = _quiet_silence(noises, augment, rng) if augment is not None else None
+                x = normalize_clip(_noise_stretch(noises, rng)) if quiet is None else quiet
+            if augment is not None and noises and quiet is None:
                 x = np.clip(_augment(x, noises, augment, rng), -1.0, 1.0)
             clips[k], labels[k] = x, label
             k += 1
@@ -139,8 +175,54 @@ def _augment(x: np.ndarray, noises: list[np.ndarray], aug: Augment, rng: np.rand
             x[s:] = 0
     if noises and rng.uniform() < aug.noise_probability:
         seg = _noise_stretch(noises, rng)
-        x = x + float(rng.uniform(0, aug.noise_volume)) * seg
+        if aug.snr_db is None:
+            x = x + float(rng.uniform(0, aug.noise_volume)) * seg
+        else:
+            x = mix_at_snr(x, seg, float(rng.uniform(*aug.snr_db)))
     return x
+
+
+def _quiet_silence(noises: list[np.ndarray], aug: Augment, rng: np.random.Generator) -> np.ndarray | None:
+    """A `_silence_` example that is digital silence or very quiet noise (as 16-bit PCM holds it, through the
+    front end's division), drawn with the shares `aug` asks for; None for an ordinary one. Draws nothing from
+    `rng` when both shares are 0 (today's recipes keep their random stream)."""
+    if aug.silence_digital <= 0 and aug.silence_quiet <= 0:
+        return None
+    u = float(rng.uniform())
+    if u < aug.silence_digital or (u < aug.silence_digital + aug.silence_quiet and not noises):
+        return np.zeros(SAMPLE_RATE, np.float32)
+    if u >= aug.silence_digital + aug.silence_quiet:
+        return None
+    return quiet_noise(_noise_stretch(noises, rng), float(rng.uniform(*aug.silence_quiet_dbfs)))
+
+
+def quiet_noise(seg: np.ndarray, peak_dbfs: float) -> np.ndarray:
+    """`seg` scaled so its peak sits at `peak_dbfs`, rounded to 16-bit PCM, then the front end's division and
+    padding (`normalize_clip`): what a quiet window of a real recording gives (below about -96 dBFS, zeros)."""
+    peak = float(np.abs(seg).max()) if len(seg) else 0.0
+    if peak == 0.0:
+        return np.zeros(SAMPLE_RATE, np.float32)
+    pcm = np.round(np.asarray(seg, np.float64) / peak * 10 ** (peak_dbfs / 20) * 32767).astype(np.int16)
+    return normalize_clip(pcm)
+
+
+def speech_extent(x: np.ndarray, rel: float = 0.05) -> slice:
+    """From the first to the last sample whose magnitude reaches `rel` of the clip's peak (the word)."""
+    a = np.abs(x)
+    idx = np.flatnonzero(a >= rel * a.max()) if a.size and a.max() > 0 else np.zeros(0, int)
+    return slice(int(idx[0]), int(idx[-1]) + 1) if idx.size else slice(0, 0)
+
+
+def mix_at_snr(x: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """`x` + `noise` scaled so that 10 log10(mean power of x over its `speech_extent` / mean power of the
+    scaled noise over the whole clip) = `snr_db`. A silent `x` or noise is returned unchanged (no SNR exists)."""
+    ext = speech_extent(x)
+    p_speech = float(np.mean(np.asarray(x[ext], np.float64) ** 2)) if ext.stop > ext.start else 0.0
+    p_noise = float(np.mean(np.asarray(noise, np.float64) ** 2))
+    if p_speech == 0.0 or p_noise == 0.0:
+        return x
+    scale = np.sqrt(p_speech / (p_noise * 10 ** (snr_db / 10)))
+    return (x + scale * np.asarray(noise, np.float64)).astype(np.float32)
 
 
 def _noise_stretch(noises: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
@@ -161,7 +243,7 @@ def split_features(dataset: KwsDataset, split: str, *, copies: int = 1, augment:
     Returns (x [N,49,10,1], y [N], cache file)."""
     key_src = {
         "root": str(Path(dataset.root).resolve()), "split": split, "copies": copies, "seed": seed,
-        "augment": asdict(augment) if augment else None,
+        "augment": augment.settings() if augment else None,
         "items": [(rel, lab, (dataset.root / rel).stat().st_size if rel else 0) for rel, lab in dataset.items[split]],
         "noises": [(p.name, p.stat().st_size) for p in dataset.noise_files], "version": FRONT_END_VERSION,
     }
@@ -182,4 +264,4 @@ def split_features(dataset: KwsDataset, split: str, *, copies: int = 1, augment:
     return x, y, path
 
 
-__all__ = ["front_end", "mfcc", "normalize_clip", "Augment", "prepare_clips", "split_features", "FEATURE_SHAPE", "SILENCE"]
+__all__ = ["front_end", "mfcc", "normalize_clip", "Augment", "prepare_clips", "mix_at_snr", "quiet_noise", "split_features", "FEATURE_SHAPE", "SILENCE"]

@@ -2,7 +2,7 @@
 that every stage after training sees exactly the inputs training saw (`tinyexit.run.Run.split`)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ class DataConfig:
     kind: str = "kws"
     seed: int = 0
     train_copies: int = 2                         # differently augmented versions of each training clip
-    train_augment: dict = field(default_factory=lambda: asdict(Augment()))
+    train_augment: dict = field(default_factory=lambda: Augment().settings())
     eval_augment: dict | None = None              # synthetic clean speech: noise mixed into val/test too
 
 
@@ -28,9 +28,10 @@ def data_config_for(data_dir: str | Path, *, seed: int = 0, train_copies: int = 
     ds = load_speech_commands(data_dir, seed=seed)
     # Synthetic voices are clean; real recordings carry their own noise. Evaluate synthetic speech with the
     # same kind of background noise the model trains with (fixed seed), so the figure is not flattered.
-    eval_aug = asdict(Augment(time_shift_ms=0.0)) if ds.source == "synthetic" else None
+    eval_aug = Augment(time_shift_ms=0.0).settings() if ds.source == "synthetic" else None
+    train = Augment.from_dict(train_augment) if train_augment else Augment()
     return DataConfig(dir=str(Path(data_dir).resolve()), source=ds.source, seed=seed, train_copies=train_copies,
-                      train_augment=train_augment or asdict(Augment()), eval_augment=eval_aug)
+                      train_augment=train.settings(), eval_augment=eval_aug)
 
 
 def features_for(dc: DataConfig, split: str, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:

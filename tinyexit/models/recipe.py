@@ -230,6 +230,15 @@ def _check_semantics(file: Path, data: dict) -> None:
 
 def _check_data(file: Path, d: dict) -> None:
     kind, default = d["kind"], d["default"]
+    aug = d["augment"]
+    for key in ("snr_db", "silence_quiet_dbfs"):
+        if key in aug and aug[key][0] > aug[key][1]:
+            raise RecipeError(f"{file}: data.augment.{key}: {aug[key]} is not a range [low, high]. Write the lower "
+                              f"value first: {sorted(aug[key])}.")
+    shares = aug.get("silence_digital", 0) + aug.get("silence_quiet", 0)
+    if shares > 1:
+        raise RecipeError(f"{file}: data.augment: silence_digital + silence_quiet = {shares:g} exceeds 1 (they are "
+                          f"shares of the _silence_ examples). Make their sum at most 1.")
     want = DEFAULT_SOURCES[kind]
     if default["source"] != want:
         raise RecipeError(f"{file}: data.default.source: {default['source']!r} is not a source of {kind} data. "
