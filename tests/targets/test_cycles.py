@@ -47,6 +47,12 @@ SEQUENCES = {
     "vmla.f32": ("vmla.f32 s2, s0, s1\n", 1, 3),
     "vpush and vpop of 2": ("vpush {s0, s1}\n vpop {s0, s1}\n", 2, (1 + 2) * 2),
     "it block": ("movs r4, #1\n cmp r4, #1\n ite eq\n moveq r5, #1\n movne r5, #2\n", 5, 5),
+    "branch in an it block, taken": ("movs r4, #0\n cmp r4, #0\n it eq\n beq.w 1f\n nop\n1:\n", 4, 1 + 1 + 1 + 1 + P),
+    "branch in an it block, not taken": ("movs r4, #1\n cmp r4, #0\n it eq\n beq.w 1f\n nop\n1:\n", 5, 5),
+    "32-bit loads pipelined": ("ldr.w r4, [r8, #4]\n ldrsh.w r5, [r8, #8]\n", 2, 2 + 1),
+    "mls, smulbb, sxtb16": ("mls r4, r5, r6, r7\n smulbb r4, r5, r6\n sxtb16 r4, r5\n", 3, 2 + 1 + 1),
+    "bl and bx lr, b": ("bl 2f\n b 3f\n2: bx lr\n3:\n", 3, 3 * (1 + P)),
+    "push lr, pop pc": ("bl 2f\n b 3f\n2: push {lr}\n pop {pc}\n3:\n", 4, (1 + P) + 2 + (1 + 1 + P) + (1 + P)),
 }
 
 HEADER = r'''
@@ -58,7 +64,7 @@ uint32_t buf[32] = {1, 2, 3, 4, 5, 6, 7, 8};
 '''
 # inside every window, before the sequence: r8 = buf (two ALU instructions, also in the baseline)
 SET_R8 = "movw r8, #:lower16:buf\\n movt r8, #:upper16:buf\\n"
-CLOBBERS = '"r4", "r5", "r6", "r7", "r8", "s0", "s1", "s2", "cc", "memory"'
+CLOBBERS = '"r4", "r5", "r6", "r7", "r8", "lr", "s0", "s1", "s2", "cc", "memory"'
 
 
 def _source() -> str:
