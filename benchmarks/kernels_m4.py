@@ -8,7 +8,8 @@ bytes, every output checked against tflite_micro.
 
 `kws` / `resnet`: the conformance models (../shared/conformance). `run`: the segments and exit heads of a
 run directory (default runs/kws; its quant/ folder is copied to a temporary folder, nothing is written
-into the run). Instructions, not cycles: see ../shared/ANCHORS.md for the TFLM figures counted the same way.
+into the run). Beside the exact instructions: estimated Cortex-M4 cycles (the plugin's TRM-timing model, zero wait
+states, no flash wait states). See ../shared/ANCHORS.md for the TFLM figures counted the same way.
 """
 from __future__ import annotations
 
@@ -51,13 +52,16 @@ def measure_library(models: dict[str, Path], variant: str, work: Path, n_inputs:
     for name, path in models.items():
         g = read_model(path)
         x = np.random.default_rng(0).integers(-128, 128, size=(n_inputs, *g.input.shape[1:])).astype(np.int8)
-        got, insns = emulated_outputs(lib, name, x, work=_fresh(work / f"fw_{variant}_{name}"))
+        got, insns, cycles = emulated_outputs(lib, name, x, work=_fresh(work / f"fw_{variant}_{name}"), cycles=True)
         fig = rep.models[name]
-        m = {"macs": fig.macs, "insns": insns, "exact": bool(np.array_equal(got, tflm_outputs(path, x))),
+        m = {"macs": fig.macs, "insns": insns, "cycles": cycles,
+             "exact": bool(np.array_equal(got, tflm_outputs(path, x))),
              "code_bytes": fig.code_bytes, "arena_bytes": fig.arena_bytes, "ops": list(fig.ops)}
         if layers:
-            _, steps = emulated_outputs(lib, name, x[:1], per_step=True, work=_fresh(work / f"st_{variant}_{name}"))
-            m["steps"] = [{"op": op, "macs": macs, "insns": n} for op, macs, n in zip(fig.ops, fig.step_macs, steps)]
+            _, steps, step_cycles = emulated_outputs(lib, name, x[:1], per_step=True, cycles=True,
+                                                     work=_fresh(work / f"st_{variant}_{name}"))
+            m["steps"] = [{"op": op, "macs": macs, "insns": n, "cycles": c}
+                          for op, macs, n, c in zip(fig.ops, fig.step_macs, steps, step_cycles)]
         out["models"][name] = m
     return out
 
@@ -75,16 +79,18 @@ def _per_mac(n: float, macs: int) -> str:
 def print_target(title: str, res: dict[str, dict], anchor=None, segments: list[str] | None = None) -> None:
     ref, opt = res["reference"], res["cortex_m4"]
     print(f"\n== {title}")
-    print(f"{'model':<14} {'MACs':>10} {'reference':>12} {'/MAC':>6} {'cortex_m4':>11} {'/MAC':>6} {'ratio':>6}  exact")
+    print(f"{'model':<14} {'MACs':>10} {'reference':>12} {'/MAC':>6} {'cortex_m4':>11} {'/MAC':>6} {'ratio':>6}  exact"
+          f"  {'m4 est.cycles':>13} {'/MAC':>6}")
     tot = [0, 0, 0]
     for name, r in ref["models"].items():
         o = opt["models"][name]
         a, b = int(np.mean(r["insns"])), int(np.mean(o["insns"]))
+        c = int(np.mean(o["cycles"]))
         tot[0] += r["macs"]
         tot[1] += a
         tot[2] += b
         print(f"{name:<14} {r['macs']:>10,} {a:>12,} {_per_mac(a, r['macs'])} {b:>11,} {_per_mac(b, r['macs'])} "
-              f"{b / a:6.3f}  {r['exact'] and o['exact']}")
+              f"{b / a:6.3f}  {r['exact'] and o['exact']}  {c:>13,} {_per_mac(c, r['macs'])}")
     if len(ref["models"]) > 1:
         print(f"{'all models':<14} {tot[0]:>10,} {tot[1]:>12,} {_per_mac(tot[1], tot[0])} {tot[2]:>11,} "
               f"{_per_mac(tot[2], tot[0])} {tot[2] / tot[1]:6.3f}")
@@ -106,11 +112,13 @@ def print_target(title: str, res: dict[str, dict], anchor=None, segments: list[s
     for name, r in ref["models"].items():
         if "steps" not in r:
             continue
-        print(f"  per layer, {name} (instructions of each step alone, first input):")
-        print(f"  {'step':<24} {'MACs':>9} {'reference':>11} {'/MAC':>6} {'cortex_m4':>10} {'/MAC':>6}")
+        print(f"  per layer, {name} (instructions of each step alone, first input; estimated cycles, zero wait states):")
+        print(f"  {'step':<24} {'MACs':>9} {'reference':>11} {'/MAC':>6} {'cortex_m4':>10} {'/MAC':>6} "
+              f"{'m4 est.cycles':>13} {'/MAC':>6}")
         for i, (s, t) in enumerate(zip(r["steps"], opt["models"][name]["steps"])):
             print(f"  {str(i) + ': ' + s['op']:<24} {s['macs']:>9,} {s['insns']:>11,} "
-                  f"{_per_mac(s['insns'], s['macs'])} {t['insns']:>10,} {_per_mac(t['insns'], s['macs'])}")
+                  f"{_per_mac(s['insns'], s['macs'])} {t['insns']:>10,} {_per_mac(t['insns'], s['macs'])} "
+                  f"{t['cycles']:>13,} {_per_mac(t['cycles'], s['macs'])}")
 
 
 def main() -> int:

@@ -132,6 +132,10 @@ def test_bench_run(tiny_run, tmp_path):
     assert r["memory"]["flash"] < r["memory"]["flash_budget"] and r["memory"]["arena"] > 0
     assert (tmp_path / "bench" / "bench.json").exists() and (tmp_path / "bench" / "bench.png").stat().st_size > 1000
     assert "instructions / inference" in lines[-1]
+    # the cycle estimate: every instruction costs at least one cycle, and stages have their own estimate
+    c = r["estimated_cycles"]
+    assert c["per_inference_no_exit"] >= ins["per_inference_no_exit"] and "est. cycles / inference" in lines[-1]
+    assert all(v["mean_estimated_cycles"] >= v["mean_instructions"] for v in st.values())
     print(lines[-1])
 
 

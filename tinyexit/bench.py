@@ -42,8 +42,10 @@ def stage_instructions(runner: Runner, fw, out: AppOutput, timeout: float) -> di
     runner.require("instruction_windows")
     window = (symbol_address(fw.elf, "tx_stage_begin"), symbol_address(fw.elf, "tx_stage_end"))
     res = runner.run(fw.elf, timeout=timeout, window=window, each_window=True)
-    counts = iter(res.insns.per_window)
-    per_stage: dict[str, list[int]] = {name: [] for name in out.stages}
+    cyc = res.insns.per_window_cycles
+    counts = iter(zip(res.insns.per_window, cyc if len(cyc) == len(res.insns.per_window) else
+                      [None] * len(res.insns.per_window)))
+    per_stage: dict[str, list[tuple]] = {name: [] for name in out.stages}
     try:
         for r in out.results:
             for name, t in zip(out.stages, r.ticks):
@@ -51,8 +53,16 @@ def stage_instructions(runner: Runner, fw, out: AppOutput, timeout: float) -> di
                     per_stage[name].append(next(counts))
     except StopIteration:
         raise TinyexitError("the stage windows do not match the stages the firmware reported") from None
-    return {name: {"runs": len(v), "mean_instructions": float(np.mean(v)), "min": int(min(v)), "max": int(max(v))}
-            for name, v in per_stage.items() if v}
+    stages = {}
+    for name, v in per_stage.items():
+        if not v:
+            continue
+        ins = [i for i, _ in v]
+        stages[name] = {"runs": len(v), "mean_instructions": float(np.mean(ins)), "min": int(min(ins)),
+                        "max": int(max(ins))}
+        if runner.caps.cycle_estimate and all(c is not None for _, c in v):
+            stages[name]["mean_estimated_cycles"] = float(np.mean([c for _, c in v]))
+    return stages
 
 
 def oracle_outputs(run_dir: Run | Path, x_q: np.ndarray) -> list[np.ndarray]:
@@ -217,6 +227,8 @@ def bench_run(run_dir: str | Path, board: str | Board = "nrf52840", emulate: boo
     return result
 
 
+ESTIMATE_NOTE = ("estimated cycles, zero wait states, no flash wait states: Cortex-M4 TRM timings per executed "
+                 "instruction (the QEMU plugin's model, tinyexit/targets/insn_count_plugin.c)")
 BENCH_OUTPUTS = ("bench.json", "bench.png", "early_exit", "no_exit")   # what bench_run writes into its folder
 
 
@@ -283,6 +295,13 @@ def _measure(run: Run, b: Board, man: dict, policy: dict, x_q: np.ndarray, y: np
             "per_stage_systick": _stage_instructions(ee, per_tick),
             "instructions_per_mac_no_exit": mean_ne / no_exit_macs if no_exit_macs else None,
         }
+        c_ee, c_ne = res_ee.cycles_per_window, res_ne.cycles_per_window
+        if runner.caps.cycle_estimate and len(c_ee) == n and len(c_ne) == n:
+            cee, cne = float(np.mean(c_ee)), float(np.mean(c_ne))
+            result["estimated_cycles"] = {
+                "note": ESTIMATE_NOTE, "per_inference_early_exit": cee, "per_inference_no_exit": cne,
+                "saving": 1.0 - cee / cne if cne else None,
+                "cycles_per_mac_no_exit": cne / no_exit_macs if no_exit_macs else None}
     else:
         unit = ee.unit
         t_ee = float(np.mean([sum(t for t in r.ticks if t) for r in ee.results]))
@@ -368,6 +387,15 @@ def table(r: dict) -> str:
             f"{k} {v:,.0f}" for k, v in ins["per_exit_taken"].items() if v is not None))
         lines.append(f"{'  per stage (exact, mean)':<30}" + ", ".join(
             f"{k} {v['mean_instructions']:,.0f}" for k, v in ins["per_stage"].items() if v["mean_instructions"]))
+    if "estimated_cycles" in r:
+        c = r["estimated_cycles"]
+        lines.append(f"{'est. cycles / inference':<30}{c['per_inference_early_exit']:>16,.0f}"
+                     f"{c['per_inference_no_exit']:>16,.0f}{pct(c['saving']):>10}  (estimated cycles, zero wait "
+                     f"states, no flash wait states)")
+        st = (r.get("instructions") or {}).get("per_stage", {})
+        if any("mean_estimated_cycles" in v for v in st.values()):
+            lines.append(f"{'  per stage (est. cycles)':<30}" + ", ".join(
+                f"{k} {v['mean_estimated_cycles']:,.0f}" for k, v in st.items() if "mean_estimated_cycles" in v))
     for key in ("cycles", "ticks"):
         if key in r:
             c = r[key]

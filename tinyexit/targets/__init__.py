@@ -44,6 +44,10 @@ class InsnCounts:
     window_insns: int = 0
     limit_reached: int | None = None
     per_window: list[int] = dataclasses.field(default_factory=list)  # with each=True: one count per window
+    # Estimated Cortex-M4 cycles (TRM timings, zero wait states, no flash wait states; see insn_count_plugin.c)
+    cycles: int = 0
+    window_cycles: int = 0
+    per_window_cycles: list[int] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -53,6 +57,16 @@ class RunResult:
     insns: InsnCounts | None = None  # exact counts from the QEMU plugin when requested
     runner: str = ""
     seconds: float = 0.0
+
+    @property
+    def cycles(self) -> int | None:
+        """Estimated Cortex-M4 cycles of the whole run (zero wait states), when the plugin counted."""
+        return self.insns.cycles if self.insns else None
+
+    @property
+    def cycles_per_window(self) -> list[int]:
+        """Estimated cycles of every window (each_window=True), in order."""
+        return list(self.insns.per_window_cycles) if self.insns else []
 
     @property
     def lines(self) -> list[str]:
@@ -71,6 +85,7 @@ class RunnerCaps:
                                         # window=, each_window=)
     exact_cuts: bool = False            # stops the firmware after exactly N instructions (limit=): a power cut
     memory_file: bool = False           # the machine's RAM backed by a host file that outlives the run (memory_file=)
+    cycle_estimate: bool = False        # estimated Cortex-M4 cycles beside the instruction counts (InsnCounts.cycles)
     options: tuple[str, ...] = ()
 
 
@@ -80,6 +95,7 @@ CAPABILITIES = {  # what each capability lets a caller do, for the error naming 
     "instruction_windows": "count instructions between two addresses",
     "exact_cuts": "stop the firmware after an exact number of instructions",
     "memory_file": "back the machine's RAM with a file",
+    "cycle_estimate": "estimate Cortex-M4 cycles",
 }
 RUN_OPTION_CAPS = {"send": "send", "count_insns": "instruction_windows", "window": "instruction_windows",
                    "each_window": "instruction_windows", "limit": "exact_cuts", "memory_file": "memory_file"}

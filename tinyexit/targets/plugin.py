@@ -1,5 +1,7 @@
 """The instruction-count QEMU plugin: C source shipped in this package, built with gcc (the toolchain's host
-flags) on first use into a cache folder (~/.cache/tinyexit, or $TINYEXIT_CACHE), keyed by the source's hash."""
+flags) on first use into a cache folder (~/.cache/tinyexit, or $TINYEXIT_CACHE), keyed by the source's hash.
+Besides exact instructions it gives estimated Cortex-M4 cycles (TRM timings, zero wait states, no flash wait
+states; the rules are in insn_count_plugin.c)."""
 from __future__ import annotations
 
 import hashlib
@@ -12,8 +14,9 @@ from tinyexit.io import atomic_path
 from tinyexit.paths import cache_root
 
 SOURCE = Path(__file__).with_name("insn_count_plugin.c")
-WINDOW_RE = re.compile(r"tinyexit-window n=\d+ insns=(\d+)")
-LINE_RE = re.compile(r"tinyexit-insns total=(\d+) windows=(\d+) window_insns=(\d+)(?: limit_reached=(\d+))?")
+WINDOW_RE = re.compile(r"tinyexit-window n=\d+ insns=(\d+) cycles=(\d+)")
+LINE_RE = re.compile(r"tinyexit-insns total=(\d+) windows=(\d+) window_insns=(\d+) cycles=(\d+) window_cycles=(\d+)"
+                     r"(?: limit_reached=(\d+))?")
 
 
 def cache_dir() -> Path:
@@ -56,9 +59,11 @@ def parse_counts(log: str):
     m = LINE_RE.search(log)
     if not m:
         return None
-    per_window = [int(w) for w in WINDOW_RE.findall(log)]
+    per_window = WINDOW_RE.findall(log)
     return InsnCounts(total=int(m.group(1)), windows=int(m.group(2)), window_insns=int(m.group(3)),
-                      limit_reached=int(m.group(4)) if m.group(4) else None, per_window=per_window)
+                      limit_reached=int(m.group(6)) if m.group(6) else None,
+                      per_window=[int(w) for w, _ in per_window], cycles=int(m.group(4)),
+                      window_cycles=int(m.group(5)), per_window_cycles=[int(c) for _, c in per_window])
 
 
 if __name__ == "__main__":  # `python -m tinyexit.targets.plugin`: build at set-up, print the path

@@ -1,7 +1,8 @@
 """QEMU runner: the firmware's UART on a TCP socket that QEMU serves and waits on
 (`-serial tcp:127.0.0.1:0,server=on,wait=on`, read through tinyexit.targets.uart_socket, so no byte is lost
 and input can be sent to the firmware); semihosting gives the firmware's exit status; `-icount shift=0`
-makes SysTick count instructions; the optional plugin counts instructions exactly."""
+makes SysTick count instructions; the optional plugin counts instructions exactly and estimates Cortex-M4
+cycles (zero wait states)."""
 from __future__ import annotations
 
 import os
@@ -58,7 +59,8 @@ def memory_file_args(path: str | Path, size: int) -> list[str]:
 
 class QemuRunner(Runner):
     name = "qemu"
-    caps = RunnerCaps(send=True, exit_status=True, instruction_windows=True, exact_cuts=True, memory_file=True)
+    caps = RunnerCaps(send=True, exit_status=True, instruction_windows=True, exact_cuts=True, memory_file=True,
+                      cycle_estimate=True)
 
     def run(self, elf: str | Path, *, timeout: float = 60.0, count_insns: bool = False,
             limit: int | None = None, window: tuple[int, int] | None = None, icount: bool = True,

@@ -1,0 +1,177 @@
+"""tinyexit beside TensorFlow Lite Micro on the conformance models: instructions, estimated Cortex-M4 cycles,
+cycles per MAC, arena, scratch and code, with the ratios.
+
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/vs_tflm.py [--model kws] [--model resnet] [--inputs 4] [--json OUT]
+                                                          [--d95b1ac SRC]
+
+--d95b1ac SRC: the cross-check of the cycle model. SRC is a tree of commit d95b1ac (`git archive d95b1ac |
+tar -x -C SRC`); its generator (run with PYTHONPATH=SRC) builds the kws library, this tree's plugin measures it,
+and the cycles must land within 5 % of ANCHORS.md's independent estimate for that commit.
+
+tinyexit: the model's library generated with the cortex_m4 kernels, run on the emulated Cortex-M4 (QEMU
+mps2-an386, the machine that emulates the nrf52840 board) with the instruction-count plugin, one window per
+tx_invoke; every output checked against tflite_micro. Cycles are ESTIMATED: Cortex-M4 TRM timings per executed
+instruction, zero wait states, no flash wait states (tinyexit/targets/insn_count_plugin.c states the rules;
+they are the rules of the independent estimate in ANCHORS.md, so the figures compare).
+
+TFLM: the figures of ../shared/ANCHORS.md (TFLM 90b983c, CMSIS-NN 4ab83cc, measured in this same emulator with
+the same instruction counting, window = one Invoke; TFLM itself cannot be built here), copied into TFLM below.
+Inputs: numpy default_rng(0) int8, as in ANCHORS.md; the cycle table there is for the first input.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from tinyexit.codegen import generate, read_model
+from tinyexit.codegen.measure import section_sizes
+from tinyexit.conformance import emulated_outputs, tflm_outputs
+
+REPO = Path(__file__).resolve().parents[1]
+CONFORMANCE = REPO.parent / "shared" / "conformance"
+ANCHORS = REPO.parent / "shared" / "ANCHORS.md"
+MODELS = {"kws": "kws_ref_model.tflite", "resnet": "pretrainedResnet_quant.tflite"}
+
+# From ../shared/ANCHORS.md, "TFLM in our emulator" (instructions of one Invoke, measured 2026-11-22; arena =
+# arena_used_bytes; code = TFLM .text) and "Estimated Cortex-M4 cycles" (2026-12-01, first of 4 inputs, the
+# same cycle rules as this project's plugin). tinyexit_d95b1ac: the estimate of tinyexit's own code at commit
+# d95b1ac, the cross-check for the plugin's cycle model.
+TFLM = {
+    "kws": {"macs": 2_656_768,
+            "tflm_reference": {"instructions": 43_040_226, "arena": 22_772, "code": 39_964, "cycles": 65_348_094},
+            "tflm_cmsis_nn": {"instructions": 7_697_362, "arena": 22_820, "code": 82_852, "code_int8_only": 52_084,
+                              "cycles": 9_253_034},
+            "tinyexit_d95b1ac": {"instructions": 4_499_838, "cycles": 6_602_400}},
+    "resnet": {"macs": 12_501_632,
+               "tflm_reference": {"instructions": 107_405_837, "arena": 54_340, "code": 44_376,
+                                  "cycles": 171_457_959},
+               "tflm_cmsis_nn": {"instructions": 29_864_657, "arena": 54_996, "code": 77_712,
+                                 "code_int8_only": 49_856, "cycles": 36_879_950},
+               "tinyexit_d95b1ac": {"instructions": 17_589_835, "cycles": 25_406_638}},
+}
+NOTE = ("cycles: estimated Cortex-M4 cycles, TRM timings, zero wait states, no flash wait states; TFLM figures "
+        f"from {ANCHORS.name} (same emulator, same instruction counting)")
+
+
+def measure(key: str, work: Path, n_inputs: int) -> dict:
+    """tinyexit's figures for one conformance model (cortex_m4 kernels), outputs checked against tflite_micro."""
+    path = CONFORMANCE / MODELS[key]
+    lib = work / f"lib_{key}"
+    rep = generate({key: path}, lib, kernels="cortex_m4", compare_tflm=False)
+    kernel_sources = sorted(p.name for p in lib.glob("tx_*.c")
+                            if p.name != "tx_runtime.c" and not p.name.startswith("tx_model_"))
+    _, sizes = section_sizes(lib, kernel_sources)
+    g = read_model(path)
+    x = np.random.default_rng(0).integers(-128, 128, size=(n_inputs, *g.input.shape[1:])).astype(np.int8)
+    fw = work / f"fw_{key}"
+    fw.mkdir(parents=True, exist_ok=True)
+    got, insns, cycles = emulated_outputs(lib, key, x, work=fw, cycles=True)
+    exact = bool(np.array_equal(got, tflm_outputs(path, x)))
+    fig = rep.models[key]
+    return {"instructions": float(np.mean(insns)), "cycles": float(np.mean(cycles)),
+            "instructions_first_input": int(insns[0]), "cycles_first_input": int(cycles[0]),
+            "arena": fig.arena_bytes, "scratch": sum(v["bss"] + v["data"] for v in sizes.values()),
+            "arena_kernel_scratch": rep.scratch_bytes, "code": rep.code_bytes, "macs": fig.macs,
+            "inputs": n_inputs, "identical_to_tflite_micro": exact}
+
+
+def report(key: str, t: dict) -> dict:
+    a = TFLM[key]
+    macs = a["macs"]
+    if t["macs"] != macs:
+        print(f"warning: {key}: tinyexit counts {t['macs']:,} MACs, ANCHORS.md {macs:,}")
+    cm, ref, old = a["tflm_cmsis_nn"], a["tflm_reference"], a["tinyexit_d95b1ac"]
+    print(f"\n== {MODELS[key]} ({macs:,} MACs; {t['inputs']} inputs, outputs identical to tflite_micro: "
+          f"{t['identical_to_tflite_micro']})")
+    print(f"{'':<26}{'instructions':>13}{'/MAC':>7}{'est. cycles':>13}{'/MAC':>7}{'cyc/ins':>8}"
+          f"{'arena':>8}{'scratch':>8}{'code':>8}")
+    rows = [("tinyexit (cortex_m4)", t["instructions"], t["cycles"], t["arena"], t["scratch"], t["code"]),
+            ("TFLM + CMSIS-NN", cm["instructions"], cm["cycles"], cm["arena"], None, cm["code"]),
+            ("TFLM reference", ref["instructions"], ref["cycles"], ref["arena"], None, ref["code"])]
+    for name, i, c, ar, sc, co in rows:
+        print(f"{name:<26}{i:>13,.0f}{i / macs:>7.3f}{c:>13,.0f}{c / macs:>7.3f}{c / i:>8.3f}{ar:>8,}"
+              f"{'-' if sc is None else f'{sc:,}':>8}{co:>8,}")
+    ratios = {"instructions_vs_cmsis_nn": t["instructions"] / cm["instructions"],
+              "cycles_vs_cmsis_nn": t["cycles"] / cm["cycles"],
+              "instructions_vs_reference": t["instructions"] / ref["instructions"],
+              "cycles_vs_reference": t["cycles"] / ref["cycles"],
+              "arena_vs_cmsis_nn": t["arena"] / cm["arena"],
+              "ram_vs_cmsis_nn": (t["arena"] + t["scratch"]) / cm["arena"]}
+    print("tinyexit / TFLM+CMSIS-NN: " + ", ".join(f"{k.split('_vs_')[0]} {v:.3f}x"
+                                                   for k, v in ratios.items() if k.endswith("cmsis_nn")))
+    print(f"tinyexit / TFLM reference: instructions {ratios['instructions_vs_reference']:.3f}x, "
+          f"cycles {ratios['cycles_vs_reference']:.3f}x")
+    print(f"tinyexit RAM: arena {t['arena']:,} B (kernel scratch up to {t['arena_kernel_scratch']:,} B inside) + "
+          f"static kernel scratch {t['scratch']:,} B; code = library code without weights")
+    print(f"ANCHORS.md's estimate of tinyexit d95b1ac: {old['instructions']:,} instructions, {old['cycles']:,} "
+          f"cycles ({old['cycles'] / macs:.3f}/MAC); this build, first input: {t['instructions_first_input']:,} / "
+          f"{t['cycles_first_input']:,}")
+    return {"macs": macs, "tinyexit": t, "tflm_cmsis_nn": cm, "tflm_reference": ref,
+            "tinyexit_d95b1ac_anchor": old, "ratios": ratios}
+
+
+GEN_D95 = """
+import sys
+from pathlib import Path
+from tinyexit.codegen import generate
+generate({"kws": Path(sys.argv[1])}, Path(sys.argv[2]), kernels="cortex_m4", compare_tflm=False)
+"""
+
+
+def check_d95b1ac(src: Path, work: Path, n_inputs: int) -> dict:
+    """Commit d95b1ac's kws library (generated by that commit's code) measured with this tree's plugin, against
+    ANCHORS.md's independent estimate for it (first input): the cycle model's cross-check."""
+    import os
+    import subprocess
+    lib, fw = (work / "lib_d95b1ac").resolve(), work / "fw_d95b1ac"
+    fw.mkdir(parents=True)
+    subprocess.run([sys.executable, "-c", GEN_D95, str(CONFORMANCE / MODELS["kws"]), str(lib)], check=True,
+                   env={**os.environ, "PYTHONPATH": str(src)}, cwd=src, stdout=subprocess.DEVNULL)  # cwd: sys.path[0]
+    path = CONFORMANCE / MODELS["kws"]
+    x = np.random.default_rng(0).integers(-128, 128, size=(n_inputs, *read_model(path).input.shape[1:]))
+    got, insns, cycles = emulated_outputs(lib, "kws", x.astype(np.int8), work=fw, cycles=True)
+    old = TFLM["kws"]["tinyexit_d95b1ac"]
+    d_i, d_c = insns[0] / old["instructions"] - 1, cycles[0] / old["cycles"] - 1
+    ok = abs(d_c) <= 0.05
+    print(f"\n== cross-check, tinyexit d95b1ac kws_ref_model (first input): {insns[0]:,} instructions "
+          f"({100 * d_i:+.3f} % vs ANCHORS.md), {cycles[0]:,} est. cycles ({100 * d_c:+.3f} % vs ANCHORS.md "
+          f"{old['cycles']:,}): {'within' if ok else 'OUTSIDE'} 5 %; outputs identical to tflite_micro: "
+          f"{np.array_equal(got, tflm_outputs(path, x.astype(np.int8)))}")
+    # the generator that ran must be d95b1ac's (its kws library differs from today's)
+    def sources(d: Path) -> list[bytes]:
+        return [p.read_bytes() for p in sorted(d.glob("tx_*.c"))]
+    if (work / "lib_kws").is_dir() and sources(lib) == sources(work / "lib_kws"):
+        print("warning: the d95b1ac library equals this tree's; was SRC the d95b1ac tree?")
+    return {"instructions": int(insns[0]), "cycles": int(cycles[0]), "anchor": old,
+            "instructions_diff": d_i, "cycles_diff": d_c, "within_5_percent": ok}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", choices=list(MODELS), action="append")
+    ap.add_argument("--inputs", type=int, default=4)
+    ap.add_argument("--json", type=Path, help="also write every figure as JSON")
+    ap.add_argument("--d95b1ac", type=Path, help="a tree of commit d95b1ac: cross-check the cycle model on it")
+    args = ap.parse_args()
+    print(NOTE)
+    doc = {"note": NOTE, "models": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for key in args.model or list(MODELS):
+            doc["models"][MODELS[key].removesuffix(".tflite")] = report(key, measure(key, Path(tmp), args.inputs))
+        if args.d95b1ac:
+            doc["cross_check_d95b1ac"] = check_d95b1ac(args.d95b1ac, Path(tmp), args.inputs)
+    ok = all(m["tinyexit"]["identical_to_tflite_micro"] for m in doc["models"].values())
+    ok &= doc.get("cross_check_d95b1ac", {}).get("within_5_percent", True)
+    if args.json:
+        args.json.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"\nall outputs identical to tflite_micro: {ok}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""The plugin's Cortex-M4 cycle estimate, class by class: small hand-written Thumb-2 sequences run on the
+emulated Cortex-M4 (QEMU, mps2-an386 for the nrf52840 board) inside a window, each compared with the count the
+Cortex-M4 TRM timings give (zero wait states; the rules the plugin states in insn_count_plugin.c: P = 2,
+SDIV/UDIV 7, single LDR/STR 2 or 1 directly after another single load/store).
+
+One firmware runs a baseline window (nothing between the markers) and then one window per sequence; the
+sequence's cycles are its window's minus the baseline's, its instructions likewise."""
+import shutil
+
+import pytest
+from fw_helpers import firmware
+
+from tinyexit.targets.qemu import QemuRunner
+from tinyexit.toolchain import symbol_address
+
+pytestmark = pytest.mark.emulator
+
+P = 2  # pipeline refill of a taken branch
+# name: (Thumb-2 assembly, instructions, TRM cycles). r4-r7 and s0-s2 are scratch; `buf` (r8) points at 32
+# words of RAM. Each sequence starts right after mark_begin's return (a new translation block, like after any
+# branch) and is followed by the call of mark_end.
+SEQUENCES = {
+    "8 adds": ("adds r4, r4, #1\n" * 8, 8, 8),
+    "mov.w and and.w (32-bit ALU)": ("mov.w r4, #3\n and.w r5, r4, #1\n", 2, 2),
+    "load, dependent add": ("ldr r4, [r8]\n adds r5, r4, #1\n", 2, 2 + 1),
+    "load, independent add": ("ldr r4, [r8]\n adds r5, r6, #1\n", 2, 2 + 1),
+    "two neighbouring loads (pipelined)": ("ldr r4, [r8]\n ldr r5, [r8, #4]\n", 2, 2 + 1),
+    "load, store, load (pipelined chain)": ("ldr r4, [r8]\n str r4, [r8, #8]\n ldrb r5, [r8, #1]\n", 3, 2 + 1 + 1),
+    "load, add, load (not neighbours)": ("ldr r4, [r8]\n adds r6, #1\n ldr r5, [r8, #4]\n", 3, 2 + 1 + 2),
+    "ldrd": ("ldrd r4, r5, [r8]\n", 1, 3),
+    "ldm of 4 registers": ("ldm r8, {r4, r5, r6, r7}\n", 1, 1 + 4),
+    "stmia.w of 2 registers": ("stmia.w r8, {r4, r5}\n", 1, 1 + 2),
+    "push and pop of 3": ("push {r4, r5, r6}\n pop {r4, r5, r6}\n", 2, (1 + 3) * 2),
+    "taken branch": ("movs r4, #0\n cmp r4, #0\n beq 1f\n nop\n1:\n", 3, 1 + 1 + (1 + P)),
+    "not-taken branch": ("movs r4, #1\n cmp r4, #0\n beq 1f\n nop\n1:\n", 4, 1 + 1 + 1 + 1),
+    "unconditional b.w": ("b.w 1f\n nop\n1:\n", 1, 1 + P),
+    "cbz taken": ("movs r4, #0\n cbz r4, 1f\n nop\n1:\n", 2, 1 + (1 + P)),
+    "cbnz not taken": ("movs r4, #0\n cbnz r4, 1f\n nop\n1:\n", 3, 1 + 1 + 1),
+    "mul and mla": ("mul r4, r5, r6\n mla r4, r5, r6, r4\n", 2, 1 + 2),
+    "smlad": ("smlad r4, r5, r6, r4\n", 1, 1),
+    "smlal": ("smlal r4, r5, r6, r7\n", 1, 1),
+    "umull": ("umull r4, r5, r6, r7\n", 1, 1),
+    "udiv": ("movs r5, #100\n movs r6, #7\n udiv r4, r5, r6\n", 3, 1 + 1 + 7),
+    "sdiv": ("movs r5, #100\n movs r6, #7\n sdiv r4, r5, r6\n", 3, 1 + 1 + 7),
+    "vldr and vadd.f32": ("vldr s0, [r8]\n vldr s1, [r8, #4]\n vadd.f32 s2, s0, s1\n", 3, 2 + 2 + 1),
+    "vdiv.f32": ("vdiv.f32 s2, s0, s1\n", 1, 14),
+    "vmla.f32": ("vmla.f32 s2, s0, s1\n", 1, 3),
+    "vpush and vpop of 2": ("vpush {s0, s1}\n vpop {s0, s1}\n", 2, (1 + 2) * 2),
+    "it block": ("movs r4, #1\n cmp r4, #1\n ite eq\n moveq r5, #1\n movne r5, #2\n", 5, 5),
+    "branch in an it block, taken": ("movs r4, #0\n cmp r4, #0\n it eq\n beq.w 1f\n nop\n1:\n", 4, 1 + 1 + 1 + 1 + P),
+    "branch in an it block, not taken": ("movs r4, #1\n cmp r4, #0\n it eq\n beq.w 1f\n nop\n1:\n", 5, 5),
+    "32-bit loads pipelined": ("ldr.w r4, [r8, #4]\n ldrsh.w r5, [r8, #8]\n", 2, 2 + 1),
+    "mls, smulbb, sxtb16": ("mls r4, r5, r6, r7\n smulbb r4, r5, r6\n sxtb16 r4, r5\n", 3, 2 + 1 + 1),
+    "bl and bx lr, b": ("bl 2f\n b 3f\n2: bx lr\n3:\n", 3, 3 * (1 + P)),
+    "push lr, pop pc": ("bl 2f\n b 3f\n2: push {lr}\n pop {pc}\n3:\n", 4, (1 + P) + 2 + (1 + 1 + P) + (1 + P)),
+}
+
+HEADER = r'''
+#include <stdint.h>
+#include "tx_hal.h"
+__attribute__((noinline, noipa)) void mark_begin(void) { __asm__ volatile("" ::: "memory"); }
+__attribute__((noinline, noipa)) void mark_end(void) { __asm__ volatile("" ::: "memory"); }
+uint32_t buf[32] = {1, 2, 3, 4, 5, 6, 7, 8};
+'''
+# inside every window, before the sequence: r8 = buf (two ALU instructions, also in the baseline)
+SET_R8 = "movw r8, #:lower16:buf\\n movt r8, #:upper16:buf\\n"
+CLOBBERS = '"r4", "r5", "r6", "r7", "r8", "lr", "s0", "s1", "s2", "cc", "memory"'
+
+
+def _source() -> str:
+    """One window per sequence, the first one empty (the baseline)."""
+    body = []
+    for code in ["", *(c for c, _, _ in SEQUENCES.values())]:
+        asm = "\\n".join(ln.strip() for ln in code.strip().splitlines())
+        body.append(f'  mark_begin();\n  __asm__ volatile(".syntax unified\\n{SET_R8}{asm}\\n" ::: {CLOBBERS});\n'
+                    f'  mark_end();')
+    return (HEADER + "int main(void)\n{\n"
+            '  __asm__ volatile("vmov.f32 s0, #1.0\\n vmov.f32 s1, #2.0" ::: "s0", "s1");\n'
+            + "\n".join(body) + '\n  tx_hal_puts("done\\n");\n  return 0;\n}\n')
+
+
+@pytest.fixture(scope="module")
+def windows(tmp_path_factory):
+    if shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("needs qemu-system-arm and arm-none-eabi-gcc (CI installs them)")
+    tmp = tmp_path_factory.mktemp("cycles")
+    src = tmp / "seq.c"
+    src.write_text(_source())
+    fw = firmware(tmp, "nrf52840", [src], name="seq")
+    r = QemuRunner(fw.board).run(fw.elf, window=(symbol_address(fw.elf, "mark_begin"),
+                                                 symbol_address(fw.elf, "mark_end")), each_window=True, timeout=30)
+    assert "done" in r.output and r.insns.windows == len(SEQUENCES) + 1
+    base_i, base_c = r.insns.per_window[0], r.cycles_per_window[0]
+    return {name: (i - base_i, c - base_c)
+            for name, i, c in zip(SEQUENCES, r.insns.per_window[1:], r.cycles_per_window[1:])}
+
+
+@pytest.mark.parametrize("name", list(SEQUENCES))
+def test_sequence_cycles_match_the_trm(windows, name):
+    _, insns, cycles = SEQUENCES[name]
+    assert windows[name] == (insns, cycles)
+
+
+def test_qemu_has_the_capability():
+    assert QemuRunner.caps.cycle_estimate
