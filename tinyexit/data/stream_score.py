@@ -30,7 +30,6 @@ from tinyexit.errors import TinyexitError
 
 WINDOW_S = 0.5            # MLPerf: true_pos_max_delay_sec
 SUPPRESS_S = 1.0          # MLPerf: false_pos_suppresion_delay_sec
-UNKNOWN_LABEL = "_unknown_"
 REQUIRED = ("onset_s", "offset_s", "label")
 
 

@@ -31,12 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyexit.data.speech_commands import (KEYWORDS, SAMPLE_RATE, _read_list, load_speech_commands, read_wav,
-                                          wav_bytes)
+from tinyexit.data.speech_commands import (CLASSES, KEYWORDS, SAMPLE_RATE, UNKNOWN, _read_list,
+                                          load_speech_commands, read_wav, wav_bytes)
 from tinyexit.errors import TinyexitError
 from tinyexit.io import atomic_dir
 
-UNKNOWN_LABEL = "_unknown_"
+UNKNOWN_LABEL = CLASSES[UNKNOWN]
 DEFAULT_SNRS = (20.0, 10.0, 5.0, 0.0)
 DEFAULT_MINUTES = 3.0
 LEVEL_DBFS = (-20.0, -6.0)
