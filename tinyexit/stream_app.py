@@ -27,19 +27,19 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import wave
 from pathlib import Path
 
 import numpy as np
 
 from tinyexit import toolchain
+from tinyexit.data.features import FRAME_LENGTH, FRAME_STEP, NUM_FRAMES
+from tinyexit.data.speech_commands import SAMPLE_RATE, wav_frames
 from tinyexit.errors import TinyexitError
 from tinyexit.io import write_text
 from tinyexit.run import as_run
 
-SAMPLE_RATE = 16000
-FIRST = 16000
-FRAME, STEP, FRAMES = 480, 320, 49
+FIRST = SAMPLE_RATE                        # hop 0 needs one clip of audio
+FRAME, STEP, FRAMES = FRAME_LENGTH, FRAME_STEP, NUM_FRAMES
 LEVEL = 8192
 TEMPLATES = "stream"
 HOP_RE = re.compile(r"^TX H i=(\d+) fh=([0-9a-f]{8}) exit=(\d+) class=(\d+) det=(-?\d+) macs=(\d+) ticks=(\d+)")
@@ -89,12 +89,7 @@ def read_pcm(wav: str | Path) -> np.ndarray:
     wav = Path(wav)
     if not wav.is_file():
         raise TinyexitError(f"{wav} does not exist; give a WAV file (e.g. one made by `tinyexit data kws-stream`)")
-    try:
-        with wave.open(str(wav), "rb") as w:
-            rate, ch, width, n = w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes()
-            raw = w.readframes(n)
-    except (wave.Error, EOFError, OSError) as e:
-        raise TinyexitError(f"{wav}: not a readable WAV file ({e}); give a 16-kHz mono 16-bit PCM WAV") from None
+    rate, ch, width, raw = wav_frames(wav, "give a 16-kHz mono 16-bit PCM WAV")
     if (rate, ch, width) != (SAMPLE_RATE, 1, 2):
         raise TinyexitError(f"{wav}: {rate} Hz, {ch} channel(s), {8 * width}-bit; the stream needs 16000 Hz mono "
                             f"16-bit PCM (convert: sox IN -r 16000 -c 1 -b 16 OUT.wav)")

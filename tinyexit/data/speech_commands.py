@@ -51,15 +51,20 @@ def wav_bytes(x: np.ndarray, *, rounded: bool = True) -> bytes:
     return buf.getvalue()
 
 
+def wav_frames(path: str | Path, fix: str) -> tuple[int, int, int, bytes]:
+    """(sample rate, channels, bytes per sample, raw frames) of a WAV file; an unreadable one is a one-line
+    TinyexitError ending with `fix`."""
+    try:
+        with wave.open(str(path), "rb") as w:
+            return w.getframerate(), w.getnchannels(), w.getsampwidth(), w.readframes(w.getnframes())
+    except (wave.Error, EOFError, OSError) as e:
+        raise TinyexitError(f"{path}: not a readable WAV file ({e}); {fix}") from e
+
+
 def read_wav(path: str | Path) -> np.ndarray:
     """Read a 16 kHz mono PCM16 WAV as float32 in [-1, 1); clear errors for anything else."""
     path = Path(path)
-    try:
-        with wave.open(str(path), "rb") as w:
-            rate, ch, width, n = w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes()
-            raw = w.readframes(n)
-    except (wave.Error, EOFError, OSError) as e:
-        raise TinyexitError(f"{path}: not a readable WAV file ({e}); re-create or delete it") from e
+    rate, ch, width, raw = wav_frames(path, "re-create or delete it")
     if width != 2:
         raise TinyexitError(f"{path}: {8 * width}-bit samples; expected 16-bit PCM")
     x = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
