@@ -139,23 +139,29 @@ def test_bench_run(tiny_run, tmp_path):
     print(lines[-1])
 
 
+def _policy_run(tiny_run, tmp_path):
+    """A copy of the tiny run to write a policy into: (run, inputs, labels, manifest, the first exit's output
+    quantization, tflite_micro's outputs of every exit)."""
+    import shutil
+
+    from tinyexit.bench import oracle_outputs
+    src, (x_q, y) = tiny_run
+    run = tmp_path / "run"
+    shutil.copytree(src, run)
+    man = json.loads((run / "quant" / "manifest.json").read_text())
+    return run, x_q, y, man, man["exits"][0]["output"], oracle_outputs(run, x_q)
+
+
 @pytest.mark.parametrize("kind", ["margin", "entropy"])
 def test_other_policies_match_python(tiny_run, tmp_path, kind):
     """The firmware's integer margin and entropy rules decide as tinyexit.policy does on every input."""
-    import shutil
-
-    from tinyexit.bench import compare_with_oracle, oracle_decisions, oracle_outputs
+    from tinyexit.bench import compare_with_oracle, oracle_decisions
     from tinyexit.build import build_run
     from tinyexit.policy.decisions import STATIC_POLICIES
     from tinyexit.targets.app_output import parse_app_output
     from tinyexit.targets.qemu import QemuRunner
 
-    src, (x_q, y) = tiny_run
-    run = tmp_path / "run"
-    shutil.copytree(src, run)
-    man = json.loads((run / "quant" / "manifest.json").read_text())
-    qp = man["exits"][0]["output"]
-    outs = oracle_outputs(run, x_q)
+    run, x_q, y, man, qp, outs = _policy_run(tiny_run, tmp_path)
     cls = STATIC_POLICIES[kind]
     stat = cls(0.0).statistic_q(outs[0], qp)
     # a float threshold at the median statistic, so that both exits are taken
@@ -178,17 +184,10 @@ def test_temporal_policy_bench_equals_oracle(tiny_run, tmp_path, kind):
     """Temporal policies on the emulated board: the inputs are one stream, the state lives across them; the
     firmware's exit, decision and output bytes equal the integer Python rule on tflite_micro's outputs and the
     host build, on every input."""
-    import shutil
-
-    from tinyexit.bench import bench_run, oracle_decisions, oracle_outputs
+    from tinyexit.bench import bench_run, oracle_decisions
     from tinyexit.policy.decisions import MaxSoftmax
 
-    src, (x_q, y) = tiny_run
-    run = tmp_path / "run"
-    shutil.copytree(src, run)
-    man = json.loads((run / "quant" / "manifest.json").read_text())
-    qp = man["exits"][0]["output"]
-    outs = oracle_outputs(run, x_q)
+    run, x_q, y, man, qp, outs = _policy_run(tiny_run, tmp_path)
     # a stream: inputs grouped by the final exit's class, those where the first exit agrees with it first
     early, final = outs[0].argmax(axis=1), outs[1].argmax(axis=1)
     order = np.lexsort((early != final, final))
