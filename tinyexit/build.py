@@ -37,10 +37,6 @@ class Firmware:
     out: Path
 
 
-def render(template: str, out: Path, **context) -> Path:
-    return toolchain.render_to(template, out, **context)
-
-
 def render_board_support(board: Board, out: str | Path, *, flash_size: int | None = None,
                          ram_size: int | None = None) -> list[Path]:
     """Write startup.c, tx_hal.c, tx_hal.h, tx_board.h and link.ld for `board` into `out`. The sizes
@@ -49,10 +45,10 @@ def render_board_support(board: Board, out: str | Path, *, flash_size: int | Non
     flash = board.code_flash
     ctx = dict(board=board, flash=dataclasses.replace(flash, size=flash_size or flash.size),
                ram_size=ram_size or board.ram.size, irq_count=IRQ_COUNT.get(board.name, 32))
-    files = [render("boards/startup.c.j2", out / "startup.c", **ctx),
-             render("boards/tx_hal.c.j2", out / "tx_hal.c", **ctx),
-             render("boards/tx_board.h.j2", out / "tx_board.h", **ctx),
-             render("boards/link.ld.j2", out / "link.ld", **ctx)]
+    files = [toolchain.render_to("boards/startup.c.j2", out / "startup.c", **ctx),
+             toolchain.render_to("boards/tx_hal.c.j2", out / "tx_hal.c", **ctx),
+             toolchain.render_to("boards/tx_board.h.j2", out / "tx_board.h", **ctx),
+             toolchain.render_to("boards/link.ld.j2", out / "link.ld", **ctx)]
     files.append(write_text(out / "tx_hal.h", (TEMPLATES / "boards" / "tx_hal.h").read_text()))
     return files
 
@@ -156,9 +152,10 @@ def render_config(pipeline: Pipeline, out: str | Path, num_inputs: int = 0) -> l
     checkpointing runtime and the branch firmware read it."""
     out = Path(out)
     ctx = c_config(pipeline, num_inputs)
-    return [render("runtime/tx_pipeline_config.h.j2", out / "tx_pipeline_config.h", **ctx),
-            render("runtime/tx_pipeline_config.c.j2", out / "tx_pipeline_config.c", **ctx),
-            *[write_text(out / h, (TEMPLATES / "runtime" / h).read_text()) for h in ("tx_stage.h", "tx_policy.h", "tx_temporal.h")]]
+    return [toolchain.render_to("runtime/tx_pipeline_config.h.j2", out / "tx_pipeline_config.h", **ctx),
+            toolchain.render_to("runtime/tx_pipeline_config.c.j2", out / "tx_pipeline_config.c", **ctx),
+            *[write_text(out / h, (TEMPLATES / "runtime" / h).read_text())
+              for h in ("tx_stage.h", "tx_policy.h", "tx_temporal.h")]]
 
 
 def render_app(pipeline: Pipeline, inputs, labels, out: str | Path, source: str = "") -> list[Path]:
@@ -185,8 +182,8 @@ def render_app(pipeline: Pipeline, inputs, labels, out: str | Path, source: str 
     rows = [", ".join(str(int(v)) for v in x.reshape(-1)[i:i + 24]) for i in range(0, x.size, 24)]
     return [write_text(out / "tx_app.c", (TEMPLATES / "app" / "tx_app.c").read_text()),
             *render_config(pipeline, out, len(x)),
-            render("app/tx_app_inputs.c.j2", out / "tx_app_inputs.c", num_inputs=len(x),
-                   input_size=pipeline.input_size, input_rows=rows, labels=labels, source=source)]
+            toolchain.render_to("app/tx_app_inputs.c.j2", out / "tx_app_inputs.c", num_inputs=len(x),
+                                input_size=pipeline.input_size, input_rows=rows, labels=labels, source=source)]
 
 
 APP_SOURCES = ("tx_app.c", "tx_pipeline_config.c", "tx_app_inputs.c")
