@@ -46,6 +46,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                     "after exact instruction counts)")
     p.add_argument("--broken", action="append", default=[], choices=["single-slot", "no-crc", "no-erase", "no-vector", "volatile-low"],
                    help="build a deliberately broken runtime (to see the campaign fail)")
+    p.add_argument("--shards", type=int, default=None,
+                   help="split the cuts into this many independent shards, each with its own seed derived from "
+                        "--seed (default: one per 25 cuts); the same --seed and --shards give the same cuts on any "
+                        "number of workers")
+    p.add_argument("--workers", type=int, default=None,
+                   help="Ray workers on this machine (default: one per core); 1 runs the shards here without Ray")
+    p.add_argument("--address", default=None,
+                   help="run the shards on an existing Ray cluster (e.g. ray://head:10001 or auto)")
     p.add_argument("--out", default=None, help="work folder (default RUN/powerfail or build/powerfail/NAME)")
     p.add_argument("--json", default=None, help="write the reports as JSON to this file")
 
@@ -90,6 +98,9 @@ def run(args: argparse.Namespace) -> int:
         threshold = threshold_from_policy(target)
         print(f"confidence threshold from {Run(target).policy_path}: max score >= {threshold} (calibrated for the "
               "exit heads: no guarantee for the shared branch)")
+    fan = [f"--{k}" for k in ("shards", "workers", "address") if getattr(args, k) is not None]
+    if fan and (args.branch or args.emulate):
+        raise TinyexitError(f"{fan[0]} fans out the host campaign only so far; drop it for --branch/--emulate")
     if args.branch:
         from tinyexit.intermittent.branch import powerfail_branch
         if args.board and not args.emulate:
@@ -120,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
             raise TinyexitError("--low-energy is a probability between 0 and 1")
         reports = powerfail(target, out, cuts=args.cuts, seed=args.seed, granularities=grans,
                             num_inputs=args.inputs, broken=args.broken, threshold=threshold,
-                            slots=args.slots, low_energy=low)
+                            slots=args.slots, low_energy=low, shards=args.shards, workers=args.workers,
+                            address=args.address)
     for r in reports:
         print(r.table())
         print()

@@ -13,6 +13,7 @@ its campaigns (`tinyexit powerfail RUN --branch`) are in branch.py.
 """
 from __future__ import annotations
 
+import functools
 import os
 import random
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Sequence
 
 from tinyexit.errors import TinyexitError
 from tinyexit.run import Run
+from tinyexit.intermittent import fanout
 from tinyexit.intermittent.campaign import replay, run_campaign, uninterrupted
 from tinyexit.intermittent.report import CampaignReport, Failure, Oracle
 from tinyexit.intermittent.host import Boot, Granularity, HostTarget, build_host, render_pipeline
@@ -83,20 +85,38 @@ def random_inputs(n: int, size: int, seed: int = 0) -> list[bytes]:
 def powerfail(target: str | os.PathLike, out_dir: str | os.PathLike, *, cuts: int = 200, seed: int = 0,
               granularities: Sequence[str] = ("layer",), num_inputs: int = 4, broken: Sequence[str] = (),
               threshold: int | None = None, slots: int = 2, check_reference: bool = True,
-              low_energy: float = 0.0) -> list[CampaignReport]:
+              low_energy: float = 0.0, shards: int | None = 1, workers: int | None = 1,
+              address: str | None = None) -> list[CampaignReport]:
     """Host campaign for each granularity over `num_inputs` random int8 inputs; for a run folder or a .tflite
-    the uninterrupted runs are also checked against TFLM (check_reference)."""
+    the uninterrupted runs are also checked against TFLM (check_reference). The cuts are split over `shards`
+    independent shards (fanout.plan; None: one per 25 cuts), run on `workers` Ray workers (or the cluster at
+    `address`); one shard is the serial campaign of `seed`."""
     out_dir = Path(out_dir)
     lib, pipe = prepare_library(target, out_dir)
     exe = build_host(lib, pipe, out_dir / ("host" + "".join(f"-{b}" for b in broken)), broken=tuple(broken),
                      slots=slots)
-    host = HostTarget(exe, out_dir / "nvm.bin")
-    inputs = random_inputs(num_inputs, host.info["input_size"], seed)
-    reference = tflm_reference(target) if check_reference else None
+    inputs = random_inputs(num_inputs, HostTarget(exe, out_dir / "nvm.bin").info["input_size"], seed)
+    plan = fanout.plan(seed, cuts, shards)
     reports = []
     for g in granularities:
-        work = out_dir / f"campaign-{str(Granularity.parse(g)).replace(':', '')}"
-        reports.append(run_campaign(host, inputs, cuts=cuts, seed=seed, granularity=Granularity.parse(g),
-                                    threshold=threshold, work_dir=work, reference=reference,
-                                    low_energy=low_energy))
+        run = functools.partial(_host_shard, exe, out_dir, Path(target) if check_reference else None, inputs,
+                                str(Granularity.parse(g)), threshold, low_energy)
+        parts = fanout.run_shards(run, plan, workers=workers, address=address, desc=f"campaign {g}")
+        reports.append(parts[0] if len(plan) == 1 else fanout.merge(parts, plan, seed))
     return reports
+
+
+@functools.lru_cache(maxsize=4)
+def _reference(target: Path):
+    return tflm_reference(target)
+
+
+def _host_shard(exe: Path, out_dir: Path, reference_of: Path | None, inputs: Sequence[bytes], granularity: str,
+                threshold: int | None, low_energy: float, shard: "fanout.Shard") -> CampaignReport:
+    """One shard of a host campaign (a Ray task or a call here): its own NVM file and work folder."""
+    work = out_dir if shard.count == 1 else out_dir / shard.name
+    work.mkdir(parents=True, exist_ok=True)
+    g = Granularity.parse(granularity)
+    return run_campaign(HostTarget(exe, work / "nvm.bin"), inputs, cuts=shard.cuts, seed=shard.seed,
+                        granularity=g, threshold=threshold, work_dir=work / f"campaign-{str(g).replace(':', '')}",
+                        reference=_reference(reference_of) if reference_of else None, low_energy=low_energy)

@@ -1,0 +1,171 @@
+"""Power-failure campaigns fanned out on Ray (issue #16, part 5).
+
+A campaign of C cuts is split into `shards` independent sub-campaigns (plan()). Shard k has its own seed,
+derived from the campaign's seed and k (shard_seed), its own NVM file and work folder, and runs the ordinary
+serial campaign loop (campaign.drive) with that seed. So a shard's cuts depend only on (seed, k, number of
+shards), never on which worker ran it or when: the same plan gives the same merged report serially or on any
+number of workers, and a failing cut is replayed alone from its shard's work folder (Failure.nvm_at_start +
+its cuts, as in a serial campaign). A plan of one shard is exactly the serial campaign of the same seed.
+
+    shards = plan(seed, cuts, num_shards)
+    reports = run_shards(fn, shards, workers=2)            # fn(shard) -> CampaignReport, a module-level function
+    report = merge(reports, shards)                         # one report: counts added, failures tagged
+
+Workers: Ray (`ray.init()` on this machine with `workers` CPUs, or `address=` an existing cluster). workers=1
+without an address runs the shards one after the other in this process (no Ray). Shards are handed out as
+workers free up; results are put back in shard order.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import Callable, Sequence, TypeVar
+
+from tinyexit.errors import TinyexitError
+from tinyexit.intermittent.report import CampaignReport
+
+T = TypeVar("T")
+CUTS_PER_SHARD = 25     # the default plan: one shard per 25 cuts (each shard also runs its uninterrupted oracles)
+MAX_SHARDS = 256
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int
+    count: int          # shards in the plan
+    seed: int           # this shard's seed (shard_seed(campaign seed, index), the campaign seed for a 1-shard plan)
+    cuts: int
+
+    @property
+    def name(self) -> str:
+        return f"shard-{self.index:03d}"
+
+
+def shard_seed(seed: int, index: int, count: int) -> int:
+    """The seed of shard `index` of `count`: the campaign seed itself for a single shard (the serial campaign),
+    else 31 bits of SHA-256 over (seed, index) — independent of the worker and of the machine."""
+    if count == 1:
+        return seed
+    digest = hashlib.sha256(f"tinyexit-shard:{seed}:{index}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def default_shards(cuts: int) -> int:
+    return max(1, min(MAX_SHARDS, cuts // CUTS_PER_SHARD))
+
+
+def plan(seed: int, cuts: int, shards: int | None = None) -> list[Shard]:
+    """`cuts` split over `shards` shards (default_shards(cuts) when None): the first cuts % shards shards take
+    one cut more."""
+    n = default_shards(cuts) if shards is None else shards
+    if cuts < 1:
+        raise TinyexitError(f"a campaign needs at least 1 cut (got {cuts})")
+    if not 1 <= n <= min(cuts, MAX_SHARDS):
+        raise TinyexitError(f"--shards {n}: between 1 and the number of cuts ({cuts}, at most {MAX_SHARDS})")
+    base, extra = divmod(cuts, n)
+    return [Shard(k, n, shard_seed(seed, k, n), base + (1 if k < extra else 0)) for k in range(n)]
+
+
+def default_workers() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+def run_shards(fn: Callable[[Shard], T], shards: Sequence[Shard], *, workers: int | None = None,
+               address: str | None = None, desc: str = "shards", progress: bool = True) -> list[T]:
+    """fn(shard) for every shard, in shard order: serially here when workers == 1 and no address, else as Ray
+    tasks (a local Ray with `workers` CPUs, or the cluster at `address`). `fn` must be picklable (a module-level
+    function or a functools.partial of one) and build everything it writes from the shard (own NVM file)."""
+    from tqdm import tqdm
+    workers = default_workers() if workers is None else workers
+    if workers < 1:
+        raise TinyexitError(f"--workers {workers}: at least 1")
+    bar = tqdm(total=len(shards), desc=desc, unit="shard", disable=not progress, leave=False)
+    try:
+        if workers == 1 and address is None:
+            out = []
+            for s in shards:
+                out.append(fn(s))
+                bar.update()
+            return out
+        return _on_ray(fn, shards, workers, address, bar)
+    finally:
+        bar.close()
+
+
+def _on_ray(fn, shards, workers, address, bar) -> list:
+    import logging
+    try:
+        import ray
+    except ImportError:
+        raise TinyexitError("Ray is not installed; run scripts/setup.sh (it installs the locked ray), or pass "
+                            "--workers 1 to run the shards here one after the other") from None
+    started = not ray.is_initialized()
+    if started:
+        opts = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+                    configure_logging=True)
+        try:
+            if address:
+                ray.init(address=address, **opts)
+            else:
+                # one task per CPU; a small object store: shards return reports, not data
+                ray.init(num_cpus=workers, object_store_memory=80 * 1024 * 1024, **opts)
+        except Exception as e:  # noqa: BLE001 - Ray raises many kinds; the user needs one line
+            where = f"the Ray cluster at {address}" if address else "a local Ray"
+            raise TinyexitError(f"could not start {where}: {str(e).splitlines()[0] if str(e) else type(e).__name__}. "
+                                f"Check --address, or pass --workers 1 to run without Ray") from None
+    try:
+        task = ray.remote(num_cpus=1, max_retries=0)(_call)
+        pending = {task.remote(fn, s): s.index for s in shards}
+        results: dict[int, object] = {}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                k = pending.pop(ref)
+                try:
+                    results[k] = ray.get(ref)
+                except ray.exceptions.RayTaskError as e:
+                    cause = e.cause if getattr(e, "cause", None) is not None else e
+                    if isinstance(cause, TinyexitError):
+                        raise TinyexitError(f"shard {k}: {cause}") from None
+                    raise
+                bar.update()
+        return [results[s.index] for s in shards]
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _call(fn, shard):
+    return fn(shard)
+
+
+def merge(reports: Sequence[CampaignReport], shards: Sequence[Shard], seed: int) -> CampaignReport:
+    """One report from the shards' reports (same campaign, same inputs and granularity): counts added, the
+    per-inference figures of the uninterrupted runs averaged over the shards (they run the same inputs), exits
+    added, failures and emulator retries kept with their shard named (its seed and work folder replay them)."""
+    if not reports:
+        raise TinyexitError("no shard reports to merge")
+    first = reports[0]
+    out = dataclasses.replace(first, seed=seed, failures=[], emulator_retries=[], exits={})
+    counts = ("cuts", "cuts_in_commits", "cuts_between_commits", "inferences", "completed", "wrong_results",
+              "lost_checkpoints", "crashes", "boots", "reexecuted_units", "reference_checked")
+    counts += tuple(f for f in ("reexecuted_instructions", "probe_boots") if hasattr(first, f))
+    for f in counts:
+        setattr(out, f, sum(getattr(r, f) for r in reports))
+    means = [f.name for f in dataclasses.fields(first) if f.name.endswith(("_per_inference", "_baseline"))
+             and isinstance(getattr(first, f.name), float)]
+    for f in means:
+        setattr(out, f, sum(getattr(r, f) for r in reports) / len(reports))
+    for r, s in zip(reports, shards):
+        for k, v in r.exits.items():
+            out.exits[k] = out.exits.get(k, 0) + v
+        for fail in r.failures:
+            out.failures.append(dataclasses.replace(
+                fail, detail=f"{fail.detail} [{s.name} of {s.count}, seed {s.seed}]"))
+        out.emulator_retries.extend({**x, "shard": s.index} for x in r.emulator_retries)
+    return out
+
+
+__all__ = ["Shard", "plan", "shard_seed", "default_shards", "default_workers", "run_shards", "merge"]
