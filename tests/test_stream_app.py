@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 import wave
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 from tinyexit import stream_app as sa
+from tinyexit.errors import TinyexitError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -109,11 +111,39 @@ def test_emulated_nrf52840_equals_the_host(kws_run, tmp_path):
     pcm = synthetic_audio(2.0, seed=1)
     board = load_board("nrf52840", emulate=True)
     fw = sa.build_stream(kws_run, board, tmp_path / "fw", LOW)
-    fw_hops, res = sa.run_firmware(fw, get_runner(board, None, needs=("send",)), pcm, LOW, timeout=300)
+    fw_hops, res, feeder = sa.run_firmware(fw, get_runner(board, None, needs=("send",)), pcm, LOW, timeout=300)
     host = sa.run_host(sa.build_stream_host(kws_run, tmp_path / "host", LOW), pcm, LOW)
     assert len(fw_hops) == len(host) == 5
     assert [h.key() for h in fw_hops] == [h.key() for h in host]
     assert "TX NEED i=4 n=4000" in res.output
+    assert (feeder.next, feeder.sent) == (5, 16000 + 4 * 4000)   # exactly the samples asked for, chunk by chunk
+    # paced at real time: hops 1..4 wait for their 250 ms of audio each
+    t0 = time.monotonic()
+    rt_hops, _, rt = sa.run_firmware(fw, get_runner(board, None, needs=("send",)), pcm, LOW, timeout=300,
+                                     realtime=True)
+    assert time.monotonic() - t0 >= 4 * 0.25 and [h.key() for h in rt_hops] == [h.key() for h in host]
+
+
+def test_feeder_sends_each_chunk_on_request_and_paces_real_time():
+    pcm = np.arange(16000 + 3 * 4000, dtype=np.int16)
+    now, slept = [100.0], []
+
+    def sleep(dt):
+        slept.append(dt)
+        now[0] += dt
+    f = sa.StreamFeeder(pcm, sa.StreamSettings(hop_ms=250), realtime=True, clock=lambda: now[0], sleep=sleep)
+    assert f.feed(b"TX STREAM READY hop=4000 first=16000\n") == (4).to_bytes(4, "little")
+    assert f.feed(b"TX BEGIN hops=4\nTX NE") == b""                 # half a line: nothing yet
+    assert f.feed(b"ED i=0 n=16000\n") == pcm[:16000].tobytes() and slept == []
+    now[0] += 0.1                                                   # the firmware computes hop 0 in 0.1 s
+    assert f.feed(b"TX H i=0\nTX NEED i=1 n=4000\n") == pcm[16000:20000].tobytes()
+    assert slept == [pytest.approx(0.15)]                           # the chunk's audio ends 0.25 s after hop 0
+    now[0] += 0.5                                                   # a slow hop: 0.25 s behind the microphone
+    assert f.feed(b"TX NEED i=2 n=4000\n") == pcm[20000:24000].tobytes() and f.lag_s == pytest.approx(0.25)
+    with pytest.raises(TinyexitError, match="expected hop 3"):
+        f.feed(b"TX NEED i=3 n=3200\n")                           # another hop size: other stream settings
+    with pytest.raises(TinyexitError, match="expected hop 0 .16000 samples"):
+        sa.StreamFeeder(pcm, sa.StreamSettings()).feed(b"TX NEED i=3 n=4000\n")
 
 
 def _cli(args, cwd):

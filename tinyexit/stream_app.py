@@ -7,7 +7,8 @@ compared hop by hop.
     build_stream_host(run, out, cfg) -> Path          the same C for the host
     mirror(run, pcm, cfg) -> list[Hop]                the pipeline in Python (see below)
     run_host(exe, pcm, cfg) -> list[Hop]              the host build's hops
-    run_firmware(fw, runner, pcm, cfg) -> list[Hop]   the firmware's hops (runner with `send`)
+    run_firmware(fw, runner, pcm, cfg) -> list[Hop]   the firmware's hops (runner with `send`), the audio sent
+                                                      chunk by chunk as the firmware asks (StreamFeeder)
     summary(run, hops, pcm, cfg, truth=None, host=None) -> dict     the report (`--json`)
 
 The pipeline, every hop (hop 0 after the first 16000 samples, then every `hop_ms`): the C front end with a
@@ -37,11 +38,13 @@ from tinyexit.data.speech_commands import SAMPLE_RATE, wav_frames
 from tinyexit.errors import TinyexitError
 from tinyexit.io import write_text
 from tinyexit.run import as_run
+from tinyexit.targets import Dialog
 
 FIRST = SAMPLE_RATE                        # hop 0 needs one clip of audio
 FRAME, STEP, FRAMES = FRAME_LENGTH, FRAME_STEP, NUM_FRAMES
 LEVEL = 8192
 TEMPLATES = "stream"
+NEED_RE = re.compile(r"^TX NEED i=(\d+) n=(\d+)")
 HOP_RE = re.compile(r"^TX H i=(\d+) fh=([0-9a-f]{8}) exit=(\d+) class=(\d+) det=(-?\d+) macs=(\d+) ticks=(\d+)")
 
 
@@ -195,9 +198,68 @@ def run_host(exe: str | Path, pcm: np.ndarray, cfg: StreamSettings, timeout: flo
     return parse_hops(p.stdout.decode("utf-8", "replace"), "the stream's host build")
 
 
-def run_firmware(fw, runner, pcm: np.ndarray, cfg: StreamSettings, timeout: float = 900.0) -> tuple[list[Hop], object]:
-    res = runner.run(fw.elf, timeout=timeout, send=uart_bytes(pcm, cfg))
-    return parse_hops(res.output, f"{fw.elf.name} with {runner.name}"), res
+class StreamFeeder(Dialog):
+    """The host side of tx_stream.c's flow control (a Dialog for any runner with `send`): the number of hops
+    after the READY line, then for each `TX NEED i=<i> n=<n>` exactly the n samples of hop i, never more, so a
+    board needs no buffer beyond one chunk. With `realtime`, a chunk goes out no earlier than a microphone
+    started at the first request would have recorded its last sample; `lag_s` is how far the firmware's
+    requests fell behind that clock at most (0 when it keeps up)."""
+
+    def __init__(self, pcm: np.ndarray, cfg: StreamSettings, realtime: bool = False, clock=None, sleep=None):
+        import time
+        self.pcm, self.cfg, self.realtime = np.asarray(pcm, "<i2"), cfg, realtime
+        self.hops = num_hops(len(pcm), cfg)
+        self.clock, self.sleep = clock or time.monotonic, sleep or time.sleep
+        self.next = 0           # the hop the firmware must ask for next
+        self.sent = 0           # samples sent
+        self.t0: float | None = None
+        self.lag_s = 0.0
+        self._line = b""
+
+    def feed(self, data: bytes) -> bytes:
+        out = b""
+        self._line += data
+        while b"\n" in self._line:
+            line, self._line = self._line.split(b"\n", 1)
+            text = line.decode("utf-8", "replace").strip()
+            if text.startswith("TX STREAM READY"):
+                out += self.hops.to_bytes(4, "little")
+            elif (m := NEED_RE.match(text)):
+                out += self._chunk(int(m[1]), int(m[2]))
+        return out
+
+    def _chunk(self, i: int, n: int) -> bytes:
+        want = FIRST if self.next == 0 else self.cfg.hop
+        if i != self.next or n != want or i >= self.hops:
+            raise TinyexitError(f"the firmware asked for hop {i} ({n} samples) but the host expected hop {self.next} "
+                                f"({want} samples) of {self.hops}: the firmware was built with other stream settings; "
+                                f"rebuild it with the same --hop-ms")
+        if self.realtime:
+            now = self.clock()
+            self.t0 = now if self.t0 is None else self.t0
+            ready = self.t0 + (self.sent + n) / SAMPLE_RATE   # when a microphone has the chunk's last sample
+            if i == 0:
+                self.t0 -= n / SAMPLE_RATE                     # the first second was recorded before hop 0
+            elif now < ready:
+                self.sleep(ready - now)
+            else:
+                self.lag_s = max(self.lag_s, now - ready)
+        chunk = self.pcm[self.sent:self.sent + n].tobytes()
+        self.sent += n
+        self.next += 1
+        return chunk
+
+
+def run_firmware(fw, runner, pcm: np.ndarray, cfg: StreamSettings, timeout: float = 900.0,
+                 realtime: bool = False) -> tuple[list[Hop], object, StreamFeeder]:
+    """The firmware's hops, the run result and the feeder that sent its audio chunk by chunk as it asked
+    (`realtime`: paced as a microphone delivers it; the feeder's lag_s)."""
+    feeder = StreamFeeder(pcm, cfg, realtime=realtime)
+    res = runner.run(fw.elf, timeout=timeout, send=feeder)
+    hops = parse_hops(res.output, f"{fw.elf.name} with {runner.name}")
+    if feeder.next != feeder.hops:
+        raise TinyexitError(f"{fw.elf.name} asked for {feeder.next} of {feeder.hops} hops of audio")
+    return hops, res, feeder
 
 
 def hop_windows(pcm: np.ndarray, cfg: StreamSettings) -> np.ndarray:

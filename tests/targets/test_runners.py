@@ -287,3 +287,58 @@ def test_pyocd_runner_flow_with_a_stand_in_board(tmp_path, monkeypatch):
     from tinyexit.targets.app_output import parse_app_output
     out = parse_app_output(r.output)
     assert [x.output for x in out.results] == [b"\x01\x09", b"\x07\x01"] and r.runner == "pyocd"
+
+
+class _FakeBoardPort:
+    """A serial port whose 'firmware' asks for three 2-byte chunks one after the other (flow control) and
+    echoes each, as a real board reading a stream would: it asks for the next chunk only after the last."""
+
+    def __init__(self):
+        self.pending = bytearray(b"TX NEED 0\n")
+        self.got = bytearray()
+        self.asked = 1
+
+    @property
+    def in_waiting(self):
+        return len(self.pending)
+
+    def read(self, n):
+        out, self.pending[:] = bytes(self.pending[:n]), self.pending[n:]
+        return out
+
+    def write(self, data):
+        self.got += data
+        while len(self.got) >= 2 * self.asked:
+            chunk = bytes(self.got[2 * self.asked - 2:2 * self.asked])
+            self.pending += b"ECHO " + chunk + b"\n"
+            if self.asked == 3:
+                self.pending += b"TX END\n"
+                return
+            self.pending += f"TX NEED {self.asked}\n".encode()
+            self.asked += 1
+
+
+def test_pyocd_serial_dialog_answers_each_request():
+    import time
+
+    from tinyexit.targets import Dialog
+    from tinyexit.targets.pyocd_runner import read_until
+
+    class Chunks(Dialog):
+        def __init__(self):
+            self.buf = b""
+
+        def feed(self, data):
+            self.buf += data
+            out = b""
+            while b"\n" in self.buf:
+                line, self.buf = self.buf.split(b"\n", 1)
+                if line.startswith(b"TX NEED "):
+                    k = int(line.split()[2])
+                    out += b"ab cd ef".split()[k]
+            return out
+
+    port = _FakeBoardPort()
+    text = read_until(port, "TX END", time.monotonic() + 5, reply=Chunks().feed)
+    assert port.got == b"abcdef"
+    assert text.splitlines() == ["TX NEED 0", "ECHO ab", "TX NEED 1", "ECHO cd", "TX NEED 2", "ECHO ef", "TX END"]

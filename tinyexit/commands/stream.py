@@ -23,6 +23,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--smooth-hops", type=int, default=3, help="hops in the posterior average (default 3)")
     parser.add_argument("--threshold", type=float, default=0.7, help="detection threshold (default 0.7)")
     parser.add_argument("--refractory-s", type=float, default=1.0, help="seconds between detections (default 1)")
+    parser.add_argument("--realtime", action="store_true",
+                        help="send the audio at real time (as a microphone delivers it) instead of as fast as the "
+                             "firmware asks for it")
     parser.add_argument("--no-host", action="store_true", help="skip the comparison with the host")
     parser.add_argument("--json", metavar="OUT", help="write the report as JSON")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds before giving up (default 1800)")
@@ -50,7 +53,7 @@ def run(args) -> int:
         print(fw.sizes.table())
         print(f"streaming {len(pcm) / sa.SAMPLE_RATE:.1f} s ({sa.num_hops(len(pcm), cfg)} hops) to {fw.elf.name} "
               f"with {runner.name} ...")
-        hops, res = sa.run_firmware(fw, runner, pcm, cfg, timeout=args.timeout)
+        hops, res, feeder = sa.run_firmware(fw, runner, pcm, cfg, timeout=args.timeout, realtime=args.realtime)
         host = None
         if not args.no_host:
             exe = sa.build_stream_host(run_, Path(tmp) / "host", cfg)
@@ -61,6 +64,11 @@ def run(args) -> int:
                 print(f"warning: the host build and the Python mirror agree on {host_py} of {len(py)} hops")
     doc = sa.summary(run_, hops, pcm, cfg, host=host, truth_csv=truth)
     doc["sizes"] = fw.sizes.as_dict()
+    doc["realtime"] = args.realtime
+    if args.realtime:
+        doc["realtime_lag_s"] = feeder.lag_s
+        print(f"real time: the firmware's requests fell behind the audio by at most {feeder.lag_s:.3f} s "
+              f"({runner.name}{', emulated: not the board' + chr(39) + 's speed' if args.emulate else ''})")
     if host is not None:
         doc["hops_equal_python"] = sa.equal_hops(hops, py)
     for d in doc["detections"]:

@@ -132,6 +132,18 @@ class Runner:
                                     if k in RUN_OPTION_CAPS and v not in (None, False, b"")))
 
 
+class Dialog:
+    """Serial input that answers the firmware (flow control): a runner with `send` calls start() once the line
+    is open and feed(new bytes) with every chunk the firmware prints, and writes what they return to the
+    firmware's input at once. `send=bytes` is the dialog that writes those bytes at the start."""
+
+    def start(self) -> bytes:
+        return b""
+
+    def feed(self, data: bytes) -> bytes:
+        return b""
+
+
 FAULT_RE = re.compile(r"^FAULT\b.*$", re.M)
 
 

@@ -11,7 +11,7 @@ from serial.tools import list_ports
 
 from tinyexit.boards import Board
 from tinyexit.errors import TinyexitError
-from tinyexit.targets import (END_MARK, FirmwareTimeoutError, NoProbeError, Runner, RunnerCaps, RunResult,
+from tinyexit.targets import (END_MARK, Dialog, FirmwareTimeoutError, NoProbeError, Runner, RunnerCaps, RunResult,
                               check_output, tail)
 
 # USB vendor ids of the probes and USB-serial bridges found on nRF52840 boards.
@@ -50,12 +50,18 @@ def find_serial_port(probe_uid: str | None = None) -> str:
     raise TinyexitError(f"several probe serial ports found ({listing}); choose one with --port.")
 
 
-def read_until(port: serial.Serial, end_mark: str, deadline: float) -> str:
+def read_until(port: serial.Serial, end_mark: str, deadline: float, reply=None) -> str:
+    """The text from `port` up to and including the line with `end_mark` (or a FAULT line); `reply(new bytes)`
+    answers each chunk (a Dialog's feed: what it returns is written at once)."""
     out = bytearray()
     while True:
         chunk = port.read(port.in_waiting or 1)
         if chunk:
             out += chunk
+            if reply is not None:
+                answer = reply(chunk)
+                if answer:
+                    port.write(answer)
             text = out.decode("utf-8", "replace")
             i = text.find(end_mark)
             if i >= 0 and "\n" in text[i:]:
@@ -81,10 +87,11 @@ class PyocdRunner(Runner):
         self.probe = probe
         self.baudrate = baudrate or board.serial_baudrate
 
-    def run(self, elf: str | Path, *, timeout: float = 60.0, end_mark: str = END_MARK, send: bytes = b"",
+    def run(self, elf: str | Path, *, timeout: float = 60.0, end_mark: str = END_MARK, send: "bytes | Dialog" = b"",
             **options) -> RunResult:
         """Flash `elf`, reset, read the serial port until `end_mark`. `send`: bytes written to the board
-        once it prints its READY line (firmware built with serial inputs). Options that need a capability
+        once it prints its READY line (firmware built with serial inputs), or a Dialog that answers the board's
+        output as it comes (flow control: e.g. one audio chunk per request). Options that need a capability
         pyOCD lacks (instruction counts, cuts) are refused; others are ignored."""
         self.check(options)
         elf = Path(elf)
@@ -120,10 +127,14 @@ class PyocdRunner(Runner):
                 session.target.reset()  # runs the new image
             try:
                 text = ""
-                if send:
-                    text = read_until(ser, "TX READY", t0 + timeout)
-                    ser.write(send)
-                text += read_until(ser, end_mark, t0 + timeout)
+                if isinstance(send, Dialog):
+                    ser.write(send.start())
+                    text = read_until(ser, end_mark, t0 + timeout, reply=send.feed)
+                else:
+                    if send:
+                        text = read_until(ser, "TX READY", t0 + timeout)
+                        ser.write(send)
+                    text += read_until(ser, end_mark, t0 + timeout)
             except FirmwareTimeoutError as e:
                 raise FirmwareTimeoutError(
                     f"{elf.name} on {self.board.name} printed no '{end_mark}' line within {timeout:g} s. Last "

@@ -16,8 +16,8 @@ from typing import Sequence
 
 from tinyexit.boards import Board
 from tinyexit.errors import MissingToolError, TinyexitError
-from tinyexit.targets import (END_MARK, FirmwareFaultError, FirmwareTimeoutError, Runner, RunnerCaps, RunResult,
-                              check_output, tail)
+from tinyexit.targets import (END_MARK, Dialog, FirmwareFaultError, FirmwareTimeoutError, Runner, RunnerCaps,
+                              RunResult, check_output, tail)
 from tinyexit.targets import plugin as insn_plugin
 from tinyexit.targets import uart_socket
 
@@ -64,12 +64,12 @@ class QemuRunner(Runner):
 
     def run(self, elf: str | Path, *, timeout: float = 60.0, count_insns: bool = False,
             limit: int | None = None, window: tuple[int, int] | None = None, icount: bool = True,
-            send: bytes = b"", end_mark: str | None = None, extra_args: Sequence[str] = (),
+            send: "bytes | Dialog" = b"", end_mark: str | None = None, extra_args: Sequence[str] = (),
             check: bool = True, each_window: bool = False,
             memory_file: tuple[str | Path, int] | None = None) -> RunResult:
         """Run `elf` until the firmware exits (semihosting), QEMU stops at the instruction `limit`, or
         `timeout` seconds pass (FirmwareTimeoutError). `send` is written to the firmware's UART once
-        connected. `window`: (start, stop) addresses whose instructions the plugin counts apart
+        connected (a Dialog: answers the firmware's output as it comes). `window`: (start, stop) addresses whose instructions the plugin counts apart
         (each_window=True: also one count per window, in InsnCounts.per_window). `memory_file`: (path, size)
         of the file that backs the machine's RAM. `extra_args`: more QEMU options.
         With check=True a FAULT line or a non-zero exit status raises FirmwareFaultError."""
@@ -153,7 +153,7 @@ class QemuRunner(Runner):
             pass
         proc.wait()
 
-    def _talk(self, proc: subprocess.Popen, port: int, send: bytes, deadline: float,
+    def _talk(self, proc: subprocess.Popen, port: int, send: "bytes | Dialog", deadline: float,
               end_mark: str | None) -> bytes:
         """Connect to QEMU's serial socket (it waits for us before starting the guest), send input, read
         until the socket closes (QEMU exited). A board that does not exit by semihosting stops at the end
@@ -166,8 +166,9 @@ class QemuRunner(Runner):
             mark = end_mark.encode()
             stop = lambda out: mark in out and proc.poll() is None  # noqa: E731
         try:
-            uart_socket.send(sock, send, deadline)
-            return uart_socket.read_all(sock, deadline, stop)
+            dialog = send if isinstance(send, Dialog) else None
+            uart_socket.send(sock, dialog.start() if dialog else send, deadline)
+            return uart_socket.read_all(sock, deadline, stop, reply=dialog.feed if dialog else None)
         finally:
             uart_socket.close(sock)
 

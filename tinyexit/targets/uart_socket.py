@@ -58,9 +58,11 @@ def send(sock: socket.socket, data: bytes, deadline: float) -> None:
         pass  # the emulator exited; what it printed is still read, its status tells why
 
 
-def read_all(sock: socket.socket, deadline: float, stop: Callable[[bytes], bool] | None = None) -> bytes:
+def read_all(sock: socket.socket, deadline: float, stop: Callable[[bytes], bool] | None = None,
+             reply: Callable[[bytes], bytes] | None = None) -> bytes:
     """Every byte from `sock` until the peer closes it (or resets it: what arrived before is kept), or
-    `stop(bytes so far)` is True. Past `deadline`: FirmwareTimeoutError whose `partial` is the text so far."""
+    `stop(bytes so far)` is True; `reply(new bytes)` answers each chunk (what it returns is sent at once).
+    Past `deadline`: FirmwareTimeoutError whose `partial` is the text so far."""
     out = bytearray()
     while True:
         left = deadline - time.monotonic()
@@ -80,6 +82,8 @@ def read_all(sock: socket.socket, deadline: float, stop: Callable[[bytes], bool]
         if not chunk:
             break  # the emulator closed the socket (QEMU: it exited)
         out += chunk
+        if reply is not None:
+            send(sock, reply(chunk), deadline)
         if stop is not None and stop(bytes(out)):
             break
     return bytes(out)
