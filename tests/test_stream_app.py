@@ -122,6 +122,23 @@ def test_emulated_nrf52840_equals_the_host(kws_run, tmp_path):
     rt_hops, _, rt = sa.run_firmware(fw, get_runner(board, None, needs=("send",)), pcm, LOW, timeout=300,
                                      realtime=True)
     assert time.monotonic() - t0 >= 4 * 0.25 and [h.key() for h in rt_hops] == [h.key() for h in host]
+    # where a hop's time goes: the front end's windows group into hops by the protocol (else profile() refuses)
+    from tinyexit import stream_profile
+    prof = stream_profile.profile(fw, get_runner(board, None, needs=("send",)), pcm, LOW, board.clock_hz, timeout=300)
+    fe, model = prof["per_hop"]["frontend_instructions"], prof["per_hop"]["model_instructions"]
+    assert prof["hops"] == len(fe) == len(model) == 5
+    assert fe[0] > 3 * max(fe[1:])                      # hop 0 computes 50 frames, later hops 12 or 13
+    assert all(c >= i for c, i in zip(prof["per_hop"]["model_cycles"], model))   # a cycle per instruction at least
+    budget = board.clock_hz * 0.25
+    assert prof["duty_cycle"] == pytest.approx(np.mean([(a + b) / budget for a, b in zip(
+        prof["per_hop"]["frontend_cycles"][1:], prof["per_hop"]["model_cycles"][1:])]))
+    assert stream_profile.plot(prof, fw_hops, ["a"] * 12, tmp_path / "t.png").stat().st_size > 1000
+
+
+def test_front_end_windows_per_hop_follow_the_protocol():
+    from tinyexit import stream_profile
+    assert stream_profile.windows_per_hop(3, sa.StreamSettings(hop_ms=250)) == [51, 14, 14]   # 16000/320, 4000/320
+    assert stream_profile.windows_per_hop(2, sa.StreamSettings(hop_ms=20)) == [51, 2]
 
 
 def test_feeder_sends_each_chunk_on_request_and_paces_real_time():

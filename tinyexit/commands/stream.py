@@ -26,6 +26,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--realtime", action="store_true",
                         help="send the audio at real time (as a microphone delivers it) instead of as fast as the "
                              "firmware asks for it")
+    parser.add_argument("--profile", action="store_true",
+                        help="also count the front end's and the model's instructions and estimated cycles per hop "
+                             "and the duty cycle at the board's clock (a runner with instruction windows: --emulate); "
+                             "two more runs")
+    parser.add_argument("--png", metavar="OUT", help="with --profile: the per-hop timeline as a PNG")
     parser.add_argument("--no-host", action="store_true", help="skip the comparison with the host")
     parser.add_argument("--json", metavar="OUT", help="write the report as JSON")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds before giving up (default 1800)")
@@ -46,7 +51,10 @@ def run(args) -> int:
     run_ = as_run(args.run)
     run_.policy()
     board = load_board(args.board, emulate=args.emulate or args.runner == "qemu")
-    runner = get_runner(board, args.runner, needs=("send",), port=args.port)
+    if args.png and not args.profile:
+        raise TinyexitError("--png draws the --profile timeline; add --profile")
+    runner = get_runner(board, args.runner, needs=("send", "instruction_windows") if args.profile else ("send",),
+                        port=args.port)
     truth = Path(args.wav).with_suffix(".csv")
     with tempfile.TemporaryDirectory(prefix="tinyexit-stream-") as tmp:
         fw = sa.build_stream(run_, board, Path(tmp) / "fw", cfg)
@@ -54,6 +62,11 @@ def run(args) -> int:
         print(f"streaming {len(pcm) / sa.SAMPLE_RATE:.1f} s ({sa.num_hops(len(pcm), cfg)} hops) to {fw.elf.name} "
               f"with {runner.name} ...")
         hops, res, feeder = sa.run_firmware(fw, runner, pcm, cfg, timeout=args.timeout, realtime=args.realtime)
+        prof = None
+        if args.profile:
+            from tinyexit import stream_profile
+            print("profiling the front end and the model per hop (two more runs) ...")
+            prof = stream_profile.profile(fw, runner, pcm, cfg, board.clock_hz, timeout=args.timeout)
         host = None
         if not args.no_host:
             exe = sa.build_stream_host(run_, Path(tmp) / "host", cfg)
@@ -82,6 +95,14 @@ def run(args) -> int:
     if doc["false_rejects"] is not None:
         print(f"false rejects {doc['false_rejects']} of {doc['score']['occurrences']}, false accepts per hour "
               f"{doc['false_accepts_per_hour']:.1f} ({truth.name})")
+    if prof is not None:
+        doc["profile"] = prof
+        print(f"per hop at {board.clock_hz / 1e6:g} MHz (estimated cycles, no flash wait states): front end "
+              f"{prof['frontend_cycles_per_hop']:,.0f} cycles ({100 * prof['frontend_share_of_model']:.1f} % of the "
+              f"model's {prof['model_cycles_per_hop']:,.0f}), duty cycle {100 * prof['duty_cycle']:.2f} % "
+              f"(max {100 * prof['duty_cycle_max']:.2f} %)")
+        if args.png:
+            print(f"figure: {stream_profile.plot(prof, hops, list(run_.manifest().get('classes') or []), args.png)}")
     if args.json:
         write_json(args.json, doc)
     return 0 if host is None or doc["hops_equal_host"] == doc["hops"] == len(host) else 1
