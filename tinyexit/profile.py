@@ -135,8 +135,9 @@ def table(doc: dict) -> str:
     """The per-layer table and the totals, as text."""
     lines = [f"{doc['source']} on {doc['board']} (emulated: {doc['machine']}; kernels {doc['kernels']}; "
              f"{doc['inputs']} random inputs)", doc["note"]]
-    head = (f"{'step':<26}{'MACs':>11}{'instr.':>12}{'est. cycles':>13}{'cyc/MAC':>8}{'%cyc':>6}  "
-            f"{'output':<12}{'inputs':<24}{'scratch':<12}{'weights':>8}")
+    w = max([26] + [len(f"{s['step']}: {s['op']}") + 1 for m in doc["models"].values() for s in m["steps"]])
+    head = (f"{'step':<{w}}{'MACs':>11}{'instr.':>12}{'est. cycles':>13}{'cyc/MAC':>8}{'%cyc':>6}  "
+            f"{'output':<13}{'inputs':<26}{'scratch':<12}{'weights':>8}")
     tot = {"macs": 0, "instructions": 0.0, "cycles": 0.0}
     for name, m in doc["models"].items():
         lines += ["", f"== {name}: {m['macs']:,} MACs, arena {m['arena_bytes']:,} B (scratch up to "
@@ -144,14 +145,14 @@ def table(doc: dict) -> str:
                       f"tflite_micro: {m['identical_to_tflite_micro']}", head]
         for s in m["steps"]:
             cpm = f"{s['cycles_per_mac']:.2f}" if s["cycles_per_mac"] is not None else "-"
-            lines.append(f"{str(s['step']) + ': ' + s['op']:<26}{s['macs']:>11,}{s['instructions']:>12,.0f}"
+            lines.append(f"{str(s['step']) + ': ' + s['op']:<{w}}{s['macs']:>11,}{s['instructions']:>12,.0f}"
                          f"{s['cycles']:>13,.0f}{cpm:>8}{100 * s['cycles'] / m['cycles']:>6.1f}  "
-                         f"{_rng(s['output']):<12}{', '.join(map(_rng, s['inputs'])):<24}{_rng(s['scratch']):<12}"
+                         f"{_rng(s['output']):<13}{', '.join(map(_rng, s['inputs'])):<26}{_rng(s['scratch']):<12}"
                          f"{s['weight_bytes']:>8,}")
-        lines.append(f"{'overhead (tx_invoke)':<26}{'':>11}{m['overhead_instructions']:>12,.0f}"
+        lines.append(f"{'overhead (tx_invoke)':<{w}}{'':>11}{m['overhead_instructions']:>12,.0f}"
                      f"{m['overhead_cycles']:>13,.0f}")
         cpm = f"{m['cycles_per_mac']:.3f}" if m["cycles_per_mac"] is not None else "-"
-        lines.append(f"{'total (one inference)':<26}{m['macs']:>11,}{m['instructions']:>12,.0f}{m['cycles']:>13,.0f}"
+        lines.append(f"{'total (one inference)':<{w}}{m['macs']:>11,}{m['instructions']:>12,.0f}{m['cycles']:>13,.0f}"
                      f"{cpm:>8}")
         for key in tot:
             tot[key] += m[key]
@@ -164,7 +165,9 @@ def table(doc: dict) -> str:
                   f"{lib['scratch_bytes']:,} B inside) + static kernel scratch {static if static is not None else '-'} B;"
                   f" weights {lib['weight_bytes']:,} B, code {lib['code_bytes'] or '-'} B"
                   + ("; models chained through the arena" if lib["chained"] else ""),
-              "ranges: arena offset+bytes; scratch = in-place ring + kernel work space of the step",
+              "ranges: arena offset+bytes; scratch = in-place ring + kernel work space of the step; overhead: what "
+              "the step windows leave out of tx_invoke (input and output copies, which a chained stage of the "
+              "firmware skips, and the step loop) less their own call sequence",
               f"all outputs identical to tflite_micro: {doc['identical_to_tflite_micro']}"]
     return "\n".join(lines)
 
