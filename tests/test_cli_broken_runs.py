@@ -77,6 +77,8 @@ CASES = [
     ("manifest's seg0.tflite missing", ["generate", "RUN"], ["seg0.tflite", QUANT]),
     ("manifest garbled", ["bench", "RUN", "--emulate"], ["manifest.json", QUANT]),
     ("manifest garbled", ["generate", "RUN"], ["manifest.json", QUANT]),
+    ("manifest's seg0.tflite missing", ["profile", "RUN"], ["seg0.tflite", QUANT]),
+    ("manifest garbled", ["profile", "RUN"], ["manifest.json", QUANT]),
     ("policy.json garbled", ["build", "RUN", "--board", "nrf52840"], ["policy.json", CAL]),
     ("policy.json garbled", ["bench", "RUN", "--emulate"], ["policy.json", CAL]),
     ("policy.json garbled", ["compress", "RUN", "--sparsity", "0.5"], ["policy.json", CAL]),

@@ -11,7 +11,7 @@ from tinyexit.codegen.emit import EmitConfig, emit_library
 from tinyexit.codegen.fuse import fuse_conv_add, fuse_slice_depthwise
 from tinyexit.codegen.ir import Graph
 from tinyexit.codegen.measure import section_sizes
-from tinyexit.codegen.plan import Plan, plan_memory
+from tinyexit.codegen.plan import Plan, memory_map, plan_memory
 from tinyexit.codegen.reader import read_model
 from tinyexit.codegen.schedule import schedule
 from tinyexit.codegen.sparse import sparsify
@@ -38,6 +38,7 @@ class ModelFigures:
     output_size: int
     scratch_bytes: int = 0              # the largest kernel work space of one step, planned inside arena_bytes
     step_work: list = field(default_factory=list)  # per step [offset, bytes] of its kernel work space ([0, 0]: none)
+    memory: dict = field(default_factory=dict)     # the plan as tensor rectangles (codegen.plan.memory_map)
 
 
 @dataclass(frozen=True)
@@ -221,7 +222,8 @@ def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kerne
                 tflm_arena_bytes=(tflm or {}).get("total"), tflm_activation_bytes=(tflm or {}).get("head"),
                 inplace_ops=sorted(plans[name].inplace), input_size=g.input.nbytes, output_size=g.output.nbytes,
                 scratch_bytes=plans[name].work_bytes,
-                step_work=[list(plans[name].work.get(op.index, (0, 0))) for op in g.ops])
+                step_work=[list(plans[name].work.get(op.index, (0, 0))) for op in g.ops],
+                memory=memory_map(g, plans[name]))
         report = GenerateReport(
             out_dir=str(out), arena_bytes=max(p.arena_bytes for p in plans.values()),
             code_bytes=sum(s["text"] for s in sizes.values()) if sizes else None,

@@ -15,7 +15,7 @@ its input lives to the last step and no op writes over it (no in-place op, no sc
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tinyexit.codegen.ir import Graph
 from tinyexit.errors import TinyexitError
@@ -35,6 +35,7 @@ class Plan:
     work: dict[int, tuple[int, int]]                # op index -> (offset, bytes) of the kernel work space
     inplace: dict[int, int]                         # op index -> the input tensor its output overwrites
     live: tuple[tuple[tuple[int, int], ...], ...]   # per step: merged (offset, size) ranges
+    lifetimes: Mapping[int, tuple[int, int]] = field(default_factory=dict)  # tensor id -> (first, last step)
 
     @property
     def work_bytes(self) -> int:
@@ -193,5 +194,29 @@ def plan_memory(graph: Graph, *, inplace: bool = True, pinned: Mapping[int, int]
             else:
                 merged.append([lo, hi])
         live.append(tuple((lo, hi - lo) for lo, hi in merged))
+    lifetimes = {t: (def_step[t], max(last_use.get(t, def_step[t]), def_step[t])) for t in def_step}
     return Plan(arena_bytes=arena, offsets=offsets, scratch=scratch, work=work, inplace=inplace_ops,
-                live=tuple(live))
+                live=tuple(live), lifetimes=lifetimes)
+
+
+def memory_map(graph: Graph, plan: Plan) -> dict:
+    """The plan as data (report.json, `tinyexit profile`): every activation tensor as a rectangle (arena
+    offset, bytes, first and last step it is live; `shares`: the tensor whose bytes it reuses, through an alias
+    or an in-place op, else None), every step's scratch (ring + kernel work: live during that step only), and
+    per step the (tensor, offset, bytes) of its inputs and output and its weight bytes."""
+    shares = {}
+    for op in graph.ops:
+        if op.is_alias():
+            shares[op.outputs[0]] = op.inputs[0]
+        elif op.index in plan.inplace:
+            shares[op.outputs[0]] = plan.inplace[op.index]
+    t = graph.tensors
+    tensors = [{"tensor": k, "name": t[k].name, "offset": plan.offsets[k], "bytes": t[k].nbytes,
+                "first": first, "last": last, "shares": shares.get(k)}
+               for k, (first, last) in sorted(plan.lifetimes.items())]
+    scratch = [{"step": s, "offset": off, "bytes": n} for s, (off, n) in sorted(plan.scratch.items()) if n]
+    steps = [{"inputs": [[k, plan.offsets[k], t[k].nbytes] for k in op.inputs],
+              "output": [op.outputs[0], plan.offsets[op.outputs[0]], t[op.outputs[0]].nbytes],
+              "scratch": list(plan.scratch.get(op.index, (0, 0))),
+              "weight_bytes": sum(a.nbytes for a in op.constants(f"m_{op.index}"))} for op in graph.ops]
+    return {"tensors": tensors, "scratch": scratch, "steps": steps}
