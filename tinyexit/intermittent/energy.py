@@ -35,7 +35,7 @@ Flash for erase/write, Mark for any other kind). Then
 Just-in-time checkpoints change the timeline after the warning only: run the boot uncut, ask run_boot for the
 warning, re-run the firmware with the warning raised at that instruction, and ask run_boot again with the new
 events (the prefix before the warning is the same, so the warning stays where it was). `simulate` chains boots
-and recharges into a campaign with a voltage-over-time series; `plot` draws it (plot.py).
+and recharges into a campaign with a voltage-over-time series; energy_plot.plot_campaign draws its PNG.
 """
 from __future__ import annotations
 

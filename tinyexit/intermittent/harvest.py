@@ -32,8 +32,19 @@ class HarvesterError(TinyexitError):
     """A harvester spec or trace file is wrong; the message names it and the fix."""
 
 
+def _span(times: np.ndarray, powers: np.ndarray, cum: np.ndarray, x0: float, x1: float) -> float:
+    """Energy over [x0, x1] of pieces starting at `times` with `powers`, `cum` the energy at each start: the
+    partial first and last pieces plus the whole ones between (no difference of two large sums)."""
+    last = len(powers) - 1
+    i0 = min(last, max(0, int(np.searchsorted(times, x0, side="right")) - 1))
+    i1 = min(last, max(0, int(np.searchsorted(times, x1, side="right")) - 1))
+    if i0 == i1:
+        return float(powers[i0] * (x1 - x0))
+    return float(powers[i0] * (times[i0 + 1] - x0) + (cum[i1] - cum[i0 + 1]) + powers[i1] * (x1 - times[i1]))
+
+
 class Trace:
-    """A piecewise-constant power trace. Subclasses give `segment_at` and `_energy_to` (the energy from 0 to t);
+    """A piecewise-constant power trace. Subclasses give `segment_at` and `_energy` (over [t0, t1], t0 <= t1);
     `peak_w` bounds the power from above (0 means the trace never gives anything)."""
 
     name: str = "trace"
@@ -43,7 +54,7 @@ class Trace:
         """(start, end, power) of the constant piece holding time t (start <= t < end; end may be inf)."""
         raise NotImplementedError
 
-    def _energy_to(self, t: float) -> float:
+    def _energy(self, t0: float, t1: float) -> float:
         raise NotImplementedError
 
     def power(self, t: float) -> float:
@@ -53,7 +64,7 @@ class Trace:
         """The energy [J] the trace gives over [t0, t1] (exact: a sum of power x duration)."""
         if t1 < t0:
             raise ValueError(f"energy over [{t0}, {t1}]: t1 < t0")
-        return max(0.0, self._energy_to(t1) - self._energy_to(t0)) if t1 > t0 else 0.0
+        return self._energy(t0, t1) if t1 > t0 else 0.0
 
     def segments(self, t0: float, t1: float = math.inf) -> Iterator[tuple[float, float, float]]:
         """The constant pieces covering [t0, t1), clipped to it."""
@@ -97,9 +108,8 @@ class Piecewise(Trace):
         end = float(self.times[i + 1]) if i + 1 < len(self.times) else math.inf
         return float(self.times[i]), end, float(self.powers[i])
 
-    def _energy_to(self, t):
-        i = max(0, int(np.searchsorted(self.times, t, side="right")) - 1)
-        return float(self._cum[i] + self.powers[i] * (t - self.times[i]))
+    def _energy(self, t0, t1):
+        return _span(self.times, self.powers, self._cum, t0, t1)
 
 
 class Chunked(Trace):
@@ -143,24 +153,14 @@ class Chunked(Trace):
         base = k * self.chunk_s
         return base + float(times[i]), base + float(times[i + 1]), float(powers[i])
 
-    def _within(self, k: int, x: float) -> float:
-        times, powers, cum = self._get(k)
-        i = min(len(powers) - 1, max(0, int(np.searchsorted(times, x, side="right")) - 1))
-        return float(cum[i] + powers[i] * (x - times[i]))
-
-    def energy(self, t0, t1):
-        if t1 < t0:
-            raise ValueError(f"energy over [{t0}, {t1}]: t1 < t0")
+    def _energy(self, t0, t1):
         k0, x0 = self._locate(t0)
         k1, x1 = self._locate(t1)
         if k0 == k1:
-            return max(0.0, self._within(k0, x1) - self._within(k0, x0))
-        total = float(self._get(k0)[2][-1]) - self._within(k0, x0)
+            return _span(*self._get(k0), x0, x1)
+        total = _span(*self._get(k0), x0, self.chunk_s)
         total += sum(float(self._get(k)[2][-1]) for k in range(k0 + 1, k1))
-        return total + self._within(k1, x1)
-
-    def _energy_to(self, t):
-        return self.energy(0.0, t)
+        return total + _span(*self._get(k1), 0.0, x1)
 
 
 class Solar(Chunked):
@@ -312,5 +312,8 @@ def parse_harvester(spec: str) -> Trace:
                 what = "an integer" if kind_of is int else "a number"
                 raise HarvesterError(f"harvester {spec!r}: {key}={value!r} is not {what}.") from None
         else:
-            kwargs[name] = parse_quantity(value, kind_of, what=f"harvester {spec!r}: {key}")
+            try:
+                kwargs[name] = parse_quantity(value, kind_of, what=f"harvester {spec!r}: {key}")
+            except TinyexitError as e:
+                raise HarvesterError(str(e)) from None
     return make(**kwargs)
