@@ -173,3 +173,18 @@ def test_plot_writes_a_png(tmp_path):
     camp = simulate(m, tr, [[Work(3_000_000), Mark("commit"), Work(3_000_000), Mark("result")]] * 6)
     plot_campaign(camp, m, tr, tmp_path / "v.png")
     assert (tmp_path / "v.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_just_in_time_loop_keeps_the_warning_in_place():
+    """The loop energy.py documents: the warning found on the uninterrupted timeline stays where it is when the
+    firmware's reaction (a checkpoint after the warning) replaces what followed it, and the reserve between
+    V_warn and V_off pays for the checkpoint (here 200 words: 98.4 uJ < the 162 uJ reserve at 100 uF)."""
+    m = model()
+    tr = constant(0.0)
+    first = m.run_boot(tr, [Work(10 ** 8)])
+    w = first.warn_at_instruction
+    reaction = [Work(w), Flash("write", 200), Mark("commit"), Work(10 ** 8)]
+    second = m.run_boot(tr, reaction)
+    assert second.warn_at_instruction == w == 3_456_000
+    assert second.marks[0][:2] == ("commit", w) and second.cut_at_instruction > w
+    assert m.reserve_j() == pytest.approx(joules(2.4, 1.8)) and 200 * 12e-3 * 41e-6 < m.reserve_j()
