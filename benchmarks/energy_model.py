@@ -29,7 +29,7 @@ from tinyexit.intermittent.energy_plot import plot_campaign  # noqa: E402
 from tinyexit.intermittent.harvest import parse_harvester  # noqa: E402
 from tinyexit.units import parse_quantity  # noqa: E402
 
-HARVESTERS = [("constant", 0.0), ("solar", 8 * 3600.0), ("rf", 0.0)]   # (spec, start time)
+HARVESTERS = ["constant", "solar:start=28800", "rf"]   # solar: from 8 h after sunrise
 
 
 def main() -> int:
@@ -56,10 +56,10 @@ def main() -> int:
     print(f"  page erase {out['page_erase_j'] * 1e6:.0f} uJ ({m.erase_s * 1e3:g} ms), word write "
           f"{out['word_write_j'] * 1e9:.0f} nJ; warning reserve ({m.warn_v} V -> {m.off_v} V) "
           f"{out['warn_reserve_j'] * 1e6:.0f} uJ = {int(out['warn_reserve_j'] / out['word_write_j']):,} word writes")
-    print(f"\n  {'harvester':<30} {'mean in':>9} {'instr/boot':>12} {'recharge median':>16} {'mean':>9} "
+    print(f"\n  {'harvester':<36} {'mean in':>9} {'instr/boot':>12} {'recharge median':>16} {'mean':>9} "
           f"{'max':>9} {'sim. time':>10} {'wall':>6}")
-    for spec, t0 in HARVESTERS:
-        trace = parse_harvester(spec)
+    for spec in HARVESTERS:
+        trace, t0 = parse_harvester(spec), 0.0
         start = time.perf_counter()
         camp = simulate(m, trace, lambda i, prev: [Work(10 ** 12)] if i < args.boots else None, t=t0)
         wall = time.perf_counter() - start
@@ -71,7 +71,7 @@ def main() -> int:
                "recharge_s_mean": statistics.mean(offs) if offs else None, "recharge_s_max": max(offs, default=None),
                "simulated_s": span, "boots": len(boots), "stopped": camp.stopped, "wall_s": wall}
         out["harvesters"][str(trace)] = row
-        print(f"  {str(trace):<30} {row['mean_harvest_w'] * 1e3:>7.3f}mW {row['instructions_per_boot_mean']:>12,.0f} "
+        print(f"  {str(trace):<36} {row['mean_harvest_w'] * 1e3:>7.3f}mW {row['instructions_per_boot_mean']:>12,.0f} "
               f"{row['recharge_s_median'] or 0:>15.3f}s {row['recharge_s_mean'] or 0:>8.3f}s "
               f"{row['recharge_s_max'] or 0:>8.3f}s {span:>9.1f}s {wall:>5.2f}s"
               + (f"  stopped: {camp.stopped}" if camp.stopped else ""))

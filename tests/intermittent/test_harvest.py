@@ -125,3 +125,11 @@ def test_rf_is_bursty_with_the_expected_mean():
 def test_constant_zero_and_names():
     assert constant(0.0).energy(0, 1e9) == 0.0
     assert str(parse_harvester("rf:seed=3")) == "rf:on=5mW,seed=3"
+
+
+def test_solar_start_shifts_the_day():
+    later, day = parse_harvester("solar:seed=2,start=28800"), Solar(seed=2)
+    assert later.energy(10.0, 500.0) == day.energy(28810.0, 29300.0) > 0
+    assert later.power(100.5) == day.power(28900.5)
+    assert np.allclose([(a + 28800.0, b + 28800.0, p) for a, b, p in later.segments(0.0, 30.0)],
+                       list(day.segments(28800.0, 28830.0)), rtol=1e-12, atol=0)

@@ -3,7 +3,8 @@ CSV files included, holds each power until the next breakpoint), so the energy i
 exact sum and, under a constant load, a capacitor's energy changes linearly between breakpoints (energy.py).
 
     constant           a given power for ever (default 1 mW)
-    solar              a day-like profile: half a sine over the daylight hours (sunrise at t = 0, night after),
+    solar              a day-like profile: half a sine over the daylight hours (sunrise at t = 0, or `start` s
+                       before it; night after the daylight hours),
                        averaged exactly over steps of `step` s, times a seeded cloud process (clear and cloudy
                        spells of exponential length, each cloud letting through a random fraction); every day
                        has its own clouds, drawn from (seed, day)
@@ -163,6 +164,20 @@ class Chunked(Trace):
         return total + _span(*self._get(k1), 0.0, x1)
 
 
+class Shifted(Trace):
+    """`inner` seen from `offset_s` on: P(t) = inner(t + offset_s)."""
+
+    def __init__(self, inner: Trace, offset_s: float, name: str):
+        self.inner, self.offset_s, self.name, self.peak_w = inner, offset_s, name, inner.peak_w
+
+    def segment_at(self, t):
+        a, b, p = self.inner.segment_at(t + self.offset_s)
+        return max(0.0, a - self.offset_s), b - self.offset_s, p
+
+    def _energy(self, t0, t1):
+        return self.inner.energy(t0 + self.offset_s, t1 + self.offset_s)
+
+
 class Solar(Chunked):
     def __init__(self, peak_w: float = 3e-3, seed: int = 0, day_s: float = 86400.0, daylight_s: float = 43200.0,
                  step_s: float = 1.0, clear_s: float = 600.0, cloud_s: float = 120.0, cloud_min: float = 0.1,
@@ -227,6 +242,12 @@ class Rf(Chunked):
         return np.asarray(times), np.asarray(powers)
 
 
+def solar(start_s: float = 0.0, **kwargs) -> Trace:
+    """A Solar trace; `start_s` > 0 makes t = 0 that many seconds after the first sunrise."""
+    trace = Solar(**kwargs)
+    return Shifted(trace, start_s, f"{trace.name},start={start_s:g}") if start_s else trace
+
+
 def constant(power_w: float = 1e-3) -> Piecewise:
     return Piecewise([0.0], [power_w], name=f"constant:{format_quantity(power_w, 'W')}")
 
@@ -275,14 +296,14 @@ def read_csv(path: str | Path) -> Piecewise:
 
 _KINDS = {
     "constant": (constant, {"power": ("power_w", "W")}, "power"),
-    "solar": (Solar, {"peak": ("peak_w", "W"), "seed": ("seed", int), "day": ("day_s", "s"),
+    "solar": (solar, {"peak": ("peak_w", "W"), "seed": ("seed", int), "start": ("start_s", "s"), "day": ("day_s", "s"),
                       "daylight": ("daylight_s", "s"), "step": ("step_s", "s"), "clear": ("clear_s", "s"),
                       "cloud": ("cloud_s", "s"), "cloud_min": ("cloud_min", float),
                       "cloud_max": ("cloud_max", float)}, "peak"),
     "rf": (Rf, {"on": ("on_w", "W"), "seed": ("seed", int), "on_s": ("mean_on_s", "s"),
                 "off_s": ("mean_off_s", "s"), "chunk": ("chunk_s", "s")}, "on"),
 }
-SPEC_HELP = ("constant[:POWER] | solar[:peak=P,seed=N,day=S,daylight=S,step=S,clear=S,cloud=S] | "
+SPEC_HELP = ("constant[:POWER] | solar[:peak=P,seed=N,start=S,day=S,daylight=S,step=S,clear=S,cloud=S] | "
              "rf[:on=P,seed=N,on_s=S,off_s=S] | FILE.csv")
 
 
