@@ -18,6 +18,7 @@ import jsonschema
 from tinyexit import schemafile
 from tinyexit.errors import TinyexitError
 from tinyexit.resources import boards_dir
+from tinyexit.units import parse_quantity
 
 BOARDS_DIR = boards_dir()
 SCHEMA_PATH = BOARDS_DIR / "board.schema.json"
@@ -60,6 +61,31 @@ class Uart:
 
 
 @dataclasses.dataclass(frozen=True)
+class FlashOp:
+    current_a: float   # drawn from VDD while the NVMC erases one page / writes one word (the CPU waits)
+    time_s: float      # for one page erase / one word write
+
+
+@dataclasses.dataclass(frozen=True)
+class BoardEnergy:
+    """The board's `energy:` section in SI units (see boards/nrf52840.yaml for the datasheet references)."""
+    supply_v: float       # VDD at which the currents hold; the load is modelled as power = current x supply_v
+    run_current_a: float  # executing from flash (with cache) at the board's clock
+    sleep_current_a: float
+    off_current_a: float  # while the capacitor recharges below the turn-on voltage
+    erase: FlashOp
+    write: FlashOp
+    warn_v: float         # the default low-energy warning level (power-fail comparator)
+    warn_min_v: float     # the comparator's configurable range and step
+    warn_max_v: float
+    warn_step_v: float
+    on_v: float           # the supply turns the board on at this capacitor voltage ...
+    off_v: float          # ... and off (cut) at this one
+    max_v: float          # the capacitor is not charged above this
+    capacitor_f: float
+
+
+@dataclasses.dataclass(frozen=True)
 class Board:
     name: str
     description: str
@@ -81,6 +107,7 @@ class Board:
     renode_platform: str | None
     renode_uart: str | None
     path: Path
+    energy: BoardEnergy | None = None   # None: the board file has no `energy:` section
 
     @property
     def cflags(self) -> list[str]:
@@ -139,6 +166,9 @@ def _schema_error_message(file: Path, err: jsonschema.ValidationError) -> str:
         if missing in ("qemu", "pyocd", "renode"):
             return (f"{file}: runners lists '{missing}' but there is no '{missing}:' section. "
                     f"Add a '{missing}:' section describing it, or remove '{missing}' from runners.")
+    if err.validator in ("pattern", "type") and "a string like" in str(err.schema.get("description", "")):
+        what, like = err.schema["description"].split(": a string like ")
+        return f"{file}: {where}: {err.instance!r} is not {what}. Write it with its unit, like {like}."
     if err.validator == "oneOf" and "256K" in str(err.schema.get("description", "")):
         return (f"{file}: {where}: {err.instance!r} is not a size. Write bytes as an integer or a "
                 f"string like \"256K\" or \"1M\".")
@@ -168,6 +198,44 @@ def _check_semantics(file: Path, data: dict) -> None:
     if parse_size(data["stack_size"]) >= ram.size:
         raise BoardError(f"{file}: stack_size {parse_size(data['stack_size'])} does not fit in RAM "
                          f"({ram.size} bytes). Make the stack smaller.")
+
+
+def _energy(file: Path, data: dict, clock_hz: int) -> BoardEnergy | None:
+    """The `energy:` section in SI units, checked: one run current, voltages in order, the warning level inside
+    the comparator's range and between the off and on voltages."""
+    raw = data.get("energy")
+    if raw is None:
+        return None
+
+    def q(value, unit, key):
+        return parse_quantity(value, unit, what=f"{file}: energy.{key}")
+
+    if ("run_current" in raw) == ("run_current_per_mhz" in raw):
+        raise BoardError(f"{file}: energy: give exactly one of run_current (at clock_hz) and run_current_per_mhz.")
+    run = (q(raw["run_current"], "A", "run_current") if "run_current" in raw
+           else q(raw["run_current_per_mhz"], "A", "run_current_per_mhz") * clock_hz / 1e6)
+    pof, volts = raw["pof_warn"], raw["voltages"]
+    e = BoardEnergy(
+        supply_v=q(raw["supply"], "V", "supply"), run_current_a=run,
+        sleep_current_a=q(raw["sleep_current"], "A", "sleep_current"),
+        off_current_a=q(raw["off_current"], "A", "off_current"),
+        erase=FlashOp(q(raw["flash_erase"]["current"], "A", "flash_erase.current"),
+                      q(raw["flash_erase"]["time"], "s", "flash_erase.time")),
+        write=FlashOp(q(raw["flash_write"]["current"], "A", "flash_write.current"),
+                      q(raw["flash_write"]["time"], "s", "flash_write.time")),
+        warn_v=q(pof["default"], "V", "pof_warn.default"), warn_min_v=q(pof["min"], "V", "pof_warn.min"),
+        warn_max_v=q(pof["max"], "V", "pof_warn.max"), warn_step_v=q(pof["step"], "V", "pof_warn.step"),
+        on_v=q(volts["turn_on"], "V", "voltages.turn_on"), off_v=q(volts["turn_off"], "V", "voltages.turn_off"),
+        max_v=q(volts["max"], "V", "voltages.max"), capacitor_f=q(raw["capacitor"], "F", "capacitor"))
+    if not 0 < e.off_v < e.warn_v < e.on_v <= e.max_v:
+        raise BoardError(f"{file}: energy: need 0 < voltages.turn_off < pof_warn.default < voltages.turn_on <= voltages.max "
+                         f"(got {e.off_v} V, {e.warn_v} V, {e.on_v} V, {e.max_v} V). Fix the voltages.")
+    if not e.warn_min_v <= e.warn_v <= e.warn_max_v:
+        raise BoardError(f"{file}: energy.pof_warn: default {e.warn_v} V is outside the comparator's range "
+                         f"{e.warn_min_v}..{e.warn_max_v} V. Choose a level inside it.")
+    if min(e.capacitor_f, e.supply_v, e.erase.time_s, e.write.time_s, e.warn_step_v) <= 0:
+        raise BoardError(f"{file}: energy: capacitor, supply, flash times and pof_warn.step must be > 0.")
+    return e
 
 
 def load_board_file(file: str | Path, emulate: bool = False) -> Board:
@@ -209,6 +277,7 @@ def load_board_file(file: str | Path, emulate: bool = False) -> Board:
         serial_baudrate=data.get("pyocd", {}).get("baudrate", u.get("baudrate", 115200)),
         qemu_machine=qemu.get("machine"), instructions_per_tick=qemu.get("instructions_per_tick"),
         renode_platform=renode.get("platform"), renode_uart=renode.get("uart"), path=file,
+        energy=_energy(file, data, data["clock_hz"]),
     )
 
 

@@ -66,3 +66,21 @@ def test_kernel_variant_follows_the_core(tmp_path):
     f = tmp_path / "nrf52840.yaml"
     f.write_text(Path(load_board("nrf52840").path).read_text().replace("core: cortex-m4f", "core: cortex-m3"))
     assert load_board_file(f).kernels == "reference"
+
+
+def test_energy_section_in_si_units():
+    """The nRF52840's energy: section read in SI units; the emulated variant keeps it; boards without one have
+    None (the section is optional)."""
+    e = load_board("nrf52840").energy
+    assert e.run_current_a == pytest.approx(3.3e-3) and e.supply_v == 3.0
+    assert (e.erase.time_s, e.write.time_s) == (pytest.approx(85e-3), pytest.approx(41e-6))
+    assert (e.warn_min_v, e.warn_max_v, e.warn_step_v) == (1.7, 2.8, pytest.approx(0.1))
+    assert e.off_v < e.warn_v < e.on_v <= e.max_v and e.capacitor_f == pytest.approx(470e-6)
+    assert load_board("nrf52840", emulate=True).energy == e
+    assert load_board("mps2-an386").energy is None
+
+
+def test_run_current_per_mhz_scales_with_the_clock(tmp_path):
+    f = tmp_path / "nrf52840.yaml"
+    f.write_text(Path(load_board("nrf52840").path).read_text().replace("run_current: 3.3mA", "run_current_per_mhz: 50uA"))
+    assert load_board_file(f).energy.run_current_a == pytest.approx(50e-6 * 64)
