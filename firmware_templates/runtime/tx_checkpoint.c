@@ -23,14 +23,14 @@ static uint32_t boundary_len(const tx_pipeline_t *p, uint32_t s)
 }
 
 /* The boundary buffer belongs to the state while stage s still needs it: as its input before step 0 runs,
- * and during a whole exit head or pool stage (the next segment reads it afterwards). The branch reads the
+ * and during a whole confidence, exit head or pool stage (the next stages read it afterwards). The branch reads the
  * vector; only in confidence mode (a policy) does a segment run after it, so the boundary is state then. */
 static int needs_boundary(const tx_pipeline_t *p, uint32_t s, uint32_t i, uint32_t u)
 {
   const uint32_t role = p->stages[s].role;
   if (s == 0u) return 0;
   if (role == TX_STAGE_BRANCH) return p->policy != 0;
-  return role == TX_STAGE_EXIT || role == TX_STAGE_POOL || (i == 0u && u == 0u);
+  return role == TX_STAGE_EXIT || role == TX_STAGE_POOL || role == TX_STAGE_CONFIDENCE || (i == 0u && u == 0u);
 }
 
 /* Bytes of the input of stage s (the model input for stage 0). */
@@ -127,17 +127,26 @@ static int check_pipeline(const tx_pipeline_t *p, tx_granularity_t gran)
     if (check_branch(p) != TX_OK) return TX_ERR_CONFIG;
   } else {
     if (p->stages[p->num_stages - 1u].role != TX_STAGE_SEGMENT) return TX_ERR_CONFIG;
-    for (s = 0u; s < p->num_stages; s++)
-      if (p->stages[s].role > TX_STAGE_EXIT) return TX_ERR_CONFIG;
+    for (s = 0u; s < p->num_stages; s++) {
+      const tx_stage_t *st = &p->stages[s];
+      if (st->role != TX_STAGE_SEGMENT && st->role != TX_STAGE_EXIT && st->role != TX_STAGE_CONFIDENCE)
+        return TX_ERR_CONFIG;
+      /* a confidence stage decides whether the exit head of its exit, right after it, runs */
+      if (st->role == TX_STAGE_CONFIDENCE && (p->stages[s + 1u].role != TX_STAGE_EXIT ||
+                                               p->stages[s + 1u].exit_index != st->exit_index))
+        return TX_ERR_CONFIG;
+    }
   }
   if (gran.mode > TX_CKPT_OFF || (gran.mode <= TX_CKPT_UNITS && gran.mode != TX_CKPT_NONE && gran.every == 0u))
     return TX_ERR_CONFIG;
   if (p->stop && gran.mode != TX_CKPT_OFF) return TX_ERR_CONFIG;   /* a stop hook is not durable */
+  /* in place only without checkpoints (tx_checkpoint.h); branch pipelines are planned model by model */
+  if (p->chained && (gran.mode != TX_CKPT_OFF || p->vector)) return TX_ERR_CONFIG;
   for (s = 0u; s < p->num_stages; s++) {
     const tx_model_t *m = p->stages[s].model;
     if (!m || m->num_steps == 0u) return TX_ERR_CONFIG;
     if (s > 0u && m->input_size != stage_input_len(p, s)) return TX_ERR_CONFIG;
-    if (p->stages[s].role == TX_STAGE_SEGMENT && s + 1u < p->num_stages &&
+    if (p->stages[s].role == TX_STAGE_SEGMENT && s + 1u < p->num_stages && !p->chained &&
         (!p->boundary || p->boundary_size < m->output_size)) return TX_ERR_CONFIG;
     for (i = 0u; i < m->num_steps; i++) {
       if (m->units[i] == 0u || m->live_index[i] > m->live_index[i + 1u]) return TX_ERR_CONFIG;
@@ -428,12 +437,13 @@ static void persist_low(tx_runtime_t *rt, uint32_t at_boundary)
 static int finish(tx_runtime_t *rt, uint32_t exit_index, const int8_t *data, uint32_t size, int8_t *output,
                   uint32_t output_cap, tx_result_t *result)
 {
-  if (size > output_cap) return TX_ERR_OUTPUT;
+  if (output ? size > output_cap : rt->gran.mode != TX_CKPT_OFF) return TX_ERR_OUTPUT;
   commit(rt, rt->stage, 0u, 0u, TX_CKPT_FLAG_DONE, exit_index, data, size);
-  memcpy(output, data, size);
+  if (output) memcpy(output, data, size);
   result->exit_index = exit_index;
   result->size = size;
   result->resumed = rt->boot;
+  result->data = output ? output : data;   /* in the arena: valid until the next run */
   return TX_OK;
 }
 
@@ -444,11 +454,12 @@ int tx_runtime_run(tx_runtime_t *rt, int8_t *output, uint32_t output_cap, tx_res
   uint32_t since = 0u;   /* units (TX_CKPT_UNITS) or steps (TX_CKPT_LAYERS) since the last commit */
 
   if (rt->boot == TX_BOOT_DONE) {
-    if (rt->done_size > output_cap) return TX_ERR_OUTPUT;
+    if (!output || rt->done_size > output_cap) return TX_ERR_OUTPUT;
     tx_nvm_read((uint32_t)rt->cur_slot * rt->slot_size + HEADER_BYTES, output, rt->done_size);
     result->exit_index = rt->done_exit;
     result->size = rt->done_size;
     result->resumed = rt->boot;
+    result->data = output;
     return TX_OK;
   }
   for (;;) {
@@ -466,7 +477,14 @@ int tx_runtime_run(tx_runtime_t *rt, int8_t *output, uint32_t output_cap, tx_res
       rt->stage++;
       continue;
     }
-    if (rt->step == 0u && rt->unit == 0u) {
+    /* A confidence model runs only to consult the policy; with low energy its head answers anyway. */
+    if (st->role == TX_STAGE_CONFIDENCE && (rt->low_energy || !p->policy)) {
+      rt->stage++;
+      continue;
+    }
+    if (p->on_stage) p->on_stage(rt->stage, 1u, p->stage_ctx);
+    /* chained: the input is already where the segment before left it (the first stage reads rt->input) */
+    if (rt->step == 0u && rt->unit == 0u && (rt->stage == 0u || !p->chained)) {
       const int8_t *src = rt->stage == 0u ? rt->input : st->role == TX_STAGE_BRANCH ? p->vector : p->boundary;
       memmove(tx_arena + m->input_offset, src, m->input_size);
     }
@@ -498,10 +516,11 @@ int tx_runtime_run(tx_runtime_t *rt, int8_t *output, uint32_t output_cap, tx_res
       }
       if (!decided) persist_low(rt, rt->step < m->num_steps);
     }
+    if (p->on_stage) p->on_stage(rt->stage, 0u, p->stage_ctx);
     out = tx_arena + m->output_offset;
     if (st->role == TX_STAGE_SEGMENT) {
       if (rt->stage + 1u == p->num_stages) return finish(rt, st->exit_index, out, m->output_size, output, output_cap, result);
-      memcpy(p->boundary, out, m->output_size);
+      if (!p->chained) memcpy(p->boundary, out, m->output_size);
     } else if (st->role == TX_STAGE_BRANCH) {
       /* Without a policy the branch runs once the answer is decided. With one (confidence mode) it runs after
          every point k = rt->answer and the policy decides from its scores (a pure function of them, so a
@@ -519,7 +538,12 @@ int tx_runtime_run(tx_runtime_t *rt, int8_t *output, uint32_t output_cap, tx_res
         rt->answer = st->exit_index;
         rt->stage = p->num_stages - 2u;   /* ++ below: the branch */
       }
-    } else if (rt->low_energy || p->policy(st->exit_index, out, m->output_size, p->policy_ctx)) {
+    } else if (st->role == TX_STAGE_CONFIDENCE) {
+      /* the policy on the confidence output: run the head (and answer there) or skip it (++ twice) */
+      if (!p->policy(st->exit_index, out, m->output_size, p->policy_ctx)) rt->stage++;
+    } else if (rt->low_energy || (rt->stage > 0u && p->stages[rt->stage - 1u].role == TX_STAGE_CONFIDENCE) ||
+               p->policy(st->exit_index, out, m->output_size, p->policy_ctx)) {
+      /* an exit head after its confidence stage answers: it runs only when that stage passed (or low energy) */
       return finish(rt, st->exit_index, out, m->output_size, output, output_cap, result);
     }
     rt->stage++;
