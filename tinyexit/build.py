@@ -176,7 +176,7 @@ def render_app(pipeline: Pipeline, inputs, labels, out: str | Path, source: str 
         raise TinyexitError("the confidence policy needs a confidence model for every exit head; re-run "
                             "`tinyexit calibrate RUN --policy confidence`.")
     rows = [", ".join(str(int(v)) for v in x.reshape(-1)[i:i + 24]) for i in range(0, x.size, 24)]
-    return [*[write_text(out / f, (TEMPLATES / "app" / f).read_text()) for f in ("tx_app.c", "tx_app_crc32.c")],
+    return [*[write_text(out / f, (TEMPLATES / "app" / f).read_text()) for f in APP_FILES],
             *[write_text(out / f, (TEMPLATES / "runtime" / f).read_text()) for f in RUNTIME_OFF_FILES],
             *render_config(pipeline, out, len(x)),
             toolchain.render_to("app/tx_app_inputs.c.j2", out / "tx_app_inputs.c", num_inputs=len(x),
@@ -186,9 +186,12 @@ def render_app(pipeline: Pipeline, inputs, labels, out: str | Path, source: str 
 # The runtime with checkpointing off (no NVM: tx_rt_off.c), as the app links it (render_app copies these).
 RUNTIME_OFF_FILES = ("tx_checkpoint.h", "tx_checkpoint.c", "tx_pipeline.h", "tx_pipeline.c", "tx_crc32.h",
                      "tx_crc32.c", "tx_rt_hal.h", "tx_nvm.h", "tx_rt_off.c")
-# The app's sources in render_app's folder (tx_app_crc32.c compiles tx_crc32.c with its small table).
-APP_SOURCES = ("tx_app.c", "tx_pipeline_config.c", "tx_app_inputs.c", "tx_pipeline.c", "tx_checkpoint.c",
-               "tx_app_crc32.c", "tx_rt_off.c")
+# The app's own files: tx_app_runtime.c compiles tx_checkpoint.c and tx_pipeline.c with checkpointing off only,
+# tx_app_crc32.c tx_crc32.c with its small table.
+APP_FILES = ("tx_app.c", "tx_app_runtime.c", "tx_app_crc32.c")
+# The app's sources in render_app's folder.
+APP_SOURCES = ("tx_app.c", "tx_pipeline_config.c", "tx_app_inputs.c", "tx_app_runtime.c", "tx_app_crc32.c",
+               "tx_rt_off.c")
 
 
 # ---------------------------------------------------------------------------------------------------

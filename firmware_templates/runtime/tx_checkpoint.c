@@ -10,6 +10,15 @@
 #define HEADER_BYTES (TX_CKPT_HEADER_WORDS * 4u)
 #define CRC_HEADER_BYTES (TX_CKPT_CRC_WORDS * 4u)   /* header bytes under the CRC (not LOW_MARK, not the CRC) */
 
+/* Whether granularity `mode` checkpoints. A firmware built with TX_CKPT_OFF_ONLY (the bench app) runs only
+ * TX_CKPT_OFF: the NVM paths (commits, slot reads, the fingerprint) and the energy polling compile out, and
+ * tx_runtime_init refuses any other mode. */
+#ifdef TX_CKPT_OFF_ONLY
+#define CKPT_ON(mode) 0
+#else
+#define CKPT_ON(mode) ((mode) != TX_CKPT_OFF)
+#endif
+
 /* ---------------------------------------------------------------- pipeline shape */
 
 /* Bytes of the boundary tensor stage s reads: the output of the last segment before it (0 for stage 0). */
@@ -140,6 +149,9 @@ static int check_pipeline(const tx_pipeline_t *p, tx_granularity_t gran)
   if (gran.mode > TX_CKPT_OFF || (gran.mode <= TX_CKPT_UNITS && gran.mode != TX_CKPT_NONE && gran.every == 0u))
     return TX_ERR_CONFIG;
   if (p->stop && gran.mode != TX_CKPT_OFF) return TX_ERR_CONFIG;   /* a stop hook is not durable */
+#ifdef TX_CKPT_OFF_ONLY
+  if (gran.mode != TX_CKPT_OFF) return TX_ERR_CONFIG;
+#endif
   /* in place only without checkpoints (tx_checkpoint.h); branch pipelines are planned model by model */
   if (p->chained && (gran.mode != TX_CKPT_OFF || p->vector)) return TX_ERR_CONFIG;
   for (s = 0u; s < p->num_stages; s++) {
@@ -268,7 +280,7 @@ static void commit(tx_runtime_t *rt, uint32_t s, uint32_t i, uint32_t u, uint32_
   uint32_t hdr[TX_CKPT_HEADER_WORDS];
   writer_t w;
   uint32_t slot, base, len, pages, k;
-  if (rt->gran.mode == TX_CKPT_OFF) return;   /* checkpointing off: nothing goes to NVM */
+  if (!CKPT_ON(rt->gran.mode)) return;   /* checkpointing off: nothing goes to NVM */
 #ifdef TX_BROKEN_SINGLE_SLOT
   slot = 0u;
 #else
@@ -335,7 +347,7 @@ int tx_runtime_init(tx_runtime_t *rt, const tx_pipeline_t *p, tx_granularity_t g
   rt->p = p;
   rt->gran = gran;
   rt->cur_slot = -1;
-  if (gran.mode == TX_CKPT_OFF) return TX_OK;   /* checkpointing off: no NVM */
+  if (!CKPT_ON(gran.mode)) return TX_OK;   /* checkpointing off: no NVM */
   if (tx_nvm_open() != 0) return TX_ERR_NVM;
   rt->fingerprint = fingerprint(p);
   rt->max_payload = max_payload(p);
@@ -380,7 +392,7 @@ int tx_runtime_boot(tx_runtime_t *rt, uint32_t input_id, const int8_t *input)
   /* RAM is lost at a power failure: the vector starts empty (every slice = zero point); a resume then
      restores it from the checkpoint */
   if (rt->p->vector) memset(rt->p->vector, (int)rt->p->vector_zero_point, rt->p->vector_size);
-  if (rt->cur_slot < 0) return (int)rt->boot;
+  if (!CKPT_ON(rt->gran.mode) || rt->cur_slot < 0) return (int)rt->boot;
   tx_nvm_read((uint32_t)rt->cur_slot * rt->slot_size, hdr, HEADER_BYTES);
   if (hdr[TX_H_FINGERPRINT] != rt->fingerprint || hdr[TX_H_INPUT_ID] != input_id || !position_ok(rt, hdr))
     return (int)rt->boot;
@@ -405,7 +417,11 @@ int tx_runtime_boot(tx_runtime_t *rt, uint32_t input_id, const int8_t *input)
 
 static void poll_energy(tx_runtime_t *rt)
 {
+#ifdef TX_CKPT_OFF_ONLY
+  (void)rt;   /* without checkpoints the stop hook, not the board, says when to answer early (tx_rt_off.c) */
+#else
   if (!rt->low_energy && tx_hal_low_energy()) rt->low_energy = rt->low_pending = 1u;
+#endif
 }
 
 /* Makes a low-energy signal seen by this boot durable, so that a resume after a power failure finishes at
@@ -420,7 +436,7 @@ static void persist_low(tx_runtime_t *rt, uint32_t at_boundary)
 #ifdef TX_BROKEN_VOLATILE_LOW
   rt->low_pending = 0u;   /* broken on purpose: the latch lives in RAM until the next regular commit */
 #endif
-  if (rt->gran.mode == TX_CKPT_OFF) rt->low_pending = 0u;   /* nothing to make durable */
+  if (!CKPT_ON(rt->gran.mode)) rt->low_pending = 0u;   /* nothing to make durable */
   if (!rt->low_pending) return;
   if (rt->cur_in_progress) {
     const uint32_t mark = 0u;
@@ -453,7 +469,7 @@ int tx_runtime_run(tx_runtime_t *rt, int8_t *output, uint32_t output_cap, tx_res
   const uint32_t mode = rt->gran.mode, every = rt->gran.every;
   uint32_t since = 0u;   /* units (TX_CKPT_UNITS) or steps (TX_CKPT_LAYERS) since the last commit */
 
-  if (rt->boot == TX_BOOT_DONE) {
+  if (CKPT_ON(mode) && rt->boot == TX_BOOT_DONE) {
     if (!output || rt->done_size > output_cap) return TX_ERR_OUTPUT;
     tx_nvm_read((uint32_t)rt->cur_slot * rt->slot_size + HEADER_BYTES, output, rt->done_size);
     result->exit_index = rt->done_exit;

@@ -5,16 +5,21 @@
 #include "tx_pipeline.h"
 #include "tx_policy.h"
 
-/* The arena is shared by all models: the boundary tensor lives here, unless the library keeps it in place. */
-#if TX_PIPELINE_CHAINED
+/* The arena is shared by all models: the boundary tensor lives here, unless the library keeps it in place and
+   the firmware never checkpoints (tx_checkpoint.c's TX_CKPT_OFF_ONLY: the runtime refuses a chained pipeline
+   with checkpoints). */
+#if TX_PIPELINE_CHAINED && defined(TX_CKPT_OFF_ONLY)
+#define TX_IN_PLACE 1u
 #define TX_BOUNDARY 0
 #define TX_BOUNDARY_SIZE 0u
 #elif defined(TX_PIPELINE_BOUNDARY_SIZE)
 #if TX_PIPELINE_BOUNDARY_SIZE
 static int8_t tx_boundary[TX_PIPELINE_BOUNDARY_SIZE];   /* the largest output of a segment that is not the last */
+#define TX_IN_PLACE 0u
 #define TX_BOUNDARY tx_boundary
 #define TX_BOUNDARY_SIZE TX_PIPELINE_BOUNDARY_SIZE
 #else
+#define TX_IN_PLACE 0u
 #define TX_BOUNDARY 0   /* one segment: nothing to hand on */
 #define TX_BOUNDARY_SIZE 0u
 #endif
@@ -24,6 +29,7 @@ static int8_t tx_boundary[TX_MAX_OUTPUT_SIZE];   /* the largest model output of 
 #else
 static int8_t tx_boundary[TX_ARENA_SIZE];
 #endif
+#define TX_IN_PLACE 0u
 #define TX_BOUNDARY tx_boundary
 #define TX_BOUNDARY_SIZE (uint32_t)sizeof tx_boundary
 #endif
@@ -38,7 +44,7 @@ static int8_t tx_vector[TX_PIPELINE_VECTOR_SIZE];
 
 tx_pipeline_t tx_pipeline = { tx_pipeline_stages, TX_PIPELINE_NUM_STAGES, TX_BOUNDARY, TX_BOUNDARY_SIZE, 0, 0,
                               TX_VECTOR, TX_PIPELINE_VECTOR_SIZE, TX_PIPELINE_VECTOR_ZERO_POINT, 0, 0,
-                              TX_PIPELINE_CHAINED, 0, 0 };
+                              TX_IN_PLACE, 0, 0 };
 
 #ifdef TX_PIPELINE_NUM_EXITS
 int tx_pipeline_policy(uint32_t exit_index, const int8_t *q, uint32_t n, void *ctx)
