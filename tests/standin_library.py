@@ -8,9 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
-import jinja2
-
-from tinyexit.build import TEMPLATES
+from tinyexit import toolchain
 
 
 def standin_library(source_dir: Path, out_dir: Path, models: dict[str, tuple[int, int]], arena_size: int,
@@ -21,9 +19,7 @@ def standin_library(source_dir: Path, out_dir: Path, models: dict[str, tuple[int
     out_dir.mkdir(parents=True, exist_ok=True)
     for c in sorted(source_dir.glob("*.c")):
         shutil.copyfile(c, out_dir / c.name)
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
-                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-    text = env.get_template("model/tx_model.h.j2").render(
+    text = toolchain.render("model/tx_model.h.j2",
         banner=f"/* Rendered by tests/standin_library.py for the stand-in {source_dir.name}/. Do not edit. */",
         models=[{"cname": name} for name in models], arena_size=arena_size,
         max_input=max(i for i, _ in models.values()), max_output=max(o for _, o in models.values()))

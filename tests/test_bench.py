@@ -81,13 +81,13 @@ def test_firmware_equals_host_and_oracle(tiny_run, tmp_path):
     from tinyexit.bench import compare_with_oracle, oracle_decisions, oracle_outputs
     from tinyexit.build import APP_SOURCES, build_host, build_run, library_sources, pipeline_from_run
     from tinyexit.targets.app_output import parse_app_output
-    from tinyexit.targets.qemu import QemuRunner
+    from tinyexit.targets import get_runner
 
     run, (x_q, y) = tiny_run
     fw = build_run(run, "nrf52840", emulate=True, inputs=(x_q, y), out=tmp_path / "fw")
     # build_run regenerated the library with the run's chain: the app reads the exit point in the arena
     assert "#define TX_CHAIN_seg0__exit1 1" in (run / "firmware" / "model" / "tx_model.h").read_text()
-    emu = parse_app_output(QemuRunner(fw.board).run(fw.elf, timeout=60).output)
+    emu = parse_app_output(get_runner(fw.board, "qemu").run(fw.elf, timeout=60).output)
     # host build of the same C (app + generated library)
     app = tmp_path / "fw" / "app"
     lib = run / "firmware" / "model"
@@ -159,7 +159,7 @@ def test_other_policies_match_python(tiny_run, tmp_path, kind):
     from tinyexit.build import build_run
     from tinyexit.policy.decisions import STATIC_POLICIES
     from tinyexit.targets.app_output import parse_app_output
-    from tinyexit.targets.qemu import QemuRunner
+    from tinyexit.targets import get_runner
 
     run, x_q, y, man, qp, outs = _policy_run(tiny_run, tmp_path)
     cls = STATIC_POLICIES[kind]
@@ -172,7 +172,7 @@ def test_other_policies_match_python(tiny_run, tmp_path, kind):
               "exits": [{"name": "exit1", "threshold_q": tq, "output": qp}]}
     (run / "policy.json").write_text(json.dumps(policy))
     fw = build_run(run, "nrf52840", emulate=True, inputs=(x_q, y), out=tmp_path / "fw")
-    emu = parse_app_output(QemuRunner(fw.board).run(fw.elf, timeout=60).output)
+    emu = parse_app_output(get_runner(fw.board, "qemu").run(fw.elf, timeout=60).output)
     dec = oracle_decisions(outs, policy, man)
     assert 0 < int(np.sum(dec.exit_index == 0)) < N_INPUTS
     cmp = compare_with_oracle(emu, outs, dec)
@@ -216,10 +216,11 @@ def test_bench_without_instruction_counter(tiny_run, tmp_path, monkeypatch):
     import dataclasses
 
     import tinyexit.bench as B
-    from tinyexit.targets.qemu import QemuRunner
+    from tinyexit.targets import runner_class
+    qemu = runner_class("qemu")
 
-    class NoCounter(QemuRunner):
-        caps = dataclasses.replace(QemuRunner.caps, instruction_windows=False)
+    class NoCounter(qemu):
+        caps = dataclasses.replace(qemu.caps, instruction_windows=False)
 
     monkeypatch.setattr(B, "get_runner", lambda board, runner=None, **kw: NoCounter(board))
     run, inputs = tiny_run
@@ -293,7 +294,7 @@ def test_confidence_policy_firmware_equals_oracle_at_the_boundary(tiny_run, tmp_
     from tinyexit.quantize import (QParams, TflmModel, convert_int8, count_macs, set_input_qparams,
                                    tensor_qparams)
     from tinyexit.targets.app_output import parse_app_output
-    from tinyexit.targets.qemu import QemuRunner
+    from tinyexit.targets import get_runner
 
     src, (x_q, y) = tiny_run
     run = tmp_path / "run"
@@ -336,7 +337,7 @@ def test_confidence_policy_firmware_equals_oracle_at_the_boundary(tiny_run, tmp_
     pipe, _, _ = pipeline_from_run(run)
     assert pipe.stage_names == ["seg0", "exit1_confidence", "exit1", "seg1"]
     r = bench_run(run, "nrf52840", emulate=True, inputs=(x_q, y), out=tmp_path / "bench", log=None)
-    fw = parse_app_output(QemuRunner(load_board("nrf52840", emulate=True)).run(
+    fw = parse_app_output(get_runner(load_board("nrf52840", emulate=True), "qemu").run(
         tmp_path / "bench" / "early_exit" / "firmware.elf", timeout=60).output)
     got_exit = np.array([res.exit == 0 for res in fw.results])
     np.testing.assert_array_equal(got_exit, want_exit)

@@ -159,8 +159,9 @@ def render_config(pipeline: Pipeline, out: str | Path, num_inputs: int = 0) -> l
 
 
 def render_app(pipeline: Pipeline, inputs, labels, out: str | Path, source: str = "") -> list[Path]:
-    """Write tx_app.c, the pipeline's description (render_config) and tx_app_inputs.c (the baked-in int8
-    inputs) into `out` for `pipeline` (tinyexit.pipeline: its stages need their output sizes)."""
+    """Write tx_app.c, the pipeline's description (render_config), the runtime it runs on (checkpointing off)
+    and tx_app_inputs.c (the baked-in int8 inputs) into `out` for `pipeline` (tinyexit.pipeline: its stages
+    need their output sizes). Compile APP_SOURCES of `out`."""
     import numpy as np
     out = Path(out)
     x = np.asarray(inputs, dtype=np.int8).reshape(len(inputs), -1) if len(inputs) else \
@@ -169,24 +170,28 @@ def render_app(pipeline: Pipeline, inputs, labels, out: str | Path, source: str 
         raise TinyexitError(f"inputs have {x.shape[1]} values each but the model's input has "
                             f"{pipeline.input_size}; pass inputs of the model's input shape.")
     labels = [int(v) for v in (labels if labels is not None else [-1] * len(x))]
-    for k, s in enumerate(pipeline.segments):
-        n = sum(a.role == EXIT for a in pipeline.after(k))
-        if n > 1:
-            raise TinyexitError(f"segment '{s.name}' has {n} exit heads; the firmware app runs one exit head per "
-                                f"segment.")
     heads = [s for s in pipeline.stages if s.role == EXIT]
     if pipeline.policy.rule == "confidence" and any(pipeline.policy.rule_for(h.name).confidence is None
                                                     for h in heads):
         raise TinyexitError("the confidence policy needs a confidence model for every exit head; re-run "
                             "`tinyexit calibrate RUN --policy confidence`.")
     rows = [", ".join(str(int(v)) for v in x.reshape(-1)[i:i + 24]) for i in range(0, x.size, 24)]
-    return [write_text(out / "tx_app.c", (TEMPLATES / "app" / "tx_app.c").read_text()),
+    return [*[write_text(out / f, (TEMPLATES / "app" / f).read_text()) for f in APP_FILES],
+            *[write_text(out / f, (TEMPLATES / "runtime" / f).read_text()) for f in RUNTIME_OFF_FILES],
             *render_config(pipeline, out, len(x)),
             toolchain.render_to("app/tx_app_inputs.c.j2", out / "tx_app_inputs.c", num_inputs=len(x),
                                 input_size=pipeline.input_size, input_rows=rows, labels=labels, source=source)]
 
 
-APP_SOURCES = ("tx_app.c", "tx_pipeline_config.c", "tx_app_inputs.c")
+# The runtime with checkpointing off (no NVM: tx_rt_off.c), as the app links it (render_app copies these).
+RUNTIME_OFF_FILES = ("tx_checkpoint.h", "tx_checkpoint.c", "tx_pipeline.h", "tx_pipeline.c", "tx_crc32.h",
+                     "tx_crc32.c", "tx_rt_hal.h", "tx_nvm.h", "tx_rt_off.c")
+# The app's own files: tx_app_runtime.c compiles tx_checkpoint.c and tx_pipeline.c with checkpointing off only,
+# tx_app_crc32.c tx_crc32.c with its small table.
+APP_FILES = ("tx_app.c", "tx_app_runtime.c", "tx_app_crc32.c")
+# The app's sources in render_app's folder.
+APP_SOURCES = ("tx_app.c", "tx_pipeline_config.c", "tx_app_inputs.c", "tx_app_runtime.c", "tx_app_crc32.c",
+               "tx_rt_off.c")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ class Role(enum.IntEnum):
     EXIT = 1         # exit head: reads the boundary of the segment before it -> class scores
     POOL = 2         # shared branch: a segment's output -> its slice of the vector
     BRANCH = 3       # shared branch: the vector -> class scores
-    CONFIDENCE = 4   # learned confidence of the exit head after it (confidence policy; the app only)
+    CONFIDENCE = 4   # learned confidence of the exit head after it (the confidence policy decides on it)
 
 
 SEGMENT, EXIT, POOL, BRANCH, CONFIDENCE = Role.SEGMENT, Role.EXIT, Role.POOL, Role.BRANCH, Role.CONFIDENCE
@@ -194,11 +194,11 @@ class Pipeline:
 
     @property
     def runtime_stages(self) -> list[Stage]:
-        """The stages the checkpointing runtime runs (it has no confidence policy)."""
+        """The stages without confidence models (the power-failure campaigns' libraries hold none)."""
         return [s for s in self.stages if s.role != CONFIDENCE]
 
     def for_runtime(self) -> "Pipeline":
-        """This pipeline as the checkpointing runtime runs it (without confidence models)."""
+        """This pipeline without confidence models, as the power-failure campaigns run it."""
         return replace(self, stages=tuple(self.runtime_stages))
 
     @property
@@ -386,8 +386,8 @@ class Pipeline:
 def c_config(pipeline: Pipeline, num_inputs: int = 0) -> dict:
     """What the firmware needs of `pipeline` as data: the context of the one generated description
     (firmware_templates/runtime/tx_pipeline_config.{h,c}.j2) that the app, the checkpointing runtime and the
-    shared-branch firmware read. The app's per-segment view is there when every segment has at most one exit
-    head (the app's rule); `num_inputs`: the app's baked-in inputs."""
+    shared-branch firmware read: the stage table, the exit policy per exit index (threshold, entropy table),
+    the boundary size and whether the library is chained; `num_inputs`: the app's baked-in inputs."""
     p, policy = pipeline, pipeline.policy
     stages, segments = p.stages, p.segments
 
@@ -402,21 +402,19 @@ def c_config(pipeline: Pipeline, num_inputs: int = 0) -> dict:
             return f"exit head, exit {s.exit_index}"
         return f"last segment, final exit {s.exit_index}" if s is stages[-1] else "segment"
 
-    segs, heads, confs = [], [], []
-    app = not p.is_branch and all(sum(a.role == EXIT for a in p.after(k)) <= 1 for k in range(len(segments)))
-    for k, s in enumerate(segments if app else []):
-        head, conf = p.head_after(k), p.head_after(k, CONFIDENCE)
-        rule = policy.rule_for(head.name) if head else None
-        table = None
-        if rule and rule.entropy_table is not None:
+    heads = [s for s in stages if s.role == EXIT]
+    num_exits = max([len(p.exit_names)] + [s.exit_index + 1 for s in (*heads, stages[-1])])
+    thresholds, entropy = [128] * num_exits, [None] * num_exits
+    for h in heads:   # per exit index; exits without a head (the final one) never pass
+        rule = policy.rule_for(h.name)
+        thresholds[h.exit_index] = rule.threshold_q
+        if rule.entropy_table is not None:
             vals = [str(int(v)) for v in rule.entropy_table]
-            table = [", ".join(vals[i:i + 16]) for i in range(0, 256, 16)]
-        segs.append(dict(name=s.name, head=head.name if head else None, head_exit=head.exit_index if head else 0,
-                         threshold_q=rule.threshold_q if rule else 128, stage=p.index(s.name),
-                         entropy=table, conf=conf.name if conf else None))
-        heads += [head] if head else []
-        confs += [conf] if conf else []
-    chain_pairs = [(s.name, r.name) for k, s in enumerate(segments[:-1]) for r in [*p.after(k), segments[k + 1]]]
+            entropy[h.exit_index] = [", ".join(vals[i:i + 16]) for i in range(0, 256, 16)]
+    inner = [s.output_size for s in segments[:-1]]
+    boundary_size = None if p.is_branch or not all(inner) else max(inner or [0])   # None: not known
+    chain_pairs = [] if p.is_branch else [
+        (s.name, r.name) for k, s in enumerate(segments[:-1]) for r in [*p.after(k), segments[k + 1]]]
     rows = [{"name": s.name, "role": C_ROLES.get(s.role, "TX_STAGE_CONFIDENCE"), "exit_index": s.exit_index,
              "vector_offset": s.vector_offset, "comment": comment(s)} for s in stages]
     return dict(stages=rows, stage_names=p.stage_names, exit_names=list(p.exit_names), input_size=p.input_size,
@@ -426,13 +424,11 @@ def c_config(pipeline: Pipeline, num_inputs: int = 0) -> dict:
                 temporal_gate=policy.exits[0].threshold_q if policy.exits else -128,
                 ckpt_mode=p.checkpoint.granularity.mode, ckpt_every=p.checkpoint.granularity.every,
                 vector=p.vector, num_points=sum(s.role == POOL for s in stages),
-                num_classes=stages[-1].output_size, app=app,
-                segment_output_max=max(s.output_size for s in segments), segments=segs, num_inputs=num_inputs,
-                buf0=max([s.output_size for s in segments[0::2]] or [1]),
-                buf1=max([s.output_size for s in segments[1::2]] or [1]),
-                max_head_output=max([h.output_size for h in heads] or [1]),
-                max_conf_output=max([c.output_size for c in confs] or [2]),
-                chained_if=" && ".join(f"defined(TX_CHAIN_{a}__{b})" for a, b in chain_pairs) or "1")
+                num_classes=stages[-1].output_size, num_inputs=num_inputs,
+                segment_output_max=max(s.output_size for s in segments),
+                exit_policy=not p.is_branch, num_exits=num_exits, thresholds=thresholds, entropy=entropy,
+                max_head_output=max([h.output_size for h in heads] or [1]), boundary_size=boundary_size,
+                chained_if=" && ".join(f"defined(TX_CHAIN_{a}__{b})" for a, b in chain_pairs) or "0")
 
 
 def temporal_params(policy: dict, where: str = "RUN") -> tuple[int, str]:

@@ -132,7 +132,7 @@ def render_stream(run_dir, out: str | Path, cfg: StreamSettings,
     """The app's sources in `out` (tx_stream.c, its config, the bench app it reuses, the front end) and the
     library's -> (sources, include dirs, context)."""
     from tinyexit import frontend
-    from tinyexit.build import model_library, pipeline_from_run, render_app
+    from tinyexit.build import APP_SOURCES, model_library, pipeline_from_run, render_app
     run = as_run(run_dir)
     ctx = _stream_context(run, cfg.check())
     pipe, _, _ = pipeline_from_run(run)
@@ -142,7 +142,8 @@ def render_stream(run_dir, out: str | Path, cfg: StreamSettings,
     toolchain.render_to(f"{TEMPLATES}/tx_stream_config.h.j2", out / "tx_stream_config.h", **ctx)
     fe = [p for p in frontend.render_sources(out) if p.suffix == ".c"]
     lib = model_library(run, default_kernels=default_kernels)   # an existing library keeps its kernels
-    srcs = [out / "tx_stream.c", out / "tx_pipeline_config.c", out / "tx_app_inputs.c", *fe]
+    # tx_stream.c includes tx_app.c (its main renamed); the rest of the app as it is
+    srcs = [out / "tx_stream.c", *[out / s for s in APP_SOURCES if s != "tx_app.c"], *fe]
     return srcs, [out, lib], ctx
 
 

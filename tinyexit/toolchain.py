@@ -69,6 +69,18 @@ def render_to(template: str, out: str | Path, /, **ctx) -> Path:
     return write_text(out, render(template, **ctx))
 
 
+def render_from(folder: str | Path, template: str, /, **ctx) -> str:
+    """`folder`/<template> rendered in the one environment (same settings; `folder` is searched first, then
+    firmware_templates/, which it may include): for templates kept beside their user, such as tests' drivers."""
+    loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(folder)), env().loader])
+    return env().overlay(loader=loader).get_template(template).render(**ctx)
+
+
+def render_string(source: str, /, **ctx) -> str:
+    """A template given as text, rendered in the one environment (it may include firmware_templates/)."""
+    return env().from_string(source).render(**ctx)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Compilers
 

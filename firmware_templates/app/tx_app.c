@@ -1,7 +1,7 @@
 /* tinyexit firmware application: runs the early-exit pipeline over test inputs and prints one line per
-   input and a summary. Board-independent: it uses tx_hal.h only. Configuration (models, thresholds,
-   buffer sizes) comes from the generated pipeline description tx_pipeline_config.h / .c (its app view);
-   inputs from tx_app_inputs.c.
+   input and a summary. Board-independent: it uses tx_hal.h only. The pipeline (models, exit policy, chaining)
+   is the generated description tx_pipeline_config.h / .c, run by the runtime's walk (tx_checkpoint.c over
+   tx_pipeline.c, checkpointing off: tx_rt_off.c); inputs from tx_app_inputs.c.
 
    Output (one line each, '\n'-terminated):
      TX BEGIN board=<name> inputs=<n> stages=<seg0>,<exit1>,<seg1>... exits=<exit1>,...,final unit=<ticks|cycles|none> no_exit=<0|1>
@@ -13,42 +13,40 @@
 #include "tx_hal.h"
 #include "tx_board.h"
 #include "tx_model.h"
-#include "tx_pipeline_config.h"
-#include "tx_policy.h"
+#include "tx_pipeline.h"
+
+#ifndef TX_APP_NO_EXIT
+#define TX_APP_NO_EXIT 0  /* 1: never run exit heads (the no-early-exit baseline: the runtime without a policy) */
+#endif
+#ifndef TX_APP_SERIAL_INPUTS
+#define TX_APP_SERIAL_INPUTS 0  /* 1: read inputs from the UART instead of the baked-in ones */
+#endif
+#define TX_APP_NUM_EXITS TX_PIPELINE_NUM_EXITS
+#define TX_APP_NUM_STAGES TX_PIPELINE_NUM_STAGES
+#define TX_APP_INPUT_SIZE TX_PIPELINE_INPUT_SIZE
+#define TX_APP_NUM_INPUTS TX_PIPELINE_NUM_INPUTS
+extern const int8_t tx_app_inputs[];   /* tx_app_inputs.c */
+extern const int16_t tx_app_labels[];
+
+/* The pipeline is the runtime's walk over the generated stage table (tx_pipeline.h), with checkpointing off:
+   the segments, confidence models and exit heads, the generated exit policy, and, when the library is chained
+   (TX_PIPELINE_CHAINED, docs/CONTRACTS.md "Chained models"), every stage reading its input in place with no
+   stage buffer or copy. A result's output bytes lie in tx_arena (valid until the next inference). */
+static tx_runtime_t runtime;
 
 /* Temporal policy (tx_temporal.h): the inputs are consecutive inputs of a stream; the state lives across them. */
 #if !TX_APP_NO_EXIT && defined(TX_PIPELINE_TEMPORAL)
 #define TX_APP_TEMPORAL 1
-static const tx_temporal_cfg_t temporal_cfg = {TX_PIPELINE_TEMPORAL, TX_PIPELINE_TEMPORAL_PARAM, TX_PIPELINE_TEMPORAL_GATE,
-                                               TX_PIPELINE_TEMPORAL_REFERENCE_PREVIOUS};
-static tx_temporal_t temporal;
-static int8_t temporal_ref[TX_APP_MAX_HEAD_OUTPUT];
+static tx_pipeline_temporal_t temporal;
+static int8_t temporal_ref[TX_PIPELINE_MAX_HEAD_OUTPUT];
 #else
 #define TX_APP_TEMPORAL 0
 #endif
 
-#if TX_APP_CHAINED
-/* Chained library (docs/CONTRACTS.md, "Chained models"): segment k's output range in tx_arena is the input
-   range of its confidence model, its exit head and segment k+1, and the first two never write there. So
-   every stage after the first runs on what the arena already holds (tx_invoke(m, 0, 0)) and outputs are
-   read in place: no stage buffers, no copies. The outputs of a result stay valid until the next infer. */
-#define STAGE_BUF(b) ((int8_t *)0)
-#else
-/* Library planned model by model: each stage's output is copied out. Ping-pong: even segments write
-   stage_buf0, odd ones stage_buf1 (each sized for its segments). */
-static int8_t stage_buf0[TX_APP_BUF0_SIZE];
-static int8_t stage_buf1[TX_APP_BUF1_SIZE];
-#if !TX_APP_NO_EXIT
-static int8_t head_buf[TX_APP_MAX_HEAD_OUTPUT];
-#if TX_APP_POLICY == TX_APP_POLICY_CONFIDENCE
-static int8_t conf_buf[TX_APP_MAX_CONF_OUTPUT];
-#endif
-#endif
-#define STAGE_BUF(b) (b)
-#endif
 static int8_t input_buf[TX_APP_INPUT_SIZE];
 static uint32_t stage_ticks[TX_APP_NUM_STAGES];
 static uint8_t stage_ran[TX_APP_NUM_STAGES];
+static uint32_t stage_t0;
 
 static void put_u32(uint32_t v)
 {
@@ -87,21 +85,22 @@ static void put_hex(const int8_t *p, uint32_t n)
 __attribute__((noinline, noipa, used)) void tx_bench_begin(void) { __asm__ volatile("" ::: "memory"); }
 __attribute__((noinline, noipa, used)) void tx_bench_end(void) { __asm__ volatile("" ::: "memory"); }
 
-/* The same around each stage's tx_invoke (a second plugin run counts stages exactly). */
+/* The same around each stage the runtime runs (its on_stage hook; a second plugin run counts stages exactly). */
 __attribute__((noinline, noipa, used)) void tx_stage_begin(void) { __asm__ volatile("" ::: "memory"); }
 __attribute__((noinline, noipa, used)) void tx_stage_end(void) { __asm__ volatile("" ::: "memory"); }
 
-/* Runs one stage on `in` (0: on the arena's input range as it is) and returns its output: `out` when given
-   (copied there), else the model's output range in the arena. */
-static const int8_t *run_stage(uint32_t stage, const tx_model_t *m, const int8_t *in, int8_t *out)
+/* The runtime's stage hook: ticks of each stage that runs, between the instruction-count markers. */
+static void on_stage(uint32_t stage, uint32_t begin, void *ctx)
 {
-  uint32_t t0 = tx_hal_ticks();
-  tx_stage_begin();
-  tx_invoke(m, in, out);
-  tx_stage_end();
-  stage_ticks[stage] = tx_hal_ticks() - t0;
-  stage_ran[stage] = 1u;
-  return out ? out : tx_arena + m->output_offset;
+  (void)ctx;
+  if (begin) {
+    stage_t0 = tx_hal_ticks();
+    tx_stage_begin();
+  } else {
+    tx_stage_end();
+    stage_ticks[stage] = tx_hal_ticks() - stage_t0;
+    stage_ran[stage] = 1u;
+  }
 }
 
 typedef struct {
@@ -113,87 +112,38 @@ typedef struct {
 #endif
 } result_t;
 
-#if !TX_APP_NO_EXIT && TX_APP_POLICY != TX_APP_POLICY_CONFIDENCE
-/* The calibrated policy on the int8 output q of head k (tx_policy.h; confidence: see infer). */
-static int exit_here(uint32_t k, const int8_t *q, uint32_t n)
+/* Once, before the first inference: the runtime on the generated pipeline, checkpointing off (no NVM), with the
+   generated exit policy (none for the no-exit baseline: the walk then skips every exit head). */
+static int app_init(void)
 {
-#if TX_APP_POLICY == TX_APP_POLICY_ENTROPY
-  const int32_t score = tx_policy_score(TX_APP_POLICY, q, n, tx_app_entropy[k]);
-#else
-  const int32_t score = tx_policy_score(TX_APP_POLICY, q, n, 0);
+  const tx_granularity_t off = {TX_CKPT_OFF, 1u};
+#if TX_APP_TEMPORAL
+  tx_pipeline_temporal_init(&temporal, temporal_ref);
+  tx_pipeline.policy = tx_pipeline_temporal_policy;
+  tx_pipeline.policy_ctx = &temporal;
+#elif !TX_APP_NO_EXIT
+  tx_pipeline.policy = tx_pipeline_policy;
 #endif
-  return tx_policy_passes(TX_APP_POLICY, score, tx_app_threshold_q[k]);
+  tx_pipeline.on_stage = on_stage;
+  return tx_runtime_init(&runtime, &tx_pipeline, off);
 }
-#endif
 
 static result_t infer(const int8_t *input)
 {
-#if TX_APP_TEMPORAL
-  result_t r = {TX_APP_NUM_EXITS - 1u, 0, 0, -1};
-  int first_head = 1;
-#else
-  result_t r = {TX_APP_NUM_EXITS - 1u, 0, 0};
-#endif
-  const int8_t *in = input;
+  tx_result_t res = {TX_APP_NUM_EXITS - 1u, 0u, 0u, input};   /* (the runtime fills it; never fails once init passed) */
+  result_t r;
   memset(stage_ran, 0, sizeof stage_ran);
   tx_bench_begin();
-  for (uint32_t k = 0; k < TX_APP_NUM_SEGMENTS; k++) {
-    const tx_model_t *seg = tx_app_segments[k];
-    const int8_t *out = run_stage(tx_app_segment_stage[k], seg, in, STAGE_BUF((k % 2u) ? stage_buf1 : stage_buf0));
-    in = TX_APP_CHAINED ? 0 : out;  /* what the next stages read: the copy, or the arena as it is */
-    if (k + 1u == TX_APP_NUM_SEGMENTS) {
-      r.out = out;
-      r.out_size = seg->output_size;
-      break;
-    }
-#if !TX_APP_NO_EXIT
-    const tx_model_t *head = tx_app_heads[k];
-#if TX_APP_POLICY == TX_APP_POLICY_CONFIDENCE
-    /* Learned confidence: the confidence model reads the exit point's map (this segment's output) and
-       gives int8 [P(wrong), P(right)]; exit when P(right) >= threshold_q. Only then the exit head runs,
-       to answer. */
-    if (head) {
-      const int8_t *c = run_stage(tx_app_segment_stage[k] + 1u, tx_app_confs[k], in, STAGE_BUF(conf_buf));
-      if ((int32_t)c[TX_APP_CONF_INDEX] >= tx_app_threshold_q[k]) {
-        r.out = run_stage(tx_app_segment_stage[k] + 2u, head, in, STAGE_BUF(head_buf));
-        r.exit_index = tx_app_head_exit[k];
-        r.out_size = head->output_size;
-        break;
-      }
-    }
-#else
-    if (head) {
-      const int8_t *q = run_stage(tx_app_segment_stage[k] + 1u, head, in, STAGE_BUF(head_buf));
 #if TX_APP_TEMPORAL
-      /* The first head decides by the temporal rule (its gate: this head's threshold); later heads never
-         exit (threshold 128). */
-      if (first_head) {
-        first_head = 0;
-        if (tx_temporal_early(&temporal, &temporal_cfg, q, head->output_size)) {
-          r.exit_index = tx_app_head_exit[k];
-          r.out = q;
-          r.out_size = head->output_size;
-          r.decision = temporal.last;
-          break;
-        }
-        continue;
-      }
+  tx_pipeline_temporal_begin(&temporal);
 #endif
-      if (exit_here(k, q, head->output_size)) {
-        r.exit_index = tx_app_head_exit[k];
-        r.out = q;
-        r.out_size = head->output_size;
-        break;
-      }
-    }
-#endif
-#endif
-  }
+  tx_runtime_boot(&runtime, 0u, input);
+  if (tx_runtime_run(&runtime, 0, 0u, &res) != TX_OK) tx_hal_puts("TX FAULT runtime\n");
+  r.exit_index = res.exit_index;
+  r.out = res.data;
+  r.out_size = res.size;
 #if TX_APP_TEMPORAL
-  if (r.decision < 0) {  /* the full model answered: its prediction is the new last decision */
-    r.decision = (int32_t)tx_temporal_argmax(r.out, r.out_size);
-    tx_temporal_final(&temporal, &temporal_cfg, r.decision);
-  }
+  r.decision = tx_pipeline_temporal_end(&temporal, r.out, r.out_size);
 #endif
   tx_bench_end();
   return r;
@@ -255,12 +205,13 @@ int main(void)
   tx_hal_putc('\n');
   n = read_u32_le();
 #endif
-#if TX_APP_TEMPORAL
-  tx_temporal_init(&temporal, temporal_ref, TX_APP_MAX_HEAD_OUTPUT);
-#endif
+  if (app_init() != TX_OK) {
+    tx_hal_puts("TX FAULT runtime refused the pipeline\n");
+    return 1;
+  }
   tx_hal_puts("TX BEGIN board=" TX_BOARD_NAME " inputs=");
   put_u32(n);
-  tx_hal_puts(" stages=" TX_APP_STAGE_NAMES " exits=" TX_APP_EXIT_NAMES " unit=" TX_TICK_UNIT " no_exit=");
+  tx_hal_puts(" stages=" TX_PIPELINE_STAGE_NAMES " exits=" TX_PIPELINE_EXIT_NAMES " unit=" TX_TICK_UNIT " no_exit=");
   put_u32(TX_APP_NO_EXIT);
   tx_hal_putc('\n');
   for (uint32_t i = 0; i < n; i++) {

@@ -17,14 +17,9 @@
 #define TX_SHARED_INPUT_SIZE TX_PIPELINE_INPUT_SIZE
 #define TX_SHARED_BOUNDARY_SIZE TX_PIPELINE_SEGMENT_OUTPUT_MAX   /* largest segment output */
 
-/* Every slice = zero point (nothing computed yet). */
-void tx_branch_clear(int8_t *vector);
-/* Point k: segment k on `input` (k = 0: the model input; else the boundary), output into `boundary`
- * (input may equal boundary), then pool k into the vector's slice k. */
-void tx_branch_advance(uint32_t k, const int8_t *input, int8_t *boundary, int8_t *vector);
-/* The branch on the vector: int8 class scores into `scores` (TX_SHARED_NUM_CLASSES), returns the argmax
- * (ties to the lowest class index). */
-int tx_branch_classify(const int8_t *vector, int8_t *scores);
+/* Every point's answer: points 0..N-1 with the branch after each; row k of `scores_all` (TX_SHARED_NUM_POINTS x
+ * TX_SHARED_NUM_CLASSES) = the branch's scores after point k. Returns 0 (-1: the pipeline was refused). */
+int tx_branch_run_all(const int8_t *input, int8_t *boundary, int8_t *vector, int8_t *scores_all);
 /* Anytime inference: points 0..stop, then the branch; returns the class (-1: the pipeline was refused). */
 int tx_branch_run(const int8_t *input, uint32_t stop, int8_t *boundary, int8_t *vector, int8_t *scores);
 

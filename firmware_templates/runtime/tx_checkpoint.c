@@ -10,6 +10,15 @@
 #define HEADER_BYTES (TX_CKPT_HEADER_WORDS * 4u)
 #define CRC_HEADER_BYTES (TX_CKPT_CRC_WORDS * 4u)   /* header bytes under the CRC (not LOW_MARK, not the CRC) */
 
+/* Whether granularity `mode` checkpoints. A firmware built with TX_CKPT_OFF_ONLY (the bench app) runs only
+ * TX_CKPT_OFF: the NVM paths (commits, slot reads, the fingerprint) and the energy polling compile out, and
+ * tx_runtime_init refuses any other mode. */
+#ifdef TX_CKPT_OFF_ONLY
+#define CKPT_ON(mode) 0
+#else
+#define CKPT_ON(mode) ((mode) != TX_CKPT_OFF)
+#endif
+
 /* ---------------------------------------------------------------- pipeline shape */
 
 /* Bytes of the boundary tensor stage s reads: the output of the last segment before it (0 for stage 0). */
@@ -23,14 +32,14 @@ static uint32_t boundary_len(const tx_pipeline_t *p, uint32_t s)
 }
 
 /* The boundary buffer belongs to the state while stage s still needs it: as its input before step 0 runs,
- * and during a whole exit head or pool stage (the next segment reads it afterwards). The branch reads the
+ * and during a whole confidence, exit head or pool stage (the next stages read it afterwards). The branch reads the
  * vector; only in confidence mode (a policy) does a segment run after it, so the boundary is state then. */
 static int needs_boundary(const tx_pipeline_t *p, uint32_t s, uint32_t i, uint32_t u)
 {
   const uint32_t role = p->stages[s].role;
   if (s == 0u) return 0;
   if (role == TX_STAGE_BRANCH) return p->policy != 0;
-  return role == TX_STAGE_EXIT || role == TX_STAGE_POOL || (i == 0u && u == 0u);
+  return role == TX_STAGE_EXIT || role == TX_STAGE_POOL || role == TX_STAGE_CONFIDENCE || (i == 0u && u == 0u);
 }
 
 /* Bytes of the input of stage s (the model input for stage 0). */
@@ -127,17 +136,29 @@ static int check_pipeline(const tx_pipeline_t *p, tx_granularity_t gran)
     if (check_branch(p) != TX_OK) return TX_ERR_CONFIG;
   } else {
     if (p->stages[p->num_stages - 1u].role != TX_STAGE_SEGMENT) return TX_ERR_CONFIG;
-    for (s = 0u; s < p->num_stages; s++)
-      if (p->stages[s].role > TX_STAGE_EXIT) return TX_ERR_CONFIG;
+    for (s = 0u; s < p->num_stages; s++) {
+      const tx_stage_t *st = &p->stages[s];
+      if (st->role != TX_STAGE_SEGMENT && st->role != TX_STAGE_EXIT && st->role != TX_STAGE_CONFIDENCE)
+        return TX_ERR_CONFIG;
+      /* a confidence stage decides whether the exit head of its exit, right after it, runs */
+      if (st->role == TX_STAGE_CONFIDENCE && (p->stages[s + 1u].role != TX_STAGE_EXIT ||
+                                               p->stages[s + 1u].exit_index != st->exit_index))
+        return TX_ERR_CONFIG;
+    }
   }
   if (gran.mode > TX_CKPT_OFF || (gran.mode <= TX_CKPT_UNITS && gran.mode != TX_CKPT_NONE && gran.every == 0u))
     return TX_ERR_CONFIG;
   if (p->stop && gran.mode != TX_CKPT_OFF) return TX_ERR_CONFIG;   /* a stop hook is not durable */
+#ifdef TX_CKPT_OFF_ONLY
+  if (gran.mode != TX_CKPT_OFF) return TX_ERR_CONFIG;
+#endif
+  /* in place only without checkpoints (tx_checkpoint.h); branch pipelines are planned model by model */
+  if (p->chained && (gran.mode != TX_CKPT_OFF || p->vector)) return TX_ERR_CONFIG;
   for (s = 0u; s < p->num_stages; s++) {
     const tx_model_t *m = p->stages[s].model;
     if (!m || m->num_steps == 0u) return TX_ERR_CONFIG;
     if (s > 0u && m->input_size != stage_input_len(p, s)) return TX_ERR_CONFIG;
-    if (p->stages[s].role == TX_STAGE_SEGMENT && s + 1u < p->num_stages &&
+    if (p->stages[s].role == TX_STAGE_SEGMENT && s + 1u < p->num_stages && !p->chained &&
         (!p->boundary || p->boundary_size < m->output_size)) return TX_ERR_CONFIG;
     for (i = 0u; i < m->num_steps; i++) {
       if (m->units[i] == 0u || m->live_index[i] > m->live_index[i + 1u]) return TX_ERR_CONFIG;
@@ -259,7 +280,7 @@ static void commit(tx_runtime_t *rt, uint32_t s, uint32_t i, uint32_t u, uint32_
   uint32_t hdr[TX_CKPT_HEADER_WORDS];
   writer_t w;
   uint32_t slot, base, len, pages, k;
-  if (rt->gran.mode == TX_CKPT_OFF) return;   /* checkpointing off: nothing goes to NVM */
+  if (!CKPT_ON(rt->gran.mode)) return;   /* checkpointing off: nothing goes to NVM */
 #ifdef TX_BROKEN_SINGLE_SLOT
   slot = 0u;
 #else
@@ -326,7 +347,7 @@ int tx_runtime_init(tx_runtime_t *rt, const tx_pipeline_t *p, tx_granularity_t g
   rt->p = p;
   rt->gran = gran;
   rt->cur_slot = -1;
-  if (gran.mode == TX_CKPT_OFF) return TX_OK;   /* checkpointing off: no NVM */
+  if (!CKPT_ON(gran.mode)) return TX_OK;   /* checkpointing off: no NVM */
   if (tx_nvm_open() != 0) return TX_ERR_NVM;
   rt->fingerprint = fingerprint(p);
   rt->max_payload = max_payload(p);
@@ -371,7 +392,7 @@ int tx_runtime_boot(tx_runtime_t *rt, uint32_t input_id, const int8_t *input)
   /* RAM is lost at a power failure: the vector starts empty (every slice = zero point); a resume then
      restores it from the checkpoint */
   if (rt->p->vector) memset(rt->p->vector, (int)rt->p->vector_zero_point, rt->p->vector_size);
-  if (rt->cur_slot < 0) return (int)rt->boot;
+  if (!CKPT_ON(rt->gran.mode) || rt->cur_slot < 0) return (int)rt->boot;
   tx_nvm_read((uint32_t)rt->cur_slot * rt->slot_size, hdr, HEADER_BYTES);
   if (hdr[TX_H_FINGERPRINT] != rt->fingerprint || hdr[TX_H_INPUT_ID] != input_id || !position_ok(rt, hdr))
     return (int)rt->boot;
@@ -396,7 +417,11 @@ int tx_runtime_boot(tx_runtime_t *rt, uint32_t input_id, const int8_t *input)
 
 static void poll_energy(tx_runtime_t *rt)
 {
+#ifdef TX_CKPT_OFF_ONLY
+  (void)rt;   /* without checkpoints the stop hook, not the board, says when to answer early (tx_rt_off.c) */
+#else
   if (!rt->low_energy && tx_hal_low_energy()) rt->low_energy = rt->low_pending = 1u;
+#endif
 }
 
 /* Makes a low-energy signal seen by this boot durable, so that a resume after a power failure finishes at
@@ -411,7 +436,7 @@ static void persist_low(tx_runtime_t *rt, uint32_t at_boundary)
 #ifdef TX_BROKEN_VOLATILE_LOW
   rt->low_pending = 0u;   /* broken on purpose: the latch lives in RAM until the next regular commit */
 #endif
-  if (rt->gran.mode == TX_CKPT_OFF) rt->low_pending = 0u;   /* nothing to make durable */
+  if (!CKPT_ON(rt->gran.mode)) rt->low_pending = 0u;   /* nothing to make durable */
   if (!rt->low_pending) return;
   if (rt->cur_in_progress) {
     const uint32_t mark = 0u;
@@ -428,12 +453,13 @@ static void persist_low(tx_runtime_t *rt, uint32_t at_boundary)
 static int finish(tx_runtime_t *rt, uint32_t exit_index, const int8_t *data, uint32_t size, int8_t *output,
                   uint32_t output_cap, tx_result_t *result)
 {
-  if (size > output_cap) return TX_ERR_OUTPUT;
+  if (output ? size > output_cap : rt->gran.mode != TX_CKPT_OFF) return TX_ERR_OUTPUT;
   commit(rt, rt->stage, 0u, 0u, TX_CKPT_FLAG_DONE, exit_index, data, size);
-  memcpy(output, data, size);
+  if (output) memcpy(output, data, size);
   result->exit_index = exit_index;
   result->size = size;
   result->resumed = rt->boot;
+  result->data = output ? output : data;   /* in the arena: valid until the next run */
   return TX_OK;
 }
 
@@ -443,12 +469,13 @@ int tx_runtime_run(tx_runtime_t *rt, int8_t *output, uint32_t output_cap, tx_res
   const uint32_t mode = rt->gran.mode, every = rt->gran.every;
   uint32_t since = 0u;   /* units (TX_CKPT_UNITS) or steps (TX_CKPT_LAYERS) since the last commit */
 
-  if (rt->boot == TX_BOOT_DONE) {
-    if (rt->done_size > output_cap) return TX_ERR_OUTPUT;
+  if (CKPT_ON(mode) && rt->boot == TX_BOOT_DONE) {
+    if (!output || rt->done_size > output_cap) return TX_ERR_OUTPUT;
     tx_nvm_read((uint32_t)rt->cur_slot * rt->slot_size + HEADER_BYTES, output, rt->done_size);
     result->exit_index = rt->done_exit;
     result->size = rt->done_size;
     result->resumed = rt->boot;
+    result->data = output;
     return TX_OK;
   }
   for (;;) {
@@ -466,7 +493,14 @@ int tx_runtime_run(tx_runtime_t *rt, int8_t *output, uint32_t output_cap, tx_res
       rt->stage++;
       continue;
     }
-    if (rt->step == 0u && rt->unit == 0u) {
+    /* A confidence model runs only to consult the policy; with low energy its head answers anyway. */
+    if (st->role == TX_STAGE_CONFIDENCE && (rt->low_energy || !p->policy)) {
+      rt->stage++;
+      continue;
+    }
+    if (p->on_stage) p->on_stage(rt->stage, 1u, p->stage_ctx);
+    /* chained: the input is already where the segment before left it (the first stage reads rt->input) */
+    if (rt->step == 0u && rt->unit == 0u && (rt->stage == 0u || !p->chained)) {
       const int8_t *src = rt->stage == 0u ? rt->input : st->role == TX_STAGE_BRANCH ? p->vector : p->boundary;
       memmove(tx_arena + m->input_offset, src, m->input_size);
     }
@@ -498,10 +532,11 @@ int tx_runtime_run(tx_runtime_t *rt, int8_t *output, uint32_t output_cap, tx_res
       }
       if (!decided) persist_low(rt, rt->step < m->num_steps);
     }
+    if (p->on_stage) p->on_stage(rt->stage, 0u, p->stage_ctx);
     out = tx_arena + m->output_offset;
     if (st->role == TX_STAGE_SEGMENT) {
       if (rt->stage + 1u == p->num_stages) return finish(rt, st->exit_index, out, m->output_size, output, output_cap, result);
-      memcpy(p->boundary, out, m->output_size);
+      if (!p->chained) memcpy(p->boundary, out, m->output_size);
     } else if (st->role == TX_STAGE_BRANCH) {
       /* Without a policy the branch runs once the answer is decided. With one (confidence mode) it runs after
          every point k = rt->answer and the policy decides from its scores (a pure function of them, so a
@@ -519,7 +554,12 @@ int tx_runtime_run(tx_runtime_t *rt, int8_t *output, uint32_t output_cap, tx_res
         rt->answer = st->exit_index;
         rt->stage = p->num_stages - 2u;   /* ++ below: the branch */
       }
-    } else if (rt->low_energy || p->policy(st->exit_index, out, m->output_size, p->policy_ctx)) {
+    } else if (st->role == TX_STAGE_CONFIDENCE) {
+      /* the policy on the confidence output: run the head (and answer there) or skip it (++ twice) */
+      if (!p->policy(st->exit_index, out, m->output_size, p->policy_ctx)) rt->stage++;
+    } else if (rt->low_energy || (rt->stage > 0u && p->stages[rt->stage - 1u].role == TX_STAGE_CONFIDENCE) ||
+               p->policy(st->exit_index, out, m->output_size, p->policy_ctx)) {
+      /* an exit head after its confidence stage answers: it runs only when that stage passed (or low energy) */
       return finish(rt, st->exit_index, out, m->output_size, output, output_cap, result);
     }
     rt->stage++;

@@ -32,7 +32,24 @@
  * answers at the first point whose branch scores pass the policy (or on low energy, or at the last point).
  *
  * Checkpointing off (granularity TX_CKPT_OFF): the same walk without NVM (nothing committed, nothing resumed);
- * the pipeline's stop hook may answer after exit point k. The shared branch's anytime firmware runs so.
+ * the pipeline's stop hook may answer after exit point k. The shared branch's anytime firmware and the bench
+ * app (app/tx_app.c) run so.
+ *
+ * Learned confidence (a TX_STAGE_CONFIDENCE stage right before the exit head of the same exit): the policy
+ * decides on the confidence model's output (e.g. [P(wrong), P(right)]) whether that head runs; when it runs,
+ * the pipeline answers there (no second decision on the head's output); otherwise the walk skips the head.
+ * Both are decided by the position alone (a head stage is reached only through a passing confidence stage or
+ * with low energy), so a resume at the head answers there as the uninterrupted run would.
+ *
+ * Chained library (p->chained: the library plans the stages through its arena, tx_model.h's TX_CHAIN_*): a
+ * stage after the first reads its input where the segment before it left it in the arena (exit heads and
+ * confidence models never write there), so there is no boundary buffer and no copy. Only with TX_CKPT_OFF:
+ * a checkpoint at a stage start would have to save that arena range instead of the boundary buffer, which the
+ * walk does not do (tx_runtime_init refuses the combination).
+ *
+ * Stage hook (p->on_stage): called with begin=1 before a stage's input is loaded and begin=0 after its last
+ * step (not for skipped stages); a resumed stage gets begin=1 again in the new boot. The bench app counts
+ * ticks and instruction windows with it.
  *
  * Low energy is latched durably: once tx_hal_low_energy() has said so, the runtime clears the LOW_MARK word of
  * the newest checkpoint of this inference (one word write, outside the CRC, legal on flash without an erase)
@@ -67,6 +84,9 @@ typedef int (*tx_exit_policy_t)(uint32_t exit_index, const int8_t *output, uint3
  * their low-energy signal is tx_hal_low_energy(), made durable (see above). */
 typedef int (*tx_stop_fn)(uint32_t point, void *ctx);
 
+/* Called around each stage the walk runs (see above): `stage` indexes p->stages. */
+typedef void (*tx_stage_fn)(uint32_t stage, uint32_t begin, void *ctx);
+
 typedef struct {
   const tx_stage_t *stages;
   uint32_t num_stages;        /* stages[0] and stages[num_stages-1] are segments */
@@ -80,6 +100,9 @@ typedef struct {
   int32_t vector_zero_point;  /* every slice holds it before its point has run (0.0: adds nothing) */
   tx_stop_fn stop;            /* TX_CKPT_OFF only: answer after exit point k when stop(k, stop_ctx) (0: never) */
   void *stop_ctx;
+  uint32_t chained;           /* TX_CKPT_OFF only: stages read their input in place (boundary may be NULL) */
+  tx_stage_fn on_stage;       /* 0: none */
+  void *stage_ctx;
 } tx_pipeline_t;
 
 typedef struct {
@@ -121,10 +144,13 @@ typedef struct {
   uint32_t exit_index;        /* which exit produced the output */
   uint32_t size;              /* output bytes */
   uint32_t resumed;           /* TX_BOOT_* of this boot */
+  const int8_t *data;         /* the output bytes: `output` when given, else in tx_arena (valid until the next
+                                 run; TX_CKPT_OFF only) */
 } tx_result_t;
 
 #define TX_OK 0
-#define TX_ERR_CONFIG -1      /* bad pipeline (boundary too small, shapes that do not chain, bad granularity) */
+#define TX_ERR_CONFIG -1      /* bad pipeline (boundary too small, shapes that do not chain, bad granularity,
+                                 a chained pipeline or a stop hook with checkpointing on) */
 #define TX_ERR_NVM -2         /* tx_nvm_open() failed */
 #define TX_ERR_NVM_TOO_SMALL -3
 #define TX_ERR_OUTPUT -4      /* output buffer too small */
@@ -136,7 +162,8 @@ uint32_t tx_runtime_nvm_bytes(const tx_runtime_t *rt);
 /* Positions the runtime for input `input_id` (the same bytes at every boot for the same id): resumes from
  * the newest valid checkpoint of this input, or starts fresh. Returns TX_BOOT_*. */
 int tx_runtime_boot(tx_runtime_t *rt, uint32_t input_id, const int8_t *input);
-/* Runs to the end, committing checkpoints on the way and the result last; copies the output to `output`. */
+/* Runs to the end, committing checkpoints on the way and the result last; copies the output to `output`
+ * (NULL with TX_CKPT_OFF: not copied, result->data points into the arena). */
 int tx_runtime_run(tx_runtime_t *rt, int8_t *output, uint32_t output_cap, tx_result_t *result);
 
 /* Convenience: init + boot + run. */

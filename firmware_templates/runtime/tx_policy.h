@@ -4,7 +4,7 @@
  * as tinyexit.policy decides:
  *   max_softmax: max q >= threshold;  margin: q(1st) - q(2nd) >= threshold;
  *   entropy: sum of table[q + 128] <= threshold (-p ln p per int8 code, 2^-16 nat).
- * (confidence: the app runs the exit's confidence model and applies max_softmax's test to its P(right).)
+ * (confidence: the runtime runs the exit's confidence stage and tx_pipeline_policy tests its P(right) >= threshold.)
  * `rule` is a TX_POLICY_* constant (tx_stage.h); a pure function of the bytes, so it decides the same after a
  * power failure. Temporal policies (state across the inputs of a stream): tx_temporal.h. */
 #ifndef TX_POLICY_H

@@ -1,6 +1,6 @@
 /* The vocabulary of the generated pipeline description (tx_pipeline_config.h, rendered from tinyexit.pipeline):
- * stage roles, one stage of the table, exit-policy rules and checkpoint modes. Shared by the firmware app
- * (app/tx_app.c), the checkpointing runtime (tx_checkpoint.h) and the shared-branch firmware (branch/). */
+ * stage roles, one stage of the table, exit-policy rules and checkpoint modes. Shared by the runtime
+ * (tx_checkpoint.h) and the firmware that runs it: the app (app/tx_app.c), the campaigns, the shared branch. */
 #ifndef TX_STAGE_H
 #define TX_STAGE_H
 
@@ -11,12 +11,13 @@
 #define TX_STAGE_EXIT 1u
 #define TX_STAGE_POOL 2u        /* shared exit branch: exit point k's pool, writes slice k of the vector */
 #define TX_STAGE_BRANCH 3u      /* shared exit branch: the classifier over the vector (last stage) */
-#define TX_STAGE_CONFIDENCE 4u  /* learned confidence of the exit head after it (the app's confidence policy) */
+#define TX_STAGE_CONFIDENCE 4u  /* learned confidence of the exit head after it: the policy decides whether it runs */
 
 typedef struct {
   const tx_model_t *model;
   uint8_t role;        /* TX_STAGE_SEGMENT: backbone segment; TX_STAGE_EXIT: exit head over the last segment's
-                          output; TX_STAGE_POOL / TX_STAGE_BRANCH: shared exit branch (tx_checkpoint.h) */
+                          output; TX_STAGE_CONFIDENCE: its confidence model, right before it;
+                          TX_STAGE_POOL / TX_STAGE_BRANCH: shared exit branch (tx_checkpoint.h) */
   uint8_t exit_index;  /* index of the exit this stage produces (exit heads: 0, 1, ...; the last segment
                           gives the final exit, conventionally the highest index; pools: the exit point k) */
   uint32_t vector_offset;  /* pools: offset of slice k in the shared vector (its length = the pool's output) */

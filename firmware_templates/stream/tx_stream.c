@@ -3,8 +3,8 @@
    classifies the last second of audio with the run's exit policy; a moving sum of the int8 posteriors over
    TX_STREAM_SMOOTH hops and a threshold with a refractory period decide detections.
 
-   It reuses the bench app's pipeline (tx_app.c's infer(): the segments, exit heads and policy of the generated
-   tx_pipeline_config) by including tx_app.c with its main renamed; the configuration of the stream (hop,
+   It reuses the bench app's pipeline (tx_app.c's app_init() and infer(): the runtime's walk over the segments,
+   exit heads and policy of the generated tx_pipeline_config) by including tx_app.c with its main renamed; the configuration of the stream (hop,
    level, smoothing, threshold, refractory, classes, MACs per exit) is the generated tx_stream_config.h.
 
    Protocol ('\n'-terminated lines; the host mirror is tinyexit.stream_app):
@@ -85,9 +85,10 @@ int main(void)
     tx_hal_puts("TX FAULT bad level\n");
     return 1;
   }
-#if TX_APP_TEMPORAL
-  tx_temporal_init(&temporal, temporal_ref, TX_APP_MAX_HEAD_OUTPUT);
-#endif
+  if (app_init() != TX_OK) {
+    tx_hal_puts("TX FAULT runtime refused the pipeline\n");
+    return 1;
+  }
   tx_hal_puts("TX STREAM READY hop=");
   put_u32(TX_STREAM_HOP);
   tx_hal_puts(" first=16000 level=");

@@ -3,11 +3,9 @@ what the C (tx_rq_make_bound) decides at run time, or a path the kernels take wo
 import subprocess
 from dataclasses import replace
 
-import jinja2
-
 from tests.conftest import conformance_model, require_program
+from tinyexit import toolchain
 from tinyexit.codegen import fuse, generate, plan_memory, read_model
-from tinyexit.codegen.emit import TEMPLATES
 from tinyexit.codegen.features import KernelFeatures, kernel_features, rq_needs_exact
 
 SHIFTS = range(-31, 32)
@@ -35,8 +33,7 @@ int main(void) {
 def test_rq_predicate_is_the_c_one(tmp_path):
     require_program("gcc", "apt-get install -y gcc make")
     # The header's inline asm helpers are not used here, so the host compiler never emits them.
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined)
-    src = env.from_string(DRIVER).render(banner="", shifts=", ".join(map(str, SHIFTS)),
+    src = toolchain.render_string(DRIVER,banner="", shifts=", ".join(map(str, SHIFTS)),
                                          bounds=", ".join(f"{b}ull" for b in BOUNDS))
     (tmp_path / "rq.c").write_text(src)
     subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-O1", "-I", str(tmp_path), "-o",

@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import jinja2
 import numpy as np
 
+from tinyexit import toolchain
 from tinyexit.codegen.cformat import c_ident
-from tinyexit.codegen.emit import TEMPLATES
 
 HERE = Path(__file__).resolve().parent
 
@@ -25,12 +24,10 @@ class Job:
 
 
 def render_driver(jobs: list[Job], out: Path) -> Path:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader([str(HERE), str(TEMPLATES)]),
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     rows = [dict(cname=c_ident(j.name), count=len(j.inputs), size=j.inputs.shape[1], chunked=j.chunked,
                  work=[tuple(w) for w in j.work], inputs=[", ".join(map(str, r)) for r in j.inputs.tolist()]) for j in jobs]
-    out.write_text(env.get_template("driver.c.j2").render(jobs=rows))
-    (out.parent / "rq_check.c").write_text(env.get_template("rq_check.c.j2").render())
+    out.write_text(toolchain.render_from(HERE, "driver.c.j2", jobs=rows))
+    (out.parent / "rq_check.c").write_text(toolchain.render_from(HERE, "rq_check.c.j2"))
     return out
 
 
@@ -46,13 +43,13 @@ def run_jobs(lib: Path, jobs: list[Job], work: Path, timeout: float = 900, **bui
     work/fw and run once in QEMU: (run result, firmware). `build`: more build_firmware keywords."""
     from tinyexit.boards import load_board
     from tinyexit.build import build_firmware
-    from tinyexit.targets.qemu import QemuRunner
+    from tinyexit.targets import get_runner
 
     driver = render_driver(jobs, work / "driver.c")
     board = load_board("mps2-an386", emulate=True)
     srcs = sorted(s for s in lib.glob("*.c") if not s.name.startswith("host_")) + [driver, work / "rq_check.c"]
     fw = build_firmware(board, srcs, work / "fw", include_dirs=[lib], **build)
-    return QemuRunner(board).run(fw.elf, timeout=timeout), fw
+    return get_runner(board, "qemu").run(fw.elf, timeout=timeout), fw
 
 
 def guard_counts(output: str, jobs: list[Job]) -> dict[str, int]:

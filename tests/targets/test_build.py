@@ -7,7 +7,7 @@ from fw_helpers import firmware, toy_app
 
 from tinyexit.boards import load_board
 from tinyexit.build import ImageTooBigError, build_firmware, render_board_support
-from tinyexit.targets.qemu import QemuRunner
+from tinyexit.targets import get_runner
 
 
 def _src(tmp_path, text, name="big.c"):
@@ -93,7 +93,7 @@ int main(void)
                                           ("netduinoplus2", "ffff00ff")])  # ram: plain writes
 def test_nvm_driver_rules(tmp_path, need_emulator, board, second):
     fw = firmware(tmp_path, board, [_src(tmp_path, NVM, "nvm.c")])
-    lines = QemuRunner(fw.board).run(fw.elf).lines
+    lines = get_runner(fw.board, "qemu").run(fw.elf).lines
     assert lines == ["ffffffff", second, "ffffffff"]
 
 

@@ -10,7 +10,7 @@ import shutil
 import pytest
 from fw_helpers import firmware
 
-from tinyexit.targets.qemu import QemuRunner
+from tinyexit.targets import get_runner, runner_class
 from tinyexit.toolchain import symbol_address
 
 pytestmark = pytest.mark.emulator
@@ -87,7 +87,7 @@ def windows(tmp_path_factory):
     src = tmp / "seq.c"
     src.write_text(_source())
     fw = firmware(tmp, "nrf52840", [src], name="seq")
-    r = QemuRunner(fw.board).run(fw.elf, window=(symbol_address(fw.elf, "mark_begin"),
+    r = get_runner(fw.board, "qemu").run(fw.elf, window=(symbol_address(fw.elf, "mark_begin"),
                                                  symbol_address(fw.elf, "mark_end")), each_window=True, timeout=30)
     assert "done" in r.output and r.insns.windows == len(SEQUENCES) + 1
     base_i, base_c = r.insns.per_window[0], r.cycles_per_window[0]
@@ -102,4 +102,4 @@ def test_sequence_cycles_match_the_trm(windows, name):
 
 
 def test_qemu_has_the_capability():
-    assert QemuRunner.caps.cycle_estimate
+    assert runner_class("qemu").caps.cycle_estimate

@@ -6,7 +6,8 @@ from fw_helpers import firmware, toy_app
 
 from tinyexit.toolchain import symbol_address
 from tinyexit.targets.app_output import parse_app_output
-from tinyexit.targets.qemu import LIMIT_STATUS, QemuRunner
+from tinyexit.targets import get_runner
+from tinyexit.targets.qemu import LIMIT_STATUS
 
 pytestmark = pytest.mark.emulator
 
@@ -41,7 +42,7 @@ def test_loop_counts_exact(tmp_path, need_emulator, board):
     runs = {}
     for n in (1000, 1001, 5000):
         fw, window = _loop_fw(tmp_path, n, board)
-        r = QemuRunner(fw.board).run(fw.elf, window=window, timeout=20)
+        r = get_runner(fw.board, "qemu").run(fw.elf, window=window, timeout=20)
         assert "done" in r.output and r.insns.windows == 1
         runs[n] = r.insns
     assert runs[1001].total - runs[1000].total == 2
@@ -53,21 +54,21 @@ def test_loop_counts_exact(tmp_path, need_emulator, board):
 
 def test_repeat_runs_identical(tmp_path, need_emulator):
     fw, window = _loop_fw(tmp_path, 3000)
-    a = QemuRunner(fw.board).run(fw.elf, window=window)
-    b = QemuRunner(fw.board).run(fw.elf, window=window)
+    a = get_runner(fw.board, "qemu").run(fw.elf, window=window)
+    b = get_runner(fw.board, "qemu").run(fw.elf, window=window)
     assert a.insns == b.insns and a.output == b.output
 
 
 def test_limit_stops_at_exactly_n(tmp_path, need_emulator):
     fw, _ = _loop_fw(tmp_path, 100000)
-    full = QemuRunner(fw.board).run(fw.elf, count_insns=True)
+    full = get_runner(fw.board, "qemu").run(fw.elf, count_insns=True)
     for limit in (777, 54321):
-        r = QemuRunner(fw.board).run(fw.elf, limit=limit, timeout=20)
+        r = get_runner(fw.board, "qemu").run(fw.elf, limit=limit, timeout=20)
         assert r.exit_code == LIMIT_STATUS
         assert r.insns.total == limit and r.insns.limit_reached == limit
         assert "done" not in r.output
     # a limit beyond the end of the program does not trigger
-    r = QemuRunner(fw.board).run(fw.elf, limit=full.insns.total + 10)
+    r = get_runner(fw.board, "qemu").run(fw.elf, limit=full.insns.total + 10)
     assert r.exit_code == 0 and r.insns.total == full.insns.total and r.insns.limit_reached is None
     assert "done" in r.output
 
@@ -78,7 +79,7 @@ def test_systick_agrees_with_plugin(tmp_path, need_emulator):
     sources, incs, _ = toy_app(tmp_path, n=8)
     fw = firmware(tmp_path, "nrf52840", sources, include_dirs=incs)
     window = (symbol_address(fw.elf, "tx_bench_begin"), symbol_address(fw.elf, "tx_bench_end"))
-    r = QemuRunner(fw.board).run(fw.elf, window=window, each_window=True)
+    r = get_runner(fw.board, "qemu").run(fw.elf, window=window, each_window=True)
     out = parse_app_output(r.output)
     assert r.insns.windows == 8 and len(r.insns.per_window) == 8
     assert sum(r.insns.per_window) == r.insns.window_insns

@@ -8,9 +8,8 @@ from fw_helpers import firmware, host, toy_app
 
 from tinyexit.boards import load_board
 from tinyexit.errors import MissingToolError
-from tinyexit.targets import FirmwareFaultError, FirmwareTimeoutError
+from tinyexit.targets import FirmwareFaultError, FirmwareTimeoutError, get_runner
 from tinyexit.targets.app_output import parse_app_output
-from tinyexit.targets.qemu import QemuRunner
 
 pytestmark = pytest.mark.emulator
 
@@ -19,7 +18,7 @@ pytestmark = pytest.mark.emulator
 def test_emulated_output_equals_host_build(tmp_path, need_emulator, board):
     sources, incs, (x, y) = toy_app(tmp_path, n=20, seed=1)
     fw = firmware(tmp_path, board, sources, include_dirs=incs)
-    emu = parse_app_output(QemuRunner(fw.board).run(fw.elf, timeout=30).output)
+    emu = parse_app_output(get_runner(fw.board, "qemu").run(fw.elf, timeout=30).output)
     exe = host(tmp_path, sources, incs)
     ref = parse_app_output(subprocess.run([exe], capture_output=True, text=True, check=True).stdout)
     assert emu.board == board and ref.board == "host"
@@ -41,7 +40,7 @@ def test_serial_inputs(tmp_path, need_emulator):
     defines = {"TX_APP_SERIAL_INPUTS": 1}
     fw = firmware(tmp_path, "nrf52840", sources, include_dirs=incs, defines=defines)
     payload = len(x).to_bytes(4, "little") + x.tobytes()
-    emu = parse_app_output(QemuRunner(fw.board).run(fw.elf, send=payload, timeout=30).output)
+    emu = parse_app_output(get_runner(fw.board, "qemu").run(fw.elf, send=payload, timeout=30).output)
     exe = host(tmp_path, sources, incs, defines=defines)
     ref = parse_app_output(subprocess.run([exe], input=payload, capture_output=True, check=True).stdout.decode())
     assert emu.decisions() == ref.decisions() and len(emu.results) == 5
@@ -58,7 +57,7 @@ def test_hang_is_stopped_by_timeout(tmp_path, need_emulator):
     fw = _tiny(tmp_path, 'tx_hal_puts("spinning\\n");\n  for (;;) {}\n  return 0;')
     t0 = time.monotonic()
     with pytest.raises(FirmwareTimeoutError) as exc:
-        QemuRunner(fw.board).run(fw.elf, timeout=2.0)
+        get_runner(fw.board, "qemu").run(fw.elf, timeout=2.0)
     assert time.monotonic() - t0 < 10
     msg = str(exc.value)
     assert "did not finish within 2 s" in msg and "spinning" in msg and "raise the timeout" in msg
@@ -68,15 +67,15 @@ def test_fault_is_reported(tmp_path, need_emulator):
     # An undefined instruction: UsageFault escalated to HardFault -> FAULT line -> exit status 3.
     fw = _tiny(tmp_path, 'tx_hal_puts("before\\n");\n  __asm__ volatile(".short 0xde00");\n  return 0;')
     with pytest.raises(FirmwareFaultError, match=r"faulted: FAULT exception=0x00000003 pc=0x"):
-        QemuRunner(fw.board).run(fw.elf, timeout=10)
-    r = QemuRunner(fw.board).run(fw.elf, timeout=10, check=False)
+        get_runner(fw.board, "qemu").run(fw.elf, timeout=10)
+    r = get_runner(fw.board, "qemu").run(fw.elf, timeout=10, check=False)
     assert r.exit_code == 3 and "before" in r.output
 
 
 def test_failing_exit_status_is_reported(tmp_path, need_emulator):
     fw = _tiny(tmp_path, 'tx_hal_puts("bad\\n");\n  return 5;', board="netduinoplus2")
     with pytest.raises(FirmwareFaultError, match="ended with status 5"):
-        QemuRunner(fw.board).run(fw.elf, timeout=10)
+        get_runner(fw.board, "qemu").run(fw.elf, timeout=10)
 
 
 def test_missing_qemu(tmp_path, monkeypatch):
@@ -84,7 +83,7 @@ def test_missing_qemu(tmp_path, monkeypatch):
     elf = tmp_path / "x.elf"
     elf.write_bytes(b"\x7fELF")
     with pytest.raises(MissingToolError, match="apt-get install -y --no-install-recommends qemu-system-arm"):
-        QemuRunner(load_board("nrf52840", emulate=True)).run(elf)
+        get_runner(load_board("nrf52840", emulate=True), "qemu").run(elf)
 
 
 def test_qemu_start_failure_is_reported(tmp_path, need_emulator):
@@ -94,7 +93,7 @@ def test_qemu_start_failure_is_reported(tmp_path, need_emulator):
     fw = _tiny(tmp_path, "return 0;")
     board = dataclasses.replace(fw.board, qemu_machine="no-such-machine")
     with pytest.raises(TinyexitError, match="QEMU could not run .*unsupported machine type"):
-        QemuRunner(board).run(fw.elf, timeout=10)
+        get_runner(board, "qemu").run(fw.elf, timeout=10)
 
 
 def test_stack_high_water_mark(tmp_path, need_emulator):
@@ -109,5 +108,5 @@ def test_stack_high_water_mark(tmp_path, need_emulator):
   tx_hal_putc('\n');
   return big[7] == 7 ? 0 : 1;"""
     fw = _tiny(tmp_path, body)
-    used = int(QemuRunner(fw.board).run(fw.elf).lines[-1])
+    used = int(get_runner(fw.board, "qemu").run(fw.elf).lines[-1])
     assert 3000 <= used < 3300

@@ -8,8 +8,7 @@ import time
 import pytest
 from fw_helpers import firmware, late_reader, toy_app
 
-from tinyexit.targets import FirmwareTimeoutError, uart_socket
-from tinyexit.targets.qemu import QemuRunner
+from tinyexit.targets import FirmwareTimeoutError, get_runner, uart_socket
 
 
 def _serve_once(payload: bytes, close: bool = True):
@@ -76,7 +75,7 @@ def test_qemu_output_is_whole_when_the_reader_is_late(tmp_path, need_emulator, m
     former pyserial reader this run gave status 0 and no byte at all."""
     sources, incs, _ = toy_app(tmp_path, n=4)
     fw = firmware(tmp_path, "mps2-an386", sources, include_dirs=incs)
-    runner = QemuRunner(fw.board)
+    runner = get_runner(fw.board, "qemu")
     want = runner.run(fw.elf, timeout=60)
     assert "TX END" in want.output and want.exit_code == 0
     late_reader(monkeypatch, 0.5)
