@@ -264,8 +264,8 @@ static void commit(tx_runtime_t *rt, uint32_t s, uint32_t i, uint32_t u, uint32_
   slot = 0u;
 #else
   /* the slot after the newest valid one: with two slots "the other one", with more the oldest (a ring
-     spreads the erases of flash over TX_CKPT_SLOTS slots) */
-  slot = rt->cur_slot < 0 ? 0u : ((uint32_t)rt->cur_slot + 1u) % TX_CKPT_SLOTS;
+     spreads the erases of flash over num_slots slots) */
+  slot = rt->cur_slot < 0 ? 0u : ((uint32_t)rt->cur_slot + 1u) % rt->num_slots;
 #endif
   base = slot * rt->slot_size;
   len = (flags & TX_CKPT_FLAG_DONE) ? data_len : for_each_piece(rt->p, s, i, u, 0, 0);
@@ -331,8 +331,9 @@ int tx_runtime_init(tx_runtime_t *rt, const tx_pipeline_t *p, tx_granularity_t g
   rt->fingerprint = fingerprint(p);
   rt->max_payload = max_payload(p);
   rt->slot_size = (HEADER_BYTES + rt->max_payload + TX_NVM_PAGE_SIZE - 1u) / TX_NVM_PAGE_SIZE * TX_NVM_PAGE_SIZE;
-  if (tx_nvm_size() / rt->slot_size < TX_CKPT_SLOTS) return TX_ERR_NVM_TOO_SMALL;
-  for (slot = 0u; slot < TX_CKPT_SLOTS; slot++) {
+  rt->num_slots = TX_CKPT_SLOTS ? TX_CKPT_SLOTS : tx_nvm_size() / rt->slot_size;
+  if (rt->num_slots < 2u || tx_nvm_size() / rt->slot_size < rt->num_slots) return TX_ERR_NVM_TOO_SMALL;
+  for (slot = 0u; slot < rt->num_slots; slot++) {
     if (!read_slot(rt, slot, hdr)) continue;
     if (rt->cur_slot < 0 || seq_newer(hdr[TX_H_SEQ], rt->seq)) {
       rt->cur_slot = (int32_t)slot;
@@ -342,7 +343,7 @@ int tx_runtime_init(tx_runtime_t *rt, const tx_pipeline_t *p, tx_granularity_t g
   return TX_OK;
 }
 
-uint32_t tx_runtime_nvm_bytes(const tx_runtime_t *rt) { return TX_CKPT_SLOTS * rt->slot_size; }
+uint32_t tx_runtime_nvm_bytes(const tx_runtime_t *rt) { return rt->num_slots * rt->slot_size; }
 
 /* A checkpoint's position must be one this pipeline can produce (the CRC proves the bytes are the ones
  * written; this also keeps a runtime built with TX_BROKEN_NO_CRC from indexing outside its tables). */

@@ -47,8 +47,9 @@
 #include "tx_model.h"
 #include "tx_stage.h"   /* roles, tx_stage_t, TX_CKPT_* modes */
 
-/* Number of slots, >= 2. Two are enough for correctness; on flash, more slots used as a ring divide the
- * erases per page (nRF52840: 10,000 cycles) by TX_CKPT_SLOTS / 2. */
+/* Number of slots, >= 2; 0: as many as fit in the NVM (at least 2; tx_runtime_t.num_slots). Two are enough
+ * for correctness; on flash, more slots used as a ring divide the erases per page (nRF52840: 10,000 cycles)
+ * by num_slots / 2. */
 #ifndef TX_CKPT_SLOTS
 #define TX_CKPT_SLOTS 2u
 #endif
@@ -101,6 +102,7 @@ typedef struct {
   uint32_t fingerprint;       /* CRC of the pipeline's shape: a checkpoint of another firmware is ignored */
   uint32_t max_payload;       /* largest payload of any position */
   uint32_t slot_size;         /* bytes per slot, whole pages */
+  uint32_t num_slots;         /* slots in the ring: TX_CKPT_SLOTS, or as many as fit when it is 0 */
   int32_t cur_slot;           /* slot holding the newest valid checkpoint; -1: none */
   uint32_t seq;               /* its sequence number */
   /* position of the computation */
@@ -131,7 +133,7 @@ typedef struct {
 
 /* Checks the pipeline and NVM and finds the newest valid checkpoint. */
 int tx_runtime_init(tx_runtime_t *rt, const tx_pipeline_t *p, tx_granularity_t gran);
-/* NVM bytes the pipeline needs (TX_CKPT_SLOTS slots). */
+/* NVM bytes the slots take (num_slots slots). */
 uint32_t tx_runtime_nvm_bytes(const tx_runtime_t *rt);
 /* Positions the runtime for input `input_id` (the same bytes at every boot for the same id): resumes from
  * the newest valid checkpoint of this input, or starts fresh. Returns TX_BOOT_*. */

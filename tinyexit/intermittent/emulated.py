@@ -4,7 +4,12 @@ instruction-count plugin (`limit=N`, docs/DESIGN.md 7 (C)). A cut is exact and r
 and the same N give the same boot, so a failing cut is printed with its N.
 
 The firmware (firmware_templates/runtime/powerfail_main.c) reads what to run from a mailbox page at the end
-of the NVM, written here before each boot, and has its inputs baked in, so no host timing enters a boot.
+of the PSRAM, written here before each boot, and has its inputs baked in, so no host timing enters a boot.
+Its NVM layer checks every NVMC rule (alignment, writes that only clear bits, at most nWRITE writes of a word
+between erases: a violation ends the boot with a FAULT, a crash of the campaign) and keeps the emulated
+flash's erase counters and event log in the PSRAM file (nvm_events.py: when each erase and write happened,
+wear, lifetime). The board's kernel variant is used (`Board.kernels`: the Cortex-M4 kernels on the
+nRF52840 and mps2-an386), as `tinyexit bench` does.
 
 An emulator hiccup is never taken for a result or a failure of the firmware: a boot whose outcome the
 firmware cannot produce (status 0 without its RESULT line, no instruction count from the plugin, QEMU killed
@@ -17,6 +22,7 @@ from __future__ import annotations
 import random
 import re
 import struct
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -25,14 +31,14 @@ from tinyexit import toolchain
 from tinyexit.errors import TinyexitError
 from tinyexit.intermittent import slots
 from tinyexit.intermittent.campaign import BootResult, ResultJudge, drive
-from tinyexit.intermittent.report import CampaignReport, Failure
+from tinyexit.intermittent.nvm_events import (MAILBOX_OFFSET, NVM_LIMIT, PSRAM_BASE, PSRAM_SIZE, SHADOW_OFFSET,
+                                              WRITES, nvm_op_instructions, reset_shadow)
+from tinyexit.intermittent.report import EmulatedReport, Failure
 from tinyexit.intermittent.host import BROKEN_FLAGS, RUNTIME_DIR, Granularity, render_pipeline
 from tinyexit.pipeline import Pipeline
 from tinyexit.targets import FirmwareTimeoutError, RunResult
 
-PSRAM_BASE = 0x21000000        # mps2-an386 PSRAM, 16 MiB: QEMU's machine RAM, which memory-backend replaces
-PSRAM_SIZE = 16 * 1024 * 1024
-MAILBOX_BYTES = 4096           # last NVM page (TX_NVM_RESERVED_TAIL)
+MAILBOX_BYTES = 4096           # the mailbox page (the last of the PSRAM, outside the NVM)
 MAILBOX_MAGIC = 0x424D5854
 NO_THRESHOLD = 0x7FFFFFFF
 MODES = {"none": 0, "layers": 1, "units": 2}
@@ -50,16 +56,18 @@ def _kv(line: str) -> dict[str, str]:
 
 
 def build_emulated(lib_dir: str | Path, pipeline: Pipeline, inputs: Sequence[bytes], board, out_dir: str | Path,
-                   *, broken: Sequence[str] = (), slots: int = 2):
-    """Cross-compiles runtime + model + baked inputs + the campaign main for `board` (emulated variant)."""
+                   *, broken: Sequence[str] = (), slots: int | str = 2):
+    """Cross-compiles runtime + model + baked inputs + the campaign main for `board` (emulated variant).
+    `slots`: checkpoint slots in a ring (>= 2), or "fit": as many as fit in the board's NVM region."""
     from tinyexit.boards import load_board
     from tinyexit.build import build_firmware
     board = load_board(board, emulate=True) if isinstance(board, str) else board
-    if not (PSRAM_BASE <= board.nvm.origin and board.nvm.end <= PSRAM_BASE + PSRAM_SIZE):
+    if not (PSRAM_BASE <= board.nvm.origin and board.nvm.end <= PSRAM_BASE + NVM_LIMIT):
         raise TinyexitError(
             f"board {board.name}: its emulated NVM ({board.nvm.driver} at 0x{board.nvm.origin:08x}) is not in "
             f"QEMU's PSRAM (0x{PSRAM_BASE:08x}), so it cannot be backed by a file and would not survive a cut. "
-            f"Use --board mps2-an386 (NVM in file-backed PSRAM), or give the board's qemu section an NVM in PSRAM.")
+            f"Use --board mps2-an386 (NVM in file-backed PSRAM), or give the board's qemu section an NVM in the "
+            f"first {NVM_LIMIT >> 20} MiB of the PSRAM.")
     lib_dir, out_dir = Path(lib_dir), Path(out_dir)
     gen = out_dir / "gen"
     gen.mkdir(parents=True, exist_ok=True)
@@ -72,11 +80,15 @@ def build_emulated(lib_dir: str | Path, pipeline: Pipeline, inputs: Sequence[byt
                                                          inputs=rows, input_size=size))
     sources = [RUNTIME_DIR / s for s in FIRMWARE_SOURCES] + [gen / "tx_pipeline_config.c", gen / "tx_pf_inputs.c"]
     sources += sorted(p for p in lib_dir.glob("*.c") if p.name != "host_main.c")
-    defines = {"TX_NVM_RESERVED_TAIL": f"{MAILBOX_BYTES}u", "TX_NVM_NVMC_RULES": 1}
+    defines = {"TX_PF_MAILBOX": f"0x{PSRAM_BASE + MAILBOX_OFFSET:08x}u", "TX_NVM_NVMC_RULES": 1,
+               "TX_NVM_EMU_SHADOW": f"0x{PSRAM_BASE + SHADOW_OFFSET:08x}u",
+               "TX_NVM_MAX_WRITES_PER_WORD": f"{board.nvm.max_writes_per_word or 2}u"}
     defines.update({BROKEN_FLAGS[b]: 1 for b in broken})
-    if slots != 2:
-        if slots < 2:
-            raise TinyexitError(f"slots must be at least 2 (got {slots})")
+    if slots == "fit":
+        defines["TX_CKPT_SLOTS"] = "0u"      # the runtime takes as many as fit
+    elif slots != 2:
+        if not isinstance(slots, int) or slots < 2:
+            raise TinyexitError(f"slots must be at least 2, or 'fit' (got {slots!r})")
         defines["TX_CKPT_SLOTS"] = f"{slots}u"
     return build_firmware(board, sources, out_dir / "fw", include_dirs=[RUNTIME_DIR, lib_dir, gen], defines=defines,
                           name="powerfail", emulate=True)
@@ -114,7 +126,7 @@ class EmulatedTarget:
         self.runner = get_runner(self.board, runner, needs=RUNNER_NEEDS)
         self.psram = Path(psram_path)
         self.nvm_offset = self.board.nvm.origin - PSRAM_BASE
-        self.nvm_size = self.board.nvm.size - MAILBOX_BYTES
+        self.nvm_size = self.board.nvm.size
         if not self.psram.exists() or self.psram.stat().st_size != PSRAM_SIZE:
             with open(self.psram, "wb") as f:
                 f.truncate(PSRAM_SIZE)
@@ -134,13 +146,25 @@ class EmulatedTarget:
             f.write(data)
 
     def erase_nvm(self) -> None:
+        """A fresh flash: every page erased, erase counters and write counts zero (nvm_events.reset_shadow)."""
         self._write(self.nvm_offset, b"\xff" * self.nvm_size)
+        reset_shadow(self.psram)
 
     def nvm_image(self) -> bytes:
         return self._read(self.nvm_offset, self.nvm_size)
 
     def set_nvm_image(self, image: bytes) -> None:
+        """The NVM as `image`; each word's writes since its erase are unknown then, and counted from zero."""
         self._write(self.nvm_offset, image)
+        self._write(SHADOW_OFFSET + WRITES, bytes(self.nvm_size // 4))
+
+    def snapshot(self) -> tuple[bytes, bytes]:
+        """The NVM and each word's writes since its erase (the NVMC's nWRITE state), for restore()."""
+        return self.nvm_image(), self._read(SHADOW_OFFSET + WRITES, self.nvm_size // 4)
+
+    def restore(self, snap: tuple[bytes, bytes]) -> None:
+        self._write(self.nvm_offset, snap[0])
+        self._write(SHADOW_OFFSET + WRITES, snap[1])
 
     def mailbox(self, input_index: int, input_id: int, granularity: Granularity, *, low_energy_units: int | None = None,
                 threshold: int | None = None) -> None:
@@ -148,7 +172,7 @@ class EmulatedTarget:
                             0xFFFFFFFF if low_energy_units is None else low_energy_units,
                             MODES[granularity.mode], granularity.every,
                             NO_THRESHOLD if threshold is None else threshold)
-        self._write(self.nvm_offset + self.nvm_size, words)
+        self._write(MAILBOX_OFFSET, words)
 
     def calibrate(self) -> int:
         """Instructions from reset to main (the startup code), counted by the plugin: SysTick starts at the
@@ -171,8 +195,8 @@ class EmulatedTarget:
         if b.exit_code != 0 or b.output is None:
             hint = ""
             if "NVM is too small" in b.text:
-                hint = (f"\nFix: give board {self.board.name} a larger nvm region in its board file "
-                        f"(the mailbox takes one more {MAILBOX_BYTES} B page), or checkpoint a smaller model.")
+                hint = (f"\nFix: give board {self.board.name} a larger NVM region (its board file, or "
+                        f"--nvm-region), or checkpoint a smaller model.")
             raise TinyexitError(f"the uninterrupted emulated run ({granularity}) failed (status {b.exit_code}):\n"
                                 f"{b.text[-500:]}{hint}")
         return b
@@ -182,11 +206,11 @@ class EmulatedTarget:
         instructions. Re-run from the same image when the emulator failed it (hiccup); EmulatorError when it
         failed every one of self.attempts runs."""
         what = "uncut boot" if limit is None else f"boot cut at limit={limit}"
-        start = self._read(self.nvm_offset, self.nvm_size + MAILBOX_BYTES)   # NVM and mailbox
+        start = self.snapshot()   # the mailbox is only read by the firmware
         reasons = []
         for attempt in range(1, self.attempts + 1):
             if attempt > 1:
-                self._write(self.nvm_offset, start)   # the failed run may have written the NVM
+                self.restore(start)   # the failed run may have written the NVM
             try:
                 r = self.runner.run(self.fw.elf, timeout=timeout, count_insns=True, limit=limit,
                                     window=window or self.window, memory_file=(self.psram, PSRAM_SIZE), check=False)
@@ -248,37 +272,6 @@ def hiccup(r: RunResult, limit: int | None) -> str | None:
     return None
 
 
-@dataclass
-class EmulatedReport(CampaignReport):
-    board: str = ""
-    reexecuted_instructions: int = 0
-    probe_boots: int = 0                           # uncut boots that located commits (NVM restored after)
-    instructions_per_inference: float = 0.0        # uninterrupted, this granularity (whole inference window)
-    instructions_per_inference_baseline: float = 0.0   # granularity 'none'
-
-    @property
-    def mean_reexecuted_instructions_per_cut(self) -> float:
-        return self.reexecuted_instructions / self.cuts if self.cuts else 0.0
-
-    def as_dict(self) -> dict:
-        d = super().as_dict()
-        d["mean_reexecuted_instructions_per_cut"] = self.mean_reexecuted_instructions_per_cut
-        d["checkpoint_overhead_instructions"] = self.instructions_per_inference - self.instructions_per_inference_baseline
-        return d
-
-    def table(self) -> str:
-        base = self.instructions_per_inference_baseline
-        over = self.instructions_per_inference - base
-        extra = (f"\ninstructions per inference (continuous power): {self.instructions_per_inference:,.0f}, without "
-                 f"checkpoints {base:,.0f}: overhead {over:,.0f} ({100.0 * over / base if base else 0:.2f} %)"
-                 f"\nre-executed instructions: {self.mean_reexecuted_instructions_per_cut:,.0f} per cut")
-        lines = [ln for ln in super().table().splitlines() if not ln.startswith("re-executed work:")]
-        fails = [ln for ln in lines if ln.startswith(("FAIL", "..."))]
-        body = [ln for ln in lines if ln not in fails]
-        return "\n".join([f"board {self.board} (emulated, cuts after exact instruction counts)", *body,
-                          extra.strip("\n"), *fails])
-
-
 def _changed_and_torn(before: bytes, after: bytes, slot_size: int, num_slots: int) -> bool:
     """True when a slot changed during the boot and is not valid now: the cut landed inside a commit."""
     for s in range(num_slots):
@@ -309,14 +302,14 @@ class EmulatedCuts:
     def retries(self) -> list[dict]:
         return list(self.target.retries[self.since:])
 
-    def _draw_limit(self, rng: random.Random, span: Mapping[str, int], before: bytes) -> int:
+    def _draw_limit(self, rng: random.Random, span: Mapping[str, int], before: tuple[bytes, bytes]) -> int:
         """Half the cuts inside a commit of this boot (found by a probe boot, NVM restored after), the others
         uniform over the boot."""
         t = self.target
         if rng.random() < 0.5:
             probe = t.boot()
             self.probe_boots += 1
-            t.set_nvm_image(before)
+            t.restore(before)
             wins = t.commit_windows(probe) if probe.exit_code == 0 else []
             if wins:
                 lo, hi = rng.choice(wins)
@@ -337,11 +330,12 @@ class EmulatedCuts:
         t = self.target
         low = draw_low()
         t.mailbox(input_index, input_id, self.granularity, low_energy_units=low, threshold=self.threshold)
-        before = t.nvm_image()
+        snap = t.snapshot()
+        before = snap[0]
         limit = None
         try:
             if cutting:
-                limit = self._draw_limit(rng, span, before)
+                limit = self._draw_limit(rng, span, snap)
             b = t.boot(limit=limit)
         except EmulatorError as e:
             return BootResult(None if limit is None else ("insns", limit), low, False, False, None, None, None, 0,
@@ -384,6 +378,10 @@ def run_emulated_campaign(target: EmulatedTarget, num_inputs: int, *, cuts: int,
         oracles.append(o)
         report.instructions_per_inference += o.window_instructions / num_inputs
         report.instructions_per_inference_baseline += base.window_instructions / num_inputs
+        for g, attr in ((granularity, "nvm_op_instructions_per_inference"),
+                        (Granularity("none"), "nvm_op_instructions_per_inference_baseline")):
+            n = nvm_op_instructions(target, j, g, input_id=0xFFFF0000 + j, threshold=threshold)
+            setattr(report, attr, getattr(report, attr) + n / num_inputs)
         report.units_per_inference += o.units / num_inputs
         report.nvm_bytes_per_inference += o.nvm_bytes / num_inputs
         report.commits_per_inference += o.commits / num_inputs
@@ -397,28 +395,56 @@ def run_emulated_campaign(target: EmulatedTarget, num_inputs: int, *, cuts: int,
     def rework(j: int, spent: int) -> None:
         report.reexecuted_instructions += max(0, spent - oracles[j].instructions)
 
+    t0 = time.monotonic()
     drive(backend, ResultJudge(report, [(o.exit_index, o.output) for o in oracles], rework=rework), report,
           [{"insns": o.instructions} for o in oracles], cuts=cuts, rng=rng,
           max_cuts_per_inference=max_cuts_per_inference, max_boots_per_inference=max_boots_per_inference, keep=keep)
+    report.seconds = time.monotonic() - t0
     report.probe_boots = backend.probe_boots
     return report
 
 
 def powerfail_emulated(target, out_dir, *, board: str = "mps2-an386", cuts: int = 50, seed: int = 0,
                        granularities: Sequence[str] = ("layer",), num_inputs: int = 2, broken: Sequence[str] = (),
-                       threshold: int | None = None, slots: int = 2, runner: str | None = None) -> list[EmulatedReport]:
+                       threshold: int | None = None, slots: int | str = 2, runner: str | None = None,
+                       nvm_region: int | str | None = None, rate_hz: float = 1.0,
+                       wear: bool = True) -> list[EmulatedReport]:
+    """The emulated campaign of each granularity on `board` with the board's kernel variant. `nvm_region`:
+    bytes of NVM for the slots (whole pages; "max": all the flash the image leaves free), as many slots as fit
+    in it unless `slots` is given; `wear`: also measure page erases per inference over a turn of the slot ring
+    and the flash lifetime at `rate_hz` inferences per second."""
+    from tinyexit.boards import load_board, with_nvm_region
     from tinyexit.intermittent import prepare_library, random_inputs, tflm_reference
+    from tinyexit.intermittent.nvm_events import measure_wear, nvm_trace
     out_dir = Path(out_dir)
-    lib, pipe = prepare_library(target, out_dir)
+    b = load_board(board, emulate=True) if isinstance(board, str) else board
+    lib, pipe = prepare_library(target, out_dir, kernels=b.kernels)
     inputs = random_inputs(num_inputs, pipe.input_size, seed)   # the first segment's input (the library's)
-    fw = build_emulated(lib, pipe, inputs, board, out_dir / ("emu" + "".join(f"-{b}" for b in broken)),
-                        broken=broken, slots=slots)
+    fw_dir = out_dir / ("emu" + "".join(f"-{x}" for x in broken))
+    if nvm_region is not None:
+        slots = "fit" if slots == 2 else slots
+        if nvm_region == "max":   # the image does not depend on the region: build, then leave it the rest
+            fw = build_emulated(lib, pipe, inputs, b, fw_dir, broken=broken, slots=slots)
+            page = b.flash_nvm.page_size
+            nvm_region = (b.flash.size - fw.sizes.flash) // page * page
+        b = with_nvm_region(b, int(nvm_region))
+    fw = build_emulated(lib, pipe, inputs, b, fw_dir, broken=broken, slots=slots)
     et = EmulatedTarget(fw, out_dir / "psram.img", runner=runner)
     reference = tflm_reference(target)
-    return [run_emulated_campaign(et, num_inputs, cuts=cuts, seed=seed, granularity=Granularity.parse(g),
+    reports = []
+    for g in granularities:
+        t0 = time.monotonic()
+        r = run_emulated_campaign(et, num_inputs, cuts=cuts, seed=seed, granularity=Granularity.parse(g),
                                   threshold=threshold, work_dir=out_dir / f"emu-campaign-{g.replace(':', '')}",
                                   inputs=inputs, reference=reference)
-            for g in granularities]
+        r.kernels, r.rate_hz = b.kernels, rate_hz
+        if b.nvm.erase_page_s is not None and b.nvm.write_word_s is not None:
+            r.nvm_seconds_per_inference = nvm_trace(et, 0, Granularity.parse(g), threshold=threshold).nvm_seconds()
+        if wear and r.ok:
+            r.wear = measure_wear(et, Granularity.parse(g), threshold=threshold)
+        print(f"{b.name} {g}: campaign and wear measurement {time.monotonic() - t0:.0f} s", flush=True)
+        reports.append(r)
+    return reports
 
 
 def replay_emulated(target: EmulatedTarget, failure: Failure, input_index: int, granularity: Granularity, *,
