@@ -171,16 +171,18 @@ static uint32_t max_payload(const tx_pipeline_t *p)
 
 static int seq_newer(uint32_t a, uint32_t b) { return (int32_t)(a - b) > 0; }
 
-/* Reads slot `slot`'s header; returns 1 when the slot is valid (magic, length, and CRC over header and
- * payload). */
-static int read_slot(const tx_runtime_t *rt, uint32_t slot, uint32_t hdr[TX_CKPT_HEADER_WORDS])
+/* Reads slot `slot`'s header; returns 1 when the slot is valid (magic, length, and, with check_crc, the CRC
+ * over header and payload). */
+static int read_slot(const tx_runtime_t *rt, uint32_t slot, uint32_t hdr[TX_CKPT_HEADER_WORDS], int check_crc)
 {
   uint32_t base = slot * rt->slot_size;
   tx_nvm_read(base, hdr, HEADER_BYTES);
   if (hdr[TX_H_MAGIC] != TX_CKPT_MAGIC || hdr[TX_H_VERSION] != TX_CKPT_VERSION) return 0;
   if (hdr[TX_H_PAYLOAD_LEN] > rt->slot_size - HEADER_BYTES) return 0;
-#ifndef TX_BROKEN_NO_CRC
-  {
+#ifdef TX_BROKEN_NO_CRC
+  (void)check_crc;
+#else
+  if (check_crc) {
     uint32_t crc = tx_crc32(0u, hdr, CRC_HEADER_BYTES);
     uint32_t off = base + HEADER_BYTES, left = hdr[TX_H_PAYLOAD_LEN];
     uint8_t chunk[64];
@@ -318,7 +320,7 @@ static void commit(tx_runtime_t *rt, uint32_t s, uint32_t i, uint32_t u, uint32_
 
 int tx_runtime_init(tx_runtime_t *rt, const tx_pipeline_t *p, tx_granularity_t gran)
 {
-  uint32_t hdr[TX_CKPT_HEADER_WORDS], slot;
+  uint32_t hdr[TX_CKPT_HEADER_WORDS], slot, rejected[(TX_CKPT_MAX_SLOTS + 31u) / 32u];
   int rc;
   memset(rt, 0, sizeof *rt);
   rc = check_pipeline(p, gran);
@@ -332,13 +334,27 @@ int tx_runtime_init(tx_runtime_t *rt, const tx_pipeline_t *p, tx_granularity_t g
   rt->max_payload = max_payload(p);
   rt->slot_size = (HEADER_BYTES + rt->max_payload + TX_NVM_PAGE_SIZE - 1u) / TX_NVM_PAGE_SIZE * TX_NVM_PAGE_SIZE;
   rt->num_slots = TX_CKPT_SLOTS ? TX_CKPT_SLOTS : tx_nvm_size() / rt->slot_size;
+  if (rt->num_slots > TX_CKPT_MAX_SLOTS) rt->num_slots = TX_CKPT_MAX_SLOTS;
   if (rt->num_slots < 2u || tx_nvm_size() / rt->slot_size < rt->num_slots) return TX_ERR_NVM_TOO_SMALL;
-  for (slot = 0u; slot < rt->num_slots; slot++) {
-    if (!read_slot(rt, slot, hdr)) continue;
-    if (rt->cur_slot < 0 || seq_newer(hdr[TX_H_SEQ], rt->seq)) {
-      rt->cur_slot = (int32_t)slot;
-      rt->seq = hdr[TX_H_SEQ];
+  /* The newest valid slot: the newest candidate by header, its CRC checked; when that fails (a torn commit)
+     the next newest. A ring of many slots costs one CRC pass per boot, not one per slot. */
+  memset(rejected, 0, sizeof rejected);
+  for (;;) {
+    int32_t best = -1;
+    uint32_t best_seq = 0u;
+    for (slot = 0u; slot < rt->num_slots; slot++) {
+      if ((rejected[slot / 32u] >> (slot % 32u)) & 1u) continue;
+      if (!read_slot(rt, slot, hdr, 0) || (best >= 0 && !seq_newer(hdr[TX_H_SEQ], best_seq))) continue;
+      best = (int32_t)slot;
+      best_seq = hdr[TX_H_SEQ];
     }
+    if (best < 0) break;
+    if (read_slot(rt, (uint32_t)best, hdr, 1)) {
+      rt->cur_slot = best;
+      rt->seq = best_seq;
+      break;
+    }
+    rejected[(uint32_t)best / 32u] |= 1u << ((uint32_t)best % 32u);
   }
   return TX_OK;
 }

@@ -53,6 +53,7 @@
 #ifndef TX_CKPT_SLOTS
 #define TX_CKPT_SLOTS 2u
 #endif
+#define TX_CKPT_MAX_SLOTS 2048u   /* a ring of more is cut to this (8 MiB of one-page slots) */
 
 typedef struct {
   uint32_t mode;

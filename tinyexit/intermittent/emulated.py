@@ -411,7 +411,7 @@ def powerfail_emulated(target, out_dir, *, board: str = "mps2-an386", cuts: int 
                        wear: bool = True) -> list[EmulatedReport]:
     """The emulated campaign of each granularity on `board` with the board's kernel variant. `nvm_region`:
     bytes of NVM for the slots (whole pages; "max": all the flash the image leaves free), as many slots as fit
-    in it unless `slots` is given; `wear`: also measure page erases per inference over a turn of the slot ring
+    in it with slots="fit"; `wear`: also measure page erases per inference over a turn of the slot ring
     and the flash lifetime at `rate_hz` inferences per second."""
     from tinyexit.boards import load_board, with_nvm_region
     from tinyexit.intermittent import prepare_library, random_inputs, tflm_reference
@@ -422,7 +422,6 @@ def powerfail_emulated(target, out_dir, *, board: str = "mps2-an386", cuts: int 
     inputs = random_inputs(num_inputs, pipe.input_size, seed)   # the first segment's input (the library's)
     fw_dir = out_dir / ("emu" + "".join(f"-{x}" for x in broken))
     if nvm_region is not None:
-        slots = "fit" if slots == 2 else slots
         if nvm_region == "max":   # the image does not depend on the region: build, then leave it the rest
             fw = build_emulated(lib, pipe, inputs, b, fw_dir, broken=broken, slots=slots)
             page = b.flash_nvm.page_size
