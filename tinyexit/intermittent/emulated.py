@@ -80,9 +80,7 @@ def build_emulated(lib_dir: str | Path, pipeline: Pipeline, inputs: Sequence[byt
                                                          inputs=rows, input_size=size))
     sources = [RUNTIME_DIR / s for s in FIRMWARE_SOURCES] + [gen / "tx_pipeline_config.c", gen / "tx_pf_inputs.c"]
     sources += sorted(p for p in lib_dir.glob("*.c") if p.name != "host_main.c")
-    defines = {"TX_PF_MAILBOX": f"0x{PSRAM_BASE + MAILBOX_OFFSET:08x}u", "TX_NVM_NVMC_RULES": 1,
-               "TX_NVM_EMU_SHADOW": f"0x{PSRAM_BASE + SHADOW_OFFSET:08x}u",
-               "TX_NVM_MAX_WRITES_PER_WORD": f"{board.nvm.max_writes_per_word or 2}u"}
+    defines = nvm_defines(board)
     defines.update({BROKEN_FLAGS[b]: 1 for b in broken})
     if slots == "fit":
         defines["TX_CKPT_SLOTS"] = "0u"      # the runtime takes as many as fit
@@ -92,6 +90,14 @@ def build_emulated(lib_dir: str | Path, pipeline: Pipeline, inputs: Sequence[byt
         defines["TX_CKPT_SLOTS"] = f"{slots}u"
     return build_firmware(board, sources, out_dir / "fw", include_dirs=[RUNTIME_DIR, lib_dir, gen], defines=defines,
                           name="powerfail", emulate=True)
+
+
+def nvm_defines(board) -> dict[str, object]:
+    """The C defines of the campaign firmware's NVM layer: the mailbox, the NVMC rules (nWRITE from the board
+    file, the nRF52840's 2 by default) and the emulated flash's shadow in the PSRAM (nvm_events.py)."""
+    return {"TX_PF_MAILBOX": f"0x{PSRAM_BASE + MAILBOX_OFFSET:08x}u", "TX_NVM_NVMC_RULES": 1,
+            "TX_NVM_EMU_SHADOW": f"0x{PSRAM_BASE + SHADOW_OFFSET:08x}u",
+            "TX_NVM_MAX_WRITES_PER_WORD": f"{board.nvm.max_writes_per_word or 2}u"}
 
 
 @dataclass
