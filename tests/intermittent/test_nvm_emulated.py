@@ -11,8 +11,8 @@ import pytest
 from tinyexit.boards import load_board, with_nvm_region
 from tinyexit.errors import TinyexitError
 from tinyexit.intermittent import slots as slot_parser
-from tinyexit.intermittent.emulated import (RUNNER_NEEDS, EmulatedTarget, build_emulated, nvm_defines,
-                                            run_emulated_campaign)
+from tinyexit.intermittent.emulated import (RUNNER_NEEDS, EmulatedTarget, build_emulated, measure_nvm_ops,
+                                            nvm_defines, run_emulated_campaign)
 from tinyexit.intermittent.host import RUNTIME_DIR, Granularity
 from tinyexit.intermittent.nvm_events import (MAILBOX_OFFSET, PSRAM_SIZE, SECONDS_PER_YEAR, measure_wear,
                                               nvm_trace, ring_period)
@@ -137,6 +137,7 @@ def test_campaign_on_the_emulated_nrf52840(nrf, tmp_path):
     report = run_emulated_campaign(nrf, len(INPUTS), cuts=30, seed=3, granularity=Granularity.parse("units:2"),
                                    work_dir=tmp_path / "work")
     assert report.ok and report.cuts >= 30 and report.cuts_in_commits >= 5, report.table()
+    measure_nvm_ops(nrf, report, len(INPUTS))
     assert 0 < report.nvm_op_instructions_per_inference < report.instructions_per_inference
     cpu, base = report.cpu_instructions
     assert 0 < base < cpu < report.instructions_per_inference
