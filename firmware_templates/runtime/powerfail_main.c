@@ -9,7 +9,7 @@
  * baked in (tx_pf_inputs.c). With TX_NVM_EMU_SHADOW the commit marks and the committed result also go to the
  * emulated flash's event log (tx_nvm_emu.h), next to the erases and writes. Output lines:
  *   TXBOOT boot=fresh|resumed|done stage=S step=I unit=U
- *   TXSTAT commits=C nvm_bytes=B units=U nvm_used=N slots=S
+ *   TXSTAT commits=C nvm_bytes=B units=U nvm_used=N slots=S log=0|1
  *   TXCOMMITS t0-t1,t0-t1,...          SysTick ticks at the start/end of the first commits
  *   RESULT input=ID exit=E boot=... size=N hex=...
  * then the firmware exits with status 0 (semihosting). FAULT line and status 3 on a runtime fatal error. */
@@ -153,6 +153,7 @@ int main(void)
   put_kv("units", rt.stats.units_run);
   put_kv("nvm_used", tx_runtime_nvm_bytes(&rt));
   put_kv("slots", rt.num_slots);
+  put_kv("log", rt.log);
   tx_hal_puts("\nTXCOMMITS ");
   for (k = 0u; k + 1u < num_marks; k += 2u) {
     put_u32(marks[k]);

@@ -176,9 +176,10 @@ static int seq_newer(uint32_t a, uint32_t b) { return (int32_t)(a - b) > 0; }
 static int read_slot(const tx_runtime_t *rt, uint32_t slot, uint32_t hdr[TX_CKPT_HEADER_WORDS], int check_crc)
 {
   uint32_t base = slot * rt->slot_size;
+  const uint32_t room = rt->log ? tx_nvm_size() - base : rt->slot_size;   /* a log record may span pages */
   tx_nvm_read(base, hdr, HEADER_BYTES);
   if (hdr[TX_H_MAGIC] != TX_CKPT_MAGIC || hdr[TX_H_VERSION] != TX_CKPT_VERSION) return 0;
-  if (hdr[TX_H_PAYLOAD_LEN] > rt->slot_size - HEADER_BYTES) return 0;
+  if (hdr[TX_H_PAYLOAD_LEN] > room - HEADER_BYTES) return 0;
 #ifdef TX_BROKEN_NO_CRC
   (void)check_crc;
 #else
@@ -262,15 +263,23 @@ static void commit(tx_runtime_t *rt, uint32_t s, uint32_t i, uint32_t u, uint32_
   writer_t w;
   uint32_t slot, base, len, pages, k;
   if (rt->gran.mode == TX_CKPT_OFF) return;   /* checkpointing off: nothing goes to NVM */
+  len = (flags & TX_CKPT_FLAG_DONE) ? data_len : for_each_piece(rt->p, s, i, u, 0, 0);
+  pages = (HEADER_BYTES + len + TX_NVM_PAGE_SIZE - 1u) / TX_NVM_PAGE_SIZE;
 #ifdef TX_BROKEN_SINGLE_SLOT
   slot = 0u;
 #else
-  /* the slot after the newest valid one: with two slots "the other one", with more the oldest (a ring
-     spreads the erases of flash over num_slots slots) */
-  slot = rt->cur_slot < 0 ? 0u : ((uint32_t)rt->cur_slot + 1u) % rt->num_slots;
+  if (rt->log) {
+    /* a log (slots are pages): right after the newest record, or from page 0 when the rest is too short; the
+       newest record then lies at or past `pages` (the NVM holds three of the largest records), so it stays */
+    slot = rt->cur_slot < 0 ? 0u : (uint32_t)rt->cur_slot + rt->cur_pages;
+    if (slot + pages > rt->num_slots) slot = 0u;
+  } else {
+    /* the slot after the newest valid one: with two slots "the other one", with more the oldest (a ring
+       spreads the erases of flash over num_slots slots) */
+    slot = rt->cur_slot < 0 ? 0u : ((uint32_t)rt->cur_slot + 1u) % rt->num_slots;
+  }
 #endif
   base = slot * rt->slot_size;
-  len = (flags & TX_CKPT_FLAG_DONE) ? data_len : for_each_piece(rt->p, s, i, u, 0, 0);
   memset(hdr, 0, sizeof hdr);
   hdr[TX_H_MAGIC] = TX_CKPT_MAGIC;
   hdr[TX_H_VERSION] = TX_CKPT_VERSION;
@@ -287,7 +296,6 @@ static void commit(tx_runtime_t *rt, uint32_t s, uint32_t i, uint32_t u, uint32_
   hdr[TX_H_LOW_MARK] = 0xFFFFFFFFu;   /* never written by a commit: stays erased for a later low-energy mark */
   hdr[TX_H_CRC] = 0xFFFFFFFFu;   /* stays erased until the end */
 
-  pages = (HEADER_BYTES + len + TX_NVM_PAGE_SIZE - 1u) / TX_NVM_PAGE_SIZE;
   tx_hal_commit_mark(1u);
 #ifndef TX_BROKEN_NO_ERASE
   for (k = 0u; k < pages; k++) tx_nvm_erase_page(base + k * TX_NVM_PAGE_SIZE);
@@ -309,6 +317,7 @@ static void commit(tx_runtime_t *rt, uint32_t s, uint32_t i, uint32_t u, uint32_
   tx_hal_commit_mark(0u);
 
   rt->cur_slot = (int32_t)slot;
+  rt->cur_pages = pages;
   rt->seq = hdr[TX_H_SEQ];
   rt->cur_in_progress = (flags & TX_CKPT_FLAG_DONE) ? 0u : 1u;
   rt->low_pending = 0u;          /* the header carries the flag from now on */
@@ -333,6 +342,10 @@ int tx_runtime_init(tx_runtime_t *rt, const tx_pipeline_t *p, tx_granularity_t g
   rt->fingerprint = fingerprint(p);
   rt->max_payload = max_payload(p);
   rt->slot_size = (HEADER_BYTES + rt->max_payload + TX_NVM_PAGE_SIZE - 1u) / TX_NVM_PAGE_SIZE * TX_NVM_PAGE_SIZE;
+  if (TX_CKPT_SLOTS == 0u && tx_nvm_size() / rt->slot_size >= 3u) {
+    rt->log = 1u;   /* the whole NVM as a log of page-aligned records: see TX_CKPT_SLOTS */
+    rt->slot_size = TX_NVM_PAGE_SIZE;
+  }
   rt->num_slots = TX_CKPT_SLOTS ? TX_CKPT_SLOTS : tx_nvm_size() / rt->slot_size;
   if (rt->num_slots > TX_CKPT_MAX_SLOTS) rt->num_slots = TX_CKPT_MAX_SLOTS;
   if (rt->num_slots < 2u || tx_nvm_size() / rt->slot_size < rt->num_slots) return TX_ERR_NVM_TOO_SMALL;
@@ -351,6 +364,7 @@ int tx_runtime_init(tx_runtime_t *rt, const tx_pipeline_t *p, tx_granularity_t g
     if (best < 0) break;
     if (read_slot(rt, (uint32_t)best, hdr, 1)) {
       rt->cur_slot = best;
+      rt->cur_pages = (HEADER_BYTES + hdr[TX_H_PAYLOAD_LEN] + TX_NVM_PAGE_SIZE - 1u) / TX_NVM_PAGE_SIZE;
       rt->seq = best_seq;
       break;
     }

@@ -32,7 +32,8 @@ from tinyexit.errors import TinyexitError
 from tinyexit.intermittent import slots
 from tinyexit.intermittent.campaign import BootResult, ResultJudge, drive
 from tinyexit.intermittent.nvm_events import (MAILBOX_OFFSET, NVM_LIMIT, PSRAM_BASE, PSRAM_SIZE, SHADOW_OFFSET,
-                                              WRITES, nvm_op_instructions, reset_shadow)
+                                              ERASES, WRITES, nvm_op_instructions, read_events,
+                                              reset_shadow)
 from tinyexit.intermittent.report import EmulatedReport, Failure
 from tinyexit.intermittent.host import BROKEN_FLAGS, RUNTIME_DIR, Granularity, render_pipeline
 from tinyexit.pipeline import Pipeline
@@ -111,6 +112,7 @@ class EBoot:
     nvm_bytes: int = 0
     nvm_used: int = 0
     slots: int = 2
+    log: bool = False              # the slots are the pages of a log (TX_CKPT_SLOTS 0)
     units: int = 0
     commit_ticks: list[tuple[int, int]] = field(default_factory=list)
     exit_index: int | None = None
@@ -140,6 +142,7 @@ class EmulatedTarget:
         self.slot_size: int | None = None     # known after the first complete boot
         self.tick_origin: int | None = None   # instructions executed before SysTick starts (see calibrate)
         self.num_slots = 2
+        self.log = False                      # the NVM is a log of page-aligned records (TX_CKPT_SLOTS 0)
         self.attempts = ATTEMPTS
         self.retries: list[dict] = []         # boots re-run after an emulator hiccup: {"boot", "attempt", "reason"}
 
@@ -165,12 +168,13 @@ class EmulatedTarget:
         self._write(SHADOW_OFFSET + WRITES, bytes(self.nvm_size // 4))
 
     def snapshot(self) -> tuple[bytes, bytes]:
-        """The NVM and each word's writes since its erase (the NVMC's nWRITE state), for restore()."""
-        return self.nvm_image(), self._read(SHADOW_OFFSET + WRITES, self.nvm_size // 4)
+        """The NVM and the emulated flash's counters (erases per page, each word's writes since its erase: the
+        NVMC's nWRITE state), for restore()."""
+        return self.nvm_image(), self._read(SHADOW_OFFSET + ERASES, WRITES - ERASES + self.nvm_size // 4)
 
     def restore(self, snap: tuple[bytes, bytes]) -> None:
         self._write(self.nvm_offset, snap[0])
-        self._write(SHADOW_OFFSET + WRITES, snap[1])
+        self._write(SHADOW_OFFSET + ERASES, snap[1])
 
     def mailbox(self, input_index: int, input_id: int, granularity: Granularity, *, low_energy_units: int | None = None,
                 threshold: int | None = None) -> None:
@@ -217,6 +221,7 @@ class EmulatedTarget:
         for attempt in range(1, self.attempts + 1):
             if attempt > 1:
                 self.restore(start)   # the failed run may have written the NVM
+            self._write(SHADOW_OFFSET + 4, bytes(4))   # the event log holds this boot's events (tx_nvm_emu.h)
             try:
                 r = self.runner.run(self.fw.elf, timeout=timeout, count_insns=True, limit=limit,
                                     window=window or self.window, memory_file=(self.psram, PSRAM_SIZE), check=False)
@@ -252,13 +257,14 @@ class EmulatedTarget:
             elif line.startswith("TXSTAT"):
                 b.commits, b.nvm_bytes = int(kv["commits"]), int(kv["nvm_bytes"])
                 b.units, b.nvm_used, b.slots = int(kv["units"]), int(kv["nvm_used"]), int(kv["slots"])
+                b.log = bool(int(kv.get("log", 0)))
             elif line.startswith("TXCOMMITS"):
                 b.commit_ticks = [(int(a), int(c)) for a, c in re.findall(r"(\d+)-(\d+),", line)]
             elif line.startswith("RESULT"):
                 b.exit_index = int(kv["exit"])
                 b.output = bytes.fromhex(kv["hex"])
         if b.nvm_used and self.slot_size is None:
-            self.num_slots = b.slots
+            self.num_slots, self.log = b.slots, b.log
             self.slot_size = b.nvm_used // b.slots
         return b
 
@@ -329,7 +335,8 @@ class EmulatedCuts:
         return self.target.nvm_image()
 
     def newest(self) -> slots.SlotRecord | None:
-        return slots.newest_valid(self.target.nvm_image(), self.target.slot_size, self.target.num_slots)
+        t = self.target
+        return slots.newest_valid(t.nvm_image(), t.slot_size, t.num_slots, t.log)
 
     def boot(self, input_index: int, input_id: int, rng: random.Random, cutting: bool,
              draw_low: Callable[[], int | None], span: Mapping[str, int]) -> BootResult:
@@ -347,10 +354,13 @@ class EmulatedCuts:
             return BootResult(None if limit is None else ("insns", limit), low, False, False, None, None, None, 0,
                               error=str(e))
         in_commit = False
-        if b.cut:
+        if b.cut:   # inside a commit: its begin mark is the boot's last (the event log), or a slot is torn
             after = t.nvm_image()
-            in_commit = _changed_and_torn(before, after, t.slot_size, t.num_slots) or \
-                _mark_changed(before, after, t.slot_size, t.num_slots)
+            marks = [e.kind for e in read_events(t.psram, tick_origin=0, instructions_per_tick=1)
+                     if e.kind in ("commit_begin", "commit_end")]
+            in_commit = marks[-1:] == ["commit_begin"] or (not t.log and (
+                _changed_and_torn(before, after, t.slot_size, t.num_slots) or
+                _mark_changed(before, after, t.slot_size, t.num_slots)))
         # the board's unit count is not known after a cut: the signal counts as possibly seen
         return BootResult(None if limit is None else ("insns", limit), low, b.cut, in_commit, b.exit_code,
                           b.exit_index, b.output, b.instructions, b.text, low)

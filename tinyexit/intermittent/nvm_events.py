@@ -96,8 +96,9 @@ class FlashWear:
     slots: int
     commits_per_inference: float
     endurance: int | None = None     # erase cycles a page endures (board file)
-    exact_period: bool = True        # False: the ring's period was longer than the inferences run
+    exact_period: bool = True        # False: not a whole number of turns of the ring (its figures approximate)
     region_bytes: int = 0
+    log: bool = False                # the region is a log of page-aligned records (TX_CKPT_SLOTS 0)
 
     @property
     def erases_per_inference(self) -> float:
@@ -124,19 +125,21 @@ class FlashWear:
                 "flash_lifetime_years_at_1hz": self.lifetime_years(1.0),
                 "flash_lifetime_years": self.lifetime_years(rate_hz), "inference_rate_hz": rate_hz,
                 "flash_endurance": self.endurance, "flash_pages_used": self.pages_used,
-                "nvm_region_bytes": self.region_bytes, "slots": self.slots,
+                "nvm_region_bytes": self.region_bytes, "slots": self.slots, "nvm_log": self.log,
                 "wear_inferences_measured": self.inferences, "wear_exact_period": self.exact_period}
 
     def line(self, rate_hz: float = 1.0) -> str:
         life = self.lifetime_years(rate_hz)
         rate = "1 Hz" if rate_hz == 1.0 else f"{rate_hz:g} Hz"
+        layout = (f"a log over {self.region_bytes // 1024} KiB" if self.log else
+                  f"{self.slots} slots in {self.region_bytes // 1024} KiB")
         return (f"flash wear: {self.erases_per_inference:.1f} page erases per inference over {self.pages_used} of "
-                f"{len(self.erases_per_page)} pages ({self.slots} slots in {self.region_bytes // 1024} KiB), max "
+                f"{len(self.erases_per_page)} pages ({layout}), max "
                 f"{self.max_erases_per_page_per_inference:.3f} per page -> lifetime "
                 + (f"{life:,.3g} years at {rate} ({self.endurance:,} cycles per page)" if life is not None
                    else "not stated (the board file gives no flash endurance)")
                 + f"; measured over {self.inferences} inferences" + ("" if self.exact_period else
-                                                                      " (less than the ring's period)"))
+                                                                      " (not a whole period: approximate)"))
 
 
 # ------------------------------------------------------------------------------------------------ the PSRAM file
@@ -220,10 +223,20 @@ def ring_period(commits: int, slots: int) -> int:
 def measure_wear(target, granularity, *, input_index: int = 0, threshold: int | None = None,
                  max_inferences: int = 256, progress=None) -> FlashWear:
     """Erases per page over one period of the slot ring: consecutive uninterrupted inferences of the same input
-    (new input ids, so each is computed and committed), from a blank NVM with fresh erase counters."""
+    (new input ids, so each is computed and committed), from a blank NVM with fresh erase counters. A log moves
+    by the pages an inference erases (E) and wraps early when a record does not fit the rest: it is run for a
+    period of E over its pages, and at least 8 turns, so that the wraps' uneven pages weigh little."""
+    pages = target.nvm_size // target.board.nvm.page_size
     first = target.uninterrupted(input_index, 0x57000000, granularity, threshold=threshold)   # commits, slots
-    period = ring_period(first.commits, first.slots)
-    n = min(period, max_inferences)
+    if first.log:
+        erased = sum(read_erases(target.psram, pages))
+        period = ring_period(erased, pages)
+        n = min(max(period, -(-8 * pages // max(1, erased))), max_inferences)
+        exact = n == period and erased == first.commits   # one page a record: the log wraps exactly
+    else:
+        period = ring_period(first.commits, first.slots)
+        n = min(period, max_inferences)
+        exact = n == period
     target.erase_nvm()
     reset_shadow(target.psram)
     for k in range(n):
@@ -234,6 +247,5 @@ def measure_wear(target, granularity, *, input_index: int = 0, threshold: int | 
         if progress:
             progress(k + 1, n)
     nvm = target.board.nvm
-    pages = target.nvm_size // nvm.page_size
     return FlashWear(n, read_erases(target.psram, pages), nvm.page_size, first.slots, first.commits,
-                     nvm.endurance, exact_period=n == period, region_bytes=target.nvm_size)
+                     nvm.endurance, exact_period=exact, region_bytes=target.nvm_size, log=first.log)
