@@ -141,3 +141,13 @@ def test_campaign_on_the_emulated_nrf52840(nrf, tmp_path):
     assert 0 < report.nvm_op_instructions_per_inference < report.instructions_per_inference
     cpu, base = report.cpu_instructions
     assert 0 < base < cpu < report.instructions_per_inference
+
+
+def test_campaign_over_a_log(standin, tmp_path):
+    """A region of 5 one-page slots is a log (TX_CKPT_SLOTS 0): the campaign's cuts, half aimed inside commits
+    (counted from the firmware's event log), leave every committed result right."""
+    fw = build_emulated(standin, STANDIN_PIPELINE, INPUTS, with_nvm_region(BOARD, 5 * 4096), tmp_path, slots="fit")
+    t = EmulatedTarget(fw, tmp_path / "psram.img")
+    report = run_emulated_campaign(t, len(INPUTS), cuts=30, seed=5, granularity=Granularity.parse("units:2"))
+    assert t.log and t.num_slots == 5
+    assert report.ok and report.cuts >= 30 and report.cuts_in_commits >= 5, report.table()

@@ -224,15 +224,17 @@ def measure_wear(target, granularity, *, input_index: int = 0, threshold: int | 
                  max_inferences: int = 256, progress=None) -> FlashWear:
     """Erases per page over one period of the slot ring: consecutive uninterrupted inferences of the same input
     (new input ids, so each is computed and committed), from a blank NVM with fresh erase counters. A log moves
-    by the pages an inference erases (E) and wraps early when a record does not fit the rest: it is run for a
-    period of E over its pages, and at least 8 turns, so that the wraps' uneven pages weigh little."""
+    by the pages an inference erases (E) and wraps early when a record does not fit the rest: it is run for whole
+    periods of E over its pages, enough for 8 turns when that fits max_inferences (else one period), so that the
+    wraps' uneven pages weigh little."""
     pages = target.nvm_size // target.board.nvm.page_size
     first = target.uninterrupted(input_index, 0x57000000, granularity, threshold=threshold)   # commits, slots
     if first.log:
         erased = sum(read_erases(target.psram, pages))
         period = ring_period(erased, pages)
-        n = min(max(period, -(-8 * pages // max(1, erased))), max_inferences)
-        exact = n == period and erased == first.commits   # one page a record: the log wraps exactly
+        turns = -(-8 * pages // max(1, erased * period))          # periods for 8 turns of the log
+        n = period * turns if period * turns <= max_inferences else min(period, max_inferences)
+        exact = n % period == 0 and erased == first.commits   # one page a record: the log wraps exactly
     else:
         period = ring_period(first.commits, first.slots)
         n = min(period, max_inferences)
