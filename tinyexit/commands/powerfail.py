@@ -39,11 +39,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the pipeline then finishes at the next exit (host campaign; with --branch also --emulate)")
     p.add_argument("--slots", default=None,
                    help="checkpoint slots used as a ring (default 2, with --nvm-region 'fit'; more spread the erases of "
-                        "flash); with --emulate also 'fit': as many as fit in the board's NVM region")
+                        "flash); with --emulate also 'fit': the board's whole NVM region, as a log of checkpoints when "
+                        "it holds three of the largest (erases spread over all its pages)")
     p.add_argument("--nvm-region", default=None, metavar="BYTES",
                    help="--emulate: NVM for the slots, whole pages (e.g. 256K), or 'max': all the flash the image leaves "
-                        "free; as many slots as fit unless --slots is given (wear levelling: the erases spread over "
-                        "all its pages)")
+                        "free; used whole (--slots fit) unless --slots is given (wear levelling: the erases spread "
+                        "over all its pages)")
     p.add_argument("--rate", type=float, default=1.0, metavar="HZ",
                    help="--emulate: inferences per second the flash lifetime is stated at (default 1; the JSON "
                         "always holds the 1 Hz figure too)")

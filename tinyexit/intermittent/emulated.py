@@ -59,7 +59,8 @@ def _kv(line: str) -> dict[str, str]:
 def build_emulated(lib_dir: str | Path, pipeline: Pipeline, inputs: Sequence[bytes], board, out_dir: str | Path,
                    *, broken: Sequence[str] = (), slots: int | str = 2):
     """Cross-compiles runtime + model + baked inputs + the campaign main for `board` (emulated variant).
-    `slots`: checkpoint slots in a ring (>= 2), or "fit": as many as fit in the board's NVM region."""
+    `slots`: checkpoint slots in a ring (>= 2), or "fit": the whole NVM region (a log of page-aligned records
+    when it holds three of the largest, else as many slots as fit; tx_checkpoint.h)."""
     from tinyexit.boards import load_board
     from tinyexit.build import build_firmware
     board = load_board(board, emulate=True) if isinstance(board, str) else board
@@ -84,7 +85,7 @@ def build_emulated(lib_dir: str | Path, pipeline: Pipeline, inputs: Sequence[byt
     defines = nvm_defines(board)
     defines.update({BROKEN_FLAGS[b]: 1 for b in broken})
     if slots == "fit":
-        defines["TX_CKPT_SLOTS"] = "0u"      # the runtime takes as many as fit
+        defines["TX_CKPT_SLOTS"] = "0u"      # the runtime uses the whole NVM
     elif slots != 2:
         if not isinstance(slots, int) or slots < 2:
             raise TinyexitError(f"slots must be at least 2, or 'fit' (got {slots!r})")
@@ -432,9 +433,9 @@ def powerfail_emulated(target, out_dir, *, board: str = "mps2-an386", cuts: int 
                        nvm_region: int | str | None = None, rate_hz: float = 1.0,
                        wear: bool = True) -> list[EmulatedReport]:
     """The emulated campaign of each granularity on `board` with the board's kernel variant. `nvm_region`:
-    bytes of NVM for the slots (whole pages; "max": all the flash the image leaves free), as many slots as fit
-    in it with slots="fit"; `wear`: also measure page erases per inference over a turn of the slot ring
-    and the flash lifetime at `rate_hz` inferences per second."""
+    bytes of NVM for the slots (whole pages; "max": all the flash the image leaves free), used whole with
+    slots="fit" (a log: erases spread over all its pages); `wear`: also measure page erases per inference over
+    whole turns of the ring or log and the flash lifetime at `rate_hz` inferences per second."""
     from tinyexit.boards import load_board, with_nvm_region
     from tinyexit.intermittent import prepare_library, random_inputs, tflm_reference
     from tinyexit.intermittent.nvm_events import measure_wear, nvm_trace
