@@ -32,7 +32,7 @@ from tinyexit.errors import TinyexitError
 from tinyexit.intermittent import slots
 from tinyexit.intermittent.campaign import BootResult, ResultJudge, drive
 from tinyexit.intermittent.nvm_events import (MAILBOX_OFFSET, NVM_LIMIT, PSRAM_BASE, PSRAM_SIZE, SHADOW_OFFSET,
-                                              ERASES, WRITES, nvm_op_instructions, read_events,
+                                              ERASES, WRITES, nvm_defines, nvm_op_instructions, read_events,
                                               reset_shadow)
 from tinyexit.intermittent.report import EmulatedReport, Failure
 from tinyexit.intermittent.host import BROKEN_FLAGS, RUNTIME_DIR, Granularity, render_pipeline
@@ -92,14 +92,6 @@ def build_emulated(lib_dir: str | Path, pipeline: Pipeline, inputs: Sequence[byt
         defines["TX_CKPT_SLOTS"] = f"{slots}u"
     return build_firmware(board, sources, out_dir / "fw", include_dirs=[RUNTIME_DIR, lib_dir, gen], defines=defines,
                           name="powerfail", emulate=True)
-
-
-def nvm_defines(board) -> dict[str, object]:
-    """The C defines of the campaign firmware's NVM layer: the mailbox, the NVMC rules (nWRITE from the board
-    file, the nRF52840's 2 by default) and the emulated flash's shadow in the PSRAM (nvm_events.py)."""
-    return {"TX_PF_MAILBOX": f"0x{PSRAM_BASE + MAILBOX_OFFSET:08x}u", "TX_NVM_NVMC_RULES": 1,
-            "TX_NVM_EMU_SHADOW": f"0x{PSRAM_BASE + SHADOW_OFFSET:08x}u",
-            "TX_NVM_MAX_WRITES_PER_WORD": f"{board.nvm.max_writes_per_word or 2}u"}
 
 
 @dataclass

@@ -142,6 +142,14 @@ class FlashWear:
                                                                       " (not a whole period: approximate)"))
 
 
+def nvm_defines(board) -> dict[str, object]:
+    """The C defines of the campaign firmware's NVM layer: the mailbox, the NVMC rules (nWRITE from the board
+    file, the nRF52840's 2 by default) and the emulated flash's shadow in the PSRAM."""
+    return {"TX_PF_MAILBOX": f"0x{PSRAM_BASE + MAILBOX_OFFSET:08x}u", "TX_NVM_NVMC_RULES": 1,
+            "TX_NVM_EMU_SHADOW": f"0x{PSRAM_BASE + SHADOW_OFFSET:08x}u",
+            "TX_NVM_MAX_WRITES_PER_WORD": f"{board.nvm.max_writes_per_word or 2}u"}
+
+
 # ------------------------------------------------------------------------------------------------ the PSRAM file
 
 def _rw(psram: Path, offset: int, data: bytes | None = None, size: int = 0) -> bytes:
