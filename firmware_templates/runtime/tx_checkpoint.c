@@ -177,8 +177,10 @@ static int read_slot(const tx_runtime_t *rt, uint32_t slot, uint32_t hdr[TX_CKPT
 {
   uint32_t base = slot * rt->slot_size;
   const uint32_t room = rt->log ? tx_nvm_size() - base : rt->slot_size;   /* a log record may span pages */
-  tx_nvm_read(base, hdr, HEADER_BYTES);
-  if (hdr[TX_H_MAGIC] != TX_CKPT_MAGIC || hdr[TX_H_VERSION] != TX_CKPT_VERSION) return 0;
+  tx_nvm_read(base, hdr, 4u);   /* the magic first: most pages of a log hold no header */
+  if (hdr[TX_H_MAGIC] != TX_CKPT_MAGIC) return 0;
+  tx_nvm_read(base + 4u, hdr + 1, HEADER_BYTES - 4u);
+  if (hdr[TX_H_VERSION] != TX_CKPT_VERSION) return 0;
   if (hdr[TX_H_PAYLOAD_LEN] > room - HEADER_BYTES) return 0;
 #ifdef TX_BROKEN_NO_CRC
   (void)check_crc;

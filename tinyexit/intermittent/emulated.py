@@ -453,8 +453,9 @@ def powerfail_emulated(target, out_dir, *, board: str = "mps2-an386", cuts: int 
                                   inputs=inputs, reference=reference)
         r.kernels, r.rate_hz = b.kernels, rate_hz
         measure_nvm_ops(et, r, num_inputs, threshold=threshold)
+        r.nvm_trace = nvm_trace(et, 0, Granularity.parse(g), threshold=threshold)
         if b.nvm.erase_page_s is not None and b.nvm.write_word_s is not None:
-            r.nvm_seconds_per_inference = nvm_trace(et, 0, Granularity.parse(g), threshold=threshold).nvm_seconds()
+            r.nvm_seconds_per_inference = r.nvm_trace.nvm_seconds()
         if wear and r.ok:
             r.wear = measure_wear(et, Granularity.parse(g), threshold=threshold)
         print(f"{b.name} {g}: campaign and wear measurement {time.monotonic() - t0:.0f} s", flush=True)

@@ -7,7 +7,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from tinyexit.intermittent.nvm_events import FlashWear
+from tinyexit.intermittent.nvm_events import FlashWear, NvmTrace
 
 
 @dataclass(frozen=True)
@@ -142,6 +142,7 @@ class EmulatedReport(CampaignReport):
     nvm_op_instructions_per_inference: float = 0.0
     nvm_op_instructions_per_inference_baseline: float = 0.0
     nvm_seconds_per_inference: float | None = None   # NVMC busy time of an uninterrupted inference (board timing)
+    nvm_trace: NvmTrace | None = None              # the NVM events of input 0's uninterrupted inference
 
     @property
     def mean_reexecuted_instructions_per_cut(self) -> float:
@@ -165,6 +166,7 @@ class EmulatedReport(CampaignReport):
         d["cpu_checkpoint_overhead_percent"] = 100.0 * (cpu - cpu_base) / cpu_base if cpu_base else 0.0
         d["wrong"] = self.wrong_results
         d.pop("wear", None)
+        d["nvm_trace"] = self.nvm_trace.as_dict() if self.nvm_trace is not None else None
         if self.wear is not None:
             d.update(self.wear.as_dict(self.rate_hz))
             d["flash_erases_per_page"] = self.wear.erases_per_page
