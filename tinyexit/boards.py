@@ -49,6 +49,19 @@ class Region:
 class Nvm(Region):
     driver: str  # nrf_nvmc | flash_sim | ram
     page_size: int
+    # flash only (None elsewhere): erase cycles per page, seconds per page erase / word write, nWRITE
+    endurance: int | None = None
+    erase_page_s: float | None = None
+    write_word_s: float | None = None
+    max_writes_per_word: int | None = None
+
+    @property
+    def pages(self) -> int:
+        return self.size // self.page_size
+
+
+# What the emulated NVM inherits from the board's own (memory.nvm): it emulates that flash.
+FLASH_FIELDS = ("endurance", "erase_page_s", "write_word_s", "max_writes_per_word")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +106,7 @@ class Board:
     clock_hz: int
     flash: Region          # the whole flash; `code_flash` excludes an NVM area inside it
     ram: Region
-    nvm: Nvm
+    nvm: Nvm               # the NVM the firmware uses (the emulated one in the QEMU variant)
     stack_size: int
     uart: Uart
     tick: str              # systick | dwt
@@ -108,6 +121,13 @@ class Board:
     renode_uart: str | None
     path: Path
     energy: BoardEnergy | None = None   # None: the board file has no `energy:` section
+    real_nvm: Nvm | None = None   # the board's own NVM (memory.nvm) when `nvm` emulates it elsewhere
+
+    @property
+    def flash_nvm(self) -> Nvm:
+        """The board's own NVM: the image's flash budget leaves it out, and the flash's endurance and timing
+        are its (the emulated NVM of the QEMU variant lives elsewhere, e.g. in PSRAM)."""
+        return self.real_nvm or self.nvm
 
     @property
     def cflags(self) -> list[str]:
@@ -116,8 +136,9 @@ class Board:
     @property
     def code_flash(self) -> Region:
         """Flash available to the image: the flash minus an NVM area at its end."""
-        if self.flash.origin <= self.nvm.origin < self.flash.end:
-            return Region(self.flash.origin, self.nvm.origin - self.flash.origin)
+        nvm = self.flash_nvm
+        if self.flash.origin <= nvm.origin < self.flash.end:
+            return Region(self.flash.origin, nvm.origin - self.flash.origin)
         return self.flash
 
     @property
@@ -250,13 +271,14 @@ def load_board_file(file: str | Path, emulate: bool = False) -> Board:
     _check_semantics(file, data)
 
     hal = dict(data["hal"])
-    nvm_raw = data["memory"]["nvm"]
+    nvm_raw = own_nvm = data["memory"]["nvm"]
     if emulate:
         if "qemu" not in data["runners"]:
             raise BoardError(f"board '{data['name']}' cannot be emulated: its runners are "
                              f"{data['runners']}. Use a board with a qemu runner (e.g. nrf52840).")
         hal.update(data["qemu"].get("hal", {}))
         nvm_raw = data["qemu"].get("nvm", nvm_raw)
+        nvm_raw = {**{k: own_nvm[k] for k in FLASH_FIELDS if k in own_nvm}, **nvm_raw}
     elif data["runners"][0] == "qemu":
         emulate = True  # an emulator-only board is always its emulated variant
     u = hal["uart"]
@@ -267,8 +289,7 @@ def load_board_file(file: str | Path, emulate: bool = False) -> Board:
         name=data["name"], description=data["description"], core=data["core"], clock_hz=data["clock_hz"],
         flash=Region(mem["flash"]["origin"], parse_size(mem["flash"]["size"])),
         ram=Region(mem["ram"]["origin"], parse_size(mem["ram"]["size"])),
-        nvm=Nvm(origin=nvm_raw["origin"], size=parse_size(nvm_raw["size"]), driver=nvm_raw["driver"],
-                page_size=parse_size(nvm_raw["page_size"])),
+        nvm=_nvm(nvm_raw), real_nvm=None if nvm_raw is own_nvm else _nvm(own_nvm),
         stack_size=parse_size(data["stack_size"]),
         uart=Uart(driver=u["driver"], base=u["base"], baudrate=u.get("baudrate", 115200),
                   tx_pin=u.get("tx_pin"), rx_pin=u.get("rx_pin")),
@@ -279,6 +300,29 @@ def load_board_file(file: str | Path, emulate: bool = False) -> Board:
         renode_platform=renode.get("platform"), renode_uart=renode.get("uart"), path=file,
         energy=_energy(file, data, data["clock_hz"]),
     )
+
+
+def _nvm(raw: dict) -> Nvm:
+    return Nvm(origin=raw["origin"], size=parse_size(raw["size"]), driver=raw["driver"],
+               page_size=parse_size(raw["page_size"]), **{k: raw[k] for k in FLASH_FIELDS if k in raw})
+
+
+def with_nvm_region(board: Board, size: int) -> Board:
+    """`board` with an NVM region of `size` bytes (whole pages, at least two): the board's own NVM becomes the
+    last `size` bytes of its flash (when it lies in the flash), and the NVM the firmware uses (the emulated one
+    of the QEMU variant) gets the same size at its origin. The image's flash budget shrinks accordingly."""
+    page = board.flash_nvm.page_size
+    if size % page or size < 2 * page:
+        raise BoardError(f"NVM region {size} B: give whole pages of {page} B, at least two")
+    own = board.flash_nvm
+    if board.flash.origin <= own.origin < board.flash.end:
+        if size >= board.flash.size:
+            raise BoardError(f"NVM region {size:,} B does not fit {board.name}'s {board.flash.size:,} B of flash")
+        own = dataclasses.replace(own, origin=board.flash.end - size, size=size)
+    else:
+        own = dataclasses.replace(own, size=size)
+    nvm = own if board.real_nvm is None else dataclasses.replace(board.nvm, size=size)
+    return dataclasses.replace(board, nvm=nvm, real_nvm=None if board.real_nvm is None else own)
 
 
 def load_board(name: str, emulate: bool = False) -> Board:

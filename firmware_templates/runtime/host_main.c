@@ -54,8 +54,9 @@ int main(int argc, char **argv)
     }
     rc = tx_runtime_init(&rt, &tx_pipeline, gran);
     if (rc != TX_OK && rc != TX_ERR_NVM_TOO_SMALL) { fprintf(stderr, "init failed: %d\n", rc); return 2; }
-    printf("TXINFO nvm_bytes=%u slots=%u slot_size=%u max_payload=%u fingerprint=%u input_size=%u stages=%u\n",
-           (unsigned)tx_runtime_nvm_bytes(&rt), (unsigned)TX_CKPT_SLOTS, (unsigned)rt.slot_size, (unsigned)rt.max_payload,
+    printf("TXINFO nvm_bytes=%u slots=%u slot_size=%u log=%u max_payload=%u fingerprint=%u input_size=%u stages=%u\n",
+           (unsigned)tx_runtime_nvm_bytes(&rt), (unsigned)rt.num_slots, (unsigned)rt.slot_size, (unsigned)rt.log,
+           (unsigned)rt.max_payload,
            (unsigned)rt.fingerprint, (unsigned)tx_pipeline.stages[0].model->input_size,
            (unsigned)tx_pipeline.num_stages);
     return 0;

@@ -3,11 +3,13 @@
  * cuts the power after exactly N instructions (QEMU plugin `limit=N`), so a cut can land anywhere, also
  * inside a checkpoint write, and is replayed exactly by the same N on the same NVM image.
  *
- * What to run comes from a mailbox in the last NVM page (outside the runtime's NVM, TX_NVM_RESERVED_TAIL),
- * written by the harness before each boot; no UART input, so the instruction count of a boot does not
- * depend on host timing. Inputs are baked in (tx_pf_inputs.c). Output lines:
+ * What to run comes from a mailbox at TX_PF_MAILBOX (a page of the file-backed PSRAM outside the NVM; without
+ * it, the last NVM page, left out of the runtime's NVM by TX_NVM_RESERVED_TAIL), written by the harness before
+ * each boot; no UART input, so the instruction count of a boot does not depend on host timing. Inputs are
+ * baked in (tx_pf_inputs.c). With TX_NVM_EMU_SHADOW the commit marks and the committed result also go to the
+ * emulated flash's event log (tx_nvm_emu.h), next to the erases and writes. Output lines:
  *   TXBOOT boot=fresh|resumed|done stage=S step=I unit=U
- *   TXSTAT commits=C nvm_bytes=B units=U
+ *   TXSTAT commits=C nvm_bytes=B units=U nvm_used=N slots=S log=0|1
  *   TXCOMMITS t0-t1,t0-t1,...          SysTick ticks at the start/end of the first commits
  *   RESULT input=ID exit=E boot=... size=N hex=...
  * then the firmware exits with status 0 (semihosting). FAULT line and status 3 on a runtime fatal error. */
@@ -17,11 +19,16 @@
 #include "tx_board.h"
 #include "tx_checkpoint.h"
 #include "tx_hal.h"
+#include "tx_nvm.h"
+#include "tx_nvm_emu.h"
 #include "tx_pipeline.h"
 #include "tx_policy.h"
 #include "tx_rt_hal.h"
 
 #define MAILBOX_MAGIC 0x424D5854u     /* "TXMB" */
+#ifndef TX_NVM_RESERVED_TAIL
+#define TX_NVM_RESERVED_TAIL 0u
+#endif
 #define MAX_MARKS 64u
 #define NO_THRESHOLD 0x7FFFFFFF
 
@@ -48,6 +55,7 @@ int tx_hal_low_energy(void) { return units_done >= low_energy_units; }
 void tx_hal_work_done(uint32_t units) { units_done += units; }
 void tx_hal_commit_mark(uint32_t begin)
 {
+  tx_nvm_emu_log(begin ? TX_NVM_EV_COMMIT_BEGIN : TX_NVM_EV_COMMIT_END, 0u, 0u);
   if (num_marks < 2u * MAX_MARKS && (num_marks % 2u) == (begin ? 0u : 1u)) marks[num_marks++] = tx_hal_ticks();
 }
 void tx_hal_fatal(const char *message)
@@ -100,7 +108,11 @@ int main(void)
   int rc;
 
   tx_hal_init();
+#ifdef TX_PF_MAILBOX
+  memcpy(&mb, (const void *)(uintptr_t)TX_PF_MAILBOX, sizeof mb);
+#else
   memcpy(&mb, tx_hal_nvm() + tx_hal_nvm_size() - TX_NVM_RESERVED_TAIL, sizeof mb);
+#endif
   if (mb.magic != MAILBOX_MAGIC || mb.input_index >= tx_pf_num_inputs || mb.mode > TX_CKPT_UNITS) {
     tx_hal_puts("FAULT no valid mailbox in the last NVM page\n");
     tx_hal_exit(2);
@@ -118,11 +130,12 @@ int main(void)
     tx_runtime_boot(&rt, mb.input_id, tx_pf_inputs + mb.input_index * tx_pf_input_size);
     rc = tx_runtime_run(&rt, output, sizeof output, &res);
   }
+  if (rc == TX_OK) tx_nvm_emu_log(TX_NVM_EV_RESULT, res.exit_index, res.size);
   tx_pf_end();
   if (rc == TX_ERR_NVM_TOO_SMALL) {
     tx_hal_puts("FAULT tinyexit runtime: the board's NVM is too small for two checkpoint slots");
     put_kv("need", tx_runtime_nvm_bytes(&rt));
-    put_kv("have", tx_hal_nvm_size() - TX_NVM_RESERVED_TAIL);
+    put_kv("have", tx_nvm_size());
     tx_hal_putc('\n');
     tx_hal_exit(3);
   }
@@ -139,7 +152,8 @@ int main(void)
   put_kv("nvm_bytes", rt.stats.nvm_bytes_written);
   put_kv("units", rt.stats.units_run);
   put_kv("nvm_used", tx_runtime_nvm_bytes(&rt));
-  put_kv("slots", TX_CKPT_SLOTS);
+  put_kv("slots", rt.num_slots);
+  put_kv("log", rt.log);
   tx_hal_puts("\nTXCOMMITS ");
   for (k = 0u; k + 1u < num_marks; k += 2u) {
     put_u32(marks[k]);

@@ -192,16 +192,21 @@ static uint32_t max_payload(const tx_pipeline_t *p)
 
 static int seq_newer(uint32_t a, uint32_t b) { return (int32_t)(a - b) > 0; }
 
-/* Reads slot `slot`'s header; returns 1 when the slot is valid (magic, length, and CRC over header and
- * payload). */
-static int read_slot(const tx_runtime_t *rt, uint32_t slot, uint32_t hdr[TX_CKPT_HEADER_WORDS])
+/* Reads slot `slot`'s header; returns 1 when the slot is valid (magic, length, and, with check_crc, the CRC
+ * over header and payload). */
+static int read_slot(const tx_runtime_t *rt, uint32_t slot, uint32_t hdr[TX_CKPT_HEADER_WORDS], int check_crc)
 {
   uint32_t base = slot * rt->slot_size;
-  tx_nvm_read(base, hdr, HEADER_BYTES);
-  if (hdr[TX_H_MAGIC] != TX_CKPT_MAGIC || hdr[TX_H_VERSION] != TX_CKPT_VERSION) return 0;
-  if (hdr[TX_H_PAYLOAD_LEN] > rt->slot_size - HEADER_BYTES) return 0;
-#ifndef TX_BROKEN_NO_CRC
-  {
+  const uint32_t room = rt->log ? tx_nvm_size() - base : rt->slot_size;   /* a log record may span pages */
+  tx_nvm_read(base, hdr, 4u);   /* the magic first: most pages of a log hold no header */
+  if (hdr[TX_H_MAGIC] != TX_CKPT_MAGIC) return 0;
+  tx_nvm_read(base + 4u, hdr + 1, HEADER_BYTES - 4u);
+  if (hdr[TX_H_VERSION] != TX_CKPT_VERSION) return 0;
+  if (hdr[TX_H_PAYLOAD_LEN] > room - HEADER_BYTES) return 0;
+#ifdef TX_BROKEN_NO_CRC
+  (void)check_crc;
+#else
+  if (check_crc) {
     uint32_t crc = tx_crc32(0u, hdr, CRC_HEADER_BYTES);
     uint32_t off = base + HEADER_BYTES, left = hdr[TX_H_PAYLOAD_LEN];
     uint8_t chunk[64];
@@ -281,15 +286,23 @@ static void commit(tx_runtime_t *rt, uint32_t s, uint32_t i, uint32_t u, uint32_
   writer_t w;
   uint32_t slot, base, len, pages, k;
   if (!CKPT_ON(rt->gran.mode)) return;   /* checkpointing off: nothing goes to NVM */
+  len = (flags & TX_CKPT_FLAG_DONE) ? data_len : for_each_piece(rt->p, s, i, u, 0, 0);
+  pages = (HEADER_BYTES + len + TX_NVM_PAGE_SIZE - 1u) / TX_NVM_PAGE_SIZE;
 #ifdef TX_BROKEN_SINGLE_SLOT
   slot = 0u;
 #else
-  /* the slot after the newest valid one: with two slots "the other one", with more the oldest (a ring
-     spreads the erases of flash over TX_CKPT_SLOTS slots) */
-  slot = rt->cur_slot < 0 ? 0u : ((uint32_t)rt->cur_slot + 1u) % TX_CKPT_SLOTS;
+  if (rt->log) {
+    /* a log (slots are pages): right after the newest record, or from page 0 when the rest is too short; the
+       newest record then lies at or past `pages` (the NVM holds three of the largest records), so it stays */
+    slot = rt->cur_slot < 0 ? 0u : (uint32_t)rt->cur_slot + rt->cur_pages;
+    if (slot + pages > rt->num_slots) slot = 0u;
+  } else {
+    /* the slot after the newest valid one: with two slots "the other one", with more the oldest (a ring
+       spreads the erases of flash over num_slots slots) */
+    slot = rt->cur_slot < 0 ? 0u : ((uint32_t)rt->cur_slot + 1u) % rt->num_slots;
+  }
 #endif
   base = slot * rt->slot_size;
-  len = (flags & TX_CKPT_FLAG_DONE) ? data_len : for_each_piece(rt->p, s, i, u, 0, 0);
   memset(hdr, 0, sizeof hdr);
   hdr[TX_H_MAGIC] = TX_CKPT_MAGIC;
   hdr[TX_H_VERSION] = TX_CKPT_VERSION;
@@ -306,7 +319,6 @@ static void commit(tx_runtime_t *rt, uint32_t s, uint32_t i, uint32_t u, uint32_
   hdr[TX_H_LOW_MARK] = 0xFFFFFFFFu;   /* never written by a commit: stays erased for a later low-energy mark */
   hdr[TX_H_CRC] = 0xFFFFFFFFu;   /* stays erased until the end */
 
-  pages = (HEADER_BYTES + len + TX_NVM_PAGE_SIZE - 1u) / TX_NVM_PAGE_SIZE;
   tx_hal_commit_mark(1u);
 #ifndef TX_BROKEN_NO_ERASE
   for (k = 0u; k < pages; k++) tx_nvm_erase_page(base + k * TX_NVM_PAGE_SIZE);
@@ -328,6 +340,7 @@ static void commit(tx_runtime_t *rt, uint32_t s, uint32_t i, uint32_t u, uint32_
   tx_hal_commit_mark(0u);
 
   rt->cur_slot = (int32_t)slot;
+  rt->cur_pages = pages;
   rt->seq = hdr[TX_H_SEQ];
   rt->cur_in_progress = (flags & TX_CKPT_FLAG_DONE) ? 0u : 1u;
   rt->low_pending = 0u;          /* the header carries the flag from now on */
@@ -339,7 +352,7 @@ static void commit(tx_runtime_t *rt, uint32_t s, uint32_t i, uint32_t u, uint32_
 
 int tx_runtime_init(tx_runtime_t *rt, const tx_pipeline_t *p, tx_granularity_t gran)
 {
-  uint32_t hdr[TX_CKPT_HEADER_WORDS], slot;
+  uint32_t hdr[TX_CKPT_HEADER_WORDS], slot, rejected[(TX_CKPT_MAX_SLOTS + 31u) / 32u];
   int rc;
   memset(rt, 0, sizeof *rt);
   rc = check_pipeline(p, gran);
@@ -352,18 +365,38 @@ int tx_runtime_init(tx_runtime_t *rt, const tx_pipeline_t *p, tx_granularity_t g
   rt->fingerprint = fingerprint(p);
   rt->max_payload = max_payload(p);
   rt->slot_size = (HEADER_BYTES + rt->max_payload + TX_NVM_PAGE_SIZE - 1u) / TX_NVM_PAGE_SIZE * TX_NVM_PAGE_SIZE;
-  if (tx_nvm_size() / rt->slot_size < TX_CKPT_SLOTS) return TX_ERR_NVM_TOO_SMALL;
-  for (slot = 0u; slot < TX_CKPT_SLOTS; slot++) {
-    if (!read_slot(rt, slot, hdr)) continue;
-    if (rt->cur_slot < 0 || seq_newer(hdr[TX_H_SEQ], rt->seq)) {
-      rt->cur_slot = (int32_t)slot;
-      rt->seq = hdr[TX_H_SEQ];
+  if (TX_CKPT_SLOTS == 0u && tx_nvm_size() / rt->slot_size >= 3u) {
+    rt->log = 1u;   /* the whole NVM as a log of page-aligned records: see TX_CKPT_SLOTS */
+    rt->slot_size = TX_NVM_PAGE_SIZE;
+  }
+  rt->num_slots = TX_CKPT_SLOTS ? TX_CKPT_SLOTS : tx_nvm_size() / rt->slot_size;
+  if (rt->num_slots > TX_CKPT_MAX_SLOTS) rt->num_slots = TX_CKPT_MAX_SLOTS;
+  if (rt->num_slots < 2u || tx_nvm_size() / rt->slot_size < rt->num_slots) return TX_ERR_NVM_TOO_SMALL;
+  /* The newest valid slot: the newest candidate by header, its CRC checked; when that fails (a torn commit)
+     the next newest. A ring of many slots costs one CRC pass per boot, not one per slot. */
+  memset(rejected, 0, sizeof rejected);
+  for (;;) {
+    int32_t best = -1;
+    uint32_t best_seq = 0u;
+    for (slot = 0u; slot < rt->num_slots; slot++) {
+      if ((rejected[slot / 32u] >> (slot % 32u)) & 1u) continue;
+      if (!read_slot(rt, slot, hdr, 0) || (best >= 0 && !seq_newer(hdr[TX_H_SEQ], best_seq))) continue;
+      best = (int32_t)slot;
+      best_seq = hdr[TX_H_SEQ];
     }
+    if (best < 0) break;
+    if (read_slot(rt, (uint32_t)best, hdr, 1)) {
+      rt->cur_slot = best;
+      rt->cur_pages = (HEADER_BYTES + hdr[TX_H_PAYLOAD_LEN] + TX_NVM_PAGE_SIZE - 1u) / TX_NVM_PAGE_SIZE;
+      rt->seq = best_seq;
+      break;
+    }
+    rejected[(uint32_t)best / 32u] |= 1u << ((uint32_t)best % 32u);
   }
   return TX_OK;
 }
 
-uint32_t tx_runtime_nvm_bytes(const tx_runtime_t *rt) { return TX_CKPT_SLOTS * rt->slot_size; }
+uint32_t tx_runtime_nvm_bytes(const tx_runtime_t *rt) { return rt->num_slots * rt->slot_size; }
 
 /* A checkpoint's position must be one this pipeline can produce (the CRC proves the bytes are the ones
  * written; this also keeps a runtime built with TX_BROKEN_NO_CRC from indexing outside its tables). */

@@ -64,11 +64,15 @@
 #include "tx_model.h"
 #include "tx_stage.h"   /* roles, tx_stage_t, TX_CKPT_* modes */
 
-/* Number of slots, >= 2. Two are enough for correctness; on flash, more slots used as a ring divide the
- * erases per page (nRF52840: 10,000 cycles) by TX_CKPT_SLOTS / 2. */
+/* Number of slots, >= 2. Two are enough for correctness; on flash, more slots used as a ring divide the erases
+ * per page (nRF52840: 10,000 cycles) by num_slots / 2. 0: the whole NVM. When it holds three of the largest
+ * records it is a log: every page starts a slot, a commit writes its record (whole pages) right after the
+ * newest one and wraps to page 0 when the rest is too short, so page erases spread evenly over all pages
+ * whatever the records' sizes; otherwise a ring of as many slots as fit (at least 2). */
 #ifndef TX_CKPT_SLOTS
 #define TX_CKPT_SLOTS 2u
 #endif
+#define TX_CKPT_MAX_SLOTS 2048u   /* a ring of more is cut to this (8 MiB of one-page slots) */
 
 typedef struct {
   uint32_t mode;
@@ -124,6 +128,9 @@ typedef struct {
   uint32_t fingerprint;       /* CRC of the pipeline's shape: a checkpoint of another firmware is ignored */
   uint32_t max_payload;       /* largest payload of any position */
   uint32_t slot_size;         /* bytes per slot, whole pages */
+  uint32_t num_slots;         /* slots in the ring: TX_CKPT_SLOTS, or as many as fit when it is 0 */
+  uint32_t log;               /* 1: the NVM is a log (TX_CKPT_SLOTS 0): a slot is a page, records span pages */
+  uint32_t cur_pages;         /* pages of the record in cur_slot (where a log's next record starts) */
   int32_t cur_slot;           /* slot holding the newest valid checkpoint; -1: none */
   uint32_t seq;               /* its sequence number */
   /* position of the computation */
@@ -157,7 +164,7 @@ typedef struct {
 
 /* Checks the pipeline and NVM and finds the newest valid checkpoint. */
 int tx_runtime_init(tx_runtime_t *rt, const tx_pipeline_t *p, tx_granularity_t gran);
-/* NVM bytes the pipeline needs (TX_CKPT_SLOTS slots). */
+/* NVM bytes the slots take (num_slots slots). */
 uint32_t tx_runtime_nvm_bytes(const tx_runtime_t *rt);
 /* Positions the runtime for input `input_id` (the same bytes at every boot for the same id): resumes from
  * the newest valid checkpoint of this input, or starts fresh. Returns TX_BOOT_*. */

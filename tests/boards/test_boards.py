@@ -84,3 +84,28 @@ def test_run_current_per_mhz_scales_with_the_clock(tmp_path):
     f = tmp_path / "nrf52840.yaml"
     f.write_text(Path(load_board("nrf52840").path).read_text().replace("run_current: 3.3mA", "run_current_per_mhz: 50uA"))
     assert load_board_file(f).energy.run_current_a == pytest.approx(50e-6 * 64)
+
+
+def test_nrf52840_flash_figures_and_emulated_nvm():
+    """The emulated nRF52840 keeps its NVM in QEMU's PSRAM (a file can back it) with the flash's endurance and
+    timing from memory.nvm, and the image keeps the real board's flash budget."""
+    real, emu = load_board("nrf52840"), load_board("nrf52840", emulate=True)
+    assert emu.nvm.origin == 0x21000000 and emu.nvm.size == real.nvm.size and emu.flash_nvm == real.nvm
+    for b in (real, emu):
+        assert (b.nvm.endurance, b.nvm.erase_page_s, b.nvm.write_word_s, b.nvm.max_writes_per_word) == \
+            (10_000, 85e-3, 41e-6, 2)
+    assert emu.code_flash == real.code_flash
+    assert load_board("mps2-an386").nvm.endurance is None
+
+
+def test_nvm_region_override():
+    from tinyexit.boards import with_nvm_region
+    emu = load_board("nrf52840", emulate=True)
+    big = with_nvm_region(emu, 256 * 1024)
+    assert big.nvm.size == 256 * 1024 and big.nvm.origin == emu.nvm.origin
+    assert big.flash_nvm.origin == (1 << 20) - 256 * 1024 and big.code_flash.size == (1 << 20) - 256 * 1024
+    real = with_nvm_region(load_board("nrf52840"), 128 * 1024)
+    assert real.nvm.origin == (1 << 20) - 128 * 1024 and real.real_nvm is None
+    for bad in (4096, 5000, 1 << 20):
+        with pytest.raises(BoardError):
+            with_nvm_region(emu, bad)

@@ -29,3 +29,13 @@ def test_powerfail_cli_rejects_bad_granularity(standin, tmp_path, capsys):
     rc = main(["powerfail", str(standin), "--granularity", "rows", "--out", str(tmp_path / "o")])
     assert rc == 2
     assert "granularity 'rows' not understood" in capsys.readouterr().err
+
+
+def test_powerfail_cli_rejects_bad_wear_options(standin, tmp_path, capsys):
+    for args, msg in ((["--slots", "fit"], "--slots fit fills the emulated board's NVM region; add --emulate"),
+                      (["--slots", "1"], "--slots 1: at least 2"),
+                      (["--nvm-region", "256K"], "--nvm-region is for the emulated board; add --emulate"),
+                      (["--emulate", "--nvm-region", "lots"], "--nvm-region 'lots': bytes"),
+                      (["--emulate", "--rate", "0"], "--rate 0: give inferences per second")):
+        rc = main(["powerfail", str(standin), *args, "--out", str(tmp_path / "o")])
+        assert rc == 2 and msg in capsys.readouterr().err, args

@@ -37,8 +37,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--low-energy", type=float, default=None, metavar="P",
                    help="probability per boot that the board signals low energy after a random amount of work; "
                         "the pipeline then finishes at the next exit (host campaign; with --branch also --emulate)")
-    p.add_argument("--slots", type=int, default=2,
-                   help="checkpoint slots used as a ring (default 2; more spread the erases of flash)")
+    p.add_argument("--slots", default=None,
+                   help="checkpoint slots used as a ring (default 2, with --nvm-region 'fit'; more spread the erases of "
+                        "flash); with --emulate also 'fit': the board's whole NVM region, as a log of checkpoints when "
+                        "it holds three of the largest (erases spread over all its pages)")
+    p.add_argument("--nvm-region", default=None, metavar="BYTES",
+                   help="--emulate: NVM for the slots, whole pages (e.g. 256K), or 'max': all the flash the image leaves "
+                        "free; used whole (--slots fit) unless --slots is given (wear levelling: the erases spread "
+                        "over all its pages)")
+    p.add_argument("--rate", type=float, default=1.0, metavar="HZ",
+                   help="--emulate: inferences per second the flash lifetime is stated at (default 1; the JSON "
+                        "always holds the 1 Hz figure too)")
     p.add_argument("--board", default=None, help="board for --emulate (default mps2-an386)")
     p.add_argument("--emulate", action="store_true",
                    help="run on the emulated board (QEMU), cutting after exact instruction counts")
@@ -69,6 +78,12 @@ def run(args: argparse.Namespace) -> int:
         raise TinyexitError(f"{target} does not exist; pass a run folder, a .tflite or a generated library")
     if args.cuts < 1 or args.inputs < 1:
         raise TinyexitError("--cuts and --inputs must be at least 1")
+    region = _region(args.nvm_region, args.emulate)
+    slots = _slots(args.slots or ("fit" if region else "2"), args.emulate)
+    if args.branch and (slots == "fit" or region):
+        raise TinyexitError("--slots fit and --nvm-region are for the exit-head pipelines; drop them with --branch")
+    if args.rate <= 0:
+        raise TinyexitError(f"--rate {args.rate:g}: give inferences per second, above 0")
     grans = [g for g in args.granularity.split(",") if g.strip()]
     for g in grans:
         Granularity.parse(g)
@@ -110,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
             raise TinyexitError("--low-energy is a probability between 0 and 1")
         from tinyexit.intermittent.branch import plot_answers
         reports = powerfail_branch(target, out, cuts=args.cuts, seed=args.seed, granularities=grans,
-                                   num_inputs=args.inputs, broken=args.broken, slots=args.slots, low_energy=low,
+                                   num_inputs=args.inputs, broken=args.broken, slots=slots, low_energy=low,
                                    emulate=args.emulate, board=args.board or "mps2-an386", threshold=threshold,
                                    runner=args.runner)
         if low > 0:
@@ -122,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
         from tinyexit.intermittent.emulated import powerfail_emulated
         reports = powerfail_emulated(target, out, board=args.board or "mps2-an386", cuts=args.cuts,
                                      seed=args.seed, granularities=grans, num_inputs=args.inputs,
-                                     broken=args.broken, threshold=threshold, slots=args.slots, runner=args.runner)
+                                     broken=args.broken, threshold=threshold, slots=slots, runner=args.runner,
+                                     nvm_region=region, rate_hz=args.rate)
     else:
         if args.board:
             raise TinyexitError("--board needs --emulate (the host campaign runs on this machine)")
@@ -131,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
             raise TinyexitError("--low-energy is a probability between 0 and 1")
         reports = powerfail(target, out, cuts=args.cuts, seed=args.seed, granularities=grans,
                             num_inputs=args.inputs, broken=args.broken, threshold=threshold,
-                            slots=args.slots, low_energy=low, shards=args.shards, workers=args.workers,
+                            slots=slots, low_energy=low, shards=args.shards, workers=args.workers,
                             address=args.address)
     for r in reports:
         print(r.table())
@@ -142,3 +158,33 @@ def run(args: argparse.Namespace) -> int:
     print("powerfail: " + ("every committed result equals the uninterrupted run" if ok else
                            "FAILED (see FAIL lines; rerun with the same --seed to replay)"))
     return 0 if ok else 1
+
+
+def _slots(text: str, emulate: bool) -> int | str:
+    from tinyexit.errors import TinyexitError
+    if text == "fit":
+        if not emulate:
+            raise TinyexitError("--slots fit fills the emulated board's NVM region; add --emulate (or give a number)")
+        return "fit"
+    try:
+        n = int(text)
+    except ValueError:
+        raise TinyexitError(f"--slots {text!r}: a number of slots (at least 2) or 'fit'") from None
+    if n < 2:
+        raise TinyexitError(f"--slots {n}: at least 2 (a single slot loses the checkpoint a cut tears)")
+    return n
+
+
+def _region(text: str | None, emulate: bool) -> int | str | None:
+    from tinyexit.boards import parse_size
+    from tinyexit.errors import TinyexitError
+    if text is None or text == "max":
+        if text and not emulate:
+            raise TinyexitError("--nvm-region is for the emulated board; add --emulate")
+        return text
+    if not emulate:
+        raise TinyexitError("--nvm-region is for the emulated board; add --emulate")
+    try:
+        return parse_size(text)
+    except ValueError:
+        raise TinyexitError(f"--nvm-region {text!r}: bytes (e.g. 262144 or 256K) or 'max'") from None

@@ -32,9 +32,11 @@ __all__ = ["CampaignReport", "Failure", "Oracle", "replay", "run_campaign", "uni
            "random_inputs", "tflm_reference"]
 
 
-def prepare_library(target: str | os.PathLike, out_dir: str | os.PathLike) -> tuple[Path, Pipeline]:
+def prepare_library(target: str | os.PathLike, out_dir: str | os.PathLike,
+                    kernels: str = "reference") -> tuple[Path, Pipeline]:
     """The generated C library and its pipeline for `target`: a run folder (RUN/quant/manifest.json), a
-    .tflite (one segment), or an already generated library folder (described by its report.json)."""
+    .tflite (one segment), or an already generated library folder (described by its report.json, used as it
+    is). `kernels`: the kernel variant of a library generated here (the emulated board's: Board.kernels)."""
     target, out_dir = Path(target), Path(out_dir)
     if target.is_dir() and (target / "tx_model.h").is_file():
         return target, Pipeline.from_library(target)
@@ -43,10 +45,10 @@ def prepare_library(target: str | os.PathLike, out_dir: str | os.PathLike) -> tu
     if target.is_dir():
         run = Run(target)
         pipe = Pipeline.from_manifest(run.manifest(), where=str(target))
-        generate(run.quant_models(), lib, measure=False, compare_tflm=False)
+        generate(run.quant_models(), lib, measure=False, compare_tflm=False, kernels=kernels)
         return lib, pipe.with_library(lib)
     if target.suffix == ".tflite" and target.is_file():
-        generate({target.stem: target}, lib, measure=False, compare_tflm=False)
+        generate({target.stem: target}, lib, measure=False, compare_tflm=False, kernels=kernels)
         return lib, Pipeline.from_library(lib)
     raise TinyexitError(f"{target} is neither a run folder, a .tflite file nor a generated library folder "
                         "(one with tx_model.h)")

@@ -4,7 +4,12 @@ instruction-count plugin (`limit=N`, docs/DESIGN.md 7 (C)). A cut is exact and r
 and the same N give the same boot, so a failing cut is printed with its N.
 
 The firmware (firmware_templates/runtime/powerfail_main.c) reads what to run from a mailbox page at the end
-of the NVM, written here before each boot, and has its inputs baked in, so no host timing enters a boot.
+of the PSRAM, written here before each boot, and has its inputs baked in, so no host timing enters a boot.
+Its NVM layer checks every NVMC rule (alignment, writes that only clear bits, at most nWRITE writes of a word
+between erases: a violation ends the boot with a FAULT, a crash of the campaign) and keeps the emulated
+flash's erase counters and event log in the PSRAM file (nvm_events.py: when each erase and write happened,
+wear, lifetime). The board's kernel variant is used (`Board.kernels`: the Cortex-M4 kernels on the
+nRF52840 and mps2-an386), as `tinyexit bench` does.
 
 An emulator hiccup is never taken for a result or a failure of the firmware: a boot whose outcome the
 firmware cannot produce (status 0 without its RESULT line, no instruction count from the plugin, QEMU killed
@@ -17,6 +22,7 @@ from __future__ import annotations
 import random
 import re
 import struct
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -25,14 +31,15 @@ from tinyexit import toolchain
 from tinyexit.errors import TinyexitError
 from tinyexit.intermittent import slots
 from tinyexit.intermittent.campaign import BootResult, ResultJudge, drive
-from tinyexit.intermittent.report import CampaignReport, Failure
+from tinyexit.intermittent.nvm_events import (MAILBOX_OFFSET, NVM_LIMIT, PSRAM_BASE, PSRAM_SIZE, SHADOW_OFFSET,
+                                              ERASES, WRITES, nvm_defines, nvm_op_instructions, read_events,
+                                              reset_shadow)
+from tinyexit.intermittent.report import EmulatedReport, Failure
 from tinyexit.intermittent.host import BROKEN_FLAGS, RUNTIME_DIR, Granularity, render_pipeline
 from tinyexit.pipeline import Pipeline
 from tinyexit.targets import FirmwareTimeoutError, RunResult
 
-PSRAM_BASE = 0x21000000        # mps2-an386 PSRAM, 16 MiB: QEMU's machine RAM, which memory-backend replaces
-PSRAM_SIZE = 16 * 1024 * 1024
-MAILBOX_BYTES = 4096           # last NVM page (TX_NVM_RESERVED_TAIL)
+MAILBOX_BYTES = 4096           # the mailbox page (the last of the PSRAM, outside the NVM)
 MAILBOX_MAGIC = 0x424D5854
 NO_THRESHOLD = 0x7FFFFFFF
 MODES = {"none": 0, "layers": 1, "units": 2}
@@ -50,16 +57,19 @@ def _kv(line: str) -> dict[str, str]:
 
 
 def build_emulated(lib_dir: str | Path, pipeline: Pipeline, inputs: Sequence[bytes], board, out_dir: str | Path,
-                   *, broken: Sequence[str] = (), slots: int = 2):
-    """Cross-compiles runtime + model + baked inputs + the campaign main for `board` (emulated variant)."""
+                   *, broken: Sequence[str] = (), slots: int | str = 2):
+    """Cross-compiles runtime + model + baked inputs + the campaign main for `board` (emulated variant).
+    `slots`: checkpoint slots in a ring (>= 2), or "fit": the whole NVM region (a log of page-aligned records
+    when it holds three of the largest, else as many slots as fit; tx_checkpoint.h)."""
     from tinyexit.boards import load_board
     from tinyexit.build import build_firmware
     board = load_board(board, emulate=True) if isinstance(board, str) else board
-    if not (PSRAM_BASE <= board.nvm.origin and board.nvm.end <= PSRAM_BASE + PSRAM_SIZE):
+    if not (PSRAM_BASE <= board.nvm.origin and board.nvm.end <= PSRAM_BASE + NVM_LIMIT):
         raise TinyexitError(
             f"board {board.name}: its emulated NVM ({board.nvm.driver} at 0x{board.nvm.origin:08x}) is not in "
             f"QEMU's PSRAM (0x{PSRAM_BASE:08x}), so it cannot be backed by a file and would not survive a cut. "
-            f"Use --board mps2-an386 (NVM in file-backed PSRAM), or give the board's qemu section an NVM in PSRAM.")
+            f"Use --board mps2-an386 (NVM in file-backed PSRAM), or give the board's qemu section an NVM in the "
+            f"first {NVM_LIMIT >> 20} MiB of the PSRAM.")
     lib_dir, out_dir = Path(lib_dir), Path(out_dir)
     gen = out_dir / "gen"
     gen.mkdir(parents=True, exist_ok=True)
@@ -72,11 +82,13 @@ def build_emulated(lib_dir: str | Path, pipeline: Pipeline, inputs: Sequence[byt
                                                          inputs=rows, input_size=size))
     sources = [RUNTIME_DIR / s for s in FIRMWARE_SOURCES] + [gen / "tx_pipeline_config.c", gen / "tx_pf_inputs.c"]
     sources += sorted(p for p in lib_dir.glob("*.c") if p.name != "host_main.c")
-    defines = {"TX_NVM_RESERVED_TAIL": f"{MAILBOX_BYTES}u", "TX_NVM_NVMC_RULES": 1}
+    defines = nvm_defines(board)
     defines.update({BROKEN_FLAGS[b]: 1 for b in broken})
-    if slots != 2:
-        if slots < 2:
-            raise TinyexitError(f"slots must be at least 2 (got {slots})")
+    if slots == "fit":
+        defines["TX_CKPT_SLOTS"] = "0u"      # the runtime uses the whole NVM
+    elif slots != 2:
+        if not isinstance(slots, int) or slots < 2:
+            raise TinyexitError(f"slots must be at least 2, or 'fit' (got {slots!r})")
         defines["TX_CKPT_SLOTS"] = f"{slots}u"
     return build_firmware(board, sources, out_dir / "fw", include_dirs=[RUNTIME_DIR, lib_dir, gen], defines=defines,
                           name="powerfail", emulate=True)
@@ -93,6 +105,7 @@ class EBoot:
     nvm_bytes: int = 0
     nvm_used: int = 0
     slots: int = 2
+    log: bool = False              # the slots are the pages of a log (TX_CKPT_SLOTS 0)
     units: int = 0
     commit_ticks: list[tuple[int, int]] = field(default_factory=list)
     exit_index: int | None = None
@@ -114,7 +127,7 @@ class EmulatedTarget:
         self.runner = get_runner(self.board, runner, needs=RUNNER_NEEDS)
         self.psram = Path(psram_path)
         self.nvm_offset = self.board.nvm.origin - PSRAM_BASE
-        self.nvm_size = self.board.nvm.size - MAILBOX_BYTES
+        self.nvm_size = self.board.nvm.size
         if not self.psram.exists() or self.psram.stat().st_size != PSRAM_SIZE:
             with open(self.psram, "wb") as f:
                 f.truncate(PSRAM_SIZE)
@@ -122,6 +135,7 @@ class EmulatedTarget:
         self.slot_size: int | None = None     # known after the first complete boot
         self.tick_origin: int | None = None   # instructions executed before SysTick starts (see calibrate)
         self.num_slots = 2
+        self.log = False                      # the NVM is a log of page-aligned records (TX_CKPT_SLOTS 0)
         self.attempts = ATTEMPTS
         self.retries: list[dict] = []         # boots re-run after an emulator hiccup: {"boot", "attempt", "reason"}
 
@@ -134,13 +148,26 @@ class EmulatedTarget:
             f.write(data)
 
     def erase_nvm(self) -> None:
+        """A fresh flash: every page erased, erase counters and write counts zero (nvm_events.reset_shadow)."""
         self._write(self.nvm_offset, b"\xff" * self.nvm_size)
+        reset_shadow(self.psram)
 
     def nvm_image(self) -> bytes:
         return self._read(self.nvm_offset, self.nvm_size)
 
     def set_nvm_image(self, image: bytes) -> None:
+        """The NVM as `image`; each word's writes since its erase are unknown then, and counted from zero."""
         self._write(self.nvm_offset, image)
+        self._write(SHADOW_OFFSET + WRITES, bytes(self.nvm_size // 4))
+
+    def snapshot(self) -> tuple[bytes, bytes]:
+        """The NVM and the emulated flash's counters (erases per page, each word's writes since its erase: the
+        NVMC's nWRITE state), for restore()."""
+        return self.nvm_image(), self._read(SHADOW_OFFSET + ERASES, WRITES - ERASES + self.nvm_size // 4)
+
+    def restore(self, snap: tuple[bytes, bytes]) -> None:
+        self._write(self.nvm_offset, snap[0])
+        self._write(SHADOW_OFFSET + ERASES, snap[1])
 
     def mailbox(self, input_index: int, input_id: int, granularity: Granularity, *, low_energy_units: int | None = None,
                 threshold: int | None = None) -> None:
@@ -148,7 +175,7 @@ class EmulatedTarget:
                             0xFFFFFFFF if low_energy_units is None else low_energy_units,
                             MODES[granularity.mode], granularity.every,
                             NO_THRESHOLD if threshold is None else threshold)
-        self._write(self.nvm_offset + self.nvm_size, words)
+        self._write(MAILBOX_OFFSET, words)
 
     def calibrate(self) -> int:
         """Instructions from reset to main (the startup code), counted by the plugin: SysTick starts at the
@@ -171,8 +198,8 @@ class EmulatedTarget:
         if b.exit_code != 0 or b.output is None:
             hint = ""
             if "NVM is too small" in b.text:
-                hint = (f"\nFix: give board {self.board.name} a larger nvm region in its board file "
-                        f"(the mailbox takes one more {MAILBOX_BYTES} B page), or checkpoint a smaller model.")
+                hint = (f"\nFix: give board {self.board.name} a larger NVM region (its board file, or "
+                        f"--nvm-region), or checkpoint a smaller model.")
             raise TinyexitError(f"the uninterrupted emulated run ({granularity}) failed (status {b.exit_code}):\n"
                                 f"{b.text[-500:]}{hint}")
         return b
@@ -182,11 +209,12 @@ class EmulatedTarget:
         instructions. Re-run from the same image when the emulator failed it (hiccup); EmulatorError when it
         failed every one of self.attempts runs."""
         what = "uncut boot" if limit is None else f"boot cut at limit={limit}"
-        start = self._read(self.nvm_offset, self.nvm_size + MAILBOX_BYTES)   # NVM and mailbox
+        start = self.snapshot()   # the mailbox is only read by the firmware
         reasons = []
         for attempt in range(1, self.attempts + 1):
             if attempt > 1:
-                self._write(self.nvm_offset, start)   # the failed run may have written the NVM
+                self.restore(start)   # the failed run may have written the NVM
+            self._write(SHADOW_OFFSET + 4, bytes(4))   # the event log holds this boot's events (tx_nvm_emu.h)
             try:
                 r = self.runner.run(self.fw.elf, timeout=timeout, count_insns=True, limit=limit,
                                     window=window or self.window, memory_file=(self.psram, PSRAM_SIZE), check=False)
@@ -222,13 +250,14 @@ class EmulatedTarget:
             elif line.startswith("TXSTAT"):
                 b.commits, b.nvm_bytes = int(kv["commits"]), int(kv["nvm_bytes"])
                 b.units, b.nvm_used, b.slots = int(kv["units"]), int(kv["nvm_used"]), int(kv["slots"])
+                b.log = bool(int(kv.get("log", 0)))
             elif line.startswith("TXCOMMITS"):
                 b.commit_ticks = [(int(a), int(c)) for a, c in re.findall(r"(\d+)-(\d+),", line)]
             elif line.startswith("RESULT"):
                 b.exit_index = int(kv["exit"])
                 b.output = bytes.fromhex(kv["hex"])
         if b.nvm_used and self.slot_size is None:
-            self.num_slots = b.slots
+            self.num_slots, self.log = b.slots, b.log
             self.slot_size = b.nvm_used // b.slots
         return b
 
@@ -246,37 +275,6 @@ def hiccup(r: RunResult, limit: int | None) -> str | None:
         return (f"QEMU ended with status 0 but the UART gave {len(r.output)} bytes without the RESULT line "
                 f"the firmware prints before it exits with 0")
     return None
-
-
-@dataclass
-class EmulatedReport(CampaignReport):
-    board: str = ""
-    reexecuted_instructions: int = 0
-    probe_boots: int = 0                           # uncut boots that located commits (NVM restored after)
-    instructions_per_inference: float = 0.0        # uninterrupted, this granularity (whole inference window)
-    instructions_per_inference_baseline: float = 0.0   # granularity 'none'
-
-    @property
-    def mean_reexecuted_instructions_per_cut(self) -> float:
-        return self.reexecuted_instructions / self.cuts if self.cuts else 0.0
-
-    def as_dict(self) -> dict:
-        d = super().as_dict()
-        d["mean_reexecuted_instructions_per_cut"] = self.mean_reexecuted_instructions_per_cut
-        d["checkpoint_overhead_instructions"] = self.instructions_per_inference - self.instructions_per_inference_baseline
-        return d
-
-    def table(self) -> str:
-        base = self.instructions_per_inference_baseline
-        over = self.instructions_per_inference - base
-        extra = (f"\ninstructions per inference (continuous power): {self.instructions_per_inference:,.0f}, without "
-                 f"checkpoints {base:,.0f}: overhead {over:,.0f} ({100.0 * over / base if base else 0:.2f} %)"
-                 f"\nre-executed instructions: {self.mean_reexecuted_instructions_per_cut:,.0f} per cut")
-        lines = [ln for ln in super().table().splitlines() if not ln.startswith("re-executed work:")]
-        fails = [ln for ln in lines if ln.startswith(("FAIL", "..."))]
-        body = [ln for ln in lines if ln not in fails]
-        return "\n".join([f"board {self.board} (emulated, cuts after exact instruction counts)", *body,
-                          extra.strip("\n"), *fails])
 
 
 def _changed_and_torn(before: bytes, after: bytes, slot_size: int, num_slots: int) -> bool:
@@ -309,14 +307,14 @@ class EmulatedCuts:
     def retries(self) -> list[dict]:
         return list(self.target.retries[self.since:])
 
-    def _draw_limit(self, rng: random.Random, span: Mapping[str, int], before: bytes) -> int:
+    def _draw_limit(self, rng: random.Random, span: Mapping[str, int], before: tuple[bytes, bytes]) -> int:
         """Half the cuts inside a commit of this boot (found by a probe boot, NVM restored after), the others
         uniform over the boot."""
         t = self.target
         if rng.random() < 0.5:
             probe = t.boot()
             self.probe_boots += 1
-            t.set_nvm_image(before)
+            t.restore(before)
             wins = t.commit_windows(probe) if probe.exit_code == 0 else []
             if wins:
                 lo, hi = rng.choice(wins)
@@ -330,27 +328,32 @@ class EmulatedCuts:
         return self.target.nvm_image()
 
     def newest(self) -> slots.SlotRecord | None:
-        return slots.newest_valid(self.target.nvm_image(), self.target.slot_size, self.target.num_slots)
+        t = self.target
+        return slots.newest_valid(t.nvm_image(), t.slot_size, t.num_slots, t.log)
 
     def boot(self, input_index: int, input_id: int, rng: random.Random, cutting: bool,
              draw_low: Callable[[], int | None], span: Mapping[str, int]) -> BootResult:
         t = self.target
         low = draw_low()
         t.mailbox(input_index, input_id, self.granularity, low_energy_units=low, threshold=self.threshold)
-        before = t.nvm_image()
+        snap = t.snapshot()
+        before = snap[0]
         limit = None
         try:
             if cutting:
-                limit = self._draw_limit(rng, span, before)
+                limit = self._draw_limit(rng, span, snap)
             b = t.boot(limit=limit)
         except EmulatorError as e:
             return BootResult(None if limit is None else ("insns", limit), low, False, False, None, None, None, 0,
                               error=str(e))
         in_commit = False
-        if b.cut:
+        if b.cut:   # inside a commit: its begin mark is the boot's last (the event log), or a slot is torn
             after = t.nvm_image()
-            in_commit = _changed_and_torn(before, after, t.slot_size, t.num_slots) or \
-                _mark_changed(before, after, t.slot_size, t.num_slots)
+            marks = [e.kind for e in read_events(t.psram, tick_origin=0, instructions_per_tick=1)
+                     if e.kind in ("commit_begin", "commit_end")]
+            in_commit = marks[-1:] == ["commit_begin"] or (not t.log and (
+                _changed_and_torn(before, after, t.slot_size, t.num_slots) or
+                _mark_changed(before, after, t.slot_size, t.num_slots)))
         # the board's unit count is not known after a cut: the signal counts as possibly seen
         return BootResult(None if limit is None else ("insns", limit), low, b.cut, in_commit, b.exit_code,
                           b.exit_index, b.output, b.instructions, b.text, low)
@@ -397,28 +400,67 @@ def run_emulated_campaign(target: EmulatedTarget, num_inputs: int, *, cuts: int,
     def rework(j: int, spent: int) -> None:
         report.reexecuted_instructions += max(0, spent - oracles[j].instructions)
 
+    t0 = time.monotonic()
     drive(backend, ResultJudge(report, [(o.exit_index, o.output) for o in oracles], rework=rework), report,
           [{"insns": o.instructions} for o in oracles], cuts=cuts, rng=rng,
           max_cuts_per_inference=max_cuts_per_inference, max_boots_per_inference=max_boots_per_inference, keep=keep)
+    report.seconds = time.monotonic() - t0
     report.probe_boots = backend.probe_boots
     return report
 
 
+def measure_nvm_ops(target: EmulatedTarget, report: EmulatedReport, num_inputs: int, *,
+                    threshold: int | None = None) -> None:
+    """Fills the report's instructions inside NVM operations per inference (its granularity and 'none'), from
+    one more uninterrupted boot of each input and granularity, windowed on the NVM layer (nvm_op_instructions)."""
+    for g, attr in ((Granularity.parse(report.granularity), "nvm_op_instructions_per_inference"),
+                    (Granularity("none"), "nvm_op_instructions_per_inference_baseline")):
+        setattr(report, attr, sum(nvm_op_instructions(target, j, g, input_id=0xFFFF0000 + j, threshold=threshold)
+                                  for j in range(num_inputs)) / num_inputs)
+
+
 def powerfail_emulated(target, out_dir, *, board: str = "mps2-an386", cuts: int = 50, seed: int = 0,
                        granularities: Sequence[str] = ("layer",), num_inputs: int = 2, broken: Sequence[str] = (),
-                       threshold: int | None = None, slots: int = 2, runner: str | None = None) -> list[EmulatedReport]:
+                       threshold: int | None = None, slots: int | str = 2, runner: str | None = None,
+                       nvm_region: int | str | None = None, rate_hz: float = 1.0,
+                       wear: bool = True) -> list[EmulatedReport]:
+    """The emulated campaign of each granularity on `board` with the board's kernel variant. `nvm_region`:
+    bytes of NVM for the slots (whole pages; "max": all the flash the image leaves free), used whole with
+    slots="fit" (a log: erases spread over all its pages); `wear`: also measure page erases per inference over
+    whole turns of the ring or log and the flash lifetime at `rate_hz` inferences per second."""
+    from tinyexit.boards import load_board, with_nvm_region
     from tinyexit.intermittent import prepare_library, random_inputs, tflm_reference
+    from tinyexit.intermittent.nvm_events import measure_wear, nvm_trace
     out_dir = Path(out_dir)
-    lib, pipe = prepare_library(target, out_dir)
+    b = load_board(board, emulate=True) if isinstance(board, str) else board
+    lib, pipe = prepare_library(target, out_dir, kernels=b.kernels)
     inputs = random_inputs(num_inputs, pipe.input_size, seed)   # the first segment's input (the library's)
-    fw = build_emulated(lib, pipe, inputs, board, out_dir / ("emu" + "".join(f"-{b}" for b in broken)),
-                        broken=broken, slots=slots)
+    fw_dir = out_dir / ("emu" + "".join(f"-{x}" for x in broken))
+    if nvm_region is not None:
+        if nvm_region == "max":   # the image does not depend on the region: build, then leave it the rest
+            fw = build_emulated(lib, pipe, inputs, b, fw_dir, broken=broken, slots=slots)
+            page = b.flash_nvm.page_size
+            nvm_region = (b.flash.size - fw.sizes.flash) // page * page
+        b = with_nvm_region(b, int(nvm_region))
+    fw = build_emulated(lib, pipe, inputs, b, fw_dir, broken=broken, slots=slots)
     et = EmulatedTarget(fw, out_dir / "psram.img", runner=runner)
     reference = tflm_reference(target)
-    return [run_emulated_campaign(et, num_inputs, cuts=cuts, seed=seed, granularity=Granularity.parse(g),
+    reports = []
+    for g in granularities:
+        t0 = time.monotonic()
+        r = run_emulated_campaign(et, num_inputs, cuts=cuts, seed=seed, granularity=Granularity.parse(g),
                                   threshold=threshold, work_dir=out_dir / f"emu-campaign-{g.replace(':', '')}",
                                   inputs=inputs, reference=reference)
-            for g in granularities]
+        r.kernels, r.rate_hz = b.kernels, rate_hz
+        measure_nvm_ops(et, r, num_inputs, threshold=threshold)
+        r.nvm_trace = nvm_trace(et, 0, Granularity.parse(g), threshold=threshold)
+        if b.nvm.erase_page_s is not None and b.nvm.write_word_s is not None:
+            r.nvm_seconds_per_inference = r.nvm_trace.nvm_seconds()
+        if wear and r.ok:
+            r.wear = measure_wear(et, Granularity.parse(g), threshold=threshold)
+        print(f"{b.name} {g}: campaign and wear measurement {time.monotonic() - t0:.0f} s", flush=True)
+        reports.append(r)
+    return reports
 
 
 def replay_emulated(target: EmulatedTarget, failure: Failure, input_index: int, granularity: Granularity, *,

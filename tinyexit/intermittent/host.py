@@ -33,11 +33,12 @@ def render_pipeline(pipeline: Pipeline, out_dir: str | os.PathLike) -> list[Path
 
 
 def build_host(model_dir: str | os.PathLike, pipeline: Pipeline, out_dir: str | os.PathLike, *,
-               broken: tuple[str, ...] = (), nvmc_rules: bool = True, slots: int = 2, cc: str = "gcc") -> Path:
+               broken: tuple[str, ...] = (), nvmc_rules: bool = True, slots: int | str = 2, cc: str = "gcc") -> Path:
     """Compiles runtime + host HAL + every .c of the model library in `model_dir` (except its own
     host_main.c) with the description of `pipeline` into `out_dir/tx_powerfail`; reuses the binary when nothing
-    changed. `slots`: checkpoint slots (TX_CKPT_SLOTS, >= 2; more = a ring that spreads flash erases)."""
-    if slots < 2:
+    changed. `slots`: checkpoint slots (TX_CKPT_SLOTS, >= 2; more = a ring that spreads flash erases), or "fit":
+    the whole NVM (a log when it holds three of the largest records, see tx_checkpoint.h)."""
+    if slots != "fit" and (not isinstance(slots, int) or slots < 2):
         raise TinyexitError(f"slots must be at least 2 (got {slots}); a single slot loses the checkpoint when a "
                             "cut hits its rewrite")
     model_dir, out_dir = Path(model_dir), Path(out_dir)
@@ -52,7 +53,7 @@ def build_host(model_dir: str | os.PathLike, pipeline: Pipeline, out_dir: str | 
     model_sources = sorted(p for p in model_dir.glob("*.c") if p.name != "host_main.c")
     sources = [RUNTIME_DIR / s for s in RUNTIME_SOURCES + HOST_HAL_SOURCES] + model_sources + [config[1]]
     defines = {BROKEN_FLAGS[b]: None for b in broken} | ({"TX_NVM_NVMC_RULES": None} if nvmc_rules else {})
-    defines |= {"TX_CKPT_SLOTS": f"{slots}u"} if slots != 2 else {}
+    defines |= {"TX_CKPT_SLOTS": "0u" if slots == "fit" else f"{slots}u"} if slots != 2 else {}
     exe = out_dir / "tx_powerfail"
     cmd = toolchain.host_command(sources, exe, include_dirs=[RUNTIME_DIR, model_dir, out_dir], defines=defines,
                                  libs=["m"], cc=cc)
@@ -134,7 +135,7 @@ class HostTarget:
     def newest(self):
         """The newest valid checkpoint in the NVM image (independent parser, slots.py), or None."""
         from tinyexit.intermittent import slots
-        return slots.newest_valid(self.nvm_image(), self.slot_size, self.num_slots)
+        return slots.newest_valid(self.nvm_image(), self.slot_size, self.num_slots, bool(self.info.get("log")))
 
     def erase_nvm(self) -> None:
         """A blank NVM (all 0xFF, as erased flash) of exactly the size the runtime needs."""

@@ -1,10 +1,13 @@
 """What a power-failure campaign reports: the uninterrupted run of an input (Oracle), a failing cut with what is
-needed to replay it (Failure), and the campaign's figures (CampaignReport), shared by every campaign."""
+needed to replay it (Failure), and the campaign's figures (CampaignReport), shared by every campaign; the
+emulated campaign's (EmulatedReport) adds instructions, wall time and flash wear."""
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Sequence
+
+from tinyexit.intermittent.nvm_events import FlashWear, NvmTrace
 
 
 @dataclass(frozen=True)
@@ -121,3 +124,72 @@ def retries_line(retries: Sequence[dict]) -> str:
         why[r["reason"]] = why.get(r["reason"], 0) + 1
     return (f"emulator retries: {len(retries)} (a boot the emulator failed, re-run from the same NVM image): "
             + "; ".join(f"{n} x {reason}" for reason, n in why.items()))
+
+
+@dataclass
+class EmulatedReport(CampaignReport):
+    board: str = ""
+    reexecuted_instructions: int = 0
+    probe_boots: int = 0                           # uncut boots that located commits (NVM restored after)
+    instructions_per_inference: float = 0.0        # uninterrupted, this granularity (whole inference window)
+    instructions_per_inference_baseline: float = 0.0   # granularity 'none'
+    kernels: str = ""                              # the library's kernel variant (the board's)
+    seconds: float = 0.0                           # wall time of the campaign's cuts (oracles and wear excluded)
+    wear: FlashWear | None = None                  # page erases over a turn of the slot ring (nvm_events.py)
+    rate_hz: float = 1.0                           # inference rate the lifetime is stated at
+    # of the instructions per inference, those inside NVM erases and writes (emulated driver, NVMC rule checks,
+    # shadow; nvm_events.nvm_op_instructions): a real NVMC does that work while the CPU waits
+    nvm_op_instructions_per_inference: float = 0.0
+    nvm_op_instructions_per_inference_baseline: float = 0.0
+    nvm_seconds_per_inference: float | None = None   # NVMC busy time of an uninterrupted inference (board timing)
+    nvm_trace: NvmTrace | None = None              # the NVM events of input 0's uninterrupted inference
+
+    @property
+    def mean_reexecuted_instructions_per_cut(self) -> float:
+        return self.reexecuted_instructions / self.cuts if self.cuts else 0.0
+
+    @property
+    def cpu_instructions(self) -> tuple[float, float]:
+        """Instructions per inference outside NVM operations, with checkpoints and without (granularity none)."""
+        return (self.instructions_per_inference - self.nvm_op_instructions_per_inference,
+                self.instructions_per_inference_baseline - self.nvm_op_instructions_per_inference_baseline)
+
+    def as_dict(self) -> dict:
+        d = super().as_dict()
+        d["mean_reexecuted_instructions_per_cut"] = self.mean_reexecuted_instructions_per_cut
+        base = self.instructions_per_inference_baseline
+        d["checkpoint_overhead_instructions"] = self.instructions_per_inference - base
+        d["checkpoint_overhead_percent"] = 100.0 * d["checkpoint_overhead_instructions"] / base if base else 0.0
+        d["seconds_per_cut"] = self.seconds / self.cuts if self.cuts else 0.0
+        cpu, cpu_base = self.cpu_instructions
+        d["cpu_instructions_per_inference"], d["cpu_instructions_per_inference_baseline"] = cpu, cpu_base
+        d["cpu_checkpoint_overhead_percent"] = 100.0 * (cpu - cpu_base) / cpu_base if cpu_base else 0.0
+        d["wrong"] = self.wrong_results
+        d.pop("wear", None)
+        d["nvm_trace"] = self.nvm_trace.as_dict() if self.nvm_trace is not None else None
+        if self.wear is not None:
+            d.update(self.wear.as_dict(self.rate_hz))
+            d["flash_erases_per_page"] = self.wear.erases_per_page
+        return d
+
+    def table(self) -> str:
+        base = self.instructions_per_inference_baseline
+        over = self.instructions_per_inference - base
+        extra = (f"\ninstructions per inference (continuous power): {self.instructions_per_inference:,.0f}, without "
+                 f"checkpoints {base:,.0f}: overhead {over:,.0f} ({100.0 * over / base if base else 0:.2f} %)"
+                 f"\nre-executed instructions: {self.mean_reexecuted_instructions_per_cut:,.0f} per cut; wall time "
+                 f"{self.seconds / max(1, self.cuts):.2f} s per cut")
+        cpu, cpu_base = self.cpu_instructions
+        extra += (f"\noutside NVM erases and writes (what the CPU runs on a real NVMC): {cpu:,.0f}, without "
+                  f"checkpoints {cpu_base:,.0f}: overhead {cpu - cpu_base:,.0f} "
+                  f"({100.0 * (cpu - cpu_base) / cpu_base if cpu_base else 0:.2f} %)")
+        if self.nvm_seconds_per_inference is not None:
+            extra += f"; NVMC busy {1e3 * self.nvm_seconds_per_inference:,.1f} ms per inference (board timing)"
+        if self.wear is not None:
+            extra += "\n" + self.wear.line(self.rate_hz)
+        lines = [ln for ln in super().table().splitlines() if not ln.startswith("re-executed work:")]
+        fails = [ln for ln in lines if ln.startswith(("FAIL", "..."))]
+        body = [ln for ln in lines if ln not in fails]
+        return "\n".join([f"board {self.board} (emulated, cuts after exact instruction counts; {self.kernels} "
+                           "kernels)", *body,
+                          extra.strip("\n"), *fails])

@@ -45,14 +45,16 @@ class SlotRecord:
         return (self.stage, self.step, self.unit)
 
 
-def read_slot(image: bytes, slot: int, slot_size: int) -> SlotRecord | None:
-    """The record in `slot`, or None when the slot is not valid (magic, version, length or CRC)."""
+def read_slot(image: bytes, slot: int, slot_size: int, log: bool = False) -> SlotRecord | None:
+    """The record in `slot`, or None when the slot is not valid (magic, version, length or CRC). `log`: the NVM
+    is a log (TX_CKPT_SLOTS 0): slots are pages and a record may span the pages after its own."""
     base = slot * slot_size
     if base + HEADER_BYTES > len(image):
         return None
     words = struct.unpack_from(f"<{HEADER_WORDS}I", image, base)
     magic, version, seq, fp, input_id, stage, step, unit, flags, exit_index, length = words[:11]
-    if magic != MAGIC or version != VERSION or length > slot_size - HEADER_BYTES:
+    room = len(image) - base if log else slot_size
+    if magic != MAGIC or version != VERSION or length > room - HEADER_BYTES:
         return None
     payload = bytes(image[base + HEADER_BYTES: base + HEADER_BYTES + length])
     crc = zlib.crc32(payload, zlib.crc32(bytes(image[base: base + CRC_HEADER_BYTES])))
@@ -66,11 +68,11 @@ def _newer(a: int, b: int) -> bool:
     return ((a - b) & 0xFFFFFFFF) not in (0,) and ((a - b) & 0xFFFFFFFF) < 0x80000000
 
 
-def newest_valid(image: bytes, slot_size: int, num_slots: int = 2) -> SlotRecord | None:
+def newest_valid(image: bytes, slot_size: int, num_slots: int = 2, log: bool = False) -> SlotRecord | None:
     """The newest valid checkpoint (sequence numbers compared modulo 2**32, as the runtime does)."""
     best = None
     for slot in range(num_slots):
-        rec = read_slot(image, slot, slot_size)
+        rec = read_slot(image, slot, slot_size, log)
         if rec is not None and (best is None or _newer(rec.seq, best.seq)):
             best = rec
     return best
