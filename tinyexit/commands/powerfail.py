@@ -63,6 +63,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="Ray workers on this machine (default: one per core); 1 runs the shards here without Ray")
     p.add_argument("--address", default=None,
                    help="run the shards on an existing Ray cluster (e.g. ray://head:10001 or auto)")
+    p.add_argument("--harvester", default=None, metavar="SPEC",
+                   help="--emulate: power the board from a capacitor charged by this harvester instead of random cuts: "
+                        "constant[:POWER] | solar[:peak=P,seed=N,...] | rf[:on=P,seed=N,...] | FILE.csv (time_s,power_W); "
+                        "the energy model decides every cut, warning and off-time")
+    p.add_argument("--capacitor", default=None, metavar="C",
+                   help="--harvester: capacitor size, e.g. 470uF or 2.2mF (default: the board file's)")
+    p.add_argument("--seconds", type=float, default=None, metavar="S",
+                   help="--harvester: simulated seconds to run (default: until --inferences are done)")
+    p.add_argument("--inferences", type=int, default=None, metavar="N",
+                   help="--harvester: completed inferences to run (default 10 without --seconds)")
     p.add_argument("--out", default=None, help="work folder (default RUN/powerfail or build/powerfail/NAME)")
     p.add_argument("--json", default=None, help="write the reports as JSON to this file")
 
@@ -113,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
         threshold = threshold_from_policy(target)
         print(f"confidence threshold from {Run(target).policy_path}: max score >= {threshold} (calibrated for the "
               "exit heads: no guarantee for the shared branch)")
+    if args.harvester is not None or any(getattr(args, k) is not None for k in ("capacitor", "seconds", "inferences")):
+        return _harvested(args, target, out, grans)
     fan = [f"--{k}" for k in ("shards", "workers", "address") if getattr(args, k) is not None]
     if fan and (args.branch or args.emulate):
         raise TinyexitError(f"{fan[0]} fans out the host campaign only so far; drop it for --branch/--emulate")
@@ -157,6 +169,59 @@ def run(args: argparse.Namespace) -> int:
     ok = all(r.ok for r in reports)
     print("powerfail: " + ("every committed result equals the uninterrupted run" if ok else
                            "FAILED (see FAIL lines; rerun with the same --seed to replay)"))
+    return 0 if ok else 1
+
+
+def _harvested(args: argparse.Namespace, target: Path, out: Path, grans: list[str]) -> int:
+    """`--harvester`: the emulated board powered from a capacitor (intermittent/harvested_runs.py)."""
+    from tinyexit.boards import load_board
+    from tinyexit.errors import TinyexitError
+    from tinyexit.intermittent.energy import EnergyModel
+    from tinyexit.intermittent.harvest import parse_harvester
+    from tinyexit.intermittent.harvested_runs import parse_config, plot_comparison, run_configs, table
+    from tinyexit.io import write_json
+    from tinyexit.units import parse_quantity
+
+    if args.harvester is None:
+        given = next(k for k in ("capacitor", "seconds", "inferences") if getattr(args, k) is not None)
+        raise TinyexitError(f"--{given} is for a harvested campaign; add --harvester constant|solar|rf|FILE.csv")
+    if not args.emulate:
+        raise TinyexitError("--harvester powers the emulated board; add --emulate (and --board nrf52840)")
+    trace = parse_harvester(args.harvester)
+    cap = parse_quantity(args.capacitor, "F", what="--capacitor") if args.capacitor is not None else None
+    if cap is not None and cap <= 0:
+        raise TinyexitError(f"--capacitor {args.capacitor}: give a capacitance above 0 (e.g. 470uF)")
+    if args.seconds is not None and args.seconds <= 0:
+        raise TinyexitError(f"--seconds {args.seconds:g}: give simulated seconds above 0")
+    if args.inferences is not None and args.inferences < 1:
+        raise TinyexitError(f"--inferences {args.inferences}: at least 1")
+    for flag in ("broken", "low_energy", "slots", "nvm_region", "runner", "threshold", "shards"):
+        if getattr(args, flag):
+            raise TinyexitError(f"--{flag.replace('_', '-')} is not for a harvested campaign; drop it")
+    board = load_board(args.board or "nrf52840", emulate=True)
+    EnergyModel.from_board(board, capacitor_f=cap)     # the board has an energy section and the levels agree
+    configs = [g for g in grans] + (["branch"] if args.branch else [])
+    for c in configs:
+        parse_config(c)
+    if args.branch:
+        from tinyexit.intermittent.branch import branch_dir_of
+        branch_dir_of(target)
+    inferences = args.inferences if args.inferences is not None or args.seconds is not None else 10
+    results = run_configs(target, out, configs, workers=args.workers or 1, address=args.address, board=board.name,
+                          harvester=args.harvester, capacitor_f=cap, num_inputs=args.inputs, inferences=inferences,
+                          seconds=args.seconds, seed=args.seed)
+    print(f"{board.name} (emulated) under {trace.name}, capacitor "
+          f"{(cap or board.energy.capacitor_f) * 1e6:g} uF:")
+    print(table(results))
+    for r in results:
+        print(f"figure: {r['png']}")
+    if len(results) > 1:
+        print(f"figure: {plot_comparison(results, out / 'harvested.png', title=trace.name)}")
+    if args.json:
+        write_json(args.json, [{k: v for k, v in r.items() if k != "series"} for r in results])
+    ok = all(r["ok"] for r in results)
+    print("powerfail: " + ("every committed result equals the uninterrupted run" if ok else
+                           "FAILED: " + "; ".join(f for r in results for f in r["failures"][:3])))
     return 0 if ok else 1
 
 

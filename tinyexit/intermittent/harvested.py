@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
 from tinyexit.errors import TinyexitError
-from tinyexit.intermittent.energy import Campaign, EnergyModel, Flash, Recharge, timeline
+from tinyexit.intermittent.energy import Campaign, EnergyModel, Flash, timeline
 from tinyexit.intermittent.harvest import Trace
 from tinyexit.pipeline import Granularity
 
@@ -73,6 +73,7 @@ class Config:
     name: str
     granularity: Granularity
     signal: str | None = None      # None | "low_energy" (shared branch) | "warn" (just-in-time)
+    warn_v: float | None = None    # the warning level (default: the board file's)
 
 
 def units_at(anchors: Sequence[tuple[int, int]], instruction: int) -> int:
@@ -178,6 +179,10 @@ def run_harvested(board: HarvestBoard, model: EnergyModel, trace: Trace, config:
     def recharge(t, v):
         rc = model.recharge(trace, t, v)
         camp.phases.append(rc)
+        rep.harvested_j += rc.harvested_j
+        rep.consumed_j += rc.consumed_j
+        rep.wasted_j += rc.wasted_j
+        rep.off_s += rc.off_s or 0.0
         return rc
 
     rc = recharge(0.0, model.off_v)
@@ -261,15 +266,11 @@ def run_harvested(board: HarvestBoard, model: EnergyModel, trace: Trace, config:
             rep.labelled += 1
             rep.correct += int(max(range(len(output)), key=lambda k: (_s8(output[k]), -k)) == labels[j])
         n += 1
+        rep.seconds = t
         if progress:
             progress(rep)
     rep.seconds = t if t is not None else camp.phases[-1].t_start
     camp.t_end = rep.seconds
-    rcs = [p for p in camp.phases if isinstance(p, Recharge)]
-    rep.harvested_j += sum(r.harvested_j for r in rcs)
-    rep.consumed_j += sum(r.consumed_j for r in rcs)
-    rep.wasted_j += sum(r.wasted_j for r in rcs)
-    rep.off_s = sum(r.off_s or 0.0 for r in rcs)
     camp.stopped = rep.stopped
     return rep, camp
 

@@ -1,0 +1,178 @@
+"""Harvested campaigns of a run, by configuration (harvested.py has the loop): what `tinyexit powerfail
+--harvester` and benchmarks/harvested.py run, one configuration per call so that each can be a Ray task.
+
+A configuration is a name: a checkpoint granularity of the run's exit-head pipeline (`none`, `layer`,
+`layers:N`, `jit` when the runtime has just-in-time checkpoints), or `branch` (RUN/branch's energy-adaptive
+shared exit branch, per-layer checkpoints, the low-energy warning as its signal; `branch:2.0V` with the warning
+at 2.0 V instead of the board file's level); `NAME@BOARD` runs it on
+another board file (e.g. `layer@nrf52840-fram`)."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from tinyexit.errors import TinyexitError
+from tinyexit.intermittent.harvested import Config, branch_setup, exit_heads_setup, flash_lifetime, run_harvested
+from tinyexit.pipeline import Granularity
+
+
+@dataclass(frozen=True)
+class Task:
+    """One configuration of a comparison (the `index` makes it a fanout shard)."""
+    index: int
+    config: str
+
+
+def parse_config(name: str) -> tuple[Config, str | None]:
+    """'layer', 'layers:4', 'none', 'jit', 'branch' or 'branch:2.0V' (its warning level), optionally '@BOARD'
+    -> (Config, board or None)."""
+    from tinyexit.units import parse_quantity
+    text, _, board = name.strip().partition("@")
+    if text == "branch" or text.startswith("branch:"):
+        warn = text.partition(":")[2]
+        return Config(name, Granularity(), "low_energy",
+                      parse_quantity(warn, "V", what=f"configuration {name!r}: the warning level") if warn else None
+                      ), board or None
+    try:
+        g = Granularity.parse(text)
+    except TinyexitError:
+        raise TinyexitError(f"configuration {name!r}: use none, layer, layers:N, units:N, jit or branch "
+                            f"(optionally @BOARD)") from None
+    return Config(name, g, "warn" if str(g).startswith("jit") else None), board or None
+
+
+def jit_available() -> bool:
+    """Whether this runtime has just-in-time checkpoints (the 'jit' granularity)."""
+    try:
+        Granularity.parse("jit")
+        return True
+    except TinyexitError:
+        return False
+
+
+def run_config(run_dir, out_dir, *, config: str, board: str = "nrf52840", harvester: str = "rf",
+               capacitor_f: float | None = None, num_inputs: int = 8, inferences: int | None = None,
+               seconds: float | None = None, seed: int = 0, plot: bool = True, progress: bool = True) -> dict:
+    """One configuration's harvested campaign on the emulated board: its report as a dict (+ 'png' and 'wall_s')."""
+    from tqdm import tqdm
+
+    from tinyexit.boards import load_board
+    from tinyexit.intermittent.energy import EnergyModel
+    from tinyexit.intermittent.harvest import parse_harvester
+    cfg, on = parse_config(config)
+    b = load_board(on or board, emulate=True)
+    model = EnergyModel.from_board(b, capacitor_f=capacitor_f, warn_v=cfg.warn_v)
+    trace = parse_harvester(harvester)
+    work = Path(out_dir) / ("harvest-" + config.replace(":", "").replace("@", "-"))
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    setup = (branch_setup(run_dir, work, b, num_inputs=num_inputs, seed=seed) if cfg.signal == "low_energy" else
+             exit_heads_setup(run_dir, work, b, num_inputs=num_inputs, seed=seed))
+    bar = tqdm(total=inferences, desc=f"{config} under {trace.name}", unit="inference", disable=not progress,
+               leave=False)
+    rep, camp = run_harvested(setup.board, model, trace, cfg, num_inputs=num_inputs, expected=setup.expected,
+                              labels=setup.labels, inferences=inferences, seconds=seconds,
+                              progress=lambda r: bar.update())
+    bar.close()
+    from tinyexit.intermittent.harvested import Job, continuous
+    rep.flash_lifetime_years_at_1hz = flash_lifetime(setup.board.t, rep.inferences)
+    setup.board.t.erase_nvm()
+    rep.continuous = continuous(model, setup.board.probe(Job(0, 0x7E000000, cfg.granularity)))
+    d = rep.as_dict()
+    d.update(board=b.name, wall_s=time.monotonic() - t0, reference_checked=setup.reference_checked,
+             trace=trace.name, capacitor_f=model.capacitor_f)
+    if plot:
+        from tinyexit.intermittent.energy_plot import plot_campaign
+        png = work / "voltage.png"
+        plot_campaign(camp, model, trace, png, title=f"{config} on {b.name}: {rep.line()}"[:150])
+        d["png"] = str(png)
+    d["series"] = _series(camp)
+    return d
+
+
+def _series(camp, max_points: int = 20000) -> dict:
+    """The campaign's voltage over time (thinned to max_points) and its marks, for the comparison's figure."""
+    t, v = camp.series()
+    step = max(1, len(t) // max_points)
+    boots = camp.boots
+    marks = {"cut": [b.cut_t for b in boots if b.cut], "warning": [b.warn_t for b in boots if b.warn_t is not None]}
+    for b in boots:
+        for label, _, mt, _ in b.marks:
+            marks.setdefault(label, []).append(mt)
+    return {"t": t[::step], "v": v[::step], "marks": marks}
+
+
+def run_configs(run_dir, out_dir, configs: Sequence[str], *, workers: int | None = 1, address: str | None = None,
+                **kwargs) -> list[dict]:
+    """run_config for each configuration, as Ray tasks (fanout.run_shards) unless workers == 1."""
+    import functools
+
+    from tinyexit.intermittent import fanout
+    for c in configs:
+        parse_config(c)
+    fn = functools.partial(_task, str(run_dir), str(out_dir), kwargs)
+    return fanout.run_shards(fn, [Task(i, c) for i, c in enumerate(configs)], workers=workers, address=address,
+                             desc="harvested configurations")
+
+
+def _task(run_dir: str, out_dir: str, kwargs: dict, task: Task) -> dict:
+    return run_config(run_dir, out_dir, config=task.config, progress=False, **kwargs)
+
+
+def plot_comparison(results: Sequence[dict], path, title: str = "") -> Path:
+    """Stacked panels of capacitor voltage over time per configuration (cuts, checkpoint commits, results
+    marked) and a bar chart of inferences per harvested mJ (with continuous power's figure as a tick)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tinyexit.io import save_figure
+    n = len(results)
+    fig, axes = plt.subplots(n + 1, 1, figsize=(11, 2.0 * n + 3), gridspec_kw={"height_ratios": [2] * n + [3]})
+    style = {"cut": ("tab:red", "x"), "commit": ("tab:blue", "."), "result": ("tab:green", "*"),
+             "warning": ("tab:orange", "v")}
+    for ax, r in zip(axes, results):
+        s = r["series"]
+        ax.plot(s["t"], s["v"], color="black", lw=0.6)
+        lo, hi = (min(s["v"]), max(s["v"])) if s["v"] else (0, 1)
+        for k, (color, marker) in style.items():
+            xs = s["marks"].get(k, [])
+            y = {"cut": lo, "result": hi, "commit": (lo + hi) / 2, "warning": (2 * lo + hi) / 3}[k]
+            if xs:
+                ax.scatter(xs, [y] * len(xs), color=color, marker=marker, s=14, zorder=3, label=f"{k} ({len(xs)})")
+        ax.set_ylabel("V")
+        ax.set_title(f"{r['config']} ({r['board']}): {r['inferences']} inferences, {r['cuts']} cuts, "
+                     f"{r['inferences_per_mj']:.3g} / harvested mJ", fontsize=8)
+        ax.legend(loc="upper right", fontsize=6, ncol=5)
+    axes[n - 1].set_xlabel("time [s]")
+    ax = axes[n]
+    names = [r["config"] for r in results]
+    ax.bar(names, [r["inferences_per_mj"] for r in results], color="tab:olive", label="harvested")
+    ax.scatter(names, [(r["continuous"] or {}).get("inferences_per_mj") or 0 for r in results], color="black",
+               marker="_", s=400, label="continuous power")
+    ax.set_ylabel("inferences / mJ")
+    ax.set_yscale("log")
+    ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, path)
+    return Path(path)
+
+
+def table(results: Sequence[dict]) -> str:
+    """The comparison as text, one row per configuration."""
+    head = (f"{'configuration':<22}{'inf':>5}{'inf/mJ':>9}{'cont.':>8}{'lat med':>9}{'p90':>8}{'max':>8}"
+            f"{'acc %':>7}{'cuts':>6}{'erases/inf':>11}{'wrong':>6}  exits")
+    rows = [head]
+    for r in results:
+        lat, acc = r["latency_s"], r["accuracy"]
+        f = (lambda x: "-" if x is None else f"{x:.3g}")
+        rows.append(f"{r['config']:<22}{r['inferences']:>5}{r['inferences_per_mj']:>9.3g}"
+                    f"{f((r['continuous'] or {}).get('inferences_per_mj')):>8}{f(lat['median']):>9}"
+                    f"{f(lat['p90']):>8}{f(lat['max']):>8}{'-' if acc is None else f'{100 * acc:.1f}':>7}"
+                    f"{r['cuts']:>6}{f(r['flash_erases_per_inference']):>11}{r['wrong']:>6}  "
+                    + " ".join(f"{k}:{v}" for k, v in sorted(r["exits"].items()))
+                    + (f"  [stopped: {r['stopped'][:60]}]" if r["stopped"] else ""))
+    return "\n".join(rows)
