@@ -367,7 +367,7 @@ class Setup:
     """A built campaign firmware on its emulated board, with its oracle and the inputs' labels."""
     board: QemuBoard
     expected: Callable[[int, int], bytes | None]
-    labels: list[int]
+    labels: list[int] | None
     num_inputs: int
     reference_checked: int = 0
 
@@ -390,13 +390,18 @@ def labelled_inputs(run_dir, qparams: dict, num_inputs: int, seed: int = 0) -> t
 def exit_heads_setup(run_dir, out_dir, board, *, num_inputs: int = 8, seed: int = 0, runner: str | None = None,
                      slots: int | str = 2) -> Setup:
     """The run's exit-head pipeline (final exit without a threshold) on `board`'s emulated variant with its
-    kernels; the oracle of each input is its uninterrupted run without checkpoints, checked against TFLM."""
+    kernels, over labelled test inputs (a .tflite or a library: random ones); the oracle of each input is its
+    uninterrupted run without checkpoints, checked against TFLM."""
     from tinyexit.intermittent import prepare_library, tflm_reference
     from tinyexit.intermittent.emulated import EmulatedTarget, build_emulated
     from tinyexit.run import Run
+    from tinyexit.intermittent import random_inputs
     out_dir = Path(out_dir)
     lib, pipe = prepare_library(run_dir, out_dir, kernels=board.kernels)
-    inputs, labels = labelled_inputs(run_dir, Run(run_dir).manifest()["segments"][0]["input"], num_inputs, seed)
+    if Path(run_dir).is_dir() and Run(run_dir).is_quantized():
+        inputs, labels = labelled_inputs(run_dir, Run(run_dir).manifest()["segments"][0]["input"], num_inputs, seed)
+    else:   # a .tflite or a generated library: no labels, random int8 inputs (no accuracy)
+        inputs, labels = random_inputs(num_inputs, pipe.input_size, seed), None
     fw = build_emulated(lib, pipe, inputs, board, out_dir / "emu-harvest", slots=slots)
     et = EmulatedTarget(fw, out_dir / "psram-harvest.img", runner=runner)
     et.calibrate()
