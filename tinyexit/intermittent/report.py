@@ -134,7 +134,9 @@ class EmulatedReport(CampaignReport):
     instructions_per_inference: float = 0.0        # uninterrupted, this granularity (whole inference window)
     instructions_per_inference_baseline: float = 0.0   # granularity 'none'
     kernels: str = ""                              # the library's kernel variant (the board's)
-    seconds: float = 0.0                           # wall time of the campaign's cuts (oracles and wear excluded)
+    seconds: float = 0.0                           # wall time of the campaign's cuts (oracles and wear excluded;
+    #                                                sharded: added over the shards, i.e. worker time)
+    wall_seconds: float = 0.0                      # wall time of the whole campaign, all shards (fan-out included)
     wear: FlashWear | None = None                  # page erases over a turn of the slot ring (nvm_events.py)
     rate_hz: float = 1.0                           # inference rate the lifetime is stated at
     # of the instructions per inference, those inside NVM erases and writes (emulated driver, NVMC rule checks,
