@@ -87,6 +87,8 @@ def test_sharded_emulated_campaign_same_on_one_and_two_workers(standin, tmp_path
     (one,) = powerfail_emulated(standin, tmp_path / "one", workers=1, **kw)
     (two,) = powerfail_emulated(standin, tmp_path / "two", workers=2, **kw)
     assert one.ok and one.cuts >= 8 and (tmp_path / "two" / "shard-001" / "psram.img").exists()
+    assert one.cycles_per_inference >= one.instructions_per_inference > 0   # the cycle estimate beside (#17)
+    assert "estimated cycles per inference" in one.table()
     skip = {"seconds", "wall_seconds", "seconds_per_cut", "nvm_trace"}
     a, b = (_strip({k: v for k, v in r.as_dict().items() if k not in skip}) for r in (one, two))
     assert a == b

@@ -100,6 +100,7 @@ class EBoot:
     cut: bool
     instructions: int              # executed by this boot (the limit when cut)
     window_instructions: int = 0   # inside the measured inference (init + boot + run)
+    window_cycles: int = 0         # estimated Cortex-M4 cycles of the same window (the plugin's estimate)
     boot: str = ""
     commits: int = 0
     nvm_bytes: int = 0
@@ -241,7 +242,8 @@ class EmulatedTarget:
         counts = r.insns
         cut = limit is not None and counts is not None and counts.limit_reached is not None
         b = EBoot(exit_code=r.exit_code, cut=cut, instructions=counts.total if counts else 0,
-                  window_instructions=counts.window_insns if counts else 0, text=r.output)
+                  window_instructions=counts.window_insns if counts else 0,
+                  window_cycles=counts.window_cycles if counts else 0, text=r.output)
         # A cut boot may stop in the middle of a line: only a boot that ended by itself is parsed.
         for line in ([] if cut else r.lines):
             kv = _kv(line)
@@ -387,6 +389,8 @@ def run_emulated_campaign(target: EmulatedTarget, num_inputs: int, *, cuts: int,
         oracles.append(o)
         report.instructions_per_inference += o.window_instructions / num_inputs
         report.instructions_per_inference_baseline += base.window_instructions / num_inputs
+        report.cycles_per_inference += o.window_cycles / num_inputs
+        report.cycles_per_inference_baseline += base.window_cycles / num_inputs
         report.units_per_inference += o.units / num_inputs
         report.nvm_bytes_per_inference += o.nvm_bytes / num_inputs
         report.commits_per_inference += o.commits / num_inputs
