@@ -3,6 +3,8 @@ sharded host campaign that gives the same report serially and on two Ray workers
 serial campaign of its own seed."""
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from tinyexit.cli import main
@@ -73,3 +75,20 @@ def test_fanout_options_are_checked(standin, tmp_path, capsys):
     assert "--shards 5" in capsys.readouterr().err
     assert main(["powerfail", str(standin), "--cuts", "3", "--workers", "0", "--out", str(tmp_path / "o")]) == 2
     assert "--workers 0" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+                    reason="needs qemu-system-arm and arm-none-eabi-gcc")
+def test_sharded_emulated_campaign_same_on_one_and_two_workers(standin, tmp_path):
+    """Exact-cut campaigns on the emulated nRF52840 in two shards (each its own PSRAM file): one worker here and
+    two Ray workers give the same report."""
+    from tinyexit.intermittent.emulated import powerfail_emulated
+    kw = dict(board="nrf52840", cuts=8, seed=3, granularities=["layer"], num_inputs=1, wear=False, shards=2)
+    (one,) = powerfail_emulated(standin, tmp_path / "one", workers=1, **kw)
+    (two,) = powerfail_emulated(standin, tmp_path / "two", workers=2, **kw)
+    assert one.ok and one.cuts >= 8 and (tmp_path / "two" / "shard-001" / "psram.img").exists()
+    assert one.cycles_per_inference >= one.instructions_per_inference > 0   # the cycle estimate beside (#17)
+    assert "estimated cycles per inference" in one.table()
+    skip = {"seconds", "wall_seconds", "seconds_per_cut", "nvm_trace"}
+    a, b = (_strip({k: v for k, v in r.as_dict().items() if k not in skip}) for r in (one, two))
+    assert a == b

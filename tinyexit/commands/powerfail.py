@@ -126,8 +126,9 @@ def run(args: argparse.Namespace) -> int:
     if args.harvester is not None or any(getattr(args, k) is not None for k in ("capacitor", "seconds", "inferences")):
         return _harvested(args, target, out, grans)
     fan = [f"--{k}" for k in ("shards", "workers", "address") if getattr(args, k) is not None]
-    if fan and (args.branch or args.emulate):
-        raise TinyexitError(f"{fan[0]} fans out the host campaign only so far; drop it for --branch/--emulate")
+    if fan and args.branch:
+        raise TinyexitError(f"{fan[0]} fans out host and emulated campaigns; the --branch campaign runs serially "
+                            f"so far: drop it")
     if args.branch:
         from tinyexit.intermittent.branch import powerfail_branch
         if args.board and not args.emulate:
@@ -150,7 +151,8 @@ def run(args: argparse.Namespace) -> int:
         reports = powerfail_emulated(target, out, board=args.board or "mps2-an386", cuts=args.cuts,
                                      seed=args.seed, granularities=grans, num_inputs=args.inputs,
                                      broken=args.broken, threshold=threshold, slots=slots, runner=args.runner,
-                                     nvm_region=region, rate_hz=args.rate)
+                                     nvm_region=region, rate_hz=args.rate, shards=args.shards,
+                                     workers=args.workers, address=args.address)
     else:
         if args.board:
             raise TinyexitError("--board needs --emulate (the host campaign runs on this machine)")

@@ -109,7 +109,8 @@ def powerfail(target: str | os.PathLike, out_dir: str | os.PathLike, *, cuts: in
 
 
 @functools.lru_cache(maxsize=4)
-def _reference(target: Path):
+def tflm_reference_cached(target: Path):
+    """tflm_reference, loaded once per process (campaign shards on a Ray worker share it)."""
     return tflm_reference(target)
 
 
@@ -121,4 +122,4 @@ def _host_shard(exe: Path, out_dir: Path, reference_of: Path | None, inputs: Seq
     g = Granularity.parse(granularity)
     return run_campaign(HostTarget(exe, work / "nvm.bin"), inputs, cuts=shard.cuts, seed=shard.seed,
                         granularity=g, threshold=threshold, work_dir=work / f"campaign-{str(g).replace(':', '')}",
-                        reference=_reference(reference_of) if reference_of else None, low_energy=low_energy)
+                        reference=tflm_reference_cached(reference_of) if reference_of else None, low_energy=low_energy)

@@ -100,6 +100,7 @@ class EBoot:
     cut: bool
     instructions: int              # executed by this boot (the limit when cut)
     window_instructions: int = 0   # inside the measured inference (init + boot + run)
+    window_cycles: int = 0         # estimated Cortex-M4 cycles of the same window (the plugin's estimate)
     boot: str = ""
     commits: int = 0
     nvm_bytes: int = 0
@@ -241,7 +242,8 @@ class EmulatedTarget:
         counts = r.insns
         cut = limit is not None and counts is not None and counts.limit_reached is not None
         b = EBoot(exit_code=r.exit_code, cut=cut, instructions=counts.total if counts else 0,
-                  window_instructions=counts.window_insns if counts else 0, text=r.output)
+                  window_instructions=counts.window_insns if counts else 0,
+                  window_cycles=counts.window_cycles if counts else 0, text=r.output)
         # A cut boot may stop in the middle of a line: only a boot that ended by itself is parsed.
         for line in ([] if cut else r.lines):
             kv = _kv(line)
@@ -387,6 +389,8 @@ def run_emulated_campaign(target: EmulatedTarget, num_inputs: int, *, cuts: int,
         oracles.append(o)
         report.instructions_per_inference += o.window_instructions / num_inputs
         report.instructions_per_inference_baseline += base.window_instructions / num_inputs
+        report.cycles_per_inference += o.window_cycles / num_inputs
+        report.cycles_per_inference_baseline += base.window_cycles / num_inputs
         report.units_per_inference += o.units / num_inputs
         report.nvm_bytes_per_inference += o.nvm_bytes / num_inputs
         report.commits_per_inference += o.commits / num_inputs
@@ -423,13 +427,18 @@ def powerfail_emulated(target, out_dir, *, board: str = "mps2-an386", cuts: int 
                        granularities: Sequence[str] = ("layer",), num_inputs: int = 2, broken: Sequence[str] = (),
                        threshold: int | None = None, slots: int | str = 2, runner: str | None = None,
                        nvm_region: int | str | None = None, rate_hz: float = 1.0,
-                       wear: bool = True) -> list[EmulatedReport]:
+                       wear: bool = True, shards: int | None = 1, workers: int | None = 1,
+                       address: str | None = None) -> list[EmulatedReport]:
     """The emulated campaign of each granularity on `board` with the board's kernel variant. `nvm_region`:
     bytes of NVM for the slots (whole pages; "max": all the flash the image leaves free), used whole with
     slots="fit" (a log: erases spread over all its pages); `wear`: also measure page erases per inference over
-    whole turns of the ring or log and the flash lifetime at `rate_hz` inferences per second."""
+    whole turns of the ring or log and the flash lifetime at `rate_hz` inferences per second. The cuts are split
+    over `shards` seeded shards (fanout.plan; each its own PSRAM file) run on `workers` Ray workers or the
+    cluster at `address`; one shard is the serial campaign of `seed`."""
+    import functools
+
     from tinyexit.boards import load_board, with_nvm_region
-    from tinyexit.intermittent import prepare_library, random_inputs, tflm_reference
+    from tinyexit.intermittent import fanout, prepare_library, random_inputs
     from tinyexit.intermittent.nvm_events import measure_wear, nvm_trace
     out_dir = Path(out_dir)
     b = load_board(board, emulate=True) if isinstance(board, str) else board
@@ -444,13 +453,14 @@ def powerfail_emulated(target, out_dir, *, board: str = "mps2-an386", cuts: int 
         b = with_nvm_region(b, int(nvm_region))
     fw = build_emulated(lib, pipe, inputs, b, fw_dir, broken=broken, slots=slots)
     et = EmulatedTarget(fw, out_dir / "psram.img", runner=runner)
-    reference = tflm_reference(target)
+    plan = fanout.plan(seed, cuts, shards)
     reports = []
     for g in granularities:
         t0 = time.monotonic()
-        r = run_emulated_campaign(et, num_inputs, cuts=cuts, seed=seed, granularity=Granularity.parse(g),
-                                  threshold=threshold, work_dir=out_dir / f"emu-campaign-{g.replace(':', '')}",
-                                  inputs=inputs, reference=reference)
+        shard_fn = functools.partial(_campaign_shard, fw, out_dir, runner, num_inputs, g, threshold, inputs, Path(target))
+        parts = fanout.run_shards(shard_fn, plan, workers=workers, address=address, desc=f"campaign {g}")
+        r = parts[0] if len(plan) == 1 else fanout.merge(parts, plan, seed)
+        r.wall_seconds = time.monotonic() - t0
         r.kernels, r.rate_hz = b.kernels, rate_hz
         measure_nvm_ops(et, r, num_inputs, threshold=threshold)
         r.nvm_trace = nvm_trace(et, 0, Granularity.parse(g), threshold=threshold)
@@ -492,3 +502,16 @@ def checkpoint_overhead(target: EmulatedTarget, granularities: Sequence[str], *,
         r["overhead"] = r["instructions"] - base
         r["overhead_percent"] = 100.0 * r["overhead"] / base if base else 0.0
     return rows
+
+
+def _campaign_shard(fw, out_dir: Path, runner: str | None, num_inputs: int, granularity: str, threshold: int | None,
+                    inputs: Sequence[bytes], target: Path, shard) -> EmulatedReport:
+    """One shard of an emulated campaign (a Ray task or a call here): its own PSRAM file and work folder."""
+    from tinyexit.intermittent import tflm_reference_cached
+    work = out_dir if shard.count == 1 else out_dir / shard.name
+    work.mkdir(parents=True, exist_ok=True)
+    et = EmulatedTarget(fw, work / "psram.img", runner=runner)
+    return run_emulated_campaign(et, num_inputs, cuts=shard.cuts, seed=shard.seed,
+                                 granularity=Granularity.parse(granularity), threshold=threshold,
+                                 work_dir=work / f"emu-campaign-{granularity.replace(':', '')}", inputs=inputs,
+                                 reference=tflm_reference_cached(target))

@@ -151,7 +151,7 @@ def merge(reports: Sequence[CampaignReport], shards: Sequence[Shard], seed: int)
     out = dataclasses.replace(first, seed=seed, failures=[], emulator_retries=[], exits={})
     counts = ("cuts", "cuts_in_commits", "cuts_between_commits", "inferences", "completed", "wrong_results",
               "lost_checkpoints", "crashes", "boots", "reexecuted_units", "reference_checked")
-    counts += tuple(f for f in ("reexecuted_instructions", "probe_boots") if hasattr(first, f))
+    counts += tuple(f for f in ("reexecuted_instructions", "probe_boots", "seconds") if hasattr(first, f))
     for f in counts:
         setattr(out, f, sum(getattr(r, f) for r in reports))
     means = [f.name for f in dataclasses.fields(first) if f.name.endswith(("_per_inference", "_baseline"))

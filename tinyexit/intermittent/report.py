@@ -133,8 +133,12 @@ class EmulatedReport(CampaignReport):
     probe_boots: int = 0                           # uncut boots that located commits (NVM restored after)
     instructions_per_inference: float = 0.0        # uninterrupted, this granularity (whole inference window)
     instructions_per_inference_baseline: float = 0.0   # granularity 'none'
+    cycles_per_inference: float = 0.0              # estimated Cortex-M4 cycles of the same windows (zero wait
+    cycles_per_inference_baseline: float = 0.0     # states, no flash wait states; the emulated NVM's own work in)
     kernels: str = ""                              # the library's kernel variant (the board's)
-    seconds: float = 0.0                           # wall time of the campaign's cuts (oracles and wear excluded)
+    seconds: float = 0.0                           # wall time of the campaign's cuts (oracles and wear excluded;
+    #                                                sharded: added over the shards, i.e. worker time)
+    wall_seconds: float = 0.0                      # wall time of the whole campaign, all shards (fan-out included)
     wear: FlashWear | None = None                  # page erases over a turn of the slot ring (nvm_events.py)
     rate_hz: float = 1.0                           # inference rate the lifetime is stated at
     # of the instructions per inference, those inside NVM erases and writes (emulated driver, NVMC rule checks,
@@ -177,6 +181,8 @@ class EmulatedReport(CampaignReport):
         over = self.instructions_per_inference - base
         extra = (f"\ninstructions per inference (continuous power): {self.instructions_per_inference:,.0f}, without "
                  f"checkpoints {base:,.0f}: overhead {over:,.0f} ({100.0 * over / base if base else 0:.2f} %)"
+                 f"\nestimated cycles per inference (no flash wait states): {self.cycles_per_inference:,.0f}, "
+                 f"without checkpoints {self.cycles_per_inference_baseline:,.0f}"
                  f"\nre-executed instructions: {self.mean_reexecuted_instructions_per_cut:,.0f} per cut; wall time "
                  f"{self.seconds / max(1, self.cuts):.2f} s per cut")
         cpu, cpu_base = self.cpu_instructions
