@@ -38,7 +38,8 @@ def with_branch(run: Path, work: Path) -> Path:
 
 
 def default_configs() -> list[str]:
-    configs = ["none", "layer", "layers:4"] + (["jit"] if jit_available() else []) + ["branch", "branch:2.0V"]
+    configs = (["none", "layer", "layers:4"] + (["jit"] if jit_available() else [])
+               + ["branch", "branch:2.0V", "branch/layers:4", "branch/none"])
     if (REPO / "boards" / "nrf52840-fram.yaml").is_file():
         configs += ["layer@nrf52840-fram"] + (["jit@nrf52840-fram"] if jit_available() else [])
     return configs

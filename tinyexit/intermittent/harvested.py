@@ -338,22 +338,32 @@ class QemuBoard:
         if self.layout is not None:
             resumed = rec is not None and rec.input_id == job.input_id and not rec.done
             p.low_latched = resumed and rec.low_energy
-            p.anchors = self._anchors(rec if resumed else None, raw)
+            p.anchors = self._anchors(rec if resumed else None, raw, job.granularity)
         return p
 
-    def _anchors(self, rec, raw) -> list[tuple[int, int]]:
-        """(instruction count, units run by this boot) at the boot's start and at each commit mark: the runtime
-        commits at every step end (granularity layer), in the layout's order, up to the last exit point."""
+    def _anchors(self, rec, raw, granularity: Granularity) -> list[tuple[int, int]]:
+        """(instruction count, units run by this boot) at the boot's start, at each commit mark up to the last
+        exit point and at the result: the runtime commits at every stage end and, with layers:N, after every N
+        steps (counted from the resume), in the layout's order (tx_checkpoint.c)."""
         lay = self.layout
         start = 0 if rec is None else lay.position(rec.stage, rec.step, rec.unit, rec.exit_index)
-        ends, pos = [], 0
+        every = granularity.every if granularity.mode == "layers" else None
+        ends, pos, since = [], 0, 0
         for s in range(2 * lay.num_points):            # seg0, pool0, ..., pool(N-1): the branch comes after
-            for u in lay.units[s]:
+            for i, u in enumerate(lay.units[s]):
                 pos += u
-                if pos > start:
+                if pos <= start:
+                    continue
+                since += 1
+                if granularity.mode != "none" and (i == len(lay.units[s]) - 1 or (every and since >= every)):
                     ends.append(pos - start)
+                    since = 0
         marks = [e.instructions for e in raw if e.kind == "commit_begin"]
-        return [(self.t.tick_origin, 0)] + list(zip(marks, ends))
+        out = [(self.t.tick_origin, 0)] + list(zip(marks, ends))
+        res = [e.instructions for e in raw if e.kind == "result"]
+        if res:
+            out.append((res[0], lay.units_to_answer(lay.num_points - 1) - start))
+        return out
 
     def cut(self, job: Job, limit: int) -> bool:
         self._mailbox(job)
@@ -370,6 +380,13 @@ class Setup:
     labels: list[int] | None
     num_inputs: int
     reference_checked: int = 0
+    cycles_per_instruction: float = 1.0   # the plugin's Cortex-M4 cycle estimate over the uninterrupted runs
+
+
+def _cpi(boots) -> float:
+    insns = sum(b.window_instructions for b in boots)
+    cycles = sum(getattr(b, "window_cycles", 0) for b in boots)
+    return cycles / insns if insns and cycles else 1.0
 
 
 def labelled_inputs(run_dir, qparams: dict, num_inputs: int, seed: int = 0) -> tuple[list[bytes], list[int]]:
@@ -406,9 +423,10 @@ def exit_heads_setup(run_dir, out_dir, board, *, num_inputs: int = 8, seed: int 
     et = EmulatedTarget(fw, out_dir / "psram-harvest.img", runner=runner)
     et.calibrate()
     ref = tflm_reference(run_dir)
-    oracles = []
+    oracles, boots = [], []
     for j, x in enumerate(inputs):
         o = et.uninterrupted(j, 0xFFFF0000 + j, Granularity("none"))
+        boots.append(o)
         if ref is not None and bytes(ref(x)[o.exit_index]) != o.output:
             raise TinyexitError(f"input {j}: the board's uninterrupted run differs from TFLM; the harvested "
                                 f"campaign needs a correct firmware first (tinyexit powerfail --emulate)")
@@ -416,7 +434,7 @@ def exit_heads_setup(run_dir, out_dir, board, *, num_inputs: int = 8, seed: int 
     et.uninterrupted(0, 0xFFFF0000, Granularity())     # sets the slot size
     et.erase_nvm()
     return Setup(QemuBoard(et), lambda j, k: oracles[j][1] if oracles[j][0] == k else None, labels, num_inputs,
-                 reference_checked=len(inputs) if ref is not None else 0)
+                 reference_checked=len(inputs) if ref is not None else 0, cycles_per_instruction=_cpi(boots))
 
 
 def branch_setup(run_dir, out_dir, board, *, num_inputs: int = 8, seed: int = 0, runner: str | None = None) -> Setup:
@@ -449,7 +467,7 @@ def branch_setup(run_dir, out_dir, board, *, num_inputs: int = 8, seed: int = 0,
         raise TinyexitError("the shared branch's uninterrupted run differs from the int8 chain on TFLM")
     et.erase_nvm()
     return Setup(QemuBoard(et, layout), lambda j, k: outs[j][k] if 0 <= k < len(outs[j]) else None, labels,
-                 num_inputs, reference_checked=len(inputs))
+                 num_inputs, reference_checked=len(inputs), cycles_per_instruction=_cpi([b]))
 
 
 def flash_lifetime(target, inferences: int) -> float | None:

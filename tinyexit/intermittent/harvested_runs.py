@@ -2,9 +2,9 @@
 --harvester` and benchmarks/harvested.py run, one configuration per call so that each can be a Ray task.
 
 A configuration is a name: a checkpoint granularity of the run's exit-head pipeline (`none`, `layer`,
-`layers:N`, `jit` when the runtime has just-in-time checkpoints), or `branch` (RUN/branch's energy-adaptive
-shared exit branch, per-layer checkpoints, the low-energy warning as its signal; `branch:2.0V` with the warning
-at 2.0 V instead of the board file's level); `NAME@BOARD` runs it on
+`layers:N`, `jit` when the runtime has just-in-time checkpoints), or `branch[:WARN][/GRANULARITY]` (RUN/branch's
+energy-adaptive shared exit branch, the low-energy warning as its signal; WARN its level, default the board
+file's; its checkpoints per layer unless GRANULARITY is none or layers:N); `NAME@BOARD` runs it on
 another board file (e.g. `layer@nrf52840-fram`)."""
 from __future__ import annotations
 
@@ -26,20 +26,29 @@ class Task:
 
 
 def parse_config(name: str) -> tuple[Config, str | None]:
-    """'layer', 'layers:4', 'none', 'jit', 'branch' or 'branch:2.0V' (its warning level), optionally '@BOARD'
-    -> (Config, board or None)."""
+    """'layer', 'layers:4', 'none', 'jit', or the shared branch 'branch[:WARN][/GRANULARITY]' (e.g. 'branch',
+    'branch:2.0V', 'branch/none': its warning level, default the board file's; its checkpoints, default per
+    layer), optionally '@BOARD' -> (Config, board or None)."""
     from tinyexit.units import parse_quantity
     text, _, board = name.strip().partition("@")
-    if text == "branch" or text.startswith("branch:"):
-        warn = text.partition(":")[2]
-        return Config(name, Granularity(), "low_energy",
+    if text == "branch" or text.startswith(("branch:", "branch/")):
+        head, _, gran = text.partition("/")
+        warn = head.partition(":")[2]
+        try:
+            g = Granularity.parse(gran) if gran else Granularity()
+        except TinyexitError:
+            raise TinyexitError(f"configuration {name!r}: the branch's granularity {gran!r} is none, layer or "
+                                f"layers:N") from None
+        if g.mode == "units":
+            raise TinyexitError(f"configuration {name!r}: the branch takes none, layer or layers:N checkpoints")
+        return Config(name, g, "low_energy",
                       parse_quantity(warn, "V", what=f"configuration {name!r}: the warning level") if warn else None
                       ), board or None
     try:
         g = Granularity.parse(text)
     except TinyexitError:
-        raise TinyexitError(f"configuration {name!r}: use none, layer, layers:N, units:N, jit or branch "
-                            f"(optionally @BOARD)") from None
+        raise TinyexitError(f"configuration {name!r}: use none, layer, layers:N, units:N, jit or "
+                            f"branch[:WARN][/GRANULARITY] (optionally @BOARD)") from None
     return Config(name, g, "warn" if str(g).startswith("jit") else None), board or None
 
 
@@ -54,7 +63,8 @@ def jit_available() -> bool:
 
 def run_config(run_dir, out_dir, *, config: str, board: str = "nrf52840", harvester: str = "rf",
                capacitor_f: float | None = None, num_inputs: int = 8, inferences: int | None = None,
-               seconds: float | None = None, seed: int = 0, plot: bool = True, progress: bool = True) -> dict:
+               seconds: float | None = None, seed: int = 0, plot: bool = True, progress: bool = True,
+               max_boots_per_inference: int = 100) -> dict:
     """One configuration's harvested campaign on the emulated board: its report as a dict (+ 'png' and 'wall_s')."""
     from tqdm import tqdm
 
@@ -63,18 +73,21 @@ def run_config(run_dir, out_dir, *, config: str, board: str = "nrf52840", harves
     from tinyexit.intermittent.harvest import parse_harvester
     cfg, on = parse_config(config)
     b = load_board(on or board, emulate=True)
-    model = EnergyModel.from_board(b, capacitor_f=capacitor_f, warn_v=cfg.warn_v)
+    EnergyModel.from_board(b, capacitor_f=capacitor_f, warn_v=cfg.warn_v)    # checked before the build
     trace = parse_harvester(harvester)
-    work = Path(out_dir) / ("harvest-" + config.replace(":", "").replace("@", "-"))
+    work = Path(out_dir) / ("harvest-" + config.replace(":", "").replace("@", "-").replace("/", "-"))
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     setup = (branch_setup(run_dir, work, b, num_inputs=num_inputs, seed=seed) if cfg.signal == "low_energy" else
              exit_heads_setup(run_dir, work, b, num_inputs=num_inputs, seed=seed))
+    # compute time from the plugin's cycle estimate (its cycles per instruction over the uninterrupted runs)
+    model = EnergyModel.from_board(b, capacitor_f=capacitor_f, warn_v=cfg.warn_v,
+                                   cycles_per_instruction=setup.cycles_per_instruction)
     bar = tqdm(total=inferences, desc=f"{config} under {trace.name}", unit="inference", disable=not progress,
                leave=False)
     rep, camp = run_harvested(setup.board, model, trace, cfg, num_inputs=num_inputs, expected=setup.expected,
                               labels=setup.labels, inferences=inferences, seconds=seconds,
-                              progress=lambda r: bar.update())
+                              max_boots_per_inference=max_boots_per_inference, progress=lambda r: bar.update())
     bar.close()
     from tinyexit.intermittent.harvested import Job, continuous
     rep.flash_lifetime_years_at_1hz = flash_lifetime(setup.board.t, rep.inferences)
@@ -82,7 +95,8 @@ def run_config(run_dir, out_dir, *, config: str, board: str = "nrf52840", harves
     rep.continuous = continuous(model, setup.board.probe(Job(0, 0x7E000000, cfg.granularity)))
     d = rep.as_dict()
     d.update(board=b.name, wall_s=time.monotonic() - t0, reference_checked=setup.reference_checked,
-             trace=trace.name, capacitor_f=model.capacitor_f)
+             trace=trace.name, capacitor_f=model.capacitor_f, cycles_per_instruction=model.cycles_per_instruction,
+             warn_v=model.warn_v)
     if plot:
         from tinyexit.intermittent.energy_plot import plot_campaign
         png = work / "voltage.png"
