@@ -28,7 +28,7 @@ class StandInBoard:
 
     def __init__(self):
         self.nvm = {"seq": 0, "id": None, "done": False, "progress": 0}
-        self.probes, self.limits = 0, []
+        self.probes, self.limits, self.jobs = 0, [], []
 
     def snapshot(self):
         return copy.deepcopy(self.nvm)
@@ -43,11 +43,13 @@ class StandInBoard:
 
     def probe(self, job):
         self.probes += 1
+        self.jobs.append(job)
         start = self._start(job)
         left = K - start
         events = [(c - start, "commit") for c in range(start + M, K, M)] + [(left, "result")]
         self.nvm.update(progress=K, done=True, seq=self.nvm["seq"] + len(events))
-        return Probe(events, left, (0, OUT))
+        # one work unit per M instructions, for the shared branch's low-energy signal
+        return Probe(events, left, (0, OUT), anchors=[(c - start, (c - start) // M) for c in range(start, K + 1, M)])
 
     def cut(self, job, limit):
         self.limits.append(limit)
@@ -112,6 +114,20 @@ def test_seconds_limit_and_units_at_the_warning():
     assert rep.inferences == 1 and rep.seconds >= 1.46
     anchors = [(1000, 0), (11000, 10), (21000, 12)]
     assert [units_at(anchors, w) for w in (0, 1000, 5999, 6000, 11000, 16000, 30000)] == [0, 0, 4, 5, 10, 11, 12]
+
+
+@pytest.mark.parametrize("signal,field,value", [("low_energy", "low_energy_units", 2),
+                                                ("warn", "warn_at_instruction", 150_000)])
+def test_the_warning_reaches_the_firmware(signal, field, value):
+    """V_warn = sqrt(6) V leaves E(on) - 0.15 mJ: at a net 1 mW the warning comes 150 ms = 150k instructions into
+    the first boot, i.e. inside work unit 2 (units of 100k): the boot is probed again with the signal there."""
+    board = StandInBoard()
+    rep, _ = run_harvested(board, hand_model(warn_v=math.sqrt(6.0)), constant(1e-3),
+                           Config("x", Granularity(), signal), num_inputs=1, expected=lambda j, k: OUT, inferences=1)
+    assert rep.inferences == 1 and rep.warnings == 3 and rep.wrong == 0
+    first = [j for j in board.jobs if getattr(j, field) is not None][0]
+    assert getattr(first, field) == value
+    assert board.probes == 3 + 3     # each of the 3 boots: a probe, then one with the signal
 
 
 @pytest.mark.parametrize("args,msg", [
