@@ -472,9 +472,12 @@ def branch_setup(run_dir, out_dir, board, *, num_inputs: int = 8, seed: int = 0,
 
 def flash_lifetime(target, inferences: int) -> float | None:
     """Years at one inference a second until the most erased page of the campaign reaches the endurance."""
-    from tinyexit.intermittent.nvm_events import SECONDS_PER_YEAR, read_erases
+    from tinyexit.intermittent.nvm_events import MAX_PAGES, SECONDS_PER_YEAR, read_erases
     nvm = target.board.nvm
-    erases = read_erases(target.psram, target.nvm_size // nvm.page_size)
+    pages = target.nvm_size // nvm.page_size
+    if nvm.page_size <= 1 or pages > MAX_PAGES:     # no page erases (e.g. FRAM): no erase wear to state
+        return None
+    erases = read_erases(target.psram, pages)
     if not inferences or not max(erases) or nvm.endurance is None:
         return None
     return nvm.endurance / (max(erases) / inferences * SECONDS_PER_YEAR)
