@@ -264,7 +264,7 @@ def run_harvested(board: HarvestBoard, model: EnergyModel, trace: Trace, config:
         rep.latencies_s.append(t_result - t_first)
         if labels is not None and output:
             rep.labelled += 1
-            rep.correct += int(max(range(len(output)), key=lambda k: (_s8(output[k]), -k)) == labels[j])
+            rep.correct += int(argmax(output) == labels[j])
         n += 1
         rep.seconds = t
         if progress:
@@ -275,8 +275,9 @@ def run_harvested(board: HarvestBoard, model: EnergyModel, trace: Trace, config:
     return rep, camp
 
 
-def _s8(b: int) -> int:
-    return b - 256 if b > 127 else b
+def argmax(output: bytes) -> int:
+    """The predicted class of int8 scores: the first of the largest."""
+    return max(range(len(output)), key=lambda k: (output[k] - 256 if output[k] > 127 else output[k], -k))
 
 
 # ------------------------------------------------------------------------------------------------ the emulated board
@@ -381,6 +382,14 @@ class Setup:
     num_inputs: int
     reference_checked: int = 0
     cycles_per_instruction: float = 1.0   # the plugin's Cortex-M4 cycle estimate over the uninterrupted runs
+    full_depth: list[bytes] = field(default_factory=list)   # each input's output on continuous power
+
+    def continuous_accuracy(self, inferences: int) -> float | None:
+        """Accuracy of the continuous-power outputs over the inputs of the first `inferences` (round robin)."""
+        if not self.labels or not inferences:
+            return None
+        js = [n % self.num_inputs for n in range(inferences)]
+        return sum(argmax(self.full_depth[j]) == self.labels[j] for j in js) / len(js)
 
 
 def _cpi(boots) -> float:
@@ -434,7 +443,8 @@ def exit_heads_setup(run_dir, out_dir, board, *, num_inputs: int = 8, seed: int 
     et.uninterrupted(0, 0xFFFF0000, Granularity())     # sets the slot size
     et.erase_nvm()
     return Setup(QemuBoard(et), lambda j, k: oracles[j][1] if oracles[j][0] == k else None, labels, num_inputs,
-                 reference_checked=len(inputs) if ref is not None else 0, cycles_per_instruction=_cpi(boots))
+                 reference_checked=len(inputs) if ref is not None else 0, cycles_per_instruction=_cpi(boots),
+                 full_depth=[o[1] for o in oracles])
 
 
 def branch_setup(run_dir, out_dir, board, *, num_inputs: int = 8, seed: int = 0, runner: str | None = None) -> Setup:
@@ -467,7 +477,8 @@ def branch_setup(run_dir, out_dir, board, *, num_inputs: int = 8, seed: int = 0,
         raise TinyexitError("the shared branch's uninterrupted run differs from the int8 chain on TFLM")
     et.erase_nvm()
     return Setup(QemuBoard(et, layout), lambda j, k: outs[j][k] if 0 <= k < len(outs[j]) else None, labels,
-                 num_inputs, reference_checked=len(inputs), cycles_per_instruction=_cpi([b]))
+                 num_inputs, reference_checked=len(inputs), cycles_per_instruction=_cpi([b]),
+                 full_depth=[o[-1] for o in outs])
 
 
 def flash_lifetime(target, inferences: int) -> float | None:

@@ -93,6 +93,7 @@ def run_config(run_dir, out_dir, *, config: str, board: str = "nrf52840", harves
     rep.flash_lifetime_years_at_1hz = flash_lifetime(setup.board.t, rep.inferences)
     setup.board.t.erase_nvm()
     rep.continuous = continuous(model, setup.board.probe(Job(0, 0x7E000000, cfg.granularity)))
+    rep.continuous["accuracy"] = setup.continuous_accuracy(rep.inferences)
     d = rep.as_dict()
     d.update(board=b.name, wall_s=time.monotonic() - t0, reference_checked=setup.reference_checked,
              trace=trace.name, capacitor_f=model.capacitor_f, cycles_per_instruction=model.cycles_per_instruction,
@@ -176,16 +177,18 @@ def plot_comparison(results: Sequence[dict], path, title: str = "") -> Path:
 
 
 def table(results: Sequence[dict]) -> str:
-    """The comparison as text, one row per configuration."""
+    """The comparison as text, one row per configuration ('cont.': on continuous power, the same inputs)."""
     head = (f"{'configuration':<22}{'inf':>5}{'inf/mJ':>9}{'cont.':>8}{'lat med':>9}{'p90':>8}{'max':>8}"
-            f"{'acc %':>7}{'cuts':>6}{'erases/inf':>11}{'wrong':>6}  exits")
+            f"{'acc %':>7}{'cont.':>6}{'cuts':>6}{'erases/inf':>11}{'wrong':>6}  exits")
     rows = [head]
     for r in results:
         lat, acc = r["latency_s"], r["accuracy"]
+        cacc = (r["continuous"] or {}).get("accuracy")
         f = (lambda x: "-" if x is None else f"{x:.3g}")
         rows.append(f"{r['config']:<22}{r['inferences']:>5}{r['inferences_per_mj']:>9.3g}"
                     f"{f((r['continuous'] or {}).get('inferences_per_mj')):>8}{f(lat['median']):>9}"
                     f"{f(lat['p90']):>8}{f(lat['max']):>8}{'-' if acc is None else f'{100 * acc:.1f}':>7}"
+                    f"{'-' if cacc is None else f'{100 * cacc:.0f}':>6}"
                     f"{r['cuts']:>6}{f(r['flash_erases_per_inference']):>11}{r['wrong']:>6}  "
                     + " ".join(f"{k}:{v}" for k, v in sorted(r["exits"].items()))
                     + (f"  [stopped: {r['stopped'][:60]}]" if r["stopped"] else ""))
