@@ -136,9 +136,10 @@ def _task(run_dir: str, out_dir: str, kwargs: dict, task: Task) -> dict:
     return run_config(run_dir, out_dir, config=task.config, progress=False, **kwargs)
 
 
-def plot_comparison(results: Sequence[dict], path, title: str = "") -> Path:
+def plot_comparison(results: Sequence[dict], path, title: str = "", first_results: int = 5) -> Path:
     """Stacked panels of capacitor voltage over time per configuration (cuts, checkpoint commits, results
-    marked) and a bar chart of inferences per harvested mJ (with continuous power's figure as a tick)."""
+    marked; each up to its `first_results`-th result, so that boots stay visible) and a bar chart of inferences
+    per harvested mJ (with continuous power's figure as a tick)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -158,8 +159,13 @@ def plot_comparison(results: Sequence[dict], path, title: str = "") -> Path:
             if xs:
                 ax.scatter(xs, [y] * len(xs), color=color, marker=marker, s=14, zorder=3, label=f"{k} ({len(xs)})")
         ax.set_ylabel("V")
-        ax.set_title(f"{r['config']} ({r['board']}): {r['inferences']} inferences, {r['cuts']} cuts, "
-                     f"{r['inferences_per_mj']:.3g} / harvested mJ", fontsize=8)
+        done = sorted(s["marks"].get("result", []))
+        if len(done) > first_results:
+            ax.set_xlim(0, done[first_results - 1] * 1.03)
+        ax.set_title(f"{r['config']} ({r['board']}): {r['inferences']} inferences in {r['seconds']:.4g} s, "
+                     f"{r['cuts']} cuts, {r['inferences_per_mj']:.3g} / harvested mJ"
+                     + (f" (shown: the first {first_results} results)" if len(done) > first_results else ""),
+                     fontsize=8)
         ax.legend(loc="upper right", fontsize=6, ncol=5)
     axes[n - 1].set_xlabel("time [s]")
     ax = axes[n]
