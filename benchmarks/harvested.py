@@ -51,8 +51,10 @@ def goal(results: list[dict]) -> str:
     lines = []
     for name in [c for c in by if c.startswith("branch") and "@" not in c]:
         b = by[name]
-        if not base or not base["inferences_per_mj"]:
-            lines.append(f"goal ({name}): per-layer completed no inference, the ratio is not defined")
+        stopped = [r["config"] for r in (base, b) if r and r["stopped"]]
+        if not base or not base["inferences_per_mj"] or stopped:
+            lines.append(f"goal ({name} vs layer): not comparable ({', '.join(stopped) or 'layer'} stopped before "
+                         f"its inferences were done)")
             continue
         ratio = b["inferences_per_mj"] / base["inferences_per_mj"]
         da = (None if b["accuracy"] is None or base["accuracy"] is None
