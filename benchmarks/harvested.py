@@ -60,9 +60,13 @@ def goal(results: list[dict]) -> str:
         da = (None if b["accuracy"] is None or base["accuracy"] is None
               else 100 * (base["accuracy"] - b["accuracy"]))
         met = ratio >= 1.5 and da is not None and da <= 2.0
+        own = (b["continuous"] or {}).get("accuracy")
         lines.append(f"goal ({name} vs layer): {ratio:.2f}x the inferences per harvested mJ (goal >= 1.5x), "
                      f"accuracy {'-' if da is None else f'{-da:+.1f}'} points (goal within 2): "
-                     + ("MET" if met else "NOT MET"))
+                     + ("MET" if met else "NOT MET")
+                     + ("" if own is None or b["accuracy"] is None else
+                        f" [the branch on continuous power, same inputs: {100 * own:.1f} %, under harvest "
+                        f"{100 * (b['accuracy'] - own):+.1f} points]"))
     return "\n".join(lines)
 
 
