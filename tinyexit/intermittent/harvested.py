@@ -12,6 +12,9 @@ Per boot (deterministic emulation, so a boot is replayed exactly from the same N
      to the warning is the same, so the warning stays where it was) and ask the model again;
   4. a cut: restore the NVM image and boot again cut after exactly that many instructions, then the board is
      off until the harvester recharges the capacitor to V_on. No cut: the probe was the boot.
+A cut inside an erase or write is replayed at that operation's logged instruction count (+-40): the emulated
+NVM operation does not happen, the energy model charged the part that ran. The firmware polls the signal at
+work-unit ends (a whole layer with layer checkpoints), so a warning inside a long step acts at its end.
 Time advances by boots and recharges; the campaign starts with the capacitor at V_off (its first charge is
 harvested too). An inference's latency runs from the start of its first boot to its result's commit, off-times
 included. Every completed result is checked against the uninterrupted run (or, for the shared branch, the int8
