@@ -45,15 +45,14 @@ class DepthwiseConv2D(WindowedConv):
         return () if self.in_pixel else super().inplace_inputs()
 
     def work_bytes(self, kernels: str) -> int:
-        """tx_dw_carve: sign-extended weights (8 bytes per group of 4 channels and tap, depth multiplier 1),
-        rq[oc], a zero bias[oc] when the op has none (else the kernel reads its own), one pixel of zero
-        points (in_c)."""
+        """tx_dw_carve: per group of 4 channels (depth multiplier 1) the 4 accumulator starts (bias with the
+        input offset folded in) and the sign-extended weights (8 bytes per tap), rq[oc], one pixel of zero
+        points and one pending pixel (in_c each, rounded up to 4)."""
         if kernels != M4 or self.kernel != "tx_dwconv":
             return 0
         groups = self.in_hwc[2] // 4 if self.depth_multiplier == 1 else 0
-        oc = self.out_hwc[2]
-        bias = 0 if self.bias is not None else 4 * oc
-        return 8 * groups * self.kernel_hw[0] * self.kernel_hw[1] + RQ_BYTES * oc + bias + a4(self.in_hwc[2])
+        taps = self.kernel_hw[0] * self.kernel_hw[1]
+        return groups * (16 + 8 * taps) + RQ_BYTES * self.out_hwc[2] + 2 * a4(self.in_hwc[2])
 
     def multiplier_init(self) -> str:
         return f"{self.depth_multiplier}, {self.in_pixel or self.in_hwc[2]}, {self.in_channel}, "
