@@ -51,6 +51,7 @@ class KernelFeatures:
     dw_groups: bool = False         # groups of 4 channels with another kernel size (C tap loop)
     dw_rest: bool = False           # channel tails, depth multiplier > 1, exact rq (reference arithmetic)
     dw_exact: bool = False          # a depthwise channel needs tx_mbqm (tx_dw_exact)
+    dw_clamp: bool = False          # a 3x3 group path with an activation range narrower than int8
     # AVERAGE_POOL_2D / MAX_POOL_2D
     pool_avg: bool = False
     pool_avg_ref: bool = False      # cortex_m4: channels % 4 != 0 or a window above 255 pixels
@@ -82,7 +83,8 @@ def _dw_flags(op: Op) -> dict[str, bool]:
     exact = conv_needs_exact(op.bias, op.mult, op.shift, taps)
     groups = op.depth_multiplier == 1 and not exact and op.in_hwc[2] >= 4
     return dict(dw_groups9=groups and taps == 9, dw_groups=groups and taps != 9,
-                dw_rest=exact or op.depth_multiplier != 1 or op.in_hwc[2] % 4 != 0, dw_exact=exact)
+                dw_rest=exact or op.depth_multiplier != 1 or op.in_hwc[2] % 4 != 0, dw_exact=exact,
+                dw_clamp=groups and taps == 9 and (op.act[0] > -128 or op.act[1] < 127))
 
 
 def _pool_flags(op: Op) -> dict[str, bool]:
