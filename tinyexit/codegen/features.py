@@ -46,6 +46,7 @@ class KernelFeatures:
     conv_pair: bool = False         # tx_conv_pair (C): odd channels, k % 8 != 0, one channel, exact rq
     conv_exact: bool = False        # a conv channel needs tx_mbqm (tx_conv_exact)
     add_exact: bool = False         # a fused ADD needs tx_add_elem (tx_add_exact)
+    conv_clamp: bool = False        # a conv with an activation range narrower than int8 (tx_conv_passes clamps)
     # DEPTHWISE_CONV_2D
     dw_groups9: bool = False        # 3x3 groups of 4 channels (assembly)
     dw_groups: bool = False         # groups of 4 channels with another kernel size (C tap loop)
@@ -75,6 +76,7 @@ def _conv_flags(op: Op, inplace: bool) -> dict[str, bool]:
     # tx_conv_pair takes every channel they leave.
     return dict(conv_direct=direct, conv_im2col=not direct, conv_ring=not direct and c.ring_pixels(inplace and c is op) > 0,
                 conv_pair=exact or oc < 2 or oc % 2 == 1 or k % 8 != 0, conv_exact=exact,
+                conv_clamp=c.act[0] > -128 or c.act[1] < 127,
                 add_exact=op.name == "CONV_2D+ADD" and add_needs_exact(op.add))
 
 
