@@ -46,11 +46,13 @@ class KernelFeatures:
     conv_pair: bool = False         # tx_conv_pair (C): odd channels, k % 8 != 0, one channel, exact rq
     conv_exact: bool = False        # a conv channel needs tx_mbqm (tx_conv_exact)
     add_exact: bool = False         # a fused ADD needs tx_add_elem (tx_add_exact)
+    conv_clamp: bool = False        # a conv with an activation range narrower than int8 (tx_conv_passes clamps)
     # DEPTHWISE_CONV_2D
     dw_groups9: bool = False        # 3x3 groups of 4 channels (assembly)
     dw_groups: bool = False         # groups of 4 channels with another kernel size (C tap loop)
     dw_rest: bool = False           # channel tails, depth multiplier > 1, exact rq (reference arithmetic)
     dw_exact: bool = False          # a depthwise channel needs tx_mbqm (tx_dw_exact)
+    dw_clamp: bool = False          # a 3x3 group path with an activation range narrower than int8
     # AVERAGE_POOL_2D / MAX_POOL_2D
     pool_avg: bool = False
     pool_avg_ref: bool = False      # cortex_m4: channels % 4 != 0 or a window above 255 pixels
@@ -74,6 +76,7 @@ def _conv_flags(op: Op, inplace: bool) -> dict[str, bool]:
     # tx_conv_pair takes every channel they leave.
     return dict(conv_direct=direct, conv_im2col=not direct, conv_ring=not direct and c.ring_pixels(inplace and c is op) > 0,
                 conv_pair=exact or oc < 2 or oc % 2 == 1 or k % 8 != 0, conv_exact=exact,
+                conv_clamp=c.act[0] > -128 or c.act[1] < 127,
                 add_exact=op.name == "CONV_2D+ADD" and add_needs_exact(op.add))
 
 
@@ -82,7 +85,8 @@ def _dw_flags(op: Op) -> dict[str, bool]:
     exact = conv_needs_exact(op.bias, op.mult, op.shift, taps)
     groups = op.depth_multiplier == 1 and not exact and op.in_hwc[2] >= 4
     return dict(dw_groups9=groups and taps == 9, dw_groups=groups and taps != 9,
-                dw_rest=exact or op.depth_multiplier != 1 or op.in_hwc[2] % 4 != 0, dw_exact=exact)
+                dw_rest=exact or op.depth_multiplier != 1 or op.in_hwc[2] % 4 != 0, dw_exact=exact,
+                dw_clamp=groups and taps == 9 and (op.act[0] > -128 or op.act[1] < 127))
 
 
 def _pool_flags(op: Op) -> dict[str, bool]:
