@@ -34,6 +34,9 @@ CASES = [
 
 
 
+LEFT_SHIFT = "fs_16_8_left_shift"
+
+
 def _shape_cases():
     """Every input length 1..17 (the kernels' 8-input passes, 4-input groups and 1-3 tails), outputs 1..9
     (4-row blocks and a last block of 1-3 rows), activations, bias or not, per-tensor every third, batch 2
@@ -51,6 +54,8 @@ def _shape_cases():
         Case("fs_40_13_in_zp", dense((40,), 13, "relu"), (40,),
              patch=lambda m: set_quantization(m, input_tensor(m), 0.02, -100)),      # |input_offset| ~ 100
         Case("fs_96_33_wide", dense((96,), 33), (96,)),
+        Case(LEFT_SHIFT, dense((16,), 8, "relu"), (16,), per_channel=False,
+             patch=lambda m: set_quantization(m, output_tensor(m), 1e-5, -7)),       # shift >= 0, fast path
         Case("fs_24_6_exact_rq", dense((24,), 6), (24,), per_channel=False,
              patch=lambda m: set_quantization(m, output_tensor(m), 5e-8, 3)),        # left shift 12: tx_mbqm
     ]
@@ -73,6 +78,12 @@ def test_shape_sweep_reaches_the_kernel_paths(shape_sweep):
     assert {op.out_depth % 4 for op in ops} == set(range(4))
     assert max(op.batches for op in ops) == 3
     assert any(op.needs_exact() for op in ops) and not all(op.needs_exact() for op in ops)
+    left = read_model(shape_sweep["paths"][LEFT_SHIFT]).ops[-1]
+    assert not left.needs_exact() and max(left.shift) >= 0       # cortex_m4: the general requantization
+    others = [read_model(p).ops[-1] for n, p in shape_sweep["paths"].items() if n != LEFT_SHIFT]
+    # tests/kernels_m4/test_fc_m4: without LEFT_SHIFT no row of a full 4-row block shifts left
+    assert all(max(op.shift) < 0 for op in others if not op.needs_exact() and op.out_depth >= 4)
+    assert any(max(op.shift) >= 0 for op in others if op.out_depth < 4)    # ... but the C rows do
     assert any(op.bias is None for op in ops) and any(len(op.mult) == 1 for op in ops)
 
 

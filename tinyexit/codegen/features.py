@@ -59,6 +59,8 @@ class KernelFeatures:
     sparse_conv_im2col: bool = False   # a kernel larger than 1x1 (patches gathered)
     sparse_conv_ring: bool = False     # ... of those, one in place
     sparse_conv_exact: bool = False    # a channel needs tx_mbqm
+    # FULLY_CONNECTED in the cortex_m4 variant
+    fc_left: bool = False           # a row tx_fc_blocks4 requantizes has shift >= 0 (its general requantization)
 
     def as_dict(self) -> dict[str, bool]:
         return asdict(self)
@@ -100,6 +102,13 @@ def _sparse_conv_flags(op: Op, inplace: bool) -> dict[str, bool]:
                 sparse_conv_exact=exact)
 
 
+def _fc_flags(op: Op) -> dict[str, bool]:
+    # tx_fc_s8: tx_fc_blocks4 runs the full 4-row blocks of a layer on the fast path (the rest is C)
+    full = op.out_depth // 4 * 4
+    rows = op.shift[:full] if len(op.shift) > 1 else op.shift[:1] * (full > 0)
+    return dict(fc_left=not op.needs_exact() and any(s >= 0 for s in rows))
+
+
 def kernel_features(graphs: dict[str, Graph], plans: dict[str, Plan]) -> KernelFeatures:
     """The union over every op of the library."""
     flags = dict.fromkeys(KernelFeatures().as_dict(), False)
@@ -113,6 +122,8 @@ def kernel_features(graphs: dict[str, Graph], plans: dict[str, Plan]) -> KernelF
                 f = _pool_flags(op)
             elif op.kernel == "tx_sparse_conv":
                 f = _sparse_conv_flags(op, op.index in plans[name].inplace)
+            elif op.kernel == "tx_fc":
+                f = _fc_flags(op)
             else:
                 continue
             for key, v in f.items():
