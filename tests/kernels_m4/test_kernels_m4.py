@@ -86,7 +86,7 @@ M4_CASES = [
 ]
 
 SWEEP = (test_conv_2d.CASES + test_conv_2d.RANDOM + test_depthwise_conv_2d.CASES + test_depthwise_conv_2d.RANDOM
-         + test_fully_connected.CASES + test_add.CASES + test_average_pool_2d.CASES + M4_CASES)
+         + test_fully_connected.CASES + test_fully_connected.SHAPES + test_add.CASES + test_average_pool_2d.CASES + M4_CASES)
 # Channel slice -> depthwise read in place through a chain (as exit heads are): each with its producer.
 SLICE = test_slice_depthwise.CASES
 SLICE_MAPS = [Case(f"{c.name}_map", test_slice_depthwise.producer(c.input_shape), c.input_shape) for c in SLICE]

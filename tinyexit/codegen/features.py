@@ -61,6 +61,12 @@ class KernelFeatures:
     sparse_conv_im2col: bool = False   # a kernel larger than 1x1 (patches gathered)
     sparse_conv_ring: bool = False     # ... of those, one in place
     sparse_conv_exact: bool = False    # a channel needs tx_mbqm
+    # FULLY_CONNECTED in the cortex_m4 variant
+    fc_left: bool = False           # a row tx_fc_blocks4 requantizes has shift >= 0 (its general requantization)
+    fc_g4: bool = False             # ... a layer it runs has in % 8 >= 4 (a group of 4 after the 8-input passes)
+    fc_tail: bool = False           # ... a layer it runs has in % 4 != 0 (tail inputs)
+    fc_rest: bool = False           # rows tx_fc_s8 runs in C: out % 4 != 0 or a layer needing tx_mbqm
+    fc_exact: bool = False          # a layer needs tx_mbqm
 
     def as_dict(self) -> dict[str, bool]:
         return asdict(self)
@@ -104,6 +110,15 @@ def _sparse_conv_flags(op: Op, inplace: bool) -> dict[str, bool]:
                 sparse_conv_exact=exact)
 
 
+def _fc_flags(op: Op) -> dict[str, bool]:
+    # tx_fc_s8: tx_fc_blocks4 runs the full 4-row blocks of a layer on the fast path (the rest is C)
+    full, exact, n = op.out_depth // 4 * 4, op.needs_exact(), op.in_depth
+    rows = op.shift[:full] if len(op.shift) > 1 else op.shift[:1] * (full > 0)
+    blocks = not exact and full > 0
+    return dict(fc_left=blocks and any(s >= 0 for s in rows), fc_g4=blocks and n % 8 >= 4,
+                fc_tail=blocks and n % 4 != 0, fc_rest=exact or op.out_depth % 4 != 0, fc_exact=exact)
+
+
 def kernel_features(graphs: dict[str, Graph], plans: dict[str, Plan]) -> KernelFeatures:
     """The union over every op of the library."""
     flags = dict.fromkeys(KernelFeatures().as_dict(), False)
@@ -117,6 +132,8 @@ def kernel_features(graphs: dict[str, Graph], plans: dict[str, Plan]) -> KernelF
                 f = _pool_flags(op)
             elif op.kernel == "tx_sparse_conv":
                 f = _sparse_conv_flags(op, op.index in plans[name].inplace)
+            elif op.kernel == "tx_fc":
+                f = _fc_flags(op)
             else:
                 continue
             for key, v in f.items():
