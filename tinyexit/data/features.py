@@ -8,6 +8,8 @@ Training (and the noisy evaluation of synthetic speech) inserts MLPerf's augment
 the STFT: a time shift and background noise, after which the clip is clipped to [-1, 1] (as MLPerf clips only
 after mixing noise). Optional recipe settings (`Augment`, docs/MODELS.md): noise at an SNR range instead of a gain
 (`mix_at_snr`), and `_silence_` examples that are digital silence or very quiet noise (`quiet_noise`).
+A streaming front-end level (tinyexit.data.level: a fixed level or a running peak instead of the division by the
+clip's maximum) makes the clips as int16 PCM at recording levels instead (`prepare_pcm`, `Augment.gain_dbfs`).
 """
 from __future__ import annotations
 
