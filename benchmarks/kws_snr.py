@@ -14,6 +14,8 @@ Quiet windows: background noise with its peak uniform in -90..-50 dBFS, as 16-bi
 A run trained with a streaming front-end level (front_end.level fixed:N, tinyexit.data.level) is measured with
 it: the clips made as int16 PCM (features.prepare_pcm) with their peaks drawn from the run's own
 augment.gain_dbfs range (the recorded level without it), divided by the level; "clean" has no noise.
+`--level fixed:8192 --gain-dbfs -30,-3` measures any run that way (a per-clip run: the cost of the streaming
+level before retraining).
 A run without quant/ is measured in float only.
 """
 from __future__ import annotations
@@ -36,6 +38,10 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--snr", default=",".join(f"{s:g}" for s in SNRS), help="SNRs in dB besides clean")
     ap.add_argument("--quiet-windows", type=int, default=200, help="windows of quiet noise classified")
+    ap.add_argument("--level", default=None, help="front-end level instead of the run's (e.g. fixed:8192: a per-clip "
+                                                  "run measured as the stream firmware runs it, not retrained)")
+    ap.add_argument("--gain-dbfs", default=None, help="LOW,HIGH: recording peak levels with a streaming level "
+                                                      "(default: the run's augment.gain_dbfs)")
     args = ap.parse_args(argv)
     try:
         return _run(args)
@@ -87,13 +93,22 @@ def _run(args) -> int:
         raise TinyexitError(f"{dc.dir} has no _background_noise_/ files to mix in")
     sc = Scorer(run)
     seed = dc.seed + 2                         # the test split's seed (tinyexit.data.recipe.features_for)
-    level = Level.parse(dc.level)
+    level = Level.parse(dc.level if args.level is None else args.level)
     gain = Augment.from_dict(dc.train_augment).gain_dbfs if level.streams else None
+    if args.gain_dbfs is not None:
+        try:
+            gain = tuple(float(v) for v in args.gain_dbfs.split(","))
+        except ValueError:
+            gain = ()
+        if len(gain) != 2 or not gain[0] <= gain[1] <= 0 or not level.streams:
+            raise TinyexitError(f"--gain-dbfs {args.gain_dbfs!r}: give LOW,HIGH dBFS (LOW <= HIGH <= 0) with a "
+                                f"streaming level (--level fixed:N)")
     print(f"run {args.run}: exits {sc.exits}, {'float and int8' if sc.pipe else 'float only (no quant/)'}, "
           f"data {dc.dir} ({dc.source}), train augment {dc.train_augment}, front-end level {level}")
     rows = {}
     xt, yt = run.split("test")
-    rows["run's test split"] = _acc(sc.predict(xt), yt)
+    if args.level is None:
+        rows["run's test split"] = _acc(sc.predict(xt), yt)
     for snr in [None] + snrs:
         aug = None if snr is None else Augment(time_shift_ms=0.0, noise_probability=1.0, snr_db=(snr, snr))
         if level.streams:
