@@ -181,9 +181,10 @@ def plot_comparison(results: Sequence[dict], path, title: str = "", first_result
                marker="_", s=400, label="continuous power")
     ax.set_ylabel("inferences / mJ")
     ax.set_yscale("log")
+    ax.tick_params(axis="x", labelrotation=20, labelsize=7)
     ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.985))
     save_figure(fig, path)
     return Path(path)
 
