@@ -92,9 +92,9 @@ DEPENDENT = {
         " strb.n r5, [r6, r7]\n strh.n r5, [r6, r7]\n", 7, 1 + 1 + 2 + 1 + 1 + 1 + 1, 1 + 1 + 2 + 2 + 2 + 1 + 2),
     "16-bit str reg with a loaded offset": (
         "add.w r6, r8, #64\n ldr.n r5, [r6, #4]\n str.n r5, [r6, r5]\n", 3, 1 + 2 + 1, 1 + 2 + 2),
-    "sp-relative str, ldr, ldr through it": (
-        "mov r6, r8\n sub sp, #8\n str.n r6, [sp, #4]\n ldr.n r4, [sp, #4]\n ldr.n r5, [r4]\n add sp, #8\n",
-        6, 1 + 1 + 2 + 1 + 1 + 1, 1 + 1 + 2 + 1 + 2 + 1),
+    "sp-relative str, ldr, ldr through it, ldr into the same register": (
+        "mov r6, r8\n sub sp, #8\n str.n r6, [sp, #4]\n ldr.n r4, [sp, #4]\n ldr.n r5, [r4]\n ldr.n r5, [sp, #4]\n"
+        " add sp, #8\n", 7, 1 + 1 + 2 + 1 + 1 + 1 + 1, 1 + 1 + 2 + 1 + 2 + 1 + 1),
     "16-bit ldr literal, ldr through it": (
         "ldr.n r4, 2f\n ldr.n r5, [r4]\n b.n 3f\n .p2align 2\n2: .word buf\n3:\n", 3,
         2 + 1 + (1 + P), 2 + 2 + (1 + P)),
