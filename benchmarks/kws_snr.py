@@ -11,6 +11,11 @@ shift, noise in every clip, fixed seed: the test split's seed): a one-second str
 clipped to [-1, 1] as training clips. "clean" is the test clips with no noise at all (for synthetic speech, the
 run's own test split carries noise at gains <= 0.1; its accuracy is also printed as "run's test split").
 Quiet windows: background noise with its peak uniform in -90..-50 dBFS, as 16-bit PCM (features.quiet_noise).
+A run trained with a streaming front-end level (front_end.level fixed:N, tinyexit.data.level) is measured with
+it: the clips made as int16 PCM (features.prepare_pcm) with their peaks drawn from the run's own
+augment.gain_dbfs range (the recorded level without it), divided by the level; "clean" has no noise.
+`--level fixed:8192 --gain-dbfs -30,-3` measures any run that way (a per-clip run: the cost of the streaming
+level before retraining).
 A run without quant/ is measured in float only.
 """
 from __future__ import annotations
@@ -33,6 +38,10 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--snr", default=",".join(f"{s:g}" for s in SNRS), help="SNRs in dB besides clean")
     ap.add_argument("--quiet-windows", type=int, default=200, help="windows of quiet noise classified")
+    ap.add_argument("--level", default=None, help="front-end level instead of the run's (e.g. fixed:8192: a per-clip "
+                                                  "run measured as the stream firmware runs it, not retrained)")
+    ap.add_argument("--gain-dbfs", default=None, help="LOW,HIGH: recording peak levels with a streaming level "
+                                                      "(default: the run's augment.gain_dbfs)")
     args = ap.parse_args(argv)
     try:
         return _run(args)
@@ -64,7 +73,9 @@ class Scorer:
 
 
 def _run(args) -> int:
-    from tinyexit.data.features import Augment, front_end, mfcc, prepare_clips, quiet_noise, _noise_stretch
+    from tinyexit.data.features import (Augment, front_end, mfcc, prepare_clips, prepare_pcm, quiet_noise, quiet_pcm,
+                                        _noise_stretch)
+    from tinyexit.data.level import Level
     from tinyexit.data.recipe import DataConfig
     from tinyexit.data.speech_commands import load_speech_commands, read_wav
     from tinyexit.run import Run
@@ -82,15 +93,33 @@ def _run(args) -> int:
         raise TinyexitError(f"{dc.dir} has no _background_noise_/ files to mix in")
     sc = Scorer(run)
     seed = dc.seed + 2                         # the test split's seed (tinyexit.data.recipe.features_for)
+    level = Level.parse(dc.level if args.level is None else args.level)
+    gain = Augment.from_dict(dc.train_augment).gain_dbfs if level.streams else None
+    if args.gain_dbfs is not None:
+        try:
+            gain = tuple(float(v) for v in args.gain_dbfs.split(","))
+        except ValueError:
+            gain = ()
+        if len(gain) != 2 or not gain[0] <= gain[1] <= 0 or not level.streams:
+            raise TinyexitError(f"--gain-dbfs {args.gain_dbfs!r}: give LOW,HIGH dBFS (LOW <= HIGH <= 0) with a "
+                                f"streaming level (--level fixed:N)")
     print(f"run {args.run}: exits {sc.exits}, {'float and int8' if sc.pipe else 'float only (no quant/)'}, "
-          f"data {dc.dir} ({dc.source}), train augment {dc.train_augment}")
+          f"data {dc.dir} ({dc.source}), train augment {dc.train_augment}, front-end level {level}")
     rows = {}
     xt, yt = run.split("test")
-    rows["run's test split"] = _acc(sc.predict(xt), yt)
+    if args.level is None:
+        rows["run's test split"] = _acc(sc.predict(xt), yt)
     for snr in [None] + snrs:
         aug = None if snr is None else Augment(time_shift_ms=0.0, noise_probability=1.0, snr_db=(snr, snr))
-        clips, y = prepare_clips(ds, "test", augment=aug, seed=seed)
-        rows["clean" if snr is None else f"{snr:g} dB"] = _acc(sc.predict(mfcc(clips)), y)
+        if level.streams:
+            aug = Augment(time_shift_ms=0.0, noise_probability=0.0 if snr is None else 1.0,
+                          snr_db=None if snr is None else (snr, snr), gain_dbfs=gain)
+            pcm, y = prepare_pcm(ds, "test", augment=aug, seed=seed)
+            x = level.features(pcm)
+        else:
+            clips, y = prepare_clips(ds, "test", augment=aug, seed=seed)
+            x = mfcc(clips)
+        rows["clean" if snr is None else f"{snr:g} dB"] = _acc(sc.predict(x), y)
     keys = list(rows["clean"])
     print(f"\ntest accuracy (%), {len(yt)} clips\n{'':>18}" + "".join(f"{k:>14}" for k in keys))
     for name, r in rows.items():
@@ -99,9 +128,13 @@ def _run(args) -> int:
     sil = sc.classes.index("_silence_")
     rng = np.random.default_rng(seed)
     noises = [read_wav(p) for p in ds.noise_files]
-    digital = front_end(np.zeros(16000, np.int16))[None, ..., None]
     levels = rng.uniform(-90.0, -50.0, args.quiet_windows)
-    quiet = mfcc(np.stack([quiet_noise(_noise_stretch(noises, rng), float(v)) for v in levels]))
+    if level.streams:
+        digital = level.features(np.zeros((1, 16000), np.int16))
+        quiet = level.features(np.stack([quiet_pcm(_noise_stretch(noises, rng), float(v)) for v in levels]))
+    else:
+        digital = front_end(np.zeros(16000, np.int16))[None, ..., None]
+        quiet = mfcc(np.stack([quiet_noise(_noise_stretch(noises, rng), float(v)) for v in levels]))
     silence = {}
     for name, x in (("digital silence", digital), ("quiet noise -90..-50 dBFS", quiet)):
         silence[name] = {k: float(np.mean(p == sil)) for k, p in sc.predict(x).items()}
@@ -113,7 +146,8 @@ def _run(args) -> int:
     print(f"{'digital silence called':>26}" + "".join(f"{silence['digital silence (most common class)'][k]:>14}"
                                                       for k in keys))
     if args.json:
-        write_json(args.json, {"run": str(args.run), "exits": sc.exits, "source": dc.source,
+        write_json(args.json, {"run": str(args.run), "exits": sc.exits, "source": dc.source, "level": str(level),
+                               "gain_dbfs": list(gain) if gain else None,
                                "train_augment": dc.train_augment, "clips": int(len(yt)), "seed": seed,
                                "accuracy": rows, "silence": silence, "quiet_windows": args.quiet_windows,
                                "snr_definition": "10 log10(mean power of the clip over its speech extent (samples "

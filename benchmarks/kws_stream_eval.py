@@ -4,6 +4,10 @@ false accepts (and per hour, by kind), duplicates, and the accuracy of one-secon
 
     .venv/bin/python benchmarks/kws_stream_eval.py --run RUN --streams DIR [--json OUT] [--hop-ms 250]
         [--smooth-hops 3] [--threshold 0.7] [--refractory-s 1.0] [--exit NAME] [--sweep 0.5,0.7,0.8,0.9,0.95]
+        [--level fixed:8192]
+
+The front end divides by the run's level (tinyexit.data.level; per_clip: each window by its own maximum, which no
+device can do); `--level fixed:N` measures a run as the firmware streams it whatever it was trained with.
 
 Matching rule (tinyexit.data.stream_score, after MLPerf Tiny's streaming wake-word benchmark): a detection counts
 for an occurrence of its keyword between the onset and 0.5 s after the offset; one detection per occurrence; other
@@ -32,6 +36,8 @@ def main(argv=None) -> int:
     ap.add_argument("--exit", default=None, help="the exit whose posteriors are used (default: the final exit)")
     ap.add_argument("--sweep", default="0.5,0.7,0.8,0.9,0.95",
                     help="thresholds also scored on the same posteriors (false rejects vs false accepts per hour)")
+    ap.add_argument("--level", default=None,
+                    help="front-end level instead of the run's: per_clip, fixed:N or peak:DECAY:FLOOR")
     args = ap.parse_args(argv)
     try:
         return _run(args)
@@ -52,8 +58,9 @@ def _run(args) -> int:
         sweep = [float(v) for v in args.sweep.split(",") if v.strip()]
     except ValueError:
         raise TinyexitError(f"--sweep {args.sweep!r}: give comma-separated thresholds, e.g. 0.5,0.9") from None
-    sm = StreamModel(args.run, cfg.exit)
+    sm = StreamModel(args.run, cfg.exit, level=args.level)
     note = manifest.get("note", "")
+    print(f"front-end level {sm.level}" + ("" if args.level is None else " (not the run's)"))
     print(f"run {args.run} (exit {sm.exit}), streams {args.streams}: {manifest.get('minutes')} min each, "
           f"{manifest.get('keywords')} keyword occurrences, {len(manifest.get('speakers', []))} held-out speakers")
     if manifest.get("source") == "synthetic":
@@ -91,6 +98,7 @@ def _run(args) -> int:
             print(f"{th:>10g} " + " ".join(f"{c:>14}" for c in cells))
     if args.json:
         write_json(args.json, {"run": str(args.run), "streams": str(args.streams), "exit": sm.exit,
+                               "level": str(sm.level), "level_is_the_runs": args.level is None,
                                "source": manifest.get("source"), "note": note,
                                "config": rows[0]["config"] if rows else None, "recordings": rows})
         print(f"wrote {args.json}")

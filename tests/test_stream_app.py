@@ -188,3 +188,56 @@ def test_cli_refuses_bad_input_in_one_line(kws_run, tmp_path):
         p = _cli(args, tmp_path)
         lines = p.stderr.strip().splitlines()
         assert p.returncode == 2 and len(lines) == 1 and want in lines[0], (want, p.stderr)
+
+
+def _with_level(kws_run, tmp_path, level: str) -> Path:
+    """A copy of the tiny run whose model.json says it was trained with the front-end level `level`."""
+    import json
+    run = tmp_path / f"run-{level.replace(':', '-')}"
+    shutil.copytree(kws_run, run, ignore=shutil.ignore_patterns("firmware"))
+    meta = json.loads((run / "model.json").read_text())
+    meta["data"]["level"] = level
+    (run / "model.json").write_text(json.dumps(meta))
+    return run
+
+
+def test_the_stream_divides_by_the_runs_level(kws_run, tmp_path):
+    """A run trained with front_end.level fixed:3000 streams with 3000: the host build's features at every hop are
+    the C front end's at that level (computed here from the hop's ring of samples), not at the default 8192; a
+    level that contradicts the run's and a running-peak run are refused in one line."""
+    from tinyexit import frontend
+    run = _with_level(kws_run, tmp_path, "fixed:3000")
+    pcm = synthetic_audio(2.5)
+    host = sa.run_host(sa.build_stream_host(run, tmp_path / "host", LOW), pcm, LOW)
+    qp = sa.as_run(run).manifest()["segments"][0]["input"]
+    fe = frontend.build_host(tmp_path / "fe")
+    want = {}
+    for level in (3000, 8192):
+        _, q = frontend.run_host(fe, sa.hop_windows(pcm, LOW), mode="push", level=f"fixed:{level}", qparams=qp)
+        want[level] = [sa.fnv1a(x) for x in q]
+    assert len(host) == 7 and [h.fhash for h in host] == want[3000] and want[3000] != want[8192]
+    assert [h.fhash for h in sa.run_host(sa.build_stream_host(kws_run, tmp_path / "h0", LOW), pcm, LOW)] == want[8192]
+    doc = sa.summary(run, host, pcm, LOW)
+    assert (doc["level"], doc["level_trained"]) == (3000, "fixed:3000")
+    assert sa.summary(kws_run, host, pcm, LOW)["level_trained"] == "per_clip"
+    with pytest.raises(TinyexitError, match="must divide by 3000, not 8192"):
+        sa.build_stream_host(run, tmp_path / "bad", sa.StreamSettings(level=8192))
+    with pytest.raises(TinyexitError, match="running-peak level peak:0.99:1000.0; the stream firmware"):
+        sa.build_stream_host(_with_level(kws_run, tmp_path, "peak:0.99:1000"), tmp_path / "peak", LOW)
+
+
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+                    reason="needs qemu-system-arm and arm-none-eabi-gcc")
+def test_cli_streams_with_the_runs_level(kws_run, tmp_path):
+    """`tinyexit stream RUN --emulate` on a run trained with fixed:3000: the firmware says it divides by 3000, the
+    report records it, and firmware, host build and Python mirror agree on every hop."""
+    import json
+    run = _with_level(kws_run, tmp_path, "fixed:3000")
+    wav = write_wav(tmp_path / "a.wav", synthetic_audio(1.5))
+    p = _cli([str(run), "--wav", str(wav), "--emulate", "--json", str(tmp_path / "s.json"), "--timeout", "100"],
+             tmp_path)
+    assert p.returncode == 0, p.stderr
+    doc = json.loads((tmp_path / "s.json").read_text())
+    assert (doc["level"], doc["level_trained"]) == (3000, "fixed:3000")
+    assert doc["hops_equal_host"] == doc["hops_equal_python"] == doc["hops"] == 3
+    assert "samples divided by 3000" in p.stdout

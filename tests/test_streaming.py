@@ -55,6 +55,29 @@ def test_posteriors_are_the_model_on_the_front_end_of_each_window(tiny):
             np.testing.assert_allclose(row, want, atol=1e-5)
 
 
+def test_a_run_trained_with_a_fixed_level_streams_with_it(tiny, tmp_path):
+    """model.json's data.level fixed:N (or --level): each window is its int16 samples divided by N, not by the
+    window's maximum (the oracle: tf.signal's MFCC of the samples / N, computed here)."""
+    import shutil
+
+    from tinyexit.data.features import mfcc
+    from tinyexit.streaming import StreamModel, hop_windows
+    run, model, streams = tiny
+    fixed = tmp_path / "fixed"
+    shutil.copytree(run, fixed)
+    meta = json.loads((fixed / "model.json").read_text())
+    meta["data"]["level"] = "fixed:5000"
+    write_json(fixed / "model.json", meta)
+    x = read_wav(streams / "snr10.wav")
+    times, win = hop_windows(x, 4000)
+    pick = [3, len(win) - 1]
+    pcm = np.round(win[pick] * 32768).astype(np.float32)
+    want = model.predict(mfcc(pcm / np.float32(5000)), verbose=0)[1]
+    np.testing.assert_allclose(StreamModel(Run(fixed)).posteriors(win[pick]), want, atol=1e-5)
+    np.testing.assert_allclose(StreamModel(Run(run), level="fixed:5000").posteriors(win[pick]), want, atol=1e-5)
+    assert np.abs(StreamModel(Run(run)).posteriors(win[pick]) - want).max() > 1e-3     # per_clip is another front end
+
+
 def test_evaluate_recording_scores_its_detections(tiny):
     from tinyexit.data.stream_score import read_truth, score
     from tinyexit.streaming import StreamConfig, StreamModel, evaluate_recording

@@ -19,9 +19,12 @@ features from the front end's host build (tinyexit.frontend: with a fixed level 
 samples, so the ring at a hop is the 49 frames of the 16000 samples that end with its newest frame), the exit
 outputs from tflite_micro (Run.oracle()) and the exits from the Python policy (bench.oracle_decisions).
 
-LEVEL = 8192 (-12 dBFS): MLPerf divides each clip by its own maximum, which a stream cannot know; the stream
-recordings put each word's peak at -20..-6 dBFS, and 8192 is about their middle (a word at -12 dBFS looks to the
-model as MLPerf's per-clip maximum would make it).
+The level (`stream_level`) is the run's: a run trained with a fixed level (a recipe's `front_end.level: fixed:N`,
+model.json's data recipe, tinyexit.data.level) streams with that N, so training, the firmware and the mirror
+divide by the same number. A run trained with MLPerf's per-clip division (the default recipe) streams with
+LEVEL = 8192 (-12 dBFS), a level its model never saw: the stream recordings put each word's peak at -20..-6
+dBFS, and 8192 is about their middle (a word at -12 dBFS looks as MLPerf's per-clip maximum would make it).
+A run trained with a running peak is refused (the firmware implements the fixed level).
 """
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ import numpy as np
 
 from tinyexit import toolchain
 from tinyexit.data.features import FRAME_LENGTH, FRAME_STEP, NUM_FRAMES
+from tinyexit.data.level import Level, run_level
 from tinyexit.data.speech_commands import SAMPLE_RATE, wav_frames
 from tinyexit.errors import TinyexitError
 from tinyexit.io import write_text
@@ -54,7 +58,7 @@ class StreamSettings:
     smooth: int = 3
     threshold: float = 0.7
     refractory_s: float = 1.0
-    level: int = LEVEL
+    level: int | None = None        # the front end's fixed level; None: the run's (stream_level)
 
     @property
     def hop(self) -> int:
@@ -67,7 +71,8 @@ class StreamSettings:
     def check(self) -> "StreamSettings":
         if not (self.hop_ms > 0 and STEP <= self.hop <= FIRST):
             raise TinyexitError(f"--hop-ms {self.hop_ms}: use a hop of 20 to 1000 ms")
-        if self.smooth < 1 or not 0 < self.threshold <= 1 or self.refractory_s < 0 or not 0 < self.level < 32768:
+        if (self.smooth < 1 or not 0 < self.threshold <= 1 or self.refractory_s < 0
+                or not (self.level is None or 0 < self.level < 32768)):
             raise TinyexitError("stream settings out of range: smooth >= 1, threshold in (0, 1], refractory >= 0, "
                                 "level in 1..32767")
         return self
@@ -106,7 +111,26 @@ def num_hops(n: int, cfg: StreamSettings) -> int:
     return 0 if n < FIRST else 1 + (n - FIRST) // cfg.hop
 
 
+def stream_level(run_dir, cfg: StreamSettings) -> int:
+    """The fixed level the stream divides samples by (module doc): the run's `fixed:N`; for a per-clip run,
+    `cfg.level` or LEVEL; a one-line TinyexitError for a level the firmware cannot compute or that contradicts the
+    run's."""
+    run = as_run(run_dir)
+    lv = run_level(run)
+    if lv.kind == "fixed":
+        if cfg.level is not None and cfg.level != lv.value:
+            raise TinyexitError(f"{run.path} was trained with the front-end level {lv}; the stream must divide by "
+                                f"{lv.value}, not {cfg.level} (leave the level unset to use the run's)")
+        return lv.value
+    if lv.streams:
+        raise TinyexitError(f"{run.path} was trained with the running-peak level {lv}; the stream firmware divides "
+                            f"by a fixed level only: retrain with front_end.level: fixed:N "
+                            f"(models/kws-dscnn-stream.yaml)")
+    return LEVEL if cfg.level is None else int(cfg.level)
+
+
 def _stream_context(run, cfg: StreamSettings) -> dict:
+    level = stream_level(run, cfg)
     man = run.manifest()
     classes = list(man.get("classes") or [])
     seg0 = man["segments"][0]
@@ -119,7 +143,7 @@ def _stream_context(run, cfg: StreamSettings) -> dict:
                             f"stream adds int8 posteriors of different exits and needs one quantization")
     scale, zp = outs.pop()
     thr_q = int(math.ceil(cfg.threshold / scale - 1e-9)) + zp   # p >= threshold <=> q >= thr_q
-    return dict(hop=cfg.hop, hop_ms=cfg.hop_ms, level=int(cfg.level), smooth=cfg.smooth, threshold=cfg.threshold,
+    return dict(hop=cfg.hop, hop_ms=cfg.hop_ms, level=level, smooth=cfg.smooth, threshold=cfg.threshold,
                 threshold_q=min(thr_q, 127), refractory=cfg.refractory, classes=classes,
                 keywords=[int(not c.startswith("_")) for c in classes],
                 exit_macs=[int(e["macs_to_exit"]) for e in man["exits"]],
@@ -309,8 +333,8 @@ def mirror(run_dir, pcm: np.ndarray, cfg: StreamSettings, work: str | Path) -> l
     man, policy = run.manifest(), run.policy()
     exe = frontend.build_host(Path(work) / "frontend")
     qp = man["segments"][0]["input"]
-    _, x_q = frontend.run_host(exe, hop_windows(pcm, cfg), mode="push", level=f"fixed:{cfg.level}", chunk=STEP,
-                               qparams=qp)
+    _, x_q = frontend.run_host(exe, hop_windows(pcm, cfg), mode="push",
+                               level=Level("fixed", ctx["level"]).driver_arg(), chunk=STEP, qparams=qp)
     if policy.get("policy") == "confidence":
         outs, conf = oracle_confidence(run.path, x_q.reshape(len(x_q), FRAMES, 10, 1), policy)
     else:
@@ -338,7 +362,8 @@ def summary(run_dir, hops: list[Hop], pcm: np.ndarray, cfg: StreamSettings, *, h
     dets = [{"time_s": t, "class": classes[h.det], "exit": names[h.exit], "macs": h.macs}
             for t, h in zip(times, hops) if h.det >= 0]
     per_s = SAMPLE_RATE / cfg.hop
-    doc = {"run": str(run.path), "hops": len(hops), "hop_ms": cfg.hop_ms, "level": cfg.level, "smooth": cfg.smooth,
+    doc = {"run": str(run.path), "hops": len(hops), "hop_ms": cfg.hop_ms, "level": stream_level(run, cfg),
+           "level_trained": str(run_level(run)), "smooth": cfg.smooth,
            "threshold": cfg.threshold, "refractory_s": cfg.refractory_s, "audio_s": len(pcm) / SAMPLE_RATE,
            "detections": dets,
            "exits": {n: sum(h.exit == k for h in hops) for k, n in enumerate(names)},

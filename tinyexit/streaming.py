@@ -2,10 +2,13 @@
 over a long recording, a detector turns its posteriors into keyword detections, and
 tinyexit.data.stream_score scores them against the recording's ground-truth CSV.
 
-Every hop (default 250 ms) the last second of audio goes through MLPerf's front end
-(tinyexit.data.features.front_end). Note that front end divides each one-second window by that window's own
-signed maximum, as MLPerf does per clip: a stream has no such per-window gain on a device (the firmware's front
-end must define its own streaming gain); this reference keeps MLPerf's so it sees what the model was trained on.
+Every hop (default 250 ms) the last second of audio goes through the front end with the level the run was
+trained with (tinyexit.data.level): a run trained with a fixed level divides by it, as the firmware does
+(tinyexit.stream_app); a run trained with MLPerf's per-clip division divides each one-second window by that
+window's own signed maximum, which a device cannot do (the reference then flatters such a run: it sees what it
+was trained on; `tinyexit stream` measures it with the firmware's fixed level). A running-peak level is computed
+from a cold start in each window (the firmware does not implement it). `level` overrides the run's (e.g. a
+per-clip run measured with the firmware's fixed level, as `tinyexit stream` runs it).
 The chosen exit's posteriors are averaged over the last `smooth_hops` hops; a detection fires when the smoothed
 posterior of a keyword is the largest and at least `threshold`, unless the last detection is less than
 `refractory_s` old. Its time is the end of the audio heard at that hop.
@@ -20,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyexit.data.features import mfcc, normalize_clip
+from tinyexit.data.level import Level, run_level, to_pcm
 from tinyexit.data.speech_commands import SAMPLE_RATE, read_wav
 from tinyexit.data.stream_score import Occurrence, read_truth, score
 from tinyexit.errors import TinyexitError
@@ -53,7 +56,7 @@ class StreamConfig:
 class StreamModel:
     """A run's Keras model and one of its exits, applied to one-second windows of audio."""
 
-    def __init__(self, run: Run | str, exit: str | None = None):
+    def __init__(self, run: Run | str, exit: str | None = None, level: str | None = None):
         self.run = as_run(run)
         meta = self.run.check_trained()
         if meta.get("task", "kws") != "kws":
@@ -64,15 +67,17 @@ class StreamModel:
         if self.exit not in names:
             raise TinyexitError(f"{self.run.path} has no exit {self.exit!r}; choose one of {', '.join(names)}")
         self.model = self.run.load_model()
+        self.level = run_level(self.run) if level is None else Level.parse(level)
         from tinyexit.models import output_names
         outs = output_names(self.model)
         self._index = outs.index(self.exit) if self.exit in outs else names.index(self.exit)
 
     def posteriors(self, clips: np.ndarray) -> np.ndarray:
-        """float32 [N, 16000] raw audio windows -> [N, classes] posteriors of the exit (front end per window)."""
+        """float32 [N, 16000] raw audio windows (full-scale units, as read_wav gives them) -> [N, classes]
+        posteriors of the exit (the run's front-end level per window)."""
         out = []
         for i in range(0, len(clips), BATCH):
-            feats = mfcc(np.stack([normalize_clip(c) for c in clips[i:i + BATCH]]))
+            feats = self.level.features(to_pcm(clips[i:i + BATCH]))
             p = self.model.predict(feats, batch_size=BATCH, verbose=0)
             p = p if isinstance(p, list) else [p]
             out.append(np.asarray(p[self._index]))

@@ -233,7 +233,7 @@ def _train_kws(recipe, *, data, out, epochs, train_config, train_copies, max_tra
     else:
         data_dir = Path(data)
     dc = data_config_for(data_dir, seed=d["seed"], train_copies=train_copies,
-                         train_augment=dict(d["augment"]))
+                         train_augment=dict(d["augment"]), level=recipe.front_end.get("level", "per_clip"))
     tc = with_epochs(train_config or train_config_for(recipe), epochs)
     mc = recipe.model_config(len(CLASSES))
     print(f"features: {dc.dir} ({dc.source})")
@@ -246,7 +246,7 @@ def _train_kws(recipe, *, data, out, epochs, train_config, train_copies, max_tra
     return fit_and_write_run(
         build_seeded(recipe, len(CLASSES), mc, tc.seed), mc, tc, (x, y), (xv, yv), (xt, yt), out=out, task="kws",
         classes=CLASSES,
-        data_meta=asdict(dc), t0=t0, verbose=verbose, recipe=_as_trained(recipe, tc, train_copies),
+        data_meta=dc.meta(), t0=t0, verbose=verbose, recipe=_as_trained(recipe, tc, train_copies),
         data_report={"source": dc.source, "dir": dc.dir, "test_split": "held-out speakers (testing_list.txt)",
                      "note": note})
 

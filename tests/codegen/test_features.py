@@ -55,8 +55,9 @@ def test_conformance_models_need_few_paths():
     assert kws == KernelFeatures(conv_direct=True, conv_im2col=True, dw_groups9=True, pool_avg=True)
     resnet = _features(conformance_model("pretrainedResnet_quant.tflite"))
     # the first conv has k = 3 * 3 * 3 (not a multiple of 8): its last channel pair goes through tx_conv_pair
+    # and its FC has 10 outputs: the last 2 rows run in C (fc_rest)
     assert resnet == KernelFeatures(conv_direct=True, conv_im2col=True, conv_ring=True, conv_pair=True,
-                                    pool_avg=True)
+                                    pool_avg=True, fc_rest=True)
 
 
 def test_exact_requantization_is_flagged():

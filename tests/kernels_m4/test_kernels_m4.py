@@ -26,6 +26,16 @@ def dw(shape, k, s, pad, mult=1, act=None):
     return test_depthwise_conv_2d.dw(shape, k, s, pad, mult, act)
 
 
+def input_zero_point(zp: int):
+    """The input tensor's zero point set to `zp` (scale 0.02): the extreme input offsets (-127, 128) that the
+    depthwise kernel folds into its per-group bias."""
+    import tflite
+
+    def patch(m: bytes) -> bytes:
+        return set_quantization(m, int(tflite.Model.GetRootAsModel(m, 0).Subgraphs(0).Inputs(0)), 0.02, zp)
+    return patch
+
+
 def tiny_output_scale(m: bytes) -> bytes:
     """A very small output scale: requantization multipliers > 1 (left shifts), so that the bound check
     sends channels to the exact (tx_mbqm) path."""
@@ -57,6 +67,18 @@ M4_CASES = [
     Case("m4_dw5_c8_tap_loop", dw((7, 6, 8), 5, 1, "same", 1, "relu"), (7, 6, 8)),     # groups, not 3x3
     Case("m4_dw3_exact_rq", dw((4, 4, 8), 3, 1, "same"), (4, 4, 8), patch=tiny_output_scale),
     Case("m4_dw3_per_tensor", dw((5, 5, 8), 3, 1, "same"), (5, 5, 8), per_channel=False),
+    # 3x3 pixel pairs (tx_dw_groups9): pairs across rows, odd pixel counts (a last single pixel), in place
+    # with the pending pixel, stride 2 with padding, one-row maps, extreme input offsets, KWS's 64 channels
+    Case("m4_dw3_c16_w1_inplace", dw((7, 1, 16), 3, 1, "same"), (7, 1, 16)),          # every pair spans 2 rows
+    Case("m4_dw3_c9_odd_inplace", dw((5, 3, 9), 3, 1, "same"), (5, 3, 9)),            # 15 pixels, 1 tail channel
+    Case("m4_dw3_c20_s2_same", dw((9, 7, 20), 3, 2, "same", 1, "relu"), (9, 7, 20)),  # 5 x 4 outputs, padding
+    Case("m4_dw3_c8_s2_odd_w", dw((6, 9, 8), 3, 2, "same"), (6, 9, 8)),               # 3 x 5 outputs
+    Case("m4_dw3_c8_one_row", dw((1, 6, 8), 3, 1, "same"), (1, 6, 8)),
+    Case("m4_dw3_c8_in_zp_127", dw((4, 5, 8), 3, 1, "same"), (4, 5, 8), patch=input_zero_point(127)),
+    Case("m4_dw3_c12_in_zp_m128", dw((5, 4, 12), 3, 2, "same"), (5, 4, 12), patch=input_zero_point(-128)),
+    Case("m4_dw3_c64_kws", dw((6, 5, 64), 3, 1, "same", 1, "relu"), (6, 5, 64)),
+    Case("m4_dw3_c8_relu6_pairs", dw((5, 3, 8), 3, 1, "same", 1, "relu6"), (5, 3, 8),
+         patch=lambda m: set_quantization(m, output_tensor(m), 0.05, -30)),              # asm clamp, odd width
     Case("m4_fc_odd", test_fully_connected.dense((37,), 9), (37,)),
     Case("m4_avg_global_c16", pool("avg", (9, 7, 16), (9, 7), 1, "valid"), (9, 7, 16)),
     Case("m4_avg_k3s2_c8", pool("avg", (7, 6, 8), 3, 2, "same"), (7, 6, 8)),
@@ -64,7 +86,7 @@ M4_CASES = [
 ]
 
 SWEEP = (test_conv_2d.CASES + test_conv_2d.RANDOM + test_depthwise_conv_2d.CASES + test_depthwise_conv_2d.RANDOM
-         + test_fully_connected.CASES + test_add.CASES + test_average_pool_2d.CASES + M4_CASES)
+         + test_fully_connected.CASES + test_fully_connected.SHAPES + test_add.CASES + test_average_pool_2d.CASES + M4_CASES)
 # Channel slice -> depthwise read in place through a chain (as exit heads are): each with its producer.
 SLICE = test_slice_depthwise.CASES
 SLICE_MAPS = [Case(f"{c.name}_map", test_slice_depthwise.producer(c.input_shape), c.input_shape) for c in SLICE]

@@ -46,11 +46,13 @@ class KernelFeatures:
     conv_pair: bool = False         # tx_conv_pair (C): odd channels, k % 8 != 0, one channel, exact rq
     conv_exact: bool = False        # a conv channel needs tx_mbqm (tx_conv_exact)
     add_exact: bool = False         # a fused ADD needs tx_add_elem (tx_add_exact)
+    conv_clamp: bool = False        # a conv with an activation range narrower than int8 (tx_conv_passes clamps)
     # DEPTHWISE_CONV_2D
     dw_groups9: bool = False        # 3x3 groups of 4 channels (assembly)
     dw_groups: bool = False         # groups of 4 channels with another kernel size (C tap loop)
     dw_rest: bool = False           # channel tails, depth multiplier > 1, exact rq (reference arithmetic)
     dw_exact: bool = False          # a depthwise channel needs tx_mbqm (tx_dw_exact)
+    dw_clamp: bool = False          # a 3x3 group path with an activation range narrower than int8
     # AVERAGE_POOL_2D / MAX_POOL_2D
     pool_avg: bool = False
     pool_avg_ref: bool = False      # cortex_m4: channels % 4 != 0 or a window above 255 pixels
@@ -59,6 +61,12 @@ class KernelFeatures:
     sparse_conv_im2col: bool = False   # a kernel larger than 1x1 (patches gathered)
     sparse_conv_ring: bool = False     # ... of those, one in place
     sparse_conv_exact: bool = False    # a channel needs tx_mbqm
+    # FULLY_CONNECTED in the cortex_m4 variant
+    fc_left: bool = False           # a row tx_fc_blocks4 requantizes has shift >= 0 (its general requantization)
+    fc_g4: bool = False             # ... a layer it runs has in % 8 >= 4 (a group of 4 after the 8-input passes)
+    fc_tail: bool = False           # ... a layer it runs has in % 4 != 0 (tail inputs)
+    fc_rest: bool = False           # rows tx_fc_s8 runs in C: out % 4 != 0 or a layer needing tx_mbqm
+    fc_exact: bool = False          # a layer needs tx_mbqm
 
     def as_dict(self) -> dict[str, bool]:
         return asdict(self)
@@ -74,6 +82,7 @@ def _conv_flags(op: Op, inplace: bool) -> dict[str, bool]:
     # tx_conv_pair takes every channel they leave.
     return dict(conv_direct=direct, conv_im2col=not direct, conv_ring=not direct and c.ring_pixels(inplace and c is op) > 0,
                 conv_pair=exact or oc < 2 or oc % 2 == 1 or k % 8 != 0, conv_exact=exact,
+                conv_clamp=c.act[0] > -128 or c.act[1] < 127,
                 add_exact=op.name == "CONV_2D+ADD" and add_needs_exact(op.add))
 
 
@@ -82,7 +91,8 @@ def _dw_flags(op: Op) -> dict[str, bool]:
     exact = conv_needs_exact(op.bias, op.mult, op.shift, taps)
     groups = op.depth_multiplier == 1 and not exact and op.in_hwc[2] >= 4
     return dict(dw_groups9=groups and taps == 9, dw_groups=groups and taps != 9,
-                dw_rest=exact or op.depth_multiplier != 1 or op.in_hwc[2] % 4 != 0, dw_exact=exact)
+                dw_rest=exact or op.depth_multiplier != 1 or op.in_hwc[2] % 4 != 0, dw_exact=exact,
+                dw_clamp=groups and taps == 9 and (op.act[0] > -128 or op.act[1] < 127))
 
 
 def _pool_flags(op: Op) -> dict[str, bool]:
@@ -100,6 +110,15 @@ def _sparse_conv_flags(op: Op, inplace: bool) -> dict[str, bool]:
                 sparse_conv_exact=exact)
 
 
+def _fc_flags(op: Op) -> dict[str, bool]:
+    # tx_fc_s8: tx_fc_blocks4 runs the full 4-row blocks of a layer on the fast path (the rest is C)
+    full, exact, n = op.out_depth // 4 * 4, op.needs_exact(), op.in_depth
+    rows = op.shift[:full] if len(op.shift) > 1 else op.shift[:1] * (full > 0)
+    blocks = not exact and full > 0
+    return dict(fc_left=blocks and any(s >= 0 for s in rows), fc_g4=blocks and n % 8 >= 4,
+                fc_tail=blocks and n % 4 != 0, fc_rest=exact or op.out_depth % 4 != 0, fc_exact=exact)
+
+
 def kernel_features(graphs: dict[str, Graph], plans: dict[str, Plan]) -> KernelFeatures:
     """The union over every op of the library."""
     flags = dict.fromkeys(KernelFeatures().as_dict(), False)
@@ -113,6 +132,8 @@ def kernel_features(graphs: dict[str, Graph], plans: dict[str, Plan]) -> KernelF
                 f = _pool_flags(op)
             elif op.kernel == "tx_sparse_conv":
                 f = _sparse_conv_flags(op, op.index in plans[name].inplace)
+            elif op.kernel == "tx_fc":
+                f = _fc_flags(op)
             else:
                 continue
             for key, v in f.items():

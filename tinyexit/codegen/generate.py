@@ -11,6 +11,8 @@ from tinyexit.codegen.emit import EmitConfig, emit_library
 from tinyexit.codegen.fuse import fuse_conv_add, fuse_slice_depthwise
 from tinyexit.codegen.ir import Graph
 from tinyexit.codegen.measure import section_sizes
+from tinyexit.codegen.ops._common import M4
+from tinyexit.codegen.ops.depthwise_conv_2d import with_widened_tables
 from tinyexit.codegen.plan import Plan, memory_map, plan_memory
 from tinyexit.codegen.reader import read_model
 from tinyexit.codegen.schedule import schedule
@@ -153,12 +155,13 @@ def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kerne
         g0 = read_model(path, name=full)
         g0 = fuse_conv_add(g0) if fuse_ops else g0
         g = fuse_slice_depthwise(g0) if fuse_ops else g0
-        graphs[full] = sparsify(g) if sparse else g
+        variant = with_widened_tables if kernels == M4 else (lambda h: h)   # the kernels' weight layouts
+        graphs[full] = variant(sparsify(g) if sparse else g)
         if len(g.ops) != len(g0.ops):
             # A fused channel slice keeps the whole map alive while the depthwise reads it; when the map
             # would die at the slice (an unchained head) the unfused slice runs in place over it and can
             # plan a smaller arena: plan_one then keeps the unfused graph.
-            unfused[full] = sparsify(g0) if sparse else g0
+            unfused[full] = variant(sparsify(g0) if sparse else g0)
 
     def planner(budget: int | None = None):
         """plan_one(graph, **constraints) -> (graph, plan): the order (file or memory-aware) and form

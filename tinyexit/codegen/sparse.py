@@ -152,6 +152,9 @@ class SparseFullyConnected(SparseWeights, FullyConnected):
     sparse: SparseRows = None
     kernel = "tx_sparse_fc"
 
+    def params_decl(self, prefix: str, inplace: bool) -> str:
+        return self.unfolded_params_decl(prefix)    # the original bias and input offset
+
 
 def channel_rows(op) -> np.ndarray:
     """The op's weights as [output channels, kernel volume] in the kernels' index order."""

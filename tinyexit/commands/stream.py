@@ -39,6 +39,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from tinyexit import stream_app as sa
     from tinyexit.boards import load_board
+    from tinyexit.data.level import run_level
     from tinyexit.io import write_json
     from tinyexit.run import as_run
     from tinyexit.targets import get_runner
@@ -50,6 +51,9 @@ def run(args) -> int:
     pcm = sa.read_pcm(args.wav)
     run_ = as_run(args.run)
     run_.policy()
+    print(f"front-end level: samples divided by {sa.stream_level(run_, cfg)}" +
+          ("" if run_level(run_).streams else " (the run was trained with MLPerf's per-clip division, not with this "
+           "level; train models/kws-dscnn-stream.yaml for streams)"))
     board = load_board(args.board, emulate=args.emulate or args.runner == "qemu")
     if args.png and not args.profile:
         raise TinyexitError("--png draws the --profile timeline; add --profile")

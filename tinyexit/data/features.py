@@ -8,6 +8,8 @@ Training (and the noisy evaluation of synthetic speech) inserts MLPerf's augment
 the STFT: a time shift and background noise, after which the clip is clipped to [-1, 1] (as MLPerf clips only
 after mixing noise). Optional recipe settings (`Augment`, docs/MODELS.md): noise at an SNR range instead of a gain
 (`mix_at_snr`), and `_silence_` examples that are digital silence or very quiet noise (`quiet_noise`).
+A streaming front-end level (tinyexit.data.level: a fixed level or a running peak instead of the division by the
+clip's maximum) makes the clips as int16 PCM at recording levels instead (`prepare_pcm`, `Augment.gain_dbfs`).
 """
 from __future__ import annotations
 
@@ -46,17 +48,40 @@ def mfcc(wavs: np.ndarray, batch: int = 512) -> np.ndarray:
     wavs = np.asarray(wavs, np.float32)
     if wavs.ndim != 2 or wavs.shape[1] != SAMPLE_RATE:
         raise ValueError(f"mfcc expects [N, {SAMPLE_RATE}] clips, got {wavs.shape}")
-    mel = tf.signal.linear_to_mel_weight_matrix(MEL_BINS, FFT_LENGTH // 2 + 1, SAMPLE_RATE,
-                                                LOWER_HZ, UPPER_HZ)
     out = []
     for i in range(0, len(wavs), batch):
         stft = tf.signal.stft(wavs[i:i + batch], frame_length=FRAME_LENGTH, frame_step=FRAME_STEP,
                               fft_length=FFT_LENGTH, window_fn=tf.signal.hann_window)
-        spec = tf.abs(stft)
-        log_mel = tf.math.log(tf.tensordot(spec, mel, 1) + 1e-6)
-        out.append(tf.signal.mfccs_from_log_mel_spectrograms(log_mel)[..., :NUM_MFCC].numpy())
+        out.append(_mfcc_of_stft(stft))
     x = np.concatenate(out) if out else np.zeros((0, NUM_FRAMES, NUM_MFCC), np.float32)
     return x[..., None].astype(np.float32)
+
+
+def mfcc_frames(wavs: np.ndarray, levels: np.ndarray, batch: int = 512) -> np.ndarray:
+    """`mfcc` of undivided clips float32 [N, 16000] whose frame f is divided by levels [N, 49] (a level that moves,
+    tinyexit.data.level): tf.signal.stft's own steps (frame, times the window, rfft) with the division per frame."""
+    import tensorflow as tf
+
+    wavs, levels = np.asarray(wavs, np.float32), np.asarray(levels, np.float32)
+    if wavs.ndim != 2 or wavs.shape[1] != SAMPLE_RATE or levels.shape != (len(wavs), NUM_FRAMES):
+        raise ValueError(f"mfcc_frames expects [N, {SAMPLE_RATE}] clips and [N, {NUM_FRAMES}] levels, got "
+                         f"{wavs.shape} and {levels.shape}")
+    window = tf.signal.hann_window(FRAME_LENGTH)
+    out = []
+    for i in range(0, len(wavs), batch):
+        frames = tf.signal.frame(wavs[i:i + batch], FRAME_LENGTH, FRAME_STEP) / levels[i:i + batch, :, None]
+        out.append(_mfcc_of_stft(tf.signal.rfft(frames * window, [FFT_LENGTH])))
+    x = np.concatenate(out) if out else np.zeros((0, NUM_FRAMES, NUM_MFCC), np.float32)
+    return x[..., None].astype(np.float32)
+
+
+def _mfcc_of_stft(stft) -> np.ndarray:
+    """The front end after the STFT: magnitude -> 40 mel bins -> log(mel + 1e-6) -> the first 10 MFCCs."""
+    import tensorflow as tf
+
+    mel = tf.signal.linear_to_mel_weight_matrix(MEL_BINS, FFT_LENGTH // 2 + 1, SAMPLE_RATE, LOWER_HZ, UPPER_HZ)
+    log_mel = tf.math.log(tf.tensordot(tf.abs(stft), mel, 1) + 1e-6)
+    return tf.signal.mfccs_from_log_mel_spectrograms(log_mel)[..., :NUM_MFCC].numpy()
 
 
 def normalize_clip(samples) -> np.ndarray:
@@ -93,6 +118,7 @@ class Augment:
     silence_digital: float = 0.0       # share of `_silence_` examples that are digital silence (all zeros)
     silence_quiet: float = 0.0         # share of `_silence_` examples that are noise at a very low level ...
     silence_quiet_dbfs: tuple[float, float] = (-90.0, -50.0)   # ... its peak uniform in these dBFS, 16-bit PCM
+    gain_dbfs: tuple[float, float] | None = None     # streaming levels: each clip's peak uniform in these dBFS
 
     def __post_init__(self):         # numbers as floats, pairs as tuples (a YAML 100 is 100.0 in the cache key)
         for name, v in asdict(self).items():
@@ -125,7 +151,7 @@ class Augment:
 
 
 OPTIONAL_SETTINGS = {"snr_db": None, "silence_digital": 0.0, "silence_quiet": 0.0,
-                     "silence_quiet_dbfs": (-90.0, -50.0)}
+                     "silence_quiet_dbfs": (-90.0, -50.0), "gain_dbfs": None}
 
 
 def prepare_clips(dataset: KwsDataset, split: str, *, copies: int = 1, augment: Augment | None = None,
@@ -156,12 +182,59 @@ def prepare_clips(dataset: KwsDataset, split: str, *, copies: int = 1, augment: 
                 x = cache[rel]
             else:
                 quiet = _quiet_silence(noises, augment, rng) if augment is not None else None
-                x = normalize_clip(_noise_stretch(noises, rng)) if quiet is None else quiet
+                x = normalize_clip(_noise_stretch(noises, rng)) if quiet is None else normalize_clip(quiet)
             if augment is not None and noises and quiet is None:
                 x = np.clip(_augment(x, noises, augment, rng), -1.0, 1.0)
             clips[k], labels[k] = x, label
             k += 1
     return clips, labels
+
+
+def prepare_pcm(dataset: KwsDataset, split: str, *, copies: int = 1, augment: Augment | None = None,
+                seed: int = 0, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The clips of a split as a microphone would record them, for a streaming front-end level (no per-clip
+    division): -> int16 [N, 16000] PCM, labels [N]. Each clip (or `_silence_` noise stretch) is scaled to peak 1,
+    gets MLPerf's shift and the noise (relative to that peak, or at an SNR) with `augment`, then is scaled so the
+    clean clip's peak sits at a level drawn uniformly in `augment.gain_dbfs` (without it: the clip's recorded
+    peak), rounded and clipped to 16-bit PCM. `_silence_` items that `augment` makes digital silence or quiet
+    noise are that PCM as is. Deterministic for a seed."""
+    from tqdm.auto import tqdm
+
+    rng = np.random.default_rng(seed)
+    noises = [read_wav(p) for p in dataset.noise_files]
+    items = dataset.items[split]
+    pcm = np.zeros((len(items) * copies, SAMPLE_RATE), np.int16)
+    labels = np.zeros(len(items) * copies, np.int64)
+    cache: dict[str, np.ndarray] = {}
+    k = 0
+    for rel, label in tqdm(items, desc=f"loading {split}", unit="clip", disable=not progress, mininterval=1.0):
+        if rel and rel not in cache:
+            x = read_wav(dataset.root / rel)[:SAMPLE_RATE]
+            cache[rel] = np.pad(x, (0, SAMPLE_RATE - len(x)))
+        for _ in range(copies):
+            quiet = None
+            if not rel and augment is not None:
+                quiet = _quiet_silence(noises, augment, rng)
+            if quiet is not None:
+                pcm[k] = quiet
+            else:
+                pcm[k] = _record(cache[rel] if rel else _noise_stretch(noises, rng), noises, augment, rng)
+            labels[k] = label
+            k += 1
+    return pcm, labels
+
+
+def _record(x: np.ndarray, noises: list[np.ndarray], aug: Augment | None, rng: np.random.Generator) -> np.ndarray:
+    """One clip (float, full-scale units) at peak 1, augmented, then at its recording level as int16 PCM."""
+    from tinyexit.data.level import to_pcm
+    peak = float(np.abs(x).max()) if x.size else 0.0
+    if peak == 0.0:
+        return np.zeros(SAMPLE_RATE, np.int16)
+    target = peak if aug is None or aug.gain_dbfs is None else 10 ** (float(rng.uniform(*aug.gain_dbfs)) / 20)
+    y = np.asarray(x, np.float32) / np.float32(peak)
+    if aug is not None and noises:
+        y = _augment(y, noises, aug, rng)
+    return to_pcm(np.asarray(y, np.float64) * target)
 
 
 def _augment(x: np.ndarray, noises: list[np.ndarray], aug: Augment, rng: np.random.Generator) -> np.ndarray:
@@ -183,27 +256,31 @@ def _augment(x: np.ndarray, noises: list[np.ndarray], aug: Augment, rng: np.rand
 
 
 def _quiet_silence(noises: list[np.ndarray], aug: Augment, rng: np.random.Generator) -> np.ndarray | None:
-    """A `_silence_` example that is digital silence or very quiet noise (as 16-bit PCM holds it, through the
-    front end's division), drawn with the shares `aug` asks for; None for an ordinary one. Draws nothing from
-    `rng` when both shares are 0 (today's recipes keep their random stream)."""
+    """A `_silence_` example that is digital silence or very quiet noise, as 16-bit PCM (int16 [16000]), drawn
+    with the shares `aug` asks for; None for an ordinary one. Draws nothing from `rng` when both shares are 0
+    (today's recipes keep their random stream)."""
     if aug.silence_digital <= 0 and aug.silence_quiet <= 0:
         return None
     u = float(rng.uniform())
     if u < aug.silence_digital or (u < aug.silence_digital + aug.silence_quiet and not noises):
-        return np.zeros(SAMPLE_RATE, np.float32)
+        return np.zeros(SAMPLE_RATE, np.int16)
     if u >= aug.silence_digital + aug.silence_quiet:
         return None
-    return quiet_noise(_noise_stretch(noises, rng), float(rng.uniform(*aug.silence_quiet_dbfs)))
+    return quiet_pcm(_noise_stretch(noises, rng), float(rng.uniform(*aug.silence_quiet_dbfs)))
+
+
+def quiet_pcm(seg: np.ndarray, peak_dbfs: float) -> np.ndarray:
+    """`seg` scaled so its peak sits at `peak_dbfs`, rounded to 16-bit PCM (int16): what a quiet window of a real
+    recording holds (below about -96 dBFS, zeros)."""
+    peak = float(np.abs(seg).max()) if len(seg) else 0.0
+    if peak == 0.0:
+        return np.zeros(len(seg), np.int16)
+    return np.round(np.asarray(seg, np.float64) / peak * 10 ** (peak_dbfs / 20) * 32767).astype(np.int16)
 
 
 def quiet_noise(seg: np.ndarray, peak_dbfs: float) -> np.ndarray:
-    """`seg` scaled so its peak sits at `peak_dbfs`, rounded to 16-bit PCM, then the front end's division and
-    padding (`normalize_clip`): what a quiet window of a real recording gives (below about -96 dBFS, zeros)."""
-    peak = float(np.abs(seg).max()) if len(seg) else 0.0
-    if peak == 0.0:
-        return np.zeros(SAMPLE_RATE, np.float32)
-    pcm = np.round(np.asarray(seg, np.float64) / peak * 10 ** (peak_dbfs / 20) * 32767).astype(np.int16)
-    return normalize_clip(pcm)
+    """`quiet_pcm` through MLPerf's division and padding (`normalize_clip`): float32 [16000]."""
+    return normalize_clip(quiet_pcm(seg, peak_dbfs)) if len(seg) else np.zeros(SAMPLE_RATE, np.float32)
 
 
 def speech_extent(x: np.ndarray, rel: float = 0.05) -> slice:
@@ -238,15 +315,19 @@ def cache_dir() -> Path:
 
 
 def split_features(dataset: KwsDataset, split: str, *, copies: int = 1, augment: Augment | None = None,
-                   seed: int = 0, use_cache: bool = True, progress: bool = False) -> tuple[np.ndarray, np.ndarray, Path]:
+                   seed: int = 0, use_cache: bool = True, progress: bool = False,
+                   level=None) -> tuple[np.ndarray, np.ndarray, Path]:
     """MFCC features and labels of a split, cached on disk by a key over the file list, sizes and settings.
-    Returns (x [N,49,10,1], y [N], cache file)."""
+    `level` (a tinyexit.data.level.Level; None: per_clip, MLPerf's division): a streaming level makes the clips
+    as int16 PCM (`prepare_pcm`) and divides by that level. Returns (x [N,49,10,1], y [N], cache file)."""
     key_src = {
         "root": str(Path(dataset.root).resolve()), "split": split, "copies": copies, "seed": seed,
         "augment": augment.settings() if augment else None,
         "items": [(rel, lab, (dataset.root / rel).stat().st_size if rel else 0) for rel, lab in dataset.items[split]],
         "noises": [(p.name, p.stat().st_size) for p in dataset.noise_files], "version": FRONT_END_VERSION,
     }
+    if level is not None and level.streams:          # per_clip keeps the key it always had
+        key_src["level"] = str(level)
     key = hashlib.sha256(json.dumps(key_src, sort_keys=True).encode()).hexdigest()[:20]
     path = cache_dir() / f"{split}-{key}.npz"
     if use_cache and path.is_file():
@@ -255,8 +336,12 @@ def split_features(dataset: KwsDataset, split: str, *, copies: int = 1, augment:
                 return z["x"], z["y"], path
         except (OSError, ValueError, KeyError):
             pass           # a damaged cache entry is recomputed and replaced
-    clips, y = prepare_clips(dataset, split, copies=copies, augment=augment, seed=seed, progress=progress)
-    x = mfcc(clips)
+    if level is not None and level.streams:
+        pcm, y = prepare_pcm(dataset, split, copies=copies, augment=augment, seed=seed, progress=progress)
+        x = level.features(pcm)
+    else:
+        clips, y = prepare_clips(dataset, split, copies=copies, augment=augment, seed=seed, progress=progress)
+        x = mfcc(clips)
     if use_cache:
         from tinyexit.io import atomic_path
         with atomic_path(path) as tmp:
@@ -264,4 +349,5 @@ def split_features(dataset: KwsDataset, split: str, *, copies: int = 1, augment:
     return x, y, path
 
 
-__all__ = ["front_end", "mfcc", "normalize_clip", "Augment", "prepare_clips", "mix_at_snr", "quiet_noise", "split_features", "FEATURE_SHAPE", "SILENCE"]
+__all__ = ["front_end", "mfcc", "mfcc_frames", "normalize_clip", "Augment", "prepare_clips", "prepare_pcm", "mix_at_snr",
+           "quiet_noise", "quiet_pcm", "split_features", "FEATURE_SHAPE", "SILENCE"]

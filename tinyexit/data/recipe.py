@@ -2,12 +2,13 @@
 that every stage after training sees exactly the inputs training saw (`tinyexit.run.Run.split`)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from tinyexit.data.features import Augment, split_features
+from tinyexit.data.level import PER_CLIP, Level
 from tinyexit.data.speech_commands import load_speech_commands
 
 
@@ -21,28 +22,41 @@ class DataConfig:
     train_copies: int = 2                         # differently augmented versions of each training clip
     train_augment: dict = field(default_factory=lambda: Augment().settings())
     eval_augment: dict | None = None              # synthetic clean speech: noise mixed into val/test too
+    level: str = PER_CLIP                         # the front end's level (tinyexit.data.level; recipe front_end.level)
+
+    def meta(self) -> dict:
+        """model.json's "data": the fields, `level` only when it is not per_clip (runs keep the model.json they
+        had before levels existed)."""
+        d = asdict(self)
+        if d["level"] == PER_CLIP:
+            del d["level"]
+        return d
 
 
 def data_config_for(data_dir: str | Path, *, seed: int = 0, train_copies: int = 2,
-                    train_augment: dict | None = None) -> DataConfig:
+                    train_augment: dict | None = None, level: str = PER_CLIP) -> DataConfig:
     ds = load_speech_commands(data_dir, seed=seed)
-    # Synthetic voices are clean; real recordings carry their own noise. Evaluate synthetic speech with the
-    # same kind of background noise the model trains with (fixed seed), so the figure is not flattered.
-    eval_aug = Augment(time_shift_ms=0.0).settings() if ds.source == "synthetic" else None
     train = Augment.from_dict(train_augment) if train_augment else Augment()
+    lv = Level.parse(level)
+    # Synthetic voices are clean; real recordings carry their own noise. Evaluate synthetic speech with the
+    # same kind of background noise the model trains with (fixed seed), so the figure is not flattered; with a
+    # streaming level, also at the recording levels it trains with (real recordings keep their own level).
+    gain = {"gain_dbfs": train.gain_dbfs} if lv.streams and train.gain_dbfs is not None else {}
+    eval_aug = Augment(time_shift_ms=0.0, **gain).settings() if ds.source == "synthetic" else None
     return DataConfig(dir=str(Path(data_dir).resolve()), source=ds.source, seed=seed, train_copies=train_copies,
-                      train_augment=train.settings(), eval_augment=eval_aug)
+                      train_augment=train.settings(), eval_augment=eval_aug, level=str(lv))
 
 
 def features_for(dc: DataConfig, split: str, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     ds = load_speech_commands(dc.dir, seed=dc.seed)
+    level = Level.parse(dc.level)
     if split == "train":
         x, y, _ = split_features(ds, split, copies=dc.train_copies, augment=Augment.from_dict(dc.train_augment),
-                                 seed=dc.seed, progress=progress)
+                                 seed=dc.seed, progress=progress, level=level)
     else:
         aug = Augment.from_dict(dc.eval_augment) if dc.eval_augment else None
         x, y, _ = split_features(ds, split, augment=aug, seed=dc.seed + {"validation": 1, "test": 2}[split],
-                                 progress=progress)
+                                 progress=progress, level=level)
     return x, y
 
 

@@ -23,6 +23,8 @@ import yaml
 from tinyexit import schemafile
 from tinyexit.data.features import (FEATURE_SHAPE, FFT_LENGTH, FRAME_LENGTH, FRAME_STEP, LOWER_HZ, MEL_BINS, NUM_MFCC,
                                     UPPER_HZ)
+from tinyexit.data.level import HELP as LEVEL_HELP
+from tinyexit.data.level import PER_CLIP, Level
 from tinyexit.data.speech_commands import SAMPLE_RATE
 from tinyexit.errors import TinyexitError
 from tinyexit.models.dscnn import DSCNNConfig, build_dscnn
@@ -178,7 +180,7 @@ def _schema_error_message(file: Path, err: jsonschema.ValidationError) -> str:
                 f"decimal point as text). Write it with a point, e.g. 0.003 or 3.0e-3.")
     if err.validator == "uniqueItems":
         return f"{file}: {at}: {err.instance} lists a value twice. List each once."
-    if err.validator == "oneOf" and "description" in err.schema:
+    if err.validator in ("oneOf", "pattern") and "description" in err.schema:
         return f"{file}: {at}: {err.instance!r} is not valid here. Write {err.schema['description']}."
     return schemafile.error_message(file, err, schema_path=SCHEMA_PATH, example="models/kws-dscnn.yaml and "
                                     "docs/MODELS.md", fields=" (docs/MODELS.md lists the fields)")
@@ -226,12 +228,17 @@ def _check_semantics(file: Path, data: dict) -> None:
                                   f"earlier.")
     _check_data(file, data["data"])
     _check_front_end(file, data["front_end"], kind)
+    level = data["front_end"].get("level", PER_CLIP)
+    if "gain_dbfs" in data["data"]["augment"] and not Level.parse(level).streams:
+        raise RecipeError(f"{file}: data.augment.gain_dbfs: recording levels change nothing when the front end "
+                          f"divides each clip by its own maximum (front_end.level {level}). Set front_end.level "
+                          f"to fixed:N or peak:DECAY:FLOOR, or remove gain_dbfs.")
 
 
 def _check_data(file: Path, d: dict) -> None:
     kind, default = d["kind"], d["default"]
     aug = d["augment"]
-    for key in ("snr_db", "silence_quiet_dbfs"):
+    for key in ("snr_db", "silence_quiet_dbfs", "gain_dbfs"):
         if key in aug and aug[key][0] > aug[key][1]:
             raise RecipeError(f"{file}: data.augment.{key}: {aug[key]} is not a range [low, high]. Write the lower "
                               f"value first: {sorted(aug[key])}.")
@@ -262,6 +269,12 @@ def _check_front_end(file: Path, fe: dict, kind: str) -> None:
         raise RecipeError(f"{file}: front_end.name: {fe['name']!r} does not feed {kind} data. Use {right!r}.")
     for key, value in fe.items():
         if key == "name":
+            continue
+        if key == "level" and fe["name"] == "mlperf_mfcc":       # a choice, not a fixed parameter
+            try:
+                Level.parse(value)
+            except TinyexitError:
+                raise RecipeError(f"{file}: front_end.level: {value!r} is not a level. Write {LEVEL_HELP}.") from None
             continue
         if key not in params:
             raise RecipeError(f"{file}: front_end.{key}: the {fe['name']} front end has no parameter {key!r} "

@@ -1,11 +1,11 @@
 """DEPTHWISE_CONV_2D: any depth multiplier; weights [1, kh, kw, in_c * multiplier]."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from tinyexit.codegen.ir import OpContext, register
+from tinyexit.codegen.ir import CArray, Graph, OpContext, register
 from tinyexit.codegen.ops._common import M4, RQ_BYTES, WindowedConv, a4, check_channel_scales
 
 
@@ -18,6 +18,7 @@ class DepthwiseConv2D(WindowedConv):
     depth_multiplier: int = 1
     in_pixel: int = 0
     in_channel: int = 0
+    widened: bool = False   # cortex_m4: the group table (widened_table) is a constant (see with_widened_tables)
 
     name = "DEPTHWISE_CONV_2D"
     kernel = "tx_dwconv"
@@ -44,16 +45,42 @@ class DepthwiseConv2D(WindowedConv):
         # A strided input (fused slice) is a wider tensor than the output: never overwritten.
         return () if self.in_pixel else super().inplace_inputs()
 
+    def groups(self) -> int:
+        """Groups of 4 channels the cortex_m4 kernel runs with SIMD lanes (depth multiplier 1)."""
+        return self.in_hwc[2] // 4 if self.depth_multiplier == 1 else 0
+
+    def widened_table(self) -> np.ndarray:
+        """The cortex_m4 group table, int32 [groups][4 + 2 * taps]: the 4 accumulator starts
+        beff = bias + input_offset * sum_t w (int32 wrap-around, as the reference's sum wraps; a padding tap
+        reads the zero point -input_offset and adds -input_offset * w, which beff's term cancels), then per
+        tap the weight lanes (w0, w2) and (w1, w3) as int16 pairs, low lane first, matching SXTB16 and
+        SXTB16 ROR 8 of an input word."""
+        g, taps = self.groups(), self.kernel_hw[0] * self.kernel_hw[1]
+        w = np.asarray(self.weights, np.int64).reshape(taps, -1)[:, :4 * g]                 # [taps, 4g]
+        bias = np.zeros(4 * g, np.int64) if self.bias is None else np.asarray(self.bias, np.int64)[:4 * g]
+        beff = (bias + self.input_offset * w.sum(axis=0)).reshape(g, 4)
+        lanes = (w & 0xFFFF).reshape(taps, g, 4)
+        w02 = lanes[:, :, 0] | lanes[:, :, 2] << 16                                       # [taps, g]
+        w13 = lanes[:, :, 1] | lanes[:, :, 3] << 16
+        per_tap = np.stack([w02.T, w13.T], axis=2).reshape(g, 2 * taps)                    # [g, 2 taps]
+        table = np.concatenate([beff, per_tap], axis=1) & 0xFFFFFFFF
+        return np.where(table >= 1 << 31, table - (1 << 32), table).astype(np.int64)
+
+    def constants(self, prefix: str) -> list[CArray]:
+        own = [CArray("int32_t", f"{prefix}_wx", self.widened_table())] if self.widened else []
+        return super().constants(prefix) + own
+
+    def params_decl(self, prefix: str, inplace: bool) -> str:
+        if self.kernel != "tx_dwconv":      # the sparse kernel's params struct has no group table
+            return self.params_struct(prefix, inplace)
+        return self.params_struct(prefix, inplace, tail=f", {prefix}_wx" if self.widened else ", 0")
+
     def work_bytes(self, kernels: str) -> int:
-        """tx_dw_carve: sign-extended weights (8 bytes per group of 4 channels and tap, depth multiplier 1),
-        rq[oc], a zero bias[oc] when the op has none (else the kernel reads its own), one pixel of zero
-        points (in_c)."""
+        """tx_dw_carve: rq[oc], one pixel of zero points and one pending pixel (in_c each, rounded up to 4);
+        the group table is a constant (with_widened_tables)."""
         if kernels != M4 or self.kernel != "tx_dwconv":
             return 0
-        groups = self.in_hwc[2] // 4 if self.depth_multiplier == 1 else 0
-        oc = self.out_hwc[2]
-        bias = 0 if self.bias is not None else 4 * oc
-        return 8 * groups * self.kernel_hw[0] * self.kernel_hw[1] + RQ_BYTES * oc + bias + a4(self.in_hwc[2])
+        return RQ_BYTES * self.out_hwc[2] + 2 * a4(self.in_hwc[2])
 
     def multiplier_init(self) -> str:
         return f"{self.depth_multiplier}, {self.in_pixel or self.in_hwc[2]}, {self.in_channel}, "
@@ -69,3 +96,12 @@ class SliceDepthwiseConv2D(DepthwiseConv2D):
     reads the slice where it lies in the map, so the slice's copy is never made. Same bytes as the two ops
     (the slice only moves bytes). Not a TFLite op; created by `tinyexit.codegen.fuse`."""
     name = "STRIDED_SLICE+DEPTHWISE_CONV_2D"
+
+
+def with_widened_tables(graph: Graph) -> Graph:
+    """The graph for the cortex_m4 kernels: every dense DEPTHWISE_CONV_2D with groups of 4 channels carries
+    its group table (DepthwiseConv2D.widened_table) as a constant, so the kernel reads it from flash
+    instead of building it in the arena at every call."""
+    ops = tuple(replace(op, widened=True) if isinstance(op, DepthwiseConv2D) and op.kernel == "tx_dwconv"
+                and op.groups() else op for op in graph.ops)
+    return replace(graph, ops=ops)

@@ -1,14 +1,46 @@
 """FULLY_CONNECTED: int8 weights [out, in], per-channel or per-tensor scales (both: input x filter scale
-product in double, like conv), int32 bias."""
+product in double, like conv), int32 bias.
+
+What the dense kernels (tx_fc, reference and cortex_m4) read is prepared here, at generation time: the weights
+in blocks of ROWS output rows (`block_layout`: each group of 4 inputs of the block's rows is contiguous, so one
+widened input word serves ROWS rows), the input offset folded into the bias (`folded_bias`), and whether
+every accumulator is bounded for the cortex_m4 fast requantization (`needs_exact`). The sparse form
+(tinyexit.codegen.sparse) keeps the original bias and offset (`unfolded_params_decl`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 
+from tinyexit.codegen.features import rq_needs_exact
 from tinyexit.codegen.ir import CArray, Op, OpContext, register
-from tinyexit.codegen.ops._common import const_bias, const_int8_weights, weight_constants
+from tinyexit.codegen.ops._common import const_bias, const_int8_weights
 from tinyexit.codegen.quant import activation_range, conv_multipliers, fc_multiplier
+
+ROWS = 4    # output rows per weight block (tx_fc_s8: tx_fc_rows4 runs 4 rows at a time)
+
+
+def block_layout(w: np.ndarray, rows: int = ROWS) -> np.ndarray:
+    """int8 [out, in] -> the flat order tx_fc_s8 reads (tx_kernels.h): per block of `rows` rows (the last
+    block: the rest), for each group of 4 inputs the block's rows' 4 weights one after the other, then each
+    row's in % 4 last weights. Same bytes, reordered: no flash cost."""
+    w = np.asarray(w, np.int8)
+    out_d, n = w.shape
+    n4 = n // 4 * 4
+    parts = []
+    for o in range(0, out_d, rows):
+        blk = w[o:o + rows]
+        parts.append(blk[:, :n4].reshape(len(blk), n4 // 4, 4).transpose(1, 0, 2).ravel())
+        parts.append(blk[:, n4:].ravel())
+    return np.concatenate(parts) if parts else w.ravel()
+
+
+def folded_bias(w: np.ndarray, bias: np.ndarray | None, input_offset: int) -> np.ndarray:
+    """bias + input_offset * sum_j w[o][j] per row, wrapped to int32 like the kernels' arithmetic:
+    sum_j x[j] * w[o][j] + this = TFLM's sum_j (x[j] + input_offset) * w[o][j] + bias (mod 2^32)."""
+    b = np.zeros(w.shape[0], np.int64) if bias is None else np.asarray(bias, np.int64)
+    v = b + int(input_offset) * np.asarray(w, np.int64).sum(axis=1)
+    return ((v + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
 
 
 def _check_bias_scale(ctx: OpContext, product_scale: float, output_scale: float) -> None:
@@ -70,10 +102,31 @@ class FullyConnected(Op):
     def macs(self) -> int:
         return self.batches * self.in_depth * self.out_depth
 
+    def needs_exact(self) -> bool:
+        """True when some row's accumulator may be too large for the fast requantization of the cortex_m4
+        kernel (tx_rq_make's bound |bias| + in_depth * 255 * 128, on the original bias)."""
+        rows = range(self.out_depth)
+        bias = self.bias if self.bias is not None else np.zeros(self.out_depth, np.int64)
+        return any(rq_needs_exact(self.mult[o if len(self.mult) > 1 else 0], self.shift[o if len(self.shift) > 1 else 0],
+                                  abs(int(bias[o])) + self.in_depth * 255 * 128) for o in rows)
+
     def constants(self, prefix: str) -> list[CArray]:
-        return weight_constants(self, prefix)
+        """Blocked weights, multipliers, shifts and the folded bias (present even when the model has none:
+        4 bytes per output row then)."""
+        return ([CArray("int8_t", f"{prefix}_w", block_layout(self.weights)),
+                 CArray("int32_t", f"{prefix}_m", np.array(self.mult, np.int64)),
+                 CArray("int8_t", f"{prefix}_s", np.array(self.shift, np.int64)),
+                 CArray("int32_t", f"{prefix}_b", folded_bias(self.weights, self.bias, self.input_offset))])
 
     def params_decl(self, prefix: str, inplace: bool) -> str:
+        return (f"static const {self.kernel}_params_t {prefix}_p = {{\n"
+                f"  {self.batches}, {self.in_depth}, {self.out_depth},\n"
+                f"  {self.output_offset}, {self.act[0]}, {self.act[1]}, {int(len(self.mult) > 1)}, "
+                f"{int(self.needs_exact())},\n"
+                f"  {prefix}_w, {prefix}_b, {prefix}_m, {prefix}_s\n}};")
+
+    def unfolded_params_decl(self, prefix: str) -> str:
+        """The params of a kernel reading x + input_offset and the original bias (tx_sparse_fc)."""
         bias = f"{prefix}_b" if self.bias is not None else "0"
         return (f"static const {self.kernel}_params_t {prefix}_p = {{\n"
                 f"  {self.batches}, {self.in_depth}, {self.out_depth},\n"
