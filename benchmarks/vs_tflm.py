@@ -12,7 +12,10 @@ tinyexit: the model's library generated with the cortex_m4 kernels, run on the e
 mps2-an386, the machine that emulates the nrf52840 board) with the instruction-count plugin, one window per
 tx_invoke; every output checked against tflite_micro. Cycles are ESTIMATED: Cortex-M4 TRM timings per executed
 instruction, zero wait states, no flash wait states (tinyexit/targets/insn_count_plugin.c states the rules;
-they are the rules of the independent estimate in ANCHORS.md, so the figures compare).
+they are the rules of the independent estimate in ANCHORS.md, so the figures compare). Beside them, tinyexit's
+strict estimate (cycles_strict): the same rules, but a load/store whose address register is the result of the
+single load just before it (or that follows STR with a register offset) is not pipelined, as the TRM's load/store
+timings say; TFLM has no strict figure (ANCHORS.md's were computed without address dependencies).
 
 TFLM: the figures of ../shared/ANCHORS.md (TFLM 90b983c, CMSIS-NN 4ab83cc, measured in this same emulator with
 the same instruction counting, window = one Invoke; TFLM itself cannot be built here), copied into TFLM below.
@@ -70,11 +73,12 @@ def measure(key: str, work: Path, n_inputs: int) -> dict:
     x = np.random.default_rng(0).integers(-128, 128, size=(n_inputs, *g.input.shape[1:])).astype(np.int8)
     fw = work / f"fw_{key}"
     fw.mkdir(parents=True, exist_ok=True)
-    got, insns, cycles = emulated_outputs(lib, key, x, work=fw, cycles=True)
+    got, insns, cycles, strict = emulated_outputs(lib, key, x, work=fw, cycles=True, strict=True)
     exact = bool(np.array_equal(got, tflm_outputs(path, x)))
     fig = rep.models[key]
     return {"instructions": float(np.mean(insns)), "cycles": float(np.mean(cycles)),
             "instructions_first_input": int(insns[0]), "cycles_first_input": int(cycles[0]),
+            "cycles_strict": float(np.mean(strict)), "cycles_strict_first_input": int(strict[0]),
             "arena": fig.arena_bytes, "scratch": sum(v["bss"] + v["data"] for v in sizes.values()),
             "arena_kernel_scratch": rep.scratch_bytes, "code": rep.code_bytes, "macs": fig.macs,
             "inputs": n_inputs, "identical_to_tflite_micro": exact}
@@ -106,6 +110,11 @@ def report(key: str, t: dict) -> dict:
                                                    for k, v in ratios.items() if k.endswith("cmsis_nn")))
     print(f"tinyexit / TFLM reference: instructions {ratios['instructions_vs_reference']:.3f}x, "
           f"cycles {ratios['cycles_vs_reference']:.3f}x")
+    cs = t["cycles_strict"]
+    ratios["cycles_strict_vs_cmsis_nn"] = cs / cm["cycles"]
+    print(f"tinyexit strict estimate (a load/store whose address uses the load just before it is not pipelined): "
+          f"{cs:,.0f} cycles, {cs / macs:.3f}/MAC, {100 * (cs / t['cycles'] - 1):+.2f} % vs the default estimate; "
+          f"/ TFLM+CMSIS-NN (default rules) {ratios['cycles_strict_vs_cmsis_nn']:.3f}x")
     print(f"tinyexit RAM: arena {t['arena']:,} B (kernel scratch up to {t['arena_kernel_scratch']:,} B inside) + "
           f"static kernel scratch {t['scratch']:,} B; code = library code without weights")
     print(f"ANCHORS.md's estimate of tinyexit d95b1ac: {old['instructions']:,} instructions, {old['cycles']:,} "

@@ -136,6 +136,8 @@ def test_bench_run(tiny_run, tmp_path):
     c = r["estimated_cycles"]
     assert c["per_inference_no_exit"] >= ins["per_inference_no_exit"] and "est. cycles / inference" in lines[-1]
     assert all(v["mean_estimated_cycles"] >= v["mean_instructions"] for v in st.values())
+    # the strict estimate only adds stalls to the default one
+    assert c["strict_per_inference_no_exit"] >= c["per_inference_no_exit"] and "strict (address deps)" in lines[-1]
     print(lines[-1])
 
 

@@ -68,12 +68,13 @@ def structured_inputs(shape: tuple[int, ...], zero_point: int, rng: np.random.Ge
 
 def emulated_outputs(lib_dir: str | os.PathLike, name: str, inputs: np.ndarray, *, board: str = "mps2-an386",
                      opt: str = "-O2", work: str | os.PathLike | None = None, timeout: float = 600,
-                     per_step: bool = False, runner: str | None = None, cycles: bool = False):
+                     per_step: bool = False, runner: str | None = None, cycles: bool = False, strict: bool = False):
     """Build the library with a small driver for the emulated board, run it on the board's runner (or
     `runner`; it must count instructions between two addresses: QEMU with the instruction-count plugin);
     returns (outputs [n, output_size] int8, instruction counts): one count per inference, or with
     per_step=True one per step of each inference (num_steps counts per input). cycles=True: also the
-    estimated Cortex-M4 cycles of each window (outputs, instructions, cycles)."""
+    estimated Cortex-M4 cycles of each window (outputs, instructions, cycles); with strict=True as well, also
+    the stricter estimate of each window (address dependencies between neighbouring loads stall) after them."""
     import tempfile
 
     from tinyexit.boards import load_board
@@ -98,6 +99,8 @@ def emulated_outputs(lib_dir: str | os.PathLike, name: str, inputs: np.ndarray, 
         r = board_runner.run(fw.elf, window=window, each_window=True, timeout=timeout)
     rows = [line.split()[1:] for line in r.output.splitlines() if line.startswith("OUT")]
     outs = np.array([[int(v) for v in row] for row in rows], np.int8)
+    if cycles and strict:
+        return outs, list(r.insns.per_window), r.cycles_per_window, r.cycles_strict_per_window
     if cycles:
         return outs, list(r.insns.per_window), r.cycles_per_window
     return outs, list(r.insns.per_window)

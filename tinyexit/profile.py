@@ -26,7 +26,8 @@ import numpy as np
 from tinyexit.errors import TinyexitError
 
 NOTE = ("instructions: exact (QEMU instruction-count plugin); cycles: ESTIMATED Cortex-M4 cycles, TRM timings, "
-        "zero wait states, no flash wait states; per step: one window per step, the mean over the inputs")
+        "zero wait states, no flash wait states; strict: the same, but a load/store whose address uses the load "
+        "just before it is not pipelined; per step: one window per step, the mean over the inputs")
 
 
 def _sources(source) -> tuple[dict[str, Path], list, str]:
@@ -101,22 +102,25 @@ def profile(source, board: str = "nrf52840", *, inputs: int = 4, seed: int = 0, 
             fig = rep.models[name]
             x = rng.integers(-128, 128, size=(inputs, fig.input_size)).astype(np.int8)
             want = tflm_outputs(path, x)
-            got, insns, cycles = emulated_outputs(w / "lib", name, x, board=board, cycles=True, timeout=timeout,
-                                                  work=_fresh(w / f"fw{k}_whole"))
-            got_s, s_insns, s_cycles = emulated_outputs(w / "lib", name, x, board=board, cycles=True,
-                                                        per_step=True, timeout=timeout, work=_fresh(w / f"fw{k}_steps"))
+            got, insns, cycles, strict = emulated_outputs(w / "lib", name, x, board=board, cycles=True, strict=True,
+                                                          timeout=timeout, work=_fresh(w / f"fw{k}_whole"))
+            got_s, s_insns, s_cycles, s_strict = emulated_outputs(
+                w / "lib", name, x, board=board, cycles=True, strict=True, per_step=True, timeout=timeout,
+                work=_fresh(w / f"fw{k}_steps"))
             n = len(fig.ops)
             si = np.asarray(s_insns, float).reshape(inputs, n).mean(0)
             sc = np.asarray(s_cycles, float).reshape(inputs, n).mean(0)
+            ss = np.asarray(s_strict, float).reshape(inputs, n).mean(0)
             mem = fig.memory
             steps = [{"step": i, "op": op, "macs": macs, "instructions": float(si[i]), "cycles": float(sc[i]),
+                      "cycles_strict": float(ss[i]),
                       "cycles_per_mac": _per_mac(sc[i], macs), "output": m["output"][1:], "inputs": [r[1:] for r in m["inputs"]],
                       "scratch": m["scratch"], "weight_bytes": m["weight_bytes"]}
                      for i, (op, macs, m) in enumerate(zip(fig.ops, fig.step_macs, mem["steps"]))]
             whole_i, whole_c = float(np.mean(insns)), float(np.mean(cycles))
             doc["models"][name] = {
                 "source": str(path), "macs": fig.macs, "instructions": whole_i, "cycles": whole_c,
-                "cycles_per_mac": _per_mac(whole_c, fig.macs),
+                "cycles_per_mac": _per_mac(whole_c, fig.macs), "cycles_strict": float(np.mean(strict)),
                 "instructions_per_input": [int(v) for v in insns], "cycles_per_input": [int(v) for v in cycles],
                 "step_instructions_per_input": np.asarray(s_insns, int).reshape(inputs, n).tolist(),
                 "overhead_instructions": whole_i - float(si.sum()), "overhead_cycles": whole_c - float(sc.sum()),
@@ -136,7 +140,7 @@ def table(doc: dict) -> str:
     lines = [f"{doc['source']} on {doc['board']} (emulated: {doc['machine']}; kernels {doc['kernels']}; "
              f"{doc['inputs']} random inputs)", doc["note"]]
     w = max([26] + [len(f"{s['step']}: {s['op']}") + 1 for m in doc["models"].values() for s in m["steps"]])
-    head = (f"{'step':<{w}}{'MACs':>11}{'instr.':>12}{'est. cycles':>13}{'cyc/MAC':>8}{'%cyc':>6}  "
+    head = (f"{'step':<{w}}{'MACs':>11}{'instr.':>12}{'est. cycles':>13}{'cyc/MAC':>8}{'%cyc':>6}{'strict':>12}  "
             f"{'output':<13}{'inputs':<26}{'scratch':<12}{'weights':>8}")
     tot = {"macs": 0, "instructions": 0.0, "cycles": 0.0}
     for name, m in doc["models"].items():
@@ -146,14 +150,15 @@ def table(doc: dict) -> str:
         for s in m["steps"]:
             cpm = f"{s['cycles_per_mac']:.2f}" if s["cycles_per_mac"] is not None else "-"
             lines.append(f"{str(s['step']) + ': ' + s['op']:<{w}}{s['macs']:>11,}{s['instructions']:>12,.0f}"
-                         f"{s['cycles']:>13,.0f}{cpm:>8}{100 * s['cycles'] / m['cycles']:>6.1f}  "
+                         f"{s['cycles']:>13,.0f}{cpm:>8}{100 * s['cycles'] / m['cycles']:>6.1f}"
+                         f"{s['cycles_strict']:>12,.0f}  "
                          f"{_rng(s['output']):<13}{', '.join(map(_rng, s['inputs'])):<26}{_rng(s['scratch']):<12}"
                          f"{s['weight_bytes']:>8,}")
         lines.append(f"{'overhead (tx_invoke)':<{w}}{'':>11}{m['overhead_instructions']:>12,.0f}"
                      f"{m['overhead_cycles']:>13,.0f}")
         cpm = f"{m['cycles_per_mac']:.3f}" if m["cycles_per_mac"] is not None else "-"
         lines.append(f"{'total (one inference)':<{w}}{m['macs']:>11,}{m['instructions']:>12,.0f}{m['cycles']:>13,.0f}"
-                     f"{cpm:>8}")
+                     f"{cpm:>8}{'':>6}{m['cycles_strict']:>12,.0f}")
         for key in tot:
             tot[key] += m[key]
     lib = doc["library"]

@@ -48,6 +48,11 @@ class InsnCounts:
     cycles: int = 0
     window_cycles: int = 0
     per_window_cycles: list[int] = dataclasses.field(default_factory=list)
+    # The stricter estimate: the same, but a load/store whose address (base or offset register) is the result of
+    # the load just before it, or that follows STR [Rn, Rm], is not pipelined (the TRM's load/store timings)
+    cycles_strict: int = 0
+    window_cycles_strict: int = 0
+    per_window_cycles_strict: list[int] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -67,6 +72,16 @@ class RunResult:
     def cycles_per_window(self) -> list[int]:
         """Estimated cycles of every window (each_window=True), in order."""
         return list(self.insns.per_window_cycles) if self.insns else []
+
+    @property
+    def cycles_strict(self) -> int | None:
+        """The stricter estimate of the whole run (address dependencies between neighbouring loads stall)."""
+        return self.insns.cycles_strict if self.insns else None
+
+    @property
+    def cycles_strict_per_window(self) -> list[int]:
+        """The stricter estimate of every window (each_window=True), in order."""
+        return list(self.insns.per_window_cycles_strict) if self.insns else []
 
     @property
     def lines(self) -> list[str]:

@@ -8,11 +8,13 @@
  *   limit_status=S the exit status used when the limit is reached
  *   start=ADDR     first instruction of a measured window (e.g. the entry of a marker function)
  *   stop=ADDR      instruction that closes the window; windows may repeat, their counts add up
- *   each=1         also print every window's count as it closes: tinyexit-window n=K insns=W
+ *   each=1         also print every window's count as it closes: tinyexit-window n=K insns=W cycles=C
+ *                  cycles_strict=CS
  *
  * Every instruction gets an inline counter increment, so the counts are exact (not per translation
  * block). Output through qemu_plugin_outs, visible with `-d plugin` (and `-D file`):
- *   tinyexit-insns total=T windows=K window_insns=W cycles=C window_cycles=WC [limit_reached=N]
+ *   tinyexit-insns total=T windows=K window_insns=W cycles=C window_cycles=WC cycles_strict=CS
+ *     window_cycles_strict=WCS [limit_reached=N]   (one line; each=1 lines add cycles=C cycles_strict=CS)
  *
  * Cycles: an ESTIMATE of Cortex-M4 cycles at zero wait states (no flash wait states), per executed
  * instruction from the Cortex-M4 TRM timings. The instruction's Thumb-2 bytes are classified once at
@@ -36,6 +38,24 @@
  *   VMLA/VMLS/VNMLA/VNMLS/VFMA/VFMS/VFNMA/VFNMS 3; other FPU ops 1
  * Not modelled: flash wait states, address-dependency stalls, exception entry/exit, skipped (condition
  * false) instructions inside IT blocks (charged as if executed, except branches).
+ *
+ * cycles_strict: a second, stricter estimate, always counted beside `cycles` (which stays the ANCHORS.md rule,
+ * so the TFLM figures compare). It is `cycles` plus one cycle for every single LDR/STR that the rule above
+ * pipelines (1 cycle) but the TRM's "Load/store timings" does not:
+ *   - its address (base Rn or offset Rm) is the destination Rt of the immediately preceding single load
+ *     ("the destination of the first LDR is not used to compute the address for the next instruction"), e.g.
+ *     LDR r0,[r1]; LDR r2,[r0] = 2+2. Only Rt counts as the destination: a base writeback is not treated as
+ *     one (post-indexed loads through one pointer stay pipelined); the stored register of an STR is data, not
+ *     address (LDR r0,[r1]; STR r0,[r2] stays 2+1).
+ *   - it follows an STR with register offset ("other instructions cannot be pipelined after STR with register
+ *     offset").
+ * Decoded: 16-bit LDR/STR/LDRB/STRB/LDRH/STRH imm, register (also LDRSB/LDRSH), SP-relative, literal; 32-bit
+ * LDR/LDRB/LDRH/LDRSB/LDRSH/STR/STRB/STRH imm12, imm8 with pre/post-index, register, literal, unprivileged
+ * (T), PLD/PLI (no destination); LDREX/STREX (pipelined like LDR, the TRM says).
+ * Not modelled in cycles_strict either: the extra cycle of a load/store whose address depends on the result
+ * of a preceding data-processing instruction (needs every ALU encoding's Rd), LDR Rx,[PC,#imm] contending
+ * with the fetch ("might add a cycle"), "STR can only be pipelined when it follows an LDR" (read as about
+ * register-offset stores; stores after stores stay pipelined, as through the write buffer).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -80,6 +100,8 @@ static int reported;
 static int each;
 static uint64_t cycles;         /* estimated Cortex-M4 cycles so far */
 static uint64_t window_begin_cycles, window_cycles;
+static uint64_t stalls;         /* extra cycles of the strict estimate: cycles_strict = cycles + stalls */
+static uint64_t window_begin_stalls, window_stalls;
 static uint64_t pending_ft;     /* fall-through address of the conditional branch just executed */
 static int pending;
 
@@ -176,14 +198,57 @@ static unsigned cycle_cost(unsigned hw1, unsigned hw2, int wide, int in_it, int 
   return 1;                                                /* data processing register, shifted register */
 }
 
+/* Register fields of a single load/store (KIND_LS): *rt the loaded register (-1 for stores, PLD/PLI, and
+   loads into PC), *rn the base (15 for PC-relative), *rm the offset register (-1 without one), *str_reg 1 for
+   an STR with register offset. Register numbers 0-15. */
+static void ls_regs(unsigned hw1, unsigned hw2, int wide, int *rt, int *rn, int *rm, int *str_reg)
+{
+  int load;
+  *rm = -1;
+  *str_reg = 0;
+  if (!wide) {
+    if ((hw1 & 0xF800) == 0x4800) { *rt = (hw1 >> 8) & 7; *rn = 15; return; }        /* LDR literal */
+    if ((hw1 & 0xF000) == 0x9000) {                                                   /* SP-relative */
+      *rn = 13;
+      *rt = (hw1 & 0x0800) ? (int)((hw1 >> 8) & 7) : -1;
+      return;
+    }
+    *rn = (hw1 >> 3) & 7;
+    if ((hw1 & 0xF000) == 0x5000) {                        /* register offset: opcode 0-2 stores, 3-7 loads */
+      unsigned op = (hw1 >> 9) & 7;
+      *rm = (hw1 >> 6) & 7;
+      load = op >= 3;
+      *str_reg = !load;
+    } else {
+      load = (hw1 & 0x0800) != 0;                          /* immediate offset: L bit */
+    }
+    *rt = load ? (int)(hw1 & 7) : -1;
+    return;
+  }
+  *rn = hw1 & 0xF;
+  if ((hw1 & 0xFE40) == 0xE840) {                          /* LDREX/STREX (B/H): L bit, Rt in hw2[15:12] */
+    *rt = (hw1 & 0x0010) ? (int)((hw2 >> 12) & 0xF) : -1;
+    return;
+  }
+  load = (hw1 & 0x0010) != 0;
+  *rt = (int)((hw2 >> 12) & 0xF);
+  if (!load || *rt == 15) *rt = -1;                        /* stores; PLD/PLI (LDR pc is a branch, not here) */
+  if (*rn != 15 && !(hw1 & 0x0080) && (hw2 & 0x0FC0) == 0) {  /* register offset: Rn, Rm, LSL #imm2 */
+    *rm = hw2 & 0xF;
+    *str_reg = !load;
+  }
+}
+
 static void report(const char *extra)
 {
   char line[256];
   if (reported) return;
   reported = 1;
   snprintf(line, sizeof line, "tinyexit-insns total=%llu windows=%llu window_insns=%llu cycles=%llu "
-           "window_cycles=%llu%s\n", (unsigned long long)count, (unsigned long long)windows,
-           (unsigned long long)window_insns, (unsigned long long)cycles, (unsigned long long)window_cycles, extra);
+           "window_cycles=%llu cycles_strict=%llu window_cycles_strict=%llu%s\n", (unsigned long long)count,
+           (unsigned long long)windows, (unsigned long long)window_insns, (unsigned long long)cycles,
+           (unsigned long long)window_cycles, (unsigned long long)(cycles + stalls),
+           (unsigned long long)(window_cycles + window_stalls), extra);
   qemu_plugin_outs(line);
 }
 
@@ -210,6 +275,7 @@ static void on_start(unsigned int vcpu, void *udata)
     in_window = 1;
     window_begin = count;
     window_begin_cycles = cycles;
+    window_begin_stalls = stalls;
   }
 }
 
@@ -221,10 +287,13 @@ static void on_stop(unsigned int vcpu, void *udata)
     in_window = 0;
     window_insns += count - window_begin;
     window_cycles += cycles - window_begin_cycles;
+    window_stalls += stalls - window_begin_stalls;
     if (each) {
-      char line[128];
-      snprintf(line, sizeof line, "tinyexit-window n=%llu insns=%llu cycles=%llu\n", (unsigned long long)windows,
-               (unsigned long long)(count - window_begin), (unsigned long long)(cycles - window_begin_cycles));
+      char line[192];
+      snprintf(line, sizeof line, "tinyexit-window n=%llu insns=%llu cycles=%llu cycles_strict=%llu\n",
+               (unsigned long long)windows, (unsigned long long)(count - window_begin),
+               (unsigned long long)(cycles - window_begin_cycles),
+               (unsigned long long)(cycles - window_begin_cycles + stalls - window_begin_stalls));
       qemu_plugin_outs(line);
     }
     windows++;
@@ -253,6 +322,7 @@ static void on_tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
   (void)id;
   size_t n = qemu_plugin_tb_n_insns(tb);
   int prev_ls = 0, it_left = 0;
+  int prev_rt = -1, prev_str_reg = 0;                      /* the previous single load's Rt; STR [Rn, Rm] */
   qemu_plugin_register_vcpu_tb_exec_cb(tb, on_tb_exec, QEMU_PLUGIN_CB_NO_REGS,
                                        (void *)(uintptr_t)qemu_plugin_tb_vaddr(tb));
   for (size_t i = 0; i < n; i++) {
@@ -265,8 +335,17 @@ static void on_tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
     unsigned cost = cycle_cost(hw1, hw2, size >= 4, it_left > 0, &kind, &it_len);
     if (it_left > 0) it_left--;
     if (it_len) it_left = it_len;
-    if (kind == KIND_LS && prev_ls) cost = 1;              /* pipelined after the previous load/store */
+    unsigned stall = 0;
+    int rt = -1, rn = -1, rm = -1, str_reg = 0;
+    if (kind == KIND_LS) ls_regs(hw1, hw2, size >= 4, &rt, &rn, &rm, &str_reg);
+    if (kind == KIND_LS && prev_ls) {
+      cost = 1;                                            /* pipelined after the previous load/store */
+      /* strict: not pipelined when the address uses the previous load's result, or after STR [Rn, Rm] */
+      if (prev_str_reg || (prev_rt >= 0 && (rn == prev_rt || rm == prev_rt))) stall = 1;
+    }
     prev_ls = kind == KIND_LS;
+    prev_rt = rt;
+    prev_str_reg = str_reg;
     /* Window callbacks run before the instruction's own count, so a window counts the instructions
        from `start` (included) to `stop` (excluded). */
     if (vaddr == start_addr)
@@ -281,6 +360,8 @@ static void on_tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
       qemu_plugin_register_vcpu_insn_exec_cb(insn, on_cbranch, QEMU_PLUGIN_CB_NO_REGS,
                                              (void *)(uintptr_t)(vaddr + size));
     qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64, &cycles, cost);
+    if (stall)
+      qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64, &stalls, stall);
   }
 }
 

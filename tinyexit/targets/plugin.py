@@ -1,7 +1,8 @@
 """The instruction-count QEMU plugin: C source shipped in this package, built with gcc (the toolchain's host
 flags) on first use into a cache folder (~/.cache/tinyexit, or $TINYEXIT_CACHE), keyed by the source's hash.
 Besides exact instructions it gives estimated Cortex-M4 cycles (TRM timings, zero wait states, no flash wait
-states; the rules are in insn_count_plugin.c)."""
+states; the rules are in insn_count_plugin.c), and beside them a stricter estimate (cycles_strict) that does not
+pipeline a load/store whose address depends on the load just before it."""
 from __future__ import annotations
 
 import hashlib
@@ -14,9 +15,9 @@ from tinyexit.io import atomic_path
 from tinyexit.paths import cache_root
 
 SOURCE = Path(__file__).with_name("insn_count_plugin.c")
-WINDOW_RE = re.compile(r"tinyexit-window n=\d+ insns=(\d+) cycles=(\d+)")
+WINDOW_RE = re.compile(r"tinyexit-window n=\d+ insns=(\d+) cycles=(\d+) cycles_strict=(\d+)")
 LINE_RE = re.compile(r"tinyexit-insns total=(\d+) windows=(\d+) window_insns=(\d+) cycles=(\d+) window_cycles=(\d+)"
-                     r"(?: limit_reached=(\d+))?")
+                     r" cycles_strict=(\d+) window_cycles_strict=(\d+)(?: limit_reached=(\d+))?")
 
 
 def cache_dir() -> Path:
@@ -61,9 +62,11 @@ def parse_counts(log: str):
         return None
     per_window = WINDOW_RE.findall(log)
     return InsnCounts(total=int(m.group(1)), windows=int(m.group(2)), window_insns=int(m.group(3)),
-                      limit_reached=int(m.group(6)) if m.group(6) else None,
-                      per_window=[int(w) for w, _ in per_window], cycles=int(m.group(4)),
-                      window_cycles=int(m.group(5)), per_window_cycles=[int(c) for _, c in per_window])
+                      limit_reached=int(m.group(8)) if m.group(8) else None,
+                      per_window=[int(w) for w, _, _ in per_window], cycles=int(m.group(4)),
+                      window_cycles=int(m.group(5)), per_window_cycles=[int(c) for _, c, _ in per_window],
+                      cycles_strict=int(m.group(6)), window_cycles_strict=int(m.group(7)),
+                      per_window_cycles_strict=[int(c) for _, _, c in per_window])
 
 
 if __name__ == "__main__":  # `python -m tinyexit.targets.plugin`: build at set-up, print the path
