@@ -223,6 +223,25 @@ static int read_slot(const tx_runtime_t *rt, uint32_t slot, uint32_t hdr[TX_CKPT
   return 1;
 }
 
+/* Writes nwords words at NVM offset `off`, into erased words. On flash the words equal to 0xFFFFFFFF are not
+ * programmed (they already are): a page that reads all 0xFF then holds no programmed word (tx_checkpoint.h,
+ * prepared slot). Without erase (FRAM) every word is written. */
+static void program(uint32_t off, const uint32_t *src, uint32_t nwords)
+{
+#if TX_NVM_ERASE
+  uint32_t k = 0u;
+  while (k < nwords) {
+    uint32_t run = k;
+    while (run < nwords && src[run] != 0xFFFFFFFFu) run++;
+    if (run > k) tx_nvm_write_words(off + 4u * k, src + k, run - k);
+    k = run;
+    while (k < nwords && src[k] == 0xFFFFFFFFu) k++;
+  }
+#else
+  tx_nvm_write_words(off, src, nwords);
+#endif
+}
+
 /* Streams bytes to NVM in whole words, keeping the CRC. */
 typedef struct {
   uint32_t off;         /* NVM offset of the next word to write */
@@ -236,7 +255,7 @@ static void writer_flush(writer_t *w)
 {
   uint32_t words = (w->fill + 3u) / 4u;
   if (w->fill % 4u) memset((uint8_t *)w->buf + w->fill, 0, 4u - w->fill % 4u);   /* pad: outside the CRC */
-  if (words) tx_nvm_write_words(w->off, w->buf, words);
+  if (words) program(w->off, w->buf, words);
   w->off += words * 4u;
   w->written += words * 4u;
   w->fill = 0u;
@@ -250,7 +269,7 @@ static void writer_put(void *ctx, int8_t *ram, uint32_t len)
   /* Fast path: nothing staged and a word-aligned source: whole words go to the NVM straight from RAM. */
   if (w->fill == 0u && ((uintptr_t)src & 3u) == 0u && len >= 4u) {
     uint32_t words = len / 4u;
-    tx_nvm_write_words(w->off, (const uint32_t *)(const void *)src, words);
+    program(w->off, (const uint32_t *)(const void *)src, words);
     w->off += words * 4u;
     w->written += words * 4u;
     src += words * 4u;
@@ -276,6 +295,63 @@ static void reader_get(void *ctx, int8_t *ram, uint32_t len)
   r->off += len;
 }
 
+/* The slot the next commit of a record of `pages` pages writes. */
+static uint32_t next_slot(const tx_runtime_t *rt, uint32_t pages)
+{
+  uint32_t slot;
+#ifdef TX_BROKEN_SINGLE_SLOT
+  (void)rt; (void)pages;
+  slot = 0u;
+#else
+  if (rt->log) {
+    /* a log (slots are pages): right after the newest record, or from page 0 when the rest is too short; the
+       newest record then lies at or past `pages` (the NVM holds three of the largest records), so it stays */
+    slot = rt->cur_slot < 0 ? 0u : (uint32_t)rt->cur_slot + rt->cur_pages;
+    if (slot + pages > rt->num_slots) slot = 0u;
+  } else {
+    /* the slot after the newest valid one: with two slots "the other one", with more the oldest (a ring
+       spreads the erases of flash over num_slots slots) */
+    (void)pages;
+    slot = rt->cur_slot < 0 ? 0u : ((uint32_t)rt->cur_slot + 1u) % rt->num_slots;
+  }
+#endif
+  return slot;
+}
+
+#if TX_NVM_ERASE && !defined(TX_BROKEN_NO_ERASE)
+/* Whether the page at `off` reads erased (every word 0xFFFFFFFF); stops at the first other word. */
+static int page_erased(uint32_t off)
+{
+  uint32_t buf[16], k, n;
+  for (n = 0u; n < TX_NVM_PAGE_SIZE; n += sizeof buf) {
+    tx_nvm_read(off + n, buf, sizeof buf);
+    for (k = 0u; k < 16u; k++)
+      if (buf[k] != 0xFFFFFFFFu) return 0;
+  }
+  return 1;
+}
+
+/* Erases the page at `off` unless this boot's preparation erased it or it reads erased (see tx_checkpoint.h). */
+static void erase_unless_erased(tx_runtime_t *rt, uint32_t off)
+{
+  const int prepared = off >= rt->prep_base && off < rt->prep_base + rt->prep_pages * TX_NVM_PAGE_SIZE;
+  if (prepared || page_erased(off)) {
+    rt->stats.nvm_pages_skipped++;
+  } else {
+    tx_nvm_erase_page(off);
+    rt->stats.nvm_pages_erased++;
+  }
+}
+#endif
+
+#ifdef TX_BROKEN_CRC_FIRST
+static void crc_only(void *ctx, int8_t *ram, uint32_t len)
+{
+  writer_t *w = (writer_t *)ctx;
+  w->crc = tx_crc32(w->crc, (const uint8_t *)ram, len);
+}
+#endif
+
 /* Commits position (s, i, u), or with TX_CKPT_FLAG_DONE the result `data` of exit `exit_index`.
  * Order: erase the target slot, header without CRC, payload, CRC word last. Until the CRC word lands the
  * target slot is invalid and the other slot (the previous checkpoint) stays the newest valid one. */
@@ -288,20 +364,7 @@ static void commit(tx_runtime_t *rt, uint32_t s, uint32_t i, uint32_t u, uint32_
   if (!CKPT_ON(rt->gran.mode)) return;   /* checkpointing off: nothing goes to NVM */
   len = (flags & TX_CKPT_FLAG_DONE) ? data_len : for_each_piece(rt->p, s, i, u, 0, 0);
   pages = (HEADER_BYTES + len + TX_NVM_PAGE_SIZE - 1u) / TX_NVM_PAGE_SIZE;
-#ifdef TX_BROKEN_SINGLE_SLOT
-  slot = 0u;
-#else
-  if (rt->log) {
-    /* a log (slots are pages): right after the newest record, or from page 0 when the rest is too short; the
-       newest record then lies at or past `pages` (the NVM holds three of the largest records), so it stays */
-    slot = rt->cur_slot < 0 ? 0u : (uint32_t)rt->cur_slot + rt->cur_pages;
-    if (slot + pages > rt->num_slots) slot = 0u;
-  } else {
-    /* the slot after the newest valid one: with two slots "the other one", with more the oldest (a ring
-       spreads the erases of flash over num_slots slots) */
-    slot = rt->cur_slot < 0 ? 0u : ((uint32_t)rt->cur_slot + 1u) % rt->num_slots;
-  }
-#endif
+  slot = next_slot(rt, pages);
   base = slot * rt->slot_size;
   memset(hdr, 0, sizeof hdr);
   hdr[TX_H_MAGIC] = TX_CKPT_MAGIC;
@@ -320,13 +383,38 @@ static void commit(tx_runtime_t *rt, uint32_t s, uint32_t i, uint32_t u, uint32_
   hdr[TX_H_CRC] = 0xFFFFFFFFu;   /* stays erased until the end */
 
   tx_hal_commit_mark(1u);
+#if TX_NVM_ERASE
 #ifndef TX_BROKEN_NO_ERASE
-  for (k = 0u; k < pages; k++) tx_nvm_erase_page(base + k * TX_NVM_PAGE_SIZE);
-  rt->stats.nvm_pages_erased += pages;
+  for (k = 0u; k < pages; k++) erase_unless_erased(rt, base + k * TX_NVM_PAGE_SIZE);
+  /* these pages are written from now on: later commits of this boot check the rest of the prepared range */
+  if (base < rt->prep_base + rt->prep_pages * TX_NVM_PAGE_SIZE && rt->prep_base < base + pages * TX_NVM_PAGE_SIZE)
+    rt->prep_pages = 0u;
 #else
-  (void)k; (void)pages;
+  (void)k;
 #endif
-  tx_nvm_write_words(base, hdr, TX_CKPT_CRC_WORDS);
+  (void)pages;
+#else
+  (void)k;
+  {
+    const uint32_t invalid = 0xFFFFFFFFu;   /* no erase: the old record here is invalidated first */
+    tx_nvm_write_words(base + HEADER_BYTES - 4u, &invalid, 1u);
+  }
+#endif
+#ifdef TX_BROKEN_CRC_FIRST
+  {
+    /* broken on purpose: the CRC (computed from RAM) lands before the payload */
+    writer_t c;
+    memset(&c, 0, sizeof c);
+    c.crc = tx_crc32(0u, hdr, CRC_HEADER_BYTES);
+    if (flags & TX_CKPT_FLAG_DONE) c.crc = tx_crc32(c.crc, (const uint8_t *)data, data_len);
+    else for_each_piece(rt->p, s, i, u, crc_only, &c);
+    hdr[TX_H_CRC] = c.crc;
+    program(base, hdr, TX_CKPT_HEADER_WORDS);
+  }
+#else
+  /* the header without its CRC (on flash LOW_MARK and CRC stay erased; without erase LOW_MARK is written) */
+  program(base, hdr, TX_NVM_ERASE ? TX_CKPT_CRC_WORDS : TX_CKPT_CRC_WORDS + 1u);
+#endif
 
   memset(&w, 0, sizeof w);
   w.off = base + HEADER_BYTES;
@@ -335,14 +423,19 @@ static void commit(tx_runtime_t *rt, uint32_t s, uint32_t i, uint32_t u, uint32_
   else for_each_piece(rt->p, s, i, u, writer_put, &w);
   writer_flush(&w);
 
+#ifndef TX_BROKEN_CRC_FIRST
   hdr[TX_H_CRC] = w.crc;
-  tx_nvm_write_words(base + HEADER_BYTES - 4u, &hdr[TX_H_CRC], 1u);   /* the commit point */
+  program(base + HEADER_BYTES - 4u, &hdr[TX_H_CRC], 1u);   /* the commit point */
+#endif
   tx_hal_commit_mark(0u);
 
   rt->cur_slot = (int32_t)slot;
   rt->cur_pages = pages;
   rt->seq = hdr[TX_H_SEQ];
   rt->cur_in_progress = (flags & TX_CKPT_FLAG_DONE) ? 0u : 1u;
+  rt->cur_stage = s;
+  rt->cur_step = i;
+  rt->cur_unit = u;
   rt->low_pending = 0u;          /* the header carries the flag from now on */
   rt->stats.commits++;
   rt->stats.nvm_bytes_written += HEADER_BYTES + w.written;
@@ -355,6 +448,9 @@ int tx_runtime_init(tx_runtime_t *rt, const tx_pipeline_t *p, tx_granularity_t g
   uint32_t hdr[TX_CKPT_HEADER_WORDS], slot, rejected[(TX_CKPT_MAX_SLOTS + 31u) / 32u];
   int rc;
   memset(rt, 0, sizeof *rt);
+  rt->jit = (gran.mode & TX_CKPT_JIT) ? 1u : 0u;
+  gran.mode &= ~TX_CKPT_JIT;
+  if (rt->jit && (gran.mode == TX_CKPT_OFF || gran.mode > TX_CKPT_UNITS)) return TX_ERR_CONFIG;
   rc = check_pipeline(p, gran);
   if (rc != TX_OK) return rc;
   rt->p = p;
@@ -421,6 +517,7 @@ int tx_runtime_boot(tx_runtime_t *rt, uint32_t input_id, const int8_t *input)
   rt->input = input;
   rt->stage = rt->step = rt->unit = 0u;
   rt->low_energy = rt->low_pending = rt->cur_in_progress = rt->answer = 0u;
+  rt->warn_latched = rt->jit_pending = rt->prep_pages = 0u;   /* RAM: a new boot, a new warning episode */
   rt->boot = TX_BOOT_FRESH;
   /* RAM is lost at a power failure: the vector starts empty (every slice = zero point); a resume then
      restores it from the checkpoint */
@@ -443,6 +540,9 @@ int tx_runtime_boot(tx_runtime_t *rt, uint32_t input_id, const int8_t *input)
     r.off = (uint32_t)rt->cur_slot * rt->slot_size + HEADER_BYTES;
     for_each_piece(rt->p, rt->stage, rt->step, rt->unit, reader_get, &r);
     rt->cur_in_progress = 1u;
+    rt->cur_stage = rt->stage;
+    rt->cur_step = rt->step;
+    rt->cur_unit = rt->unit;
     rt->boot = TX_BOOT_RESUMED;
   }
   return (int)rt->boot;
@@ -454,6 +554,59 @@ static void poll_energy(tx_runtime_t *rt)
   (void)rt;   /* without checkpoints the stop hook, not the board, says when to answer early (tx_rt_off.c) */
 #else
   if (!rt->low_energy && tx_hal_low_energy()) rt->low_energy = rt->low_pending = 1u;
+#endif
+}
+
+/* Just-in-time checkpointing: a warning seen by a poll opens an episode (its commit is pending); a poll without
+ * it closes the episode, so the next warning commits again (tx_checkpoint.h). */
+static void poll_warning(tx_runtime_t *rt)
+{
+#ifdef TX_CKPT_OFF_ONLY
+  (void)rt;
+#else
+  if (!rt->jit) return;
+  if (!tx_hal_power_warning()) {
+    rt->warn_latched = 0u;
+  } else if (!rt->warn_latched) {
+    rt->warn_latched = rt->jit_pending = 1u;
+  }
+#ifdef TX_BROKEN_JIT_NO_LATCH
+  else rt->jit_pending = 1u;   /* broken on purpose: every poll during the episode commits */
+#endif
+#endif
+}
+
+/* Commits the position for a pending warning at a unit boundary (`at_boundary`; else at the next one), unless the
+ * newest checkpoint already holds it. */
+static void persist_jit(tx_runtime_t *rt, uint32_t at_boundary)
+{
+  if (!rt->jit_pending || !at_boundary) return;
+  rt->jit_pending = 0u;
+  if (rt->cur_in_progress && rt->cur_stage == rt->stage && rt->cur_step == rt->step && rt->cur_unit == rt->unit)
+    return;
+  commit(rt, rt->stage, rt->step, rt->unit, 0u, 0u, 0, 0u);
+  rt->stats.jit_commits++;
+}
+
+/* Prepares the slot of the next commit while energy is plentiful: erases the pages of a record as large as the
+ * largest (those that do not read erased), so that a just-in-time commit only writes. The pages are trusted erased
+ * by this boot's commits until one writes them (commit). */
+static void prepare_slot(tx_runtime_t *rt)
+{
+#if TX_NVM_ERASE && !defined(TX_BROKEN_NO_ERASE) && !defined(TX_CKPT_OFF_ONLY)
+  const uint32_t pages = (HEADER_BYTES + rt->max_payload + TX_NVM_PAGE_SIZE - 1u) / TX_NVM_PAGE_SIZE;
+  const uint32_t base = next_slot(rt, pages) * rt->slot_size;
+  uint32_t k;
+  for (k = 0u; k < pages; k++) {
+    if (!page_erased(base + k * TX_NVM_PAGE_SIZE)) {
+      tx_nvm_erase_page(base + k * TX_NVM_PAGE_SIZE);
+      rt->stats.nvm_pages_prepared++;
+    }
+  }
+  rt->prep_base = base;
+  rt->prep_pages = pages;
+#else
+  (void)rt;
 #endif
 }
 
@@ -481,6 +634,14 @@ static void persist_low(tx_runtime_t *rt, uint32_t at_boundary)
   } else if (at_boundary) {
     commit(rt, rt->stage, rt->step, rt->unit, 0u, 0u, 0, 0u);
   }
+}
+
+/* A periodic commit of the current position (granularity layers or units); with just-in-time checkpoints too and
+ * no warning going on, the next slot is prepared right after it, so that a JIT commit still only writes. */
+static void periodic_commit(tx_runtime_t *rt)
+{
+  commit(rt, rt->stage, rt->step, rt->unit, 0u, 0u, 0, 0u);
+  if (rt->jit && !rt->warn_latched) prepare_slot(rt);
 }
 
 static int finish(tx_runtime_t *rt, uint32_t exit_index, const int8_t *data, uint32_t size, int8_t *output,
@@ -511,6 +672,7 @@ int tx_runtime_run(tx_runtime_t *rt, int8_t *output, uint32_t output_cap, tx_res
     result->data = output;
     return TX_OK;
   }
+  if (CKPT_ON(mode)) prepare_slot(rt);
   for (;;) {
     const tx_stage_t *st = &p->stages[rt->stage];
     const tx_model_t *m = st->model;
@@ -518,8 +680,10 @@ int tx_runtime_run(tx_runtime_t *rt, int8_t *output, uint32_t output_cap, tx_res
     /* without a policy, once the branch runs the answer is decided: the signal changes nothing any more */
     const int decided = st->role == TX_STAGE_BRANCH && !p->policy;
     poll_energy(rt);
+    poll_warning(rt);
     if (decided) rt->low_pending = 0u;
     persist_low(rt, 1u);
+    persist_jit(rt, 1u);
     /* Exit heads run when the policy wants to look at them or energy is short; skipping one is decided
        again identically after a resume (same flag, same policy). */
     if (st->role == TX_STAGE_EXIT && !rt->low_energy && !p->policy) {
@@ -549,21 +713,24 @@ int tx_runtime_run(tx_runtime_t *rt, int8_t *output, uint32_t output_cap, tx_res
         if (mode == TX_CKPT_UNITS) since += end - rt->unit;
         rt->unit = end;
         poll_energy(rt);
+        poll_warning(rt);
         if (mode == TX_CKPT_UNITS && since >= every && rt->unit < n) {
-          commit(rt, rt->stage, rt->step, rt->unit, 0u, 0u, 0, 0u);
+          periodic_commit(rt);
           since = 0u;
         }
         if (!decided) persist_low(rt, rt->unit < n);
+        persist_jit(rt, rt->unit < n);
       }
       rt->step++;
       rt->unit = 0u;
       if (mode == TX_CKPT_LAYERS) since++;
       /* the end of the stage is committed below, with the boundary instead of the arena */
       if (mode != TX_CKPT_NONE && since >= every && rt->step < m->num_steps) {
-        commit(rt, rt->stage, rt->step, 0u, 0u, 0u, 0, 0u);
+        periodic_commit(rt);
         since = 0u;
       }
       if (!decided) persist_low(rt, rt->step < m->num_steps);
+      persist_jit(rt, rt->step < m->num_steps);
     }
     if (p->on_stage) p->on_stage(rt->stage, 0u, p->stage_ctx);
     out = tx_arena + m->output_offset;
@@ -598,10 +765,11 @@ int tx_runtime_run(tx_runtime_t *rt, int8_t *output, uint32_t output_cap, tx_res
     rt->stage++;
     rt->step = 0u;
     if (mode != TX_CKPT_NONE) {
-      commit(rt, rt->stage, 0u, 0u, 0u, 0u, 0, 0u);
+      periodic_commit(rt);
       since = 0u;
     }
     persist_low(rt, 1u);
+    persist_jit(rt, 1u);
   }
 }
 

@@ -32,8 +32,8 @@ from tinyexit.errors import TinyexitError
 from tinyexit.intermittent import slots
 from tinyexit.intermittent.campaign import BootResult, ResultJudge, drive
 from tinyexit.intermittent.nvm_events import (MAILBOX_OFFSET, NVM_LIMIT, PSRAM_BASE, PSRAM_SIZE, SHADOW_OFFSET,
-                                              ERASES, WRITES, nvm_defines, nvm_op_instructions, read_events,
-                                              reset_shadow)
+                                              ERASES, WRITES, checkpoint_overhead, nvm_defines,  # noqa: F401
+                                              nvm_op_instructions, read_events, reset_shadow)
 from tinyexit.intermittent.report import EmulatedReport, Failure
 from tinyexit.intermittent.host import BROKEN_FLAGS, RUNTIME_DIR, Granularity, render_pipeline
 from tinyexit.pipeline import Pipeline
@@ -42,7 +42,7 @@ from tinyexit.targets import FirmwareTimeoutError, RunResult
 MAILBOX_BYTES = 4096           # the mailbox page (the last of the PSRAM, outside the NVM)
 MAILBOX_MAGIC = 0x424D5854
 NO_THRESHOLD = 0x7FFFFFFF
-MODES = {"none": 0, "layers": 1, "units": 2}
+NEVER = 0xFFFFFFFF              # warn_at_instruction: no warning
 FIRMWARE_SOURCES = ("tx_checkpoint.c", "tx_crc32.c", "tx_pipeline.c", "tx_nvm_board.c", "powerfail_main.c")
 ATTEMPTS = 3                   # runs of one boot at most, when the emulator fails it (see the module's note)
 RESULT_LINE = re.compile(r"^RESULT .*hex=[0-9a-f]*\r?$", re.M)   # the firmware's last line before exit(0)
@@ -108,6 +108,7 @@ class EBoot:
     log: bool = False              # the slots are the pages of a log (TX_CKPT_SLOTS 0)
     units: int = 0
     commit_ticks: list[tuple[int, int]] = field(default_factory=list)
+    stats: dict = field(default_factory=dict)   # the TXSTAT line (jit_commits, erases, prepared, skipped, ...)
     exit_index: int | None = None
     output: bytes | None = None
     text: str = ""
@@ -170,11 +171,18 @@ class EmulatedTarget:
         self._write(SHADOW_OFFSET + ERASES, snap[1])
 
     def mailbox(self, input_index: int, input_id: int, granularity: Granularity, *, low_energy_units: int | None = None,
-                threshold: int | None = None) -> None:
-        words = struct.pack("<6Ii", MAILBOX_MAGIC, input_index, input_id,
+                threshold: int | None = None, warn_at_instruction: int | None = None) -> None:
+        """What the next boots run (powerfail_main.c's mailbox_t). `warn_at_instruction`: the power-fail warning
+        (tx_hal_power_warning) holds from that instruction count of the boot on (from reset, SysTick x
+        instructions per tick + tick_origin, as nvm_events counts; calibrates first when needed)."""
+        if warn_at_instruction is not None and self.tick_origin is None:
+            self.mailbox(input_index, input_id, granularity, low_energy_units=low_energy_units, threshold=threshold)
+            self.calibrate()
+        words = struct.pack("<6Ii2I", MAILBOX_MAGIC, input_index, input_id,
                             0xFFFFFFFF if low_energy_units is None else low_energy_units,
-                            MODES[granularity.mode], granularity.every,
-                            NO_THRESHOLD if threshold is None else threshold)
+                            granularity.c_mode, granularity.every, NO_THRESHOLD if threshold is None else threshold,
+                            NEVER if warn_at_instruction is None else min(int(warn_at_instruction), NEVER),
+                            self.tick_origin or 0)
         self._write(MAILBOX_OFFSET, words)
 
     def calibrate(self) -> int:
@@ -251,6 +259,7 @@ class EmulatedTarget:
                 b.commits, b.nvm_bytes = int(kv["commits"]), int(kv["nvm_bytes"])
                 b.units, b.nvm_used, b.slots = int(kv["units"]), int(kv["nvm_used"]), int(kv["slots"])
                 b.log = bool(int(kv.get("log", 0)))
+                b.stats = {k: int(v) for k, v in kv.items()}
             elif line.startswith("TXCOMMITS"):
                 b.commit_ticks = [(int(a), int(c)) for a, c in re.findall(r"(\d+)-(\d+),", line)]
             elif line.startswith("RESULT"):
@@ -474,21 +483,3 @@ def replay_emulated(target: EmulatedTarget, failure: Failure, input_index: int, 
     for _, limit in failure.cuts:
         target.boot(limit=limit)
     return target.boot()
-
-
-def checkpoint_overhead(target: EmulatedTarget, granularities: Sequence[str], *, input_index: int = 0,
-                        threshold: int | None = None) -> dict[str, dict]:
-    """Continuous power (no cut): instructions of one inference (init + boot + run, the plugin's window),
-    commits and NVM bytes written, for 'none' (result record only) and each granularity; 'overhead' is the
-    difference in instructions with 'none'. For the benchmark (docs/DESIGN.md 10)."""
-    rows: dict[str, dict] = {}
-    for text in ["none", *[g for g in granularities if g != "none"]]:
-        g = Granularity.parse(text)
-        b = target.uninterrupted(input_index, 1, g, threshold=threshold)
-        rows[str(g)] = {"instructions": b.window_instructions, "commits": b.commits, "nvm_bytes": b.nvm_bytes,
-                        "nvm_used": b.nvm_used, "exit": b.exit_index}
-    base = rows["none"]["instructions"]
-    for r in rows.values():
-        r["overhead"] = r["instructions"] - base
-        r["overhead_percent"] = 100.0 * r["overhead"] / base if base else 0.0
-    return rows

@@ -22,6 +22,7 @@ import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from tinyexit import toolchain
 from tinyexit.errors import TinyexitError
@@ -259,3 +260,23 @@ def measure_wear(target, granularity, *, input_index: int = 0, threshold: int | 
     nvm = target.board.nvm
     return FlashWear(n, read_erases(target.psram, pages), nvm.page_size, first.slots, first.commits,
                      nvm.endurance, exact_period=exact, region_bytes=target.nvm_size, log=first.log)
+
+
+def checkpoint_overhead(target, granularities: Sequence[str], *, input_index: int = 0,
+                        threshold: int | None = None) -> dict[str, dict]:
+    """Continuous power (no cut): instructions of one inference (init + boot + run, the plugin's window),
+    commits and NVM bytes written, for 'none' (result record only) and each granularity; 'overhead' is the
+    difference in instructions with 'none'. For the benchmark (docs/DESIGN.md 10)."""
+    from tinyexit.pipeline import Granularity
+    rows: dict[str, dict] = {}
+    for text in ["none", *[g for g in granularities if g != "none"]]:
+        g = Granularity.parse(text)
+        b = target.uninterrupted(input_index, 1, g, threshold=threshold)
+        rows[str(g)] = {"instructions": b.window_instructions, "commits": b.commits, "nvm_bytes": b.nvm_bytes,
+                        "nvm_used": b.nvm_used, "exit": b.exit_index,
+                        **{k: b.stats[k] for k in ("erases", "prepared", "skipped", "jit_commits") if k in b.stats}}
+    base = rows["none"]["instructions"]
+    for r in rows.values():
+        r["overhead"] = r["instructions"] - base
+        r["overhead_percent"] = 100.0 * r["overhead"] / base if base else 0.0
+    return rows
