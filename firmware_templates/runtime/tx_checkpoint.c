@@ -323,6 +323,10 @@ static uint32_t next_slot(const tx_runtime_t *rt, uint32_t pages)
 static int page_erased(uint32_t off)
 {
   uint32_t buf[16], k, n;
+#ifdef TX_BROKEN_TRUST_FIRST_WORD
+  tx_nvm_read(off, buf, 4u);   /* broken on purpose: a page whose first word reads erased counts as erased */
+  return buf[0] == 0xFFFFFFFFu;
+#endif
   for (n = 0u; n < TX_NVM_PAGE_SIZE; n += sizeof buf) {
     tx_nvm_read(off + n, buf, sizeof buf);
     for (k = 0u; k < 16u; k++)
@@ -341,14 +345,6 @@ static void erase_unless_erased(tx_runtime_t *rt, uint32_t off)
     tx_nvm_erase_page(off);
     rt->stats.nvm_pages_erased++;
   }
-}
-#endif
-
-#ifdef TX_BROKEN_CRC_FIRST
-static void crc_only(void *ctx, int8_t *ram, uint32_t len)
-{
-  writer_t *w = (writer_t *)ctx;
-  w->crc = tx_crc32(w->crc, (const uint8_t *)ram, len);
 }
 #endif
 
@@ -400,21 +396,8 @@ static void commit(tx_runtime_t *rt, uint32_t s, uint32_t i, uint32_t u, uint32_
     tx_nvm_write_words(base + HEADER_BYTES - 4u, &invalid, 1u);
   }
 #endif
-#ifdef TX_BROKEN_CRC_FIRST
-  {
-    /* broken on purpose: the CRC (computed from RAM) lands before the payload */
-    writer_t c;
-    memset(&c, 0, sizeof c);
-    c.crc = tx_crc32(0u, hdr, CRC_HEADER_BYTES);
-    if (flags & TX_CKPT_FLAG_DONE) c.crc = tx_crc32(c.crc, (const uint8_t *)data, data_len);
-    else for_each_piece(rt->p, s, i, u, crc_only, &c);
-    hdr[TX_H_CRC] = c.crc;
-    program(base, hdr, TX_CKPT_HEADER_WORDS);
-  }
-#else
   /* the header without its CRC (on flash LOW_MARK and CRC stay erased; without erase LOW_MARK is written) */
   program(base, hdr, TX_NVM_ERASE ? TX_CKPT_CRC_WORDS : TX_CKPT_CRC_WORDS + 1u);
-#endif
 
   memset(&w, 0, sizeof w);
   w.off = base + HEADER_BYTES;
@@ -423,10 +406,8 @@ static void commit(tx_runtime_t *rt, uint32_t s, uint32_t i, uint32_t u, uint32_
   else for_each_piece(rt->p, s, i, u, writer_put, &w);
   writer_flush(&w);
 
-#ifndef TX_BROKEN_CRC_FIRST
   hdr[TX_H_CRC] = w.crc;
   program(base + HEADER_BYTES - 4u, &hdr[TX_H_CRC], 1u);   /* the commit point */
-#endif
   tx_hal_commit_mark(0u);
 
   rt->cur_slot = (int32_t)slot;

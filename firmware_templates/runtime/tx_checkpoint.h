@@ -22,8 +22,8 @@
  *   TX_BROKEN_VOLATILE_LOW a low-energy signal is kept in RAM until the next regular commit (a cut before it
  *                          loses the signal)
  *   TX_BROKEN_JIT_NO_LATCH just-in-time: commits at every poll while the warning lasts (not once per episode)
- *   TX_BROKEN_CRC_FIRST    the CRC word is written right after the header, before the payload (a cut inside
- *                          the payload leaves a slot that looks valid)
+ *   TX_BROKEN_TRUST_FIRST_WORD  a page counts as erased when its first word reads 0xFFFFFFFF (a half-erased
+ *                          page is written without an erase)
  *
  * Just-in-time checkpointing (granularity mode | TX_CKPT_JIT): tx_hal_power_warning() is polled at every unit
  * boundary (where tx_hal_low_energy() is). The first poll that sees it latches the episode and the current

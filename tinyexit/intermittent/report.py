@@ -64,6 +64,7 @@ class CampaignReport:
     slots: int = 2
     reference_checked: int = 0      # uninterrupted runs checked against the reference (TFLM)
     low_energy: float = 0.0         # probability per boot of a low-energy signal
+    jit_commits: int = 0            # just-in-time commits in the boots that completed (host campaigns with warnings)
     exits: dict = field(default_factory=dict)   # committed results per exit index
     failures: list[Failure] = field(default_factory=list)
     # boots re-run because the emulator, not the firmware, failed them ({"boot", "attempt", "reason"} each;
