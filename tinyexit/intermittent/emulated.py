@@ -175,9 +175,11 @@ class EmulatedTarget:
         """What the next boots run (powerfail_main.c's mailbox_t). `warn_at_instruction`: the power-fail warning
         (tx_hal_power_warning) holds from that instruction count of the boot on (from reset, SysTick x
         instructions per tick + tick_origin, as nvm_events counts; calibrates first when needed)."""
-        if warn_at_instruction is not None and self.tick_origin is None:
+        if warn_at_instruction is not None and self.tick_origin is None:   # a whole boot: NVM restored after it
             self.mailbox(input_index, input_id, granularity, low_energy_units=low_energy_units, threshold=threshold)
+            snap = self.snapshot()
             self.calibrate()
+            self.restore(snap)
         words = struct.pack("<6Ii2I", MAILBOX_MAGIC, input_index, input_id,
                             0xFFFFFFFF if low_energy_units is None else low_energy_units,
                             granularity.c_mode, granularity.every, NO_THRESHOLD if threshold is None else threshold,
@@ -198,10 +200,12 @@ class EmulatedTarget:
         return [(origin + int(t0 * ipt), origin + int((t1 + 1) * ipt)) for t0, t1 in b.commit_ticks]
 
     def uninterrupted(self, input_index: int, input_id: int, granularity: Granularity, *,
-                      threshold: int | None = None, low_energy_units: int | None = None) -> "EBoot":
+                      threshold: int | None = None, low_energy_units: int | None = None,
+                      warn_at_instruction: int | None = None) -> "EBoot":
         """One inference without a cut, from a blank NVM; an error when it does not end with a result."""
         self.erase_nvm()
-        self.mailbox(input_index, input_id, granularity, low_energy_units=low_energy_units, threshold=threshold)
+        self.mailbox(input_index, input_id, granularity, low_energy_units=low_energy_units, threshold=threshold,
+                     warn_at_instruction=warn_at_instruction)
         b = self.boot()
         if b.exit_code != 0 or b.output is None:
             hint = ""
@@ -308,27 +312,33 @@ class EmulatedCuts:
     SysTick marks give the commits' instruction ranges; the image is restored after it). What each boot runs
     (input, inference id, low-energy point) goes through the mailbox."""
 
-    def __init__(self, target: EmulatedTarget, granularity: Granularity, threshold: int | None = None):
-        self.target, self.granularity, self.threshold = target, granularity, threshold
+    def __init__(self, target: EmulatedTarget, granularity: Granularity, threshold: int | None = None,
+                 warn: float = 0.0):
+        """warn > 0 (just-in-time granularities): every cut boot gets the power-fail warning at a random instruction
+        and its cut after it (half in a commit after it: the JIT commit); others are warned with probability warn."""
+        self.target, self.granularity, self.threshold, self.warn = target, granularity, threshold, warn
         self.probe_boots = 0
         self.since = len(target.retries)   # the campaign's retries: those from here on
 
     def retries(self) -> list[dict]:
         return list(self.target.retries[self.since:])
 
-    def _draw_limit(self, rng: random.Random, span: Mapping[str, int], before: tuple[bytes, bytes]) -> int:
-        """Half the cuts inside a commit of this boot (found by a probe boot, NVM restored after), the others
-        uniform over the boot."""
+    def _draw_limit(self, rng: random.Random, span: Mapping[str, int], before: tuple[bytes, bytes],
+                    warn: int | None = None) -> int:
+        """Half the cuts inside a commit of this boot (found by a probe boot, NVM restored after; with a warning
+        the first commit that ends after it), the others uniform over the boot (after the warning)."""
         t = self.target
         if rng.random() < 0.5:
             probe = t.boot()
             self.probe_boots += 1
             t.restore(before)
             wins = t.commit_windows(probe) if probe.exit_code == 0 else []
+            if warn is not None:
+                wins = [w for w in wins if w[1] >= warn][:1]
             if wins:
                 lo, hi = rng.choice(wins)
                 return rng.randint(max(1, lo), max(1, hi))
-        return rng.randint(1, span["insns"])
+        return rng.randint(warn or 1, max(warn or 1, span["insns"]))
 
     def erase_nvm(self) -> None:
         self.target.erase_nvm()
@@ -344,13 +354,15 @@ class EmulatedCuts:
              draw_low: Callable[[], int | None], span: Mapping[str, int]) -> BootResult:
         t = self.target
         low = draw_low()
-        t.mailbox(input_index, input_id, self.granularity, low_energy_units=low, threshold=self.threshold)
+        warn = rng.randint(1, span["insns"]) if self.warn and (cutting or rng.random() < self.warn) else None
+        t.mailbox(input_index, input_id, self.granularity, low_energy_units=low, threshold=self.threshold,
+                  warn_at_instruction=warn)
         snap = t.snapshot()
         before = snap[0]
         limit = None
         try:
             if cutting:
-                limit = self._draw_limit(rng, span, snap)
+                limit = self._draw_limit(rng, span, snap, warn)
             b = t.boot(limit=limit)
         except EmulatorError as e:
             return BootResult(None if limit is None else ("insns", limit), low, False, False, None, None, None, 0,
@@ -372,12 +384,12 @@ def run_emulated_campaign(target: EmulatedTarget, num_inputs: int, *, cuts: int,
                           granularity: Granularity = Granularity(), threshold: int | None = None,
                           max_cuts_per_inference: int = 4, max_boots_per_inference: int = 200,
                           work_dir: str | Path | None = None, inputs: Sequence[bytes] | None = None,
-                          reference=None) -> EmulatedReport:
+                          reference=None, warn: float = 0.0) -> EmulatedReport:
     """Like campaign.run_campaign, with cuts after exactly N instructions: half uniform over the boot, half
     aimed inside a checkpoint commit of this very boot (EmulatedCuts)."""
     rng = random.Random(seed)
     report = EmulatedReport(granularity=str(granularity), seed=seed, inputs=num_inputs, board=target.board.name)
-    backend = EmulatedCuts(target, granularity, threshold)   # from here on, its retries are the report's
+    backend = EmulatedCuts(target, granularity, threshold, warn)   # from here on, its retries are the report's
     target.erase_nvm()
     target.mailbox(0, 0xFFFF0000, granularity, threshold=threshold)
     target.calibrate()

@@ -196,13 +196,14 @@ def read_erases(psram: Path, pages: int) -> list[int]:
 # ------------------------------------------------------------------------------------------------ measurements
 
 def nvm_trace(target, input_index: int, granularity, *, input_id: int = 1, threshold: int | None = None,
-              low_energy_units: int | None = None) -> NvmTrace:
-    """The NVM events of one uninterrupted inference from a blank NVM on an EmulatedTarget."""
+              low_energy_units: int | None = None, warn_at_instruction: int | None = None) -> NvmTrace:
+    """The NVM events of one uninterrupted inference from a blank NVM on an EmulatedTarget (with the power-fail
+    warning from `warn_at_instruction` on: a just-in-time granularity's JIT commit)."""
     if target.tick_origin is None:
         target.calibrate()
     reset_shadow(target.psram)
     b = target.uninterrupted(input_index, input_id, granularity, threshold=threshold,
-                             low_energy_units=low_energy_units)
+                             low_energy_units=low_energy_units, warn_at_instruction=warn_at_instruction)
     nvm = target.board.nvm
     return NvmTrace(read_events(target.psram, tick_origin=target.tick_origin,
                                 instructions_per_tick=target.board.instructions_per_tick or 40),
@@ -232,29 +233,39 @@ def ring_period(commits: int, slots: int) -> int:
 def measure_wear(target, granularity, *, input_index: int = 0, threshold: int | None = None,
                  max_inferences: int = 256, progress=None) -> FlashWear:
     """Erases per page over one period of the slot ring: consecutive uninterrupted inferences of the same input
-    (new input ids, so each is computed and committed), from a blank NVM with fresh erase counters. A log moves
-    by the pages an inference erases (E) and wraps early when a record does not fit the rest: it is run for whole
-    periods of E over its pages, enough for 8 turns when that fits max_inferences (else one period), so that the
-    wraps' uneven pages weigh little."""
+    (new input ids, so each is computed and committed), after one turn of the ring or log from a blank NVM (a
+    commit skips pages that read erased, so a flash's first turn erases less than the steady state measured here),
+    with fresh erase counters. A log moves by the pages an inference writes (W) and wraps early when a record does
+    not fit the rest: it is run for whole periods of W over its pages, enough for 8 turns when that fits
+    max_inferences (else one period), so that the wraps' uneven pages weigh little."""
     pages = target.nvm_size // target.board.nvm.page_size
     first = target.uninterrupted(input_index, 0x57000000, granularity, threshold=threshold)   # commits, slots
+    # pages the inference's records take (erased or found erased by each commit)
+    written = first.stats.get("erases", 0) + first.stats.get("skipped", 0) or first.commits
     if first.log:
-        erased = sum(read_erases(target.psram, pages))
-        period = ring_period(erased, pages)
-        turns = -(-8 * pages // max(1, erased * period))          # periods for 8 turns of the log
+        period = ring_period(written, pages)
+        turns = -(-8 * pages // max(1, written * period))          # periods for 8 turns of the log
         n = period * turns if period * turns <= max_inferences else min(period, max_inferences)
-        exact = n % period == 0 and erased == first.commits   # one page a record: the log wraps exactly
+        exact = n % period == 0 and written == first.commits   # one page a record: the log wraps exactly
+        warmup = -(-pages // max(1, written))
     else:
         period = ring_period(first.commits, first.slots)
         n = min(period, max_inferences)
         exact = n == period
+        warmup = -(-first.slots // max(1, first.commits))
     target.erase_nvm()
-    reset_shadow(target.psram)
-    for k in range(n):
+
+    def infer(k: int, what: str) -> None:
         target.mailbox(input_index, 0x57000001 + k, granularity, threshold=threshold)
         b = target.boot()
         if b.exit_code != 0 or b.output is None:
-            raise TinyexitError(f"inference {k} of the wear measurement failed (status {b.exit_code}): {b.text[-300:]}")
+            raise TinyexitError(f"inference {k} of the wear measurement ({what}) failed (status {b.exit_code}): "
+                                f"{b.text[-300:]}")
+    for k in range(warmup):   # one turn: every slot (page) written once, as on a flash in use
+        infer(k, "first turn")
+    _rw(target.psram, SHADOW_OFFSET + ERASES, bytes(4 * MAX_PAGES))   # erase counters only (nWRITE state kept)
+    for k in range(n):
+        infer(warmup + k, "measured")
         if progress:
             progress(k + 1, n)
     nvm = target.board.nvm
