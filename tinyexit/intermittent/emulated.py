@@ -475,9 +475,9 @@ def powerfail_emulated(target, out_dir, *, board: str = "mps2-an386", cuts: int 
         r.kernels, r.rate_hz = b.kernels, rate_hz
         measure_nvm_ops(et, r, num_inputs, threshold=threshold)
         r.nvm_trace = nvm_trace(et, 0, Granularity.parse(g), threshold=threshold)
-        if b.nvm.erase_page_s is not None and b.nvm.write_word_s is not None:
+        if r.nvm_trace.erase_page_s is not None and r.nvm_trace.write_word_s is not None:
             r.nvm_seconds_per_inference = r.nvm_trace.nvm_seconds()
-        if wear and r.ok:
+        if wear and r.ok and b.flash_nvm.erases:   # an FRAM has no erase to wear
             r.wear = measure_wear(et, Granularity.parse(g), threshold=threshold)
         print(f"{b.name} {g}: campaign and wear measurement {time.monotonic() - t0:.0f} s", flush=True)
         reports.append(r)

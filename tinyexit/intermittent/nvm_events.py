@@ -145,10 +145,13 @@ class FlashWear:
 
 def nvm_defines(board) -> dict[str, object]:
     """The C defines of the campaign firmware's NVM layer: the mailbox, the NVMC rules (nWRITE from the board
-    file, the nRF52840's 2 by default) and the emulated flash's shadow in the PSRAM."""
-    return {"TX_PF_MAILBOX": f"0x{PSRAM_BASE + MAILBOX_OFFSET:08x}u", "TX_NVM_NVMC_RULES": 1,
-            "TX_NVM_EMU_SHADOW": f"0x{PSRAM_BASE + SHADOW_OFFSET:08x}u",
-            "TX_NVM_MAX_WRITES_PER_WORD": f"{board.nvm.max_writes_per_word or 2}u"}
+    file, the nRF52840's 2 by default) and the emulated flash's shadow in the PSRAM. A board whose own NVM has no
+    erase (an SPI FRAM) gets no NVMC rules and TX_NVM_ERASE 0 (the runtime never erases; the shadow logs writes)."""
+    d = {"TX_PF_MAILBOX": f"0x{PSRAM_BASE + MAILBOX_OFFSET:08x}u",
+         "TX_NVM_EMU_SHADOW": f"0x{PSRAM_BASE + SHADOW_OFFSET:08x}u"}
+    if not board.flash_nvm.erases:
+        return {**d, "TX_NVM_ERASE": 0}
+    return {**d, "TX_NVM_NVMC_RULES": 1, "TX_NVM_MAX_WRITES_PER_WORD": f"{board.nvm.max_writes_per_word or 2}u"}
 
 
 # ------------------------------------------------------------------------------------------------ the PSRAM file
@@ -204,11 +207,11 @@ def nvm_trace(target, input_index: int, granularity, *, input_id: int = 1, thres
     reset_shadow(target.psram)
     b = target.uninterrupted(input_index, input_id, granularity, threshold=threshold,
                              low_energy_units=low_energy_units, warn_at_instruction=warn_at_instruction)
-    nvm = target.board.nvm
+    nvm = target.board.flash_nvm   # the NVM the emulation stands for: its times (an FRAM: bytes, no erase)
     return NvmTrace(read_events(target.psram, tick_origin=target.tick_origin,
                                 instructions_per_tick=target.board.instructions_per_tick or 40),
-                    b.instructions, int(math.ceil(target.board.instructions_per_tick or 40)), nvm.page_size,
-                    nvm.erase_page_s, nvm.write_word_s, target.board.clock_hz)
+                    b.instructions, int(math.ceil(target.board.instructions_per_tick or 40)), target.board.nvm.page_size,
+                    nvm.erase_page_s if nvm.erases else 0.0, nvm.word_write_s, target.board.clock_hz)
 
 
 def nvm_op_instructions(target, input_index: int, granularity, *, input_id: int = 1,
