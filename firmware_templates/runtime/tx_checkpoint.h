@@ -97,6 +97,12 @@
 #endif
 #define TX_CKPT_MAX_SLOTS 2048u   /* a ring of more is cut to this (8 MiB of one-page slots) */
 
+/* Just in time: work units per piece of work, i.e. how often the power-fail warning is polled (a JIT commit comes
+ * at most this many units after the warning; smaller = less energy reserve, more step() calls). */
+#ifndef TX_CKPT_JIT_UNITS
+#define TX_CKPT_JIT_UNITS 1u
+#endif
+
 typedef struct {
   uint32_t mode;
   uint32_t every;      /* >= 1 */

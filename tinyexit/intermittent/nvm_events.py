@@ -173,6 +173,12 @@ def reset_shadow(psram: Path, *, counters: bool = True, capacity: int = LOG_CAPA
     _rw(psram, SHADOW_OFFSET, struct.pack("<4I", MAGIC, 0, min(capacity, LOG_CAPACITY), 0))
 
 
+def reset_erase_counters(psram: Path) -> None:
+    """Zeroes the erase counters only (each word's writes since its erase, the nWRITE state, are kept): wear
+    measured from here on a flash in use."""
+    _rw(psram, SHADOW_OFFSET + ERASES, bytes(4 * MAX_PAGES))
+
+
 def read_events(psram: Path, *, tick_origin: int, instructions_per_tick: float) -> list[NvmEvent]:
     """The logged events, instruction counts from reset (SysTick ticks x instructions per tick + the
     instructions before SysTick starts)."""
@@ -266,7 +272,7 @@ def measure_wear(target, granularity, *, input_index: int = 0, threshold: int | 
                                 f"{b.text[-300:]}")
     for k in range(warmup):   # one turn: every slot (page) written once, as on a flash in use
         infer(k, "first turn")
-    _rw(target.psram, SHADOW_OFFSET + ERASES, bytes(4 * MAX_PAGES))   # erase counters only (nWRITE state kept)
+    reset_erase_counters(target.psram)
     for k in range(n):
         infer(warmup + k, "measured")
         if progress:
