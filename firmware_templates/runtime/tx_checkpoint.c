@@ -687,8 +687,8 @@ int tx_runtime_run(tx_runtime_t *rt, int8_t *output, uint32_t output_cap, tx_res
       while (rt->unit < n) {
         uint32_t end = n;
         if (mode == TX_CKPT_UNITS && n - rt->unit > every - since) end = rt->unit + (every - since);
-        /* just in time: the warning is polled after every TX_CKPT_JIT_UNITS units (its latency) */
-        if (rt->jit && end - rt->unit > TX_CKPT_JIT_UNITS) end = rt->unit + TX_CKPT_JIT_UNITS;
+        /* just in time: with TX_CKPT_JIT_UNITS the warning is polled after at most that many units (its latency) */
+        if (TX_CKPT_JIT_UNITS && rt->jit && end - rt->unit > TX_CKPT_JIT_UNITS) end = rt->unit + TX_CKPT_JIT_UNITS;
         m->step(rt->step, rt->unit, end);
         tx_hal_work_done(end - rt->unit);
         rt->stats.units_run += end - rt->unit;
