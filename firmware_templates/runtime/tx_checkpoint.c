@@ -335,7 +335,8 @@ static int page_erased(uint32_t off)
   return 1;
 }
 
-/* Erases the page at `off` unless this boot's preparation erased it or it reads erased (see tx_checkpoint.h). */
+/* Erases the page at `off` unless this boot's preparation erased it or it reads erased (see tx_checkpoint.h: a page
+ * outside the prepared range holds no write cut short, so reading it erased means it is). */
 static void erase_unless_erased(tx_runtime_t *rt, uint32_t off)
 {
   const int prepared = off >= rt->prep_base && off < rt->prep_base + rt->prep_pages * TX_NVM_PAGE_SIZE;
@@ -570,19 +571,26 @@ static void persist_jit(tx_runtime_t *rt, uint32_t at_boundary)
 }
 
 /* Prepares the slot of the next commit while energy is plentiful: erases the pages of a record as large as the
- * largest (those that do not read erased), so that a just-in-time commit only writes. The pages are trusted erased
- * by this boot's commits until one writes them (commit). */
+ * largest, so that a just-in-time commit only writes; they are trusted erased by this boot's commits until one writes
+ * them (commit). These pages are erased whatever they read: they are the only ones that may hold a write cut short
+ * by the last power failure (the commit it interrupted went to the slot after the newest valid one, as the next
+ * commit does), and such a word may read 0xFF yet count against the NVMC's nWRITE (the emulated flash counts it).
+ * In a log, when a record of the largest size wraps to page 0 but a smaller one would not, the pages up to the
+ * end of the NVM are erased too (the interrupted record may lie there). */
 static void prepare_slot(tx_runtime_t *rt)
 {
 #if TX_NVM_ERASE && !defined(TX_BROKEN_NO_ERASE) && !defined(TX_CKPT_OFF_ONLY)
   const uint32_t pages = (HEADER_BYTES + rt->max_payload + TX_NVM_PAGE_SIZE - 1u) / TX_NVM_PAGE_SIZE;
-  const uint32_t base = next_slot(rt, pages) * rt->slot_size;
-  uint32_t k;
+  const uint32_t slot = next_slot(rt, pages), base = slot * rt->slot_size;
+  uint32_t k, tail = 0u;
+  if (rt->log && rt->cur_slot >= 0 && slot == 0u) tail = (uint32_t)rt->cur_slot + rt->cur_pages;
+  for (k = tail; k != 0u && k < rt->num_slots; k++) {
+    tx_nvm_erase_page(k * TX_NVM_PAGE_SIZE);
+    rt->stats.nvm_pages_prepared++;
+  }
   for (k = 0u; k < pages; k++) {
-    if (!page_erased(base + k * TX_NVM_PAGE_SIZE)) {
-      tx_nvm_erase_page(base + k * TX_NVM_PAGE_SIZE);
-      rt->stats.nvm_pages_prepared++;
-    }
+    tx_nvm_erase_page(base + k * TX_NVM_PAGE_SIZE);
+    rt->stats.nvm_pages_prepared++;
   }
   rt->prep_base = base;
   rt->prep_pages = pages;

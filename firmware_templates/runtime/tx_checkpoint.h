@@ -33,13 +33,15 @@
  * newest checkpoint already holds this very position (a warning right after a resume). With TX_CKPT_NONE | JIT
  * nothing else is committed but the result; with LAYERS | JIT the periodic commits go on as well.
  *
- * Prepared slot: before the walk (tx_runtime_run, energy still plentiful) the pages the next commit will write are
- * erased, so that a just-in-time commit writes only. commit() erases a page only when it is not erased already: a
- * page erased by this boot's preparation is trusted; any other is read and counts as erased only when every
- * word is 0xFFFFFFFF (a half-erased page is erased again). Commits never program a word to 0xFFFFFFFF (it
- * already is after an erase), so an all-0xFF page holds no programmed word: re-using it keeps the NVMC's nWRITE
- * rule. The page erases so saved are counted (stats.nvm_pages_skipped). Caveat for real flash: an erase cut short
- * may leave cells that read 1 without being fully erased; the emulations here cannot show that.
+ * Prepared slot: before the walk (tx_runtime_run, energy still plentiful) the pages the next commit will write (a
+ * record of the largest size) are erased, whatever they read, so that a just-in-time commit writes only: they are
+ * the only pages that may hold a write cut short by the last power failure (a word that reads 0xFF may have been
+ * half programmed: it counts against the NVMC's nWRITE). commit() erases a page only when it is not erased
+ * already: a page erased by this boot's preparation is trusted; any other is read and counts as erased only when
+ * every word is 0xFFFFFFFF (a half-erased page is erased again). Commits never program a word to 0xFFFFFFFF (it
+ * already is after an erase), so such a page holds no programmed word. The page erases so saved are counted
+ * (stats.nvm_pages_skipped). Caveat for real flash: an erase cut short may leave cells that read 1 without being
+ * fully erased; the emulations here cannot show that (they erase words one by one).
  *
  * NVM without erase (TX_NVM_ERASE 0, an SPI FRAM: byte-writable, nothing to erase): commits never erase, and
  * they write every word (0xFFFFFFFF too); a commit first sets the target slot's CRC word to 0xFFFFFFFF

@@ -53,3 +53,40 @@ def test_emulated_jit_campaign_cuts_after_the_warning(nrf, tmp_path, gran):
                                    warn=0.5, work_dir=tmp_path / "work")
     assert report.cuts >= 20 and report.cuts_in_commits >= 4, report.table()
     assert report.ok, report.table()
+
+
+def test_jit_commit_cut_twice_in_its_payload(nrf):
+    """The JIT commit cut in the middle of its payload, twice in a row: words counted as written but still reading
+    0xFF lie in the slot's later pages; the third boot must erase them before writing again (prepared slot erased
+    whatever it reads), or the emulated NVMC's nWRITE rule stops it. It then commits the uninterrupted result."""
+    want = nrf.uninterrupted(0, 1, JIT)
+    at = want.instructions // 2
+    nrf.erase_nvm()
+    for _ in range(2):
+        nrf.mailbox(0, 5, JIT, warn_at_instruction=at)
+        snap = nrf.snapshot()
+        probe = nrf.boot()
+        nrf.restore(snap)
+        lo, hi = next(w for w in nrf.commit_windows(probe) if w[1] >= at)
+        assert nrf.boot(limit=lo + (hi - lo) // 8).cut
+    nrf.mailbox(0, 5, JIT, warn_at_instruction=at)
+    b = nrf.boot()
+    assert b.exit_code == 0, b.text[-300:]
+    assert (b.exit_index, b.output) == (want.exit_index, want.output) and b.stats["jit_commits"] == 1
+
+
+def test_prepared_slot_is_erased_even_when_it_reads_erased(nrf):
+    """The state two interrupted JIT commits can leave in a slot of a larger record: words still reading 0xFF but
+    already written twice (nWRITE = 2) since their page's erase, crafted here in the emulated flash's write counts.
+    The preparation must erase the slot the next commit goes to whatever it reads (a runtime that trusted the
+    0xFF would write those words a third time: the emulated NVMC's nWRITE rule ends the boot)."""
+    from tinyexit.intermittent.nvm_events import SHADOW_OFFSET, WRITES
+    want = nrf.uninterrupted(0, 1, JIT)            # its result in slot 0: the next commit goes to slot 1
+    page = nrf.slot_size                           # the stand-in's slots are one page
+    with open(nrf.psram, "r+b") as f:
+        f.seek(SHADOW_OFFSET + WRITES + page // 4)
+        f.write(bytes([2]) * (page // 4))
+    nrf.mailbox(0, 2, JIT, warn_at_instruction=want.instructions // 2)
+    b = nrf.boot()
+    assert b.exit_code == 0, b.text[-300:]
+    assert b.stats["prepared"] == 1 and b.stats["jit_commits"] == 1 and b.output == want.output

@@ -106,22 +106,33 @@ def test_not_quite_erased_page_is_erased(standin_exe, tmp_path, one_input, damag
     assert (b.exit_index, b.output) == (first.exit_index, first.output)
 
 
-def test_broken_trust_first_word_writes_into_old_data(standin, build_dir, tmp_path, one_input):
-    """A runtime that counts a page as erased by its first word writes the JIT commit over old data."""
-    exe = build_host(standin, STANDIN_PIPELINE, build_dir / "first_word", broken=("trust-first-word",))
+@pytest.mark.parametrize("broken", [(), ("trust-first-word",)])
+def test_page_outside_the_prepared_slot_is_read_whole(standin, build_dir, tmp_path, one_input, broken):
+    """Three slots: the preparation erases the next slot (the JIT commit goes there), the result goes to the one
+    after it, whose page is checked by reading. With everything but its first word old, the runtime erases it; a
+    runtime that counts a page as erased by its first word writes the result over old data (NVMC rule)."""
+    exe = build_host(standin, STANDIN_PIPELINE, build_dir / ("three" + "".join(broken)), broken=broken, slots=3)
     t = make_target(exe, tmp_path)
-    t.boot(one_input, 1, Granularity.parse("jit"))
-    _damage(t, "all_but_first_word")
-    b = t.boot(one_input, 2, Granularity.parse("jit"), warn_units=5)
-    assert b.returncode != 0 and "NVMC rule: write sets bits that are 0" in b.stderr
+    g = Granularity.parse("jit")
+    first = t.boot(one_input, 1, g)                     # its result in slot 0
+    image = bytearray(t.nvm_image())
+    off = 2 * t.slot_size                               # slot 2: after the prepared slot 1
+    image[off + 4: off + PAGE] = bytes(PAGE - 4)
+    t.nvm_path.write_bytes(bytes(image))
+    b = t.boot(one_input, 2, g, warn_units=5)
+    if broken:
+        assert b.returncode != 0 and "NVMC rule: write sets bits that are 0" in b.stderr
+    else:
+        assert b.returncode == 0 and (b.kv["prepared"], b.kv["erases"], b.kv["jit_commits"]) == (1, 1, 1)
+        assert (b.exit_index, b.output) == (first.exit_index, first.output)
 
 
 def test_erased_pages_are_not_erased_again(standin_exe, tmp_path, one_input):
-    """On a blank NVM the first use of each of the two slots needs no erase; a slot used before is erased before
-    its reuse, once (by the preparation or by the commit)."""
+    """On a blank NVM the first use of the slot after the prepared one needs no erase; a slot used before is erased
+    before its reuse, once (by the preparation, whatever it reads, or by the commit)."""
     t = make_target(standin_exe, tmp_path)
     g = Granularity.parse("layers:1")
     b1 = t.boot(one_input, 1, g)
-    assert b1.commits == 7 and (b1.kv["prepared"], b1.kv["skipped"], b1.kv["erases"]) == (0, 2, 5)
+    assert b1.commits == 7 and (b1.kv["prepared"], b1.kv["skipped"], b1.kv["erases"]) == (1, 2, 5)
     b2 = t.boot(one_input, 2, g)
     assert b2.kv["erases"] + b2.kv["prepared"] == b2.commits   # each commit's one page, erased once
