@@ -570,28 +570,54 @@ static void persist_jit(tx_runtime_t *rt, uint32_t at_boundary)
   rt->stats.jit_commits++;
 }
 
+#if TX_NVM_ERASE && !defined(TX_BROKEN_NO_ERASE) && !defined(TX_CKPT_OFF_ONLY)
+/* Pages from `base` that a commit cut short there may have written: a commit writes its header first, so while
+ * no header is stored only the header's page (its words may have been counted by the NVMC and still read 0xFF);
+ * once the header is there, the pages of its length (at most `max_pages`: a torn length counts as the largest). */
+static uint32_t touched_pages(uint32_t base, uint32_t max_pages)
+{
+  uint32_t hdr[TX_CKPT_HEADER_WORDS], n;
+  tx_nvm_read(base, hdr, HEADER_BYTES);
+  if (hdr[TX_H_MAGIC] != TX_CKPT_MAGIC) return 1u;
+  n = hdr[TX_H_PAYLOAD_LEN] > max_pages * TX_NVM_PAGE_SIZE ? max_pages
+      : (HEADER_BYTES + hdr[TX_H_PAYLOAD_LEN] + TX_NVM_PAGE_SIZE - 1u) / TX_NVM_PAGE_SIZE;
+  return n > max_pages ? max_pages : n;
+}
+
+/* Erases pages [first, first + n) (those from `touched` on only when they do not read erased). */
+static void erase_range(tx_runtime_t *rt, uint32_t first, uint32_t n, uint32_t touched)
+{
+  uint32_t k;
+  for (k = 0u; k < n; k++) {
+    const uint32_t off = (first + k) * TX_NVM_PAGE_SIZE;
+    if (k >= touched && page_erased(off)) continue;
+    tx_nvm_erase_page(off);
+    rt->stats.nvm_pages_prepared++;
+  }
+}
+#endif
+
 /* Prepares the slot of the next commit while energy is plentiful: erases the pages of a record as large as the
- * largest, so that a just-in-time commit only writes; they are trusted erased by this boot's commits until one writes
- * them (commit). These pages are erased whatever they read: they are the only ones that may hold a write cut short
- * by the last power failure (the commit it interrupted went to the slot after the newest valid one, as the next
- * commit does), and such a word may read 0xFF yet count against the NVMC's nWRITE (the emulated flash counts it).
- * In a log, when a record of the largest size wraps to page 0 but a smaller one would not, the pages up to the
- * end of the NVM are erased too (the interrupted record may lie there). */
+ * largest, so that a just-in-time commit only writes; they are trusted erased by this boot's commits until one
+ * writes them (commit). The pages a commit cut short by the last power failure may have written are erased
+ * whatever they read (touched_pages: such a word may read 0xFF yet count against the NVMC's nWRITE, as the emulated
+ * flash counts it); that commit went where the next one goes: the slot after the newest valid one, or in a log the
+ * page after the newest record (also when a record of the largest size wraps to page 0 there). The others are
+ * erased only when they do not read erased. */
 static void prepare_slot(tx_runtime_t *rt)
 {
 #if TX_NVM_ERASE && !defined(TX_BROKEN_NO_ERASE) && !defined(TX_CKPT_OFF_ONLY)
   const uint32_t pages = (HEADER_BYTES + rt->max_payload + TX_NVM_PAGE_SIZE - 1u) / TX_NVM_PAGE_SIZE;
   const uint32_t slot = next_slot(rt, pages), base = slot * rt->slot_size;
-  uint32_t k, tail = 0u;
-  if (rt->log && rt->cur_slot >= 0 && slot == 0u) tail = (uint32_t)rt->cur_slot + rt->cur_pages;
-  for (k = tail; k != 0u && k < rt->num_slots; k++) {
-    tx_nvm_erase_page(k * TX_NVM_PAGE_SIZE);
-    rt->stats.nvm_pages_prepared++;
+  if (rt->log && rt->cur_slot >= 0 && slot == 0u) {
+    /* a smaller record cut short may lie right after the newest one, before the end of the NVM */
+    const uint32_t after = (uint32_t)rt->cur_slot + rt->cur_pages;
+    if (after < rt->num_slots) {
+      const uint32_t room = rt->num_slots - after;
+      erase_range(rt, after, touched_pages(after * TX_NVM_PAGE_SIZE, room), TX_CKPT_MAX_SLOTS);
+    }
   }
-  for (k = 0u; k < pages; k++) {
-    tx_nvm_erase_page(base + k * TX_NVM_PAGE_SIZE);
-    rt->stats.nvm_pages_prepared++;
-  }
+  erase_range(rt, base / TX_NVM_PAGE_SIZE, pages, touched_pages(base, pages));
   rt->prep_base = base;
   rt->prep_pages = pages;
 #else

@@ -34,9 +34,11 @@
  * nothing else is committed but the result; with LAYERS | JIT the periodic commits go on as well.
  *
  * Prepared slot: before the walk (tx_runtime_run, energy still plentiful) the pages the next commit will write (a
- * record of the largest size) are erased, whatever they read, so that a just-in-time commit writes only: they are
- * the only pages that may hold a write cut short by the last power failure (a word that reads 0xFF may have been
- * half programmed: it counts against the NVMC's nWRITE). commit() erases a page only when it is not erased
+ * record of the largest size) are erased, so that a just-in-time commit writes only. Those a commit cut short by
+ * the last power failure may have written (it went to the same place: its header page, or once its header is
+ * stored the pages of its length) are erased whatever they read (a word that reads 0xFF may have been half
+ * programmed: it counts against the NVMC's nWRITE); the others only when they do not read erased; no other page
+ * can hold a write cut short. commit() erases a page only when it is not erased
  * already: a page erased by this boot's preparation is trusted; any other is read and counts as erased only when
  * every word is 0xFFFFFFFF (a half-erased page is erased again). Commits never program a word to 0xFFFFFFFF (it
  * already is after an erase), so such a page holds no programmed word. The page erases so saved are counted
