@@ -136,3 +136,23 @@ def test_erased_pages_are_not_erased_again(standin_exe, tmp_path, one_input):
     assert b1.commits == 7 and (b1.kv["prepared"], b1.kv["skipped"], b1.kv["erases"]) == (1, 2, 5)
     b2 = t.boot(one_input, 2, g)
     assert b2.kv["erases"] + b2.kv["prepared"] == b2.commits   # each commit's one page, erased once
+
+
+def test_broken_no_crc_fails_the_jit_campaign_and_replays_with_its_warnings(standin, build_dir, tmp_path):
+    """A torn JIT commit accepted without its CRC gives wrong results; the failure keeps each boot's warning, so
+    replaying it (same NVM image, cuts and warnings) gives the same wrong bytes."""
+    import re
+
+    from tinyexit.intermittent.campaign import replay
+    exe = build_host(standin, STANDIN_PIPELINE, build_dir / "no_crc", broken=("no-crc",))
+    g = Granularity.parse("jit")
+    report = run_campaign(make_target(exe, tmp_path), INPUTS, cuts=150, seed=4, granularity=g, warn=0.5,
+                          kinds=("events",), work_dir=tmp_path / "work")
+    assert report.wrong_results > 0 and not report.ok, report.table()
+    f = next(f for f in report.failures if f.kind == "wrong-result" and any(w is not None for w in f.warnings)
+             and "committed exit" in f.detail)
+    assert "power-fail warning per boot at" in f.replay_hint()
+    wrong = re.search(r"committed exit (\d+) ([0-9a-f]+)", f.detail)
+    (tmp_path / "in.bin").write_bytes(INPUTS[f.inference % len(INPUTS)])
+    again = replay(make_target(exe, tmp_path, "replay.bin"), f, tmp_path / "in.bin", g)
+    assert (again.exit_index, again.output.hex()) == (int(wrong.group(1)), wrong.group(2))

@@ -54,6 +54,7 @@ class BootResult:
     low_marks: int = 0              # LOW_MARK words written (host)
     error: str | None = None        # the backend could not run this boot (the emulator failed it on every
     #                                 attempt): no result, neither the firmware's success nor its failure
+    warn: int | None = None         # the power-fail warning it was given (units / instructions), or None
 
 
 class CutTarget(Protocol):
@@ -113,10 +114,11 @@ def drive(target: CutTarget, judge: Judge, report: CampaignReport, spans: Sequen
         want_cuts = rng.randint(1, max_cuts_per_inference)
         log: list[tuple[str, int]] = []
         lows: list[int | None] = []
+        warns: list[int | None] = []
 
         def fail(kind: str, detail: str, number=inference, input_id=input_id, log=log, start_image=start_image,
-                 lows=lows) -> None:
-            report.failures.append(_failure(keep, kind, number, input_id, detail, log, start_image, lows))
+                 lows=lows, warns=warns) -> None:
+            report.failures.append(_failure(keep, kind, number, input_id, detail, log, start_image, lows, warns))
 
         judge.start(j, input_id)
         spent = 0
@@ -127,6 +129,7 @@ def drive(target: CutTarget, judge: Judge, report: CampaignReport, spans: Sequen
             b = target.boot(j, input_id, rng, len(log) < want_cuts and report.cuts < cuts,
                             lambda: judge.draw_low(rng), spans[j])
             lows.append(b.low)
+            warns.append(b.warn)
             report.boots += 1
             spent += b.work
             if b.cut is not None:
@@ -165,13 +168,14 @@ def drive(target: CutTarget, judge: Judge, report: CampaignReport, spans: Sequen
 
 
 def _failure(work: Path | None, kind: str, inference: int, input_id: int, detail: str, log,
-             start_image: bytes, lows=()) -> Failure:
+             start_image: bytes, lows=(), warns=()) -> Failure:
     """A failure; with a kept work folder, the NVM image at the inference's start is saved for a replay."""
     path = None
     if work is not None:
         path = work / f"failure{inference}_{kind}.nvm"
         path.write_bytes(start_image)
-    return Failure(kind, inference, input_id, detail, list(log), str(path) if path else None, list(lows))
+    return Failure(kind, inference, input_id, detail, list(log), str(path) if path else None, list(lows),
+                   list(warns))
 
 
 @contextmanager
@@ -251,7 +255,7 @@ class HostCuts:
         observed = seen and (not b.cut or kind == "units" and b.units - b.kv.get("last", b.units) >= low)
         return BootResult(None if k is None else (kind, k), low, b.cut, kind == "events", b.returncode,
                           b.exit_index, b.output, b.units, b.stderr, low if seen else None, observed,
-                          b.kv.get("low_marks", 0))
+                          b.kv.get("low_marks", 0), warn=warn)
 
 
 class ResultJudge:
@@ -406,8 +410,10 @@ def replay(target: HostTarget, failure: Failure, input_path: str | Path, granula
         raise TinyexitError("this failure kept no NVM image; run the campaign with a work folder to replay it")
     target.nvm_path.write_bytes(Path(failure.nvm_at_start).read_bytes())
     lows = list(failure.low_energy) + [None] * (len(failure.cuts) + 1)
+    warns = list(failure.warnings) + [None] * (len(failure.cuts) + 1)
     for n, (kind, k) in enumerate(failure.cuts):
         target.boot(input_path, failure.input_id, granularity, threshold=threshold, low_energy_units=lows[n],
-                    cut_events=k if kind == "events" else None, cut_units=k if kind == "units" else None)
+                    cut_events=k if kind == "events" else None, cut_units=k if kind == "units" else None,
+                    warn_units=warns[n])
     return target.boot(input_path, failure.input_id, granularity, threshold=threshold,
-                       low_energy_units=lows[len(failure.cuts)])
+                       low_energy_units=lows[len(failure.cuts)], warn_units=warns[len(failure.cuts)])

@@ -377,7 +377,7 @@ class EmulatedCuts:
                 _mark_changed(before, after, t.slot_size, t.num_slots)))
         # the board's unit count is not known after a cut: the signal counts as possibly seen
         return BootResult(None if limit is None else ("insns", limit), low, b.cut, in_commit, b.exit_code,
-                          b.exit_index, b.output, b.instructions, b.text, low)
+                          b.exit_index, b.output, b.instructions, b.text, low, warn=warn)
 
 
 def run_emulated_campaign(target: EmulatedTarget, num_inputs: int, *, cuts: int, seed: int = 0,
@@ -491,7 +491,8 @@ def replay_emulated(target: EmulatedTarget, failure: Failure, input_index: int, 
     if not failure.nvm_at_start:
         raise TinyexitError("this failure kept no NVM image; run the campaign with a work folder to replay it")
     target.set_nvm_image(Path(failure.nvm_at_start).read_bytes())
-    target.mailbox(input_index, failure.input_id, granularity, threshold=threshold)
-    for _, limit in failure.cuts:
-        target.boot(limit=limit)
-    return target.boot()
+    warns = list(failure.warnings) + [None] * (len(failure.cuts) + 1)   # the power-fail warning of each boot
+    for n, limit in enumerate([c[1] for c in failure.cuts] + [None]):
+        target.mailbox(input_index, failure.input_id, granularity, threshold=threshold, warn_at_instruction=warns[n])
+        b = target.boot(limit=limit)
+    return b

@@ -30,12 +30,15 @@ class Failure:
     cuts: list = field(default_factory=list)   # [(kind, k), ...] of this inference up to the failure
     nvm_at_start: str | None = None            # file with the NVM image when this inference began
     low_energy: list = field(default_factory=list)   # per boot: work units before low energy, or None
+    warnings: list = field(default_factory=list)     # per boot: the power-fail warning (units / instructions) or None
 
     def replay_hint(self) -> str:
         names = {"events": "TX_CUT_EVENTS", "units": "TX_CUT_UNITS", "insns": "limit"}
         seq = " ".join(f"{names.get(k, k)}={n}" for k, n in self.cuts)
         low = ("; low energy per boot after units: " + " ".join("-" if u is None else str(u) for u in self.low_energy)
                if any(u is not None for u in self.low_energy) else "")
+        low += ("; power-fail warning per boot at: " + " ".join("-" if u is None else str(u) for u in self.warnings)
+                if any(u is not None for u in self.warnings) else "")
         return (f"inference {self.inference} (input id {self.input_id}): {self.kind}: {self.detail}; "
                 f"cuts in order: {seq or '(none)'}{low}"
                 + (f"; NVM image at its start: {self.nvm_at_start}" if self.nvm_at_start else ""))
