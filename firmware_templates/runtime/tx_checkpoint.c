@@ -597,13 +597,13 @@ static void erase_range(tx_runtime_t *rt, uint32_t first, uint32_t n, uint32_t t
 }
 #endif
 
-/* Prepares the slot of the next commit while energy is plentiful: erases the pages of a record as large as the
- * largest, so that a just-in-time commit only writes; they are trusted erased by this boot's commits until one
- * writes them (commit). The pages a commit cut short by the last power failure may have written are erased
- * whatever they read (touched_pages: such a word may read 0xFF yet count against the NVMC's nWRITE, as the emulated
- * flash counts it); that commit went where the next one goes: the slot after the newest valid one, or in a log the
- * page after the newest record (also when a record of the largest size wraps to page 0 there). The others are
- * erased only when they do not read erased. */
+/* Prepares the slot of the next commit while energy is plentiful. Always: the pages a commit cut short by the last
+ * power failure may have written are erased whatever they read (touched_pages: such a word may read 0xFF yet count
+ * against the NVMC's nWRITE, as the emulated flash counts it); that commit went where the next one goes: the slot
+ * after the newest valid one, or in a log the page after the newest record (also when a record of the largest size
+ * wraps to page 0 there). Just in time (rt->jit): also the rest of a record as large as the largest (only pages
+ * that do not read erased), so that a JIT commit only writes. The prepared pages are trusted erased by this boot's
+ * commits until one writes them (commit). */
 static void prepare_slot(tx_runtime_t *rt)
 {
 #if TX_NVM_ERASE && !defined(TX_BROKEN_NO_ERASE) && !defined(TX_CKPT_OFF_ONLY)
@@ -617,9 +617,10 @@ static void prepare_slot(tx_runtime_t *rt)
       erase_range(rt, after, touched_pages(after * TX_NVM_PAGE_SIZE, room), TX_CKPT_MAX_SLOTS);
     }
   }
-  erase_range(rt, base / TX_NVM_PAGE_SIZE, pages, touched_pages(base, pages));
+  const uint32_t touched = touched_pages(base, pages);
+  erase_range(rt, base / TX_NVM_PAGE_SIZE, rt->jit ? pages : touched, touched);
   rt->prep_base = base;
-  rt->prep_pages = pages;
+  rt->prep_pages = rt->jit ? pages : touched;
 #else
   (void)rt;
 #endif

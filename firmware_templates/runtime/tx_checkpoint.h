@@ -33,12 +33,12 @@
  * newest checkpoint already holds this very position (a warning right after a resume). With TX_CKPT_NONE | JIT
  * nothing else is committed but the result; with LAYERS | JIT the periodic commits go on as well.
  *
- * Prepared slot: before the walk (tx_runtime_run, energy still plentiful) the pages the next commit will write (a
- * record of the largest size) are erased, so that a just-in-time commit writes only. Those a commit cut short by
- * the last power failure may have written (it went to the same place: its header page, or once its header is
+ * Prepared slot: before the walk (tx_runtime_run, energy still plentiful) the pages a commit cut short by the last
+ * power failure may have written (it went where the next commit goes: its header page, or once its header is
  * stored the pages of its length) are erased whatever they read (a word that reads 0xFF may have been half
- * programmed: it counts against the NVMC's nWRITE); the others only when they do not read erased; no other page
- * can hold a write cut short. commit() erases a page only when it is not erased
+ * programmed: it counts against the NVMC's nWRITE); no other page can hold a write cut short. Just in time, the
+ * rest of the next record's pages (a record of the largest size) too, when they do not read erased, so that a JIT
+ * commit writes only. commit() erases a page only when it is not erased
  * already: a page erased by this boot's preparation is trusted; any other is read and counts as erased only when
  * every word is 0xFFFFFFFF (a half-erased page is erased again). Commits never program a word to 0xFFFFFFFF (it
  * already is after an erase), so such a page holds no programmed word. The page erases so saved are counted
