@@ -304,14 +304,17 @@ static uint32_t next_slot(const tx_runtime_t *rt, uint32_t pages)
   slot = 0u;
 #else
   if (rt->log) {
-    /* a log (slots are pages): right after the newest record, or from page 0 when the rest is too short; the
-       newest record then lies at or past `pages` (the NVM holds three of the largest records), so it stays */
+    /* a log (slots are pages): right after the newest record, or from page 0 when the rest is too short for a
+       record of the largest size (whatever this one's size: where the next commit goes, and so where one cut
+       short went, depends on the newest record only; prepare_slot relies on it); the newest record then lies at
+       or past the largest record's pages (the NVM holds three of them), so it stays */
+    const uint32_t largest = (HEADER_BYTES + rt->max_payload + TX_NVM_PAGE_SIZE - 1u) / TX_NVM_PAGE_SIZE;
+    (void)pages;
     slot = rt->cur_slot < 0 ? 0u : (uint32_t)rt->cur_slot + rt->cur_pages;
-    if (slot + pages > rt->num_slots) slot = 0u;
+    if (slot + largest > rt->num_slots) slot = 0u;
   } else {
     /* the slot after the newest valid one: with two slots "the other one", with more the oldest (a ring
        spreads the erases of flash over num_slots slots) */
-    (void)pages;
     slot = rt->cur_slot < 0 ? 0u : ((uint32_t)rt->cur_slot + 1u) % rt->num_slots;
   }
 #endif
@@ -599,9 +602,8 @@ static void erase_range(tx_runtime_t *rt, uint32_t first, uint32_t n, uint32_t t
 
 /* Prepares the slot of the next commit while energy is plentiful. Always: the pages a commit cut short by the last
  * power failure may have written are erased whatever they read (touched_pages: such a word may read 0xFF yet count
- * against the NVMC's nWRITE, as the emulated flash counts it); that commit went where the next one goes: the slot
- * after the newest valid one, or in a log the page after the newest record (also when a record of the largest size
- * wraps to page 0 there). Just in time (rt->jit): also the rest of a record as large as the largest (only pages
+ * against the NVMC's nWRITE, as the emulated flash counts it); that commit went where the next one goes (next_slot:
+ * it depends on the newest valid record only). Just in time (rt->jit): also the rest of a record as large as the largest (only pages
  * that do not read erased), so that a JIT commit only writes. The prepared pages are trusted erased by this boot's
  * commits until one writes them (commit). */
 static void prepare_slot(tx_runtime_t *rt)
@@ -609,14 +611,6 @@ static void prepare_slot(tx_runtime_t *rt)
 #if TX_NVM_ERASE && !defined(TX_BROKEN_NO_ERASE) && !defined(TX_CKPT_OFF_ONLY)
   const uint32_t pages = (HEADER_BYTES + rt->max_payload + TX_NVM_PAGE_SIZE - 1u) / TX_NVM_PAGE_SIZE;
   const uint32_t slot = next_slot(rt, pages), base = slot * rt->slot_size;
-  if (rt->log && rt->cur_slot >= 0 && slot == 0u) {
-    /* a smaller record cut short may lie right after the newest one, before the end of the NVM */
-    const uint32_t after = (uint32_t)rt->cur_slot + rt->cur_pages;
-    if (after < rt->num_slots) {
-      const uint32_t room = rt->num_slots - after;
-      erase_range(rt, after, touched_pages(after * TX_NVM_PAGE_SIZE, room), TX_CKPT_MAX_SLOTS);
-    }
-  }
   const uint32_t touched = touched_pages(base, pages);
   erase_range(rt, base / TX_NVM_PAGE_SIZE, rt->jit ? pages : touched, touched);
   rt->prep_base = base;
