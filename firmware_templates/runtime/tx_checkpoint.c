@@ -325,14 +325,14 @@ static uint32_t next_slot(const tx_runtime_t *rt, uint32_t pages)
 /* Whether the page at `off` reads erased (every word 0xFFFFFFFF); stops at the first other word. */
 static int page_erased(uint32_t off)
 {
-  uint32_t buf[16], k, n;
+  uint32_t buf[64], k, n;   /* 256 bytes a read: fewer calls (an erased page is read whole) */
 #ifdef TX_BROKEN_TRUST_FIRST_WORD
   tx_nvm_read(off, buf, 4u);   /* broken on purpose: a page whose first word reads erased counts as erased */
   return buf[0] == 0xFFFFFFFFu;
 #endif
   for (n = 0u; n < TX_NVM_PAGE_SIZE; n += sizeof buf) {
     tx_nvm_read(off + n, buf, sizeof buf);
-    for (k = 0u; k < 16u; k++)
+    for (k = 0u; k < 64u; k++)
       if (buf[k] != 0xFFFFFFFFu) return 0;
   }
   return 1;
