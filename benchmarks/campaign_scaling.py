@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tinyexit.errors import TinyexitError  # noqa: E402
-from tinyexit.intermittent.emulated import powerfail_emulated  # noqa: E402
+from tinyexit.intermittent.emulated_powerfail import powerfail_emulated  # noqa: E402
 
 SKIP = {"seconds", "wall_seconds", "seconds_per_cut", "nvm_trace", "failures"}
 

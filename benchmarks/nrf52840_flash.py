@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tinyexit.intermittent.emulated import powerfail_emulated
+from tinyexit.intermittent.emulated_powerfail import powerfail_emulated
 from tinyexit.io import write_json
 
 REPO = Path(__file__).resolve().parents[1]

@@ -47,21 +47,39 @@ class Region:
 
 @dataclasses.dataclass(frozen=True)
 class Nvm(Region):
-    driver: str  # nrf_nvmc | flash_sim | ram
+    driver: str  # nrf_nvmc | flash_sim | ram | spi_fram
     page_size: int
     # flash only (None elsewhere): erase cycles per page, seconds per page erase / word write, nWRITE
     endurance: int | None = None
     erase_page_s: float | None = None
     write_word_s: float | None = None
     max_writes_per_word: int | None = None
+    write_byte_s: float | None = None   # byte-writable NVM (spi_fram): seconds per byte written
 
     @property
     def pages(self) -> int:
         return self.size // self.page_size
 
+    @property
+    def erases(self) -> bool:
+        """Whether a page must be erased before it is written again (flash); an SPI FRAM writes bytes in place."""
+        return self.driver not in BYTE_WRITABLE
 
-# What the emulated NVM inherits from the board's own (memory.nvm): it emulates that flash.
-FLASH_FIELDS = ("endurance", "erase_page_s", "write_word_s", "max_writes_per_word")
+    @property
+    def mapped(self) -> bool:
+        """Whether the NVM is in the CPU's address space (flash, RAM); an SPI device is reached through its bus."""
+        return self.driver not in BYTE_WRITABLE
+
+    @property
+    def word_write_s(self) -> float | None:
+        """Seconds to write one 32-bit word: write_word_s, or 4 x write_byte_s."""
+        return self.write_word_s if self.write_word_s is not None else (
+            None if self.write_byte_s is None else 4 * self.write_byte_s)
+
+
+BYTE_WRITABLE = ("spi_fram",)   # NVM drivers without erase (tx_nvm.h's TX_NVM_ERASE 0)
+# What the emulated NVM inherits from the board's own (memory.nvm): it emulates that NVM's timing and limits.
+FLASH_FIELDS = ("endurance", "erase_page_s", "write_word_s", "max_writes_per_word", "write_byte_s")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,20 +92,15 @@ class Uart:
 
 
 @dataclasses.dataclass(frozen=True)
-class FlashOp:
-    current_a: float   # drawn from VDD while the NVMC erases one page / writes one word (the CPU waits)
-    time_s: float      # for one page erase / one word write
-
-
-@dataclasses.dataclass(frozen=True)
 class BoardEnergy:
-    """The board's `energy:` section in SI units (see boards/nrf52840.yaml for the datasheet references)."""
+    """The board's `energy:` section in SI units (see boards/nrf52840.yaml for the datasheet references). The NVM's
+    times are memory.nvm's (Board.flash_nvm: erase_page_s, write_word_s or write_byte_s), its currents are here."""
     supply_v: float       # VDD at which the currents hold; the load is modelled as power = current x supply_v
     run_current_a: float  # executing from flash (with cache) at the board's clock
     sleep_current_a: float
     off_current_a: float  # while the capacitor recharges below the turn-on voltage
-    erase: FlashOp
-    write: FlashOp
+    erase_current_a: float | None   # drawn while the NVM erases a page (None: an NVM without erase)
+    write_current_a: float          # drawn while the NVM writes
     warn_v: float         # the default low-energy warning level (power-fail comparator)
     warn_min_v: float     # the comparator's configurable range and step
     warn_max_v: float
@@ -137,7 +150,7 @@ class Board:
     def code_flash(self) -> Region:
         """Flash available to the image: the flash minus an NVM area at its end."""
         nvm = self.flash_nvm
-        if self.flash.origin <= nvm.origin < self.flash.end:
+        if nvm.mapped and self.flash.origin <= nvm.origin < self.flash.end:
             return Region(self.flash.origin, nvm.origin - self.flash.origin)
         return self.flash
 
@@ -208,6 +221,16 @@ def _check_semantics(file: Path, data: dict) -> None:
         if nvm.size % page:
             raise BoardError(f"{file}: {key}: size {nvm.size} is not a multiple of page_size {page}. "
                              f"Make the NVM a whole number of pages.")
+        byte_writable = nvm_raw["driver"] in BYTE_WRITABLE
+        flash_keys = [k for k in ("erase_page_s", "write_word_s", "max_writes_per_word") if k in nvm_raw]
+        if byte_writable and flash_keys:
+            raise BoardError(f"{file}: {key}: driver {nvm_raw['driver']} has no erase and no word rule; remove "
+                             f"{', '.join(flash_keys)} (give write_byte_s).")
+        if not byte_writable and "write_byte_s" in nvm_raw:
+            raise BoardError(f"{file}: {key}: write_byte_s is for a byte-writable NVM (driver spi_fram); flash "
+                             f"gives write_word_s.")
+        if byte_writable:
+            continue   # an SPI device: its origin is an address on its bus, not in the CPU's map
         if flash.origin <= nvm.origin < flash.end and nvm.end != flash.end:
             raise BoardError(f"{file}: {key}: an NVM area inside the flash must end where the flash ends "
                              f"(0x{flash.end:08x}); it ends at 0x{nvm.end:08x}. Move it to the last pages.")
@@ -223,7 +246,8 @@ def _check_semantics(file: Path, data: dict) -> None:
 
 def _energy(file: Path, data: dict, clock_hz: int) -> BoardEnergy | None:
     """The `energy:` section in SI units, checked: one run current, voltages in order, the warning level inside
-    the comparator's range and between the off and on voltages."""
+    the comparator's range and between the off and on voltages, NVM currents for the NVM's operations (whose
+    times memory.nvm gives)."""
     raw = data.get("energy")
     if raw is None:
         return None
@@ -240,10 +264,8 @@ def _energy(file: Path, data: dict, clock_hz: int) -> BoardEnergy | None:
         supply_v=q(raw["supply"], "V", "supply"), run_current_a=run,
         sleep_current_a=q(raw["sleep_current"], "A", "sleep_current"),
         off_current_a=q(raw["off_current"], "A", "off_current"),
-        erase=FlashOp(q(raw["flash_erase"]["current"], "A", "flash_erase.current"),
-                      q(raw["flash_erase"]["time"], "s", "flash_erase.time")),
-        write=FlashOp(q(raw["flash_write"]["current"], "A", "flash_write.current"),
-                      q(raw["flash_write"]["time"], "s", "flash_write.time")),
+        erase_current_a=q(raw["nvm_erase_current"], "A", "nvm_erase_current") if "nvm_erase_current" in raw else None,
+        write_current_a=q(raw["nvm_write_current"], "A", "nvm_write_current"),
         warn_v=q(pof["default"], "V", "pof_warn.default"), warn_min_v=q(pof["min"], "V", "pof_warn.min"),
         warn_max_v=q(pof["max"], "V", "pof_warn.max"), warn_step_v=q(pof["step"], "V", "pof_warn.step"),
         on_v=q(volts["turn_on"], "V", "voltages.turn_on"), off_v=q(volts["turn_off"], "V", "voltages.turn_off"),
@@ -254,8 +276,17 @@ def _energy(file: Path, data: dict, clock_hz: int) -> BoardEnergy | None:
     if not e.warn_min_v <= e.warn_v <= e.warn_max_v:
         raise BoardError(f"{file}: energy.pof_warn: default {e.warn_v} V is outside the comparator's range "
                          f"{e.warn_min_v}..{e.warn_max_v} V. Choose a level inside it.")
-    if min(e.capacitor_f, e.supply_v, e.erase.time_s, e.write.time_s, e.warn_step_v) <= 0:
-        raise BoardError(f"{file}: energy: capacitor, supply, flash times and pof_warn.step must be > 0.")
+    if min(e.capacitor_f, e.supply_v, e.warn_step_v) <= 0:
+        raise BoardError(f"{file}: energy: capacitor, supply and pof_warn.step must be > 0.")
+    nvm = data["memory"]["nvm"]
+    erases = nvm["driver"] not in BYTE_WRITABLE
+    missing = [k for k in (("erase_page_s", "write_word_s") if erases else ("write_byte_s",)) if k not in nvm]
+    if missing:
+        raise BoardError(f"{file}: energy: the energy model needs the NVM's times; add {', '.join(missing)} to "
+                         f"memory.nvm.")
+    if erases != (e.erase_current_a is not None):
+        raise BoardError(f"{file}: energy: nvm_erase_current is " + ("required: the NVM erases pages." if erases else
+                         f"not for driver {nvm['driver']} (no erase); remove it."))
     return e
 
 
@@ -315,7 +346,7 @@ def with_nvm_region(board: Board, size: int) -> Board:
     if size % page or size < 2 * page:
         raise BoardError(f"NVM region {size} B: give whole pages of {page} B, at least two")
     own = board.flash_nvm
-    if board.flash.origin <= own.origin < board.flash.end:
+    if own.mapped and board.flash.origin <= own.origin < board.flash.end:
         if size >= board.flash.size:
             raise BoardError(f"NVM region {size:,} B does not fit {board.name}'s {board.flash.size:,} B of flash")
         own = dataclasses.replace(own, origin=board.flash.end - size, size=size)

@@ -86,25 +86,40 @@ class Policy:
 @dataclass(frozen=True)
 class Granularity:
     """How often the runtime commits: mode 'none' (result only), 'layers' (every N steps) or 'units'
-    (every N work units, also inside a layer)."""
+    (every N work units, also inside a layer); `jit`: also (with 'none': only) a just-in-time commit when the
+    power-fail warning comes (tx_checkpoint.h)."""
     mode: str = "layers"
     every: int = 1
+    jit: bool = False
 
     @classmethod
     def parse(cls, text: str) -> "Granularity":
-        """'none', 'layer', 'layers:N', 'units:N' (N >= 1)."""
+        """'none', 'layer', 'layers:N', 'units:N' (N >= 1); 'jit' (just in time only), 'jit:layers:N', 'jit:units:N'
+        (just in time plus the periodic commits as the fallback policy)."""
         t = text.strip().lower()
+        if t == "jit" or t.startswith("jit:"):
+            rest = t[4:] if t != "jit" else "none"
+            if rest.startswith("jit"):
+                raise TinyexitError(f"granularity {text!r}: say jit once (jit, jit:layers:N, jit:units:N)")
+            g = cls.parse(rest)
+            return cls(g.mode, g.every, True)
         if t in ("none", "layer", "layers"):
             return cls("none" if t == "none" else "layers", 1)
         m = re.fullmatch(r"(layers?|units?|rows?):(\d+)", t)
         if not m or int(m.group(2)) < 1:
-            raise TinyexitError(f"granularity {text!r} not understood; use none, layer, layers:N or units:N "
-                                "(N >= 1)")
+            raise TinyexitError(f"granularity {text!r} not understood; use none, layer, layers:N, units:N (N >= 1), "
+                                "jit, jit:layers:N or jit:units:N")
         mode = "layers" if m.group(1).startswith("layer") else "units"
         return cls(mode, int(m.group(2)))
 
     def __str__(self) -> str:
-        return "none" if self.mode == "none" else f"{self.mode}:{self.every}"
+        base = "none" if self.mode == "none" else f"{self.mode}:{self.every}"
+        return ("jit" if base == "none" else f"jit:{base}") if self.jit else base
+
+    @property
+    def c_mode(self) -> int:
+        """The C runtime's mode word (tx_stage.h): TX_CKPT_NONE/LAYERS/UNITS, | TX_CKPT_JIT."""
+        return {"none": 0, "layers": 1, "units": 2}[self.mode] | (0x100 if self.jit else 0)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,10 @@ uint32_t tx_hal_nvm_size(void);
 uint32_t tx_hal_nvm_page_size(void);
 int tx_hal_nvm_erase_page(uint32_t offset);                          /* offset: page aligned; 0 = ok */
 int tx_hal_nvm_write(uint32_t offset, const void *src, uint32_t len); /* word aligned offset and len */
+/* Reads len bytes at offset: a copy from tx_hal_nvm() for a memory-mapped NVM; 'spi_fram' (an external SPI FRAM,
+   byte writes, no erase: erase_page is a no-op) reads through its bus, tx_hal_nvm() is not usable there
+   (TX_HAL_NVM_MAPPED 0 in tx_board.h). */
+void tx_hal_nvm_read(uint32_t offset, void *dst, uint32_t len);
 
 /* Stack high-water mark in bytes (0 where it is not measured, e.g. the host build). */
 uint32_t tx_hal_stack_used(void);

@@ -6,7 +6,9 @@
  *   tx_powerfail layout
  *       prints "TXSTAGE index=S role=R exit=E units=u0,u1,..." per stage (work units of each step): where a
  *       position (stage, step, unit) lies in the inference, for the harness
- *   tx_powerfail run INPUT_FILE INPUT_ID none|layers|units EVERY [THRESHOLD]
+ *   tx_powerfail run INPUT_FILE INPUT_ID MODE EVERY [THRESHOLD]
+ *       MODE: none|layers|units, or jit-none|jit-layers|jit-units (just-in-time commits on the power-fail
+ *       warning, TX_WARN_UNITS in tx_rt_host.c, besides the mode's own)
  *       boots, resumes or starts the inference of INPUT_FILE's bytes, commits the result and prints
  *       "RESULT input=ID exit=E boot=fresh|resumed|done size=N hex=..." on stdout and
  *       "TXSTAT ..." (this boot's counters) on stderr. With THRESHOLD, exit heads run and the pipeline
@@ -74,11 +76,16 @@ int main(int argc, char **argv)
     return 0;
   }
   if (argc < 6 || strcmp(argv[1], "run") != 0) {
-    fprintf(stderr, "usage: %s info [THRESHOLD] | layout | run INPUT_FILE INPUT_ID none|layers|units EVERY [THRESHOLD]\n", argv[0]);
+    fprintf(stderr, "usage: %s info [THRESHOLD] | layout | run INPUT_FILE INPUT_ID [jit-]none|layers|units EVERY [THRESHOLD]\n", argv[0]);
     return 2;
   }
   input_id = (uint32_t)strtoul(argv[3], NULL, 0);
-  gran.mode = strcmp(argv[4], "none") == 0 ? TX_CKPT_NONE : strcmp(argv[4], "units") == 0 ? TX_CKPT_UNITS : TX_CKPT_LAYERS;
+  {
+    const char *mode = argv[4];
+    const uint32_t jit = strncmp(mode, "jit-", 4) == 0 ? TX_CKPT_JIT : 0u;
+    if (jit) mode += 4;
+    gran.mode = (strcmp(mode, "none") == 0 ? TX_CKPT_NONE : strcmp(mode, "units") == 0 ? TX_CKPT_UNITS : TX_CKPT_LAYERS) | jit;
+  }
   gran.every = (uint32_t)strtoul(argv[5], NULL, 0);
   if (argc >= 7) {
     threshold = (int32_t)strtol(argv[6], NULL, 0);
@@ -103,9 +110,11 @@ int main(int argc, char **argv)
   if (rc != TX_OK) { fprintf(stderr, "tx_runtime_run failed: %d\n", rc); return 2; }
   {
     const tx_nvm_host_stats_t *s = tx_nvm_host_stats();
-    fprintf(stderr, "TXSTAT commits=%u nvm_bytes=%u erases=%u units=%u events=%llu low_marks=%u\n",
+    fprintf(stderr, "TXSTAT commits=%u nvm_bytes=%u erases=%u units=%u events=%llu low_marks=%u jit_commits=%u "
+            "prepared=%u skipped=%u\n",
             (unsigned)rt.stats.commits, (unsigned)rt.stats.nvm_bytes_written, (unsigned)rt.stats.nvm_pages_erased,
-            (unsigned)rt.stats.units_run, (unsigned long long)s->events, (unsigned)rt.stats.low_marks);
+            (unsigned)rt.stats.units_run, (unsigned long long)s->events, (unsigned)rt.stats.low_marks,
+            (unsigned)rt.stats.jit_commits, (unsigned)rt.stats.nvm_pages_prepared, (unsigned)rt.stats.nvm_pages_skipped);
   }
   printf("RESULT input=%u exit=%u boot=%s size=%u hex=", (unsigned)input_id, (unsigned)res.exit_index,
          boot_name(res.resumed), (unsigned)res.size);

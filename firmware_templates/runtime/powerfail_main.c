@@ -9,7 +9,7 @@
  * baked in (tx_pf_inputs.c). With TX_NVM_EMU_SHADOW the commit marks and the committed result also go to the
  * emulated flash's event log (tx_nvm_emu.h), next to the erases and writes. Output lines:
  *   TXBOOT boot=fresh|resumed|done stage=S step=I unit=U
- *   TXSTAT commits=C nvm_bytes=B units=U nvm_used=N slots=S log=0|1
+ *   TXSTAT commits=C nvm_bytes=B units=U nvm_used=N slots=S log=0|1 jit_commits=J erases=E prepared=P skipped=K
  *   TXCOMMITS t0-t1,t0-t1,...          SysTick ticks at the start/end of the first commits
  *   RESULT input=ID exit=E boot=... size=N hex=...
  * then the firmware exits with status 0 (semihosting). FAULT line and status 3 on a runtime fatal error. */
@@ -35,9 +35,14 @@
 extern const int8_t tx_pf_inputs[];
 extern const uint32_t tx_pf_num_inputs, tx_pf_input_size;
 
+/* Written by tinyexit/intermittent/emulated.py (EmulatedTarget.mailbox), same layout. mode: TX_CKPT_NONE, LAYERS
+   or UNITS, | TX_CKPT_JIT. warn_at_instruction: the power-fail warning (tx_hal_power_warning) is raised once
+   the boot's instruction count from reset, tick_origin + SysTick ticks x TX_INSTRUCTIONS_PER_TICK (as
+   nvm_events.py counts), reaches it; 0xFFFFFFFF: never. */
 typedef struct {
   uint32_t magic, input_index, input_id, low_energy_units, mode, every;
   int32_t threshold;
+  uint32_t warn_at_instruction, tick_origin;
 } mailbox_t;
 
 static tx_runtime_t rt;
@@ -47,11 +52,15 @@ static int8_t output[TX_MAX_OUTPUT_SIZE];
 static int8_t output[TX_ARENA_SIZE];
 #endif
 static uint32_t units_done, low_energy_units = 0xFFFFFFFFu;
+static uint32_t warn_tick = 0xFFFFFFFFu;   /* the first SysTick count at which the warning holds */
 static uint32_t marks[2u * MAX_MARKS], num_marks;
 static int32_t threshold;
 
 /* ---- runtime hooks (tx_rt_hal.h) ---- */
 int tx_hal_low_energy(void) { return units_done >= low_energy_units; }
+/* A level: once raised it stays (the capacitor keeps falling in this boot unless the energy model says
+   otherwise, which a later boot's mailbox does). */
+int tx_hal_power_warning(void) { return tx_hal_ticks() >= warn_tick; }
 void tx_hal_work_done(uint32_t units) { units_done += units; }
 void tx_hal_commit_mark(uint32_t begin)
 {
@@ -113,11 +122,22 @@ int main(void)
 #else
   memcpy(&mb, tx_hal_nvm() + tx_hal_nvm_size() - TX_NVM_RESERVED_TAIL, sizeof mb);
 #endif
-  if (mb.magic != MAILBOX_MAGIC || mb.input_index >= tx_pf_num_inputs || mb.mode > TX_CKPT_UNITS) {
+  if (mb.magic != MAILBOX_MAGIC || mb.input_index >= tx_pf_num_inputs || (mb.mode & ~TX_CKPT_JIT) > TX_CKPT_UNITS) {
     tx_hal_puts("FAULT no valid mailbox in the last NVM page\n");
     tx_hal_exit(2);
   }
   low_energy_units = mb.low_energy_units;
+  if (mb.warn_at_instruction != 0xFFFFFFFFu) {
+    /* the smallest tick count t with tick_origin + floor(t x instructions per tick) >= N */
+    const double ipt = (double)TX_INSTRUCTIONS_PER_TICK;
+    const double need = (double)mb.warn_at_instruction - (double)mb.tick_origin;
+    uint32_t t = need <= 0.0 || ipt <= 0.0 ? 0u : (uint32_t)(need / ipt);
+    if (ipt > 0.0) {   /* exact: the counting below is nvm_events.py's */
+      while (t > 0u && mb.tick_origin + (uint32_t)((double)(t - 1u) * ipt) >= mb.warn_at_instruction) t--;
+      while (mb.tick_origin + (uint32_t)((double)t * ipt) < mb.warn_at_instruction) t++;
+    }
+    warn_tick = t;
+  }
   gran.mode = mb.mode;
   gran.every = mb.every;
   if (mb.threshold != NO_THRESHOLD) {
@@ -154,6 +174,10 @@ int main(void)
   put_kv("nvm_used", tx_runtime_nvm_bytes(&rt));
   put_kv("slots", rt.num_slots);
   put_kv("log", rt.log);
+  put_kv("jit_commits", rt.stats.jit_commits);
+  put_kv("erases", rt.stats.nvm_pages_erased);
+  put_kv("prepared", rt.stats.nvm_pages_prepared);
+  put_kv("skipped", rt.stats.nvm_pages_skipped);
   tx_hal_puts("\nTXCOMMITS ");
   for (k = 0u; k + 1u < num_marks; k += 2u) {
     put_u32(marks[k]);

@@ -223,6 +223,25 @@ static int read_slot(const tx_runtime_t *rt, uint32_t slot, uint32_t hdr[TX_CKPT
   return 1;
 }
 
+/* Writes nwords words at NVM offset `off`, into erased words. On flash the words equal to 0xFFFFFFFF are not
+ * programmed (they already are): a page that reads all 0xFF then holds no programmed word (tx_checkpoint.h,
+ * prepared slot). Without erase (FRAM) every word is written. */
+static void program(uint32_t off, const uint32_t *src, uint32_t nwords)
+{
+#if TX_NVM_ERASE
+  uint32_t k = 0u;
+  while (k < nwords) {
+    uint32_t run = k;
+    while (run < nwords && src[run] != 0xFFFFFFFFu) run++;
+    if (run > k) tx_nvm_write_words(off + 4u * k, src + k, run - k);
+    k = run;
+    while (k < nwords && src[k] == 0xFFFFFFFFu) k++;
+  }
+#else
+  tx_nvm_write_words(off, src, nwords);
+#endif
+}
+
 /* Streams bytes to NVM in whole words, keeping the CRC. */
 typedef struct {
   uint32_t off;         /* NVM offset of the next word to write */
@@ -236,7 +255,7 @@ static void writer_flush(writer_t *w)
 {
   uint32_t words = (w->fill + 3u) / 4u;
   if (w->fill % 4u) memset((uint8_t *)w->buf + w->fill, 0, 4u - w->fill % 4u);   /* pad: outside the CRC */
-  if (words) tx_nvm_write_words(w->off, w->buf, words);
+  if (words) program(w->off, w->buf, words);
   w->off += words * 4u;
   w->written += words * 4u;
   w->fill = 0u;
@@ -250,7 +269,7 @@ static void writer_put(void *ctx, int8_t *ram, uint32_t len)
   /* Fast path: nothing staged and a word-aligned source: whole words go to the NVM straight from RAM. */
   if (w->fill == 0u && ((uintptr_t)src & 3u) == 0u && len >= 4u) {
     uint32_t words = len / 4u;
-    tx_nvm_write_words(w->off, (const uint32_t *)(const void *)src, words);
+    program(w->off, (const uint32_t *)(const void *)src, words);
     w->off += words * 4u;
     w->written += words * 4u;
     src += words * 4u;
@@ -276,6 +295,63 @@ static void reader_get(void *ctx, int8_t *ram, uint32_t len)
   r->off += len;
 }
 
+/* The slot the next commit of a record of `pages` pages writes. */
+static uint32_t next_slot(const tx_runtime_t *rt, uint32_t pages)
+{
+  uint32_t slot;
+#ifdef TX_BROKEN_SINGLE_SLOT
+  (void)rt; (void)pages;
+  slot = 0u;
+#else
+  if (rt->log) {
+    /* a log (slots are pages): right after the newest record, or from page 0 when the rest is too short for a
+       record of the largest size (whatever this one's size: where the next commit goes, and so where one cut
+       short went, depends on the newest record only; prepare_slot relies on it); the newest record then lies at
+       or past the largest record's pages (the NVM holds three of them), so it stays */
+    const uint32_t largest = (HEADER_BYTES + rt->max_payload + TX_NVM_PAGE_SIZE - 1u) / TX_NVM_PAGE_SIZE;
+    (void)pages;
+    slot = rt->cur_slot < 0 ? 0u : (uint32_t)rt->cur_slot + rt->cur_pages;
+    if (slot + largest > rt->num_slots) slot = 0u;
+  } else {
+    /* the slot after the newest valid one: with two slots "the other one", with more the oldest (a ring
+       spreads the erases of flash over num_slots slots) */
+    slot = rt->cur_slot < 0 ? 0u : ((uint32_t)rt->cur_slot + 1u) % rt->num_slots;
+  }
+#endif
+  return slot;
+}
+
+#if TX_NVM_ERASE && !defined(TX_BROKEN_NO_ERASE)
+/* Whether the page at `off` reads erased (every word 0xFFFFFFFF); stops at the first other word. */
+static int page_erased(uint32_t off)
+{
+  uint32_t buf[64], k, n;   /* 256 bytes a read: fewer calls (an erased page is read whole) */
+#ifdef TX_BROKEN_TRUST_FIRST_WORD
+  tx_nvm_read(off, buf, 4u);   /* broken on purpose: a page whose first word reads erased counts as erased */
+  return buf[0] == 0xFFFFFFFFu;
+#endif
+  for (n = 0u; n < TX_NVM_PAGE_SIZE; n += sizeof buf) {
+    tx_nvm_read(off + n, buf, sizeof buf);
+    for (k = 0u; k < 64u; k++)
+      if (buf[k] != 0xFFFFFFFFu) return 0;
+  }
+  return 1;
+}
+
+/* Erases the page at `off` unless this boot's preparation erased it or it reads erased (see tx_checkpoint.h: a page
+ * outside the prepared range holds no write cut short, so reading it erased means it is). */
+static void erase_unless_erased(tx_runtime_t *rt, uint32_t off)
+{
+  const int prepared = off >= rt->prep_base && off < rt->prep_base + rt->prep_pages * TX_NVM_PAGE_SIZE;
+  if (prepared || page_erased(off)) {
+    rt->stats.nvm_pages_skipped++;
+  } else {
+    tx_nvm_erase_page(off);
+    rt->stats.nvm_pages_erased++;
+  }
+}
+#endif
+
 /* Commits position (s, i, u), or with TX_CKPT_FLAG_DONE the result `data` of exit `exit_index`.
  * Order: erase the target slot, header without CRC, payload, CRC word last. Until the CRC word lands the
  * target slot is invalid and the other slot (the previous checkpoint) stays the newest valid one. */
@@ -288,20 +364,7 @@ static void commit(tx_runtime_t *rt, uint32_t s, uint32_t i, uint32_t u, uint32_
   if (!CKPT_ON(rt->gran.mode)) return;   /* checkpointing off: nothing goes to NVM */
   len = (flags & TX_CKPT_FLAG_DONE) ? data_len : for_each_piece(rt->p, s, i, u, 0, 0);
   pages = (HEADER_BYTES + len + TX_NVM_PAGE_SIZE - 1u) / TX_NVM_PAGE_SIZE;
-#ifdef TX_BROKEN_SINGLE_SLOT
-  slot = 0u;
-#else
-  if (rt->log) {
-    /* a log (slots are pages): right after the newest record, or from page 0 when the rest is too short; the
-       newest record then lies at or past `pages` (the NVM holds three of the largest records), so it stays */
-    slot = rt->cur_slot < 0 ? 0u : (uint32_t)rt->cur_slot + rt->cur_pages;
-    if (slot + pages > rt->num_slots) slot = 0u;
-  } else {
-    /* the slot after the newest valid one: with two slots "the other one", with more the oldest (a ring
-       spreads the erases of flash over num_slots slots) */
-    slot = rt->cur_slot < 0 ? 0u : ((uint32_t)rt->cur_slot + 1u) % rt->num_slots;
-  }
-#endif
+  slot = next_slot(rt, pages);
   base = slot * rt->slot_size;
   memset(hdr, 0, sizeof hdr);
   hdr[TX_H_MAGIC] = TX_CKPT_MAGIC;
@@ -320,13 +383,25 @@ static void commit(tx_runtime_t *rt, uint32_t s, uint32_t i, uint32_t u, uint32_
   hdr[TX_H_CRC] = 0xFFFFFFFFu;   /* stays erased until the end */
 
   tx_hal_commit_mark(1u);
+#if TX_NVM_ERASE
 #ifndef TX_BROKEN_NO_ERASE
-  for (k = 0u; k < pages; k++) tx_nvm_erase_page(base + k * TX_NVM_PAGE_SIZE);
-  rt->stats.nvm_pages_erased += pages;
+  for (k = 0u; k < pages; k++) erase_unless_erased(rt, base + k * TX_NVM_PAGE_SIZE);
+  /* these pages are written from now on: later commits of this boot check the rest of the prepared range */
+  if (base < rt->prep_base + rt->prep_pages * TX_NVM_PAGE_SIZE && rt->prep_base < base + pages * TX_NVM_PAGE_SIZE)
+    rt->prep_pages = 0u;
 #else
-  (void)k; (void)pages;
+  (void)k;
 #endif
-  tx_nvm_write_words(base, hdr, TX_CKPT_CRC_WORDS);
+  (void)pages;
+#else
+  (void)k;
+  {
+    const uint32_t invalid = 0xFFFFFFFFu;   /* no erase: the old record here is invalidated first */
+    tx_nvm_write_words(base + HEADER_BYTES - 4u, &invalid, 1u);
+  }
+#endif
+  /* the header without its CRC (on flash LOW_MARK and CRC stay erased; without erase LOW_MARK is written) */
+  program(base, hdr, TX_NVM_ERASE ? TX_CKPT_CRC_WORDS : TX_CKPT_CRC_WORDS + 1u);
 
   memset(&w, 0, sizeof w);
   w.off = base + HEADER_BYTES;
@@ -336,13 +411,16 @@ static void commit(tx_runtime_t *rt, uint32_t s, uint32_t i, uint32_t u, uint32_
   writer_flush(&w);
 
   hdr[TX_H_CRC] = w.crc;
-  tx_nvm_write_words(base + HEADER_BYTES - 4u, &hdr[TX_H_CRC], 1u);   /* the commit point */
+  program(base + HEADER_BYTES - 4u, &hdr[TX_H_CRC], 1u);   /* the commit point */
   tx_hal_commit_mark(0u);
 
   rt->cur_slot = (int32_t)slot;
   rt->cur_pages = pages;
   rt->seq = hdr[TX_H_SEQ];
   rt->cur_in_progress = (flags & TX_CKPT_FLAG_DONE) ? 0u : 1u;
+  rt->cur_stage = s;
+  rt->cur_step = i;
+  rt->cur_unit = u;
   rt->low_pending = 0u;          /* the header carries the flag from now on */
   rt->stats.commits++;
   rt->stats.nvm_bytes_written += HEADER_BYTES + w.written;
@@ -355,6 +433,9 @@ int tx_runtime_init(tx_runtime_t *rt, const tx_pipeline_t *p, tx_granularity_t g
   uint32_t hdr[TX_CKPT_HEADER_WORDS], slot, rejected[(TX_CKPT_MAX_SLOTS + 31u) / 32u];
   int rc;
   memset(rt, 0, sizeof *rt);
+  rt->jit = (gran.mode & TX_CKPT_JIT) ? 1u : 0u;
+  gran.mode &= ~TX_CKPT_JIT;
+  if (rt->jit && (gran.mode == TX_CKPT_OFF || gran.mode > TX_CKPT_UNITS)) return TX_ERR_CONFIG;
   rc = check_pipeline(p, gran);
   if (rc != TX_OK) return rc;
   rt->p = p;
@@ -421,6 +502,7 @@ int tx_runtime_boot(tx_runtime_t *rt, uint32_t input_id, const int8_t *input)
   rt->input = input;
   rt->stage = rt->step = rt->unit = 0u;
   rt->low_energy = rt->low_pending = rt->cur_in_progress = rt->answer = 0u;
+  rt->warn_latched = rt->jit_pending = rt->prep_pages = 0u;   /* RAM: a new boot, a new warning episode */
   rt->boot = TX_BOOT_FRESH;
   /* RAM is lost at a power failure: the vector starts empty (every slice = zero point); a resume then
      restores it from the checkpoint */
@@ -443,6 +525,9 @@ int tx_runtime_boot(tx_runtime_t *rt, uint32_t input_id, const int8_t *input)
     r.off = (uint32_t)rt->cur_slot * rt->slot_size + HEADER_BYTES;
     for_each_piece(rt->p, rt->stage, rt->step, rt->unit, reader_get, &r);
     rt->cur_in_progress = 1u;
+    rt->cur_stage = rt->stage;
+    rt->cur_step = rt->step;
+    rt->cur_unit = rt->unit;
     rt->boot = TX_BOOT_RESUMED;
   }
   return (int)rt->boot;
@@ -454,6 +539,84 @@ static void poll_energy(tx_runtime_t *rt)
   (void)rt;   /* without checkpoints the stop hook, not the board, says when to answer early (tx_rt_off.c) */
 #else
   if (!rt->low_energy && tx_hal_low_energy()) rt->low_energy = rt->low_pending = 1u;
+#endif
+}
+
+/* Just-in-time checkpointing: a warning seen by a poll opens an episode (its commit is pending); a poll without
+ * it closes the episode, so the next warning commits again (tx_checkpoint.h). */
+static void poll_warning(tx_runtime_t *rt)
+{
+#ifdef TX_CKPT_OFF_ONLY
+  (void)rt;
+#else
+  if (!rt->jit) return;
+  if (!tx_hal_power_warning()) {
+    rt->warn_latched = 0u;
+  } else if (!rt->warn_latched) {
+    rt->warn_latched = rt->jit_pending = 1u;
+  }
+#ifdef TX_BROKEN_JIT_NO_LATCH
+  else rt->jit_pending = 1u;   /* broken on purpose: every poll during the episode commits */
+#endif
+#endif
+}
+
+/* Commits the position for a pending warning at a unit boundary (`at_boundary`; else at the next one), unless the
+ * newest checkpoint already holds it. */
+static void persist_jit(tx_runtime_t *rt, uint32_t at_boundary)
+{
+  if (!rt->jit_pending || !at_boundary) return;
+  rt->jit_pending = 0u;
+  if (rt->cur_in_progress && rt->cur_stage == rt->stage && rt->cur_step == rt->step && rt->cur_unit == rt->unit)
+    return;
+  commit(rt, rt->stage, rt->step, rt->unit, 0u, 0u, 0, 0u);
+  rt->stats.jit_commits++;
+}
+
+#if TX_NVM_ERASE && !defined(TX_BROKEN_NO_ERASE) && !defined(TX_CKPT_OFF_ONLY)
+/* Pages from `base` that a commit cut short there may have written: a commit writes its header first, so while
+ * no header is stored only the header's page (its words may have been counted by the NVMC and still read 0xFF);
+ * once the header is there, the pages of its length (at most `max_pages`: a torn length counts as the largest). */
+static uint32_t touched_pages(uint32_t base, uint32_t max_pages)
+{
+  uint32_t hdr[TX_CKPT_HEADER_WORDS], n;
+  tx_nvm_read(base, hdr, HEADER_BYTES);
+  if (hdr[TX_H_MAGIC] != TX_CKPT_MAGIC) return 1u;
+  n = hdr[TX_H_PAYLOAD_LEN] > max_pages * TX_NVM_PAGE_SIZE ? max_pages
+      : (HEADER_BYTES + hdr[TX_H_PAYLOAD_LEN] + TX_NVM_PAGE_SIZE - 1u) / TX_NVM_PAGE_SIZE;
+  return n > max_pages ? max_pages : n;
+}
+
+/* Erases pages [first, first + n) (those from `touched` on only when they do not read erased). */
+static void erase_range(tx_runtime_t *rt, uint32_t first, uint32_t n, uint32_t touched)
+{
+  uint32_t k;
+  for (k = 0u; k < n; k++) {
+    const uint32_t off = (first + k) * TX_NVM_PAGE_SIZE;
+    if (k >= touched && page_erased(off)) continue;
+    tx_nvm_erase_page(off);
+    rt->stats.nvm_pages_prepared++;
+  }
+}
+#endif
+
+/* Prepares the slot of the next commit while energy is plentiful. Always: the pages a commit cut short by the last
+ * power failure may have written are erased whatever they read (touched_pages: such a word may read 0xFF yet count
+ * against the NVMC's nWRITE, as the emulated flash counts it); that commit went where the next one goes (next_slot:
+ * it depends on the newest valid record only). Just in time (rt->jit): also the rest of a record as large as the largest (only pages
+ * that do not read erased), so that a JIT commit only writes. The prepared pages are trusted erased by this boot's
+ * commits until one writes them (commit). */
+static void prepare_slot(tx_runtime_t *rt)
+{
+#if TX_NVM_ERASE && !defined(TX_BROKEN_NO_ERASE) && !defined(TX_CKPT_OFF_ONLY)
+  const uint32_t pages = (HEADER_BYTES + rt->max_payload + TX_NVM_PAGE_SIZE - 1u) / TX_NVM_PAGE_SIZE;
+  const uint32_t slot = next_slot(rt, pages), base = slot * rt->slot_size;
+  const uint32_t touched = touched_pages(base, pages);
+  erase_range(rt, base / TX_NVM_PAGE_SIZE, rt->jit ? pages : touched, touched);
+  rt->prep_base = base;
+  rt->prep_pages = rt->jit ? pages : touched;
+#else
+  (void)rt;
 #endif
 }
 
@@ -481,6 +644,14 @@ static void persist_low(tx_runtime_t *rt, uint32_t at_boundary)
   } else if (at_boundary) {
     commit(rt, rt->stage, rt->step, rt->unit, 0u, 0u, 0, 0u);
   }
+}
+
+/* A periodic commit of the current position (granularity layers or units); with just-in-time checkpoints too and
+ * no warning going on, the next slot is prepared right after it, so that a JIT commit still only writes. */
+static void periodic_commit(tx_runtime_t *rt)
+{
+  commit(rt, rt->stage, rt->step, rt->unit, 0u, 0u, 0, 0u);
+  if (rt->jit && !rt->warn_latched) prepare_slot(rt);
 }
 
 static int finish(tx_runtime_t *rt, uint32_t exit_index, const int8_t *data, uint32_t size, int8_t *output,
@@ -511,6 +682,7 @@ int tx_runtime_run(tx_runtime_t *rt, int8_t *output, uint32_t output_cap, tx_res
     result->data = output;
     return TX_OK;
   }
+  if (CKPT_ON(mode)) prepare_slot(rt);
   for (;;) {
     const tx_stage_t *st = &p->stages[rt->stage];
     const tx_model_t *m = st->model;
@@ -518,8 +690,10 @@ int tx_runtime_run(tx_runtime_t *rt, int8_t *output, uint32_t output_cap, tx_res
     /* without a policy, once the branch runs the answer is decided: the signal changes nothing any more */
     const int decided = st->role == TX_STAGE_BRANCH && !p->policy;
     poll_energy(rt);
+    poll_warning(rt);
     if (decided) rt->low_pending = 0u;
     persist_low(rt, 1u);
+    persist_jit(rt, 1u);
     /* Exit heads run when the policy wants to look at them or energy is short; skipping one is decided
        again identically after a resume (same flag, same policy). */
     if (st->role == TX_STAGE_EXIT && !rt->low_energy && !p->policy) {
@@ -542,6 +716,8 @@ int tx_runtime_run(tx_runtime_t *rt, int8_t *output, uint32_t output_cap, tx_res
       while (rt->unit < n) {
         uint32_t end = n;
         if (mode == TX_CKPT_UNITS && n - rt->unit > every - since) end = rt->unit + (every - since);
+        /* just in time: with TX_CKPT_JIT_UNITS the warning is polled after at most that many units (its latency) */
+        if (TX_CKPT_JIT_UNITS && rt->jit && end - rt->unit > TX_CKPT_JIT_UNITS) end = rt->unit + TX_CKPT_JIT_UNITS;
         m->step(rt->step, rt->unit, end);
         tx_hal_work_done(end - rt->unit);
         rt->stats.units_run += end - rt->unit;
@@ -549,21 +725,24 @@ int tx_runtime_run(tx_runtime_t *rt, int8_t *output, uint32_t output_cap, tx_res
         if (mode == TX_CKPT_UNITS) since += end - rt->unit;
         rt->unit = end;
         poll_energy(rt);
+        poll_warning(rt);
         if (mode == TX_CKPT_UNITS && since >= every && rt->unit < n) {
-          commit(rt, rt->stage, rt->step, rt->unit, 0u, 0u, 0, 0u);
+          periodic_commit(rt);
           since = 0u;
         }
         if (!decided) persist_low(rt, rt->unit < n);
+        persist_jit(rt, rt->unit < n);
       }
       rt->step++;
       rt->unit = 0u;
       if (mode == TX_CKPT_LAYERS) since++;
       /* the end of the stage is committed below, with the boundary instead of the arena */
       if (mode != TX_CKPT_NONE && since >= every && rt->step < m->num_steps) {
-        commit(rt, rt->stage, rt->step, 0u, 0u, 0u, 0, 0u);
+        periodic_commit(rt);
         since = 0u;
       }
       if (!decided) persist_low(rt, rt->step < m->num_steps);
+      persist_jit(rt, rt->step < m->num_steps);
     }
     if (p->on_stage) p->on_stage(rt->stage, 0u, p->stage_ctx);
     out = tx_arena + m->output_offset;
@@ -598,10 +777,11 @@ int tx_runtime_run(tx_runtime_t *rt, int8_t *output, uint32_t output_cap, tx_res
     rt->stage++;
     rt->step = 0u;
     if (mode != TX_CKPT_NONE) {
-      commit(rt, rt->stage, 0u, 0u, 0u, 0u, 0, 0u);
+      periodic_commit(rt);
       since = 0u;
     }
     persist_low(rt, 1u);
+    persist_jit(rt, 1u);
   }
 }
 

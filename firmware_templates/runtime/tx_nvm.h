@@ -16,6 +16,12 @@
 #define TX_NVM_PAGE_SIZE 4096u
 #define TX_NVM_WORD_SIZE 4u
 
+/* 1: the NVM is flash (a page must be erased before its words are written again); 0: byte-writable memory
+ * without erase, e.g. an SPI FRAM (tx_nvm_erase_page is then never called by the runtime: tx_checkpoint.h). */
+#ifndef TX_NVM_ERASE
+#define TX_NVM_ERASE 1
+#endif
+
 /* Prepares the NVM; returns 0 on success. Called once per boot before any other tx_nvm_* call. */
 int tx_nvm_open(void);
 /* Usable bytes, a multiple of TX_NVM_PAGE_SIZE. */

@@ -12,6 +12,7 @@
 
 #include <string.h>
 
+#include "tx_board.h"
 #include "tx_hal.h"
 #include "tx_nvm_emu.h"
 #include "tx_nvm_rules.h"
@@ -20,7 +21,11 @@
 #ifndef TX_NVM_RESERVED_TAIL
 #define TX_NVM_RESERVED_TAIL 0u
 #endif
+#ifndef TX_HAL_NVM_MAPPED
+#define TX_HAL_NVM_MAPPED 1   /* tx_board.h: 0 for an NVM reached through a bus (tx_hal_nvm_read) */
+#endif
 
+#if TX_HAL_NVM_MAPPED
 /* memcpy for large aligned blocks: newlib-nano's memcpy goes byte by byte, and restoring a checkpoint
  * copies kilobytes. */
 static void copy_bytes(void *dst, const uint8_t *src, uint32_t len)
@@ -34,6 +39,7 @@ static void copy_bytes(void *dst, const uint8_t *src, uint32_t len)
   }
   memcpy(dst, src, len);
 }
+#endif
 
 #ifndef TX_NVM_MAX_WRITES_PER_WORD
 #define TX_NVM_MAX_WRITES_PER_WORD 2u   /* nRF52840 product specification: nWRITE */
@@ -71,8 +77,10 @@ static void emu_write(uint32_t offset, uint32_t nwords)
   uint32_t k;
   tx_nvm_emu_log(TX_NVM_EV_WRITE, offset, nwords);
   for (k = 0u; k < nwords; k++) {
+#if TX_NVM_ERASE
     if (w[k] >= TX_NVM_MAX_WRITES_PER_WORD) tx_hal_fatal("NVMC rule: word written more than nWRITE times without erase");
-    w[k] = (uint8_t)(w[k] + 1u);
+#endif
+    if (w[k] < 255u) w[k] = (uint8_t)(w[k] + 1u);   /* without erase (FRAM) only counted */
   }
 }
 /* Every erase and write runs between these two markers: an instruction-count window on them gives the
@@ -103,7 +111,11 @@ uint32_t tx_nvm_size(void)
 void tx_nvm_read(uint32_t offset, void *dst, uint32_t len)
 {
   if (offset > tx_nvm_size() || len > tx_nvm_size() - offset) tx_hal_fatal("NVM read outside the NVM");
+#if TX_HAL_NVM_MAPPED
   copy_bytes(dst, tx_hal_nvm() + offset, len);
+#else
+  tx_hal_nvm_read(offset, dst, len);   /* an NVM on a bus (SPI FRAM): through its driver */
+#endif
 }
 
 void tx_nvm_erase_page(uint32_t offset)

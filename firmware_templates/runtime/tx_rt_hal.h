@@ -10,6 +10,14 @@
  * then finishes at the next exit point instead of running the whole network. */
 int tx_hal_low_energy(void);
 
+/* Nonzero while the supply is below the power-fail warning level (nRF52840: POFWARN, the POF comparator's
+ * threshold crossed). Not an exit policy: with just-in-time checkpointing (TX_CKPT_JIT) the runtime commits its
+ * position at once when it sees the warning (one commit per warning episode) and computes on; the energy left
+ * decides whether the power dies. Polled at unit boundaries, like tx_hal_low_energy(). A board may report an
+ * episode once (an event cleared on read) or for as long as it lasts (a level): the runtime commits on the
+ * first poll that sees it and again only after a poll that did not. */
+int tx_hal_power_warning(void);
+
 /* Called after each piece of model work with the number of work units just executed (accounting; the host
  * harness also cuts power here when asked). */
 void tx_hal_work_done(uint32_t units);

@@ -5,6 +5,7 @@
 #include "tx_rt_hal.h"
 
 int tx_hal_low_energy(void) { return 0; }
+int tx_hal_power_warning(void) { return 0; }
 void tx_hal_work_done(uint32_t units) { (void)units; }
 void tx_hal_commit_mark(uint32_t begin) { (void)begin; }
 

@@ -34,5 +34,9 @@ typedef struct {
 #define TX_CKPT_LAYERS 1u  /* commit after every `every` steps (layers) and at the end of each stage */
 #define TX_CKPT_UNITS 2u   /* commit after every `every` work units (rows), also inside a layer */
 #define TX_CKPT_OFF 3u     /* no NVM at all: the same walk over the stages, nothing committed (no power failures) */
+/* Flag OR'ed into NONE, LAYERS or UNITS: just-in-time checkpointing (tx_checkpoint.h). TX_CKPT_NONE | TX_CKPT_JIT
+   commits only when the power-fail warning is seen (and the result); LAYERS | JIT adds the periodic commits as
+   the fallback policy. */
+#define TX_CKPT_JIT 0x100u
 
 #endif

@@ -73,7 +73,7 @@ def test_energy_section_in_si_units():
     None (the section is optional)."""
     e = load_board("nrf52840").energy
     assert e.run_current_a == pytest.approx(3.3e-3) and e.supply_v == 3.0
-    assert (e.erase.time_s, e.write.time_s) == (pytest.approx(85e-3), pytest.approx(41e-6))
+    assert (e.erase_current_a, e.write_current_a) == (pytest.approx(4e-3), pytest.approx(4e-3))
     assert (e.warn_min_v, e.warn_max_v, e.warn_step_v) == (1.7, 2.8, pytest.approx(0.1))
     assert e.off_v < e.warn_v < e.on_v <= e.max_v and e.capacitor_f == pytest.approx(470e-6)
     assert load_board("nrf52840", emulate=True).energy == e

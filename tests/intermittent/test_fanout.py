@@ -82,7 +82,7 @@ def test_fanout_options_are_checked(standin, tmp_path, capsys):
 def test_sharded_emulated_campaign_same_on_one_and_two_workers(standin, tmp_path):
     """Exact-cut campaigns on the emulated nRF52840 in two shards (each its own PSRAM file): one worker here and
     two Ray workers give the same report."""
-    from tinyexit.intermittent.emulated import powerfail_emulated
+    from tinyexit.intermittent.emulated_powerfail import powerfail_emulated
     kw = dict(board="nrf52840", cuts=8, seed=3, granularities=["layer"], num_inputs=1, wear=False, shards=2)
     (one,) = powerfail_emulated(standin, tmp_path / "one", workers=1, **kw)
     (two,) = powerfail_emulated(standin, tmp_path / "two", workers=2, **kw)

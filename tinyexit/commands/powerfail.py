@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         if args.low_energy:
             raise TinyexitError("--low-energy runs in the host campaign only; drop --emulate (the emulated "
                                 "firmware takes a low-energy point per boot through its mailbox, see emulated.py)")
-        from tinyexit.intermittent.emulated import powerfail_emulated
+        from tinyexit.intermittent.emulated_powerfail import powerfail_emulated
         reports = powerfail_emulated(target, out, board=args.board or "mps2-an386", cuts=args.cuts,
                                      seed=args.seed, granularities=grans, num_inputs=args.inputs,
                                      broken=args.broken, threshold=threshold, slots=slots, runner=args.runner,

@@ -54,6 +54,7 @@ class BootResult:
     low_marks: int = 0              # LOW_MARK words written (host)
     error: str | None = None        # the backend could not run this boot (the emulator failed it on every
     #                                 attempt): no result, neither the firmware's success nor its failure
+    warn: int | None = None         # the power-fail warning it was given (units / instructions), or None
 
 
 class CutTarget(Protocol):
@@ -113,10 +114,11 @@ def drive(target: CutTarget, judge: Judge, report: CampaignReport, spans: Sequen
         want_cuts = rng.randint(1, max_cuts_per_inference)
         log: list[tuple[str, int]] = []
         lows: list[int | None] = []
+        warns: list[int | None] = []
 
         def fail(kind: str, detail: str, number=inference, input_id=input_id, log=log, start_image=start_image,
-                 lows=lows) -> None:
-            report.failures.append(_failure(keep, kind, number, input_id, detail, log, start_image, lows))
+                 lows=lows, warns=warns) -> None:
+            report.failures.append(_failure(keep, kind, number, input_id, detail, log, start_image, lows, warns))
 
         judge.start(j, input_id)
         spent = 0
@@ -127,6 +129,7 @@ def drive(target: CutTarget, judge: Judge, report: CampaignReport, spans: Sequen
             b = target.boot(j, input_id, rng, len(log) < want_cuts and report.cuts < cuts,
                             lambda: judge.draw_low(rng), spans[j])
             lows.append(b.low)
+            warns.append(b.warn)
             report.boots += 1
             spent += b.work
             if b.cut is not None:
@@ -165,13 +168,14 @@ def drive(target: CutTarget, judge: Judge, report: CampaignReport, spans: Sequen
 
 
 def _failure(work: Path | None, kind: str, inference: int, input_id: int, detail: str, log,
-             start_image: bytes, lows=()) -> Failure:
+             start_image: bytes, lows=(), warns=()) -> Failure:
     """A failure; with a kept work folder, the NVM image at the inference's start is saved for a replay."""
     path = None
     if work is not None:
         path = work / f"failure{inference}_{kind}.nvm"
         path.write_bytes(start_image)
-    return Failure(kind, inference, input_id, detail, list(log), str(path) if path else None, list(lows))
+    return Failure(kind, inference, input_id, detail, list(log), str(path) if path else None, list(lows),
+                   list(warns))
 
 
 @contextmanager
@@ -211,9 +215,10 @@ class HostCuts:
     units (TX_CUT_EVENTS / TX_CUT_UNITS), the kind drawn for each boot."""
 
     def __init__(self, target: HostTarget, input_paths: Sequence[Path], granularity: Granularity, *,
-                 threshold: int | None = None, kinds: Sequence[str] = KINDS):
+                 threshold: int | None = None, kinds: Sequence[str] = KINDS, warn: float = 0.0):
         self.target, self.input_paths, self.granularity = target, list(input_paths), granularity
-        self.threshold, self.kinds = threshold, list(kinds)
+        self.threshold, self.kinds, self.warn = threshold, list(kinds), warn
+        self.jit_commits = 0   # just-in-time commits of all boots (TXSTAT; a cut boot reports none)
 
     def erase_nvm(self) -> None:
         self.target.erase_nvm()
@@ -230,17 +235,27 @@ class HostCuts:
     def boot(self, input_index: int, input_id: int, rng: random.Random, cutting: bool,
              draw_low: Callable[[], int | None], span: Mapping[str, int]) -> BootResult:
         kind = rng.choice(self.kinds)
-        k = rng.randint(1, max(1, span[kind])) if cutting else None
+        # power-fail warnings (just-in-time checkpoints): every cut boot is warned first, as on a capacitor, and
+        # its cut drawn after the warning (units) or over the NVM events of a warned boot (events: inside the
+        # preparation, the JIT commit or the result); other boots are warned with probability `warn`
+        warn = rng.randint(1, max(1, span["units"])) if self.warn and (cutting or rng.random() < self.warn) else None
+        if not cutting:
+            k = None
+        elif warn is not None and kind == "units":
+            k = rng.randint(warn, max(warn, span["units"]))
+        else:
+            k = rng.randint(1, max(1, span["events_warned" if warn is not None and kind == "events" else kind]))
         low = draw_low()
         b = self.target.boot(self.input_paths[input_index], input_id, self.granularity, threshold=self.threshold,
                              cut_events=k if kind == "events" else None, cut_units=k if kind == "units" else None,
-                             low_energy_units=low)
+                             low_energy_units=low, warn_units=warn)
+        self.jit_commits += b.kv.get("jit_commits", 0)
         seen = low is not None and b.units >= low
         # a units cut ends the piece of work that reached it, before the runtime polls again
         observed = seen and (not b.cut or kind == "units" and b.units - b.kv.get("last", b.units) >= low)
         return BootResult(None if k is None else (kind, k), low, b.cut, kind == "events", b.returncode,
                           b.exit_index, b.output, b.units, b.stderr, low if seen else None, observed,
-                          b.kv.get("low_marks", 0))
+                          b.kv.get("low_marks", 0), warn=warn)
 
 
 class ResultJudge:
@@ -313,14 +328,17 @@ def run_campaign(target: HostTarget, inputs: Sequence[bytes], *, cuts: int, seed
                  max_cuts_per_inference: int = 6, max_boots_per_inference: int = 2000,
                  threshold: int | None = None, work_dir: str | Path | None = None,
                  reference: Callable[[bytes], list[bytes]] | None = None,
-                 low_energy: float = 0.0) -> CampaignReport:
+                 low_energy: float = 0.0, warn: float = 0.0) -> CampaignReport:
     """Runs inferences over `inputs` (round robin, a new input id each time) until `cuts` power cuts have
     happened; each inference takes 1..max_cuts_per_inference random cuts and then runs to its committed
     result. `target`'s NVM file is kept across inferences (a new inference meets the previous one's
     result record, as on a device). `reference(input) -> [output of exit 0, exit 1, ...]` (e.g. TFLM on the
     int8 segments) checks the uninterrupted runs themselves. `low_energy`: probability that a boot signals
     low energy (tx_hal_low_energy) after a random number of work units; the pipeline then ends at the next
-    exit, and the committed result must equal the uninterrupted output of the exit it records."""
+    exit, and the committed result must equal the uninterrupted output of the exit it records. `warn` (> 0):
+    power-fail warnings for just-in-time granularities: every cut boot is warned at a random work unit and cut
+    after it (or at a random NVM event of a warned boot, also inside the JIT commit); other boots are warned
+    with probability `warn` (HostCuts)."""
     check_campaign_args(inputs, low_energy, kinds)
     rng = random.Random(seed)
     report = CampaignReport(granularity=str(granularity), seed=seed, inputs=len(inputs), low_energy=low_energy)
@@ -370,10 +388,18 @@ def run_campaign(target: HostTarget, inputs: Sequence[bytes], *, cuts: int, seed
                             rework=None if low_energy else rework, low_energy=low_energy,
                             low_span=[o.units for o in oracles], exit_outputs=exit_outputs, reference=reference,
                             inputs=inputs)
-        return drive(HostCuts(target, input_paths, granularity, threshold=threshold, kinds=kinds), judge, report,
-                     [{"events": o.events, "units": o.units} for o in oracles], cuts=cuts, rng=rng,
-                     max_cuts_per_inference=max_cuts_per_inference,
-                     max_boots_per_inference=max_boots_per_inference, keep=keep)
+        spans = [{"events": o.events, "units": o.units, "events_warned": o.events} for o in oracles]
+        if warn:   # NVM events of a boot warned half-way: with its JIT commit
+            for j, p in enumerate(input_paths):
+                oracle_target.erase_nvm()
+                b = oracle_target.boot(p, 0xFFFF0000 + j, granularity, threshold=threshold,
+                                       warn_units=max(1, oracles[j].units // 2))
+                spans[j]["events_warned"] = max(b.events, oracles[j].events)
+        backend = HostCuts(target, input_paths, granularity, threshold=threshold, kinds=kinds, warn=warn)
+        drive(backend, judge, report, spans, cuts=cuts, rng=rng, max_cuts_per_inference=max_cuts_per_inference,
+              max_boots_per_inference=max_boots_per_inference, keep=keep)
+        report.jit_commits = backend.jit_commits
+        return report
 
 
 def replay(target: HostTarget, failure: Failure, input_path: str | Path, granularity: Granularity, *,
@@ -384,8 +410,10 @@ def replay(target: HostTarget, failure: Failure, input_path: str | Path, granula
         raise TinyexitError("this failure kept no NVM image; run the campaign with a work folder to replay it")
     target.nvm_path.write_bytes(Path(failure.nvm_at_start).read_bytes())
     lows = list(failure.low_energy) + [None] * (len(failure.cuts) + 1)
+    warns = list(failure.warnings) + [None] * (len(failure.cuts) + 1)
     for n, (kind, k) in enumerate(failure.cuts):
         target.boot(input_path, failure.input_id, granularity, threshold=threshold, low_energy_units=lows[n],
-                    cut_events=k if kind == "events" else None, cut_units=k if kind == "units" else None)
+                    cut_events=k if kind == "events" else None, cut_units=k if kind == "units" else None,
+                    warn_units=warns[n])
     return target.boot(input_path, failure.input_id, granularity, threshold=threshold,
-                       low_energy_units=lows[len(failure.cuts)])
+                       low_energy_units=lows[len(failure.cuts)], warn_units=warns[len(failure.cuts)])

@@ -32,8 +32,8 @@ from tinyexit.errors import TinyexitError
 from tinyexit.intermittent import slots
 from tinyexit.intermittent.campaign import BootResult, ResultJudge, drive
 from tinyexit.intermittent.nvm_events import (MAILBOX_OFFSET, NVM_LIMIT, PSRAM_BASE, PSRAM_SIZE, SHADOW_OFFSET,
-                                              ERASES, WRITES, nvm_defines, nvm_op_instructions, read_events,
-                                              reset_shadow)
+                                              ERASES, WRITES, checkpoint_overhead, nvm_defines,  # noqa: F401
+                                              read_events, reset_shadow)
 from tinyexit.intermittent.report import EmulatedReport, Failure
 from tinyexit.intermittent.host import BROKEN_FLAGS, RUNTIME_DIR, Granularity, render_pipeline
 from tinyexit.pipeline import Pipeline
@@ -42,7 +42,7 @@ from tinyexit.targets import FirmwareTimeoutError, RunResult
 MAILBOX_BYTES = 4096           # the mailbox page (the last of the PSRAM, outside the NVM)
 MAILBOX_MAGIC = 0x424D5854
 NO_THRESHOLD = 0x7FFFFFFF
-MODES = {"none": 0, "layers": 1, "units": 2}
+NEVER = 0xFFFFFFFF              # warn_at_instruction: no warning
 FIRMWARE_SOURCES = ("tx_checkpoint.c", "tx_crc32.c", "tx_pipeline.c", "tx_nvm_board.c", "powerfail_main.c")
 ATTEMPTS = 3                   # runs of one boot at most, when the emulator fails it (see the module's note)
 RESULT_LINE = re.compile(r"^RESULT .*hex=[0-9a-f]*\r?$", re.M)   # the firmware's last line before exit(0)
@@ -109,6 +109,7 @@ class EBoot:
     log: bool = False              # the slots are the pages of a log (TX_CKPT_SLOTS 0)
     units: int = 0
     commit_ticks: list[tuple[int, int]] = field(default_factory=list)
+    stats: dict = field(default_factory=dict)   # the TXSTAT line (jit_commits, erases, prepared, skipped, ...)
     exit_index: int | None = None
     output: bytes | None = None
     text: str = ""
@@ -171,11 +172,20 @@ class EmulatedTarget:
         self._write(SHADOW_OFFSET + ERASES, snap[1])
 
     def mailbox(self, input_index: int, input_id: int, granularity: Granularity, *, low_energy_units: int | None = None,
-                threshold: int | None = None) -> None:
-        words = struct.pack("<6Ii", MAILBOX_MAGIC, input_index, input_id,
+                threshold: int | None = None, warn_at_instruction: int | None = None) -> None:
+        """What the next boots run (powerfail_main.c's mailbox_t). `warn_at_instruction`: the power-fail warning
+        (tx_hal_power_warning) holds from that instruction count of the boot on (from reset, SysTick x
+        instructions per tick + tick_origin, as nvm_events counts; calibrates first when needed)."""
+        if warn_at_instruction is not None and self.tick_origin is None:   # a whole boot: NVM restored after it
+            self.mailbox(input_index, input_id, granularity, low_energy_units=low_energy_units, threshold=threshold)
+            snap = self.snapshot()
+            self.calibrate()
+            self.restore(snap)
+        words = struct.pack("<6Ii2I", MAILBOX_MAGIC, input_index, input_id,
                             0xFFFFFFFF if low_energy_units is None else low_energy_units,
-                            MODES[granularity.mode], granularity.every,
-                            NO_THRESHOLD if threshold is None else threshold)
+                            granularity.c_mode, granularity.every, NO_THRESHOLD if threshold is None else threshold,
+                            NEVER if warn_at_instruction is None else min(int(warn_at_instruction), NEVER),
+                            self.tick_origin or 0)
         self._write(MAILBOX_OFFSET, words)
 
     def calibrate(self) -> int:
@@ -191,10 +201,12 @@ class EmulatedTarget:
         return [(origin + int(t0 * ipt), origin + int((t1 + 1) * ipt)) for t0, t1 in b.commit_ticks]
 
     def uninterrupted(self, input_index: int, input_id: int, granularity: Granularity, *,
-                      threshold: int | None = None, low_energy_units: int | None = None) -> "EBoot":
+                      threshold: int | None = None, low_energy_units: int | None = None,
+                      warn_at_instruction: int | None = None) -> "EBoot":
         """One inference without a cut, from a blank NVM; an error when it does not end with a result."""
         self.erase_nvm()
-        self.mailbox(input_index, input_id, granularity, low_energy_units=low_energy_units, threshold=threshold)
+        self.mailbox(input_index, input_id, granularity, low_energy_units=low_energy_units, threshold=threshold,
+                     warn_at_instruction=warn_at_instruction)
         b = self.boot()
         if b.exit_code != 0 or b.output is None:
             hint = ""
@@ -253,6 +265,7 @@ class EmulatedTarget:
                 b.commits, b.nvm_bytes = int(kv["commits"]), int(kv["nvm_bytes"])
                 b.units, b.nvm_used, b.slots = int(kv["units"]), int(kv["nvm_used"]), int(kv["slots"])
                 b.log = bool(int(kv.get("log", 0)))
+                b.stats = {k: int(v) for k, v in kv.items()}
             elif line.startswith("TXCOMMITS"):
                 b.commit_ticks = [(int(a), int(c)) for a, c in re.findall(r"(\d+)-(\d+),", line)]
             elif line.startswith("RESULT"):
@@ -301,27 +314,33 @@ class EmulatedCuts:
     SysTick marks give the commits' instruction ranges; the image is restored after it). What each boot runs
     (input, inference id, low-energy point) goes through the mailbox."""
 
-    def __init__(self, target: EmulatedTarget, granularity: Granularity, threshold: int | None = None):
-        self.target, self.granularity, self.threshold = target, granularity, threshold
+    def __init__(self, target: EmulatedTarget, granularity: Granularity, threshold: int | None = None,
+                 warn: float = 0.0):
+        """warn > 0 (just-in-time granularities): every cut boot gets the power-fail warning at a random instruction
+        and its cut after it (half in a commit after it: the JIT commit); others are warned with probability warn."""
+        self.target, self.granularity, self.threshold, self.warn = target, granularity, threshold, warn
         self.probe_boots = 0
         self.since = len(target.retries)   # the campaign's retries: those from here on
 
     def retries(self) -> list[dict]:
         return list(self.target.retries[self.since:])
 
-    def _draw_limit(self, rng: random.Random, span: Mapping[str, int], before: tuple[bytes, bytes]) -> int:
-        """Half the cuts inside a commit of this boot (found by a probe boot, NVM restored after), the others
-        uniform over the boot."""
+    def _draw_limit(self, rng: random.Random, span: Mapping[str, int], before: tuple[bytes, bytes],
+                    warn: int | None = None) -> int:
+        """Half the cuts inside a commit of this boot (found by a probe boot, NVM restored after; with a warning
+        the first commit that ends after it), the others uniform over the boot (after the warning)."""
         t = self.target
         if rng.random() < 0.5:
             probe = t.boot()
             self.probe_boots += 1
             t.restore(before)
             wins = t.commit_windows(probe) if probe.exit_code == 0 else []
+            if warn is not None:
+                wins = [w for w in wins if w[1] >= warn][:1]
             if wins:
                 lo, hi = rng.choice(wins)
                 return rng.randint(max(1, lo), max(1, hi))
-        return rng.randint(1, span["insns"])
+        return rng.randint(warn or 1, max(warn or 1, span["insns"]))
 
     def erase_nvm(self) -> None:
         self.target.erase_nvm()
@@ -337,13 +356,15 @@ class EmulatedCuts:
              draw_low: Callable[[], int | None], span: Mapping[str, int]) -> BootResult:
         t = self.target
         low = draw_low()
-        t.mailbox(input_index, input_id, self.granularity, low_energy_units=low, threshold=self.threshold)
+        warn = rng.randint(1, span["insns"]) if self.warn and (cutting or rng.random() < self.warn) else None
+        t.mailbox(input_index, input_id, self.granularity, low_energy_units=low, threshold=self.threshold,
+                  warn_at_instruction=warn)
         snap = t.snapshot()
         before = snap[0]
         limit = None
         try:
             if cutting:
-                limit = self._draw_limit(rng, span, snap)
+                limit = self._draw_limit(rng, span, snap, warn)
             b = t.boot(limit=limit)
         except EmulatorError as e:
             return BootResult(None if limit is None else ("insns", limit), low, False, False, None, None, None, 0,
@@ -358,19 +379,19 @@ class EmulatedCuts:
                 _mark_changed(before, after, t.slot_size, t.num_slots)))
         # the board's unit count is not known after a cut: the signal counts as possibly seen
         return BootResult(None if limit is None else ("insns", limit), low, b.cut, in_commit, b.exit_code,
-                          b.exit_index, b.output, b.instructions, b.text, low)
+                          b.exit_index, b.output, b.instructions, b.text, low, warn=warn)
 
 
 def run_emulated_campaign(target: EmulatedTarget, num_inputs: int, *, cuts: int, seed: int = 0,
                           granularity: Granularity = Granularity(), threshold: int | None = None,
                           max_cuts_per_inference: int = 4, max_boots_per_inference: int = 200,
                           work_dir: str | Path | None = None, inputs: Sequence[bytes] | None = None,
-                          reference=None) -> EmulatedReport:
+                          reference=None, warn: float = 0.0) -> EmulatedReport:
     """Like campaign.run_campaign, with cuts after exactly N instructions: half uniform over the boot, half
     aimed inside a checkpoint commit of this very boot (EmulatedCuts)."""
     rng = random.Random(seed)
     report = EmulatedReport(granularity=str(granularity), seed=seed, inputs=num_inputs, board=target.board.name)
-    backend = EmulatedCuts(target, granularity, threshold)   # from here on, its retries are the report's
+    backend = EmulatedCuts(target, granularity, threshold, warn)   # from here on, its retries are the report's
     target.erase_nvm()
     target.mailbox(0, 0xFFFF0000, granularity, threshold=threshold)
     target.calibrate()
@@ -413,66 +434,6 @@ def run_emulated_campaign(target: EmulatedTarget, num_inputs: int, *, cuts: int,
     return report
 
 
-def measure_nvm_ops(target: EmulatedTarget, report: EmulatedReport, num_inputs: int, *,
-                    threshold: int | None = None) -> None:
-    """Fills the report's instructions inside NVM operations per inference (its granularity and 'none'), from
-    one more uninterrupted boot of each input and granularity, windowed on the NVM layer (nvm_op_instructions)."""
-    for g, attr in ((Granularity.parse(report.granularity), "nvm_op_instructions_per_inference"),
-                    (Granularity("none"), "nvm_op_instructions_per_inference_baseline")):
-        setattr(report, attr, sum(nvm_op_instructions(target, j, g, input_id=0xFFFF0000 + j, threshold=threshold)
-                                  for j in range(num_inputs)) / num_inputs)
-
-
-def powerfail_emulated(target, out_dir, *, board: str = "mps2-an386", cuts: int = 50, seed: int = 0,
-                       granularities: Sequence[str] = ("layer",), num_inputs: int = 2, broken: Sequence[str] = (),
-                       threshold: int | None = None, slots: int | str = 2, runner: str | None = None,
-                       nvm_region: int | str | None = None, rate_hz: float = 1.0,
-                       wear: bool = True, shards: int | None = 1, workers: int | None = 1,
-                       address: str | None = None) -> list[EmulatedReport]:
-    """The emulated campaign of each granularity on `board` with the board's kernel variant. `nvm_region`:
-    bytes of NVM for the slots (whole pages; "max": all the flash the image leaves free), used whole with
-    slots="fit" (a log: erases spread over all its pages); `wear`: also measure page erases per inference over
-    whole turns of the ring or log and the flash lifetime at `rate_hz` inferences per second. The cuts are split
-    over `shards` seeded shards (fanout.plan; each its own PSRAM file) run on `workers` Ray workers or the
-    cluster at `address`; one shard is the serial campaign of `seed`."""
-    import functools
-
-    from tinyexit.boards import load_board, with_nvm_region
-    from tinyexit.intermittent import fanout, prepare_library, random_inputs
-    from tinyexit.intermittent.nvm_events import measure_wear, nvm_trace
-    out_dir = Path(out_dir)
-    b = load_board(board, emulate=True) if isinstance(board, str) else board
-    lib, pipe = prepare_library(target, out_dir, kernels=b.kernels)
-    inputs = random_inputs(num_inputs, pipe.input_size, seed)   # the first segment's input (the library's)
-    fw_dir = out_dir / ("emu" + "".join(f"-{x}" for x in broken))
-    if nvm_region is not None:
-        if nvm_region == "max":   # the image does not depend on the region: build, then leave it the rest
-            fw = build_emulated(lib, pipe, inputs, b, fw_dir, broken=broken, slots=slots)
-            page = b.flash_nvm.page_size
-            nvm_region = (b.flash.size - fw.sizes.flash) // page * page
-        b = with_nvm_region(b, int(nvm_region))
-    fw = build_emulated(lib, pipe, inputs, b, fw_dir, broken=broken, slots=slots)
-    et = EmulatedTarget(fw, out_dir / "psram.img", runner=runner)
-    plan = fanout.plan(seed, cuts, shards)
-    reports = []
-    for g in granularities:
-        t0 = time.monotonic()
-        shard_fn = functools.partial(_campaign_shard, fw, out_dir, runner, num_inputs, g, threshold, inputs, Path(target))
-        parts = fanout.run_shards(shard_fn, plan, workers=workers, address=address, desc=f"campaign {g}")
-        r = parts[0] if len(plan) == 1 else fanout.merge(parts, plan, seed)
-        r.wall_seconds = time.monotonic() - t0
-        r.kernels, r.rate_hz = b.kernels, rate_hz
-        measure_nvm_ops(et, r, num_inputs, threshold=threshold)
-        r.nvm_trace = nvm_trace(et, 0, Granularity.parse(g), threshold=threshold)
-        if b.nvm.erase_page_s is not None and b.nvm.write_word_s is not None:
-            r.nvm_seconds_per_inference = r.nvm_trace.nvm_seconds()
-        if wear and r.ok:
-            r.wear = measure_wear(et, Granularity.parse(g), threshold=threshold)
-        print(f"{b.name} {g}: campaign and wear measurement {time.monotonic() - t0:.0f} s", flush=True)
-        reports.append(r)
-    return reports
-
-
 def replay_emulated(target: EmulatedTarget, failure: Failure, input_index: int, granularity: Granularity, *,
                     threshold: int | None = None) -> EBoot:
     """Re-runs a failed emulated inference exactly (same NVM image, same instruction limits, then a boot
@@ -480,38 +441,8 @@ def replay_emulated(target: EmulatedTarget, failure: Failure, input_index: int, 
     if not failure.nvm_at_start:
         raise TinyexitError("this failure kept no NVM image; run the campaign with a work folder to replay it")
     target.set_nvm_image(Path(failure.nvm_at_start).read_bytes())
-    target.mailbox(input_index, failure.input_id, granularity, threshold=threshold)
-    for _, limit in failure.cuts:
-        target.boot(limit=limit)
-    return target.boot()
-
-
-def checkpoint_overhead(target: EmulatedTarget, granularities: Sequence[str], *, input_index: int = 0,
-                        threshold: int | None = None) -> dict[str, dict]:
-    """Continuous power (no cut): instructions of one inference (init + boot + run, the plugin's window),
-    commits and NVM bytes written, for 'none' (result record only) and each granularity; 'overhead' is the
-    difference in instructions with 'none'. For the benchmark (docs/DESIGN.md 10)."""
-    rows: dict[str, dict] = {}
-    for text in ["none", *[g for g in granularities if g != "none"]]:
-        g = Granularity.parse(text)
-        b = target.uninterrupted(input_index, 1, g, threshold=threshold)
-        rows[str(g)] = {"instructions": b.window_instructions, "commits": b.commits, "nvm_bytes": b.nvm_bytes,
-                        "nvm_used": b.nvm_used, "exit": b.exit_index}
-    base = rows["none"]["instructions"]
-    for r in rows.values():
-        r["overhead"] = r["instructions"] - base
-        r["overhead_percent"] = 100.0 * r["overhead"] / base if base else 0.0
-    return rows
-
-
-def _campaign_shard(fw, out_dir: Path, runner: str | None, num_inputs: int, granularity: str, threshold: int | None,
-                    inputs: Sequence[bytes], target: Path, shard) -> EmulatedReport:
-    """One shard of an emulated campaign (a Ray task or a call here): its own PSRAM file and work folder."""
-    from tinyexit.intermittent import tflm_reference_cached
-    work = out_dir if shard.count == 1 else out_dir / shard.name
-    work.mkdir(parents=True, exist_ok=True)
-    et = EmulatedTarget(fw, work / "psram.img", runner=runner)
-    return run_emulated_campaign(et, num_inputs, cuts=shard.cuts, seed=shard.seed,
-                                 granularity=Granularity.parse(granularity), threshold=threshold,
-                                 work_dir=work / f"emu-campaign-{granularity.replace(':', '')}", inputs=inputs,
-                                 reference=tflm_reference_cached(target))
+    warns = list(failure.warnings) + [None] * (len(failure.cuts) + 1)   # the power-fail warning of each boot
+    for n, limit in enumerate([c[1] for c in failure.cuts] + [None]):
+        target.mailbox(input_index, failure.input_id, granularity, threshold=threshold, warn_at_instruction=warns[n])
+        b = target.boot(limit=limit)
+    return b

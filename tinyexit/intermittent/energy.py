@@ -15,8 +15,10 @@ One boot is a **timeline** of events, in order:
 
     Work(instructions=n, cycles=None)   n instructions; cycles default to n x model.cycles_per_instruction
                                          (1 unless given: pass a cycle estimate when one exists)
-    Flash("erase", count=pages)          NVMC page erases (board: flash_erase current and time each)
-    Flash("write", count=words)          NVMC word writes (board: flash_write current and time each)
+    Flash("erase", count=pages)          NVM page erases (board: memory.nvm's erase_page_s each, at
+                                         energy.nvm_erase_current)
+    Flash("write", count=words)          NVM word writes (board: memory.nvm's write_word_s, or 4 x write_byte_s
+                                         for an SPI FRAM, each at energy.nvm_write_current)
     Sleep(seconds)                       System ON idle at the sleep current
     Mark("commit") / Mark("result")      cost nothing; recorded with their instruction count, time and voltage
 
@@ -185,17 +187,23 @@ class EnergyModel:
     @classmethod
     def from_board(cls, board, capacitor_f: float | None = None, warn_v: float | None = None,
                    cycles_per_instruction: float = 1.0, **overrides) -> "EnergyModel":
-        """The model of a board file's `energy:` section; `capacitor_f`/`warn_v` override its defaults."""
+        """The model of a board file's `energy:` section (currents, voltages, capacitor) with the NVM's times from
+        its memory.nvm (Board.flash_nvm: the board's own NVM, also for its emulated variant); `capacitor_f`/`warn_v`
+        override the defaults. An NVM without erase (SPI FRAM) has erase_s = erase_w = 0."""
         e = board.energy
         if e is None:
             raise TinyexitError(f"board '{board.name}' has no energy: section in {board.path}; add one (see "
                                 f"boards/nrf52840.yaml) or use a board that has it.")
-        w = e.supply_v
+        w, nvm = e.supply_v, board.flash_nvm
+        erase_s = nvm.erase_page_s if nvm.erases else 0.0
+        if erase_s is None or nvm.word_write_s is None:
+            raise TinyexitError(f"board '{board.name}': memory.nvm gives no NVM times (erase_page_s and write_word_s, "
+                                f"or write_byte_s) in {board.path}; add them.")
         return cls(capacitor_f=capacitor_f or e.capacitor_f, on_v=e.on_v, off_v=e.off_v,
                    warn_v=e.warn_v if warn_v is None else warn_v, max_v=e.max_v, clock_hz=board.clock_hz,
                    run_w=e.run_current_a * w, sleep_w=e.sleep_current_a * w, off_w=e.off_current_a * w,
-                   erase_w=e.erase.current_a * w, erase_s=e.erase.time_s, write_w=e.write.current_a * w,
-                   write_s=e.write.time_s, cycles_per_instruction=cycles_per_instruction, **overrides)
+                   erase_w=(e.erase_current_a or 0.0) * w, erase_s=erase_s, write_w=e.write_current_a * w,
+                   write_s=nvm.word_write_s, cycles_per_instruction=cycles_per_instruction, **overrides)
 
     def energy(self, v: float) -> float:
         return 0.5 * self.capacitor_f * v * v

@@ -150,7 +150,7 @@ def merge(reports: Sequence[CampaignReport], shards: Sequence[Shard], seed: int)
     first = reports[0]
     out = dataclasses.replace(first, seed=seed, failures=[], emulator_retries=[], exits={})
     counts = ("cuts", "cuts_in_commits", "cuts_between_commits", "inferences", "completed", "wrong_results",
-              "lost_checkpoints", "crashes", "boots", "reexecuted_units", "reference_checked")
+              "lost_checkpoints", "crashes", "boots", "reexecuted_units", "reference_checked", "jit_commits")
     counts += tuple(f for f in ("reexecuted_instructions", "probe_boots", "seconds") if hasattr(first, f))
     for f in counts:
         setattr(out, f, sum(getattr(r, f) for r in reports))

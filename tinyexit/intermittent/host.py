@@ -22,7 +22,8 @@ CUT_EXIT_CODE = 86
 
 # Compile-time flags that break the runtime on purpose (tx_checkpoint.h); the campaign must then fail.
 BROKEN_FLAGS = {"single-slot": "TX_BROKEN_SINGLE_SLOT", "no-crc": "TX_BROKEN_NO_CRC", "no-erase": "TX_BROKEN_NO_ERASE",
-                "no-vector": "TX_BROKEN_NO_VECTOR", "volatile-low": "TX_BROKEN_VOLATILE_LOW"}
+                "no-vector": "TX_BROKEN_NO_VECTOR", "volatile-low": "TX_BROKEN_VOLATILE_LOW",
+                "jit-no-latch": "TX_BROKEN_JIT_NO_LATCH", "trust-first-word": "TX_BROKEN_TRUST_FIRST_WORD"}
 
 
 def render_pipeline(pipeline: Pipeline, out_dir: str | os.PathLike) -> list[Path]:
@@ -146,10 +147,13 @@ class HostTarget:
 
     def boot(self, input_path: str | os.PathLike, input_id: int, granularity: Granularity, *,
              cut_events: int | None = None, cut_units: int | None = None, low_energy_units: int | None = None,
-             threshold: int | None = None, torn: bool = True, timeout: float = 60) -> Boot:
+             threshold: int | None = None, torn: bool = True, timeout: float = 60, warn_units: str | int | None = None) -> Boot:
+        """warn_units: the power-fail warning from that many work units on ("a-b,c": episodes, tx_rt_host.c)."""
         env = {**os.environ, "TX_NVM_FILE": str(self.nvm_path)}
-        for k in ("TX_CUT_EVENTS", "TX_CUT_UNITS", "TX_LOW_ENERGY_UNITS", "TX_CUT_TORN"):
+        for k in ("TX_CUT_EVENTS", "TX_CUT_UNITS", "TX_LOW_ENERGY_UNITS", "TX_CUT_TORN", "TX_WARN_UNITS"):
             env.pop(k, None)
+        if warn_units is not None:
+            env["TX_WARN_UNITS"] = str(warn_units)
         if torn:
             env["TX_CUT_TORN"] = "1"
         if cut_events is not None:
@@ -158,7 +162,8 @@ class HostTarget:
             env["TX_CUT_UNITS"] = str(cut_units)
         if low_energy_units is not None:
             env["TX_LOW_ENERGY_UNITS"] = str(low_energy_units)
-        cmd = [str(self.exe), "run", str(input_path), str(input_id), granularity.mode, str(granularity.every)]
+        mode = ("jit-" if granularity.jit else "") + granularity.mode
+        cmd = [str(self.exe), "run", str(input_path), str(input_id), mode, str(granularity.every)]
         if threshold is not None:
             cmd.append(str(threshold))
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
@@ -174,6 +179,9 @@ class HostTarget:
                 b.commits = int(kv.get("commits", 0))
                 b.nvm_bytes = int(kv.get("nvm_bytes", 0))
                 b.kv["low_marks"] = int(kv.get("low_marks", 0))
+                for key in ("erases", "jit_commits", "prepared", "skipped"):
+                    if key in kv:
+                        b.kv[key] = int(kv[key])
                 if "last" in kv:
                     b.kv["last"] = int(kv["last"])
         for line in r.stdout.splitlines():

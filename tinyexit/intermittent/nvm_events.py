@@ -22,6 +22,7 @@ import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from tinyexit import toolchain
 from tinyexit.errors import TinyexitError
@@ -144,10 +145,13 @@ class FlashWear:
 
 def nvm_defines(board) -> dict[str, object]:
     """The C defines of the campaign firmware's NVM layer: the mailbox, the NVMC rules (nWRITE from the board
-    file, the nRF52840's 2 by default) and the emulated flash's shadow in the PSRAM."""
-    return {"TX_PF_MAILBOX": f"0x{PSRAM_BASE + MAILBOX_OFFSET:08x}u", "TX_NVM_NVMC_RULES": 1,
-            "TX_NVM_EMU_SHADOW": f"0x{PSRAM_BASE + SHADOW_OFFSET:08x}u",
-            "TX_NVM_MAX_WRITES_PER_WORD": f"{board.nvm.max_writes_per_word or 2}u"}
+    file, the nRF52840's 2 by default) and the emulated flash's shadow in the PSRAM. A board whose own NVM has no
+    erase (an SPI FRAM) gets no NVMC rules and TX_NVM_ERASE 0 (the runtime never erases; the shadow logs writes)."""
+    d = {"TX_PF_MAILBOX": f"0x{PSRAM_BASE + MAILBOX_OFFSET:08x}u",
+         "TX_NVM_EMU_SHADOW": f"0x{PSRAM_BASE + SHADOW_OFFSET:08x}u"}
+    if not board.flash_nvm.erases:
+        return {**d, "TX_NVM_ERASE": 0}
+    return {**d, "TX_NVM_NVMC_RULES": 1, "TX_NVM_MAX_WRITES_PER_WORD": f"{board.nvm.max_writes_per_word or 2}u"}
 
 
 # ------------------------------------------------------------------------------------------------ the PSRAM file
@@ -167,6 +171,12 @@ def reset_shadow(psram: Path, *, counters: bool = True, capacity: int = LOG_CAPA
     if counters:
         _rw(psram, SHADOW_OFFSET + ERASES, b"\0" * (LOG - ERASES))
     _rw(psram, SHADOW_OFFSET, struct.pack("<4I", MAGIC, 0, min(capacity, LOG_CAPACITY), 0))
+
+
+def reset_erase_counters(psram: Path) -> None:
+    """Zeroes the erase counters only (each word's writes since its erase, the nWRITE state, are kept): wear
+    measured from here on a flash in use."""
+    _rw(psram, SHADOW_OFFSET + ERASES, bytes(4 * MAX_PAGES))
 
 
 def read_events(psram: Path, *, tick_origin: int, instructions_per_tick: float) -> list[NvmEvent]:
@@ -195,18 +205,19 @@ def read_erases(psram: Path, pages: int) -> list[int]:
 # ------------------------------------------------------------------------------------------------ measurements
 
 def nvm_trace(target, input_index: int, granularity, *, input_id: int = 1, threshold: int | None = None,
-              low_energy_units: int | None = None) -> NvmTrace:
-    """The NVM events of one uninterrupted inference from a blank NVM on an EmulatedTarget."""
+              low_energy_units: int | None = None, warn_at_instruction: int | None = None) -> NvmTrace:
+    """The NVM events of one uninterrupted inference from a blank NVM on an EmulatedTarget (with the power-fail
+    warning from `warn_at_instruction` on: a just-in-time granularity's JIT commit)."""
     if target.tick_origin is None:
         target.calibrate()
     reset_shadow(target.psram)
     b = target.uninterrupted(input_index, input_id, granularity, threshold=threshold,
-                             low_energy_units=low_energy_units)
-    nvm = target.board.nvm
+                             low_energy_units=low_energy_units, warn_at_instruction=warn_at_instruction)
+    nvm = target.board.flash_nvm   # the NVM the emulation stands for: its times (an FRAM: bytes, no erase)
     return NvmTrace(read_events(target.psram, tick_origin=target.tick_origin,
                                 instructions_per_tick=target.board.instructions_per_tick or 40),
-                    b.instructions, int(math.ceil(target.board.instructions_per_tick or 40)), nvm.page_size,
-                    nvm.erase_page_s, nvm.write_word_s, target.board.clock_hz)
+                    b.instructions, int(math.ceil(target.board.instructions_per_tick or 40)), target.board.nvm.page_size,
+                    nvm.erase_page_s if nvm.erases else 0.0, nvm.word_write_s, target.board.clock_hz)
 
 
 def nvm_op_instructions(target, input_index: int, granularity, *, input_id: int = 1,
@@ -231,31 +242,61 @@ def ring_period(commits: int, slots: int) -> int:
 def measure_wear(target, granularity, *, input_index: int = 0, threshold: int | None = None,
                  max_inferences: int = 256, progress=None) -> FlashWear:
     """Erases per page over one period of the slot ring: consecutive uninterrupted inferences of the same input
-    (new input ids, so each is computed and committed), from a blank NVM with fresh erase counters. A log moves
-    by the pages an inference erases (E) and wraps early when a record does not fit the rest: it is run for whole
-    periods of E over its pages, enough for 8 turns when that fits max_inferences (else one period), so that the
-    wraps' uneven pages weigh little."""
+    (new input ids, so each is computed and committed), after one turn of the ring or log from a blank NVM (a
+    commit skips pages that read erased, so a flash's first turn erases less than the steady state measured here),
+    with fresh erase counters. A log moves by the pages an inference writes (W) and wraps early when a record does
+    not fit the rest: it is run for whole periods of W over its pages, enough for 8 turns when that fits
+    max_inferences (else one period), so that the wraps' uneven pages weigh little."""
     pages = target.nvm_size // target.board.nvm.page_size
     first = target.uninterrupted(input_index, 0x57000000, granularity, threshold=threshold)   # commits, slots
+    # pages the inference's records take (erased or found erased by each commit)
+    written = first.stats.get("erases", 0) + first.stats.get("skipped", 0) or first.commits
     if first.log:
-        erased = sum(read_erases(target.psram, pages))
-        period = ring_period(erased, pages)
-        turns = -(-8 * pages // max(1, erased * period))          # periods for 8 turns of the log
+        period = ring_period(written, pages)
+        turns = -(-8 * pages // max(1, written * period))          # periods for 8 turns of the log
         n = period * turns if period * turns <= max_inferences else min(period, max_inferences)
-        exact = n % period == 0 and erased == first.commits   # one page a record: the log wraps exactly
+        exact = n % period == 0 and written == first.commits   # one page a record: the log wraps exactly
+        warmup = -(-pages // max(1, written))
     else:
         period = ring_period(first.commits, first.slots)
         n = min(period, max_inferences)
         exact = n == period
+        warmup = -(-first.slots // max(1, first.commits))
     target.erase_nvm()
-    reset_shadow(target.psram)
-    for k in range(n):
+
+    def infer(k: int, what: str) -> None:
         target.mailbox(input_index, 0x57000001 + k, granularity, threshold=threshold)
         b = target.boot()
         if b.exit_code != 0 or b.output is None:
-            raise TinyexitError(f"inference {k} of the wear measurement failed (status {b.exit_code}): {b.text[-300:]}")
+            raise TinyexitError(f"inference {k} of the wear measurement ({what}) failed (status {b.exit_code}): "
+                                f"{b.text[-300:]}")
+    for k in range(warmup):   # one turn: every slot (page) written once, as on a flash in use
+        infer(k, "first turn")
+    reset_erase_counters(target.psram)
+    for k in range(n):
+        infer(warmup + k, "measured")
         if progress:
             progress(k + 1, n)
     nvm = target.board.nvm
     return FlashWear(n, read_erases(target.psram, pages), nvm.page_size, first.slots, first.commits,
                      nvm.endurance, exact_period=exact, region_bytes=target.nvm_size, log=first.log)
+
+
+def checkpoint_overhead(target, granularities: Sequence[str], *, input_index: int = 0,
+                        threshold: int | None = None) -> dict[str, dict]:
+    """Continuous power (no cut): instructions of one inference (init + boot + run, the plugin's window),
+    commits and NVM bytes written, for 'none' (result record only) and each granularity; 'overhead' is the
+    difference in instructions with 'none'. For the benchmark (docs/DESIGN.md 10)."""
+    from tinyexit.pipeline import Granularity
+    rows: dict[str, dict] = {}
+    for text in ["none", *[g for g in granularities if g != "none"]]:
+        g = Granularity.parse(text)
+        b = target.uninterrupted(input_index, 1, g, threshold=threshold)
+        rows[str(g)] = {"instructions": b.window_instructions, "commits": b.commits, "nvm_bytes": b.nvm_bytes,
+                        "nvm_used": b.nvm_used, "exit": b.exit_index,
+                        **{k: b.stats[k] for k in ("erases", "prepared", "skipped", "jit_commits") if k in b.stats}}
+    base = rows["none"]["instructions"]
+    for r in rows.values():
+        r["overhead"] = r["instructions"] - base
+        r["overhead_percent"] = 100.0 * r["overhead"] / base if base else 0.0
+    return rows

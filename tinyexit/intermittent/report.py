@@ -30,12 +30,15 @@ class Failure:
     cuts: list = field(default_factory=list)   # [(kind, k), ...] of this inference up to the failure
     nvm_at_start: str | None = None            # file with the NVM image when this inference began
     low_energy: list = field(default_factory=list)   # per boot: work units before low energy, or None
+    warnings: list = field(default_factory=list)     # per boot: the power-fail warning (units / instructions) or None
 
     def replay_hint(self) -> str:
         names = {"events": "TX_CUT_EVENTS", "units": "TX_CUT_UNITS", "insns": "limit"}
         seq = " ".join(f"{names.get(k, k)}={n}" for k, n in self.cuts)
         low = ("; low energy per boot after units: " + " ".join("-" if u is None else str(u) for u in self.low_energy)
                if any(u is not None for u in self.low_energy) else "")
+        low += ("; power-fail warning per boot at: " + " ".join("-" if u is None else str(u) for u in self.warnings)
+                if any(u is not None for u in self.warnings) else "")
         return (f"inference {self.inference} (input id {self.input_id}): {self.kind}: {self.detail}; "
                 f"cuts in order: {seq or '(none)'}{low}"
                 + (f"; NVM image at its start: {self.nvm_at_start}" if self.nvm_at_start else ""))
@@ -64,6 +67,7 @@ class CampaignReport:
     slots: int = 2
     reference_checked: int = 0      # uninterrupted runs checked against the reference (TFLM)
     low_energy: float = 0.0         # probability per boot of a low-energy signal
+    jit_commits: int = 0            # just-in-time commits in the boots that completed (host campaigns with warnings)
     exits: dict = field(default_factory=dict)   # committed results per exit index
     failures: list[Failure] = field(default_factory=list)
     # boots re-run because the emulator, not the firmware, failed them ({"boot", "attempt", "reason"} each;
