@@ -11,7 +11,7 @@ import pytest
 from tinyexit.boards import load_board, with_nvm_region
 from tinyexit.errors import TinyexitError
 from tinyexit.intermittent import slots as slot_parser
-from tinyexit.intermittent.emulated import (RUNNER_NEEDS, EmulatedTarget, build_emulated, 
+from tinyexit.intermittent.emulated import (RUNNER_NEEDS, EmulatedTarget, build_emulated,
                                             nvm_defines, run_emulated_campaign)
 from tinyexit.intermittent.emulated_powerfail import measure_nvm_ops
 from tinyexit.intermittent.host import RUNTIME_DIR, Granularity
