@@ -71,3 +71,25 @@ def make_tiny_branch(root: Path) -> Path:
     train_branch(run, config=cfg, data=splits, measure=False)
     keras.backend.clear_session()
     return run
+
+
+def build_real_board_runtime(board: str, standin: Path, out: Path, granularity_c: str, defines=None):
+    """The checkpointing runtime + the board's NVM adapter + the POF-comparator hooks + the stand-in model,
+    linked into a firmware for a real nRF52840 board (`granularity_c`: the C initialiser's mode, e.g.
+    "TX_CKPT_LAYERS"). Built, not run: no board here."""
+    from tinyexit.build import build_firmware
+    from tinyexit.intermittent.host import RUNTIME_DIR, render_pipeline
+    gen = out / "gen"
+    gen.mkdir(parents=True)
+    render_pipeline(STANDIN_PIPELINE, gen)
+    (gen / "main.c").write_text(
+        "#include \"tx_checkpoint.h\"\n#include \"tx_hal.h\"\n#include \"tx_pipeline.h\"\n"
+        "void tx_rt_nrf52_init(uint32_t threshold_code);\n"
+        "static int8_t in[144], out[16]; static tx_runtime_t rt;\n"
+        f"int main(void) {{ tx_result_t r; tx_granularity_t g = {{{granularity_c}, 1u}}; tx_hal_init();\n"
+        "  tx_rt_nrf52_init(8u); tx_pipeline_infer(&rt, &tx_pipeline, g, 1u, in, out, sizeof out, &r);\n"
+        "  tx_hal_exit((int)r.exit_index); }\n")
+    sources = [RUNTIME_DIR / s for s in ("tx_checkpoint.c", "tx_crc32.c", "tx_pipeline.c", "tx_nvm_board.c",
+                                         "tx_rt_nrf52.c")]
+    return build_firmware(board, sources + [gen / "tx_pipeline_config.c", gen / "main.c", standin / "standin_model.c"],
+                          out / "fw", include_dirs=[RUNTIME_DIR, standin, gen], defines=defines or {})

@@ -8,7 +8,7 @@ from tinyexit.intermittent.campaign import uninterrupted
 from tinyexit.intermittent.emulated import EmulatedTarget, build_emulated, run_emulated_campaign
 from tinyexit.intermittent.host import Granularity, HostTarget
 
-from ._support import EMULATED, STANDIN_PIPELINE, random_inputs
+from ._support import EMULATED, build_real_board_runtime, STANDIN_PIPELINE, random_inputs
 
 pytestmark = EMULATED
 
@@ -90,22 +90,7 @@ def test_runtime_builds_for_the_real_nrf52840(standin, tmp_path):
 
 def test_nrf52840_energy_hooks_build(standin, tmp_path):
     """The POF-comparator hooks + runtime + board NVM adapter link into a firmware for the real nRF52840."""
-    from tinyexit.build import build_firmware
-    from tinyexit.intermittent.host import RUNTIME_DIR, render_pipeline
-    gen = tmp_path / "gen"
-    gen.mkdir()
-    render_pipeline(STANDIN_PIPELINE, gen)
-    (gen / "main.c").write_text(
-        "#include \"tx_checkpoint.h\"\n#include \"tx_hal.h\"\n#include \"tx_pipeline.h\"\n"
-        "void tx_rt_nrf52_init(uint32_t threshold_code);\n"
-        "static int8_t in[144], out[16]; static tx_runtime_t rt;\n"
-        "int main(void) { tx_result_t r; tx_granularity_t g = {TX_CKPT_LAYERS, 1u}; tx_hal_init();\n"
-        "  tx_rt_nrf52_init(8u); tx_pipeline_infer(&rt, &tx_pipeline, g, 1u, in, out, sizeof out, &r);\n"
-        "  tx_hal_exit((int)r.exit_index); }\n")
-    fw = build_firmware("nrf52840", [RUNTIME_DIR / s for s in ("tx_checkpoint.c", "tx_crc32.c", "tx_pipeline.c",
-                                                               "tx_nvm_board.c", "tx_rt_nrf52.c")] +
-                        [gen / "tx_pipeline_config.c", gen / "main.c", standin / "standin_model.c"],
-                        tmp_path / "fw", include_dirs=[RUNTIME_DIR, standin, gen])
+    fw = build_real_board_runtime("nrf52840", standin, tmp_path, "TX_CKPT_LAYERS")
     assert fw.elf.exists() and fw.sizes.fits
 
 

@@ -12,7 +12,7 @@ from tinyexit.intermittent.energy import EnergyModel
 from tinyexit.intermittent.host import Granularity
 from tinyexit.intermittent.nvm_events import nvm_defines, nvm_trace
 
-from ._support import EMULATED, STANDIN_PIPELINE, STANDIN_UNITS, random_inputs
+from ._support import EMULATED, build_real_board_runtime, STANDIN_PIPELINE, STANDIN_UNITS, random_inputs
 
 INPUTS = random_inputs(2, 144, seed=29)
 
@@ -36,22 +36,8 @@ def test_fram_board_file():
 @pytest.mark.skipif(not __import__("shutil").which("arm-none-eabi-gcc"), reason="needs arm-none-eabi-gcc")
 def test_real_fram_board_firmware_builds(standin, tmp_path):
     """The runtime without erase + the board NVM layer over the SPIM FRAM driver link for the real board."""
-    from tinyexit.build import build_firmware
-    from tinyexit.intermittent.host import RUNTIME_DIR, render_pipeline
-    gen = tmp_path / "gen"
-    gen.mkdir()
-    render_pipeline(STANDIN_PIPELINE, gen)
-    (gen / "main.c").write_text(
-        "#include \"tx_checkpoint.h\"\n#include \"tx_hal.h\"\n#include \"tx_pipeline.h\"\n"
-        "void tx_rt_nrf52_init(uint32_t threshold_code);\n"
-        "static int8_t in[144], out[16]; static tx_runtime_t rt;\n"
-        "int main(void) { tx_result_t r; tx_granularity_t g = {TX_CKPT_NONE | TX_CKPT_JIT, 1u}; tx_hal_init();\n"
-        "  tx_rt_nrf52_init(8u); tx_pipeline_infer(&rt, &tx_pipeline, g, 1u, in, out, sizeof out, &r);\n"
-        "  tx_hal_exit((int)r.exit_index); }\n")
-    fw = build_firmware("nrf52840-fram", [RUNTIME_DIR / s for s in ("tx_checkpoint.c", "tx_crc32.c", "tx_pipeline.c",
-                                                                    "tx_nvm_board.c", "tx_rt_nrf52.c")] +
-                        [gen / "tx_pipeline_config.c", gen / "main.c", standin / "standin_model.c"],
-                        tmp_path / "fw", include_dirs=[RUNTIME_DIR, standin, gen], defines={"TX_NVM_ERASE": 0})
+    fw = build_real_board_runtime("nrf52840-fram", standin, tmp_path, "TX_CKPT_NONE | TX_CKPT_JIT",
+                                  {"TX_NVM_ERASE": 0})
     assert fw.elf.exists() and fw.sizes.fits
 
 
