@@ -164,30 +164,42 @@ def prepare_clips(dataset: KwsDataset, split: str, *, copies: int = 1, augment: 
     with no shift or noise added.
     `copies` > 1 makes several differently augmented versions of each clip. Deterministic for a seed.
     """
-    from tqdm.auto import tqdm
-
     rng = np.random.default_rng(seed)
     noises = [read_wav(p) for p in dataset.noise_files]
-    items = dataset.items[split]
-    clips = np.zeros((len(items) * copies, SAMPLE_RATE), np.float32)
-    labels = np.zeros(len(items) * copies, np.int64)
+    n = len(dataset.items[split]) * copies
+    clips = np.zeros((n, SAMPLE_RATE), np.float32)
+    labels = np.zeros(n, np.int64)
+    for k, x, label in _examples(dataset, split, copies, progress, normalize_clip):
+        quiet = None
+        if x is None:
+            quiet = _quiet_silence(noises, augment, rng) if augment is not None else None
+            x = normalize_clip(_noise_stretch(noises, rng)) if quiet is None else normalize_clip(quiet)
+        if augment is not None and noises and quiet is None:
+            x = np.clip(_augment(x, noises, augment, rng), -1.0, 1.0)
+        clips[k], labels[k] = x, label
+    return clips, labels
+
+
+def _examples(dataset: KwsDataset, split: str, copies: int, progress: bool, load):
+    """(index, clip, label) for each of the `copies` of every item of a split, in order; each clip file is read
+    once and passed through `load`; `_silence_` items give None as their clip (the caller draws noise)."""
+    from tqdm.auto import tqdm
+
     cache: dict[str, np.ndarray] = {}
     k = 0
-    for rel, label in tqdm(items, desc=f"loading {split}", unit="clip", disable=not progress, mininterval=1.0):
+    for rel, label in tqdm(dataset.items[split], desc=f"loading {split}", unit="clip", disable=not progress,
+                           mininterval=1.0):
         if rel and rel not in cache:
-            cache[rel] = normalize_clip(read_wav(dataset.root / rel))
+            cache[rel] = load(read_wav(dataset.root / rel))
         for _ in range(copies):
-            quiet = None
-            if rel:
-                x = cache[rel]
-            else:
-                quiet = _quiet_silence(noises, augment, rng) if augment is not None else None
-                x = normalize_clip(_noise_stretch(noises, rng)) if quiet is None else normalize_clip(quiet)
-            if augment is not None and noises and quiet is None:
-                x = np.clip(_augment(x, noises, augment, rng), -1.0, 1.0)
-            clips[k], labels[k] = x, label
+            yield k, cache[rel] if rel else None, label
             k += 1
-    return clips, labels
+
+
+def _first_second(x: np.ndarray) -> np.ndarray:
+    """A clip cut or zero-padded to one second."""
+    x = x[:SAMPLE_RATE]
+    return np.pad(x, (0, SAMPLE_RATE - len(x)))
 
 
 def prepare_pcm(dataset: KwsDataset, split: str, *, copies: int = 1, augment: Augment | None = None,
@@ -198,29 +210,20 @@ def prepare_pcm(dataset: KwsDataset, split: str, *, copies: int = 1, augment: Au
     clean clip's peak sits at a level drawn uniformly in `augment.gain_dbfs` (without it: the clip's recorded
     peak), rounded and clipped to 16-bit PCM. `_silence_` items that `augment` makes digital silence or quiet
     noise are that PCM as is. Deterministic for a seed."""
-    from tqdm.auto import tqdm
-
     rng = np.random.default_rng(seed)
     noises = [read_wav(p) for p in dataset.noise_files]
-    items = dataset.items[split]
-    pcm = np.zeros((len(items) * copies, SAMPLE_RATE), np.int16)
-    labels = np.zeros(len(items) * copies, np.int64)
-    cache: dict[str, np.ndarray] = {}
-    k = 0
-    for rel, label in tqdm(items, desc=f"loading {split}", unit="clip", disable=not progress, mininterval=1.0):
-        if rel and rel not in cache:
-            x = read_wav(dataset.root / rel)[:SAMPLE_RATE]
-            cache[rel] = np.pad(x, (0, SAMPLE_RATE - len(x)))
-        for _ in range(copies):
-            quiet = None
-            if not rel and augment is not None:
-                quiet = _quiet_silence(noises, augment, rng)
-            if quiet is not None:
-                pcm[k] = quiet
-            else:
-                pcm[k] = _record(cache[rel] if rel else _noise_stretch(noises, rng), noises, augment, rng)
-            labels[k] = label
-            k += 1
+    n = len(dataset.items[split]) * copies
+    pcm = np.zeros((n, SAMPLE_RATE), np.int16)
+    labels = np.zeros(n, np.int64)
+    for k, x, label in _examples(dataset, split, copies, progress, _first_second):
+        quiet = None
+        if x is None and augment is not None:
+            quiet = _quiet_silence(noises, augment, rng)
+        if quiet is not None:
+            pcm[k] = quiet
+        else:
+            pcm[k] = _record(x if x is not None else _noise_stretch(noises, rng), noises, augment, rng)
+        labels[k] = label
     return pcm, labels
 
 
