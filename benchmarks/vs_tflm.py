@@ -3,6 +3,10 @@ cycles per MAC, arena, scratch and code, with the ratios.
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/vs_tflm.py [--model kws] [--model resnet] [--inputs 4] [--json OUT]
                                                           [--d95b1ac SRC]
+                                                          [--run RUN]
+
+--run RUN: also the run's segments and exit heads (its quant manifest), each measured alone like the conformance
+models; TFLM has no figures for them.
 
 --d95b1ac SRC: the cross-check of the cycle model. SRC is a tree of commit d95b1ac (`git archive d95b1ac |
 tar -x -C SRC`); its generator (run with PYTHONPATH=SRC) builds the kws library, this tree's plugin measures it,
@@ -61,9 +65,10 @@ NOTE = ("cycles: estimated Cortex-M4 cycles, TRM timings, zero wait states, no f
         f"from {ANCHORS.name} (same emulator, same instruction counting)")
 
 
-def measure(key: str, work: Path, n_inputs: int) -> dict:
-    """tinyexit's figures for one conformance model (cortex_m4 kernels), outputs checked against tflite_micro."""
-    path = CONFORMANCE / MODELS[key]
+def measure(key: str, work: Path, n_inputs: int, path: Path | None = None) -> dict:
+    """tinyexit's figures for one model (a conformance model, or `path`; cortex_m4 kernels), outputs checked
+    against tflite_micro."""
+    path = path or CONFORMANCE / MODELS[key]
     lib = work / f"lib_{key}"
     rep = generate({key: path}, lib, kernels="cortex_m4", compare_tflm=False)
     kernel_sources = sorted(p.name for p in lib.glob("tx_*.c")
@@ -160,21 +165,43 @@ def check_d95b1ac(src: Path, work: Path, n_inputs: int) -> dict:
             "instructions_diff": d_i, "cycles_diff": d_c, "within_5_percent": ok}
 
 
+def run_segments(run: str, work: Path, n_inputs: int) -> dict:
+    """Each segment and exit head of a run's quant manifest measured alone, as the conformance models are.
+    TFLM has no figures for them (ANCHORS.md measured only the conformance models; TFLM cannot be built here)."""
+    from tinyexit.run import Run
+    models = Run(run).quant_models()
+    res = {name: measure(name, work, n_inputs, path) for name, path in models.items()}
+    print(f"\n== {run}: its segments and exit heads, each alone ({n_inputs} inputs; no TFLM figures: ANCHORS.md "
+          "measured only the conformance models)")
+    print(f"{'':<12}{'MACs':>11}{'instructions':>13}{'/MAC':>7}{'est. cycles':>13}{'/MAC':>7}{'arena':>8}"
+          f"{'scratch':>8}{'code':>8}  == tflite_micro")
+    for name, t in res.items():
+        m = max(t["macs"], 1)
+        print(f"{name:<12}{t['macs']:>11,}{t['instructions']:>13,.0f}{t['instructions'] / m:>7.3f}"
+              f"{t['cycles']:>13,.0f}{t['cycles'] / m:>7.3f}{t['arena']:>8,}{t['scratch']:>8,}{t['code']:>8,}"
+              f"  {t['identical_to_tflite_micro']}")
+    return res
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", choices=list(MODELS), action="append")
     ap.add_argument("--inputs", type=int, default=4)
     ap.add_argument("--json", type=Path, help="also write every figure as JSON")
     ap.add_argument("--d95b1ac", type=Path, help="a tree of commit d95b1ac: cross-check the cycle model on it")
+    ap.add_argument("--run", help="also measure this run's segments and exit heads, each alone")
     args = ap.parse_args()
     print(NOTE)
     doc = {"note": NOTE, "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for key in args.model or list(MODELS):
             doc["models"][MODELS[key].removesuffix(".tflite")] = report(key, measure(key, Path(tmp), args.inputs))
+        if args.run:
+            doc["run_segments"] = {"run": args.run, "models": run_segments(args.run, Path(tmp), args.inputs)}
         if args.d95b1ac:
             doc["cross_check_d95b1ac"] = check_d95b1ac(args.d95b1ac, Path(tmp), args.inputs)
     ok = all(m["tinyexit"]["identical_to_tflite_micro"] for m in doc["models"].values())
+    ok &= all(m["identical_to_tflite_micro"] for m in doc.get("run_segments", {}).get("models", {}).values())
     ok &= doc.get("cross_check_d95b1ac", {}).get("within_5_percent", True)
     if args.json:
         args.json.write_text(json.dumps(doc, indent=2) + "\n")
