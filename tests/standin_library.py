@@ -1,4 +1,4 @@
-"""Hand-written stand-ins for a generated model library (tests/intermittent/standin, tests/targets/toy_model): their
+"""Hand-written stand-ins for a generated model library (tests/intermittent/standin, tests/walk_model): their
 tx_model.h is rendered from the generator's own template (firmware_templates/model/tx_model.h.j2), so a stand-in
 always declares exactly what docs/CONTRACTS.md ("Generated C library") promises; only the .c is hand-written. Like
 a generated library, a stand-in is described by its report.json (the models in order with their sizes, the chain)."""

@@ -10,8 +10,8 @@ from tinyexit.pipeline import EXIT, SEGMENT, ExitRule, Pipeline, Policy, Stage
 
 from tests.standin_library import standin_library
 
-TOY = Path(__file__).parent / "toy_model"
-TOY_MODELS = {"seg0": (16, 8), "exit1": (8, 4), "seg1": (8, 4)}   # toy_model.c: name -> (input, output size)
+TOY = Path(__file__).parents[1] / "walk_model"        # the runtime walk's stand-in library (walk_model.c)
+TOY_MODELS = {"seg0": (16, 8), "conf1": (8, 2), "exit1": (8, 4), "seg1": (8, 4)}   # name -> (input, output size)
 
 
 TOY_PIPELINE = Pipeline((Stage("seg0", SEGMENT, 0, 0, 16, 8), Stage("exit1", EXIT, 0, 0, 8, 4),
@@ -30,7 +30,7 @@ def toy_app(tmp_path: Path, n=16, seed=0, pipeline=TOY_PIPELINE):
     app = tmp_path / "app"
     render_app(pipeline, x, y, app)
     lib = standin_library(TOY, tmp_path / "toy_model", TOY_MODELS, arena_size=64)
-    return [app / s for s in APP_SOURCES] + [lib / "toy_model.c"], [app, lib], (x, y)
+    return [app / s for s in APP_SOURCES] + [lib / "walk_model.c"], [app, lib], (x, y)
 
 
 def firmware(tmp_path, board, sources, name="fw", **kw):

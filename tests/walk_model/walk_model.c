@@ -1,5 +1,5 @@
-/* A hand-written stand-in library for the runtime walk's test (tests/test_runtime_walk.py; tx_model.h rendered
-   by tests/standin_library.py), planned as a chain through a 64-byte arena: seg0 [0,16) -> [32,40); its readers
+/* A hand-written stand-in library for the runtime walk's test (tests/test_runtime_walk.py) and the target tests'
+   firmware app (tests/targets/fw_helpers.py; tx_model.h rendered by tests/standin_library.py), planned as a chain through a 64-byte arena: seg0 [0,16) -> [32,40); its readers
    conf1 [32,40) -> [48,50) and exit1 [32,40) -> [52,56) never write [32,40); seg1 [32,40) -> [0,4). Integer dense
    layers with hashed weights, mirrored by the test in numpy. */
 #include <string.h>
@@ -39,7 +39,7 @@ static void step_seg1(uint32_t i, uint32_t b, uint32_t e) { (void)i; (void)b; (v
 
 #define MODEL(n, in_off, insz, out_off, outsz) \
   const tx_model_t tx_model_##n = {#n, 1u, in_off, insz, out_off, outsz, 1.0f / 16, 0, 1.0f / 256, -128, \
-                                   one_unit, step_##n, live_all, live_idx, 0u}
+                                   one_unit, step_##n, live_all, live_idx, (insz) * (outsz)}   /* MACs */
 MODEL(seg0, 0u, 16u, 32u, 8u);
 MODEL(conf1, 32u, 8u, 48u, 2u);
 MODEL(exit1, 32u, 8u, 52u, 4u);
