@@ -107,6 +107,18 @@ def test_search_excludes_what_does_not_fit_and_picks_the_cheapest(searched):
     assert all(designs[p["design"]]["width"] not in (32, 48) for p in fr)
 
 
+def test_search_on_two_ray_workers_equals_the_serial_search(searched, plain_model, kws_data, tmp_path):  # noqa: F811
+    """Each candidate point as a Ray task on 2 workers, each loading the model and the data itself: the same
+    designs, curves' figures and choice as the serial search of the fixture (same arguments)."""
+    from tinyexit.research.search import Budget, SearchConfig, search
+    serial, _ = searched
+    rep = search(plain_model, budget=Budget(19000, 9000, "test"), max_drop=0.05, out=tmp_path / "ray",
+                 config=SearchConfig(widths=(8, 32, 48), max_points=2, epochs=4), task="kws", data=kws_data,
+                 log=lambda s: None, workers=2)
+    assert rep["designs"] == serial["designs"]
+    assert rep["chosen"] == serial["chosen"] and rep["pareto_front"] == serial["pareto_front"]
+
+
 def test_chosen_design_verified_against_int8_and_generated_c(searched):
     rep, out = searched
     v = rep["verification"]

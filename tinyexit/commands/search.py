@@ -29,6 +29,9 @@ def add_arguments(p) -> None:
     p.add_argument("--flash-budget", type=int, default=None, help="override the board's flash budget (bytes)")
     p.add_argument("--ram-budget", type=int, default=None, help="override the board's RAM budget (bytes)")
     p.add_argument("--no-verify", action="store_true", help="do not build and measure the chosen design")
+    p.add_argument("--workers", type=int, default=1,
+                   help="Ray workers for the candidate points (default 1: here, without Ray); each loads the data once")
+    p.add_argument("--address", default=None, help="an existing Ray cluster to run the candidate points on")
 
 
 def run(args) -> int:
@@ -43,6 +46,8 @@ def run(args) -> int:
         widths = tuple(int(w) for w in args.widths.split(","))
     except ValueError:
         raise TinyexitError(f"--widths must be comma-separated integers, got {args.widths!r}") from None
+    if args.workers < 1:
+        raise TinyexitError(f"--workers {args.workers}: at least 1")
     if args.epochs < 1 or (args.max_points is not None and args.max_points < 1):
         raise TinyexitError("--epochs and --max-points must be at least 1")
     board = load_board(args.board)
@@ -56,7 +61,8 @@ def run(args) -> int:
     cfg = SearchConfig(widths=widths, kind=args.head, max_points=args.max_points, epochs=args.epochs,
                        max_train=args.max_train)
     rep = search(src, board=board, budget=b, accuracy_target=args.accuracy_target, max_drop=args.max_drop, out=out,
-           config=cfg, task=args.task, data=args.data, from_run=args.from_run, log=print)
+           config=cfg, task=args.task, data=args.data, from_run=args.from_run, log=print,
+           workers=args.workers, address=args.address)
     print(f"wrote {out / 'search.json'} and {out / 'search.png'}")
     if rep["chosen"] == "no_exit":
         print("no early exit meets the accuracy target within the budget: the chosen design is the model without "

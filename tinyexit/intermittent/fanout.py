@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 from dataclasses import dataclass
 from typing import Callable, Sequence, TypeVar
 
 from tinyexit.errors import TinyexitError
 from tinyexit.intermittent.report import CampaignReport
+from tinyexit.parallel import default_workers, run_jobs
 
 T = TypeVar("T")
 CUTS_PER_SHARD = 25     # the default plan: one shard per 25 cuts (each shard also runs its uninterrupted oracles)
@@ -68,77 +68,11 @@ def plan(seed: int, cuts: int, shards: int | None = None) -> list[Shard]:
     return [Shard(k, n, shard_seed(seed, k, n), base + (1 if k < extra else 0)) for k in range(n)]
 
 
-def default_workers() -> int:
-    return max(1, os.cpu_count() or 1)
-
-
 def run_shards(fn: Callable[[Shard], T], shards: Sequence[Shard], *, workers: int | None = None,
                address: str | None = None, desc: str = "shards", progress: bool = True) -> list[T]:
-    """fn(shard) for every shard, in shard order: serially here when workers == 1 and no address, else as Ray
-    tasks (a local Ray with `workers` CPUs, or the cluster at `address`). `fn` must be picklable (a module-level
-    function or a functools.partial of one) and build everything it writes from the shard (own NVM file)."""
-    from tqdm import tqdm
-    workers = default_workers() if workers is None else workers
-    if workers < 1:
-        raise TinyexitError(f"--workers {workers}: at least 1")
-    bar = tqdm(total=len(shards), desc=desc, unit="shard", disable=not progress, leave=False)
-    try:
-        if workers == 1 and address is None:
-            out = []
-            for s in shards:
-                out.append(fn(s))
-                bar.update()
-            return out
-        return _on_ray(fn, shards, workers, address, bar)
-    finally:
-        bar.close()
-
-
-def _on_ray(fn, shards, workers, address, bar) -> list:
-    import logging
-    try:
-        import ray
-    except ImportError:
-        raise TinyexitError("Ray is not installed; run scripts/setup.sh (it installs the locked ray), or pass "
-                            "--workers 1 to run the shards here one after the other") from None
-    started = not ray.is_initialized()
-    if started:
-        opts = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
-                    configure_logging=True)
-        try:
-            if address:
-                ray.init(address=address, **opts)
-            else:
-                # one task per CPU; a small object store: shards return reports, not data
-                ray.init(num_cpus=workers, object_store_memory=80 * 1024 * 1024, **opts)
-        except Exception as e:  # noqa: BLE001 - Ray raises many kinds; the user needs one line
-            where = f"the Ray cluster at {address}" if address else "a local Ray"
-            raise TinyexitError(f"could not start {where}: {str(e).splitlines()[0] if str(e) else type(e).__name__}. "
-                                f"Check --address, or pass --workers 1 to run without Ray") from None
-    try:
-        task = ray.remote(num_cpus=1, max_retries=0)(_call)
-        pending = {task.remote(fn, s): s.index for s in shards}
-        results: dict[int, object] = {}
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            for ref in done:
-                k = pending.pop(ref)
-                try:
-                    results[k] = ray.get(ref)
-                except ray.exceptions.RayTaskError as e:
-                    cause = e.cause if getattr(e, "cause", None) is not None else e
-                    if isinstance(cause, TinyexitError):
-                        raise TinyexitError(f"shard {k}: {cause}") from None
-                    raise
-                bar.update()
-        return [results[s.index] for s in shards]
-    finally:
-        if started:
-            ray.shutdown()
-
-
-def _call(fn, shard):
-    return fn(shard)
+    """fn(shard) for every shard, in shard order, here or on Ray (tinyexit.parallel.run_jobs). `fn` must be
+    picklable and build everything it writes from the shard (own NVM file)."""
+    return run_jobs(fn, shards, workers=workers, address=address, desc=desc, progress=progress, unit="shard")
 
 
 def merge(reports: Sequence[CampaignReport], shards: Sequence[Shard], seed: int) -> CampaignReport:

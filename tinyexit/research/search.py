@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -193,25 +194,49 @@ def _spread(cands: list[dict], k: int | None) -> list[dict]:
     return [cands[i] for i in sorted(keep)]
 
 
-def search(source, *, board: str | object = "nrf52840", accuracy_target: float | None = None,
-           max_drop: float | None = None, out: str | Path, config: SearchConfig = SearchConfig(),
-           task: str | None = None, data: str | Path | None = None, from_run: str | Path | None = None,
-           budget: Budget | None = None, log: Callable[[str], None] = print) -> dict:
-    """Search exit point x head width for one early exit on `source` (a run directory, whose exits are
-    dropped, or a .keras model with task/data). The accuracy target is absolute (`accuracy_target`) or the
-    backbone's validation accuracy minus `max_drop`. Writes `out`/search.json and `out`/search.png."""
-    import keras
+@dataclass
+class _Context:
+    """What every candidate point's designs need: the backbone, its graph, the splits and the target. Built once
+    in this process, or once per Ray worker (_worker_context) from the same `_Spec`."""
+    base: object
+    g: _Graph
+    order: list
+    types: dict
+    input_name: str
+    final_name: str
+    num_classes: int
+    x: np.ndarray
+    y: np.ndarray
+    xv: np.ndarray
+    yv: np.ndarray
+    final_pred: np.ndarray
+    final_acc: float
+    full_macs: int
+    backbone_weights: int
+    backbone_ram: int
 
-    from tinyexit.boards import load_board
+
+@dataclass(frozen=True)
+class _Spec:
+    """How to build a _Context anywhere: the source as a path, the data, the config."""
+    source: str
+    task: str | None
+    data: str | None
+    from_run: str | None
+    config: SearchConfig
+
+
+@dataclass(frozen=True)
+class _PointJob:
+    index: int
+    candidate: dict
+    target: float
+
+
+def _context(original, meta, classes, config: SearchConfig) -> _Context:
     from tinyexit.models import layer_macs
     from tinyexit.train import cap_examples
 
-    t0 = time.time()
-    if (accuracy_target is None) == (max_drop is None):
-        raise TinyexitError("give exactly one of --accuracy-target (absolute, e.g. 0.9) or --max-drop (e.g. 0.01)")
-    if budget is None:
-        budget = Budget.of_board(load_board(board) if isinstance(board, str) else board)
-    original, path, (meta, classes, data_report), from_run = _source(source, task, data, from_run)
     base = backbone_model(original)
     num_classes = int(base.outputs[0].shape[-1])
     if num_classes != len(classes):
@@ -224,85 +249,157 @@ def search(source, *, board: str | object = "nrf52840", accuracy_target: float |
     types = {n: type(op).__name__ for n, t in g.tensor.items() for op in [t._keras_history.operation]}
     final_name = base.outputs[0]._keras_history.operation.name
     input_name = next(iter(g.input_names))
-    full_macs = int(sum(layer_macs(base.get_layer(n)) for n in order if n not in g.input_names))
-    backbone_weights = estimate_weight_bytes(base.get_layer(n) for n in order if n not in g.input_names)
-    backbone_ram = peak_activation_bytes(g, types, [n for n in order if n not in g.input_names], input_name, final_name)
+    layers = [n for n in order if n not in g.input_names]
+    x, y = split_from_recipe(meta, "train")
+    xv, yv = split_from_recipe(meta, "validation")
+    x, y = cap_examples(x, y, config.max_train, config.seed)
+    final_pred = np.argmax(base.predict(xv, batch_size=256, verbose=0), -1)
+    return _Context(base, g, order, types, input_name, final_name, num_classes, x, y, xv, yv, final_pred,
+                    float(np.mean(final_pred == yv)), int(sum(layer_macs(base.get_layer(n)) for n in layers)),
+                    estimate_weight_bytes(base.get_layer(n) for n in layers),
+                    peak_activation_bytes(g, types, layers, input_name, final_name))
 
-    cands = [c for c in candidate_points(base)
+
+_WORKER: dict = {}      # a Ray worker's context, built on its first job and kept for the next ones
+
+
+def _worker_context(spec: _Spec) -> _Context:
+    if _WORKER.get("spec") != spec:
+        from tinyexit import logs
+        logs.install()        # a Ray worker is a fresh process: quiet TensorFlow there too
+        original, _, (meta, classes, _), _ = _source(spec.source, spec.task, spec.data, spec.from_run)
+        _WORKER.update(spec=spec, ctx=_context(original, meta, classes, spec.config))
+    return _WORKER["ctx"]
+
+
+def _point_on_worker(spec: _Spec, job: _PointJob) -> list[tuple[dict, dict | None]]:
+    return _point_designs(_worker_context(spec), job.candidate, spec.config, job.target)
+
+
+def _point_designs(ctx: _Context, c: dict, config: SearchConfig, target: float) -> list[tuple[dict, dict | None]]:
+    """The designs (exit point `c` x each head width) with their policy curves (None for an excluded width)."""
+    import keras
+
+    from tinyexit.models import layer_macs
+
+    g, types, order = ctx.g, ctx.types, ctx.order
+    tc = HeadTrainConfig(epochs=config.epochs, batch_size=config.batch_size, seed=config.seed)
+    p = c["point"]
+    f_tr, f_va = _Features(ctx.base, p, ctx.x), _Features(ctx.base, p, ctx.xv)
+    seg0 = _topo(g, g.ancestors(p) - g.input_names, order)
+    seg1 = _topo(g, g.ancestors(ctx.final_name) - g.ancestors(p), order)
+    ram_segs = max(peak_activation_bytes(g, types, seg0, ctx.input_name, p),
+                   peak_activation_bytes(g, types, seg1, p, ctx.final_name))
+    channels = c["shape"][-1]
+    out: list[tuple[dict, dict | None]] = []
+    for w in config.widths:
+        cfg = HeadConfig(w, config.kind)
+        name = f"{p}@{w}"
+        try:
+            rcfg = cfg.resolved(channels)
+        except TinyexitError as e:
+            out.append(({"name": name, "point": p, "width": w, "kind": config.kind, "excluded": str(e)}, None))
+            continue
+        head, _ = train_head(f_tr, f_va, ctx.y, ctx.yv, "exit1", cfg, ctx.num_classes, tc)
+        hg = _Graph(head.outputs[0])
+        horder = [lay.name for lay in head.layers if lay.name in hg.tensor and lay.name not in hg.input_names]
+        htypes = {n: type(t._keras_history.operation).__name__ for n, t in hg.tensor.items()}
+        head_macs = int(sum(layer_macs(head.get_layer(n)) for n in horder))
+        head_weights = estimate_weight_bytes(head.get_layer(n) for n in horder)
+        head_ram = peak_activation_bytes(hg, htypes, horder, next(iter(hg.input_names)), "exit1")
+        probs = head.predict(f_va.cached if f_va.cached is not None else f_va.dataset(ctx.yv, 256, False)[0],
+                             verbose=0)[0]
+        exit_pred = np.argmax(probs, -1)
+        m_exit, m_full = c["macs_to_point"] + head_macs, ctx.full_macs + head_macs
+        curve = operating_points(probs.max(-1), exit_pred, ctx.final_pred, ctx.yv, m_exit, m_full)
+        j = pick_threshold(curve, target)
+        d = {"name": name, "point": p, "width": w, "kind": rcfg.kind, "point_shape": c["shape"],
+             "exit_accuracy": float(np.mean(exit_pred == ctx.yv)), "macs_to_exit": int(m_exit), "head_macs": head_macs,
+             "full_macs": int(m_full), "weight_bytes": ctx.backbone_weights + head_weights,
+             "flash_bytes": ctx.backbone_weights + head_weights + config.code_bytes,
+             "ram_bytes": int(max(ram_segs, head_ram))}
+        if j is None:
+            d.update(threshold=None, exit_rate=None, accuracy=None, expected_macs=None,
+                     excluded=f"accuracy target {target:.4f} not reached at any threshold (never exiting gives "
+                              f"{ctx.final_acc:.4f})")
+        else:
+            d.update(threshold=float(curve["threshold"][j]), exit_rate=float(curve["exit_rate"][j]),
+                     accuracy=float(curve["accuracy"][j]), expected_macs=float(curve["expected_macs"][j]))
+        out.append((d, curve))
+        keras.backend.clear_session()
+    return out
+
+
+def search(source, *, board: str | object = "nrf52840", accuracy_target: float | None = None,
+           max_drop: float | None = None, out: str | Path, config: SearchConfig = SearchConfig(),
+           task: str | None = None, data: str | Path | None = None, from_run: str | Path | None = None,
+           budget: Budget | None = None, log: Callable[[str], None] = print, workers: int = 1,
+           address: str | None = None) -> dict:
+    """Search exit point x head width for one early exit on `source` (a run directory, whose exits are
+    dropped, or a .keras model with task/data). The accuracy target is absolute (`accuracy_target`) or the
+    backbone's validation accuracy minus `max_drop`. Writes `out`/search.json and `out`/search.png.
+    workers > 1 or an `address`: each candidate point (its head widths) is a Ray task (tinyexit.parallel), on a
+    local Ray with `workers` CPUs or the cluster at `address`; each worker loads the source and the data once."""
+    from tinyexit.boards import load_board
+    from tinyexit.parallel import run_jobs
+
+    t0 = time.time()
+    if (accuracy_target is None) == (max_drop is None):
+        raise TinyexitError("give exactly one of --accuracy-target (absolute, e.g. 0.9) or --max-drop (e.g. 0.01)")
+    fan_out = workers != 1 or address is not None
+    if fan_out and not isinstance(source, (str, Path)):
+        raise TinyexitError("a search on Ray workers needs the source as a path (a run or a .keras file): workers "
+                            "load it themselves; or run with workers=1")
+    if budget is None:
+        budget = Budget.of_board(load_board(board) if isinstance(board, str) else board)
+    original, path, (meta, classes, data_report), from_run = _source(source, task, data, from_run)
+    ctx = _context(original, meta, classes, config)
+    full_macs, final_acc = ctx.full_macs, ctx.final_acc
+    cands = [c for c in candidate_points(ctx.base)
              if config.min_macs_fraction * full_macs <= c["macs_to_point"] <= config.max_macs_fraction * full_macs]
     cands = _spread(cands, config.max_points)
     if not cands:
         raise TinyexitError("no candidate exit point between "
                             f"{config.min_macs_fraction:.0%} and {config.max_macs_fraction:.0%} of the backbone's MACs")
 
-    log(f"data: {data_report['source']}; {len(cands)} exit points x {len(config.widths)} widths; budget {budget.source}")
-    x, y = split_from_recipe(meta, "train")
-    xv, yv = split_from_recipe(meta, "validation")
-    x, y = cap_examples(x, y, config.max_train, config.seed)
-    final_val = base.predict(xv, batch_size=256, verbose=0)
-    final_pred = np.argmax(final_val, -1)
-    final_acc = float(np.mean(final_pred == yv))
+    log(f"data: {data_report['source']}; {len(cands)} exit points x {len(config.widths)} widths; budget {budget.source}"
+        + (f"; points on {'the Ray cluster at ' + address if address else f'{workers} Ray workers'}" if fan_out else ""))
+    y, yv = ctx.y, ctx.yv
     target = float(accuracy_target) if accuracy_target is not None else final_acc - float(max_drop)
     log(f"backbone: {full_macs:,} MACs, validation accuracy {final_acc:.4f}; accuracy target {target:.4f}")
 
-    tc = HeadTrainConfig(epochs=config.epochs, batch_size=config.batch_size, seed=config.seed)
     designs = [{"name": "no_exit", "point": None, "width": None, "kind": None, "exit_accuracy": None,
                 "macs_to_exit": full_macs, "head_macs": 0, "full_macs": full_macs,
-                "flash_bytes": backbone_weights + config.code_bytes, "weight_bytes": backbone_weights,
-                "ram_bytes": backbone_ram, "threshold": None, "exit_rate": 0.0, "accuracy": final_acc,
+                "flash_bytes": ctx.backbone_weights + config.code_bytes, "weight_bytes": ctx.backbone_weights,
+                "ram_bytes": ctx.backbone_ram, "threshold": None, "exit_rate": 0.0, "accuracy": final_acc,
                 "expected_macs": float(full_macs)}]
     curves = {"no_exit": {"accuracy": np.array([final_acc]), "expected_macs": np.array([float(full_macs)]),
                           "exit_rate": np.array([0.0]), "threshold": np.array([np.inf])}}
-    total = len(cands) * len(config.widths)
-    done = 0
-    for c in cands:
-        p = c["point"]
-        f_tr, f_va = _Features(base, p, x), _Features(base, p, xv)
-        seg0 = _topo(g, g.ancestors(p) - g.input_names, order)
-        seg1 = _topo(g, g.ancestors(final_name) - g.ancestors(p), order)
-        ram_segs = max(peak_activation_bytes(g, types, seg0, input_name, p),
-                       peak_activation_bytes(g, types, seg1, p, final_name))
-        channels = c["shape"][-1]
-        for w in config.widths:
+    done, total = 0, len(cands) * len(config.widths)
+
+    def add(res: list[tuple[dict, dict | None]]) -> None:
+        nonlocal done
+        for d, curve in res:
             done += 1
-            cfg = HeadConfig(w, config.kind)
-            name = f"{p}@{w}"
-            try:
-                rcfg = cfg.resolved(channels)
-            except TinyexitError as e:
-                designs.append({"name": name, "point": p, "width": w, "kind": config.kind, "excluded": str(e)})
-                continue
-            head, _ = train_head(f_tr, f_va, y, yv, "exit1", cfg, num_classes, tc)
-            hg = _Graph(head.outputs[0])
-            horder = [lay.name for lay in head.layers if lay.name in hg.tensor and lay.name not in hg.input_names]
-            htypes = {n: type(t._keras_history.operation).__name__ for n, t in hg.tensor.items()}
-            head_macs = int(sum(layer_macs(head.get_layer(n)) for n in horder))
-            head_weights = estimate_weight_bytes(head.get_layer(n) for n in horder)
-            head_ram = peak_activation_bytes(hg, htypes, horder, next(iter(hg.input_names)), "exit1")
-            probs = head.predict(f_va.cached if f_va.cached is not None else f_va.dataset(yv, 256, False)[0],
-                                 verbose=0)[0]
-            exit_pred = np.argmax(probs, -1)
-            m_exit, m_full = c["macs_to_point"] + head_macs, full_macs + head_macs
-            curve = operating_points(probs.max(-1), exit_pred, final_pred, yv, m_exit, m_full)
-            j = pick_threshold(curve, target)
-            d = {"name": name, "point": p, "width": w, "kind": rcfg.kind, "point_shape": c["shape"],
-                 "exit_accuracy": float(np.mean(exit_pred == yv)), "macs_to_exit": int(m_exit), "head_macs": head_macs,
-                 "full_macs": int(m_full), "weight_bytes": backbone_weights + head_weights,
-                 "flash_bytes": backbone_weights + head_weights + config.code_bytes,
-                 "ram_bytes": int(max(ram_segs, head_ram))}
-            if j is None:
-                d.update(threshold=None, exit_rate=None, accuracy=None, expected_macs=None,
-                         excluded=f"accuracy target {target:.4f} not reached at any threshold (never exiting gives "
-                                  f"{final_acc:.4f})")
-            else:
-                d.update(threshold=float(curve["threshold"][j]), exit_rate=float(curve["exit_rate"][j]),
-                         accuracy=float(curve["accuracy"][j]), expected_macs=float(curve["expected_macs"][j]))
-            curves[name] = curve
             designs.append(d)
-            log(f"  [{done}/{total}] {name:<24} exit acc {d['exit_accuracy']:.3f}  MACs to exit {m_exit:>10,}  "
-                + (f"at target: exit rate {d['exit_rate']:.2f}, expected MACs {d['expected_macs']:>12,.0f}"
-                   if j is not None else "target not reachable"))
-            keras.backend.clear_session()
+            if curve is None:
+                continue
+            curves[d["name"]] = curve
+            log(f"  [{done}/{total}] {d['name']:<24} exit acc {d['exit_accuracy']:.3f}  MACs to exit "
+                f"{d['macs_to_exit']:>10,}  " + (f"at target: exit rate {d['exit_rate']:.2f}, expected MACs "
+                                                 f"{d['expected_macs']:>12,.0f}" if d["threshold"] is not None
+                                                 else "target not reachable"))
+
+    jobs = [_PointJob(k, c, target) for k, c in enumerate(cands)]
+    if fan_out:
+        spec = _Spec(str(path if path else source), task, None if data is None else str(data),
+                     None if from_run is None else str(from_run), config)
+        for res in run_jobs(partial(_point_on_worker, spec), jobs, workers=workers, address=address,
+                            desc="search", unit="point"):
+            add(res)
+    else:
+        for job in jobs:
+            add(_point_designs(ctx, job.candidate, config, target))
     for d in designs:
         if d.get("excluded") or "flash_bytes" not in d:
             continue
@@ -335,8 +432,8 @@ def search(source, *, board: str | object = "nrf52840", accuracy_target: float |
         "budget": asdict(budget), "accuracy_target": target, "target_rule": (
             f"absolute {accuracy_target}" if accuracy_target is not None else f"backbone validation accuracy - {max_drop}"),
         "policy": "max_softmax (float, validation split)", "backbone": {
-            "validation_accuracy": final_acc, "macs": full_macs, "weight_bytes": backbone_weights,
-            "ram_bytes": backbone_ram},
+            "validation_accuracy": final_acc, "macs": full_macs, "weight_bytes": ctx.backbone_weights,
+            "ram_bytes": ctx.backbone_ram},
         "config": asdict(config), "validation_examples": int(len(yv)), "train_examples": int(len(y)),
         "designs": designs, "pareto_front": front, "chosen": chosen["name"],
         "wall_time_s": round(time.time() - t0, 1), "plot": "search.png",
