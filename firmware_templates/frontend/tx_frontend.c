@@ -10,7 +10,21 @@
 
 #define HALF_FFT (TX_FE_FFT_LENGTH / 2)                   /* 256: the complex FFT's length */
 #define OVERLAP (TX_FE_FRAME_LENGTH - TX_FE_FRAME_STEP)   /* 160 samples shared by consecutive frames */
-#define NUM_BINS (TX_FE_LAST_BIN - TX_FE_FIRST_BIN + 1)   /* the FFT bins any mel weight reads */
+
+/* Step markers for tinyexit.frontend.step_profile: with TX_FE_PROFILE the bench defines tx_fe_mark0..6 (empty,
+ * not inlined) and the emulator counts the instructions between consecutive marks; without it they vanish. */
+#ifdef TX_FE_PROFILE
+void tx_fe_mark0(void);
+void tx_fe_mark1(void);
+void tx_fe_mark2(void);
+void tx_fe_mark3(void);
+void tx_fe_mark4(void);
+void tx_fe_mark5(void);
+void tx_fe_mark6(void);
+#define FE_MARK(k) tx_fe_mark##k()
+#else
+#define FE_MARK(k) ((void)0)
+#endif
 
 /* Square root: correctly rounded (IEEE) on both sides, so host and firmware agree bit for bit. On a core with
  * a single-precision FPU, the VSQRT instruction: sqrtf would call newlib's libm (errno handling), which the
@@ -56,107 +70,145 @@ static float fe_log(float x)
   return z + 0.693359375f * (float)e;
 }
 
-/* In-place complex FFT of HALF_FFT = 256 points (re, im interleaved), radix 2, decimation in time, on input
- * already in bit-reversed order (compute_frame writes it so). The 8 radix-2 stages run as 4 passes of two
- * stages each (radix 2^2: the same butterflies, each value loaded and stored once per pass):
- *   stages 2 and 4 have the twiddles 1 and -i: no multiplications;
- *   stages L and 2L (L = 8, 32, 128, h = L / 2) over the values b + j, + h, + 2h, + 3h (b a multiple of 4h,
- *   j < h): stage L pairs (0, h) and (2h, 3h), both with W_L^j; stage 2L pairs (0, 2h) with W_2L^j and
- *   (h, 3h) with W_2L^(j+h) = -i W_2L^j (the rotation is exact: a swap and a sign).
- * W_L^j = W512^(j 512 / L), read from tx_fe_cos / tx_fe_sin (W512^k = cos - i sin of 2 pi k / 512) at an index
- * below 256 since j < L / 2. */
-static void fft_complex(float *a)
+/* Radix-4 passes of the 256-point complex FFT, decimation in time, in place on a (re, im interleaved): on
+ * entry a holds the 64 4-point DFTs of the first pass (compute_frame), in base-4 digit-reversed order, so the
+ * output comes out in natural order. The pass of span L = 4q (q = 4, 16, 64) turns the four length-q DFTs of
+ * each group of L values into one length-L DFT: value j of sub-DFT r (r = 0..3) times W_L^(r j), then the
+ * 4-point DFT across r (W4 = -i: no multiplications). The twiddles W_L^j, W_L^2j, W_L^3j of every (pass, j)
+ * are read in order from tx_fe_twiddle (6 floats each). */
+static void fft_radix4(float *a)
 {
-  uint32_t i, j, b, len;
-  for (i = 0; i < 2 * HALF_FFT; i += 8) {
-    float *x = a + i;
-    const float b0r = x[0] + x[2], b0i = x[1] + x[3], b1r = x[0] - x[2], b1i = x[1] - x[3];
-    const float b2r = x[4] + x[6], b2i = x[5] + x[7], b3r = x[4] - x[6], b3i = x[5] - x[7];
-    x[0] = b0r + b2r;   /* j = 0: twiddle 1 */
-    x[1] = b0i + b2i;
-    x[4] = b0r - b2r;
-    x[5] = b0i - b2i;
-    x[2] = b1r + b3i;   /* j = 1: twiddle -i, (-i) b3 = (b3i, -b3r) */
-    x[3] = b1i - b3r;
-    x[6] = b1r - b3i;
-    x[7] = b1i + b3r;
-  }
-  for (len = 8; len <= HALF_FFT / 2; len <<= 2) {
-    const uint32_t h = len >> 1, s1 = TX_FE_FFT_LENGTH / len, s2 = TX_FE_FFT_LENGTH / (2 * len);
-    for (j = 0; j < h; j++) {
-      const float w1r = tx_fe_cos[j * s1], w1i = -tx_fe_sin[j * s1];
-      const float w2r = tx_fe_cos[j * s2], w2i = -tx_fe_sin[j * s2];
-      for (b = j; b < HALF_FFT; b += 4 * h) {
-        float *p0 = a + 2 * b, *p1 = p0 + 2 * h, *p2 = p0 + 4 * h, *p3 = p0 + 6 * h;
-        const float x0r = p0[0], x0i = p0[1], x1r = p1[0], x1i = p1[1];
-        const float x2r = p2[0], x2i = p2[1], x3r = p3[0], x3i = p3[1];
-        /* stage len: (0, h) and (2h, 3h) with w1 */
-        const float t1r = w1r * x1r - w1i * x1i, t1i = w1r * x1i + w1i * x1r;
-        const float t3r = w1r * x3r - w1i * x3i, t3i = w1r * x3i + w1i * x3r;
-        const float y0r = x0r + t1r, y0i = x0i + t1i, y1r = x0r - t1r, y1i = x0i - t1i;
-        const float y2r = x2r + t3r, y2i = x2i + t3i, y3r = x2r - t3r, y3i = x2i - t3i;
-        /* stage 2 len: (0, 2h) with w2, (h, 3h) with -i w2 */
-        const float u2r = w2r * y2r - w2i * y2i, u2i = w2r * y2i + w2i * y2r;
-        const float v3r = w2r * y3r - w2i * y3i, v3i = w2r * y3i + w2i * y3r;
-        p0[0] = y0r + u2r;
-        p0[1] = y0i + u2i;
-        p2[0] = y0r - u2r;
-        p2[1] = y0i - u2i;
-        p1[0] = y1r + v3i;   /* (-i) v3 = (v3i, -v3r) */
-        p1[1] = y1i - v3r;
-        p3[0] = y1r - v3i;
-        p3[1] = y1i + v3r;
+  const float *w = tx_fe_twiddle;
+  uint32_t q, j, b;
+  for (q = 4; q < HALF_FFT; q <<= 2) {
+    for (j = 0; j < q; j++, w += 6) {
+      const float w1r = w[0], w1i = w[1], w2r = w[2], w2i = w[3], w3r = w[4], w3i = w[5];
+      for (b = 2 * j; b < 2 * HALF_FFT; b += 8 * q) {
+        float *p0 = a + b, *p1 = p0 + 2 * q, *p2 = p1 + 2 * q, *p3 = p2 + 2 * q;
+        const float x0r = p0[0], x0i = p0[1];
+        const float x1r = p1[0] * w1r - p1[1] * w1i, x1i = p1[0] * w1i + p1[1] * w1r;
+        const float x2r = p2[0] * w2r - p2[1] * w2i, x2i = p2[0] * w2i + p2[1] * w2r;
+        const float x3r = p3[0] * w3r - p3[1] * w3i, x3i = p3[0] * w3i + p3[1] * w3r;
+        const float t0r = x0r + x2r, t0i = x0i + x2i, t1r = x0r - x2r, t1i = x0i - x2i;
+        const float t2r = x1r + x3r, t2i = x1i + x3i, t3r = x1r - x3r, t3i = x1i - x3i;
+        p0[0] = t0r + t2r;
+        p0[1] = t0i + t2i;
+        p2[0] = t0r - t2r;
+        p2[1] = t0i - t2i;
+        p1[0] = t1r + t3i;   /* t1 + (-i) t3, (-i) t3 = (t3i, -t3r) */
+        p1[1] = t1i - t3r;
+        p3[0] = t1r - t3i;   /* t1 + i t3 */
+        p3[1] = t1i + t3r;
       }
     }
   }
 }
 
-/* One frame: the 480 raw samples in s->pcm -> 10 MFCCs in out. The 512 real inputs (windowed frame, then
- * 32 zeros) read as 256 complex values z[m] = x[2m] + i x[2m+1] are exactly the interleaved array; after the
- * 256-point FFT Z, bin k of the real FFT is X[k] = E + W512^k O with E = (Z[k] + conj Z[256-k]) / 2,
- * O = (Z[k] - conj Z[256-k]) / 2i. Only bins FIRST..LAST (those with a mel weight) are formed. The windowed
- * samples are written straight to their bit-reversed places (tx_fe_bitrev), which the FFT expects. */
+/* One frame: the 480 raw samples in s->pcm (then 32 zeros) -> 10 MFCCs in out.
+ *
+ * FFT: the 512 real inputs read as 256 complex values z[m] = x[2m] + i x[2m+1]. The first radix-4 pass reads
+ * them straight from the samples, windowed (pcm times hann, both zero beyond 480): its block q is the 4-point
+ * DFT of z[m0 + 64 r], r = 0..3, m0 = tx_fe_digitrev[q] (q's three base-4 digits reversed), which is where a
+ * digit-reversed radix-4 FFT wants it; fft_radix4 does the other three passes. After the 256-point FFT Z, bin k
+ * of the real FFT is X[k] = E + W512^k O with E = (Z[k] + conj Z[256-k]) / 2, O = (Z[k] - conj Z[256-k]) / 2i;
+ * only bins FIRST..LAST (those with a mel weight) are formed, and without the two halves: 2 X[k].
+ *
+ * Scale: TensorFlow divides the samples by the level first; here the samples stay in int16 units and the
+ * level (and the 1/2 of E and O) is applied to the 40 mel energies: one multiplication each instead of 480
+ * divisions. Linear, so only the rounding differs (by a few ulp, far below an int8 step of the features).
+ *
+ * Mel: each bin k has weight for at most two consecutive mel bins, s - 1 (falling edge) and s (rising edge),
+ * with its segment s = s(k) non-decreasing in k (tinyexit.frontend.tables checks it): the bins of segment s
+ * end at tx_fe_mel_end[s]; tx_fe_mel_down / tx_fe_mel_up hold bin k's weights for s - 1 and s (0 where it has
+ * none: adding 0 * m = +0 leaves a sum unchanged). Mel bin s - 1 is complete at the end of segment s. */
 static void compute_frame(tx_frontend_state *s, float level, float out[TX_FE_NUM_MFCC])
 {
-  float mag[NUM_BINS], logmel[TX_FE_NUM_MEL];
+  float logmel[TX_FE_NUM_MEL];
   float *a = s->fft;
-  uint32_t i, k, c, w;
+  const float scale = 0.5f / level;
+  uint32_t q, k, c, seg;
+  float lo;
 
-  /* as TensorFlow: (x / level) first, then times the window (same float operations, same order); complex
-   * value m = samples 2m and 2m + 1; m >= 240 are the zero padding */
-  for (i = 0; i < TX_FE_FRAME_LENGTH / 2; i++) {
-    float *z = a + 2 * tx_fe_bitrev[i];
-    z[0] = ((float)s->pcm[2 * i] / level) * tx_fe_hann[2 * i];
-    z[1] = ((float)s->pcm[2 * i + 1] / level) * tx_fe_hann[2 * i + 1];
+  FE_MARK(0);
+  for (q = 0; q < HALF_FFT / 4; q++) {
+    const uint32_t m = 2u * tx_fe_digitrev[q];    /* the sample index of complex value m0 */
+    const int16_t *x = s->pcm + m;
+    const float *h = tx_fe_hann + m;
+    float *y = a + 8 * q;
+    /* z[m0 + 64 r] = samples m + 128 r and m + 128 r + 1 */
+    const float z0r = (float)x[0] * h[0], z0i = (float)x[1] * h[1];
+    const float z1r = (float)x[128] * h[128], z1i = (float)x[129] * h[129];
+    const float z2r = (float)x[256] * h[256], z2i = (float)x[257] * h[257];
+    const float z3r = (float)x[384] * h[384], z3i = (float)x[385] * h[385];
+    const float t0r = z0r + z2r, t0i = z0i + z2i, t1r = z0r - z2r, t1i = z0i - z2i;
+    const float t2r = z1r + z3r, t2i = z1i + z3i, t3r = z1r - z3r, t3i = z1i - z3i;
+    y[0] = t0r + t2r;
+    y[1] = t0i + t2i;
+    y[2] = t1r + t3i;
+    y[3] = t1i - t3r;
+    y[4] = t0r - t2r;
+    y[5] = t0i - t2i;
+    y[6] = t1r - t3i;
+    y[7] = t1i + t3r;
   }
-  for (; i < HALF_FFT; i++) {
-    float *z = a + 2 * tx_fe_bitrev[i];
-    z[0] = z[1] = 0.0f;
+  FE_MARK(1);
+  fft_radix4(a);
+  FE_MARK(2);
+  lo = 0.0f;
+  k = TX_FE_FIRST_BIN;
+  for (seg = 0; seg <= TX_FE_NUM_MEL; seg++) {
+    float hi = 0.0f;
+    for (; k < tx_fe_mel_end[seg]; k++) {
+      const uint32_t m = (HALF_FFT - k) & (HALF_FFT - 1);   /* 256 - k (k >= 1) */
+      const float *w = tx_fe_split + 2 * (k - TX_FE_FIRST_BIN);
+      const float ar = a[2 * k], ai = a[2 * k + 1], br = a[2 * m], bi = a[2 * m + 1];
+      /* 2E = A + conj B, 2O = (A - conj B) / i = (ai + bi, br - ar) */
+      const float er = ar + br, ei = ai - bi, or_ = ai + bi, oi = br - ar;
+      const float xr = er + (w[0] * or_ - w[1] * oi);
+      const float xi = ei + (w[0] * oi + w[1] * or_);
+      const float mag = fe_sqrt(xr * xr + xi * xi);
+      lo += tx_fe_mel_down[k - TX_FE_FIRST_BIN] * mag;
+      hi += tx_fe_mel_up[k - TX_FE_FIRST_BIN] * mag;
+    }
+    if (seg > 0) logmel[seg - 1] = lo;
+    lo = hi;
   }
-  fft_complex(a);
-  for (k = TX_FE_FIRST_BIN; k <= TX_FE_LAST_BIN; k++) {
-    const uint32_t m = (HALF_FFT - k) & (HALF_FFT - 1);   /* 256 - k, and 0 for k = 0 */
-    const float ar = a[2 * k], ai = a[2 * k + 1], br = a[2 * m], bi = -a[2 * m + 1];
-    const float er = 0.5f * (ar + br), ei = 0.5f * (ai + bi);
-    const float or_ = 0.5f * (ai - bi), oi = -0.5f * (ar - br);
-    const float cr = tx_fe_cos[k], ci = -tx_fe_sin[k];
-    const float xr = er + (cr * or_ - ci * oi);
-    const float xi = ei + (cr * oi + ci * or_);
-    mag[k - TX_FE_FIRST_BIN] = fe_sqrt(xr * xr + xi * xi);
+  FE_MARK(3);
+  for (c = 0; c < TX_FE_NUM_MEL; c++) logmel[c] = logmel[c] * scale + 1e-6f;
+  FE_MARK(4);
+  for (c = 0; c < TX_FE_NUM_MEL; c++) logmel[c] = fe_log(logmel[c]);
+  FE_MARK(5);
+  {
+    /* DCT-II: row c of the matrix is symmetric in n <-> 39 - n for even c and antisymmetric for odd c, so
+     * out[c] = sum over n < 20 of dct[n][c] (logmel[n] +- logmel[39 - n]); ten sums kept in registers */
+    float o0 = 0.0f, o1 = 0.0f, o2 = 0.0f, o3 = 0.0f, o4 = 0.0f, o5 = 0.0f, o6 = 0.0f, o7 = 0.0f, o8 = 0.0f,
+          o9 = 0.0f;
+    for (k = 0; k < TX_FE_NUM_MEL / 2; k++) {
+      const float *d = tx_fe_dct_half[k];
+      const float sp = logmel[k] + logmel[TX_FE_NUM_MEL - 1 - k], sm = logmel[k] - logmel[TX_FE_NUM_MEL - 1 - k];
+      o0 += d[0] * sp;
+      o1 += d[1] * sm;
+      o2 += d[2] * sp;
+      o3 += d[3] * sm;
+      o4 += d[4] * sp;
+      o5 += d[5] * sm;
+      o6 += d[6] * sp;
+      o7 += d[7] * sm;
+      o8 += d[8] * sp;
+      o9 += d[9] * sm;
+    }
+    out[0] = o0;
+    out[1] = o1;
+    out[2] = o2;
+    out[3] = o3;
+    out[4] = o4;
+    out[5] = o5;
+    out[6] = o6;
+    out[7] = o7;
+    out[8] = o8;
+    out[9] = o9;
   }
-  /* mel bin j: the weights tx_fe_mel_weight[w ..] of the bins tx_fe_mel_start[j] .. (packed, in order) */
-  for (c = 0, w = 0; c < TX_FE_NUM_MEL; c++) {
-    const float *m = mag + (tx_fe_mel_start[c] - TX_FE_FIRST_BIN);
-    float acc = 0.0f;
-    for (k = 0; k < tx_fe_mel_count[c]; k++) acc += tx_fe_mel_weight[w + k] * m[k];
-    w += tx_fe_mel_count[c];
-    logmel[c] = fe_log(acc + 1e-6f);
-  }
-  for (c = 0; c < TX_FE_NUM_MFCC; c++) {
-    float acc = 0.0f;
-    for (k = 0; k < TX_FE_NUM_MEL; k++) acc += tx_fe_dct[c][k] * logmel[k];
-    out[c] = acc;
-  }
+  FE_MARK(6);
 }
 
 static void reset(tx_frontend_state *s, int32_t mode)
@@ -202,7 +254,7 @@ uint32_t tx_frontend_push(tx_frontend_state *s, const int16_t *pcm, size_t n)
       for (i = 0; i < take; i++)
         if ((float)pcm[i] > s->peak) s->peak = (float)pcm[i];
     }
-    for (i = 0; i < take; i++) s->pcm[s->fill + i] = pcm[i];
+    memcpy(s->pcm + s->fill, pcm, take * sizeof *pcm);
     s->fill += (uint32_t)take;
     pcm += take;
     n -= take;
@@ -212,7 +264,7 @@ uint32_t tx_frontend_push(tx_frontend_state *s, const int16_t *pcm, size_t n)
       s->head = s->head + 1 == TX_FE_NUM_FRAMES ? 0 : s->head + 1;
       s->frames++;
       done++;
-      for (i = 0; i < OVERLAP; i++) s->pcm[i] = s->pcm[TX_FE_FRAME_STEP + i];   /* no overlap: 160 < 320 */
+      memcpy(s->pcm, s->pcm + TX_FE_FRAME_STEP, OVERLAP * sizeof *s->pcm);   /* disjoint: 160 < 320 */
       s->fill = OVERLAP;
       if (s->mode == TX_FE_LEVEL_PEAK) s->peak *= s->decay;
     }

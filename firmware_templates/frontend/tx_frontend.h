@@ -46,8 +46,9 @@ enum { TX_FE_LEVEL_FIXED = 0, TX_FE_LEVEL_PEAK = 1 };
 typedef struct {
   /* The samples of the frame being filled, raw: pcm[0 .. fill) are the latest `fill` samples. Invariant:
    * 0 <= fill < TX_FE_FRAME_LENGTH between calls; after a frame completes its last 160 samples (the
-   * overlap with the next frame) move to the front and fill = 160. */
-  int16_t pcm[TX_FE_FRAME_LENGTH];
+   * overlap with the next frame) move to the front and fill = 160. pcm[480 .. 512) stay 0: the FFT's zero
+   * padding, read in place. */
+  int16_t pcm[TX_FE_FFT_LENGTH];
   uint32_t fill;
   /* The ring of the last 49 frames: ring[head] is the oldest (the next to be overwritten). Before 49
    * frames were computed the older slots hold the features of digital silence. */
