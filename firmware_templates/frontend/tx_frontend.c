@@ -70,35 +70,70 @@ static float fe_log(float x)
   return z + 0.693359375f * (float)e;
 }
 
-/* Radix-4 passes of the 256-point complex FFT, decimation in time, in place on a (re, im interleaved): on
- * entry a holds the 64 4-point DFTs of the first pass (compute_frame), in base-4 digit-reversed order, so the
- * output comes out in natural order. The pass of span L = 4q (q = 4, 16, 64) turns the four length-q DFTs of
- * each group of L values into one length-L DFT: value j of sub-DFT r (r = 0..3) times W_L^(r j), then the
- * 4-point DFT across r (W4 = -i: no multiplications). The twiddles W_L^j, W_L^2j, W_L^3j of every (pass, j)
- * are read in order from tx_fe_twiddle (6 floats each). */
-static void fft_radix4(float *a)
+/* The 4-point DFT y_m = sum_r (-i)^(r m) x_r of (x0..x3) into y0..y3 (each a pair of float names re, im). */
+#define FE_DFT4(x0r, x0i, x1r, x1i, x2r, x2i, x3r, x3i, y0r, y0i, y1r, y1i, y2r, y2i, y3r, y3i)                     \
+  do {                                                                                                           \
+    const float t0r_ = x0r + x2r, t0i_ = x0i + x2i, t1r_ = x0r - x2r, t1i_ = x0i - x2i;                          \
+    const float t2r_ = x1r + x3r, t2i_ = x1i + x3i, t3r_ = x1r - x3r, t3i_ = x1i - x3i;                          \
+    y0r = t0r_ + t2r_;                                                                                           \
+    y0i = t0i_ + t2i_;                                                                                           \
+    y2r = t0r_ - t2r_;                                                                                           \
+    y2i = t0i_ - t2i_;                                                                                           \
+    y1r = t1r_ + t3i_; /* t1 + (-i) t3, (-i) t3 = (t3i, -t3r) */                                                 \
+    y1i = t1i_ - t3r_;                                                                                           \
+    y3r = t1r_ - t3i_; /* t1 + i t3 */                                                                           \
+    y3i = t1i_ + t3r_;                                                                                           \
+  } while (0)
+
+#define SQRT_HALF 0.707106781186547524f   /* cos(pi / 4) */
+
+/* Radix-8 passes of the 256-point complex FFT, decimation in time, in place on a (re, im interleaved): on
+ * entry a holds the 64 4-point DFTs of the first pass (compute_frame) in the order a 4 x 8 x 8 DIT wants, so
+ * the output comes out in natural order. The pass of span L = 8q (q = 4, then 32) turns the eight length-q
+ * DFTs of each group of L values into one length-L DFT: value j of sub-DFT r (r = 0..7) times W_L^(r j), then
+ * the 8-point DFT across r, as two 4-point DFTs (even and odd r) joined by W8^m (1, (1 - i)/sqrt 2, -i,
+ * -(1 + i)/sqrt 2). The twiddles W_L^(r j), r = 1..7, of every (pass, j) are read in order from tx_fe_twiddle
+ * (14 floats each). */
+static void fft_radix8(float *a)
 {
   const float *w = tx_fe_twiddle;
   uint32_t q, j, b;
-  for (q = 4; q < HALF_FFT; q <<= 2) {
-    for (j = 0; j < q; j++, w += 6) {
-      const float w1r = w[0], w1i = w[1], w2r = w[2], w2i = w[3], w3r = w[4], w3i = w[5];
-      for (b = 2 * j; b < 2 * HALF_FFT; b += 8 * q) {
-        float *p0 = a + b, *p1 = p0 + 2 * q, *p2 = p1 + 2 * q, *p3 = p2 + 2 * q;
-        const float x0r = p0[0], x0i = p0[1];
-        const float x1r = p1[0] * w1r - p1[1] * w1i, x1i = p1[0] * w1i + p1[1] * w1r;
-        const float x2r = p2[0] * w2r - p2[1] * w2i, x2i = p2[0] * w2i + p2[1] * w2r;
-        const float x3r = p3[0] * w3r - p3[1] * w3i, x3i = p3[0] * w3i + p3[1] * w3r;
-        const float t0r = x0r + x2r, t0i = x0i + x2i, t1r = x0r - x2r, t1i = x0i - x2i;
-        const float t2r = x1r + x3r, t2i = x1i + x3i, t3r = x1r - x3r, t3i = x1i - x3i;
-        p0[0] = t0r + t2r;
-        p0[1] = t0i + t2i;
-        p2[0] = t0r - t2r;
-        p2[1] = t0i - t2i;
-        p1[0] = t1r + t3i;   /* t1 + (-i) t3, (-i) t3 = (t3i, -t3r) */
-        p1[1] = t1i - t3r;
-        p3[0] = t1r - t3i;   /* t1 + i t3 */
-        p3[1] = t1i + t3r;
+  for (q = 4; q < HALF_FFT; q <<= 3) {
+    for (j = 0; j < q; j++, w += 14) {
+      for (b = 2 * j; b < 2 * HALF_FFT; b += 16 * q) {
+        float *p = a + b;
+        const uint32_t d = 2 * q;   /* floats between the sub-DFTs */
+        float e0r, e0i, e1r, e1i, e2r, e2i, e3r, e3i, o0r, o0i, o1r, o1i, o2r, o2i, o3r, o3i, ur, ui;
+        const float x0r = p[0], x0i = p[1];
+        const float x1r = p[d] * w[0] - p[d + 1] * w[1], x1i = p[d] * w[1] + p[d + 1] * w[0];
+        const float x2r = p[2 * d] * w[2] - p[2 * d + 1] * w[3], x2i = p[2 * d] * w[3] + p[2 * d + 1] * w[2];
+        const float x3r = p[3 * d] * w[4] - p[3 * d + 1] * w[5], x3i = p[3 * d] * w[5] + p[3 * d + 1] * w[4];
+        const float x4r = p[4 * d] * w[6] - p[4 * d + 1] * w[7], x4i = p[4 * d] * w[7] + p[4 * d + 1] * w[6];
+        const float x5r = p[5 * d] * w[8] - p[5 * d + 1] * w[9], x5i = p[5 * d] * w[9] + p[5 * d + 1] * w[8];
+        const float x6r = p[6 * d] * w[10] - p[6 * d + 1] * w[11], x6i = p[6 * d] * w[11] + p[6 * d + 1] * w[10];
+        const float x7r = p[7 * d] * w[12] - p[7 * d + 1] * w[13], x7i = p[7 * d] * w[13] + p[7 * d + 1] * w[12];
+        FE_DFT4(x0r, x0i, x2r, x2i, x4r, x4i, x6r, x6i, e0r, e0i, e1r, e1i, e2r, e2i, e3r, e3i);
+        FE_DFT4(x1r, x1i, x3r, x3i, x5r, x5i, x7r, x7i, o0r, o0i, o1r, o1i, o2r, o2i, o3r, o3i);
+        p[0] = e0r + o0r;
+        p[1] = e0i + o0i;
+        p[4 * d] = e0r - o0r;
+        p[4 * d + 1] = e0i - o0i;
+        ur = (o1r + o1i) * SQRT_HALF;   /* W8 o1 */
+        ui = (o1i - o1r) * SQRT_HALF;
+        p[d] = e1r + ur;
+        p[d + 1] = e1i + ui;
+        p[5 * d] = e1r - ur;
+        p[5 * d + 1] = e1i - ui;
+        p[2 * d] = e2r + o2i;           /* W8^2 o2 = -i o2 = (o2i, -o2r) */
+        p[2 * d + 1] = e2i - o2r;
+        p[6 * d] = e2r - o2i;
+        p[6 * d + 1] = e2i + o2r;
+        ur = (o3i - o3r) * SQRT_HALF;   /* W8^3 o3 */
+        ui = -(o3r + o3i) * SQRT_HALF;
+        p[3 * d] = e3r + ur;
+        p[3 * d + 1] = e3i + ui;
+        p[7 * d] = e3r - ur;
+        p[7 * d + 1] = e3i - ui;
       }
     }
   }
@@ -108,8 +143,8 @@ static void fft_radix4(float *a)
  *
  * FFT: the 512 real inputs read as 256 complex values z[m] = x[2m] + i x[2m+1]. The first radix-4 pass reads
  * them straight from the samples, windowed (pcm times hann, both zero beyond 480): its block q is the 4-point
- * DFT of z[m0 + 64 r], r = 0..3, m0 = tx_fe_digitrev[q] (q's three base-4 digits reversed), which is where a
- * digit-reversed radix-4 FFT wants it; fft_radix4 does the other three passes. After the 256-point FFT Z, bin k
+ * DFT of z[m0 + 64 r], r = 0..3, m0 = tx_fe_digitrev[q] (q's two base-8 digits swapped), which is where the
+ * 4 x 8 x 8 decimation in time wants it; fft_radix8 does the two radix-8 passes. After the 256-point FFT Z, bin k
  * of the real FFT is X[k] = E + W512^k O with E = (Z[k] + conj Z[256-k]) / 2, O = (Z[k] - conj Z[256-k]) / 2i;
  * only bins FIRST..LAST (those with a mel weight) are formed, and without the two halves: 2 X[k].
  *
@@ -119,7 +154,7 @@ static void fft_radix4(float *a)
  *
  * Mel: each bin k has weight for at most two consecutive mel bins, s - 1 (falling edge) and s (rising edge),
  * with its segment s = s(k) non-decreasing in k (tinyexit.frontend.tables checks it): the bins of segment s
- * end at tx_fe_mel_end[s]; tx_fe_mel_down / tx_fe_mel_up hold bin k's weights for s - 1 and s (0 where it has
+ * end at tx_fe_mel_end[s]; tx_fe_bin's row holds bin k's weights for s - 1 and s (0 where it has
  * none: adding 0 * m = +0 leaves a sum unchanged). Mel bin s - 1 is complete at the end of segment s. */
 static void compute_frame(tx_frontend_state *s, float level, float out[TX_FE_NUM_MFCC])
 {
@@ -127,7 +162,6 @@ static void compute_frame(tx_frontend_state *s, float level, float out[TX_FE_NUM
   float *a = s->fft;
   const float scale = 0.5f / level;
   uint32_t q, k, c, seg;
-  float lo;
 
   FE_MARK(0);
   for (q = 0; q < HALF_FFT / 4; q++) {
@@ -140,38 +174,30 @@ static void compute_frame(tx_frontend_state *s, float level, float out[TX_FE_NUM
     const float z1r = (float)x[128] * h[128], z1i = (float)x[129] * h[129];
     const float z2r = (float)x[256] * h[256], z2i = (float)x[257] * h[257];
     const float z3r = (float)x[384] * h[384], z3i = (float)x[385] * h[385];
-    const float t0r = z0r + z2r, t0i = z0i + z2i, t1r = z0r - z2r, t1i = z0i - z2i;
-    const float t2r = z1r + z3r, t2i = z1i + z3i, t3r = z1r - z3r, t3i = z1i - z3i;
-    y[0] = t0r + t2r;
-    y[1] = t0i + t2i;
-    y[2] = t1r + t3i;
-    y[3] = t1i - t3r;
-    y[4] = t0r - t2r;
-    y[5] = t0i - t2i;
-    y[6] = t1r - t3i;
-    y[7] = t1i + t3r;
+    FE_DFT4(z0r, z0i, z1r, z1i, z2r, z2i, z3r, z3i, y[0], y[1], y[2], y[3], y[4], y[5], y[6], y[7]);
   }
   FE_MARK(1);
-  fft_radix4(a);
+  fft_radix8(a);
   FE_MARK(2);
-  lo = 0.0f;
-  k = TX_FE_FIRST_BIN;
-  for (seg = 0; seg <= TX_FE_NUM_MEL; seg++) {
-    float hi = 0.0f;
-    for (; k < tx_fe_mel_end[seg]; k++) {
-      const uint32_t m = (HALF_FFT - k) & (HALF_FFT - 1);   /* 256 - k (k >= 1) */
-      const float *w = tx_fe_split + 2 * (k - TX_FE_FIRST_BIN);
-      const float ar = a[2 * k], ai = a[2 * k + 1], br = a[2 * m], bi = a[2 * m + 1];
-      /* 2E = A + conj B, 2O = (A - conj B) / i = (ai + bi, br - ar) */
-      const float er = ar + br, ei = ai - bi, or_ = ai + bi, oi = br - ar;
-      const float xr = er + (w[0] * or_ - w[1] * oi);
-      const float xi = ei + (w[0] * oi + w[1] * or_);
-      const float mag = fe_sqrt(xr * xr + xi * xi);
-      lo += tx_fe_mel_down[k - TX_FE_FIRST_BIN] * mag;
-      hi += tx_fe_mel_up[k - TX_FE_FIRST_BIN] * mag;
+  {
+    /* bin k: pa = Z[k], pb = Z[256 - k] (k >= 1), t = its row of tx_fe_bin: W512^k (re, im), down, up */
+    const float *pa = a + 2 * TX_FE_FIRST_BIN, *pb = a + 2 * (HALF_FFT - TX_FE_FIRST_BIN), *t = tx_fe_bin[0];
+    float lo = 0.0f;
+    for (seg = 0; seg <= TX_FE_NUM_MEL; seg++) {
+      const float *end = a + 2 * tx_fe_mel_end[seg];
+      float hi = 0.0f;
+      for (; pa < end; pa += 2, pb -= 2, t += 4) {
+        /* 2E = A + conj B, 2O = (A - conj B) / i = (ai + bi, br - ar) */
+        const float er = pa[0] + pb[0], ei = pa[1] - pb[1], or_ = pa[1] + pb[1], oi = pb[0] - pa[0];
+        const float xr = er + (t[0] * or_ - t[1] * oi);
+        const float xi = ei + (t[0] * oi + t[1] * or_);
+        const float mag = fe_sqrt(xr * xr + xi * xi);
+        lo += t[2] * mag;
+        hi += t[3] * mag;
+      }
+      if (seg > 0) logmel[seg - 1] = lo;
+      lo = hi;
     }
-    if (seg > 0) logmel[seg - 1] = lo;
-    lo = hi;
   }
   FE_MARK(3);
   for (c = 0; c < TX_FE_NUM_MEL; c++) logmel[c] = logmel[c] * scale + 1e-6f;
@@ -307,13 +333,16 @@ void tx_frontend_quantize(const float *x, size_t n, float scale, int32_t zero_po
     /* numpy's float32 steps of quantize_array: v = x / scale; r = sign(v) * floor(|v| + 0.5); q = r + zp,
      * saturated. |v| + 0.5 is capped at 256 before the floor: any |r| >= 256 saturates q the same way (the
      * zero point lies in [-128, 127]), and the cap keeps the integer conversion (floor of a non-negative
-     * float: truncation) in range without libm's floorf. x must be finite (features are). */
+     * float: truncation) in range without libm's floorf; r + zp is exact in integers as in float. x must be
+     * finite (features are). */
     const float v = x[i] / scale;
-    float a = (v < 0.0f ? -v : v) + 0.5f, r, q;
+    const int neg = v < 0.0f;
+    float a = (neg ? -v : v) + 0.5f;
+    int32_t r;
     if (a > 256.0f) a = 256.0f;
-    r = (float)(int32_t)a;
-    if (v < 0.0f) r = -r;
-    q = r + (float)zero_point;
-    out[i] = (int8_t)(q < -128.0f ? -128 : (q > 127.0f ? 127 : (int32_t)q));
+    r = (int32_t)a;
+    if (neg) r = -r;
+    r += zero_point;   /* |r| <= 256, zero_point in [-128, 127]: the sum and saturation in integers */
+    out[i] = (int8_t)(r < -128 ? -128 : (r > 127 ? 127 : r));
   }
 }
