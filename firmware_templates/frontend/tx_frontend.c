@@ -94,16 +94,58 @@ static float fe_log(float x)
  * the 8-point DFT across r, as two 4-point DFTs (even and odd r) joined by W8^m (1, (1 - i)/sqrt 2, -i,
  * -(1 + i)/sqrt 2). The twiddles W_L^(r j), r = 1..7, of every (pass, j) are read in order from tx_fe_twiddle
  * (14 floats each). */
+/* The 8-point DFT across r of x_r = (x<r>r, x<r>i), r = 0..7, stored to p[r d], p[r d + 1]: two 4-point DFTs
+ * (even and odd r) joined by W8^m = 1, (1 - i)/sqrt 2, -i, -(1 + i)/sqrt 2. */
+#define FE_DFT8_STORE(p, d)                                                                                     \
+  do {                                                                                                          \
+    float e0r, e0i, e1r, e1i, e2r, e2i, e3r, e3i, o0r, o0i, o1r, o1i, o2r, o2i, o3r, o3i, ur, ui;               \
+    FE_DFT4(x0r, x0i, x2r, x2i, x4r, x4i, x6r, x6i, e0r, e0i, e1r, e1i, e2r, e2i, e3r, e3i);                    \
+    FE_DFT4(x1r, x1i, x3r, x3i, x5r, x5i, x7r, x7i, o0r, o0i, o1r, o1i, o2r, o2i, o3r, o3i);                    \
+    p[0] = e0r + o0r;                                                                                           \
+    p[1] = e0i + o0i;                                                                                           \
+    p[4 * d] = e0r - o0r;                                                                                       \
+    p[4 * d + 1] = e0i - o0i;                                                                                   \
+    ur = (o1r + o1i) * SQRT_HALF; /* W8 o1 */                                                                   \
+    ui = (o1i - o1r) * SQRT_HALF;                                                                               \
+    p[d] = e1r + ur;                                                                                            \
+    p[d + 1] = e1i + ui;                                                                                        \
+    p[5 * d] = e1r - ur;                                                                                        \
+    p[5 * d + 1] = e1i - ui;                                                                                    \
+    p[2 * d] = e2r + o2i; /* W8^2 o2 = -i o2 = (o2i, -o2r) */                                                   \
+    p[2 * d + 1] = e2i - o2r;                                                                                   \
+    p[6 * d] = e2r - o2i;                                                                                       \
+    p[6 * d + 1] = e2i + o2r;                                                                                   \
+    ur = (o3i - o3r) * SQRT_HALF; /* W8^3 o3 */                                                                 \
+    ui = -(o3r + o3i) * SQRT_HALF;                                                                              \
+    p[3 * d] = e3r + ur;                                                                                        \
+    p[3 * d + 1] = e3i + ui;                                                                                    \
+    p[7 * d] = e3r - ur;                                                                                        \
+    p[7 * d + 1] = e3i - ui;                                                                                    \
+  } while (0)
+
+/* Radix-8 passes of the 256-point complex FFT, decimation in time, in place on a (re, im interleaved): on
+ * entry a holds the 64 4-point DFTs of the first pass (compute_frame) in the order a 4 x 8 x 8 DIT wants, so
+ * the output comes out in natural order. The pass of span L = 8q (q = 4, then 32) turns the eight length-q
+ * DFTs of each group of L values into one length-L DFT: value j of sub-DFT r (r = 0..7) times W_L^(r j), then
+ * the 8-point DFT across r. j = 0 (twiddles 1) goes without multiplications; the twiddles W_L^(r j), r = 1..7,
+ * of every (pass, j >= 1) are read in order from tx_fe_twiddle (14 floats each). */
 static void fft_radix8(float *a)
 {
   const float *w = tx_fe_twiddle;
   uint32_t q, j, b;
   for (q = 4; q < HALF_FFT; q <<= 3) {
-    for (j = 0; j < q; j++, w += 14) {
-      for (b = 2 * j; b < 2 * HALF_FFT; b += 16 * q) {
+    const uint32_t d = 2 * q;   /* floats between the sub-DFTs */
+    for (b = 0; b < 2 * HALF_FFT; b += 8 * d) {
+      float *p = a + b;
+      const float x0r = p[0], x0i = p[1], x1r = p[d], x1i = p[d + 1], x2r = p[2 * d], x2i = p[2 * d + 1];
+      const float x3r = p[3 * d], x3i = p[3 * d + 1], x4r = p[4 * d], x4i = p[4 * d + 1];
+      const float x5r = p[5 * d], x5i = p[5 * d + 1], x6r = p[6 * d], x6i = p[6 * d + 1];
+      const float x7r = p[7 * d], x7i = p[7 * d + 1];
+      FE_DFT8_STORE(p, d);
+    }
+    for (j = 1; j < q; j++, w += 14) {
+      for (b = 2 * j; b < 2 * HALF_FFT; b += 8 * d) {
         float *p = a + b;
-        const uint32_t d = 2 * q;   /* floats between the sub-DFTs */
-        float e0r, e0i, e1r, e1i, e2r, e2i, e3r, e3i, o0r, o0i, o1r, o1i, o2r, o2i, o3r, o3i, ur, ui;
         const float x0r = p[0], x0i = p[1];
         const float x1r = p[d] * w[0] - p[d + 1] * w[1], x1i = p[d] * w[1] + p[d + 1] * w[0];
         const float x2r = p[2 * d] * w[2] - p[2 * d + 1] * w[3], x2i = p[2 * d] * w[3] + p[2 * d + 1] * w[2];
@@ -112,39 +154,28 @@ static void fft_radix8(float *a)
         const float x5r = p[5 * d] * w[8] - p[5 * d + 1] * w[9], x5i = p[5 * d] * w[9] + p[5 * d + 1] * w[8];
         const float x6r = p[6 * d] * w[10] - p[6 * d + 1] * w[11], x6i = p[6 * d] * w[11] + p[6 * d + 1] * w[10];
         const float x7r = p[7 * d] * w[12] - p[7 * d + 1] * w[13], x7i = p[7 * d] * w[13] + p[7 * d + 1] * w[12];
-        FE_DFT4(x0r, x0i, x2r, x2i, x4r, x4i, x6r, x6i, e0r, e0i, e1r, e1i, e2r, e2i, e3r, e3i);
-        FE_DFT4(x1r, x1i, x3r, x3i, x5r, x5i, x7r, x7i, o0r, o0i, o1r, o1i, o2r, o2i, o3r, o3i);
-        p[0] = e0r + o0r;
-        p[1] = e0i + o0i;
-        p[4 * d] = e0r - o0r;
-        p[4 * d + 1] = e0i - o0i;
-        ur = (o1r + o1i) * SQRT_HALF;   /* W8 o1 */
-        ui = (o1i - o1r) * SQRT_HALF;
-        p[d] = e1r + ur;
-        p[d + 1] = e1i + ui;
-        p[5 * d] = e1r - ur;
-        p[5 * d + 1] = e1i - ui;
-        p[2 * d] = e2r + o2i;           /* W8^2 o2 = -i o2 = (o2i, -o2r) */
-        p[2 * d + 1] = e2i - o2r;
-        p[6 * d] = e2r - o2i;
-        p[6 * d + 1] = e2i + o2r;
-        ur = (o3i - o3r) * SQRT_HALF;   /* W8^3 o3 */
-        ui = -(o3r + o3i) * SQRT_HALF;
-        p[3 * d] = e3r + ur;
-        p[3 * d + 1] = e3i + ui;
-        p[7 * d] = e3r - ur;
-        p[7 * d + 1] = e3i - ui;
+        FE_DFT8_STORE(p, d);
       }
     }
   }
 }
 
+/* First FFT pass of block (r1, r): the 4-point DFT of z[m0 + 64 n], n = 0..3, m0 = 8 r1 + r, windowed from the
+ * samples x = pcm + 2 m0 (z[m] = samples 2m and 2m + 1, times the window h = hann + 2 m0), into
+ * y = a + 2 (32 r + 4 r1): where the 4 x 8 x 8 decimation in time wants it. Without z3 (samples >= 480: the zero
+ * padding) when m0 >= 48. */
+#define FE_FIRST_BLOCK(Z3R, Z3I)                                                                                \
+  do {                                                                                                          \
+    const float z0r = (float)x[0] * h[0], z0i = (float)x[1] * h[1];                                             \
+    const float z1r = (float)x[128] * h[128], z1i = (float)x[129] * h[129];                                     \
+    const float z2r = (float)x[256] * h[256], z2i = (float)x[257] * h[257];                                     \
+    FE_DFT4(z0r, z0i, z1r, z1i, z2r, z2i, Z3R, Z3I, y[0], y[1], y[2], y[3], y[4], y[5], y[6], y[7]);            \
+  } while (0)
+
 /* One frame: the 480 raw samples in s->pcm (then 32 zeros) -> 10 MFCCs in out.
  *
  * FFT: the 512 real inputs read as 256 complex values z[m] = x[2m] + i x[2m+1]. The first radix-4 pass reads
- * them straight from the samples, windowed (pcm times hann, both zero beyond 480): its block q is the 4-point
- * DFT of z[m0 + 64 r], r = 0..3, m0 = tx_fe_digitrev[q] (q's two base-8 digits swapped), which is where the
- * 4 x 8 x 8 decimation in time wants it; fft_radix8 does the two radix-8 passes. After the 256-point FFT Z, bin k
+ * them straight from the samples, windowed (FE_FIRST_BLOCK); fft_radix8 does the two radix-8 passes. After the 256-point FFT Z, bin k
  * of the real FFT is X[k] = E + W512^k O with E = (Z[k] + conj Z[256-k]) / 2, O = (Z[k] - conj Z[256-k]) / 2i;
  * only bins FIRST..LAST (those with a mel weight) are formed, and without the two halves: 2 X[k].
  *
@@ -161,20 +192,24 @@ static void compute_frame(tx_frontend_state *s, float level, float out[TX_FE_NUM
   float logmel[TX_FE_NUM_MEL];
   float *a = s->fft;
   const float scale = 0.5f / level;
-  uint32_t q, k, c, seg;
+  uint32_t r1, r, k, c, seg;
 
   FE_MARK(0);
-  for (q = 0; q < HALF_FFT / 4; q++) {
-    const uint32_t m = 2u * tx_fe_digitrev[q];    /* the sample index of complex value m0 */
-    const int16_t *x = s->pcm + m;
-    const float *h = tx_fe_hann + m;
-    float *y = a + 8 * q;
-    /* z[m0 + 64 r] = samples m + 128 r and m + 128 r + 1 */
-    const float z0r = (float)x[0] * h[0], z0i = (float)x[1] * h[1];
-    const float z1r = (float)x[128] * h[128], z1i = (float)x[129] * h[129];
-    const float z2r = (float)x[256] * h[256], z2i = (float)x[257] * h[257];
-    const float z3r = (float)x[384] * h[384], z3i = (float)x[385] * h[385];
-    FE_DFT4(z0r, z0i, z1r, z1i, z2r, z2i, z3r, z3i, y[0], y[1], y[2], y[3], y[4], y[5], y[6], y[7]);
+  {
+    const int16_t *x = s->pcm;
+    const float *h = tx_fe_hann;
+    for (r1 = 0; r1 < 6; r1++) {
+      for (r = 0; r < 8; r++, x += 2, h += 2) {
+        float *y = a + 64 * r + 8 * r1;
+        FE_FIRST_BLOCK((float)x[384] * h[384], (float)x[385] * h[385]);
+      }
+    }
+    for (; r1 < 8; r1++) {
+      for (r = 0; r < 8; r++, x += 2, h += 2) {
+        float *y = a + 64 * r + 8 * r1;
+        FE_FIRST_BLOCK(0.0f, 0.0f);
+      }
+    }
   }
   FE_MARK(1);
   fft_radix8(a);
@@ -195,12 +230,11 @@ static void compute_frame(tx_frontend_state *s, float level, float out[TX_FE_NUM
         lo += t[2] * mag;
         hi += t[3] * mag;
       }
-      if (seg > 0) logmel[seg - 1] = lo;
+      if (seg > 0) logmel[seg - 1] = lo * scale + 1e-6f;
       lo = hi;
     }
   }
   FE_MARK(3);
-  for (c = 0; c < TX_FE_NUM_MEL; c++) logmel[c] = logmel[c] * scale + 1e-6f;
   FE_MARK(4);
   for (c = 0; c < TX_FE_NUM_MEL; c++) logmel[c] = fe_log(logmel[c]);
   FE_MARK(5);
