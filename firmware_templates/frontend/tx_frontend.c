@@ -175,9 +175,10 @@ static void fft_radix8(float *a)
 /* One frame: the 480 raw samples in s->pcm (then 32 zeros) -> 10 MFCCs in out.
  *
  * FFT: the 512 real inputs read as 256 complex values z[m] = x[2m] + i x[2m+1]. The first radix-4 pass reads
- * them straight from the samples, windowed (FE_FIRST_BLOCK); fft_radix8 does the two radix-8 passes. After the 256-point FFT Z, bin k
- * of the real FFT is X[k] = E + W512^k O with E = (Z[k] + conj Z[256-k]) / 2, O = (Z[k] - conj Z[256-k]) / 2i;
- * only bins FIRST..LAST (those with a mel weight) are formed, and without the two halves: 2 X[k].
+ * them straight from the samples, windowed (FE_FIRST_BLOCK); fft_radix8 does the two radix-8 passes. After the
+ * 256-point FFT Z, bin k of the real FFT is X[k] = E + W512^k O with E = (Z[k] + conj Z[256-k]) / 2,
+ * O = (Z[k] - conj Z[256-k]) / 2i; only bins FIRST..LAST (those with a mel weight) are formed, and without
+ * the two halves: 2 X[k].
  *
  * Scale: TensorFlow divides the samples by the level first; here the samples stay in int16 units and the
  * level (and the 1/2 of E and O) is applied to the 40 mel energies: one multiplication each instead of 480
@@ -185,8 +186,8 @@ static void fft_radix8(float *a)
  *
  * Mel: each bin k has weight for at most two consecutive mel bins, s - 1 (falling edge) and s (rising edge),
  * with its segment s = s(k) non-decreasing in k (tinyexit.frontend.tables checks it): the bins of segment s
- * end at tx_fe_mel_end[s]; tx_fe_bin's row holds bin k's weights for s - 1 and s (0 where it has
- * none: adding 0 * m = +0 leaves a sum unchanged). Mel bin s - 1 is complete at the end of segment s. */
+ * end at tx_fe_mel_end[s]; tx_fe_bin's row holds bin k's weights for s - 1 and s (0 where it has none:
+ * adding 0 * m = +0 leaves a sum unchanged). Mel bin s - 1 is complete at the end of segment s. */
 static void compute_frame(tx_frontend_state *s, float level, float out[TX_FE_NUM_MFCC])
 {
   float logmel[TX_FE_NUM_MEL];
@@ -279,6 +280,8 @@ static void reset(tx_frontend_state *s, int32_t mode)
   s->head = 0;
   s->frames = 0;
   s->mode = mode;
+  s->qscale = 0.0f;
+  s->qzp = 0;
   /* the features of digital silence (any level divides zeros to zeros) fill the ring */
   compute_frame(s, 1.0f, s->ring[0]);
   for (f = 1; f < TX_FE_NUM_FRAMES; f++) memcpy(s->ring[f], s->ring[0], sizeof s->ring[0]);
@@ -321,6 +324,8 @@ uint32_t tx_frontend_push(tx_frontend_state *s, const int16_t *pcm, size_t n)
     if (s->fill == TX_FE_FRAME_LENGTH) {
       if (s->mode == TX_FE_LEVEL_PEAK) s->level = s->peak > s->floor ? s->peak : s->floor;
       compute_frame(s, s->level, s->ring[s->head]);
+      if (s->qscale > 0.0f)
+        tx_frontend_quantize(s->ring[s->head], TX_FE_NUM_MFCC, s->qscale, s->qzp, s->qring[s->head]);
       s->head = s->head + 1 == TX_FE_NUM_FRAMES ? 0 : s->head + 1;
       s->frames++;
       done++;
@@ -339,6 +344,23 @@ void tx_frontend_frames(const tx_frontend_state *s, float out[TX_FE_NUM_FRAMES][
     memcpy(out[f], s->ring[r], sizeof out[f]);
     r = r + 1 == TX_FE_NUM_FRAMES ? 0 : r + 1;
   }
+}
+
+int tx_frontend_set_quant(tx_frontend_state *s, float scale, int32_t zero_point)
+{
+  if (!(scale > 0.0f) || !isfinite(scale) || zero_point < -128 || zero_point > 127) return -1;
+  s->qscale = scale;
+  s->qzp = zero_point;
+  tx_frontend_quantize(&s->ring[0][0], TX_FE_NUM_FRAMES * TX_FE_NUM_MFCC, scale, zero_point, &s->qring[0][0]);
+  return 0;
+}
+
+void tx_frontend_frames_int8(const tx_frontend_state *s, int8_t out[TX_FE_NUM_FRAMES * TX_FE_NUM_MFCC])
+{
+  /* the oldest frames qring[head ..] first, then qring[0 .. head) */
+  const size_t older = (TX_FE_NUM_FRAMES - s->head) * TX_FE_NUM_MFCC;
+  memcpy(out, s->qring[s->head], older);
+  memcpy(out + older, s->qring[0], s->head * TX_FE_NUM_MFCC);
 }
 
 void tx_frontend_clip(const int16_t *pcm, size_t n, float out[TX_FE_NUM_FRAMES][TX_FE_NUM_MFCC])

@@ -24,7 +24,7 @@
  *                      scale). A frame is divided by the level at the moment it completes.
  * Samples are kept raw (int16) until their frame completes, so a frame is scaled with one level.
  *
- * No dynamic allocation; the state is the caller's (about 5 KiB). Not thread safe: tx_frontend_clip uses
+ * No dynamic allocation; the state is the caller's (about 5.5 KiB). Not thread safe: tx_frontend_clip uses
  * one static state (dropped by the linker's --gc-sections when tx_frontend_clip is not called). */
 #ifndef TX_FRONTEND_H
 #define TX_FRONTEND_H
@@ -59,6 +59,10 @@ typedef struct {
   float level;                     /* FIXED: the divisor */
   float peak, decay, floor;        /* PEAK: running signed maximum, its decay per frame, the least level */
   float fft[TX_FE_FFT_LENGTH];     /* work space: 256 complex values (re, im interleaved) */
+  /* With tx_frontend_set_quant (qscale > 0): qring[f] = ring[f] quantized, kept in step with the ring */
+  int8_t qring[TX_FE_NUM_FRAMES][TX_FE_NUM_MFCC];
+  float qscale;
+  int32_t qzp;
 } tx_frontend_state;
 
 /* A state with a fixed level (samples are divided by `level`, i.e. a gain of 1/level). Returns 0, or -1
@@ -75,6 +79,16 @@ uint32_t tx_frontend_push(tx_frontend_state *s, const int16_t *pcm, size_t n);
 
 /* The ring in time order (out[0] the oldest, out[48] the newest frame). */
 void tx_frontend_frames(const tx_frontend_state *s, float out[TX_FE_NUM_FRAMES][TX_FE_NUM_MFCC]);
+
+/* Also keep the model's int8 input: from now on each frame is quantized (tx_frontend_quantize with scale,
+ * zero_point) once, when it is computed, instead of the whole ring every hop; the frames already in the ring
+ * are quantized now. Returns 0, or -1 (state untouched) for scale <= 0 or not finite, or zero_point outside
+ * [-128, 127]. tx_frontend_init / _init_peak turn it off. */
+int tx_frontend_set_quant(tx_frontend_state *s, float scale, int32_t zero_point);
+
+/* After tx_frontend_set_quant: the int8 ring in time order, the same bytes as tx_frontend_frames followed by
+ * tx_frontend_quantize of all 490 values. */
+void tx_frontend_frames_int8(const tx_frontend_state *s, int8_t out[TX_FE_NUM_FRAMES * TX_FE_NUM_MFCC]);
 
 /* One clip as MLPerf computes it: divided by its signed maximum over all n samples (left as is when that
  * maximum is 0), zero-padded or cut to 16000 samples, 49 frames. */

@@ -231,3 +231,17 @@ def test_firmware_frames_equal_the_host_builds(exe, tmp_path):
     r = frontend.hop_instructions(tmp_path, "nrf52840", hops=4)
     assert r["hashes"] == frontend.host_hop_hashes(exe, 4)
     assert all(1000 < n < 500_000 for n in r["per_hop"])
+
+
+@pytest.mark.parametrize("chunk", [77, 320])
+def test_int8_ring_is_quantize_array_of_the_float_ring(exe, chunk):
+    """tx_frontend_set_quant: each frame quantized once when computed (the int8 ring the stream firmware feeds
+    the model) equals quantize_array of the float ring, in time order after the ring wrapped (two seconds pushed
+    at a fixed level; a one-frame clip and its zero padding)."""
+    rng = np.random.default_rng(21)
+    t = np.arange(2 * SR) / SR
+    long = _i16(6000 * np.sin(2 * np.pi * (200 + 600 * t) * t) + rng.normal(0, 500, 2 * SR))
+    for clip in (long, synthetic_clips()[-1]):
+        for qp in QPARAMS:
+            feats, q = c_clip(exe, clip, mode="push", level="fixed:7000", chunk=chunk, qparams=qp)
+            assert np.array_equal(q[0], quantize_array(feats[0], qp))
