@@ -87,13 +87,6 @@ static float fe_log(float x)
 
 #define SQRT_HALF 0.707106781186547524f   /* cos(pi / 4) */
 
-/* Radix-8 passes of the 256-point complex FFT, decimation in time, in place on a (re, im interleaved): on
- * entry a holds the 64 4-point DFTs of the first pass (compute_frame) in the order a 4 x 8 x 8 DIT wants, so
- * the output comes out in natural order. The pass of span L = 8q (q = 4, then 32) turns the eight length-q
- * DFTs of each group of L values into one length-L DFT: value j of sub-DFT r (r = 0..7) times W_L^(r j), then
- * the 8-point DFT across r, as two 4-point DFTs (even and odd r) joined by W8^m (1, (1 - i)/sqrt 2, -i,
- * -(1 + i)/sqrt 2). The twiddles W_L^(r j), r = 1..7, of every (pass, j) are read in order from tx_fe_twiddle
- * (14 floats each). */
 /* The 8-point DFT across r of x_r = (x<r>r, x<r>i), r = 0..7, stored to p[r d], p[r d + 1]: two 4-point DFTs
  * (even and odd r) joined by W8^m = 1, (1 - i)/sqrt 2, -i, -(1 + i)/sqrt 2. */
 #define FE_DFT8_STORE(p, d)                                                                                     \
@@ -123,62 +116,128 @@ static float fe_log(float x)
     p[7 * d + 1] = e3i - ui;                                                                                    \
   } while (0)
 
-/* Radix-8 passes of the 256-point complex FFT, decimation in time, in place on a (re, im interleaved): on
- * entry a holds the 64 4-point DFTs of the first pass (compute_frame) in the order a 4 x 8 x 8 DIT wants, so
- * the output comes out in natural order. The pass of span L = 8q (q = 4, then 32) turns the eight length-q
- * DFTs of each group of L values into one length-L DFT: value j of sub-DFT r (r = 0..7) times W_L^(r j), then
- * the 8-point DFT across r. j = 0 (twiddles 1) goes without multiplications; the twiddles W_L^(r j), r = 1..7,
- * of every (pass, j >= 1) are read in order from tx_fe_twiddle (14 floats each). */
-static void fft_radix8(float *a)
+/* First FFT pass of block (r1, r) (fft_magnitudes): x = pcm + 2 m0, h = hann + 2 m0, y its 16 output floats;
+ * z7 (samples 448, 449 from x) given, as 0 for the zero padding. */
+#define FE_FIRST_BLOCK8(Z7R, Z7I)                                                                               \
+  do {                                                                                                          \
+    const float x0r = (float)x[0] * h[0], x0i = (float)x[1] * h[1];                                             \
+    const float x1r = (float)x[64] * h[64], x1i = (float)x[65] * h[65];                                         \
+    const float x2r = (float)x[128] * h[128], x2i = (float)x[129] * h[129];                                     \
+    const float x3r = (float)x[192] * h[192], x3i = (float)x[193] * h[193];                                     \
+    const float x4r = (float)x[256] * h[256], x4i = (float)x[257] * h[257];                                     \
+    const float x5r = (float)x[320] * h[320], x5i = (float)x[321] * h[321];                                     \
+    const float x6r = (float)x[384] * h[384], x6i = (float)x[385] * h[385];                                     \
+    const float x7r = Z7R, x7i = Z7I;                                                                           \
+    FE_DFT8_STORE(y, 2);                                                                                        \
+  } while (0)
+
+/* Magnitude of bin k of the real FFT, times 2, from A = Z[k] and B = Z[256 - k] of the 256-point complex FFT
+ * and w = W512^k = (cos, -sin)(2 pi k / 512): 2X[k] = 2E + W512^k 2O with 2E = A + conj B and
+ * 2O = (A - conj B) / i = (ai + bi, br - ar). */
+static inline float bin_magnitude(float ar, float ai, float br, float bi, const float *w)
 {
-  const float *w = tx_fe_twiddle;
-  uint32_t q, j, b;
-  for (q = 4; q < HALF_FFT; q <<= 3) {
-    const uint32_t d = 2 * q;   /* floats between the sub-DFTs */
-    for (b = 0; b < 2 * HALF_FFT; b += 8 * d) {
-      float *p = a + b;
-      const float x0r = p[0], x0i = p[1], x1r = p[d], x1i = p[d + 1], x2r = p[2 * d], x2i = p[2 * d + 1];
-      const float x3r = p[3 * d], x3i = p[3 * d + 1], x4r = p[4 * d], x4i = p[4 * d + 1];
-      const float x5r = p[5 * d], x5i = p[5 * d + 1], x6r = p[6 * d], x6i = p[6 * d + 1];
-      const float x7r = p[7 * d], x7i = p[7 * d + 1];
-      FE_DFT8_STORE(p, d);
+  const float er = ar + br, ei = ai - bi, or_ = ai + bi, oi = br - ar;
+  const float xr = er + (w[0] * or_ - w[1] * oi);
+  const float xi = ei + (w[0] * oi + w[1] * or_);
+  return fe_sqrt(xr * xr + xi * xi);
+}
+
+/* The last FFT pass (radix 4, span 256) of the butterfly at j: the inputs p[0], p[128], p[256], p[384] (floats;
+ * values j, j + 64, j + 128, j + 192) times 1, (w1r, w1i), (w2r, w2i), (w3r, w3i), their 4-point DFT into the
+ * outputs Z[j + 64 m] = (y<m>r, y<m>i), m = 0..3, kept in registers (not stored). */
+#define FE_LAST_BUTTERFLY(p, w1r, w1i, w2r, w2i, w3r, w3i, y0r, y0i, y1r, y1i, y2r, y2i, y3r, y3i)                 \
+  do {                                                                                                          \
+    const float x0r_ = p[0], x0i_ = p[1];                                                                       \
+    const float x1r_ = p[128] * (w1r) - p[129] * (w1i), x1i_ = p[128] * (w1i) + p[129] * (w1r);                 \
+    const float x2r_ = p[256] * (w2r) - p[257] * (w2i), x2i_ = p[256] * (w2i) + p[257] * (w2r);                 \
+    const float x3r_ = p[384] * (w3r) - p[385] * (w3i), x3i_ = p[384] * (w3i) + p[385] * (w3r);                 \
+    FE_DFT4(x0r_, x0i_, x1r_, x1i_, x2r_, x2i_, x3r_, x3i_, y0r, y0i, y1r, y1i, y2r, y2i, y3r, y3i);             \
+  } while (0)
+
+/* The 256-point complex FFT of the windowed frame, decimation in time, 8 x 8 x 4, and the magnitudes of the
+ * real FFT's bins 1..127 into mag[1..127] (times 2; mag[0] is not written):
+ *   pass 1 (radix 8, no twiddles) reads the samples in order, windowed (FE_FIRST_BLOCK8): block (r1, r) is the
+ *     8-point DFT of z[m0 + 32 n], n = 0..7, m0 = 4 r1 + r, z[m] = samples 2m and 2m + 1 times the window; it
+ *     goes to values 8 (8 r + r1) .. + 7, where the 8 x 8 x 4 decimation in time wants it. z[m0 + 224] is
+ *     zero padding (samples >= 480) when m0 >= 16.
+ *   pass 2 (radix 8, span 64): value j of sub-DFT r times W64^(r j) (tx_fe_twiddle8, j >= 1), the 8-point DFT
+ *     across r;
+ *   pass 3 (radix 4, span 256) is never stored: butterflies j and 64 - j (j = 1..31) give Z[j + 64 m] and
+ *     Z[64 - j + 64 m], i.e. both Z[k] and Z[256 - k] of bins j, 64 - j, 64 + j and 128 - j (j = 0 and 32 give
+ *     bins 64, 32 and 96); their twiddles W256^(r j) come from tx_fe_twiddle4, those of 64 - j from the same:
+ *     W256^(r (64 - j)) = (-i)^r conj W256^(r j) (exact: swaps and signs). */
+static void fft_magnitudes(const int16_t *pcm, float *a, float mag[HALF_FFT / 2])
+{
+  uint32_t r1, r, j, b;
+  {
+    const int16_t *x = pcm;
+    const float *h = tx_fe_hann;
+    for (r1 = 0; r1 < 4; r1++) {
+      for (r = 0; r < 4; r++, x += 2, h += 2) {
+        float *y = a + 128 * r + 16 * r1;
+        FE_FIRST_BLOCK8((float)x[448] * h[448], (float)x[449] * h[449]);
+      }
     }
-    for (j = 1; j < q; j++, w += 14) {
-      for (b = 2 * j; b < 2 * HALF_FFT; b += 8 * d) {
-        float *p = a + b;
-        const float x0r = p[0], x0i = p[1];
-        const float x1r = p[d] * w[0] - p[d + 1] * w[1], x1i = p[d] * w[1] + p[d + 1] * w[0];
-        const float x2r = p[2 * d] * w[2] - p[2 * d + 1] * w[3], x2i = p[2 * d] * w[3] + p[2 * d + 1] * w[2];
-        const float x3r = p[3 * d] * w[4] - p[3 * d + 1] * w[5], x3i = p[3 * d] * w[5] + p[3 * d + 1] * w[4];
-        const float x4r = p[4 * d] * w[6] - p[4 * d + 1] * w[7], x4i = p[4 * d] * w[7] + p[4 * d + 1] * w[6];
-        const float x5r = p[5 * d] * w[8] - p[5 * d + 1] * w[9], x5i = p[5 * d] * w[9] + p[5 * d + 1] * w[8];
-        const float x6r = p[6 * d] * w[10] - p[6 * d + 1] * w[11], x6i = p[6 * d] * w[11] + p[6 * d + 1] * w[10];
-        const float x7r = p[7 * d] * w[12] - p[7 * d + 1] * w[13], x7i = p[7 * d] * w[13] + p[7 * d + 1] * w[12];
-        FE_DFT8_STORE(p, d);
+    for (; r1 < 8; r1++) {
+      for (r = 0; r < 4; r++, x += 2, h += 2) {
+        float *y = a + 128 * r + 16 * r1;
+        FE_FIRST_BLOCK8(0.0f, 0.0f);
       }
     }
   }
+  FE_MARK(1);
+  for (b = 0; b < 2 * HALF_FFT; b += 128) {   /* pass 2, j = 0: twiddles 1 */
+    float *p = a + b;
+    const float x0r = p[0], x0i = p[1], x1r = p[16], x1i = p[17], x2r = p[32], x2i = p[33];
+    const float x3r = p[48], x3i = p[49], x4r = p[64], x4i = p[65], x5r = p[80], x5i = p[81];
+    const float x6r = p[96], x6i = p[97], x7r = p[112], x7i = p[113];
+    FE_DFT8_STORE(p, 16);
+  }
+  for (j = 1; j < 8; j++) {
+    const float *w = tx_fe_twiddle8[j - 1];
+    for (b = 2 * j; b < 2 * HALF_FFT; b += 128) {
+      float *p = a + b;
+      const float x0r = p[0], x0i = p[1];
+      const float x1r = p[16] * w[0] - p[17] * w[1], x1i = p[16] * w[1] + p[17] * w[0];
+      const float x2r = p[32] * w[2] - p[33] * w[3], x2i = p[32] * w[3] + p[33] * w[2];
+      const float x3r = p[48] * w[4] - p[49] * w[5], x3i = p[48] * w[5] + p[49] * w[4];
+      const float x4r = p[64] * w[6] - p[65] * w[7], x4i = p[64] * w[7] + p[65] * w[6];
+      const float x5r = p[80] * w[8] - p[81] * w[9], x5i = p[80] * w[9] + p[81] * w[8];
+      const float x6r = p[96] * w[10] - p[97] * w[11], x6i = p[96] * w[11] + p[97] * w[10];
+      const float x7r = p[112] * w[12] - p[113] * w[13], x7i = p[112] * w[13] + p[113] * w[12];
+      FE_DFT8_STORE(p, 16);
+    }
+  }
+  FE_MARK(2);
+  {
+    float y0r, y0i, y1r, y1i, y2r, y2i, y3r, y3i;
+    const float *w = tx_fe_twiddle4[0];
+    FE_LAST_BUTTERFLY(a, w[0], w[1], w[2], w[3], w[4], w[5], y0r, y0i, y1r, y1i, y2r, y2i, y3r, y3i);
+    mag[64] = bin_magnitude(y1r, y1i, y3r, y3i, tx_fe_split[64]);         /* Z[64], Z[192] */
+    w = tx_fe_twiddle4[32];
+    FE_LAST_BUTTERFLY((a + 64), w[0], w[1], w[2], w[3], w[4], w[5], y0r, y0i, y1r, y1i, y2r, y2i, y3r, y3i);
+    mag[32] = bin_magnitude(y0r, y0i, y3r, y3i, tx_fe_split[32]);         /* Z[32], Z[224] */
+    mag[96] = bin_magnitude(y1r, y1i, y2r, y2i, tx_fe_split[96]);         /* Z[96], Z[160] */
+  }
+  for (j = 1; j < 32; j++) {
+    const float *w = tx_fe_twiddle4[j];
+    const float *p = a + 2 * j, *pp = a + 2 * (64 - j);
+    float y0r, y0i, y1r, y1i, y2r, y2i, y3r, y3i, v0r, v0i, v1r, v1i, v2r, v2i, v3r, v3i;
+    FE_LAST_BUTTERFLY(p, w[0], w[1], w[2], w[3], w[4], w[5], y0r, y0i, y1r, y1i, y2r, y2i, y3r, y3i);
+    FE_LAST_BUTTERFLY(pp, -w[1], -w[0], -w[2], w[3], w[5], w[4], v0r, v0i, v1r, v1i, v2r, v2i, v3r, v3i);
+    /* y_m = Z[j + 64 m], v_m = Z[64 - j + 64 m] */
+    mag[j] = bin_magnitude(y0r, y0i, v3r, v3i, tx_fe_split[j]);
+    mag[64 - j] = bin_magnitude(v0r, v0i, y3r, y3i, tx_fe_split[64 - j]);
+    mag[64 + j] = bin_magnitude(y1r, y1i, v2r, v2i, tx_fe_split[64 + j]);
+    mag[128 - j] = bin_magnitude(v1r, v1i, y2r, y2i, tx_fe_split[128 - j]);
+  }
 }
-
-/* First FFT pass of block (r1, r): the 4-point DFT of z[m0 + 64 n], n = 0..3, m0 = 8 r1 + r, windowed from the
- * samples x = pcm + 2 m0 (z[m] = samples 2m and 2m + 1, times the window h = hann + 2 m0), into
- * y = a + 2 (32 r + 4 r1): where the 4 x 8 x 8 decimation in time wants it. Without z3 (samples >= 480: the zero
- * padding) when m0 >= 48. */
-#define FE_FIRST_BLOCK(Z3R, Z3I)                                                                                \
-  do {                                                                                                          \
-    const float z0r = (float)x[0] * h[0], z0i = (float)x[1] * h[1];                                             \
-    const float z1r = (float)x[128] * h[128], z1i = (float)x[129] * h[129];                                     \
-    const float z2r = (float)x[256] * h[256], z2i = (float)x[257] * h[257];                                     \
-    FE_DFT4(z0r, z0i, z1r, z1i, z2r, z2i, Z3R, Z3I, y[0], y[1], y[2], y[3], y[4], y[5], y[6], y[7]);            \
-  } while (0)
 
 /* One frame: the 480 raw samples in s->pcm (then 32 zeros) -> 10 MFCCs in out.
  *
- * FFT: the 512 real inputs read as 256 complex values z[m] = x[2m] + i x[2m+1]. The first radix-4 pass reads
- * them straight from the samples, windowed (FE_FIRST_BLOCK); fft_radix8 does the two radix-8 passes. After the
+ * FFT (fft_magnitudes): the 512 real inputs read as 256 complex values z[m] = x[2m] + i x[2m+1]; after the
  * 256-point FFT Z, bin k of the real FFT is X[k] = E + W512^k O with E = (Z[k] + conj Z[256-k]) / 2,
- * O = (Z[k] - conj Z[256-k]) / 2i; only bins FIRST..LAST (those with a mel weight) are formed, and without
- * the two halves: 2 X[k].
+ * O = (Z[k] - conj Z[256-k]) / 2i, formed without the two halves: 2 X[k].
  *
  * Scale: TensorFlow divides the samples by the level first; here the samples stay in int16 units and the
  * level (and the 1/2 of E and O) is applied to the 40 mel energies: one multiplication each instead of 480
@@ -186,56 +245,31 @@ static void fft_radix8(float *a)
  *
  * Mel: each bin k has weight for at most two consecutive mel bins, s - 1 (falling edge) and s (rising edge),
  * with its segment s = s(k) non-decreasing in k (tinyexit.frontend.tables checks it): the bins of segment s
- * end at tx_fe_mel_end[s]; tx_fe_bin's row holds bin k's weights for s - 1 and s (0 where it has none:
+ * end at tx_fe_mel_end[s]; tx_fe_mel's row holds bin k's weights for s - 1 and s (0 where it has none:
  * adding 0 * m = +0 leaves a sum unchanged). Mel bin s - 1 is complete at the end of segment s. */
 static void compute_frame(tx_frontend_state *s, float level, float out[TX_FE_NUM_MFCC])
 {
-  float logmel[TX_FE_NUM_MEL];
-  float *a = s->fft;
+  float logmel[TX_FE_NUM_MEL], mag[HALF_FFT / 2];
   const float scale = 0.5f / level;
-  uint32_t r1, r, k, c, seg;
+  uint32_t k, c, seg;
 
   FE_MARK(0);
+  fft_magnitudes(s->pcm, s->fft, mag);
+  FE_MARK(3);
   {
-    const int16_t *x = s->pcm;
-    const float *h = tx_fe_hann;
-    for (r1 = 0; r1 < 6; r1++) {
-      for (r = 0; r < 8; r++, x += 2, h += 2) {
-        float *y = a + 64 * r + 8 * r1;
-        FE_FIRST_BLOCK((float)x[384] * h[384], (float)x[385] * h[385]);
-      }
-    }
-    for (; r1 < 8; r1++) {
-      for (r = 0; r < 8; r++, x += 2, h += 2) {
-        float *y = a + 64 * r + 8 * r1;
-        FE_FIRST_BLOCK(0.0f, 0.0f);
-      }
-    }
-  }
-  FE_MARK(1);
-  fft_radix8(a);
-  FE_MARK(2);
-  {
-    /* bin k: pa = Z[k], pb = Z[256 - k] (k >= 1), t = its row of tx_fe_bin: W512^k (re, im), down, up */
-    const float *pa = a + 2 * TX_FE_FIRST_BIN, *pb = a + 2 * (HALF_FFT - TX_FE_FIRST_BIN), *t = tx_fe_bin[0];
+    const float *m = mag + TX_FE_FIRST_BIN, *t = tx_fe_mel[0];
     float lo = 0.0f;
     for (seg = 0; seg <= TX_FE_NUM_MEL; seg++) {
-      const float *end = a + 2 * tx_fe_mel_end[seg];
+      const float *end = mag + tx_fe_mel_end[seg];
       float hi = 0.0f;
-      for (; pa < end; pa += 2, pb -= 2, t += 4) {
-        /* 2E = A + conj B, 2O = (A - conj B) / i = (ai + bi, br - ar) */
-        const float er = pa[0] + pb[0], ei = pa[1] - pb[1], or_ = pa[1] + pb[1], oi = pb[0] - pa[0];
-        const float xr = er + (t[0] * or_ - t[1] * oi);
-        const float xi = ei + (t[0] * oi + t[1] * or_);
-        const float mag = fe_sqrt(xr * xr + xi * xi);
-        lo += t[2] * mag;
-        hi += t[3] * mag;
+      for (; m < end; m++, t += 2) {
+        lo += t[0] * *m;
+        hi += t[1] * *m;
       }
       if (seg > 0) logmel[seg - 1] = lo * scale + 1e-6f;
       lo = hi;
     }
   }
-  FE_MARK(3);
   FE_MARK(4);
   for (c = 0; c < TX_FE_NUM_MEL; c++) logmel[c] = fe_log(logmel[c]);
   FE_MARK(5);
