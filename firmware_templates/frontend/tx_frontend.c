@@ -117,18 +117,37 @@ static float fe_log(float x)
   } while (0)
 
 /* First FFT pass of block (r1, r) (fft_magnitudes): x = pcm + 2 m0, h = hann + 2 m0, y its 16 output floats;
- * z7 (samples 448, 449 from x) given, as 0 for the zero padding. */
-#define FE_FIRST_BLOCK8(Z7R, Z7I)                                                                               \
+ * S(k) is sample k from x as a float (FE_RAW or FE_DIV: divided by the level); z7 (samples 448, 449) is
+ * given, as 0 for the zero padding. */
+#define FE_RAW(k) ((float)x[k])
+#define FE_DIV(k) ((float)x[k] / level)
+#define FE_FIRST_BLOCK8(S, Z7R, Z7I)                                                                            \
   do {                                                                                                          \
-    const float x0r = (float)x[0] * h[0], x0i = (float)x[1] * h[1];                                             \
-    const float x1r = (float)x[64] * h[64], x1i = (float)x[65] * h[65];                                         \
-    const float x2r = (float)x[128] * h[128], x2i = (float)x[129] * h[129];                                     \
-    const float x3r = (float)x[192] * h[192], x3i = (float)x[193] * h[193];                                     \
-    const float x4r = (float)x[256] * h[256], x4i = (float)x[257] * h[257];                                     \
-    const float x5r = (float)x[320] * h[320], x5i = (float)x[321] * h[321];                                     \
-    const float x6r = (float)x[384] * h[384], x6i = (float)x[385] * h[385];                                     \
-    const float x7r = Z7R, x7i = Z7I;                                                                           \
+    const float x0r = S(0) * h[0], x0i = S(1) * h[1], x1r = S(64) * h[64], x1i = S(65) * h[65];                 \
+    const float x2r = S(128) * h[128], x2i = S(129) * h[129], x3r = S(192) * h[192], x3i = S(193) * h[193];     \
+    const float x4r = S(256) * h[256], x4i = S(257) * h[257], x5r = S(320) * h[320], x5i = S(321) * h[321];     \
+    const float x6r = S(384) * h[384], x6i = S(385) * h[385], x7r = Z7R, x7i = Z7I;                             \
     FE_DFT8_STORE(y, 2);                                                                                        \
+  } while (0)
+
+/* Pass 1 over the frame with the sample expression S: block (r1, r) has m0 = 4 r1 + r, the samples in order;
+ * z[m0 + 224] is zero padding (samples >= 480) when m0 >= 16, i.e. r1 >= 4. */
+#define FE_FIRST_PASS(S)                                                                                        \
+  do {                                                                                                          \
+    const int16_t *x = pcm;                                                                                     \
+    const float *h = tx_fe_hann;                                                                                \
+    for (r1 = 0; r1 < 4; r1++) {                                                                                \
+      for (r = 0; r < 4; r++, x += 2, h += 2) {                                                                 \
+        float *y = a + 128 * r + 16 * r1;                                                                       \
+        FE_FIRST_BLOCK8(S, S(448) * h[448], S(449) * h[449]);                                                   \
+      }                                                                                                         \
+    }                                                                                                           \
+    for (; r1 < 8; r1++) {                                                                                      \
+      for (r = 0; r < 4; r++, x += 2, h += 2) {                                                                 \
+        float *y = a + 128 * r + 16 * r1;                                                                       \
+        FE_FIRST_BLOCK8(S, 0.0f, 0.0f);                                                                         \
+      }                                                                                                         \
+    }                                                                                                           \
   } while (0)
 
 /* Magnitude of bin k of the real FFT, times 2, from A = Z[k] and B = Z[256 - k] of the 256-point complex FFT
@@ -166,25 +185,13 @@ static inline float bin_magnitude(float ar, float ai, float br, float bi, const 
  *     Z[64 - j + 64 m], i.e. both Z[k] and Z[256 - k] of bins j, 64 - j, 64 + j and 128 - j (j = 0 and 32 give
  *     bins 64, 32 and 96); their twiddles W256^(r j) come from tx_fe_twiddle4, those of 64 - j from the same:
  *     W256^(r (64 - j)) = (-i)^r conj W256^(r j) (exact: swaps and signs). */
-static void fft_magnitudes(const int16_t *pcm, float *a, float mag[HALF_FFT / 2])
+static void fft_magnitudes(const int16_t *pcm, float level, float *a, float mag[HALF_FFT / 2])
 {
   uint32_t r1, r, j, b;
-  {
-    const int16_t *x = pcm;
-    const float *h = tx_fe_hann;
-    for (r1 = 0; r1 < 4; r1++) {
-      for (r = 0; r < 4; r++, x += 2, h += 2) {
-        float *y = a + 128 * r + 16 * r1;
-        FE_FIRST_BLOCK8((float)x[448] * h[448], (float)x[449] * h[449]);
-      }
-    }
-    for (; r1 < 8; r1++) {
-      for (r = 0; r < 4; r++, x += 2, h += 2) {
-        float *y = a + 128 * r + 16 * r1;
-        FE_FIRST_BLOCK8(0.0f, 0.0f);
-      }
-    }
-  }
+  if (level == 1.0f)
+    FE_FIRST_PASS(FE_RAW);
+  else
+    FE_FIRST_PASS(FE_DIV);
   FE_MARK(1);
   for (b = 0; b < 2 * HALF_FFT; b += 128) {   /* pass 2, j = 0: twiddles 1 */
     float *p = a + b;
@@ -239,9 +246,13 @@ static void fft_magnitudes(const int16_t *pcm, float *a, float mag[HALF_FFT / 2]
  * 256-point FFT Z, bin k of the real FFT is X[k] = E + W512^k O with E = (Z[k] + conj Z[256-k]) / 2,
  * O = (Z[k] - conj Z[256-k]) / 2i, formed without the two halves: 2 X[k].
  *
- * Scale: TensorFlow divides the samples by the level first; here the samples stay in int16 units and the
- * level (and the 1/2 of E and O) is applied to the 40 mel energies: one multiplication each instead of 480
- * divisions. Linear, so only the rounding differs (by a few ulp, far below an int8 step of the features).
+ * Level: TensorFlow divides the samples by the level, then multiplies by the window; so does pass 1 (the same
+ * float operations: where a mel bin holds only float32 rounding noise, e.g. far from a pure tone, its log
+ * follows that rounding, so the C must round as TensorFlow does). When the level is a power of two (+-2^e,
+ * e.g. the stream's default 8192) the division is exact and commutes with every rounding after it (scaling by
+ * 2^e is exact in float and the FFT, the square root and the sums are scale-invariant, barring underflow,
+ * i.e. levels beyond 2^60): the samples then stay in int16 units and 1/|level| is applied to the 40 mel
+ * energies instead of 480 divisions (14 cycles each), with the same bits. The 1/2 of E and O goes there too.
  *
  * Mel: each bin k has weight for at most two consecutive mel bins, s - 1 (falling edge) and s (rising edge),
  * with its segment s = s(k) non-decreasing in k (tinyexit.frontend.tables checks it): the bins of segment s
@@ -250,11 +261,17 @@ static void fft_magnitudes(const int16_t *pcm, float *a, float mag[HALF_FFT / 2]
 static void compute_frame(tx_frontend_state *s, float level, float out[TX_FE_NUM_MFCC])
 {
   float logmel[TX_FE_NUM_MEL], mag[HALF_FFT / 2];
-  const float scale = 0.5f / level;
-  uint32_t k, c, seg;
+  uint32_t k, c, seg, u;
+  float divisor = level, scale = 0.5f;
 
+  memcpy(&u, &level, sizeof u);
+  if ((u & 0x007fffffu) == 0 && ((u >> 23) & 0xffu) != 0 && ((u >> 23) & 0xffu) != 0xffu) {
+    /* level = +-2^e: dividing by it is exact, so it moves to the mel energies (see above) */
+    divisor = 1.0f;
+    scale = 0.5f / (level < 0.0f ? -level : level);
+  }
   FE_MARK(0);
-  fft_magnitudes(s->pcm, s->fft, mag);
+  fft_magnitudes(s->pcm, divisor, s->fft, mag);
   FE_MARK(3);
   {
     const float *m = mag + TX_FE_FIRST_BIN, *t = tx_fe_mel[0];

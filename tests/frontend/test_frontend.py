@@ -201,17 +201,33 @@ def test_bad_input_is_one_line_error(exe):
 
 
 def test_tables_are_tensorflows():
+    """The C layouts rebuild TensorFlow's tables: the mel matrix from the segments (bin k's weights for mel bins
+    s(k) - 1 and s(k)), the window, the DCT from its half (row c (anti)symmetric), and the FFT's twiddles."""
     import tensorflow as tf
     t = frontend.tables()
     mel = np.zeros((257, 40), np.float32)
-    w = 0
-    for j, (s, c) in enumerate(zip(t["mel_start"], t["mel_count"])):
-        mel[s:s + c, j] = t["mel_weights"][w:w + c]
-        w += c
+    seg = 0
+    for k in range(t["first_bin"], t["last_bin"] + 1):
+        while k >= t["mel_end"][seg]:
+            seg += 1
+        i = k - t["first_bin"]
+        if seg > 0:
+            mel[k, seg - 1] = t["mel_down"][i]
+        if seg < 40:
+            mel[k, seg] = t["mel_up"][i]
+        assert seg == 40 or t["mel_up"][i] != 0 or t["mel_down"][i] != 0
+    assert t["mel_end"][-1] == t["last_bin"] + 1
     assert np.array_equal(mel, tf.signal.linear_to_mel_weight_matrix(40, 257, 16000, 20.0, 4000.0).numpy())
-    assert np.array_equal(t["hann"], tf.signal.hann_window(480).numpy())
+    assert np.array_equal(t["hann_padded"][:480], tf.signal.hann_window(480).numpy())
+    assert not t["hann_padded"][480:].any()
     dct = tf.signal.mfccs_from_log_mel_spectrograms(tf.eye(40)).numpy()[:, :10].T      # [coefficient, mel bin]
-    assert np.abs(t["dct"] - dct).max() < 1e-6
+    half = t["dct_half"].T                                                             # [coefficient, n < 20]
+    sign = (-1.0) ** np.arange(10)[:, None]
+    assert np.abs(np.concatenate([half, sign * half[:, ::-1]], axis=1) - dct).max() < 1e-6
+    for tw, span, js, radix in [(t["twiddle8"], 64, range(1, 8), 8), (t["twiddle4"], 256, range(33), 4)]:
+        exact = np.exp(-2j * np.pi * np.outer(list(js), np.arange(1, radix)) / span)
+        assert np.abs(tw[:, 0::2] + 1j * tw[:, 1::2] - exact).max() < 1e-7
+    assert np.abs(t["split"][:, 0] + 1j * t["split"][:, 1] - np.exp(-2j * np.pi * np.arange(128) / 512)).max() < 1e-7
     for v in [*t["hann"][:50], *t["dct"].ravel()[:50], np.float32(1.0), np.float32(-3e-8)]:
         assert np.float32(float(frontend.c_float(v)[:-1])) == v
 
