@@ -8,8 +8,10 @@ compile and its instructions per hop on the emulated board.
     run_host(exe, pcm, ...) -> (features, int8)     clips through the driver: per clip or pushed in chunks
     quantize_host(exe, x, qparams) -> int8          float values through tx_frontend_quantize
     cross_compile(out) -> list[Path]                objects for Cortex-M4F with the toolchain's -Werror flags
-    hop_instructions(out, board) -> dict            instructions of tx_frontend_push per 320-sample hop (QEMU),
-                                                    with a hash of each frame the firmware computed
+    hop_instructions(out, board) -> dict            instructions (and estimated cycles) of tx_frontend_push per
+                                                    320-sample hop (QEMU), with a hash of each frame computed
+    step_profile(out, board) -> dict                the same per step of a frame (window + FFT passes, split +
+                                                    magnitude, mel, log, DCT), between marker calls
     host_hop_hashes(exe, hops) -> list[int]         the same hashes from the host build (they must be equal)
 
 Named for what it is beside `data.features` (the Python front end, which knows no C): the C front end is a

@@ -5,6 +5,10 @@
  *   x / level (MLPerf divides the clip by its signed maximum) -> periodic Hann window (480) -> zero-padded
  *   real FFT of 512 -> magnitude of bins -> 40 mel bins, 20-4000 Hz -> log(mel + 1e-6) -> DCT-II scaled
  *   by sqrt(2/40) (tf.signal.mfccs_from_log_mel_spectrograms) -> the first 10 coefficients.
+ * How (tx_frontend.c): the 512 real samples as a 256-point complex FFT, 8 x 8 x 4 decimation in time, the window
+ * applied as pass 1 reads the samples, the last pass never stored (its butterflies j and 64 - j give both halves
+ * of four bins of the real FFT), only bins 1..127 formed, each mel weight applied once (a bin feeds two
+ * neighbouring mel bins), the log of the 40 mel energies, the DCT as a half-size table product.
  *
  * Why float32 and not fixed point: the reference is TensorFlow's float32 pipeline, and a float32 C pipeline
  * follows it operation for operation (the same window, mel and DCT constants, rendered from TensorFlow's own
@@ -24,7 +28,7 @@
  *                      scale). A frame is divided by the level at the moment it completes.
  * Samples are kept raw (int16) until their frame completes, so a frame is scaled with one level.
  *
- * No dynamic allocation; the state is the caller's (about 5.5 KiB). Not thread safe: tx_frontend_clip uses
+ * No dynamic allocation; the state is the caller's (5,564 bytes). Not thread safe: tx_frontend_clip uses
  * one static state (dropped by the linker's --gc-sections when tx_frontend_clip is not called). */
 #ifndef TX_FRONTEND_H
 #define TX_FRONTEND_H
