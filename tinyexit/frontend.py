@@ -138,13 +138,14 @@ def render_sources(out: str | Path) -> list[Path]:
     return [out / "tx_frontend.c", out / "tx_frontend_tables.c"]
 
 
-def build_host(out: str | Path) -> Path:
-    """The host driver (host_main.c + the front end) built into `out/tx_frontend_host`."""
+def build_host(out: str | Path, defines: dict | None = None) -> Path:
+    """The host driver (host_main.c + the front end) built into `out/tx_frontend_host` (`defines`: e.g.
+    TX_FE_ALWAYS_DIVIDE, for the test that the power-of-two shortcut changes no bit)."""
     out = Path(out)
     sources = render_sources(out)
     main = _copy_template("host_main.c", out)
     return toolchain.compile_host([main, *sources], out / "tx_frontend_host", include_dirs=[out], libs=("m",),
-                                  what="front end host build")
+                                  defines=defines, what="front end host build")
 
 
 def run_host(exe: str | Path, pcm: np.ndarray, *, mode: str = "clip", level: str = "max", chunk: int = HOP,

@@ -265,6 +265,9 @@ static void compute_frame(tx_frontend_state *s, float level, float out[TX_FE_NUM
   float divisor = level, scale = 0.5f;
 
   memcpy(&u, &level, sizeof u);
+#ifdef TX_FE_ALWAYS_DIVIDE
+  u = 1u; /* tests only: never the shortcut, to show it changes no bit */
+#endif
   if ((u & 0x007fffffu) == 0 && ((u >> 23) & 0xffu) != 0 && ((u >> 23) & 0xffu) != 0xffu) {
     /* level = +-2^e: dividing by it is exact, so it moves to the mel energies (see above) */
     divisor = 1.0f;

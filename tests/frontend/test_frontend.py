@@ -145,6 +145,20 @@ def test_incremental_with_the_clips_max_equals_per_clip(exe, chunk):
         assert np.array_equal(per_clip, pushed)
 
 
+def test_power_of_two_level_shortcut_changes_no_bit(exe, tmp_path):
+    """A power-of-two level is applied to the mel energies instead of dividing the samples (tx_frontend.c): the
+    same bits as the division TensorFlow does, which a build without the shortcut computes."""
+    always_divide = frontend.build_host(tmp_path / "div", defines={"TX_FE_ALWAYS_DIVIDE": None})
+    clips = [c for c in synthetic_clips() if len(c) == SR]
+    pcm = np.stack(clips)
+    for level in ("fixed:8192", "fixed:1", "fixed:0.25", "fixed:-512"):
+        fast, _ = frontend.run_host(exe, pcm, mode="push", level=level, chunk=320)
+        slow, _ = frontend.run_host(always_divide, pcm, mode="push", level=level, chunk=320)
+        assert np.array_equal(fast.view(np.uint32), slow.view(np.uint32)), level
+    fast, _ = frontend.run_host(exe, pcm, mode="push", level="fixed:3000", chunk=320)
+    assert np.array_equal(fast, frontend.run_host(always_divide, pcm, mode="push", level="fixed:3000")[0])
+
+
 def test_ring_holds_the_last_49_frames_in_time_order(exe):
     """Two seconds pushed with a fixed level: the ring is the second second's features at that level."""
     rng = np.random.default_rng(7)
