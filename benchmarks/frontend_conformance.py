@@ -215,7 +215,10 @@ def main(argv=None) -> int:
         if not args.no_emulate:
             hop = frontend.hop_instructions(tmp / "hop", args.board)
             hop["firmware_equals_host"] = hop["hashes"] == frontend.host_hop_hashes(exe, hop["hops"])
-            bench = find(f"runs/kws-default/bench/{args.board}-qemu/bench.json")
+            hop["steps"] = frontend.step_profile(tmp / "steps", args.board)["steps"]
+            rel = f"bench/{args.board}-qemu/bench.json"
+            bench = (Path(args.run) / rel if args.run and (Path(args.run) / rel).is_file()
+                     else find(f"runs/kws-default/{rel}"))
             if bench:
                 per_inf = json.loads(bench.read_text())["instructions"]["per_inference_early_exit"]
                 hop["model_instructions_per_inference"] = per_inf
@@ -224,7 +227,10 @@ def main(argv=None) -> int:
             report["instructions"] = hop
             print(f"front end on {hop['board']} (QEMU, exact): {hop['mean_per_hop']:.0f} instructions per 320-sample "
                   f"hop (max {hop['max_per_hop']}), state {hop['state_bytes']} B RAM, tables {hop['tables_bytes']} B "
-                  f"flash; firmware frames == host: {hop['firmware_equals_host']}")
+                  f"flash; firmware frames == host: {hop['firmware_equals_host']}; estimated cycles per hop "
+                  f"{hop['mean_cycles_per_hop']:.0f}")
+            for name, v in hop["steps"].items():
+                print(f"  {name:>42}: {v['instructions']:7.0f} instructions, {v['cycles']:7.0f} cycles")
             if bench:
                 print(f"  vs the model's {per_inf:,.0f} instructions per inference: "
                       f"{100 * hop['share_of_model_per_20ms_hop']:.1f} % per 20-ms hop, "

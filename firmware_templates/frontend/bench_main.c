@@ -13,6 +13,19 @@
 __attribute__((noinline, noipa, used)) void tx_bench_begin(void) { __asm__ volatile("" ::: "memory"); }
 __attribute__((noinline, noipa, used)) void tx_bench_end(void) { __asm__ volatile("" ::: "memory"); }
 
+#ifdef TX_FE_PROFILE
+/* the front end's step markers (tx_frontend.c): empty, their addresses open and close the counted windows */
+#define FE_MARKER(k) \
+  __attribute__((noinline, noipa, used)) void tx_fe_mark##k(void) { __asm__ volatile("" ::: "memory"); }
+FE_MARKER(0)
+FE_MARKER(1)
+FE_MARKER(2)
+FE_MARKER(3)
+FE_MARKER(4)
+FE_MARKER(5)
+FE_MARKER(6)
+#endif
+
 static tx_frontend_state state;
 static int16_t hop[TX_FE_FRAME_STEP];
 static uint32_t seed = 12345u;

@@ -7,7 +7,9 @@
  * MODE clip: tx_frontend_clip. MODE push: a fresh state per clip, all N samples pushed CHUNK at a time (then
  * zeros up to 16000 samples when N is shorter), the ring's 49 frames written; LEVEL "max" (the clip's signed
  * maximum: the per-clip result when N <= 16000), "fixed:L" or "peak:DECAY:FLOOR". With SCALE ZP QOUT the
- * features are also quantized into QOUT (int8). MODE quant: IN holds N float32 values, OUT gets their int8. */
+ * features are also quantized into QOUT (int8): MODE clip with tx_frontend_quantize, MODE push from the
+ * state's int8 ring (tx_frontend_set_quant before the first sample), which must equal tx_frontend_quantize of
+ * the float ring (exit status 3 if not). MODE quant: IN holds N float32 values, OUT gets their int8. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +26,7 @@ static int fail(const char *what)
   return 2;
 }
 
-static int push_clip(const int16_t *pcm, size_t n, const char *level, size_t chunk)
+static int push_clip(const int16_t *pcm, size_t n, const char *level, size_t chunk, float scale, int32_t zp)
 {
   static const int16_t zeros[TX_FE_FRAME_STEP];
   size_t used = n, i;
@@ -43,13 +45,14 @@ static int push_clip(const int16_t *pcm, size_t n, const char *level, size_t chu
   } else {
     return -1;
   }
-  if (ok != 0) return -1;
+  if (ok != 0 || (scale > 0.0f && tx_frontend_set_quant(&state, scale, zp) != 0)) return -1;
   for (i = 0; i < used; i += chunk) tx_frontend_push(&state, pcm + i, used - i < chunk ? used - i : chunk);
   for (; used < TX_FE_CLIP_SAMPLES; used += TX_FE_FRAME_STEP) {
     const size_t z = TX_FE_CLIP_SAMPLES - used < TX_FE_FRAME_STEP ? TX_FE_CLIP_SAMPLES - used : TX_FE_FRAME_STEP;
     tx_frontend_push(&state, zeros, z);
   }
   tx_frontend_frames(&state, feats);
+  if (scale > 0.0f) tx_frontend_frames_int8(&state, q);
   return 0;
 }
 
@@ -99,13 +102,20 @@ int main(int argc, char **argv)
   if (!pcm || !in || !out || (argc == 10 && !qout)) return fail("cannot open the files or allocate");
   while (fread(pcm, sizeof *pcm, n, in) == n) {
     if (push) {
-      if (push_clip(pcm, n, level, chunk) != 0) return fail("bad LEVEL (max, fixed:L, peak:DECAY:FLOOR)");
+      if (push_clip(pcm, n, level, chunk, scale, zp) != 0)
+        return fail("bad LEVEL (max, fixed:L, peak:DECAY:FLOOR) or SCALE ZP");
     } else {
       tx_frontend_clip(pcm, n, feats);
     }
     fwrite(feats, sizeof feats, 1, out);
     if (qout) {
-      tx_frontend_quantize(&feats[0][0], TX_FE_NUM_FRAMES * TX_FE_NUM_MFCC, scale, zp, q);
+      static int8_t want[TX_FE_NUM_FRAMES * TX_FE_NUM_MFCC];
+      tx_frontend_quantize(&feats[0][0], TX_FE_NUM_FRAMES * TX_FE_NUM_MFCC, scale, zp, want);
+      if (!push) memcpy(q, want, sizeof q);
+      if (memcmp(q, want, sizeof q) != 0) {
+        fprintf(stderr, "tx_frontend_host: the int8 ring differs from the quantized float ring\n");
+        return 3;
+      }
       fwrite(q, sizeof q, 1, qout);
     }
     if (n == 0) break;

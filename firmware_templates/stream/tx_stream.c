@@ -35,7 +35,6 @@
 #define TX_STREAM_CHUNK TX_FE_FRAME_STEP
 
 static tx_frontend_state fe;
-static float frames[TX_FE_NUM_FRAMES][TX_FE_NUM_MFCC];
 static int16_t chunk[TX_STREAM_CHUNK];
 static int8_t history[TX_STREAM_SMOOTH][TX_STREAM_CLASSES];
 static int32_t sums[TX_STREAM_CLASSES];
@@ -81,8 +80,9 @@ int main(void)
 {
   uint32_t hops, dets = 0, total_macs = 0;
   int32_t last_det = -(int32_t)TX_STREAM_REFRACTORY;
-  if (tx_frontend_init(&fe, TX_STREAM_LEVEL) != 0) {
-    tx_hal_puts("TX FAULT bad level\n");
+  if (tx_frontend_init(&fe, TX_STREAM_LEVEL) != 0 ||
+      tx_frontend_set_quant(&fe, TX_STREAM_INPUT_SCALE, TX_STREAM_INPUT_ZP) != 0) {
+    tx_hal_puts("TX FAULT bad level or input quantization\n");
     return 1;
   }
   if (app_init() != TX_OK) {
@@ -113,8 +113,7 @@ int main(void)
     tx_hal_putc('\n');
     receive(need);
     tx_fe_begin();
-    tx_frontend_frames(&fe, frames);
-    tx_frontend_quantize(&frames[0][0], TX_STREAM_FEATURES, TX_STREAM_INPUT_SCALE, TX_STREAM_INPUT_ZP, input_buf);
+    tx_frontend_frames_int8(&fe, input_buf);   /* each frame was quantized once, when computed */
     tx_fe_end();
     const uint32_t t0 = tx_hal_ticks();
     const result_t r = infer(input_buf);

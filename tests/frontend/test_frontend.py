@@ -122,7 +122,7 @@ def test_out_of_band_tone_is_as_close_to_exact_as_tensorflow(exe):
 
 
 def test_c_front_end_is_as_accurate_as_tensorflow(exe):
-    """Against the float64 answer, the C's error is of TensorFlow's order (radix-2 float32 FFT vs DUCC's)."""
+    """Against the float64 answer, the C's error is of TensorFlow's order (8 x 8 x 4 float32 FFT vs DUCC's)."""
     for clip in synthetic_clips()[::2]:
         exact = float64_features(clip)
         c_err = np.abs(c_clip(exe, clip)[0][0] - exact).max()
@@ -143,6 +143,20 @@ def test_incremental_with_the_clips_max_equals_per_clip(exe, chunk):
         per_clip, _ = c_clip(exe, clip)
         pushed, _ = c_clip(exe, clip, mode="push", level="max", chunk=chunk)
         assert np.array_equal(per_clip, pushed)
+
+
+def test_power_of_two_level_shortcut_changes_no_bit(exe, tmp_path):
+    """A power-of-two level is applied to the mel energies instead of dividing the samples (tx_frontend.c): the
+    same bits as the division TensorFlow does, which a build without the shortcut computes."""
+    always_divide = frontend.build_host(tmp_path / "div", defines={"TX_FE_ALWAYS_DIVIDE": None})
+    clips = [c for c in synthetic_clips() if len(c) == SR]
+    pcm = np.stack(clips)
+    for level in ("fixed:8192", "fixed:1", "fixed:0.25", "fixed:-512"):
+        fast, _ = frontend.run_host(exe, pcm, mode="push", level=level, chunk=320)
+        slow, _ = frontend.run_host(always_divide, pcm, mode="push", level=level, chunk=320)
+        assert np.array_equal(fast.view(np.uint32), slow.view(np.uint32)), level
+    fast, _ = frontend.run_host(exe, pcm, mode="push", level="fixed:3000", chunk=320)
+    assert np.array_equal(fast, frontend.run_host(always_divide, pcm, mode="push", level="fixed:3000")[0])
 
 
 def test_ring_holds_the_last_49_frames_in_time_order(exe):
@@ -201,17 +215,33 @@ def test_bad_input_is_one_line_error(exe):
 
 
 def test_tables_are_tensorflows():
+    """The C layouts rebuild TensorFlow's tables: the mel matrix from the segments (bin k's weights for mel bins
+    s(k) - 1 and s(k)), the window, the DCT from its half (row c (anti)symmetric), and the FFT's twiddles."""
     import tensorflow as tf
     t = frontend.tables()
     mel = np.zeros((257, 40), np.float32)
-    w = 0
-    for j, (s, c) in enumerate(zip(t["mel_start"], t["mel_count"])):
-        mel[s:s + c, j] = t["mel_weights"][w:w + c]
-        w += c
+    seg = 0
+    for k in range(t["first_bin"], t["last_bin"] + 1):
+        while k >= t["mel_end"][seg]:
+            seg += 1
+        i = k - t["first_bin"]
+        if seg > 0:
+            mel[k, seg - 1] = t["mel_down"][i]
+        if seg < 40:
+            mel[k, seg] = t["mel_up"][i]
+        assert seg == 40 or t["mel_up"][i] != 0 or t["mel_down"][i] != 0
+    assert t["mel_end"][-1] == t["last_bin"] + 1
     assert np.array_equal(mel, tf.signal.linear_to_mel_weight_matrix(40, 257, 16000, 20.0, 4000.0).numpy())
-    assert np.array_equal(t["hann"], tf.signal.hann_window(480).numpy())
+    assert np.array_equal(t["hann_padded"][:480], tf.signal.hann_window(480).numpy())
+    assert not t["hann_padded"][480:].any()
     dct = tf.signal.mfccs_from_log_mel_spectrograms(tf.eye(40)).numpy()[:, :10].T      # [coefficient, mel bin]
-    assert np.abs(t["dct"] - dct).max() < 1e-6
+    half = t["dct_half"].T                                                             # [coefficient, n < 20]
+    sign = (-1.0) ** np.arange(10)[:, None]
+    assert np.abs(np.concatenate([half, sign * half[:, ::-1]], axis=1) - dct).max() < 1e-6
+    for tw, span, js, radix in [(t["twiddle8"], 64, range(1, 8), 8), (t["twiddle4"], 256, range(33), 4)]:
+        exact = np.exp(-2j * np.pi * np.outer(list(js), np.arange(1, radix)) / span)
+        assert np.abs(tw[:, 0::2] + 1j * tw[:, 1::2] - exact).max() < 1e-7
+    assert np.abs(t["split"][:, 0] + 1j * t["split"][:, 1] - np.exp(-2j * np.pi * np.arange(128) / 512)).max() < 1e-7
     for v in [*t["hann"][:50], *t["dct"].ravel()[:50], np.float32(1.0), np.float32(-3e-8)]:
         assert np.float32(float(frontend.c_float(v)[:-1])) == v
 
@@ -231,3 +261,17 @@ def test_firmware_frames_equal_the_host_builds(exe, tmp_path):
     r = frontend.hop_instructions(tmp_path, "nrf52840", hops=4)
     assert r["hashes"] == frontend.host_hop_hashes(exe, 4)
     assert all(1000 < n < 500_000 for n in r["per_hop"])
+
+
+@pytest.mark.parametrize("chunk", [77, 320])
+def test_int8_ring_is_quantize_array_of_the_float_ring(exe, chunk):
+    """tx_frontend_set_quant: each frame quantized once when computed (the int8 ring the stream firmware feeds
+    the model) equals quantize_array of the float ring, in time order after the ring wrapped (two seconds pushed
+    at a fixed level; a one-frame clip and its zero padding)."""
+    rng = np.random.default_rng(21)
+    t = np.arange(2 * SR) / SR
+    long = _i16(6000 * np.sin(2 * np.pi * (200 + 600 * t) * t) + rng.normal(0, 500, 2 * SR))
+    for clip in (long, synthetic_clips()[-1]):
+        for qp in QPARAMS:
+            feats, q = c_clip(exe, clip, mode="push", level="fixed:7000", chunk=chunk, qparams=qp)
+            assert np.array_equal(q[0], quantize_array(feats[0], qp))
