@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 
 from tinyexit.codegen.ir import Graph, Op
 from tinyexit.codegen.plan import Plan
+from tinyexit.codegen.stream_plan import expand_ops
 
 
 def rq_needs_exact(mult: int, shift: int, bound: int) -> bool:
@@ -123,15 +124,15 @@ def kernel_features(graphs: dict[str, Graph], plans: dict[str, Plan]) -> KernelF
     """The union over every op of the library."""
     flags = dict.fromkeys(KernelFeatures().as_dict(), False)
     for name, g in graphs.items():
-        for op in g.ops:
+        for op, inplace in expand_ops(g.ops, plans[name].inplace):    # a fused chain's members too
             if op.kernel == "tx_conv":
-                f = _conv_flags(op, op.index in plans[name].inplace)
+                f = _conv_flags(op, inplace)
             elif op.kernel == "tx_dwconv":
                 f = _dw_flags(op)
             elif op.kernel == "tx_pool":
                 f = _pool_flags(op)
             elif op.kernel == "tx_sparse_conv":
-                f = _sparse_conv_flags(op, op.index in plans[name].inplace)
+                f = _sparse_conv_flags(op, inplace)
             elif op.kernel == "tx_fc":
                 f = _fc_flags(op)
             else:
