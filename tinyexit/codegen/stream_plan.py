@@ -42,6 +42,8 @@ def _joins_in_place(op: Op) -> bool:
 
 def _global_pool(op: Op) -> bool:
     """An average pool with one output pixel whose window (no padding) covers the whole input."""
+    if type(op) is not AveragePool2D:
+        return False
     ih, iw, _ = op.in_hwc
     return (type(op) is AveragePool2D and tuple(op.out_hw) == (1, 1) and tuple(op.pad_tl) == (0, 0)
             and op.kernel_hw[0] >= ih and op.kernel_hw[1] >= iw)

@@ -1,0 +1,121 @@
+"""Fused, row-streamed conv chains (tinyexit.codegen.stream_plan, generate(plan="fused")): the chains found,
+the arena they save, and the outputs of the fused library byte for byte equal to tflite_micro's (host build of
+both kernel variants; one emulated Cortex-M4 run)."""
+import json
+
+import numpy as np
+import pytest
+
+from tests.codegen._random_models import RandomModel
+from tests.conftest import require_program
+from tinyexit.codegen import generate, read_model
+from tinyexit.codegen.ops._common import M4
+from tinyexit.codegen.stream_plan import StreamChain, find_chains, stream_graph
+from tinyexit.conformance import build_host, emulated_outputs, run_host, tflm_outputs
+from tinyexit.errors import TinyexitError
+
+
+def _dscnn(seed: int, *, pool: bool = True, expand: bool = False, n_inputs: int = 6):
+    """A DS-CNN-like model: a first conv (strided or not), 2-3 depthwise 3x3 + pointwise blocks (one
+    depthwise strided sometimes; `expand`: a pointwise that changes the channel count, a stage of its own),
+    then a global average pool (or, `pool=False`, the last map, with 24 channels inside the chain and 4 at
+    its end, reshaped) and a FULLY_CONNECTED."""
+    rng = np.random.default_rng(seed)
+    m = RandomModel(rng, str(rng.choice(["loguniform", "inexact"])), n_inputs, tag=f"ds{seed}")
+    h, w = int(rng.integers(30, 48)), int(rng.integers(3, 8))   # tall: rows windows beat whole maps
+    x = m.input((1, h, w, int(rng.integers(1, 3))))
+    c = 8
+    x = m.conv(x, c, (int(rng.integers(2, 5)), int(rng.integers(1, 4))), (int(rng.integers(1, 3)), 1),
+               str(rng.choice(["same", "valid"])))
+    blocks = int(rng.integers(2, 4))
+    for b in range(blocks):
+        _, h, w, _ = m.g.spec(x).shape
+        stride = (2, 2) if b == 1 and rng.random() < 0.5 else (1, 1)
+        valid = stride == (1, 1) and min(h, w) >= 4 and rng.random() < 0.4
+        x = m.depthwise(x, 1, (3, 3), stride, "valid" if valid else "same")
+        c = 12 if expand and b == 0 else c
+        if not pool:    # expand, then project: the chain's output is smaller than its inside
+            c = 4 if b == blocks - 1 else 24
+        x = m.conv(x, c, (1, 1), (1, 1), "same")
+    _, h, w, c = m.g.spec(x).shape
+    if pool:
+        x = m.pool(x, "avg", (h, w), (1, 1), "valid")
+    x = m.reshape(x, (1, int(np.prod(m.g.spec(x).shape))))
+    m.fully_connected(x, 6)
+    return m.cases()[-1]        # the whole model
+
+
+def _check(case, tmp_path, kernels):
+    model = tmp_path / f"{case.name}.tflite"
+    model.write_bytes(case.model)
+    rep = generate({"m": model}, tmp_path / f"lib_{kernels}", kernels=kernels, plan="fused", measure=False,
+                   compare_tflm=False)
+    layers = generate({"m": model}, tmp_path / f"layers_{kernels}", kernels=kernels, measure=False,
+                      compare_tflm=False)
+    got = run_host(build_host(tmp_path / f"lib_{kernels}"), "m", case.inputs, read_model(model).output.nbytes)
+    np.testing.assert_array_equal(got, tflm_outputs(model, case.inputs))
+    return rep.models["m"], layers.models["m"]
+
+
+@pytest.mark.parametrize("kernels", ["reference", M4])
+@pytest.mark.parametrize("seed,pool,expand", [(1, True, False), (2, True, True), (3, False, False),
+                                              (4, True, False)])
+def test_fused_chain_equals_tflm_on_host(tmp_path, kernels, seed, pool, expand):
+    fused, layers = _check(_dscnn(seed, pool=pool, expand=expand), tmp_path, kernels)
+    assert fused.plan == "fused" and len(fused.chains) == 1, fused.chains
+    assert ("AVERAGE_POOL_2D" in fused.chains[0]) == pool
+    assert fused.arena_bytes < layers.arena_bytes and layers.plan == "layers"
+
+
+def test_chain_found_in_kws_and_saves_arena():
+    g = read_model("/work/shared/conformance/kws_ref_model.tflite")
+    assert [len(c) for c in find_chains(g)] == [10]      # conv, 4 x (depthwise, pointwise), pool
+    s = stream_graph(g)
+    chain = s.ops[0]
+    assert isinstance(chain, StreamChain) and len(s.ops) == len(g.ops) - 9
+    assert [len(st) for st in chain.stages] == [1, 2, 2, 2, 2] and chain.rows == (3, 3, 3, 3, 1)
+    assert chain.macs() == sum(op.macs() for op in g.ops[:10])
+    # windows: 4 x 3 rows of 5 x 64 bytes, the last stage's row, 64 int32 sums
+    assert chain.scratch_bytes(False) == 4 * 3 * 320 + 320 + 4 * 64
+
+
+def test_default_plan_is_layer_by_layer_and_report_says_which(tmp_path):
+    src = "/work/shared/conformance/kws_ref_model.tflite"
+    a = generate({"kws": src}, tmp_path / "a", measure=False, compare_tflm=False)
+    b = generate({"kws": src}, tmp_path / "b", plan="fused", measure=False, compare_tflm=False)
+    assert a.plan == "layers" and a.models["kws"].plan == "layers" and a.models["kws"].chains == []
+    doc = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert doc["plan"] == "fused" and doc["models"]["kws"]["plan"] == "fused"
+    assert b.models["kws"].arena_bytes < a.models["kws"].arena_bytes
+    assert "plan of kws: fused" in b.table() and "plan of kws: layer by layer" in a.table()
+    with pytest.raises(TinyexitError, match="unknown plan"):
+        generate({"kws": src}, tmp_path / "c", plan="patches", measure=False, compare_tflm=False)
+
+
+def test_kws_fused_equals_tflm_on_host(tmp_path, rng):
+    src = "/work/shared/conformance/kws_ref_model.tflite"
+    generate({"kws": src}, tmp_path / "lib", kernels=M4, plan="fused", measure=False, compare_tflm=False)
+    x = rng.integers(-128, 128, size=(40, 49, 10, 1)).astype(np.int8)
+    got = run_host(build_host(tmp_path / "lib"), "kws", x, 12)
+    np.testing.assert_array_equal(got, tflm_outputs(src, x))
+
+
+@pytest.mark.emulator
+def test_fused_chain_equals_tflm_on_emulated_cortex_m4(tmp_path, rng):
+    require_program("arm-none-eabi-gcc", "apt-get install -y --no-install-recommends gcc-arm-none-eabi "
+                                         "libnewlib-arm-none-eabi")
+    require_program("qemu-system-arm", "apt-get install -y --no-install-recommends qemu-system-arm")
+    case = _dscnn(2, expand=True, n_inputs=3)
+    model = tmp_path / "ds.tflite"
+    model.write_bytes(case.model)
+    kws = "/work/shared/conformance/kws_ref_model.tflite"
+    rep = generate({"ds": model, "kws": kws}, tmp_path / "lib", kernels=M4, plan="fused", measure=False,
+                   compare_tflm=False)
+    assert all(m.plan == "fused" for m in rep.models.values())
+    (tmp_path / "w1").mkdir()
+    (tmp_path / "w2").mkdir()
+    got, _ = emulated_outputs(tmp_path / "lib", "ds", case.inputs, work=tmp_path / "w1")
+    np.testing.assert_array_equal(got, tflm_outputs(model, case.inputs))
+    x = rng.integers(-128, 128, size=(3, 49, 10, 1)).astype(np.int8)
+    got, _ = emulated_outputs(tmp_path / "lib", "kws", x, work=tmp_path / "w2")
+    np.testing.assert_array_equal(got, tflm_outputs(kws, x))
