@@ -15,22 +15,23 @@ from tinyexit.conformance import build_host, emulated_outputs, run_host, tflm_ou
 from tinyexit.errors import TinyexitError
 
 
-def _dscnn(seed: int, *, pool: bool = True, expand: bool = False, n_inputs: int = 6):
+def _dscnn(seed: int, *, pool: bool = True, expand: bool = False, big: bool = False, n_inputs: int = 6):
     """A DS-CNN-like model: a first conv (strided or not), 2-3 depthwise 3x3 + pointwise blocks (one
     depthwise strided sometimes; `expand`: a pointwise that changes the channel count, a stage of its own),
     then a global average pool (or, `pool=False`, the last map, with 24 channels inside the chain and 4 at
-    its end, reshaped) and a FULLY_CONNECTED."""
+    its end, reshaped) and a FULLY_CONNECTED. `big`: no stride and 9 columns, so the pool sums more than 256
+    pixels (int32 sums)."""
     rng = np.random.default_rng(seed)
     m = RandomModel(rng, str(rng.choice(["loguniform", "inexact"])), n_inputs, tag=f"ds{seed}")
-    h, w = int(rng.integers(30, 48)), int(rng.integers(3, 8))   # tall: rows windows beat whole maps
+    h, w = int(rng.integers(30, 48)), 9 if big else int(rng.integers(3, 8))   # tall: row windows beat whole maps
     x = m.input((1, h, w, int(rng.integers(1, 3))))
     c = 8
-    x = m.conv(x, c, (int(rng.integers(2, 5)), int(rng.integers(1, 4))), (int(rng.integers(1, 3)), 1),
-               str(rng.choice(["same", "valid"])))
+    x = m.conv(x, c, (int(rng.integers(2, 5)), int(rng.integers(1, 4))), (1 if big else int(rng.integers(1, 3)), 1),
+               "same" if big else str(rng.choice(["same", "valid"])))
     blocks = int(rng.integers(2, 4))
     for b in range(blocks):
         _, h, w, _ = m.g.spec(x).shape
-        stride = (2, 2) if b == 1 and rng.random() < 0.5 else (1, 1)
+        stride = (2, 2) if b == 1 and rng.random() < 0.5 and not big else (1, 1)
         valid = stride == (1, 1) and min(h, w) >= 4 and rng.random() < 0.4
         x = m.depthwise(x, 1, (3, 3), stride, "valid" if valid else "same")
         c = 12 if expand and b == 0 else c
@@ -58,12 +59,15 @@ def _check(case, tmp_path, kernels):
 
 
 @pytest.mark.parametrize("kernels", ["reference", M4])
-@pytest.mark.parametrize("seed,pool,expand", [(1, True, False), (2, True, True), (3, False, False),
-                                              (4, True, False)])
-def test_fused_chain_equals_tflm_on_host(tmp_path, kernels, seed, pool, expand):
-    fused, layers = _check(_dscnn(seed, pool=pool, expand=expand), tmp_path, kernels)
+@pytest.mark.parametrize("seed,pool,expand,big", [(1, True, False, False), (2, True, True, False),
+                                                  (3, False, False, False), (4, True, False, True)])
+def test_fused_chain_equals_tflm_on_host(tmp_path, kernels, seed, pool, expand, big):
+    fused, layers = _check(_dscnn(seed, pool=pool, expand=expand, big=big), tmp_path, kernels)
     assert fused.plan == "fused" and len(fused.chains) == 1, fused.chains
     assert ("AVERAGE_POOL_2D" in fused.chains[0]) == pool
+    if pool:    # the pool's sums: int16 up to 256 pixels, else int32
+        src = (tmp_path / f"lib_{kernels}" / "tx_model_m.c").read_text()
+        assert ("tx_chain_pool_add(" in src) == big and ("tx_chain_pool_add_16(" in src) == (not big)
     assert fused.arena_bytes < layers.arena_bytes and layers.plan == "layers"
 
 
@@ -75,8 +79,8 @@ def test_chain_found_in_kws_and_saves_arena():
     assert isinstance(chain, StreamChain) and len(s.ops) == len(g.ops) - 9
     assert [len(st) for st in chain.stages] == [1, 2, 2, 2, 2] and chain.rows == (3, 3, 3, 3, 1)
     assert chain.macs() == sum(op.macs() for op in g.ops[:10])
-    # windows: 4 x 3 rows of 5 x 64 bytes, the last stage's row, 64 int32 sums
-    assert chain.scratch_bytes(False) == 4 * 3 * 320 + 320 + 4 * 64
+    # windows: 4 x 3 rows of 5 x 64 bytes, the last stage's row, 64 int16 sums (125 pixels)
+    assert chain.scratch_bytes(False) == 4 * 3 * 320 + 320 + 2 * 64
 
 
 def test_default_plan_is_layer_by_layer_and_report_says_which(tmp_path):

@@ -86,9 +86,15 @@ class StreamChain(Op):
                 at += a4(self.rows[k] * _row_bytes(self.members[s[-1]]))
         return offs + [at]
 
+    def _acc(self) -> tuple[int, str]:
+        """Bytes per pool sum and the C suffix of the pool functions: int16 while the window has at most
+        256 pixels (|sum| <= 128 * 256), else int32."""
+        ih, iw, _ = self.sink.in_hwc
+        return (2, "_16") if ih * iw <= 256 else (4, "")
+
     def scratch_bytes(self, inplace: bool) -> int:
-        """The windows and the pool's int32 sums: live during the whole step."""
-        acc = 4 * self.sink.in_hwc[2] if self.sink is not None else 0
+        """The windows and the pool's sums: live during the whole step."""
+        acc = a4(self._acc()[0] * self.sink.in_hwc[2]) if self.sink is not None else 0
         return self._windows()[-1] + acc
 
     def work_bytes(self, kernels: str) -> int:
@@ -120,7 +126,8 @@ class StreamChain(Op):
             if k + 1 == n and self.sink is not None:
                 last = self.members[s[-1]]
                 _, w, c = last.out_hwc
-                body.append(f"tx_chain_pool_add((int32_t *)(void *)(buf + {wins[-1]}u), "
+                size, sfx = self._acc()
+                body.append(f"tx_chain_pool_add{sfx}((int{8 * size}_t *)(void *)(buf + {wins[-1]}u), "
                             f"out + (uint32_t)row * {w * c}u, {w}u, {c}u);")
             cases.append(f"    case {k}u:\n" + "".join(f"      {b}\n" for b in body) + "      break;")
         parts.append(
@@ -133,10 +140,11 @@ class StreamChain(Op):
         ks = f"buf + {a4(self.scratch_bytes(False))}u"
         if self.sink is not None:
             c, (ih, iw, _) = self.sink.in_hwc[2], self.sink.in_hwc
-            run.append(f"  memset(buf + {wins[-1]}u, 0, {4 * c}u);")
+            size, sfx = self._acc()
+            run.append(f"  memset(buf + {wins[-1]}u, 0, {size * c}u);")
             run.append(f"  tx_chain_run({prefix}_st, {n}u, in, out, buf, {ks}, {prefix}_row);")
-            run.append(f"  tx_chain_pool_out((const int32_t *)(const void *)(buf + {wins[-1]}u), {c}u, "
-                       f"{ih * iw}, {self.sink.act[0]}, {self.sink.act[1]}, out);")
+            run.append(f"  tx_chain_pool_out{sfx}((const int{8 * size}_t *)(const void *)(buf + {wins[-1]}u), "
+                       f"{c}u, {ih * iw}, {self.sink.act[0]}, {self.sink.act[1]}, out);")
         else:
             run.append(f"  tx_chain_run({prefix}_st, {n}u, in, out, buf, {ks}, {prefix}_row);")
         parts.append("\n".join(run) + "\n}")
