@@ -9,8 +9,10 @@ import pytest
 from tests.codegen._random_models import RandomModel
 from tests.conftest import require_program
 from tinyexit.codegen import generate, read_model
+from tinyexit.codegen.fuse import fuse_conv_add
 from tinyexit.codegen.ops._common import M4
-from tinyexit.codegen.stream_plan import StreamChain, find_chains, stream_graph
+from tinyexit.codegen.stream_chain import StreamChain
+from tinyexit.codegen.stream_plan import find_chains, stream_graph
 from tinyexit.conformance import build_host, emulated_outputs, run_host, tflm_outputs
 from tinyexit.errors import TinyexitError
 
@@ -46,6 +48,23 @@ def _dscnn(seed: int, *, pool: bool = True, expand: bool = False, big: bool = Fa
     return m.cases()[-1]        # the whole model
 
 
+def _resnet(seed: int, n_inputs: int = 6):
+    """A ResNet-8-like model: a conv, a residual block (two 3x3 convs, ADD of the skip), a strided block
+    (3x3 stride 2 and 3x3; a 1x1 stride-2 shortcut; ADD), global average pool, FULLY_CONNECTED."""
+    rng = np.random.default_rng(seed)
+    m = RandomModel(rng, str(rng.choice(["loguniform", "inexact"])), n_inputs, tag=f"rn{seed}")
+    x = m.input((1, int(rng.integers(16, 24)), int(rng.integers(4, 9)), 3))
+    x = m.conv(x, 8, (3, 3), (1, 1), "same")
+    b = m.conv(m.conv(x, 8, (3, 3), (1, 1), "same"), 8, (3, 3), (1, 1), "same")
+    x = m.add(x, b, x)
+    b = m.conv(m.conv(x, 16, (3, 3), (2, 2), "same"), 16, (3, 3), (1, 1), "same")
+    x = m.add(m.conv(x, 16, (1, 1), (2, 2), "same"), b, x)
+    _, h, w, _ = m.g.spec(x).shape
+    x = m.pool(x, "avg", (h, w), (1, 1), "valid")
+    m.fully_connected(m.reshape(x, (1, 16)), 5)
+    return m.cases()[-1]
+
+
 def _check(case, tmp_path, kernels):
     model = tmp_path / f"{case.name}.tflite"
     model.write_bytes(case.model)
@@ -69,6 +88,23 @@ def test_fused_chain_equals_tflm_on_host(tmp_path, kernels, seed, pool, expand, 
         src = (tmp_path / f"lib_{kernels}" / "tx_model_m.c").read_text()
         assert ("tx_chain_pool_add(" in src) == big and ("tx_chain_pool_add_16(" in src) == (not big)
     assert fused.arena_bytes < layers.arena_bytes and layers.plan == "layers"
+
+
+@pytest.mark.parametrize("kernels", ["reference", M4])
+@pytest.mark.parametrize("seed", [11, 12])
+def test_fused_residual_blocks_equal_tflm_on_host(tmp_path, kernels, seed):
+    fused, layers = _check(_resnet(seed), tmp_path, kernels)
+    assert fused.plan == "fused" and fused.chains[0].count("CONV_2D(+ADD)") == 2, fused.chains
+    assert fused.arena_bytes < layers.arena_bytes
+
+
+def test_chain_found_in_resnet_keeps_skip_rows():
+    g = stream_graph(fuse_conv_add(read_model("/work/shared/conformance/pretrainedResnet_quant.tflite")))
+    chain = g.ops[0]
+    assert isinstance(chain, StreamChain) and chain.sink is not None and len(chain.stages) == 9
+    # the first block's output (stage 0) is read by a 3x3 conv and, as the skip, by the ADD two stages on
+    assert chain.src[:3] == (-1, 0, 1) and chain.res[:3] == (-2, -2, 0)
+    assert all(r >= 3 for r in chain.rows[:3]) and max(chain.rows) < 8     # rows, never whole 32-row maps
 
 
 def test_chain_found_in_kws_and_saves_arena():
@@ -109,17 +145,19 @@ def test_fused_chain_equals_tflm_on_emulated_cortex_m4(tmp_path, rng):
     require_program("arm-none-eabi-gcc", "apt-get install -y --no-install-recommends gcc-arm-none-eabi "
                                          "libnewlib-arm-none-eabi")
     require_program("qemu-system-arm", "apt-get install -y --no-install-recommends qemu-system-arm")
-    case = _dscnn(2, expand=True, n_inputs=3)
-    model = tmp_path / "ds.tflite"
-    model.write_bytes(case.model)
-    kws = "/work/shared/conformance/kws_ref_model.tflite"
-    rep = generate({"ds": model, "kws": kws}, tmp_path / "lib", kernels=M4, plan="fused", measure=False,
-                   compare_tflm=False)
+    cases = {"ds": _dscnn(2, expand=True, n_inputs=3), "rn": _resnet(11, n_inputs=3)}
+    models = {}
+    for name, case in cases.items():
+        models[name] = tmp_path / f"{name}.tflite"
+        models[name].write_bytes(case.model)
+    models["kws"] = "/work/shared/conformance/kws_ref_model.tflite"
+    models["resnet"] = "/work/shared/conformance/pretrainedResnet_quant.tflite"
+    rep = generate(models, tmp_path / "lib", kernels=M4, plan="fused", measure=False, compare_tflm=False)
     assert all(m.plan == "fused" for m in rep.models.values())
-    (tmp_path / "w1").mkdir()
-    (tmp_path / "w2").mkdir()
-    got, _ = emulated_outputs(tmp_path / "lib", "ds", case.inputs, work=tmp_path / "w1")
-    np.testing.assert_array_equal(got, tflm_outputs(model, case.inputs))
-    x = rng.integers(-128, 128, size=(3, 49, 10, 1)).astype(np.int8)
-    got, _ = emulated_outputs(tmp_path / "lib", "kws", x, work=tmp_path / "w2")
-    np.testing.assert_array_equal(got, tflm_outputs(kws, x))
+    inputs = {**{n: c.inputs for n, c in cases.items()},
+              "kws": rng.integers(-128, 128, size=(3, 49, 10, 1)).astype(np.int8),
+              "resnet": rng.integers(-128, 128, size=(2, 32, 32, 3)).astype(np.int8)}
+    for name, x in inputs.items():
+        (tmp_path / name).mkdir()
+        got, _ = emulated_outputs(tmp_path / "lib", name, x, work=tmp_path / name)
+        np.testing.assert_array_equal(got, tflm_outputs(models[name], x), err_msg=name)

@@ -1,38 +1,39 @@
-"""Fused, row-streamed chains (MCUNetV2 / vMCU style): a run of convolutions, each the only reader of the
-previous one's output, optionally ending in a global AVERAGE_POOL_2D, becomes one step (StreamChain) that
-computes the chain row by row. Between stages only a window of rows lives (the next stage's kernel height),
-never a whole tensor, so the arena holds the chain's input, its output, the windows and the kernels' work.
+"""Fused, row-streamed execution (MCUNetV2 patch-based inference / vMCU segment-level memory, by rows): a run
+of consecutive convolutions whose intermediate tensors are read only inside the run (a DS-CNN's conv and
+depthwise-pointwise pairs; a ResNet's residual blocks, their skip tensors included), optionally ending in a
+global AVERAGE_POOL_2D, becomes one step (StreamChain, tinyexit.codegen.stream_chain) that computes the run
+row by row. Between stages only a window of rows lives, never a whole tensor.
 
-Stages: each convolution or depthwise convolution is a stage; a 1x1 stride-1 conv that keeps its input's
-shape (a DS-CNN pointwise) joins the stage before it and runs in place on the row that stage just wrote into
-its output window, so that boundary needs no window. A global average pool at the end is streamed: its
-int32 sums are accumulated as the last stage's rows appear, and its output written at the end.
+Scheduling (the C driver tx_chain_run, mirrored by `_simulate`): at every step the last stage in run order
+that can produce its next output row does so (its input rows and its residual row exist). That consumes
+rows as soon as they exist (depth first: pull-like, the output drives it), so a window holds only the rows
+its readers still need. Window sizes come from simulating that same schedule at generation time: the most
+rows any stage's window holds when it writes a row. With a 3x3 stride-1 reader that is 3 rows; a skip
+tensor read by a residual ADD several layers later keeps the rows between.
 
-The kernels are the layer-by-layer ones, called on one output row with the tensor bases moved back (see
-firmware_templates/kernels/reference/tx_chain.c.j2), with the same params, so the bytes are the layer-by-layer
-plan's (and TFLM's). A chain is one step of one unit: the checkpointing runtime cannot commit inside it, so
-`generate(plan="fused")` is a choice of the caller (builds that checkpoint keep plan="layers")."""
+A chain is one step of one unit: the checkpointing runtime cannot commit inside it, so `generate(plan="fused")`
+is a choice of the caller (the checkpointing builds keep the default plan "layers"); after a power failure the
+step re-runs from its input, which it never overwrites."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import ClassVar
+from dataclasses import replace
 
-from tinyexit.codegen.ir import CArray, Graph, Op
-from tinyexit.codegen.ops._common import a4
+from tinyexit.codegen.ir import Graph, Op
 from tinyexit.codegen.ops.average_pool_2d import AveragePool2D
 from tinyexit.codegen.ops.conv_2d import Conv2D
+from tinyexit.codegen.ops.conv_add import ConvAdd
 from tinyexit.codegen.ops.depthwise_conv_2d import DepthwiseConv2D
+from tinyexit.codegen.stream_chain import CHAIN_INPUT, NONE, StreamChain, geom, row_bytes
 
 MAX_STAGES = 16     # TX_CHAIN_MAX_STAGES (firmware_templates/kernels/tx_chain.h.j2)
 PLANS = ("layers", "fused")
 
 
 def _streamable(op: Op) -> bool:
-    """A dense conv or depthwise conv the scheduler can run by rows (stride <= kernel height: the rows a
-    stage drops per output row were all read)."""
-    dense = (type(op) is Conv2D and op.kernel == "tx_conv") or \
-        (type(op) is DepthwiseConv2D and op.kernel == "tx_dwconv" and not op.in_pixel)
-    return dense and op.stride_hw[0] <= op.kernel_hw[0]
+    """A dense conv, depthwise conv or conv with a fused ADD, which the kernels run by output rows."""
+    return ((type(op) is Conv2D and op.kernel == "tx_conv")
+            or (type(op) is ConvAdd and op.kernel == "tx_conv" and type(op.conv) is Conv2D)
+            or (type(op) is DepthwiseConv2D and op.kernel == "tx_dwconv" and not op.in_pixel))
 
 
 def _joins_in_place(op: Op) -> bool:
@@ -45,124 +46,18 @@ def _global_pool(op: Op) -> bool:
     if type(op) is not AveragePool2D:
         return False
     ih, iw, _ = op.in_hwc
-    return (type(op) is AveragePool2D and tuple(op.out_hw) == (1, 1) and tuple(op.pad_tl) == (0, 0)
-            and op.kernel_hw[0] >= ih and op.kernel_hw[1] >= iw)
+    return tuple(op.out_hw) == (1, 1) and tuple(op.pad_tl) == (0, 0) and op.kernel_hw[0] >= ih \
+        and op.kernel_hw[1] >= iw
 
 
-def _row_bytes(op: Op) -> int:
-    _, w, c = op.out_hwc
-    return w * c
-
-
-@dataclass(frozen=True, eq=False)
-class StreamChain(Op):
-    """One fused step: `members` in run order; `stages` the member positions of each stage (a windowed op,
-    then maybe an in-place 1x1); `sink` the streamed global average pool, or None; `rows` the window rows of
-    each stage's output (the last: 1 with a sink, else its whole output, written to the output tensor)."""
-    members: tuple = ()
-    stages: tuple = ()
-    sink: Op | None = None
-    rows: tuple = ()
-
-    name = "STREAM_CHAIN"
-    kernel = "tx_chain"
-    headers: ClassVar[tuple[str, ...]] = ("tx_chain.h",)
-
-    def member_ops(self) -> list[tuple[Op, bool]]:
-        """(op, runs in place) of every member, the sink last."""
-        inplace = {s[1] for s in self.stages if len(s) > 1}
-        out = [(op, k in inplace) for k, op in enumerate(self.members)]
-        return out + ([(self.sink, False)] if self.sink is not None else [])
-
-    def macs(self) -> int:
-        return sum(op.macs() for op, _ in self.member_ops())
-
-    def _windows(self) -> list[int]:
-        """Arena offset (inside the chain's buffer) of each stage's output window; the pool sums after."""
-        offs, at = [], 0
-        for k, s in enumerate(self.stages):
-            offs.append(at)
-            if k + 1 < len(self.stages) or self.sink is not None:
-                at += a4(self.rows[k] * _row_bytes(self.members[s[-1]]))
-        return offs + [at]
-
-    def _acc(self) -> tuple[int, str]:
-        """Bytes per pool sum and the C suffix of the pool functions: int16 while the window has at most
-        256 pixels (|sum| <= 128 * 256), else int32."""
-        ih, iw, _ = self.sink.in_hwc
-        return (2, "_16") if ih * iw <= 256 else (4, "")
-
-    def scratch_bytes(self, inplace: bool) -> int:
-        """The windows and the pool's sums: live during the whole step."""
-        acc = a4(self._acc()[0] * self.sink.in_hwc[2]) if self.sink is not None else 0
-        return self._windows()[-1] + acc
-
-    def work_bytes(self, kernels: str) -> int:
-        """The largest member's in-place ring (a 1x1: one pixel) and kernel work space, after the windows."""
-        return max(a4(op.scratch_bytes(ip)) + op.work_bytes(kernels) if op is not self.sink else 0
-                   for op, ip in self.member_ops())
-
-    def constants(self, prefix: str) -> list[CArray]:
-        return [a for k, op in enumerate(self.members) for a in op.constants(f"{prefix}_{k}")]
-
-    def params_decl(self, prefix: str, inplace: bool) -> str:
-        """The members' params, the stage table, the row function and the chain's run function."""
-        parts = [op.params_decl(f"{prefix}_{k}", ip) for k, (op, ip) in enumerate(self.member_ops())
-                 if op is not self.sink]
-        wins, n = self._windows(), len(self.stages)
-        table = []
-        for k, s in enumerate(self.stages):
-            first, last = self.members[s[0]], self.members[s[-1]]
-            to_out = int(k + 1 == n and self.sink is None)
-            table.append(f"  {{ {first.in_hwc[0]}u, {first.out_hwc[0]}u, {first.kernel_hw[0]}u, "
-                         f"{first.stride_hw[0]}u, {first.pad_tl[0]}u, {self.rows[k]}u, {_row_bytes(last)}u, "
-                         f"{wins[k]}u, {to_out}u }},")
-        parts.append(f"static const tx_chain_stage_t {prefix}_st[{n}] = {{\n" + "\n".join(table) + "\n};")
-        cases = []
-        for k, s in enumerate(self.stages):
-            body = [self.members[s[0]].call(f"{prefix}_{s[0]}", ["in"], "out", "ks")]
-            if len(s) > 1:      # the 1x1 in place on the row just written
-                body.append(self.members[s[1]].call(f"{prefix}_{s[1]}", ["out"], "out", "ks"))
-            if k + 1 == n and self.sink is not None:
-                last = self.members[s[-1]]
-                _, w, c = last.out_hwc
-                size, sfx = self._acc()
-                body.append(f"tx_chain_pool_add{sfx}((int{8 * size}_t *)(void *)(buf + {wins[-1]}u), "
-                            f"out + (uint32_t)row * {w * c}u, {w}u, {c}u);")
-            cases.append(f"    case {k}u:\n" + "".join(f"      {b}\n" for b in body) + "      break;")
-        parts.append(
-            f"static void {prefix}_row(uint32_t stage, uint32_t row, const int8_t *in, int8_t *out, int8_t *buf,\n"
-            f"                          int8_t *ks) {{\n"
-            f"  const uint32_t ub = row, ue = row + 1u;  /* the kernels' row range: one output row */\n"
-            f"  (void)in;\n  (void)buf;\n  switch (stage) {{\n" + "\n".join(cases) +
-            "\n    default:\n      break;\n  }\n}")
-        run = [f"static void {prefix}_run(const int8_t *in, int8_t *out, int8_t *buf) {{"]
-        ks = f"buf + {a4(self.scratch_bytes(False))}u"
-        if self.sink is not None:
-            c, (ih, iw, _) = self.sink.in_hwc[2], self.sink.in_hwc
-            size, sfx = self._acc()
-            run.append(f"  memset(buf + {wins[-1]}u, 0, {size * c}u);")
-            run.append(f"  tx_chain_run({prefix}_st, {n}u, in, out, buf, {ks}, {prefix}_row);")
-            run.append(f"  tx_chain_pool_out{sfx}((const int{8 * size}_t *)(const void *)(buf + {wins[-1]}u), "
-                       f"{c}u, {ih * iw}, {self.sink.act[0]}, {self.sink.act[1]}, out);")
-        else:
-            run.append(f"  tx_chain_run({prefix}_st, {n}u, in, out, buf, {ks}, {prefix}_row);")
-        parts.append("\n".join(run) + "\n}")
-        return "\n".join(p for p in parts if p)
-
-    def call(self, prefix: str, ins: list[str], out: str, scratch: str) -> str:
-        return f"{prefix}_run({ins[0]}, {out}, {scratch});"
-
-    def describe(self) -> str:
-        """One line: the members by stage, e.g. 'CONV_2D | DEPTHWISE_CONV_2D+CONV_2D | ... -> AVERAGE_POOL_2D'."""
-        text = " | ".join("+".join(self.members[k].name for k in s) for s in self.stages)
-        return text + (f" -> {self.sink.name}" if self.sink is not None else "")
-
-
-def _stages(members: list[Op]) -> list[tuple[int, ...]]:
+def _stages(members: list[Op], readers: dict[int, int]) -> list[tuple[int, ...]]:
+    """Member positions per stage: a 1x1 that keeps the shape joins the op before it when it is that op's
+    output's only reader."""
     out, k = [], 0
     while k < len(members):
-        if k + 1 < len(members) and _joins_in_place(members[k + 1]):
+        nxt = members[k + 1] if k + 1 < len(members) else None
+        if nxt is not None and _joins_in_place(nxt) and nxt.inputs[0] == members[k].outputs[0] \
+                and readers.get(members[k].outputs[0]) == 1:
             out.append((k, k + 1))
             k += 2
         else:
@@ -171,47 +66,103 @@ def _stages(members: list[Op]) -> list[tuple[int, ...]]:
     return out
 
 
-def _chain(members: list[Op], sink: Op | None, index: int) -> StreamChain | None:
+def _simulate(stages: list[dict]) -> list[int]:
+    """Run tx_chain_run's schedule on the stages' geometry (dicts: in_h, out_h, k_h, stride, pad, src, res)
+    and return the most rows each stage's window holds when it writes a row. Mirrors
+    firmware_templates/kernels/reference/tx_chain.c.j2 (tx_chain_ready, tx_chain_low): keep both in step."""
+    n = len(stages)
+    done, most = [0] * n, [1] * n
+
+    def low(s: int) -> int:
+        lo = done[s]
+        for c, t in enumerate(stages):
+            if t["src"] == s:
+                lo = min(lo, done[s] if done[c] >= t["out_h"] else max(0, done[c] * t["stride"] - t["pad"]))
+            if t["res"] == s:
+                lo = min(lo, done[s] if done[c] >= t["out_h"] else done[c])
+        return lo
+
+    def ready(s: int) -> bool:
+        t = stages[s]
+        if done[s] >= t["out_h"]:
+            return False
+        if t["src"] >= 0 and done[t["src"]] < min(done[s] * t["stride"] - t["pad"] + t["k_h"], t["in_h"]):
+            return False
+        return not (t["res"] >= 0 and done[t["res"]] < done[s] + 1)
+
+    while done[-1] < stages[-1]["out_h"]:
+        s = next((s for s in reversed(range(n)) if ready(s)), None)
+        if s is None:
+            raise AssertionError("a chain the scheduler cannot run")    # the stages' inputs come first
+        most[s] = max(most[s], done[s] - low(s) + 1)
+        done[s] += 1
+    return most
+
+
+def _chain(members: list[Op], sink: Op | None, chain_input: int, readers: dict[int, int], index: int):
     """The StreamChain of `members` (+ `sink`), or None when fusing them saves no tensor."""
-    stages = _stages(members)
+    stages = _stages(members, readers)
     if len(stages) < 2 and sink is None:
         return None
-    rows = [members[stages[k + 1][0]].kernel_hw[0] for k in range(len(stages) - 1)]
-    rows.append(1 if sink is not None else members[stages[-1][-1]].out_hwc[0])
+    stage_of = {members[s[-1]].outputs[0]: k for k, s in enumerate(stages)}
+
+    def source(t: int | None) -> int:
+        return NONE if t is None else (CHAIN_INPUT if t == chain_input else stage_of[t])
+
+    geo, src, res = [], [], []
+    for s in stages:
+        first = members[s[0]]
+        g = geom(first)
+        src.append(source(first.inputs[0]))
+        res.append(source(first.inputs[1] if isinstance(first, ConvAdd) else None))
+        geo.append(dict(in_h=g.in_hwc[0], out_h=g.out_hwc[0], k_h=g.kernel_hw[0], stride=g.stride_hw[0],
+                        pad=g.pad_tl[0], src=src[-1], res=res[-1]))
+    rows = _simulate(geo)
+    rows[-1] = 1 if sink is not None else geo[-1]["out_h"]
     last = sink if sink is not None else members[-1]
-    return StreamChain(index=index, inputs=(members[0].inputs[0],), outputs=(last.outputs[0],),
-                       members=tuple(members), stages=tuple(stages), sink=sink, rows=tuple(rows))
+    return StreamChain(index=index, inputs=(chain_input,), outputs=(last.outputs[0],), members=tuple(members),
+                       stages=tuple(stages), src=tuple(src), res=tuple(res), sink=sink, rows=tuple(rows))
+
+
+def _readers(graph: Graph) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for k, op in enumerate(graph.ops):
+        for t in op.inputs:
+            out.setdefault(t, []).append(k)
+    return out
 
 
 def find_chains(graph: Graph) -> list[list[int]]:
-    """Op positions of each chain: consecutive streamable ops, each reading the previous one's output
-    (its only reader, not a graph output, rows of whole words), at most MAX_STAGES stages, then maybe a
-    global average pool."""
-    readers: dict[int, int] = {}
-    for op in graph.ops:
-        for t in op.inputs:
-            readers[t] = readers.get(t, 0) + 1
-    chains, cur = [], []
-
-    def links(prev: Op, op: Op) -> bool:
-        t = prev.outputs[0]
-        return (op.inputs[0] == t and readers.get(t) == 1 and t not in graph.outputs
-                and _row_bytes(prev) % 4 == 0)
-
-    for k, op in enumerate(graph.ops):
-        if cur and links(graph.ops[cur[-1]], op):
-            if _global_pool(op):
-                chains.append(cur + [k])
-                cur = []
-                continue
-            if _streamable(op) and len(_stages([graph.ops[i] for i in cur + [k]])) <= MAX_STAGES:
-                cur.append(k)
-                continue
-        if cur:
-            chains.append(cur)
-        cur = [k] if _streamable(op) else []
-    if cur:
-        chains.append(cur)
+    """Op positions of each chain: from a streamable op, the longest run of consecutive streamable ops that
+    reads only the first op's input and tensors made inside the run, each made tensor but the last read only
+    inside it (not a graph output, rows of whole words), at most MAX_STAGES ops; then maybe a global average
+    pool, the last tensor's only reader."""
+    ops, readers = graph.ops, _readers(graph)
+    chains, k = [], 0
+    while k < len(ops):
+        if not _streamable(ops[k]):
+            k += 1
+            continue
+        ext, made, best = ops[k].inputs[0], {}, None
+        for j in range(k, min(len(ops), k + MAX_STAGES)):
+            op = ops[j]
+            if not _streamable(op) or any(t != ext and t not in made for t in op.inputs):
+                break
+            made[op.outputs[0]] = j
+            inside = all(t not in graph.outputs and all(k <= r <= j for r in readers.get(t, []))
+                         and row_bytes(ops[p]) % 4 == 0 for t, p in made.items() if p < j)
+            if inside:
+                best = j
+        if best is None:
+            k += 1
+            continue
+        run = list(range(k, best + 1))
+        t = ops[best].outputs[0]
+        if best + 1 < len(ops) and _global_pool(ops[best + 1]) and readers.get(t) == [best + 1] \
+                and t not in graph.outputs and row_bytes(ops[best]) % 4 == 0:
+            run.append(best + 1)
+        chains.append(run)
+        k = run[-1] + 1
     return chains
 
 
@@ -219,10 +170,11 @@ def stream_graph(graph: Graph) -> Graph:
     """`graph` with every chain worth fusing replaced by one StreamChain step (steps renumbered); the same
     graph when there is none."""
     ops, found = list(graph.ops), False
+    counts = {t: len(r) for t, r in _readers(graph).items()}
     for pos in reversed(find_chains(graph)):
         members = [graph.ops[k] for k in pos]
         sink = members.pop() if _global_pool(members[-1]) else None
-        chain = _chain(members, sink, pos[0])
+        chain = _chain(members, sink, members[0].inputs[0], counts, pos[0])
         if chain is not None:
             ops[pos[0]:pos[-1] + 1] = [chain]
             found = True
