@@ -65,10 +65,10 @@ def _resnet(seed: int, n_inputs: int = 6):
     return m.cases()[-1]
 
 
-def _check(case, tmp_path, kernels):
+def _check(case, tmp_path, kernels, plan="fused"):
     model = tmp_path / f"{case.name}.tflite"
     model.write_bytes(case.model)
-    rep = generate({"m": model}, tmp_path / f"lib_{kernels}", kernels=kernels, plan="fused", measure=False,
+    rep = generate({"m": model}, tmp_path / f"lib_{kernels}", kernels=kernels, plan=plan, measure=False,
                    compare_tflm=False)
     layers = generate({"m": model}, tmp_path / f"layers_{kernels}", kernels=kernels, measure=False,
                       compare_tflm=False)
@@ -78,11 +78,13 @@ def _check(case, tmp_path, kernels):
 
 
 @pytest.mark.parametrize("kernels", ["reference", M4])
-@pytest.mark.parametrize("seed,pool,expand,big", [(1, True, False, False), (2, True, True, False),
-                                                  (3, False, False, False), (4, True, False, True)])
-def test_fused_chain_equals_tflm_on_host(tmp_path, kernels, seed, pool, expand, big):
-    fused, layers = _check(_dscnn(seed, pool=pool, expand=expand, big=big), tmp_path, kernels)
-    assert fused.plan == "fused" and len(fused.chains) == 1, fused.chains
+@pytest.mark.parametrize("seed,pool,expand,big,plan", [(1, True, False, False, "fused"), (2, True, True, False, "fused"),
+                                                       (3, False, False, False, "fused"), (4, True, False, True, "fused"),
+                                                       (5, True, True, False, "fused2"),
+                                                       (6, True, False, True, "fused2")])
+def test_fused_chain_equals_tflm_on_host(tmp_path, kernels, seed, pool, expand, big, plan):
+    fused, layers = _check(_dscnn(seed, pool=pool, expand=expand, big=big), tmp_path, kernels, plan)
+    assert fused.plan == plan and len(fused.chains) == 1, fused.chains
     assert ("AVERAGE_POOL_2D" in fused.chains[0]) == pool
     if pool:    # the pool's sums: int16 up to 256 pixels, else int32
         src = (tmp_path / f"lib_{kernels}" / "tx_model_m.c").read_text()
@@ -117,6 +119,9 @@ def test_chain_found_in_kws_and_saves_arena():
     assert chain.macs() == sum(op.macs() for op in g.ops[:10])
     # windows: 4 x 3 rows of 5 x 64 bytes, the last stage's row, 64 int16 sums (125 pixels)
     assert chain.scratch_bytes(False) == 4 * 3 * 320 + 320 + 2 * 64
+    # two rows per call (5-pixel rows): 4-row windows with the calls' phases chosen, not 5
+    two = stream_graph(g, "fused2").ops[0]
+    assert two.group == (2,) * 5 and two.rows == (4, 4, 4, 4, 2) and 1 in two.first
 
 
 def test_default_plan_is_layer_by_layer_and_report_says_which(tmp_path):
@@ -152,12 +157,14 @@ def test_fused_chain_equals_tflm_on_emulated_cortex_m4(tmp_path, rng):
         models[name].write_bytes(case.model)
     models["kws"] = "/work/shared/conformance/kws_ref_model.tflite"
     models["resnet"] = "/work/shared/conformance/pretrainedResnet_quant.tflite"
-    rep = generate(models, tmp_path / "lib", kernels=M4, plan="fused", measure=False, compare_tflm=False)
-    assert all(m.plan == "fused" for m in rep.models.values())
     inputs = {**{n: c.inputs for n, c in cases.items()},
               "kws": rng.integers(-128, 128, size=(3, 49, 10, 1)).astype(np.int8),
               "resnet": rng.integers(-128, 128, size=(2, 32, 32, 3)).astype(np.int8)}
-    for name, x in inputs.items():
-        (tmp_path / name).mkdir()
-        got, _ = emulated_outputs(tmp_path / "lib", name, x, work=tmp_path / name)
-        np.testing.assert_array_equal(got, tflm_outputs(models[name], x), err_msg=name)
+    for plan, names in (("fused", list(models)), ("fused2", ["ds", "kws"])):
+        rep = generate({n: models[n] for n in names}, tmp_path / plan, kernels=M4, plan=plan, measure=False,
+                       compare_tflm=False)
+        assert all(m.plan == plan for m in rep.models.values())
+        for name in names:
+            (tmp_path / f"{plan}_{name}").mkdir()
+            got, _ = emulated_outputs(tmp_path / plan, name, inputs[name], work=tmp_path / f"{plan}_{name}")
+            np.testing.assert_array_equal(got, tflm_outputs(models[name], inputs[name]), err_msg=f"{plan} {name}")

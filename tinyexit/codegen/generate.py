@@ -43,7 +43,7 @@ class ModelFigures:
     scratch_bytes: int = 0              # the largest kernel work space of one step, planned inside arena_bytes
     step_work: list = field(default_factory=list)  # per step [offset, bytes] of its kernel work space ([0, 0]: none)
     memory: dict = field(default_factory=dict)     # the plan as tensor rectangles (codegen.plan.memory_map)
-    plan: str = "layers"                # "fused": some steps are row-streamed chains (codegen.stream_plan)
+    plan: str = "layers"                # "fused"/"fused2": some steps are row-streamed chains (codegen.stream_plan)
     chains: list = field(default_factory=list)     # the fused steps, described
 
 
@@ -60,7 +60,7 @@ class GenerateReport:
     chained: bool = False               # planned through the arena (tx_model.h's TX_CHAIN_*), or each alone
     scratch_bytes: int = 0              # the largest kernel work space of any step (inside arena_bytes)
     static_scratch_bytes: int | None = None  # .bss + .data of the kernel objects (None: not measured)
-    plan: str = "layers"                # the plan asked for ("layers" or "fused"); per model: ModelFigures.plan
+    plan: str = "layers"                # the plan asked for (stream_plan.PLANS); per model: ModelFigures.plan
 
     @property
     def ram_bytes(self) -> int | None:
@@ -85,9 +85,9 @@ class GenerateReport:
                     f"({self.compiler}), kernels: {self.kernels}"
                     + (", models chained through the arena" if self.chained else "") + f" -> {self.out_dir}")
         for m in self.models.values():
-            rows.append(f"plan of {m.name}: " + (f"fused ({'; '.join(m.chains)})" if m.plan == "fused" else
+            rows.append(f"plan of {m.name}: " + (f"{m.plan} ({'; '.join(m.chains)})" if m.plan != "layers" else
                                                  "layer by layer" + (" (no chain planned less)"
-                                                                     if self.plan == "fused" else "")))
+                                                                     if self.plan != "layers" else "")))
         return "\n".join(rows)
 
 
@@ -146,7 +146,7 @@ def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kerne
     `chain`: Links (names as in `models`) of a pipeline that passes outputs through the arena without
     copies (a run's: `tinyexit.run.Run.chain`); empty: every model planned alone. `plan="fused"` also plans
     each model with its conv chains row-streamed (`tinyexit.codegen.stream_plan`) and keeps that when its
-    arena is smaller; a fused chain is one step the checkpointing runtime cannot commit inside, so builds
+    arena is smaller ("fused2": two rows per kernel call on odd widths, faster, windows a row taller); a fused chain is one step the checkpointing runtime cannot commit inside, so builds
     that checkpoint keep the default "layers". Nothing is written when anything fails."""
     from tinyexit.codegen.emit import KERNEL_VARIANTS
 
@@ -186,7 +186,7 @@ def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kerne
             best, best_fused = None, None
             for cand in (g, unfused[g.name]) if g.name in unfused else (g,):
                 for h in [s for o in ((cand, schedule(cand)) if reorder else (cand,))
-                          for s in ((o, stream_graph(o)) if plan == "fused" else (o,))]:
+                          for s in ((o, stream_graph(o, plan)) if plan != "layers" else (o,))]:
                     if best is not None and h is best[0]:
                         continue
                     p = plan_memory(h, inplace=inplace, kernels=kernels, **constraints)
@@ -243,7 +243,7 @@ def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kerne
                 scratch_bytes=plans[name].work_bytes,
                 step_work=[list(plans[name].work.get(op.index, (0, 0))) for op in g.ops],
                 memory=memory_map(g, plans[name]), chains=chains_of(g),
-                plan="fused" if chains_of(g) else "layers")
+                plan=plan if chains_of(g) else "layers")
         report = GenerateReport(
             out_dir=str(out), arena_bytes=max(p.arena_bytes for p in plans.values()),
             code_bytes=sum(s["text"] for s in sizes.values()) if sizes else None,

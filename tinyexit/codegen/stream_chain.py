@@ -35,13 +35,15 @@ class StreamChain(Op):
     """`members` in run order; `stages` the member positions of each stage; `src` / `res` per stage the stage
     whose window holds its input / its fused ADD's residual (CHAIN_INPUT, or NONE for no residual); `sink`
     the streamed global average pool or None; `rows` the window rows of each stage's output (the last stage:
-    1 with a sink, else its whole output, written to the output tensor)."""
+    its rows per call with a sink, else its whole output, written to the output tensor)."""
     members: tuple = ()
     stages: tuple = ()
     src: tuple = ()
     res: tuple = ()
     sink: Op | None = None
     rows: tuple = ()
+    group: tuple = ()               # output rows per kernel call, per stage (stream_plan.ROWS_PER_CALL)
+    first: tuple = ()               # rows of each stage's first call (stream_plan._phases)
 
     name = "STREAM_CHAIN"
     kernel = "tx_chain"
@@ -91,7 +93,8 @@ class StreamChain(Op):
             to_out = int(k + 1 == n and self.sink is None)
             table.append(f"  {{ {first.in_hwc[0]}u, {first.out_hwc[0]}u, {first.kernel_hw[0]}u, "
                          f"{first.stride_hw[0]}u, {first.pad_tl[0]}u, {self.rows[k]}u, "
-                         f"{row_bytes(self.members[s[-1]])}u, {wins[k]}u, {self.src[k]}, {self.res[k]}, {to_out}u }},")
+                         f"{row_bytes(self.members[s[-1]])}u, {wins[k]}u, {self.group[k]}u, {self.first[k]}u, {self.src[k]}, "
+                         f"{self.res[k]}, {to_out}u }},")
         return f"static const tx_chain_stage_t {prefix}_st[{n}] = {{\n" + "\n".join(table) + "\n};"
 
     def _row_function(self, prefix: str) -> str:
@@ -104,11 +107,11 @@ class StreamChain(Op):
                 _, w, c = geom(self.members[s[-1]]).out_hwc
                 size, sfx = self._acc()
                 body.append(f"tx_chain_pool_add{sfx}((int{8 * size}_t *)(void *)(buf + {wins[-1]}u), "
-                            f"out + (uint32_t)row * {w * c}u, {w}u, {c}u);")
+                            f"out + (uint32_t)row * {w * c}u, rows * {w}u, {c}u);")
             cases.append(f"    case {k}u:\n" + "".join(f"      {b}\n" for b in body) + "      break;")
-        return (f"static void {prefix}_row(uint32_t stage, uint32_t row, const int8_t *in, const int8_t *res,\n"
-                f"                          int8_t *out, int8_t *buf, int8_t *ks) {{\n"
-                f"  const uint32_t ub = row, ue = row + 1u;  /* the kernels' row range: one output row */\n"
+        return (f"static void {prefix}_row(uint32_t stage, uint32_t row, uint32_t rows, const int8_t *in,\n"
+                f"                          const int8_t *res, int8_t *out, int8_t *buf, int8_t *ks) {{\n"
+                f"  const uint32_t ub = row, ue = row + rows;  /* the kernels' row range */\n"
                 f"  (void)in;\n  (void)res;\n  (void)buf;\n  switch (stage) {{\n" + "\n".join(cases) +
                 "\n    default:\n      break;\n  }\n}")
 

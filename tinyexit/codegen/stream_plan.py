@@ -26,7 +26,11 @@ from tinyexit.codegen.ops.depthwise_conv_2d import DepthwiseConv2D
 from tinyexit.codegen.stream_chain import CHAIN_INPUT, NONE, StreamChain, geom, row_bytes
 
 MAX_STAGES = 16     # TX_CHAIN_MAX_STAGES (firmware_templates/kernels/tx_chain.h.j2)
-PLANS = ("layers", "fused")
+PLANS = ("layers", "fused", "fused2")
+# fused2: stages whose output rows have an odd pixel count run two output rows per kernel call (the cortex_m4
+# conv and depthwise kernels compute pixels in pairs: a lone last pixel costs a whole pair), their windows one
+# row taller.
+ROWS_PER_CALL = {"fused": 1, "fused2": 2}
 
 
 def _streamable(op: Op) -> bool:
@@ -67,7 +71,8 @@ def _stages(members: list[Op], readers: dict[int, int]) -> list[tuple[int, ...]]
 
 
 def _simulate(stages: list[dict]) -> list[int]:
-    """Run tx_chain_run's schedule on the stages' geometry (dicts: in_h, out_h, k_h, stride, pad, src, res)
+    """Run tx_chain_run's schedule on the stages' geometry (dicts: in_h, out_h, k_h, stride, pad, src, res,
+    group: output rows per call, first: rows of the first call)
     and return the most rows each stage's window holds when it writes a row. Mirrors
     firmware_templates/kernels/reference/tx_chain.c.j2 (tx_chain_ready, tx_chain_low): keep both in step."""
     n = len(stages)
@@ -82,24 +87,48 @@ def _simulate(stages: list[dict]) -> list[int]:
                 lo = min(lo, done[s] if done[c] >= t["out_h"] else done[c])
         return lo
 
+    def rows(s: int) -> int:
+        t = stages[s]
+        return min(t["first"] if done[s] == 0 else t["group"], t["out_h"] - done[s])
+
     def ready(s: int) -> bool:
         t = stages[s]
         if done[s] >= t["out_h"]:
             return False
-        if t["src"] >= 0 and done[t["src"]] < min(done[s] * t["stride"] - t["pad"] + t["k_h"], t["in_h"]):
+        last = done[s] + rows(s) - 1
+        if t["src"] >= 0 and done[t["src"]] < min(last * t["stride"] - t["pad"] + t["k_h"], t["in_h"]):
             return False
-        return not (t["res"] >= 0 and done[t["res"]] < done[s] + 1)
+        return not (t["res"] >= 0 and done[t["res"]] < last + 1)
 
     while done[-1] < stages[-1]["out_h"]:
         s = next((s for s in reversed(range(n)) if ready(s)), None)
         if s is None:
             raise AssertionError("a chain the scheduler cannot run")    # the stages' inputs come first
-        most[s] = max(most[s], done[s] - low(s) + 1)
-        done[s] += 1
+        most[s] = max(most[s], done[s] - low(s) + rows(s))
+        done[s] += rows(s)
     return most
 
 
-def _chain(members: list[Op], sink: Op | None, chain_input: int, readers: dict[int, int], index: int):
+def _phases(geo: list[dict], row_bytes_: list[int]) -> tuple[list[dict], list[int]]:
+    """With several rows per call, the calls of a producer and of its reader can be out of step (a 3x3
+    reader of rows (2, 3) needs rows 1..4 while the producer writes (4, 5): 5 rows held instead of 4). Try a
+    first call of 1 row or of `group` rows for each such stage (at most 2^10 simulations) and keep the
+    phases giving the fewest window bytes (ties: the first tried)."""
+    multi = [k for k, t in enumerate(geo) if t["group"] > 1][:10]
+    best = None
+    for mask in range(1 << len(multi)):
+        trial = [dict(t) for t in geo]
+        for bit, k in enumerate(multi):
+            trial[k]["first"] = 1 if mask >> bit & 1 else trial[k]["group"]
+        rows = _simulate(trial)
+        size = sum(r * b for r, b in zip(rows[:-1], row_bytes_))
+        if best is None or size < best[0]:
+            best = (size, trial, rows)
+    return best[1], best[2]
+
+
+def _chain(members: list[Op], sink: Op | None, chain_input: int, readers: dict[int, int], index: int,
+           per_call: int = 1):
     """The StreamChain of `members` (+ `sink`), or None when fusing them saves no tensor."""
     stages = _stages(members, readers)
     if len(stages) < 2 and sink is None:
@@ -115,13 +144,16 @@ def _chain(members: list[Op], sink: Op | None, chain_input: int, readers: dict[i
         g = geom(first)
         src.append(source(first.inputs[0]))
         res.append(source(first.inputs[1] if isinstance(first, ConvAdd) else None))
+        odd = g.out_hwc[1] % 2 == 1
         geo.append(dict(in_h=g.in_hwc[0], out_h=g.out_hwc[0], k_h=g.kernel_hw[0], stride=g.stride_hw[0],
-                        pad=g.pad_tl[0], src=src[-1], res=res[-1]))
-    rows = _simulate(geo)
-    rows[-1] = 1 if sink is not None else geo[-1]["out_h"]
+                        pad=g.pad_tl[0], src=src[-1], res=res[-1], group=per_call if odd else 1,
+                        first=per_call if odd else 1))
+    geo, rows = _phases(geo, [row_bytes(members[s[-1]]) for s in stages])
+    rows[-1] = geo[-1]["group"] if sink is not None else geo[-1]["out_h"]
     last = sink if sink is not None else members[-1]
     return StreamChain(index=index, inputs=(chain_input,), outputs=(last.outputs[0],), members=tuple(members),
-                       stages=tuple(stages), src=tuple(src), res=tuple(res), sink=sink, rows=tuple(rows))
+                       stages=tuple(stages), src=tuple(src), res=tuple(res), sink=sink, rows=tuple(rows),
+                       group=tuple(t["group"] for t in geo), first=tuple(t["first"] for t in geo))
 
 
 def _readers(graph: Graph) -> dict[int, list[int]]:
@@ -166,15 +198,15 @@ def find_chains(graph: Graph) -> list[list[int]]:
     return chains
 
 
-def stream_graph(graph: Graph) -> Graph:
+def stream_graph(graph: Graph, plan: str = "fused") -> Graph:
     """`graph` with every chain worth fusing replaced by one StreamChain step (steps renumbered); the same
-    graph when there is none."""
+    graph when there is none. `plan`: "fused" or "fused2" (ROWS_PER_CALL)."""
     ops, found = list(graph.ops), False
     counts = {t: len(r) for t, r in _readers(graph).items()}
     for pos in reversed(find_chains(graph)):
         members = [graph.ops[k] for k in pos]
         sink = members.pop() if _global_pool(members[-1]) else None
-        chain = _chain(members, sink, members[0].inputs[0], counts, pos[0])
+        chain = _chain(members, sink, members[0].inputs[0], counts, pos[0], ROWS_PER_CALL[plan])
         if chain is not None:
             ops[pos[0]:pos[-1] + 1] = [chain]
             found = True

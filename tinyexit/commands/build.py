@@ -34,7 +34,7 @@ def run(args) -> int:
     print(fw.sizes.table())
     from tinyexit.run import Run
     doc = Run(args.run).library_report() or {}
-    fused = sorted(n for n, m in doc.get("models", {}).items() if m.get("plan") == "fused")
-    print("memory plan: " + (f"fused row-streamed chains in {', '.join(fused)} (tinyexit generate --plan fused); "
+    fused = sorted(n for n, m in doc.get("models", {}).items() if m.get("plan", "layers") != "layers")
+    print("memory plan: " + (f"fused row-streamed chains in {', '.join(fused)} (tinyexit generate --plan fused|fused2); "
                              "the others layer by layer" if fused else "layer by layer"))
     return 0

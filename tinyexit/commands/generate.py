@@ -23,10 +23,11 @@ def add_arguments(parser) -> None:
                         help="one step per TFLite op (no CONV_2D+ADD or STRIDED_SLICE+DEPTHWISE_CONV_2D steps)")
     parser.add_argument("--no-reorder", action="store_true", help="run the steps in the file's op order")
     parser.add_argument("--no-tflm", action="store_true", help="skip the TFLM arena comparison")
-    parser.add_argument("--plan", choices=("layers", "fused"), default="layers",
+    parser.add_argument("--plan", choices=("layers", "fused", "fused2"), default="layers",
                         help="memory plan: layers (default; every step's whole output in the arena, steps "
-                             "checkpointable) or fused (conv chains row-streamed where that plans less; a chain "
-                             "is one step)")
+                             "checkpointable), fused (conv chains row-streamed where that plans less; a chain "
+                             "is one step) or fused2 (the same, two rows per kernel call on odd widths: faster, "
+                             "a little more RAM)")
     parser.add_argument("--dense-weights", action="store_true",
                         help="store every layer's weights dense (default: pruned layers as sparse run lists "
                              "when smaller)")
