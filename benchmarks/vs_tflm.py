@@ -2,11 +2,12 @@
 cycles per MAC, arena, scratch and code, with the ratios.
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/vs_tflm.py [--model kws] [--model resnet] [--inputs 4] [--json OUT]
-                                                          [--d95b1ac SRC] [--plan layers|fused|both]
+                                                          [--d95b1ac SRC] [--plan layers|fused|fused2|both|all]
 
 --plan: the memory plan(s) measured (generate(plan=...)): layers (every step's whole output in the arena), fused
-(conv chains row-streamed where that plans a smaller arena, tinyexit.codegen.stream_plan), or both (default:
-"tinyexit" is the layer plan, "tinyexit_fused" the fused one; each says which plan the library used).
+(conv chains row-streamed where that plans a smaller arena, tinyexit.codegen.stream_plan), fused2 (the same, two
+rows per kernel call on odd widths), both (default: layers and fused) or all three. "tinyexit" is the first,
+"tinyexit_fused" / "tinyexit_fused2" the others; each says which plan its library used.
 
 --d95b1ac SRC: the cross-check of the cycle model. SRC is a tree of commit d95b1ac (`git archive d95b1ac |
 tar -x -C SRC`); its generator (run with PYTHONPATH=SRC) builds the kws library, this tree's plugin measures it,
@@ -89,7 +90,7 @@ def measure(key: str, work: Path, n_inputs: int, plan: str = "layers") -> dict:
             "inputs": n_inputs, "identical_to_tflite_micro": exact, "plan": fig.plan, "chains": fig.chains}
 
 
-def report(key: str, t: dict, fused: dict | None = None) -> dict:
+def report(key: str, t: dict, others: dict | None = None) -> dict:
     a = TFLM[key]
     macs = a["macs"]
     if t["macs"] != macs:
@@ -100,7 +101,7 @@ def report(key: str, t: dict, fused: dict | None = None) -> dict:
     print(f"{'':<26}{'instructions':>13}{'/MAC':>7}{'est. cycles':>13}{'/MAC':>7}{'cyc/ins':>8}"
           f"{'arena':>8}{'scratch':>8}{'code':>8}")
     rows = [(f"tinyexit ({t['plan']})", t["instructions"], t["cycles"], t["arena"], t["scratch"], t["code"])]
-    if fused is not None:
+    for fused in (others or {}).values():
         rows.append((f"tinyexit ({fused['plan']})", fused["instructions"], fused["cycles"], fused["arena"],
                      fused["scratch"], fused["code"]))
     rows += [
@@ -131,12 +132,12 @@ def report(key: str, t: dict, fused: dict | None = None) -> dict:
           f"{t['cycles_first_input']:,}")
     out = {"macs": macs, "tinyexit": t, "tflm_cmsis_nn": cm, "tflm_reference": ref,
            "tinyexit_d95b1ac_anchor": old, "ratios": ratios}
-    if fused is not None:
-        out["tinyexit_fused"] = fused
-        out["fused_vs_layers"] = {k: fused[k] / t[k] for k in ("instructions", "cycles", "arena", "code")}
-        print(f"fused plan ({'; '.join(fused['chains']) or 'no chain planned less: layer by layer'}), outputs "
+    for plan, fused in (others or {}).items():
+        out[f"tinyexit_{plan}"] = fused
+        ratio = out[f"{plan}_vs_layers"] = {k: fused[k] / t[k] for k in ("instructions", "cycles", "arena", "code")}
+        print(f"{plan} plan ({'; '.join(fused['chains']) or 'no chain planned less: layer by layer'}), outputs "
               f"identical to tflite_micro: {fused['identical_to_tflite_micro']}; / the layer plan: " +
-              ", ".join(f"{k} {v:.3f}x" for k, v in out["fused_vs_layers"].items()) +
+              ", ".join(f"{k} {v:.3f}x" for k, v in ratio.items()) +
               f"; RAM (arena + static scratch) {fused['arena'] + fused['scratch']:,} B vs "
               f"{t['arena'] + t['scratch']:,} B")
     return out
@@ -184,20 +185,21 @@ def main() -> int:
     ap.add_argument("--inputs", type=int, default=4)
     ap.add_argument("--json", type=Path, help="also write every figure as JSON")
     ap.add_argument("--d95b1ac", type=Path, help="a tree of commit d95b1ac: cross-check the cycle model on it")
-    ap.add_argument("--plan", choices=("layers", "fused", "both"), default="both",
+    ap.add_argument("--plan", choices=("layers", "fused", "fused2", "both", "all"), default="both",
                     help="memory plan(s) measured (default both)")
     args = ap.parse_args()
     print(NOTE)
     doc = {"note": NOTE, "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for key in args.model or list(MODELS):
-            first = measure(key, Path(tmp), args.inputs, "fused" if args.plan == "fused" else "layers")
-            fused = measure(key, Path(tmp), args.inputs, "fused") if args.plan == "both" else None
-            doc["models"][MODELS[key].removesuffix(".tflite")] = report(key, first, fused)
+            plans = {"both": ["layers", "fused"], "all": ["layers", "fused", "fused2"]}.get(args.plan, [args.plan])
+            first = measure(key, Path(tmp), args.inputs, plans[0])
+            others = {p: measure(key, Path(tmp), args.inputs, p) for p in plans[1:]}
+            doc["models"][MODELS[key].removesuffix(".tflite")] = report(key, first, others)
         if args.d95b1ac:
             doc["cross_check_d95b1ac"] = check_d95b1ac(args.d95b1ac, Path(tmp), args.inputs)
     ok = all(m[k]["identical_to_tflite_micro"] for m in doc["models"].values()
-             for k in ("tinyexit", "tinyexit_fused") if k in m)
+             for k in ("tinyexit", "tinyexit_fused", "tinyexit_fused2") if k in m)
     ok &= doc.get("cross_check_d95b1ac", {}).get("within_5_percent", True)
     if args.json:
         args.json.write_text(json.dumps(doc, indent=2) + "\n")
