@@ -58,6 +58,9 @@ class KernelFeatures:
     pool_avg: bool = False
     pool_avg_ref: bool = False      # cortex_m4: channels % 4 != 0 or a window above 255 pixels
     pool_max: bool = False
+    # a fused chain's streamed global average pool (stream_chain.StreamChain): int16 / int32 sums
+    chain_pool16: bool = False
+    chain_pool32: bool = False
     # CONV_2D with sparse weights (tinyexit.codegen.sparse) in the cortex_m4 variant
     sparse_conv_im2col: bool = False   # a kernel larger than 1x1 (patches gathered)
     sparse_conv_ring: bool = False     # ... of those, one in place
@@ -135,6 +138,8 @@ def kernel_features(graphs: dict[str, Graph], plans: dict[str, Plan]) -> KernelF
                 f = _sparse_conv_flags(op, inplace)
             elif op.kernel == "tx_fc":
                 f = _fc_flags(op)
+            elif op.kernel == "tx_chain":
+                f = dict(chain_pool16=op.pool_sums() == 2, chain_pool32=op.pool_sums() == 4)
             else:
                 continue
             for key, v in f.items():

@@ -50,13 +50,16 @@ class StreamChain(Op):
     headers: ClassVar[tuple[str, ...]] = ("tx_chain.h",)
 
     def member_ops(self) -> list[tuple[Op, bool]]:
-        """(op, runs in place) of every member, the sink last."""
+        """(op, runs in place) of every member whose kernel runs (not the sink: the chain sums its input)."""
         inplace = {s[1] for s in self.stages if len(s) > 1}
-        out = [(op, k in inplace) for k, op in enumerate(self.members)]
-        return out + ([(self.sink, False)] if self.sink is not None else [])
+        return [(op, k in inplace) for k, op in enumerate(self.members)]
 
     def macs(self) -> int:
-        return sum(op.macs() for op, _ in self.member_ops())
+        return sum(op.macs() for op in self.members) + (self.sink.macs() if self.sink is not None else 0)
+
+    def pool_sums(self) -> int:
+        """Bytes of one pool sum (2: int16, 4: int32); 0 without a sink."""
+        return self._acc()[0] if self.sink is not None else 0
 
     def windows(self) -> list[int]:
         """Offset (inside the chain's buffer) of each stage's output window, then of the pool sums."""
@@ -80,8 +83,7 @@ class StreamChain(Op):
 
     def work_bytes(self, kernels: str) -> int:
         """The largest member's in-place ring (a 1x1: one pixel) and kernel work space, after the windows."""
-        return max(a4(op.scratch_bytes(ip)) + op.work_bytes(kernels) if op is not self.sink else 0
-                   for op, ip in self.member_ops())
+        return max(a4(op.scratch_bytes(ip)) + op.work_bytes(kernels) for op, ip in self.member_ops())
 
     def constants(self, prefix: str) -> list[CArray]:
         return [a for k, op in enumerate(self.members) for a in op.constants(f"{prefix}_{k}")]
@@ -117,8 +119,7 @@ class StreamChain(Op):
 
     def params_decl(self, prefix: str, inplace: bool) -> str:
         """The members' params, the stage table, the row function and the chain's run function."""
-        parts = [op.params_decl(f"{prefix}_{k}", ip) for k, (op, ip) in enumerate(self.member_ops())
-                 if op is not self.sink]
+        parts = [op.params_decl(f"{prefix}_{k}", ip) for k, (op, ip) in enumerate(self.member_ops())]
         parts += [self._table(prefix), self._row_function(prefix)]
         n, wins = len(self.stages), self.windows()
         ks = f"buf + {a4(self.scratch_bytes(False))}u"
