@@ -61,6 +61,10 @@ class StreamChain(Op):
         """Bytes of one pool sum (2: int16, 4: int32); 0 without a sink."""
         return self._acc()[0] if self.sink is not None else 0
 
+    def inplace_inputs(self) -> tuple[int, ...]:
+        # With a streamed pool the output (one pixel) is written only after the last input row was read.
+        return (0,) if self.sink is not None else ()
+
     def windows(self) -> list[int]:
         """Offset (inside the chain's buffer) of each stage's output window, then of the pool sums."""
         offs, at = [], 0
