@@ -2,11 +2,16 @@
 cycles per MAC, arena, scratch and code, with the ratios.
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/vs_tflm.py [--model kws] [--model resnet] [--inputs 4] [--json OUT]
-                                                          [--d95b1ac SRC]
+                                                          [--d95b1ac SRC] [--plan layers|fused|fused2|both|all]
                                                           [--run RUN]
 
+--plan: the memory plan(s) measured (generate(plan=...)): layers (every step's whole output in the arena), fused
+(conv chains row-streamed where that plans a smaller arena, tinyexit.codegen.stream_plan), fused2 (the same, two
+rows per kernel call on odd widths), both (default: layers and fused) or all three. "tinyexit" is the first,
+"tinyexit_fused" / "tinyexit_fused2" the others; each says which plan its library used.
+
 --run RUN: also the run's segments and exit heads (its quant manifest), each measured alone like the conformance
-models; TFLM has no figures for them.
+models (layer plan); TFLM has no figures for them.
 
 --d95b1ac SRC: the cross-check of the cycle model. SRC is a tree of commit d95b1ac (`git archive d95b1ac |
 tar -x -C SRC`); its generator (run with PYTHONPATH=SRC) builds the kws library, this tree's plugin measures it,
@@ -65,18 +70,18 @@ NOTE = ("cycles: estimated Cortex-M4 cycles, TRM timings, zero wait states, no f
         f"from {ANCHORS.name} (same emulator, same instruction counting)")
 
 
-def measure(key: str, work: Path, n_inputs: int, path: Path | None = None) -> dict:
-    """tinyexit's figures for one model (a conformance model, or `path`; cortex_m4 kernels), outputs checked
-    against tflite_micro."""
+def measure(key: str, work: Path, n_inputs: int, plan: str = "layers", path: Path | None = None) -> dict:
+    """tinyexit's figures for one model (a conformance model, or `path`; cortex_m4 kernels, memory plan `plan`),
+    outputs checked against tflite_micro."""
     path = path or CONFORMANCE / MODELS[key]
-    lib = work / f"lib_{key}"
-    rep = generate({key: path}, lib, kernels="cortex_m4", compare_tflm=False)
+    lib = work / (f"lib_{key}" if plan == "layers" else f"lib_{key}_{plan}")
+    rep = generate({key: path}, lib, kernels="cortex_m4", compare_tflm=False, plan=plan)
     kernel_sources = sorted(p.name for p in lib.glob("tx_*.c")
                             if p.name != "tx_runtime.c" and not p.name.startswith("tx_model_"))
     _, sizes = section_sizes(lib, kernel_sources)
     g = read_model(path)
     x = np.random.default_rng(0).integers(-128, 128, size=(n_inputs, *g.input.shape[1:])).astype(np.int8)
-    fw = work / f"fw_{key}"
+    fw = work / f"fw_{key}_{plan}"
     fw.mkdir(parents=True, exist_ok=True)
     got, insns, cycles, strict = emulated_outputs(lib, key, x, work=fw, cycles=True, strict=True)
     exact = bool(np.array_equal(got, tflm_outputs(path, x)))
@@ -86,10 +91,10 @@ def measure(key: str, work: Path, n_inputs: int, path: Path | None = None) -> di
             "cycles_strict": float(np.mean(strict)), "cycles_strict_first_input": int(strict[0]),
             "arena": fig.arena_bytes, "scratch": sum(v["bss"] + v["data"] for v in sizes.values()),
             "arena_kernel_scratch": rep.scratch_bytes, "code": rep.code_bytes, "macs": fig.macs,
-            "inputs": n_inputs, "identical_to_tflite_micro": exact}
+            "inputs": n_inputs, "identical_to_tflite_micro": exact, "plan": fig.plan, "chains": fig.chains}
 
 
-def report(key: str, t: dict) -> dict:
+def report(key: str, t: dict, others: dict | None = None) -> dict:
     a = TFLM[key]
     macs = a["macs"]
     if t["macs"] != macs:
@@ -99,7 +104,11 @@ def report(key: str, t: dict) -> dict:
           f"{t['identical_to_tflite_micro']})")
     print(f"{'':<26}{'instructions':>13}{'/MAC':>7}{'est. cycles':>13}{'/MAC':>7}{'cyc/ins':>8}"
           f"{'arena':>8}{'scratch':>8}{'code':>8}")
-    rows = [("tinyexit (cortex_m4)", t["instructions"], t["cycles"], t["arena"], t["scratch"], t["code"]),
+    rows = [(f"tinyexit ({t['plan']})", t["instructions"], t["cycles"], t["arena"], t["scratch"], t["code"])]
+    for fused in (others or {}).values():
+        rows.append((f"tinyexit ({fused['plan']})", fused["instructions"], fused["cycles"], fused["arena"],
+                     fused["scratch"], fused["code"]))
+    rows += [
             ("TFLM + CMSIS-NN", cm["instructions"], cm["cycles"], cm["arena"], None, cm["code"]),
             ("TFLM reference", ref["instructions"], ref["cycles"], ref["arena"], None, ref["code"])]
     for name, i, c, ar, sc, co in rows:
@@ -125,8 +134,17 @@ def report(key: str, t: dict) -> dict:
     print(f"ANCHORS.md's estimate of tinyexit d95b1ac: {old['instructions']:,} instructions, {old['cycles']:,} "
           f"cycles ({old['cycles'] / macs:.3f}/MAC); this build, first input: {t['instructions_first_input']:,} / "
           f"{t['cycles_first_input']:,}")
-    return {"macs": macs, "tinyexit": t, "tflm_cmsis_nn": cm, "tflm_reference": ref,
-            "tinyexit_d95b1ac_anchor": old, "ratios": ratios}
+    out = {"macs": macs, "tinyexit": t, "tflm_cmsis_nn": cm, "tflm_reference": ref,
+           "tinyexit_d95b1ac_anchor": old, "ratios": ratios}
+    for plan, fused in (others or {}).items():
+        out[f"tinyexit_{plan}"] = fused
+        ratio = out[f"{plan}_vs_layers"] = {k: fused[k] / t[k] for k in ("instructions", "cycles", "arena", "code")}
+        print(f"{plan} plan ({'; '.join(fused['chains']) or 'no chain planned less: layer by layer'}), outputs "
+              f"identical to tflite_micro: {fused['identical_to_tflite_micro']}; / the layer plan: " +
+              ", ".join(f"{k} {v:.3f}x" for k, v in ratio.items()) +
+              f"; RAM (arena + static scratch) {fused['arena'] + fused['scratch']:,} B vs "
+              f"{t['arena'] + t['scratch']:,} B")
+    return out
 
 
 GEN_D95 = """
@@ -170,7 +188,7 @@ def run_segments(run: str, work: Path, n_inputs: int) -> dict:
     TFLM has no figures for them (ANCHORS.md measured only the conformance models; TFLM cannot be built here)."""
     from tinyexit.run import Run
     models = Run(run).quant_models()
-    res = {name: measure(name, work, n_inputs, path) for name, path in models.items()}
+    res = {name: measure(name, work, n_inputs, path=path) for name, path in models.items()}
     print(f"\n== {run}: its segments and exit heads, each alone ({n_inputs} inputs; no TFLM figures: ANCHORS.md "
           "measured only the conformance models)")
     print(f"{'':<12}{'MACs':>11}{'instructions':>13}{'/MAC':>7}{'est. cycles':>13}{'/MAC':>7}{'arena':>8}"
@@ -189,18 +207,24 @@ def main() -> int:
     ap.add_argument("--inputs", type=int, default=4)
     ap.add_argument("--json", type=Path, help="also write every figure as JSON")
     ap.add_argument("--d95b1ac", type=Path, help="a tree of commit d95b1ac: cross-check the cycle model on it")
+    ap.add_argument("--plan", choices=("layers", "fused", "fused2", "both", "all"), default="both",
+                    help="memory plan(s) measured (default both)")
     ap.add_argument("--run", help="also measure this run's segments and exit heads, each alone")
     args = ap.parse_args()
     print(NOTE)
     doc = {"note": NOTE, "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for key in args.model or list(MODELS):
-            doc["models"][MODELS[key].removesuffix(".tflite")] = report(key, measure(key, Path(tmp), args.inputs))
+            plans = {"both": ["layers", "fused"], "all": ["layers", "fused", "fused2"]}.get(args.plan, [args.plan])
+            first = measure(key, Path(tmp), args.inputs, plans[0])
+            others = {p: measure(key, Path(tmp), args.inputs, p) for p in plans[1:]}
+            doc["models"][MODELS[key].removesuffix(".tflite")] = report(key, first, others)
         if args.run:
             doc["run_segments"] = {"run": args.run, "models": run_segments(args.run, Path(tmp), args.inputs)}
         if args.d95b1ac:
             doc["cross_check_d95b1ac"] = check_d95b1ac(args.d95b1ac, Path(tmp), args.inputs)
-    ok = all(m["tinyexit"]["identical_to_tflite_micro"] for m in doc["models"].values())
+    ok = all(m[k]["identical_to_tflite_micro"] for m in doc["models"].values()
+             for k in ("tinyexit", "tinyexit_fused", "tinyexit_fused2") if k in m)
     ok &= all(m["identical_to_tflite_micro"] for m in doc.get("run_segments", {}).get("models", {}).values())
     ok &= doc.get("cross_check_d95b1ac", {}).get("within_5_percent", True)
     if args.json:

@@ -10,6 +10,7 @@ from tinyexit.codegen.cformat import c_array, c_float, c_ident, c_int
 from tinyexit.codegen.features import kernel_features
 from tinyexit.codegen.ir import Graph, Tensor
 from tinyexit.codegen.plan import Plan
+from tinyexit.codegen.stream_plan import expand_ops
 from tinyexit.errors import TinyexitError
 from tinyexit.toolchain import TEMPLATES
 
@@ -79,7 +80,7 @@ def model_decl(name: str, graph: Graph, plan: Plan) -> dict:
 
 
 def kernel_sources(graphs: list[Graph]) -> list[str]:
-    used = sorted({op.kernel for g in graphs for op in g.ops if op.kernel})
+    used = sorted({op.kernel for g in graphs for op, _ in expand_ops(g.ops) if op.kernel})
     return [f"{k}.c" for k in used]
 
 
@@ -100,13 +101,13 @@ def emit_library(graphs: dict[str, Graph], plans: dict[str, Plan], out_dir: Path
     arena = max([p.arena_bytes for p in plans.values()] + [1])
     # Tap/run lists on the stack, sized for this library's kernels: a conv lists one run per filter row,
     # or one per tap when in place; a depthwise conv one entry per tap.
-    conv_runs = max([op.kernel_hw[0] * (op.kernel_hw[1] if op.index in plans[n].inplace else 1)
-                     for n, g in graphs.items() for op in g.ops if op.kernel == "tx_conv"] + [1])
-    dw_taps = max([op.kernel_hw[0] * op.kernel_hw[1] for g in graphs.values() for op in g.ops
+    conv_runs = max([op.kernel_hw[0] * (op.kernel_hw[1] if ip else 1) for n, g in graphs.items()
+                     for op, ip in expand_ops(g.ops, plans[n].inplace) if op.kernel == "tx_conv"] + [1])
+    dw_taps = max([op.kernel_hw[0] * op.kernel_hw[1] for g in graphs.values() for op, _ in expand_ops(g.ops)
                    if op.kernel == "tx_dwconv"] + [1])
     common = dict(banner=banner, banner_text=banner_text, models=decls, arena_size=arena, conv_runs=conv_runs,
                   dw_taps=dw_taps,
-                  fused_add=any(op.name == "CONV_2D+ADD" for g in graphs.values() for op in g.ops),
+                  fused_add=any(op.name == "CONV_2D+ADD" for g in graphs.values() for op, _ in expand_ops(g.ops)),
                   # the kernels' code paths some op of this library takes (the rest is not emitted)
                   **kernel_features(graphs, plans).as_dict(),
                   max_input=max(d["input_size"] for d in decls), max_output=max(d["output_size"] for d in decls),

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 
 from tinyexit.codegen.ir import Graph, Op
 from tinyexit.codegen.plan import Plan
+from tinyexit.codegen.stream_plan import expand_ops
 
 
 def rq_needs_exact(mult: int, shift: int, bound: int) -> bool:
@@ -57,6 +58,9 @@ class KernelFeatures:
     pool_avg: bool = False
     pool_avg_ref: bool = False      # cortex_m4: channels % 4 != 0 or a window above 255 pixels
     pool_max: bool = False
+    # a fused chain's streamed global average pool (stream_chain.StreamChain): int16 / int32 sums
+    chain_pool16: bool = False
+    chain_pool32: bool = False
     # CONV_2D with sparse weights (tinyexit.codegen.sparse) in the cortex_m4 variant
     sparse_conv_im2col: bool = False   # a kernel larger than 1x1 (patches gathered)
     sparse_conv_ring: bool = False     # ... of those, one in place
@@ -123,17 +127,19 @@ def kernel_features(graphs: dict[str, Graph], plans: dict[str, Plan]) -> KernelF
     """The union over every op of the library."""
     flags = dict.fromkeys(KernelFeatures().as_dict(), False)
     for name, g in graphs.items():
-        for op in g.ops:
+        for op, inplace in expand_ops(g.ops, plans[name].inplace):    # a fused chain's members too
             if op.kernel == "tx_conv":
-                f = _conv_flags(op, op.index in plans[name].inplace)
+                f = _conv_flags(op, inplace)
             elif op.kernel == "tx_dwconv":
                 f = _dw_flags(op)
             elif op.kernel == "tx_pool":
                 f = _pool_flags(op)
             elif op.kernel == "tx_sparse_conv":
-                f = _sparse_conv_flags(op, op.index in plans[name].inplace)
+                f = _sparse_conv_flags(op, inplace)
             elif op.kernel == "tx_fc":
                 f = _fc_flags(op)
+            elif op.kernel == "tx_chain":
+                f = dict(chain_pool16=op.pool_sums() == 2, chain_pool32=op.pool_sums() == 4)
             else:
                 continue
             for key, v in f.items():

@@ -14,9 +14,11 @@ from tinyexit.codegen.measure import section_sizes
 from tinyexit.codegen.ops._common import M4
 from tinyexit.codegen.ops.depthwise_conv_2d import with_widened_tables
 from tinyexit.codegen.plan import Plan, memory_map, plan_memory
+from tinyexit.codegen.prepared import with_prepared_tables
 from tinyexit.codegen.reader import read_model
 from tinyexit.codegen.schedule import schedule
 from tinyexit.codegen.sparse import sparsify
+from tinyexit.codegen.stream_plan import PLANS, chains_of, expand_ops, stream_graph
 from tinyexit.codegen.oracle import arena_figures
 from tinyexit.errors import TinyexitError
 from tinyexit.io import atomic_dir
@@ -41,6 +43,8 @@ class ModelFigures:
     scratch_bytes: int = 0              # the largest kernel work space of one step, planned inside arena_bytes
     step_work: list = field(default_factory=list)  # per step [offset, bytes] of its kernel work space ([0, 0]: none)
     memory: dict = field(default_factory=dict)     # the plan as tensor rectangles (codegen.plan.memory_map)
+    plan: str = "layers"                # "fused"/"fused2": some steps are row-streamed chains (codegen.stream_plan)
+    chains: list = field(default_factory=list)     # the fused steps, described
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class GenerateReport:
     chained: bool = False               # planned through the arena (tx_model.h's TX_CHAIN_*), or each alone
     scratch_bytes: int = 0              # the largest kernel work space of any step (inside arena_bytes)
     static_scratch_bytes: int | None = None  # .bss + .data of the kernel objects (None: not measured)
+    plan: str = "layers"                # the plan asked for (stream_plan.PLANS); per model: ModelFigures.plan
 
     @property
     def ram_bytes(self) -> int | None:
@@ -79,6 +84,10 @@ class GenerateReport:
                     f"weights {self.weight_bytes:,} B, code {code} B "
                     f"({self.compiler}), kernels: {self.kernels}"
                     + (", models chained through the arena" if self.chained else "") + f" -> {self.out_dir}")
+        for m in self.models.values():
+            rows.append(f"plan of {m.name}: " + (f"{m.plan} ({'; '.join(m.chains)})" if m.plan != "layers" else
+                                                 "layer by layer" + (" (no chain planned less)"
+                                                                     if self.plan != "layers" else "")))
         return "\n".join(rows)
 
 
@@ -125,7 +134,7 @@ def _normalise(models) -> dict[str, Path]:
 
 def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kernels: str = "reference",
              inplace: bool = True, fuse_ops: bool = True, reorder: bool = True, measure: bool = True,
-             compare_tflm: bool = True, sparse: bool = True, chain=()) -> GenerateReport:
+             compare_tflm: bool = True, sparse: bool = True, chain=(), plan: str = "layers") -> GenerateReport:
     """Generate one C library for `models` (name -> .tflite path, or one path) into `out_dir`.
 
     `inplace=False` gives every op an output that does not overlap its inputs (a larger arena, but each
@@ -135,11 +144,16 @@ def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kerne
     used when it plans a smaller arena). `sparse` stores a conv / depthwise / fully connected layer's weights as
     sparse run lists when that is smaller (pruned models; `tinyexit.codegen.sparse`); False keeps all dense.
     `chain`: Links (names as in `models`) of a pipeline that passes outputs through the arena without
-    copies (a run's: `tinyexit.run.Run.chain`); empty: every model planned alone. Nothing is written when anything fails."""
+    copies (a run's: `tinyexit.run.Run.chain`); empty: every model planned alone. `plan="fused"` also plans
+    each model with its conv chains row-streamed (`tinyexit.codegen.stream_plan`) and keeps that when its
+    arena is smaller ("fused2": two rows per kernel call on odd widths, faster, windows a row taller); a fused chain is one step the checkpointing runtime cannot commit inside, so builds
+    that checkpoint keep the default "layers". Nothing is written when anything fails."""
     from tinyexit.codegen.emit import KERNEL_VARIANTS
 
     if kernels not in KERNEL_VARIANTS:
         raise TinyexitError(f"unknown kernel variant '{kernels}'; choose one of {', '.join(KERNEL_VARIANTS)}")
+    if plan not in PLANS:
+        raise TinyexitError(f"unknown plan '{plan}'; choose one of {', '.join(PLANS)}")
     paths = _normalise(models)
     if not paths:
         raise TinyexitError("no model given to generate.")
@@ -155,7 +169,8 @@ def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kerne
         g0 = read_model(path, name=full)
         g0 = fuse_conv_add(g0) if fuse_ops else g0
         g = fuse_slice_depthwise(g0) if fuse_ops else g0
-        variant = with_widened_tables if kernels == M4 else (lambda h: h)   # the kernels' weight layouts
+        # the kernels' weight layouts and generation-time tables
+        variant = (lambda h: with_prepared_tables(with_widened_tables(h))) if kernels == M4 else (lambda h: h)
         graphs[full] = variant(sparsify(g) if sparse else g)
         if len(g.ops) != len(g0.ops):
             # A fused channel slice keeps the whole map alive while the depthwise reads it; when the map
@@ -170,7 +185,8 @@ def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kerne
         def plan_one(g: Graph, **constraints) -> tuple[Graph, Plan]:
             best, best_fused = None, None
             for cand in (g, unfused[g.name]) if g.name in unfused else (g,):
-                for h in (cand, schedule(cand)) if reorder else (cand,):
+                for h in [s for o in ((cand, schedule(cand)) if reorder else (cand,))
+                          for s in ((o, stream_graph(o, plan)) if plan != "layers" else (o,))]:
                     if best is not None and h is best[0]:
                         continue
                     p = plan_memory(h, inplace=inplace, kernels=kernels, **constraints)
@@ -215,7 +231,7 @@ def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kerne
         for name, g in graphs.items():
             code = None
             if sizes:
-                srcs = {"tx_runtime.c", f"tx_model_{c_ident(name)}.c"} | {f"{op.kernel}.c" for op in g.ops if op.kernel}
+                srcs = {"tx_runtime.c", f"tx_model_{c_ident(name)}.c"} | {f"{op.kernel}.c" for op, _ in expand_ops(g.ops) if op.kernel}
                 code = sum(sizes[s]["text"] for s in srcs)
             tflm = tflm_figures.get(name)
             figures[name] = ModelFigures(
@@ -226,14 +242,15 @@ def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kerne
                 inplace_ops=sorted(plans[name].inplace), input_size=g.input.nbytes, output_size=g.output.nbytes,
                 scratch_bytes=plans[name].work_bytes,
                 step_work=[list(plans[name].work.get(op.index, (0, 0))) for op in g.ops],
-                memory=memory_map(g, plans[name]))
+                memory=memory_map(g, plans[name]), chains=chains_of(g),
+                plan=plan if chains_of(g) else "layers")
         report = GenerateReport(
             out_dir=str(out), arena_bytes=max(p.arena_bytes for p in plans.values()),
             code_bytes=sum(s["text"] for s in sizes.values()) if sizes else None,
             weight_bytes=sum(g.weight_bytes() for g in graphs.values()), compiler=compiler, kernels=kernels,
             models=figures, chain=chain, chained=bool(planned),
             scratch_bytes=max(p.work_bytes for p in plans.values()),
-            static_scratch_bytes=(sum(sizes[s]["bss"] + sizes[s]["data"] for s in files["kernels"] if s in sizes)
+            plan=plan, static_scratch_bytes=(sum(sizes[s]["bss"] + sizes[s]["data"] for s in files["kernels"] if s in sizes)
                                   if sizes else None))
         (tmp / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
     return report

@@ -32,4 +32,9 @@ def run(args) -> int:
                    serial_inputs=args.serial_inputs, out=args.out, opt=args.opt)
     print(f"{fw.board.name}{' (emulated on ' + fw.board.qemu_machine + ')' if fw.board.emulated else ''}: {fw.elf}")
     print(fw.sizes.table())
+    from tinyexit.run import Run
+    doc = Run(args.run).library_report() or {}
+    fused = sorted(n for n, m in doc.get("models", {}).items() if m.get("plan", "layers") != "layers")
+    print("memory plan: " + (f"fused row-streamed chains in {', '.join(fused)} (tinyexit generate --plan fused|fused2); "
+                             "the others layer by layer" if fused else "layer by layer"))
     return 0

@@ -23,6 +23,11 @@ def add_arguments(parser) -> None:
                         help="one step per TFLite op (no CONV_2D+ADD or STRIDED_SLICE+DEPTHWISE_CONV_2D steps)")
     parser.add_argument("--no-reorder", action="store_true", help="run the steps in the file's op order")
     parser.add_argument("--no-tflm", action="store_true", help="skip the TFLM arena comparison")
+    parser.add_argument("--plan", choices=("layers", "fused", "fused2"), default="layers",
+                        help="memory plan: layers (default; every step's whole output in the arena, steps "
+                             "checkpointable), fused (conv chains row-streamed where that plans less; a chain "
+                             "is one step) or fused2 (the same, two rows per kernel call on odd widths: faster, "
+                             "a little more RAM)")
     parser.add_argument("--dense-weights", action="store_true",
                         help="store every layer's weights dense (default: pruned layers as sparse run lists "
                              "when smaller)")
@@ -48,7 +53,7 @@ def run(args) -> int:
         raise TinyexitError(f"'{src}' is neither a run directory nor a .tflite file; check the path")
     report = generate(models, out, name_prefix=args.prefix, kernels=args.kernels, inplace=not args.no_inplace,
                       fuse_ops=not args.no_fuse, reorder=not args.no_reorder, compare_tflm=not args.no_tflm,
-                      sparse=not args.dense_weights, chain=chain)
+                      sparse=not args.dense_weights, chain=chain, plan=args.plan)
     print(report.table())
     print(f"wrote {out} (build and test on the host: make -C {out} && {out}/tx_host NAME < in.bin > out.bin)")
     return 0

@@ -21,12 +21,29 @@ def a4(n: int) -> int:
     return (n + 3) // 4 * 4
 
 
-def m4_conv_work(k: int, oc: int, fused_add: bool) -> int:
-    """tx_conv_carve: rq[oc + 1], beff[oc], x16 (16 bytes per 4 patch bytes, k rounded up to 8), two patch
-    columns, the single-pixel sink[oc + 1]; with a fused ADD, the conv results of a pair (2 * oc), the two
-    256-entry int32 tables and 3 tx_rq_t."""
-    n = RQ_BYTES * (oc + 1) + 4 * oc + 4 * ((k + 7) // 8 * 8) + 2 * a4(k) + a4(oc + 1)
+def m4_conv_work(k: int, oc: int, fused_add: bool, prepared: bool = False) -> int:
+    """tx_conv_carve: rq[oc + 1], beff[oc] (not with `prepared` tables: constants, see rq_table), x16 (16 bytes
+    per 4 patch bytes, k rounded up to 8), two patch columns, the single-pixel sink[oc + 1]; with a fused ADD,
+    the conv results of a pair (2 * oc), the two 256-entry int32 tables and 3 tx_rq_t."""
+    tables = 0 if prepared else RQ_BYTES * (oc + 1) + 4 * oc
+    n = tables + 4 * ((k + 7) // 8 * 8) + 2 * a4(k) + a4(oc + 1)
     return n + (a4(2 * oc) + 2 * 1024 + 3 * RQ_BYTES if fused_add else 0)
+
+
+def rq_table(mult, shift, zero_point: int, entries: int) -> np.ndarray:
+    """The cortex_m4 kernels' tx_rq_t of each channel as tx_rq_make_bound fills it on its fast path
+    (firmware_templates/kernels/cortex_m4/_requant.h.j2; keep both in step), int32 [entries][5]: mult,
+    lsh = max(shift, 0) + 1, half = rounding half + zp << right (int32 wrap-around), neg, right =
+    max(-shift, 0); entries past the channels are 0. Only for channels whose fast path is exact
+    (features.conv_needs_exact False: right <= 22)."""
+    t = np.zeros((entries, 5), np.int64)
+    for c, (m, s) in enumerate(zip(mult, shift)):
+        right = max(-int(s), 0)
+        half = ((1 << (right - 1)) if right else 0) + ((int(zero_point) << right) & 0xFFFFFFFF)
+        half &= 0xFFFFFFFF
+        t[c] = (int(m), max(int(s), 0) + 1, half - (1 << 32) if half >= 1 << 31 else half, -1 if right else 0,
+                right)
+    return t
 
 
 def nhwc(ctx: OpContext, t: Tensor) -> tuple[int, int, int]:

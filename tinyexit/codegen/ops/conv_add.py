@@ -36,7 +36,8 @@ class ConvAdd(Op):
 
     def work_bytes(self, kernels: str) -> int:
         kh, kw = self.conv.kernel_hw
-        return m4_conv_work(kh * kw * self.conv.in_hwc[2], self.conv.out_hwc[2], True) if kernels == M4 else 0
+        return (m4_conv_work(kh * kw * self.conv.in_hwc[2], self.conv.out_hwc[2], True, self.conv.prepared)
+                if kernels == M4 else 0)
 
     def constants(self, prefix: str) -> list[CArray]:
         return self.conv.constants(prefix)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from tinyexit.codegen.ir import CArray, Graph, OpContext, register
-from tinyexit.codegen.ops._common import M4, RQ_BYTES, WindowedConv, a4, check_channel_scales
+from tinyexit.codegen.ops._common import M4, RQ_BYTES, WindowedConv, a4, check_channel_scales, rq_table
 
 
 @register
@@ -19,6 +19,7 @@ class DepthwiseConv2D(WindowedConv):
     in_pixel: int = 0
     in_channel: int = 0
     widened: bool = False   # cortex_m4: the group table (widened_table) is a constant (see with_widened_tables)
+    prepared: bool = False  # cortex_m4: the rq table is a constant (tinyexit.codegen.prepared)
 
     name = "DEPTHWISE_CONV_2D"
     kernel = "tx_dwconv"
@@ -68,19 +69,23 @@ class DepthwiseConv2D(WindowedConv):
 
     def constants(self, prefix: str) -> list[CArray]:
         own = [CArray("int32_t", f"{prefix}_wx", self.widened_table())] if self.widened else []
+        if self.prepared:
+            own.append(CArray("int32_t", f"{prefix}_rq", rq_table(self.mult, self.shift, self.output_offset,
+                                                                 self.out_hwc[2]).ravel()))
         return super().constants(prefix) + own
 
     def params_decl(self, prefix: str, inplace: bool) -> str:
         if self.kernel != "tx_dwconv":      # the sparse kernel's params struct has no group table
             return self.params_struct(prefix, inplace)
-        return self.params_struct(prefix, inplace, tail=f", {prefix}_wx" if self.widened else ", 0")
+        return self.params_struct(prefix, inplace, tail=(f", {prefix}_wx" if self.widened else ", 0") +
+                                  (f", {prefix}_rq" if self.prepared else ", 0"))
 
     def work_bytes(self, kernels: str) -> int:
-        """tx_dw_carve: rq[oc], one pixel of zero points and one pending pixel (in_c each, rounded up to 4);
-        the group table is a constant (with_widened_tables)."""
+        """tx_dw_carve: rq[oc] (not when `prepared`: a constant), one pixel of zero points and one pending
+        pixel (in_c each, rounded up to 4); the group table is a constant (with_widened_tables)."""
         if kernels != M4 or self.kernel != "tx_dwconv":
             return 0
-        return RQ_BYTES * self.out_hwc[2] + 2 * a4(self.in_hwc[2])
+        return (0 if self.prepared else RQ_BYTES * self.out_hwc[2]) + 2 * a4(self.in_hwc[2])
 
     def multiplier_init(self) -> str:
         return f"{self.depth_multiplier}, {self.in_pixel or self.in_hwc[2]}, {self.in_channel}, "
