@@ -415,7 +415,7 @@ def summary(run_dir, hops: list[Hop], pcm: np.ndarray, cfg: StreamSettings, *, h
     classes = list(man["classes"])
     names = [e["name"] for e in man["exits"]]
     times = [(FIRST + h.index * cfg.hop) / SAMPLE_RATE for h in hops]
-    dets = [{"time_s": t, "class": classes[h.det], "exit": names[h.exit], "macs": h.macs}
+    dets = [{"time_s": t, "class": classes[h.det], "exit": names[h.exit] if h.exit >= 0 else "skipped", "macs": h.macs}
             for t, h in zip(times, hops) if h.det >= 0]
     per_s = SAMPLE_RATE / cfg.hop
     doc = {"run": str(run.path), "hops": len(hops), "hop_ms": cfg.hop_ms, "level": stream_level(run, cfg),
@@ -423,6 +423,7 @@ def summary(run_dir, hops: list[Hop], pcm: np.ndarray, cfg: StreamSettings, *, h
            "threshold": cfg.threshold, "refractory_s": cfg.refractory_s, "audio_s": len(pcm) / SAMPLE_RATE,
            "detections": dets,
            "exits": {n: sum(h.exit == k for h in hops) for k, n in enumerate(names)},
+           "gate": {**cfg.gate.as_dict(), "skipped": sum(h.gate == 0 for h in hops)},
            "macs_per_second": float(np.mean([h.macs for h in hops]) * per_s) if hops else 0.0,
            "macs_per_second_no_exit": float(man["no_exit_macs"]) * per_s,
            "ticks_per_hop": {n: float(np.mean([h.ticks for h in hops if h.exit == k]))

@@ -143,12 +143,15 @@ int main(void)
     tx_fe_begin();
     tx_frontend_frames(&fe, frames);
     tx_frontend_quantize(&frames[0][0], TX_STREAM_FEATURES, TX_STREAM_INPUT_SCALE, TX_STREAM_INPUT_ZP, input_buf);
+    int32_t gate = -1;
+#if TX_STREAM_GATE
+    gate = gate_open(input_buf, i);   /* counted with the front end (--profile) */
+#endif
     tx_fe_end();
-    int32_t gate = -1, exit_index = -1;
+    int32_t exit_index = -1;
     uint32_t cls = 0, ticks = 0, macs = 0;
     const int8_t *post = 0;
 #if TX_STREAM_GATE
-    gate = gate_open(input_buf, i);
     if (!gate) {
       post = gate_post;
       cls = TX_STREAM_GATE_SILENCE;
