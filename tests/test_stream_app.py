@@ -186,6 +186,28 @@ def test_emulated_nrf52840_equals_the_host(kws_run, tmp_path):
     assert stream_profile.plot(prof, fw_hops, ["a"] * 12, tmp_path / "t.png").stat().st_size > 1000
 
 
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+                    reason="needs qemu-system-arm and arm-none-eabi-gcc")
+def test_emulated_nrf52840_with_the_gate_equals_the_host(kws_run, tmp_path):
+    """The gated firmware on the emulated nRF52840: every hop equal to the host build (gate, floor, features, exit,
+    decision); the profile puts the model's instructions on the open hops only."""
+    from tinyexit import stream_profile
+    from tinyexit.boards import load_board
+    from tinyexit.targets import get_runner
+    pcm = bursty_audio(4.0, seed=2)
+    board = load_board("nrf52840", emulate=True)
+    fw = sa.build_stream(kws_run, board, tmp_path / "fw", GATED)
+    fw_hops, _, _ = sa.run_firmware(fw, get_runner(board, None, needs=("send",)), pcm, GATED, timeout=300)
+    host = sa.run_host(sa.build_stream_host(kws_run, tmp_path / "host", GATED), pcm, GATED)
+    assert len(fw_hops) == len(host) == 13
+    assert [h.key() for h in fw_hops] == [h.key() for h in host]
+    assert 0 < sum(h.gate == 0 for h in fw_hops) < 13
+    prof = stream_profile.profile(fw, get_runner(board, None, needs=("send",)), pcm, GATED, board.clock_hz,
+                                  timeout=300, hops=fw_hops)
+    model = prof["per_hop"]["model_instructions"]
+    assert all((m > 0) == (h.gate == 1) for m, h in zip(model, fw_hops))
+
+
 def test_front_end_windows_per_hop_follow_the_protocol():
     from tinyexit import stream_profile
     assert stream_profile.windows_per_hop(3, sa.StreamSettings(hop_ms=250)) == [51, 14, 14]   # 16000/320, 4000/320
