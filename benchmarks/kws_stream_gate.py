@@ -5,6 +5,10 @@ second than always-final, false rejects within +0.5 pt of always-final's, <= +1 
 
     .venv/bin/python benchmarks/kws_stream_gate.py --run RUN --streams TEST_DIR [--val-streams VAL_DIR]
         [--json OUT] [--png OUT] [--hop-ms 250] [--smooth-hops 3] [--threshold 0.7] [--refractory-s 1.0]
+        [--policy-json RUN2/policy.json ...]
+
+--policy-json adds the policy of another calibration of the same model (e.g. `tinyexit calibrate RUN2 --policy
+patience` on a copy of the run): rows "<policy>" and "gate + <policy>".
 
 The gate is calibrated (stream_gate.calibrate, under the run's policy) on VALIDATION recordings (--val-streams, a
 `kws-stream` folder of the validation split; default: made from the run's data, 3 min, clean/20/10 dB), never on
@@ -45,6 +49,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threshold", type=float, default=0.7)
     ap.add_argument("--refractory-s", type=float, default=1.0)
     ap.add_argument("--no-host", action="store_true", help="skip the host build's hop-by-hop check")
+    ap.add_argument("--policy-json", type=Path, action="append", default=[],
+                    help="another policy.json of the same model (e.g. patience): two more rows")
     args = ap.parse_args(argv)
     try:
         return _run(args)
@@ -69,6 +75,11 @@ def _run(args) -> int:
     if missing:
         raise TinyexitError(f"{args.streams} has no {', '.join(missing)}.wav; make them with --snr 20,10")
     policy = run.policy()
+    extra = [(p.get("policy", "?"), p) for p in (read_json(f, "give a policy.json written by `tinyexit calibrate`")
+                                                 for f in args.policy_json)]
+    configs = [("always-final", ALWAYS_FINAL, False), ("early exit", policy, False), ("gate", ALWAYS_FINAL, True),
+               ("gate + early exit", policy, True)]
+    configs += [row for name, p in extra for row in ((name, p, False), (f"gate + {name}", p, True))]
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="kws-gate-") as tmp:
         tmp = Path(tmp)
@@ -91,10 +102,12 @@ def _run(args) -> int:
             truth = args.streams / f"{name}.csv"
             x_q = sa.features(run, pcm, cfg, tmp / name)
             outs, conf = sa.exit_outputs(run, x_q, policy)
+            if conf is not None and extra:
+                raise TinyexitError("--policy-json with a confidence-policy run: not supported; measure it alone")
             fh = [sa.fnv1a(x) for x in x_q]
             rec = {"name": name, "seconds": len(pcm) / sa.SAMPLE_RATE, "configs": {}}
-            for label, pol, c in (("always-final", ALWAYS_FINAL, cfg), ("early exit", policy, cfg),
-                                  ("gate", ALWAYS_FINAL, gated), ("gate + early exit", policy, gated)):
+            for label, pol, on in configs:
+                c = gated if on else cfg
                 is_open, _ = sg.decide(x_q, c.gate)
                 hops = sa.replay(run, x_q, [o[is_open] for o in outs], c,
                                  None if conf is None else [o[is_open] for o in conf], pol, fhash=fh)
@@ -196,7 +209,7 @@ def _plot(doc: dict, out: Path) -> Path:
     ax.set_title(f"pre-model gate ({doc['gate']['kind']}, margin {doc['gate']['margin']}, frames "
                  f"{doc['gate']['first']}..48) on test recordings; dashed: the goal (-70 % of always-final)",
                  fontsize=9)
-    ax.legend(fontsize=7, ncol=4, loc="upper left")
+    ax.legend(fontsize=7, ncol=3, loc="upper left")
     ax.set_ylim(0, max(base) * 1.35)
     for ax, r in zip(axes[1:], recs):
         tl = r["timeline"]
