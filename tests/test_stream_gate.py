@@ -149,6 +149,9 @@ def test_cli_calibrates_the_gate_into_the_run(tiny, tmp_path):
     run, _, val, test = tiny
     copy = tmp_path / "run"
     shutil.copytree(run, copy, ignore=shutil.ignore_patterns("firmware"))
+    wav = val / "clean.wav"
+    p = _cli([str(copy), "--wav", str(wav), "--gate", "energy", "--emulate"], tmp_path)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "no calibrated gate" in p.stderr
     p = _cli([str(copy), "--calibrate-gate", "--gate-streams", str(test)], tmp_path)
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "validation split only" in p.stderr
     p = _cli([str(copy), "--calibrate-gate", "--gate-streams", str(val), "--threshold", "0.05"], tmp_path)

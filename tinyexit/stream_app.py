@@ -13,11 +13,14 @@ compared hop by hop.
 
 The pipeline, every hop (hop 0 after the first 16000 samples, then every `hop_ms`): the C front end with a
 fixed level (samples divided by LEVEL, the same constant here and in the firmware) -> the ring's 49 frames ->
-int8 with the model's input quantization -> the early-exit model with the run's policy -> the int8 posteriors of
-the exit taken added over the last `smooth` hops -> detection (tx_stream.c's header). The mirror gets the int8
+int8 with the model's input quantization -> the pre-model gate (tinyexit.stream_gate; off unless `cfg.gate`: a
+skipped hop runs no model and smooths as silence) -> the early-exit model with the run's policy -> the int8
+posteriors of the exit taken added over the last `smooth` hops -> detection (tx_stream.c's header). The mirror gets the int8
 features from the front end's host build (tinyexit.frontend: with a fixed level a frame depends only on its 480
 samples, so the ring at a hop is the 49 frames of the 16000 samples that end with its newest frame), the exit
-outputs from tflite_micro (Run.oracle()) and the exits from the Python policy (bench.oracle_decisions).
+outputs from tflite_micro (Run.oracle()) and the exits from the Python policy (bench.oracle_decisions);
+`replay` is everything after the front end, so a benchmark or the gate's calibration can re-run it with other
+gates and policies on the same features and exit outputs.
 
 The level (`stream_level`) is the run's: a run trained with a fixed level (a recipe's `front_end.level: fixed:N`,
 model.json's data recipe, tinyexit.data.level) streams with that N, so training, the firmware and the mirror

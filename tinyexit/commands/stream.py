@@ -74,6 +74,7 @@ def run(args) -> int:
             return 0
     cfg = dataclasses.replace(cfg, gate=_gate(run_, args)).check()
     print(cfg.gate.describe())
+    _warn_settings(run_, cfg)
     print(f"front-end level: samples divided by {sa.stream_level(run_, cfg)}" +
           ("" if run_level(run_).streams else " (the run was trained with MLPerf's per-clip division, not with this "
            "level; train models/kws-dscnn-stream.yaml for streams)"))
@@ -147,6 +148,9 @@ def _gate(run_, args):
     g = run_gate(run_)
     if args.gate == "run" and args.gate_margin is None and args.gate_first is None:
         return g
+    if not g.on and args.gate_margin is None:
+        raise TinyexitError(f"--gate energy: {run_.path} has no calibrated gate; add --gate-margin N (and "
+                            f"--gate-first F) or calibrate one with --calibrate-gate")
     base = g if g.on else Gate("energy")
     return Gate("energy", base.margin if args.gate_margin is None else args.gate_margin,
                 base.first if args.gate_first is None else args.gate_first, base.rise).check()
@@ -173,3 +177,16 @@ def _calibrate_gate(run_, cfg, streams) -> None:
               f"(no gate {b['false_rejects']}), false accepts/h {r['false_accepts_per_hour']:.0f} "
               f"(no gate {b['false_accepts_per_hour']:.0f}), MACs/s {r['macs_per_second']:,.0f} "
               f"(no gate {b['macs_per_second']:,.0f})")
+
+
+def _warn_settings(run_, cfg) -> None:
+    """The run's gate was calibrated with some stream settings; say so when this stream uses others."""
+    from tinyexit.io import read_json
+    if not cfg.gate.on or not run_.stream_gate_path.is_file():
+        return
+    was = read_json(run_.stream_gate_path, "re-calibrate it with --calibrate-gate").get("settings") or {}
+    now = {"hop_ms": cfg.hop_ms, "smooth": cfg.smooth, "threshold": cfg.threshold, "refractory_s": cfg.refractory_s}
+    diff = [f"{k} {was[k]:g} -> {v:g}" for k, v in now.items() if k in was and was[k] != v]
+    if diff:
+        print(f"note: the gate was calibrated with other stream settings ({', '.join(diff)}); "
+              f"re-calibrate with --calibrate-gate for these")
