@@ -363,19 +363,26 @@ def exit_outputs(run_dir, x_q: np.ndarray, policy: dict | None = None) -> tuple[
 
 
 def replay(run_dir, x_q: np.ndarray, outs: list[np.ndarray], cfg: StreamSettings, conf=None,
-           policy: dict | None = None, fhash: list[int] | None = None) -> list[Hop]:
+           policy: dict | None = None, fhash: list[int] | None = None,
+           is_open: np.ndarray | None = None) -> list[Hop]:
     """The pipeline after the front end, in Python: the gate (stream_gate.decide) on the int8 features x_q
     [H, 490]; on the open hops, in order, the policy (the run's, or `policy`) on `outs`, the exits' outputs of
     THOSE hops only (a temporal policy's state sees the inferred hops only, as in tx_stream.c); a skipped hop adds
     stream_gate.skipped_posterior to the smoothing; then the detection rule. `fhash`: fnv1a of each x_q row, if
-    known."""
+    known. `is_open`: given gate decisions instead of cfg.gate's (an analysis, e.g. the ground truth's words; the
+    gate must be on; the floor is then 0)."""
     from tinyexit.bench import oracle_decisions
     run = as_run(run_dir)
     ctx = _stream_context(run, cfg.check())
     man = run.manifest()
     policy = run.policy() if policy is None else policy
     n = len(x_q)
-    is_open, floor = stream_gate.decide(x_q, cfg.gate)
+    if is_open is None:
+        is_open, floor = stream_gate.decide(x_q, cfg.gate)
+    elif not cfg.gate.on or len(is_open) != n:
+        raise TinyexitError("replay: given gate decisions need a gate that is on and one decision per hop")
+    else:
+        is_open, floor = np.asarray(is_open, bool), np.zeros(n, np.int64)
     idx = np.flatnonzero(is_open)
     if any(len(o) != len(idx) for o in outs):
         raise TinyexitError(f"replay: {len(idx)} hops run the model but the exits' outputs cover "
