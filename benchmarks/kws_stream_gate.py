@@ -227,8 +227,8 @@ def _plot(doc: dict, out: Path) -> Path:
     ax.set_title(f"pre-model gate ({doc['gate']['kind']}, margin {doc['gate']['margin']}, frames "
                  f"{doc['gate']['first']}..48) on test recordings; dashed: the goal (-70 % of always-final)",
                  fontsize=9)
-    ax.legend(fontsize=7, ncol=3, loc="upper left")
-    ax.set_ylim(0, max(base) * 1.35)
+    ax.legend(fontsize=7, ncol=4, loc="upper right")
+    ax.set_ylim(0, max(base) * 1.6)
     for ax, r in zip(axes[1:], recs):
         tl = r["timeline"]
         t = np.asarray(tl["time_s"])

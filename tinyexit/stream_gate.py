@@ -37,7 +37,8 @@ FRAMES = 49
 SILENCE = "_silence_"
 MARGINS = tuple(range(0, 121, 4))          # calibration grid: int8 codes of c0 above the floor
 FIRSTS = (0, 12, 18, 24, 30, 36)           # calibration grid: the first frame the gate looks at
-RISE = 4                                   # the floor rises by 1/16 of the distance per hop (4 s to close 1/e)
+RISE = 4                                   # default: the floor rises by 1/16 of the distance per hop
+RISES = (2, 4)                             # calibration grid: 1/4 (1 s to close 1/e at 250-ms hops) or 1/16 (4 s)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,8 +158,8 @@ def read_validation(streams) -> list[tuple[str, np.ndarray, object]]:
             for r in man["recordings"]]
 
 
-def candidates(margins=MARGINS, firsts=FIRSTS, rise: int = RISE) -> list[Gate]:
-    return [Gate("energy", m, f, rise) for f in firsts for m in margins]
+def candidates(margins=MARGINS, firsts=FIRSTS, rises=RISES) -> list[Gate]:
+    return [Gate("energy", m, f, r) for r in rises for f in firsts for m in margins]
 
 
 def calibrate(run, recordings, cfg, work, *, policy: dict | None = None, fr_tolerance: float = 0.005,
