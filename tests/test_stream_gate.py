@@ -162,3 +162,31 @@ def test_cli_calibrates_the_gate_into_the_run(tiny, tmp_path):
     assert "wrote" in p.stdout and str(copy / "stream_gate.json") in p.stdout
     p = _cli([str(copy)], tmp_path)
     assert p.returncode == 2 and "--wav" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_benchmark_measures_every_config_and_checks_the_host_build(tiny, tmp_path):
+    """benchmarks/kws_stream_gate.py end to end on tiny recordings: every config on every test recording, the
+    host build equal to the mirror on every hop, the goal judged from the figures it prints."""
+    import importlib.util
+    run, _, val, test = tiny
+    spec = importlib.util.spec_from_file_location("kws_stream_gate", REPO / "benchmarks" / "kws_stream_gate.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "g.json"
+    assert bench.main(["--run", str(run), "--streams", str(test), "--val-streams", str(val), "--recordings",
+                       "clean,snr10", "--json", str(out), "--png", str(tmp_path / "g.png"), "--threshold", "0.1"]) == 0
+    doc = json.loads(out.read_text())
+    assert [r["name"] for r in doc["recordings"]] == ["clean", "snr10"]
+    for r in doc["recordings"]:
+        assert r["hops_equal_host"] == r["hops"] > 0
+        c = r["configs"]
+        assert set(c) == {"always-final", "early exit", "gate", "gate + early exit", "oracle gate",
+                          "oracle gate + early exit"}
+        base = c["always-final"]
+        for v in c.values():
+            assert v["goal"] == (1 - v["macs_per_second"] / base["macs_per_second"] >= 0.7 and
+                                 v["false_reject_rate"] <= base["false_reject_rate"] + 0.005 and
+                                 v["false_accepts_per_hour"] <= base["false_accepts_per_hour"] + 1)
+        assert c["gate"]["macs_per_second"] == pytest.approx(base["macs_per_second"] * (1 - c["gate"]["skipped"]))
+    assert (tmp_path / "g.png").stat().st_size > 1000
+    assert bench.main(["--run", str(run), "--streams", str(val)]) == 2        # validation recordings: refused
