@@ -103,6 +103,57 @@ def test_host_build_equals_python_mirror_with_other_policies(kws_run, tmp_path, 
     assert [h.key() for h in host] == [h.key() for h in py]
 
 
+def bursty_audio(seconds: float, seed: int = 0) -> np.ndarray:
+    """Quiet noise with a 0.3-s tone burst every 2.5 s: windows with and without energy above the floor."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sa.SAMPLE_RATE)
+    x = rng.normal(0, 200, n)
+    for start in range(int(0.4 * sa.SAMPLE_RATE), n, int(2.5 * sa.SAMPLE_RATE)):
+        m = min(n, start + int(0.3 * sa.SAMPLE_RATE))
+        x[start:m] += 8000 * np.sin(2 * np.pi * 700 * np.arange(m - start) / sa.SAMPLE_RATE)
+    return np.clip(x, -32768, 32767).astype(np.int16)
+
+
+GATED = sa.StreamSettings(threshold=0.05, smooth=2, refractory_s=0.5,
+                          gate=sa.Gate("energy", margin=20, first=24, rise=2))
+
+
+@pytest.mark.parametrize("policy", ["max_softmax", "difference"])
+def test_host_build_equals_python_mirror_with_the_gate(kws_run, tmp_path, monkeypatch, policy):
+    """The pre-model gate in C (tx_stream.c) and in Python (stream_gate.decide + replay) agree on every hop: the
+    gate's decision and noise floor, the features, exit, class and detection; skipped hops run no model (exit -1,
+    0 MACs, the silence class); with a temporal rule, whose state only the inferred hops advance."""
+    run = kws_run
+    if policy != "max_softmax":
+        import tinyexit.run
+        from tests._tiny_kws_run import stand_in_splits
+        from tinyexit.policy.calibrate import calibrate_run
+        run = tmp_path / "run"
+        shutil.copytree(kws_run, run, ignore=shutil.ignore_patterns("firmware"))
+        data = stand_in_splits()
+        monkeypatch.setattr(tinyexit.run, "load_split", lambda r, split: data[split])
+        assert calibrate_run(run, epsilon=0.5, policy=policy)["policy"] == policy
+    pcm = bursty_audio(8.0)
+    host = sa.run_host(sa.build_stream_host(run, tmp_path / "host", GATED), pcm, GATED)
+    py = sa.mirror(run, pcm, GATED, tmp_path / "mirror")
+    assert len(host) == len(py) == 29
+    assert [h.key() for h in host] == [h.key() for h in py]
+    assert [h.macs for h in host] == [h.macs for h in py]
+    skipped = [h for h in host if h.gate == 0]
+    assert 5 <= len(skipped) <= len(host) - 5, "the audio should both open and close the gate"
+    silence = list(sa.as_run(run).manifest()["classes"]).index("_silence_")
+    assert all(h.exit == -1 and h.macs == 0 and h.cls == silence for h in skipped)
+    assert all(h.exit >= 0 and h.macs > 0 and h.gate == 1 for h in host if h not in skipped)
+    # the floor follows the quiet noise, far below the bursts: every window with a burst in its newest 25 frames
+    # (the 0.3-s burst ends at least 0.02 s before the hop's end, within the last 0.5 s) opens the gate
+    ends = [(sa.FIRST + h.index * GATED.hop) / sa.SAMPLE_RATE for h in host]
+    burst = [any(0 < e - (b + 0.3) and e - b < 0.5 + 0.3 - 0.05 for b in np.arange(0.4, 8.0, 2.5)) for e in ends]
+    assert sum(burst) >= 5 and all(h.gate == 1 for h, b in zip(host, burst) if b)
+    doc = sa.summary(run, host, pcm, GATED, host=py)
+    assert doc["hops_equal_host"] == 29 and doc["gate"]["skipped"] == len(skipped)
+    assert doc["macs_per_second"] < doc["macs_per_second_no_exit"] * (1 - len(skipped) / len(host)) + 1
+
+
 @pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
                     reason="needs qemu-system-arm and arm-none-eabi-gcc")
 def test_emulated_nrf52840_equals_the_host(kws_run, tmp_path):
@@ -133,6 +184,28 @@ def test_emulated_nrf52840_equals_the_host(kws_run, tmp_path):
     assert prof["duty_cycle"] == pytest.approx(np.mean([(a + b) / budget for a, b in zip(
         prof["per_hop"]["frontend_cycles"][1:], prof["per_hop"]["model_cycles"][1:])]))
     assert stream_profile.plot(prof, fw_hops, ["a"] * 12, tmp_path / "t.png").stat().st_size > 1000
+
+
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+                    reason="needs qemu-system-arm and arm-none-eabi-gcc")
+def test_emulated_nrf52840_with_the_gate_equals_the_host(kws_run, tmp_path):
+    """The gated firmware on the emulated nRF52840: every hop equal to the host build (gate, floor, features, exit,
+    decision); the profile puts the model's instructions on the open hops only."""
+    from tinyexit import stream_profile
+    from tinyexit.boards import load_board
+    from tinyexit.targets import get_runner
+    pcm = bursty_audio(4.0, seed=2)
+    board = load_board("nrf52840", emulate=True)
+    fw = sa.build_stream(kws_run, board, tmp_path / "fw", GATED)
+    fw_hops, _, _ = sa.run_firmware(fw, get_runner(board, None, needs=("send",)), pcm, GATED, timeout=300)
+    host = sa.run_host(sa.build_stream_host(kws_run, tmp_path / "host", GATED), pcm, GATED)
+    assert len(fw_hops) == len(host) == 13
+    assert [h.key() for h in fw_hops] == [h.key() for h in host]
+    assert 0 < sum(h.gate == 0 for h in fw_hops) < 13
+    prof = stream_profile.profile(fw, get_runner(board, None, needs=("send",)), pcm, GATED, board.clock_hz,
+                                  timeout=300, hops=fw_hops)
+    model = prof["per_hop"]["model_instructions"]
+    assert all((m > 0) == (h.gate == 1) for m, h in zip(model, fw_hops))
 
 
 def test_front_end_windows_per_hop_follow_the_protocol():

@@ -243,6 +243,7 @@ class Run:
     recipe_path = _at("recipe.yaml")                          # (train: the model recipe, as trained)
     policy_path = _at("policy.json")                          # (calibrate)
     calibration_plot = _at("calibration.png")
+    stream_gate_path = _at("stream_gate.json")                # (stream --calibrate-gate: the pre-model gate)
     confidence_dir = _at("confidence")                        # (calibrate --policy confidence)
     confidence_report_path = _at("confidence/report.json")
     firmware_dir = _at("firmware")                            # (generate, build)

@@ -13,11 +13,14 @@ compared hop by hop.
 
 The pipeline, every hop (hop 0 after the first 16000 samples, then every `hop_ms`): the C front end with a
 fixed level (samples divided by LEVEL, the same constant here and in the firmware) -> the ring's 49 frames ->
-int8 with the model's input quantization -> the early-exit model with the run's policy -> the int8 posteriors of
-the exit taken added over the last `smooth` hops -> detection (tx_stream.c's header). The mirror gets the int8
+int8 with the model's input quantization -> the pre-model gate (tinyexit.stream_gate; off unless `cfg.gate`: a
+skipped hop runs no model and smooths as silence) -> the early-exit model with the run's policy -> the int8
+posteriors of the exit taken added over the last `smooth` hops -> detection (tx_stream.c's header). The mirror gets the int8
 features from the front end's host build (tinyexit.frontend: with a fixed level a frame depends only on its 480
 samples, so the ring at a hop is the 49 frames of the 16000 samples that end with its newest frame), the exit
-outputs from tflite_micro (Run.oracle()) and the exits from the Python policy (bench.oracle_decisions).
+outputs from tflite_micro (Run.oracle()) and the exits from the Python policy (bench.oracle_decisions);
+`replay` is everything after the front end, so a benchmark or the gate's calibration can re-run it with other
+gates and policies on the same features and exit outputs.
 
 The level (`stream_level`) is the run's: a run trained with a fixed level (a recipe's `front_end.level: fixed:N`,
 model.json's data recipe, tinyexit.data.level) streams with that N, so training, the firmware and the mirror
@@ -35,13 +38,14 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyexit import toolchain
+from tinyexit import stream_gate, toolchain
 from tinyexit.data.features import FRAME_LENGTH, FRAME_STEP, NUM_FRAMES
 from tinyexit.data.level import Level, run_level
 from tinyexit.data.speech_commands import SAMPLE_RATE, wav_frames
 from tinyexit.errors import TinyexitError
 from tinyexit.io import write_text
 from tinyexit.run import as_run
+from tinyexit.stream_gate import Gate
 from tinyexit.targets import Dialog
 
 FIRST = SAMPLE_RATE                        # hop 0 needs one clip of audio
@@ -49,7 +53,8 @@ FRAME, STEP, FRAMES = FRAME_LENGTH, FRAME_STEP, NUM_FRAMES
 LEVEL = 8192
 TEMPLATES = "stream"
 NEED_RE = re.compile(r"^TX NEED i=(\d+) n=(\d+)")
-HOP_RE = re.compile(r"^TX H i=(\d+) fh=([0-9a-f]{8}) exit=(\d+) class=(\d+) det=(-?\d+) macs=(\d+) ticks=(\d+)")
+HOP_RE = re.compile(r"^TX H i=(\d+) fh=([0-9a-f]{8}) exit=(-?\d+) class=(\d+) det=(-?\d+) macs=(\d+) ticks=(\d+)"
+                    r"(?: gate=(-?\d+) floor=(-?\d+))?")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +64,7 @@ class StreamSettings:
     threshold: float = 0.7
     refractory_s: float = 1.0
     level: int | None = None        # the front end's fixed level; None: the run's (stream_level)
+    gate: Gate = Gate()             # the pre-model gate (tinyexit.stream_gate); off: the model runs every hop
 
     @property
     def hop(self) -> int:
@@ -75,6 +81,7 @@ class StreamSettings:
                 or not (self.level is None or 0 < self.level < 32768)):
             raise TinyexitError("stream settings out of range: smooth >= 1, threshold in (0, 1], refractory >= 0, "
                                 "level in 1..32767")
+        self.gate.check()
         return self
 
 
@@ -87,9 +94,11 @@ class Hop:
     det: int
     macs: int
     ticks: int = 0     # the firmware's ticks of the inference (the board's tick unit; 0 on the host)
+    gate: int = -1     # the pre-model gate: -1 off, 0 skipped (exit -1, no inference), 1 open
+    floor: int = 0     # the gate's Q8 noise floor after the hop (0 with the gate off)
 
     def key(self) -> tuple:
-        return (self.index, self.fhash, self.exit, self.cls, self.det)
+        return (self.index, self.fhash, self.exit, self.cls, self.det, self.gate, self.floor)
 
 
 def read_pcm(wav: str | Path) -> np.ndarray:
@@ -148,7 +157,8 @@ def _stream_context(run, cfg: StreamSettings) -> dict:
                 keywords=[int(not c.startswith("_")) for c in classes],
                 exit_macs=[int(e["macs_to_exit"]) for e in man["exits"]],
                 input_scale=repr(float(np.float32(seg0["input"]["scale"]))), input_zp=int(seg0["input"]["zero_point"]),
-                source=run.name)
+                source=run.name, out_q={"scale": scale, "zero_point": zp},
+                **stream_gate.context(cfg.gate, classes, {"scale": scale, "zero_point": zp}))
 
 
 def render_stream(run_dir, out: str | Path, cfg: StreamSettings,
@@ -207,7 +217,8 @@ def uart_bytes(pcm: np.ndarray, cfg: StreamSettings) -> bytes:
 
 
 def parse_hops(text: str, what: str) -> list[Hop]:
-    hops = [Hop(int(m[1]), int(m[2], 16), int(m[3]), int(m[4]), int(m[5]), int(m[6]), int(m[7]))
+    hops = [Hop(int(m[1]), int(m[2], 16), int(m[3]), int(m[4]), int(m[5]), int(m[6]), int(m[7]),
+                int(m[8]) if m[8] is not None else -1, int(m[9]) if m[9] is not None else 0)
             for m in (HOP_RE.match(ln.strip()) for ln in text.splitlines()) if m]
     if "TX END" not in text:
         tail = " | ".join(text.strip().splitlines()[-3:])
@@ -324,26 +335,81 @@ def detect_q(posteriors: np.ndarray, keywords, smooth: int, threshold_q: int, re
     return out
 
 
-def mirror(run_dir, pcm: np.ndarray, cfg: StreamSettings, work: str | Path) -> list[Hop]:
-    """The pipeline in Python (module doc): front end host build -> tflite_micro -> Python policy -> detection."""
+def features(run_dir, pcm: np.ndarray, cfg: StreamSettings, work: str | Path) -> np.ndarray:
+    """int8 [H, 490]: the model's input at every hop (the C front end's host build over each hop's ring)."""
     from tinyexit import frontend
-    from tinyexit.bench import oracle_confidence, oracle_decisions, oracle_outputs
     run = as_run(run_dir)
     ctx = _stream_context(run, cfg.check())
-    man, policy = run.manifest(), run.policy()
     exe = frontend.build_host(Path(work) / "frontend")
-    qp = man["segments"][0]["input"]
     _, x_q = frontend.run_host(exe, hop_windows(pcm, cfg), mode="push",
-                               level=Level("fixed", ctx["level"]).driver_arg(), chunk=STEP, qparams=qp)
+                               level=Level("fixed", ctx["level"]).driver_arg(), chunk=STEP,
+                               qparams=run.manifest()["segments"][0]["input"])
+    return x_q.reshape(len(x_q), -1)
+
+
+def exit_outputs(run_dir, x_q: np.ndarray, policy: dict | None = None) -> tuple[list[np.ndarray], list | None]:
+    """tflite_micro's int8 outputs of every exit for the inputs x_q [N, 490] (and the confidence models' for the
+    confidence policy): what replay() needs for the hops the model runs on."""
+    from tinyexit.bench import oracle_confidence, oracle_outputs
+    run = as_run(run_dir)
+    policy = run.policy() if policy is None else policy
+    x = np.asarray(x_q, np.int8).reshape(len(x_q), FRAMES, 10, 1)
+    if not len(x):                  # the gate skipped every hop: nothing to run
+        k = len(run.manifest()["classes"])
+        return [np.zeros((0, k), np.int8) for _ in run.manifest()["exits"]], None
     if policy.get("policy") == "confidence":
-        outs, conf = oracle_confidence(run.path, x_q.reshape(len(x_q), FRAMES, 10, 1), policy)
+        return oracle_confidence(run.path, x, policy)
+    return oracle_outputs(run, x), None
+
+
+def replay(run_dir, x_q: np.ndarray, outs: list[np.ndarray], cfg: StreamSettings, conf=None,
+           policy: dict | None = None, fhash: list[int] | None = None,
+           is_open: np.ndarray | None = None) -> list[Hop]:
+    """The pipeline after the front end, in Python: the gate (stream_gate.decide) on the int8 features x_q
+    [H, 490]; on the open hops, in order, the policy (the run's, or `policy`) on `outs`, the exits' outputs of
+    THOSE hops only (a temporal policy's state sees the inferred hops only, as in tx_stream.c); a skipped hop adds
+    stream_gate.skipped_posterior to the smoothing; then the detection rule. `fhash`: fnv1a of each x_q row, if
+    known. `is_open`: given gate decisions instead of cfg.gate's (an analysis, e.g. the ground truth's words; the
+    gate must be on; the floor is then 0)."""
+    from tinyexit.bench import oracle_decisions
+    run = as_run(run_dir)
+    ctx = _stream_context(run, cfg.check())
+    man = run.manifest()
+    policy = run.policy() if policy is None else policy
+    n = len(x_q)
+    if is_open is None:
+        is_open, floor = stream_gate.decide(x_q, cfg.gate)
+    elif not cfg.gate.on or len(is_open) != n:
+        raise TinyexitError("replay: given gate decisions need a gate that is on and one decision per hop")
     else:
-        outs, conf = oracle_outputs(run, x_q.reshape(len(x_q), FRAMES, 10, 1)), None
-    res = oracle_decisions(outs, policy, man, conf)
-    post = np.stack([outs[int(e)][i] for i, e in enumerate(res.exit_index)]) if len(x_q) else np.zeros((0, 1))
+        is_open, floor = np.asarray(is_open, bool), np.zeros(n, np.int64)
+    idx = np.flatnonzero(is_open)
+    if any(len(o) != len(idx) for o in outs):
+        raise TinyexitError(f"replay: {len(idx)} hops run the model but the exits' outputs cover "
+                            f"{[len(o) for o in outs]}")
+    post = np.zeros((n, len(ctx["classes"])), np.int64)
+    exit_, cls, macs = np.full(n, -1), np.full(n, ctx["gate_silence"]), np.zeros(n, np.int64)
+    post[~is_open] = ctx["gate_posterior"]
+    if len(idx):
+        res = oracle_decisions(outs, policy, man, conf)
+        for j, i in enumerate(idx):
+            e = int(res.exit_index[j])
+            post[i], exit_[i], cls[i], macs[i] = outs[e][j], e, int(res.decision[j]), ctx["exit_macs"][e]
     dets = detect_q(post, ctx["keywords"], cfg.smooth, ctx["threshold_q"], cfg.refractory)
-    return [Hop(i, fnv1a(x_q[i]), int(res.exit_index[i]), int(res.decision[i]), dets[i],
-                ctx["exit_macs"][int(res.exit_index[i])]) for i in range(len(x_q))]
+    flag = is_open.astype(int) if cfg.gate.on else np.full(n, -1)
+    fhash = [fnv1a(x) for x in x_q] if fhash is None else fhash
+    return [Hop(i, fhash[i], int(exit_[i]), int(cls[i]), dets[i], int(macs[i]), 0, int(flag[i]),
+                int(floor[i])) for i in range(n)]
+
+
+def mirror(run_dir, pcm: np.ndarray, cfg: StreamSettings, work: str | Path) -> list[Hop]:
+    """The pipeline in Python (module doc): front end host build -> gate -> tflite_micro on the open hops ->
+    Python policy -> detection."""
+    run = as_run(run_dir)
+    x_q = features(run, pcm, cfg, work)
+    is_open, _ = stream_gate.decide(x_q, cfg.gate)
+    outs, conf = exit_outputs(run, x_q[is_open])
+    return replay(run, x_q, outs, cfg, conf)
 
 
 def equal_hops(a: list[Hop], b: list[Hop]) -> int:
@@ -359,7 +425,7 @@ def summary(run_dir, hops: list[Hop], pcm: np.ndarray, cfg: StreamSettings, *, h
     classes = list(man["classes"])
     names = [e["name"] for e in man["exits"]]
     times = [(FIRST + h.index * cfg.hop) / SAMPLE_RATE for h in hops]
-    dets = [{"time_s": t, "class": classes[h.det], "exit": names[h.exit], "macs": h.macs}
+    dets = [{"time_s": t, "class": classes[h.det], "exit": names[h.exit] if h.exit >= 0 else "skipped", "macs": h.macs}
             for t, h in zip(times, hops) if h.det >= 0]
     per_s = SAMPLE_RATE / cfg.hop
     doc = {"run": str(run.path), "hops": len(hops), "hop_ms": cfg.hop_ms, "level": stream_level(run, cfg),
@@ -367,6 +433,7 @@ def summary(run_dir, hops: list[Hop], pcm: np.ndarray, cfg: StreamSettings, *, h
            "threshold": cfg.threshold, "refractory_s": cfg.refractory_s, "audio_s": len(pcm) / SAMPLE_RATE,
            "detections": dets,
            "exits": {n: sum(h.exit == k for h in hops) for k, n in enumerate(names)},
+           "gate": {**cfg.gate.as_dict(), "skipped": sum(h.gate == 0 for h in hops)},
            "macs_per_second": float(np.mean([h.macs for h in hops]) * per_s) if hops else 0.0,
            "macs_per_second_no_exit": float(man["no_exit_macs"]) * per_s,
            "ticks_per_hop": {n: float(np.mean([h.ticks for h in hops if h.exit == k]))

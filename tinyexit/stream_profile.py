@@ -33,8 +33,10 @@ def _windows(fw, runner, pcm, cfg, start: str, stop: str, timeout: float):
     return np.asarray(res.insns.per_window, np.int64), np.asarray(res.insns.per_window_cycles, np.int64)
 
 
-def profile(fw, runner, pcm: np.ndarray, cfg: StreamSettings, clock_hz: int, timeout: float = 900.0) -> dict:
-    """Per hop: front-end and model instructions and estimated cycles, and the duty cycle at `clock_hz`."""
+def profile(fw, runner, pcm: np.ndarray, cfg: StreamSettings, clock_hz: int, timeout: float = 900.0,
+            hops: list[Hop] | None = None) -> dict:
+    """Per hop: front-end and model instructions and estimated cycles, and the duty cycle at `clock_hz`. With the
+    pre-model gate on, `hops` (the firmware's) say which hops ran the model (the others: 0 model instructions)."""
     runner.require("instruction_windows")
     n = num_hops(len(pcm), cfg)
     fe_i, fe_c = _windows(fw, runner, pcm, cfg, "tx_fe_begin", "tx_fe_end", timeout)
@@ -44,9 +46,13 @@ def profile(fw, runner, pcm: np.ndarray, cfg: StreamSettings, clock_hz: int, tim
     bounds = np.cumsum([0, *per])
     fe_hop_i = np.array([fe_i[a:b].sum() for a, b in zip(bounds[:-1], bounds[1:])], np.int64)
     fe_hop_c = np.array([fe_c[a:b].sum() for a, b in zip(bounds[:-1], bounds[1:])], np.int64)
-    m_i, m_c = _windows(fw, runner, pcm, cfg, "tx_bench_begin", "tx_bench_end", timeout)
-    if len(m_i) != n:
-        raise TinyexitError(f"{fw.elf.name}: {len(m_i)} inference windows for {n} hops")
+    w_i, w_c = _windows(fw, runner, pcm, cfg, "tx_bench_begin", "tx_bench_end", timeout)
+    ran = np.array([h.gate != 0 for h in hops], bool) if hops is not None else np.ones(n, bool)
+    if len(ran) != n or len(w_i) != ran.sum():
+        raise TinyexitError(f"{fw.elf.name}: {len(w_i)} inference windows for {n} hops ({int(ran.sum())} not "
+                            f"skipped by the gate)")
+    m_i, m_c = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    m_i[ran], m_c[ran] = w_i, w_c
     budget = clock_hz * cfg.hop / FIRST          # cycles in one hop at the board's clock
     duty = (fe_hop_c + m_c) / budget
     steady = slice(1, None) if n > 1 else slice(None)   # hop 0 computes the whole first second's frames

@@ -15,12 +15,18 @@
                                              <hop> after; the firmware asks before it reads)
                 TX H i=<i> fh=<FNV-1a of the 490 int8 features, 8 hex> exit=<exit index> class=<argmax or
                              temporal decision> det=<detected class or -1> macs=<MACs of the exit taken>
-                             ticks=<ticks of the inference>
+                             ticks=<ticks of the inference> gate=<-1 off, 0 skipped, 1 open>
+                             floor=<the gate's Q8 noise floor, 0 with the gate off>
      TX END n=<H> dets=<detections> macs=<sum of macs> stack=<bytes used>
 
    Detection (integer, as tinyexit.streaming.detect on int8): sum[c] = the int8 posteriors of class c added over
    the last min(i + 1, N) hops; k = the first class with the largest sum; detect k when it is a keyword (not a
-   "_" class), sum[k] >= threshold_q * count, and at least R hops passed since the last detection. */
+   "_" class), sum[k] >= threshold_q * count, and at least R hops passed since the last detection.
+
+   The pre-model gate (TX_STREAM_GATE, tinyexit.stream_gate holds its rule and its Python mirror): on the hop's
+   int8 features, before the model; a skipped hop runs no inference (exit=-1, class = the silence class, macs=0,
+   ticks=0, the temporal policy's state untouched) and adds TX_STREAM_GATE_POSTERIOR (silence at probability 1)
+   to the moving sum. */
 #include <stdint.h>
 #include <string.h>
 #include "tx_hal.h"
@@ -40,6 +46,28 @@ static int8_t history[TX_STREAM_SMOOTH][TX_STREAM_CLASSES];
 static int32_t sums[TX_STREAM_CLASSES];
 static const uint32_t exit_macs[TX_APP_NUM_EXITS] = {TX_STREAM_EXIT_MACS};
 static const uint8_t is_keyword[TX_STREAM_CLASSES] = {TX_STREAM_KEYWORDS};
+
+#if TX_STREAM_GATE
+static int32_t gate_floor;   /* the noise floor in Q8: c0 codes * 256 */
+static const int8_t gate_post[TX_STREAM_CLASSES] = {TX_STREAM_GATE_POSTERIOR};
+
+/* 1 when c0 (the first MFCC of each frame: its log-mel energy) of frames GATE_FIRST..48 reaches the noise floor
+   + GATE_MARGIN; the floor follows the window's quietest frame: down at once, up by 1/2^RISE of the distance. */
+static int32_t gate_open(const int8_t *x, uint32_t hop)
+{
+  int32_t lo = 127, hi = -128;
+  for (uint32_t f = 0; f < TX_FE_NUM_FRAMES; f++)
+    if (x[f * TX_FE_NUM_MFCC] < lo) lo = x[f * TX_FE_NUM_MFCC];
+  for (uint32_t f = TX_STREAM_GATE_FIRST; f < TX_FE_NUM_FRAMES; f++)
+    if (x[f * TX_FE_NUM_MFCC] > hi) hi = x[f * TX_FE_NUM_MFCC];
+  const int32_t m = lo * 256;
+  if (hop == 0u || m <= gate_floor)
+    gate_floor = m;
+  else
+    gate_floor += (m - gate_floor) >> TX_STREAM_GATE_RISE;   /* m - floor > 0: a defined shift */
+  return hi * 256 - gate_floor >= (int32_t)TX_STREAM_GATE_MARGIN * 256;
+}
+#endif
 
 static void put_hex32(uint32_t v)
 {
@@ -114,21 +142,38 @@ int main(void)
     receive(need);
     tx_fe_begin();
     tx_frontend_frames_int8(&fe, input_buf);   /* each frame was quantized once, when computed */
-    tx_fe_end();
-    const uint32_t t0 = tx_hal_ticks();
-    const result_t r = infer(input_buf);
-    const uint32_t ticks = tx_hal_ticks() - t0;
-    uint32_t cls = 0;
-    for (uint32_t c = 1; c < r.out_size; c++)
-      if (r.out[c] > r.out[cls]) cls = c;
-#if TX_APP_TEMPORAL
-    cls = (uint32_t)r.decision;
+    int32_t gate = -1;
+#if TX_STREAM_GATE
+    gate = gate_open(input_buf, i);   /* counted with the front end (--profile) */
 #endif
+    tx_fe_end();
+    int32_t exit_index = -1;
+    uint32_t cls = 0, ticks = 0, macs = 0;
+    const int8_t *post = 0;
+#if TX_STREAM_GATE
+    if (!gate) {
+      post = gate_post;
+      cls = TX_STREAM_GATE_SILENCE;
+    } else
+#endif
+    {
+      const uint32_t t0 = tx_hal_ticks();
+      const result_t r = infer(input_buf);
+      ticks = tx_hal_ticks() - t0;
+      for (uint32_t c = 1; c < r.out_size; c++)
+        if (r.out[c] > r.out[cls]) cls = c;
+#if TX_APP_TEMPORAL
+      cls = (uint32_t)r.decision;
+#endif
+      post = r.out;
+      exit_index = (int32_t)r.exit_index;
+      macs = exit_macs[r.exit_index];
+    }
     /* moving sum over the last TX_STREAM_SMOOTH hops */
     int8_t *slot = history[i % TX_STREAM_SMOOTH];
     for (uint32_t c = 0; c < TX_STREAM_CLASSES; c++) {
       if (i >= TX_STREAM_SMOOTH) sums[c] -= slot[c];
-      slot[c] = r.out[c];
+      slot[c] = post[c];
       sums[c] += slot[c];
     }
     const int32_t count = (int32_t)(i + 1u < TX_STREAM_SMOOTH ? i + 1u : TX_STREAM_SMOOTH);
@@ -142,21 +187,29 @@ int main(void)
       last_det = (int32_t)i;
       dets++;
     }
-    total_macs += exit_macs[r.exit_index];
+    total_macs += macs;
     tx_hal_puts("TX H i=");
     put_u32(i);
     tx_hal_puts(" fh=");
     put_hex32(fnv1a(input_buf, TX_STREAM_FEATURES));
     tx_hal_puts(" exit=");
-    put_u32(r.exit_index);
+    put_i32(exit_index);
     tx_hal_puts(" class=");
     put_u32(cls);
     tx_hal_puts(" det=");
     put_i32(det);
     tx_hal_puts(" macs=");
-    put_u32(exit_macs[r.exit_index]);
+    put_u32(macs);
     tx_hal_puts(" ticks=");
     put_u32(ticks);
+    tx_hal_puts(" gate=");
+    put_i32(gate);
+    tx_hal_puts(" floor=");
+#if TX_STREAM_GATE
+    put_i32(gate_floor);
+#else
+    put_i32(0);
+#endif
     tx_hal_putc('\n');
   }
   tx_hal_puts("TX END n=");

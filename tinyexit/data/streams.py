@@ -46,6 +46,7 @@ KEYWORD_P = 0.65                  # else an unknown word
 NOISE_PIECE_S, CROSSFADE_S = (4.0, 12.0), 0.05
 CSV_HEADER = ("onset_s", "offset_s", "label", "word", "source")
 MANIFEST = "streams.json"
+SPLIT_LISTS = {"test": "testing_list.txt", "validation": "validation_list.txt"}   # (validation: calibration)
 
 
 @dataclass(frozen=True)
@@ -74,26 +75,31 @@ def word_extent(x: np.ndarray, frame: int = 160, rel: float = 0.05, margin: int 
     return max(0, active[0] * frame - margin), min(len(x), (active[-1] + 1) * frame + margin)
 
 
-def _test_clips(root: Path) -> tuple[dict[str, list[str]], list[str], list[Path]]:
-    """Keyword clips by word, unknown clips and noise files of the test list; the layout is checked first."""
+def _test_clips(root: Path, split: str = "test") -> tuple[dict[str, list[str]], list[str], list[Path]]:
+    """Keyword clips by word, unknown clips and noise files of the split's list (test: testing_list.txt,
+    validation: validation_list.txt, for calibrating on streams); the layout is checked first."""
+    listed = SPLIT_LISTS.get(split)
+    if listed is None:
+        raise TinyexitError(f"stream split {split!r}: use one of {', '.join(SPLIT_LISTS)}")
     ds = load_speech_commands(root)
     kw: dict[str, list[str]] = {k: [] for k in KEYWORDS}
     unk: list[str] = []
-    for rel in _read_list(root, "testing_list.txt"):
+    for rel in _read_list(root, listed):
         word = rel.split("/", 1)[0]
         (kw[word] if word in kw else unk).append(rel)
     empty = [k for k, v in kw.items() if not v]
     if empty:
-        raise TinyexitError(f"{root}/testing_list.txt has no clips of {', '.join(empty)}; every keyword needs "
+        raise TinyexitError(f"{root}/{listed} has no clips of {', '.join(empty)}; every keyword needs "
                             f"held-out clips (re-make the data set with more speakers)")
     if not unk:
-        raise TinyexitError(f"{root}/testing_list.txt has no clips of words other than the keywords; add some")
+        raise TinyexitError(f"{root}/{listed} has no clips of words other than the keywords; add some")
     return kw, unk, ds.noise_files
 
 
-def lay_out(root: Path, seconds: float, rng: np.random.Generator) -> tuple[np.ndarray, list[Word]]:
-    """The clean speech track of `seconds` and its words, from the test-list clips of the data folder `root`."""
-    kw, unk, _ = _test_clips(root)
+def lay_out(root: Path, seconds: float, rng: np.random.Generator,
+            split: str = "test") -> tuple[np.ndarray, list[Word]]:
+    """The clean speech track of `seconds` and its words, from the split's clips of the data folder `root`."""
+    kw, unk, _ = _test_clips(root, split)
     total = int(round(seconds * SAMPLE_RATE))
     track = np.zeros(total, np.float32)
     words: list[Word] = []
@@ -197,7 +203,7 @@ def parse_snrs(text: str) -> tuple[float, ...]:
 
 
 def make_streams(out: str | os.PathLike, data: str | os.PathLike, *, minutes: float = DEFAULT_MINUTES,
-                 snrs=DEFAULT_SNRS, seed: int = 0) -> dict:
+                 snrs=DEFAULT_SNRS, seed: int = 0, split: str = "test") -> dict:
     """Write the clean recording and one per SNR (WAV + CSV each) and streams.json into `out`, atomically.
     Returns the manifest."""
     data = Path(data)
@@ -208,8 +214,8 @@ def make_streams(out: str | os.PathLike, data: str | os.PathLike, *, minutes: fl
         raise TinyexitError(f"--minutes must be a positive number, got {minutes}")
     snrs = tuple(float(s) for s in snrs)
     rng = np.random.default_rng(seed)
-    track, words = lay_out(data, 60.0 * minutes, rng)
-    _, _, noise_files = _test_clips(data)
+    track, words = lay_out(data, 60.0 * minutes, rng, split)
+    _, _, noise_files = _test_clips(data, split)
     noise = noise_track(noise_files, len(track), rng)
     source = "speech_commands"
     meta_file = data / "tinyexit_dataset.json"
@@ -234,7 +240,7 @@ def make_streams(out: str | os.PathLike, data: str | os.PathLike, *, minutes: fl
             "sample_rate": SAMPLE_RATE, "recordings": recs,
             "words": len(words), "keywords": sum(w.label != UNKNOWN_LABEL for w in words),
             "speakers": sorted({Path(w.source).name.split("_nohash_")[0] for w in words}),
-            "voices": "held-out: clips of testing_list.txt only",
+            "voices": f"held-out: clips of {SPLIT_LISTS[split]} only", "split": split,
             "level_dbfs": list(LEVEL_DBFS), "gap_s": list(GAP_S), "long_silence_s": list(LONG_SILENCE_S),
             "snr_definition": "10 log10(mean speech power over the words' extents / mean noise power)",
             "note": ("synthetic speech: proves the pipeline, not accuracy on real speech" if source == "synthetic"
