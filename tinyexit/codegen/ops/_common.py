@@ -30,9 +30,9 @@ def m4_conv_work(k: int, oc: int, fused_add: bool) -> int:
 
 
 def m4_wide_work(k: int, oc: int, direct: bool) -> int:
-    """tx_convw_carve: x16 (4 pixels' widened patches: 8 bytes per patch entry, k rounded up to 8),
+    """tx_convw_carve: x16 (4 pixels' widened patches: 8 bytes per patch entry, k rounded up to 4),
     four gathered patch columns unless 1x1, the sink of a missing pixel's outputs (oc)."""
-    return 8 * ((k + 7) // 8 * 8) + (0 if direct else 4 * a4(k)) + a4(oc)
+    return 8 * a4(k) + (0 if direct else 4 * a4(k)) + a4(oc)
 
 
 def nhwc(ctx: OpContext, t: Tensor) -> tuple[int, int, int]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from tinyexit.codegen.ir import CArray, Graph, OpContext, register
-from tinyexit.codegen.ops._common import M4, WindowedConv, check_channel_scales, m4_conv_work, m4_wide_work
+from tinyexit.codegen.ops._common import M4, WindowedConv, a4, check_channel_scales, m4_conv_work, m4_wide_work
 
 
 def _i32(a: np.ndarray) -> np.ndarray:
@@ -64,12 +64,12 @@ class Conv2D(WindowedConv):
           other kernels do (padding taps read the zero point -input_offset, which the fold cancels; int32
           wrap-around makes the order irrelevant), and the requantization's left shift lsh = left + 1
           applied in advance (exact: the bound keeps acc << lsh in int32);
-        - per 4 patch entries j..j+3 (k padded with zero weights to kp = k rounded up to 8) two steps,
+        - per 4 patch entries j..j+3 (k padded with zero weights to kp = k rounded up to 4) two steps,
           (w0[j] , w0[j+2]) (w1[j], w1[j+2]) then (w0[j+1], w0[j+3]) (w1[j+1], w1[j+3]), each word two int16
           lanes (low first) of w << lsh: the lanes of SXTB16 and SXTB16 ROR 8 of an input word;
         - mult, half, right of c0, then of c1 (tx_rq_t's, zp << right in half)."""
         oc, k = self.out_hwc[2], self.taps()
-        kp = (k + 7) // 8 * 8
+        kp = a4(k)
         w = np.zeros((oc, kp), np.int64)
         w[:, :k] = np.asarray(self.weights, np.int64).reshape(oc, k)
         shift = np.asarray(self.shift if len(self.shift) == oc else self.shift * oc, np.int64)
@@ -109,7 +109,7 @@ class Conv2D(WindowedConv):
 def with_wide_convs(graph: Graph) -> Graph:
     """The graph for the cortex_m4 kernels: every dense CONV_2D the wide routine computes exactly
     (Conv2D.wide_ok) carries its channel-pair stream (Conv2D.wide_stream) as a constant. Flash: 2 bytes per
-    weight (k padded to 8) + 8 words per channel pair, beside the int8 weights the host build's reference
+    weight (k padded to 4) + 8 words per channel pair, beside the int8 weights the host build's reference
     kernel reads."""
     ops = tuple(replace(op, wide=True) if type(op) is Conv2D and op.wide_ok() else op for op in graph.ops)
     return replace(graph, ops=ops)
