@@ -80,9 +80,10 @@ def _conv_flags(op: Op, inplace: bool) -> dict[str, bool]:
     k = kh * kw * ic
     exact = conv_needs_exact(c.bias, c.mult, c.shift, k)
     direct = (kh, kw) == (1, 1)
-    if getattr(op, "wide", False):   # tx_conv_wide: its own requantization, no pair or exact path
+    if getattr(c, "wide", False):    # tx_conv_wide: its own requantization, no pair or exact path
         return dict(conv_wide=True, conv_im2col=not direct,
-                    conv_ring=not direct and c.ring_pixels(inplace) > 0)
+                    conv_ring=not direct and c.ring_pixels(inplace and c is op) > 0,
+                    add_exact=op.name == "CONV_2D+ADD" and add_needs_exact(op.add))
     # tx_conv_s8: the assembly passes run channel pairs when !exact && oc >= 2 && (k % 8 == 0 || oc >= 4);
     # tx_conv_pair takes every channel they leave.
     return dict(conv_passes=True, conv_direct=direct, conv_im2col=not direct, conv_ring=not direct and c.ring_pixels(inplace and c is op) > 0,

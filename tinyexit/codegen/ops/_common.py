@@ -29,10 +29,12 @@ def m4_conv_work(k: int, oc: int, fused_add: bool) -> int:
     return n + (a4(2 * oc) + 2 * 1024 + 3 * RQ_BYTES if fused_add else 0)
 
 
-def m4_wide_work(k: int, oc: int, direct: bool) -> int:
-    """tx_convw_carve: x16 (4 pixels' widened patches: 8 bytes per patch entry, k rounded up to 4),
-    four gathered patch columns unless 1x1, the sink of a missing pixel's outputs (oc)."""
-    return 8 * a4(k) + (0 if direct else 4 * a4(k)) + a4(oc)
+def m4_wide_work(k: int, oc: int, direct: bool, fused_add: bool = False) -> int:
+    """tx_conv_wide: x16 (4 pixels' widened patches: 8 bytes per patch entry, k rounded up to 4), four
+    gathered patch columns unless 1x1, the sink of a missing pixel's outputs (oc); with a fused ADD, the
+    conv results of a block (4 * oc), the two 256-entry int32 tables and 3 tx_rq_t."""
+    n = 8 * a4(k) + (0 if direct else 4 * a4(k)) + a4(oc)
+    return n + (4 * oc + 2 * 1024 + 3 * RQ_BYTES if fused_add else 0)
 
 
 def nhwc(ctx: OpContext, t: Tensor) -> tuple[int, int, int]:

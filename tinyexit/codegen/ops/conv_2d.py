@@ -108,8 +108,14 @@ class Conv2D(WindowedConv):
 
 def with_wide_convs(graph: Graph) -> Graph:
     """The graph for the cortex_m4 kernels: every dense CONV_2D the wide routine computes exactly
-    (Conv2D.wide_ok) carries its channel-pair stream (Conv2D.wide_stream) as a constant. Flash: 2 bytes per
+    (Conv2D.wide_ok), also as the conv of a fused CONV_2D+ADD, carries its channel-pair stream (Conv2D.wide_stream) as a constant. Flash: 2 bytes per
     weight (k padded to 4) + 8 words per channel pair, beside the int8 weights the host build's reference
     kernel reads."""
-    ops = tuple(replace(op, wide=True) if type(op) is Conv2D and op.wide_ok() else op for op in graph.ops)
-    return replace(graph, ops=ops)
+    def wide(op):
+        if type(op) is Conv2D and op.wide_ok():
+            return replace(op, wide=True)
+        c = getattr(op, "conv", None)      # CONV_2D+ADD (tinyexit.codegen.ops.conv_add): its conv part
+        if op.name == "CONV_2D+ADD" and type(c) is Conv2D and c.wide_ok():
+            return replace(op, conv=replace(c, wide=True))
+        return op
+    return replace(graph, ops=tuple(wide(op) for op in graph.ops))
