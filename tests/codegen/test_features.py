@@ -65,7 +65,8 @@ def test_conformance_models_need_few_paths():
     assert _features(conformance_model("kws_ref_model.tflite"), wide=True) == KernelFeatures(
         conv_wide=True, conv_im2col=True, dw_groups9=True, pool_avg=True)
     assert _features(conformance_model("pretrainedResnet_quant.tflite"), wide=True) == KernelFeatures(
-        conv_wide=True, conv_im2col=True, conv_ring=True, pool_avg=True, fc_rest=True)
+        conv_wide=True, conv_im2col=True, conv_ring=True, conv_wide_rows=True, conv_wide_part=True, pool_avg=True,
+        fc_rest=True)
 
 
 def test_exact_requantization_is_flagged():
