@@ -61,6 +61,7 @@ M4_CASES = [
     Case("m4_conv_per_tensor_asm", conv((4, 5, 16), 6, 1, 1, "valid", "relu"), (4, 5, 16), per_channel=False),
     # The wide path (tx_conv_wpasses: 4 pixels x 2 channels over the generator's stream; WIDE_CASES):
     # pixel counts 25 / 15 / 14 / 9 (a last block of 1, 3, 2, 1 pixels; chunked runs: one row per call),
+    # loop entries from the first to the last of its 16 steps (k = 2 ... 1152),
     # kp % 16 = 0 and 8 (the loop's second-half entry), partial patch words, in place, im2col with
     # padding and the ring, the input offset's extremes, per-tensor weights.
     Case("m4w_1x1_c64_inplace", conv((5, 5, 64), 64, 1, 1, "same", "relu"), (5, 5, 64)),
@@ -73,6 +74,8 @@ M4_CASES = [
     Case("m4w_3x3_k72_ring_zp127", conv((5, 6, 8), 8, 3, 1, "same"), (5, 6, 8), patch=input_zero_point(127)),
     Case("m4w_3x3_k144_s2", conv((9, 7, 16), 16, 3, 2, "same", "relu"), (9, 7, 16)),
     Case("m4w_1x1_per_tensor", conv((4, 4, 32), 14, 1, 1, "valid"), (4, 4, 32), per_channel=False),
+    Case("m4w_1x1_k2_oc2", conv((3, 3, 2), 2, 1, 1, "valid"), (3, 3, 2)),     # 2 steps: entry at the loop's last
+    Case("m4w_3x3_k1152", conv((4, 3, 128), 4, 3, 1, "same"), (4, 3, 128)),   # 576 steps, rows widened in place
     Case("m4_dw3_c8_inplace", dw((6, 5, 8), 3, 1, "same"), (6, 5, 8)),                 # asm groups, ring
     Case("m4_dw3_c6_tail", dw((5, 4, 6), 3, 1, "same", 1, "relu"), (5, 4, 6)),        # group + 2-channel tail
     Case("m4_dw3_c12_s2_valid", dw((7, 8, 12), 3, 2, "valid"), (7, 8, 12)),
