@@ -177,10 +177,14 @@ class WindowedConv(Op):
     def params_decl(self, prefix: str, inplace: bool) -> str:
         return self.params_struct(prefix, inplace)
 
-    def params_struct(self, prefix: str, inplace: bool, tail: str = "") -> str:
-        """The `<kernel>_params_t` initializer; `tail`: fields after the multipliers (the fused ADD's)."""
+    def params_struct(self, prefix: str, inplace: bool, tail: str = "", arrays: bool = True) -> str:
+        """The `<kernel>_params_t` initializer; `tail`: fields after the multipliers (the fused ADD's);
+        `arrays=False`: null weight, bias, multiplier and shift pointers (a kernel that reads none of them)."""
         (ih, iw, ic), (oh, ow, oc) = self.in_hwc, self.out_hwc
         bias = f"{prefix}_b" if self.bias is not None else "0"
+        if not arrays:
+            return self.params_struct(prefix, inplace, tail).replace(
+                f"  {self.weights_init(prefix)}, {bias}, {prefix}_m, {prefix}_s{tail}\n", f"  0, 0, 0, 0{tail}\n")
         return (f"static const {self.kernel}_params_t {prefix}_p = {{\n"
                 f"  {ih}, {iw}, {ic}, {oh}, {ow}, {oc}, {self.multiplier_init()}"
                 f"{self.kernel_hw[0]}, {self.kernel_hw[1]},\n"

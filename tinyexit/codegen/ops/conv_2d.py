@@ -99,8 +99,17 @@ class Conv2D(WindowedConv):
         return super().constants(prefix) + own
 
     def params_decl(self, prefix: str, inplace: bool, add: str = "0", conv_is_in1: bool = True) -> str:
-        wx = f"{prefix}_wx" if self.wide else "0"
-        return self.params_struct(prefix, inplace, f", {add}, {int(conv_is_in1)}, {wx}")
+        tail = f", {add}, {int(conv_is_in1)}"
+        if not self.wide:
+            return self.params_struct(prefix, inplace, tail + ", 0")
+        # The DSP build (the condition of cortex_m4/tx_conv.c.j2) reads only the stream: its struct holds no
+        # pointer to the int8 weights, bias and multipliers, so the linker drops them from that image (the
+        # unused array below only keeps them from being unused C); the host build's reference kernel reads them.
+        names = [f"{prefix}_w", f"{prefix}_m", f"{prefix}_s"] + ([f"{prefix}_b"] if self.bias is not None else [])
+        return ("#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined(__ARM_BIG_ENDIAN)\n"
+                f"static const void *const {prefix}_host[] __attribute__((unused)) = {{{', '.join(names)}}};\n"
+                + self.params_struct(prefix, inplace, tail + f", {prefix}_wx", arrays=False) + "\n#else\n"
+                + self.params_struct(prefix, inplace, tail + ", 0") + "\n#endif")
 
     def call(self, prefix: str, ins: list[str], out: str, scratch: str) -> str:
         return f"tx_conv_s8(&{prefix}_p, {ins[0]}, {out}, {scratch}, 0, ub, ue);"
@@ -108,9 +117,10 @@ class Conv2D(WindowedConv):
 
 def with_wide_convs(graph: Graph) -> Graph:
     """The graph for the cortex_m4 kernels: every dense CONV_2D the wide routine computes exactly
-    (Conv2D.wide_ok), also as the conv of a fused CONV_2D+ADD, carries its channel-pair stream (Conv2D.wide_stream) as a constant. Flash: 2 bytes per
-    weight (k padded to 4) + 8 words per channel pair, beside the int8 weights the host build's reference
-    kernel reads."""
+    (Conv2D.wide_ok), also as the conv of a fused CONV_2D+ADD, carries its channel-pair stream
+    (Conv2D.wide_stream) as a constant. Flash of the cortex_m4 image: 2 bytes per weight (k padded to 4) + 8
+    words per channel pair, in place of the int8 weights, bias and multipliers (which only the host build's
+    reference kernel reads; params_decl)."""
     def wide(op):
         if type(op) is Conv2D and op.wide_ok():
             return replace(op, wide=True)
