@@ -109,7 +109,7 @@ class Conv2D(WindowedConv):
         return ("#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined(__ARM_BIG_ENDIAN)\n"
                 f"static const void *const {prefix}_host[] __attribute__((unused)) = {{{', '.join(names)}}};\n"
                 + self.params_struct(prefix, inplace, tail + f", {prefix}_wx", arrays=False) + "\n#else\n"
-                + self.params_struct(prefix, inplace, tail + ", 0") + "\n#endif")
+                + self.params_struct(prefix, inplace, tail + f", {prefix}_wx") + "\n#endif")  # unread here
 
     def call(self, prefix: str, ins: list[str], out: str, scratch: str) -> str:
         return f"tx_conv_s8(&{prefix}_p, {ins[0]}, {out}, {scratch}, 0, ub, ue);"
