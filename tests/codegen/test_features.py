@@ -7,6 +7,7 @@ from tests.conftest import conformance_model, require_program
 from tinyexit import toolchain
 from tinyexit.codegen import fuse, generate, plan_memory, read_model
 from tinyexit.codegen.features import KernelFeatures, kernel_features, rq_needs_exact
+from tinyexit.codegen.ops.conv_2d import with_wide_convs
 
 SHIFTS = range(-31, 32)
 BOUNDS = sorted({0, 1, 255 * 128, (1 << 29) - 1, 1 << 29, (1 << 30) - 1, 1 << 30, (1 << 31) + 5, (1 << 40)}
@@ -45,19 +46,27 @@ def test_rq_predicate_is_the_c_one(tmp_path):
     assert 0 < sum(want) < len(want)
 
 
-def _features(path):
+def _features(path, wide=False):
     g = fuse(read_model(path, name="m"))
+    g = with_wide_convs(g) if wide else g     # as generate makes the cortex_m4 graphs
     return kernel_features({"m": g}, {"m": plan_memory(g)})
 
 
 def test_conformance_models_need_few_paths():
     kws = _features(conformance_model("kws_ref_model.tflite"))
-    assert kws == KernelFeatures(conv_direct=True, conv_im2col=True, dw_groups9=True, pool_avg=True)
+    assert kws == KernelFeatures(conv_passes=True, conv_direct=True, conv_im2col=True, dw_groups9=True,
+                                 pool_avg=True)
     resnet = _features(conformance_model("pretrainedResnet_quant.tflite"))
     # the first conv has k = 3 * 3 * 3 (not a multiple of 8): its last channel pair goes through tx_conv_pair
     # and its FC has 10 outputs: the last 2 rows run in C (fc_rest)
-    assert resnet == KernelFeatures(conv_direct=True, conv_im2col=True, conv_ring=True, conv_pair=True,
-                                    pool_avg=True, fc_rest=True)
+    assert resnet == KernelFeatures(conv_passes=True, conv_direct=True, conv_im2col=True, conv_ring=True,
+                                    conv_pair=True, pool_avg=True, fc_rest=True)
+    # With the wide streams (every conv of both models, fused ADDs included), no pair-path code at all.
+    assert _features(conformance_model("kws_ref_model.tflite"), wide=True) == KernelFeatures(
+        conv_wide=True, conv_im2col=True, dw_groups9=True, pool_avg=True)
+    assert _features(conformance_model("pretrainedResnet_quant.tflite"), wide=True) == KernelFeatures(
+        conv_wide=True, conv_im2col=True, conv_ring=True, conv_wide_rows=True, conv_wide_part=True, pool_avg=True,
+        fc_rest=True)
 
 
 def test_exact_requantization_is_flagged():
@@ -73,7 +82,7 @@ def test_library_emits_only_the_paths_used(tmp_path):
     generate({"kws": conformance_model("kws_ref_model.tflite")}, tmp_path / "lib", kernels="cortex_m4",
              measure=False, compare_tflm=False)
     conv = (tmp_path / "lib" / "tx_conv.c").read_text()
-    assert "#define TX_CONV_PAIR 0" in conv and "#define TX_CONV_DIRECT 1" in conv
+    assert "#define TX_CONV_PAIR 0" in conv and "#define TX_CONV_PASSES 0" in conv and "#define TX_CONV_WIDE 1" in conv
     pool = (tmp_path / "lib" / "tx_pool.c").read_text()
     dsp = pool.split("#else")[0]      # the DSP build (the #else branch is the reference file for the host)
     assert "tx_maxpool_s8(" not in dsp and "tx_avgpool_s8_reference(" not in dsp

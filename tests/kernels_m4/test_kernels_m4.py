@@ -59,6 +59,23 @@ M4_CASES = [
          patch=lambda m: set_quantization(m, output_tensor(m), 0.05, -60)),              # asm clamp path
     Case("m4_conv_exact_rq", conv((4, 4, 8), 4, 3, 1, "same"), (4, 4, 8), patch=tiny_output_scale),
     Case("m4_conv_per_tensor_asm", conv((4, 5, 16), 6, 1, 1, "valid", "relu"), (4, 5, 16), per_channel=False),
+    # The wide path (tx_conv_wpasses: 4 pixels x 2 channels over the generator's stream; WIDE_CASES):
+    # pixel counts 25 / 15 / 14 / 9 (a last block of 1, 3, 2, 1 pixels; chunked runs: one row per call),
+    # loop entries from the first to the last of its 16 steps (k = 2 ... 1152),
+    # kp % 16 = 0 and 8 (the loop's second-half entry), partial patch words, in place, im2col with
+    # padding and the ring, the input offset's extremes, per-tensor weights.
+    Case("m4w_1x1_c64_inplace", conv((5, 5, 64), 64, 1, 1, "same", "relu"), (5, 5, 64)),
+    Case("m4w_1x1_k12_s1", conv((3, 5, 12), 6, 1, 1, "valid"), (3, 5, 12)),
+    Case("m4w_1x1_k40_mid", conv((2, 7, 40), 10, 1, 1, "valid", "relu"), (2, 7, 40)),
+    Case("m4w_1x1_k5_partial", conv((3, 3, 5), 4, 1, 1, "valid"), (3, 3, 5)),
+    Case("m4w_1x1_k24_s2_zp127", conv((7, 5, 24), 8, 1, 2, "valid"), (7, 5, 24), patch=input_zero_point(127)),
+    Case("m4w_1x1_k16_zpm128", conv((4, 5, 16), 12, 1, 1, "same"), (4, 5, 16), patch=input_zero_point(-128)),
+    Case("m4w_10x4_c1_s2", conv((13, 6, 1), 8, (10, 4), 2, "same", "relu"), (13, 6, 1)),   # KWS first conv
+    Case("m4w_3x3_k72_ring_zp127", conv((5, 6, 8), 8, 3, 1, "same"), (5, 6, 8), patch=input_zero_point(127)),
+    Case("m4w_3x3_k144_s2", conv((9, 7, 16), 16, 3, 2, "same", "relu"), (9, 7, 16)),
+    Case("m4w_1x1_per_tensor", conv((4, 4, 32), 14, 1, 1, "valid"), (4, 4, 32), per_channel=False),
+    Case("m4w_1x1_k2_oc2", conv((3, 3, 2), 2, 1, 1, "valid"), (3, 3, 2)),     # 2 steps: entry at the loop's last
+    Case("m4w_3x3_k1152", conv((4, 3, 128), 4, 3, 1, "same"), (4, 3, 128)),   # 576 steps, rows widened in place
     Case("m4_dw3_c8_inplace", dw((6, 5, 8), 3, 1, "same"), (6, 5, 8)),                 # asm groups, ring
     Case("m4_dw3_c6_tail", dw((5, 4, 6), 3, 1, "same", 1, "relu"), (5, 4, 6)),        # group + 2-channel tail
     Case("m4_dw3_c12_s2_valid", dw((7, 8, 12), 3, 2, "valid"), (7, 8, 12)),
@@ -85,6 +102,7 @@ M4_CASES = [
     Case("m4_avg_big_window", pool("avg", (17, 16, 4), (17, 16), 1, "valid"), (17, 16, 4)),
 ]
 
+WIDE_CASES = [c.name for c in M4_CASES if c.name.startswith("m4w_")]
 SWEEP = (test_conv_2d.CASES + test_conv_2d.RANDOM + test_depthwise_conv_2d.CASES + test_depthwise_conv_2d.RANDOM
          + test_fully_connected.CASES + test_fully_connected.SHAPES + test_add.CASES + test_average_pool_2d.CASES + M4_CASES)
 # Channel slice -> depthwise read in place through a chain (as exit heads are): each with its producer.
@@ -128,7 +146,7 @@ def emulated(tmp_path_factory):
     run, fw = run_jobs(work / "lib", jobs, work)
     got, rq = parse(run.output, jobs)
     # The optimized routines are in the image (the DSP path was compiled, not the reference fallback).
-    routines = {s: symbol_address(fw.elf, s) for s in ("tx_conv_passes", "tx_dw_groups9")}
+    routines = {s: symbol_address(fw.elf, s) for s in ("tx_conv_passes", "tx_conv_wpasses", "tx_dw_groups9")}
     return dict(paths=paths, jobs={j.name: j for j in jobs}, got=got, rq=rq, report=report, routines=routines,
                 exit_code=run.exit_code)
 
@@ -148,6 +166,20 @@ def _check(emulated, name):
 @pytest.mark.parametrize("name", [c.name for c in SWEEP])
 def test_sweep_case_matches_tflm_on_m4(emulated, name):
     _check(emulated, name)
+
+
+def test_wide_cases_take_the_wide_path(emulated):
+    """The m4w_ cases (and the KWS layers) reach tx_conv_wide; the odd-channel, clamping and exact ones do not."""
+    from tinyexit.codegen import read_model
+    from tinyexit.codegen.ops.conv_2d import with_wide_convs
+
+    def wide(name):
+        return [op.wide for op in with_wide_convs(read_model(emulated["paths"][name])).ops if op.name == "CONV_2D"]
+    for name in WIDE_CASES:
+        assert wide(name) == [True], name
+    assert wide("kws") == [True] * 5
+    for name in ("m4_1x1_k8_odd_oc", "m4_1x1_k16_relu6_clamps", "m4_conv_exact_rq"):
+        assert wide(name) == [False], name
 
 
 @pytest.mark.emulator

@@ -48,6 +48,10 @@ class KernelFeatures:
     conv_exact: bool = False        # a conv channel needs tx_mbqm (tx_conv_exact)
     add_exact: bool = False         # a fused ADD needs tx_add_elem (tx_add_exact)
     conv_clamp: bool = False        # a conv with an activation range narrower than int8 (tx_conv_passes clamps)
+    conv_passes: bool = False       # a conv takes tx_conv_passes / tx_conv_pair (not the wide stream)
+    conv_wide: bool = False         # a conv takes tx_conv_wpasses (Conv2D.wide: 4 pixels x 2 channels)
+    conv_wide_rows: bool = False    # ... an im2col one, not in place, whose patch rows are >= 16 bytes, words
+    conv_wide_part: bool = False    # ... one whose patch length k is not a multiple of 4 (a partial word)
     # DEPTHWISE_CONV_2D
     dw_groups9: bool = False        # 3x3 groups of 4 channels (assembly)
     dw_groups: bool = False         # groups of 4 channels with another kernel size (C tap loop)
@@ -82,9 +86,15 @@ def _conv_flags(op: Op, inplace: bool) -> dict[str, bool]:
     k = kh * kw * ic
     exact = conv_needs_exact(c.bias, c.mult, c.shift, k)
     direct = (kh, kw) == (1, 1)
+    if getattr(c, "wide", False):    # tx_conv_wide: its own requantization, no pair or exact path
+        ring = not direct and c.ring_pixels(inplace and c is op) > 0
+        seg = kw * ic
+        return dict(conv_wide=True, conv_im2col=not direct, conv_ring=ring,
+                    conv_wide_rows=not direct and not ring and seg % 4 == 0 and seg >= 16, conv_wide_part=k % 4 != 0,
+                    add_exact=op.name == "CONV_2D+ADD" and add_needs_exact(op.add))
     # tx_conv_s8: the assembly passes run channel pairs when !exact && oc >= 2 && (k % 8 == 0 || oc >= 4);
     # tx_conv_pair takes every channel they leave.
-    return dict(conv_direct=direct, conv_im2col=not direct, conv_ring=not direct and c.ring_pixels(inplace and c is op) > 0,
+    return dict(conv_passes=True, conv_direct=direct, conv_im2col=not direct, conv_ring=not direct and c.ring_pixels(inplace and c is op) > 0,
                 conv_pair=exact or oc < 2 or oc % 2 == 1 or k % 8 != 0, conv_exact=exact,
                 conv_clamp=c.act[0] > -128 or c.act[1] < 127,
                 add_exact=op.name == "CONV_2D+ADD" and add_needs_exact(op.add))

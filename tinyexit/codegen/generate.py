@@ -12,6 +12,7 @@ from tinyexit.codegen.fuse import fuse_conv_add, fuse_slice_depthwise
 from tinyexit.codegen.ir import Graph
 from tinyexit.codegen.measure import section_sizes
 from tinyexit.codegen.ops._common import M4
+from tinyexit.codegen.ops.conv_2d import with_wide_convs
 from tinyexit.codegen.ops.depthwise_conv_2d import with_widened_tables
 from tinyexit.codegen.plan import Plan, memory_map, plan_memory
 from tinyexit.codegen.prepared import with_prepared_tables
@@ -169,8 +170,9 @@ def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kerne
         g0 = read_model(path, name=full)
         g0 = fuse_conv_add(g0) if fuse_ops else g0
         g = fuse_slice_depthwise(g0) if fuse_ops else g0
-        # the kernels' weight layouts and generation-time tables
-        variant = (lambda h: with_prepared_tables(with_widened_tables(h))) if kernels == M4 else (lambda h: h)
+        # the kernels' weight layouts and generation-time tables (a wide conv's stream holds its own tables)
+        variant = ((lambda h: with_prepared_tables(with_wide_convs(with_widened_tables(h)))) if kernels == M4
+                   else (lambda h: h))
         graphs[full] = variant(sparsify(g) if sparse else g)
         if len(g.ops) != len(g0.ops):
             # A fused channel slice keeps the whole map alive while the depthwise reads it; when the map

@@ -19,7 +19,7 @@ from tinyexit.codegen.ops.depthwise_conv_2d import DepthwiseConv2D
 def _prepare(op):
     if type(op) is ConvAdd and type(op.conv) is Conv2D:    # its conv's tables (the ADD's stay per call)
         return replace(op, conv=_prepare(op.conv))
-    if type(op) is Conv2D and op.kernel == "tx_conv":
+    if type(op) is Conv2D and op.kernel == "tx_conv" and not op.wide:   # a wide conv's stream holds its tables
         k = op.kernel_hw[0] * op.kernel_hw[1] * op.in_hwc[2]
     elif isinstance(op, DepthwiseConv2D) and op.kernel == "tx_dwconv":
         k = op.kernel_hw[0] * op.kernel_hw[1]

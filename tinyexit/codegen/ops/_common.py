@@ -46,6 +46,14 @@ def rq_table(mult, shift, zero_point: int, entries: int) -> np.ndarray:
     return t
 
 
+def m4_wide_work(k: int, oc: int, direct: bool, fused_add: bool = False) -> int:
+    """tx_conv_wide: x16 (4 pixels' widened patches: 8 bytes per patch entry, k rounded up to 4), four
+    gathered patch columns unless 1x1, the sink of a missing pixel's outputs (oc); with a fused ADD, the
+    conv results of a block (4 * oc), the two 256-entry int32 tables and 3 tx_rq_t."""
+    n = 8 * a4(k) + (0 if direct else 4 * a4(k)) + a4(oc)
+    return n + (4 * oc + 2 * 1024 + 3 * RQ_BYTES if fused_add else 0)
+
+
 def nhwc(ctx: OpContext, t: Tensor) -> tuple[int, int, int]:
     if len(t.shape) != 4:
         raise ctx.refuse(f"tensor '{t.name}' has shape {list(t.shape)}, expected 4-D NHWC")
@@ -186,10 +194,14 @@ class WindowedConv(Op):
     def params_decl(self, prefix: str, inplace: bool) -> str:
         return self.params_struct(prefix, inplace)
 
-    def params_struct(self, prefix: str, inplace: bool, tail: str = "") -> str:
-        """The `<kernel>_params_t` initializer; `tail`: fields after the multipliers (the fused ADD's)."""
+    def params_struct(self, prefix: str, inplace: bool, tail: str = "", arrays: bool = True) -> str:
+        """The `<kernel>_params_t` initializer; `tail`: fields after the multipliers (the fused ADD's);
+        `arrays=False`: null weight, bias, multiplier and shift pointers (a kernel that reads none of them)."""
         (ih, iw, ic), (oh, ow, oc) = self.in_hwc, self.out_hwc
         bias = f"{prefix}_b" if self.bias is not None else "0"
+        if not arrays:
+            return self.params_struct(prefix, inplace, tail).replace(
+                f"  {self.weights_init(prefix)}, {bias}, {prefix}_m, {prefix}_s{tail}\n", f"  0, 0, 0, 0{tail}\n")
         return (f"static const {self.kernel}_params_t {prefix}_p = {{\n"
                 f"  {ih}, {iw}, {ic}, {oh}, {ow}, {oc}, {self.multiplier_init()}"
                 f"{self.kernel_hw[0]}, {self.kernel_hw[1]},\n"

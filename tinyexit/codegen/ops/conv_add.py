@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tinyexit.codegen.ir import CArray, Op
-from tinyexit.codegen.ops._common import M4, m4_conv_work
+from tinyexit.codegen.ops._common import M4, m4_conv_work, m4_wide_work
 from tinyexit.codegen.ops.add import Add
 from tinyexit.codegen.ops.conv_2d import Conv2D
 
@@ -35,9 +35,12 @@ class ConvAdd(Op):
         return (1,)   # output element i replaces residual element i after reading it
 
     def work_bytes(self, kernels: str) -> int:
-        kh, kw = self.conv.kernel_hw
-        return (m4_conv_work(kh * kw * self.conv.in_hwc[2], self.conv.out_hwc[2], True, self.conv.prepared)
-                if kernels == M4 else 0)
+        c = self.conv
+        if kernels != M4:
+            return 0
+        if c.wide:
+            return m4_wide_work(c.taps(), c.out_hwc[2], c.kernel_hw == (1, 1), True)
+        return m4_conv_work(c.taps(), c.out_hwc[2], True, c.prepared)
 
     def constants(self, prefix: str) -> list[CArray]:
         return self.conv.constants(prefix)
