@@ -170,8 +170,11 @@ def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kerne
         g0 = read_model(path, name=full)
         g0 = fuse_conv_add(g0) if fuse_ops else g0
         g = fuse_slice_depthwise(g0) if fuse_ops else g0
-        # the kernels' weight layouts and generation-time tables (a wide conv's stream holds its own tables)
-        variant = ((lambda h: with_prepared_tables(with_wide_convs(with_widened_tables(h)))) if kernels == M4
+        # The kernels' weight layouts and generation-time tables (a wide conv's stream holds its own tables).
+        # The fused plans trade speed for memory and leave the wide path out: its 4-pixel blocks need more work
+        # space, and a row-by-row call of a 5-pixel row runs a block of 4 and one of 1.
+        wide = with_wide_convs if plan == "layers" else (lambda h: h)
+        variant = ((lambda h: with_prepared_tables(wide(with_widened_tables(h)))) if kernels == M4
                    else (lambda h: h))
         graphs[full] = variant(sparsify(g) if sparse else g)
         if len(g.ops) != len(g0.ops):
