@@ -45,6 +45,21 @@
  * (stats.nvm_pages_skipped). Caveat for real flash: an erase cut short may leave cells that read 1 without being
  * fully erased; the emulations here cannot show that (they erase words one by one).
  *
+ * Packed records (a log, TX_CKPT_SLOTS 0, on flash): a result (DONE) record whose payload is small is written
+ * in a compact form (TX_CKPT_PACK_*: tag, seq, fingerprint, input id, payload, CRC last; 16 + payload + 4 bytes)
+ * right after the newest record, inside that record's page when it fits (a packed record never crosses a page);
+ * records that hold a checkpoint (activations) start a page as before. A page is erased only when the log enters
+ * it from its start, so erases per inference = bytes committed per inference / page size, spread over the log.
+ * The first commit of a boot starts on a new page (the pages a commit cut short by the last power failure may
+ * have written are erased by the preparation whatever they read): the words after the newest record may hold
+ * such a commit (a word may have been counted by the NVMC's nWRITE and still read 0xFF) and are never written
+ * again before their page is erased. Later commits of the same boot pack after the newest record (this boot wrote
+ * it, nothing after it was cut short). Where a commit may go depends on the newest record only: right after it,
+ * or the next page boundary, or page 0 when the rest from that boundary is too short for a record of the largest
+ * size. Boot: the newest record is found by reading each page's first word (its seq when a record starts the page)
+ * and walking the records that follow the newest page start (every later record lies on that chain); only the
+ * chain's last record can be torn (a cut commit is the last write of its boot, the next boot starts a new page).
+ *
  * NVM without erase (TX_NVM_ERASE 0, an SPI FRAM: byte-writable, nothing to erase): commits never erase, and
  * they write every word (0xFFFFFFFF too); a commit first sets the target slot's CRC word to 0xFFFFFFFF
  * (invalidates the old record there), then the header with LOW_MARK = 0xFFFFFFFF, the payload, the CRC last.
@@ -172,8 +187,10 @@ typedef struct {
   uint32_t slot_size;         /* bytes per slot, whole pages */
   uint32_t num_slots;         /* slots in the ring: TX_CKPT_SLOTS, or as many as fit when it is 0 */
   uint32_t log;               /* 1: the NVM is a log (TX_CKPT_SLOTS 0): a slot is a page, records span pages */
-  uint32_t cur_pages;         /* pages of the record in cur_slot (where a log's next record starts) */
-  int32_t cur_slot;           /* slot holding the newest valid checkpoint; -1: none */
+  int32_t cur_slot;           /* slot holding the newest valid checkpoint (a log: its page); -1: none */
+  uint32_t cur_off, cur_end;  /* a log: NVM offset of the newest record and of the word after it */
+  uint32_t cur_packed;        /* the newest record is a packed one (TX_CKPT_PACK_*) */
+  uint32_t fresh;             /* a log: 1 until this boot's preparation, 2 until its first commit (see above) */
   uint32_t seq;               /* its sequence number */
   /* position of the computation */
   uint32_t input_id;
@@ -236,5 +253,13 @@ enum {
 /* TX_H_LOW_MARK stays erased (0xFFFFFFFF) when the slot is written; any other value = low energy was seen
  * after this checkpoint. TX_H_EXIT of an unfinished checkpoint: the answering point once decided. */
 #define TX_CKPT_CRC_WORDS 14u
+
+/* Packed result record (a log on flash, see above): word 0 = TX_CKPT_PACK_TAG << 24 | flags << 20 | exit << 12 |
+ * payload bytes, then seq, fingerprint, input id, the payload (whole words, zero padded), the CRC-32 of the four
+ * header words and the payload bytes, written last. Payload <= TX_CKPT_PACK_MAX_LEN bytes, exit < 256. */
+#define TX_CKPT_PACK_TAG 0xC5u
+#define TX_CKPT_PACK_HEADER_WORDS 4u
+#define TX_CKPT_PACK_MAX_LEN 0xFFFu
+enum { TX_P_TAG, TX_P_SEQ, TX_P_FINGERPRINT, TX_P_INPUT_ID };
 
 #endif

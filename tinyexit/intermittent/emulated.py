@@ -172,8 +172,9 @@ class EmulatedTarget:
         self._write(SHADOW_OFFSET + ERASES, snap[1])
 
     def mailbox(self, input_index: int, input_id: int, granularity: Granularity, *, low_energy_units: int | None = None,
-                threshold: int | None = None, warn_at_instruction: int | None = None) -> None:
-        """What the next boots run (powerfail_main.c's mailbox_t). `warn_at_instruction`: the power-fail warning
+                threshold: int | None = None, warn_at_instruction: int | None = None, count: int = 1) -> None:
+        """What the next boots run (powerfail_main.c's mailbox_t): `count` inferences one after the other (input
+        ids input_id, input_id + 1, ...: continuous power). `warn_at_instruction`: the power-fail warning
         (tx_hal_power_warning) holds from that instruction count of the boot on (from reset, SysTick x
         instructions per tick + tick_origin, as nvm_events counts; calibrates first when needed)."""
         if warn_at_instruction is not None and self.tick_origin is None:   # a whole boot: NVM restored after it
@@ -181,11 +182,11 @@ class EmulatedTarget:
             snap = self.snapshot()
             self.calibrate()
             self.restore(snap)
-        words = struct.pack("<6Ii2I", MAILBOX_MAGIC, input_index, input_id,
+        words = struct.pack("<6Ii3I", MAILBOX_MAGIC, input_index, input_id,
                             0xFFFFFFFF if low_energy_units is None else low_energy_units,
                             granularity.c_mode, granularity.every, NO_THRESHOLD if threshold is None else threshold,
                             NEVER if warn_at_instruction is None else min(int(warn_at_instruction), NEVER),
-                            self.tick_origin or 0)
+                            self.tick_origin or 0, count)
         self._write(MAILBOX_OFFSET, words)
 
     def calibrate(self) -> int:
