@@ -10,6 +10,7 @@
  * emulated flash's event log (tx_nvm_emu.h), next to the erases and writes. Output lines:
  *   TXBOOT boot=fresh|resumed|done stage=S step=I unit=U
  *   TXSTAT commits=C nvm_bytes=B units=U nvm_used=N slots=S log=0|1 jit_commits=J erases=E prepared=P skipped=K
+ *          max_payload=M fp=F (the pipeline's fingerprint)
  *   TXCOMMITS t0-t1,t0-t1,...          SysTick ticks at the start/end of the first commits
  *   RESULT input=ID exit=E boot=... size=N hex=...
  * then the firmware exits with status 0 (semihosting). FAULT line and status 3 on a runtime fatal error. */
@@ -152,8 +153,8 @@ int main(void)
     last_id = mb.input_id + k;
     tx_runtime_boot(&rt, last_id, tx_pf_inputs + mb.input_index * tx_pf_input_size);
     rc = tx_runtime_run(&rt, output, sizeof output, &res);
+    if (rc == TX_OK) tx_nvm_emu_log(TX_NVM_EV_RESULT, res.exit_index, res.size);
   }
-  if (rc == TX_OK) tx_nvm_emu_log(TX_NVM_EV_RESULT, res.exit_index, res.size);
   tx_pf_end();
   if (rc == TX_ERR_NVM_TOO_SMALL) {
     tx_hal_puts("FAULT tinyexit runtime: the board's NVM is too small for two checkpoint slots");
@@ -181,6 +182,8 @@ int main(void)
   put_kv("erases", rt.stats.nvm_pages_erased);
   put_kv("prepared", rt.stats.nvm_pages_prepared);
   put_kv("skipped", rt.stats.nvm_pages_skipped);
+  put_kv("max_payload", rt.max_payload);
+  put_kv("fp", rt.fingerprint);
   tx_hal_puts("\nTXCOMMITS ");
   for (k = 0u; k + 1u < num_marks; k += 2u) {
     put_u32(marks[k]);

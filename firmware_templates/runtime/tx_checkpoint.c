@@ -236,9 +236,9 @@ static uint32_t pack_bytes(uint32_t len) { return PACK_HEADER_BYTES + (len + 3u)
 static uint32_t page_ceil(uint32_t off) { return (off + TX_NVM_PAGE_SIZE - 1u) / TX_NVM_PAGE_SIZE * TX_NVM_PAGE_SIZE; }
 
 /* A log: the record (full or packed) at NVM offset `off`, its header in the full layout (a packed one's fields
- * mapped, TX_H_STAGE = PACKED_STAGE); returns its size in bytes (whole words), 0 when none is valid there (with
+ * mapped, TX_H_STAGE = PACKED_STAGE, TX_H_FINGERPRINT = `fingerprint`, its CRC's seed); returns its size in bytes (whole words), 0 when none is valid there (with
  * check_crc: also its CRC). A packed record lies inside one page. */
-static uint32_t record_at(uint32_t off, uint32_t hdr[TX_CKPT_HEADER_WORDS], int check_crc)
+static uint32_t record_at(uint32_t off, uint32_t hdr[TX_CKPT_HEADER_WORDS], int check_crc, uint32_t fingerprint)
 {
   const uint32_t size = tx_nvm_size();
   uint32_t w[TX_CKPT_PACK_HEADER_WORDS], len, n;
@@ -256,7 +256,7 @@ static uint32_t record_at(uint32_t off, uint32_t hdr[TX_CKPT_HEADER_WORDS], int 
   hdr[TX_H_MAGIC] = TX_CKPT_MAGIC;
   hdr[TX_H_VERSION] = TX_CKPT_VERSION;
   hdr[TX_H_SEQ] = w[TX_P_SEQ];
-  hdr[TX_H_FINGERPRINT] = w[TX_P_FINGERPRINT];
+  hdr[TX_H_FINGERPRINT] = fingerprint;   /* in its CRC: true of a record whose CRC was checked */
   hdr[TX_H_INPUT_ID] = w[TX_P_INPUT_ID];
   hdr[TX_H_STAGE] = PACKED_STAGE;
   hdr[TX_H_FLAGS] = (w[TX_P_TAG] >> 20) & 0xFu;
@@ -269,7 +269,8 @@ static uint32_t record_at(uint32_t off, uint32_t hdr[TX_CKPT_HEADER_WORDS], int 
 #else
   if (check_crc) {
     uint8_t chunk[64];
-    uint32_t crc = tx_crc32(0u, w, PACK_HEADER_BYTES), p = off + PACK_HEADER_BYTES, left = len;
+    uint32_t crc = tx_crc32(tx_crc32(0u, &fingerprint, 4u), w, PACK_HEADER_BYTES), p = off + PACK_HEADER_BYTES;
+    uint32_t left = len;
     while (left > 0u) {
       uint32_t k = left < sizeof chunk ? left : (uint32_t)sizeof chunk;
       tx_nvm_read(p, chunk, k);
@@ -494,11 +495,10 @@ static void commit(tx_runtime_t *rt, uint32_t s, uint32_t i, uint32_t u, uint32_
     uint32_t ph[TX_CKPT_PACK_HEADER_WORDS];
     ph[TX_P_TAG] = TX_CKPT_PACK_TAG << 24 | (flags & 0xFu) << 20 | exit_index << 12 | len;
     ph[TX_P_SEQ] = hdr[TX_H_SEQ];
-    ph[TX_P_FINGERPRINT] = rt->fingerprint;
     ph[TX_P_INPUT_ID] = rt->input_id;
     program(base, ph, TX_CKPT_PACK_HEADER_WORDS);
     w.off = base + PACK_HEADER_BYTES;
-    w.crc = tx_crc32(0u, ph, PACK_HEADER_BYTES);
+    w.crc = tx_crc32(tx_crc32(0u, &rt->fingerprint, 4u), ph, PACK_HEADER_BYTES);
   } else {
     /* the header without its CRC (on flash LOW_MARK and CRC stay erased; without erase LOW_MARK is written) */
     program(base, hdr, TX_NVM_ERASE ? TX_CKPT_CRC_WORDS : TX_CKPT_CRC_WORDS + 1u);
@@ -553,20 +553,21 @@ static void find_newest_in_log(tx_runtime_t *rt)
     uint32_t best_seq = 0u, page, off, n, prev = 0u, prev_n = 0u, seq;
     for (page = 0u; page < rt->num_slots; page++) {
       if ((rejected[page / 32u] >> (page % 32u)) & 1u) continue;
-      if (!record_at(page * TX_NVM_PAGE_SIZE, hdr, 0) || (best >= 0 && !seq_newer(hdr[TX_H_SEQ], best_seq)))
+      if (!record_at(page * TX_NVM_PAGE_SIZE, hdr, 0, rt->fingerprint) ||
+          (best >= 0 && !seq_newer(hdr[TX_H_SEQ], best_seq)))
         continue;
       best = (int32_t)page;
       best_seq = hdr[TX_H_SEQ];
     }
     if (best < 0) return;
     off = (uint32_t)best * TX_NVM_PAGE_SIZE;
-    n = record_at(off, hdr, 0);
+    n = record_at(off, hdr, 0, rt->fingerprint);
     seq = best_seq;
     for (;;) {
       const uint32_t next = off + n;
       uint32_t m;
       if (next >= end) break;
-      m = record_at(next, hdr, 0);
+      m = record_at(next, hdr, 0, rt->fingerprint);
       if (!m || !seq_newer(hdr[TX_H_SEQ], seq)) break;
       prev = off;
       prev_n = n;
@@ -574,11 +575,11 @@ static void find_newest_in_log(tx_runtime_t *rt)
       n = m;
       seq = hdr[TX_H_SEQ];
     }
-    if (record_at(off, hdr, 1)) {
+    if (record_at(off, hdr, 1, rt->fingerprint)) {
       set_newest(rt, off, n, hdr);
       return;
     }
-    if (prev_n && record_at(prev, hdr, 1)) {
+    if (prev_n && record_at(prev, hdr, 1, rt->fingerprint)) {
       set_newest(rt, prev, prev_n, hdr);
       return;
     }
@@ -670,7 +671,7 @@ int tx_runtime_boot(tx_runtime_t *rt, uint32_t input_id, const int8_t *input)
      restores it from the checkpoint */
   if (rt->p->vector) memset(rt->p->vector, (int)rt->p->vector_zero_point, rt->p->vector_size);
   if (!CKPT_ON(rt->gran.mode) || rt->cur_slot < 0) return (int)rt->boot;
-  if (rt->log) record_at(rt->cur_off, hdr, 0);
+  if (rt->log) record_at(rt->cur_off, hdr, 0, rt->fingerprint);
   else tx_nvm_read(cur_base(rt), hdr, HEADER_BYTES);
   if (hdr[TX_H_FINGERPRINT] != rt->fingerprint || hdr[TX_H_INPUT_ID] != input_id || !position_ok(rt, hdr))
     return (int)rt->boot;

@@ -46,7 +46,7 @@
  * fully erased; the emulations here cannot show that (they erase words one by one).
  *
  * Packed records (a log, TX_CKPT_SLOTS 0, on flash): a result (DONE) record whose payload is small is written
- * in a compact form (TX_CKPT_PACK_*: tag, seq, fingerprint, input id, payload, CRC last; 16 + payload + 4 bytes)
+ * in a compact form (TX_CKPT_PACK_*: tag, seq, input id, payload, CRC last; 12 + payload + 4 bytes)
  * right after the newest record, inside that record's page when it fits (a packed record never crosses a page);
  * records that hold a checkpoint (activations) start a page as before. A page is erased only when the log enters
  * it from its start, so erases per inference = bytes committed per inference / page size, spread over the log.
@@ -255,11 +255,12 @@ enum {
 #define TX_CKPT_CRC_WORDS 14u
 
 /* Packed result record (a log on flash, see above): word 0 = TX_CKPT_PACK_TAG << 24 | flags << 20 | exit << 12 |
- * payload bytes, then seq, fingerprint, input id, the payload (whole words, zero padded), the CRC-32 of the four
- * header words and the payload bytes, written last. Payload <= TX_CKPT_PACK_MAX_LEN bytes, exit < 256. */
+ * payload bytes, then seq, input id, the payload (whole words, zero padded), and last the CRC-32 of the pipeline
+ * fingerprint (a word, not stored: a record of another firmware fails its CRC), the three header words and the
+ * payload bytes. Payload <= TX_CKPT_PACK_MAX_LEN bytes, exit < 256. */
 #define TX_CKPT_PACK_TAG 0xC5u
-#define TX_CKPT_PACK_HEADER_WORDS 4u
+#define TX_CKPT_PACK_HEADER_WORDS 3u
 #define TX_CKPT_PACK_MAX_LEN 0xFFFu
-enum { TX_P_TAG, TX_P_SEQ, TX_P_FINGERPRINT, TX_P_INPUT_ID };
+enum { TX_P_TAG, TX_P_SEQ, TX_P_INPUT_ID };
 
 #endif

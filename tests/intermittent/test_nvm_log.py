@@ -37,7 +37,7 @@ def test_log_layout_and_wrap(kws_log, tmp_path):
     assert len(starts) > 1 and seqs == sorted(seqs)
     # every valid record lies inside the NVM, records do not overlap, and the newest is the highest sequence
     image = t.nvm_image()
-    recs = slots.log_records(image)
+    recs = slots.log_records(image, t.info["fingerprint"])
     spans = sorted((r.offset, r.offset + (slots.pack_bytes(len(r.payload)) if r.packed else 64 + len(r.payload)))
                    for r in recs)
     assert all(a_end <= b for (_, a_end), (b, _) in zip(spans, spans[1:])) and spans[-1][1] <= pages * 4096

@@ -137,7 +137,8 @@ class EmulatedTarget:
         self.slot_size: int | None = None     # known after the first complete boot
         self.tick_origin: int | None = None   # instructions executed before SysTick starts (see calibrate)
         self.num_slots = 2
-        self.log = False                      # the NVM is a log of page-aligned records (TX_CKPT_SLOTS 0)
+        self.log = False                      # the NVM is a log (TX_CKPT_SLOTS 0)
+        self.fingerprint: int | None = None   # the pipeline's fingerprint (packed records' CRC seed), from TXSTAT
         self.attempts = ATTEMPTS
         self.retries: list[dict] = []         # boots re-run after an emulator hiccup: {"boot", "attempt", "reason"}
 
@@ -272,6 +273,8 @@ class EmulatedTarget:
             elif line.startswith("RESULT"):
                 b.exit_index = int(kv["exit"])
                 b.output = bytes.fromhex(kv["hex"])
+        if "fp" in b.stats:   # the last complete boot's (it follows the policy the mailbox sets)
+            self.fingerprint = b.stats["fp"]
         if b.nvm_used and self.slot_size is None:
             self.num_slots, self.log = b.slots, b.log
             self.slot_size = b.nvm_used // b.slots
@@ -351,7 +354,7 @@ class EmulatedCuts:
 
     def newest(self) -> slots.SlotRecord | None:
         t = self.target
-        return slots.newest_valid(t.nvm_image(), t.slot_size, t.num_slots, t.log)
+        return slots.newest_valid(t.nvm_image(), t.slot_size, t.num_slots, t.log, t.fingerprint)
 
     def boot(self, input_index: int, input_id: int, rng: random.Random, cutting: bool,
              draw_low: Callable[[], int | None], span: Mapping[str, int]) -> BootResult:

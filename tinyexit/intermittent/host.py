@@ -136,7 +136,8 @@ class HostTarget:
     def newest(self):
         """The newest valid checkpoint in the NVM image (independent parser, slots.py), or None."""
         from tinyexit.intermittent import slots
-        return slots.newest_valid(self.nvm_image(), self.slot_size, self.num_slots, bool(self.info.get("log")))
+        return slots.newest_valid(self.nvm_image(), self.slot_size, self.num_slots, bool(self.info.get("log")),
+                                  self.info.get("fingerprint"))
 
     def erase_nvm(self) -> None:
         """A blank NVM (all 0xFF, as erased flash) of exactly the size the runtime needs."""

@@ -19,7 +19,8 @@ PAGE_SIZE = 4096
 
 
 PACK_TAG = 0xC5             # a packed result record (a log on flash): tag word's top byte
-PACK_HEADER_BYTES = 16      # tag, seq, fingerprint, input id; then the payload (whole words) and the CRC
+PACK_HEADER_BYTES = 12      # tag, seq, input id; then the payload (whole words) and the CRC (seeded with the
+#                             pipeline's fingerprint, which the record does not store)
 
 
 @dataclass(frozen=True)
@@ -76,11 +77,12 @@ def pack_bytes(length: int) -> int:
     return PACK_HEADER_BYTES + -(-length // 4) * 4 + 4
 
 
-def read_packed(image: bytes, offset: int) -> SlotRecord | None:
-    """The packed result record at byte `offset`, or None when none is valid there (tag, inside one page, CRC)."""
+def read_packed(image: bytes, offset: int, fingerprint: int) -> SlotRecord | None:
+    """The packed result record at byte `offset` of the firmware whose pipeline fingerprint is `fingerprint`, or
+    None when none is valid there (tag, inside one page, CRC)."""
     if offset % 4 or offset + PACK_HEADER_BYTES + 4 > len(image):
         return None
-    tag, seq, fp, input_id = struct.unpack_from("<4I", image, offset)
+    tag, seq, input_id = struct.unpack_from("<3I", image, offset)
     if tag >> 24 != PACK_TAG:
         return None
     length = tag & 0xFFF
@@ -88,22 +90,27 @@ def read_packed(image: bytes, offset: int) -> SlotRecord | None:
     if offset // PAGE_SIZE != (offset + n - 1) // PAGE_SIZE or offset + n > len(image):
         return None
     payload = bytes(image[offset + PACK_HEADER_BYTES: offset + PACK_HEADER_BYTES + length])
-    crc = zlib.crc32(payload, zlib.crc32(bytes(image[offset: offset + PACK_HEADER_BYTES])))
+    crc = zlib.crc32(struct.pack("<I", fingerprint))
+    crc = zlib.crc32(payload, zlib.crc32(bytes(image[offset: offset + PACK_HEADER_BYTES]), crc))
     if crc != struct.unpack_from("<I", image, offset + n - 4)[0]:
         return None
-    return SlotRecord(offset // PAGE_SIZE, seq, fp, input_id, 0, 0, 0, (tag >> 20) & 0xF, (tag >> 12) & 0xFF,
-                      payload, False, offset, True)
+    return SlotRecord(offset // PAGE_SIZE, seq, fingerprint, input_id, 0, 0, 0, (tag >> 20) & 0xF,
+                      (tag >> 12) & 0xFF, payload, False, offset, True)
 
 
-def log_records(image: bytes) -> list[SlotRecord]:
+def log_records(image: bytes, fingerprint: int | None = None) -> list[SlotRecord]:
     """Every valid record of a log, wherever it lies: each word-aligned offset holding a record's magic or a
-    packed record's tag is parsed and kept when its CRC matches (whatever the runtime's own walk finds)."""
+    packed record's tag is parsed and kept when its CRC matches (whatever the runtime's own walk finds). Packed
+    records are checked against `fingerprint` (None: left out, their CRC cannot be checked without it)."""
     import numpy as np
     words = np.frombuffer(bytes(image[: len(image) // 4 * 4]), dtype="<u4")
     out = []
     for k in np.flatnonzero((words == MAGIC) | ((words >> 24) == PACK_TAG)):
         off = int(k) * 4
-        rec = read_packed(image, off) if int(words[k]) >> 24 == PACK_TAG else _read_full(image, off)
+        if int(words[k]) >> 24 == PACK_TAG:
+            rec = read_packed(image, off, fingerprint) if fingerprint is not None else None
+        else:
+            rec = _read_full(image, off)
         if rec is not None:
             out.append(rec)
     return out
@@ -118,11 +125,12 @@ def _newer(a: int, b: int) -> bool:
     return ((a - b) & 0xFFFFFFFF) not in (0,) and ((a - b) & 0xFFFFFFFF) < 0x80000000
 
 
-def newest_valid(image: bytes, slot_size: int, num_slots: int = 2, log: bool = False) -> SlotRecord | None:
+def newest_valid(image: bytes, slot_size: int, num_slots: int = 2, log: bool = False,
+                 fingerprint: int | None = None) -> SlotRecord | None:
     """The newest valid checkpoint (sequence numbers compared modulo 2**32, as the runtime does). A log: over
-    every valid record anywhere in it (log_records), packed ones included."""
+    every valid record anywhere in it (log_records), packed ones of firmware `fingerprint` included."""
     best = None
-    recs = log_records(image[: num_slots * slot_size]) if log else \
+    recs = log_records(image[: num_slots * slot_size], fingerprint) if log else \
         (read_slot(image, slot, slot_size, log) for slot in range(num_slots))
     for rec in recs:
         if rec is not None and (best is None or _newer(rec.seq, best.seq)):
