@@ -362,10 +362,11 @@ static uint32_t largest_bytes(const tx_runtime_t *rt) { return page_ceil(HEADER_
 /* NVM offset of the next commit: a full record (`packed` 0) or a packed one of `packed` bytes.
  * A ring: the slot after the newest valid one (with two slots "the other one", with more the oldest: a ring
  * spreads the erases of flash over num_slots slots). A log: right after the newest record (a packed record of a
- * boot that already committed, inside that record's page), else the next page boundary, or page 0 when the rest
- * from there is too short for a record of the largest size (whatever this one's size: where a commit goes, and so
- * where one cut short went, depends on the newest record only; prepare_slot relies on it). The newest record then
- * lies at or past the largest record's size (the NVM holds three of them), so it stays. */
+ * boot that already committed, when it fits inside that record's page), else the next page boundary, or page 0
+ * when the rest from there is too short for a record of the largest size (whatever this one's size: where a full
+ * record goes, and so where one cut short went, depends on the newest record only; prepare_slot relies on it; a
+ * packed one cut short lies in the newest record's page, never written again). The newest record then lies at or
+ * past the largest record's size (the NVM holds three of them), so it stays. */
 static uint32_t next_base(const tx_runtime_t *rt, uint32_t packed)
 {
 #ifdef TX_BROKEN_SINGLE_SLOT
@@ -375,11 +376,10 @@ static uint32_t next_base(const tx_runtime_t *rt, uint32_t packed)
   if (rt->log) {
     uint32_t aligned;
     if (rt->cur_slot < 0) return 0u;
+    if (packed && !rt->fresh && rt->cur_end / TX_NVM_PAGE_SIZE == (rt->cur_end + packed - 1u) / TX_NVM_PAGE_SIZE)
+      return rt->cur_end;   /* inside the newest record's page, which no later boot writes again */
     aligned = page_ceil(rt->cur_end);
-    if (aligned + largest_bytes(rt) > rt->num_slots * TX_NVM_PAGE_SIZE) return 0u;
-    if (!packed || rt->fresh || rt->cur_end / TX_NVM_PAGE_SIZE != (rt->cur_end + packed - 1u) / TX_NVM_PAGE_SIZE)
-      return aligned;
-    return rt->cur_end;
+    return aligned + largest_bytes(rt) > rt->num_slots * TX_NVM_PAGE_SIZE ? 0u : aligned;
   }
   return (rt->cur_slot < 0 ? 0u : ((uint32_t)rt->cur_slot + 1u) % rt->num_slots) * rt->slot_size;
 #endif

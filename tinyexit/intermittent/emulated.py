@@ -173,9 +173,11 @@ class EmulatedTarget:
         self._write(SHADOW_OFFSET + ERASES, snap[1])
 
     def mailbox(self, input_index: int, input_id: int, granularity: Granularity, *, low_energy_units: int | None = None,
-                threshold: int | None = None, warn_at_instruction: int | None = None, count: int = 1) -> None:
+                threshold: int | None = None, warn_at_instruction: int | None = None, count: int = 1,
+                warmup_id: int | None = None) -> None:
         """What the next boots run (powerfail_main.c's mailbox_t): `count` inferences one after the other (input
-        ids input_id, input_id + 1, ...: continuous power). `warn_at_instruction`: the power-fail warning
+        ids input_id, input_id + 1, ...: continuous power), after one of id `warmup_id` when given (its result
+        dropped: the boot's next commits pack after it). `warn_at_instruction`: the power-fail warning
         (tx_hal_power_warning) holds from that instruction count of the boot on (from reset, SysTick x
         instructions per tick + tick_origin, as nvm_events counts; calibrates first when needed)."""
         if warn_at_instruction is not None and self.tick_origin is None:   # a whole boot: NVM restored after it
@@ -183,11 +185,11 @@ class EmulatedTarget:
             snap = self.snapshot()
             self.calibrate()
             self.restore(snap)
-        words = struct.pack("<6Ii3I", MAILBOX_MAGIC, input_index, input_id,
+        words = struct.pack("<6Ii4I", MAILBOX_MAGIC, input_index, input_id,
                             0xFFFFFFFF if low_energy_units is None else low_energy_units,
                             granularity.c_mode, granularity.every, NO_THRESHOLD if threshold is None else threshold,
                             NEVER if warn_at_instruction is None else min(int(warn_at_instruction), NEVER),
-                            self.tick_origin or 0, count)
+                            self.tick_origin or 0, count, NEVER if warmup_id is None else warmup_id)
         self._write(MAILBOX_OFFSET, words)
 
     def calibrate(self) -> int:
@@ -319,10 +321,15 @@ class EmulatedCuts:
     (input, inference id, low-energy point) goes through the mailbox."""
 
     def __init__(self, target: EmulatedTarget, granularity: Granularity, threshold: int | None = None,
-                 warn: float = 0.0):
+                 warn: float = 0.0, warmup: bool = False):
         """warn > 0 (just-in-time granularities): every cut boot gets the power-fail warning at a random instruction
-        and its cut after it (half in a commit after it: the JIT commit); others are warned with probability warn."""
+        and its cut after it (half in a commit after it: the JIT commit); others are warned with probability warn.
+        warmup (granularity none): every boot first runs an inference of its own id, so that the result record of
+        the campaign's inference is packed after that one's inside a page (cuts land in both commits)."""
+        if warmup and (granularity.mode != "none" or granularity.jit):
+            raise TinyexitError("a warm-up inference per boot is for granularity none (it would end a resume)")
         self.target, self.granularity, self.threshold, self.warn = target, granularity, threshold, warn
+        self.warmup, self.boots = warmup, 0
         self.probe_boots = 0
         self.since = len(target.retries)   # the campaign's retries: those from here on
 
@@ -361,8 +368,9 @@ class EmulatedCuts:
         t = self.target
         low = draw_low()
         warn = rng.randint(1, span["insns"]) if self.warn and (cutting or rng.random() < self.warn) else None
+        self.boots += 1
         t.mailbox(input_index, input_id, self.granularity, low_energy_units=low, threshold=self.threshold,
-                  warn_at_instruction=warn)
+                  warn_at_instruction=warn, warmup_id=0x40000000 + self.boots if self.warmup else None)
         snap = t.snapshot()
         before = snap[0]
         limit = None
@@ -390,12 +398,12 @@ def run_emulated_campaign(target: EmulatedTarget, num_inputs: int, *, cuts: int,
                           granularity: Granularity = Granularity(), threshold: int | None = None,
                           max_cuts_per_inference: int = 4, max_boots_per_inference: int = 200,
                           work_dir: str | Path | None = None, inputs: Sequence[bytes] | None = None,
-                          reference=None, warn: float = 0.0) -> EmulatedReport:
+                          reference=None, warn: float = 0.0, warmup: bool = False) -> EmulatedReport:
     """Like campaign.run_campaign, with cuts after exactly N instructions: half uniform over the boot, half
-    aimed inside a checkpoint commit of this very boot (EmulatedCuts)."""
+    aimed inside a checkpoint commit of this very boot (EmulatedCuts; `warmup`: see there)."""
     rng = random.Random(seed)
     report = EmulatedReport(granularity=str(granularity), seed=seed, inputs=num_inputs, board=target.board.name)
-    backend = EmulatedCuts(target, granularity, threshold, warn)   # from here on, its retries are the report's
+    backend = EmulatedCuts(target, granularity, threshold, warn, warmup)   # its retries from here on: the report's
     target.erase_nvm()
     target.mailbox(0, 0xFFFF0000, granularity, threshold=threshold)
     target.calibrate()

@@ -308,8 +308,9 @@ def measure_log_wear(target, granularity, *, input_index: int = 0, threshold: in
                      timeout: float = 3600.0) -> FlashWear:
     """A log under continuous power: one boot runs `inferences` consecutive inferences (powerfail_main's count;
     default: enough for the records of 8 pages, at least 8) on a flash whose every page holds data (a flash in use:
-    the log must erase each page it enters), and the page erases after the boot's first result are counted (the
-    boot's own start, its first commit on a new page, comes once per power-up). Erases spread over the pages a turn
+    the log must erase each page it enters), and the page erases after the boot's first result are counted over
+    whole periods of page entries (_steady_erases; the boot's own start, its first commit on a new page, comes once
+    per power-up). Erases spread over the pages a turn
     of the log enters: all but the wrap's slack (a record of the largest size must fit before the end)."""
     page = target.board.nvm.page_size
     pages = target.nvm_size // page
@@ -330,11 +331,25 @@ def measure_log_wear(target, granularity, *, input_index: int = 0, threshold: in
     results = [k for k, e in enumerate(events) if e.kind == "result"]
     if len(results) != inferences:
         raise TinyexitError(f"the wear measurement's boot logged {len(results)} results, expected {inferences}")
-    steady = sum(e.kind == "erase" for e in events[results[0] + 1:])
+    steady, measured = _steady_erases(events, results)
     nvm = target.board.nvm
-    return FlashWear(inferences - 1, read_erases(target.psram, pages), page, pages, first.commits, nvm.endurance,
+    return FlashWear(measured, read_erases(target.psram, pages), page, pages, first.commits, nvm.endurance,
                      exact_period=False, region_bytes=target.nvm_size, log=True, steady_erases=steady,
                      spread_pages=pages - largest + 1, largest_pages=largest, inferences_per_boot=inferences)
+
+
+def _steady_erases(events: Sequence[NvmEvent], results: Sequence[int]) -> tuple[int, int]:
+    """(page erases, inferences) of a boot's steady state: over the inferences from the last result before its first
+    erase after the first result to the last result before its last erase (whole periods of the log's page entries,
+    so that neither end of the window counts a page the log only entered); without two such erases, all after the
+    first result."""
+    erases = [k for k, e in enumerate(events) if e.kind == "erase" and k > results[0]]
+    if len(erases) >= 2:
+        a = max(i for i, r in enumerate(results) if r < erases[0])
+        b = max(i for i, r in enumerate(results) if r < erases[-1])
+        if b > a:
+            return sum(results[a] < k <= results[b] for k in erases), b - a
+    return len(erases), len(results) - 1
 
 
 def checkpoint_overhead(target, granularities: Sequence[str], *, input_index: int = 0,
