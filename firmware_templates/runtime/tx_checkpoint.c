@@ -374,9 +374,14 @@ static uint32_t next_base(const tx_runtime_t *rt, uint32_t packed)
   return 0u;
 #else
   if (rt->log) {
+#ifdef TX_BROKEN_PACK_FRESH
+    const uint32_t fresh = 0u;   /* broken on purpose: a boot's first commit packs into words a cut may have counted */
+#else
+    const uint32_t fresh = rt->fresh;
+#endif
     uint32_t aligned;
     if (rt->cur_slot < 0) return 0u;
-    if (packed && !rt->fresh && rt->cur_end / TX_NVM_PAGE_SIZE == (rt->cur_end + packed - 1u) / TX_NVM_PAGE_SIZE)
+    if (packed && !fresh && rt->cur_end / TX_NVM_PAGE_SIZE == (rt->cur_end + packed - 1u) / TX_NVM_PAGE_SIZE)
       return rt->cur_end;   /* inside the newest record's page, which no later boot writes again */
     aligned = page_ceil(rt->cur_end);
     return aligned + largest_bytes(rt) > rt->num_slots * TX_NVM_PAGE_SIZE ? 0u : aligned;

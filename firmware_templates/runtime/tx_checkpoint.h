@@ -24,6 +24,8 @@
  *   TX_BROKEN_JIT_NO_LATCH just-in-time: commits at every poll while the warning lasts (not once per episode)
  *   TX_BROKEN_TRUST_FIRST_WORD  a page counts as erased when its first word reads 0xFFFFFFFF (a half-erased
  *                          page is written without an erase)
+ *   TX_BROKEN_PACK_FRESH   a log: a boot's first commit packs a result right after the newest record (into words a
+ *                          commit cut short may have counted against nWRITE)
  *
  * Just-in-time checkpointing (granularity mode | TX_CKPT_JIT): tx_hal_power_warning() is polled at every unit
  * boundary (where tx_hal_low_energy() is). The first poll that sees it latches the episode and the current

@@ -206,6 +206,24 @@ def test_packed_record_torn_at_every_word(standin, tmp_path, half):
             assert [(r.input_id, r.offset) for r in after[3:]] == [(4, start), (5, 4096)]
 
 
+def test_packing_into_a_torn_tail_is_an_nvmc_fault(standin, tmp_path):
+    """The check above can fail: a runtime whose boots pack their first result right after the newest record
+    (TX_BROKEN_PACK_FRESH) writes a word a torn commit may have counted twice, a third write: an NVMC fault."""
+    fw = build_emulated(standin, STANDIN_PIPELINE, INPUTS, with_nvm_region(BOARD, 5 * 4096), tmp_path,
+                        slots="fit", broken=("pack-fresh",))
+    t = EmulatedTarget(fw, tmp_path / "psram.img")
+    t.erase_nvm()
+    t.mailbox(0, 1, Granularity("none"), count=3)
+    assert t.boot().exit_code == 0
+    end = 3 * slot_parser.pack_bytes(5)
+    with open(t.psram, "r+b") as f:                     # every word after the third record: counted twice
+        f.seek(SHADOW_OFFSET + WRITES + end // 4)
+        f.write(bytes([2] * (1024 - end // 4)))
+    t.mailbox(0, 4, Granularity("none"))
+    b = t.boot()
+    assert b.exit_code == 3 and "more than nWRITE" in b.text, b.text
+
+
 def test_campaign_cuts_inside_packed_commits(standin, tmp_path):
     """Granularity none with a warm-up inference per boot: the campaign's result records are packed after the
     warm-up's inside a page, and half the cuts are aimed inside the commits (both records): every committed result
