@@ -8,11 +8,11 @@
  * each boot; no UART input, so the instruction count of a boot does not depend on host timing. Inputs are
  * baked in (tx_pf_inputs.c). With TX_NVM_EMU_SHADOW the commit marks and the committed result also go to the
  * emulated flash's event log (tx_nvm_emu.h), next to the erases and writes. Output lines:
- *   TXBOOT boot=fresh|resumed|done stage=S step=I unit=U
+ *   TXBOOT boot=fresh|resumed|done
+ *   RESULT input=ID exit=E boot=... size=N hex=...    (the delivery; then the power warning of the boot's end)
  *   TXSTAT commits=C nvm_bytes=B units=U nvm_used=N slots=S log=0|1 jit_commits=J erases=E prepared=P skipped=K
- *          max_payload=M fp=F (the pipeline's fingerprint)
+ *          max_payload=M fp=F (the pipeline's fingerprint) deferred=D (deferred results committed)
  *   TXCOMMITS t0-t1,t0-t1,...          SysTick ticks at the start/end of the first commits
- *   RESULT input=ID exit=E boot=... size=N hex=...
  * then the firmware exits with status 0 (semihosting). FAULT line and status 3 on a runtime fatal error. */
 #include <stdint.h>
 #include <string.h>
@@ -178,7 +178,23 @@ int main(void)
   }
   tx_hal_puts("TXBOOT boot=");
   tx_hal_puts(boot_name(rt.boot));
-  tx_hal_puts("\nTXSTAT");
+  /* the result is delivered here (a deferred one is not durable yet) */
+  tx_hal_puts("\nRESULT");
+  put_kv("input", last_id);
+  put_kv("exit", res.exit_index);
+  tx_hal_puts(" boot=");
+  tx_hal_puts(boot_name(res.resumed));
+  put_kv("size", res.size);
+  tx_hal_puts(" hex=");
+  for (k = 0u; k < res.size; k++) {
+    tx_hal_putc(hex[(uint8_t)output[k] >> 4]);
+    tx_hal_putc(hex[(uint8_t)output[k] & 0xFu]);
+  }
+  tx_hal_putc('\n');
+  /* the boot ends: the power goes, announced by the warning (just in time's contract): a deferred result is
+     committed now (TX_CKPT_DEFER_RESULTS; nothing otherwise) */
+  tx_runtime_power_warning(&rt);
+  tx_hal_puts("TXSTAT");
   put_kv("commits", rt.stats.commits);
   put_kv("nvm_bytes", rt.stats.nvm_bytes_written);
   put_kv("units", rt.stats.units_run);
@@ -191,23 +207,13 @@ int main(void)
   put_kv("skipped", rt.stats.nvm_pages_skipped);
   put_kv("max_payload", rt.max_payload);
   put_kv("fp", rt.fingerprint);
+  put_kv("deferred", rt.stats.deferred_commits);
   tx_hal_puts("\nTXCOMMITS ");
   for (k = 0u; k + 1u < num_marks; k += 2u) {
     put_u32(marks[k]);
     tx_hal_putc('-');
     put_u32(marks[k + 1u]);
     tx_hal_putc(',');
-  }
-  tx_hal_puts("\nRESULT");
-  put_kv("input", last_id);
-  put_kv("exit", res.exit_index);
-  tx_hal_puts(" boot=");
-  tx_hal_puts(boot_name(res.resumed));
-  put_kv("size", res.size);
-  tx_hal_puts(" hex=");
-  for (k = 0u; k < res.size; k++) {
-    tx_hal_putc(hex[(uint8_t)output[k] >> 4]);
-    tx_hal_putc(hex[(uint8_t)output[k] & 0xFu]);
   }
   tx_hal_putc('\n');
   tx_hal_exit(0);

@@ -486,7 +486,7 @@ static void commit(tx_runtime_t *rt, uint32_t s, uint32_t i, uint32_t u, uint32_
   if (base < rt->prep_base + rt->prep_pages * TX_NVM_PAGE_SIZE && rt->prep_base < base + size)
     rt->prep_pages = 0u;
 #else
-  (void)k;
+  (void)k; (void)pages;
 #endif
 #else
   (void)k; (void)pages;
@@ -670,11 +670,19 @@ int tx_runtime_boot(tx_runtime_t *rt, uint32_t input_id, const int8_t *input)
   rt->input = input;
   rt->stage = rt->step = rt->unit = 0u;
   rt->low_energy = rt->low_pending = rt->cur_in_progress = rt->answer = 0u;
-  rt->warn_latched = rt->jit_pending = rt->prep_pages = 0u;   /* RAM: a new boot, a new warning episode */
+  /* a new inference, a new warning episode (the pages prepared since init stay trusted: nothing wrote them) */
+  rt->warn_latched = rt->jit_pending = rt->done_in_ram = 0u;
   rt->boot = TX_BOOT_FRESH;
   /* RAM is lost at a power failure: the vector starts empty (every slice = zero point); a resume then
      restores it from the checkpoint */
   if (rt->p->vector) memset(rt->p->vector, (int)rt->p->vector_zero_point, rt->p->vector_size);
+  if (CKPT_ON(rt->gran.mode) && rt->deferred && rt->deferred_id == input_id) {
+    rt->done_exit = rt->deferred_exit;   /* delivered, not yet durable: the same result again */
+    rt->done_size = rt->deferred_size;
+    rt->done_in_ram = 1u;
+    rt->boot = TX_BOOT_DONE;
+    return (int)rt->boot;
+  }
   if (!CKPT_ON(rt->gran.mode) || rt->cur_slot < 0) return (int)rt->boot;
   if (rt->log) record_at(rt->cur_off, hdr, 0, rt->fingerprint);
   else tx_nvm_read(cur_base(rt), hdr, HEADER_BYTES);
@@ -711,6 +719,27 @@ static void poll_energy(tx_runtime_t *rt)
 #endif
 }
 
+/* Commits the deferred result (tx_checkpoint.h), if one waits: its own input id and low-energy flag; the state
+ * of the inference going on (low energy not yet durable) is kept. */
+static void commit_deferred(tx_runtime_t *rt)
+{
+  const uint32_t id = rt->input_id, low = rt->low_energy, pending = rt->low_pending;
+  if (!rt->deferred) return;
+  rt->input_id = rt->deferred_id;
+  rt->low_energy = rt->deferred_low;
+  commit(rt, 0u, 0u, 0u, TX_CKPT_FLAG_DONE, rt->deferred_exit, rt->deferred_data, rt->deferred_size);
+  rt->input_id = id;
+  rt->low_energy = low;
+  rt->low_pending = pending;
+  rt->deferred = 0u;
+  rt->stats.deferred_commits++;
+}
+
+void tx_runtime_power_warning(tx_runtime_t *rt)
+{
+  if (CKPT_ON(rt->gran.mode)) commit_deferred(rt);
+}
+
 /* Just-in-time checkpointing: a warning seen by a poll opens an episode (its commit is pending); a poll without
  * it closes the episode, so the next warning commits again (tx_checkpoint.h). */
 static void poll_warning(tx_runtime_t *rt)
@@ -723,6 +752,7 @@ static void poll_warning(tx_runtime_t *rt)
     rt->warn_latched = 0u;
   } else if (!rt->warn_latched) {
     rt->warn_latched = rt->jit_pending = 1u;
+    commit_deferred(rt);   /* first: the delivered result; the position follows at the next unit boundary */
   }
 #ifdef TX_BROKEN_JIT_NO_LATCH
   else rt->jit_pending = 1u;   /* broken on purpose: every poll during the episode commits */
@@ -838,7 +868,17 @@ static int finish(tx_runtime_t *rt, uint32_t exit_index, const int8_t *data, uin
                   uint32_t output_cap, tx_result_t *result)
 {
   if (output ? size > output_cap : rt->gran.mode != TX_CKPT_OFF) return TX_ERR_OUTPUT;
-  commit(rt, rt->stage, 0u, 0u, TX_CKPT_FLAG_DONE, exit_index, data, size);
+  rt->deferred = 0u;   /* a result waiting for the warning is superseded by this one (delivered after it) */
+  if (TX_CKPT_DEFER_RESULTS && rt->jit && !rt->warn_latched && size <= TX_CKPT_DEFER_MAX) {
+    memcpy(rt->deferred_data, data, size);
+    rt->deferred = 1u;
+    rt->deferred_id = rt->input_id;
+    rt->deferred_exit = exit_index;
+    rt->deferred_size = size;
+    rt->deferred_low = rt->low_energy;
+  } else {
+    commit(rt, rt->stage, 0u, 0u, TX_CKPT_FLAG_DONE, exit_index, data, size);
+  }
   if (output) memcpy(output, data, size);
   result->exit_index = exit_index;
   result->size = size;
@@ -855,7 +895,8 @@ int tx_runtime_run(tx_runtime_t *rt, int8_t *output, uint32_t output_cap, tx_res
 
   if (CKPT_ON(mode) && rt->boot == TX_BOOT_DONE) {
     if (!output || rt->done_size > output_cap) return TX_ERR_OUTPUT;
-    tx_nvm_read(cur_payload(rt), output, rt->done_size);
+    if (rt->done_in_ram) memcpy(output, rt->deferred_data, rt->done_size);
+    else tx_nvm_read(cur_payload(rt), output, rt->done_size);
     result->exit_index = rt->done_exit;
     result->size = rt->done_size;
     result->resumed = rt->boot;

@@ -62,6 +62,19 @@
  * and walking the records that follow the newest page start (every later record lies on that chain); only the
  * chain's last record can be torn (a cut commit is the last write of its boot, the next boot starts a new page).
  *
+ * Deferred results (TX_CKPT_DEFER_RESULTS 1, just-in-time granularities only; an explicit build mode): a result is
+ * delivered when tx_runtime_run returns it, and its DONE record waits in RAM (rt->deferred) for the power warning:
+ * the runtime's own poll (the first of a warning episode commits it at once, before the JIT checkpoint of the
+ * inference going on) or tx_runtime_power_warning() from the application's warning handler (e.g. while idle).
+ * A later result replaces it unwritten (delivering result n+1 implies n was delivered), so on continuous power
+ * the flash is not written at all. A result delivered while a warning episode goes on is committed at once.
+ * Guarantee, under just-in-time's contract (every power failure is preceded by the warning with the energy for
+ * the commits it triggers): each result is delivered exactly once across power failures: after a reboot the
+ * newest record is the last delivered result (its input boots TX_BOOT_DONE, not recomputed) or a checkpoint of
+ * the inference after it. When the contract is broken (the power goes before the deferred commit ends: a cut
+ * inside it leaves the previous record, as any torn commit) the result is recomputed, the same bytes, and
+ * delivered again: at least once, never a wrong or lost result.
+ *
  * NVM without erase (TX_NVM_ERASE 0, an SPI FRAM: byte-writable, nothing to erase): commits never erase, and
  * they write every word (0xFFFFFFFF too); a commit first sets the target slot's CRC word to 0xFFFFFFFF
  * (invalidates the old record there), then the header with LOW_MARK = 0xFFFFFFFF, the payload, the CRC last.
@@ -129,6 +142,14 @@
 #define TX_CKPT_JIT_UNITS 0u
 #endif
 
+/* Deferred results (see above): 1 to defer; results of more than TX_CKPT_DEFER_MAX bytes are committed at once. */
+#ifndef TX_CKPT_DEFER_RESULTS
+#define TX_CKPT_DEFER_RESULTS 0
+#endif
+#ifndef TX_CKPT_DEFER_MAX
+#define TX_CKPT_DEFER_MAX 64u
+#endif
+
 typedef struct {
   uint32_t mode;
   uint32_t every;      /* >= 1 */
@@ -174,6 +195,7 @@ typedef struct {
   uint32_t jit_commits;       /* just-in-time commits (on a power-fail warning) */
   uint32_t nvm_pages_prepared; /* pages erased by the preparation at the start of tx_runtime_run */
   uint32_t nvm_pages_skipped; /* pages a commit did not erase because they were erased already */
+  uint32_t deferred_commits;  /* deferred results committed (on a power warning) */
 } tx_stats_t;
 
 #define TX_BOOT_FRESH 0     /* no usable checkpoint for this input: starts at the beginning */
@@ -209,6 +231,10 @@ typedef struct {
   uint32_t boot;              /* TX_BOOT_* of the last tx_runtime_boot() */
   uint32_t done_exit;         /* when DONE: exit index of the result */
   uint32_t done_size;
+  uint32_t done_in_ram;       /* the DONE of this boot is the deferred result (rt->deferred_data) */
+  uint32_t deferred;          /* a delivered result waits for the power warning (TX_CKPT_DEFER_RESULTS) */
+  uint32_t deferred_id, deferred_exit, deferred_size, deferred_low;
+  int8_t deferred_data[TX_CKPT_DEFER_MAX];
   tx_stats_t stats;
 } tx_runtime_t;
 
@@ -237,6 +263,10 @@ int tx_runtime_boot(tx_runtime_t *rt, uint32_t input_id, const int8_t *input);
 /* Runs to the end, committing checkpoints on the way and the result last; copies the output to `output`
  * (NULL with TX_CKPT_OFF: not copied, result->data points into the arena). */
 int tx_runtime_run(tx_runtime_t *rt, int8_t *output, uint32_t output_cap, tx_result_t *result);
+
+/* The power-fail warning, from the application (e.g. its POFWARN handler while no inference runs): commits the
+ * deferred result, if any (TX_CKPT_DEFER_RESULTS); nothing otherwise. */
+void tx_runtime_power_warning(tx_runtime_t *rt);
 
 /* Convenience: init + boot + run. */
 int tx_pipeline_infer(tx_runtime_t *rt, const tx_pipeline_t *p, tx_granularity_t gran, uint32_t input_id,

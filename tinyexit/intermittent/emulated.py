@@ -45,7 +45,8 @@ NO_THRESHOLD = 0x7FFFFFFF
 NEVER = 0xFFFFFFFF              # warn_at_instruction: no warning
 FIRMWARE_SOURCES = ("tx_checkpoint.c", "tx_crc32.c", "tx_pipeline.c", "tx_nvm_board.c", "powerfail_main.c")
 ATTEMPTS = 3                   # runs of one boot at most, when the emulator fails it (see the module's note)
-RESULT_LINE = re.compile(r"^RESULT .*hex=[0-9a-f]*\r?$", re.M)   # the firmware's last line before exit(0)
+RESULT_LINE = re.compile(r"^RESULT .*hex=[0-9a-f]*\r?$", re.M)   # the delivery line, before exit(0)
+DELIVERY = re.compile(r"^RESULT input=(\d+) exit=(\d+) boot=(\w+) size=(\d+) hex=([0-9a-f]*)\r?\n", re.M)
 
 
 class EmulatorError(TinyexitError):
@@ -57,10 +58,12 @@ def _kv(line: str) -> dict[str, str]:
 
 
 def build_emulated(lib_dir: str | Path, pipeline: Pipeline, inputs: Sequence[bytes], board, out_dir: str | Path,
-                   *, broken: Sequence[str] = (), slots: int | str = 2):
+                   *, broken: Sequence[str] = (), slots: int | str = 2, defer_results: bool = False):
     """Cross-compiles runtime + model + baked inputs + the campaign main for `board` (emulated variant).
-    `slots`: checkpoint slots in a ring (>= 2), or "fit": the whole NVM region (a log of page-aligned records
-    when it holds three of the largest, else as many slots as fit; tx_checkpoint.h)."""
+    `slots`: checkpoint slots in a ring (>= 2), or "fit": the whole NVM region (a log when it holds three of the
+    largest records, else as many slots as fit; tx_checkpoint.h). `defer_results`: just-in-time granularities
+    keep a delivered result in RAM until the power warning (TX_CKPT_DEFER_RESULTS; the firmware's boot ends with
+    the warning)."""
     from tinyexit.boards import load_board
     from tinyexit.build import build_firmware
     board = load_board(board, emulate=True) if isinstance(board, str) else board
@@ -84,6 +87,8 @@ def build_emulated(lib_dir: str | Path, pipeline: Pipeline, inputs: Sequence[byt
     sources += sorted(p for p in lib_dir.glob("*.c") if p.name != "host_main.c")
     defines = nvm_defines(board)
     defines.update({BROKEN_FLAGS[b]: 1 for b in broken})
+    if defer_results:
+        defines["TX_CKPT_DEFER_RESULTS"] = 1
     if slots == "fit":
         defines["TX_CKPT_SLOTS"] = "0u"      # the runtime uses the whole NVM
     elif slots != 2:
@@ -330,6 +335,9 @@ class EmulatedCuts:
             raise TinyexitError("a warm-up inference per boot is for granularity none (it would end a resume)")
         self.target, self.granularity, self.threshold, self.warn = target, granularity, threshold, warn
         self.warmup, self.boots = warmup, 0
+        self.deliveries: dict[int, int] = {}   # results delivered (RESULT lines of computed results) per input id
+        self.not_durable = 0                    # cut boots that delivered a result the NVM did not hold after the cut
+        self.promise_broken: list[str] = []     # ... although its deferred commit had ended (must stay empty)
         self.probe_boots = 0
         self.since = len(target.retries)   # the campaign's retries: those from here on
 
@@ -339,15 +347,15 @@ class EmulatedCuts:
     def _draw_limit(self, rng: random.Random, span: Mapping[str, int], before: tuple[bytes, bytes],
                     warn: int | None = None) -> int:
         """Half the cuts inside a commit of this boot (found by a probe boot, NVM restored after; with a warning
-        the first commit that ends after it), the others uniform over the boot (after the warning)."""
+        the first or the last commit that ends after it), the others uniform over the boot (after the warning)."""
         t = self.target
         if rng.random() < 0.5:
             probe = t.boot()
             self.probe_boots += 1
             t.restore(before)
             wins = t.commit_windows(probe) if probe.exit_code == 0 else []
-            if warn is not None:
-                wins = [w for w in wins if w[1] >= warn][:1]
+            if warn is not None:   # the first commit after it (the JIT one) or the last (the result, maybe deferred)
+                wins = [w for w in wins if w[1] >= warn][:1] + [w for w in wins if w[1] >= warn][-1:]
             if wins:
                 lo, hi = rng.choice(wins)
                 return rng.randint(max(1, lo), max(1, hi))
@@ -382,6 +390,7 @@ class EmulatedCuts:
             return BootResult(None if limit is None else ("insns", limit), low, False, False, None, None, None, 0,
                               error=str(e))
         in_commit = False
+        self._delivery(b, input_id)
         if b.cut:   # inside a commit: its begin mark is the boot's last (the event log), or a slot is torn
             after = t.nvm_image()
             marks = [e.kind for e in read_events(t.psram, tick_origin=0, instructions_per_tick=1)
@@ -392,6 +401,29 @@ class EmulatedCuts:
         # the board's unit count is not known after a cut: the signal counts as possibly seen
         return BootResult(None if limit is None else ("insns", limit), low, b.cut, in_commit, b.exit_code,
                           b.exit_index, b.output, b.instructions, b.text, low, warn=warn)
+
+
+    def _delivery(self, b: "EBoot", input_id: int) -> None:
+        """Counts a delivered result (a whole RESULT line of a computed one: boot=done re-reads a durable result)
+        and, for a cut boot, whether the NVM holds it: a deferred result may be delivered before its commit."""
+        m = DELIVERY.search(b.text)
+        if m is None or m.group(3) == "done" or len(m.group(5)) != 2 * int(m.group(4)):
+            return
+        self.deliveries[input_id] = self.deliveries.get(input_id, 0) + 1
+        if not b.cut:
+            return
+        rec = self.newest()
+        if rec is not None and rec.done and rec.input_id == input_id:
+            return
+        self.not_durable += 1
+        kinds = [e.kind for e in read_events(self.target.psram, tick_origin=0, instructions_per_tick=1)]
+        last = max((k for k, e in enumerate(kinds) if e == "result"), default=len(kinds))
+        if "commit_end" in kinds[last:]:
+            self.promise_broken.append(f"input id {input_id}: delivered, its deferred commit ended, not in the NVM")
+
+    @property
+    def duplicate_deliveries(self) -> int:
+        return sum(n - 1 for n in self.deliveries.values() if n > 1)
 
 
 def run_emulated_campaign(target: EmulatedTarget, num_inputs: int, *, cuts: int, seed: int = 0,
@@ -443,6 +475,11 @@ def run_emulated_campaign(target: EmulatedTarget, num_inputs: int, *, cuts: int,
           max_cuts_per_inference=max_cuts_per_inference, max_boots_per_inference=max_boots_per_inference, keep=keep)
     report.seconds = time.monotonic() - t0
     report.probe_boots = backend.probe_boots
+    report.deliveries = sum(backend.deliveries.values())
+    report.duplicate_deliveries = backend.duplicate_deliveries
+    report.delivered_not_durable = backend.not_durable
+    for detail in backend.promise_broken:
+        report.failures.append(Failure("lost-result", -1, -1, detail))
     return report
 
 

@@ -163,7 +163,8 @@ class FlashWear:
                 f"{len(self.erases_per_page)} pages ({layout}), max "
                 f"{self.max_erases_per_page_per_inference:.3g} per page -> lifetime "
                 + (f"{life:,.3g} years at {rate} ({self.endurance:,} cycles per page)" if life is not None
-                   else "not stated (the board file gives no flash endurance)")
+                   else "not stated (the board file gives no flash endurance)" if self.endurance is None
+                   else "unbounded by these inferences (no page erased while they ran)")
                 + f"; measured over {self.inferences} inferences" + ("" if self.exact_period else
                                                                       " (not a whole period: approximate)")
                 + ("" if self.steady_erases is None else
