@@ -245,7 +245,7 @@ static uint32_t record_at(uint32_t off, uint32_t hdr[TX_CKPT_HEADER_WORDS], int 
   if (off % 4u || off + 4u > size) return 0u;
   tx_nvm_read(off, w, 4u);
   if ((w[TX_P_TAG] >> 24) != TX_CKPT_PACK_TAG) {
-    if (!read_at(off, size - off, hdr, check_crc)) return 0u;
+    if (w[0] != TX_CKPT_MAGIC || !read_at(off, size - off, hdr, check_crc)) return 0u;   /* one read: no record */
     return HEADER_BYTES + (hdr[TX_H_PAYLOAD_LEN] + 3u) / 4u * 4u;
   }
   len = w[TX_P_TAG] & TX_CKPT_PACK_MAX_LEN;
