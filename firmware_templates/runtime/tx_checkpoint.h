@@ -123,10 +123,11 @@
 
 /* Number of slots, >= 2. Two are enough for correctness; on flash, more slots used as a ring divide the erases
  * per page (nRF52840: 10,000 cycles) by num_slots / 2. 0: the whole NVM. When it holds three of the largest
- * records it is a log: every page starts a slot, a commit writes its record (whole pages) right after the
- * newest one and wraps to page 0 when the rest is too short for a record of the largest size (so where a commit
- * goes depends on the newest record only), so page erases spread evenly over all pages whatever the records'
- * sizes; otherwise a ring of as many slots as fit (at least 2). */
+ * records it is a log (see "Packed records" above): a checkpoint record starts a page, a small result record is
+ * packed right after the newest record inside its page, and the log wraps to page 0 when the rest is too short
+ * for a record of the largest size, so page erases spread evenly over all pages whatever the records' sizes and
+ * erases per inference = bytes committed per inference / page size; otherwise a ring of as many slots as fit
+ * (at least 2). */
 #ifndef TX_CKPT_SLOTS
 #define TX_CKPT_SLOTS 2u
 #endif
