@@ -151,6 +151,8 @@ class FlashWear:
                 "nvm_region_bytes": self.region_bytes, "slots": self.slots, "nvm_log": self.log,
                 "wear_inferences_measured": self.inferences, "wear_exact_period": self.exact_period,
                 "wear_inferences_per_boot": self.inferences_per_boot,
+                # no page erased by the measured inferences (a lifetime of None then means: not bounded by them)
+                "flash_lifetime_unbounded": self.steady_erases == 0,
                 "flash_region_bytes_for_10_years_at_1hz": self.region_bytes_for(10.0, 1.0),
                 "flash_region_bytes_for_10_years": self.region_bytes_for(10.0, rate_hz)}
 
