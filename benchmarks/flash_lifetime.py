@@ -81,13 +81,15 @@ def main() -> int:
     ap.add_argument("--harvest-configs", default="jit,layer")
     ap.add_argument("--harvest-inferences", type=int, default=20)
     ap.add_argument("--out", type=Path, default=Path("build/flash_lifetime"))
+    ap.add_argument("--region", type=int, default=None, help="bytes of the log under a harvester (default: the "
+                                                             "modes' region, all the flash the image leaves free)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     res: dict = {"run": str(args.run), "modes": [], "harvested": []}
-    for mode in args.modes.split(","):
+    for mode in filter(None, args.modes.split(",")):
         res["modes"].append(campaign(args.run, args.out, mode, args.cuts))
         (args.out / "flash_lifetime.json").write_text(json.dumps(res, indent=1))
-    region = next((m["region_bytes"] for m in res["modes"]), None)
+    region = args.region or next((m["region_bytes"] for m in res["modes"]), None)
     for h in args.harvester:
         for c in args.harvest_configs.split(","):
             res["harvested"].append(harvested(args.run, args.out, h, c, region, args.harvest_inferences))
