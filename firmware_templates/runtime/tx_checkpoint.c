@@ -481,6 +481,14 @@ static void commit(tx_runtime_t *rt, uint32_t s, uint32_t i, uint32_t u, uint32_
   tx_hal_commit_mark(1u);
 #if TX_NVM_ERASE
 #ifndef TX_BROKEN_NO_ERASE
+  if (rt->lazy_pages) {   /* where prepare_slot looked: the boot's first commit goes there (next_base: fresh) */
+    for (k = 0u; k < rt->lazy_pages; k++) {
+      tx_nvm_erase_page(rt->prep_base + k * TX_NVM_PAGE_SIZE);   /* whatever it reads: a cut may have counted words */
+      rt->stats.nvm_pages_prepared++;
+    }
+    rt->prep_pages = rt->lazy_pages;
+    rt->lazy_pages = 0u;
+  }
   for (k = 0u; k < pages; k++) erase_unless_erased(rt, base + k * TX_NVM_PAGE_SIZE);
   /* these pages are written from now on: later commits of this boot check the rest of the prepared range */
   if (base < rt->prep_base + rt->prep_pages * TX_NVM_PAGE_SIZE && rt->prep_base < base + size)
@@ -821,6 +829,12 @@ static void prepare_slot(tx_runtime_t *rt)
     touched = touched_pages(base, pages);
   }
   if (rt->fresh == 1u) rt->fresh = 2u;
+  if (rt->log && !rt->jit) {   /* the boot's first commit erases them (a boot that never commits erases none) */
+    rt->lazy_pages = touched;
+    rt->prep_base = base;
+    rt->prep_pages = 0u;
+    return;
+  }
   n = rt->jit ? pages : touched;
   erase_range(rt, base / TX_NVM_PAGE_SIZE, n, touched);
   rt->prep_base = base;

@@ -55,7 +55,9 @@
  * The first commit of a boot starts on a new page (the pages a commit cut short by the last power failure may
  * have written are erased by the preparation whatever they read): the words after the newest record may hold
  * such a commit (a word may have been counted by the NVMC's nWRITE and still read 0xFF) and are never written
- * again before their page is erased. Later commits of the same boot pack after the newest record (this boot wrote
+ * again before their page is erased (without just-in-time checkpoints that erase is done by the boot's first
+ * commit, not at the start of the boot: a boot cut before it commits erases nothing, which under a harvester is
+ * most boots). Later commits of the same boot pack after the newest record (this boot wrote
  * it, nothing after it was cut short). Where a commit may go depends on the newest record only: right after it,
  * or the next page boundary, or page 0 when the rest from that boundary is too short for a record of the largest
  * size. Boot: the newest record is found by reading each page's first word (its seq when a record starts the page)
@@ -216,6 +218,7 @@ typedef struct {
   uint32_t cur_off, cur_end;  /* a log: NVM offset of the newest record and of the word after it */
   uint32_t cur_packed;        /* the newest record is a packed one (TX_CKPT_PACK_*) */
   uint32_t fresh;             /* a log: 1 until this boot's preparation, 2 until its first commit (see above) */
+  uint32_t lazy_pages;        /* a log without JIT: pages the boot's first commit erases first, whatever they read */
   uint32_t seq;               /* its sequence number */
   /* position of the computation */
   uint32_t input_id;
