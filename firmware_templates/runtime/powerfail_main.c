@@ -8,10 +8,11 @@
  * each boot; no UART input, so the instruction count of a boot does not depend on host timing. Inputs are
  * baked in (tx_pf_inputs.c). With TX_NVM_EMU_SHADOW the commit marks and the committed result also go to the
  * emulated flash's event log (tx_nvm_emu.h), next to the erases and writes. Output lines:
- *   TXBOOT boot=fresh|resumed|done stage=S step=I unit=U
+ *   TXBOOT boot=fresh|resumed|done
+ *   RESULT input=ID exit=E boot=... size=N hex=...    (the delivery; then the power warning of the boot's end)
  *   TXSTAT commits=C nvm_bytes=B units=U nvm_used=N slots=S log=0|1 jit_commits=J erases=E prepared=P skipped=K
+ *          max_payload=M fp=F (the pipeline's fingerprint) deferred=D (deferred results committed)
  *   TXCOMMITS t0-t1,t0-t1,...          SysTick ticks at the start/end of the first commits
- *   RESULT input=ID exit=E boot=... size=N hex=...
  * then the firmware exits with status 0 (semihosting). FAULT line and status 3 on a runtime fatal error. */
 #include <stdint.h>
 #include <string.h>
@@ -38,11 +39,16 @@ extern const uint32_t tx_pf_num_inputs, tx_pf_input_size;
 /* Written by tinyexit/intermittent/emulated.py (EmulatedTarget.mailbox), same layout. mode: TX_CKPT_NONE, LAYERS
    or UNITS, | TX_CKPT_JIT. warn_at_instruction: the power-fail warning (tx_hal_power_warning) is raised once
    the boot's instruction count from reset, tick_origin + SysTick ticks x TX_INSTRUCTIONS_PER_TICK (as
-   nvm_events.py counts), reaches it; 0xFFFFFFFF: never. */
+   nvm_events.py counts), reaches it; 0xFFFFFFFF: never. count: inferences this boot runs one after the other
+   (input ids input_id, input_id + 1, ...: continuous power, one init; 0 counts as 1); the lines are the last one's,
+   TXSTAT's counters those of the whole boot. warmup_id: unless 0xFFFFFFFF, the boot first runs an inference of
+   that id (same input) and drops its result, so that the next commits of the boot pack after its result record
+   (tx_checkpoint.h: a boot's first commit starts a page); granularity none only (it would end a checkpoint's
+   resume). */
 typedef struct {
   uint32_t magic, input_index, input_id, low_energy_units, mode, every;
   int32_t threshold;
-  uint32_t warn_at_instruction, tick_origin;
+  uint32_t warn_at_instruction, tick_origin, count, warmup_id;
 } mailbox_t;
 
 static tx_runtime_t rt;
@@ -113,7 +119,7 @@ int main(void)
   mailbox_t mb;
   tx_granularity_t gran;
   tx_result_t res;
-  uint32_t k;
+  uint32_t k, last_id = 0u;
   int rc;
 
   tx_hal_init();
@@ -146,11 +152,16 @@ int main(void)
   }
   tx_pf_begin();
   rc = tx_runtime_init(&rt, &tx_pipeline, gran);
-  if (rc == TX_OK) {
-    tx_runtime_boot(&rt, mb.input_id, tx_pf_inputs + mb.input_index * tx_pf_input_size);
+  if (rc == TX_OK && mb.warmup_id != 0xFFFFFFFFu) {
+    tx_runtime_boot(&rt, mb.warmup_id, tx_pf_inputs + mb.input_index * tx_pf_input_size);
     rc = tx_runtime_run(&rt, output, sizeof output, &res);
   }
-  if (rc == TX_OK) tx_nvm_emu_log(TX_NVM_EV_RESULT, res.exit_index, res.size);
+  for (k = 0u; rc == TX_OK && (k == 0u || k < mb.count); k++) {
+    last_id = mb.input_id + k;
+    tx_runtime_boot(&rt, last_id, tx_pf_inputs + mb.input_index * tx_pf_input_size);
+    rc = tx_runtime_run(&rt, output, sizeof output, &res);
+    if (rc == TX_OK) tx_nvm_emu_log(TX_NVM_EV_RESULT, res.exit_index, res.size);
+  }
   tx_pf_end();
   if (rc == TX_ERR_NVM_TOO_SMALL) {
     tx_hal_puts("FAULT tinyexit runtime: the board's NVM is too small for two checkpoint slots");
@@ -167,7 +178,23 @@ int main(void)
   }
   tx_hal_puts("TXBOOT boot=");
   tx_hal_puts(boot_name(rt.boot));
-  tx_hal_puts("\nTXSTAT");
+  /* the result is delivered here (a deferred one is not durable yet) */
+  tx_hal_puts("\nRESULT");
+  put_kv("input", last_id);
+  put_kv("exit", res.exit_index);
+  tx_hal_puts(" boot=");
+  tx_hal_puts(boot_name(res.resumed));
+  put_kv("size", res.size);
+  tx_hal_puts(" hex=");
+  for (k = 0u; k < res.size; k++) {
+    tx_hal_putc(hex[(uint8_t)output[k] >> 4]);
+    tx_hal_putc(hex[(uint8_t)output[k] & 0xFu]);
+  }
+  tx_hal_putc('\n');
+  /* the boot ends: the power goes, announced by the warning (just in time's contract): a deferred result is
+     committed now (TX_CKPT_DEFER_RESULTS; nothing otherwise) */
+  tx_runtime_power_warning(&rt);
+  tx_hal_puts("TXSTAT");
   put_kv("commits", rt.stats.commits);
   put_kv("nvm_bytes", rt.stats.nvm_bytes_written);
   put_kv("units", rt.stats.units_run);
@@ -178,23 +205,15 @@ int main(void)
   put_kv("erases", rt.stats.nvm_pages_erased);
   put_kv("prepared", rt.stats.nvm_pages_prepared);
   put_kv("skipped", rt.stats.nvm_pages_skipped);
+  put_kv("max_payload", rt.max_payload);
+  put_kv("fp", rt.fingerprint);
+  put_kv("deferred", rt.stats.deferred_commits);
   tx_hal_puts("\nTXCOMMITS ");
   for (k = 0u; k + 1u < num_marks; k += 2u) {
     put_u32(marks[k]);
     tx_hal_putc('-');
     put_u32(marks[k + 1u]);
     tx_hal_putc(',');
-  }
-  tx_hal_puts("\nRESULT");
-  put_kv("input", mb.input_id);
-  put_kv("exit", res.exit_index);
-  tx_hal_puts(" boot=");
-  tx_hal_puts(boot_name(res.resumed));
-  put_kv("size", res.size);
-  tx_hal_puts(" hex=");
-  for (k = 0u; k < res.size; k++) {
-    tx_hal_putc(hex[(uint8_t)output[k] >> 4]);
-    tx_hal_putc(hex[(uint8_t)output[k] & 0xFu]);
   }
   tx_hal_putc('\n');
   tx_hal_exit(0);

@@ -192,14 +192,12 @@ static uint32_t max_payload(const tx_pipeline_t *p)
 
 static int seq_newer(uint32_t a, uint32_t b) { return (int32_t)(a - b) > 0; }
 
-/* Reads slot `slot`'s header; returns 1 when the slot is valid (magic, length, and, with check_crc, the CRC
- * over header and payload). */
-static int read_slot(const tx_runtime_t *rt, uint32_t slot, uint32_t hdr[TX_CKPT_HEADER_WORDS], int check_crc)
+/* Reads the full record header at NVM offset `base` (at most `room` bytes for the record); returns 1 when it is valid
+ * (magic, length, and, with check_crc, the CRC over header and payload). */
+static int read_at(uint32_t base, uint32_t room, uint32_t hdr[TX_CKPT_HEADER_WORDS], int check_crc)
 {
-  uint32_t base = slot * rt->slot_size;
-  const uint32_t room = rt->log ? tx_nvm_size() - base : rt->slot_size;   /* a log record may span pages */
   tx_nvm_read(base, hdr, 4u);   /* the magic first: most pages of a log hold no header */
-  if (hdr[TX_H_MAGIC] != TX_CKPT_MAGIC) return 0;
+  if (hdr[TX_H_MAGIC] != TX_CKPT_MAGIC || room < HEADER_BYTES) return 0;
   tx_nvm_read(base + 4u, hdr + 1, HEADER_BYTES - 4u);
   if (hdr[TX_H_VERSION] != TX_CKPT_VERSION) return 0;
   if (hdr[TX_H_PAYLOAD_LEN] > room - HEADER_BYTES) return 0;
@@ -221,6 +219,69 @@ static int read_slot(const tx_runtime_t *rt, uint32_t slot, uint32_t hdr[TX_CKPT
   }
 #endif
   return 1;
+}
+
+/* Reads slot `slot`'s header (a ring: the record at the slot's start); see read_at. */
+static int read_slot(const tx_runtime_t *rt, uint32_t slot, uint32_t hdr[TX_CKPT_HEADER_WORDS], int check_crc)
+{
+  return read_at(slot * rt->slot_size, rt->slot_size, hdr, check_crc);
+}
+
+#define PACK_HEADER_BYTES (TX_CKPT_PACK_HEADER_WORDS * 4u)
+#define PACKED_STAGE 0xFFFFFFFFu   /* TX_H_STAGE of a packed record read into the full layout (it holds no stage) */
+
+/* Bytes of a packed record with `len` payload bytes (header, payload in whole words, CRC). */
+static uint32_t pack_bytes(uint32_t len) { return PACK_HEADER_BYTES + (len + 3u) / 4u * 4u + 4u; }
+
+static uint32_t page_ceil(uint32_t off) { return (off + TX_NVM_PAGE_SIZE - 1u) / TX_NVM_PAGE_SIZE * TX_NVM_PAGE_SIZE; }
+
+/* A log: the record (full or packed) at NVM offset `off`, its header in the full layout (a packed one's fields
+ * mapped, TX_H_STAGE = PACKED_STAGE, TX_H_FINGERPRINT = `fingerprint`, its CRC's seed); returns its size in bytes (whole words), 0 when none is valid there (with
+ * check_crc: also its CRC). A packed record lies inside one page. */
+static uint32_t record_at(uint32_t off, uint32_t hdr[TX_CKPT_HEADER_WORDS], int check_crc, uint32_t fingerprint)
+{
+  const uint32_t size = tx_nvm_size();
+  uint32_t w[TX_CKPT_PACK_HEADER_WORDS], len, n;
+  if (off % 4u || off + 4u > size) return 0u;
+  tx_nvm_read(off, w, 4u);
+  if ((w[TX_P_TAG] >> 24) != TX_CKPT_PACK_TAG) {
+    if (w[0] != TX_CKPT_MAGIC || !read_at(off, size - off, hdr, check_crc)) return 0u;   /* one read: no record */
+    return HEADER_BYTES + (hdr[TX_H_PAYLOAD_LEN] + 3u) / 4u * 4u;
+  }
+  len = w[TX_P_TAG] & TX_CKPT_PACK_MAX_LEN;
+  n = pack_bytes(len);
+  if (off / TX_NVM_PAGE_SIZE != (off + n - 1u) / TX_NVM_PAGE_SIZE || off + n > size) return 0u;
+  tx_nvm_read(off + 4u, w + 1, PACK_HEADER_BYTES - 4u);
+  memset(hdr, 0, TX_CKPT_HEADER_WORDS * 4u);
+  hdr[TX_H_MAGIC] = TX_CKPT_MAGIC;
+  hdr[TX_H_VERSION] = TX_CKPT_VERSION;
+  hdr[TX_H_SEQ] = w[TX_P_SEQ];
+  hdr[TX_H_FINGERPRINT] = fingerprint;   /* in its CRC: true of a record whose CRC was checked */
+  hdr[TX_H_INPUT_ID] = w[TX_P_INPUT_ID];
+  hdr[TX_H_STAGE] = PACKED_STAGE;
+  hdr[TX_H_FLAGS] = (w[TX_P_TAG] >> 20) & 0xFu;
+  hdr[TX_H_EXIT] = (w[TX_P_TAG] >> 12) & 0xFFu;
+  hdr[TX_H_PAYLOAD_LEN] = len;
+  hdr[TX_H_LOW_MARK] = 0xFFFFFFFFu;
+  tx_nvm_read(off + n - 4u, &hdr[TX_H_CRC], 4u);
+#ifdef TX_BROKEN_NO_CRC
+  (void)check_crc;
+#else
+  if (check_crc) {
+    uint8_t chunk[64];
+    uint32_t crc = tx_crc32(tx_crc32(0u, &fingerprint, 4u), w, PACK_HEADER_BYTES), p = off + PACK_HEADER_BYTES;
+    uint32_t left = len;
+    while (left > 0u) {
+      uint32_t k = left < sizeof chunk ? left : (uint32_t)sizeof chunk;
+      tx_nvm_read(p, chunk, k);
+      crc = tx_crc32(crc, chunk, k);
+      p += k;
+      left -= k;
+    }
+    if (crc != hdr[TX_H_CRC]) return 0u;
+  }
+#endif
+  return n;
 }
 
 /* Writes nwords words at NVM offset `off`, into erased words. On flash the words equal to 0xFFFFFFFF are not
@@ -295,30 +356,49 @@ static void reader_get(void *ctx, int8_t *ram, uint32_t len)
   r->off += len;
 }
 
-/* The slot the next commit of a record of `pages` pages writes. */
-static uint32_t next_slot(const tx_runtime_t *rt, uint32_t pages)
+/* Bytes of a record of the largest size (whole pages): a log wraps when the rest is shorter. */
+static uint32_t largest_bytes(const tx_runtime_t *rt) { return page_ceil(HEADER_BYTES + rt->max_payload); }
+
+/* NVM offset of the next commit: a full record (`packed` 0) or a packed one of `packed` bytes.
+ * A ring: the slot after the newest valid one (with two slots "the other one", with more the oldest: a ring
+ * spreads the erases of flash over num_slots slots). A log: right after the newest record (a packed record of a
+ * boot that already committed, when it fits inside that record's page), else the next page boundary, or page 0
+ * when the rest from there is too short for a record of the largest size (whatever this one's size: where a full
+ * record goes, and so where one cut short went, depends on the newest record only; prepare_slot relies on it; a
+ * packed one cut short lies in the newest record's page, never written again). The newest record then lies at or
+ * past the largest record's size (the NVM holds three of them), so it stays. */
+static uint32_t next_base(const tx_runtime_t *rt, uint32_t packed)
 {
-  uint32_t slot;
 #ifdef TX_BROKEN_SINGLE_SLOT
-  (void)rt; (void)pages;
-  slot = 0u;
+  (void)rt; (void)packed;
+  return 0u;
 #else
   if (rt->log) {
-    /* a log (slots are pages): right after the newest record, or from page 0 when the rest is too short for a
-       record of the largest size (whatever this one's size: where the next commit goes, and so where one cut
-       short went, depends on the newest record only; prepare_slot relies on it); the newest record then lies at
-       or past the largest record's pages (the NVM holds three of them), so it stays */
-    const uint32_t largest = (HEADER_BYTES + rt->max_payload + TX_NVM_PAGE_SIZE - 1u) / TX_NVM_PAGE_SIZE;
-    (void)pages;
-    slot = rt->cur_slot < 0 ? 0u : (uint32_t)rt->cur_slot + rt->cur_pages;
-    if (slot + largest > rt->num_slots) slot = 0u;
-  } else {
-    /* the slot after the newest valid one: with two slots "the other one", with more the oldest (a ring
-       spreads the erases of flash over num_slots slots) */
-    slot = rt->cur_slot < 0 ? 0u : ((uint32_t)rt->cur_slot + 1u) % rt->num_slots;
-  }
+#ifdef TX_BROKEN_PACK_FRESH
+    const uint32_t fresh = 0u;   /* broken on purpose: a boot's first commit packs into words a cut may have counted */
+#else
+    const uint32_t fresh = rt->fresh;
 #endif
-  return slot;
+    uint32_t aligned;
+    if (rt->cur_slot < 0) return 0u;
+    if (packed && !fresh && rt->cur_end / TX_NVM_PAGE_SIZE == (rt->cur_end + packed - 1u) / TX_NVM_PAGE_SIZE)
+      return rt->cur_end;   /* inside the newest record's page, which no later boot writes again */
+    aligned = page_ceil(rt->cur_end);
+    return aligned + largest_bytes(rt) > rt->num_slots * TX_NVM_PAGE_SIZE ? 0u : aligned;
+  }
+  return (rt->cur_slot < 0 ? 0u : ((uint32_t)rt->cur_slot + 1u) % rt->num_slots) * rt->slot_size;
+#endif
+}
+
+/* NVM offset of the newest record and of its payload. */
+static uint32_t cur_base(const tx_runtime_t *rt)
+{
+  return rt->log ? rt->cur_off : (uint32_t)rt->cur_slot * rt->slot_size;
+}
+
+static uint32_t cur_payload(const tx_runtime_t *rt)
+{
+  return cur_base(rt) + (rt->cur_packed ? PACK_HEADER_BYTES : HEADER_BYTES);
 }
 
 #if TX_NVM_ERASE && !defined(TX_BROKEN_NO_ERASE)
@@ -352,20 +432,36 @@ static void erase_unless_erased(tx_runtime_t *rt, uint32_t off)
 }
 #endif
 
+/* Whether a result of `len` bytes from exit `exit_index` is committed as a packed record (a log on flash). */
+static int packs(const tx_runtime_t *rt, uint32_t flags, uint32_t exit_index, uint32_t len)
+{
+#if TX_NVM_ERASE
+  return rt->log && (flags & TX_CKPT_FLAG_DONE) && len <= TX_CKPT_PACK_MAX_LEN && exit_index <= 0xFFu &&
+         pack_bytes(len) <= TX_NVM_PAGE_SIZE;
+#else
+  (void)rt; (void)flags; (void)exit_index; (void)len;
+  return 0;   /* without erase a log keeps page-aligned records (an old record is invalidated at its CRC word) */
+#endif
+}
+
 /* Commits position (s, i, u), or with TX_CKPT_FLAG_DONE the result `data` of exit `exit_index`.
- * Order: erase the target slot, header without CRC, payload, CRC word last. Until the CRC word lands the
- * target slot is invalid and the other slot (the previous checkpoint) stays the newest valid one. */
+ * Order: erase the target pages (a packed record inside the current page erases none), header without CRC,
+ * payload, CRC word last. Until the CRC word lands the target is invalid and the previous checkpoint stays the
+ * newest valid one. */
 static void commit(tx_runtime_t *rt, uint32_t s, uint32_t i, uint32_t u, uint32_t flags, uint32_t exit_index,
                    const int8_t *data, uint32_t data_len)
 {
   uint32_t hdr[TX_CKPT_HEADER_WORDS];
   writer_t w;
-  uint32_t slot, base, len, pages, k;
+  uint32_t base, len, size, pages, k, packed;
   if (!CKPT_ON(rt->gran.mode)) return;   /* checkpointing off: nothing goes to NVM */
   len = (flags & TX_CKPT_FLAG_DONE) ? data_len : for_each_piece(rt->p, s, i, u, 0, 0);
-  pages = (HEADER_BYTES + len + TX_NVM_PAGE_SIZE - 1u) / TX_NVM_PAGE_SIZE;
-  slot = next_slot(rt, pages);
-  base = slot * rt->slot_size;
+  flags |= rt->low_energy ? TX_CKPT_FLAG_LOW_ENERGY : 0u;
+  packed = (uint32_t)packs(rt, flags, exit_index, len);
+  size = packed ? pack_bytes(len) : HEADER_BYTES + (len + 3u) / 4u * 4u;
+  base = next_base(rt, packed ? size : 0u);
+  /* pages to erase: those the record starts (a packed record after the newest one starts none) */
+  pages = base % TX_NVM_PAGE_SIZE ? 0u : (size + TX_NVM_PAGE_SIZE - 1u) / TX_NVM_PAGE_SIZE;
   memset(hdr, 0, sizeof hdr);
   hdr[TX_H_MAGIC] = TX_CKPT_MAGIC;
   hdr[TX_H_VERSION] = TX_CKPT_VERSION;
@@ -375,7 +471,7 @@ static void commit(tx_runtime_t *rt, uint32_t s, uint32_t i, uint32_t u, uint32_
   hdr[TX_H_STAGE] = s;
   hdr[TX_H_STEP] = i;
   hdr[TX_H_UNIT] = u;
-  hdr[TX_H_FLAGS] = flags | (rt->low_energy ? TX_CKPT_FLAG_LOW_ENERGY : 0u);
+  hdr[TX_H_FLAGS] = flags;
   /* unfinished checkpoints record the answering point once the shared branch has decided it */
   hdr[TX_H_EXIT] = (flags & TX_CKPT_FLAG_DONE) ? exit_index : rt->answer;
   hdr[TX_H_PAYLOAD_LEN] = len;
@@ -385,37 +481,56 @@ static void commit(tx_runtime_t *rt, uint32_t s, uint32_t i, uint32_t u, uint32_
   tx_hal_commit_mark(1u);
 #if TX_NVM_ERASE
 #ifndef TX_BROKEN_NO_ERASE
+  if (rt->lazy_pages) {   /* where prepare_slot looked: the boot's first commit goes there (next_base: fresh) */
+    for (k = 0u; k < rt->lazy_pages; k++) {
+      tx_nvm_erase_page(rt->prep_base + k * TX_NVM_PAGE_SIZE);   /* whatever it reads: a cut may have counted words */
+      rt->stats.nvm_pages_prepared++;
+    }
+    rt->prep_pages = rt->lazy_pages;
+    rt->lazy_pages = 0u;
+  }
   for (k = 0u; k < pages; k++) erase_unless_erased(rt, base + k * TX_NVM_PAGE_SIZE);
   /* these pages are written from now on: later commits of this boot check the rest of the prepared range */
-  if (base < rt->prep_base + rt->prep_pages * TX_NVM_PAGE_SIZE && rt->prep_base < base + pages * TX_NVM_PAGE_SIZE)
+  if (base < rt->prep_base + rt->prep_pages * TX_NVM_PAGE_SIZE && rt->prep_base < base + size)
     rt->prep_pages = 0u;
 #else
-  (void)k;
+  (void)k; (void)pages;
 #endif
-  (void)pages;
 #else
-  (void)k;
+  (void)k; (void)pages;
   {
     const uint32_t invalid = 0xFFFFFFFFu;   /* no erase: the old record here is invalidated first */
     tx_nvm_write_words(base + HEADER_BYTES - 4u, &invalid, 1u);
   }
 #endif
-  /* the header without its CRC (on flash LOW_MARK and CRC stay erased; without erase LOW_MARK is written) */
-  program(base, hdr, TX_NVM_ERASE ? TX_CKPT_CRC_WORDS : TX_CKPT_CRC_WORDS + 1u);
-
   memset(&w, 0, sizeof w);
-  w.off = base + HEADER_BYTES;
-  w.crc = tx_crc32(0u, hdr, CRC_HEADER_BYTES);
+  if (packed) {
+    uint32_t ph[TX_CKPT_PACK_HEADER_WORDS];
+    ph[TX_P_TAG] = TX_CKPT_PACK_TAG << 24 | (flags & 0xFu) << 20 | exit_index << 12 | len;
+    ph[TX_P_SEQ] = hdr[TX_H_SEQ];
+    ph[TX_P_INPUT_ID] = rt->input_id;
+    program(base, ph, TX_CKPT_PACK_HEADER_WORDS);
+    w.off = base + PACK_HEADER_BYTES;
+    w.crc = tx_crc32(tx_crc32(0u, &rt->fingerprint, 4u), ph, PACK_HEADER_BYTES);
+  } else {
+    /* the header without its CRC (on flash LOW_MARK and CRC stay erased; without erase LOW_MARK is written) */
+    program(base, hdr, TX_NVM_ERASE ? TX_CKPT_CRC_WORDS : TX_CKPT_CRC_WORDS + 1u);
+    w.off = base + HEADER_BYTES;
+    w.crc = tx_crc32(0u, hdr, CRC_HEADER_BYTES);
+  }
   if (flags & TX_CKPT_FLAG_DONE) writer_put(&w, (int8_t *)(uintptr_t)data, data_len);
   else for_each_piece(rt->p, s, i, u, writer_put, &w);
   writer_flush(&w);
 
   hdr[TX_H_CRC] = w.crc;
-  program(base + HEADER_BYTES - 4u, &hdr[TX_H_CRC], 1u);   /* the commit point */
+  program(packed ? base + size - 4u : base + HEADER_BYTES - 4u, &hdr[TX_H_CRC], 1u);   /* the commit point */
   tx_hal_commit_mark(0u);
 
-  rt->cur_slot = (int32_t)slot;
-  rt->cur_pages = pages;
+  rt->cur_slot = (int32_t)(base / (rt->log ? TX_NVM_PAGE_SIZE : rt->slot_size));
+  rt->cur_off = base;
+  rt->cur_end = base + size;
+  rt->cur_packed = packed;
+  rt->fresh = 0u;                /* this boot wrote the newest record: nothing after it was cut short */
   rt->seq = hdr[TX_H_SEQ];
   rt->cur_in_progress = (flags & TX_CKPT_FLAG_DONE) ? 0u : 1u;
   rt->cur_stage = s;
@@ -423,10 +538,67 @@ static void commit(tx_runtime_t *rt, uint32_t s, uint32_t i, uint32_t u, uint32_
   rt->cur_unit = u;
   rt->low_pending = 0u;          /* the header carries the flag from now on */
   rt->stats.commits++;
-  rt->stats.nvm_bytes_written += HEADER_BYTES + w.written;
+  rt->stats.nvm_bytes_written += (packed ? PACK_HEADER_BYTES + 4u : HEADER_BYTES) + w.written;
 }
 
 /* ---------------------------------------------------------------- API */
+
+static void set_newest(tx_runtime_t *rt, uint32_t off, uint32_t size, const uint32_t *hdr)
+{
+  rt->cur_slot = (int32_t)(off / (rt->log ? TX_NVM_PAGE_SIZE : rt->slot_size));
+  rt->cur_off = off;
+  rt->cur_end = off + size;
+  rt->cur_packed = hdr[TX_H_STAGE] == PACKED_STAGE;
+  rt->seq = hdr[TX_H_SEQ];
+}
+
+/* A log: the newest valid record (tx_checkpoint.h, packed records): the newest record starting a page (by seq),
+ * then the chain of records after it (each right after the one before, seq increasing); its last one, or when
+ * that is torn the one before it. A page start whose chain holds no valid record is dropped and the next newest
+ * page start tried. */
+static void find_newest_in_log(tx_runtime_t *rt)
+{
+  uint32_t hdr[TX_CKPT_HEADER_WORDS], rejected[(TX_CKPT_MAX_SLOTS + 31u) / 32u];
+  const uint32_t end = rt->num_slots * TX_NVM_PAGE_SIZE;
+  memset(rejected, 0, sizeof rejected);
+  for (;;) {
+    int32_t best = -1;
+    uint32_t best_seq = 0u, page, off, n, prev = 0u, prev_n = 0u, seq;
+    for (page = 0u; page < rt->num_slots; page++) {
+      if ((rejected[page / 32u] >> (page % 32u)) & 1u) continue;
+      if (!record_at(page * TX_NVM_PAGE_SIZE, hdr, 0, rt->fingerprint) ||
+          (best >= 0 && !seq_newer(hdr[TX_H_SEQ], best_seq)))
+        continue;
+      best = (int32_t)page;
+      best_seq = hdr[TX_H_SEQ];
+    }
+    if (best < 0) return;
+    off = (uint32_t)best * TX_NVM_PAGE_SIZE;
+    n = record_at(off, hdr, 0, rt->fingerprint);
+    seq = best_seq;
+    for (;;) {
+      const uint32_t next = off + n;
+      uint32_t m;
+      if (next >= end) break;
+      m = record_at(next, hdr, 0, rt->fingerprint);
+      if (!m || !seq_newer(hdr[TX_H_SEQ], seq)) break;
+      prev = off;
+      prev_n = n;
+      off = next;
+      n = m;
+      seq = hdr[TX_H_SEQ];
+    }
+    if (record_at(off, hdr, 1, rt->fingerprint)) {
+      set_newest(rt, off, n, hdr);
+      return;
+    }
+    if (prev_n && record_at(prev, hdr, 1, rt->fingerprint)) {
+      set_newest(rt, prev, prev_n, hdr);
+      return;
+    }
+    rejected[(uint32_t)best / 32u] |= 1u << ((uint32_t)best % 32u);
+  }
+}
 
 int tx_runtime_init(tx_runtime_t *rt, const tx_pipeline_t *p, tx_granularity_t gran)
 {
@@ -449,10 +621,15 @@ int tx_runtime_init(tx_runtime_t *rt, const tx_pipeline_t *p, tx_granularity_t g
   if (TX_CKPT_SLOTS == 0u && tx_nvm_size() / rt->slot_size >= 3u) {
     rt->log = 1u;   /* the whole NVM as a log of page-aligned records: see TX_CKPT_SLOTS */
     rt->slot_size = TX_NVM_PAGE_SIZE;
+    rt->fresh = 1u;
   }
   rt->num_slots = TX_CKPT_SLOTS ? TX_CKPT_SLOTS : tx_nvm_size() / rt->slot_size;
   if (rt->num_slots > TX_CKPT_MAX_SLOTS) rt->num_slots = TX_CKPT_MAX_SLOTS;
   if (rt->num_slots < 2u || tx_nvm_size() / rt->slot_size < rt->num_slots) return TX_ERR_NVM_TOO_SMALL;
+  if (rt->log) {
+    find_newest_in_log(rt);
+    return TX_OK;
+  }
   /* The newest valid slot: the newest candidate by header, its CRC checked; when that fails (a torn commit)
      the next newest. A ring of many slots costs one CRC pass per boot, not one per slot. */
   memset(rejected, 0, sizeof rejected);
@@ -467,9 +644,7 @@ int tx_runtime_init(tx_runtime_t *rt, const tx_pipeline_t *p, tx_granularity_t g
     }
     if (best < 0) break;
     if (read_slot(rt, (uint32_t)best, hdr, 1)) {
-      rt->cur_slot = best;
-      rt->cur_pages = (HEADER_BYTES + hdr[TX_H_PAYLOAD_LEN] + TX_NVM_PAGE_SIZE - 1u) / TX_NVM_PAGE_SIZE;
-      rt->seq = best_seq;
+      set_newest(rt, (uint32_t)best * rt->slot_size, HEADER_BYTES + hdr[TX_H_PAYLOAD_LEN], hdr);
       break;
     }
     rejected[(uint32_t)best / 32u] |= 1u << ((uint32_t)best % 32u);
@@ -486,6 +661,7 @@ static int position_ok(const tx_runtime_t *rt, const uint32_t *hdr)
   const tx_pipeline_t *p = rt->p;
   uint32_t s = hdr[TX_H_STAGE], i = hdr[TX_H_STEP], u = hdr[TX_H_UNIT];
   const tx_model_t *m;
+  if (s == PACKED_STAGE) return (hdr[TX_H_FLAGS] & TX_CKPT_FLAG_DONE) && hdr[TX_H_PAYLOAD_LEN] <= rt->max_payload;
   if (s >= p->num_stages) return 0;
   m = p->stages[s].model;
   if (hdr[TX_H_FLAGS] & TX_CKPT_FLAG_DONE) return hdr[TX_H_PAYLOAD_LEN] == m->output_size;
@@ -502,16 +678,25 @@ int tx_runtime_boot(tx_runtime_t *rt, uint32_t input_id, const int8_t *input)
   rt->input = input;
   rt->stage = rt->step = rt->unit = 0u;
   rt->low_energy = rt->low_pending = rt->cur_in_progress = rt->answer = 0u;
-  rt->warn_latched = rt->jit_pending = rt->prep_pages = 0u;   /* RAM: a new boot, a new warning episode */
+  /* a new inference, a new warning episode (the pages prepared since init stay trusted: nothing wrote them) */
+  rt->warn_latched = rt->jit_pending = rt->done_in_ram = 0u;
   rt->boot = TX_BOOT_FRESH;
   /* RAM is lost at a power failure: the vector starts empty (every slice = zero point); a resume then
      restores it from the checkpoint */
   if (rt->p->vector) memset(rt->p->vector, (int)rt->p->vector_zero_point, rt->p->vector_size);
+  if (CKPT_ON(rt->gran.mode) && rt->deferred && rt->deferred_id == input_id) {
+    rt->done_exit = rt->deferred_exit;   /* delivered, not yet durable: the same result again */
+    rt->done_size = rt->deferred_size;
+    rt->done_in_ram = 1u;
+    rt->boot = TX_BOOT_DONE;
+    return (int)rt->boot;
+  }
   if (!CKPT_ON(rt->gran.mode) || rt->cur_slot < 0) return (int)rt->boot;
-  tx_nvm_read((uint32_t)rt->cur_slot * rt->slot_size, hdr, HEADER_BYTES);
+  if (rt->log) record_at(rt->cur_off, hdr, 0, rt->fingerprint);
+  else tx_nvm_read(cur_base(rt), hdr, HEADER_BYTES);
   if (hdr[TX_H_FINGERPRINT] != rt->fingerprint || hdr[TX_H_INPUT_ID] != input_id || !position_ok(rt, hdr))
     return (int)rt->boot;
-  rt->stage = hdr[TX_H_STAGE];
+  rt->stage = hdr[TX_H_STAGE] == PACKED_STAGE ? 0u : hdr[TX_H_STAGE];
   rt->low_energy = ((hdr[TX_H_FLAGS] & TX_CKPT_FLAG_LOW_ENERGY) || hdr[TX_H_LOW_MARK] != 0xFFFFFFFFu) ? 1u : 0u;
   if (hdr[TX_H_FLAGS] & TX_CKPT_FLAG_DONE) {
     rt->done_exit = hdr[TX_H_EXIT];
@@ -522,7 +707,7 @@ int tx_runtime_boot(tx_runtime_t *rt, uint32_t input_id, const int8_t *input)
     rt->step = hdr[TX_H_STEP];
     rt->unit = hdr[TX_H_UNIT];
     rt->answer = hdr[TX_H_EXIT];
-    r.off = (uint32_t)rt->cur_slot * rt->slot_size + HEADER_BYTES;
+    r.off = cur_payload(rt);
     for_each_piece(rt->p, rt->stage, rt->step, rt->unit, reader_get, &r);
     rt->cur_in_progress = 1u;
     rt->cur_stage = rt->stage;
@@ -542,6 +727,27 @@ static void poll_energy(tx_runtime_t *rt)
 #endif
 }
 
+/* Commits the deferred result (tx_checkpoint.h), if one waits: its own input id and low-energy flag; the state
+ * of the inference going on (low energy not yet durable) is kept. */
+static void commit_deferred(tx_runtime_t *rt)
+{
+  const uint32_t id = rt->input_id, low = rt->low_energy, pending = rt->low_pending;
+  if (!rt->deferred) return;
+  rt->input_id = rt->deferred_id;
+  rt->low_energy = rt->deferred_low;
+  commit(rt, 0u, 0u, 0u, TX_CKPT_FLAG_DONE, rt->deferred_exit, rt->deferred_data, rt->deferred_size);
+  rt->input_id = id;
+  rt->low_energy = low;
+  rt->low_pending = pending;
+  rt->deferred = 0u;
+  rt->stats.deferred_commits++;
+}
+
+void tx_runtime_power_warning(tx_runtime_t *rt)
+{
+  if (CKPT_ON(rt->gran.mode)) commit_deferred(rt);
+}
+
 /* Just-in-time checkpointing: a warning seen by a poll opens an episode (its commit is pending); a poll without
  * it closes the episode, so the next warning commits again (tx_checkpoint.h). */
 static void poll_warning(tx_runtime_t *rt)
@@ -554,6 +760,7 @@ static void poll_warning(tx_runtime_t *rt)
     rt->warn_latched = 0u;
   } else if (!rt->warn_latched) {
     rt->warn_latched = rt->jit_pending = 1u;
+    commit_deferred(rt);   /* first: the delivered result; the position follows at the next unit boundary */
   }
 #ifdef TX_BROKEN_JIT_NO_LATCH
   else rt->jit_pending = 1u;   /* broken on purpose: every poll during the episode commits */
@@ -600,21 +807,38 @@ static void erase_range(tx_runtime_t *rt, uint32_t first, uint32_t n, uint32_t t
 }
 #endif
 
-/* Prepares the slot of the next commit while energy is plentiful. Always: the pages a commit cut short by the last
+/* Prepares the slot of the next commit while energy is plentiful. The pages a commit cut short by the last
  * power failure may have written are erased whatever they read (touched_pages: such a word may read 0xFF yet count
- * against the NVMC's nWRITE, as the emulated flash counts it); that commit went where the next one goes (next_slot:
- * it depends on the newest valid record only). Just in time (rt->jit): also the rest of a record as large as the largest (only pages
- * that do not read erased), so that a JIT commit only writes. The prepared pages are trusted erased by this boot's
- * commits until one writes them (commit). */
+ * against the NVMC's nWRITE, as the emulated flash counts it); that commit went where the next full record goes
+ * (next_base: it depends on the newest valid record only; a packed one cut short inside the newest record's page
+ * is never written over, tx_checkpoint.h). A ring does so at every run; a log once per boot (later commits of the
+ * boot follow records it wrote itself). Just in time (rt->jit): also the rest of a record as large as the largest
+ * (only pages that do not read erased), so that a JIT commit only writes. The prepared pages are trusted erased by
+ * this boot's commits until one writes them (commit). */
 static void prepare_slot(tx_runtime_t *rt)
 {
 #if TX_NVM_ERASE && !defined(TX_BROKEN_NO_ERASE) && !defined(TX_CKPT_OFF_ONLY)
-  const uint32_t pages = (HEADER_BYTES + rt->max_payload + TX_NVM_PAGE_SIZE - 1u) / TX_NVM_PAGE_SIZE;
-  const uint32_t slot = next_slot(rt, pages), base = slot * rt->slot_size;
-  const uint32_t touched = touched_pages(base, pages);
-  erase_range(rt, base / TX_NVM_PAGE_SIZE, rt->jit ? pages : touched, touched);
+  const uint32_t pages = largest_bytes(rt) / TX_NVM_PAGE_SIZE;
+  const uint32_t base = next_base(rt, 0u);
+  uint32_t touched, n;
+  if (rt->log && rt->fresh != 1u) {
+    touched = 0u;
+    /* nothing was cut short; a range this boot prepared and no commit wrote is still erased */
+    if (!rt->jit || (rt->prep_base == base && rt->prep_pages >= pages)) return;
+  } else {
+    touched = touched_pages(base, pages);
+  }
+  if (rt->fresh == 1u) rt->fresh = 2u;
+  if (rt->log && !rt->jit) {   /* the boot's first commit erases them (a boot that never commits erases none) */
+    rt->lazy_pages = touched;
+    rt->prep_base = base;
+    rt->prep_pages = 0u;
+    return;
+  }
+  n = rt->jit ? pages : touched;
+  erase_range(rt, base / TX_NVM_PAGE_SIZE, n, touched);
   rt->prep_base = base;
-  rt->prep_pages = rt->jit ? pages : touched;
+  rt->prep_pages = n;
 #else
   (void)rt;
 #endif
@@ -637,7 +861,7 @@ static void persist_low(tx_runtime_t *rt, uint32_t at_boundary)
   if (rt->cur_in_progress) {
     const uint32_t mark = 0u;
     tx_hal_commit_mark(1u);
-    tx_nvm_write_words((uint32_t)rt->cur_slot * rt->slot_size + TX_H_LOW_MARK * 4u, &mark, 1u);
+    tx_nvm_write_words(cur_base(rt) + TX_H_LOW_MARK * 4u, &mark, 1u);   /* an unfinished record is a full one */
     tx_hal_commit_mark(0u);
     rt->stats.low_marks++;
     rt->low_pending = 0u;
@@ -658,7 +882,17 @@ static int finish(tx_runtime_t *rt, uint32_t exit_index, const int8_t *data, uin
                   uint32_t output_cap, tx_result_t *result)
 {
   if (output ? size > output_cap : rt->gran.mode != TX_CKPT_OFF) return TX_ERR_OUTPUT;
-  commit(rt, rt->stage, 0u, 0u, TX_CKPT_FLAG_DONE, exit_index, data, size);
+  rt->deferred = 0u;   /* a result waiting for the warning is superseded by this one (delivered after it) */
+  if (TX_CKPT_DEFER_RESULTS && rt->jit && !rt->warn_latched && size <= TX_CKPT_DEFER_MAX) {
+    memcpy(rt->deferred_data, data, size);
+    rt->deferred = 1u;
+    rt->deferred_id = rt->input_id;
+    rt->deferred_exit = exit_index;
+    rt->deferred_size = size;
+    rt->deferred_low = rt->low_energy;
+  } else {
+    commit(rt, rt->stage, 0u, 0u, TX_CKPT_FLAG_DONE, exit_index, data, size);
+  }
   if (output) memcpy(output, data, size);
   result->exit_index = exit_index;
   result->size = size;
@@ -675,7 +909,8 @@ int tx_runtime_run(tx_runtime_t *rt, int8_t *output, uint32_t output_cap, tx_res
 
   if (CKPT_ON(mode) && rt->boot == TX_BOOT_DONE) {
     if (!output || rt->done_size > output_cap) return TX_ERR_OUTPUT;
-    tx_nvm_read((uint32_t)rt->cur_slot * rt->slot_size + HEADER_BYTES, output, rt->done_size);
+    if (rt->done_in_ram) memcpy(output, rt->deferred_data, rt->done_size);
+    else tx_nvm_read(cur_payload(rt), output, rt->done_size);
     result->exit_index = rt->done_exit;
     result->size = rt->done_size;
     result->resumed = rt->boot;

@@ -24,6 +24,8 @@
  *   TX_BROKEN_JIT_NO_LATCH just-in-time: commits at every poll while the warning lasts (not once per episode)
  *   TX_BROKEN_TRUST_FIRST_WORD  a page counts as erased when its first word reads 0xFFFFFFFF (a half-erased
  *                          page is written without an erase)
+ *   TX_BROKEN_PACK_FRESH   a log: a boot's first commit packs a result right after the newest record (into words a
+ *                          commit cut short may have counted against nWRITE)
  *
  * Just-in-time checkpointing (granularity mode | TX_CKPT_JIT): tx_hal_power_warning() is polled at every unit
  * boundary (where tx_hal_low_energy() is). The first poll that sees it latches the episode and the current
@@ -44,6 +46,36 @@
  * already is after an erase), so such a page holds no programmed word. The page erases so saved are counted
  * (stats.nvm_pages_skipped). Caveat for real flash: an erase cut short may leave cells that read 1 without being
  * fully erased; the emulations here cannot show that (they erase words one by one).
+ *
+ * Packed records (a log, TX_CKPT_SLOTS 0, on flash): a result (DONE) record whose payload is small is written
+ * in a compact form (TX_CKPT_PACK_*: tag, seq, input id, payload, CRC last; 12 + payload + 4 bytes)
+ * right after the newest record, inside that record's page when it fits (a packed record never crosses a page);
+ * records that hold a checkpoint (activations) start a page as before. A page is erased only when the log enters
+ * it from its start, so erases per inference = bytes committed per inference / page size, spread over the log.
+ * The first commit of a boot starts on a new page (the pages a commit cut short by the last power failure may
+ * have written are erased by the preparation whatever they read): the words after the newest record may hold
+ * such a commit (a word may have been counted by the NVMC's nWRITE and still read 0xFF) and are never written
+ * again before their page is erased (without just-in-time checkpoints that erase is done by the boot's first
+ * commit, not at the start of the boot: a boot cut before it commits erases nothing, which under a harvester is
+ * most boots). Later commits of the same boot pack after the newest record (this boot wrote
+ * it, nothing after it was cut short). Where a commit may go depends on the newest record only: right after it,
+ * or the next page boundary, or page 0 when the rest from that boundary is too short for a record of the largest
+ * size. Boot: the newest record is found by reading each page's first word (its seq when a record starts the page)
+ * and walking the records that follow the newest page start (every later record lies on that chain); only the
+ * chain's last record can be torn (a cut commit is the last write of its boot, the next boot starts a new page).
+ *
+ * Deferred results (TX_CKPT_DEFER_RESULTS 1, just-in-time granularities only; an explicit build mode): a result is
+ * delivered when tx_runtime_run returns it, and its DONE record waits in RAM (rt->deferred) for the power warning:
+ * the runtime's own poll (the first of a warning episode commits it at once, before the JIT checkpoint of the
+ * inference going on) or tx_runtime_power_warning() from the application's warning handler (e.g. while idle).
+ * A later result replaces it unwritten (delivering result n+1 implies n was delivered), so on continuous power
+ * the flash is not written at all. A result delivered while a warning episode goes on is committed at once.
+ * Guarantee, under just-in-time's contract (every power failure is preceded by the warning with the energy for
+ * the commits it triggers): each result is delivered exactly once across power failures: after a reboot the
+ * newest record is the last delivered result (its input boots TX_BOOT_DONE, not recomputed) or a checkpoint of
+ * the inference after it. When the contract is broken (the power goes before the deferred commit ends: a cut
+ * inside it leaves the previous record, as any torn commit) the result is recomputed, the same bytes, and
+ * delivered again: at least once, never a wrong or lost result.
  *
  * NVM without erase (TX_NVM_ERASE 0, an SPI FRAM: byte-writable, nothing to erase): commits never erase, and
  * they write every word (0xFFFFFFFF too); a commit first sets the target slot's CRC word to 0xFFFFFFFF
@@ -93,10 +125,11 @@
 
 /* Number of slots, >= 2. Two are enough for correctness; on flash, more slots used as a ring divide the erases
  * per page (nRF52840: 10,000 cycles) by num_slots / 2. 0: the whole NVM. When it holds three of the largest
- * records it is a log: every page starts a slot, a commit writes its record (whole pages) right after the
- * newest one and wraps to page 0 when the rest is too short for a record of the largest size (so where a commit
- * goes depends on the newest record only), so page erases spread evenly over all pages whatever the records'
- * sizes; otherwise a ring of as many slots as fit (at least 2). */
+ * records it is a log (see "Packed records" above): a checkpoint record starts a page, a small result record is
+ * packed right after the newest record inside its page, and the log wraps to page 0 when the rest is too short
+ * for a record of the largest size, so page erases spread evenly over all pages whatever the records' sizes and
+ * erases per inference = bytes committed per inference / page size; otherwise a ring of as many slots as fit
+ * (at least 2). */
 #ifndef TX_CKPT_SLOTS
 #define TX_CKPT_SLOTS 2u
 #endif
@@ -110,6 +143,14 @@
  * 1 -> +53 %, 33 k (a kernel call costs much more than one unit's work). */
 #ifndef TX_CKPT_JIT_UNITS
 #define TX_CKPT_JIT_UNITS 0u
+#endif
+
+/* Deferred results (see above): 1 to defer; results of more than TX_CKPT_DEFER_MAX bytes are committed at once. */
+#ifndef TX_CKPT_DEFER_RESULTS
+#define TX_CKPT_DEFER_RESULTS 0
+#endif
+#ifndef TX_CKPT_DEFER_MAX
+#define TX_CKPT_DEFER_MAX 64u
 #endif
 
 typedef struct {
@@ -157,6 +198,7 @@ typedef struct {
   uint32_t jit_commits;       /* just-in-time commits (on a power-fail warning) */
   uint32_t nvm_pages_prepared; /* pages erased by the preparation at the start of tx_runtime_run */
   uint32_t nvm_pages_skipped; /* pages a commit did not erase because they were erased already */
+  uint32_t deferred_commits;  /* deferred results committed (on a power warning) */
 } tx_stats_t;
 
 #define TX_BOOT_FRESH 0     /* no usable checkpoint for this input: starts at the beginning */
@@ -172,8 +214,11 @@ typedef struct {
   uint32_t slot_size;         /* bytes per slot, whole pages */
   uint32_t num_slots;         /* slots in the ring: TX_CKPT_SLOTS, or as many as fit when it is 0 */
   uint32_t log;               /* 1: the NVM is a log (TX_CKPT_SLOTS 0): a slot is a page, records span pages */
-  uint32_t cur_pages;         /* pages of the record in cur_slot (where a log's next record starts) */
-  int32_t cur_slot;           /* slot holding the newest valid checkpoint; -1: none */
+  int32_t cur_slot;           /* slot holding the newest valid checkpoint (a log: its page); -1: none */
+  uint32_t cur_off, cur_end;  /* a log: NVM offset of the newest record and of the word after it */
+  uint32_t cur_packed;        /* the newest record is a packed one (TX_CKPT_PACK_*) */
+  uint32_t fresh;             /* a log: 1 until this boot's preparation, 2 until its first commit (see above) */
+  uint32_t lazy_pages;        /* a log without JIT: pages the boot's first commit erases first, whatever they read */
   uint32_t seq;               /* its sequence number */
   /* position of the computation */
   uint32_t input_id;
@@ -190,6 +235,10 @@ typedef struct {
   uint32_t boot;              /* TX_BOOT_* of the last tx_runtime_boot() */
   uint32_t done_exit;         /* when DONE: exit index of the result */
   uint32_t done_size;
+  uint32_t done_in_ram;       /* the DONE of this boot is the deferred result (rt->deferred_data) */
+  uint32_t deferred;          /* a delivered result waits for the power warning (TX_CKPT_DEFER_RESULTS) */
+  uint32_t deferred_id, deferred_exit, deferred_size, deferred_low;
+  int8_t deferred_data[TX_CKPT_DEFER_MAX];
   tx_stats_t stats;
 } tx_runtime_t;
 
@@ -219,6 +268,10 @@ int tx_runtime_boot(tx_runtime_t *rt, uint32_t input_id, const int8_t *input);
  * (NULL with TX_CKPT_OFF: not copied, result->data points into the arena). */
 int tx_runtime_run(tx_runtime_t *rt, int8_t *output, uint32_t output_cap, tx_result_t *result);
 
+/* The power-fail warning, from the application (e.g. its POFWARN handler while no inference runs): commits the
+ * deferred result, if any (TX_CKPT_DEFER_RESULTS); nothing otherwise. */
+void tx_runtime_power_warning(tx_runtime_t *rt);
+
 /* Convenience: init + boot + run. */
 int tx_pipeline_infer(tx_runtime_t *rt, const tx_pipeline_t *p, tx_granularity_t gran, uint32_t input_id,
                       const int8_t *input, int8_t *output, uint32_t output_cap, tx_result_t *result);
@@ -236,5 +289,14 @@ enum {
 /* TX_H_LOW_MARK stays erased (0xFFFFFFFF) when the slot is written; any other value = low energy was seen
  * after this checkpoint. TX_H_EXIT of an unfinished checkpoint: the answering point once decided. */
 #define TX_CKPT_CRC_WORDS 14u
+
+/* Packed result record (a log on flash, see above): word 0 = TX_CKPT_PACK_TAG << 24 | flags << 20 | exit << 12 |
+ * payload bytes, then seq, input id, the payload (whole words, zero padded), and last the CRC-32 of the pipeline
+ * fingerprint (a word, not stored: a record of another firmware fails its CRC), the three header words and the
+ * payload bytes. Payload <= TX_CKPT_PACK_MAX_LEN bytes, exit < 256. */
+#define TX_CKPT_PACK_TAG 0xC5u
+#define TX_CKPT_PACK_HEADER_WORDS 3u
+#define TX_CKPT_PACK_MAX_LEN 0xFFFu
+enum { TX_P_TAG, TX_P_SEQ, TX_P_INPUT_ID };
 
 #endif

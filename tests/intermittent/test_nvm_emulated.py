@@ -15,8 +15,8 @@ from tinyexit.intermittent.emulated import (RUNNER_NEEDS, EmulatedTarget, build_
                                             nvm_defines, run_emulated_campaign)
 from tinyexit.intermittent.emulated_powerfail import measure_nvm_ops
 from tinyexit.intermittent.host import RUNTIME_DIR, Granularity
-from tinyexit.intermittent.nvm_events import (MAILBOX_OFFSET, PSRAM_SIZE, SECONDS_PER_YEAR, measure_wear,
-                                              nvm_trace, ring_period)
+from tinyexit.intermittent.nvm_events import (MAILBOX_OFFSET, PSRAM_SIZE, SECONDS_PER_YEAR, SHADOW_OFFSET, WRITES,
+                                              measure_wear, nvm_trace, ring_period)
 
 from ._support import EMULATED, HERE, STANDIN_PIPELINE, STANDIN_UNITS, random_inputs
 
@@ -112,16 +112,14 @@ def test_nvm_events_of_one_boot(nrf):
     assert trace.nvm_seconds() == pytest.approx(want)
 
 
-@pytest.mark.parametrize("region_pages", [None, 5])
-def test_wear_over_the_slot_ring(standin, tmp_path, region_pages):
+def test_wear_over_the_slot_ring(standin, tmp_path):
     """Page erases per inference against a computation written here: a stand-in slot is one page, an inference
     commits C = 43 times (units:1), each commit erases its slot's page, and consecutive commits go round the ring
-    of N slots; over N / gcd(C, N) inferences every page is erased equally, C / N times per inference. With a
-    region of 5 pages the runtime fits 5 slots; the lifetime at 1 Hz is 10,000 cycles over the worst page."""
-    board = BOARD if region_pages is None else with_nvm_region(BOARD, region_pages * 4096)
-    fw = build_emulated(standin, STANDIN_PIPELINE, INPUTS, board, tmp_path, slots=2 if region_pages is None else "fit")
+    of N = 2 slots; over N / gcd(C, N) inferences every page is erased equally, C / N times per inference; the
+    lifetime at 1 Hz is 10,000 cycles over the worst page."""
+    fw = build_emulated(standin, STANDIN_PIPELINE, INPUTS, BOARD, tmp_path, slots=2)
     t = EmulatedTarget(fw, tmp_path / "psram.img")
-    n = 2 if region_pages is None else region_pages
+    n = 2
     c = STANDIN_UNITS
     wear = measure_wear(t, Granularity.parse("units:1"))
     assert wear.slots == n and wear.inferences == n // math.gcd(c, n) == ring_period(c, n) and wear.exact_period
@@ -135,6 +133,106 @@ def test_wear_over_the_slot_ring(standin, tmp_path, region_pages):
     assert all(recs) and sorted(r.seq for r in recs) == list(range(min(r.seq for r in recs),
                                                                     min(r.seq for r in recs) + n))
     assert SECONDS_PER_YEAR == 365.25 * 24 * 3600
+
+
+def _log_target(standin, tmp_path, pages: int = 5) -> EmulatedTarget:
+    fw = build_emulated(standin, STANDIN_PIPELINE, INPUTS, with_nvm_region(BOARD, pages * 4096), tmp_path, slots="fit")
+    return EmulatedTarget(fw, tmp_path / "psram.img")
+
+
+def test_wear_of_a_log_under_continuous_power(standin, tmp_path):
+    """A region of 5 pages is a log; one boot runs consecutive inferences (continuous power) on a flash whose pages
+    all hold data. With units:1 each of an inference's C - 1 = 42 checkpoint records starts a page (each fits one)
+    and its result, a packed record of 12 + 8 + 4 bytes, follows the last one inside that page: 42 page erases per
+    inference, spread over all 5 pages (the largest record is one page: no slack at the wrap). With granularity
+    none the results alone fill a page every 4096 // 24 = 170 inferences: one erase per 170 (measured between page
+    entries); the region for 10 years at 1 Hz follows from that rate."""
+    t = _log_target(standin, tmp_path)
+    b = t.uninterrupted(0, 9, Granularity.parse("units:1"))
+    assert b.log and b.commits == STANDIN_UNITS and 64 + b.stats["max_payload"] + 24 <= 4096
+    wear = measure_wear(t, Granularity.parse("units:1"))
+    c = STANDIN_UNITS - 1
+    assert wear.log and wear.inferences >= 2 and wear.largest_pages == 1
+    assert wear.steady_erases == c * wear.inferences and wear.spread_pages == 5
+    assert wear.max_erases_per_page_per_inference == pytest.approx(c / 5)
+    assert wear.lifetime_years(1.0) == pytest.approx(10_000 / (c / 5 * 365.25 * 24 * 3600))
+    res = measure_wear(t, Granularity("none"))
+    per_page = 4096 // slot_parser.pack_bytes(5)
+    assert per_page == 170 and res.steady_erases >= 6 and res.steady_erases * per_page == res.inferences
+    need = math.ceil(res.steady_erases / res.inferences * 365.25 * 24 * 3600 * 10 / 10_000)
+    assert res.region_bytes_for(10.0, 1.0) == need * 4096
+    assert res.lifetime_years(1.0) == pytest.approx(10_000 * 5 / (res.steady_erases / res.inferences * SECONDS_PER_YEAR))
+
+
+@pytest.mark.parametrize("half", [False, True], ids=["erased-tail", "half-programmed-word"])
+def test_packed_record_torn_at_every_word(standin, tmp_path, half):
+    """One boot of four inferences packs their result records (24 bytes each) one after the other in page 0. The
+    fourth record torn after each of its words (the word being written when the power went still erased, or half
+    programmed: its upper half still 1s) is ignored by the runtime and by the parser, and the torn words are never
+    written again: every word after the third record is counted twice by the NVMC's nWRITE (as if two earlier boots
+    had been cut writing it), so a third write would be an NVMC fault. The next boot recomputes the fourth input,
+    starts page 1 with its record, and packs a fifth inference's record after it."""
+    t = _log_target(standin, tmp_path)
+    none = Granularity("none")
+    t.erase_nvm()
+    t.mailbox(0, 1, none, count=4)
+    assert t.boot().exit_code == 0
+    fp, full = t.fingerprint, t.nvm_image()
+    size = slot_parser.pack_bytes(5)
+    recs = sorted(slot_parser.log_records(full, fp), key=lambda r: r.seq)
+    assert [(r.input_id, r.offset, r.packed, r.done) for r in recs] == [(k + 1, k * size, True, True) for k in range(4)]
+    want, start = recs[3].payload, 3 * size
+    for k in range(size // 4 + 1):                       # k words of the fourth record written
+        image = bytearray(full)
+        image[start + 4 * k: start + size] = b"\xff" * (size - 4 * k)
+        if half and k < size // 4:
+            word = struct.unpack_from("<I", full, start + 4 * k)[0] | 0xFFFF0000
+            struct.pack_into("<I", image, start + 4 * k, word)
+        t.set_nvm_image(bytes(image))
+        counts = bytes([1] * (start // 4 + k)) + bytes([2] * (1024 - start // 4 - k))   # page 0's nWRITE state
+        with open(t.psram, "r+b") as f:
+            f.seek(SHADOW_OFFSET + WRITES)
+            f.write(counts)
+        torn = k < size // 4
+        assert slot_parser.newest_valid(bytes(image), 4096, 5, True, fp).input_id == (3 if torn else 4)
+        t.mailbox(0, 4, none, count=2)                     # the fourth input again (its result was not durable), a fifth
+        b = t.boot()
+        assert b.exit_code == 0 and "FAULT" not in b.text, b.text
+        after = sorted(slot_parser.log_records(t.nvm_image(), fp), key=lambda r: r.seq)
+        assert after[:3] == recs[:3] and after[-1].input_id == 5 and after[-1].payload == b.output
+        if torn:   # recomputed, on a new page: page 1 starts with it, the fifth packs after it
+            assert [(r.input_id, r.offset, r.payload) for r in after[3:]] == [(4, 4096, want), (5, 4096 + size, b.output)]
+        else:      # committed: returned without a new record; the boot's first commit (the fifth) starts page 1
+            assert [(r.input_id, r.offset) for r in after[3:]] == [(4, start), (5, 4096)]
+
+
+def test_packing_into_a_torn_tail_is_an_nvmc_fault(standin, tmp_path):
+    """The check above can fail: a runtime whose boots pack their first result right after the newest record
+    (TX_BROKEN_PACK_FRESH) writes a word a torn commit may have counted twice, a third write: an NVMC fault."""
+    fw = build_emulated(standin, STANDIN_PIPELINE, INPUTS, with_nvm_region(BOARD, 5 * 4096), tmp_path,
+                        slots="fit", broken=("pack-fresh",))
+    t = EmulatedTarget(fw, tmp_path / "psram.img")
+    t.erase_nvm()
+    t.mailbox(0, 1, Granularity("none"), count=3)
+    assert t.boot().exit_code == 0
+    end = 3 * slot_parser.pack_bytes(5)
+    with open(t.psram, "r+b") as f:                     # every word after the third record: counted twice
+        f.seek(SHADOW_OFFSET + WRITES + end // 4)
+        f.write(bytes([2] * (1024 - end // 4)))
+    t.mailbox(0, 4, Granularity("none"))
+    b = t.boot()
+    assert b.exit_code == 3 and "more than nWRITE" in b.text, b.text
+
+
+def test_campaign_cuts_inside_packed_commits(standin, tmp_path):
+    """Granularity none with a warm-up inference per boot: the campaign's result records are packed after the
+    warm-up's inside a page, and half the cuts are aimed inside the commits (both records): every committed result
+    right, no checkpoint lost, no NVMC rule broken (a crash)."""
+    t = _log_target(standin, tmp_path)
+    report = run_emulated_campaign(t, len(INPUTS), cuts=30, seed=11, granularity=Granularity("none"), warmup=True,
+                                   work_dir=tmp_path / "work")
+    assert report.ok and report.cuts >= 30 and report.cuts_in_commits >= 10, report.table()
+    assert any(r.offset % 4096 for r in slot_parser.log_records(t.nvm_image(), t.fingerprint) if r.packed)
 
 
 def test_campaign_on_the_emulated_nrf52840(nrf, tmp_path):

@@ -37,9 +37,14 @@ def test_log_layout_and_wrap(kws_log, tmp_path):
     assert len(starts) > 1 and seqs == sorted(seqs)
     # every valid record lies inside the NVM, records do not overlap, and the newest is the highest sequence
     image = t.nvm_image()
-    recs = [r for r in (slots.read_slot(image, s, 4096, log=True) for s in range(pages)) if r is not None]
-    spans = sorted((r.slot, r.slot + -(-(64 + len(r.payload)) // 4096)) for r in recs)
-    assert all(a_end <= b for (_, a_end), (b, _) in zip(spans, spans[1:])) and spans[-1][1] <= pages
+    recs = slots.log_records(image, t.info["fingerprint"])
+    spans = sorted((r.offset, r.offset + (slots.pack_bytes(len(r.payload)) if r.packed else 64 + len(r.payload)))
+                   for r in recs)
+    assert all(a_end <= b for (_, a_end), (b, _) in zip(spans, spans[1:])) and spans[-1][1] <= pages * 4096
+    # checkpoints start a page; results are packed records inside one page; each boot's first commit starts a page
+    assert all(r.offset % 4096 == 0 for r in recs if not r.packed)
+    assert all(r.packed == r.done and r.offset // 4096 == (r.offset + slots.pack_bytes(len(r.payload)) - 1) // 4096
+               for r in recs if r.packed)
     assert max(recs, key=lambda r: r.seq) == t.newest()
 
 

@@ -45,7 +45,8 @@ NO_THRESHOLD = 0x7FFFFFFF
 NEVER = 0xFFFFFFFF              # warn_at_instruction: no warning
 FIRMWARE_SOURCES = ("tx_checkpoint.c", "tx_crc32.c", "tx_pipeline.c", "tx_nvm_board.c", "powerfail_main.c")
 ATTEMPTS = 3                   # runs of one boot at most, when the emulator fails it (see the module's note)
-RESULT_LINE = re.compile(r"^RESULT .*hex=[0-9a-f]*\r?$", re.M)   # the firmware's last line before exit(0)
+RESULT_LINE = re.compile(r"^RESULT .*hex=[0-9a-f]*\r?$", re.M)   # the delivery line, before exit(0)
+DELIVERY = re.compile(r"^RESULT input=(\d+) exit=(\d+) boot=(\w+) size=(\d+) hex=([0-9a-f]*)\r?\n", re.M)
 
 
 class EmulatorError(TinyexitError):
@@ -57,10 +58,12 @@ def _kv(line: str) -> dict[str, str]:
 
 
 def build_emulated(lib_dir: str | Path, pipeline: Pipeline, inputs: Sequence[bytes], board, out_dir: str | Path,
-                   *, broken: Sequence[str] = (), slots: int | str = 2):
+                   *, broken: Sequence[str] = (), slots: int | str = 2, defer_results: bool = False):
     """Cross-compiles runtime + model + baked inputs + the campaign main for `board` (emulated variant).
-    `slots`: checkpoint slots in a ring (>= 2), or "fit": the whole NVM region (a log of page-aligned records
-    when it holds three of the largest, else as many slots as fit; tx_checkpoint.h)."""
+    `slots`: checkpoint slots in a ring (>= 2), or "fit": the whole NVM region (a log when it holds three of the
+    largest records, else as many slots as fit; tx_checkpoint.h). `defer_results`: just-in-time granularities
+    keep a delivered result in RAM until the power warning (TX_CKPT_DEFER_RESULTS; the firmware's boot ends with
+    the warning)."""
     from tinyexit.boards import load_board
     from tinyexit.build import build_firmware
     board = load_board(board, emulate=True) if isinstance(board, str) else board
@@ -84,6 +87,8 @@ def build_emulated(lib_dir: str | Path, pipeline: Pipeline, inputs: Sequence[byt
     sources += sorted(p for p in lib_dir.glob("*.c") if p.name != "host_main.c")
     defines = nvm_defines(board)
     defines.update({BROKEN_FLAGS[b]: 1 for b in broken})
+    if defer_results:
+        defines["TX_CKPT_DEFER_RESULTS"] = 1
     if slots == "fit":
         defines["TX_CKPT_SLOTS"] = "0u"      # the runtime uses the whole NVM
     elif slots != 2:
@@ -137,7 +142,8 @@ class EmulatedTarget:
         self.slot_size: int | None = None     # known after the first complete boot
         self.tick_origin: int | None = None   # instructions executed before SysTick starts (see calibrate)
         self.num_slots = 2
-        self.log = False                      # the NVM is a log of page-aligned records (TX_CKPT_SLOTS 0)
+        self.log = False                      # the NVM is a log (TX_CKPT_SLOTS 0)
+        self.fingerprint: int | None = None   # the pipeline's fingerprint (packed records' CRC seed), from TXSTAT
         self.attempts = ATTEMPTS
         self.retries: list[dict] = []         # boots re-run after an emulator hiccup: {"boot", "attempt", "reason"}
 
@@ -172,8 +178,11 @@ class EmulatedTarget:
         self._write(SHADOW_OFFSET + ERASES, snap[1])
 
     def mailbox(self, input_index: int, input_id: int, granularity: Granularity, *, low_energy_units: int | None = None,
-                threshold: int | None = None, warn_at_instruction: int | None = None) -> None:
-        """What the next boots run (powerfail_main.c's mailbox_t). `warn_at_instruction`: the power-fail warning
+                threshold: int | None = None, warn_at_instruction: int | None = None, count: int = 1,
+                warmup_id: int | None = None) -> None:
+        """What the next boots run (powerfail_main.c's mailbox_t): `count` inferences one after the other (input
+        ids input_id, input_id + 1, ...: continuous power), after one of id `warmup_id` when given (its result
+        dropped: the boot's next commits pack after it). `warn_at_instruction`: the power-fail warning
         (tx_hal_power_warning) holds from that instruction count of the boot on (from reset, SysTick x
         instructions per tick + tick_origin, as nvm_events counts; calibrates first when needed)."""
         if warn_at_instruction is not None and self.tick_origin is None:   # a whole boot: NVM restored after it
@@ -181,11 +190,11 @@ class EmulatedTarget:
             snap = self.snapshot()
             self.calibrate()
             self.restore(snap)
-        words = struct.pack("<6Ii2I", MAILBOX_MAGIC, input_index, input_id,
+        words = struct.pack("<6Ii4I", MAILBOX_MAGIC, input_index, input_id,
                             0xFFFFFFFF if low_energy_units is None else low_energy_units,
                             granularity.c_mode, granularity.every, NO_THRESHOLD if threshold is None else threshold,
                             NEVER if warn_at_instruction is None else min(int(warn_at_instruction), NEVER),
-                            self.tick_origin or 0)
+                            self.tick_origin or 0, count, NEVER if warmup_id is None else warmup_id)
         self._write(MAILBOX_OFFSET, words)
 
     def calibrate(self) -> int:
@@ -271,6 +280,8 @@ class EmulatedTarget:
             elif line.startswith("RESULT"):
                 b.exit_index = int(kv["exit"])
                 b.output = bytes.fromhex(kv["hex"])
+        if "fp" in b.stats:   # the last complete boot's (it follows the policy the mailbox sets)
+            self.fingerprint = b.stats["fp"]
         if b.nvm_used and self.slot_size is None:
             self.num_slots, self.log = b.slots, b.log
             self.slot_size = b.nvm_used // b.slots
@@ -315,10 +326,18 @@ class EmulatedCuts:
     (input, inference id, low-energy point) goes through the mailbox."""
 
     def __init__(self, target: EmulatedTarget, granularity: Granularity, threshold: int | None = None,
-                 warn: float = 0.0):
+                 warn: float = 0.0, warmup: bool = False):
         """warn > 0 (just-in-time granularities): every cut boot gets the power-fail warning at a random instruction
-        and its cut after it (half in a commit after it: the JIT commit); others are warned with probability warn."""
+        and its cut after it (half in a commit after it: the JIT commit); others are warned with probability warn.
+        warmup (granularity none): every boot first runs an inference of its own id, so that the result record of
+        the campaign's inference is packed after that one's inside a page (cuts land in both commits)."""
+        if warmup and (granularity.mode != "none" or granularity.jit):
+            raise TinyexitError("a warm-up inference per boot is for granularity none (it would end a resume)")
         self.target, self.granularity, self.threshold, self.warn = target, granularity, threshold, warn
+        self.warmup, self.boots = warmup, 0
+        self.deliveries: dict[int, int] = {}   # results delivered (RESULT lines of computed results) per input id
+        self.not_durable = 0                    # cut boots that delivered a result the NVM did not hold after the cut
+        self.promise_broken: list[str] = []     # ... although its deferred commit had ended (must stay empty)
         self.probe_boots = 0
         self.since = len(target.retries)   # the campaign's retries: those from here on
 
@@ -328,15 +347,15 @@ class EmulatedCuts:
     def _draw_limit(self, rng: random.Random, span: Mapping[str, int], before: tuple[bytes, bytes],
                     warn: int | None = None) -> int:
         """Half the cuts inside a commit of this boot (found by a probe boot, NVM restored after; with a warning
-        the first commit that ends after it), the others uniform over the boot (after the warning)."""
+        the first or the last commit that ends after it), the others uniform over the boot (after the warning)."""
         t = self.target
         if rng.random() < 0.5:
             probe = t.boot()
             self.probe_boots += 1
             t.restore(before)
             wins = t.commit_windows(probe) if probe.exit_code == 0 else []
-            if warn is not None:
-                wins = [w for w in wins if w[1] >= warn][:1]
+            if warn is not None:   # the first commit after it (the JIT one) or the last (the result, maybe deferred)
+                wins = [w for w in wins if w[1] >= warn][:1] + [w for w in wins if w[1] >= warn][-1:]
             if wins:
                 lo, hi = rng.choice(wins)
                 return rng.randint(max(1, lo), max(1, hi))
@@ -350,15 +369,16 @@ class EmulatedCuts:
 
     def newest(self) -> slots.SlotRecord | None:
         t = self.target
-        return slots.newest_valid(t.nvm_image(), t.slot_size, t.num_slots, t.log)
+        return slots.newest_valid(t.nvm_image(), t.slot_size, t.num_slots, t.log, t.fingerprint)
 
     def boot(self, input_index: int, input_id: int, rng: random.Random, cutting: bool,
              draw_low: Callable[[], int | None], span: Mapping[str, int]) -> BootResult:
         t = self.target
         low = draw_low()
         warn = rng.randint(1, span["insns"]) if self.warn and (cutting or rng.random() < self.warn) else None
+        self.boots += 1
         t.mailbox(input_index, input_id, self.granularity, low_energy_units=low, threshold=self.threshold,
-                  warn_at_instruction=warn)
+                  warn_at_instruction=warn, warmup_id=0x40000000 + self.boots if self.warmup else None)
         snap = t.snapshot()
         before = snap[0]
         limit = None
@@ -370,6 +390,7 @@ class EmulatedCuts:
             return BootResult(None if limit is None else ("insns", limit), low, False, False, None, None, None, 0,
                               error=str(e))
         in_commit = False
+        self._delivery(b, input_id)
         if b.cut:   # inside a commit: its begin mark is the boot's last (the event log), or a slot is torn
             after = t.nvm_image()
             marks = [e.kind for e in read_events(t.psram, tick_origin=0, instructions_per_tick=1)
@@ -382,16 +403,39 @@ class EmulatedCuts:
                           b.exit_index, b.output, b.instructions, b.text, low, warn=warn)
 
 
+    def _delivery(self, b: "EBoot", input_id: int) -> None:
+        """Counts a delivered result (a whole RESULT line of a computed one: boot=done re-reads a durable result)
+        and, for a cut boot, whether the NVM holds it: a deferred result may be delivered before its commit."""
+        m = DELIVERY.search(b.text)
+        if m is None or m.group(3) == "done" or len(m.group(5)) != 2 * int(m.group(4)):
+            return
+        self.deliveries[input_id] = self.deliveries.get(input_id, 0) + 1
+        if not b.cut:
+            return
+        rec = self.newest()
+        if rec is not None and rec.done and rec.input_id == input_id:
+            return
+        self.not_durable += 1
+        kinds = [e.kind for e in read_events(self.target.psram, tick_origin=0, instructions_per_tick=1)]
+        last = max((k for k, e in enumerate(kinds) if e == "result"), default=len(kinds))
+        if "commit_end" in kinds[last:]:
+            self.promise_broken.append(f"input id {input_id}: delivered, its deferred commit ended, not in the NVM")
+
+    @property
+    def duplicate_deliveries(self) -> int:
+        return sum(n - 1 for n in self.deliveries.values() if n > 1)
+
+
 def run_emulated_campaign(target: EmulatedTarget, num_inputs: int, *, cuts: int, seed: int = 0,
                           granularity: Granularity = Granularity(), threshold: int | None = None,
                           max_cuts_per_inference: int = 4, max_boots_per_inference: int = 200,
                           work_dir: str | Path | None = None, inputs: Sequence[bytes] | None = None,
-                          reference=None, warn: float = 0.0) -> EmulatedReport:
+                          reference=None, warn: float = 0.0, warmup: bool = False) -> EmulatedReport:
     """Like campaign.run_campaign, with cuts after exactly N instructions: half uniform over the boot, half
-    aimed inside a checkpoint commit of this very boot (EmulatedCuts)."""
+    aimed inside a checkpoint commit of this very boot (EmulatedCuts; `warmup`: see there)."""
     rng = random.Random(seed)
     report = EmulatedReport(granularity=str(granularity), seed=seed, inputs=num_inputs, board=target.board.name)
-    backend = EmulatedCuts(target, granularity, threshold, warn)   # from here on, its retries are the report's
+    backend = EmulatedCuts(target, granularity, threshold, warn, warmup)   # its retries from here on: the report's
     target.erase_nvm()
     target.mailbox(0, 0xFFFF0000, granularity, threshold=threshold)
     target.calibrate()
@@ -431,6 +475,11 @@ def run_emulated_campaign(target: EmulatedTarget, num_inputs: int, *, cuts: int,
           max_cuts_per_inference=max_cuts_per_inference, max_boots_per_inference=max_boots_per_inference, keep=keep)
     report.seconds = time.monotonic() - t0
     report.probe_boots = backend.probe_boots
+    report.deliveries = sum(backend.deliveries.values())
+    report.duplicate_deliveries = backend.duplicate_deliveries
+    report.delivered_not_durable = backend.not_durable
+    for detail in backend.promise_broken:
+        report.failures.append(Failure("lost-result", -1, -1, detail))
     return report
 
 

@@ -31,13 +31,14 @@ def powerfail_emulated(target, out_dir, *, board: str = "mps2-an386", cuts: int 
                        threshold: int | None = None, slots: int | str = 2, runner: str | None = None,
                        nvm_region: int | str | None = None, rate_hz: float = 1.0,
                        wear: bool = True, shards: int | None = 1, workers: int | None = 1,
-                       address: str | None = None) -> list[EmulatedReport]:
+                       address: str | None = None, defer_results: bool = False) -> list[EmulatedReport]:
     """The emulated campaign of each granularity on `board` with the board's kernel variant. `nvm_region`:
     bytes of NVM for the slots (whole pages; "max": all the flash the image leaves free), used whole with
     slots="fit" (a log: erases spread over all its pages); `wear`: also measure page erases per inference over
     whole turns of the ring or log and the flash lifetime at `rate_hz` inferences per second. The cuts are split
     over `shards` seeded shards (fanout.plan; each its own PSRAM file) run on `workers` Ray workers or the
-    cluster at `address`; one shard is the serial campaign of `seed`."""
+    cluster at `address`; one shard is the serial campaign of `seed`. `defer_results`: just-in-time granularities
+    commit a result at the power warning (TX_CKPT_DEFER_RESULTS, tx_checkpoint.h)."""
     from tinyexit.boards import load_board, with_nvm_region
     from tinyexit.intermittent import fanout, prepare_library, random_inputs
     from tinyexit.intermittent.nvm_events import measure_wear, nvm_trace
@@ -45,14 +46,14 @@ def powerfail_emulated(target, out_dir, *, board: str = "mps2-an386", cuts: int 
     b = load_board(board, emulate=True) if isinstance(board, str) else board
     lib, pipe = prepare_library(target, out_dir, kernels=b.kernels)
     inputs = random_inputs(num_inputs, pipe.input_size, seed)   # the first segment's input (the library's)
-    fw_dir = out_dir / ("emu" + "".join(f"-{x}" for x in broken))
+    fw_dir = out_dir / ("emu" + "".join(f"-{x}" for x in broken) + ("-defer" if defer_results else ""))
     if nvm_region is not None:
         if nvm_region == "max":   # the image does not depend on the region: build, then leave it the rest
-            fw = build_emulated(lib, pipe, inputs, b, fw_dir, broken=broken, slots=slots)
+            fw = build_emulated(lib, pipe, inputs, b, fw_dir, broken=broken, slots=slots, defer_results=defer_results)
             page = b.flash_nvm.page_size
             nvm_region = (b.flash.size - fw.sizes.flash) // page * page
         b = with_nvm_region(b, int(nvm_region))
-    fw = build_emulated(lib, pipe, inputs, b, fw_dir, broken=broken, slots=slots)
+    fw = build_emulated(lib, pipe, inputs, b, fw_dir, broken=broken, slots=slots, defer_results=defer_results)
     et = EmulatedTarget(fw, out_dir / "psram.img", runner=runner)
     plan = fanout.plan(seed, cuts, shards)
     reports = []

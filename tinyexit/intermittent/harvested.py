@@ -315,7 +315,7 @@ class QemuBoard:
         t = self.t
         if t.slot_size is None:
             return None
-        return slots.newest_valid(t.nvm_image(), t.slot_size, t.num_slots, t.log)
+        return slots.newest_valid(t.nvm_image(), t.slot_size, t.num_slots, t.log, t.fingerprint)
 
     def committed(self):
         rec = self._record()

@@ -23,7 +23,8 @@ CUT_EXIT_CODE = 86
 # Compile-time flags that break the runtime on purpose (tx_checkpoint.h); the campaign must then fail.
 BROKEN_FLAGS = {"single-slot": "TX_BROKEN_SINGLE_SLOT", "no-crc": "TX_BROKEN_NO_CRC", "no-erase": "TX_BROKEN_NO_ERASE",
                 "no-vector": "TX_BROKEN_NO_VECTOR", "volatile-low": "TX_BROKEN_VOLATILE_LOW",
-                "jit-no-latch": "TX_BROKEN_JIT_NO_LATCH", "trust-first-word": "TX_BROKEN_TRUST_FIRST_WORD"}
+                "jit-no-latch": "TX_BROKEN_JIT_NO_LATCH", "trust-first-word": "TX_BROKEN_TRUST_FIRST_WORD",
+                "pack-fresh": "TX_BROKEN_PACK_FRESH"}
 
 
 def render_pipeline(pipeline: Pipeline, out_dir: str | os.PathLike) -> list[Path]:
@@ -136,7 +137,8 @@ class HostTarget:
     def newest(self):
         """The newest valid checkpoint in the NVM image (independent parser, slots.py), or None."""
         from tinyexit.intermittent import slots
-        return slots.newest_valid(self.nvm_image(), self.slot_size, self.num_slots, bool(self.info.get("log")))
+        return slots.newest_valid(self.nvm_image(), self.slot_size, self.num_slots, bool(self.info.get("log")),
+                                  self.info.get("fingerprint"))
 
     def erase_nvm(self) -> None:
         """A blank NVM (all 0xFF, as erased flash) of exactly the size the runtime needs."""

@@ -99,15 +99,37 @@ class FlashWear:
     endurance: int | None = None     # erase cycles a page endures (board file)
     exact_period: bool = True        # False: not a whole number of turns of the ring (its figures approximate)
     region_bytes: int = 0
-    log: bool = False                # the region is a log of page-aligned records (TX_CKPT_SLOTS 0)
+    log: bool = False                # the region is a log (TX_CKPT_SLOTS 0; packed result records)
+    # a log under continuous power (measure_log_wear): page erases of the measured inferences (those after the
+    # boot's first result), and the pages one turn of the log erases (every page but the wrap's slack)
+    steady_erases: int | None = None
+    spread_pages: int = 0
+    largest_pages: int = 1           # pages of the log's largest record (the wrap's slack is this minus one)
+    inferences_per_boot: int = 1
 
     @property
     def erases_per_inference(self) -> float:
+        if self.steady_erases is not None:
+            return self.steady_erases / self.inferences
         return sum(self.erases_per_page) / self.inferences
 
     @property
     def max_erases_per_page_per_inference(self) -> float:
+        """A ring: the most erased page over whole turns. A log: its erases spread evenly over the pages a turn
+        erases (the log enters every page in turn, whatever its size): erases per inference / spread_pages."""
+        if self.steady_erases is not None:
+            return self.erases_per_inference / self.spread_pages
         return max(self.erases_per_page) / self.inferences
+
+    def region_bytes_for(self, years: float = 10.0, rate_hz: float = 1.0) -> int | None:
+        """A log: the NVM region whose pages endure `years` at `rate_hz` (erases spread over its pages; plus the
+        wrap's slack); None for a ring or without an endurance or erases."""
+        if self.steady_erases is None or self.endurance is None:
+            return None
+        if not self.erases_per_inference:
+            return self.largest_pages * 3 * self.page_size   # nothing wears: the smallest log
+        need = self.erases_per_inference * rate_hz * SECONDS_PER_YEAR * years / self.endurance
+        return (math.ceil(need) + self.largest_pages - 1) * self.page_size
 
     @property
     def pages_used(self) -> int:
@@ -127,20 +149,30 @@ class FlashWear:
                 "flash_lifetime_years": self.lifetime_years(rate_hz), "inference_rate_hz": rate_hz,
                 "flash_endurance": self.endurance, "flash_pages_used": self.pages_used,
                 "nvm_region_bytes": self.region_bytes, "slots": self.slots, "nvm_log": self.log,
-                "wear_inferences_measured": self.inferences, "wear_exact_period": self.exact_period}
+                "wear_inferences_measured": self.inferences, "wear_exact_period": self.exact_period,
+                "wear_inferences_per_boot": self.inferences_per_boot,
+                # no page erased by the measured inferences (a lifetime of None then means: not bounded by them)
+                "flash_lifetime_unbounded": self.steady_erases == 0,
+                "flash_region_bytes_for_10_years_at_1hz": self.region_bytes_for(10.0, 1.0),
+                "flash_region_bytes_for_10_years": self.region_bytes_for(10.0, rate_hz)}
 
     def line(self, rate_hz: float = 1.0) -> str:
         life = self.lifetime_years(rate_hz)
         rate = "1 Hz" if rate_hz == 1.0 else f"{rate_hz:g} Hz"
         layout = (f"a log over {self.region_bytes // 1024} KiB" if self.log else
                   f"{self.slots} slots in {self.region_bytes // 1024} KiB")
-        return (f"flash wear: {self.erases_per_inference:.1f} page erases per inference over {self.pages_used} of "
+        return (f"flash wear: {self.erases_per_inference:.3g} page erases per inference over {self.pages_used} of "
                 f"{len(self.erases_per_page)} pages ({layout}), max "
-                f"{self.max_erases_per_page_per_inference:.3f} per page -> lifetime "
+                f"{self.max_erases_per_page_per_inference:.3g} per page -> lifetime "
                 + (f"{life:,.3g} years at {rate} ({self.endurance:,} cycles per page)" if life is not None
-                   else "not stated (the board file gives no flash endurance)")
+                   else "not stated (the board file gives no flash endurance)" if self.endurance is None
+                   else "unbounded by these inferences (no page erased while they ran)")
                 + f"; measured over {self.inferences} inferences" + ("" if self.exact_period else
-                                                                      " (not a whole period: approximate)"))
+                                                                      " (not a whole period: approximate)")
+                + ("" if self.steady_erases is None else
+                   f" in one boot (continuous power), spread over {self.spread_pages} pages; region for 10 years at "
+                   f"{rate}: " + (f"{self.region_bytes_for(10.0, rate_hz):,} bytes" if self.region_bytes_for(10.0, rate_hz)
+                                  is not None else "not stated")))
 
 
 def nvm_defines(board) -> dict[str, object]:
@@ -242,26 +274,18 @@ def ring_period(commits: int, slots: int) -> int:
 def measure_wear(target, granularity, *, input_index: int = 0, threshold: int | None = None,
                  max_inferences: int = 256, progress=None) -> FlashWear:
     """Erases per page over one period of the slot ring: consecutive uninterrupted inferences of the same input
-    (new input ids, so each is computed and committed), after one turn of the ring or log from a blank NVM (a
-    commit skips pages that read erased, so a flash's first turn erases less than the steady state measured here),
-    with fresh erase counters. A log moves by the pages an inference writes (W) and wraps early when a record does
-    not fit the rest: it is run for whole periods of W over its pages, enough for 8 turns when that fits
-    max_inferences (else one period), so that the wraps' uneven pages weigh little."""
+    (new input ids, so each is computed and committed), one boot each, after one turn of the ring from a blank
+    NVM (a commit skips pages that read erased, so a flash's first turn erases less than the steady state measured
+    here), with fresh erase counters. A log: measure_log_wear (continuous power, one boot)."""
     pages = target.nvm_size // target.board.nvm.page_size
     first = target.uninterrupted(input_index, 0x57000000, granularity, threshold=threshold)   # commits, slots
-    # pages the inference's records take (erased or found erased by each commit)
-    written = first.stats.get("erases", 0) + first.stats.get("skipped", 0) or first.commits
     if first.log:
-        period = ring_period(written, pages)
-        turns = -(-8 * pages // max(1, written * period))          # periods for 8 turns of the log
-        n = period * turns if period * turns <= max_inferences else min(period, max_inferences)
-        exact = n % period == 0 and written == first.commits   # one page a record: the log wraps exactly
-        warmup = -(-pages // max(1, written))
-    else:
-        period = ring_period(first.commits, first.slots)
-        n = min(period, max_inferences)
-        exact = n == period
-        warmup = -(-first.slots // max(1, first.commits))
+        return measure_log_wear(target, granularity, input_index=input_index, threshold=threshold,
+                                max_inferences=max(max_inferences, 2048), first=first)
+    period = ring_period(first.commits, first.slots)
+    n = min(period, max_inferences)
+    exact = n == period
+    warmup = -(-first.slots // max(1, first.commits))
     target.erase_nvm()
 
     def infer(k: int, what: str) -> None:
@@ -280,6 +304,55 @@ def measure_wear(target, granularity, *, input_index: int = 0, threshold: int | 
     nvm = target.board.nvm
     return FlashWear(n, read_erases(target.psram, pages), nvm.page_size, first.slots, first.commits,
                      nvm.endurance, exact_period=exact, region_bytes=target.nvm_size, log=first.log)
+
+
+def measure_log_wear(target, granularity, *, input_index: int = 0, threshold: int | None = None,
+                     inferences: int | None = None, max_inferences: int = 2048, first=None,
+                     timeout: float = 3600.0) -> FlashWear:
+    """A log under continuous power: one boot runs `inferences` consecutive inferences (powerfail_main's count;
+    default: enough for the records of 8 pages, at least 8) on a flash whose every page holds data (a flash in use:
+    the log must erase each page it enters), and the page erases after the boot's first result are counted over
+    whole periods of page entries (_steady_erases; the boot's own start, its first commit on a new page, comes once
+    per power-up). Erases spread over the pages a turn
+    of the log enters: all but the wrap's slack (a record of the largest size must fit before the end)."""
+    page = target.board.nvm.page_size
+    pages = target.nvm_size // page
+    if first is None:
+        first = target.uninterrupted(input_index, 0x57000000, granularity, threshold=threshold)
+    largest = -(-(64 + first.stats.get("max_payload", 0)) // page)
+    if inferences is None:
+        inferences = max(8, min(max_inferences, -(-8 * page // max(1, first.nvm_bytes)) + 1))
+    target.erase_nvm()
+    target.set_nvm_image(bytes(target.nvm_size))    # every word programmed: old data in every page
+    reset_shadow(target.psram)
+    target.mailbox(input_index, 0x57000001, granularity, threshold=threshold, count=inferences)
+    b = target.boot(timeout=timeout)
+    if b.exit_code != 0 or b.output is None:
+        raise TinyexitError(f"the wear measurement's boot of {inferences} inferences failed (status {b.exit_code}): "
+                            f"{b.text[-300:]}")
+    events = read_events(target.psram, tick_origin=0, instructions_per_tick=1)
+    results = [k for k, e in enumerate(events) if e.kind == "result"]
+    if len(results) != inferences:
+        raise TinyexitError(f"the wear measurement's boot logged {len(results)} results, expected {inferences}")
+    steady, measured = _steady_erases(events, results)
+    nvm = target.board.nvm
+    return FlashWear(measured, read_erases(target.psram, pages), page, pages, first.commits, nvm.endurance,
+                     exact_period=False, region_bytes=target.nvm_size, log=True, steady_erases=steady,
+                     spread_pages=pages - largest + 1, largest_pages=largest, inferences_per_boot=inferences)
+
+
+def _steady_erases(events: Sequence[NvmEvent], results: Sequence[int]) -> tuple[int, int]:
+    """(page erases, inferences) of a boot's steady state: over the inferences from the last result before its first
+    erase after the first result to the last result before its last erase (whole periods of the log's page entries,
+    so that neither end of the window counts a page the log only entered); without two such erases, all after the
+    first result."""
+    erases = [k for k, e in enumerate(events) if e.kind == "erase" and k > results[0]]
+    if len(erases) >= 2:
+        a = max(i for i, r in enumerate(results) if r < erases[0])
+        b = max(i for i, r in enumerate(results) if r < erases[-1])
+        if b > a:
+            return sum(results[a] < k <= results[b] for k in erases), b - a
+    return len(erases), len(results) - 1
 
 
 def checkpoint_overhead(target, granularities: Sequence[str], *, input_index: int = 0,

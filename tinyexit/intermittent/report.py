@@ -151,6 +151,11 @@ class EmulatedReport(CampaignReport):
     nvm_op_instructions_per_inference_baseline: float = 0.0
     nvm_seconds_per_inference: float | None = None   # NVMC busy time of an uninterrupted inference (board timing)
     nvm_trace: NvmTrace | None = None              # the NVM events of input 0's uninterrupted inference
+    # delivered results (RESULT lines of computed results, also of cut boots), re-deliveries of an input's result
+    # (a cut between a delivery and its record's end: deferred results, tx_checkpoint.h), and those cuts
+    deliveries: int = 0
+    duplicate_deliveries: int = 0
+    delivered_not_durable: int = 0
 
     @property
     def mean_reexecuted_instructions_per_cut(self) -> float:
@@ -197,6 +202,10 @@ class EmulatedReport(CampaignReport):
             extra += f"; NVMC busy {1e3 * self.nvm_seconds_per_inference:,.1f} ms per inference (board timing)"
         if self.wear is not None:
             extra += "\n" + self.wear.line(self.rate_hz)
+        if self.delivered_not_durable or self.duplicate_deliveries:
+            extra += (f"\ndeliveries {self.deliveries}: {self.delivered_not_durable} cut between a delivery and its "
+                      f"record's end, {self.duplicate_deliveries} delivered again (at least once; exactly once "
+                      "when every cut leaves the deferred commit its time: just in time's contract)")
         lines = [ln for ln in super().table().splitlines() if not ln.startswith("re-executed work:")]
         fails = [ln for ln in lines if ln.startswith(("FAIL", "..."))]
         body = [ln for ln in lines if ln not in fails]
