@@ -36,6 +36,8 @@ def test_powerfail_cli_rejects_bad_wear_options(standin, tmp_path, capsys):
                       (["--slots", "1"], "--slots 1: at least 2"),
                       (["--nvm-region", "256K"], "--nvm-region is for the emulated board; add --emulate"),
                       (["--emulate", "--nvm-region", "lots"], "--nvm-region 'lots': bytes"),
-                      (["--emulate", "--rate", "0"], "--rate 0: give inferences per second")):
+                      (["--emulate", "--rate", "0"], "--rate 0: give inferences per second"),
+                      (["--defer-results", "--granularity", "jit"], "--defer-results is for emulated exit-head"),
+                      (["--emulate", "--defer-results"], "--defer-results needs just-in-time checkpoints")):
         rc = main(["powerfail", str(standin), *args, "--out", str(tmp_path / "o")])
         assert rc == 2 and msg in capsys.readouterr().err, args

@@ -73,6 +73,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="--harvester: simulated seconds to run (default: until --inferences are done)")
     p.add_argument("--inferences", type=int, default=None, metavar="N",
                    help="--harvester: completed inferences to run (default 10 without --seconds)")
+    p.add_argument("--defer-results", action="store_true",
+                   help="emulated, just-in-time granularities only: a delivered result waits in RAM and is written "
+                        "at the power warning (nothing written per inference on continuous power; a result cut "
+                        "before its commit is recomputed and delivered again, never lost or wrong)")
     p.add_argument("--out", default=None, help="work folder (default RUN/powerfail or build/powerfail/NAME)")
     p.add_argument("--json", default=None, help="write the reports as JSON to this file")
 
@@ -97,6 +101,13 @@ def run(args: argparse.Namespace) -> int:
     grans = [g for g in args.granularity.split(",") if g.strip()]
     for g in grans:
         Granularity.parse(g)
+    if args.defer_results:
+        if not args.emulate or args.branch or args.harvester is not None:
+            raise TinyexitError("--defer-results is for emulated exit-head campaigns: add --emulate (without "
+                                "--branch or --harvester)")
+        if any(not Granularity.parse(g).jit for g in grans):
+            raise TinyexitError("--defer-results needs just-in-time checkpoints (the warning writes the result): "
+                                "use --granularity jit or jit:layers:N")
     out = Path(args.out) if args.out else (
         Run(target).powerfail_dir if target.is_dir() and Run(target).quant.path.is_dir()
         else Path("build") / "powerfail" / target.stem)
@@ -152,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
                                      seed=args.seed, granularities=grans, num_inputs=args.inputs,
                                      broken=args.broken, threshold=threshold, slots=slots, runner=args.runner,
                                      nvm_region=region, rate_hz=args.rate, shards=args.shards,
-                                     workers=args.workers, address=args.address)
+                                     workers=args.workers, address=args.address, defer_results=args.defer_results)
     else:
         if args.board:
             raise TinyexitError("--board needs --emulate (the host campaign runs on this machine)")
