@@ -84,10 +84,8 @@ def test_host_build_equals_python_mirror(kws_run, tmp_path):
     assert doc["macs_per_second"] <= doc["macs_per_second_no_exit"] * 1.01
 
 
-@pytest.mark.parametrize("policy", ["difference", "entropy"])
-def test_host_build_equals_python_mirror_with_other_policies(kws_run, tmp_path, monkeypatch, policy):
-    """The temporal rules (tx_temporal.h: the decision is the rule's, the state lives across hops) and another
-    static rule, recalibrated on a copy of the run."""
+def recalibrated(kws_run, tmp_path, monkeypatch, policy: str):
+    """A copy of the tiny run calibrated with `policy` on the stand-in splits."""
     import tinyexit.run
     from tests._tiny_kws_run import stand_in_splits
     from tinyexit.policy.calibrate import calibrate_run
@@ -96,6 +94,14 @@ def test_host_build_equals_python_mirror_with_other_policies(kws_run, tmp_path, 
     data = stand_in_splits()
     monkeypatch.setattr(tinyexit.run, "load_split", lambda r, split: data[split])
     assert calibrate_run(run, epsilon=0.5, policy=policy)["policy"] == policy
+    return run
+
+
+@pytest.mark.parametrize("policy", ["difference", "entropy"])
+def test_host_build_equals_python_mirror_with_other_policies(kws_run, tmp_path, monkeypatch, policy):
+    """The temporal rules (tx_temporal.h: the decision is the rule's, the state lives across hops) and another
+    static rule, recalibrated on a copy of the run."""
+    run = recalibrated(kws_run, tmp_path, monkeypatch, policy)
     pcm = synthetic_audio(4.0)
     host = sa.run_host(sa.build_stream_host(run, tmp_path / "host", LOW), pcm, LOW)
     py = sa.mirror(run, pcm, LOW, tmp_path / "mirror")
@@ -123,16 +129,7 @@ def test_host_build_equals_python_mirror_with_the_gate(kws_run, tmp_path, monkey
     """The pre-model gate in C (tx_stream.c) and in Python (stream_gate.decide + replay) agree on every hop: the
     gate's decision and noise floor, the features, exit, class and detection; skipped hops run no model (exit -1,
     0 MACs, the silence class); with a temporal rule, whose state only the inferred hops advance."""
-    run = kws_run
-    if policy != "max_softmax":
-        import tinyexit.run
-        from tests._tiny_kws_run import stand_in_splits
-        from tinyexit.policy.calibrate import calibrate_run
-        run = tmp_path / "run"
-        shutil.copytree(kws_run, run, ignore=shutil.ignore_patterns("firmware"))
-        data = stand_in_splits()
-        monkeypatch.setattr(tinyexit.run, "load_split", lambda r, split: data[split])
-        assert calibrate_run(run, epsilon=0.5, policy=policy)["policy"] == policy
+    run = kws_run if policy == "max_softmax" else recalibrated(kws_run, tmp_path, monkeypatch, policy)
     pcm = bursty_audio(8.0)
     host = sa.run_host(sa.build_stream_host(run, tmp_path / "host", GATED), pcm, GATED)
     py = sa.mirror(run, pcm, GATED, tmp_path / "mirror")

@@ -199,10 +199,8 @@ def cross_compile(out: str | Path, cpu_flags=toolchain.CORTEX_M4) -> list[Path]:
     return [toolchain.compile_object(src, src.with_suffix(".o"), flags) for src in render_sources(out)]
 
 
-def hop_instructions(out: str | Path, board: str = "nrf52840", hops: int = 8, timeout: float = 120.0) -> dict:
-    """Instructions of tx_frontend_push for one 320-sample hop (one frame), counted exactly by QEMU's plugin
-    on the emulated `board`: bench_main.c pushes a first 160 samples, then `hops` hops of pseudo-random
-    speech-level samples, each between tx_bench_begin and tx_bench_end. Returns per-hop counts and sizes."""
+def _bench_firmware(out: str | Path, board: str, defines: dict, name: str):
+    """(board, a runner with instruction windows, firmware) of bench_main.c built for the emulated `board`."""
     from tinyexit.boards import load_board
     from tinyexit.build import build_firmware
     from tinyexit.targets import get_runner
@@ -213,8 +211,14 @@ def hop_instructions(out: str | Path, board: str = "nrf52840", hops: int = 8, ti
     src = out / "src"
     sources = render_sources(src)
     main = _copy_template("bench_main.c", src)
-    fw = build_firmware(b, [main, *sources], out / "fw", include_dirs=[src], defines={"TX_FE_HOPS": hops},
-                        name="frontend")
+    return b, runner, build_firmware(b, [main, *sources], out / "fw", include_dirs=[src], defines=defines, name=name)
+
+
+def hop_instructions(out: str | Path, board: str = "nrf52840", hops: int = 8, timeout: float = 120.0) -> dict:
+    """Instructions of tx_frontend_push for one 320-sample hop (one frame), counted exactly by QEMU's plugin
+    on the emulated `board`: bench_main.c pushes a first 160 samples, then `hops` hops of pseudo-random
+    speech-level samples, each between tx_bench_begin and tx_bench_end. Returns per-hop counts and sizes."""
+    b, runner, fw = _bench_firmware(out, board, {"TX_FE_HOPS": hops}, "frontend")
     window = (toolchain.symbol_address(fw.elf, "tx_bench_begin"), toolchain.symbol_address(fw.elf, "tx_bench_end"))
     res = runner.run(fw.elf, timeout=timeout, window=window, each_window=True)
     per_hop, cycles = list(res.insns.per_window), list(res.insns.per_window_cycles)
@@ -239,18 +243,7 @@ def step_profile(out: str | Path, board: str = "nrf52840", hops: int = 4, timeou
     marker calls between compute_frame's steps), run once per step with the window between two markers; per
     step the mean over `hops` hops (the frame tx_frontend_init computes is left out). A marker call costs a few
     instructions, counted in the step it opens."""
-    from tinyexit.boards import load_board
-    from tinyexit.build import build_firmware
-    from tinyexit.targets import get_runner
-
-    out = Path(out)
-    b = load_board(board, emulate=True)
-    runner = get_runner(b, needs=("instruction_windows",))
-    src = out / "src"
-    sources = render_sources(src)
-    main = _copy_template("bench_main.c", src)
-    fw = build_firmware(b, [main, *sources], out / "fw", include_dirs=[src],
-                        defines={"TX_FE_HOPS": hops, "TX_FE_PROFILE": 1}, name="frontend-profile")
+    b, runner, fw = _bench_firmware(out, board, {"TX_FE_HOPS": hops, "TX_FE_PROFILE": 1}, "frontend-profile")
     steps = {}
     for k, name in enumerate(PROFILE_STEPS):
         window = (toolchain.symbol_address(fw.elf, f"tx_fe_mark{k}"),
