@@ -383,6 +383,7 @@ static uint32_t next_base(const tx_runtime_t *rt, uint32_t packed)
     if (rt->cur_slot < 0) return 0u;
     if (packed && !fresh && rt->cur_end / TX_NVM_PAGE_SIZE == (rt->cur_end + packed - 1u) / TX_NVM_PAGE_SIZE)
       return rt->cur_end;   /* inside the newest record's page, which no later boot writes again */
+    if (fresh) return rt->fresh_base;   /* a boot's first commit: found at init (find_fresh_base) */
     aligned = page_ceil(rt->cur_end);
     return aligned + largest_bytes(rt) > rt->num_slots * TX_NVM_PAGE_SIZE ? 0u : aligned;
   }
@@ -600,6 +601,59 @@ static void find_newest_in_log(tx_runtime_t *rt)
   }
 }
 
+#if TX_CKPT_MOVE_ON && TX_NVM_ERASE && !defined(TX_BROKEN_NO_ERASE) && !defined(TX_CKPT_OFF_ONLY)
+static uint32_t touched_pages(uint32_t base, uint32_t max_pages);
+
+/* Pages from `base` that an attempt since the newest record visibly took (0: none): a JIT preparation mark (one
+ * page), a packed record (one page) or a full record header (the pages of its length, touched_pages) with the
+ * sequence number that follows the newest record's. An old record holds a smaller one; an attempt whose first word
+ * did not land leaves the page reading erased but for one counted write of word 0, and the boot that finds it
+ * erases it whatever it reads, as before. */
+static uint32_t taken_pages(const tx_runtime_t *rt, uint32_t base, uint32_t max_pages)
+{
+  uint32_t w[3];
+  tx_nvm_read(base, w, sizeof w);
+  if (w[0] == TX_CKPT_PREP_MARK) return 1u;
+  if ((w[0] >> 24) == TX_CKPT_PACK_TAG) return w[TX_P_SEQ] == rt->seq + 1u ? 1u : 0u;
+  if (w[0] == TX_CKPT_MAGIC && w[TX_H_SEQ] == rt->seq + 1u) return touched_pages(base, max_pages);
+  return 0u;
+}
+#endif
+
+/* A log at init: where the boot's first commit goes (rt->fresh_base). The page after the newest record (page 0 when
+ * the rest is shorter than the largest record, next_base); with TX_CKPT_MOVE_ON on flash, past every range an attempt
+ * since the newest record visibly took (taken_pages), each step wrapped the same way. Why this is safe: every
+ * attempt goes to the range the chain ends at when it starts, and writes its first word before any other; so the
+ * pages past the chain's end hold no write since their erase (they read erased or hold older records) but for word 0
+ * of the end page, which the boot erases whatever it reads (touched_pages >= 1). A chain that would reach the newest
+ * record (or runs over every page) falls back to the page after it, its whole largest range erased whatever it
+ * reads (fresh_all), so a wrap still keeps the newest record and the room of the largest. */
+static void find_fresh_base(tx_runtime_t *rt)
+{
+  const uint32_t size = rt->num_slots * TX_NVM_PAGE_SIZE, largest = largest_bytes(rt);
+  uint32_t base = rt->cur_slot < 0 ? 0u : page_ceil(rt->cur_end);
+  if (base + largest > size) base = 0u;
+  rt->fresh_base = base;
+  rt->fresh_all = 0u;
+#if TX_CKPT_MOVE_ON && TX_NVM_ERASE && !defined(TX_BROKEN_NO_ERASE) && !defined(TX_CKPT_OFF_ONLY)
+  {
+    const uint32_t lo = rt->cur_off / TX_NVM_PAGE_SIZE * TX_NVM_PAGE_SIZE, pages = largest / TX_NVM_PAGE_SIZE;
+    uint32_t steps, n;
+    for (steps = 0u; steps < rt->num_slots; steps++) {
+      n = taken_pages(rt, base, pages);
+      if (!n) {
+        rt->fresh_base = base;
+        return;
+      }
+      base += n * TX_NVM_PAGE_SIZE;
+      if (base + largest > size) base = 0u;
+      if (rt->cur_slot >= 0 && base < rt->cur_end && lo < base + largest) break;   /* would reach the newest */
+    }
+    rt->fresh_all = 1u;
+  }
+#endif
+}
+
 int tx_runtime_init(tx_runtime_t *rt, const tx_pipeline_t *p, tx_granularity_t gran)
 {
   uint32_t hdr[TX_CKPT_HEADER_WORDS], slot, rejected[(TX_CKPT_MAX_SLOTS + 31u) / 32u];
@@ -628,6 +682,7 @@ int tx_runtime_init(tx_runtime_t *rt, const tx_pipeline_t *p, tx_granularity_t g
   if (rt->num_slots < 2u || tx_nvm_size() / rt->slot_size < rt->num_slots) return TX_ERR_NVM_TOO_SMALL;
   if (rt->log) {
     find_newest_in_log(rt);
+    find_fresh_base(rt);
     return TX_OK;
   }
   /* The newest valid slot: the newest candidate by header, its CRC checked; when that fails (a torn commit)
@@ -821,12 +876,13 @@ static void prepare_slot(tx_runtime_t *rt)
   const uint32_t pages = largest_bytes(rt) / TX_NVM_PAGE_SIZE;
   const uint32_t base = next_base(rt, 0u);
   uint32_t touched, n;
+  const uint32_t first = rt->log && rt->fresh == 1u;   /* this boot's first preparation of a log */
   if (rt->log && rt->fresh != 1u) {
     touched = 0u;
     /* nothing was cut short; a range this boot prepared and no commit wrote is still erased */
     if (!rt->jit || (rt->prep_base == base && rt->prep_pages >= pages)) return;
   } else {
-    touched = touched_pages(base, pages);
+    touched = rt->fresh_all ? pages : touched_pages(base, pages);
   }
   if (rt->fresh == 1u) rt->fresh = 2u;
   if (rt->log && !rt->jit) {   /* the boot's first commit erases them (a boot that never commits erases none) */
@@ -837,6 +893,14 @@ static void prepare_slot(tx_runtime_t *rt)
   }
   n = rt->jit ? pages : touched;
   erase_range(rt, base / TX_NVM_PAGE_SIZE, n, touched);
+#if TX_CKPT_MOVE_ON
+  if (first && rt->jit) {   /* the page is taken: the next boot moves on if this one makes no commit (find_fresh_base) */
+    const uint32_t mark = TX_CKPT_PREP_MARK;
+    tx_nvm_write_words(base, &mark, 1u);   /* word 0 was just erased (touched >= 1) */
+  }
+#else
+  (void)first;
+#endif
   rt->prep_base = base;
   rt->prep_pages = n;
 #else
