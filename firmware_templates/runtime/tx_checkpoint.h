@@ -150,6 +150,9 @@
  * since that record visibly took it (a record header with the next sequence number, or a JIT boot's preparation
  * mark TX_CKPT_PREP_MARK), but past what that attempt may have written, and so on: the erases of boots that make
  * no progress spread over the log instead of piling on one page (README: "Wear under a harvester"). 0: as before. */
+#ifdef TX_BROKEN_NO_MOVE_ON
+#define TX_CKPT_MOVE_ON 0   /* the wear before the rule, for the test that shows it falls (not wrong, only worn) */
+#endif
 #ifndef TX_CKPT_MOVE_ON
 #define TX_CKPT_MOVE_ON 1
 #endif
