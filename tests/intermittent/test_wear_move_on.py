@@ -1,7 +1,7 @@
 """Boots that make no progress (cut after the boot's preparation, or inside its first commit) on the emulated
-nRF52840's flash: with TX_CKPT_MOVE_ON each boot's first commit moves past the pages earlier attempts since the
-newest record visibly took, so their erases spread over the log; built without it ("no-move-on") the same boots
-erase the same page again and again. Both obey every NVMC rule (nWRITE counted across the cuts) and the boot after
+nRF52840's flash: with TX_CKPT_MOVE_ON a JIT boot's first commit moves past the pages earlier JIT boots since the
+newest record marked, so their erases spread over the log; built without it ("no-move-on") the same boots erase
+the same page again and again (per-layer boots, which leave torn headers and no mark, still do). Both obey every NVMC rule (nWRITE counted across the cuts) and the boot after
 them returns the uninterrupted run's result, and the log's newest valid record (the independent parser) is it."""
 from __future__ import annotations
 
@@ -64,4 +64,7 @@ def test_boots_without_progress_spread_their_erases(standin, tmp_path, gran):
     stay = _stuck_boots(standin, tmp_path / "stay", g, ("no-move-on",))
     move = _stuck_boots(standin, tmp_path / "move", g, ())
     assert max(stay) >= BOOTS, stay                # one page erased by every stuck boot
-    assert max(move) <= 2 and sum(1 for e in move if e) >= 3, move   # spread over the log
+    if g.jit:   # each stuck boot marked the page it prepared: the next one moves on
+        assert max(move) <= 2 and sum(1 for e in move if e) >= 3, move   # spread over the log
+    else:       # a torn header is not moved past (tx_checkpoint.c, taken_pages: it would grow every boot's scan)
+        assert move == stay
