@@ -380,10 +380,10 @@ static uint32_t next_base(const tx_runtime_t *rt, uint32_t packed)
     const uint32_t fresh = rt->fresh;
 #endif
     uint32_t aligned;
-    if (rt->cur_slot < 0) return 0u;
-    if (packed && !fresh && rt->cur_end / TX_NVM_PAGE_SIZE == (rt->cur_end + packed - 1u) / TX_NVM_PAGE_SIZE)
-      return rt->cur_end;   /* inside the newest record's page, which no later boot writes again */
     if (fresh) return rt->fresh_base;   /* a boot's first commit: found at init (find_fresh_base) */
+    if (rt->cur_slot < 0) return 0u;
+    if (packed && rt->cur_end / TX_NVM_PAGE_SIZE == (rt->cur_end + packed - 1u) / TX_NVM_PAGE_SIZE)
+      return rt->cur_end;   /* inside the newest record's page, which no later boot writes again */
     aligned = page_ceil(rt->cur_end);
     return aligned + largest_bytes(rt) > rt->num_slots * TX_NVM_PAGE_SIZE ? 0u : aligned;
   }
@@ -622,9 +622,10 @@ static uint32_t taken_pages(uint32_t base)
  * this is safe: every boot prepares and commits at the page the chain ends at when it starts, and writes word 0 of
  * it (the mark, or the commit's first word) before any other; so the pages past the chain's end hold no write since
  * their erase (they read erased or hold older records) but for word 0 of the end page, which the boot erases
- * whatever it reads (touched_pages >= 1); a marked page is never written again but by its own boot's commit. A chain that would reach the newest
- * record (or runs over every page) falls back to the page after it, its whole largest range erased whatever it
- * reads (fresh_all), so a wrap still keeps the newest record and the room of the largest. */
+ * whatever it reads (touched_pages >= 1); a marked page is never written again but by its own boot's commit. A
+ * chain that would reach the newest record (or runs over every page) falls back to the page after it, its whole
+ * largest range erased whatever it reads (fresh_all), so a wrap still keeps the newest record and the room of the
+ * largest. */
 static void find_fresh_base(tx_runtime_t *rt)
 {
   const uint32_t size = rt->num_slots * TX_NVM_PAGE_SIZE, largest = largest_bytes(rt);
@@ -891,7 +892,7 @@ static void prepare_slot(tx_runtime_t *rt)
   n = rt->jit ? pages : touched;
   erase_range(rt, base / TX_NVM_PAGE_SIZE, n, touched);
 #if TX_CKPT_MOVE_ON
-  if (first && rt->jit) {   /* the page is taken: the next boot moves on if this one makes no commit (find_fresh_base) */
+  if (first && rt->jit) {   /* taken: a next boot moves on when this one commits nothing (find_fresh_base) */
     const uint32_t mark = TX_CKPT_PREP_MARK;
     tx_nvm_write_words(base, &mark, 1u);   /* word 0 was just erased (touched >= 1) */
   }
