@@ -380,8 +380,9 @@ static uint32_t next_base(const tx_runtime_t *rt, uint32_t packed)
     const uint32_t fresh = rt->fresh;
 #endif
     uint32_t aligned;
+    if (fresh) return rt->fresh_base;   /* a boot's first commit: found at init (find_fresh_base) */
     if (rt->cur_slot < 0) return 0u;
-    if (packed && !fresh && rt->cur_end / TX_NVM_PAGE_SIZE == (rt->cur_end + packed - 1u) / TX_NVM_PAGE_SIZE)
+    if (packed && rt->cur_end / TX_NVM_PAGE_SIZE == (rt->cur_end + packed - 1u) / TX_NVM_PAGE_SIZE)
       return rt->cur_end;   /* inside the newest record's page, which no later boot writes again */
     aligned = page_ceil(rt->cur_end);
     return aligned + largest_bytes(rt) > rt->num_slots * TX_NVM_PAGE_SIZE ? 0u : aligned;
@@ -600,6 +601,57 @@ static void find_newest_in_log(tx_runtime_t *rt)
   }
 }
 
+#if TX_CKPT_MOVE_ON && TX_NVM_ERASE && !defined(TX_BROKEN_NO_ERASE) && !defined(TX_CKPT_OFF_ONLY)
+/* Pages from `base` that a boot since the newest record visibly took (0: none): a JIT boot's preparation mark.
+ * Only marks: a torn record header (the next sequence number) would be as safe to move past, but each one is a
+ * candidate that find_newest_in_log must reject by a CRC pass and a rescan of the log at every later boot, so a
+ * chain of them grows the work a boot does before its first commit until no charge reaches it (measured under
+ * the RF trace with per-layer checkpoints: no inference in 400 boots). A page whose mark did not land reads erased
+ * but for one counted write of word 0, and the boot that finds it erases it whatever it reads, as before. */
+static uint32_t taken_pages(uint32_t base)
+{
+  uint32_t w;
+  tx_nvm_read(base, &w, sizeof w);
+  return w == TX_CKPT_PREP_MARK ? 1u : 0u;
+}
+#endif
+
+/* A log at init: where the boot's first commit goes (rt->fresh_base). The page after the newest record (page 0 when
+ * the rest is shorter than the largest record, next_base); with TX_CKPT_MOVE_ON on flash, past every range an attempt
+ * since the newest record visibly took (taken_pages: a JIT preparation mark), each step wrapped the same way. Why
+ * this is safe: every boot prepares and commits at the page the chain ends at when it starts, and writes word 0 of
+ * it (the mark, or the commit's first word) before any other; so the pages past the chain's end hold no write since
+ * their erase (they read erased or hold older records) but for word 0 of the end page, which the boot erases
+ * whatever it reads (touched_pages >= 1); a marked page is never written again but by its own boot's commit. A
+ * chain that would reach the newest record (or runs over every page) falls back to the page after it, its whole
+ * largest range erased whatever it reads (fresh_all), so a wrap still keeps the newest record and the room of the
+ * largest. */
+static void find_fresh_base(tx_runtime_t *rt)
+{
+  const uint32_t size = rt->num_slots * TX_NVM_PAGE_SIZE, largest = largest_bytes(rt);
+  uint32_t base = rt->cur_slot < 0 ? 0u : page_ceil(rt->cur_end);
+  if (base + largest > size) base = 0u;
+  rt->fresh_base = base;
+  rt->fresh_all = 0u;
+#if TX_CKPT_MOVE_ON && TX_NVM_ERASE && !defined(TX_BROKEN_NO_ERASE) && !defined(TX_CKPT_OFF_ONLY)
+  {
+    const uint32_t lo = rt->cur_off / TX_NVM_PAGE_SIZE * TX_NVM_PAGE_SIZE;
+    uint32_t steps, n;
+    for (steps = 0u; steps < rt->num_slots; steps++) {
+      n = taken_pages(base);
+      if (!n) {
+        rt->fresh_base = base;
+        return;
+      }
+      base += n * TX_NVM_PAGE_SIZE;
+      if (base + largest > size) base = 0u;
+      if (rt->cur_slot >= 0 && base < rt->cur_end && lo < base + largest) break;   /* would reach the newest */
+    }
+    rt->fresh_all = 1u;
+  }
+#endif
+}
+
 int tx_runtime_init(tx_runtime_t *rt, const tx_pipeline_t *p, tx_granularity_t gran)
 {
   uint32_t hdr[TX_CKPT_HEADER_WORDS], slot, rejected[(TX_CKPT_MAX_SLOTS + 31u) / 32u];
@@ -628,6 +680,7 @@ int tx_runtime_init(tx_runtime_t *rt, const tx_pipeline_t *p, tx_granularity_t g
   if (rt->num_slots < 2u || tx_nvm_size() / rt->slot_size < rt->num_slots) return TX_ERR_NVM_TOO_SMALL;
   if (rt->log) {
     find_newest_in_log(rt);
+    find_fresh_base(rt);
     return TX_OK;
   }
   /* The newest valid slot: the newest candidate by header, its CRC checked; when that fails (a torn commit)
@@ -821,12 +874,13 @@ static void prepare_slot(tx_runtime_t *rt)
   const uint32_t pages = largest_bytes(rt) / TX_NVM_PAGE_SIZE;
   const uint32_t base = next_base(rt, 0u);
   uint32_t touched, n;
+  const uint32_t first = rt->log && rt->fresh == 1u;   /* this boot's first preparation of a log */
   if (rt->log && rt->fresh != 1u) {
     touched = 0u;
     /* nothing was cut short; a range this boot prepared and no commit wrote is still erased */
     if (!rt->jit || (rt->prep_base == base && rt->prep_pages >= pages)) return;
   } else {
-    touched = touched_pages(base, pages);
+    touched = rt->fresh_all ? pages : touched_pages(base, pages);
   }
   if (rt->fresh == 1u) rt->fresh = 2u;
   if (rt->log && !rt->jit) {   /* the boot's first commit erases them (a boot that never commits erases none) */
@@ -837,6 +891,14 @@ static void prepare_slot(tx_runtime_t *rt)
   }
   n = rt->jit ? pages : touched;
   erase_range(rt, base / TX_NVM_PAGE_SIZE, n, touched);
+#if TX_CKPT_MOVE_ON
+  if (first && rt->jit) {   /* taken: a next boot moves on when this one commits nothing (find_fresh_base) */
+    const uint32_t mark = TX_CKPT_PREP_MARK;
+    tx_nvm_write_words(base, &mark, 1u);   /* word 0 was just erased (touched >= 1) */
+  }
+#else
+  (void)first;
+#endif
   rt->prep_base = base;
   rt->prep_pages = n;
 #else

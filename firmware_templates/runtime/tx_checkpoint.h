@@ -146,6 +146,21 @@
 #endif
 
 /* Deferred results (see above): 1 to defer; results of more than TX_CKPT_DEFER_MAX bytes are committed at once. */
+/* Move on (a log on flash): a boot's first commit does not go to the page after the newest record when an attempt
+ * since that record visibly took it (a record header with the next sequence number, or a JIT boot's preparation
+ * mark TX_CKPT_PREP_MARK), but past what that attempt may have written, and so on: the erases of boots that make
+ * no progress spread over the log instead of piling on one page (README: "Wear under a harvester"). 0: as before. */
+#ifdef TX_BROKEN_NO_MOVE_ON
+#define TX_CKPT_MOVE_ON 0   /* the wear before the rule, for the test that shows it falls (not wrong, only worn) */
+#endif
+#ifndef TX_CKPT_MOVE_ON
+#define TX_CKPT_MOVE_ON 1
+#endif
+/* Written at word 0 of a page a JIT boot prepared for its first commit: only bit 29 cleared, which is 0 in
+ * TX_CKPT_MAGIC and in every packed tag (0xC5 top byte), so the commit's first word then only clears bits (its
+ * second write of that word, within the NVMC's two). */
+#define TX_CKPT_PREP_MARK 0xDFFFFFFFu
+
 #ifndef TX_CKPT_DEFER_RESULTS
 #define TX_CKPT_DEFER_RESULTS 0
 #endif
@@ -219,6 +234,8 @@ typedef struct {
   uint32_t cur_packed;        /* the newest record is a packed one (TX_CKPT_PACK_*) */
   uint32_t fresh;             /* a log: 1 until this boot's preparation, 2 until its first commit (see above) */
   uint32_t lazy_pages;        /* a log without JIT: pages the boot's first commit erases first, whatever they read */
+  uint32_t fresh_base;        /* a log: where this boot's first commit goes (TX_CKPT_MOVE_ON, found at init) */
+  uint32_t fresh_all;         /* 1: fresh_base is the fallback, its whole range is erased whatever it reads */
   uint32_t seq;               /* its sequence number */
   /* position of the computation */
   uint32_t input_id;

@@ -24,7 +24,7 @@ CUT_EXIT_CODE = 86
 BROKEN_FLAGS = {"single-slot": "TX_BROKEN_SINGLE_SLOT", "no-crc": "TX_BROKEN_NO_CRC", "no-erase": "TX_BROKEN_NO_ERASE",
                 "no-vector": "TX_BROKEN_NO_VECTOR", "volatile-low": "TX_BROKEN_VOLATILE_LOW",
                 "jit-no-latch": "TX_BROKEN_JIT_NO_LATCH", "trust-first-word": "TX_BROKEN_TRUST_FIRST_WORD",
-                "pack-fresh": "TX_BROKEN_PACK_FRESH"}
+                "pack-fresh": "TX_BROKEN_PACK_FRESH", "no-move-on": "TX_BROKEN_NO_MOVE_ON"}
 
 
 def render_pipeline(pipeline: Pipeline, out_dir: str | os.PathLike) -> list[Path]:
