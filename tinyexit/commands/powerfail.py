@@ -208,7 +208,7 @@ def _harvested(args: argparse.Namespace, target: Path, out: Path, grans: list[st
         raise TinyexitError(f"--seconds {args.seconds:g}: give simulated seconds above 0")
     if args.inferences is not None and args.inferences < 1:
         raise TinyexitError(f"--inferences {args.inferences}: at least 1")
-    for flag in ("broken", "low_energy", "slots", "nvm_region", "runner", "threshold", "shards"):
+    for flag in ("broken", "low_energy", "runner", "threshold", "shards"):
         if getattr(args, flag):
             raise TinyexitError(f"--{flag.replace('_', '-')} is not for a harvested campaign; drop it")
     board = load_board(args.board or "nrf52840", emulate=True)
@@ -222,7 +222,8 @@ def _harvested(args: argparse.Namespace, target: Path, out: Path, grans: list[st
     inferences = args.inferences if args.inferences is not None or args.seconds is not None else 10
     results = run_configs(target, out, configs, workers=args.workers or 1, address=args.address, board=board.name,
                           harvester=args.harvester, capacitor_f=cap, num_inputs=args.inputs, inferences=inferences,
-                          seconds=args.seconds, seed=args.seed)
+                          seconds=args.seconds, seed=args.seed, nvm_region=_region(args.nvm_region, True),
+                          slots=_slots(args.slots, True) if args.slots else None)
     print(f"{board.name} (emulated) under {trace.name}, capacitor "
           f"{(cap or board.energy.capacitor_f) * 1e6:g} uF:")
     print(table(results))

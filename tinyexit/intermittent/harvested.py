@@ -417,12 +417,13 @@ def labelled_inputs(run_dir, qparams: dict, num_inputs: int, seed: int = 0) -> t
 
 
 def exit_heads_setup(run_dir, out_dir, board, *, num_inputs: int = 8, seed: int = 0, runner: str | None = None,
-                     slots: int | str = 2) -> Setup:
+                     slots: int | str = 2, nvm_region: int | str | None = None) -> Setup:
     """The run's exit-head pipeline (final exit without a threshold) on `board`'s emulated variant with its
     kernels, over labelled test inputs (a .tflite or a library: random ones); the oracle of each input is its
-    uninterrupted run without checkpoints, checked against TFLM."""
+    uninterrupted run without checkpoints, checked against TFLM. `nvm_region` (bytes or "max", with slots="fit":
+    a log over them): the NVM the records spread over (emulated.build_in_region)."""
     from tinyexit.intermittent import prepare_library, tflm_reference
-    from tinyexit.intermittent.emulated import EmulatedTarget, build_emulated
+    from tinyexit.intermittent.emulated import EmulatedTarget, build_in_region
     from tinyexit.run import Run
     from tinyexit.intermittent import random_inputs
     out_dir = Path(out_dir)
@@ -431,7 +432,7 @@ def exit_heads_setup(run_dir, out_dir, board, *, num_inputs: int = 8, seed: int 
         inputs, labels = labelled_inputs(run_dir, Run(run_dir).manifest()["segments"][0]["input"], num_inputs, seed)
     else:   # a .tflite or a generated library: no labels, random int8 inputs (no accuracy)
         inputs, labels = random_inputs(num_inputs, pipe.input_size, seed), None
-    fw = build_emulated(lib, pipe, inputs, board, out_dir / "emu-harvest", slots=slots)
+    fw, _ = build_in_region(lib, pipe, inputs, board, out_dir / "emu-harvest", nvm_region, slots=slots)
     et = EmulatedTarget(fw, out_dir / "psram-harvest.img", runner=runner)
     et.calibrate()
     ref = tflm_reference(run_dir)

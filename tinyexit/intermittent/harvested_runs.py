@@ -64,8 +64,11 @@ def jit_available() -> bool:
 def run_config(run_dir, out_dir, *, config: str, board: str = "nrf52840", harvester: str = "rf",
                capacitor_f: float | None = None, num_inputs: int = 8, inferences: int | None = None,
                seconds: float | None = None, seed: int = 0, plot: bool = True, progress: bool = True,
-               max_boots_per_inference: int = 100) -> dict:
-    """One configuration's harvested campaign on the emulated board: its report as a dict (+ 'png' and 'wall_s')."""
+               max_boots_per_inference: int = 100, nvm_region: int | str | None = None,
+               slots: int | str | None = None) -> dict:
+    """One configuration's harvested campaign on the emulated board: its report as a dict (+ 'png' and 'wall_s').
+    `nvm_region` (bytes or "max"; exit-head pipelines): the records go to a log over that much of the flash
+    (slots "fit" unless `slots` says otherwise); `slots`: checkpoint slots in a ring (default 2)."""
     from tqdm import tqdm
 
     from tinyexit.boards import load_board
@@ -78,8 +81,14 @@ def run_config(run_dir, out_dir, *, config: str, board: str = "nrf52840", harves
     work = Path(out_dir) / ("harvest-" + config.replace(":", "").replace("@", "-").replace("/", "-"))
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    setup = (branch_setup(run_dir, work, b, num_inputs=num_inputs, seed=seed) if cfg.signal == "low_energy" else
-             exit_heads_setup(run_dir, work, b, num_inputs=num_inputs, seed=seed))
+    if cfg.signal == "low_energy":
+        if nvm_region is not None or slots is not None:
+            raise TinyexitError(f"configuration {config!r}: the shared branch keeps its two slots; an NVM region "
+                                f"and slots are for the exit-head pipelines")
+        setup = branch_setup(run_dir, work, b, num_inputs=num_inputs, seed=seed)
+    else:
+        setup = exit_heads_setup(run_dir, work, b, num_inputs=num_inputs, seed=seed, nvm_region=nvm_region,
+                                 slots=slots or ("fit" if nvm_region is not None else 2))
     # compute time from the plugin's cycle estimate (its cycles per instruction over the uninterrupted runs)
     model = EnergyModel.from_board(b, capacitor_f=capacitor_f, warn_v=cfg.warn_v,
                                    cycles_per_instruction=setup.cycles_per_instruction)
@@ -102,6 +111,7 @@ def run_config(run_dir, out_dir, *, config: str, board: str = "nrf52840", harves
     rep.continuous["accuracy"] = setup.continuous_accuracy(rep.inferences)
     d = rep.as_dict()
     d.update(board=b.name, wall_s=time.monotonic() - t0, reference_checked=setup.reference_checked,
+             nvm_region_bytes=setup.board.t.nvm_size,
              trace=trace.name, capacitor_f=model.capacitor_f, cycles_per_instruction=model.cycles_per_instruction,
              warn_v=model.warn_v)
     if plot:
