@@ -185,3 +185,15 @@ def test_emulated_harvested_campaign_over_an_nvm_region(standin, tmp_path, capsy
     assert log["nvm_region_bytes"] == 131072 and two["nvm_region_bytes"] < 131072
     # lifetime = endurance / (most erases on one page per inference): the log's is longer
     assert log["flash_lifetime_years_at_1hz"] > two["flash_lifetime_years_at_1hz"]
+
+
+def test_branch_configuration_carries_its_thresholds():
+    """'branch[:WARN][/GRANULARITY][+T[:LOW]]': the shared branch's confidence mode with low energy's own threshold."""
+    from tinyexit.errors import TinyexitError
+    from tinyexit.intermittent.harvested_runs import parse_config
+    cfg, board = parse_config("branch:2.0V/layers:4+99:60@nrf52840-fram")
+    assert (cfg.signal, cfg.warn_v, str(cfg.granularity), int(cfg.threshold), cfg.threshold.low, board) == \
+        ("low_energy", 2.0, "layers:4", 99, 60, "nrf52840-fram")
+    assert parse_config("branch")[0].threshold is None and parse_config("branch+99")[0].threshold.low is None
+    with pytest.raises(TinyexitError):
+        parse_config("branch+x")

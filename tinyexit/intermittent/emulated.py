@@ -205,11 +205,13 @@ class EmulatedTarget:
             snap = self.snapshot()
             self.calibrate()
             self.restore(snap)
-        words = struct.pack("<6Ii4I", MAILBOX_MAGIC, input_index, input_id,
+        low = getattr(threshold, "low", None)   # branch_checks.Threshold: low energy's own threshold
+        words = struct.pack("<6Ii4Ii", MAILBOX_MAGIC, input_index, input_id,
                             0xFFFFFFFF if low_energy_units is None else low_energy_units,
                             granularity.c_mode, granularity.every, NO_THRESHOLD if threshold is None else threshold,
                             NEVER if warn_at_instruction is None else min(int(warn_at_instruction), NEVER),
-                            self.tick_origin or 0, count, NEVER if warmup_id is None else warmup_id)
+                            self.tick_origin or 0, count, NEVER if warmup_id is None else warmup_id,
+                            NO_THRESHOLD if low is None else low)
         self._write(MAILBOX_OFFSET, words)
 
     def calibrate(self) -> int:
