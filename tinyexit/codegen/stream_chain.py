@@ -86,8 +86,10 @@ class StreamChain(Op):
         return self.windows()[-1] + acc
 
     def work_bytes(self, kernels: str) -> int:
-        """The largest member's in-place ring (a 1x1: one pixel) and kernel work space, after the windows."""
-        return max(a4(op.scratch_bytes(ip)) + op.work_bytes(kernels) for op, ip in self.member_ops())
+        """The largest member's in-place ring (a 1x1: one pixel) and kernel work space (Op.work_offset: after
+        the ring or over it), after the windows."""
+        return max(max(op.work_offset(ip, kernels) + op.work_bytes(kernels), a4(op.scratch_bytes(ip)))
+                   for op, ip in self.member_ops())
 
     def constants(self, prefix: str) -> list[CArray]:
         return [a for k, op in enumerate(self.members) for a in op.constants(f"{prefix}_{k}")]
