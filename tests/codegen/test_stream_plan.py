@@ -11,6 +11,7 @@ from tests.conftest import require_program
 from tinyexit.codegen import generate, read_model
 from tinyexit.codegen.fuse import fuse_conv_add
 from tinyexit.codegen.ops._common import M4
+from tinyexit.codegen.prepared import with_prepared_tables
 from tinyexit.codegen.stream_chain import StreamChain
 from tinyexit.codegen.stream_plan import find_chains, stream_graph
 from tinyexit.conformance import build_host, emulated_outputs, run_host, tflm_outputs
@@ -122,6 +123,19 @@ def test_chain_found_in_kws_and_saves_arena():
     # two rows per call (5-pixel rows): 4-row windows with the calls' phases chosen, not 5
     two = stream_graph(g, "fused2").ops[0]
     assert two.group == (2,) * 5 and two.rows == (4, 4, 4, 4, 2) and 1 in two.first
+
+
+def test_kws_fused_ram_within_5000_bytes_with_cortex_m4_kernels(tmp_path):
+    """The goal of issue 17 (arena + static scratch <= 5,000 B): the in-place 1x1s work in a row of their
+    source window that no reader needs any more, the earlier stages' kernels in the last stage's window (its
+    rows live only within the last stage's calls); the emulated runs above check the bytes."""
+    rep = generate({"kws": "/work/shared/conformance/kws_ref_model.tflite"}, tmp_path / "lib", kernels=M4,
+                   plan="fused", compare_tflm=False)
+    assert rep.arena_bytes + rep.static_scratch_bytes <= 5000, (rep.arena_bytes, rep.static_scratch_bytes)
+    src = (tmp_path / "lib" / "tx_model_kws.c").read_text()
+    assert src.count("out, out, fs, 0, ub, ue);") == 4          # every pointwise conv in a free source row
+    chain = stream_graph(with_prepared_tables(read_model("/work/shared/conformance/kws_ref_model.tflite")))
+    assert chain.ops[0].free == (False, True, True, True, True)   # stage 0 reads the chain's input
 
 
 def test_default_plan_is_layer_by_layer_and_report_says_which(tmp_path):

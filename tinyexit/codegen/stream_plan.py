@@ -70,13 +70,18 @@ def _stages(members: list[Op], readers: dict[int, int]) -> list[tuple[int, ...]]
     return out
 
 
-def _simulate(stages: list[dict]) -> list[int]:
+def _simulate(stages: list[dict], cap: list[int] | None = None) -> tuple[list[int], list[bool]]:
     """Run tx_chain_run's schedule on the stages' geometry (dicts: in_h, out_h, k_h, stride, pad, src, res,
-    group: output rows per call, first: rows of the first call)
-    and return the most rows each stage's window holds when it writes a row. Mirrors
-    firmware_templates/kernels/reference/tx_chain.c.j2 (tx_chain_ready, tx_chain_low): keep both in step."""
+    group: output rows per call, first: rows of the first call) and return the most rows each stage's window
+    holds when it writes a row. With the windows' capacities `cap` (rows; the last stage's: its rows per call
+    with a sink, else its whole output), also where each window starts (base, moved as tx_chain_run moves it)
+    and, per stage, whether at every call of it some row of its source window is free once its first op has
+    run (no reader needs it any more, or it is not written yet): tx_chain_free, the work space of the
+    stage's in-place 1x1 then. Mirrors firmware_templates/kernels/reference/tx_chain.c.j2 (tx_chain_ready,
+    tx_chain_low, tx_chain_run): keep both in step."""
     n = len(stages)
-    done, most = [0] * n, [1] * n
+    done, most, base = [0] * n, [1] * n, [0] * n
+    free = [cap is not None and t["src"] >= 0 for t in stages]
 
     def low(s: int) -> int:
         lo = done[s]
@@ -104,9 +109,19 @@ def _simulate(stages: list[dict]) -> list[int]:
         s = next((s for s in reversed(range(n)) if ready(s)), None)
         if s is None:
             raise AssertionError("a chain the scheduler cannot run")    # the stages' inputs come first
-        most[s] = max(most[s], done[s] - low(s) + rows(s))
-        done[s] += rows(s)
-    return most
+        r = rows(s)
+        most[s] = max(most[s], done[s] - low(s) + r)
+        if cap is not None:
+            if s + 1 < n and done[s] + r - base[s] > cap[s]:     # (the last stage is nobody's source)
+                base[s] = low(s)
+            k = stages[s]["src"]
+            if free[s]:
+                done[s] += r
+                lo = low(k)
+                done[s] -= r
+                free[s] = lo > base[k] or done[k] < base[k] + cap[k]
+        done[s] += r
+    return most, free
 
 
 def _phases(geo: list[dict], row_bytes_: list[int]) -> tuple[list[dict], list[int]]:
@@ -120,7 +135,7 @@ def _phases(geo: list[dict], row_bytes_: list[int]) -> tuple[list[dict], list[in
         trial = [dict(t) for t in geo]
         for bit, k in enumerate(multi):
             trial[k]["first"] = 1 if mask >> bit & 1 else trial[k]["group"]
-        rows = _simulate(trial)
+        rows = _simulate(trial)[0]
         size = sum(r * b for r, b in zip(rows[:-1], row_bytes_))
         if best is None or size < best[0]:
             best = (size, trial, rows)
@@ -150,10 +165,12 @@ def _chain(members: list[Op], sink: Op | None, chain_input: int, readers: dict[i
                         first=per_call if odd else 1))
     geo, rows = _phases(geo, [row_bytes(members[s[-1]]) for s in stages])
     rows[-1] = geo[-1]["group"] if sink is not None else geo[-1]["out_h"]
+    free = _simulate(geo, rows)[1]
     last = sink if sink is not None else members[-1]
     return StreamChain(index=index, inputs=(chain_input,), outputs=(last.outputs[0],), members=tuple(members),
                        stages=tuple(stages), src=tuple(src), res=tuple(res), sink=sink, rows=tuple(rows),
-                       group=tuple(t["group"] for t in geo), first=tuple(t["first"] for t in geo))
+                       group=tuple(t["group"] for t in geo), first=tuple(t["first"] for t in geo),
+                       free=tuple(free))
 
 
 def _readers(graph: Graph) -> dict[int, list[int]]:
