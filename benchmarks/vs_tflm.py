@@ -3,7 +3,7 @@ cycles per MAC, arena, scratch and code, with the ratios.
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/vs_tflm.py [--model kws] [--model resnet] [--inputs 4] [--json OUT]
                                                           [--d95b1ac SRC] [--plan layers|fused|fused2|both|all]
-                                                          [--run RUN] [--no-wide]
+                                                          [--run RUN] [--no-wide] [--vww]
 
 --plan: the memory plan(s) measured (generate(plan=...)): layers (every step's whole output in the arena), fused
 (conv chains row-streamed where that plans a smaller arena, tinyexit.codegen.stream_plan), fused2 (the same, two
@@ -12,6 +12,12 @@ rows per kernel call on odd widths), both (default: layers and fused) or all thr
 
 --run RUN: also the run's segments and exit heads (its quant manifest), each measured alone like the conformance
 models (layer plan); TFLM has no figures for them.
+
+--vww: also tinyexit's `vww` network (models/vww-mobilenet.yaml's MobileNetV1-0.25 at 96x96, without its exit;
+untrained, see vww_model) under the plans of --plan, its RAM (arena + static kernel scratch) beside TFLM's arena
+for the same .tflite, measured here with the host tflite_micro package: its allocation report (recording
+allocator: total = activations + persistent) and, as a check, the smallest arena_size its interpreter
+allocates and runs with (bisection). `--model none --vww` measures only it.
 
 --no-wide: also the layer plan with the wide CONV_2D path left out (generate(wide=False), `tinyexit generate
 --no-wide`): its weights in flash (the linked image's op<step>_ constants) and cycles beside the default's.
@@ -220,15 +226,95 @@ def run_segments(run: str, work: Path, n_inputs: int) -> dict:
     return res
 
 
+def vww_model(path: Path) -> Path:
+    """tinyexit's `vww` recipe network (models/vww-mobilenet.yaml: MobileNetV1-0.25, 96x96x3, 2 classes) without
+    its exit, randomly initialised (seed 0), its BatchNorm statistics set by 60 training-mode passes over 32
+    random images (else the activations shrink ~100x per block and the int8 model is degenerate), quantized
+    by the project's int8 converter (tinyexit.quantize.convert.convert_int8) on those images. Untrained: the
+    figures are memory and cycles, which do not depend on the weights' values."""
+    import keras
+
+    from tinyexit.models.mobilenet import MobileNetConfig, build_mobilenet_v1
+    from tinyexit.quantize.convert import convert_int8
+
+    keras.utils.set_random_seed(0)
+    model = build_mobilenet_v1(MobileNetConfig(exits_after=()))
+    x = np.random.default_rng(0).random((32, 96, 96, 3)).astype(np.float32)
+    for _ in range(60):
+        model(x, training=True)
+    path.write_bytes(convert_int8(model, x))
+    return path
+
+
+def tflm_arena_need(path: Path, lo: int = 1024, hi: int = 1 << 22) -> int:
+    """The smallest arena (bytes, to 16) with which tflite_micro's interpreter (host build) allocates the model
+    and runs one inference: bisection over Interpreter(arena_size=...)."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    x = np.zeros(read_model(path).input.shape, np.int8)
+
+    def fits(n: int) -> bool:
+        try:
+            it = runtime.Interpreter.from_file(str(path), arena_size=n)
+            it.set_input(x, 0)
+            it.invoke()
+            return True
+        except RuntimeError:
+            return False
+    import os
+    saved = os.dup(2)   # the failed allocations print on stderr (MicroPrintf): silence them
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            if not fits(hi):
+                raise SystemExit(f"tflite_micro does not run {path.name} even with a {hi:,} B arena")
+            while hi - lo > 16:
+                mid = (lo + hi) // 2
+                lo, hi = (lo, mid) if fits(mid) else (mid, hi)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    return hi
+
+
+def run_vww(work: Path, n_inputs: int, plans: list[str]) -> dict:
+    """tinyexit's RAM (arena + static kernel scratch) for the vww network under each plan, beside TFLM's arena
+    for the same .tflite (measured here, host tflite_micro: its allocation report and the bisected need)."""
+    from tinyexit.codegen.measure import tflm_arena_bytes
+
+    path = vww_model(work / "vww.tflite")
+    report_ = tflm_arena_bytes(path) or {}
+    need = tflm_arena_need(path)
+    res = {p: measure("vww", work, n_inputs, p, path=path) for p in plans}
+    print(f"\n== vww: tinyexit's MobileNetV1-0.25 96x96x3 (untrained, BN statistics set, int8 by the project's "
+          f"converter; {n_inputs} inputs) beside TFLM's arena for the same .tflite")
+    print(f"TFLM (host tflite_micro, 64-bit pointers): allocation report total {report_.get('total', 0):,} B "
+          f"(activations {report_.get('head', 0):,} B + persistent {report_.get('tail', 0):,} B); smallest arena "
+          f"that allocates and runs (bisection) {need:,} B")
+    print(f"{'plan':<10}{'arena':>9}{'static':>8}{'RAM':>9}{'/ TFLM total':>14}{'/ TFLM activ.':>15}"
+          f"{'est. cycles':>13}  == tflite_micro  chains")
+    for p, t in res.items():
+        ram = t["arena"] + t["scratch"]
+        t["ram"], t["ram_vs_tflm_total"] = ram, ram / report_["total"] if report_ else None
+        print(f"{t['plan']:<10}{t['arena']:>9,}{t['scratch']:>8,}{ram:>9,}"
+              f"{ram / report_.get('total', need):>13.3f}x{ram / report_.get('head', need):>14.3f}x"
+              f"{t['cycles']:>13,.0f}  {t['identical_to_tflite_micro']}  {'; '.join(t['chains']) or '-'}")
+    return {"tflm_host": {**report_, "bisected_need": need}, "macs": res[plans[0]]["macs"], "tinyexit": res}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", choices=list(MODELS), action="append")
+    ap.add_argument("--model", choices=[*MODELS, "none"], action="append",
+                    help="conformance model(s) measured (default: all; none with --vww alone: --model none)")
     ap.add_argument("--inputs", type=int, default=4)
     ap.add_argument("--json", type=Path, help="also write every figure as JSON")
     ap.add_argument("--d95b1ac", type=Path, help="a tree of commit d95b1ac: cross-check the cycle model on it")
     ap.add_argument("--plan", choices=("layers", "fused", "fused2", "both", "all"), default="both",
                     help="memory plan(s) measured (default both)")
     ap.add_argument("--run", help="also measure this run's segments and exit heads, each alone")
+    ap.add_argument("--vww", action="store_true",
+                    help="also tinyexit's vww MobileNetV1-0.25 (96x96) under the plans asked for, beside TFLM's "
+                         "arena for it (measured here)")
     ap.add_argument("--no-wide", action="store_true",
                     help="also measure the layer plan without the wide conv path (generate(wide=False)): "
                          "weights in flash and cycles with and without")
@@ -236,13 +322,16 @@ def main() -> int:
     print(NOTE)
     doc = {"note": NOTE, "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        for key in args.model or list(MODELS):
+        for key in [k for k in args.model or list(MODELS) if k != "none"]:
             plans = {"both": ["layers", "fused"], "all": ["layers", "fused", "fused2"]}.get(args.plan, [args.plan])
             first = measure(key, Path(tmp), args.inputs, plans[0])
             others = {p: measure(key, Path(tmp), args.inputs, p) for p in plans[1:]}
             if args.no_wide:
                 others["nowide"] = measure(key, Path(tmp), args.inputs, "layers", wide=False)
             doc["models"][MODELS[key].removesuffix(".tflite")] = report(key, first, others)
+        if args.vww:
+            plans = {"both": ["layers", "fused"], "all": ["layers", "fused", "fused2"]}.get(args.plan, [args.plan])
+            doc["vww"] = run_vww(Path(tmp), args.inputs, plans)
         if args.run:
             doc["run_segments"] = {"run": args.run, "models": run_segments(args.run, Path(tmp), args.inputs)}
         if args.d95b1ac:
@@ -250,6 +339,7 @@ def main() -> int:
     ok = all(m[k]["identical_to_tflite_micro"] for m in doc["models"].values()
              for k in ("tinyexit", "tinyexit_fused", "tinyexit_fused2", "tinyexit_nowide") if k in m)
     ok &= all(m["identical_to_tflite_micro"] for m in doc.get("run_segments", {}).get("models", {}).values())
+    ok &= all(m["identical_to_tflite_micro"] for m in doc.get("vww", {}).get("tinyexit", {}).values())
     ok &= doc.get("cross_check_d95b1ac", {}).get("within_5_percent", True)
     if args.json:
         args.json.write_text(json.dumps(doc, indent=2) + "\n")
