@@ -52,6 +52,9 @@ class StreamChain(Op):
     first: tuple = ()               # rows of each stage's first call (stream_plan._phases)
     free: tuple = ()                # per stage: a row of its source window is free at every call once its
     #                                 first op ran (stream_plan._simulate): its in-place 1x1 works there
+    in_win: tuple = ()              # per stage: its window's offset inside the chain's input when the chain
+    #                                 runs in place, where no reader needs the input any more (-1: in the buffer)
+    out_in: bool = False            # the output may take the input's first bytes (stream_plan._simulate)
 
     name = "STREAM_CHAIN"
     kernel = "tx_chain"
@@ -70,18 +73,27 @@ class StreamChain(Op):
         return self._acc()[0] if self.sink is not None else 0
 
     def inplace_inputs(self) -> tuple[int, ...]:
-        # With a streamed pool the output (one pixel) is written only after the last input row was read.
-        return (0,) if self.sink is not None else ()
+        # With a streamed pool the output (one pixel) is written only after the last input row was read;
+        # without, each output row only over input rows no stage reads any more (out_in).
+        return (0,) if self.sink is not None or self.out_in else ()
+
+    def _in_input(self, k: int, inplace: bool) -> bool:
+        """Stage k's window lies in the chain's input (only when the chain runs in place: the input dies here)."""
+        return inplace and bool(self.in_win) and self.in_win[k] >= 0
 
     def _window_bytes(self, k: int) -> int:
         return a4(self.rows[k] * row_bytes(self.members[self.stages[k][-1]]))
 
-    def _layout(self) -> tuple[list[int], int, int]:
-        """Offsets of the stages' output windows and of the pool sums, and the end (where `ks` starts). With
-        a sink the last window comes last, just before `ks`: its rows live only within the last stage's calls,
-        so the other stages' kernels work from its start on (`_place`)."""
+    def _layout(self, inplace: bool = False) -> tuple[list[int], int, int]:
+        """Offsets of the stages' output windows (in the buffer, or in the input: _in_input) and of the pool
+        sums, and the end of the buffer (where `ks` starts). With a sink the last window comes last, just
+        before `ks`: its rows live only within the last stage's calls, so the other stages' kernels work from
+        its start on (`_place`)."""
         offs, at, n = [], 0, len(self.stages)
         for k in range(n - 1):
+            if self._in_input(k, inplace):
+                offs.append(self.in_win[k])
+                continue
             offs.append(at)
             at += self._window_bytes(k)
         if self.sink is None:
@@ -90,9 +102,10 @@ class StreamChain(Op):
         at += a4(self._acc()[0] * self.sink.in_hwc[2])
         return offs + [at], pool, at + self._window_bytes(n - 1)
 
-    def windows(self) -> list[int]:
-        """Offset (inside the chain's buffer) of each stage's output window, then of the pool sums."""
-        offs, pool, _ = self._layout()
+    def windows(self, inplace: bool = False) -> list[int]:
+        """Offset (inside the chain's buffer, or its input: _in_input) of each stage's output window, then of
+        the pool sums."""
+        offs, pool, _ = self._layout(inplace)
         return offs + [pool]
 
     def _place(self, k: int, pos: int) -> str:
@@ -112,8 +125,8 @@ class StreamChain(Op):
         return (2, "_16") if ih * iw <= 256 else (4, "")
 
     def scratch_bytes(self, inplace: bool) -> int:
-        """The windows and the pool's sums: live during the whole step."""
-        return self._layout()[2]
+        """The windows in the buffer and the pool's sums: live during the whole step."""
+        return self._layout(inplace)[2]
 
     def work_bytes(self, kernels: str) -> int:
         """`ks`: the most any member's ring and kernel work space (_need) reach past the buffer, placed as
@@ -130,8 +143,8 @@ class StreamChain(Op):
     def constants(self, prefix: str) -> list[CArray]:
         return [a for k, op in enumerate(self.members) for a in op.constants(f"{prefix}_{k}")]
 
-    def _table(self, prefix: str) -> str:
-        wins, n, table = self.windows(), len(self.stages), []
+    def _table(self, prefix: str, inplace: bool) -> str:
+        wins, n, table = self.windows(inplace), len(self.stages), []
         for k, s in enumerate(self.stages):
             first = geom(self.members[s[0]])
             to_out = int(k + 1 == n and self.sink is None)
@@ -139,11 +152,11 @@ class StreamChain(Op):
             table.append(f"  {{ {first.in_hwc[0]}u, {first.out_hwc[0]}u, {first.kernel_hw[0]}u, "
                          f"{first.stride_hw[0]}u, {first.pad_tl[0]}u, {self.rows[k]}u, "
                          f"{row_bytes(self.members[s[-1]])}u, {wins[k]}u, {self.group[k]}u, {self.first[k]}u, {self.src[k]}, "
-                         f"{self.res[k]}, {to_out}u, {fs}u }},")
+                         f"{self.res[k]}, {to_out}u, {fs}u, {int(self._in_input(k, inplace))}u }},")
         return f"static const tx_chain_stage_t {prefix}_st[{n}] = {{\n" + "\n".join(table) + "\n};"
 
-    def _row_function(self, prefix: str) -> str:
-        wins, n, cases = self.windows(), len(self.stages), []
+    def _row_function(self, prefix: str, inplace: bool) -> str:
+        wins, n, cases = self.windows(inplace), len(self.stages), []
         at = {"fs": "fs", "ks": "ks", "last": f"buf + {wins[-2] if self.sink is not None else 0}u"}
         for k, s in enumerate(self.stages):
             body = [self.members[s[0]].call(f"{prefix}_{s[0]}", ["in", "res"], "out", at[self._place(k, 0)])]
@@ -164,9 +177,9 @@ class StreamChain(Op):
     def params_decl(self, prefix: str, inplace: bool) -> str:
         """The members' params, the stage table, the row function and the chain's run function."""
         parts = [op.params_decl(f"{prefix}_{k}", ip) for k, (op, ip) in enumerate(self.member_ops())]
-        parts += [self._table(prefix), self._row_function(prefix)]
-        n, wins = len(self.stages), self.windows()
-        ks = f"buf + {a4(self.scratch_bytes(False))}u"
+        parts += [self._table(prefix, inplace), self._row_function(prefix, inplace)]
+        n, wins = len(self.stages), self.windows(inplace)
+        ks = f"buf + {a4(self.scratch_bytes(inplace))}u"
         run = [f"static void {prefix}_run(const int8_t *in, int8_t *out, int8_t *buf) {{"]
         call = f"  tx_chain_run({prefix}_st, {n}u, in, out, buf, {ks}, {prefix}_row);"
         if self.sink is not None:
