@@ -7,7 +7,8 @@ window of `rows` rows (enough for every reader: stream_plan.window_rows simulate
 its input from the chain's input tensor or from another stage's window, and a fused ADD its residual the same
 way. The last stage writes the chain's output tensor, or feeds a streamed global average pool (`sink`) whose
 sums are accumulated row by row. The kernels are the layer-by-layer ones on one output row each, with the
-same params, so the bytes are the layer-by-layer plan's."""
+same params, so the bytes are the layer-by-layer plan's. Where each member's kernel works: `_place`; which
+windows lie in the input when the chain runs in place: `in_win` (tinyexit.codegen.stream_plan)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

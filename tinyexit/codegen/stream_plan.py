@@ -11,9 +11,15 @@ its readers still need. Window sizes come from simulating that same schedule at 
 rows any stage's window holds when it writes a row. With a 3x3 stride-1 reader that is 3 rows; a skip
 tensor read by a residual ADD several layers later keeps the rows between.
 
+Memory beyond the windows (the simulation proves each placement): an in-place 1x1 works in a row of its
+stage's source window that no reader needs once the stage's first op ran (`free`); the earlier stages'
+kernels work in the last stage's window when a sink consumes its rows within its calls; and a chain the
+planner runs in place (its input dies there) writes its output over the input's first bytes and puts later
+stages' windows over input rows no stage reads any more when they first write (`in_win`).
+
 A chain is one step of one unit: the checkpointing runtime cannot commit inside it, so `generate(plan="fused")`
-is a choice of the caller (the checkpointing builds keep the default plan "layers"); after a power failure the
-step re-runs from its input, which it never overwrites."""
+is a choice of the caller (the checkpointing builds keep the default plan "layers"); a chain run in place
+overwrites its input, so it could not be re-run from it either."""
 from __future__ import annotations
 
 from dataclasses import replace
