@@ -483,7 +483,8 @@ def branch_setup(run_dir, out_dir, board, *, num_inputs: int = 8, seed: int = 0,
     ref = branch_reference(shared)
     outs = [[bytes(r) for r in ref(x)] for x in inputs]
     # on continuous power the answer comes at the first confident point (the last without a threshold)
-    answer = [min(len(o) - 1, confident_point(o, threshold) if threshold is not None else len(o)) for o in outs]
+    answer = [len(o) - 1 if threshold is None or confident_point(o, threshold) is None
+              else confident_point(o, threshold) for o in outs]
     b = et.uninterrupted(0, 0xFFFF0000, Granularity(), threshold=threshold)  # sets the slot size
     if (b.exit_index, b.output) != (answer[0], outs[0][answer[0]]):
         raise TinyexitError("the shared branch's uninterrupted run differs from the int8 chain on TFLM")
