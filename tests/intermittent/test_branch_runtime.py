@@ -342,6 +342,13 @@ def test_low_threshold_campaign(branch_pipeline, tmp_path):
     assert len(report.exits) >= 2 and report.signalled >= 10
 
 
+def test_continuous_point():
+    from tinyexit.intermittent.branch_checks import Threshold, continuous_point
+    outs = [bytes([0x90, 0x10]), bytes([0x20, 0x50]), bytes([0x30, 0x10])]   # max scores -112+... : 16, 80, 48
+    assert continuous_point(outs, None) == 2 and continuous_point(outs, 80) == 1 and continuous_point(outs, 10) == 0
+    assert continuous_point(outs, 100) == 2 and continuous_point(outs, Threshold(100, -128)) == 2
+
+
 def test_threshold_parse():
     from tinyexit.intermittent.branch_checks import Threshold
     t = Threshold.parse("99:60")

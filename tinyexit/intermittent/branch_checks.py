@@ -196,6 +196,13 @@ def confident_point(outputs: Sequence[bytes], threshold: int | None) -> int | No
     return None
 
 
+def continuous_point(outputs: Sequence[bytes], threshold: int | None) -> int:
+    """Where an uninterrupted inference on continuous power answers: the first confident point in confidence mode,
+    else (or when none is) the last point."""
+    k = confident_point(outputs, threshold)
+    return len(outputs) - 1 if k is None else k
+
+
 def _where_key(w: str):
     kind, _, k = w.partition(" ")
     return (int(k) if k.isdigit() else 99, kind != "seg")

@@ -463,7 +463,7 @@ def branch_setup(run_dir, out_dir, board, *, num_inputs: int = 8, seed: int = 0,
     from tinyexit.branch.firmware import library_models
     from tinyexit.codegen import generate
     from tinyexit.intermittent.branch import branch_dir_of, branch_reference
-    from tinyexit.intermittent.branch_checks import Layout, confident_point
+    from tinyexit.intermittent.branch_checks import Layout, continuous_point
     from tinyexit.intermittent.emulated import EmulatedTarget, build_emulated
     from tinyexit.intermittent.host import HostTarget, build_host
     out_dir = Path(out_dir)
@@ -483,8 +483,7 @@ def branch_setup(run_dir, out_dir, board, *, num_inputs: int = 8, seed: int = 0,
     ref = branch_reference(shared)
     outs = [[bytes(r) for r in ref(x)] for x in inputs]
     # on continuous power the answer comes at the first confident point (the last without a threshold)
-    answer = [len(o) - 1 if threshold is None or confident_point(o, threshold) is None
-              else confident_point(o, threshold) for o in outs]
+    answer = [continuous_point(o, threshold) for o in outs]
     b = et.uninterrupted(0, 0xFFFF0000, Granularity(), threshold=threshold)  # sets the slot size
     if (b.exit_index, b.output) != (answer[0], outs[0][answer[0]]):
         raise TinyexitError("the shared branch's uninterrupted run differs from the int8 chain on TFLM")
