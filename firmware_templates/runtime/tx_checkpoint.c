@@ -915,6 +915,20 @@ static void prepare_slot(tx_runtime_t *rt)
  * commit the current position, which must then be a unit boundary (`at_boundary`); otherwise wait for the
  * next one. No exit point lies between that checkpoint and the signal (a checkpoint is committed at every
  * stage end, and a decision is taken only at a stage end). */
+/* Whether the LOW_MARK of the newest record can stand for a signal seen now: a resume from that record must pass
+ * no stage that decides on the signal (anything but a segment) which this walk has already passed without it. The
+ * record lies in the current stage, or before it with only segments in between (stage ends are committed after
+ * segments only, and the shared branch's walk jumps to the branch and back: a record at a later stage does not
+ * qualify). Otherwise the signal gets a record of its own at the next boundary. */
+static int mark_stands_for_now(const tx_runtime_t *rt)
+{
+  uint32_t s;
+  if (rt->cur_stage > rt->stage) return 0;
+  for (s = rt->cur_stage; s < rt->stage; s++)
+    if (rt->p->stages[s].role != TX_STAGE_SEGMENT) return 0;
+  return 1;
+}
+
 static void persist_low(tx_runtime_t *rt, uint32_t at_boundary)
 {
 #ifdef TX_BROKEN_VOLATILE_LOW
@@ -922,7 +936,7 @@ static void persist_low(tx_runtime_t *rt, uint32_t at_boundary)
 #endif
   if (!CKPT_ON(rt->gran.mode)) rt->low_pending = 0u;   /* nothing to make durable */
   if (!rt->low_pending) return;
-  if (rt->cur_in_progress) {
+  if (rt->cur_in_progress && mark_stands_for_now(rt)) {
     const uint32_t mark = 0u;
     tx_hal_commit_mark(1u);
     tx_nvm_write_words(cur_base(rt) + TX_H_LOW_MARK * 4u, &mark, 1u);   /* an unfinished record is a full one */
@@ -1077,7 +1091,11 @@ int tx_runtime_run(tx_runtime_t *rt, int8_t *output, uint32_t output_cap, tx_res
     }
     rt->stage++;
     rt->step = 0u;
-    if (mode != TX_CKPT_NONE) {
+    /* A stage end is committed after a segment only: a pool, a branch that did not answer, an exit head that did
+       not answer or a confidence model adds no state worth a flash record (the pool's slice is recomputed from the
+       boundary in the checkpoint before it, the others decide again identically from the same bytes and the
+       durable low-energy latch), so a resume re-runs them instead. */
+    if (mode != TX_CKPT_NONE && st->role == TX_STAGE_SEGMENT) {
       periodic_commit(rt);
       since = 0u;
     }

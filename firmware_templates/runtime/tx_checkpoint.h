@@ -115,9 +115,12 @@
  *
  * Low energy is latched durably: once tx_hal_low_energy() has said so, the runtime clears the LOW_MARK word of
  * the newest checkpoint of this inference (one word write, outside the CRC, legal on flash without an erase)
- * or, when it has none yet, commits one; every later checkpoint carries TX_CKPT_FLAG_LOW_ENERGY. Since a
- * checkpoint is committed at every stage end, no exit point lies between that checkpoint and the signal: a
- * resume finishes at the same exit point the uninterrupted run would have (the first at/after the signal).
+ * or, when it has none yet or a resume from it would pass a decision already taken without the signal (an exit
+ * head, pool, branch or confidence stage between it and now), commits one at the next boundary; every later
+ * checkpoint carries TX_CKPT_FLAG_LOW_ENERGY. So no exit point lies between the latched checkpoint and the
+ * signal: a resume finishes at the same exit point the uninterrupted run would have (the first at/after it).
+ * Stage ends are committed after segments only: a pool, a branch or exit head that did not answer, or a
+ * confidence model adds no state worth a flash record (a resume re-runs it and decides the same).
  */
 #ifndef TX_CHECKPOINT_H
 #define TX_CHECKPOINT_H

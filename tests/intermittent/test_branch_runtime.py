@@ -124,7 +124,9 @@ def test_broken_volatile_latch_loses_signals(branch_pipeline, tmp_path):
 @pytest.mark.parametrize("broken", [None, "volatile-low"])
 def test_latched_signal_survives_a_cut(branch_pipeline, tmp_path, broken):
     """Low energy in segment 1, power cut one step later (before pool 1): the next boot, with plenty of energy,
-    still answers at point 1 (the LOW_MARK word of the stage-start checkpoint); a RAM latch answers at the end."""
+    still answers at point 1; a RAM latch answers at the end. The newest checkpoint before the signal lies at pool
+    0's start (stage ends are committed after segments only), so its LOW_MARK cannot stand for the signal (a resume
+    would pass pool 0 with it): the latch gets a record of its own in segment 1."""
     sp, lay = branch_pipeline, branch_pipeline["layout"]
     exe = sp["exe"] if broken is None else _broken(sp, broken)
     t = make_target(exe, tmp_path)
@@ -137,11 +139,11 @@ def test_latched_signal_survives_a_cut(branch_pipeline, tmp_path, broken):
     b = t.boot(tmp_path / "in.bin", 9, g, low_energy_units=seg1 + 1, cut_units=seg1 + steps[0] + steps[1])
     assert b.cut
     rec = t.newest()
-    assert rec.position == (2, 0, 0) and not rec.done
+    assert not rec.done
     b = t.boot(tmp_path / "in.bin", 9, g)
     ref = sp["reference"](x)
     if broken is None:
-        assert rec.low_mark and rec.low_energy
+        assert rec.low_energy and rec.position[0] == 2 and not rec.low_mark
         assert (b.exit_index, b.output) == (1, ref[1])
     else:
         assert not rec.low_energy
@@ -369,8 +371,8 @@ def test_cut_on_the_low_mark_write(branch_pipeline, tmp_path, monkeypatch, torn)
     t = make_target(sp["exe"], tmp_path)
     x = sp["inputs"][0]
     (tmp_path / "in.bin").write_bytes(x)
-    g = Granularity.parse("layers:50")
-    low = lay.position(2, 0, 0) + 1                          # in segment 1, after the stage-start checkpoint
+    g = Granularity.parse("layers:1")
+    low = lay.position(2, 1, 0) + 1                          # in segment 1's step 1, after the checkpoint of step 0
     monkeypatch.setenv("TX_TRACE_COMMITS", "1")
     b = t.boot(tmp_path / "in.bin", 5, g, low_energy_units=low)
     marks = [(int(a), int(e)) for a, e in re.findall(r"TXMARK begin=(\d) events=(\d+)", b.stderr)]
@@ -381,7 +383,7 @@ def test_cut_on_the_low_mark_write(branch_pipeline, tmp_path, monkeypatch, torn)
     b = t.boot(tmp_path / "in.bin", 5, g, low_energy_units=low, cut_events=mark_at[0], torn=torn)
     assert b.cut
     rec = t.newest()
-    assert rec is not None and rec.position == (2, 0, 0) and rec.low_mark == torn
+    assert rec is not None and rec.position == (2, 1, 0) and rec.low_mark == torn
     b = t.boot(tmp_path / "in.bin", 5, g)
     ref = sp["reference"](x)
     want = 1 if torn else 2

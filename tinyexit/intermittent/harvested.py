@@ -350,7 +350,7 @@ class QemuBoard:
 
     def _anchors(self, rec, raw, granularity: Granularity, answer: int) -> list[tuple[int, int]]:
         """(instruction count, units run by this boot) at the boot's start, at each commit mark up to the last
-        exit point and at the result: the runtime commits at every stage end and, with layers:N, after every N
+        exit point and at the result: the runtime commits at every segment's end and, with layers:N, after every N
         steps (counted from the resume), in the layout's order (tx_checkpoint.c)."""
         lay = self.layout
         start = 0 if rec is None else lay.position(rec.stage, rec.step, rec.unit, rec.exit_index)
@@ -362,7 +362,9 @@ class QemuBoard:
                 if pos <= start:
                     continue
                 since += 1
-                if granularity.mode != "none" and (i == len(lay.units[s]) - 1 or (every and since >= every)):
+                last = i == len(lay.units[s]) - 1
+                # a segment's end (not a pool's), or every N steps inside a stage
+                if granularity.mode != "none" and ((last and s % 2 == 0) or (every and since >= every and not last)):
                     ends.append(pos - start)
                     since = 0
         marks = [e.instructions for e in raw if e.kind == "commit_begin"]
