@@ -174,7 +174,7 @@ def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kerne
         # The fused plans trade speed for memory and leave the wide path out: its 4-pixel blocks need more work
         # space, and a row-by-row call of a 5-pixel row runs a block of 4 and one of 1.
         wide = with_wide_convs if plan == "layers" else (lambda h: h)
-        variant = ((lambda h: with_prepared_tables(wide(with_widened_tables(h)))) if kernels == M4
+        variant = ((lambda h: with_prepared_tables(wide(with_widened_tables(h, rows=plan == "layers")))) if kernels == M4
                    else (lambda h: h))
         graphs[full] = variant(sparsify(g) if sparse else g)
         if len(g.ops) != len(g0.ops):
