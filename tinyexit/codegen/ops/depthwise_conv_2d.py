@@ -116,10 +116,10 @@ class DepthwiseConv2D(WindowedConv):
         return np.where(table >= 1 << 31, table - (1 << 32), table).astype(np.int64)
 
     def rows_work(self) -> int:
-        """tx_dw_rows' work space: the 4 padded input rows of a pair of output rows, column-major per group of
-        4 channels (16 bytes per column: the group's word of each row), out_w + 2 columns, ceil(in_c / 4)
-        groups; then one pixel of zero points (the padding taps' source)."""
-        return 16 * (self.out_hwc[1] + 2) * ((self.in_hwc[2] + 3) // 4) + a4(self.in_hwc[2])
+        """tx_dw_rows' work space: one group's copy of the 4 padded input rows of a pair of output rows,
+        column-major (16 bytes per column: the group's word of each row), out_w + 2 columns, and a word of
+        zero points (the source of rows outside the input)."""
+        return 16 * (self.out_hwc[1] + 2) + 4
 
     def constants(self, prefix: str) -> list[CArray]:
         if self.rows:
