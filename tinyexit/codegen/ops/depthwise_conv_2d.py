@@ -69,10 +69,11 @@ class DepthwiseConv2D(WindowedConv):
         return np.where(table >= 1 << 31, table - (1 << 32), table).astype(np.int64)
 
     def rows_ok(self) -> bool:
-        """Whether the cortex_m4 row path (tx_dw_rows: 3x3, stride 1, a zero-point-padded copy of the 3 input
-        rows, assembly over channel groups) computes every channel exactly: depth multiplier 1, and per channel
-        the fast requantization with the left shift folded into the int16 weight lanes as Conv2D.wide_ok
-        states it (|acc| < 2^(30 - left) for |bias| + 9 * 255 * 128, right shift in [1, 22], lsh <= 8)."""
+        """Whether the cortex_m4 row path (tx_dw_rows: 3x3, stride 1, per group of 4 channels a zero-point-
+        padded copy of the input rows, assembly over pairs of output rows) computes every channel exactly:
+        depth multiplier 1, and per channel the fast requantization with the left shift folded into the int16
+        weight lanes as Conv2D.wide_ok states it (|acc| < 2^(30 - left) for |bias| + 9 * 255 * 128, right
+        shift in [1, 22] (the sign term is -1: `half + (acc >> 31)`), lsh = left + 1 <= 8)."""
         if (self.kernel != "tx_dwconv" or self.depth_multiplier != 1 or tuple(self.kernel_hw) != (3, 3)
                 or tuple(self.stride_hw) != (1, 1)):
             return False
