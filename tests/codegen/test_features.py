@@ -56,7 +56,7 @@ def _features(path, wide=False):
 def test_conformance_models_need_few_paths():
     kws = _features(conformance_model("kws_ref_model.tflite"))
     assert kws == KernelFeatures(conv_passes=True, conv_direct=True, conv_im2col=True, dw_groups9=True,
-                                 dw_old=True, pool_avg=True)
+                                 dw_old=True, dw_ring=True, pool_avg=True)
     resnet = _features(conformance_model("pretrainedResnet_quant.tflite"))
     # the first conv has k = 3 * 3 * 3 (not a multiple of 8): its last channel pair goes through tx_conv_pair
     # and its FC has 10 outputs: the last 2 rows run in C (fc_rest)
@@ -69,6 +69,20 @@ def test_conformance_models_need_few_paths():
     assert _features(conformance_model("pretrainedResnet_quant.tflite"), wide=True) == KernelFeatures(
         conv_wide=True, conv_im2col=True, conv_ring=True, conv_wide_rows=True, conv_wide_part=True, pool_avg=True,
         fc_rest=True)
+
+
+def test_taplist_layers_beside_the_row_path_take_the_c_loop():
+    """A library with row-path layers compiles no tap-list assembly for its other 3x3 layers (the C group
+    loop, ~1 KB less code), and the tap-list ring code only when one of those runs in place."""
+    g = with_widened_tables(fuse(read_model(conformance_model("kws_ref_model.tflite"), name="m")), rows=True)
+    i = next(k for k, op in enumerate(g.ops) if op.name == "DEPTHWISE_CONV_2D")
+    mixed = replace(g, ops=g.ops[:i] + (replace(g.ops[i], rows=False, widened=True),) + g.ops[i + 1:])
+    f = kernel_features({"m": mixed}, {"m": plan_memory(mixed)})
+    assert f.dw_rows and f.dw_old and f.dw_groups and not f.dw_groups9 and f.dw_ring
+    f = kernel_features({"m": g}, {"m": plan_memory(g)})
+    assert f.dw_rows and not (f.dw_old or f.dw_groups or f.dw_groups9 or f.dw_ring)
+    f = kernel_features({"m": mixed}, {"m": plan_memory(mixed, inplace=False)})
+    assert not f.dw_ring
 
 
 def test_exact_requantization_is_flagged():

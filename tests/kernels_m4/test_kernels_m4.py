@@ -167,8 +167,7 @@ def emulated(tmp_path_factory):
     run, fw = run_jobs(work / "lib", jobs, work)
     got, rq = parse(run.output, jobs)
     # The optimized routines are in the image (the DSP path was compiled, not the reference fallback).
-    routines = {s: symbol_address(fw.elf, s) for s in ("tx_conv_passes", "tx_conv_wpasses", "tx_dw_groups9",
-                                                         "tx_dw_rows9")}
+    routines = {s: symbol_address(fw.elf, s) for s in ("tx_conv_passes", "tx_conv_wpasses", "tx_dw_rows9")}
     return dict(paths=paths, jobs={j.name: j for j in jobs}, got=got, rq=rq, report=report, routines=routines,
                 exit_code=run.exit_code)
 
@@ -202,6 +201,48 @@ def test_wide_cases_take_the_wide_path(emulated):
     assert wide("kws") == [True] * 5
     for name in ("m4_1x1_k8_odd_oc", "m4_1x1_k16_relu6_clamps", "m4_conv_exact_rq"):
         assert wide(name) == [False], name
+
+
+# The tap-list path (tx_dw_groups9 assembly): in a library with a row-path layer the other 3x3 layers take
+# the C group loop (features.py: ~1 KB less code), so these cases also run in a library of their own, without
+# any row-path layer: in place (a right shift of 0 keeps the row path off), stride 2, odd widths, tails.
+TAPLIST = ["m4_dw3_c8_inplace_right0", "m4_dw3_c12_s2_valid", "m4_dw3_c20_s2_same", "m4_dw3_c8_s2_odd_w",
+           "m4_dw3_c12_in_zp_m128", "m4_dw3_exact_rq", "m4_dw5_c8_tap_loop"]
+
+
+@pytest.fixture(scope="module")
+def emulated_taplist(emulated, tmp_path_factory):
+    from tinyexit.codegen import generate, read_model
+
+    work = tmp_path_factory.mktemp("kernels_m4_taplist")
+    paths = {n: emulated["paths"][n] for n in TAPLIST}
+    report = generate(paths, work / "lib", kernels=KERNELS, measure=False, compare_tflm=False)
+    rng = np.random.default_rng(7)
+    jobs = []
+    for name, p in paths.items():
+        g = read_model(p)
+        x = rng.integers(-128, 128, size=(6, *g.input.shape[1:])).astype(np.int8)
+        jobs.append(Job(name, x.reshape(len(x), -1), g.output.nbytes, 2))
+    run, fw = run_jobs(work / "lib", jobs, work)
+    got, _ = parse(run.output, jobs)
+    symbols = {s: _has_symbol(fw.elf, s) for s in ("tx_dw_groups9", "tx_dw_rows9")}
+    return dict(paths=paths, jobs={j.name: j for j in jobs}, got=got, report=report, symbols=symbols)
+
+
+def _has_symbol(elf, name):
+    from tinyexit.errors import TinyexitError
+    from tinyexit.toolchain import symbol_address
+    try:
+        return symbol_address(elf, name) != 0
+    except TinyexitError:
+        return False
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize("name", TAPLIST)
+def test_taplist_case_matches_tflm_on_m4(emulated_taplist, name):
+    assert emulated_taplist["symbols"] == {"tx_dw_groups9": True, "tx_dw_rows9": False}
+    _check(emulated_taplist, name)
 
 
 def test_rows_cases_take_the_row_path(emulated):
