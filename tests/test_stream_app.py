@@ -151,18 +151,26 @@ def test_host_build_equals_python_mirror_with_the_gate(kws_run, tmp_path, monkey
     assert doc["macs_per_second"] < doc["macs_per_second_no_exit"] * (1 - len(skipped) / len(host)) + 1
 
 
+def _emulated_and_host(run, tmp_path, pcm, cfg, hops: int):
+    """The stream firmware of `cfg` on the emulated nRF52840 and its host build: both run `pcm` and agree on every
+    hop (features, exit, decision, gate). -> (board, firmware, its hops, the run's result, the feeder, host hops)."""
+    from tinyexit.boards import load_board
+    from tinyexit.targets import get_runner
+    board = load_board("nrf52840", emulate=True)
+    fw = sa.build_stream(run, board, tmp_path / "fw", cfg)
+    fw_hops, res, feeder = sa.run_firmware(fw, get_runner(board, None, needs=("send",)), pcm, cfg, timeout=300)
+    host = sa.run_host(sa.build_stream_host(run, tmp_path / "host", cfg), pcm, cfg)
+    assert len(fw_hops) == len(host) == hops
+    assert [h.key() for h in fw_hops] == [h.key() for h in host]
+    return board, fw, fw_hops, res, feeder, host
+
+
 @pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
                     reason="needs qemu-system-arm and arm-none-eabi-gcc")
 def test_emulated_nrf52840_equals_the_host(kws_run, tmp_path):
-    from tinyexit.boards import load_board
     from tinyexit.targets import get_runner
     pcm = synthetic_audio(2.0, seed=1)
-    board = load_board("nrf52840", emulate=True)
-    fw = sa.build_stream(kws_run, board, tmp_path / "fw", LOW)
-    fw_hops, res, feeder = sa.run_firmware(fw, get_runner(board, None, needs=("send",)), pcm, LOW, timeout=300)
-    host = sa.run_host(sa.build_stream_host(kws_run, tmp_path / "host", LOW), pcm, LOW)
-    assert len(fw_hops) == len(host) == 5
-    assert [h.key() for h in fw_hops] == [h.key() for h in host]
+    board, fw, fw_hops, res, feeder, host = _emulated_and_host(kws_run, tmp_path, pcm, LOW, 5)
     assert "TX NEED i=4 n=4000" in res.output
     assert (feeder.next, feeder.sent) == (5, 16000 + 4 * 4000)   # exactly the samples asked for, chunk by chunk
     # paced at real time: hops 1..4 wait for their 250 ms of audio each
@@ -189,15 +197,9 @@ def test_emulated_nrf52840_with_the_gate_equals_the_host(kws_run, tmp_path):
     """The gated firmware on the emulated nRF52840: every hop equal to the host build (gate, floor, features, exit,
     decision); the profile puts the model's instructions on the open hops only."""
     from tinyexit import stream_profile
-    from tinyexit.boards import load_board
     from tinyexit.targets import get_runner
     pcm = bursty_audio(4.0, seed=2)
-    board = load_board("nrf52840", emulate=True)
-    fw = sa.build_stream(kws_run, board, tmp_path / "fw", GATED)
-    fw_hops, _, _ = sa.run_firmware(fw, get_runner(board, None, needs=("send",)), pcm, GATED, timeout=300)
-    host = sa.run_host(sa.build_stream_host(kws_run, tmp_path / "host", GATED), pcm, GATED)
-    assert len(fw_hops) == len(host) == 13
-    assert [h.key() for h in fw_hops] == [h.key() for h in host]
+    board, fw, fw_hops, _, _, _ = _emulated_and_host(kws_run, tmp_path, pcm, GATED, 13)
     assert 0 < sum(h.gate == 0 for h in fw_hops) < 13
     prof = stream_profile.profile(fw, get_runner(board, None, needs=("send",)), pcm, GATED, board.clock_hz,
                                   timeout=300, hops=fw_hops)

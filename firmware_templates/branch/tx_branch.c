@@ -9,7 +9,7 @@
 static int run(const int8_t *input, tx_stop_fn stop, void *ctx, tx_exit_policy_t policy, void *policy_ctx,
                int8_t *boundary, int8_t *vector, int8_t *scores, uint32_t *point) {
   tx_pipeline_t p = { tx_pipeline_stages, TX_PIPELINE_NUM_STAGES, boundary, TX_SHARED_BOUNDARY_SIZE, policy, policy_ctx,
-                      vector, TX_SHARED_VECTOR_SIZE, TX_SHARED_VECTOR_ZERO_POINT, stop, ctx, 0u, 0, 0 };
+                      vector, TX_SHARED_VECTOR_SIZE, TX_SHARED_VECTOR_ZERO_POINT, stop, ctx, 0u, 0, 0, 0 };
   const tx_granularity_t off = { TX_CKPT_OFF, 0u };
   tx_runtime_t rt;
   tx_result_t r;

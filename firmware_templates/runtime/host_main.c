@@ -33,6 +33,27 @@ static int threshold_policy(uint32_t exit_index, const int8_t *out, uint32_t siz
   return tx_policy_exit(TX_POLICY_MAX_SOFTMAX, out, size, *(const int32_t *)ctx, 0);
 }
 
+static int32_t low_threshold;
+
+static int low_threshold_policy(uint32_t exit_index, const int8_t *out, uint32_t size, void *ctx)
+{
+  (void)exit_index; (void)ctx;
+  return tx_policy_exit(TX_POLICY_MAX_SOFTMAX, out, size, low_threshold, 0);
+}
+
+/* THRESHOLD[:LOW]: the confidence-mode policy (max score >= THRESHOLD) and, after a colon, low energy's own. */
+static void set_policy(const char *arg, int32_t *threshold)
+{
+  char *end;
+  *threshold = (int32_t)strtol(arg, &end, 0);
+  tx_pipeline.policy = threshold_policy;
+  tx_pipeline.policy_ctx = threshold;
+  if (*end == ':') {
+    low_threshold = (int32_t)strtol(end + 1, NULL, 0);
+    tx_pipeline.low_policy = low_threshold_policy;
+  }
+}
+
 static const char *boot_name(uint32_t b)
 {
   return b == TX_BOOT_DONE ? "done" : b == TX_BOOT_RESUMED ? "resumed" : "fresh";
@@ -49,11 +70,7 @@ int main(int argc, char **argv)
   int rc;
 
   if (argc >= 2 && strcmp(argv[1], "info") == 0) {
-    if (argc >= 3) {   /* the policy changes a shared pipeline's fingerprint and payloads */
-      threshold = (int32_t)strtol(argv[2], NULL, 0);
-      tx_pipeline.policy = threshold_policy;
-      tx_pipeline.policy_ctx = &threshold;
-    }
+    if (argc >= 3) set_policy(argv[2], &threshold);   /* the policy changes a shared pipeline's fingerprint and payloads */
     rc = tx_runtime_init(&rt, &tx_pipeline, gran);
     if (rc != TX_OK && rc != TX_ERR_NVM_TOO_SMALL) { fprintf(stderr, "init failed: %d\n", rc); return 2; }
     printf("TXINFO nvm_bytes=%u slots=%u slot_size=%u log=%u max_payload=%u fingerprint=%u input_size=%u stages=%u\n",
@@ -76,7 +93,8 @@ int main(int argc, char **argv)
     return 0;
   }
   if (argc < 6 || strcmp(argv[1], "run") != 0) {
-    fprintf(stderr, "usage: %s info [THRESHOLD] | layout | run INPUT_FILE INPUT_ID [jit-]none|layers|units EVERY [THRESHOLD]\n", argv[0]);
+    fprintf(stderr, "usage: %s info [THRESHOLD[:LOW]] | layout | run INPUT_FILE INPUT_ID [jit-]none|layers|units EVERY "
+                    "[THRESHOLD[:LOW]]\n", argv[0]);
     return 2;
   }
   input_id = (uint32_t)strtoul(argv[3], NULL, 0);
@@ -87,11 +105,7 @@ int main(int argc, char **argv)
     gran.mode = (strcmp(mode, "none") == 0 ? TX_CKPT_NONE : strcmp(mode, "units") == 0 ? TX_CKPT_UNITS : TX_CKPT_LAYERS) | jit;
   }
   gran.every = (uint32_t)strtoul(argv[5], NULL, 0);
-  if (argc >= 7) {
-    threshold = (int32_t)strtol(argv[6], NULL, 0);
-    tx_pipeline.policy = threshold_policy;
-    tx_pipeline.policy_ctx = &threshold;
-  }
+  if (argc >= 7) set_policy(argv[6], &threshold);
   f = fopen(argv[2], "rb");
   if (!f) { perror(argv[2]); return 2; }
   got = fread(input, 1, sizeof input, f);

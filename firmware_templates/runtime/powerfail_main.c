@@ -49,6 +49,8 @@ typedef struct {
   uint32_t magic, input_index, input_id, low_energy_units, mode, every;
   int32_t threshold;
   uint32_t warn_at_instruction, tick_origin, count, warmup_id;
+  int32_t low_threshold;   /* with a threshold (confidence mode): low energy answers only at a point whose max
+                              score reaches it (tx_pipeline_t.low_policy); NO_THRESHOLD: at the next point */
 } mailbox_t;
 
 static tx_runtime_t rt;
@@ -60,7 +62,7 @@ static int8_t output[TX_ARENA_SIZE];
 static uint32_t units_done, low_energy_units = 0xFFFFFFFFu;
 static uint32_t warn_tick = 0xFFFFFFFFu;   /* the first SysTick count at which the warning holds */
 static uint32_t marks[2u * MAX_MARKS], num_marks;
-static int32_t threshold;
+static int32_t threshold, low_threshold;
 
 /* ---- runtime hooks (tx_rt_hal.h) ---- */
 int tx_hal_low_energy(void) { return units_done >= low_energy_units; }
@@ -109,6 +111,12 @@ static int threshold_policy(uint32_t exit_index, const int8_t *out, uint32_t siz
   return tx_policy_exit(TX_POLICY_MAX_SOFTMAX, out, size, threshold, 0);
 }
 
+static int low_threshold_policy(uint32_t exit_index, const int8_t *out, uint32_t size, void *ctx)
+{
+  (void)exit_index; (void)ctx;
+  return tx_policy_exit(TX_POLICY_MAX_SOFTMAX, out, size, low_threshold, 0);
+}
+
 /* The measured inference (init + boot + run) lies between these two markers (plugin window). */
 __attribute__((noinline, noipa, used)) void tx_pf_begin(void) { __asm__ volatile("" ::: "memory"); }
 __attribute__((noinline, noipa, used)) void tx_pf_end(void) { __asm__ volatile("" ::: "memory"); }
@@ -149,6 +157,10 @@ int main(void)
   if (mb.threshold != NO_THRESHOLD) {
     threshold = mb.threshold;
     tx_pipeline.policy = threshold_policy;
+    if (mb.low_threshold != NO_THRESHOLD) {
+      low_threshold = mb.low_threshold;
+      tx_pipeline.low_policy = low_threshold_policy;
+    }
   }
   tx_pf_begin();
   rc = tx_runtime_init(&rt, &tx_pipeline, gran);

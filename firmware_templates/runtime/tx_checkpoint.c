@@ -98,8 +98,10 @@ static uint32_t fingerprint(const tx_pipeline_t *p)
     shape[3] = m->input_offset; shape[4] = m->input_size; shape[5] = m->output_offset;
     shape[6] = m->output_size; shape[7] = m->live_index[m->num_steps]; shape[8] = TX_ARENA_SIZE;
     shape[9] = p->stages[s].vector_offset;
-    /* shared pipelines: the vector, and whether the branch runs after every point (confidence mode) */
-    shape[10] = p->vector ? p->vector_size ^ (p->policy ? 0x80000000u : 0u) : 0xFFFFFFFFu;
+    /* shared pipelines: the vector, whether the branch runs after every point (confidence mode) and whether
+       low energy answers through a policy of its own */
+    shape[10] = p->vector ? p->vector_size ^ (p->policy ? 0x80000000u : 0u) ^ (p->low_policy ? 0x40000000u : 0u)
+                          : 0xFFFFFFFFu;
     crc = tx_crc32(crc, m->name, (uint32_t)strlen(m->name));
     crc = tx_crc32(crc, shape, sizeof shape);
     crc = tx_crc32(crc, m->units, m->num_steps * (uint32_t)sizeof m->units[0]);
@@ -1049,8 +1051,10 @@ int tx_runtime_run(tx_runtime_t *rt, int8_t *output, uint32_t output_cap, tx_res
     } else if (st->role == TX_STAGE_BRANCH) {
       /* Without a policy the branch runs once the answer is decided. With one (confidence mode) it runs after
          every point k = rt->answer and the policy decides from its scores (a pure function of them, so a
-         resume decides the same); low energy or the last point answer anyway. */
-      if (!p->policy || rt->low_energy || 2u * rt->answer + 3u == p->num_stages ||
+         resume decides the same); the last point answers anyway, low energy too unless low_policy (then its
+         own rule on the same scores; the latch is durable, so a resume decides the same). */
+      if (!p->policy || 2u * rt->answer + 3u == p->num_stages ||
+          (rt->low_energy && (!p->low_policy || p->low_policy(rt->answer, out, m->output_size, p->policy_ctx))) ||
           p->policy(rt->answer, out, m->output_size, p->policy_ctx))
         return finish(rt, rt->answer, out, m->output_size, output, output_cap, result);
       rt->stage = 2u * rt->answer + 1u;   /* ++ below: segment k+1 */

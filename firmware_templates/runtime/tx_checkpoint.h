@@ -89,6 +89,9 @@
  * part of every checkpoint; the answering point is recorded in every checkpoint after the decision.
  * Confidence mode (a shared pipeline with p->policy): the branch runs after every point k and the pipeline
  * answers at the first point whose branch scores pass the policy (or on low energy, or at the last point).
+ * With p->low_policy, low energy does not answer by itself: from the first point at/after the signal on, a point
+ * answers when its scores pass low_policy (a looser rule: answer early when energy is short only if the scores
+ * allow it), else the walk computes on (and its checkpoints keep the latch).
  *
  * Checkpointing off (granularity TX_CKPT_OFF): the same walk without NVM (nothing committed, nothing resumed);
  * the pipeline's stop hook may answer after exit point k. The shared branch's anytime firmware and the bench
@@ -201,6 +204,10 @@ typedef struct {
   uint32_t chained;           /* TX_CKPT_OFF only: stages read their input in place (boundary may be NULL) */
   tx_stage_fn on_stage;       /* 0: none */
   void *stage_ctx;
+  tx_exit_policy_t low_policy; /* shared branch in confidence mode: once low energy is latched, point k answers
+                                  when its scores pass this one (e.g. a looser threshold) or the policy; 0: low
+                                  energy answers at the next point whatever the scores. Pure, like the policy;
+                                  called with policy_ctx (the two rules share one context). */
 } tx_pipeline_t;
 
 typedef struct {

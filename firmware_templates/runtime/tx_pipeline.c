@@ -44,7 +44,7 @@ static int8_t tx_vector[TX_PIPELINE_VECTOR_SIZE];
 
 tx_pipeline_t tx_pipeline = { tx_pipeline_stages, TX_PIPELINE_NUM_STAGES, TX_BOUNDARY, TX_BOUNDARY_SIZE, 0, 0,
                               TX_VECTOR, TX_PIPELINE_VECTOR_SIZE, TX_PIPELINE_VECTOR_ZERO_POINT, 0, 0,
-                              TX_IN_PLACE, 0, 0 };
+                              TX_IN_PLACE, 0, 0, 0 };
 
 #ifdef TX_PIPELINE_NUM_EXITS
 int tx_pipeline_policy(uint32_t exit_index, const int8_t *q, uint32_t n, void *ctx)

@@ -10,8 +10,9 @@ from tests.codegen._random_models import RandomModel
 from tests.conftest import require_program
 from tinyexit.codegen import generate, read_model
 from tinyexit.codegen.fuse import fuse_conv_add
-from tinyexit.codegen.ops._common import M4
-from tinyexit.codegen.stream_chain import StreamChain
+from tinyexit.codegen.ops._common import M4, a4
+from tinyexit.codegen.prepared import with_prepared_tables
+from tinyexit.codegen.stream_chain import StreamChain, row_bytes
 from tinyexit.codegen.stream_plan import find_chains, stream_graph
 from tinyexit.conformance import build_host, emulated_outputs, run_host, tflm_outputs
 from tinyexit.errors import TinyexitError
@@ -107,6 +108,12 @@ def test_chain_found_in_resnet_keeps_skip_rows():
     # the first block's output (stage 0) is read by a 3x3 conv and, as the skip, by the ADD two stages on
     assert chain.src[:3] == (-1, 0, 1) and chain.res[:3] == (-2, -2, 0)
     assert all(r >= 3 for r in chain.rows[:3]) and max(chain.rows) < 8     # rows, never whole 32-row maps
+    # run in place (the planner's choice: the input dies there), the output takes the input's first bytes
+    # and later stages' windows input rows no stage reads any more (the emulated runs check the bytes)
+    assert chain.out_in and chain.inplace_inputs() == (0,) and sum(w >= 0 for w in chain.in_win) == 2
+    moved = sum(a4(chain.rows[k] * row_bytes(chain.members[s[-1]]))
+                for k, s in enumerate(chain.stages) if chain.in_win[k] >= 0)
+    assert chain.scratch_bytes(True) == chain.scratch_bytes(False) - moved
 
 
 def test_chain_found_in_kws_and_saves_arena():
@@ -122,6 +129,19 @@ def test_chain_found_in_kws_and_saves_arena():
     # two rows per call (5-pixel rows): 4-row windows with the calls' phases chosen, not 5
     two = stream_graph(g, "fused2").ops[0]
     assert two.group == (2,) * 5 and two.rows == (4, 4, 4, 4, 2) and 1 in two.first
+
+
+def test_kws_fused_ram_within_5000_bytes_with_cortex_m4_kernels(tmp_path):
+    """The goal of issue 17 (arena + static scratch <= 5,000 B): the in-place 1x1s work in a row of their
+    source window that no reader needs any more, the earlier stages' kernels in the last stage's window (its
+    rows live only within the last stage's calls); the emulated runs above check the bytes."""
+    rep = generate({"kws": "/work/shared/conformance/kws_ref_model.tflite"}, tmp_path / "lib", kernels=M4,
+                   plan="fused", compare_tflm=False)
+    assert rep.arena_bytes + rep.static_scratch_bytes <= 5000, (rep.arena_bytes, rep.static_scratch_bytes)
+    src = (tmp_path / "lib" / "tx_model_kws.c").read_text()
+    assert src.count("out, out, fs, 0, ub, ue);") == 4          # every pointwise conv in a free source row
+    chain = stream_graph(with_prepared_tables(read_model("/work/shared/conformance/kws_ref_model.tflite")))
+    assert chain.ops[0].free == (False, True, True, True, True)   # stage 0 reads the chain's input
 
 
 def test_default_plan_is_layer_by_layer_and_report_says_which(tmp_path):

@@ -237,6 +237,15 @@ def test_emulated_board_50_exact_cuts_with_the_shared_pipeline(branch_pipeline, 
     assert report.ok, report.table()
     assert report.reference_checked == 2 and report.signalled >= 3 and len(report.exits) >= 2
     assert report.instructions_per_inference > report.instructions_per_inference_baseline > 0
+    # low energy's own threshold reaches the firmware through the mailbox (THRESHOLD:LOW)
+    from tinyexit.intermittent.branch_checks import Threshold
+    refs = [sp["reference"](x) for x in inputs]
+    for low in (-128, 128):
+        for j in range(len(inputs)):
+            b = et.uninterrupted(j, 0x51000000 + j, Granularity.parse("units:4"), threshold=Threshold(128, low),
+                                 low_energy_units=sp["layout"].point_end(0))
+            want = _low_answer(refs[j], 128, low, 0)
+            assert (b.exit_index, b.output) == (want, refs[j][want]), (low, j)
 
 
 def _first_confident(outputs, threshold):
@@ -281,6 +290,73 @@ def test_confidence_mode_campaign(branch_pipeline, tmp_path):
     assert report.cuts >= 200 and report.cuts_in_commits >= 60
     assert report.ok, report.table()
     assert len(report.exits) >= 2 and report.signalled >= 10
+
+
+def _low_answer(outputs, threshold, low, signal_point):
+    """The rule written out here: the first confident point (>= threshold), or from the first point at/after the
+    low-energy signal on, the first whose max score reaches `low`; the last point anyway."""
+    last = len(outputs) - 1
+    mx = [max(b - 256 if b > 127 else b for b in out) for out in outputs]
+    conf = next((k for k in range(last) if mx[k] >= threshold), last)
+    by_low = next((k for k in range(signal_point, last) if mx[k] >= low), last)
+    return min(conf, by_low)
+
+
+def test_low_energy_answers_only_where_its_own_threshold_allows(branch_pipeline, tmp_path):
+    """Confidence mode with low energy's own threshold (THRESHOLD:LOW, tx_pipeline_t.low_policy): with low energy
+    at point 0's end the runtime answers at the first point whose score reaches LOW (or the first confident one, or
+    the last), computed here from TFLM's outputs; without LOW it answers at point 0 whatever the scores."""
+    from tinyexit.intermittent.branch_checks import Threshold
+    sp, lay = branch_pipeline, branch_pipeline["layout"]
+    refs = [sp["reference"](x) for x in sp["inputs"]]
+    maxes = sorted({max(b - 256 if b > 127 else b for b in r[k]) for r in refs for k in range(3)})
+    t = make_target(sp["exe"], tmp_path)
+    later = 0
+    for low in maxes[::max(1, len(maxes) // 5)] + [128]:
+        th = Threshold(127, low)     # 127: rarely confident, so the low rule decides
+        for j, x in enumerate(sp["inputs"]):
+            (tmp_path / "in.bin").write_bytes(x)
+            t.erase_nvm()
+            b = t.boot(tmp_path / "in.bin", 1, Granularity.parse("units:3"), threshold=th,
+                       low_energy_units=lay.point_end(0))
+            want = _low_answer(refs[j], 127, low, 0)
+            assert (b.exit_index, b.output) == (want, refs[j][want]), (str(th), j)
+            later += want > 0
+    assert later >= 2      # the low rule made some answers wait past point 0
+
+
+def test_low_threshold_campaign(branch_pipeline, tmp_path):
+    """THRESHOLD:LOW under 200 cuts and random low-energy signals: results exact and each answered at the point the
+    campaign's judge computes (the first confident point, or the first at/after the durable signal whose score
+    reaches LOW, or the last)."""
+    from tinyexit.intermittent.branch_checks import Threshold
+    sp = branch_pipeline
+    refs = [sp["reference"](x) for x in sp["inputs"]]
+    mx = sorted(max(b - 256 if b > 127 else b for b in r[k]) for r in refs for k in range(2))
+    th = Threshold(mx[-1], mx[len(mx) // 2])
+    report = run_branch_campaign(make_target(sp["exe"], tmp_path), sp["inputs"], cuts=200, seed=7,
+                                 granularity=Granularity.parse("units:4"), low_energy=0.6, reference=sp["reference"],
+                                 threshold=th, work_dir=tmp_path / "work")
+    assert report.cuts >= 200 and report.cuts_in_commits >= 60
+    assert report.ok, report.table()
+    assert len(report.exits) >= 2 and report.signalled >= 10
+
+
+def test_continuous_point():
+    from tinyexit.intermittent.branch_checks import Threshold, continuous_point
+    outs = [bytes([0x90, 0x10]), bytes([0x20, 0x50]), bytes([0x30, 0x10])]   # max scores -112+... : 16, 80, 48
+    assert continuous_point(outs, None) == 2 and continuous_point(outs, 80) == 1 and continuous_point(outs, 10) == 0
+    assert continuous_point(outs, 100) == 2 and continuous_point(outs, Threshold(100, -128)) == 2
+
+
+def test_threshold_parse():
+    from tinyexit.intermittent.branch_checks import Threshold
+    t = Threshold.parse("99:60")
+    assert (int(t), t.low, str(t)) == (99, 60, "99:60") and t != 99 and Threshold.parse("99") == 99
+    assert len({t, Threshold(99), 99}) == 2
+    for bad in ("x", "99:y", "200", "99:-129", "129"):
+        with pytest.raises(TinyexitError):
+            Threshold.parse(bad)
 
 
 @pytest.mark.parametrize("torn", [True, False])

@@ -165,3 +165,35 @@ def test_emulated_harvested_campaign_of_the_standin(standin, tmp_path, capsys):
     # each completed inference ends with the one boot that was not cut
     assert r["harvested_j"] > r["consumed_j"] > 0 and r["boots"] == r["cuts"] + 3
     assert (tmp_path / "o" / "harvest-layer" / "voltage.png").stat().st_size > 0
+
+
+@EMULATED[0]
+@EMULATED[1]
+def test_emulated_harvested_campaign_over_an_nvm_region(standin, tmp_path, capsys):
+    """`--nvm-region` reaches a harvested campaign: the records go to a log over 32 pages, so the erases of the
+    same campaign spread (its most erased page is erased less often than with the two slots' pages)."""
+    def campaign(name, *extra):
+        rc = main(["powerfail", str(standin), "--emulate", "--board", "nrf52840", "--harvester", "constant:1mW",
+                   "--capacitor", "1mF", "--inferences", "4", "--inputs", "2", "--granularity", "layer",
+                   *extra, "--out", str(tmp_path / name), "--json", str(tmp_path / f"{name}.json")])
+        assert rc == 0, capsys.readouterr().out
+        (r,) = json.loads((tmp_path / f"{name}.json").read_text())
+        assert r["inferences"] == 4 and r["wrong"] == 0 and r["lost_checkpoints"] == 0 and r["cuts"] > 0
+        return r
+    two = campaign("two")
+    log = campaign("log", "--nvm-region", "128K")
+    assert log["nvm_region_bytes"] == 131072 and two["nvm_region_bytes"] < 131072
+    # lifetime = endurance / (most erases on one page per inference): the log's is longer
+    assert log["flash_lifetime_years_at_1hz"] > two["flash_lifetime_years_at_1hz"]
+
+
+def test_branch_configuration_carries_its_thresholds():
+    """'branch[:WARN][/GRANULARITY][+T[:LOW]]': the shared branch's confidence mode with low energy's own threshold."""
+    from tinyexit.errors import TinyexitError
+    from tinyexit.intermittent.harvested_runs import parse_config
+    cfg, board = parse_config("branch:2.0V/layers:4+99:60@nrf52840-fram")
+    assert (cfg.signal, cfg.warn_v, str(cfg.granularity), int(cfg.threshold), cfg.threshold.low, board) == \
+        ("low_energy", 2.0, "layers:4", 99, 60, "nrf52840-fram")
+    assert parse_config("branch")[0].threshold is None and parse_config("branch+99")[0].threshold.low is None
+    with pytest.raises(TinyexitError):
+        parse_config("branch+x")

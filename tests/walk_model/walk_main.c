@@ -29,7 +29,7 @@ static void hook(uint32_t stage, uint32_t begin, void *ctx)
 
 int main(int argc, char **argv)
 {
-  tx_pipeline_t p = {stages, 4u, boundary, sizeof boundary, 0, 0, 0, 0u, 0, 0, 0, 0u, hook, 0};
+  tx_pipeline_t p = {stages, 4u, boundary, sizeof boundary, 0, 0, 0, 0u, 0, 0, 0, 0u, hook, 0, 0};
   const tx_granularity_t off = {TX_CKPT_OFF, 1u}, layers = {TX_CKPT_LAYERS, 1u};
   tx_runtime_t rt;
   if (argc == 2 && strcmp(argv[1], "init") == 0) {

@@ -62,6 +62,7 @@ class GenerateReport:
     scratch_bytes: int = 0              # the largest kernel work space of any step (inside arena_bytes)
     static_scratch_bytes: int | None = None  # .bss + .data of the kernel objects (None: not measured)
     plan: str = "layers"                # the plan asked for (stream_plan.PLANS); per model: ModelFigures.plan
+    wide: bool = True                   # the wide CONV_2D path allowed (cortex_m4, layer plan; generate(wide=))
 
     @property
     def ram_bytes(self) -> int | None:
@@ -135,7 +136,8 @@ def _normalise(models) -> dict[str, Path]:
 
 def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kernels: str = "reference",
              inplace: bool = True, fuse_ops: bool = True, reorder: bool = True, measure: bool = True,
-             compare_tflm: bool = True, sparse: bool = True, chain=(), plan: str = "layers") -> GenerateReport:
+             compare_tflm: bool = True, sparse: bool = True, chain=(), plan: str = "layers",
+             wide: bool = True) -> GenerateReport:
     """Generate one C library for `models` (name -> .tflite path, or one path) into `out_dir`.
 
     `inplace=False` gives every op an output that does not overlap its inputs (a larger arena, but each
@@ -148,7 +150,9 @@ def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kerne
     copies (a run's: `tinyexit.run.Run.chain`); empty: every model planned alone. `plan="fused"` also plans
     each model with its conv chains row-streamed (`tinyexit.codegen.stream_plan`) and keeps that when its
     arena is smaller ("fused2": two rows per kernel call on odd widths, faster, windows a row taller); a fused chain is one step the checkpointing runtime cannot commit inside, so builds
-    that checkpoint keep the default "layers". Nothing is written when anything fails."""
+    that checkpoint keep the default "layers". `wide=False` leaves the wide CONV_2D path out (cortex_m4,
+    layer plan: `Conv2D.wide_stream` stores a wide conv's weights again, widened, so flash-tight boards may
+    prefer the slower per-call path; report.json's `wide` says which). Nothing is written when anything fails."""
     from tinyexit.codegen.emit import KERNEL_VARIANTS
 
     if kernels not in KERNEL_VARIANTS:
@@ -173,8 +177,10 @@ def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kerne
         # The kernels' weight layouts and generation-time tables (a wide conv's stream holds its own tables).
         # The fused plans trade speed for memory and leave the wide path out: its 4-pixel blocks need more work
         # space, and a row-by-row call of a 5-pixel row runs a block of 4 and one of 1.
-        wide = with_wide_convs if plan == "layers" else (lambda h: h)
-        variant = ((lambda h: with_prepared_tables(wide(with_widened_tables(h, rows=plan == "layers")))) if kernels == M4
+        # The same for the depthwise row path (DepthwiseConv2D.rows_ok): a one-row call pairs a row with itself.
+        wide_ = with_wide_convs if plan == "layers" and wide else (lambda h: h)
+        variant = ((lambda h: with_prepared_tables(wide_(with_widened_tables(h, rows=plan == "layers"))))
+                   if kernels == M4
                    else (lambda h: h))
         graphs[full] = variant(sparsify(g) if sparse else g)
         if len(g.ops) != len(g0.ops):
@@ -255,7 +261,7 @@ def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kerne
             weight_bytes=sum(g.weight_bytes() for g in graphs.values()), compiler=compiler, kernels=kernels,
             models=figures, chain=chain, chained=bool(planned),
             scratch_bytes=max(p.work_bytes for p in plans.values()),
-            plan=plan, static_scratch_bytes=(sum(sizes[s]["bss"] + sizes[s]["data"] for s in files["kernels"] if s in sizes)
+            plan=plan, wide=wide, static_scratch_bytes=(sum(sizes[s]["bss"] + sizes[s]["data"] for s in files["kernels"] if s in sizes)
                                   if sizes else None))
         (tmp / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
     return report

@@ -141,6 +141,11 @@ class Op:
         within one call and never after: planned in the arena after the ring, dead between calls."""
         return 0
 
+    def work_offset(self, inplace: bool, kernels: str) -> int:
+        """Where the work space starts in the op's scratch: after the ring (word-aligned), unless the kernel
+        never uses the ring in that variant and starts over it (Conv2D)."""
+        return (self.scratch_bytes(inplace) + 3) // 4 * 4
+
     def constants(self, prefix: str) -> list[CArray]:
         return []
 

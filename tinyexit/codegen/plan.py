@@ -129,8 +129,8 @@ def plan_memory(graph: Graph, *, inplace: bool = True, pinned: Mapping[int, int]
     for op in graph.ops:
         ring, w = op.scratch_bytes(op.index in inplace_ops), op.work_bytes(kernels)
         if ring or w:
-            start = _align(ring) if w else ring
-            bufs[("scratch", op.index)] = _Buf(rects=[(start + w, op.index, op.index)], live_cap=ring)
+            start = op.work_offset(op.index in inplace_ops, kernels) if w else ring
+            bufs[("scratch", op.index)] = _Buf(rects=[(max(start + w, ring), op.index, op.index)], live_cap=ring)
             if w:
                 work[op.index] = (start, w)
 

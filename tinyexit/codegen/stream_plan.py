@@ -11,18 +11,26 @@ its readers still need. Window sizes come from simulating that same schedule at 
 rows any stage's window holds when it writes a row. With a 3x3 stride-1 reader that is 3 rows; a skip
 tensor read by a residual ADD several layers later keeps the rows between.
 
+Memory beyond the windows (the simulation proves each placement): an in-place 1x1 works in a row of its
+stage's source window that no reader needs once the stage's first op ran (`free`); the earlier stages'
+kernels work in the last stage's window when a sink consumes its rows within its calls; and a chain the
+planner runs in place (its input dies there) writes its output over the input's first bytes and puts later
+stages' windows over input rows no stage reads any more when they first write (`in_win`).
+
 A chain is one step of one unit: the checkpointing runtime cannot commit inside it, so `generate(plan="fused")`
-is a choice of the caller (the checkpointing builds keep the default plan "layers"); after a power failure the
-step re-runs from its input, which it never overwrites."""
+is a choice of the caller (the checkpointing builds keep the default plan "layers"); a chain run in place
+overwrites its input, so it could not be re-run from it either."""
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import NamedTuple
 
 from tinyexit.codegen.ir import Graph, Op
 from tinyexit.codegen.ops.average_pool_2d import AveragePool2D
 from tinyexit.codegen.ops.conv_2d import Conv2D
 from tinyexit.codegen.ops.conv_add import ConvAdd
 from tinyexit.codegen.ops.depthwise_conv_2d import DepthwiseConv2D
+from tinyexit.codegen.ops._common import a4
 from tinyexit.codegen.stream_chain import CHAIN_INPUT, NONE, StreamChain, geom, row_bytes
 
 MAX_STAGES = 16     # TX_CHAIN_MAX_STAGES (firmware_templates/kernels/tx_chain.h.j2)
@@ -70,13 +78,39 @@ def _stages(members: list[Op], readers: dict[int, int]) -> list[tuple[int, ...]]
     return out
 
 
-def _simulate(stages: list[dict]) -> list[int]:
+class Sim(NamedTuple):
+    most: list[int]         # per stage: the most rows its window holds when it writes a row
+    free: list[bool]        # per stage: a free row of its source window at every call (with `cap`)
+    dead: list[int]         # per stage: bytes at the chain input's start no reader needs at its first call
+    out_fits: bool          # every output row the last stage writes lies in input bytes no reader needs
+
+
+def _simulate(stages: list[dict], cap: list[int] | None = None, in_rb: int = 0, out_rb: int = 0) -> Sim:
     """Run tx_chain_run's schedule on the stages' geometry (dicts: in_h, out_h, k_h, stride, pad, src, res,
-    group: output rows per call, first: rows of the first call)
-    and return the most rows each stage's window holds when it writes a row. Mirrors
-    firmware_templates/kernels/reference/tx_chain.c.j2 (tx_chain_ready, tx_chain_low): keep both in step."""
+    group: output rows per call, first: rows of the first call) and return the most rows each stage's window
+    holds when it writes a row. With the windows' capacities `cap` (rows; the last stage's: its rows per call
+    with a sink, else its whole output), also where each window starts (base, moved as tx_chain_run moves it)
+    and, per stage, whether at every call of it some row of its source window is free once its first op has
+    run (no reader needs it any more, or it is not written yet): tx_chain_free, the work space of the
+    stage's in-place 1x1 then. With the chain input's and output's row bytes, also where the chain could
+    run in place (Sim.dead, Sim.out_fits; StreamChain.in_win). Mirrors
+    firmware_templates/kernels/reference/tx_chain.c.j2 (tx_chain_ready, tx_chain_low, tx_chain_run): keep
+    both in step."""
     n = len(stages)
-    done, most = [0] * n, [1] * n
+    done, most, base, dead = [0] * n, [1] * n, [0] * n, [0] * n
+    free = [cap is not None and t["src"] >= 0 for t in stages]
+    in_h = next((t["in_h"] for t in stages if t["src"] == CHAIN_INPUT), 0)
+    out_fits = stages[-1]["src"] != CHAIN_INPUT and stages[-1]["res"] != CHAIN_INPUT
+
+    def low_in() -> int:
+        """The first row of the chain's input some stage still reads (in_h: none)."""
+        lo = in_h
+        for c, t in enumerate(stages):
+            if done[c] < t["out_h"] and t["src"] == CHAIN_INPUT:
+                lo = min(lo, max(0, done[c] * t["stride"] - t["pad"]))
+            if done[c] < t["out_h"] and t["res"] == CHAIN_INPUT:
+                lo = min(lo, done[c])
+        return lo
 
     def low(s: int) -> int:
         lo = done[s]
@@ -104,9 +138,23 @@ def _simulate(stages: list[dict]) -> list[int]:
         s = next((s for s in reversed(range(n)) if ready(s)), None)
         if s is None:
             raise AssertionError("a chain the scheduler cannot run")    # the stages' inputs come first
-        most[s] = max(most[s], done[s] - low(s) + rows(s))
-        done[s] += rows(s)
-    return most
+        r = rows(s)
+        most[s] = max(most[s], done[s] - low(s) + r)
+        if done[s] == 0:
+            dead[s] = low_in() * in_rb
+        if s + 1 == n:
+            out_fits = out_fits and (done[s] + r) * out_rb <= low_in() * in_rb
+        if cap is not None:
+            if s + 1 < n and done[s] + r - base[s] > cap[s]:     # (the last stage is nobody's source)
+                base[s] = low(s)
+            k = stages[s]["src"]
+            if free[s]:
+                done[s] += r
+                lo = low(k)
+                done[s] -= r
+                free[s] = lo > base[k] or done[k] < base[k] + cap[k]
+        done[s] += r
+    return Sim(most, free, dead, out_fits)
 
 
 def _phases(geo: list[dict], row_bytes_: list[int]) -> tuple[list[dict], list[int]]:
@@ -120,7 +168,7 @@ def _phases(geo: list[dict], row_bytes_: list[int]) -> tuple[list[dict], list[in
         trial = [dict(t) for t in geo]
         for bit, k in enumerate(multi):
             trial[k]["first"] = 1 if mask >> bit & 1 else trial[k]["group"]
-        rows = _simulate(trial)
+        rows = _simulate(trial).most
         size = sum(r * b for r, b in zip(rows[:-1], row_bytes_))
         if best is None or size < best[0]:
             best = (size, trial, rows)
@@ -151,9 +199,24 @@ def _chain(members: list[Op], sink: Op | None, chain_input: int, readers: dict[i
     geo, rows = _phases(geo, [row_bytes(members[s[-1]]) for s in stages])
     rows[-1] = geo[-1]["group"] if sink is not None else geo[-1]["out_h"]
     last = sink if sink is not None else members[-1]
+    in_rb = geom(members[0]).in_hwc[1] * geom(members[0]).in_hwc[2]
+    sim = _simulate(geo, rows, in_rb, row_bytes(members[-1]) if sink is None else 0)
+    in_win = [-1] * len(stages)
+    if sim.out_fits and in_rb % 4 == 0:
+        # In place (the planner's choice: the input dies here), the output takes the input's first bytes
+        # (a sink's pixel is written after the last read); then windows go where no reader needs the input
+        # any more when their stage first writes, packed in that order (the last stage's: never, it holds
+        # the other stages' kernel work space, StreamChain._place).
+        oh, ow, oc = geom(members[-1]).out_hwc
+        at = a4(sink.in_hwc[2] if sink is not None else oh * ow * oc)
+        for k in sorted(range(len(stages) - 1), key=lambda k: (sim.dead[k], k)):
+            size = a4(rows[k] * row_bytes(members[stages[k][-1]]))
+            if at + size <= sim.dead[k]:
+                in_win[k], at = at, at + size
     return StreamChain(index=index, inputs=(chain_input,), outputs=(last.outputs[0],), members=tuple(members),
                        stages=tuple(stages), src=tuple(src), res=tuple(res), sink=sink, rows=tuple(rows),
-                       group=tuple(t["group"] for t in geo), first=tuple(t["first"] for t in geo))
+                       group=tuple(t["group"] for t in geo), first=tuple(t["first"] for t in geo),
+                       free=tuple(sim.free), in_win=tuple(in_win), out_in=sim.out_fits)
 
 
 def _readers(graph: Graph) -> dict[int, list[int]]:

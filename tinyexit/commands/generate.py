@@ -28,6 +28,9 @@ def add_arguments(parser) -> None:
                              "checkpointable), fused (conv chains row-streamed where that plans less; a chain "
                              "is one step) or fused2 (the same, two rows per kernel call on odd widths: faster, "
                              "a little more RAM)")
+    parser.add_argument("--no-wide", action="store_true",
+                        help="leave the wide CONV_2D path out (cortex_m4 kernels, layer plan): slower convs, but "
+                             "no second, widened copy of their weights in flash")
     parser.add_argument("--dense-weights", action="store_true",
                         help="store every layer's weights dense (default: pruned layers as sparse run lists "
                              "when smaller)")
@@ -53,7 +56,8 @@ def run(args) -> int:
         raise TinyexitError(f"'{src}' is neither a run directory nor a .tflite file; check the path")
     report = generate(models, out, name_prefix=args.prefix, kernels=args.kernels, inplace=not args.no_inplace,
                       fuse_ops=not args.no_fuse, reorder=not args.no_reorder, compare_tflm=not args.no_tflm,
-                      sparse=not args.dense_weights, chain=chain, plan=args.plan)
+                      sparse=not args.dense_weights, chain=chain, plan=args.plan,
+                      wide=not args.no_wide)
     print(report.table())
     print(f"wrote {out} (build and test on the host: make -C {out} && {out}/tx_host NAME < in.bin > out.bin)")
     return 0

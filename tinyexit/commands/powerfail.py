@@ -28,7 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="run exit heads and stop at the first whose largest int8 output is >= THRESHOLD; with --branch, "
                         "confidence mode: the branch runs after every point and answers once its largest int8 score "
                         "is >= THRESHOLD ('policy': RUN/policy.json's max_softmax threshold_q, when its exit has the branch's "
-                        "output quantization)")
+                        "output quantization); THRESHOLD:LOW (--branch): once low energy is latched a point answers "
+                        "when its score is >= LOW (else the walk computes on), instead of at the next point whatever "
+                        "its scores")
     p.add_argument("--branch", action="store_true",
                    help="run the shared exit branch of RUN/branch (tinyexit branch) as the pipeline: after each exit "
                         "point its pool fills the shared vector, and on low energy (or at the last point) the branch "
@@ -116,10 +118,14 @@ def run(args: argparse.Namespace) -> int:
         raise TinyexitError(f"--broken {shared_only[0]} breaks the shared-branch pipeline; add --branch")
     threshold = args.threshold
     if threshold is not None and threshold != "policy":
+        from tinyexit.intermittent.branch_checks import Threshold
+        if ":" in threshold and not args.branch:
+            raise TinyexitError(f"--threshold {threshold}: THRESHOLD:LOW is for the shared branch; add --branch")
         try:
-            threshold = int(threshold)
-        except ValueError:
-            raise TinyexitError(f"--threshold {threshold!r}: an int8 score (-128..127) or 'policy'") from None
+            threshold = Threshold.parse(threshold) if ":" in threshold else int(threshold)
+        except (TinyexitError, ValueError):
+            raise TinyexitError(f"--threshold {threshold!r}: an int8 score (-128..127), THRESHOLD:LOW with "
+                                f"--branch, or 'policy'") from None
     if args.runner:  # refused at once (one line), before anything is built
         if not args.emulate:
             raise TinyexitError("--runner chooses the emulated board's runner; add --emulate")
@@ -135,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"confidence threshold from {Run(target).policy_path}: max score >= {threshold} (calibrated for the "
               "exit heads: no guarantee for the shared branch)")
     if args.harvester is not None or any(getattr(args, k) is not None for k in ("capacitor", "seconds", "inferences")):
-        return _harvested(args, target, out, grans)
+        return _harvested(args, target, out, grans, threshold)
     fan = [f"--{k}" for k in ("shards", "workers", "address") if getattr(args, k) is not None]
     if fan and args.branch:
         raise TinyexitError(f"{fan[0]} fans out host and emulated campaigns; the --branch campaign runs serially "
@@ -185,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def _harvested(args: argparse.Namespace, target: Path, out: Path, grans: list[str]) -> int:
+def _harvested(args: argparse.Namespace, target: Path, out: Path, grans: list[str], threshold) -> int:
     """`--harvester`: the emulated board powered from a capacitor (intermittent/harvested_runs.py)."""
     from tinyexit.boards import load_board
     from tinyexit.errors import TinyexitError
@@ -208,7 +214,10 @@ def _harvested(args: argparse.Namespace, target: Path, out: Path, grans: list[st
         raise TinyexitError(f"--seconds {args.seconds:g}: give simulated seconds above 0")
     if args.inferences is not None and args.inferences < 1:
         raise TinyexitError(f"--inferences {args.inferences}: at least 1")
-    for flag in ("broken", "low_energy", "slots", "nvm_region", "runner", "threshold", "shards"):
+    if args.threshold is not None and not args.branch:
+        raise TinyexitError("--threshold in a harvested campaign sets the shared branch's confidence mode; add "
+                            "--branch")
+    for flag in ("broken", "low_energy", "runner", "shards"):
         if getattr(args, flag):
             raise TinyexitError(f"--{flag.replace('_', '-')} is not for a harvested campaign; drop it")
     board = load_board(args.board or "nrf52840", emulate=True)
@@ -222,7 +231,8 @@ def _harvested(args: argparse.Namespace, target: Path, out: Path, grans: list[st
     inferences = args.inferences if args.inferences is not None or args.seconds is not None else 10
     results = run_configs(target, out, configs, workers=args.workers or 1, address=args.address, board=board.name,
                           harvester=args.harvester, capacitor_f=cap, num_inputs=args.inputs, inferences=inferences,
-                          seconds=args.seconds, seed=args.seed)
+                          seconds=args.seconds, seed=args.seed, nvm_region=_region(args.nvm_region, True),
+                          slots=_slots(args.slots, True) if args.slots else None, threshold=threshold)
     print(f"{board.name} (emulated) under {trace.name}, capacitor "
           f"{(cap or board.energy.capacitor_f) * 1e6:g} uF:")
     print(table(results))

@@ -97,7 +97,7 @@ def powerfail(target: str | os.PathLike, out_dir: str | os.PathLike, *, cuts: in
     lib, pipe = prepare_library(target, out_dir)
     exe = build_host(lib, pipe, out_dir / ("host" + "".join(f"-{b}" for b in broken)), broken=tuple(broken),
                      slots=slots)
-    inputs = random_inputs(num_inputs, HostTarget(exe, out_dir / "nvm.bin").info["input_size"], seed)
+    inputs = random_inputs(num_inputs, pipe.input_size, seed)   # the first segment's input (the library's)
     plan = fanout.plan(seed, cuts, shards)
     reports = []
     for g in granularities:

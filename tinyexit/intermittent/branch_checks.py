@@ -139,6 +139,53 @@ class BranchCampaignReport(CampaignReport):
         return "\n".join(lines)
 
 
+class Threshold(int):
+    """The shared branch's confidence-mode threshold (answer at the first point whose largest int8 score reaches
+    it) with, optionally, low energy's own: `low`, the score a point needs once low energy is latched
+    (tx_pipeline_t.low_policy); without it low energy answers at the next point whatever the scores. An int, so
+    the drivers pass it as before; str() is what the host driver takes ("T" or "T:LOW")."""
+    low: int | None
+
+    def __new__(cls, value: int, low: int | None = None) -> "Threshold":
+        obj = super().__new__(cls, value)
+        obj.low = None if low is None else int(low)
+        for v in (int(obj), obj.low):
+            if v is not None and not -128 <= v <= 128:
+                raise TinyexitError(f"threshold {v}: an int8 score, -128..127 (128: never)")
+        return obj
+
+    @classmethod
+    def parse(cls, text: str) -> "Threshold":
+        head, _, low = str(text).partition(":")
+        try:
+            return cls(int(head), int(low) if low else None)
+        except ValueError:
+            raise TinyexitError(f"threshold {text!r}: an int8 score (-128..127; 128: never), or T:LOW with low "
+                                f"energy's own (e.g. 99:60)") from None
+
+    def __str__(self) -> str:
+        return f"{int(self)}" if self.low is None else f"{int(self)}:{self.low}"
+
+    __repr__ = __str__
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, int):
+            return NotImplemented
+        return int(self) == int(other) and self.low == getattr(other, "low", None)
+
+    def __ne__(self, other) -> bool:
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    def __hash__(self) -> int:   # equal to a plain int's when there is no low threshold (they compare equal)
+        return hash(int(self)) if self.low is None else hash((int(self), self.low))
+
+
+def low_threshold(threshold: int | None) -> int | None:
+    """Low energy's own threshold of a confidence-mode threshold (Threshold.low), None for a plain one."""
+    return getattr(threshold, "low", None)
+
+
 def confident_point(outputs: Sequence[bytes], threshold: int | None) -> int | None:
     """The first point whose branch scores (int8) reach `threshold` (the drivers' max-score policy)."""
     if threshold is None:
@@ -149,6 +196,13 @@ def confident_point(outputs: Sequence[bytes], threshold: int | None) -> int | No
     return None
 
 
+def continuous_point(outputs: Sequence[bytes], threshold: int | None) -> int:
+    """Where an uninterrupted inference on continuous power answers: the first confident point in confidence mode,
+    else (or when none is) the last point."""
+    k = confident_point(outputs, threshold)
+    return len(outputs) - 1 if k is None else k
+
+
 def _where_key(w: str):
     kind, _, k = w.partition(" ")
     return (int(k) if k.isdigit() else 99, kind != "seg")
@@ -157,9 +211,12 @@ def _where_key(w: str):
 class _Judge:
     """Follows one inference boot by boot through the NVM images and says what its result must be."""
 
-    def __init__(self, layout: Layout, fingerprint: int | None, input_id: int, confident: int | None = None):
-        """confident: the first point whose branch scores pass the policy (confidence mode), else None."""
+    def __init__(self, layout: Layout, fingerprint: int | None, input_id: int, confident: int | None = None,
+                 low_ok: Sequence[bool] | None = None):
+        """confident: the first point whose branch scores pass the policy (confidence mode), else None; low_ok:
+        per point, whether its scores pass low energy's own rule (None: low energy answers at any point)."""
         self.layout, self.fingerprint, self.input_id, self.confident = layout, fingerprint, input_id, confident
+        self.low_ok = low_ok
         self.signal: int | None = None        # position of the durable low-energy signal
         self.error: str | None = None
         self.lost: str | None = None
@@ -190,7 +247,10 @@ class _Judge:
 
     def expected_point(self) -> int:
         last = self.layout.num_points - 1
-        by_energy = last if self.signal is None else self.layout.first_point_at_or_after(self.signal)
+        by_energy = last
+        if self.signal is not None:   # the first point at/after the signal that low energy's rule lets answer
+            first = self.layout.first_point_at_or_after(self.signal)
+            by_energy = next((k for k in range(first, last) if self.low_ok is None or self.low_ok[k]), last)
         return min(by_energy, last if self.confident is None else self.confident)
 
 
@@ -244,8 +304,9 @@ class PointJudge:
 
     def start(self, input_index: int, input_id: int) -> None:
         self.j = input_index
-        self.judge = _Judge(self.layout, self.fingerprint, input_id, confident_point(self.expected[input_index],
-                                                                                self.threshold))
+        outs, low = self.expected[input_index], low_threshold(self.threshold)
+        self.judge = _Judge(self.layout, self.fingerprint, input_id, confident_point(outs, self.threshold),
+                            None if low is None else [confident_point([o], low) == 0 for o in outs])
 
     def draw_low(self, rng: random.Random) -> int | None:
         if rng.random() < self.low_energy:

@@ -99,6 +99,21 @@ def build_emulated(lib_dir: str | Path, pipeline: Pipeline, inputs: Sequence[byt
                           name="powerfail", emulate=True)
 
 
+
+def build_in_region(lib_dir: str | Path, pipeline: Pipeline, inputs: Sequence[bytes], board, out_dir: str | Path,
+                    nvm_region: int | str | None, **kw):
+    """build_emulated with the NVM over `nvm_region` bytes of the board's flash (whole pages; "max": all the flash
+    the image leaves free; None: the board file's NVM) -> (firmware, the board with that region)."""
+    from tinyexit.boards import load_board, with_nvm_region
+    board = load_board(board, emulate=True) if isinstance(board, str) else board
+    if nvm_region == "max":   # the image does not depend on the region: build, then leave it the rest
+        fw = build_emulated(lib_dir, pipeline, inputs, board, out_dir, **kw)
+        page = board.flash_nvm.page_size
+        nvm_region = (board.flash.size - fw.sizes.flash) // page * page
+    if nvm_region is not None:
+        board = with_nvm_region(board, int(nvm_region))
+    return build_emulated(lib_dir, pipeline, inputs, board, out_dir, **kw), board
+
 @dataclass
 class EBoot:
     exit_code: int | None
@@ -190,11 +205,13 @@ class EmulatedTarget:
             snap = self.snapshot()
             self.calibrate()
             self.restore(snap)
-        words = struct.pack("<6Ii4I", MAILBOX_MAGIC, input_index, input_id,
+        low = getattr(threshold, "low", None)   # branch_checks.Threshold: low energy's own threshold
+        words = struct.pack("<6Ii4Ii", MAILBOX_MAGIC, input_index, input_id,
                             0xFFFFFFFF if low_energy_units is None else low_energy_units,
                             granularity.c_mode, granularity.every, NO_THRESHOLD if threshold is None else threshold,
                             NEVER if warn_at_instruction is None else min(int(warn_at_instruction), NEVER),
-                            self.tick_origin or 0, count, NEVER if warmup_id is None else warmup_id)
+                            self.tick_origin or 0, count, NEVER if warmup_id is None else warmup_id,
+                            NO_THRESHOLD if low is None else low)
         self._write(MAILBOX_OFFSET, words)
 
     def calibrate(self) -> int:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from tinyexit.intermittent.emulated import EmulatedTarget, build_emulated, run_emulated_campaign
+from tinyexit.intermittent.emulated import EmulatedTarget, build_in_region, run_emulated_campaign
 from tinyexit.intermittent.host import Granularity
 from tinyexit.intermittent.nvm_events import nvm_op_instructions
 from tinyexit.intermittent.report import EmulatedReport
@@ -39,7 +39,7 @@ def powerfail_emulated(target, out_dir, *, board: str = "mps2-an386", cuts: int 
     over `shards` seeded shards (fanout.plan; each its own PSRAM file) run on `workers` Ray workers or the
     cluster at `address`; one shard is the serial campaign of `seed`. `defer_results`: just-in-time granularities
     commit a result at the power warning (TX_CKPT_DEFER_RESULTS, tx_checkpoint.h)."""
-    from tinyexit.boards import load_board, with_nvm_region
+    from tinyexit.boards import load_board
     from tinyexit.intermittent import fanout, prepare_library, random_inputs
     from tinyexit.intermittent.nvm_events import measure_wear, nvm_trace
     out_dir = Path(out_dir)
@@ -47,13 +47,8 @@ def powerfail_emulated(target, out_dir, *, board: str = "mps2-an386", cuts: int 
     lib, pipe = prepare_library(target, out_dir, kernels=b.kernels)
     inputs = random_inputs(num_inputs, pipe.input_size, seed)   # the first segment's input (the library's)
     fw_dir = out_dir / ("emu" + "".join(f"-{x}" for x in broken) + ("-defer" if defer_results else ""))
-    if nvm_region is not None:
-        if nvm_region == "max":   # the image does not depend on the region: build, then leave it the rest
-            fw = build_emulated(lib, pipe, inputs, b, fw_dir, broken=broken, slots=slots, defer_results=defer_results)
-            page = b.flash_nvm.page_size
-            nvm_region = (b.flash.size - fw.sizes.flash) // page * page
-        b = with_nvm_region(b, int(nvm_region))
-    fw = build_emulated(lib, pipe, inputs, b, fw_dir, broken=broken, slots=slots, defer_results=defer_results)
+    fw, b = build_in_region(lib, pipe, inputs, b, fw_dir, nvm_region, broken=broken, slots=slots,
+                            defer_results=defer_results)
     et = EmulatedTarget(fw, out_dir / "psram.img", runner=runner)
     plan = fanout.plan(seed, cuts, shards)
     reports = []

@@ -77,6 +77,7 @@ class Config:
     granularity: Granularity
     signal: str | None = None      # None | "low_energy" (shared branch) | "warn" (just-in-time)
     warn_v: float | None = None    # the warning level (default: the board file's)
+    threshold: int | None = None   # the shared branch's confidence mode (branch_checks.Threshold, T or T:LOW)
 
 
 def units_at(anchors: Sequence[tuple[int, int]], instruction: int) -> int:
@@ -289,9 +290,10 @@ class QemuBoard:
     """HarvestBoard over an EmulatedTarget (emulated.py). `layout` (branch_checks.Layout) of a shared-branch
     pipeline gives the work units at each commit mark, for its low-energy signal."""
 
-    def __init__(self, target, layout=None):
+    def __init__(self, target, layout=None, threshold: int | None = None):
+        """threshold: the shared branch's confidence mode (branch_checks.Threshold: with low energy's own)."""
         from tinyexit.intermittent.nvm_events import read_events
-        self.t, self.layout, self._read_events = target, layout, read_events
+        self.t, self.layout, self._read_events, self.threshold = target, layout, read_events, threshold
         if target.tick_origin is None:
             target.calibrate()
         self.takes_warning = "warn_at_instruction" in inspect.signature(target.mailbox).parameters
@@ -303,7 +305,7 @@ class QemuBoard:
         self.t.restore(snap)
 
     def _mailbox(self, job: Job) -> None:
-        kw = {"low_energy_units": job.low_energy_units}
+        kw = {"low_energy_units": job.low_energy_units, "threshold": self.threshold}
         if job.warn_at_instruction is not None:
             if not self.takes_warning:
                 raise TinyexitError("this firmware's mailbox has no warning field (just-in-time checkpoints)")
@@ -342,10 +344,11 @@ class QemuBoard:
         if self.layout is not None:
             resumed = rec is not None and rec.input_id == job.input_id and not rec.done
             p.low_latched = resumed and rec.low_energy
-            p.anchors = self._anchors(rec if resumed else None, raw, job.granularity)
+            p.anchors = self._anchors(rec if resumed else None, raw, job.granularity,
+                                      b.exit_index if result else self.layout.num_points - 1)
         return p
 
-    def _anchors(self, rec, raw, granularity: Granularity) -> list[tuple[int, int]]:
+    def _anchors(self, rec, raw, granularity: Granularity, answer: int) -> list[tuple[int, int]]:
         """(instruction count, units run by this boot) at the boot's start, at each commit mark up to the last
         exit point and at the result: the runtime commits at every stage end and, with layers:N, after every N
         steps (counted from the resume), in the layout's order (tx_checkpoint.c)."""
@@ -366,7 +369,7 @@ class QemuBoard:
         out = [(self.t.tick_origin, 0)] + list(zip(marks, ends))
         res = [e.instructions for e in raw if e.kind == "result"]
         if res:
-            out.append((res[0], lay.units_to_answer(lay.num_points - 1) - start))
+            out.append((res[0], lay.units_to_answer(answer) - start))   # the point that answered
         return out
 
     def cut(self, job: Job, limit: int) -> bool:
@@ -417,12 +420,13 @@ def labelled_inputs(run_dir, qparams: dict, num_inputs: int, seed: int = 0) -> t
 
 
 def exit_heads_setup(run_dir, out_dir, board, *, num_inputs: int = 8, seed: int = 0, runner: str | None = None,
-                     slots: int | str = 2) -> Setup:
+                     slots: int | str = 2, nvm_region: int | str | None = None) -> Setup:
     """The run's exit-head pipeline (final exit without a threshold) on `board`'s emulated variant with its
     kernels, over labelled test inputs (a .tflite or a library: random ones); the oracle of each input is its
-    uninterrupted run without checkpoints, checked against TFLM."""
+    uninterrupted run without checkpoints, checked against TFLM. `nvm_region` (bytes or "max", with slots="fit":
+    a log over them): the NVM the records spread over (emulated.build_in_region)."""
     from tinyexit.intermittent import prepare_library, tflm_reference
-    from tinyexit.intermittent.emulated import EmulatedTarget, build_emulated
+    from tinyexit.intermittent.emulated import EmulatedTarget, build_in_region
     from tinyexit.run import Run
     from tinyexit.intermittent import random_inputs
     out_dir = Path(out_dir)
@@ -431,7 +435,7 @@ def exit_heads_setup(run_dir, out_dir, board, *, num_inputs: int = 8, seed: int 
         inputs, labels = labelled_inputs(run_dir, Run(run_dir).manifest()["segments"][0]["input"], num_inputs, seed)
     else:   # a .tflite or a generated library: no labels, random int8 inputs (no accuracy)
         inputs, labels = random_inputs(num_inputs, pipe.input_size, seed), None
-    fw = build_emulated(lib, pipe, inputs, board, out_dir / "emu-harvest", slots=slots)
+    fw, _ = build_in_region(lib, pipe, inputs, board, out_dir / "emu-harvest", nvm_region, slots=slots)
     et = EmulatedTarget(fw, out_dir / "psram-harvest.img", runner=runner)
     et.calibrate()
     ref = tflm_reference(run_dir)
@@ -450,14 +454,16 @@ def exit_heads_setup(run_dir, out_dir, board, *, num_inputs: int = 8, seed: int 
                  full_depth=[o[1] for o in oracles])
 
 
-def branch_setup(run_dir, out_dir, board, *, num_inputs: int = 8, seed: int = 0, runner: str | None = None) -> Setup:
+def branch_setup(run_dir, out_dir, board, *, num_inputs: int = 8, seed: int = 0, runner: str | None = None,
+                 threshold: int | None = None) -> Setup:
     """RUN/branch's shared exit branch pipeline (tinyexit branch) on `board`'s emulated variant, generated with its
-    kernels; the oracle of an answer at point k is the int8 chain on TFLM (branch.branch_reference)."""
+    kernels; the oracle of an answer at point k is the int8 chain on TFLM (branch.branch_reference). `threshold`:
+    confidence mode (branch_checks.Threshold, optionally with low energy's own threshold)."""
     from tinyexit.branch import read_branch_manifest
     from tinyexit.branch.firmware import library_models
     from tinyexit.codegen import generate
     from tinyexit.intermittent.branch import branch_dir_of, branch_reference
-    from tinyexit.intermittent.branch_checks import Layout
+    from tinyexit.intermittent.branch_checks import Layout, continuous_point
     from tinyexit.intermittent.emulated import EmulatedTarget, build_emulated
     from tinyexit.intermittent.host import HostTarget, build_host
     out_dir = Path(out_dir)
@@ -468,20 +474,23 @@ def branch_setup(run_dir, out_dir, board, *, num_inputs: int = 8, seed: int = 0,
     from tinyexit.pipeline import Pipeline
     pipe = Pipeline.from_branch(man).with_library(lib)
     layout = Layout.from_rows(HostTarget(build_host(lib, pipe, out_dir / "branch-host-harvest"),
-                                         out_dir / "branch-nvm-harvest.bin").layout())
+                                         out_dir / "branch-nvm-harvest.bin").layout()).with_confidence(
+        threshold is not None)
     inputs, labels = labelled_inputs(run_dir, man["segments"][0]["input"], num_inputs, seed)
     fw = build_emulated(lib, pipe, inputs, board, out_dir / "branch-emu-harvest")
     et = EmulatedTarget(fw, out_dir / "branch-psram-harvest.img", runner=runner)
     et.calibrate()
     ref = branch_reference(shared)
     outs = [[bytes(r) for r in ref(x)] for x in inputs]
-    b = et.uninterrupted(0, 0xFFFF0000, Granularity())  # sets the slot size
-    if (b.exit_index, b.output) != (len(outs[0]) - 1, outs[0][-1]):
+    # on continuous power the answer comes at the first confident point (the last without a threshold)
+    answer = [continuous_point(o, threshold) for o in outs]
+    b = et.uninterrupted(0, 0xFFFF0000, Granularity(), threshold=threshold)  # sets the slot size
+    if (b.exit_index, b.output) != (answer[0], outs[0][answer[0]]):
         raise TinyexitError("the shared branch's uninterrupted run differs from the int8 chain on TFLM")
     et.erase_nvm()
-    return Setup(QemuBoard(et, layout), lambda j, k: outs[j][k] if 0 <= k < len(outs[j]) else None, labels,
-                 num_inputs, reference_checked=len(inputs), cycles_per_instruction=_cpi([b]),
-                 full_depth=[o[-1] for o in outs])
+    return Setup(QemuBoard(et, layout, threshold), lambda j, k: outs[j][k] if 0 <= k < len(outs[j]) else None,
+                 labels, num_inputs, reference_checked=len(inputs), cycles_per_instruction=_cpi([b]),
+                 full_depth=[o[k] for o, k in zip(outs, answer)])
 
 
 def flash_lifetime(target, inferences: int) -> float | None:

@@ -2,10 +2,12 @@
 --harvester` and benchmarks/harvested.py run, one configuration per call so that each can be a Ray task.
 
 A configuration is a name: a checkpoint granularity of the run's exit-head pipeline (`none`, `layer`,
-`layers:N`, `jit` when the runtime has just-in-time checkpoints), or `branch[:WARN][/GRANULARITY]` (RUN/branch's
-energy-adaptive shared exit branch, the low-energy warning as its signal; WARN its level, default the board
-file's; its checkpoints per layer unless GRANULARITY is none or layers:N); `NAME@BOARD` runs it on
-another board file (e.g. `layer@nrf52840-fram`)."""
+`layers:N`, `jit` when the runtime has just-in-time checkpoints), or `branch[:WARN][/GRANULARITY][+T[:LOW]]`
+(RUN/branch's energy-adaptive shared exit branch, the low-energy warning as its signal; WARN its level, default the
+board file's; its checkpoints per layer unless GRANULARITY is none or layers:N; +T: confidence mode, the branch
+answers at the first point whose int8 score reaches T, and with :LOW low energy answers only at a point whose score
+reaches LOW, else at the next point whatever the scores); `NAME@BOARD` runs it on another board file (e.g.
+`layer@nrf52840-fram`)."""
 from __future__ import annotations
 
 import time
@@ -26,12 +28,15 @@ class Task:
 
 
 def parse_config(name: str) -> tuple[Config, str | None]:
-    """'layer', 'layers:4', 'none', 'jit', or the shared branch 'branch[:WARN][/GRANULARITY]' (e.g. 'branch',
-    'branch:2.0V', 'branch/none': its warning level, default the board file's; its checkpoints, default per
-    layer), optionally '@BOARD' -> (Config, board or None)."""
+    """'layer', 'layers:4', 'none', 'jit', or the shared branch 'branch[:WARN][/GRANULARITY][+T[:LOW]]' (e.g.
+    'branch', 'branch:2.0V', 'branch/none', 'branch+99:60': its warning level, default the board file's; its
+    checkpoints, default per layer; its confidence thresholds), optionally '@BOARD' -> (Config, board or None)."""
     from tinyexit.units import parse_quantity
     text, _, board = name.strip().partition("@")
-    if text == "branch" or text.startswith(("branch:", "branch/")):
+    if text == "branch" or text.startswith(("branch:", "branch/", "branch+")):
+        from tinyexit.intermittent.branch_checks import Threshold
+        text, plus, thr = text.partition("+")
+        threshold = Threshold.parse(thr) if plus else None
         head, _, gran = text.partition("/")
         warn = head.partition(":")[2]
         try:
@@ -42,8 +47,8 @@ def parse_config(name: str) -> tuple[Config, str | None]:
         if g.mode == "units":
             raise TinyexitError(f"configuration {name!r}: the branch takes none, layer or layers:N checkpoints")
         return Config(name, g, "low_energy",
-                      parse_quantity(warn, "V", what=f"configuration {name!r}: the warning level") if warn else None
-                      ), board or None
+                      parse_quantity(warn, "V", what=f"configuration {name!r}: the warning level") if warn else None,
+                      threshold), board or None
     try:
         g = Granularity.parse(text)
     except TinyexitError:
@@ -64,8 +69,12 @@ def jit_available() -> bool:
 def run_config(run_dir, out_dir, *, config: str, board: str = "nrf52840", harvester: str = "rf",
                capacitor_f: float | None = None, num_inputs: int = 8, inferences: int | None = None,
                seconds: float | None = None, seed: int = 0, plot: bool = True, progress: bool = True,
-               max_boots_per_inference: int = 100) -> dict:
-    """One configuration's harvested campaign on the emulated board: its report as a dict (+ 'png' and 'wall_s')."""
+               max_boots_per_inference: int = 100, nvm_region: int | str | None = None,
+               slots: int | str | None = None, threshold: int | None = None) -> dict:
+    """One configuration's harvested campaign on the emulated board: its report as a dict (+ 'png' and 'wall_s').
+    `nvm_region` (bytes or "max"; exit-head pipelines): the records go to a log over that much of the flash
+    (slots "fit" unless `slots` says otherwise); `slots`: checkpoint slots in a ring (default 2). `threshold`
+    (the shared branch): confidence mode, branch_checks.Threshold (with low energy's own threshold, T:LOW)."""
     from tqdm import tqdm
 
     from tinyexit.boards import load_board
@@ -75,11 +84,21 @@ def run_config(run_dir, out_dir, *, config: str, board: str = "nrf52840", harves
     b = load_board(on or board, emulate=True)
     EnergyModel.from_board(b, capacitor_f=capacitor_f, warn_v=cfg.warn_v)    # checked before the build
     trace = parse_harvester(harvester)
-    work = Path(out_dir) / ("harvest-" + config.replace(":", "").replace("@", "-").replace("/", "-"))
+    given = cfg.threshold if cfg.threshold is not None else threshold if cfg.signal == "low_energy" else None
+    work = Path(out_dir) / ("harvest-" + config.replace(":", "").replace("@", "-").replace("/", "-").replace("+", "-t")
+                            + ("" if given is None or cfg.threshold is not None else "-t" + str(given).replace(":", "-")))
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    setup = (branch_setup(run_dir, work, b, num_inputs=num_inputs, seed=seed) if cfg.signal == "low_energy" else
-             exit_heads_setup(run_dir, work, b, num_inputs=num_inputs, seed=seed))
+    if cfg.signal == "low_energy":
+        threshold = cfg.threshold if cfg.threshold is not None else threshold
+        if nvm_region is not None or slots is not None:
+            raise TinyexitError(f"configuration {config!r}: the shared branch keeps its two slots; an NVM region "
+                                f"and slots are for the exit-head pipelines")
+        setup = branch_setup(run_dir, work, b, num_inputs=num_inputs, seed=seed, threshold=threshold)
+    else:
+        threshold = None   # the exit heads' own policy is the run's; the threshold is the branch's
+        setup = exit_heads_setup(run_dir, work, b, num_inputs=num_inputs, seed=seed, nvm_region=nvm_region,
+                                 slots=slots or ("fit" if nvm_region is not None else 2))
     # compute time from the plugin's cycle estimate (its cycles per instruction over the uninterrupted runs)
     model = EnergyModel.from_board(b, capacitor_f=capacitor_f, warn_v=cfg.warn_v,
                                    cycles_per_instruction=setup.cycles_per_instruction)
@@ -102,6 +121,8 @@ def run_config(run_dir, out_dir, *, config: str, board: str = "nrf52840", harves
     rep.continuous["accuracy"] = setup.continuous_accuracy(rep.inferences)
     d = rep.as_dict()
     d.update(board=b.name, wall_s=time.monotonic() - t0, reference_checked=setup.reference_checked,
+             threshold=None if threshold is None else str(threshold),
+             nvm_region_bytes=setup.board.t.nvm_size,
              trace=trace.name, capacitor_f=model.capacitor_f, cycles_per_instruction=model.cycles_per_instruction,
              warn_v=model.warn_v)
     if plot:

@@ -21,12 +21,15 @@ def a4(n: int) -> int:
     return (n + 3) // 4 * 4
 
 
-def m4_conv_work(k: int, oc: int, fused_add: bool, prepared: bool = False) -> int:
+def m4_conv_work(k: int, oc: int, fused_add: bool, prepared: bool = False, direct: bool = False) -> int:
     """tx_conv_carve: rq[oc + 1], beff[oc] (not with `prepared` tables: constants, see rq_table), x16 (16 bytes
-    per 4 patch bytes, k rounded up to 8), two patch columns, the single-pixel sink[oc + 1]; with a fused ADD,
-    the conv results of a pair (2 * oc), the two 256-entry int32 tables and 3 tx_rq_t."""
+    per 4 patch bytes, k rounded up to 8), two patch columns; with a fused ADD, the conv results of a pair
+    (2 * oc), the two 256-entry int32 tables and 3 tx_rq_t. A `direct` (1x1) conv whose every channel pair
+    takes the assembly passes (prepared tables, so no exact path; even oc; k % 8 == 0) never touches the
+    columns: none planned (tx_conv_s8 reads its pixels where they lie)."""
     tables = 0 if prepared else RQ_BYTES * (oc + 1) + 4 * oc
-    n = tables + 4 * ((k + 7) // 8 * 8) + 2 * a4(k) + a4(oc + 1)
+    cols = 0 if direct and prepared and not fused_add and oc % 2 == 0 and k % 8 == 0 else 2 * a4(k)
+    n = tables + 4 * ((k + 7) // 8 * 8) + cols
     return n + (a4(2 * oc) + 2 * 1024 + 3 * RQ_BYTES if fused_add else 0)
 
 

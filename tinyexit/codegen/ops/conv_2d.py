@@ -95,7 +95,14 @@ class Conv2D(WindowedConv):
             return 0
         if self.wide:
             return m4_wide_work(self.taps(), self.out_hwc[2], self.kernel_hw == (1, 1))
-        return m4_conv_work(self.taps(), self.out_hwc[2], False, self.prepared)
+        return m4_conv_work(self.taps(), self.out_hwc[2], False, self.prepared, self.kernel_hw == (1, 1))
+
+    def work_offset(self, inplace: bool, kernels: str) -> int:
+        # cortex_m4 tx_conv_s8 on a 1x1 (not wide) copies a pixel pair before writing it: no ring read, its
+        # work space starts at the scratch (the reference kernel, the host build's, uses the ring alone).
+        if kernels == M4 and not self.wide and self.kernel_hw == (1, 1):
+            return 0
+        return super().work_offset(inplace, kernels)
 
     def prepared_table(self) -> np.ndarray:
         """The cortex_m4 kernel's channel tables as one int32 constant: rq_table (out_c + 1 entries, as
