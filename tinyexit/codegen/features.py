@@ -112,7 +112,8 @@ def _dw_flags(op: Op, inplace: bool) -> dict[str, bool]:
     taps = op.kernel_hw[0] * op.kernel_hw[1]
     exact = conv_needs_exact(op.bias, op.mult, op.shift, taps)
     groups = op.depth_multiplier == 1 and not exact and op.in_hwc[2] >= 4
-    return dict(dw_old=True, dw_ring=op.ring_pixels(inplace) > 0, dw_groups9=groups and taps == 9, dw_groups=groups and taps != 9,
+    return dict(dw_old=True, dw_ring=op.ring_pixels(inplace) > 0,
+                dw_groups9=groups and taps == 9, dw_groups=groups and taps != 9,
                 dw_rest=exact or op.depth_multiplier != 1 or op.in_hwc[2] % 4 != 0, dw_exact=exact,
                 dw_clamp=groups and taps == 9 and (op.act[0] > -128 or op.act[1] < 127))
 
