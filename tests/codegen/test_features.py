@@ -8,6 +8,7 @@ from tinyexit import toolchain
 from tinyexit.codegen import fuse, generate, plan_memory, read_model
 from tinyexit.codegen.features import KernelFeatures, kernel_features, rq_needs_exact
 from tinyexit.codegen.ops.conv_2d import with_wide_convs
+from tinyexit.codegen.ops.depthwise_conv_2d import with_widened_tables
 
 SHIFTS = range(-31, 32)
 BOUNDS = sorted({0, 1, 255 * 128, (1 << 29) - 1, 1 << 29, (1 << 30) - 1, 1 << 30, (1 << 31) + 5, (1 << 40)}
@@ -48,25 +49,40 @@ def test_rq_predicate_is_the_c_one(tmp_path):
 
 def _features(path, wide=False):
     g = fuse(read_model(path, name="m"))
-    g = with_wide_convs(g) if wide else g     # as generate makes the cortex_m4 graphs
+    g = with_wide_convs(with_widened_tables(g, rows=True)) if wide else g  # as generate makes cortex_m4 graphs
     return kernel_features({"m": g}, {"m": plan_memory(g)})
 
 
 def test_conformance_models_need_few_paths():
     kws = _features(conformance_model("kws_ref_model.tflite"))
     assert kws == KernelFeatures(conv_passes=True, conv_direct=True, conv_im2col=True, dw_groups9=True,
-                                 pool_avg=True)
+                                 dw_old=True, dw_ring=True, pool_avg=True)
     resnet = _features(conformance_model("pretrainedResnet_quant.tflite"))
     # the first conv has k = 3 * 3 * 3 (not a multiple of 8): its last channel pair goes through tx_conv_pair
     # and its FC has 10 outputs: the last 2 rows run in C (fc_rest)
     assert resnet == KernelFeatures(conv_passes=True, conv_direct=True, conv_im2col=True, conv_ring=True,
                                     conv_pair=True, pool_avg=True, fc_rest=True)
-    # With the wide streams (every conv of both models, fused ADDs included), no pair-path code at all.
+    # With the wide streams (every conv of both models, fused ADDs included), no pair-path code at all; the
+    # KWS depthwise layers all take the row path (the layer plan): no tap-list code either.
     assert _features(conformance_model("kws_ref_model.tflite"), wide=True) == KernelFeatures(
-        conv_wide=True, conv_im2col=True, dw_groups9=True, pool_avg=True)
+        conv_wide=True, conv_im2col=True, dw_rows=True, pool_avg=True)
     assert _features(conformance_model("pretrainedResnet_quant.tflite"), wide=True) == KernelFeatures(
         conv_wide=True, conv_im2col=True, conv_ring=True, conv_wide_rows=True, conv_wide_part=True, pool_avg=True,
         fc_rest=True)
+
+
+def test_taplist_layers_beside_the_row_path_take_the_c_loop():
+    """A library with row-path layers compiles no tap-list assembly for its other 3x3 layers (the C group
+    loop, ~1 KB less code), and the tap-list ring code only when one of those runs in place."""
+    g = with_widened_tables(fuse(read_model(conformance_model("kws_ref_model.tflite"), name="m")), rows=True)
+    i = next(k for k, op in enumerate(g.ops) if op.name == "DEPTHWISE_CONV_2D")
+    mixed = replace(g, ops=g.ops[:i] + (replace(g.ops[i], rows=False, widened=True),) + g.ops[i + 1:])
+    f = kernel_features({"m": mixed}, {"m": plan_memory(mixed)})
+    assert f.dw_rows and f.dw_old and f.dw_groups and not f.dw_groups9 and f.dw_ring
+    f = kernel_features({"m": g}, {"m": plan_memory(g)})
+    assert f.dw_rows and not (f.dw_old or f.dw_groups or f.dw_groups9 or f.dw_ring)
+    f = kernel_features({"m": mixed}, {"m": plan_memory(mixed, inplace=False)})
+    assert not f.dw_ring
 
 
 def test_exact_requantization_is_flagged():

@@ -96,6 +96,26 @@ M4_CASES = [
     Case("m4_dw3_c64_kws", dw((6, 5, 64), 3, 1, "same", 1, "relu"), (6, 5, 64)),
     Case("m4_dw3_c8_relu6_pairs", dw((5, 3, 8), 3, 1, "same", 1, "relu6"), (5, 3, 8),
          patch=lambda m: set_quantization(m, output_tensor(m), 0.05, -30)),              # asm clamp, odd width
+    # 3x3 stride-1 row path (tx_dw_rows; ROWS_CASES): widths 1, 2 and odd, odd row counts (a last single row
+    # of a pair), channels past the last group of 4 and below 4, VALID, clamps in the assembly and the tail,
+    # the input offset's extremes; the chunked runs call it one row at a time (the ring between calls).
+    Case("m4r_w1_c8_inplace", dw((6, 1, 8), 3, 1, "same"), (6, 1, 8)),
+    Case("m4r_w2_c4_inplace", dw((5, 2, 4), 3, 1, "same", 1, "relu"), (5, 2, 4)),
+    Case("m4r_w7_c12_odd_rows", dw((7, 7, 12), 3, 1, "same"), (7, 7, 12)),
+    Case("m4r_c5_tail", dw((4, 5, 5), 3, 1, "same"), (4, 5, 5)),
+    Case("m4r_c3_tail_only", dw((5, 4, 3), 3, 1, "same", 1, "relu"), (5, 4, 3)),
+    Case("m4r_c1", dw((3, 3, 1), 3, 1, "same"), (3, 3, 1)),
+    Case("m4r_valid_c8", dw((6, 7, 8), 3, 1, "valid"), (6, 7, 8)),
+    Case("m4r_valid_c7_w3", dw((5, 3, 7), 3, 1, "valid"), (5, 3, 7)),                # one output column
+    Case("m4r_valid_one_row_c6", dw((3, 6, 6), 3, 1, "valid", 1, "relu"), (3, 6, 6)),
+    Case("m4r_one_row_c8", dw((1, 5, 8), 3, 1, "same"), (1, 5, 8)),
+    Case("m4r_relu6_clamps_c6", dw((5, 4, 6), 3, 1, "same", 1, "relu6"), (5, 4, 6),
+         patch=lambda m: set_quantization(m, output_tensor(m), 0.05, -30)),              # asm + tail clamps
+    Case("m4r_zpm128_c8", dw((4, 5, 8), 3, 1, "same"), (4, 5, 8), patch=input_zero_point(-128)),
+    Case("m4r_zp127_c9_valid", dw((5, 6, 9), 3, 1, "valid"), (5, 6, 9), patch=input_zero_point(127)),
+    # right shift 0 (a multiplier >= 0.5): the row path refuses it, the tap-list pairs take it (in place)
+    Case("m4_dw3_c8_inplace_right0", dw((6, 5, 8), 3, 1, "same"), (6, 5, 8),
+         patch=lambda m: set_quantization(m, output_tensor(m), 2e-5, 3)),
     Case("m4_fc_odd", test_fully_connected.dense((37,), 9), (37,)),
     Case("m4_avg_global_c16", pool("avg", (9, 7, 16), (9, 7), 1, "valid"), (9, 7, 16)),
     Case("m4_avg_k3s2_c8", pool("avg", (7, 6, 8), 3, 2, "same"), (7, 6, 8)),
@@ -103,6 +123,7 @@ M4_CASES = [
 ]
 
 WIDE_CASES = [c.name for c in M4_CASES if c.name.startswith("m4w_")]
+ROWS_CASES = [c.name for c in M4_CASES if c.name.startswith("m4r_")]
 SWEEP = (test_conv_2d.CASES + test_conv_2d.RANDOM + test_depthwise_conv_2d.CASES + test_depthwise_conv_2d.RANDOM
          + test_fully_connected.CASES + test_fully_connected.SHAPES + test_add.CASES + test_average_pool_2d.CASES + M4_CASES)
 # Channel slice -> depthwise read in place through a chain (as exit heads are): each with its producer.
@@ -146,7 +167,7 @@ def emulated(tmp_path_factory):
     run, fw = run_jobs(work / "lib", jobs, work)
     got, rq = parse(run.output, jobs)
     # The optimized routines are in the image (the DSP path was compiled, not the reference fallback).
-    routines = {s: symbol_address(fw.elf, s) for s in ("tx_conv_passes", "tx_conv_wpasses", "tx_dw_groups9")}
+    routines = {s: symbol_address(fw.elf, s) for s in ("tx_conv_passes", "tx_conv_wpasses", "tx_dw_rows9")}
     return dict(paths=paths, jobs={j.name: j for j in jobs}, got=got, rq=rq, report=report, routines=routines,
                 exit_code=run.exit_code)
 
@@ -180,6 +201,69 @@ def test_wide_cases_take_the_wide_path(emulated):
     assert wide("kws") == [True] * 5
     for name in ("m4_1x1_k8_odd_oc", "m4_1x1_k16_relu6_clamps", "m4_conv_exact_rq"):
         assert wide(name) == [False], name
+
+
+# The tap-list path (tx_dw_groups9 assembly): in a library with a row-path layer the other 3x3 layers take
+# the C group loop (features.py: ~1 KB less code), so these cases also run in a library of their own, without
+# any row-path layer: in place (a right shift of 0 keeps the row path off), stride 2, odd widths, tails.
+TAPLIST = ["m4_dw3_c8_inplace_right0", "m4_dw3_c12_s2_valid", "m4_dw3_c20_s2_same", "m4_dw3_c8_s2_odd_w",
+           "m4_dw3_c12_in_zp_m128", "m4_dw3_exact_rq", "m4_dw5_c8_tap_loop"]
+
+
+@pytest.fixture(scope="module")
+def emulated_taplist(emulated, tmp_path_factory):
+    from tinyexit.codegen import generate, read_model
+
+    work = tmp_path_factory.mktemp("kernels_m4_taplist")
+    paths = {n: emulated["paths"][n] for n in TAPLIST}
+    report = generate(paths, work / "lib", kernels=KERNELS, measure=False, compare_tflm=False)
+    rng = np.random.default_rng(7)
+    jobs = []
+    for name, p in paths.items():
+        g = read_model(p)
+        x = rng.integers(-128, 128, size=(6, *g.input.shape[1:])).astype(np.int8)
+        jobs.append(Job(name, x.reshape(len(x), -1), g.output.nbytes, 2))
+    run, fw = run_jobs(work / "lib", jobs, work)
+    got, _ = parse(run.output, jobs)
+    symbols = {s: _has_symbol(fw.elf, s) for s in ("tx_dw_groups9", "tx_dw_rows9")}
+    return dict(paths=paths, jobs={j.name: j for j in jobs}, got=got, report=report, symbols=symbols)
+
+
+def _has_symbol(elf, name):
+    from tinyexit.errors import TinyexitError
+    from tinyexit.toolchain import symbol_address
+    try:
+        return symbol_address(elf, name) != 0
+    except TinyexitError:
+        return False
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize("name", TAPLIST)
+def test_taplist_case_matches_tflm_on_m4(emulated_taplist, name):
+    assert emulated_taplist["symbols"] == {"tx_dw_groups9": True, "tx_dw_rows9": False}
+    _check(emulated_taplist, name)
+
+
+def test_rows_cases_take_the_row_path(emulated):
+    """The m4r_ cases, the 3x3 stride-1 sweep cases and the KWS depthwise layers reach tx_dw_rows in the layer
+    plan; stride 2, other kernel sizes, depth multipliers > 1, a right shift of 0 and exact requantization
+    do not (they keep the tap-list paths)."""
+    from tinyexit.codegen import read_model
+    from tinyexit.codegen.ops.depthwise_conv_2d import with_widened_tables
+
+    def rows(name):
+        return [op.rows for op in with_widened_tables(read_model(emulated["paths"][name]), rows=True).ops
+                if op.name == "DEPTHWISE_CONV_2D"]
+    for name in ROWS_CASES + ["m4_dw3_c8_inplace", "m4_dw3_c64_kws", "d_k3s1_same_inplace"]:
+        assert rows(name) == [True], name
+    assert rows("kws") == [True] * 4
+    for name in ("m4_dw3_c12_s2_valid", "m4_dw5_c8_tap_loop", "d_m3_s1", "m4_dw3_exact_rq",
+                 "m4_dw3_c8_inplace_right0"):
+        assert rows(name) == [False], name
+    # and only in the layer plan
+    assert not any(op.rows for op in with_widened_tables(read_model(emulated["paths"]["kws"])).ops
+                   if op.name == "DEPTHWISE_CONV_2D")
 
 
 @pytest.mark.emulator

@@ -37,6 +37,7 @@ def producer(shape):
 CASES = [
     Case("sd_first_k3s1_same", slice_dw((6, 5, 8), 0, 4), (6, 5, 8)),
     Case("sd_mid_k3s1_same", slice_dw((6, 5, 8), 3, 7), (6, 5, 8)),
+    Case("sd_mid_c5_k3s1_valid", slice_dw((6, 5, 8), 1, 6, pad="valid"), (6, 5, 8)),   # 5 channels, VALID
     Case("sd_last_k3s2_same_relu", slice_dw((7, 6, 12), 4, 12, s=2, act="relu"), (7, 6, 12)),
     Case("sd_mid_k2s2_valid", slice_dw((8, 8, 10), 2, 7, k=2, s=2, pad="valid"), (8, 8, 10)),
     Case("sd_first_m2_s1_same", slice_dw((5, 6, 6), 0, 3, mult=2), (5, 6, 6)),

@@ -58,6 +58,11 @@ class KernelFeatures:
     dw_rest: bool = False           # channel tails, depth multiplier > 1, exact rq (reference arithmetic)
     dw_exact: bool = False          # a depthwise channel needs tx_mbqm (tx_dw_exact)
     dw_clamp: bool = False          # a 3x3 group path with an activation range narrower than int8
+    dw_rows: bool = False           # the 3x3 stride-1 row path (tx_dw_rows, assembly)
+    dw_rows_tail: bool = False      # ... with channels past the last group of 4 (C)
+    dw_rows_clamp: bool = False     # ... with an activation range narrower than int8
+    dw_old: bool = False            # some depthwise conv takes the tap-list paths (all the above but dw_rows*)
+    dw_ring: bool = False           # ... of those, one in place (input pixels read from the ring)
     # AVERAGE_POOL_2D / MAX_POOL_2D
     pool_avg: bool = False
     pool_avg_ref: bool = False      # cortex_m4: channels % 4 != 0 or a window above 255 pixels
@@ -100,11 +105,15 @@ def _conv_flags(op: Op, inplace: bool) -> dict[str, bool]:
                 add_exact=op.name == "CONV_2D+ADD" and add_needs_exact(op.add))
 
 
-def _dw_flags(op: Op) -> dict[str, bool]:
+def _dw_flags(op: Op, inplace: bool) -> dict[str, bool]:
+    if getattr(op, "rows", False):
+        return dict(dw_rows=True, dw_rows_tail=op.in_hwc[2] % 4 != 0,
+                    dw_rows_clamp=op.act[0] > -128 or op.act[1] < 127)
     taps = op.kernel_hw[0] * op.kernel_hw[1]
     exact = conv_needs_exact(op.bias, op.mult, op.shift, taps)
     groups = op.depth_multiplier == 1 and not exact and op.in_hwc[2] >= 4
-    return dict(dw_groups9=groups and taps == 9, dw_groups=groups and taps != 9,
+    return dict(dw_old=True, dw_ring=op.ring_pixels(inplace) > 0,
+                dw_groups9=groups and taps == 9, dw_groups=groups and taps != 9,
                 dw_rest=exact or op.depth_multiplier != 1 or op.in_hwc[2] % 4 != 0, dw_exact=exact,
                 dw_clamp=groups and taps == 9 and (op.act[0] > -128 or op.act[1] < 127))
 
@@ -141,7 +150,7 @@ def kernel_features(graphs: dict[str, Graph], plans: dict[str, Plan]) -> KernelF
             if op.kernel == "tx_conv":
                 f = _conv_flags(op, inplace)
             elif op.kernel == "tx_dwconv":
-                f = _dw_flags(op)
+                f = _dw_flags(op, inplace)
             elif op.kernel == "tx_pool":
                 f = _pool_flags(op)
             elif op.kernel == "tx_sparse_conv":
@@ -154,4 +163,8 @@ def kernel_features(graphs: dict[str, Graph], plans: dict[str, Plan]) -> KernelF
                 continue
             for key, v in f.items():
                 flags[key] |= v
+    if flags["dw_rows"] and flags["dw_groups9"]:
+        # Beside the row path's assembly, the few other 3x3 layers (e.g. stride-2 exit heads) take the C
+        # group loop: the tap-list assembly would add ~1 KB of code to the library for them.
+        flags["dw_groups9"], flags["dw_groups"] = False, True
     return KernelFeatures(**flags)

@@ -177,8 +177,10 @@ def generate(models, out_dir: str | os.PathLike, *, name_prefix: str = "", kerne
         # The kernels' weight layouts and generation-time tables (a wide conv's stream holds its own tables).
         # The fused plans trade speed for memory and leave the wide path out: its 4-pixel blocks need more work
         # space, and a row-by-row call of a 5-pixel row runs a block of 4 and one of 1.
+        # The same for the depthwise row path (DepthwiseConv2D.rows_ok): a one-row call pairs a row with itself.
         wide_ = with_wide_convs if plan == "layers" and wide else (lambda h: h)
-        variant = ((lambda h: with_prepared_tables(wide_(with_widened_tables(h)))) if kernels == M4
+        variant = ((lambda h: with_prepared_tables(wide_(with_widened_tables(h, rows=plan == "layers"))))
+                   if kernels == M4
                    else (lambda h: h))
         graphs[full] = variant(sparsify(g) if sparse else g)
         if len(g.ops) != len(g0.ops):

@@ -21,7 +21,7 @@ def _prepare(op):
         return replace(op, conv=_prepare(op.conv))
     if type(op) is Conv2D and op.kernel == "tx_conv" and not op.wide:   # a wide conv's stream holds its tables
         k = op.kernel_hw[0] * op.kernel_hw[1] * op.in_hwc[2]
-    elif isinstance(op, DepthwiseConv2D) and op.kernel == "tx_dwconv":
+    elif isinstance(op, DepthwiseConv2D) and op.kernel == "tx_dwconv" and not op.rows:  # rows: in rows_table
         k = op.kernel_hw[0] * op.kernel_hw[1]
     else:
         return op

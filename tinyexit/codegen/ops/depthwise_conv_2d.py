@@ -20,6 +20,7 @@ class DepthwiseConv2D(WindowedConv):
     in_channel: int = 0
     widened: bool = False   # cortex_m4: the group table (widened_table) is a constant (see with_widened_tables)
     prepared: bool = False  # cortex_m4: the rq table is a constant (tinyexit.codegen.prepared)
+    rows: bool = False      # cortex_m4: the 3x3 stride-1 row path reads rows_table (see with_widened_tables)
 
     name = "DEPTHWISE_CONV_2D"
     kernel = "tx_dwconv"
@@ -67,7 +68,63 @@ class DepthwiseConv2D(WindowedConv):
         table = np.concatenate([beff, per_tap], axis=1) & 0xFFFFFFFF
         return np.where(table >= 1 << 31, table - (1 << 32), table).astype(np.int64)
 
+    def rows_ok(self) -> bool:
+        """Whether the cortex_m4 row path (tx_dw_rows: 3x3, stride 1, per group of 4 channels a zero-point-
+        padded copy of the input rows, assembly over pairs of output rows) computes every channel exactly:
+        depth multiplier 1, and per channel the fast requantization with the left shift folded into the int16
+        weight lanes as Conv2D.wide_ok states it (|acc| < 2^(30 - left) for |bias| + 9 * 255 * 128, right
+        shift in [1, 22] (the sign term is -1: `half + (acc >> 31)`), lsh = left + 1 <= 8)."""
+        if (self.kernel != "tx_dwconv" or self.depth_multiplier != 1 or tuple(self.kernel_hw) != (3, 3)
+                or tuple(self.stride_hw) != (1, 1)):
+            return False
+        oc = self.out_hwc[2]
+        for c in range(oc):
+            s = self.shift[c] if len(self.shift) == oc else self.shift[0]
+            left, right = max(s, 0), max(-s, 0)
+            bound = (abs(int(self.bias[c])) if self.bias is not None else 0) + 9 * 255 * 128
+            if not 1 <= right <= 22 or left + 1 > 8 or bound >= 1 << (30 - left):
+                return False
+        return True
+
+    def rows_table(self) -> np.ndarray:
+        """The int32 table tx_dw_rows reads: per group of 4 channels (c0..c3) 34 words, the accumulator starts
+        beff << lsh (beff = bias + input_offset * sum_t w, the input offset folded in: a padding tap reads the
+        zero point -input_offset; lsh = left + 1, the requantization's left shift applied in advance, exact
+        under rows_ok's bound), per tap (ky, kx) the int16 lanes (w0, w2), (w1, w3) of w << lsh (SXTB16 and
+        SXTB16 ROR 8 of an input word), then mult, half (zp << right included), right of c0..c3; then per
+        channel past the last group 13 words: beff << lsh, the 9 taps' w << lsh, mult, half, right."""
+        oc = self.out_hwc[2]
+        g, tail = oc // 4, oc % 4
+        w = np.asarray(self.weights, np.int64).reshape(9, oc)
+        shift = np.asarray(self.shift if len(self.shift) == oc else tuple(self.shift) * oc, np.int64)
+        mult = np.asarray(self.mult if len(self.mult) == oc else tuple(self.mult) * oc, np.int64)
+        lsh, right = np.maximum(shift, 0) + 1, np.maximum(-shift, 0)
+        bias = np.zeros(oc, np.int64) if self.bias is None else np.asarray(self.bias, np.int64)
+        beff = (bias + self.input_offset * w.sum(axis=0)) << lsh
+        ws = w << lsh[None, :]                                                             # [9, oc]
+        half = (1 << (right - 1)) + (self.output_offset << right)
+        rq = np.stack([mult, half, right], axis=1)                                         # [oc, 3]
+        parts = []
+        if g:
+            lanes = (ws[:, :4 * g] & 0xFFFF).reshape(9, g, 4)
+            w02 = lanes[:, :, 0] | lanes[:, :, 2] << 16                                   # [9, g]
+            w13 = lanes[:, :, 1] | lanes[:, :, 3] << 16
+            per_tap = np.stack([w02.T, w13.T], axis=2).reshape(g, 18)
+            parts.append(np.concatenate([beff[:4 * g].reshape(g, 4), per_tap, rq[:4 * g].reshape(g, 12)], axis=1))
+        for c in range(4 * g, 4 * g + tail):
+            parts.append(np.concatenate([[beff[c]], ws[:, c], rq[c]])[None, :])
+        table = np.concatenate([p.ravel() for p in parts]) & 0xFFFFFFFF
+        return np.where(table >= 1 << 31, table - (1 << 32), table).astype(np.int64)
+
+    def rows_work(self) -> int:
+        """tx_dw_rows' work space: one group's copy of the 4 padded input rows of a pair of output rows,
+        column-major (16 bytes per column: the group's word of each row), out_w + 2 columns, and a word of
+        zero points (the source of rows outside the input)."""
+        return 16 * (self.out_hwc[1] + 2) + 4
+
     def constants(self, prefix: str) -> list[CArray]:
+        if self.rows:
+            return super().constants(prefix) + [CArray("int32_t", f"{prefix}_rt", self.rows_table())]
         own = [CArray("int32_t", f"{prefix}_wx", self.widened_table())] if self.widened else []
         if self.prepared:
             own.append(CArray("int32_t", f"{prefix}_rq", rq_table(self.mult, self.shift, self.output_offset,
@@ -78,13 +135,16 @@ class DepthwiseConv2D(WindowedConv):
         if self.kernel != "tx_dwconv":      # the sparse kernel's params struct has no group table
             return self.params_struct(prefix, inplace)
         return self.params_struct(prefix, inplace, tail=(f", {prefix}_wx" if self.widened else ", 0") +
-                                  (f", {prefix}_rq" if self.prepared else ", 0"))
+                                  (f", {prefix}_rq" if self.prepared else ", 0") +
+                                  (f", {prefix}_rt" if self.rows else ", 0"))
 
     def work_bytes(self, kernels: str) -> int:
         """tx_dw_carve: rq[oc] (not when `prepared`: a constant), one pixel of zero points and one pending
         pixel (in_c each, rounded up to 4); the group table is a constant (with_widened_tables)."""
         if kernels != M4 or self.kernel != "tx_dwconv":
             return 0
+        if self.rows:
+            return self.rows_work()
         return (0 if self.prepared else RQ_BYTES * self.out_hwc[2]) + 2 * a4(self.in_hwc[2])
 
     def multiplier_init(self) -> str:
@@ -103,10 +163,16 @@ class SliceDepthwiseConv2D(DepthwiseConv2D):
     name = "STRIDED_SLICE+DEPTHWISE_CONV_2D"
 
 
-def with_widened_tables(graph: Graph) -> Graph:
+def with_widened_tables(graph: Graph, rows: bool = False) -> Graph:
     """The graph for the cortex_m4 kernels: every dense DEPTHWISE_CONV_2D with groups of 4 channels carries
     its group table (DepthwiseConv2D.widened_table) as a constant, so the kernel reads it from flash
-    instead of building it in the arena at every call."""
-    ops = tuple(replace(op, widened=True) if isinstance(op, DepthwiseConv2D) and op.kernel == "tx_dwconv"
-                and op.groups() else op for op in graph.ops)
-    return replace(graph, ops=ops)
+    instead of building it in the arena at every call. With `rows` (the layer plan), a 3x3 stride-1 layer
+    the row path computes exactly (rows_ok) carries the row path's table (rows_table) instead: more work
+    space (3 padded rows), fewer cycles; the fused plans keep the group path."""
+    def pick(op):
+        if not isinstance(op, DepthwiseConv2D) or op.kernel != "tx_dwconv":
+            return op
+        if rows and op.rows_ok():
+            return replace(op, rows=True)
+        return replace(op, widened=True) if op.groups() else op
+    return replace(graph, ops=tuple(pick(op) for op in graph.ops))
