@@ -42,6 +42,24 @@ def tiny_output_scale(m: bytes) -> bytes:
     return set_quantization(m, output_tensor(m), 1e-5, 3)
 
 
+def residual_add(shape, k=3, conv_first=False, relu=False):
+    """A conv whose result is added to its input (CONV_2D+ADD), no activation after the ADD unless `relu`
+    (int8-wide range: tx_add_pairs), the conv as the ADD's first operand when `conv_first`."""
+    def build(keras):
+        x = keras.Input(shape, batch_size=1)
+        a = keras.layers.Conv2D(shape[-1], 3, padding="same", activation="relu")(x)
+        b = keras.layers.Conv2D(shape[-1], k, padding="same")(a)
+        y = keras.layers.Add()([b, a] if conv_first else [a, b])
+        return keras.Model(x, keras.layers.ReLU()(y) if relu else y)
+    return build
+
+
+def coarse_add_scale(m: bytes) -> bytes:
+    """An ADD output scale far above the inputs' (TFLM needs the sum's multiplier below 1, so no left shift):
+    a sum right shift > 22, which only the fused ADD's exact path (tx_add_elem) takes."""
+    return set_quantization(m, output_tensor(m), 20.0, 3)
+
+
 # Cases aimed at the variant's own paths (k = k_h * k_w * in_c; the assembly conv loop needs k % 8 == 0).
 M4_CASES = [
     Case("m4_1x1_k16_asm", conv((5, 5, 16), 16, 1, 1, "same"), (5, 5, 16)),             # in place, odd pixels
@@ -96,6 +114,13 @@ M4_CASES = [
     Case("m4_dw3_c64_kws", dw((6, 5, 64), 3, 1, "same", 1, "relu"), (6, 5, 64)),
     Case("m4_dw3_c8_relu6_pairs", dw((5, 3, 8), 3, 1, "same", 1, "relu6"), (5, 3, 8),
          patch=lambda m: set_quantization(m, output_tensor(m), 0.05, -30)),              # asm clamp, odd width
+    # Fused CONV_2D+ADD: the ADD's assembly rows (blocks of 4 pixels: n = 0 and 2 mod 4 elements), either
+    # operand order, odd channels (the C pair path), a narrower range (C rows), the exact path.
+    Case("m4_add_wide_c6_odd_px", residual_add((3, 5, 6)), (3, 5, 6)),              # 15 px: last block 18
+    Case("m4_add_wide_c4_conv_first", residual_add((5, 3, 4), 1, conv_first=True), (5, 3, 4)),
+    Case("m4_add_c5_pair", residual_add((4, 3, 5), conv_first=True), (4, 3, 5)),    # odd channels
+    Case("m4_add_c8_relu", residual_add((3, 4, 8), 1, relu=True), (3, 4, 8)),
+    Case("m4_add_exact", residual_add((3, 3, 4)), (3, 3, 4), patch=coarse_add_scale),
     Case("m4_fc_odd", test_fully_connected.dense((37,), 9), (37,)),
     Case("m4_avg_global_c16", pool("avg", (9, 7, 16), (9, 7), 1, "valid"), (9, 7, 16)),
     Case("m4_avg_k3s2_c8", pool("avg", (7, 6, 8), 3, 2, "same"), (7, 6, 8)),
@@ -211,3 +236,17 @@ def test_firmware_uses_the_dsp_routines(emulated):
     assert all(emulated["routines"].values())
     ops = {op for m in emulated["report"].models.values() for op in m.ops}
     assert {"CONV_2D", "CONV_2D+ADD", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"} <= ops
+
+
+def test_fused_add_cases_take_their_paths(emulated):
+    """The m4_add_ cases are fused CONV_2D+ADDs in the operand order they say; only m4_add_exact needs the exact
+    ADD (features.add_needs_exact, the generator's copy of tx_add_prepare's test); the others reach the tables."""
+    from tinyexit.codegen import read_model
+    from tinyexit.codegen.features import add_needs_exact
+    from tinyexit.codegen.fuse import fuse
+
+    for name in [c.name for c in M4_CASES if c.name.startswith("m4_add_")]:
+        fused = [op for op in fuse(read_model(emulated["paths"][name])).ops if op.name == "CONV_2D+ADD"]
+        assert len(fused) == 1, name
+        assert fused[0].conv_is_in1 == ("conv_first" in name or name == "m4_add_c5_pair"), name
+        assert add_needs_exact(fused[0].add) == (name == "m4_add_exact"), name
