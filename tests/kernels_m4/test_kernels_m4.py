@@ -94,6 +94,12 @@ M4_CASES = [
     Case("m4w_1x1_per_tensor", conv((4, 4, 32), 14, 1, 1, "valid"), (4, 4, 32), per_channel=False),
     Case("m4w_1x1_k2_oc2", conv((3, 3, 2), 2, 1, 1, "valid"), (3, 3, 2)),     # 2 steps: entry at the loop's last
     Case("m4w_3x3_k1152", conv((4, 3, 128), 4, 3, 1, "same"), (4, 3, 128)),   # 576 steps, rows widened in place
+    # Patch rows of seg % 4 != 0 bytes copied by words (tx_convw_copy; columns widened by whole words): the
+    # last window ending at the input's last byte (gathered), stride 2 with padding, one channel, k % 4 == 0.
+    Case("m4w_3x3_c3_valid", conv((5, 6, 3), 4, 3, 1, "valid"), (5, 6, 3)),
+    Case("m4w_3x3_c5_s2_same", conv((7, 7, 5), 6, 3, 2, "same"), (7, 7, 5)),
+    Case("m4w_5x3_c1_valid", conv((6, 5, 1), 4, (5, 3), 1, "valid"), (6, 5, 1)),
+    Case("m4w_2x3_c2_k12", conv((5, 6, 2), 2, (2, 3), 1, "same"), (5, 6, 2)),
     Case("m4_dw3_c8_inplace", dw((6, 5, 8), 3, 1, "same"), (6, 5, 8)),                 # asm groups, ring
     Case("m4_dw3_c6_tail", dw((5, 4, 6), 3, 1, "same", 1, "relu"), (5, 4, 6)),        # group + 2-channel tail
     Case("m4_dw3_c12_s2_valid", dw((7, 8, 12), 3, 2, "valid"), (7, 8, 12)),
