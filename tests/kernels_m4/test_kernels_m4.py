@@ -246,13 +246,20 @@ def test_firmware_uses_the_dsp_routines(emulated):
 
 def test_fused_add_cases_take_their_paths(emulated):
     """The m4_add_ cases are fused CONV_2D+ADDs in the operand order they say; only m4_add_exact needs the exact
-    ADD (features.add_needs_exact, the generator's copy of tx_add_prepare's test); the others reach the tables."""
+    ADD (features.add_needs_exact, the generator's copy of tx_add_prepare's test); the others read the tables,
+    made by the generator (ConvAdd.add_tables), as ResNet-8's three."""
     from tinyexit.codegen import read_model
     from tinyexit.codegen.features import add_needs_exact
     from tinyexit.codegen.fuse import fuse
+    from tinyexit.codegen.prepared import with_prepared_tables
 
+    def fused(name):
+        return [op for op in with_prepared_tables(fuse(read_model(emulated["paths"][name]))).ops
+                if op.name == "CONV_2D+ADD"]
     for name in [c.name for c in M4_CASES if c.name.startswith("m4_add_")]:
-        fused = [op for op in fuse(read_model(emulated["paths"][name])).ops if op.name == "CONV_2D+ADD"]
-        assert len(fused) == 1, name
-        assert fused[0].conv_is_in1 == ("conv_first" in name or name == "m4_add_c5_pair"), name
-        assert add_needs_exact(fused[0].add) == (name == "m4_add_exact"), name
+        ops = fused(name)
+        assert len(ops) == 1, name
+        assert ops[0].conv_is_in1 == ("conv_first" in name or name == "m4_add_c5_pair"), name
+        assert add_needs_exact(ops[0].add) == (name == "m4_add_exact"), name
+        assert ops[0].add_tables == (name != "m4_add_exact"), name
+    assert [op.add_tables for op in fused("resnet")] == [True] * 3
