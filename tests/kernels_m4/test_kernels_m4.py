@@ -100,6 +100,13 @@ M4_CASES = [
     Case("m4w_3x3_c5_s2_same", conv((7, 7, 5), 6, 3, 2, "same"), (7, 7, 5)),
     Case("m4w_5x3_c1_valid", conv((6, 5, 1), 4, (5, 3), 1, "valid"), (6, 5, 1)),
     Case("m4w_2x3_c2_k12", conv((5, 6, 2), 2, (2, 3), 1, "same"), (5, 6, 2)),
+    # Whole blocks of the rows path (tx_convw_block: 4 pixels of one row, windows inside), blocks across rows
+    # and at the edges (per pixel), stride 2; in-place 3x3 whose ring reads wrap (tx_conv_gather's runs).
+    Case("m4w_3x3_c16_valid_blocks", conv((6, 10, 16), 8, 3, 1, "valid"), (6, 10, 16)),
+    Case("m4w_3x3_c16_w11_same", conv((5, 11, 16), 6, 3, 1, "same"), (5, 11, 16)),
+    Case("m4w_3x3_c16_s2_valid", conv((7, 13, 16), 4, 3, 2, "valid"), (7, 13, 16)),
+    Case("m4w_3x3_c4_ring_w9", conv((5, 9, 4), 4, 3, 1, "same"), (5, 9, 4)),
+    Case("m4w_3x3_c12_ring", conv((6, 5, 12), 12, 3, 1, "same", "relu"), (6, 5, 12)),
     Case("m4_dw3_c8_inplace", dw((6, 5, 8), 3, 1, "same"), (6, 5, 8)),                 # asm groups, ring
     Case("m4_dw3_c6_tail", dw((5, 4, 6), 3, 1, "same", 1, "relu"), (5, 4, 6)),        # group + 2-channel tail
     Case("m4_dw3_c12_s2_valid", dw((7, 8, 12), 3, 2, "valid"), (7, 8, 12)),
