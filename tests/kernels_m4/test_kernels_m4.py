@@ -42,16 +42,29 @@ def tiny_output_scale(m: bytes) -> bytes:
     return set_quantization(m, output_tensor(m), 1e-5, 3)
 
 
-def residual_add(shape, k=3, conv_first=False, relu=False):
+def residual_add(shape, k=3, conv_first=False, relu=False, conv_act=None):
     """A conv whose result is added to its input (CONV_2D+ADD), no activation after the ADD unless `relu`
-    (int8-wide range: tx_add_pairs), the conv as the ADD's first operand when `conv_first`."""
+    (int8-wide range: tx_add_pairs), the conv as the ADD's first operand when `conv_first`; `conv_act`: the
+    conv's own activation (a narrower range: the pair path, not the wide one)."""
     def build(keras):
         x = keras.Input(shape, batch_size=1)
         a = keras.layers.Conv2D(shape[-1], 3, padding="same", activation="relu")(x)
-        b = keras.layers.Conv2D(shape[-1], k, padding="same")(a)
+        b = keras.layers.Conv2D(shape[-1], k, padding="same", activation=conv_act)(a)
         y = keras.layers.Add()([b, a] if conv_first else [a, b])
         return keras.Model(x, keras.layers.ReLU()(y) if relu else y)
     return build
+
+
+def second_conv_zero_point(m: bytes) -> bytes:
+    """The second CONV_2D's output (the ADD's operand in residual_add) at scale 0.05, zero point -60: with its
+    relu, a range narrower than int8, so that conv takes the pair path (not the wide one)."""
+    import tflite
+
+    sg = tflite.Model.GetRootAsModel(m, 0).Subgraphs(0)
+    model = tflite.Model.GetRootAsModel(m, 0)
+    convs = [sg.Operators(i) for i in range(sg.OperatorsLength())
+             if model.OperatorCodes(sg.Operators(i).OpcodeIndex()).BuiltinCode() == tflite.BuiltinOperator.CONV_2D]
+    return set_quantization(m, int(convs[1].Outputs(0)), 0.05, -60)
 
 
 def coarse_add_scale(m: bytes) -> bytes:
@@ -133,6 +146,7 @@ M4_CASES = [
     Case("m4_add_wide_c4_conv_first", residual_add((5, 3, 4), 1, conv_first=True), (5, 3, 4)),
     Case("m4_add_c5_pair", residual_add((4, 3, 5), conv_first=True), (4, 3, 5)),    # odd channels
     Case("m4_add_c8_relu", residual_add((3, 4, 8), 1, relu=True), (3, 4, 8)),
+    Case("m4_add_c8_pairs", residual_add((3, 5, 8), conv_act="relu"), (3, 5, 8), patch=second_conv_zero_point),   # pair path, both pixels at once
     Case("m4_add_exact", residual_add((3, 3, 4)), (3, 3, 4), patch=coarse_add_scale),
     Case("m4_fc_odd", test_fully_connected.dense((37,), 9), (37,)),
     Case("m4_avg_global_c16", pool("avg", (9, 7, 16), (9, 7), 1, "valid"), (9, 7, 16)),
@@ -258,6 +272,7 @@ def test_fused_add_cases_take_their_paths(emulated):
     from tinyexit.codegen import read_model
     from tinyexit.codegen.features import add_needs_exact
     from tinyexit.codegen.fuse import fuse
+    from tinyexit.codegen.ops.conv_2d import with_wide_convs
     from tinyexit.codegen.prepared import with_prepared_tables
 
     def fused(name):
@@ -269,4 +284,7 @@ def test_fused_add_cases_take_their_paths(emulated):
         assert ops[0].conv_is_in1 == ("conv_first" in name or name == "m4_add_c5_pair"), name
         assert add_needs_exact(ops[0].add) == (name == "m4_add_exact"), name
         assert ops[0].add_tables == (name != "m4_add_exact"), name
+        wide = [op.conv.wide for op in with_wide_convs(fuse(read_model(emulated["paths"][name]))).ops
+                if op.name == "CONV_2D+ADD"]
+        assert wide == [name not in ("m4_add_c5_pair", "m4_add_c8_pairs")], name   # else the pair path
     assert [op.add_tables for op in fused("resnet")] == [True] * 3
