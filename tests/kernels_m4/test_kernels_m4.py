@@ -42,6 +42,37 @@ def tiny_output_scale(m: bytes) -> bytes:
     return set_quantization(m, output_tensor(m), 1e-5, 3)
 
 
+def residual_add(shape, k=3, conv_first=False, relu=False, conv_act=None):
+    """A conv whose result is added to its input (CONV_2D+ADD), no activation after the ADD unless `relu`
+    (int8-wide range: tx_add_pairs), the conv as the ADD's first operand when `conv_first`; `conv_act`: the
+    conv's own activation (a narrower range: the pair path, not the wide one)."""
+    def build(keras):
+        x = keras.Input(shape, batch_size=1)
+        a = keras.layers.Conv2D(shape[-1], 3, padding="same", activation="relu")(x)
+        b = keras.layers.Conv2D(shape[-1], k, padding="same", activation=conv_act)(a)
+        y = keras.layers.Add()([b, a] if conv_first else [a, b])
+        return keras.Model(x, keras.layers.ReLU()(y) if relu else y)
+    return build
+
+
+def second_conv_zero_point(m: bytes) -> bytes:
+    """The second CONV_2D's output (the ADD's operand in residual_add) at scale 0.05, zero point -60: with its
+    relu, a range narrower than int8, so that conv takes the pair path (not the wide one)."""
+    import tflite
+
+    sg = tflite.Model.GetRootAsModel(m, 0).Subgraphs(0)
+    model = tflite.Model.GetRootAsModel(m, 0)
+    convs = [sg.Operators(i) for i in range(sg.OperatorsLength())
+             if model.OperatorCodes(sg.Operators(i).OpcodeIndex()).BuiltinCode() == tflite.BuiltinOperator.CONV_2D]
+    return set_quantization(m, int(convs[1].Outputs(0)), 0.05, -60)
+
+
+def coarse_add_scale(m: bytes) -> bytes:
+    """An ADD output scale far above the inputs' (TFLM needs the sum's multiplier below 1, so no left shift):
+    a sum right shift > 22, which only the fused ADD's exact path (tx_add_elem) takes."""
+    return set_quantization(m, output_tensor(m), 20.0, 3)
+
+
 # Cases aimed at the variant's own paths (k = k_h * k_w * in_c; the assembly conv loop needs k % 8 == 0).
 M4_CASES = [
     Case("m4_1x1_k16_asm", conv((5, 5, 16), 16, 1, 1, "same"), (5, 5, 16)),             # in place, odd pixels
@@ -76,6 +107,19 @@ M4_CASES = [
     Case("m4w_1x1_per_tensor", conv((4, 4, 32), 14, 1, 1, "valid"), (4, 4, 32), per_channel=False),
     Case("m4w_1x1_k2_oc2", conv((3, 3, 2), 2, 1, 1, "valid"), (3, 3, 2)),     # 2 steps: entry at the loop's last
     Case("m4w_3x3_k1152", conv((4, 3, 128), 4, 3, 1, "same"), (4, 3, 128)),   # 576 steps, rows widened in place
+    # Patch rows of seg % 4 != 0 bytes copied by words (tx_convw_copy; columns widened by whole words): the
+    # last window ending at the input's last byte (gathered), stride 2 with padding, one channel, k % 4 == 0.
+    Case("m4w_3x3_c3_valid", conv((5, 6, 3), 4, 3, 1, "valid"), (5, 6, 3)),
+    Case("m4w_3x3_c5_s2_same", conv((7, 7, 5), 6, 3, 2, "same"), (7, 7, 5)),
+    Case("m4w_5x3_c1_valid", conv((6, 5, 1), 4, (5, 3), 1, "valid"), (6, 5, 1)),
+    Case("m4w_2x3_c2_k12", conv((5, 6, 2), 2, (2, 3), 1, "same"), (5, 6, 2)),
+    # Whole blocks of the rows path (tx_convw_block: 4 pixels of one row, windows inside), blocks across rows
+    # and at the edges (per pixel), stride 2; in-place 3x3 whose ring reads wrap (tx_conv_gather's runs).
+    Case("m4w_3x3_c16_valid_blocks", conv((6, 10, 16), 8, 3, 1, "valid"), (6, 10, 16)),
+    Case("m4w_3x3_c16_w11_same", conv((5, 11, 16), 6, 3, 1, "same"), (5, 11, 16)),
+    Case("m4w_3x3_c16_s2_valid", conv((7, 13, 16), 4, 3, 2, "valid"), (7, 13, 16)),
+    Case("m4w_3x3_c4_ring_w9", conv((5, 9, 4), 4, 3, 1, "same"), (5, 9, 4)),
+    Case("m4w_3x3_c12_ring", conv((6, 5, 12), 12, 3, 1, "same", "relu"), (6, 5, 12)),
     Case("m4_dw3_c8_inplace", dw((6, 5, 8), 3, 1, "same"), (6, 5, 8)),                 # asm groups, ring
     Case("m4_dw3_c6_tail", dw((5, 4, 6), 3, 1, "same", 1, "relu"), (5, 4, 6)),        # group + 2-channel tail
     Case("m4_dw3_c12_s2_valid", dw((7, 8, 12), 3, 2, "valid"), (7, 8, 12)),
@@ -116,6 +160,14 @@ M4_CASES = [
     # right shift 0 (a multiplier >= 0.5): the row path refuses it, the tap-list pairs take it (in place)
     Case("m4_dw3_c8_inplace_right0", dw((6, 5, 8), 3, 1, "same"), (6, 5, 8),
          patch=lambda m: set_quantization(m, output_tensor(m), 2e-5, 3)),
+    # Fused CONV_2D+ADD: the ADD's assembly rows (blocks of 4 pixels: n = 0 and 2 mod 4 elements), either
+    # operand order, odd channels (the C pair path), a narrower range (C rows), the exact path.
+    Case("m4_add_wide_c6_odd_px", residual_add((3, 5, 6)), (3, 5, 6)),              # 15 px: last block 18
+    Case("m4_add_wide_c4_conv_first", residual_add((5, 3, 4), 1, conv_first=True), (5, 3, 4)),
+    Case("m4_add_c5_pair", residual_add((4, 3, 5), conv_first=True), (4, 3, 5)),    # odd channels
+    Case("m4_add_c8_relu", residual_add((3, 4, 8), 1, relu=True), (3, 4, 8)),
+    Case("m4_add_c8_pairs", residual_add((3, 5, 8), conv_act="relu"), (3, 5, 8), patch=second_conv_zero_point),   # pair path, both pixels at once
+    Case("m4_add_exact", residual_add((3, 3, 4)), (3, 3, 4), patch=coarse_add_scale),
     Case("m4_fc_odd", test_fully_connected.dense((37,), 9), (37,)),
     Case("m4_avg_global_c16", pool("avg", (9, 7, 16), (9, 7), 1, "valid"), (9, 7, 16)),
     Case("m4_avg_k3s2_c8", pool("avg", (7, 6, 8), 3, 2, "same"), (7, 6, 8)),
@@ -295,3 +347,28 @@ def test_firmware_uses_the_dsp_routines(emulated):
     assert all(emulated["routines"].values())
     ops = {op for m in emulated["report"].models.values() for op in m.ops}
     assert {"CONV_2D", "CONV_2D+ADD", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"} <= ops
+
+
+def test_fused_add_cases_take_their_paths(emulated):
+    """The m4_add_ cases are fused CONV_2D+ADDs in the operand order they say; only m4_add_exact needs the exact
+    ADD (features.add_needs_exact, the generator's copy of tx_add_prepare's test); the others read the tables,
+    made by the generator (ConvAdd.add_tables), as ResNet-8's three."""
+    from tinyexit.codegen import read_model
+    from tinyexit.codegen.features import add_needs_exact
+    from tinyexit.codegen.fuse import fuse
+    from tinyexit.codegen.ops.conv_2d import with_wide_convs
+    from tinyexit.codegen.prepared import with_prepared_tables
+
+    def fused(name):
+        return [op for op in with_prepared_tables(fuse(read_model(emulated["paths"][name]))).ops
+                if op.name == "CONV_2D+ADD"]
+    for name in [c.name for c in M4_CASES if c.name.startswith("m4_add_")]:
+        ops = fused(name)
+        assert len(ops) == 1, name
+        assert ops[0].conv_is_in1 == ("conv_first" in name or name == "m4_add_c5_pair"), name
+        assert add_needs_exact(ops[0].add) == (name == "m4_add_exact"), name
+        assert ops[0].add_tables == (name != "m4_add_exact"), name
+        wide = [op.conv.wide for op in with_wide_convs(fuse(read_model(emulated["paths"][name]))).ops
+                if op.name == "CONV_2D+ADD"]
+        assert wide == [name not in ("m4_add_c5_pair", "m4_add_c8_pairs")], name   # else the pair path
+    assert [op.add_tables for op in fused("resnet")] == [True] * 3

@@ -51,7 +51,9 @@ class KernelFeatures:
     conv_passes: bool = False       # a conv takes tx_conv_passes / tx_conv_pair (not the wide stream)
     conv_wide: bool = False         # a conv takes tx_conv_wpasses (Conv2D.wide: 4 pixels x 2 channels)
     conv_wide_rows: bool = False    # ... an im2col one, not in place, whose patch rows are >= 16 bytes, words
-    conv_wide_part: bool = False    # ... one whose patch length k is not a multiple of 4 (a partial word)
+    conv_wide_part: bool = False    # ... a 1x1 or in-place one whose patch length k is not a multiple of 4
+    conv_wide_words: bool = False   # ... an im2col one, not in place, whose patch rows are not whole words
+    #                                 (k % 4 != 0 implies it for an im2col conv not in place: seg % 4 != 0)
     # DEPTHWISE_CONV_2D
     dw_groups9: bool = False        # 3x3 groups of 4 channels (assembly)
     dw_groups: bool = False         # groups of 4 channels with another kernel size (C tap loop)
@@ -95,7 +97,9 @@ def _conv_flags(op: Op, inplace: bool) -> dict[str, bool]:
         ring = not direct and c.ring_pixels(inplace and c is op) > 0
         seg = kw * ic
         return dict(conv_wide=True, conv_im2col=not direct, conv_ring=ring,
-                    conv_wide_rows=not direct and not ring and seg % 4 == 0 and seg >= 16, conv_wide_part=k % 4 != 0,
+                    conv_wide_rows=not direct and not ring and seg % 4 == 0 and seg >= 16,
+                    conv_wide_part=k % 4 != 0 and (direct or ring),
+                    conv_wide_words=not direct and not ring and seg % 4 != 0,
                     add_exact=op.name == "CONV_2D+ADD" and add_needs_exact(op.add))
     # tx_conv_s8: the assembly passes run channel pairs when !exact && oc >= 2 && (k % 8 == 0 || oc >= 4);
     # tx_conv_pair takes every channel they leave.

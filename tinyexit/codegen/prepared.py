@@ -4,12 +4,14 @@ bias with the input offset folded in (Conv2D.prepared_table), a dense DEPTHWISE_
 arena bytes of those tables and their per-call cost, which matters most when a kernel runs one row per call
 (the fused chains of tinyexit.codegen.stream_plan). Only layers whose fast requantization is exact get them
 (features.conv_needs_exact False); the others keep the per-call tables and their exact path. Flash: per conv
-20 * (out_c + 1) + 4 * out_c bytes, per depthwise 20 * out_c."""
+20 * (out_c + 1) + 4 * out_c bytes, per depthwise 20 * out_c. A fused ADD whose fast path is exact
+(features.add_needs_exact False) gets its two input tables too (ConvAdd.add_table): 2,048 bytes of flash for 2,048
+bytes less work space in the arena and no 512-entry table build per call."""
 from __future__ import annotations
 
 from dataclasses import replace
 
-from tinyexit.codegen.features import conv_needs_exact
+from tinyexit.codegen.features import add_needs_exact, conv_needs_exact
 from tinyexit.codegen.ir import Graph
 from tinyexit.codegen.ops.conv_2d import Conv2D
 from tinyexit.codegen.ops.conv_add import ConvAdd
@@ -17,8 +19,8 @@ from tinyexit.codegen.ops.depthwise_conv_2d import DepthwiseConv2D
 
 
 def _prepare(op):
-    if type(op) is ConvAdd and type(op.conv) is Conv2D:    # its conv's tables (the ADD's stay per call)
-        return replace(op, conv=_prepare(op.conv))
+    if type(op) is ConvAdd and type(op.conv) is Conv2D:    # its conv's tables, the ADD's when its fast path is exact
+        return replace(op, conv=_prepare(op.conv), add_tables=not add_needs_exact(op.add))
     if type(op) is Conv2D and op.kernel == "tx_conv" and not op.wide:   # a wide conv's stream holds its tables
         k = op.kernel_hw[0] * op.kernel_hw[1] * op.in_hwc[2]
     elif isinstance(op, DepthwiseConv2D) and op.kernel == "tx_dwconv" and not op.rows:  # rows: in rows_table

@@ -21,16 +21,17 @@ def a4(n: int) -> int:
     return (n + 3) // 4 * 4
 
 
-def m4_conv_work(k: int, oc: int, fused_add: bool, prepared: bool = False, direct: bool = False) -> int:
+def m4_conv_work(k: int, oc: int, fused_add: bool, prepared: bool = False, direct: bool = False,
+                 add_table: bool = False) -> int:
     """tx_conv_carve: rq[oc + 1], beff[oc] (not with `prepared` tables: constants, see rq_table), x16 (16 bytes
     per 4 patch bytes, k rounded up to 8), two patch columns; with a fused ADD, the conv results of a pair
-    (2 * oc), the two 256-entry int32 tables and 3 tx_rq_t. A `direct` (1x1) conv whose every channel pair
+    (2 * oc), the two 256-entry int32 tables (not with `add_table`: constants) and 3 tx_rq_t. A `direct` (1x1) conv whose every channel pair
     takes the assembly passes (prepared tables, so no exact path; even oc; k % 8 == 0) never touches the
     columns: none planned (tx_conv_s8 reads its pixels where they lie)."""
     tables = 0 if prepared else RQ_BYTES * (oc + 1) + 4 * oc
     cols = 0 if direct and prepared and not fused_add and oc % 2 == 0 and k % 8 == 0 else 2 * a4(k)
     n = tables + 4 * ((k + 7) // 8 * 8) + cols
-    return n + (a4(2 * oc) + 2 * 1024 + 3 * RQ_BYTES if fused_add else 0)
+    return n + (a4(2 * oc) + (0 if add_table else 2 * 1024) + 3 * RQ_BYTES if fused_add else 0)
 
 
 def rq_table(mult, shift, zero_point: int, entries: int) -> np.ndarray:
@@ -49,12 +50,13 @@ def rq_table(mult, shift, zero_point: int, entries: int) -> np.ndarray:
     return t
 
 
-def m4_wide_work(k: int, oc: int, direct: bool, fused_add: bool = False) -> int:
+def m4_wide_work(k: int, oc: int, direct: bool, fused_add: bool = False, add_table: bool = False) -> int:
     """tx_conv_wide: x16 (4 pixels' widened patches: 8 bytes per patch entry, k rounded up to 4), four
     gathered patch columns unless 1x1, the sink of a missing pixel's outputs (oc); with a fused ADD, the
-    conv results of a block (4 * oc), the two 256-entry int32 tables and 3 tx_rq_t."""
+    conv results of a block (4 * oc), the two 256-entry int32 tables (not with `add_table`: constants) and
+    3 tx_rq_t."""
     n = 8 * a4(k) + (0 if direct else 4 * a4(k)) + a4(oc)
-    return n + (4 * oc + 2 * 1024 + 3 * RQ_BYTES if fused_add else 0)
+    return n + (4 * oc + (0 if add_table else 2 * 1024) + 3 * RQ_BYTES if fused_add else 0)
 
 
 def nhwc(ctx: OpContext, t: Tensor) -> tuple[int, int, int]:

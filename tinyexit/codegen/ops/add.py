@@ -42,11 +42,12 @@ class Add(Op):
     def inplace_inputs(self) -> tuple[int, ...]:
         return (0, 1)   # element i is read from both inputs before element i of the output is written
 
-    def params_decl(self, prefix: str, inplace: bool) -> str:
+    def params_decl(self, prefix: str, inplace: bool, table: str = "0") -> str:
+        # table: a fused ADD's prepared input tables (tinyexit.codegen.ops.conv_add), else 0
         return (f"static const tx_add_params_t {prefix}_p = {{\n"
                 f"  {self.size}, {self.in1_offset}, {self.in2_offset}, {self.left_shift},\n"
                 f"  {self.m1[0]}, {self.m1[1]}, {self.m2[0]}, {self.m2[1]}, {self.mo[0]}, {self.mo[1]},\n"
-                f"  {self.output_offset}, {self.act[0]}, {self.act[1]}\n}};")
+                f"  {self.output_offset}, {self.act[0]}, {self.act[1]}, {table}\n}};")
 
     def call(self, prefix: str, ins: list[str], out: str, scratch: str) -> str:
         return f"if (ub < ue) tx_add_s8(&{prefix}_p, {ins[0]}, {ins[1]}, {out});"
