@@ -66,8 +66,10 @@ def test_conformance_models_need_few_paths():
     # KWS depthwise layers all take the row path (the layer plan): no tap-list code either.
     assert _features(conformance_model("kws_ref_model.tflite"), wide=True) == KernelFeatures(
         conv_wide=True, conv_im2col=True, dw_rows=True, pool_avg=True)
+    # ResNet-8's 3-channel first conv (k = 27, not in place) copies its patch rows by words (conv_wide_words); no
+    # 1x1 or in-place conv of it has k % 4 != 0 (conv_wide_part)
     assert _features(conformance_model("pretrainedResnet_quant.tflite"), wide=True) == KernelFeatures(
-        conv_wide=True, conv_im2col=True, conv_ring=True, conv_wide_rows=True, conv_wide_part=True, pool_avg=True,
+        conv_wide=True, conv_im2col=True, conv_ring=True, conv_wide_rows=True, conv_wide_words=True, pool_avg=True,
         fc_rest=True)
 
 
