@@ -280,20 +280,6 @@ def test_confidence_mode_answers_at_the_first_confident_point(branch_pipeline, t
     assert len(seen) >= 2
 
 
-def test_confidence_mode_campaign(branch_pipeline, tmp_path):
-    """Confidence mode under cuts and low energy: the boundary is state during the branch (a segment follows it);
-    results exact, answering point = min(first confident point, first point at/after the signal)."""
-    sp = branch_pipeline
-    refs = [sp["reference"](x) for x in sp["inputs"]]
-    threshold = sorted(max(b - 256 if b > 127 else b for b in r[1]) for r in refs)[1]   # confident mid-way for some
-    report = run_branch_campaign(make_target(sp["exe"], tmp_path), sp["inputs"], cuts=200, seed=5,
-                                 granularity=Granularity.parse("units:4"), low_energy=0.4, reference=sp["reference"],
-                                 threshold=threshold, work_dir=tmp_path / "work")
-    assert report.cuts >= 200 and report.cuts_in_commits >= 60
-    assert report.ok, report.table()
-    assert len(report.exits) >= 2 and report.signalled >= 10
-
-
 def _low_answer(outputs, threshold, low, signal_point):
     """The rule written out here: the first confident point (>= threshold), or from the first point at/after the
     low-energy signal on, the first whose max score reaches `low`; the last point anyway."""
@@ -327,17 +313,22 @@ def test_low_energy_answers_only_where_its_own_threshold_allows(branch_pipeline,
     assert later >= 2      # the low rule made some answers wait past point 0
 
 
-def test_low_threshold_campaign(branch_pipeline, tmp_path):
-    """THRESHOLD:LOW under 200 cuts and random low-energy signals: results exact and each answered at the point the
-    campaign's judge computes (the first confident point, or the first at/after the durable signal whose score
-    reaches LOW, or the last)."""
+@pytest.mark.parametrize("low_rule", [False, True], ids=["threshold", "threshold-and-low"])
+def test_confidence_mode_campaign(branch_pipeline, tmp_path, low_rule):
+    """Confidence mode under 200 cuts and random low-energy signals: the boundary is state during the branch (a
+    segment follows it); results exact, each answered at the point the campaign's judge computes: the first
+    confident point, or the first at/after the durable signal (with T:LOW, the first there whose score reaches
+    LOW), or the last."""
     from tinyexit.intermittent.branch_checks import Threshold
     sp = branch_pipeline
     refs = [sp["reference"](x) for x in sp["inputs"]]
-    mx = sorted(max(b - 256 if b > 127 else b for b in r[k]) for r in refs for k in range(2))
-    th = Threshold(mx[-1], mx[len(mx) // 2])
-    report = run_branch_campaign(make_target(sp["exe"], tmp_path), sp["inputs"], cuts=200, seed=7,
-                                 granularity=Granularity.parse("units:4"), low_energy=0.6, reference=sp["reference"],
+    if low_rule:
+        mx = sorted(max(b - 256 if b > 127 else b for b in r[k]) for r in refs for k in range(2))
+        th, seed, low = Threshold(mx[-1], mx[len(mx) // 2]), 7, 0.6
+    else:   # confident mid-way for some
+        th, seed, low = sorted(max(b - 256 if b > 127 else b for b in r[1]) for r in refs)[1], 5, 0.4
+    report = run_branch_campaign(make_target(sp["exe"], tmp_path), sp["inputs"], cuts=200, seed=seed,
+                                 granularity=Granularity.parse("units:4"), low_energy=low, reference=sp["reference"],
                                  threshold=th, work_dir=tmp_path / "work")
     assert report.cuts >= 200 and report.cuts_in_commits >= 60
     assert report.ok, report.table()

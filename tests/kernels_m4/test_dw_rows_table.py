@@ -10,6 +10,8 @@ import numpy as np
 
 from tinyexit.codegen.ops.depthwise_conv_2d import DepthwiseConv2D
 
+from ._arith import lanes, m4_rescale, s32, tflm_rescale
+
 
 def _op(rng, c, shift_lo=-12, shift_hi=-1, bias_mag=5000, act=(-128, 127)):
     return DepthwiseConv2D(index=0, inputs=(0,), outputs=(1,), in_hwc=(3, 3, c), out_hwc=(3, 3, c),
@@ -28,30 +30,13 @@ def _tflm(op, x):
     out = np.zeros(c, np.int64)
     for ch in range(c):
         acc = int(op.bias[ch]) + int(((x[:, ch].astype(np.int64) + op.input_offset) * w[:, ch]).sum())
-        left, right = max(op.shift[ch], 0), max(-op.shift[ch], 0)
-        ab = acc * (1 << left) * op.mult[ch]
-        nudge = (1 << 30) if ab >= 0 else 1 - (1 << 30)
-        hi = int((ab + nudge) / (1 << 31))               # truncation toward zero, as C's int64 division
-        mask = (1 << right) - 1
-        rem, thr = hi & mask, (mask >> 1) + (1 if hi < 0 else 0)
-        y = (hi >> right) + (1 if rem > thr else 0) + op.output_offset
+        y = tflm_rescale(acc, op.mult[ch], op.shift[ch]) + op.output_offset
         out[ch] = min(max(y, op.act[0]), op.act[1])
     return out
 
 
-def _s32(v):
-    v &= 0xFFFFFFFF
-    return v - (1 << 32) if v >= 1 << 31 else v
-
-
-def _lanes(word):
-    lo, hi = word & 0xFFFF, (word >> 16) & 0xFFFF
-    return (lo - 65536 if lo >= 32768 else lo), (hi - 65536 if hi >= 32768 else hi)
-
-
 def _requant(acc, mult, half, right, act):
-    ra = _s32(half + (-1 if acc < 0 else 0))
-    y = _s32(((ra << 32) + acc * mult + (1 << 31)) >> 32) >> right                 # SMMLAR, ASR
+    y = m4_rescale(acc, mult, half, right)                                           # SMMLAR, ASR
     return min(max(min(max(y, -128), 127), act[0]), act[1])                          # SSAT #8, clamp
 
 
@@ -67,16 +52,16 @@ def _kernel(op, x):
         acc = list(e[:4])
         for tap in range(9):
             x02, x13 = (x[tap, 4 * k], x[tap, 4 * k + 2]), (x[tap, 4 * k + 1], x[tap, 4 * k + 3])
-            (w0, w2), (w1, w3) = _lanes(e[4 + 2 * tap]), _lanes(e[5 + 2 * tap])
-            acc = [_s32(acc[0] + int(x02[0]) * w0), _s32(acc[1] + int(x13[0]) * w1),
-                   _s32(acc[2] + int(x02[1]) * w2), _s32(acc[3] + int(x13[1]) * w3)]
+            (w0, w2), (w1, w3) = lanes(e[4 + 2 * tap]), lanes(e[5 + 2 * tap])
+            acc = [s32(acc[0] + int(x02[0]) * w0), s32(acc[1] + int(x13[0]) * w1),
+                   s32(acc[2] + int(x02[1]) * w2), s32(acc[3] + int(x13[1]) * w3)]
         for ch in range(4):
             out[4 * k + ch] = _requant(acc[ch], *e[22 + 3 * ch:25 + 3 * ch], op.act)
     for i in range(c % 4):                                                            # tx_dw_rows_tail
         e = t[34 * g + 13 * i:34 * g + 13 * (i + 1)]
         acc = e[0]
         for tap in range(9):
-            acc = _s32(acc + int(x[tap, 4 * g + i]) * e[1 + tap])
+            acc = s32(acc + int(x[tap, 4 * g + i]) * e[1 + tap])
         out[4 * g + i] = _requant(acc, e[10], e[11], e[12], op.act)
     return out
 

@@ -9,6 +9,8 @@ import numpy as np
 
 from tinyexit.codegen.ops.conv_2d import Conv2D
 
+from ._arith import lanes, m4_rescale, s32, tflm_rescale
+
 
 def _op(rng, k, oc, shift_lo=-12, shift_hi=-1, bias_mag=5000, act=(-128, 127)):
     w = rng.integers(-128, 128, size=(oc, 1, 1, k)).astype(np.int8)
@@ -27,26 +29,9 @@ def _tflm(op, x):
     for p in range(len(x)):
         for c in range(oc):
             acc = int(op.bias[c]) + int(((x[p].astype(np.int64) + op.input_offset) * w[c]).sum())
-            left, right = max(op.shift[c], 0), max(-op.shift[c], 0)
-            a, b = acc * (1 << left), op.mult[c]
-            ab = a * b
-            nudge = (1 << 30) if ab >= 0 else 1 - (1 << 30)
-            hi = int((ab + nudge) / (1 << 31))          # truncation toward zero, as C's int64 division
-            mask = (1 << right) - 1
-            rem, thr = hi & mask, (mask >> 1) + (1 if hi < 0 else 0)
-            y = (hi >> right) + (1 if rem > thr else 0) + op.output_offset
+            y = tflm_rescale(acc, op.mult[c], op.shift[c]) + op.output_offset
             out[p, c] = min(max(y, op.act[0]), op.act[1])
     return out
-
-
-def _s32(v):
-    v &= 0xFFFFFFFF
-    return v - (1 << 32) if v >= 1 << 31 else v
-
-
-def _lanes(word):
-    lo, hi = word & 0xFFFF, (word >> 16) & 0xFFFF
-    return (lo - 65536 if lo >= 32768 else lo), (hi - 65536 if hi >= 32768 else hi)
 
 
 def _kernel(op, x):
@@ -68,15 +53,13 @@ def _kernel(op, x):
         acc = [[t[0]] * 4, [t[1]] * 4]
         for i, st in enumerate(steps):
             for ch in range(2):
-                wl, wh = _lanes(t[2 + 2 * i + ch])
+                wl, wh = lanes(t[2 + 2 * i + ch])
                 for p in range(4):
-                    acc[ch][p] = _s32(acc[ch][p] + st[p][0] * wl + st[p][1] * wh)
+                    acc[ch][p] = s32(acc[ch][p] + st[p][0] * wl + st[p][1] * wh)
         for ch in range(2):
             mult, half, right = t[2 + kp + 3 * ch: 5 + kp + 3 * ch]
             for p in range(4):
-                a = acc[ch][p]
-                ra = _s32(half + (-1 if a < 0 else 0))
-                y = _s32(((ra << 32) + a * mult + (1 << 31)) >> 32) >> right     # SMMLAR, ASR
+                y = m4_rescale(acc[ch][p], mult, half, right)                    # SMMLAR, ASR
                 out[p, 2 * pair + ch] = min(max(y, -128), 127)                     # SSAT #8
     return out
 
