@@ -539,6 +539,7 @@ static void commit(tx_runtime_t *rt, uint32_t s, uint32_t i, uint32_t u, uint32_
   rt->cur_stage = s;
   rt->cur_step = i;
   rt->cur_unit = u;
+  rt->cur_answer = rt->answer;
   rt->low_pending = 0u;          /* the header carries the flag from now on */
   rt->stats.commits++;
   rt->stats.nvm_bytes_written += (packed ? PACK_HEADER_BYTES + 4u : HEADER_BYTES) + w.written;
@@ -768,6 +769,7 @@ int tx_runtime_boot(tx_runtime_t *rt, uint32_t input_id, const int8_t *input)
     rt->cur_stage = rt->stage;
     rt->cur_step = rt->step;
     rt->cur_unit = rt->unit;
+    rt->cur_answer = rt->answer;
     rt->boot = TX_BOOT_RESUMED;
   }
   return (int)rt->boot;
@@ -823,14 +825,21 @@ static void poll_warning(tx_runtime_t *rt)
 #endif
 }
 
+/* The newest checkpoint holds this very position: the same stage, step, unit and (the shared branch's stage recurs
+ * once per point) the same answering point. */
+static int at_newest(const tx_runtime_t *rt)
+{
+  return rt->cur_in_progress && rt->cur_stage == rt->stage && rt->cur_step == rt->step && rt->cur_unit == rt->unit &&
+         (!rt->p->vector || rt->cur_answer == rt->answer);
+}
+
 /* Commits the position for a pending warning at a unit boundary (`at_boundary`; else at the next one), unless the
  * newest checkpoint already holds it. */
 static void persist_jit(tx_runtime_t *rt, uint32_t at_boundary)
 {
   if (!rt->jit_pending || !at_boundary) return;
   rt->jit_pending = 0u;
-  if (rt->cur_in_progress && rt->cur_stage == rt->stage && rt->cur_step == rt->step && rt->cur_unit == rt->unit)
-    return;
+  if (at_newest(rt)) return;
   commit(rt, rt->stage, rt->step, rt->unit, 0u, 0u, 0, 0u);
   rt->stats.jit_commits++;
 }
@@ -919,15 +928,18 @@ static void prepare_slot(tx_runtime_t *rt)
  * no stage that decides on the signal (anything but a segment) which this walk has already passed without it. The
  * record lies in the current stage, or before it with only segments in between (stage ends are committed after
  * segments only, and the shared branch's walk jumps to the branch and back: a record at a later stage does not
- * qualify). Otherwise the signal gets a record of its own at the next boundary. */
+ * qualify, nor one of another point: the branch stage recurs once per point). Otherwise the signal gets a record
+ * of its own at the next boundary. */
 static int mark_stands_for_now(const tx_runtime_t *rt)
 {
   uint32_t s;
-  if (rt->cur_stage > rt->stage) return 0;
+  if (rt->cur_stage > rt->stage || (rt->p->vector && rt->cur_answer != rt->answer)) return 0;   /* another point */
   for (s = rt->cur_stage; s < rt->stage; s++)
     if (rt->p->stages[s].role != TX_STAGE_SEGMENT) return 0;
   return 1;
 }
+
+static void periodic_commit(tx_runtime_t *rt);
 
 static void persist_low(tx_runtime_t *rt, uint32_t at_boundary)
 {
@@ -944,7 +956,7 @@ static void persist_low(tx_runtime_t *rt, uint32_t at_boundary)
     rt->stats.low_marks++;
     rt->low_pending = 0u;
   } else if (at_boundary) {
-    commit(rt, rt->stage, rt->step, rt->unit, 0u, 0u, 0, 0u);
+    periodic_commit(rt);   /* with JIT, prepares the next slot too (a JIT commit only writes) */
   }
 }
 
@@ -1028,6 +1040,10 @@ int tx_runtime_run(tx_runtime_t *rt, int8_t *output, uint32_t output_cap, tx_res
       const uint32_t n = m->units[rt->step];
       while (rt->unit < n) {
         uint32_t end = n;
+        if (mode == TX_CKPT_UNITS && since >= every) {   /* due since a stage whose end is not committed */
+          periodic_commit(rt);
+          since = 0u;
+        }
         if (mode == TX_CKPT_UNITS && n - rt->unit > every - since) end = rt->unit + (every - since);
         /* just in time: with TX_CKPT_JIT_UNITS the warning is polled after at most that many units (its latency) */
         if (TX_CKPT_JIT_UNITS && rt->jit && end - rt->unit > TX_CKPT_JIT_UNITS) end = rt->unit + TX_CKPT_JIT_UNITS;
@@ -1083,7 +1099,9 @@ int tx_runtime_run(tx_runtime_t *rt, int8_t *output, uint32_t output_cap, tx_res
       }
     } else if (st->role == TX_STAGE_CONFIDENCE) {
       /* the policy on the confidence output: run the head (and answer there) or skip it (++ twice) */
-      if (!p->policy(st->exit_index, out, m->output_size, p->policy_ctx)) rt->stage++;
+      /* low energy latched while it ran: the head answers, as a resume from before this stage does (it skips the
+         confidence model then) */
+      if (!rt->low_energy && !p->policy(st->exit_index, out, m->output_size, p->policy_ctx)) rt->stage++;
     } else if (rt->low_energy || (rt->stage > 0u && p->stages[rt->stage - 1u].role == TX_STAGE_CONFIDENCE) ||
                p->policy(st->exit_index, out, m->output_size, p->policy_ctx)) {
       /* an exit head after its confidence stage answers: it runs only when that stage passed (or low energy) */

@@ -255,6 +255,7 @@ typedef struct {
   uint32_t low_pending;       /* latched in RAM by this boot, not yet durable in NVM */
   uint32_t cur_in_progress;   /* cur_slot holds an unfinished checkpoint of this inference */
   uint32_t cur_stage, cur_step, cur_unit;   /* its position (valid with cur_in_progress) */
+  uint32_t cur_answer;        /* its answering point (the shared branch: the branch stage recurs, once per point) */
   uint32_t warn_latched;      /* a warning episode is going on and has been committed (or is pending) */
   uint32_t jit_pending;       /* its commit waits for the next unit boundary */
   uint32_t prep_base, prep_pages;   /* NVM pages erased by this boot's preparation (trusted erased) */

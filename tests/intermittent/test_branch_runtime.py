@@ -342,6 +342,32 @@ def test_continuous_point():
     assert continuous_point(outs, 100) == 2 and continuous_point(outs, Threshold(100, -128)) == 2
 
 
+def test_jit_record_of_an_earlier_point_does_not_carry_a_later_signal(branch_pipeline, tmp_path):
+    """Confidence mode with just-in-time checkpoints only (no periodic ones): a warning as the branch starts to look
+    at point 0 commits a record at the branch stage (answering point 0); the branch does not answer; low energy then
+    comes while it looks at point 1, and the power goes before the result. The branch stage recurs once per point,
+    so point 0's record cannot carry that signal (a resume would answer at point 0): the next boot answers at point
+    1, as the uninterrupted run does."""
+    sp = branch_pipeline
+    lay = sp["layout"].with_confidence(True)
+    assert len(lay.units[-1]) >= 2                      # the signal lands between the branch's steps
+    b0, b1 = (lay.point_end(k) - lay.branch_units for k in (0, 1))
+    x, ref = sp["inputs"][0], sp["reference"](sp["inputs"][0])
+    (tmp_path / "in.bin").write_bytes(x)
+    t = make_target(sp["exe"], tmp_path)
+    g, never = Granularity.parse("jit"), 128
+    signals = dict(warn_units=f"{b0}-{b0 + 1}", low_energy_units=b1 + lay.units[-1][0])
+    b = t.boot(tmp_path / "in.bin", 4, g, threshold=never, **signals)
+    assert (b.exit_index, b.output) == (1, ref[1]) and b.kv["jit_commits"] == 1
+    t.erase_nvm()
+    b = t.boot(tmp_path / "in.bin", 4, g, threshold=never, cut_units=b1 + lay.branch_units, **signals)
+    assert b.cut
+    rec = t.newest()
+    assert rec is not None and not rec.done and rec.low_energy and rec.exit_index == 1
+    b = t.boot(tmp_path / "in.bin", 4, g, threshold=never)
+    assert (b.exit_index, b.output) == (1, ref[1])
+
+
 def test_threshold_parse():
     from tinyexit.intermittent.branch_checks import Threshold
     t = Threshold.parse("99:60")

@@ -351,20 +351,24 @@ class QemuBoard:
     def _anchors(self, rec, raw, granularity: Granularity, answer: int) -> list[tuple[int, int]]:
         """(instruction count, units run by this boot) at the boot's start, at each commit mark up to the last
         exit point and at the result: the runtime commits at every segment's end and, with layers:N, after every N
-        steps (counted from the resume), in the layout's order (tx_checkpoint.c)."""
+        steps inside a stage (counted from the resume), in the walk's order (seg0, pool0, [the branch in confidence
+        mode], seg1, ...; tx_checkpoint.c), positions as Layout.position counts them."""
         lay = self.layout
         start = 0 if rec is None else lay.position(rec.stage, rec.step, rec.unit, rec.exit_index)
         every = granularity.every if granularity.mode == "layers" else None
+        branch = len(lay.roles) - 1
+        walk = [s for k in range(lay.num_points) for s in (2 * k, 2 * k + 1) + ((branch,) if lay.confidence else ())]
         ends, pos, since = [], 0, 0
-        for s in range(2 * lay.num_points):            # seg0, pool0, ..., pool(N-1): the branch comes after
+        for s in walk:
             for i, u in enumerate(lay.units[s]):
                 pos += u
                 if pos <= start:
                     continue
                 since += 1
                 last = i == len(lay.units[s]) - 1
-                # a segment's end (not a pool's), or every N steps inside a stage
-                if granularity.mode != "none" and ((last and s % 2 == 0) or (every and since >= every and not last)):
+                # a segment's end (not a pool's or the branch's), or every N steps inside a stage
+                if granularity.mode != "none" and ((last and s % 2 == 0 and s != branch) or
+                                                   (every and since >= every and not last)):
                     ends.append(pos - start)
                     since = 0
         marks = [e.instructions for e in raw if e.kind == "commit_begin"]

@@ -85,7 +85,8 @@ def run_config(run_dir, out_dir, *, config: str, board: str = "nrf52840", harves
     EnergyModel.from_board(b, capacitor_f=capacitor_f, warn_v=cfg.warn_v)    # checked before the build
     trace = parse_harvester(harvester)
     given = cfg.threshold if cfg.threshold is not None else threshold if cfg.signal == "low_energy" else None
-    work = Path(out_dir) / ("harvest-" + config.replace(":", "").replace("@", "-").replace("/", "-").replace("+", "-t")
+    # the threshold's sign and colon kept apart ('branch+12:7' and 'branch+127' must not share a folder)
+    work = Path(out_dir) / ("harvest-" + config.replace("+", "-t").replace(":", "_").replace("@", "-").replace("/", "-")
                             + ("" if given is None or cfg.threshold is not None else "-t" + str(given).replace(":", "-")))
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
