@@ -100,20 +100,6 @@ def build_emulated(lib_dir: str | Path, pipeline: Pipeline, inputs: Sequence[byt
 
 
 
-def build_in_region(lib_dir: str | Path, pipeline: Pipeline, inputs: Sequence[bytes], board, out_dir: str | Path,
-                    nvm_region: int | str | None, **kw):
-    """build_emulated with the NVM over `nvm_region` bytes of the board's flash (whole pages; "max": all the flash
-    the image leaves free; None: the board file's NVM) -> (firmware, the board with that region)."""
-    from tinyexit.boards import load_board, with_nvm_region
-    board = load_board(board, emulate=True) if isinstance(board, str) else board
-    if nvm_region == "max":   # the image does not depend on the region: build, then leave it the rest
-        fw = build_emulated(lib_dir, pipeline, inputs, board, out_dir, **kw)
-        page = board.flash_nvm.page_size
-        nvm_region = (board.flash.size - fw.sizes.flash) // page * page
-    if nvm_region is not None:
-        board = with_nvm_region(board, int(nvm_region))
-    return build_emulated(lib_dir, pipeline, inputs, board, out_dir, **kw), board
-
 @dataclass
 class EBoot:
     exit_code: int | None

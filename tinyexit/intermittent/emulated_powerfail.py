@@ -10,10 +10,11 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from tinyexit.intermittent.emulated import EmulatedTarget, build_in_region, run_emulated_campaign
+from tinyexit.intermittent.emulated import EmulatedTarget, build_emulated, run_emulated_campaign
 from tinyexit.intermittent.host import Granularity
 from tinyexit.intermittent.nvm_events import nvm_op_instructions
 from tinyexit.intermittent.report import EmulatedReport
+from tinyexit.pipeline import Pipeline
 
 
 def measure_nvm_ops(target: EmulatedTarget, report: EmulatedReport, num_inputs: int, *,
@@ -25,6 +26,20 @@ def measure_nvm_ops(target: EmulatedTarget, report: EmulatedReport, num_inputs: 
         setattr(report, attr, sum(nvm_op_instructions(target, j, g, input_id=0xFFFF0000 + j, threshold=threshold)
                                   for j in range(num_inputs)) / num_inputs)
 
+
+def build_in_region(lib_dir: str | Path, pipeline: Pipeline, inputs: Sequence[bytes], board, out_dir: str | Path,
+                    nvm_region: int | str | None, **kw):
+    """build_emulated with the NVM over `nvm_region` bytes of the board's flash (whole pages; "max": all the flash
+    the image leaves free; None: the board file's NVM) -> (firmware, the board with that region)."""
+    from tinyexit.boards import load_board, with_nvm_region
+    board = load_board(board, emulate=True) if isinstance(board, str) else board
+    if nvm_region == "max":   # the image does not depend on the region: build, then leave it the rest
+        fw = build_emulated(lib_dir, pipeline, inputs, board, out_dir, **kw)
+        page = board.flash_nvm.page_size
+        nvm_region = (board.flash.size - fw.sizes.flash) // page * page
+    if nvm_region is not None:
+        board = with_nvm_region(board, int(nvm_region))
+    return build_emulated(lib_dir, pipeline, inputs, board, out_dir, **kw), board
 
 def powerfail_emulated(target, out_dir, *, board: str = "mps2-an386", cuts: int = 50, seed: int = 0,
                        granularities: Sequence[str] = ("layer",), num_inputs: int = 2, broken: Sequence[str] = (),

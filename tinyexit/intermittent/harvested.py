@@ -430,9 +430,10 @@ def exit_heads_setup(run_dir, out_dir, board, *, num_inputs: int = 8, seed: int 
     """The run's exit-head pipeline (final exit without a threshold) on `board`'s emulated variant with its
     kernels, over labelled test inputs (a .tflite or a library: random ones); the oracle of each input is its
     uninterrupted run without checkpoints, checked against TFLM. `nvm_region` (bytes or "max", with slots="fit":
-    a log over them): the NVM the records spread over (emulated.build_in_region)."""
+    a log over them): the NVM the records spread over (emulated_powerfail.build_in_region)."""
     from tinyexit.intermittent import prepare_library, tflm_reference
-    from tinyexit.intermittent.emulated import EmulatedTarget, build_in_region
+    from tinyexit.intermittent.emulated import EmulatedTarget
+    from tinyexit.intermittent.emulated_powerfail import build_in_region
     from tinyexit.run import Run
     from tinyexit.intermittent import random_inputs
     out_dir = Path(out_dir)
@@ -497,16 +498,3 @@ def branch_setup(run_dir, out_dir, board, *, num_inputs: int = 8, seed: int = 0,
     return Setup(QemuBoard(et, layout, threshold), lambda j, k: outs[j][k] if 0 <= k < len(outs[j]) else None,
                  labels, num_inputs, reference_checked=len(inputs), cycles_per_instruction=_cpi([b]),
                  full_depth=[o[k] for o, k in zip(outs, answer)])
-
-
-def flash_lifetime(target, inferences: int) -> float | None:
-    """Years at one inference a second until the most erased page of the campaign reaches the endurance."""
-    from tinyexit.intermittent.nvm_events import MAX_PAGES, SECONDS_PER_YEAR, read_erases
-    nvm = target.board.nvm
-    pages = target.nvm_size // nvm.page_size
-    if nvm.page_size <= 1 or pages > MAX_PAGES:     # no page erases (e.g. FRAM): no erase wear to state
-        return None
-    erases = read_erases(target.psram, pages)
-    if not inferences or not max(erases) or nvm.endurance is None:
-        return None
-    return nvm.endurance / (max(erases) / inferences * SECONDS_PER_YEAR)

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Sequence
 
 from tinyexit.errors import TinyexitError
-from tinyexit.intermittent.harvested import Config, branch_setup, exit_heads_setup, flash_lifetime, run_harvested
+from tinyexit.intermittent.harvested import Config, branch_setup, exit_heads_setup, run_harvested
+from tinyexit.intermittent.nvm_events import flash_lifetime
 from tinyexit.pipeline import Granularity
 
 

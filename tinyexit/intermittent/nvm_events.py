@@ -373,3 +373,15 @@ def checkpoint_overhead(target, granularities: Sequence[str], *, input_index: in
         r["overhead"] = r["instructions"] - base
         r["overhead_percent"] = 100.0 * r["overhead"] / base if base else 0.0
     return rows
+
+
+def flash_lifetime(target, inferences: int) -> float | None:
+    """Years at one inference a second until the most erased page of the campaign reaches the endurance."""
+    nvm = target.board.nvm
+    pages = target.nvm_size // nvm.page_size
+    if nvm.page_size <= 1 or pages > MAX_PAGES:     # no page erases (e.g. FRAM): no erase wear to state
+        return None
+    erases = read_erases(target.psram, pages)
+    if not inferences or not max(erases) or nvm.endurance is None:
+        return None
+    return nvm.endurance / (max(erases) / inferences * SECONDS_PER_YEAR)
