@@ -85,20 +85,20 @@ def run_config(run_dir, out_dir, *, config: str, board: str = "nrf52840", harves
     b = load_board(on or board, emulate=True)
     EnergyModel.from_board(b, capacitor_f=capacitor_f, warn_v=cfg.warn_v)    # checked before the build
     trace = parse_harvester(harvester)
-    given = cfg.threshold if cfg.threshold is not None else threshold if cfg.signal == "low_energy" else None
+    # the branch's thresholds: its configuration's own (branch+T[:LOW]), else the one given; the exit heads' policy
+    # is the run's
+    threshold = (threshold if cfg.threshold is None else cfg.threshold) if cfg.signal == "low_energy" else None
+    name = config if cfg.threshold is not None or threshold is None else f"{config}+{threshold}"
     # the threshold's sign and colon kept apart ('branch+12:7' and 'branch+127' must not share a folder)
-    work = Path(out_dir) / ("harvest-" + config.replace("+", "-t").replace(":", "_").replace("@", "-").replace("/", "-")
-                            + ("" if given is None or cfg.threshold is not None else "-t" + str(given).replace(":", "-")))
+    work = Path(out_dir) / ("harvest-" + name.replace("+", "-t").replace(":", "_").replace("@", "-").replace("/", "-"))
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     if cfg.signal == "low_energy":
-        threshold = cfg.threshold if cfg.threshold is not None else threshold
         if nvm_region is not None or slots is not None:
             raise TinyexitError(f"configuration {config!r}: the shared branch keeps its two slots; an NVM region "
                                 f"and slots are for the exit-head pipelines")
         setup = branch_setup(run_dir, work, b, num_inputs=num_inputs, seed=seed, threshold=threshold)
     else:
-        threshold = None   # the exit heads' own policy is the run's; the threshold is the branch's
         setup = exit_heads_setup(run_dir, work, b, num_inputs=num_inputs, seed=seed, nvm_region=nvm_region,
                                  slots=slots or ("fit" if nvm_region is not None else 2))
     # compute time from the plugin's cycle estimate (its cycles per instruction over the uninterrupted runs)
